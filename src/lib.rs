@@ -9,4 +9,16 @@
 //! finished `RunReport`.
 
 pub mod catalogue;
+pub mod checks;
+pub mod cli;
+pub mod engine;
+pub mod env;
+pub mod error;
 pub mod model;
+pub mod net;
+pub mod plan;
+pub mod report;
+pub mod secret;
+pub mod targets;
+pub mod verdict;
+pub mod x509;

@@ -180,7 +180,11 @@ impl CheckResult {
     /// A check that did not run because `blocker` failed.
     pub fn blocked(id: CheckId, subject: impl Into<String>, blocker: &CheckResult) -> Self {
         let mut result = CheckResult::finding(id, subject, Reason::Blocked);
-        result.summary = format!("not run: {} {} failed", blocker.id.as_str(), blocker.subject);
+        result.summary = format!(
+            "not run: {} {} failed",
+            blocker.id.as_str(),
+            blocker.subject
+        );
         result.blocked_by = Some(blocker.key());
         result
     }
