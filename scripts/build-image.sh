@@ -141,8 +141,10 @@ b bud --isolation chroot --pull-never --target runtime \
     { cat "$work/bud.log" >&2; die "buildah bud failed"; }
 
 # 4. Checks.
-fail=0
-check() { if eval "$2"; then say "ok   $1"; else say "FAIL $1"; fail=1; fi; }
+fail=0 passed=0 failed=0
+check() {
+    if eval "$2"; then say "ok   $1"; passed=$((passed + 1)); else say "FAIL $1"; fail=1; failed=$((failed + 1)); fi
+}
 
 # Size = the uncompressed layer tars (what `docker images` and the registry's unpacked size count).
 # buildah only prints a rounded human figure, so export the layers uncompressed and add them up.
@@ -191,6 +193,7 @@ if [[ $smoke -eq 1 ]]; then
         '[[ $demo_rc -eq 0 && ${cases:-0} -gt 0 ]]'
     [[ $demo_rc -eq 0 ]] || sed 's/^/  demo| /' "$work/demo.log"
 fi
+say "$passed passed, $failed failed"
 [[ $fail -eq 0 ]] || die "image checks failed"
 
 # 5. Export.

@@ -65,9 +65,9 @@ fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 say "kube-reach binary: $bin"
 
-failures=0
+failures=0 passes=0
 fail() { say "FAIL $*"; failures=$((failures + 1)); }
-ok() { say "ok   $*"; }
+ok() { say "ok   $*"; passes=$((passes + 1)); }
 
 # --- throwaway copy -------------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kube-reach-validate-ci.XXXXXX")
@@ -219,8 +219,5 @@ for job in plumbing-component plumbing-legacy plumbing-failing demo-component; d
     check_json "job $job artifact" "$artifacts/$job/kube-reach.json"
 done
 
-if [[ $failures -gt 0 ]]; then
-    say "$failures check(s) failed"
-    exit 1
-fi
-say "all checks passed"
+say "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
