@@ -169,14 +169,34 @@ check "OCI labels title/version/revision" \
 # Run checks in the unpacked image: umoci unpack + chroot as the image's user, with the image's
 # environment. Unlike `buildah run`, this needs no mount privileges (chroot needs only CAP_SYS_CHROOT,
 # which an ordinary container has), so it works inside a CI job container too. Like a container
-# runtime, give it the host's /etc/hosts and /etc/resolv.conf.
+# runtime, give it the host's /etc/hosts and /etc/resolv.conf, and, where this process may create
+# namespaces (root on a host; not in an unprivileged container), a private /proc and the host's /dev
+# in a throwaway mount namespace, which vanishes with the process.
 b push --quiet "$tag" "oci:$work/oci:image" >/dev/null
 umoci unpack --image "$work/oci:image" "$work/bundle" >/dev/null
 rootfs=$work/bundle/rootfs
 for f in /etc/hosts /etc/resolv.conf; do [[ -f $f ]] && cp "$f" "$rootfs$f"; done
+mkdir -p "$rootfs/proc" "$rootfs/dev"
 mapfile -t image_env < <(b inspect --type image --format '{{range .OCIv1.Config.Env}}{{println .}}{{end}}' "$tag" | sed '/^$/d')
 chroot_bin=$(command -v chroot)
-run() { env -i "${image_env[@]}" "$chroot_bin" --userspec="$user" "$rootfs" "$@"; }
+namespaces=0
+if command -v unshare >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 &&
+    unshare --mount --pid --fork --mount-proc="$rootfs/proc" true 2>/dev/null; then
+    namespaces=1
+    unshare_bin=$(command -v unshare) mount_bin=$(command -v mount)
+    say "running the image with chroot + a private mount/pid namespace (/proc, /dev)"
+else
+    say "running the image with plain chroot (no /proc, no /dev: namespaces not permitted here)"
+fi
+run() {
+    if [[ $namespaces -eq 1 ]]; then
+        env -i "${image_env[@]}" "$unshare_bin" --mount --pid --fork --mount-proc="$rootfs/proc" \
+            /bin/sh -c 'r=$1 m=$2 c=$3 u=$4; shift 4; "$m" --rbind /dev "$r/dev" && exec "$c" --userspec="$u" "$r" "$@"' \
+            sh "$rootfs" "$mount_bin" "$chroot_bin" "$user" "$@"
+    else
+        env -i "${image_env[@]}" "$chroot_bin" --userspec="$user" "$rootfs" "$@"
+    fi
+}
 check "/bin/sh exists and runs" 'run /bin/sh -c "test -x /bin/sh && echo sh-ok" 2>/dev/null | grep -qx sh-ok'
 uid=$(run /bin/sh -c 'id -u' 2>/dev/null || true)
 check "runs as uid 65534 (got '$uid')" '[[ $uid == 65534 ]]'
