@@ -1377,3 +1377,43 @@ mod tests {
         }
     }
 }
+
+/// The catalogue as the Markdown table in the README (between the `catalogue` markers). The
+/// `readme_lists_the_catalogue` test keeps the two equal; `KUBE_REACH_WRITE_README=1 cargo test
+/// readme` rewrites the README's copy.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| check | reason | status | meaning | fix |\n|---|---|---|---|---|\n");
+    for e in CATALOGUE {
+        let check = e.check.map(|c| c.as_str()).unwrap_or("(any)");
+        let status = match e.status {
+            Status::Pass => "info",
+            other => other.as_str(),
+        };
+        let fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        out.push_str(&format!(
+            "| `{check}` | `{}` | {status} | {} | {fix} |\n",
+            e.reason.as_str(),
+            e.summary.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod readme {
+    const BEGIN: &str = "<!-- catalogue:begin -->\n";
+    const END: &str = "<!-- catalogue:end -->";
+
+    #[test]
+    fn readme_lists_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let (head, rest) = readme.split_once(BEGIN).expect("catalogue:begin marker");
+        let (_, tail) = rest.split_once(END).expect("catalogue:end marker");
+        let wanted = format!("{head}{BEGIN}{}{END}{tail}", super::markdown_table());
+        if std::env::var_os("KUBE_REACH_WRITE_README").is_some() {
+            std::fs::write(path, &wanted).expect("write README.md");
+        }
+        assert!(readme == wanted, "README's check catalogue is stale: run KUBE_REACH_WRITE_README=1 cargo test readme");
+    }
+}
