@@ -10,3 +10,5 @@
 
 pub mod catalogue;
 pub mod model;
+pub mod report;
+pub mod secret;
