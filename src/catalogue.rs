@@ -1382,7 +1382,8 @@ mod tests {
 /// `readme_lists_the_catalogue` test keeps the two equal; `KUBE_REACH_WRITE_README=1 cargo test
 /// readme` rewrites the README's copy.
 pub fn markdown_table() -> String {
-    let mut out = String::from("| check | reason | status | meaning | fix |\n|---|---|---|---|---|\n");
+    let mut out =
+        String::from("| check | reason | status | meaning | fix |\n|---|---|---|---|---|\n");
     for e in CATALOGUE {
         let check = e.check.map(|c| c.as_str()).unwrap_or("(any)");
         let status = match e.status {
@@ -1414,6 +1415,9 @@ mod readme {
         if std::env::var_os("KUBE_REACH_WRITE_README").is_some() {
             std::fs::write(path, &wanted).expect("write README.md");
         }
-        assert!(readme == wanted, "README's check catalogue is stale: run KUBE_REACH_WRITE_README=1 cargo test readme");
+        assert!(
+            readme == wanted,
+            "README's check catalogue is stale: run KUBE_REACH_WRITE_README=1 cargo test readme"
+        );
     }
 }

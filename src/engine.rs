@@ -133,7 +133,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         targets,
         environment,
     };
-    crate::report::scrub(&mut report, &plan.scrubber);
+    plan.scrubber.scrub_report(&mut report);
     report
 }
 

@@ -5,10 +5,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kube_reach::cli::{Cli, Command, FailOn, RunArgs};
+use std::io::IsTerminal;
+
+use kube_reach::cli::{Cli, ColorArg, Command, FailOn, OutputArgs, RunArgs};
 use kube_reach::env::Env;
 use kube_reach::model::{RunReport, Verdict};
 use kube_reach::plan::Plan;
+use kube_reach::report::console::in_gitlab_ci;
+use kube_reach::report::{
+    ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, ReportSinks, resolve_color,
+    write_all,
+};
 
 const EXIT_USAGE: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
@@ -61,16 +68,42 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let report = rt.block_on(kube_reach::engine::run(plan, &env));
-    if let Some(path) = &args.output.json {
-        let text = kube_reach::report::json(&report);
-        if path == "-" {
-            println!("{text}");
-        } else if let Err(e) = std::fs::write(path, text) {
-            eprintln!("kube-reach: cannot write {path}: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
+    write_reports(&report, &args.output, &env, fail_on)
+}
+
+/// Writes every requested report (all attempted, spec §3) and maps the outcome to the exit
+/// status: a report that could not be written is the tool failing (3).
+fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env, fail_on: FailOn) -> ExitCode {
+    let sinks = ReportSinks {
+        console: ConsoleStream::Stdout,
+        junit: output.junit.clone(),
+        json: output.json.as_deref().map(JsonDestination::from_arg),
+    };
+    let var = |name: &str| env.var(name).map(str::to_string);
+    let is_terminal = match sinks.console_stream() {
+        ConsoleStream::Stdout => std::io::stdout().is_terminal(),
+        ConsoleStream::Stderr => std::io::stderr().is_terminal(),
+    };
+    let choice = match output.color {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
+    };
+    let console = ConsoleOptions::new(resolve_color(choice, is_terminal, &var), in_gitlab_ci(&var));
+    let errors = write_all(
+        report,
+        &sinks,
+        &console,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    for e in &errors {
+        eprintln!("kube-reach: {e}");
     }
-    exit_status(&report, fail_on)
+    if !errors.is_empty() {
+        return ExitCode::from(EXIT_INTERNAL);
+    }
+    exit_status(report, fail_on)
 }
 
 fn exit_status(report: &RunReport, fail_on: FailOn) -> ExitCode {
