@@ -3,8 +3,9 @@
 //! It answers what kubectl and the tool ask (see `research/test-harness.md` §4): `/version`,
 //! health endpoints, legacy discovery, the self-reviews and a NetworkPolicy list, with the
 //! status codes and `Status` bodies a real server sends. The Kubernetes behaviour lives in
-//! [`super::routes`]; this file owns sockets, TLS, connection accounting and shutdown.
+//! the private `routes` module; this file owns sockets, TLS, connection accounting and shutdown.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,7 +112,9 @@ impl Default for ServerVersion {
 pub struct ApiServerOptions {
     /// The `/version` document.
     pub version: ServerVersion,
-    /// Bearer token → user. Any other token is 401.
+    /// Bearer token → user. Any other token is 401 on every path, public ones included: as in
+    /// kube-apiserver, authentication runs before authorization, and only a request without
+    /// credentials is anonymous.
     pub tokens: Vec<(String, User)>,
     /// Rules for users authenticated by client certificate (CN = user, O = groups).
     pub client_cert_rules: Vec<Rule>,
@@ -156,11 +159,21 @@ pub fn default_tokens() -> Vec<(String, User)> {
     vec![
         (
             GOOD_TOKEN.into(),
-            User::service_account("ci", "deployer", "7d3c5e0a-0001-4c1e-9d1a-6b6f6b2d0001", deploy_rules()),
+            User::service_account(
+                "ci",
+                "deployer",
+                "7d3c5e0a-0001-4c1e-9d1a-6b6f6b2d0001",
+                deploy_rules(),
+            ),
         ),
         (
             FORBIDDEN_TOKEN.into(),
-            User::service_account("ci", "nobody", "7d3c5e0a-0002-4c1e-9d1a-6b6f6b2d0002", Vec::new()),
+            User::service_account(
+                "ci",
+                "nobody",
+                "7d3c5e0a-0002-4c1e-9d1a-6b6f6b2d0002",
+                Vec::new(),
+            ),
         ),
     ]
 }
@@ -207,6 +220,7 @@ pub(crate) struct Counters {
     tls_failures: AtomicU64,
     plain_http_on_tls: AtomicU64,
     requests: AtomicU64,
+    audit_ids: AtomicU64,
 }
 
 /// Shared state of one server, visible to every connection.
@@ -214,7 +228,7 @@ pub(crate) struct Shared {
     pub(crate) options: ApiServerOptions,
     pub(crate) addr: SocketAddr,
     counters: Counters,
-    log: Mutex<Vec<RequestRecord>>,
+    log: Mutex<VecDeque<RequestRecord>>,
 }
 
 impl Shared {
@@ -227,15 +241,15 @@ impl Shared {
         Self::bump(&self.counters.requests);
         if let Ok(mut log) = self.log.lock() {
             if log.len() >= REQUEST_LOG_LIMIT {
-                log.remove(0);
+                log.pop_front();
             }
-            log.push(record);
+            log.push_back(record);
         }
     }
 
     /// Audit-ID-like value unique per request on this server.
     pub(crate) fn next_audit_id(&self) -> String {
-        let n = self.counters.requests.load(Ordering::Relaxed) + 1;
+        let n = self.counters.audit_ids.fetch_add(1, Ordering::Relaxed) + 1;
         format!("6b2d5e0a-{:04x}-4000-8000-{:012x}", self.addr.port(), n)
     }
 }
@@ -297,7 +311,7 @@ impl ApiServerHandle {
         self.shared
             .log
             .lock()
-            .map(|log| log.clone())
+            .map(|log| log.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -345,7 +359,7 @@ pub fn start_on(
         options,
         addr,
         counters: Counters::default(),
-        log: Mutex::new(Vec::new()),
+        log: Mutex::new(VecDeque::new()),
     });
     let (shutdown, stop) = watch::channel(false);
     let tls = matches!(transport, Transport::Tls(_));
@@ -410,7 +424,8 @@ async fn serve_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, shared:
         }
         Some(_) => {}
     }
-    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await;
+    let accepted =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await;
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         _ => return Shared::bump(&shared.counters.tls_failures),
@@ -437,7 +452,9 @@ async fn first_byte(stream: &TcpStream) -> Option<u8> {
 /// What Go's net/http (and so kube-apiserver) answers to plain HTTP on a TLS port.
 async fn reject_plain_http(mut stream: TcpStream) {
     let _ = stream
-        .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+        .write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )
         .await;
     let _ = stream.shutdown().await;
 }
@@ -476,7 +493,8 @@ where
         let shared = shared.clone();
         let cert_user = cert_user.clone();
         async move {
-            let response = super::routes::handle(request, &shared, cert_user.as_ref().as_ref()).await;
+            let response =
+                super::routes::handle(request, &shared, cert_user.as_ref().as_ref()).await;
             Ok::<Response<Full<Bytes>>, Infallible>(response)
         }
     });

@@ -282,7 +282,10 @@ fn kubeconfig_yaml(scenarios: &[DemoScenario], plans: &[Plan], root_ca_pem: &str
             "- name: {name}\n  cluster:\n    server: \"{}\"\n    certificate-authority-data: {ca}\n",
             scenario.server
         ));
-        users.push_str(&format!("- name: {name}\n  user:\n    token: {}\n", plan.token));
+        users.push_str(&format!(
+            "- name: {name}\n  user:\n    token: {}\n",
+            plan.token
+        ));
         contexts.push_str(&format!(
             "- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: {DEMO_NAMESPACE}\n"
         ));
@@ -301,7 +304,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), DemoError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let context = || format!("writing {}", path.display());
-    let mut file = options.open(path).map_err(|e| DemoError::io(context(), e))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| DemoError::io(context(), e))?;
     file.write_all(contents.as_bytes())
         .map_err(|e| DemoError::io(context(), e))
 }
@@ -338,11 +343,27 @@ pub struct ServeOptions {
     pub ready_file: Option<PathBuf>,
 }
 
+impl ServeOptions {
+    /// `listen` and `tls` with a default (healthy) server, a ten-minute lifetime and no ready
+    /// file.
+    pub fn new(listen: Vec<SocketAddr>, tls: ServeTls) -> Self {
+        ServeOptions {
+            listen,
+            tls,
+            api: ApiServerOptions::default(),
+            max_lifetime: Duration::from_secs(600),
+            ready_file: None,
+        }
+    }
+}
+
 /// Serves until `max_lifetime` has passed. Binds every listener before writing the ready file,
 /// so a test that sees the file can connect at once.
 pub async fn serve(options: ServeOptions) -> Result<(), DemoError> {
     if options.listen.is_empty() {
-        return Err(DemoError::Config("serve needs at least one listen address".into()));
+        return Err(DemoError::Config(
+            "serve needs at least one listen address".into(),
+        ));
     }
     let transport = serve_transport(&options.tls)?;
     let mut handles = Vec::new();
@@ -378,7 +399,11 @@ fn serve_transport(tls: &ServeTls) -> Result<Transport, DemoError> {
         Some(path) => ClientAuth::Optional(read_certificates(path)?),
         None => ClientAuth::None,
     };
-    Ok(Transport::Tls(pki::server_config(chain, key, &client_auth)?))
+    Ok(Transport::Tls(pki::server_config(
+        chain,
+        key,
+        &client_auth,
+    )?))
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, DemoError> {
@@ -405,8 +430,10 @@ fn pem_error(path: &Path, error: rustls_pki_types::pem::Error) -> DemoError {
 /// Write to a sibling temporary file, then rename: a reader never sees half a file.
 fn write_atomically(path: &Path, contents: &str) -> Result<(), DemoError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(|e| DemoError::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DemoError::io(format!("renaming {} into place", tmp.display()), e))
+    std::fs::write(&tmp, contents)
+        .map_err(|e| DemoError::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| DemoError::io(format!("renaming {} into place", tmp.display()), e))
 }
 
 #[cfg(test)]

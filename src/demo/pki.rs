@@ -218,7 +218,11 @@ impl Pki {
 
     /// A client certificate for `user` in `groups`, signed by the root, valid now. rcgen keeps a
     /// subject as a map, so at most two groups fit (two `O` attributes); more is an error.
-    pub fn client_identity(&self, user: &str, groups: &[&str]) -> Result<ClientIdentity, DemoError> {
+    pub fn client_identity(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<ClientIdentity, DemoError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = client_subject(user, groups)?;
         params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
@@ -257,7 +261,10 @@ impl ServerIdentity {
     /// A rustls server configuration presenting this chain, offering ALPN `h2` then
     /// `http/1.1` like kube-apiserver, with the ring provider chosen explicitly so it works
     /// whether or not a process-wide provider is installed.
-    pub fn server_config(&self, client_auth: &ClientAuth) -> Result<Arc<rustls::ServerConfig>, DemoError> {
+    pub fn server_config(
+        &self,
+        client_auth: &ClientAuth,
+    ) -> Result<Arc<rustls::ServerConfig>, DemoError> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()));
         server_config(self.chain.clone(), key, client_auth)
     }
@@ -325,7 +332,9 @@ fn ca(
     params
         .distinguished_name
         .push(DnType::OrganizationName, "kube-reach demo");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
     params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
     params.key_usages = vec![
@@ -351,9 +360,10 @@ fn ca(
 fn leaf_params(class: TlsClass, sans: &[&str]) -> Result<CertificateParams, DemoError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("kube-reach demo {}", class.name()));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("kube-reach demo {}", class.name()),
+    );
     params.subject_alt_names = leaf_sans(class, sans)?;
     let (not_before, not_after) = leaf_validity(class);
     params.not_before = not_before;
@@ -367,8 +377,14 @@ fn leaf_params(class: TlsClass, sans: &[&str]) -> Result<CertificateParams, Demo
 
 fn leaf_validity(class: TlsClass) -> (OffsetDateTime, OffsetDateTime) {
     match class {
-        TlsClass::Expired => (rcgen::date_time_ymd(2020, 1, 1), rcgen::date_time_ymd(2021, 1, 1)),
-        TlsClass::NotYetValid => (rcgen::date_time_ymd(2099, 1, 1), rcgen::date_time_ymd(2100, 1, 1)),
+        TlsClass::Expired => (
+            rcgen::date_time_ymd(2020, 1, 1),
+            rcgen::date_time_ymd(2021, 1, 1),
+        ),
+        TlsClass::NotYetValid => (
+            rcgen::date_time_ymd(2099, 1, 1),
+            rcgen::date_time_ymd(2100, 1, 1),
+        ),
         _ => (
             OffsetDateTime::now_utc() - Duration::days(1),
             OffsetDateTime::now_utc() + Duration::days(365),
@@ -472,13 +488,19 @@ mod tests {
     }
 
     /// Verifies `identity` the way a rustls client trusting `ca` would, at `host`.
-    fn verify(identity: &ServerIdentity, ca: CertificateDer<'static>, host: &str) -> Result<(), rustls::Error> {
+    fn verify(
+        identity: &ServerIdentity,
+        ca: CertificateDer<'static>,
+        host: &str,
+    ) -> Result<(), rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.add(ca).unwrap();
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), ring_provider())
-                .build()
-                .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            ring_provider(),
+        )
+        .build()
+        .unwrap();
         verifier
             .verify_server_cert(
                 &identity.chain[0],
@@ -503,7 +525,13 @@ mod tests {
         assert!(issuer_cn(id.leaf()).contains("intermediate"));
         let (dns, ips) = names(id.leaf());
         assert_eq!(dns, ["api.k8s.test", "localhost"]);
-        assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
         for host in ["api.k8s.test", "localhost", "127.0.0.1", "::1"] {
             verify(&id, kubeconfig_ca(&id), host).unwrap();
         }
@@ -527,19 +555,34 @@ mod tests {
                 TlsClass::Good => assert!(cert_err.is_none()),
                 TlsClass::Expired => {
                     assert_eq!(years(id.leaf()), (2020, 2021));
-                    assert!(matches!(cert_err, Some(E::ExpiredContext { .. } | E::Expired)));
+                    assert!(matches!(
+                        cert_err,
+                        Some(E::ExpiredContext { .. } | E::Expired)
+                    ));
                 }
                 TlsClass::NotYetValid => {
                     assert_eq!(years(id.leaf()), (2099, 2100));
-                    assert!(matches!(cert_err, Some(E::NotValidYetContext { .. } | E::NotValidYet)));
+                    assert!(matches!(
+                        cert_err,
+                        Some(E::NotValidYetContext { .. } | E::NotValidYet)
+                    ));
                 }
                 TlsClass::WrongSan => {
                     assert_eq!(names(id.leaf()), (vec![WRONG_SAN.to_string()], vec![]));
-                    assert!(matches!(cert_err, Some(E::NotValidForNameContext { .. } | E::NotValidForName)));
+                    assert!(matches!(
+                        cert_err,
+                        Some(E::NotValidForNameContext { .. } | E::NotValidForName)
+                    ));
                 }
                 TlsClass::IpNotInSan => {
-                    assert_eq!(names(id.leaf()), (vec!["api.k8s.test".into(), "localhost".into()], vec![]));
-                    assert!(matches!(cert_err, Some(E::NotValidForNameContext { .. } | E::NotValidForName)));
+                    assert_eq!(
+                        names(id.leaf()),
+                        (vec!["api.k8s.test".into(), "localhost".into()], vec![])
+                    );
+                    assert!(matches!(
+                        cert_err,
+                        Some(E::NotValidForNameContext { .. } | E::NotValidForName)
+                    ));
                     verify(&id, kubeconfig_ca(&id), "api.k8s.test").unwrap();
                 }
                 TlsClass::UnknownAuthority => {
@@ -573,7 +616,11 @@ mod tests {
     #[test]
     fn cas_have_the_right_basic_constraints() {
         let pki = Pki::generate().unwrap();
-        for (pem, pathlen) in [(pki.root_ca_pem(), None), (pki.intermediate_ca_pem(), Some(0)), (pki.rogue_ca_pem(), None)] {
+        for (pem, pathlen) in [
+            (pki.root_ca_pem(), None),
+            (pki.intermediate_ca_pem(), Some(0)),
+            (pki.rogue_ca_pem(), None),
+        ] {
             let (_, p) = parse_x509_pem(pem.as_bytes()).unwrap();
             let cert = p.parse_x509().unwrap();
             let bc = cert.basic_constraints().unwrap().unwrap().value;
@@ -589,8 +636,16 @@ mod tests {
             .client_identity("jane", &["system:masters", "devs"])
             .unwrap();
         let (_, cert) = parse_x509_certificate(&id.cert_der).unwrap();
-        let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
-        let o: Vec<_> = cert.subject().iter_organization().map(|a| a.as_str().unwrap()).collect();
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let o: Vec<_> = cert
+            .subject()
+            .iter_organization()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         assert_eq!(cn, ["jane"]);
         assert_eq!(o, ["system:masters", "devs"]);
         assert!(issuer_cn(&id.cert_der).contains("root"));

@@ -6,6 +6,7 @@
 //! looked up through the system resolver; they are mapped by [`ProxyOptions::hosts`] (the
 //! proxy's own `/etc/hosts`), and anything not ending on loopback is refused with 403.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,7 @@ impl ProxyOptions {
 
 struct ProxyShared {
     options: ProxyOptions,
-    requests: Mutex<Vec<String>>,
+    requests: Mutex<VecDeque<String>>,
     tunnels: AtomicU64,
 }
 
@@ -106,7 +107,7 @@ impl ProxyHandle {
         self.shared
             .requests
             .lock()
-            .map(|lines| lines.clone())
+            .map(|lines| lines.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -139,7 +140,10 @@ pub async fn start_proxy(addr: SocketAddr, mode: ProxyMode) -> Result<ProxyHandl
 }
 
 /// Starts a proxy with full options. Refuses to listen on a non-loopback address.
-pub async fn start_proxy_with(addr: SocketAddr, options: ProxyOptions) -> Result<ProxyHandle, DemoError> {
+pub async fn start_proxy_with(
+    addr: SocketAddr,
+    options: ProxyOptions,
+) -> Result<ProxyHandle, DemoError> {
     if !addr.ip().is_loopback() {
         return Err(DemoError::Config(format!(
             "the demo proxy listens on loopback only, not {addr}"
@@ -153,7 +157,7 @@ pub async fn start_proxy_with(addr: SocketAddr, options: ProxyOptions) -> Result
         .map_err(|e| DemoError::io("reading the demo proxy's address", e))?;
     let shared = Arc::new(ProxyShared {
         options,
-        requests: Mutex::new(Vec::new()),
+        requests: Mutex::new(VecDeque::new()),
         tunnels: AtomicU64::new(0),
     });
     let (shutdown, stop) = watch::channel(false);
@@ -166,7 +170,11 @@ pub async fn start_proxy_with(addr: SocketAddr, options: ProxyOptions) -> Result
     })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ProxyShared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -211,21 +219,49 @@ async fn proxy_connection(mut client: TcpStream, shared: Arc<ProxyShared>) {
     };
     if let Ok(mut lines) = shared.requests.lock() {
         if lines.len() >= LOG_LIMIT {
-            lines.remove(0);
+            lines.pop_front();
         }
-        lines.push(head.request_line.clone());
+        lines.push_back(head.request_line.clone());
     }
     let mut words = head.request_line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if method != "CONNECT" {
-        return reply(&mut client, "405 Method Not Allowed", &[("Allow", "CONNECT")], "only CONNECT is supported").await;
+        return reply(
+            &mut client,
+            "405 Method Not Allowed",
+            &[("Allow", "CONNECT")],
+            "only CONNECT is supported",
+        )
+        .await;
     }
     match &shared.options.mode {
-        ProxyMode::Forbidden => reply(&mut client, "403 Forbidden", &[], "CONNECT refused by proxy policy").await,
-        ProxyMode::BadGateway => reply(&mut client, "502 Bad Gateway", &[], "the proxy could not reach the upstream").await,
+        ProxyMode::Forbidden => {
+            reply(
+                &mut client,
+                "403 Forbidden",
+                &[],
+                "CONNECT refused by proxy policy",
+            )
+            .await
+        }
+        ProxyMode::BadGateway => {
+            reply(
+                &mut client,
+                "502 Bad Gateway",
+                &[],
+                "the proxy could not reach the upstream",
+            )
+            .await
+        }
         ProxyMode::AuthRequired { user, password } if !authorized(&head, user, password) => {
             let challenge = [("Proxy-Authenticate", "Basic realm=\"demo\"")];
-            reply(&mut client, "407 Proxy Authentication Required", &challenge, "proxy authentication required").await
+            reply(
+                &mut client,
+                "407 Proxy Authentication Required",
+                &challenge,
+                "proxy authentication required",
+            )
+            .await
         }
         _ => tunnel(client, target, head.rest, &shared).await,
     }
@@ -263,11 +299,15 @@ async fn read_head(client: &mut TcpStream) -> Option<Head> {
 }
 
 fn authorized(head: &Head, user: &str, password: &str) -> bool {
-    let Some((scheme, value)) = head.header("Proxy-Authorization").and_then(|v| v.split_once(' ')) else {
+    let Some((scheme, value)) = head
+        .header("Proxy-Authorization")
+        .and_then(|v| v.split_once(' '))
+    else {
         return false;
     };
     let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim());
-    scheme.eq_ignore_ascii_case("basic") && decoded.is_ok_and(|d| d == format!("{user}:{password}").as_bytes())
+    scheme.eq_ignore_ascii_case("basic")
+        && decoded.is_ok_and(|d| d == format!("{user}:{password}").as_bytes())
 }
 
 async fn reply(client: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &str) {
@@ -294,19 +334,37 @@ fn upstream_address(target: &str, hosts: &[(String, IpAddr)]) -> Option<SocketAd
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(host))
             .map(|(_, ip)| *ip)
-            .or_else(|| host.eq_ignore_ascii_case("localhost").then_some(IpAddr::V4(Ipv4Addr::LOCALHOST)))?,
+            .or_else(|| {
+                host.eq_ignore_ascii_case("localhost")
+                    .then_some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            })?,
     };
     ip.is_loopback().then_some(SocketAddr::new(ip, port))
 }
 
 async fn tunnel(mut client: TcpStream, target: &str, early: Vec<u8>, shared: &ProxyShared) {
     let Some(upstream_addr) = upstream_address(target, &shared.options.hosts) else {
-        return reply(&mut client, "403 Forbidden", &[], "the demo proxy only connects to loopback addresses").await;
+        return reply(
+            &mut client,
+            "403 Forbidden",
+            &[],
+            "the demo proxy only connects to loopback addresses",
+        )
+        .await;
     };
-    let mut upstream = match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(upstream_addr)).await {
-        Ok(Ok(upstream)) => upstream,
-        _ => return reply(&mut client, "502 Bad Gateway", &[], "the proxy could not connect to the upstream").await,
-    };
+    let mut upstream =
+        match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(upstream_addr)).await {
+            Ok(Ok(upstream)) => upstream,
+            _ => {
+                return reply(
+                    &mut client,
+                    "502 Bad Gateway",
+                    &[],
+                    "the proxy could not connect to the upstream",
+                )
+                .await;
+            }
+        };
     if client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
@@ -362,13 +420,19 @@ mod tests {
         let mut buf = [0u8; 4];
         stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"pong");
-        assert_eq!(proxy.request_lines(), [format!("CONNECT {target} HTTP/1.1")]);
+        assert_eq!(
+            proxy.request_lines(),
+            [format!("CONNECT {target} HTTP/1.1")]
+        );
         assert_eq!(proxy.tunnels(), 1);
     }
 
     #[tokio::test]
     async fn refusal_modes_answer_with_their_status() {
-        for (mode, expected) in [(ProxyMode::Forbidden, "403"), (ProxyMode::BadGateway, "502")] {
+        for (mode, expected) in [
+            (ProxyMode::Forbidden, "403"),
+            (ProxyMode::BadGateway, "502"),
+        ] {
             let proxy = start_proxy(loopback(), mode).await.unwrap();
             let (head, _) = connect(&proxy, "127.0.0.1:6443", "").await;
             assert!(head.starts_with(&format!("HTTP/1.1 {expected}")), "{head}");
@@ -379,15 +443,28 @@ mod tests {
     #[tokio::test]
     async fn auth_required_challenges_then_accepts_credentials() {
         let (upstream, _task) = echo_upstream().await;
-        let mode = ProxyMode::AuthRequired { user: "ci".into(), password: "s3cret".into() };
+        let mode = ProxyMode::AuthRequired {
+            user: "ci".into(),
+            password: "s3cret".into(),
+        };
         let proxy = start_proxy(loopback(), mode).await.unwrap();
         let target = format!("127.0.0.1:{}", upstream.port());
         let (head, _) = connect(&proxy, &target, "").await;
         assert!(head.starts_with("HTTP/1.1 407"), "{head}");
         assert!(head.contains("Proxy-Authenticate: Basic realm=\"demo\""));
-        let (head, _) = connect(&proxy, &target, "Proxy-Authorization: Basic Y2k6d3Jvbmc=\r\n").await;
+        let (head, _) = connect(
+            &proxy,
+            &target,
+            "Proxy-Authorization: Basic Y2k6d3Jvbmc=\r\n",
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 407"), "wrong password: {head}");
-        let (head, _) = connect(&proxy, &target, "Proxy-Authorization: Basic Y2k6czNjcmV0\r\n").await;
+        let (head, _) = connect(
+            &proxy,
+            &target,
+            "Proxy-Authorization: Basic Y2k6czNjcmV0\r\n",
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(proxy.request_lines().iter().all(|l| !l.contains("Y2k6")));
     }
@@ -395,22 +472,40 @@ mod tests {
     #[tokio::test]
     async fn only_loopback_upstreams_are_dialled() {
         let proxy = start_proxy(loopback(), ProxyMode::Allow).await.unwrap();
-        for target in ["10.0.0.1:443", "example.com:443", "[2001:db8::1]:443", "no-port"] {
+        for target in [
+            "10.0.0.1:443",
+            "example.com:443",
+            "[2001:db8::1]:443",
+            "no-port",
+        ] {
             let (head, _) = connect(&proxy, target, "").await;
             assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
         }
         let dead = crate::demo::dead_address().unwrap();
         let (head, _) = connect(&proxy, &dead.to_string(), "").await;
         assert!(head.starts_with("HTTP/1.1 502"), "refused upstream: {head}");
-        assert!(start_proxy("0.0.0.0:0".parse().unwrap(), ProxyMode::Allow).await.is_err());
+        assert!(
+            start_proxy("0.0.0.0:0".parse().unwrap(), ProxyMode::Allow)
+                .await
+                .is_err()
+        );
     }
 
     #[test]
     fn upstream_address_parsing() {
         let hosts = vec![("api.k8s.test".to_string(), "127.0.0.2".parse().unwrap())];
-        assert_eq!(upstream_address("API.k8s.test:6443", &hosts), Some("127.0.0.2:6443".parse().unwrap()));
-        assert_eq!(upstream_address("[::1]:6443", &hosts), Some("[::1]:6443".parse().unwrap()));
-        assert_eq!(upstream_address("localhost:1", &hosts), Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(
+            upstream_address("API.k8s.test:6443", &hosts),
+            Some("127.0.0.2:6443".parse().unwrap())
+        );
+        assert_eq!(
+            upstream_address("[::1]:6443", &hosts),
+            Some("[::1]:6443".parse().unwrap())
+        );
+        assert_eq!(
+            upstream_address("localhost:1", &hosts),
+            Some("127.0.0.1:1".parse().unwrap())
+        );
         assert_eq!(upstream_address("192.168.1.1:6443", &hosts), None);
         assert_eq!(upstream_address("api.k8s.test:x", &hosts), None);
     }

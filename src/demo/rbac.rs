@@ -93,10 +93,13 @@ impl User {
     /// RBAC decision: the user's own rules plus `system:basic-user` (every authenticated user may
     /// create self-reviews, as in a default cluster).
     pub fn can(&self, verb: &str, group: &str, resource: &str, namespace: &str) -> bool {
-        let basic = !self.is_anonymous()
-            && verb == "create"
-            && SELF_REVIEWS.contains(&(group, resource));
-        basic || self.rules.iter().any(|r| r.allows(verb, group, resource, namespace))
+        let basic =
+            !self.is_anonymous() && verb == "create" && SELF_REVIEWS.contains(&(group, resource));
+        basic
+            || self
+                .rules
+                .iter()
+                .any(|r| r.allows(verb, group, resource, namespace))
     }
 }
 
@@ -149,9 +152,17 @@ mod tests {
             assert!(user.can(verb, group, resource, "prod"), "{verb} {resource}");
         }
         assert!(!user.can("delete", "apps", "deployments", "prod"));
-        assert!(!user.can("create", "", "deployments", "prod"), "wrong group");
+        assert!(
+            !user.can("create", "", "deployments", "prod"),
+            "wrong group"
+        );
         assert!(!user.can("list", "", "nodes", ""));
-        assert!(user.can("create", "authorization.k8s.io", "selfsubjectaccessreviews", ""));
+        assert!(user.can(
+            "create",
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            ""
+        ));
     }
 
     #[test]
@@ -160,6 +171,11 @@ mod tests {
         assert!(rule.allows("delete", "apps", "deployments", "ci"));
         assert!(!rule.allows("delete", "apps", "deployments", "prod"));
         assert!(!rule.allows("list", "", "nodes", ""));
-        assert!(!User::anonymous().can("create", "authentication.k8s.io", "selfsubjectreviews", ""));
+        assert!(!User::anonymous().can(
+            "create",
+            "authentication.k8s.io",
+            "selfsubjectreviews",
+            ""
+        ));
     }
 }

@@ -72,7 +72,12 @@ fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>)
 }
 
 fn unauthorized() -> Reply {
-    status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", None)
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized",
+        None,
+    )
 }
 
 fn not_found() -> Reply {
@@ -85,13 +90,21 @@ fn not_found() -> Reply {
 }
 
 fn method_not_allowed(method: &Method) -> Reply {
-    let message = format!("the server does not allow this method on the requested resource ({method})");
-    status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message, Some(json!({})))
+    let message =
+        format!("the server does not allow this method on the requested resource ({method})");
+    status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        &message,
+        Some(json!({})),
+    )
 }
 
 /// What a request asks the authorizer, for 403 messages and access checks.
 enum Attributes<'a> {
-    NonResource { path: &'a str },
+    NonResource {
+        path: &'a str,
+    },
     Resource {
         verb: &'static str,
         group: &'static str,
@@ -106,10 +119,18 @@ enum Attributes<'a> {
 fn forbidden(user: &User, attributes: &Attributes<'_>) -> Reply {
     let (message, details) = match attributes {
         Attributes::NonResource { path } => (
-            format!("forbidden: User \"{}\" cannot get path \"{path}\"", user.username),
+            format!(
+                "forbidden: User \"{}\" cannot get path \"{path}\"",
+                user.username
+            ),
             json!({}),
         ),
-        Attributes::Resource { verb, group, resource, namespace } => {
+        Attributes::Resource {
+            verb,
+            group,
+            resource,
+            namespace,
+        } => {
             let qualified = if group.is_empty() {
                 resource.to_string()
             } else {
@@ -162,36 +183,83 @@ impl<'a> Endpoint<'a> {
             ["healthz"] => Endpoint::Healthz,
             ["api"] => Endpoint::Api,
             ["apis"] => Endpoint::Apis,
-            ["api", "v1"] => Endpoint::GroupVersion { group: "", version: "v1" },
+            ["api", "v1"] => Endpoint::GroupVersion {
+                group: "",
+                version: "v1",
+            },
             ["apis", group, version] => Endpoint::GroupVersion { group, version },
-            ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => Endpoint::SelfSubjectReview,
-            ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => Endpoint::AccessReview,
-            ["apis", "authorization.k8s.io", "v1", "selfsubjectrulesreviews"] => Endpoint::RulesReview,
-            ["apis", "networking.k8s.io", "v1", "networkpolicies"] => Endpoint::NetworkPolicies { namespace: None },
-            ["apis", "networking.k8s.io", "v1", "namespaces", ns, "networkpolicies"] => {
-                Endpoint::NetworkPolicies { namespace: Some(ns) }
+            ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+                Endpoint::SelfSubjectReview
             }
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ] => Endpoint::AccessReview,
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+            ] => Endpoint::RulesReview,
+            ["apis", "networking.k8s.io", "v1", "networkpolicies"] => {
+                Endpoint::NetworkPolicies { namespace: None }
+            }
+            [
+                "apis",
+                "networking.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "networkpolicies",
+            ] => Endpoint::NetworkPolicies {
+                namespace: Some(ns),
+            },
             _ => Endpoint::Unknown,
         }
     }
 
     /// Paths `system:public-info-viewer` opens to everyone.
     fn is_public(&self) -> bool {
-        matches!(self, Endpoint::Version | Endpoint::Livez | Endpoint::Readyz | Endpoint::Healthz)
+        matches!(
+            self,
+            Endpoint::Version | Endpoint::Livez | Endpoint::Readyz | Endpoint::Healthz
+        )
     }
 
     fn attributes<'p>(&self, path: &'p str) -> Attributes<'p>
     where
         'a: 'p,
     {
-        let resource = |verb, group, resource, namespace| Attributes::Resource { verb, group, resource, namespace };
+        let resource = |verb, group, resource, namespace| Attributes::Resource {
+            verb,
+            group,
+            resource,
+            namespace,
+        };
         match self {
-            Endpoint::SelfSubjectReview => resource("create", SELF_REVIEWS[2].0, SELF_REVIEWS[2].1, ""),
-            Endpoint::AccessReview => resource("create", SELF_REVIEWS[0].0, SELF_REVIEWS[0].1, ""),
-            Endpoint::RulesReview => resource("create", SELF_REVIEWS[1].0, SELF_REVIEWS[1].1, ""),
-            Endpoint::NetworkPolicies { namespace } => {
-                resource("list", "networking.k8s.io", "networkpolicies", namespace.unwrap_or(""))
+            Endpoint::SelfSubjectReview => {
+                resource("create", "authentication.k8s.io", "selfsubjectreviews", "")
             }
+            Endpoint::AccessReview => resource(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "",
+            ),
+            Endpoint::RulesReview => resource(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                "",
+            ),
+            Endpoint::NetworkPolicies { namespace } => resource(
+                "list",
+                "networking.k8s.io",
+                "networkpolicies",
+                namespace.unwrap_or(""),
+            ),
             _ => Attributes::NonResource { path },
         }
     }
@@ -246,7 +314,11 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// A valid client certificate wins over a token (kube-apiserver's union authenticator tries x509
 /// first); otherwise an unknown bearer token is 401 on every path, public ones included, and no
 /// credentials at all make the caller `system:anonymous` (or 401 when anonymous is disabled).
-fn authenticate(token: Option<&str>, cert_user: Option<&User>, shared: &Shared) -> Result<User, Reply> {
+fn authenticate(
+    token: Option<&str>,
+    cert_user: Option<&User>,
+    shared: &Shared,
+) -> Result<User, Reply> {
     let options = &shared.options;
     if let Some(user) = cert_user {
         return Ok(user.clone());
@@ -320,8 +392,12 @@ fn finish(reply: Reply, shared: &Shared) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
         headers.insert(header::DATE, date);
     }
     if let Some(server) = shared.options.server_header.as_deref()
@@ -332,8 +408,14 @@ fn finish(reply: Reply, shared: &Shared) -> Response<Full<Bytes>> {
     if shared.options.html_front {
         return response;
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(audit) = HeaderValue::from_str(&shared.next_audit_id()) {
         headers.insert("audit-id", audit);
     }
@@ -371,7 +453,12 @@ fn version(shared: &Shared) -> Reply {
     reply
 }
 
-const LIVEZ_CHECKS: &[&str] = &["ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer"];
+const LIVEZ_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+];
 const READYZ_CHECKS: &[&str] = &[
     "ping",
     "log",
@@ -381,12 +468,19 @@ const READYZ_CHECKS: &[&str] = &[
     "poststarthook/start-apiserver-admission-initializer",
     "shutdown",
 ];
-const HEALTHZ_CHECKS: &[&str] = &["ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer"];
+const HEALTHZ_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+];
 
 /// `/livez`, `/readyz`, `/healthz`: `ok`, or the check list when `?verbose` or failing; when not
 /// healthy the etcd checks fail and the status is 500, as kube-apiserver does.
 fn health(name: &str, checks: &[&str], healthy: bool, query: &str) -> Reply {
-    let verbose = query.split('&').any(|kv| kv.split('=').next() == Some("verbose"));
+    let verbose = query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("verbose"));
     if healthy && !verbose {
         return Reply::text(StatusCode::OK, "ok");
     }
@@ -417,7 +511,16 @@ struct ResourceDef {
     short: &'static [&'static str],
 }
 
-const CRUD: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const CRUD: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const CREATE: &[&str] = &["create"];
 
 const fn res(
@@ -428,7 +531,14 @@ const fn res(
     verbs: &'static [&'static str],
     short: &'static [&'static str],
 ) -> ResourceDef {
-    ResourceDef { name, singular, kind, namespaced, verbs, short }
+    ResourceDef {
+        name,
+        singular,
+        kind,
+        namespaced,
+        verbs,
+        short,
+    }
 }
 
 const CORE_V1: &[ResourceDef] = &[
@@ -436,25 +546,102 @@ const CORE_V1: &[ResourceDef] = &[
     res("namespaces", "namespace", "Namespace", false, CRUD, &["ns"]),
     res("pods", "pod", "Pod", true, CRUD, &["po"]),
     res("secrets", "secret", "Secret", true, CRUD, &[]),
-    res("serviceaccounts", "serviceaccount", "ServiceAccount", true, CRUD, &["sa"]),
+    res(
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        CRUD,
+        &["sa"],
+    ),
     res("services", "service", "Service", true, CRUD, &["svc"]),
 ];
 const APPS_V1: &[ResourceDef] = &[
     res("daemonsets", "daemonset", "DaemonSet", true, CRUD, &["ds"]),
-    res("deployments", "deployment", "Deployment", true, CRUD, &["deploy"]),
-    res("replicasets", "replicaset", "ReplicaSet", true, CRUD, &["rs"]),
-    res("statefulsets", "statefulset", "StatefulSet", true, CRUD, &["sts"]),
+    res(
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        CRUD,
+        &["deploy"],
+    ),
+    res(
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        CRUD,
+        &["rs"],
+    ),
+    res(
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        CRUD,
+        &["sts"],
+    ),
 ];
-const NETWORKING_V1: &[ResourceDef] = &[res("networkpolicies", "networkpolicy", "NetworkPolicy", true, CRUD, &["netpol"])];
+const NETWORKING_V1: &[ResourceDef] = &[res(
+    "networkpolicies",
+    "networkpolicy",
+    "NetworkPolicy",
+    true,
+    CRUD,
+    &["netpol"],
+)];
 const AUTHORIZATION_V1: &[ResourceDef] = &[
-    res("localsubjectaccessreviews", "localsubjectaccessreview", "LocalSubjectAccessReview", true, CREATE, &[]),
-    res("selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false, CREATE, &[]),
-    res("selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview", false, CREATE, &[]),
-    res("subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, CREATE, &[]),
+    res(
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        true,
+        CREATE,
+        &[],
+    ),
+    res(
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        CREATE,
+        &[],
+    ),
 ];
 const AUTHENTICATION_V1: &[ResourceDef] = &[
-    res("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, CREATE, &[]),
-    res("tokenreviews", "tokenreview", "TokenReview", false, CREATE, &[]),
+    res(
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+        CREATE,
+        &[],
+    ),
 ];
 
 /// Named groups served (all at `v1`).
@@ -504,7 +691,11 @@ fn resource_list(group: &str, version: &str, shared: &Shared) -> Reply {
         .filter(|r| shared.options.self_subject_review || r.name != "selfsubjectreviews")
         .map(resource_json)
         .collect();
-    let group_version = if group.is_empty() { "v1".to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Reply::json(
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
@@ -528,22 +719,38 @@ fn resource_json(r: &ResourceDef) -> Value {
 /// Non-resource URLs every authenticated user may GET (`system:discovery`,
 /// `system:public-info-viewer`).
 const DISCOVERY_URLS: &[&str] = &[
-    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/openapi",
+    "/openapi/*",
+    "/readyz",
+    "/version",
     "/version/",
 ];
 
 fn non_resource_allowed(user: &User, verb: &str, path: &str) -> bool {
     let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"].contains(&path);
-    let listed = DISCOVERY_URLS.iter().any(|url| match url.strip_suffix('*') {
-        Some(prefix) => path.starts_with(prefix),
-        None => *url == path,
-    });
+    let listed = DISCOVERY_URLS
+        .iter()
+        .any(|url| match url.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => *url == path,
+        });
     verb == "get" && (public || (listed && !user.is_anonymous()))
 }
 
 fn invalid(kind: &str, message: &str) -> Reply {
     let full = format!("{kind}.authorization.k8s.io \"\" is invalid: {message}");
-    status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &full, Some(json!({"kind": kind})))
+    status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        &full,
+        Some(json!({"kind": kind})),
+    )
 }
 
 fn bad_request(message: &str) -> Reply {
@@ -585,14 +792,19 @@ fn str_field<'v>(value: &'v Value, key: &str) -> &'v str {
 /// Echoes the review with `status.allowed` decided by the user's rules.
 fn access_review(mut review: Value, user: &User) -> Reply {
     let spec = review.get("spec").cloned().unwrap_or(Value::Null);
-    let allowed = match (spec.get("resourceAttributes"), spec.get("nonResourceAttributes")) {
+    let allowed = match (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    ) {
         (Some(ra), None) => user.can(
             str_field(ra, "verb"),
             str_field(ra, "group"),
             str_field(ra, "resource"),
             str_field(ra, "namespace"),
         ),
-        (None, Some(nra)) => non_resource_allowed(user, str_field(nra, "verb"), str_field(nra, "path")),
+        (None, Some(nra)) => {
+            non_resource_allowed(user, str_field(nra, "verb"), str_field(nra, "path"))
+        }
         _ => {
             return invalid(
                 "SelfSubjectAccessReview",
@@ -644,7 +856,12 @@ fn rules_review(mut review: Value, user: &User) -> Reply {
 
 fn network_policies(namespace: Option<&str>, user: &User, shared: &Shared, path: &str) -> Reply {
     let attributes = Endpoint::NetworkPolicies { namespace }.attributes(path);
-    if !user.can("list", "networking.k8s.io", "networkpolicies", namespace.unwrap_or("")) {
+    if !user.can(
+        "list",
+        "networking.k8s.io",
+        "networkpolicies",
+        namespace.unwrap_or(""),
+    ) {
         return forbidden(user, &attributes);
     }
     let items: Vec<Value> = shared

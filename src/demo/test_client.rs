@@ -66,7 +66,9 @@ impl Client {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots);
         let mut config = match options.client_cert {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?,
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?,
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = options.alpn;
@@ -114,7 +116,24 @@ impl Client {
         self.send("POST", path, token, body).await
     }
 
-    pub async fn send(&mut self, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> Reply {
+        self.try_send(method, path, token, body).await.unwrap()
+    }
+
+    /// Like `send`, but a broken connection is an `Err` instead of a panic.
+    pub async fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> Result<Reply, String> {
         let mut builder = Request::builder().method(method);
         builder = match self.sender {
             Sender::H1(_) => builder.uri(path).header("host", &self.authority),
@@ -126,20 +145,28 @@ impl Client {
         if !body.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
-        let request = builder.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let request = builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
         let response = match &mut self.sender {
-            Sender::H1(s) => s.send_request(request).await.unwrap(),
-            Sender::H2(s) => s.send_request(request).await.unwrap(),
-        };
+            Sender::H1(s) => s.send_request(request).await,
+            Sender::H2(s) => s.send_request(request).await,
+        }
+        .map_err(|e| e.to_string())?;
         let status = response.status();
         let headers = response.headers().clone();
         let version = response.version();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             version,
-        }
+        })
     }
 }
