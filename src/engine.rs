@@ -407,10 +407,18 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         Some(user) => user,
         None => return,
     };
-    for (req, outcome) in ctx.requirements.iter().zip(reviews.iter()) {
-        let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-        rec.push(rbac::judge(req, &namespace, outcome, &username));
-    }
+    let mut judged: Vec<(Requirement, String, CheckResult)> = ctx
+        .requirements
+        .iter()
+        .zip(reviews.iter())
+        .map(|(req, outcome)| {
+            let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
+            let result = rbac::judge(req, &namespace, outcome, &username);
+            (req.clone(), namespace, result)
+        })
+        .collect();
+    rbac::attach_fixes(&mut judged, &username);
+    rec.push_all(judged.into_iter().map(|(_, _, r)| r));
 }
 
 /// `auth.whoami` with kubectl's fallbacks; returns the username, or `None` when RBAC cannot

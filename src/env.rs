@@ -17,6 +17,8 @@ pub struct Env {
     pub stdout_is_terminal: bool,
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
+    /// Loopback servers are the point (the embedded demo), not a mistake to warn about.
+    pub loopback_expected: bool,
 }
 
 impl Env {
@@ -29,6 +31,7 @@ impl Env {
             stdout_is_terminal: std::io::stdout().is_terminal(),
             resolv_conf_path,
             hosts_path,
+            loopback_expected: false,
         }
     }
 

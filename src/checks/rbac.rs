@@ -68,10 +68,6 @@ pub fn judge(
                 .with_summary(format!("{who} may not {subject}"))
                 .with_evidence(format!("identity: {who}"))
                 .with_evidence(format!("server: {why}"))
-                .with_fix_detail(format!(
-                    "Apply:\n{}",
-                    role_binding_yaml(req, namespace, username)
-                ))
         }
         (code, _) => CheckResult::finding(id, subject, Reason::Unknown)
             .with_status(Status::Warn)
@@ -79,29 +75,82 @@ pub fn judge(
     }
 }
 
-/// A Role and RoleBinding that would grant exactly this requirement to `username`.
-pub fn role_binding_yaml(req: &Requirement, namespace: &str, username: &str) -> String {
-    let (kind, name, sa_ns) = match username
+/// Gives every denied requirement one shared fix: the first denied check carries a Role and
+/// RoleBinding granting all of them in its namespace, the others point to it.
+pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username: &str) {
+    let mut namespaces: Vec<String> = Vec::new();
+    for (_, ns, r) in results.iter() {
+        if r.reason == Some(Reason::Denied) && !namespaces.contains(ns) {
+            namespaces.push(ns.clone());
+        }
+    }
+    for ns in namespaces {
+        let denied: Vec<&Requirement> = results
+            .iter()
+            .filter(|(_, n, r)| *n == ns && r.reason == Some(Reason::Denied))
+            .map(|(req, _, _)| req)
+            .collect();
+        let yaml = role_binding_yaml(&denied, &ns, username);
+        let mut first: Option<String> = None;
+        for (_, n, r) in results.iter_mut() {
+            if *n != ns || r.reason != Some(Reason::Denied) {
+                continue;
+            }
+            r.fix = Some(match &first {
+                None => format!(
+                    "Grant it with this Role and RoleBinding (`kubectl apply -f -`), which covers every denied action in {ns}:\n{yaml}"
+                ),
+                Some(key) => format!(
+                    "Apply the Role and RoleBinding shown under `{key}`: it grants this too."
+                ),
+            });
+            first.get_or_insert_with(|| r.key());
+        }
+    }
+}
+
+/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `username`.
+pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, username: &str) -> String {
+    let subject = match username
         .strip_prefix("system:serviceaccount:")
         .and_then(|r| r.split_once(':'))
     {
-        Some((ns, sa)) => ("ServiceAccount", sa.to_string(), Some(ns.to_string())),
-        None if username.is_empty() => ("User", "<the job's user>".to_string(), None),
-        None => ("User", username.to_string(), None),
+        Some((ns, sa)) => format!("  - kind: ServiceAccount\n    name: {sa}\n    namespace: {ns}"),
+        None => {
+            let name = if username.is_empty() {
+                "<the job's user>"
+            } else {
+                username
+            };
+            format!("  - kind: User\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
+        }
     };
-    let resource = match &req.subresource {
-        Some(sub) => format!("{}/{}", req.resource, sub),
-        None => req.resource.clone(),
-    };
-    let role = format!("kube-reach-{}-{}", req.verb, req.resource).replace(['*', '.'], "-");
-    let subject = match sa_ns {
-        Some(ns) => format!("  - kind: ServiceAccount\n    name: {name}\n    namespace: {ns}"),
-        None => format!(
-            "  - kind: {kind}\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io"
-        ),
-    };
+    let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
+    for req in requirements {
+        let resource = match &req.subresource {
+            Some(sub) => format!("{}/{}", req.resource, sub),
+            None => req.resource.clone(),
+        };
+        match rules
+            .iter_mut()
+            .find(|(g, r, _)| *g == req.group && *r == resource)
+        {
+            Some((_, _, verbs)) if !verbs.contains(&req.verb) => verbs.push(req.verb.clone()),
+            Some(_) => {}
+            None => rules.push((req.group.clone(), resource, vec![req.verb.clone()])),
+        }
+    }
+    let rules: String = rules
+        .iter()
+        .map(|(g, r, v)| {
+            format!(
+                "  - apiGroups: [\"{g}\"]\n    resources: [\"{r}\"]\n    verbs: [\"{}\"]\n",
+                v.join("\", \"")
+            )
+        })
+        .collect();
+    let role = "kube-reach-deployer";
     format!(
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {namespace}\nrules:\n  - apiGroups: [\"{}\"]\n    resources: [\"{resource}\"]\n    verbs: [\"{}\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\nsubjects:\n{subject}",
-        req.group, req.verb
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {namespace}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\nsubjects:\n{subject}"
     )
 }

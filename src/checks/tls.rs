@@ -162,15 +162,26 @@ fn classify_trust(error: &rustls::Error, facts: &[CertFacts], settings: &TlsSett
         return Reason::SelfSigned;
     }
     let top = facts.last().unwrap_or(leaf);
+    let pinned_subjects: Vec<String> = settings
+        .ca_certs
+        .iter()
+        .filter_map(CertFacts::parse)
+        .map(|f| f.subject)
+        .collect();
+    // A CA of the same name but another key: the cluster was rebuilt (kubeadm names every CA
+    // "kubernetes"), the most common way a pinned CA stops matching.
+    if pinned_ca && pinned_subjects.iter().any(|s| *s == top.issuer) {
+        return Reason::CaMismatch;
+    }
     if !top.self_issued && facts.len() == 1 {
         // The leaf's issuer was neither sent nor trusted.
         return Reason::MissingIntermediate;
     }
-    if pinned_ca {
-        Reason::CaMismatch
-    } else {
-        Reason::UnknownAuthority
+    if pinned_ca && !top.self_issued {
+        // A complete chain from some other PKI than the pinned CA.
+        return Reason::CaMismatch;
     }
+    Reason::UnknownAuthority
 }
 
 fn hostname(

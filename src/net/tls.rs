@@ -287,25 +287,35 @@ pub fn verify(
     let time_ok = facts
         .as_ref()
         .is_some_and(|f| f.not_before <= now && now <= f.not_after);
-    let judge_at = match &facts {
-        Some(f) if !time_ok => {
-            f.not_before + f.not_after.duration_since(f.not_before).unwrap_or_default() / 2
-        }
-        _ => now,
-    };
-    let unix = UnixTime::since_unix_epoch(judge_at.duration_since(UNIX_EPOCH).unwrap_or_default());
     let parsed = rustls::server::ParsedCertificate::try_from(leaf);
     let (trust, name) = match parsed {
         Err(e) => (Err(e.clone()), Err(e)),
         Ok(parsed) => {
-            let algs = provider().signature_verification_algorithms.all;
-            let trust = rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &parsed,
-                &roots,
-                &chain[1..],
-                unix,
-                algs,
-            );
+            let at = |t: SystemTime| {
+                let unix =
+                    UnixTime::since_unix_epoch(t.duration_since(UNIX_EPOCH).unwrap_or_default());
+                let algs = provider().signature_verification_algorithms.all;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &roots,
+                    &chain[1..],
+                    unix,
+                    algs,
+                )
+            };
+            let mut trust = at(now);
+            // The leaf's dates are tls.validity's business: when only time is wrong, judge the
+            // chain again inside the leaf's validity, and count a chain that fails there only
+            // on time (an old leaf under a newer intermediate) as trusted.
+            if !time_ok && is_time_error(&trust) {
+                if let Some(f) = &facts {
+                    trust = at(f.not_before
+                        + f.not_after.duration_since(f.not_before).unwrap_or_default() / 2);
+                }
+                if is_time_error(&trust) {
+                    trust = Ok(());
+                }
+            }
             let name = match ServerName::try_from(settings.server_name.clone()) {
                 Ok(sn) => rustls::client::verify_server_name(&parsed, &sn),
                 Err(e) => Err(rustls::Error::General(format!("server name: {e}"))),
@@ -319,6 +329,16 @@ pub fn verify(
         time_ok,
         anchors,
     }
+}
+
+fn is_time_error(result: &Result<(), rustls::Error>) -> bool {
+    use rustls::CertificateError as E;
+    matches!(
+        result,
+        Err(rustls::Error::InvalidCertificate(
+            E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. }
+        ))
+    )
 }
 
 /// A TLS connection whose server passed trust, name and time checks: the only carrier of
