@@ -104,6 +104,14 @@ pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials
                     .with_evidence(format!("body: {}", r.excerpt(200))),
             )
         }
+        // A 403 naming system:anonymous (or with nothing sent): the credentials never arrived.
+        403 if credentials == "none" || r.excerpt(400).contains("system:anonymous") => {
+            Whoami::Other(
+                CheckResult::finding(id, subject, Reason::Anonymous)
+                    .with_evidence(format!("HTTP 403: {}", r.excerpt(200)))
+                    .with_evidence(format!("credentials: {credentials}")),
+            )
+        }
         // Authenticated (a 403 means the server knew who asked) but not allowed to ask.
         403 => Whoami::Known(
             CheckResult::pass(

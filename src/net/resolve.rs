@@ -55,6 +55,8 @@ impl DnsSetup {
                     setup.ndots = opts.ndots;
                     setup.config = Some((config, opts));
                 }
+                // No `nameserver` line at all: not a parse problem, the job has no DNS.
+                Err(_) if !String::from_utf8_lossy(&bytes).contains("nameserver") => {}
                 Err(e) => setup.problem = Some(format!("{}: {e}", resolv_conf.display())),
             },
         }
@@ -134,6 +136,9 @@ pub async fn resolve(
             elapsed: started.elapsed(),
         };
         return (Ok(resolved), started.elapsed());
+    }
+    if setup.nameservers.is_empty() && setup.problem.is_none() {
+        return (Err(ResolveFailure::NoNameservers), started.elapsed());
     }
     let Some((config, opts)) = setup.config.clone() else {
         return (
