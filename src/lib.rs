@@ -14,6 +14,7 @@ pub mod cli;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod gitlab;
 pub mod model;
 pub mod net;
 pub mod plan;
