@@ -326,6 +326,14 @@ async fn resolve_host(
     }
 }
 
+/// The target's failed `config.*` result of this id, if any.
+fn failed_config(target: &Target, id: CheckId) -> Option<&CheckResult> {
+    target
+        .config_checks
+        .iter()
+        .find(|c| c.id == id && c.status.is_failure())
+}
+
 enum Secured {
     Verified(Box<crate::net::tls::VerifiedTls>, bool),
     Unverified(
@@ -359,6 +367,13 @@ async fn secure(
         block_rest(rec, &result, target, ctx);
         return None;
     };
+    // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
+    // config.tls finding, not a second one.
+    if let Some(blocker) = failed_config(target, CheckId::ConfigTls) {
+        rec.push(CheckResult::blocked(CheckId::TlsTrust, &authority, blocker));
+        block_rest(rec, blocker, target, ctx);
+        return None;
+    }
     let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
     let judged = tls::judge(
         &authority,
@@ -453,6 +468,23 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         return block_rest(rec, &version_result, target, ctx);
     }
     rec.push(http::health(&authority, &readyz));
+    // Credentials that config.credentials found unusable were never sent: auth and RBAC are
+    // consequences of that finding, not new ones.
+    if let Some(blocker) = failed_config(target, CheckId::ConfigCredentials) {
+        rec.push(CheckResult::blocked(
+            CheckId::AuthWhoami,
+            &authority,
+            blocker,
+        ));
+        for req in &ctx.requirements {
+            rec.push(CheckResult::blocked(
+                CheckId::RbacCanI,
+                req.subject(&target.namespace),
+                blocker,
+            ));
+        }
+        return;
+    }
     let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
         Some(user) => user,
         None => return,

@@ -516,3 +516,195 @@ async fn config_server_loopback_warns_only_in_gitlab_ci() {
     let outside = world.run(&kc, &[], &[]).await;
     assert_eq!(server_check(&outside).status, Status::Pass);
 }
+
+/// A listener that accepts and then says nothing: the TLS handshake stalls.
+async fn silent_listener() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await
+            {
+                Ok(Ok((stream, _))) => held.push(stream),
+                _ => break,
+            }
+        }
+    });
+    (task, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_stalled_when_the_server_never_answers() {
+    init();
+    let (task, addr) = silent_listener().await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", format!("https://{addr}"), "", GOOD)], None),
+            &["--timeout", "1"],
+            &[],
+        )
+        .await;
+    assert_root_cause(target(&report, "c"), CheckId::TlsHandshake, Reason::Stalled);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deadline_turns_the_running_check_into_an_error_and_the_report_is_complete() {
+    init();
+    let (task, addr) = silent_listener().await;
+    let world = World::new();
+    let started = std::time::Instant::now();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", format!("https://{addr}"), "", GOOD)], None),
+            &["--timeout", "30", "--deadline", "1"],
+            &[],
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the deadline did not stop the run"
+    );
+    let t = target(&report, "c");
+    let rc = t.root_cause.expect("root cause");
+    assert_eq!(
+        (rc.check, rc.reason),
+        (CheckId::TlsHandshake, Reason::Deadline),
+        "{:#?}",
+        t.checks
+    );
+    assert_eq!(t.verdict, Verdict::Fail);
+    // What ran before the deadline is still reported.
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::TcpConnect && c.status == Status::Pass)
+    );
+    task.abort();
+}
+
+fn jwt_with_exp(exp: u64) -> String {
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(&format!(r#"{{"exp":{exp},"sub":"ci"}}"#)),
+        b64("sig")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_token_expired_without_printing_the_token() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let token = jwt_with_exp(1_600_000_000);
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, &token)], None),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::TokenExpired);
+    let all = format!("{:?}", t.checks);
+    assert!(!all.contains(&token), "the token leaked into a result");
+    // Known-bad credentials are not sent.
+    assert!(server.request_log().iter().all(|r| !r.bearer));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_plugin_missing_and_auth_provider_removed() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let kc = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"SERVER\", certificate-authority-data: CA}\nusers:\n- name: exec\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: gke-gcloud-auth-plugin-not-installed\n- name: gcp\n  user:\n    auth-provider:\n      name: gcp\ncontexts:\n- name: exec\n  context: {cluster: c, user: exec}\n- name: gcp\n  context: {cluster: c, user: gcp}\n";
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let kc = kc.replace("SERVER", &server.url()).replace("CA", &b64(&ca));
+    let report = world.run(&kc, &[], &[("PATH", "/usr/bin:/bin")]).await;
+    assert_root_cause(
+        target(&report, "exec"),
+        CheckId::ConfigCredentials,
+        Reason::ExecPluginMissing,
+    );
+    assert_root_cause(
+        target(&report, "gcp"),
+        CheckId::ConfigCredentials,
+        Reason::AuthProviderRemoved,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_tls_invalid_ca_and_insecure_skip_verify_withholds_credentials() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, _ca) = tls_server(&pki, TlsClass::SelfSigned, ApiServerOptions::default()).await;
+    let world = World::new();
+    let bad_ca = Ctx::new(
+        "bad-ca",
+        server.url(),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        GOOD,
+    );
+    let mut insecure = Ctx::new("insecure", server.url(), "", GOOD);
+    insecure.ca_pem = None;
+    insecure.extra_cluster = "    insecure-skip-tls-verify: true\n";
+    let report = world
+        .run(&kubeconfig(&[bad_ca, insecure], None), &[], &[])
+        .await;
+    assert_root_cause(
+        target(&report, "bad-ca"),
+        CheckId::ConfigTls,
+        Reason::CaInvalid,
+    );
+    let t = target(&report, "insecure");
+    assert_eq!(t.verdict, Verdict::Warn, "{:#?}", t.checks);
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::CredentialsWithheld))
+    );
+    assert!(
+        server.request_log().iter().all(|r| !r.bearer),
+        "a token went to an unverified server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificate_authentication_works_and_a_wrong_key_is_named() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let client = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
+    let other = pki.client_identity("bob", &["devs"]).expect("other cert");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: mismatched\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {wrong}\ncontexts:\n- name: mismatched\n  context: {{cluster: c, user: mismatched}}\n",
+        url = server.url(),
+        ca = b64(&ca),
+        cert = b64(&client.cert_pem),
+        wrong = b64(other.key_pem()),
+    );
+    let report = world.run(&kc, &[], &[]).await;
+    assert_root_cause(
+        target(&report, "mismatched"),
+        CheckId::ConfigCredentials,
+        Reason::ClientKeyMismatch,
+    );
+    let dump = format!("{report:?}");
+    assert!(
+        !dump.contains(other.key_pem().lines().nth(1).unwrap_or("MISSING")),
+        "key material leaked"
+    );
+}

@@ -153,6 +153,12 @@ impl World {
     pub async fn run(&self, kubeconfig: &str, extra: &[&str], vars: &[(&str, &str)]) -> RunReport {
         let path = self.write("kubeconfig", kubeconfig);
         let mut args = self.base_args();
+        for flag in ["--timeout", "--deadline"] {
+            if extra.contains(&flag) {
+                let at = args.iter().position(|a| a == flag).expect("base flag");
+                args.drain(at..at + 2);
+            }
+        }
         args.extend(["--kubeconfig".into(), path.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
