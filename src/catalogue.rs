@@ -588,7 +588,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Timeout,
         F,
         "no answer to the connection attempt: packets are dropped on the way",
-        "A firewall, security group or network policy drops traffic from the runner to this address: allow the runner's egress address to the API server's port (for managed clusters, the API server's authorized networks).",
+        "A firewall, security group or network policy drops traffic from the runner to this address: allow the runner's egress address to the API server's port (for managed clusters, the API server's authorized networks). If the address is on the runner's own subnet, check that a host really owns it: an unowned local address times out the same way.",
         "A silent drop gives no error, only a timeout; a closed port would have answered with a reset.",
     ),
     row(

@@ -28,7 +28,15 @@ pub fn resolve(
                     }
                 }
             };
+            let (v4, v6): (Vec<_>, Vec<_>) = resolved.addresses.iter().partition(|a| a.is_ipv4());
+            let list = |v: &[&std::net::IpAddr]| {
+                v.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             CheckResult::pass(id, name, format!("{name} → {}", addrs.join(", ")))
+                .with_evidence(format!("A: [{}], AAAA: [{}]", list(&v4), list(&v6)))
                 .with_evidence(source)
                 .with_evidence(format!("resolved in {} ms", resolved.elapsed.as_millis()))
                 .with_evidence(setup.describe())

@@ -214,7 +214,9 @@ fn hostname(
         .with_evidence(format!("verified name: {name}"))
         .with_evidence(evidence);
     if let Some(good) = leaf.dns_names.iter().find(|d| !d.starts_with('*')) {
-        r = r.with_fix_detail(format!("The certificate is valid for {good}: use it in `server:` or set `tls-server-name: {good}`."));
+        r.fix = Some(format!(
+            "The certificate is valid for {good}: use it in `server:`, or keep the address and set `tls-server-name: {good}` in the kubeconfig cluster."
+        ));
     }
     r
 }
