@@ -1,1 +1,238 @@
-fn main(){}
+//! The binary: parse, plan, run, report, and map the outcome to an exit status (spec §3):
+//! 0 no failures, 1 a check failed (or warned with `--fail-on warn`), 2 invoked wrongly,
+//! 3 the tool itself broke.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+use kube_reach::cli::{
+    Cli, ColorArg, Command, DemoKind, DemoServerArgs, FailOn, OutputArgs, RunArgs,
+};
+use kube_reach::env::Env;
+use kube_reach::model::{RunReport, Verdict};
+use kube_reach::plan::Plan;
+use kube_reach::report::console::in_gitlab_ci;
+use kube_reach::report::{
+    ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, ReportSinks, resolve_color,
+    write_all,
+};
+
+/// `eprintln!` without the panic when stderr is closed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTERNAL: u8 = 3;
+
+fn main() -> ExitCode {
+    // One crypto provider, installed before anything builds a TLS config.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Demo { kind, output }) => demo(kind, output),
+        Some(Command::DemoServer(args)) => demo_server(args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
+    let plan = match Plan::new(&args, &env) {
+        Ok(plan) => plan,
+        Err(e) => {
+            say!("kube-reach: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let fail_on = plan.fail_on;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            say!("kube-reach: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let report = rt.block_on(kube_reach::engine::run(plan, &env));
+    write_reports(&report, &args.output, &env, fail_on)
+}
+
+/// Writes every requested report (all attempted, spec §3) and maps the outcome to the exit
+/// status: a report that could not be written is the tool failing (3).
+fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env, fail_on: FailOn) -> ExitCode {
+    let sinks = ReportSinks {
+        console: ConsoleStream::Stdout,
+        junit: output.junit.clone(),
+        json: output.json.as_deref().map(JsonDestination::from_arg),
+    };
+    let var = |name: &str| env.var(name).map(str::to_string);
+    let is_terminal = match sinks.console_stream() {
+        ConsoleStream::Stdout => std::io::stdout().is_terminal(),
+        ConsoleStream::Stderr => std::io::stderr().is_terminal(),
+    };
+    let choice = match output.color {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
+    };
+    let console = ConsoleOptions::new(resolve_color(choice, is_terminal, &var), in_gitlab_ci(&var));
+    let errors = write_all(
+        report,
+        &sinks,
+        &console,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    for e in &errors {
+        say!("kube-reach: {e}");
+    }
+    if !errors.is_empty() {
+        return ExitCode::from(EXIT_INTERNAL);
+    }
+    exit_status(report, fail_on)
+}
+
+/// Starts the embedded loopback cluster, diagnoses every context of its kubeconfig, and
+/// reports exactly as a real run would.
+fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            say!("kube-reach: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let demo_kind = match kind {
+        DemoKind::All => kube_reach::demo::DemoKind::All,
+        DemoKind::Healthy => kube_reach::demo::DemoKind::Healthy,
+    };
+    let demo = match rt.block_on(kube_reach::demo::Demo::start(demo_kind)) {
+        Ok(demo) => demo,
+        Err(e) => {
+            say!("kube-reach: cannot start the demo cluster: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let mut args = match Cli::try_parse_from(["kube-reach"]) {
+        Ok(cli) => cli.run,
+        Err(e) => {
+            say!("kube-reach: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    args.kubeconfig = Some(demo.kubeconfig_path().display().to_string());
+    args.no_in_cluster = true;
+    args.timeout = 3.0;
+    args.output = output;
+    let mut env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
+    // The demo's servers live on loopback by design: that is not the copied-kubeconfig mistake
+    // `config.server loopback` warns about in CI.
+    env.loopback_expected = true;
+    let plan = match Plan::new(&args, &env) {
+        Ok(plan) => plan,
+        Err(e) => {
+            say!("kube-reach: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let fail_on = plan.fail_on;
+    let report = rt.block_on(kube_reach::engine::run(plan, &env));
+    let status = write_reports(&report, &args.output, &env, fail_on);
+    let matched = demo
+        .scenarios()
+        .iter()
+        .filter(|s| {
+            let found = report
+                .targets
+                .iter()
+                .find(|t| t.name == s.context)
+                .and_then(|t| t.root_cause);
+            match (&s.expected, found) {
+                (None, None) => true,
+                (Some(want), Some(got)) => {
+                    want.check == got.check.as_str() && want.reason == got.reason.as_str()
+                }
+                _ => false,
+            }
+        })
+        .count();
+    say!(
+        "kube-reach demo: {matched} of {} scenarios diagnosed as the demo intended (exit status {})",
+        demo.scenarios().len(),
+        if report.verdict == Verdict::Fail {
+            1
+        } else {
+            0
+        }
+    );
+    status
+}
+
+/// The embedded fake API server alone, for the network-namespace tests.
+fn demo_server(args: DemoServerArgs) -> ExitCode {
+    let tls = match (args.plain_http, args.cert_chain, args.key) {
+        (true, _, _) => kube_reach::demo::ServeTls::Plain,
+        (false, Some(chain_pem), Some(key_pem)) => kube_reach::demo::ServeTls::Files {
+            chain_pem,
+            key_pem,
+            client_ca_pem: None,
+        },
+        _ => {
+            say!("kube-reach demo-server: give --cert-chain and --key, or --plain-http");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = kube_reach::demo::ServeOptions {
+        listen: args.listen,
+        tls,
+        api: kube_reach::demo::ApiServerOptions {
+            version_padding_bytes: args.version_padding,
+            ..Default::default()
+        },
+        max_lifetime: std::time::Duration::from_secs(args.max_lifetime),
+        ready_file: args.ready_file,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            say!("kube-reach: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    match rt.block_on(kube_reach::demo::serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("kube-reach demo-server: {e}");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
+
+fn exit_status(report: &RunReport, fail_on: FailOn) -> ExitCode {
+    match (report.verdict, fail_on) {
+        (Verdict::Fail, _) | (Verdict::Warn, FailOn::Warn) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,1423 @@
+//! The one table of check ids and reason codes, with each finding's default status, summary,
+//! fix and why. Ids and codes are a public contract (spec §2): add freely, never rename. The
+//! `codes_are_stable` test pins the sorted list so a rename shows up as a failing test.
+//!
+//! Checks fill in evidence and, where they know more, a sharper summary or a concrete fix
+//! detail; the texts here are what stays true in every case.
+
+use crate::model::{Layer, Status};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// A check id: `<layer>.<name>`.
+    CheckId {
+        ConfigKubeconfig = "config.kubeconfig",
+        ConfigServer = "config.server",
+        ConfigCredentials = "config.credentials",
+        ConfigTls = "config.tls",
+        ConfigProxy = "config.proxy",
+        RunnerEnvironment = "runner.environment",
+        RunnerClock = "runner.clock",
+        DnsResolve = "dns.resolve",
+        TcpConnect = "tcp.connect",
+        ProxyConnect = "proxy.connect",
+        ProxyTunnel = "proxy.tunnel",
+        TlsHandshake = "tls.handshake",
+        TlsTrust = "tls.trust",
+        TlsHostname = "tls.hostname",
+        TlsValidity = "tls.validity",
+        HttpVersion = "http.version",
+        HttpHealth = "http.health",
+        AuthWhoami = "auth.whoami",
+        RbacCanI = "rbac.can-i",
+        RbacRules = "rbac.rules",
+        NetpolEgress = "netpol.egress",
+        GitlabServer = "gitlab.server",
+        GitlabAllowedAgents = "gitlab.allowed-agents",
+        GitlabAgentConfig = "gitlab.agent-config",
+        GitlabKas = "gitlab.kas",
+    }
+}
+
+impl CheckId {
+    pub fn layer(self) -> Layer {
+        let prefix = self.as_str().split('.').next().unwrap_or_default();
+        match prefix {
+            "config" => Layer::Config,
+            "runner" => Layer::Runner,
+            "dns" => Layer::Dns,
+            "tcp" => Layer::Tcp,
+            "proxy" => Layer::Proxy,
+            "tls" => Layer::Tls,
+            "http" => Layer::Http,
+            "auth" => Layer::Auth,
+            "rbac" => Layer::Rbac,
+            "netpol" => Layer::Netpol,
+            _ => Layer::Gitlab,
+        }
+    }
+}
+
+string_enum! {
+    /// A reason code. One code may serve several checks (`timeout`, `refused`); the pair
+    /// `(check, reason)` selects the catalogue entry.
+    Reason {
+        // config.kubeconfig
+        NotSet = "not-set",
+        Unreadable = "unreadable",
+        InvalidYaml = "invalid-yaml",
+        NoContexts = "no-contexts",
+        ContextNotFound = "context-not-found",
+        NoCurrentContext = "no-current-context",
+        // config.server
+        Missing = "missing",
+        ClusterNotFound = "cluster-not-found",
+        InvalidUrl = "invalid-url",
+        InsecureScheme = "insecure-scheme",
+        Loopback = "loopback",
+        LinkLocal = "link-local",
+        PrivateAddress = "private-address",
+        // config.credentials
+        None = "none",
+        UserNotFound = "user-not-found",
+        TokenFileUnreadable = "token-file-unreadable",
+        TokenExpired = "token-expired",
+        TokenExpiring = "token-expiring",
+        ClientCertInvalid = "client-cert-invalid",
+        ClientKeyMismatch = "client-key-mismatch",
+        ClientCertExpired = "client-cert-expired",
+        ClientCertNotYetValid = "client-cert-not-yet-valid",
+        ClientCertExpiring = "client-cert-expiring",
+        ExecPluginMissing = "exec-plugin-missing",
+        ExecPluginFailed = "exec-plugin-failed",
+        AuthProviderRemoved = "auth-provider-removed",
+        BasicAuthRemoved = "basic-auth-removed",
+        // config.tls
+        InsecureSkipVerify = "insecure-skip-verify",
+        CaUnreadable = "ca-unreadable",
+        CaInvalid = "ca-invalid",
+        CaExpired = "ca-expired",
+        // config.proxy
+        InvalidProxyUrl = "invalid-proxy-url",
+        // dns
+        Nxdomain = "nxdomain",
+        Servfail = "servfail",
+        Refused = "refused",
+        Timeout = "timeout",
+        NoRecords = "no-records",
+        NoNameservers = "no-nameservers",
+        ResolverError = "resolver-error",
+        // tcp / proxy.connect
+        HostUnreachable = "host-unreachable",
+        NetworkUnreachable = "network-unreachable",
+        Reset = "reset",
+        ConnectFailed = "connect-failed",
+        // proxy.tunnel
+        Forbidden = "forbidden",
+        AuthRequired = "auth-required",
+        UpstreamFailed = "upstream-failed",
+        NotAProxy = "not-a-proxy",
+        // tls.handshake
+        NotTls = "not-tls",
+        Alert = "alert",
+        NoCommonVersion = "no-common-version",
+        Closed = "closed",
+        ClientCertRequired = "client-cert-required",
+        HandshakeFailed = "handshake-failed",
+        // tls.trust
+        UnknownAuthority = "unknown-authority",
+        CaMismatch = "ca-mismatch",
+        Intercepted = "intercepted",
+        MissingIntermediate = "missing-intermediate",
+        SelfSigned = "self-signed",
+        BadSignature = "bad-signature",
+        NotACa = "not-a-ca",
+        // tls.hostname
+        Mismatch = "mismatch",
+        IpNotInSan = "ip-not-in-san",
+        CnOnly = "cn-only",
+        // tls.validity
+        Expired = "expired",
+        NotYetValid = "not-yet-valid",
+        ExpiringSoon = "expiring-soon",
+        // http
+        NotKubernetes = "not-kubernetes",
+        ProxyError = "proxy-error",
+        Redirect = "redirect",
+        ServerError = "server-error",
+        Stalled = "stalled",
+        UnauthorizedAnonymous = "unauthorized-anonymous",
+        RequestFailed = "request-failed",
+        NotReady = "not-ready",
+        // auth
+        Unauthorized = "unauthorized",
+        Anonymous = "anonymous",
+        Unsupported = "unsupported",
+        CredentialsWithheld = "credentials-withheld",
+        AgentUnauthorized = "agent-unauthorized",
+        AgentForbidden = "agent-forbidden",
+        AgentNotConnected = "agent-not-connected",
+        // rbac / netpol
+        Denied = "denied",
+        Unknown = "unknown",
+        Incomplete = "incomplete",
+        BlocksApiserver = "blocks-apiserver",
+        NotReadable = "not-readable",
+        // gitlab
+        JobTokenRejected = "job-token-rejected",
+        NoAgents = "no-agents",
+        AgentNotAllowed = "agent-not-allowed",
+        Unavailable = "unavailable",
+        ProjectNotListed = "project-not-listed",
+        OtherTopLevelGroup = "other-top-level-group",
+        EnvironmentExcludesJob = "environment-excludes-job",
+        NotAgentServer = "not-agent-server",
+        Unreachable = "unreachable",
+        // runner
+        Skew = "skew",
+        // the engine's own
+        Blocked = "blocked",
+        NotApplicable = "not-applicable",
+        Deadline = "deadline",
+        Internal = "internal",
+    }
+}
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub check: Option<CheckId>,
+    pub reason: Reason,
+    pub status: Status,
+    pub summary: &'static str,
+    pub fix: &'static str,
+    pub why: &'static str,
+}
+
+const fn row(
+    check: CheckId,
+    reason: Reason,
+    status: Status,
+    summary: &'static str,
+    fix: &'static str,
+    why: &'static str,
+) -> Entry {
+    Entry {
+        check: Some(check),
+        reason,
+        status,
+        summary,
+        fix,
+        why,
+    }
+}
+
+/// A row that applies to every check (blocked, deadline, internal…).
+const fn any(
+    reason: Reason,
+    status: Status,
+    summary: &'static str,
+    fix: &'static str,
+    why: &'static str,
+) -> Entry {
+    Entry {
+        check: None,
+        reason,
+        status,
+        summary,
+        fix,
+        why,
+    }
+}
+
+use CheckId as C;
+use Reason as R;
+use Status::{Error as E, Fail as F, Pass as P, Skip as S, Warn as W};
+
+const DNS_FIX_NAME: &str = "Check the host name in the kubeconfig's `server:` (a typo, or a name only resolvable on another network). From the runner, `getent hosts <name>` shows what the job sees; if the name lives in private DNS, run the job on a runner inside that network or add the record.";
+const TCP_WHY: &str = "kubectl needs a TCP connection to the API server's address and port before anything else; this check tried exactly the addresses DNS returned, from the job's own network position.";
+
+/// The catalogue. Order follows spec §2.
+pub const CATALOGUE: &[Entry] = &[
+    // ---- config.kubeconfig
+    row(
+        C::ConfigKubeconfig,
+        R::NotSet,
+        F,
+        "no kubeconfig: KUBECONFIG is not set and no other source of targets exists",
+        "In GitLab CI, authorize this project in the agent's configuration (`ci_access:` in `.gitlab/agents/<agent>/config.yaml`) or give the job an `environment:` for a certificate-based cluster; elsewhere pass `--kubeconfig` or `--server`.",
+        "GitLab sets KUBECONFIG only when at least one agent is authorized for the job; with none, the variable is simply absent.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::Unreadable,
+        F,
+        "a kubeconfig file cannot be read",
+        "Point KUBECONFIG (or --kubeconfig) at an existing, readable file. In GitLab, KUBECONFIG must be a variable of type File, whose value is a path, not the YAML itself.",
+        "kubectl stops at the first kubeconfig file it cannot read, so nothing else runs.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::InvalidYaml,
+        F,
+        "a kubeconfig file is not a valid kubeconfig",
+        "Fix the YAML at the line and column shown (a tab, a missing indent, a pasted base64 value with a line break), or regenerate the file.",
+        "kubectl refuses a kubeconfig it cannot parse; the error is in the file, not the cluster.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::NoContexts,
+        F,
+        "the kubeconfig has no contexts",
+        "Add a context (`kubectl config set-context`), or in GitLab authorize an agent for this project so GitLab generates one.",
+        "Every kubectl command needs a context naming a cluster and a user.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::ContextNotFound,
+        F,
+        "the requested context does not exist in the kubeconfig",
+        "Use one of the contexts listed in the evidence (for the GitLab agent: `<agent config project path>:<agent name>`), in --context or KUBE_CONTEXT.",
+        "kubectl looks a context up by its exact name; a typo or the CI project's path instead of the agent config project's path selects nothing.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::NoCurrentContext,
+        P,
+        "no current-context is set: every context is checked",
+        "Select one with `kubectl config use-context <name>` (or KUBE_CONTEXT) in the deploy job.",
+        "The kubeconfig GitLab injects for agents has no current context; kubectl without one fails with `The connection to the server localhost:8080 was refused`.",
+    ),
+    // ---- config.server
+    row(
+        C::ConfigServer,
+        R::Missing,
+        F,
+        "the cluster entry has no server URL",
+        "Set `clusters[].cluster.server` to the API server's https URL.",
+        "Without a server URL kubectl falls back to http://localhost:8080, which is never the cluster.",
+    ),
+    row(
+        C::ConfigServer,
+        R::ClusterNotFound,
+        F,
+        "the context names a cluster that is not in the kubeconfig",
+        "Add the cluster entry or fix the context's `cluster:` name.",
+        "kubectl resolves context → cluster by exact name.",
+    ),
+    row(
+        C::ConfigServer,
+        R::InvalidUrl,
+        F,
+        "the server URL cannot be parsed",
+        "Write the server as `https://host[:port][/path]`.",
+        "kubectl parses the URL before any connection; a malformed one never gets anywhere.",
+    ),
+    row(
+        C::ConfigServer,
+        R::InsecureScheme,
+        F,
+        "the server URL is http://: kubectl sends no credentials over it",
+        "Use the https:// URL of the API server (for the GitLab agent, the agent server's k8s-proxy URL is https:// when KAS is configured with TLS).",
+        "client-go silently drops bearer tokens and client certificates on plain http, so every request arrives anonymous.",
+    ),
+    row(
+        C::ConfigServer,
+        R::Loopback,
+        W,
+        "the server is a loopback address: only reachable from the machine itself",
+        "Use the cluster's real address: a kubeconfig copied from a laptop cluster (kind, minikube, k3d) points at 127.0.0.1, which inside a CI job is the job's own container.",
+        "Loopback addresses never leave the host they are used on.",
+    ),
+    row(
+        C::ConfigServer,
+        R::LinkLocal,
+        W,
+        "the server is a link-local address",
+        "Use an address routed to the runner; link-local (169.254.x.x, fe80::) is only reachable on the same network segment.",
+        "Routers never forward link-local traffic.",
+    ),
+    row(
+        C::ConfigServer,
+        R::PrivateAddress,
+        W,
+        "the server is a private address: reachable only from runners inside that network",
+        "Run the job on a runner inside the cluster's network (runner tags), or use the cluster's public endpoint or the GitLab agent.",
+        "Private ranges (10/8, 172.16/12, 192.168/16, fc00::/7) are not routed on the internet; shared runners cannot reach them.",
+    ),
+    // ---- config.credentials
+    row(
+        C::ConfigCredentials,
+        R::None,
+        W,
+        "no credentials: requests will be anonymous",
+        "Give the kubeconfig user a token, a client certificate or an exec plugin.",
+        "Without credentials the API server treats every request as `system:anonymous`.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::UserNotFound,
+        F,
+        "the context names a user that is not in the kubeconfig",
+        "Add the user entry or fix the context's `user:` name.",
+        "kubectl then sends no credentials at all.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::TokenFileUnreadable,
+        F,
+        "the token file cannot be read",
+        "Point `tokenFile` (or --token-file) at a readable file.",
+        "kubectl reads the token from the file for each request.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::TokenExpired,
+        F,
+        "the bearer token has expired",
+        "Issue a fresh token (for a service account: `kubectl create token <sa> --duration=…`) and update the CI variable.",
+        "The token's `exp` claim is in the past; the API server rejects it with 401.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::TokenExpiring,
+        W,
+        "the bearer token expires soon",
+        "Rotate the token before it expires.",
+        "The token's `exp` claim is near; the job will start failing with 401 after it.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ClientCertInvalid,
+        F,
+        "the client certificate or key cannot be read or parsed",
+        "Check `client-certificate(-data)`/`client-key(-data)`: PEM, base64 in the -data fields, not truncated.",
+        "kubectl cannot present a certificate it cannot parse.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ClientKeyMismatch,
+        F,
+        "the client key does not belong to the client certificate",
+        "Pair the certificate with the key it was issued for.",
+        "The TLS handshake proves possession of the certificate's key; a different key fails it.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ClientCertExpired,
+        F,
+        "the client certificate has expired",
+        "Renew the client certificate (or switch to a token).",
+        "The API server rejects expired client certificates, and the request becomes unauthorized.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ClientCertNotYetValid,
+        F,
+        "the client certificate is not valid yet",
+        "Check the runner's clock, or wait for the certificate's start date.",
+        "A certificate is only accepted inside its validity period.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ClientCertExpiring,
+        W,
+        "the client certificate expires soon",
+        "Renew the client certificate before it expires.",
+        "Deploys will fail with 401 once it expires.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ExecPluginMissing,
+        F,
+        "the exec credential plugin is not on PATH",
+        "Install the plugin in the job image (gke-gcloud-auth-plugin, aws, kubelogin…) or use a token for CI.",
+        "kubectl runs the plugin to get a token; without it kubectl fails before sending a request.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ExecPluginFailed,
+        F,
+        "the exec credential plugin failed",
+        "Run the plugin command by hand in the job to see its error; it usually needs cloud credentials in the job's environment.",
+        "Without the plugin's token kubectl cannot authenticate.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::AuthProviderRemoved,
+        F,
+        "the kubeconfig uses an auth provider that kubectl removed",
+        "Replace `auth-provider: gcp` with `gke-gcloud-auth-plugin` and `azure` with `kubelogin` (exec plugins).",
+        "The in-tree gcp and azure auth providers were removed in kubectl 1.26.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::BasicAuthRemoved,
+        F,
+        "the kubeconfig uses username/password, which Kubernetes no longer accepts",
+        "Use a token or a client certificate instead of basic auth.",
+        "Basic authentication was removed from the API server in Kubernetes 1.19.",
+    ),
+    // ---- config.tls
+    row(
+        C::ConfigTls,
+        R::InsecureSkipVerify,
+        W,
+        "insecure-skip-tls-verify is on: the server's identity is not checked",
+        "Remove `insecure-skip-tls-verify` and set `certificate-authority-data` to the cluster's CA.",
+        "Without verification anyone on the path can impersonate the API server and collect the credentials; kube-reach withholds credentials in that case.",
+    ),
+    row(
+        C::ConfigTls,
+        R::CaUnreadable,
+        F,
+        "the certificate-authority file cannot be read",
+        "Point `certificate-authority` at a readable PEM file, or inline it as `certificate-authority-data`.",
+        "kubectl cannot verify the server without its CA.",
+    ),
+    row(
+        C::ConfigTls,
+        R::CaInvalid,
+        F,
+        "the certificate-authority is not a valid PEM certificate",
+        "Put the cluster CA's PEM (base64-encoded in `certificate-authority-data`) in the kubeconfig.",
+        "An unparsable CA trusts nothing, so every handshake fails.",
+    ),
+    row(
+        C::ConfigTls,
+        R::CaExpired,
+        F,
+        "the certificate-authority in the kubeconfig has expired",
+        "Fetch the cluster's current CA and update the kubeconfig.",
+        "An expired CA can no longer anchor a valid chain.",
+    ),
+    // ---- config.proxy
+    row(
+        C::ConfigProxy,
+        R::InvalidProxyUrl,
+        F,
+        "the proxy URL cannot be parsed",
+        "Write the proxy as `http://host:port` (credentials as `http://user:pass@host:port`).",
+        "kubectl fails every request when the proxy URL is invalid.",
+    ),
+    // ---- dns.resolve
+    row(
+        C::DnsResolve,
+        R::Nxdomain,
+        F,
+        "the name does not exist (NXDOMAIN)",
+        DNS_FIX_NAME,
+        "The nameserver answered authoritatively that no such name exists; no retry or timeout will change that.",
+    ),
+    row(
+        C::DnsResolve,
+        R::Servfail,
+        F,
+        "the nameserver failed to answer (SERVFAIL)",
+        "The job's nameserver (see evidence) could not resolve the name: check the DNS forwarder of the runner's network, or use a resolvable name.",
+        "SERVFAIL means the nameserver itself failed (upstream down, DNSSEC failure), not that the name is wrong.",
+    ),
+    row(
+        C::DnsResolve,
+        R::Refused,
+        F,
+        "the nameserver refused the query (REFUSED)",
+        "The nameserver in the job's resolv.conf does not serve this runner or this name: fix the runner's DNS settings (Docker `dns` option, pod dnsConfig).",
+        "REFUSED is a policy answer: the server will not recurse for this client.",
+    ),
+    row(
+        C::DnsResolve,
+        R::Timeout,
+        F,
+        "no nameserver answered in time",
+        "Check that the job can reach its nameservers (UDP and TCP port 53); a firewall or a dead nameserver in resolv.conf causes this.",
+        "No answer at all means the queries or replies are lost, unlike NXDOMAIN or SERVFAIL.",
+    ),
+    row(
+        C::DnsResolve,
+        R::NoRecords,
+        F,
+        "the name exists but has no address records",
+        "Add an A or AAAA record for the name, or use the correct name.",
+        "The name exists in DNS, but not as an address.",
+    ),
+    row(
+        C::DnsResolve,
+        R::NoNameservers,
+        F,
+        "the job has no nameservers configured",
+        "Give the job a resolv.conf with a nameserver (runner `dns` setting, pod dnsPolicy), or use an IP address in the server URL.",
+        "With no nameserver, no name can be resolved.",
+    ),
+    row(
+        C::DnsResolve,
+        R::ResolverError,
+        E,
+        "the resolver could not be set up",
+        "Check /etc/resolv.conf in the job image.",
+        "kube-reach could not build a resolver from the job's configuration.",
+    ),
+    // ---- tcp.connect
+    row(
+        C::TcpConnect,
+        R::Refused,
+        F,
+        "connection refused: nothing listens on that port, or a firewall rejects it",
+        "Check the port in the server URL (the API server usually listens on 6443 or 443) and that the API server or its load balancer is up.",
+        TCP_WHY,
+    ),
+    row(
+        C::TcpConnect,
+        R::Timeout,
+        F,
+        "no answer to the connection attempt: packets are dropped on the way",
+        "A firewall, security group or network policy drops traffic from the runner to this address: allow the runner's egress address to the API server's port (for managed clusters, the API server's authorized networks).",
+        "A silent drop gives no error, only a timeout; a closed port would have answered with a reset.",
+    ),
+    row(
+        C::TcpConnect,
+        R::HostUnreachable,
+        F,
+        "host unreachable: no route to the host, or a firewall rejects with ICMP",
+        "Check that the address is right and that the runner's network routes to it; a firewall rejecting with ICMP admin-prohibited gives the same error.",
+        "The network (or a host on it) told the runner this host cannot be reached.",
+    ),
+    row(
+        C::TcpConnect,
+        R::NetworkUnreachable,
+        F,
+        "network unreachable: the runner has no route to this address",
+        "The runner has no route to this network: run the job on a runner that is inside or peered with the cluster's network, or use a reachable endpoint.",
+        "The kernel found no route for the destination, so nothing was sent.",
+    ),
+    row(
+        C::TcpConnect,
+        R::Reset,
+        F,
+        "the connection was reset",
+        "A middlebox or the server reset the connection: check firewalls and the API server's listener.",
+        TCP_WHY,
+    ),
+    row(
+        C::TcpConnect,
+        R::ConnectFailed,
+        F,
+        "the connection failed",
+        "See the error in the evidence.",
+        TCP_WHY,
+    ),
+    // ---- proxy.connect
+    row(
+        C::ProxyConnect,
+        R::Refused,
+        F,
+        "the proxy refused the connection: nothing listens on the proxy port",
+        "Fix HTTPS_PROXY (or the kubeconfig's proxy-url): the proxy host or port is wrong, or the proxy is down. kubectl reports this as the API server refusing the connection, but it was the proxy.",
+        "All traffic to the API server goes through the proxy, so a dead proxy looks like a dead cluster.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::Timeout,
+        F,
+        "the proxy did not answer the connection attempt",
+        "Check the proxy address in HTTPS_PROXY/proxy-url and that the runner may reach it.",
+        "Packets to the proxy are dropped.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::HostUnreachable,
+        F,
+        "the proxy host is unreachable",
+        "Check the proxy address and the runner's route to it.",
+        "The network reported the proxy host unreachable.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::NetworkUnreachable,
+        F,
+        "the runner has no route to the proxy",
+        "Check the proxy address and the runner's routes.",
+        "No route to the proxy's network.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::Reset,
+        F,
+        "the proxy reset the connection",
+        "Check the proxy.",
+        "The proxy closed the connection abruptly.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::ConnectFailed,
+        F,
+        "connecting to the proxy failed",
+        "See the error in the evidence.",
+        "The proxy could not be reached.",
+    ),
+    // ---- proxy.tunnel
+    row(
+        C::ProxyTunnel,
+        R::Forbidden,
+        F,
+        "the proxy refused to tunnel to the API server (403)",
+        "Allow CONNECT to the API server's host and port in the proxy's ACL (many proxies allow only port 443), or add the API server to NO_PROXY if it is reachable directly.",
+        "The proxy answered the CONNECT request with 403: its policy forbids this destination.",
+    ),
+    row(
+        C::ProxyTunnel,
+        R::AuthRequired,
+        F,
+        "the proxy requires authentication (407)",
+        "Put the proxy credentials in the proxy URL (`http://user:password@proxy:port`, as a masked CI variable).",
+        "The proxy answered 407 Proxy Authentication Required.",
+    ),
+    row(
+        C::ProxyTunnel,
+        R::UpstreamFailed,
+        F,
+        "the proxy could not reach the API server",
+        "The proxy cannot resolve or connect to the API server: check the server name from the proxy's network, or bypass the proxy with NO_PROXY if the runner can reach the cluster directly.",
+        "A 502/503/504 to CONNECT comes from the proxy, not from Kubernetes.",
+    ),
+    row(
+        C::ProxyTunnel,
+        R::Timeout,
+        F,
+        "the proxy did not answer the CONNECT request in time",
+        "The proxy is stuck connecting to the API server: check the API server's reachability from the proxy.",
+        "The proxy accepted the connection but never answered.",
+    ),
+    row(
+        C::ProxyTunnel,
+        R::NotAProxy,
+        F,
+        "the proxy address does not speak HTTP CONNECT",
+        "Check HTTPS_PROXY: it must be an HTTP forward proxy (`http://host:port`).",
+        "The answer to CONNECT was not an HTTP response.",
+    ),
+    // ---- tls.handshake
+    row(
+        C::TlsHandshake,
+        R::NotTls,
+        F,
+        "the server does not speak TLS on this port (plain HTTP)",
+        "Use the TLS port of the API server (often 6443 or 443), or `http://` only if this really is an unencrypted endpoint (credentials will not be sent).",
+        "The first bytes back were not a TLS handshake; kubectl prints `first record does not look like a TLS handshake`.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::Alert,
+        F,
+        "the server aborted the TLS handshake with an alert",
+        "See the alert in the evidence; a `handshake_failure` often means no cipher or server name (SNI) the server accepts.",
+        "The server refused the handshake.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::NoCommonVersion,
+        F,
+        "no TLS version in common with the server",
+        "The server offers only TLS versions older than 1.2: upgrade the API server or its load balancer.",
+        "kube-reach, like kubectl, requires TLS 1.2 or newer.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::Closed,
+        F,
+        "the connection closed during the TLS handshake",
+        "Something closed the connection mid-handshake: a load balancer without a backend, an SNI-routing proxy that does not know this name, or a firewall doing deep inspection.",
+        "The server side closed without a TLS alert.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::ClientCertRequired,
+        F,
+        "the server requires a client certificate",
+        "Add `client-certificate-data` and `client-key-data` to the kubeconfig user.",
+        "The API server's listener demands mutual TLS.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::Stalled,
+        F,
+        "the TLS handshake stalled: connected, but the server's handshake never arrived",
+        "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (Docker `mtu`, CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
+        "The TCP connection works, but the server's certificate flight is larger than the path's MTU and the ICMP that would shrink it is dropped.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::HandshakeFailed,
+        F,
+        "the TLS handshake failed",
+        "See the error in the evidence.",
+        "The TLS layer failed before any certificate could be judged.",
+    ),
+    // ---- tls.trust
+    row(
+        C::TlsTrust,
+        R::UnknownAuthority,
+        F,
+        "the server's certificate is signed by an unknown authority",
+        "Put the cluster's CA in the kubeconfig (`certificate-authority-data`), or add it to the job's trust store (SSL_CERT_FILE).",
+        "Neither the kubeconfig's CA nor the system roots issued the chain the server presented; kubectl says `x509: certificate signed by unknown authority`.",
+    ),
+    row(
+        C::TlsTrust,
+        R::CaMismatch,
+        F,
+        "the server's chain comes from a different CA than the one in the kubeconfig",
+        "The cluster was rebuilt (new CA) or the kubeconfig points at the wrong cluster: fetch the current CA (`kubectl config view --raw` from a working machine) and update `certificate-authority-data`.",
+        "The kubeconfig pins one CA; the server presented a chain rooted elsewhere.",
+    ),
+    row(
+        C::TlsTrust,
+        R::Intercepted,
+        F,
+        "the chain was issued by a TLS-inspecting proxy",
+        "Exempt the API server from TLS inspection on the proxy, or add the inspection CA to the kubeconfig's `certificate-authority-data` if your policy allows it.",
+        "A corporate proxy replaced the API server's certificate with its own.",
+    ),
+    row(
+        C::TlsTrust,
+        R::MissingIntermediate,
+        F,
+        "the server does not send its intermediate certificate",
+        "Configure the API server (or its load balancer) to send the full chain: leaf followed by the intermediate CA certificate.",
+        "Clients only trust the root; without the intermediate they cannot connect the leaf to it. Browsers often hide this by fetching intermediates, kubectl does not.",
+    ),
+    row(
+        C::TlsTrust,
+        R::SelfSigned,
+        F,
+        "the server's certificate is self-signed",
+        "Put that certificate (or the cluster CA) in the kubeconfig's `certificate-authority-data`.",
+        "A self-signed certificate is trusted only where it is explicitly configured.",
+    ),
+    row(
+        C::TlsTrust,
+        R::BadSignature,
+        F,
+        "a certificate in the chain has an invalid signature",
+        "The chain is corrupt or forged: check what presents it.",
+        "A signature that does not verify breaks the chain.",
+    ),
+    row(
+        C::TlsTrust,
+        R::NotACa,
+        F,
+        "a certificate used as an issuer is not a CA",
+        "Reissue the chain so issuers are CA certificates.",
+        "Only CA certificates may sign others.",
+    ),
+    // ---- tls.hostname
+    row(
+        C::TlsHostname,
+        R::Mismatch,
+        F,
+        "the certificate is not valid for this host name",
+        "Use a host name the certificate lists (evidence), or set `tls-server-name` in the kubeconfig cluster to one of them.",
+        "TLS checks the name in the URL against the certificate's subjectAltNames.",
+    ),
+    row(
+        C::TlsHostname,
+        R::IpNotInSan,
+        F,
+        "the server was addressed by IP, and the certificate does not list that IP",
+        "Use a host name the certificate lists, or set `tls-server-name` to one of them while keeping the IP in `server:`.",
+        "An IP in the URL must appear as an IP subjectAltName; DNS names do not match IPs.",
+    ),
+    row(
+        C::TlsHostname,
+        R::CnOnly,
+        F,
+        "the certificate has the name only in its Common Name, no subjectAltName",
+        "Reissue the certificate with subjectAltNames.",
+        "Go (since 1.15) and rustls ignore the Common Name.",
+    ),
+    // ---- tls.validity
+    row(
+        C::TlsValidity,
+        R::Expired,
+        F,
+        "the server certificate has expired",
+        "Renew the API server certificate (kubeadm: `kubeadm certs renew apiserver`, then restart the API server).",
+        "TLS clients reject certificates past their notAfter date.",
+    ),
+    row(
+        C::TlsValidity,
+        R::NotYetValid,
+        F,
+        "the server certificate is not valid yet",
+        "If the runner's clock is wrong (see runner.clock), fix it; otherwise reissue the certificate with a correct start date.",
+        "TLS clients reject certificates before their notBefore date.",
+    ),
+    row(
+        C::TlsValidity,
+        R::ExpiringSoon,
+        W,
+        "the server certificate expires soon",
+        "Renew the certificate before it expires.",
+        "The job will fail with an x509 error once it expires.",
+    ),
+    // ---- http.version
+    row(
+        C::HttpVersion,
+        R::NotKubernetes,
+        F,
+        "the server is not a Kubernetes API server",
+        "The URL reaches something else (a web page, a load balancer, a login page): check the server URL's host, port and path.",
+        "A Kubernetes API server answers /version with JSON containing gitVersion.",
+    ),
+    row(
+        C::HttpVersion,
+        R::ProxyError,
+        F,
+        "a proxy answered instead of the API server",
+        "Check the proxy and NO_PROXY settings.",
+        "The response carries a proxy's signature, not the API server's.",
+    ),
+    row(
+        C::HttpVersion,
+        R::Redirect,
+        F,
+        "the server redirects instead of answering",
+        "Use the URL the redirect points to, if it is the API server; a redirect to a login page means an authenticating proxy sits in front.",
+        "kubectl does not follow redirects for API calls.",
+    ),
+    row(
+        C::HttpVersion,
+        R::ServerError,
+        F,
+        "the server answered with an error (5xx)",
+        "Check the API server's or load balancer's health.",
+        "A 5xx comes from the server side, not from the path.",
+    ),
+    row(
+        C::HttpVersion,
+        R::Stalled,
+        F,
+        "connected and TLS done, but the response never arrived",
+        "Large packets are being dropped on the path (MTU black hole, or a middlebox): lower the MTU of the runner's network (Docker daemon `mtu`, CNI MTU) or allow ICMP fragmentation-needed through the firewalls.",
+        "Small packets (the handshake) pass but full-size ones vanish, and the ICMP message that would shrink them is dropped.",
+    ),
+    row(
+        C::HttpVersion,
+        R::UnauthorizedAnonymous,
+        P,
+        "anonymous access is disabled; continuing with credentials",
+        "",
+        "",
+    ),
+    row(
+        C::HttpVersion,
+        R::RequestFailed,
+        F,
+        "the HTTP request failed",
+        "See the error in the evidence.",
+        "The connection broke during the request.",
+    ),
+    // ---- http.health
+    row(
+        C::HttpHealth,
+        R::NotReady,
+        W,
+        "the API server reports itself not ready",
+        "See the failing checks in the evidence (often etcd); the cluster's operators need to act.",
+        "/readyz lists the server's internal health checks.",
+    ),
+    row(
+        C::HttpHealth,
+        R::Forbidden,
+        P,
+        "/readyz is not readable for this identity (informational)",
+        "",
+        "",
+    ),
+    // ---- auth.whoami
+    row(
+        C::AuthWhoami,
+        R::Unauthorized,
+        F,
+        "the API server rejected the credentials (401)",
+        "Renew the token or certificate in the kubeconfig; for a service account token, check the account still exists.",
+        "401 means the server could not authenticate the request: the token is unknown, expired or revoked, or the certificate is not signed by the cluster's client CA.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::Anonymous,
+        F,
+        "the server saw system:anonymous: the credentials never arrived",
+        "Make sure the kubeconfig user has credentials and the URL is https:// (credentials are dropped on http://).",
+        "The request authenticated as the anonymous user, so RBAC for the real identity never applied.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::Unsupported,
+        P,
+        "the server does not support SelfSubjectReview (before 1.28); identity not confirmed",
+        "",
+        "",
+    ),
+    row(
+        C::AuthWhoami,
+        R::CredentialsWithheld,
+        W,
+        "credentials withheld: the server's TLS was not verified",
+        "Remove `insecure-skip-tls-verify` and configure the cluster's CA so the credentials can be sent safely.",
+        "kube-reach never sends credentials to a server whose identity it did not verify.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::AgentUnauthorized,
+        F,
+        "the GitLab agent server rejected the CI job token",
+        "The job token is invalid or expired: rerun the pipeline (job tokens live only while the job runs) and make sure the kubeconfig comes from this job's KUBECONFIG.",
+        "The agent server checks the `ci:<agent id>:<job token>` credential with GitLab for every request.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::AgentForbidden,
+        F,
+        "the agent is not allowed for this job (agentId is not allowed)",
+        "Authorize this project (or its group) in the agent's `ci_access` configuration; see gitlab.allowed-agents for what GitLab allows this job.",
+        "The agent server asks GitLab which agents this job may use; this agent is not among them.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::AgentNotConnected,
+        F,
+        "the agent is not connected to the agent server",
+        "Check the agentk pods in the cluster (`kubectl -n gitlab-agent logs deploy/<agent>`): they must be running and connected; upgrade agentk if it is older than the agent server.",
+        "The agent server waits about 20 s for a tunnel from the agent in the cluster, then gives up.",
+    ),
+    // ---- rbac
+    row(
+        C::RbacCanI,
+        R::Denied,
+        F,
+        "RBAC denies this action to the job's identity",
+        "Bind a Role granting it to the identity in the evidence (a RoleBinding in that namespace).",
+        "The API server authorizes each request by the user's roles; none grants this verb on this resource.",
+    ),
+    row(
+        C::RbacCanI,
+        R::Unknown,
+        W,
+        "the server did not say whether this is allowed",
+        "Check the evidence; the access review could not be evaluated.",
+        "An unanswered review is not a denial.",
+    ),
+    row(
+        C::RbacRules,
+        R::Incomplete,
+        P,
+        "the rules list is incomplete (informational)",
+        "",
+        "",
+    ),
+    row(
+        C::NetpolEgress,
+        R::BlocksApiserver,
+        F,
+        "a NetworkPolicy blocks egress to the API server",
+        "Allow egress from the runner pods to the API server's endpoint addresses and port.",
+        "Egress policies that select the runner pod drop everything they do not allow.",
+    ),
+    row(
+        C::NetpolEgress,
+        R::NotReadable,
+        P,
+        "NetworkPolicies are not readable (informational)",
+        "",
+        "",
+    ),
+    // ---- gitlab
+    row(
+        C::GitlabServer,
+        R::Unreachable,
+        F,
+        "the GitLab server cannot be reached from the job",
+        "See the evidence; CI_SERVER_URL must be reachable from the runner.",
+        "The job needs GitLab for its agent authorization and artifacts.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::JobTokenRejected,
+        F,
+        "GitLab rejected the job token",
+        "Job tokens are valid only while the job runs: run kube-reach inside the job, not afterwards.",
+        "GET /api/v4/job/allowed_agents authenticates with the job token.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::NoAgents,
+        F,
+        "GitLab allows no agent for this job",
+        "Add this project (or its group) to `ci_access` in the agent's `.gitlab/agents/<agent>/config.yaml`.",
+        "GitLab puts in KUBECONFIG only the agents whose `ci_access` covers this job.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::AgentNotAllowed,
+        F,
+        "an agent in the kubeconfig is not allowed for this job",
+        "Use a context from this job's KUBECONFIG, or authorize the project for that agent.",
+        "The agent server accepts only agents GitLab allows for the job.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::Unavailable,
+        W,
+        "the allowed-agents API could not be asked",
+        "See the evidence.",
+        "Without it the agent's authorization cannot be confirmed.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::InvalidYaml,
+        F,
+        "the agent configuration file is not valid YAML",
+        "Fix the YAML at the position shown.",
+        "The agent ignores a configuration it cannot parse.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::ProjectNotListed,
+        F,
+        "the agent configuration does not authorize this project",
+        "Add this project's path (or a group above it) under `ci_access:` in the agent configuration.",
+        "Only listed projects and groups get the agent's context.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::OtherTopLevelGroup,
+        F,
+        "the authorized project or group is in another top-level group",
+        "Projects authorized with `ci_access` must share the agent configuration project's top-level group.",
+        "GitLab only honours ci_access entries within the same top-level group.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::EnvironmentExcludesJob,
+        F,
+        "the agent's `environments` filter excludes this job",
+        "Give the job a matching `environment:` or widen the `environments` list.",
+        "With an environments filter, jobs without a matching environment get no context.",
+    ),
+    row(
+        C::GitlabKas,
+        R::NotAgentServer,
+        F,
+        "something other than the GitLab agent server answers at the k8s-proxy URL",
+        "A proxy or load balancer in front of the agent server answered: check the k8s-proxy URL and the path routing in front of KAS.",
+        "The agent server marks its own 401s with `Gitlab-Unauthorized: true`.",
+    ),
+    row(
+        C::GitlabKas,
+        R::Unreachable,
+        F,
+        "the agent server cannot be reached",
+        "See the layers below for where it breaks.",
+        "All agent traffic goes through the agent server.",
+    ),
+    // ---- runner
+    row(
+        C::RunnerClock,
+        R::Skew,
+        W,
+        "the runner's clock differs from the servers' clocks",
+        "Sync the runner host's clock (NTP).",
+        "Certificate validity and token expiry are judged with the local clock; a wrong clock makes good certificates look expired or not yet valid.",
+    ),
+    // ---- any check
+    any(
+        R::Blocked,
+        S,
+        "not run: a check it depends on failed",
+        "",
+        "",
+    ),
+    any(R::NotApplicable, S, "not applicable", "", ""),
+    any(
+        R::Timeout,
+        F,
+        "timed out",
+        "See the evidence.",
+        "The operation did not finish within --timeout.",
+    ),
+    any(
+        R::Deadline,
+        E,
+        "not finished before the run's deadline",
+        "Raise --deadline, or fix the slower layers first (timeouts add up).",
+        "The whole run is bounded by --deadline so a CI job never hangs.",
+    ),
+    any(
+        R::Internal,
+        E,
+        "the check itself broke (a kube-reach bug)",
+        "Please report it with the evidence; the other checks are unaffected.",
+        "The check panicked or failed inside kube-reach.",
+    ),
+];
+
+/// The entry for `(check, reason)`, falling back to the check-independent row, then to a
+/// generic error row: a missing row is a kube-reach bug, never a reason to panic.
+pub fn entry(check: CheckId, reason: Reason) -> Entry {
+    CATALOGUE
+        .iter()
+        .find(|e| e.check == Some(check) && e.reason == reason)
+        .or_else(|| {
+            CATALOGUE
+                .iter()
+                .find(|e| e.check.is_none() && e.reason == reason)
+        })
+        .copied()
+        .unwrap_or(Entry {
+            check: Some(check),
+            reason,
+            status: Status::Error,
+            summary: "unclassified finding",
+            fix: "",
+            why: "",
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_kebab_case_and_unique() {
+        let mut seen = HashSet::new();
+        for reason in Reason::ALL {
+            let code = reason.as_str();
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{code}"
+            );
+            assert!(seen.insert(code), "duplicate reason {code}");
+        }
+        let mut ids = HashSet::new();
+        for id in CheckId::ALL {
+            assert!(ids.insert(id.as_str()), "duplicate id");
+            assert!(id.as_str().contains('.'));
+        }
+    }
+
+    #[test]
+    fn every_row_is_unique_and_non_pass_rows_say_what_to_do() {
+        let mut seen = HashSet::new();
+        for e in CATALOGUE {
+            assert!(
+                seen.insert((e.check, e.reason)),
+                "duplicate row {:?} {:?}",
+                e.check,
+                e.reason
+            );
+            if matches!(e.status, Status::Fail | Status::Warn) {
+                assert!(
+                    !e.fix.is_empty() && !e.why.is_empty(),
+                    "{:?} {:?} lacks fix/why",
+                    e.check,
+                    e.reason
+                );
+            }
+            assert!(
+                !e.summary.ends_with('.'),
+                "summary ends with a period: {}",
+                e.summary
+            );
+        }
+    }
+
+    /// Pins the public contract: renaming a shipped code fails here.
+    #[test]
+    fn codes_are_stable() {
+        let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
+        for must in [
+            "config.kubeconfig",
+            "config.server",
+            "config.credentials",
+            "config.tls",
+            "config.proxy",
+            "dns.resolve",
+            "tcp.connect",
+            "proxy.connect",
+            "proxy.tunnel",
+            "tls.handshake",
+            "tls.trust",
+            "tls.hostname",
+            "tls.validity",
+            "http.version",
+            "http.health",
+            "auth.whoami",
+            "rbac.can-i",
+            "rbac.rules",
+            "netpol.egress",
+            "gitlab.server",
+            "gitlab.allowed-agents",
+            "gitlab.agent-config",
+            "gitlab.kas",
+            "runner.clock",
+            "runner.environment",
+        ] {
+            assert!(ids.contains(&must), "check id {must} vanished");
+        }
+        let codes: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        for must in [
+            "not-set",
+            "unreadable",
+            "invalid-yaml",
+            "no-contexts",
+            "context-not-found",
+            "no-current-context",
+            "missing",
+            "invalid-url",
+            "insecure-scheme",
+            "loopback",
+            "link-local",
+            "private-address",
+            "none",
+            "token-file-unreadable",
+            "token-expired",
+            "token-expiring",
+            "client-cert-invalid",
+            "client-key-mismatch",
+            "client-cert-expired",
+            "client-cert-not-yet-valid",
+            "client-cert-expiring",
+            "exec-plugin-missing",
+            "exec-plugin-failed",
+            "auth-provider-removed",
+            "basic-auth-removed",
+            "insecure-skip-verify",
+            "ca-unreadable",
+            "ca-invalid",
+            "ca-expired",
+            "invalid-proxy-url",
+            "nxdomain",
+            "servfail",
+            "refused",
+            "timeout",
+            "no-records",
+            "no-nameservers",
+            "host-unreachable",
+            "network-unreachable",
+            "reset",
+            "forbidden",
+            "auth-required",
+            "upstream-failed",
+            "not-a-proxy",
+            "not-tls",
+            "alert",
+            "no-common-version",
+            "closed",
+            "client-cert-required",
+            "unknown-authority",
+            "ca-mismatch",
+            "intercepted",
+            "missing-intermediate",
+            "self-signed",
+            "bad-signature",
+            "not-a-ca",
+            "mismatch",
+            "ip-not-in-san",
+            "cn-only",
+            "expired",
+            "not-yet-valid",
+            "expiring-soon",
+            "not-kubernetes",
+            "proxy-error",
+            "redirect",
+            "server-error",
+            "stalled",
+            "unauthorized-anonymous",
+            "not-ready",
+            "unauthorized",
+            "anonymous",
+            "unsupported",
+            "agent-unauthorized",
+            "agent-forbidden",
+            "agent-not-connected",
+            "denied",
+            "unknown",
+            "incomplete",
+            "blocks-apiserver",
+            "not-readable",
+            "job-token-rejected",
+            "no-agents",
+            "agent-not-allowed",
+            "unavailable",
+            "project-not-listed",
+            "other-top-level-group",
+            "environment-excludes-job",
+            "not-agent-server",
+            "unreachable",
+            "skew",
+            "deadline",
+            "internal",
+        ] {
+            assert!(codes.contains(&must), "reason {must} vanished");
+        }
+    }
+}
+
+/// The catalogue as the Markdown table in the README (between the `catalogue` markers). The
+/// `readme_lists_the_catalogue` test keeps the two equal; `KUBE_REACH_WRITE_README=1 cargo test
+/// readme` rewrites the README's copy.
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| check | reason | status | meaning | fix |\n|---|---|---|---|---|\n");
+    for e in CATALOGUE {
+        let check = e.check.map(|c| c.as_str()).unwrap_or("(any)");
+        let status = match e.status {
+            Status::Pass => "info",
+            other => other.as_str(),
+        };
+        let fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        out.push_str(&format!(
+            "| `{check}` | `{}` | {status} | {} | {fix} |\n",
+            e.reason.as_str(),
+            e.summary.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod readme {
+    const BEGIN: &str = "<!-- catalogue:begin -->\n";
+    const END: &str = "<!-- catalogue:end -->";
+
+    #[test]
+    fn readme_lists_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let (head, rest) = readme.split_once(BEGIN).expect("catalogue:begin marker");
+        let (_, tail) = rest.split_once(END).expect("catalogue:end marker");
+        let wanted = format!("{head}{BEGIN}{}{END}{tail}", super::markdown_table());
+        if std::env::var_os("KUBE_REACH_WRITE_README").is_some() {
+            std::fs::write(path, &wanted).expect("write README.md");
+        }
+        assert!(
+            readme == wanted,
+            "README's check catalogue is stale: run KUBE_REACH_WRITE_README=1 cargo test readme"
+        );
+    }
+}

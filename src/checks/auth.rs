@@ -1,0 +1,137 @@
+//! `auth.whoami`: who the API server thinks the job is (SelfSubjectReview, kubectl auth whoami).
+
+use crate::catalogue::{CheckId, Reason};
+use crate::model::CheckResult;
+use crate::net::http::{HttpFailure, Response};
+
+pub const WHOAMI_PATHS: &[(&str, &str)] = &[
+    (
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "authentication.k8s.io/v1",
+    ),
+    (
+        "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews",
+        "authentication.k8s.io/v1beta1",
+    ),
+];
+
+pub fn whoami_body(api_version: &str) -> Vec<u8> {
+    serde_json::json!({"apiVersion": api_version, "kind": "SelfSubjectReview"})
+        .to_string()
+        .into_bytes()
+}
+
+/// The identity the server reported.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+pub enum Whoami {
+    Known(CheckResult, Identity),
+    /// 404: try the next API version.
+    NotServed,
+    Other(CheckResult),
+}
+
+pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials: &str) -> Whoami {
+    let id = CheckId::AuthWhoami;
+    let r = match outcome {
+        Err(HttpFailure::Stalled) => {
+            return Whoami::Other(
+                CheckResult::finding(id, subject, Reason::Timeout)
+                    .with_evidence("SelfSubjectReview: no answer"),
+            );
+        }
+        Err(HttpFailure::Failed(e)) => {
+            return Whoami::Other(
+                CheckResult::finding(id, subject, Reason::Timeout)
+                    .with_summary("the SelfSubjectReview request failed")
+                    .with_evidence(e.clone()),
+            );
+        }
+        Ok(r) => r,
+    };
+    match r.status {
+        200 | 201 => {
+            let info = r
+                .json()
+                .and_then(|v| v.pointer("/status/userInfo").cloned())
+                .unwrap_or_default();
+            let identity = Identity {
+                username: info
+                    .get("username")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                groups: info
+                    .get("groups")
+                    .and_then(|g| g.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let evidence = format!("groups: {}", identity.groups.join(", "));
+            let result = if identity.username == "system:anonymous" {
+                CheckResult::finding(id, subject, Reason::Anonymous)
+                    .with_evidence(format!("credentials: {credentials}"))
+            } else {
+                CheckResult::pass(
+                    id,
+                    subject,
+                    format!("authenticated as {}", identity.username),
+                )
+            };
+            Whoami::Known(result.with_evidence(evidence), identity)
+        }
+        404 => Whoami::NotServed,
+        401 => {
+            let sub = match credentials {
+                "none" => "no credentials were sent",
+                c if c.starts_with("client certificate") => {
+                    "the client certificate was not accepted (not signed by the cluster's client CA, or expired)"
+                }
+                _ => "the token was rejected: unknown, expired or revoked",
+            };
+            Whoami::Other(
+                CheckResult::finding(id, subject, Reason::Unauthorized)
+                    .with_evidence(format!("HTTP 401: {sub}"))
+                    .with_evidence(format!("credentials: {credentials}"))
+                    .with_evidence(format!("body: {}", r.excerpt(200))),
+            )
+        }
+        // A 403 naming system:anonymous (or with nothing sent): the credentials never arrived.
+        403 if credentials == "none" || r.excerpt(400).contains("system:anonymous") => {
+            Whoami::Other(
+                CheckResult::finding(id, subject, Reason::Anonymous)
+                    .with_evidence(format!("HTTP 403: {}", r.excerpt(200)))
+                    .with_evidence(format!("credentials: {credentials}")),
+            )
+        }
+        // Authenticated (a 403 means the server knew who asked) but not allowed to ask.
+        403 => Whoami::Known(
+            CheckResult::pass(
+                id,
+                subject,
+                "authenticated (SelfSubjectReview forbidden, identity not shown)",
+            )
+            .with_evidence(r.excerpt(200)),
+            Identity::default(),
+        ),
+        status => Whoami::Other(
+            CheckResult::finding(id, subject, Reason::Unknown)
+                .with_status(crate::model::Status::Warn)
+                .with_summary(format!("SelfSubjectReview answered HTTP {status}"))
+                .with_evidence(r.excerpt(200)),
+        ),
+    }
+}
+
+pub fn unsupported(subject: &str) -> CheckResult {
+    CheckResult::finding(CheckId::AuthWhoami, subject, Reason::Unsupported)
+        .with_evidence("SelfSubjectReview v1 and v1beta1 both answered 404; the access reviews below still tell whether the credentials work")
+}

@@ -1,0 +1,685 @@
+//! `config.*`: judges what discovery found, before any traffic, and resolves it into a
+//! [`Target`] ready for the network. Certificates, keys and tokens are parsed here once; the
+//! secrets are registered with the scrubber as soon as they are seen.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::catalogue::{CheckId, Reason};
+use crate::env::{Env, read_bounded};
+use crate::model::{CheckResult, TargetKind};
+use crate::net::proxy_choice::{self, ProxyDecision};
+use crate::plan::{
+    ClientIdentity, Credentials, Endpoint, Host, Route, Scheme, Target, TlsSettings,
+};
+use crate::secret::{Scrubber, Secret, redact_url_password};
+use crate::targets::TargetSpec;
+use crate::x509::{CertFacts, format_time};
+
+pub struct Judge<'a> {
+    pub env: &'a Env,
+    pub expiry_warn: Duration,
+    pub default_namespace: Option<String>,
+}
+
+impl Judge<'_> {
+    pub fn resolve(&self, spec: &TargetSpec, scrubber: &mut Scrubber) -> Target {
+        register_secrets(spec, scrubber);
+        let kind = spec.kind.unwrap_or(TargetKind::Direct);
+        let (server_check, endpoint) = self.server(spec, kind);
+        let server_display = spec
+            .server
+            .clone()
+            .map(|s| redact_url_password(&s))
+            .unwrap_or_default();
+        let mut checks = vec![server_check];
+        let tls = endpoint
+            .as_ref()
+            .filter(|e| e.scheme == Scheme::Https)
+            .map(|e| {
+                let (check, tls) = self.tls(spec, e, kind);
+                checks.push(check);
+                tls
+            });
+        let (cred_check, credentials) = self.credentials(spec, kind);
+        checks.push(cred_check);
+        let mut route = Route::Direct;
+        if let Some(e) = &endpoint {
+            let (check, decided) = self.proxy(spec, e);
+            checks.push(check);
+            route = decided.unwrap_or(Route::Direct);
+            if checks.last().is_some_and(|c| c.status.is_failure()) {
+                return Target {
+                    name: spec.name.clone(),
+                    kind,
+                    server_display,
+                    endpoint: None,
+                    tls,
+                    credentials,
+                    route,
+                    namespace: self.namespace(spec),
+                    config_checks: checks,
+                };
+            }
+        }
+        Target {
+            name: spec.name.clone(),
+            kind,
+            server_display,
+            endpoint,
+            tls,
+            credentials,
+            route,
+            namespace: self.namespace(spec),
+            config_checks: checks,
+        }
+    }
+
+    fn namespace(&self, spec: &TargetSpec) -> String {
+        spec.namespace
+            .clone()
+            .or_else(|| self.default_namespace.clone())
+            .unwrap_or_else(|| "default".into())
+    }
+
+    // ---- config.server
+
+    fn server(&self, spec: &TargetSpec, kind: TargetKind) -> (CheckResult, Option<Endpoint>) {
+        let id = CheckId::ConfigServer;
+        if let Some(cluster) = &spec.cluster_missing {
+            let r = CheckResult::finding(id, "", Reason::ClusterNotFound)
+                .with_evidence(format!("{} names cluster {cluster:?}", spec.source));
+            return (r, None);
+        }
+        let Some(raw) = spec.server.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return (
+                CheckResult::finding(id, "", Reason::Missing).with_evidence(spec.source.clone()),
+                None,
+            );
+        };
+        let shown = redact_url_password(raw);
+        let endpoint = match parse_endpoint(raw) {
+            Ok(e) => e,
+            Err(problem) => {
+                let r = CheckResult::finding(id, shown.clone(), Reason::InvalidUrl)
+                    .with_evidence(format!("{shown}: {problem} ({})", spec.source));
+                return (r, None);
+            }
+        };
+        if endpoint.scheme == Scheme::Http {
+            let mut r = CheckResult::finding(id, shown.clone(), Reason::InsecureScheme)
+                .with_evidence(format!("server: {shown}"));
+            if kind == TargetKind::GitlabAgent {
+                r = r.with_fix_detail("GitLab builds an http:// k8s-proxy URL when the agent server's external URL is ws:// or grpc:// and no `external_k8s_proxy_url` is set: ask the GitLab administrator to serve KAS over TLS (wss://) or set gitlab_kas external_k8s_proxy_url to an https:// URL.");
+            }
+            return (r, Some(endpoint));
+        }
+        (self.address_class(id, &shown, &endpoint), Some(endpoint))
+    }
+
+    fn address_class(&self, id: CheckId, shown: &str, endpoint: &Endpoint) -> CheckResult {
+        let in_ci = self.env.in_gitlab_ci() && !self.env.loopback_expected;
+        let reason = match &endpoint.host {
+            Host::Name(n) if n.eq_ignore_ascii_case("localhost") => Some(Reason::Loopback),
+            Host::Ip(ip) if ip.is_loopback() => Some(Reason::Loopback),
+            Host::Ip(ip) if is_link_local(ip) => Some(Reason::LinkLocal),
+            Host::Ip(ip) if is_private(ip) => Some(Reason::PrivateAddress),
+            _ => None,
+        };
+        match reason {
+            // Outside CI a loopback or private server is ordinary (a local cluster, a lab);
+            // inside a CI job it is the classic copied-kubeconfig mistake, worth a warning.
+            Some(reason) if in_ci => {
+                CheckResult::finding(id, shown, reason).with_evidence(format!("server: {shown}"))
+            }
+            Some(reason) => CheckResult::pass(id, shown, format!("server {shown}")).with_evidence(
+                format!("{} (not in GitLab CI, so not a warning)", reason.as_str()),
+            ),
+            None => CheckResult::pass(id, shown, format!("server {shown}")),
+        }
+    }
+
+    // ---- config.tls
+
+    fn tls(
+        &self,
+        spec: &TargetSpec,
+        endpoint: &Endpoint,
+        kind: TargetKind,
+    ) -> (CheckResult, TlsSettings) {
+        let id = CheckId::ConfigTls;
+        let server_name = spec
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| match &endpoint.host {
+                Host::Name(n) => n.clone(),
+                Host::Ip(ip) => ip.to_string(),
+            });
+        let mut settings = TlsSettings {
+            ca_certs: Vec::new(),
+            ca_source: None,
+            ca_replaces_system_roots: kind != TargetKind::Gitlab,
+            insecure_skip_verify: spec.insecure_skip_verify,
+            server_name: server_name.clone(),
+        };
+        let subject = endpoint.authority();
+        let ca = match load_ca(spec) {
+            Ok(ca) => ca,
+            Err((reason, evidence)) => {
+                return (
+                    CheckResult::finding(id, subject, reason).with_evidence(evidence),
+                    settings,
+                );
+            }
+        };
+        let mut evidence = vec![format!("verifying the certificate for {server_name:?}")];
+        if let Some((source, certs)) = ca {
+            for cert in &certs {
+                let facts = CertFacts::parse(cert);
+                if let Some(f) = &facts {
+                    evidence.push(format!(
+                        "CA {} valid until {}",
+                        f.subject,
+                        format_time(f.not_after)
+                    ));
+                    if f.not_after < self.env.now {
+                        settings.ca_source = Some(source.clone());
+                        settings.ca_certs = certs.clone();
+                        return (
+                            CheckResult::finding(id, subject, Reason::CaExpired).with_evidence(
+                                format!(
+                                    "{source}: {} expired {}",
+                                    f.subject,
+                                    format_time(f.not_after)
+                                ),
+                            ),
+                            settings,
+                        );
+                    }
+                }
+            }
+            settings.ca_source = Some(source.clone());
+            settings.ca_certs = certs;
+            evidence.insert(0, format!("trusting {source}"));
+        } else {
+            evidence.insert(
+                0,
+                "trusting the system roots (SSL_CERT_FILE / the CA bundle)".to_string(),
+            );
+        }
+        if spec.insecure_skip_verify {
+            return (
+                CheckResult::finding(id, subject, Reason::InsecureSkipVerify)
+                    .with_evidence_lines(evidence),
+                settings,
+            );
+        }
+        let summary = match &settings.ca_source {
+            Some(s) => format!("verifying against {s}"),
+            None => "verifying against the system roots".into(),
+        };
+        (
+            CheckResult::pass(id, subject, summary).with_evidence_lines(evidence),
+            settings,
+        )
+    }
+
+    // ---- config.credentials
+
+    fn credentials(&self, spec: &TargetSpec, kind: TargetKind) -> (CheckResult, Credentials) {
+        let id = CheckId::ConfigCredentials;
+        let subject = spec.user_name.clone().unwrap_or_default();
+        let mut creds = Credentials {
+            usable: true,
+            ..Credentials::default()
+        };
+        let fail = |reason: Reason, evidence: String| -> CheckResult {
+            CheckResult::finding(id, subject.clone(), reason).with_evidence(evidence)
+        };
+        if let Some(user) = &spec.user_missing {
+            creds.usable = false;
+            return (
+                fail(
+                    Reason::UserNotFound,
+                    format!("{} names user {user:?}", spec.source),
+                ),
+                creds,
+            );
+        }
+        if let Some(provider) = &spec.auth_provider
+            && (provider == "gcp" || provider == "azure")
+        {
+            creds.usable = false;
+            return (
+                fail(
+                    Reason::AuthProviderRemoved,
+                    format!("auth-provider: {provider}"),
+                ),
+                creds,
+            );
+        }
+        if spec.basic_auth && spec.token.is_none() && spec.token_file.is_none() {
+            creds.usable = false;
+            return (
+                fail(
+                    Reason::BasicAuthRemoved,
+                    "user has username/password".into(),
+                ),
+                creds,
+            );
+        }
+        if let Some(command) = &spec.exec_command
+            && !command_exists(command, self.env)
+        {
+            creds.usable = false;
+            return (
+                fail(
+                    Reason::ExecPluginMissing,
+                    format!("exec command {command:?} not found on PATH"),
+                )
+                .with_fix_detail(format!("Install `{command}` in the job image.")),
+                creds,
+            );
+        }
+        let mut results = Vec::new();
+        let token = match (&spec.token, &spec.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => match read_bounded(path) {
+                Ok(bytes) => Some(Secret::new(
+                    String::from_utf8_lossy(&bytes).trim().to_string(),
+                )),
+                Err(e) => {
+                    creds.usable = false;
+                    return (fail(Reason::TokenFileUnreadable, e), creds);
+                }
+            },
+            _ => None,
+        };
+        if let Some(token) = &token {
+            results.push(self.judge_token(id, &subject, token, kind));
+            creds.bearer = Some(token.clone());
+            creds.description = if kind == TargetKind::GitlabAgent {
+                "GitLab agent CI job token".into()
+            } else {
+                "bearer token".into()
+            };
+        }
+        match load_client_identity(spec) {
+            Ok(Some((identity, facts))) => {
+                results.push(self.judge_client_cert(id, &subject, &identity, &facts));
+                creds.description = format!("client certificate {}", facts.subject);
+                creds.client_identity = Some(identity);
+            }
+            Ok(None) => {}
+            Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
+        }
+        if let Some(command) = &spec.exec_command {
+            results.push(
+                CheckResult::pass(id, subject.clone(), format!("exec plugin {command} found"))
+                    .with_evidence(
+                        "the plugin is not run: its token is not checked (kubectl would run it)",
+                    ),
+            );
+        }
+        if results.is_empty() {
+            creds.description = "none".into();
+            return (
+                CheckResult::finding(id, subject, Reason::None)
+                    .with_evidence(format!("{}: no token, certificate or plugin", spec.source)),
+                creds,
+            );
+        }
+        // The worst finding speaks for the user; the rest become evidence.
+        results.sort_by_key(|r| std::cmp::Reverse(r.status));
+        let mut first = results.remove(0);
+        for other in results {
+            first
+                .evidence
+                .push(format!("{}: {}", other.status.as_str(), other.summary));
+        }
+        if first.status.is_failure() {
+            creds.usable = false;
+        }
+        (first, creds)
+    }
+
+    fn judge_token(
+        &self,
+        id: CheckId,
+        subject: &str,
+        token: &Secret,
+        kind: TargetKind,
+    ) -> CheckResult {
+        if kind == TargetKind::GitlabAgent {
+            let agent = token.expose().split(':').nth(1).unwrap_or("?");
+            return CheckResult::pass(
+                id,
+                subject,
+                format!("GitLab agent token for agent {agent} (ci:<agent id>:<job token>)"),
+            );
+        }
+        let Some(exp) = jwt_expiry(token.expose()) else {
+            return CheckResult::pass(id, subject, "bearer token (not a JWT with an expiry)");
+        };
+        let now = self.env.now;
+        if exp <= now {
+            let ago = now.duration_since(exp).unwrap_or_default();
+            CheckResult::finding(id, subject, Reason::TokenExpired)
+                .with_summary(format!("the bearer token expired {} ago", human(ago)))
+                .with_evidence(format!("JWT exp = {}", format_time(exp)))
+        } else {
+            let left = exp.duration_since(now).unwrap_or_default();
+            let base = if left < Duration::from_secs(86_400) {
+                CheckResult::finding(id, subject, Reason::TokenExpiring)
+                    .with_summary(format!("the bearer token expires in {}", human(left)))
+            } else {
+                CheckResult::pass(
+                    id,
+                    subject,
+                    format!("bearer token (JWT, expires in {})", human(left)),
+                )
+            };
+            base.with_evidence(format!("JWT exp = {}", format_time(exp)))
+        }
+    }
+
+    fn judge_client_cert(
+        &self,
+        id: CheckId,
+        subject: &str,
+        identity: &ClientIdentity,
+        facts: &CertFacts,
+    ) -> CheckResult {
+        let now = self.env.now;
+        let evidence = format!(
+            "client certificate {} issued by {}, valid {} to {}",
+            facts.subject,
+            facts.issuer,
+            format_time(facts.not_before),
+            format_time(facts.not_after)
+        );
+        if let Err(e) = keys_match(identity) {
+            return CheckResult::finding(id, subject, Reason::ClientKeyMismatch)
+                .with_evidence(evidence)
+                .with_evidence(e);
+        }
+        if facts.not_after < now {
+            return CheckResult::finding(id, subject, Reason::ClientCertExpired)
+                .with_evidence(evidence);
+        }
+        if facts.not_before > now {
+            return CheckResult::finding(id, subject, Reason::ClientCertNotYetValid)
+                .with_evidence(evidence);
+        }
+        if facts.not_after < now + self.expiry_warn {
+            return CheckResult::finding(id, subject, Reason::ClientCertExpiring)
+                .with_evidence(evidence);
+        }
+        CheckResult::pass(id, subject, format!("client certificate {}", facts.subject))
+            .with_evidence(evidence)
+    }
+
+    // ---- config.proxy
+
+    fn proxy(&self, spec: &TargetSpec, endpoint: &Endpoint) -> (CheckResult, Option<Route>) {
+        let id = CheckId::ConfigProxy;
+        let subject = endpoint.authority();
+        let decision = proxy_choice::decide(spec.proxy_url.as_ref(), endpoint, &|name| {
+            self.env.var(name).map(str::to_string)
+        });
+        match decision {
+            ProxyDecision::Direct { why } => (
+                CheckResult::pass(id, subject, format!("direct: {why}")),
+                Some(Route::Direct),
+            ),
+            ProxyDecision::Proxy { proxy, why } => (
+                CheckResult::pass(
+                    id,
+                    subject,
+                    format!("through proxy {}: {why}", proxy.display),
+                ),
+                Some(Route::Proxy(proxy)),
+            ),
+            ProxyDecision::Invalid { source, problem } => (
+                CheckResult::finding(id, subject, Reason::InvalidProxyUrl)
+                    .with_evidence(format!("{source}: {problem}")),
+                None,
+            ),
+        }
+    }
+}
+
+fn register_secrets(spec: &TargetSpec, scrubber: &mut Scrubber) {
+    if let Some(t) = &spec.token {
+        scrubber.add(t.expose());
+        // The GitLab agent token embeds the job token: scrub that part on its own too.
+        if let Some(job_token) = t.expose().splitn(3, ':').nth(2) {
+            scrubber.add(job_token);
+        }
+    }
+    if let Some(k) = &spec.client_key_data_base64 {
+        scrubber.add(k.expose());
+    }
+    if let Some(p) = &spec.proxy_url
+        && let Some(password) = proxy_choice::url_password(p.expose())
+    {
+        scrubber.add(&password);
+    }
+}
+
+/// Parses a kubeconfig server URL. kubectl accepts `https://host[:port][/path]`.
+pub fn parse_endpoint(raw: &str) -> Result<Endpoint, String> {
+    let uri: http::Uri = raw.trim().parse().map_err(|e| format!("{e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        Some(other) => return Err(format!("scheme {other:?} is neither https nor http")),
+        None => return Err("no scheme: write https://HOST[:PORT]".into()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or("no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = match host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(host.to_ascii_lowercase()),
+    };
+    let port = uri.port_u16().unwrap_or(match scheme {
+        Scheme::Https => 443,
+        Scheme::Http => 80,
+    });
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(Endpoint {
+        scheme,
+        host,
+        port,
+        base_path,
+    })
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+type CaLoad = Result<Option<(String, Vec<CertificateDer<'static>>)>, (Reason, String)>;
+
+fn load_ca(spec: &TargetSpec) -> CaLoad {
+    let (source, pem) = if let Some(data) = &spec.ca_data_base64 {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim().replace(['\n', '\r', ' '], ""))
+            .map_err(|e| {
+                (
+                    Reason::CaInvalid,
+                    format!("certificate-authority-data is not base64: {e}"),
+                )
+            })?;
+        ("certificate-authority-data".to_string(), bytes)
+    } else if let Some(pem) = &spec.ca_pem {
+        ("KUBE_CA_PEM".to_string(), pem.as_bytes().to_vec())
+    } else if let Some(path) = &spec.ca_file {
+        let bytes = read_bounded(path).map_err(|e| (Reason::CaUnreadable, e))?;
+        (format!("certificate-authority {}", path.display()), bytes)
+    } else {
+        return Ok(None);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            (
+                Reason::CaInvalid,
+                format!("{source}: not PEM certificates: {e:?}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err((
+            Reason::CaInvalid,
+            format!("{source}: no PEM certificate found"),
+        ));
+    }
+    if certs.iter().any(|c| CertFacts::parse(c).is_none()) {
+        return Err((
+            Reason::CaInvalid,
+            format!("{source}: a certificate does not parse as X.509"),
+        ));
+    }
+    Ok(Some((source, certs)))
+}
+
+fn load_bytes(
+    data_b64: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    if let Some(data) = data_b64 {
+        return base64::engine::general_purpose::STANDARD
+            .decode(data.trim().replace(['\n', '\r', ' '], ""))
+            .map(Some)
+            .map_err(|e| format!("{what}-data is not base64: {e}"));
+    }
+    match file {
+        Some(path) => read_bounded(path).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn load_client_identity(spec: &TargetSpec) -> Result<Option<(ClientIdentity, CertFacts)>, String> {
+    let cert = load_bytes(
+        spec.client_cert_data_base64.as_deref(),
+        spec.client_cert_file.as_deref(),
+        "client-certificate",
+    )?;
+    let key = load_bytes(
+        spec.client_key_data_base64.as_ref().map(|s| s.expose()),
+        spec.client_key_file.as_deref(),
+        "client-key",
+    )?;
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err("client certificate without client key".into()),
+        (None, Some(_)) => return Err("client key without client certificate".into()),
+        (Some(c), Some(k)) => (c, k),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<_, _>>()
+        .map_err(|_| "client certificate is not PEM".to_string())?;
+    let first = chain
+        .first()
+        .ok_or("client certificate holds no PEM certificate")?;
+    let facts = CertFacts::parse(first).ok_or("client certificate does not parse as X.509")?;
+    // The key's parse error is deliberately vague: it must not echo key material.
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|_| "client key is not a PEM private key".to_string())?;
+    Ok(Some((ClientIdentity { chain, key }, facts)))
+}
+
+fn keys_match(identity: &ClientIdentity) -> Result<(), String> {
+    let key = rustls::crypto::ring::sign::any_supported_type(&identity.key)
+        .map_err(|_| "client key type is not supported".to_string())?;
+    rustls::sign::CertifiedKey::new(identity.chain.clone(), key)
+        .keys_match()
+        .map_err(|e| format!("key check: {e}"))
+}
+
+/// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.
+pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_u64()?;
+    Some(UNIX_EPOCH + Duration::from_secs(exp))
+}
+
+fn command_exists(command: &str, env: &Env) -> bool {
+    if command.contains('/') {
+        return std::path::Path::new(command).is_file();
+    }
+    env.var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .any(|dir| std::path::Path::new(dir).join(command).is_file())
+}
+
+/// "3 days", "5 hours", "12 minutes".
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} seconds"),
+        120..=7199 => format!("{} minutes", s / 60),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_like_kubectl() {
+        let e = parse_endpoint("https://api.example.com:6443/").expect("valid");
+        assert_eq!(e.host, Host::Name("api.example.com".into()));
+        assert_eq!(e.port, 6443);
+        assert_eq!(e.base_path, "");
+        let e = parse_endpoint("https://kas.gitlab.com/k8s-proxy/").expect("valid");
+        assert_eq!(e.port, 443);
+        assert_eq!(e.base_path, "/k8s-proxy");
+        let e = parse_endpoint("https://[::1]:6443").expect("valid");
+        assert_eq!(e.host, Host::Ip("::1".parse().expect("ip")));
+        assert!(parse_endpoint("api.example.com:6443").is_err());
+        assert!(parse_endpoint("ftp://x").is_err());
+    }
+
+    #[test]
+    fn jwt_expiry_reads_exp_only_from_jwts() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"exp":1700000000,"sub":"x"}"#);
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+        assert_eq!(
+            jwt_expiry(&token),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(jwt_expiry("plain-token"), None);
+        assert_eq!(jwt_expiry("a.b.c.d"), None);
+    }
+}

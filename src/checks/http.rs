@@ -1,0 +1,135 @@
+//! `http.version` and `http.health`: is it Kubernetes that answers, and is it ready?
+
+use crate::catalogue::{CheckId, Reason};
+use crate::model::CheckResult;
+use crate::net::http::{HttpFailure, Response};
+
+/// Who answered, from the response's own signature.
+pub fn answered_by(r: &Response) -> &'static str {
+    let server = r.header("server").unwrap_or_default().to_ascii_lowercase();
+    let via = r.header("via").unwrap_or_default().to_ascii_lowercase();
+    if server.contains("gitlab-kas") || via.contains("gitlab-kas") {
+        "gitlab-agent-server"
+    } else {
+        "kube-apiserver"
+    }
+}
+
+fn looks_like_proxy(r: &Response) -> bool {
+    let server = r.header("server").unwrap_or_default().to_ascii_lowercase();
+    r.status == 407
+        || r.header("x-squid-error").is_some()
+        || ["squid", "tinyproxy", "zscaler", "bluecoat"]
+            .iter()
+            .any(|p| server.contains(p))
+}
+
+fn is_status_object(r: &Response) -> bool {
+    r.json()
+        .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"))
+}
+
+fn describe(r: &Response) -> Vec<String> {
+    let mut lines = vec![format!("HTTP {} in {} ms", r.status, r.elapsed.as_millis())];
+    for h in ["server", "via", "content-type", "location"] {
+        if let Some(v) = r.header(h) {
+            lines.push(format!("{h}: {v}"));
+        }
+    }
+    if !r.body.is_empty() {
+        lines.push(format!("body: {}", r.excerpt(200)));
+    }
+    lines
+}
+
+pub fn version(
+    subject: &str,
+    outcome: &Result<Response, HttpFailure>,
+    sent_credentials: bool,
+) -> CheckResult {
+    let id = CheckId::HttpVersion;
+    let r = match outcome {
+        Err(HttpFailure::Stalled) => {
+            return CheckResult::finding(id, subject, Reason::Stalled).with_evidence(
+                "GET /version: connection and TLS fine, no complete response before the timeout",
+            );
+        }
+        Err(HttpFailure::Failed(e)) => {
+            return CheckResult::finding(id, subject, Reason::RequestFailed)
+                .with_evidence(format!("GET /version: {e}"));
+        }
+        Ok(r) => r,
+    };
+    let evidence = describe(r);
+    if r.status == 200
+        && let Some(v) = r.json()
+        && let Some(git) = v.get("gitVersion").and_then(|g| g.as_str())
+    {
+        let platform = v.get("platform").and_then(|p| p.as_str()).unwrap_or("?");
+        return CheckResult::pass(
+            id,
+            subject,
+            format!("Kubernetes {git} ({}) answered", answered_by(r)),
+        )
+        .with_evidence(format!("gitVersion {git}, platform {platform}"))
+        .with_evidence_lines(evidence);
+    }
+    if looks_like_proxy(r) {
+        return CheckResult::finding(id, subject, Reason::ProxyError).with_evidence_lines(evidence);
+    }
+    if (r.status == 401 || r.status == 403) && is_status_object(r) {
+        if sent_credentials {
+            return CheckResult::pass(
+                id,
+                subject,
+                format!(
+                    "Kubernetes ({}) answered with HTTP {}",
+                    answered_by(r),
+                    r.status
+                ),
+            )
+            .with_evidence_lines(evidence);
+        }
+        return CheckResult::finding(id, subject, Reason::UnauthorizedAnonymous)
+            .with_evidence_lines(evidence);
+    }
+    let reason = match r.status {
+        300..=399 => Reason::Redirect,
+        500..=599 => Reason::ServerError,
+        _ => Reason::NotKubernetes,
+    };
+    CheckResult::finding(id, subject, reason).with_evidence_lines(evidence)
+}
+
+pub fn health(subject: &str, outcome: &Result<Response, HttpFailure>) -> CheckResult {
+    let id = CheckId::HttpHealth;
+    match outcome {
+        Err(HttpFailure::Stalled) => {
+            CheckResult::pass(id, subject, "/readyz did not answer in time (not judged)")
+        }
+        Err(HttpFailure::Failed(e)) => {
+            CheckResult::pass(id, subject, "/readyz not judged").with_evidence(e.clone())
+        }
+        Ok(r) if r.status == 200 => CheckResult::pass(id, subject, "ready (/readyz 200)"),
+        Ok(r) if r.status == 401 || r.status == 403 => {
+            CheckResult::finding(id, subject, Reason::Forbidden)
+                .with_evidence(format!("/readyz: HTTP {}", r.status))
+        }
+        Ok(r) if r.status >= 500 => {
+            let failing: Vec<String> = String::from_utf8_lossy(&r.body)
+                .lines()
+                .filter(|l| l.starts_with("[-]"))
+                .map(str::to_string)
+                .take(20)
+                .collect();
+            CheckResult::finding(id, subject, Reason::NotReady)
+                .with_evidence(format!("/readyz: HTTP {}", r.status))
+                .with_evidence_lines(failing)
+        }
+        Ok(r) => CheckResult::pass(
+            id,
+            subject,
+            format!("/readyz answered HTTP {} (not judged)", r.status),
+        ),
+    }
+}

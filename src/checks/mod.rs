@@ -1,0 +1,11 @@
+//! One file per check-id prefix. Each function turns a typed outcome from `net` into
+//! `CheckResult`s through the catalogue; none of them touches the network.
+
+pub mod auth;
+pub mod config;
+pub mod dns;
+pub mod http;
+pub mod rbac;
+pub mod runner;
+pub mod tcp;
+pub mod tls;

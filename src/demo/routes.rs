@@ -1,0 +1,883 @@
+//! The Kubernetes behaviour of the fake API server: authentication, the routes kubectl and the
+//! tool use, and response bodies shaped like kube-apiserver's (`Status` objects, legacy
+//! discovery documents, reviews echoing their spec).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::apiserver::{Anonymous, RequestRecord, Shared};
+use super::rbac::{SELF_REVIEWS, User};
+
+/// Largest request body read (reviews are a few hundred bytes).
+const MAX_BODY: usize = 1 << 20;
+
+/// A response before the common headers are added.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Reply {
+            status,
+            content_type: "application/json",
+            body: Bytes::from(body),
+        }
+    }
+
+    fn text(status: StatusCode, text: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(text.into()),
+        }
+    }
+}
+
+/// A `meta/v1 Status` failure body, fields in kube-apiserver's order.
+#[derive(Serialize)]
+struct Status<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Value,
+    status: &'static str,
+    message: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+    code: u16,
+}
+
+fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Reply {
+    let body = Status {
+        kind: "Status",
+        api_version: "v1",
+        metadata: json!({}),
+        status: "Failure",
+        message,
+        reason,
+        details,
+        code: code.as_u16(),
+    };
+    Reply::json(code, &body)
+}
+
+fn unauthorized() -> Reply {
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized",
+        None,
+    )
+}
+
+fn not_found() -> Reply {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+        Some(json!({})),
+    )
+}
+
+fn method_not_allowed(method: &Method) -> Reply {
+    let message =
+        format!("the server does not allow this method on the requested resource ({method})");
+    status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        &message,
+        Some(json!({})),
+    )
+}
+
+/// What a request asks the authorizer, for 403 messages and access checks.
+enum Attributes<'a> {
+    NonResource {
+        path: &'a str,
+    },
+    Resource {
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        namespace: &'a str,
+    },
+}
+
+/// The 403 kube-apiserver sends when RBAC denies, e.g. `networkpolicies.networking.k8s.io is
+/// forbidden: User "X" cannot list resource "networkpolicies" in API group "networking.k8s.io"
+/// in the namespace "ci"`.
+fn forbidden(user: &User, attributes: &Attributes<'_>) -> Reply {
+    let (message, details) = match attributes {
+        Attributes::NonResource { path } => (
+            format!(
+                "forbidden: User \"{}\" cannot get path \"{path}\"",
+                user.username
+            ),
+            json!({}),
+        ),
+        Attributes::Resource {
+            verb,
+            group,
+            resource,
+            namespace,
+        } => {
+            let qualified = if group.is_empty() {
+                resource.to_string()
+            } else {
+                format!("{resource}.{group}")
+            };
+            let scope = if namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{namespace}\"")
+            };
+            let message = format!(
+                "{qualified} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}",
+                user.username
+            );
+            let details = if group.is_empty() {
+                json!({ "kind": resource })
+            } else {
+                json!({ "group": group, "kind": resource })
+            };
+            (message, details)
+        }
+    };
+    status(StatusCode::FORBIDDEN, "Forbidden", &message, Some(details))
+}
+
+/// The routes the fake knows.
+enum Endpoint<'a> {
+    Version,
+    Livez,
+    Readyz,
+    Healthz,
+    Api,
+    Apis,
+    GroupVersion { group: &'a str, version: &'a str },
+    SelfSubjectReview,
+    AccessReview,
+    RulesReview,
+    NetworkPolicies { namespace: Option<&'a str> },
+    Unknown,
+}
+
+impl<'a> Endpoint<'a> {
+    fn parse(path: &'a str) -> Endpoint<'a> {
+        let trimmed = path.trim_matches('/');
+        let parts: Vec<&str> = trimmed.split('/').collect();
+        match parts.as_slice() {
+            ["version"] => Endpoint::Version,
+            ["livez"] => Endpoint::Livez,
+            ["readyz"] => Endpoint::Readyz,
+            ["healthz"] => Endpoint::Healthz,
+            ["api"] => Endpoint::Api,
+            ["apis"] => Endpoint::Apis,
+            ["api", "v1"] => Endpoint::GroupVersion {
+                group: "",
+                version: "v1",
+            },
+            ["apis", group, version] => Endpoint::GroupVersion { group, version },
+            ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+                Endpoint::SelfSubjectReview
+            }
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ] => Endpoint::AccessReview,
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+            ] => Endpoint::RulesReview,
+            ["apis", "networking.k8s.io", "v1", "networkpolicies"] => {
+                Endpoint::NetworkPolicies { namespace: None }
+            }
+            [
+                "apis",
+                "networking.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "networkpolicies",
+            ] => Endpoint::NetworkPolicies {
+                namespace: Some(ns),
+            },
+            _ => Endpoint::Unknown,
+        }
+    }
+
+    /// Paths `system:public-info-viewer` opens to everyone.
+    fn is_public(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Version | Endpoint::Livez | Endpoint::Readyz | Endpoint::Healthz
+        )
+    }
+
+    fn attributes<'p>(&self, path: &'p str) -> Attributes<'p>
+    where
+        'a: 'p,
+    {
+        let resource = |verb, group, resource, namespace| Attributes::Resource {
+            verb,
+            group,
+            resource,
+            namespace,
+        };
+        match self {
+            Endpoint::SelfSubjectReview => {
+                resource("create", "authentication.k8s.io", "selfsubjectreviews", "")
+            }
+            Endpoint::AccessReview => resource(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "",
+            ),
+            Endpoint::RulesReview => resource(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                "",
+            ),
+            Endpoint::NetworkPolicies { namespace } => resource(
+                "list",
+                "networking.k8s.io",
+                "networkpolicies",
+                namespace.unwrap_or(""),
+            ),
+            _ => Attributes::NonResource { path },
+        }
+    }
+}
+
+/// Answers one request and records it (without credentials).
+pub(crate) async fn handle(
+    request: Request<Incoming>,
+    shared: &Shared,
+    cert_user: Option<&User>,
+) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let query = request.uri().query().unwrap_or("").to_string();
+    let http_version = format!("{:?}", request.version());
+    let token = bearer_token(request.headers());
+    let caller = authenticate(token.as_deref(), cert_user, shared);
+    let username = caller.as_ref().ok().map(|u| u.username.clone());
+    let reply = if shared.options.html_front {
+        html_login()
+    } else {
+        match caller {
+            Ok(user) => route(request, &method, &path, &query, &user, shared).await,
+            Err(reply) => reply,
+        }
+    };
+    shared.record(RequestRecord {
+        method: method.to_string(),
+        path: path_and_query,
+        http_version,
+        bearer: token.is_some(),
+        client_cert: cert_user.is_some(),
+        user: username,
+        status: reply.status.as_u16(),
+    });
+    finish(reply, shared)
+}
+
+/// `Authorization: Bearer X` → X. Other schemes are ignored, as kube-apiserver ignores them.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+/// A valid client certificate wins over a token (kube-apiserver's union authenticator tries x509
+/// first); otherwise an unknown bearer token is 401 on every path, public ones included, and no
+/// credentials at all make the caller `system:anonymous` (or 401 when anonymous is disabled).
+fn authenticate(
+    token: Option<&str>,
+    cert_user: Option<&User>,
+    shared: &Shared,
+) -> Result<User, Reply> {
+    let options = &shared.options;
+    if let Some(user) = cert_user {
+        return Ok(user.clone());
+    }
+    match token {
+        Some(token) => options
+            .tokens
+            .iter()
+            .find(|(known, _)| known == token)
+            .map(|(_, user)| user.clone())
+            .ok_or_else(unauthorized),
+        None if options.anonymous == Anonymous::Disabled => Err(unauthorized()),
+        None => Ok(User::anonymous()),
+    }
+}
+
+async fn route(
+    request: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    user: &User,
+    shared: &Shared,
+) -> Reply {
+    let endpoint = Endpoint::parse(path);
+    if user.is_anonymous() && !endpoint.is_public() {
+        return match shared.options.anonymous {
+            Anonymous::SystemAnonymous => forbidden(user, &endpoint.attributes(path)),
+            _ => unauthorized(),
+        };
+    }
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    match endpoint {
+        Endpoint::Unknown => not_found(),
+        Endpoint::SelfSubjectReview if !shared.options.self_subject_review => not_found(),
+        Endpoint::SelfSubjectReview | Endpoint::AccessReview | Endpoint::RulesReview => {
+            if *method != Method::POST {
+                return method_not_allowed(method);
+            }
+            match read_body(request).await {
+                Ok(body) => review(&endpoint, &body, user),
+                Err(reply) => reply,
+            }
+        }
+        _ if !reading => method_not_allowed(method),
+        Endpoint::Version => version(shared),
+        Endpoint::Livez => health("livez", LIVEZ_CHECKS, true, query),
+        Endpoint::Readyz => health("readyz", READYZ_CHECKS, shared.options.ready, query),
+        Endpoint::Healthz => health("healthz", HEALTHZ_CHECKS, shared.options.ready, query),
+        Endpoint::Api => api_versions(shared),
+        Endpoint::Apis => api_group_list(shared),
+        Endpoint::GroupVersion { group, version } => resource_list(group, version, shared),
+        Endpoint::NetworkPolicies { namespace } => network_policies(namespace, user, shared, path),
+    }
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "the request body is too large or could not be read",
+            None,
+        )),
+    }
+}
+
+/// Adds the headers every kube-apiserver response has (and the configured `Server`).
+fn finish(reply: Reply, shared: &Shared) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        headers.insert(header::DATE, date);
+    }
+    if let Some(server) = shared.options.server_header.as_deref()
+        && let Ok(value) = HeaderValue::from_str(server)
+    {
+        headers.insert(header::SERVER, value);
+    }
+    if shared.options.html_front {
+        return response;
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(audit) = HeaderValue::from_str(&shared.next_audit_id()) {
+        headers.insert("audit-id", audit);
+    }
+    headers.insert(
+        "x-kubernetes-pf-flowschema-uid",
+        HeaderValue::from_static("5a3f2f9e-1b9c-4c55-9f55-6b1f0c0d0001"),
+    );
+    headers.insert(
+        "x-kubernetes-pf-prioritylevel-uid",
+        HeaderValue::from_static("5a3f2f9e-1b9c-4c55-9f55-6b1f0c0d0002"),
+    );
+    response
+}
+
+fn html_login() -> Reply {
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/html; charset=utf-8",
+        body: Bytes::from_static(HTML_LOGIN.as_bytes()),
+    }
+}
+
+const HTML_LOGIN: &str = "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Sign in</title></head>\n<body>\n<h1>Sign in to continue</h1>\n<form method=\"post\" action=\"/login\">\n<input name=\"username\" placeholder=\"Username\">\n<input name=\"password\" type=\"password\" placeholder=\"Password\">\n<button type=\"submit\">Sign in</button>\n</form>\n</body>\n</html>\n";
+
+/// `/version`, optionally padded with spaces inside the object (still valid JSON).
+fn version(shared: &Shared) -> Reply {
+    let mut reply = Reply::json(StatusCode::OK, &shared.options.version);
+    let padding = shared.options.version_padding_bytes;
+    if padding > 0 && reply.body.ends_with(b"}") {
+        let mut body = reply.body[..reply.body.len() - 1].to_vec();
+        body.resize(body.len() + padding, b' ');
+        body.push(b'}');
+        reply.body = Bytes::from(body);
+    }
+    reply
+}
+
+const LIVEZ_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+];
+const READYZ_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "etcd-readiness",
+    "informer-sync",
+    "poststarthook/start-apiserver-admission-initializer",
+    "shutdown",
+];
+const HEALTHZ_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+];
+
+/// `/livez`, `/readyz`, `/healthz`: `ok`, or the check list when `?verbose` or failing; when not
+/// healthy the etcd checks fail and the status is 500, as kube-apiserver does.
+fn health(name: &str, checks: &[&str], healthy: bool, query: &str) -> Reply {
+    let verbose = query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("verbose"));
+    if healthy && !verbose {
+        return Reply::text(StatusCode::OK, "ok");
+    }
+    let mut text = String::new();
+    for check in checks {
+        if !healthy && check.starts_with("etcd") {
+            text.push_str(&format!("[-]{check} failed: reason withheld\n"));
+        } else {
+            text.push_str(&format!("[+]{check} ok\n"));
+        }
+    }
+    if healthy {
+        text.push_str(&format!("{name} check passed\n"));
+        Reply::text(StatusCode::OK, text)
+    } else {
+        text.push_str(&format!("{name} check failed\n"));
+        Reply::text(StatusCode::INTERNAL_SERVER_ERROR, text)
+    }
+}
+
+/// A resource in a legacy discovery `APIResourceList`.
+struct ResourceDef {
+    name: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: &'static [&'static str],
+    short: &'static [&'static str],
+}
+
+const CRUD: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const CREATE: &[&str] = &["create"];
+
+const fn res(
+    name: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: &'static [&'static str],
+    short: &'static [&'static str],
+) -> ResourceDef {
+    ResourceDef {
+        name,
+        singular,
+        kind,
+        namespaced,
+        verbs,
+        short,
+    }
+}
+
+const CORE_V1: &[ResourceDef] = &[
+    res("configmaps", "configmap", "ConfigMap", true, CRUD, &["cm"]),
+    res("namespaces", "namespace", "Namespace", false, CRUD, &["ns"]),
+    res("pods", "pod", "Pod", true, CRUD, &["po"]),
+    res("secrets", "secret", "Secret", true, CRUD, &[]),
+    res(
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        CRUD,
+        &["sa"],
+    ),
+    res("services", "service", "Service", true, CRUD, &["svc"]),
+];
+const APPS_V1: &[ResourceDef] = &[
+    res("daemonsets", "daemonset", "DaemonSet", true, CRUD, &["ds"]),
+    res(
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        CRUD,
+        &["deploy"],
+    ),
+    res(
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        CRUD,
+        &["rs"],
+    ),
+    res(
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        CRUD,
+        &["sts"],
+    ),
+];
+const NETWORKING_V1: &[ResourceDef] = &[res(
+    "networkpolicies",
+    "networkpolicy",
+    "NetworkPolicy",
+    true,
+    CRUD,
+    &["netpol"],
+)];
+const AUTHORIZATION_V1: &[ResourceDef] = &[
+    res(
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        true,
+        CREATE,
+        &[],
+    ),
+    res(
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        CREATE,
+        &[],
+    ),
+];
+const AUTHENTICATION_V1: &[ResourceDef] = &[
+    res(
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        false,
+        CREATE,
+        &[],
+    ),
+    res(
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+        CREATE,
+        &[],
+    ),
+];
+
+/// Named groups served (all at `v1`).
+const GROUPS: &[(&str, &[ResourceDef])] = &[
+    ("apps", APPS_V1),
+    ("networking.k8s.io", NETWORKING_V1),
+    ("authentication.k8s.io", AUTHENTICATION_V1),
+    ("authorization.k8s.io", AUTHORIZATION_V1),
+];
+
+fn api_versions(shared: &Shared) -> Reply {
+    Reply::json(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}],
+        }),
+    )
+}
+
+fn api_group_list(_shared: &Shared) -> Reply {
+    let groups: Vec<Value> = GROUPS
+        .iter()
+        .map(|(name, _)| {
+            let gv = json!({"groupVersion": format!("{name}/v1"), "version": "v1"});
+            json!({"name": name, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
+}
+
+fn resource_list(group: &str, version: &str, shared: &Shared) -> Reply {
+    let resources = match (group, version) {
+        ("", "v1") => CORE_V1,
+        (group, "v1") => match GROUPS.iter().find(|(name, _)| *name == group) {
+            Some((_, resources)) => *resources,
+            None => return not_found(),
+        },
+        _ => return not_found(),
+    };
+    let resources: Vec<Value> = resources
+        .iter()
+        .filter(|r| shared.options.self_subject_review || r.name != "selfsubjectreviews")
+        .map(resource_json)
+        .collect();
+    let group_version = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Reply::json(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
+}
+
+fn resource_json(r: &ResourceDef) -> Value {
+    let mut value = json!({
+        "name": r.name,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": r.verbs,
+    });
+    if !r.short.is_empty() {
+        value["shortNames"] = json!(r.short);
+    }
+    value
+}
+
+/// Non-resource URLs every authenticated user may GET (`system:discovery`,
+/// `system:public-info-viewer`).
+const DISCOVERY_URLS: &[&str] = &[
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/openapi",
+    "/openapi/*",
+    "/readyz",
+    "/version",
+    "/version/",
+];
+
+fn non_resource_allowed(user: &User, verb: &str, path: &str) -> bool {
+    let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"].contains(&path);
+    let listed = DISCOVERY_URLS
+        .iter()
+        .any(|url| match url.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => *url == path,
+        });
+    verb == "get" && (public || (listed && !user.is_anonymous()))
+}
+
+fn invalid(kind: &str, message: &str) -> Reply {
+    let full = format!("{kind}.authorization.k8s.io \"\" is invalid: {message}");
+    status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        &full,
+        Some(json!({"kind": kind})),
+    )
+}
+
+fn bad_request(message: &str) -> Reply {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+}
+
+fn review(endpoint: &Endpoint<'_>, body: &[u8], user: &User) -> Reply {
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(value @ Value::Object(_)) => value,
+        Ok(_) | Err(_) => return bad_request("the request body is not a JSON object"),
+    };
+    match endpoint {
+        Endpoint::SelfSubjectReview => self_subject_review(user),
+        Endpoint::AccessReview => access_review(request, user),
+        _ => rules_review(request, user),
+    }
+}
+
+fn self_subject_review(user: &User) -> Reply {
+    let mut info = json!({"username": user.username, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    Reply::json(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": info},
+        }),
+    )
+}
+
+fn str_field<'v>(value: &'v Value, key: &str) -> &'v str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Echoes the review with `status.allowed` decided by the user's rules.
+fn access_review(mut review: Value, user: &User) -> Reply {
+    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
+    let allowed = match (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    ) {
+        (Some(ra), None) => user.can(
+            str_field(ra, "verb"),
+            str_field(ra, "group"),
+            str_field(ra, "resource"),
+            str_field(ra, "namespace"),
+        ),
+        (None, Some(nra)) => {
+            non_resource_allowed(user, str_field(nra, "verb"), str_field(nra, "path"))
+        }
+        _ => {
+            return invalid(
+                "SelfSubjectAccessReview",
+                "spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            );
+        }
+    };
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["metadata"] = json!({"creationTimestamp": null});
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": format!(
+            "RBAC: allowed by ClusterRoleBinding \"kube-reach-demo\" of ClusterRole \"kube-reach-demo\" to User \"{}\"",
+            user.username
+        )})
+    } else {
+        json!({"allowed": false})
+    };
+    Reply::json(StatusCode::CREATED, &review)
+}
+
+/// The user's rules that apply in `spec.namespace`, plus the self-review and discovery rules
+/// every authenticated user has.
+fn rules_review(mut review: Value, user: &User) -> Reply {
+    let namespace = review
+        .get("spec")
+        .map(|spec| str_field(spec, "namespace").to_string())
+        .unwrap_or_default();
+    let mut resource_rules: Vec<Value> = SELF_REVIEWS
+        .iter()
+        .map(|(group, resource)| json!({"verbs": ["create"], "apiGroups": [group], "resources": [resource]}))
+        .collect();
+    resource_rules.extend(
+        user.rules
+            .iter()
+            .filter(|rule| rule.applies_in(&namespace))
+            .map(|rule| json!({"verbs": rule.verbs, "apiGroups": rule.groups, "resources": rule.resources})),
+    );
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectRulesReview");
+    review["metadata"] = json!({"creationTimestamp": null});
+    review["status"] = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": DISCOVERY_URLS}],
+        "incomplete": false,
+    });
+    Reply::json(StatusCode::CREATED, &review)
+}
+
+fn network_policies(namespace: Option<&str>, user: &User, shared: &Shared, path: &str) -> Reply {
+    let attributes = Endpoint::NetworkPolicies { namespace }.attributes(path);
+    if !user.can(
+        "list",
+        "networking.k8s.io",
+        "networkpolicies",
+        namespace.unwrap_or(""),
+    ) {
+        return forbidden(user, &attributes);
+    }
+    let items: Vec<Value> = shared
+        .options
+        .network_policies
+        .iter()
+        .filter(|policy| namespace.is_none() || policy.metadata.namespace.as_deref() == namespace)
+        .filter_map(|policy| serde_json::to_value(policy).ok())
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        &json!({
+            "kind": "NetworkPolicyList",
+            "apiVersion": "networking.k8s.io/v1",
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }),
+    )
+}

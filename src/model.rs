@@ -1,0 +1,282 @@
+//! Plain data: targets, layers, statuses and check results. No I/O lives here.
+//!
+//! Everything a check finds about the cluster is a [`CheckResult`], even when it is a failure:
+//! findings are data, and only the tool's own breakage is an error type (see `error.rs`).
+
+use std::time::Duration;
+
+use crate::catalogue::{self, CheckId, Reason};
+
+/// How a target was found, which decides what extra checks and fixes apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Direct,
+    GitlabAgent,
+    LegacyCertificate,
+    InCluster,
+    Gitlab,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Direct => "direct",
+            TargetKind::GitlabAgent => "gitlab-agent",
+            TargetKind::LegacyCertificate => "legacy-certificate",
+            TargetKind::InCluster => "in-cluster",
+            TargetKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+/// The layers in root-cause order (spec §2): the first `fail` or `error` in this order is the
+/// root cause. GitLab checks sit just before `auth` because, when they find something, they
+/// explain the agent's auth failure better than the 401 itself does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    Config,
+    Runner,
+    Dns,
+    /// `tcp` and `proxy` share a rank: a target goes one way or the other.
+    Tcp,
+    Proxy,
+    Tls,
+    Http,
+    Gitlab,
+    Auth,
+    Rbac,
+    Netpol,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Config => "config",
+            Layer::Runner => "runner",
+            Layer::Dns => "dns",
+            Layer::Tcp => "tcp",
+            Layer::Proxy => "proxy",
+            Layer::Tls => "tls",
+            Layer::Http => "http",
+            Layer::Gitlab => "gitlab",
+            Layer::Auth => "auth",
+            Layer::Rbac => "rbac",
+            Layer::Netpol => "netpol",
+        }
+    }
+
+    /// Root-cause rank; `tcp` and `proxy` are equal.
+    pub fn rank(self) -> u8 {
+        match self {
+            Layer::Config => 0,
+            Layer::Runner => 1,
+            Layer::Dns => 2,
+            Layer::Tcp | Layer::Proxy => 3,
+            Layer::Tls => 4,
+            Layer::Http => 5,
+            Layer::Gitlab => 6,
+            Layer::Auth => 7,
+            Layer::Rbac => 8,
+            Layer::Netpol => 9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Error => "error",
+            Status::Skip => "skip",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Fail | Status::Error)
+    }
+}
+
+/// The verdict of a target or of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+/// One observation: a check, about one subject, with what was seen and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub id: CheckId,
+    /// What the check looked at: `10.0.0.5:6443`, `api.example.com`, `create deployments.apps -n prod`.
+    pub subject: String,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub fix: Option<String>,
+    pub why: Option<String>,
+    pub duration: Duration,
+    /// `"<check id> <subject>"` of the failed check this one could not run without.
+    pub blocked_by: Option<String>,
+}
+
+impl CheckResult {
+    /// A passing result with its own summary.
+    pub fn pass(id: CheckId, subject: impl Into<String>, summary: impl Into<String>) -> Self {
+        CheckResult {
+            id,
+            subject: subject.into(),
+            status: Status::Pass,
+            reason: None,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            fix: None,
+            why: None,
+            duration: Duration::ZERO,
+            blocked_by: None,
+        }
+    }
+
+    /// A finding whose status, summary, fix and why come from the catalogue entry of
+    /// `(id, reason)`; the check adds evidence and, where it knows more, a sharper summary or fix.
+    pub fn finding(id: CheckId, subject: impl Into<String>, reason: Reason) -> Self {
+        let entry = catalogue::entry(id, reason);
+        CheckResult {
+            id,
+            subject: subject.into(),
+            status: entry.status,
+            reason: Some(reason),
+            summary: entry.summary.to_string(),
+            evidence: Vec::new(),
+            fix: (!entry.fix.is_empty()).then(|| entry.fix.to_string()),
+            why: (!entry.why.is_empty()).then(|| entry.why.to_string()),
+            duration: Duration::ZERO,
+            blocked_by: None,
+        }
+    }
+
+    /// A check that did not run because `blocker` failed.
+    pub fn blocked(id: CheckId, subject: impl Into<String>, blocker: &CheckResult) -> Self {
+        let mut result = CheckResult::finding(id, subject, Reason::Blocked);
+        result.summary = format!(
+            "not run: {} {} failed",
+            blocker.id.as_str(),
+            blocker.subject
+        );
+        result.blocked_by = Some(blocker.key());
+        result
+    }
+
+    /// A check that does not apply to this target (an IP needs no DNS lookup, say).
+    pub fn not_applicable(id: CheckId, subject: impl Into<String>, why: impl Into<String>) -> Self {
+        let mut result = CheckResult::finding(id, subject, Reason::NotApplicable);
+        result.summary = why.into();
+        result
+    }
+
+    /// `"<check id> <subject>"`: how `blocked_by` and reports name a result.
+    pub fn key(&self) -> String {
+        if self.subject.is_empty() {
+            self.id.as_str().to_string()
+        } else {
+            format!("{} {}", self.id.as_str(), self.subject)
+        }
+    }
+
+    pub fn layer(&self) -> Layer {
+        self.id.layer()
+    }
+
+    pub fn with_summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = summary.into();
+        self
+    }
+
+    pub fn with_evidence(mut self, line: impl Into<String>) -> Self {
+        self.evidence.push(line.into());
+        self
+    }
+
+    pub fn with_evidence_lines<I, S>(mut self, lines: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.evidence.extend(lines.into_iter().map(Into::into));
+        self
+    }
+
+    /// Puts a concrete, situation-specific instruction before the catalogue's generic fix.
+    pub fn with_fix_detail(mut self, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        self.fix = Some(match self.fix.take() {
+            Some(generic) => format!("{detail} {generic}"),
+            None => detail,
+        });
+        self
+    }
+
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+}
+
+/// The root cause of a target: the first failure in layer order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootCause {
+    pub check: CheckId,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetReport {
+    pub name: String,
+    pub kind: TargetKind,
+    pub server: String,
+    pub verdict: Verdict,
+    pub root_cause: Option<RootCause>,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Everything a run found; every reporter writes from this and nothing else.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub tool_version: &'static str,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration: Duration,
+    pub verdict: Verdict,
+    /// Checks about the run as a whole (`config.kubeconfig`, `runner.*`).
+    pub checks: Vec<CheckResult>,
+    pub targets: Vec<TargetReport>,
+    /// What the job's surroundings looked like (resolv.conf, proxy variables without passwords…).
+    pub environment: Vec<(String, String)>,
+}

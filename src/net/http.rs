@@ -1,0 +1,241 @@
+//! HTTP over the very connection the lower layers verified (HTTP/2 when the server offers it,
+//! so independent requests share one connection in parallel). Credentials are attached only
+//! by a [`HttpConnection`] built from a [`VerifiedTls`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+
+use super::MAX_RESPONSE_BYTES;
+use super::tls::VerifiedTls;
+use crate::secret::Secret;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+#[derive(Clone)]
+enum Sender {
+    H2(http2::SendRequest<Full<Bytes>>),
+    H1(Arc<Mutex<http1::SendRequest<Full<Bytes>>>>),
+}
+
+#[derive(Clone)]
+pub struct HttpConnection {
+    sender: Sender,
+    scheme: &'static str,
+    authority: String,
+    base_path: String,
+    bearer: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+    /// The first bytes of the body as text, for evidence.
+    pub fn excerpt(&self, max: usize) -> String {
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(max)]);
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// The request went out but no complete response came back in time.
+    Stalled,
+    Failed(String),
+}
+
+pub struct Endpoint<'a> {
+    pub scheme: &'static str,
+    pub authority: &'a str,
+    pub base_path: &'a str,
+}
+
+impl HttpConnection {
+    /// Over verified TLS: requests may carry the bearer token.
+    pub async fn verified(
+        tls: VerifiedTls,
+        h2: bool,
+        endpoint: Endpoint<'_>,
+        bearer: Option<Secret>,
+    ) -> Result<Self, HttpFailure> {
+        Self::start(Box::new(tls.into_stream()), h2, endpoint, bearer).await
+    }
+
+    /// Over plain HTTP or unverified TLS: never carries credentials.
+    pub async fn anonymous<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        stream: S,
+        h2: bool,
+        endpoint: Endpoint<'_>,
+    ) -> Result<Self, HttpFailure> {
+        Self::start(Box::new(stream), h2, endpoint, None).await
+    }
+
+    async fn start(
+        io: Box<dyn Io>,
+        h2: bool,
+        endpoint: Endpoint<'_>,
+        bearer: Option<Secret>,
+    ) -> Result<Self, HttpFailure> {
+        let io = TokioIo::new(io);
+        let sender = if h2 {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| HttpFailure::Failed(e.to_string()))?;
+            tokio::spawn(conn);
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|e| HttpFailure::Failed(e.to_string()))?;
+            tokio::spawn(conn);
+            Sender::H1(Arc::new(Mutex::new(sender)))
+        };
+        Ok(HttpConnection {
+            sender,
+            scheme: endpoint.scheme,
+            authority: endpoint.authority.to_string(),
+            base_path: endpoint.base_path.to_string(),
+            bearer,
+        })
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        self.bearer.is_some()
+    }
+
+    /// Sends one request; `credentials` asks for the bearer token (if this connection may
+    /// carry one). `extra_headers` must not hold secrets other than what the caller owns.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        credentials: bool,
+        timeout: Duration,
+    ) -> Result<Response, HttpFailure> {
+        self.send_with(method, path, body, credentials, &[], timeout)
+            .await
+    }
+
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        credentials: bool,
+        extra_headers: &[(&str, &Secret)],
+        timeout: Duration,
+    ) -> Result<Response, HttpFailure> {
+        let started = Instant::now();
+        let request = self.build(method, path, body, credentials, extra_headers)?;
+        let exchange = async {
+            let response = match &self.sender {
+                Sender::H2(s) => s.clone().send_request(request).await,
+                Sender::H1(s) => s.lock().await.send_request(request).await,
+            }
+            .map_err(|e| HttpFailure::Failed(describe(&e)))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| HttpFailure::Failed(format!("reading the body: {e}")))?
+                .to_bytes();
+            Ok(Response {
+                status,
+                headers,
+                body,
+                elapsed: started.elapsed(),
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Err(HttpFailure::Stalled),
+            Ok(result) => result,
+        }
+    }
+
+    fn build(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        credentials: bool,
+        extra_headers: &[(&str, &Secret)],
+    ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
+        let full_path = format!("{}{}", self.base_path, path);
+        let uri = match &self.sender {
+            Sender::H2(_) => format!("{}://{}{}", self.scheme, self.authority, full_path),
+            Sender::H1(_) => full_path,
+        };
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                "user-agent",
+                concat!("kube-reach/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("accept", "application/json");
+        if let Sender::H1(_) = &self.sender {
+            // HTTP/2 carries the host in :authority, taken from the absolute URI.
+            builder = builder.header("host", &self.authority);
+        }
+        if credentials && let Some(token) = &self.bearer {
+            builder = builder.header("authorization", format!("Bearer {}", token.expose()));
+        }
+        for (name, value) in extra_headers {
+            builder = builder.header(*name, value.expose());
+        }
+        let body = match body {
+            Some(bytes) => {
+                builder = builder.header("content-type", "application/json");
+                Full::new(Bytes::from(bytes))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        builder
+            .body(body)
+            .map_err(|e| HttpFailure::Failed(e.to_string()))
+    }
+}
+
+fn describe(error: &hyper::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,334 @@
+//! Which proxy kubectl would use, with client-go's rules: the kubeconfig cluster's `proxy-url`
+//! wins; otherwise `golang.org/x/net/http/httpproxy` reads `HTTPS_PROXY`/`https_proxy` (for
+//! https) or `HTTP_PROXY`/`http_proxy`, and `NO_PROXY`/`no_proxy` exempts hosts by exact
+//! name, domain suffix, IP, CIDR or `*`. Loopback hosts (`localhost`, 127/8, ::1) never use
+//! the environment proxy (httpproxy `useProxy`).
+
+use std::net::IpAddr;
+
+use base64::Engine;
+
+use crate::plan::{Endpoint, Host, ProxyEndpoint, Scheme};
+use crate::secret::{Secret, redact_url_password};
+
+#[derive(Debug)]
+pub enum ProxyDecision {
+    Direct { why: String },
+    Proxy { proxy: ProxyEndpoint, why: String },
+    Invalid { source: String, problem: String },
+}
+
+pub fn decide(
+    kubeconfig_proxy: Option<&Secret>,
+    endpoint: &Endpoint,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> ProxyDecision {
+    if let Some(url) = kubeconfig_proxy {
+        return to_decision(
+            url.expose(),
+            "kubeconfig proxy-url",
+            "the kubeconfig's proxy-url overrides HTTPS_PROXY and NO_PROXY".into(),
+        );
+    }
+    let (upper, lower) = match endpoint.scheme {
+        Scheme::Https => ("HTTPS_PROXY", "https_proxy"),
+        Scheme::Http => ("HTTP_PROXY", "http_proxy"),
+    };
+    let nonempty = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let Some((source, url)) = nonempty(upper)
+        .map(|v| (upper, v))
+        .or_else(|| nonempty(lower).map(|v| (lower, v)))
+    else {
+        return ProxyDecision::Direct {
+            why: format!("{upper}/{lower} not set"),
+        };
+    };
+    if is_loopback(&endpoint.host) {
+        return ProxyDecision::Direct {
+            why: format!(
+                "{} is a loopback host, which client-go never proxies",
+                endpoint.host
+            ),
+        };
+    }
+    let no_proxy = nonempty("NO_PROXY")
+        .map(|v| ("NO_PROXY", v))
+        .or_else(|| nonempty("no_proxy").map(|v| ("no_proxy", v)));
+    if let Some((np_name, list)) = no_proxy
+        && let Some(entry) = no_proxy_match(&list, &endpoint.host, endpoint.port)
+    {
+        return ProxyDecision::Direct {
+            why: format!("{np_name} entry {entry:?} matches {}", endpoint.host),
+        };
+    }
+    to_decision(
+        &url,
+        source,
+        format!(
+            "{source} is set and NO_PROXY does not match {}",
+            endpoint.host
+        ),
+    )
+}
+
+fn to_decision(raw: &str, source: &str, why: String) -> ProxyDecision {
+    match parse_proxy_url(raw) {
+        Ok(proxy) => ProxyDecision::Proxy { proxy, why },
+        Err(problem) => ProxyDecision::Invalid {
+            source: format!("{source}={}", redact_url_password(raw)),
+            problem,
+        },
+    }
+}
+
+fn is_loopback(host: &Host) -> bool {
+    match host {
+        Host::Name(n) => n.eq_ignore_ascii_case("localhost"),
+        Host::Ip(ip) => ip.is_loopback(),
+    }
+}
+
+/// A proxy URL as Go's httpproxy reads it: a missing scheme means `http://`.
+pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let (scheme, rest) = with_scheme.split_once("://").ok_or("no scheme")?;
+    if scheme != "http" {
+        return Err(format!(
+            "scheme {scheme:?}: only http:// forward proxies are supported (https:// and socks5:// proxies are not checked yet)"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (host, port) = split_host_port(hostport)
+        .ok_or_else(|| format!("cannot read host and port from {hostport:?}"))?;
+    let host = match host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) if !host.is_empty() => Host::Name(host.to_ascii_lowercase()),
+        Err(_) => return Err("empty host".into()),
+    };
+    let authorization = userinfo.map(|u| {
+        let decoded = percent_decode(u);
+        Secret::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(decoded)
+        ))
+    });
+    Ok(ProxyEndpoint {
+        display: redact_url_password(&with_scheme),
+        host,
+        port: port.unwrap_or(80),
+        authorization,
+    })
+}
+
+/// The password in a proxy URL, so the scrubber can remove it from every output.
+pub fn url_password(raw: &str) -> Option<String> {
+    let rest = raw.split_once("://").map(|(_, r)| r).unwrap_or(raw);
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    Some(percent_decode(password)).filter(|p| !p.is_empty())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `host`, `host:port`, `[v6]:port`, `v6`.
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    if s.matches(':').count() > 1 {
+        return Some((s.to_string(), None));
+    }
+    match s.split_once(':') {
+        Some((h, p)) => Some((h.to_string(), Some(p.parse().ok()?))),
+        None => Some((s.to_string(), None)),
+    }
+}
+
+/// The NO_PROXY entry that exempts `host:port`, following httpproxy's matching:
+/// `*` matches all; an IP or CIDR matches IP hosts; `example.com` matches it and its
+/// subdomains; `.example.com` and `*.example.com` match subdomains only; an entry with a port
+/// matches only that port.
+pub fn no_proxy_match(list: &str, host: &Host, port: u16) -> Option<String> {
+    for raw in list.split(',') {
+        let entry = raw.trim().to_ascii_lowercase();
+        if entry.is_empty() {
+            continue;
+        }
+        if entry == "*" {
+            return Some(entry);
+        }
+        if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+            if let Host::Ip(ip) = host
+                && net.contains(ip)
+            {
+                return Some(entry);
+            }
+            continue;
+        }
+        let Some((entry_host, entry_port)) = split_host_port(&entry) else {
+            continue;
+        };
+        if entry_port.is_some_and(|p| p != port) {
+            continue;
+        }
+        if let Ok(entry_ip) = entry_host.parse::<IpAddr>() {
+            if matches!(host, Host::Ip(ip) if *ip == entry_ip) {
+                return Some(entry);
+            }
+            continue;
+        }
+        let Host::Name(name) = host else { continue };
+        let (suffix, match_exact) = match entry_host.strip_prefix("*.") {
+            Some(rest) => (format!(".{rest}"), false),
+            None if entry_host.starts_with('.') => (entry_host.clone(), false),
+            None => (format!(".{entry_host}"), true),
+        };
+        if name.ends_with(&suffix) || (match_exact && *name == suffix[1..]) {
+            return Some(entry);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> Host {
+        Host::Name(n.into())
+    }
+    fn ip(s: &str) -> Host {
+        Host::Ip(s.parse().expect("ip"))
+    }
+
+    /// The NO_PROXY table, after golang.org/x/net/http/httpproxy's own tests.
+    #[test]
+    fn no_proxy_matching_table() {
+        let cases: &[(&str, Host, u16, bool)] = &[
+            ("*", name("api.example.com"), 443, true),
+            ("example.com", name("example.com"), 443, true),
+            ("example.com", name("api.example.com"), 443, true),
+            ("example.com", name("notexample.com"), 443, false),
+            (".example.com", name("example.com"), 443, false),
+            (".example.com", name("api.example.com"), 443, true),
+            ("*.example.com", name("api.example.com"), 443, true),
+            ("*.example.com", name("example.com"), 443, false),
+            ("example.com:6443", name("api.example.com"), 6443, true),
+            ("example.com:6443", name("api.example.com"), 443, false),
+            ("10.0.0.0/8", ip("10.1.2.3"), 443, true),
+            ("10.0.0.0/8", ip("192.168.1.1"), 443, false),
+            ("10.0.0.0/8", name("ten.example.com"), 443, false),
+            ("192.168.1.1", ip("192.168.1.1"), 6443, true),
+            ("fd00::/8", ip("fd00::5"), 443, true),
+            ("other.com, example.com", name("k.example.com"), 443, true),
+            ("", name("example.com"), 443, false),
+            ("EXAMPLE.com", name("api.example.com"), 443, true),
+        ];
+        for (list, host, port, expected) in cases {
+            assert_eq!(
+                no_proxy_match(list, host, *port).is_some(),
+                *expected,
+                "NO_PROXY={list:?} host={host} port={port}"
+            );
+        }
+    }
+
+    fn endpoint(host: Host) -> Endpoint {
+        Endpoint {
+            scheme: Scheme::Https,
+            host,
+            port: 6443,
+            base_path: String::new(),
+        }
+    }
+
+    #[test]
+    fn kubeconfig_proxy_url_beats_environment_and_no_proxy() {
+        let vars = |n: &str| match n {
+            "HTTPS_PROXY" => Some("http://env-proxy:3128".to_string()),
+            "NO_PROXY" => Some("*".to_string()),
+            _ => None,
+        };
+        let kube = Secret::new("http://kube-proxy:8888");
+        match decide(Some(&kube), &endpoint(name("api.k8s.test")), &vars) {
+            ProxyDecision::Proxy { proxy, .. } => assert_eq!(proxy.host, name("kube-proxy")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(None, &endpoint(name("api.k8s.test")), &vars),
+            ProxyDecision::Direct { .. }
+        ));
+    }
+
+    #[test]
+    fn uppercase_variable_wins_and_loopback_is_never_proxied() {
+        let vars = |n: &str| match n {
+            "HTTPS_PROXY" => Some("upper:3128".to_string()),
+            "https_proxy" => Some("http://lower:3128".to_string()),
+            _ => None,
+        };
+        match decide(None, &endpoint(name("api.k8s.test")), &vars) {
+            ProxyDecision::Proxy { proxy, .. } => {
+                assert_eq!(proxy.host, name("upper"));
+                assert_eq!(proxy.port, 3128);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(None, &endpoint(ip("127.0.0.1")), &vars),
+            ProxyDecision::Direct { .. }
+        ));
+    }
+
+    #[test]
+    fn proxy_credentials_become_a_header_and_never_display() {
+        let p = parse_proxy_url("http://ci:s3cr%40t@proxy.corp:8080").expect("valid");
+        assert_eq!(p.display, "http://ci:***@proxy.corp:8080");
+        let header = p.authorization.expect("auth");
+        assert_eq!(
+            header.expose(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("ci:s3cr@t")
+            )
+        );
+        assert_eq!(
+            url_password("http://ci:s3cr%40t@proxy.corp:8080").as_deref(),
+            Some("s3cr@t")
+        );
+        assert!(parse_proxy_url("socks5://x:1").is_err());
+    }
+}

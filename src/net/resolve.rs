@@ -1,0 +1,209 @@
+//! Name resolution the way the job's libc would do it: `/etc/hosts` first, then the
+//! nameservers, search list and `ndots` of the job's resolv.conf, through hickory-resolver so
+//! NXDOMAIN, SERVFAIL, REFUSED and silence can be told apart.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+
+use crate::env::read_bounded;
+
+/// What the job's resolver configuration says, read once per run.
+#[derive(Debug, Clone)]
+pub struct DnsSetup {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ndots: usize,
+    pub resolv_conf: String,
+    pub hosts: Vec<(String, IpAddr)>,
+    pub hosts_path: String,
+    config: Option<(ResolverConfig, ResolverOpts)>,
+    /// Why resolv.conf could not be used, if it could not.
+    pub problem: Option<String>,
+}
+
+impl DnsSetup {
+    pub fn load(resolv_conf: &Path, hosts: &Path) -> DnsSetup {
+        let hosts_entries = read_bounded(hosts)
+            .map(|b| parse_hosts(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
+        let mut setup = DnsSetup {
+            nameservers: Vec::new(),
+            search: Vec::new(),
+            ndots: 1,
+            resolv_conf: resolv_conf.display().to_string(),
+            hosts: hosts_entries,
+            hosts_path: hosts.display().to_string(),
+            config: None,
+            problem: None,
+        };
+        match read_bounded(resolv_conf) {
+            // glibc treats a missing resolv.conf as "nameserver 127.0.0.1"; a CI image without
+            // one is broken enough to say so instead of guessing.
+            Err(e) => setup.problem = Some(e),
+            Ok(bytes) => match hickory_resolver::system_conf::parse_resolv_conf(&bytes) {
+                Ok((config, opts)) => {
+                    setup.nameservers = config.name_servers().iter().map(|ns| ns.ip).collect();
+                    setup.nameservers.dedup();
+                    setup.search = config.search().iter().map(|n| n.to_string()).collect();
+                    setup.ndots = opts.ndots;
+                    setup.config = Some((config, opts));
+                }
+                // No `nameserver` line at all: not a parse problem, the job has no DNS.
+                Err(_) if !String::from_utf8_lossy(&bytes).contains("nameserver") => {}
+                Err(e) => setup.problem = Some(format!("{}: {e}", resolv_conf.display())),
+            },
+        }
+        setup
+    }
+
+    /// One evidence line describing the configuration.
+    pub fn describe(&self) -> String {
+        let ns: Vec<String> = self.nameservers.iter().map(|n| n.to_string()).collect();
+        format!(
+            "{}: nameservers [{}], search [{}], ndots {}",
+            self.resolv_conf,
+            ns.join(", "),
+            self.search.join(" "),
+            self.ndots
+        )
+    }
+
+    fn hosts_lookup(&self, name: &str) -> Vec<IpAddr> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, ip)| *ip)
+            .collect()
+    }
+}
+
+fn parse_hosts(text: &str) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) else {
+            continue;
+        };
+        out.extend(words.map(|name| (name.to_ascii_lowercase(), ip)));
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+pub enum AnsweredBy {
+    HostsFile,
+    Dns { name: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub addresses: Vec<IpAddr>,
+    pub answered_by: AnsweredBy,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveFailure {
+    NoNameservers,
+    Nxdomain,
+    NoRecords,
+    Servfail,
+    Refused,
+    Timeout,
+    Other(String),
+}
+
+pub async fn resolve(
+    setup: &DnsSetup,
+    name: &str,
+    timeout: Duration,
+) -> (Result<Resolved, ResolveFailure>, Duration) {
+    let started = Instant::now();
+    let from_hosts = setup.hosts_lookup(name);
+    if !from_hosts.is_empty() {
+        let resolved = Resolved {
+            addresses: from_hosts,
+            answered_by: AnsweredBy::HostsFile,
+            elapsed: started.elapsed(),
+        };
+        return (Ok(resolved), started.elapsed());
+    }
+    if setup.nameservers.is_empty() && setup.problem.is_none() {
+        return (Err(ResolveFailure::NoNameservers), started.elapsed());
+    }
+    let Some((config, opts)) = setup.config.clone() else {
+        return (
+            Err(ResolveFailure::Other(
+                setup.problem.clone().unwrap_or_default(),
+            )),
+            started.elapsed(),
+        );
+    };
+    if setup.nameservers.is_empty() {
+        return (Err(ResolveFailure::NoNameservers), started.elapsed());
+    }
+    let outcome = lookup(config, opts, name, timeout).await;
+    (outcome, started.elapsed())
+}
+
+async fn lookup(
+    config: ResolverConfig,
+    mut opts: ResolverOpts,
+    name: &str,
+    timeout: Duration,
+) -> Result<Resolved, ResolveFailure> {
+    let started = Instant::now();
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    opts.cache_size = 0;
+    opts.timeout = opts.timeout.min(timeout);
+    opts.attempts = opts.attempts.clamp(1, 2);
+    let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
+    *builder.options_mut() = opts;
+    let resolver = builder
+        .build()
+        .map_err(|e| ResolveFailure::Other(e.to_string()))?;
+    match tokio::time::timeout(timeout, resolver.lookup_ip(name)).await {
+        Err(_) => Err(ResolveFailure::Timeout),
+        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Ok(lookup)) => {
+            let addresses: Vec<IpAddr> = lookup.iter().collect();
+            if addresses.is_empty() {
+                return Err(ResolveFailure::NoRecords);
+            }
+            let answered = lookup.query().name().to_string();
+            Ok(Resolved {
+                addresses,
+                answered_by: AnsweredBy::Dns { name: answered },
+                elapsed: started.elapsed(),
+            })
+        }
+    }
+}
+
+/// hickory's error → our failure, in one place.
+fn classify(error: &NetError) -> ResolveFailure {
+    if error.is_nx_domain() {
+        return ResolveFailure::Nxdomain;
+    }
+    if error.is_no_records_found() {
+        return ResolveFailure::NoRecords;
+    }
+    match error {
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => ResolveFailure::Servfail,
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => ResolveFailure::Refused,
+        NetError::Timeout => ResolveFailure::Timeout,
+        NetError::NoConnections => ResolveFailure::Timeout,
+        NetError::Io(e) => ResolveFailure::Other(format!("nameserver I/O error: {e}")),
+        other => ResolveFailure::Other(other.to_string()),
+    }
+}

@@ -1,0 +1,365 @@
+//! TLS: one handshake that records the chain the server presents even when it would not
+//! verify, then a separate verification of trust, name and time against the target's CA.
+//!
+//! Danger by name: [`RecordingVerifier`] accepts any chain so the evidence can be captured; it
+//! still checks the handshake signatures, so the peer proved it holds the leaf's key. A
+//! connection becomes a [`VerifiedTls`], the only thing credentials may travel over, only
+//! through [`seal`], which demands a passing [`Verification`] that only this module builds.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{AlertDescription, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::plan::{ClientIdentity, TlsSettings};
+use crate::x509::CertFacts;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts any certificate chain and records it; checks handshake signatures for real.
+#[derive(Debug)]
+struct RecordingVerifier {
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut chain) = self.chain.lock() {
+            chain.push(end_entity.clone().into_owned());
+            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    NotTls,
+    Alert(String),
+    NoCommonVersion,
+    Closed,
+    ClientCertRequired,
+    Stalled,
+    Other(String),
+}
+
+pub struct Handshake {
+    pub outcome: Result<TlsStream<TcpStream>, HandshakeFailure>,
+    /// The chain as presented: leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub version: Option<String>,
+    pub alpn_h2: bool,
+    pub elapsed: Duration,
+    pub detail: String,
+}
+
+pub async fn handshake(
+    stream: TcpStream,
+    server_name: &str,
+    client: Option<&ClientIdentity>,
+    timeout: Duration,
+) -> Handshake {
+    let started = Instant::now();
+    let verifier = Arc::new(RecordingVerifier {
+        chain: Mutex::new(Vec::new()),
+        provider: provider(),
+    });
+    let failed = |failure: HandshakeFailure,
+                  detail: String,
+                  chain: Vec<CertificateDer<'static>>| Handshake {
+        outcome: Err(failure),
+        chain,
+        version: None,
+        alpn_h2: false,
+        elapsed: started.elapsed(),
+        detail,
+    };
+    let config = match client_config(verifier.clone(), client) {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(
+                HandshakeFailure::Other(e.to_string()),
+                e.to_string(),
+                Vec::new(),
+            );
+        }
+    };
+    let name = match ServerName::try_from(server_name.to_string()) {
+        Ok(n) => n,
+        Err(e) => {
+            return failed(
+                HandshakeFailure::Other(format!("server name {server_name:?}: {e}")),
+                String::new(),
+                Vec::new(),
+            );
+        }
+    };
+    let result = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(Arc::new(config)).connect(name, stream),
+    )
+    .await;
+    let chain = verifier.chain.lock().map(|c| c.clone()).unwrap_or_default();
+    match result {
+        Err(_) => failed(
+            HandshakeFailure::Stalled,
+            format!("no handshake within {} ms", timeout.as_millis()),
+            chain,
+        ),
+        Ok(Err(e)) => {
+            let (failure, detail) = classify(&e);
+            failed(failure, detail, chain)
+        }
+        Ok(Ok(tls)) => {
+            let (_, conn) = tls.get_ref();
+            let version = conn.protocol_version().map(|v| format!("{v:?}"));
+            let alpn_h2 = conn.alpn_protocol() == Some(b"h2");
+            Handshake {
+                outcome: Ok(tls),
+                chain,
+                version,
+                alpn_h2,
+                elapsed: started.elapsed(),
+                detail: "handshake complete".into(),
+            }
+        }
+    }
+}
+
+fn client_config(
+    verifier: Arc<RecordingVerifier>,
+    client: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match client {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// rustls/io error → failure, in one place.
+fn classify(error: &std::io::Error) -> (HandshakeFailure, String) {
+    let detail = error.to_string();
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        let failure = match tls {
+            rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
+            rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
+                HandshakeFailure::NoCommonVersion
+            }
+            rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+                HandshakeFailure::ClientCertRequired
+            }
+            rustls::Error::AlertReceived(alert) => HandshakeFailure::Alert(format!("{alert:?}")),
+            rustls::Error::PeerIncompatible(_) => HandshakeFailure::NoCommonVersion,
+            other => HandshakeFailure::Other(other.to_string()),
+        };
+        return (failure, detail);
+    }
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::BrokenPipe => (HandshakeFailure::Closed, detail),
+        _ => (HandshakeFailure::Other(detail.clone()), detail),
+    }
+}
+
+/// The three judgements webpki makes, kept apart so each gets its own check.
+#[derive(Debug)]
+pub struct Verification {
+    trust: Result<(), rustls::Error>,
+    name: Result<(), rustls::Error>,
+    time_ok: bool,
+    /// The trust anchors used, for evidence.
+    pub anchors: String,
+}
+
+impl Verification {
+    pub fn trust(&self) -> &Result<(), rustls::Error> {
+        &self.trust
+    }
+    pub fn name(&self) -> &Result<(), rustls::Error> {
+        &self.name
+    }
+    pub fn passed(&self) -> bool {
+        self.trust.is_ok() && self.name.is_ok() && self.time_ok
+    }
+}
+
+fn system_roots() -> &'static Vec<CertificateDer<'static>> {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+fn root_store(settings: &TlsSettings) -> (RootCertStore, String) {
+    let mut store = RootCertStore::empty();
+    let use_system = settings.ca_certs.is_empty() || !settings.ca_replaces_system_roots;
+    let mut parts = Vec::new();
+    if use_system {
+        let (added, _) = store.add_parsable_certificates(system_roots().iter().cloned());
+        parts.push(format!("{added} system roots"));
+    }
+    if !settings.ca_certs.is_empty() {
+        let (added, _) = store.add_parsable_certificates(settings.ca_certs.iter().cloned());
+        parts.push(format!(
+            "{added} CA(s) from {}",
+            settings.ca_source.as_deref().unwrap_or("the kubeconfig")
+        ));
+    }
+    (store, parts.join(" + "))
+}
+
+/// Judges a presented chain. Trust is checked at a moment inside the leaf's validity so an
+/// expired certificate is reported as expired, not also as untrusted.
+pub fn verify(
+    chain: &[CertificateDer<'static>],
+    settings: &TlsSettings,
+    now: SystemTime,
+) -> Verification {
+    let (roots, anchors) = root_store(settings);
+    let no_chain = || rustls::Error::General("the server presented no certificate".into());
+    let Some(leaf) = chain.first() else {
+        return Verification {
+            trust: Err(no_chain()),
+            name: Err(no_chain()),
+            time_ok: false,
+            anchors,
+        };
+    };
+    let facts = CertFacts::parse(leaf);
+    let time_ok = facts
+        .as_ref()
+        .is_some_and(|f| f.not_before <= now && now <= f.not_after);
+    let parsed = rustls::server::ParsedCertificate::try_from(leaf);
+    let (trust, name) = match parsed {
+        Err(e) => (Err(e.clone()), Err(e)),
+        Ok(parsed) => {
+            let at = |t: SystemTime| {
+                let unix =
+                    UnixTime::since_unix_epoch(t.duration_since(UNIX_EPOCH).unwrap_or_default());
+                let algs = provider().signature_verification_algorithms.all;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &roots,
+                    &chain[1..],
+                    unix,
+                    algs,
+                )
+            };
+            let mut trust = at(now);
+            // The leaf's dates are tls.validity's business: when only time is wrong, judge the
+            // chain again inside the leaf's validity, and count a chain that fails there only
+            // on time (an old leaf under a newer intermediate) as trusted.
+            if !time_ok && is_time_error(&trust) {
+                if let Some(f) = &facts {
+                    trust = at(f.not_before
+                        + f.not_after.duration_since(f.not_before).unwrap_or_default() / 2);
+                }
+                if is_time_error(&trust) {
+                    trust = Ok(());
+                }
+            }
+            let name = match ServerName::try_from(settings.server_name.clone()) {
+                Ok(sn) => rustls::client::verify_server_name(&parsed, &sn),
+                Err(e) => Err(rustls::Error::General(format!("server name: {e}"))),
+            };
+            (trust, name)
+        }
+    };
+    Verification {
+        trust,
+        name,
+        time_ok,
+        anchors,
+    }
+}
+
+fn is_time_error(result: &Result<(), rustls::Error>) -> bool {
+    use rustls::CertificateError as E;
+    matches!(
+        result,
+        Err(rustls::Error::InvalidCertificate(
+            E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. }
+        ))
+    )
+}
+
+/// A TLS connection whose server passed trust, name and time checks: the only carrier of
+/// credentials.
+pub struct VerifiedTls {
+    stream: TlsStream<TcpStream>,
+}
+
+impl VerifiedTls {
+    pub fn into_stream(self) -> TlsStream<TcpStream> {
+        self.stream
+    }
+}
+
+pub fn seal(
+    stream: TlsStream<TcpStream>,
+    verification: &Verification,
+) -> Result<VerifiedTls, Box<TlsStream<TcpStream>>> {
+    if verification.passed() {
+        Ok(VerifiedTls { stream })
+    } else {
+        Err(Box::new(stream))
+    }
+}

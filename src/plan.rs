@@ -1,0 +1,339 @@
+//! The plan: settings and targets resolved from `Cli` + `Env` before any network traffic.
+//! Each target already carries its `config.*` results; a target whose config makes the
+//! network pointless (no server URL, say) has no [`Endpoint`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::cli::{FailOn, RunArgs};
+use crate::env::Env;
+use crate::error::UsageError;
+use crate::model::{CheckResult, TargetKind};
+use crate::secret::{Scrubber, Secret};
+use crate::targets::{self, DiscoveryOptions};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Https,
+    Http,
+}
+
+/// Where the API server is: a parsed server URL.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub host: Host,
+    pub port: u16,
+    /// Path prefix without a trailing slash (`/k8s-proxy` for the GitLab agent).
+    pub base_path: String,
+}
+
+impl Endpoint {
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// How traffic reaches the endpoint, decided like client-go does.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Direct,
+    Proxy(ProxyEndpoint),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyEndpoint {
+    pub host: Host,
+    pub port: u16,
+    /// Password-free URL for evidence.
+    pub display: String,
+    /// `Basic …` value for `Proxy-Authorization`, when the URL had credentials.
+    pub authorization: Option<Secret>,
+}
+
+/// What to trust when judging the server's certificate.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// CA certificates from the kubeconfig (or --ca-file, KUBE_CA_PEM…), DER.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Where the CA came from, for evidence.
+    pub ca_source: Option<String>,
+    /// Whether `ca_certs` replace the system roots (kubeconfig CA, as client-go does) or are
+    /// added to them (CI_SERVER_TLS_CA_FILE for the GitLab server).
+    pub ca_replaces_system_roots: bool,
+    pub insecure_skip_verify: bool,
+    /// Name to verify the certificate against and to send as SNI.
+    pub server_name: String,
+}
+
+/// Credentials, kept wrapped until a request header is built over verified TLS.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    pub bearer: Option<Secret>,
+    pub client_identity: Option<ClientIdentity>,
+    /// "bearer token", "client certificate CN=…", "none"…
+    pub description: String,
+    /// `false` when config.credentials found them unusable: then nothing is sent.
+    pub usable: bool,
+}
+
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity([REDACTED])")
+    }
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    pub server_display: String,
+    pub endpoint: Option<Endpoint>,
+    pub tls: Option<TlsSettings>,
+    pub credentials: Credentials,
+    pub route: Route,
+    pub namespace: String,
+    pub config_checks: Vec<CheckResult>,
+}
+
+/// One RBAC question: `verb resource[.group][/subresource] [-n ns]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub verb: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub group: String,
+    pub namespace: Option<String>,
+}
+
+impl Requirement {
+    /// The subject line used in reports: `create deployments.apps -n prod`.
+    pub fn subject(&self, default_ns: &str) -> String {
+        let mut resource = self.resource.clone();
+        if !self.group.is_empty() {
+            resource = format!("{resource}.{}", self.group);
+        }
+        if let Some(sub) = &self.subresource {
+            resource = format!("{resource}/{sub}");
+        }
+        format!(
+            "{} {} -n {}",
+            self.verb,
+            resource,
+            self.namespace.as_deref().unwrap_or(default_ns)
+        )
+    }
+}
+
+/// spec §4: the essentials of a deploy job.
+pub const DEFAULT_REQUIREMENTS: &[&str] = &[
+    "get,list,watch pods",
+    "create,patch,update deployments.apps",
+    "create,patch,update services",
+    "create,patch,update configmaps",
+    "create,patch,update secrets",
+];
+
+/// Parses one `--require` line into one requirement per verb.
+pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
+    let invalid = |problem: &str| UsageError::InvalidRequirement {
+        line: line.to_string(),
+        problem: problem.into(),
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (verbs, resource, rest) = match words.as_slice() {
+        [verbs, resource, rest @ ..] => (*verbs, *resource, rest),
+        _ => return Err(invalid("needs a verb and a resource")),
+    };
+    let namespace = match rest {
+        [] => None,
+        ["-n" | "--namespace", ns] => Some(ns.to_string()),
+        ["-A" | "--all-namespaces"] => Some(String::new()),
+        _ => return Err(invalid("only `-n NAMESPACE` may follow the resource")),
+    };
+    let (resource_group, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (resource, None),
+    };
+    let (resource, group) = match resource_group.split_once('.') {
+        Some((r, g)) => (r.to_string(), g.to_string()),
+        None => (resource_group.to_string(), String::new()),
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c))
+    };
+    if !valid(&resource) {
+        return Err(invalid("the resource is not a Kubernetes resource name"));
+    }
+    verbs
+        .split(',')
+        .map(|verb| {
+            if !valid(verb) {
+                return Err(invalid("a verb is empty or has unexpected characters"));
+            }
+            Ok(Requirement {
+                verb: verb.to_string(),
+                resource: resource.clone(),
+                subresource: subresource.clone(),
+                group: group.clone(),
+                namespace: namespace.clone(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub targets: Vec<Target>,
+    /// Run-wide results found while planning (config.kubeconfig).
+    pub checks: Vec<CheckResult>,
+    pub requirements: Vec<Requirement>,
+    pub default_namespace: Option<String>,
+    pub timeout: Duration,
+    pub deadline: Duration,
+    pub expiry_warn: Duration,
+    pub fail_on: FailOn,
+    pub resolv_conf_path: PathBuf,
+    pub hosts_path: PathBuf,
+    pub scrubber: Scrubber,
+}
+
+fn seconds(value: f64) -> Result<Duration, UsageError> {
+    if value.is_finite() && value > 0.0 && value < 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(UsageError::InvalidDuration(value.to_string()))
+    }
+}
+
+fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
+    let mut lines = args.require.clone();
+    if let Some(path) = &args.require_file {
+        let bytes =
+            crate::env::read_bounded(path).map_err(|e| UsageError::RequireFileUnreadable {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        let text = String::from_utf8_lossy(&bytes);
+        lines.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if lines.is_empty() {
+        lines = DEFAULT_REQUIREMENTS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(lines)
+}
+
+impl Plan {
+    pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
+        let timeout = seconds(args.timeout)?;
+        let deadline = seconds(args.deadline)?;
+        let mut requirements = Vec::new();
+        for line in requirement_lines(args)? {
+            requirements.extend(parse_requirement(&line)?);
+        }
+        let options = DiscoveryOptions {
+            kubeconfig: args.kubeconfig.clone(),
+            contexts: args.context.clone(),
+            server: args.server.clone(),
+            token_file: args.token_file.clone(),
+            ca_file: args.ca_file.clone(),
+            tls_server_name: args.tls_server_name.clone(),
+            in_cluster: if args.in_cluster {
+                Some(true)
+            } else if args.no_in_cluster {
+                Some(false)
+            } else {
+                None
+            },
+        };
+        let discovery = targets::discover(&options, env);
+        let expiry_warn = Duration::from_secs(u64::from(args.expiry_warn_days) * 86_400);
+        let mut scrubber = Scrubber::default();
+        let judge = crate::checks::config::Judge {
+            env,
+            expiry_warn,
+            default_namespace: args.namespace.clone(),
+        };
+        let targets = discovery
+            .specs
+            .iter()
+            .map(|spec| judge.resolve(spec, &mut scrubber))
+            .collect();
+        for name in ["CI_JOB_TOKEN", "KUBE_TOKEN", "CI_REGISTRY_PASSWORD"] {
+            if let Some(value) = env.var(name) {
+                scrubber.add(value);
+            }
+        }
+        Ok(Plan {
+            targets,
+            checks: discovery.checks,
+            requirements,
+            default_namespace: args.namespace.clone(),
+            timeout,
+            deadline,
+            expiry_warn,
+            fail_on: args.output.fail_on,
+            resolv_conf_path: args.resolv_conf.clone(),
+            hosts_path: args.hosts_file.clone(),
+            scrubber,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_lines_expand_per_verb_with_group_and_namespace() {
+        let reqs = parse_requirement("create,patch deployments.apps -n prod").expect("valid");
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs[0].verb, "create");
+        assert_eq!(reqs[1].verb, "patch");
+        assert_eq!(reqs[0].group, "apps");
+        assert_eq!(reqs[0].resource, "deployments");
+        assert_eq!(reqs[0].subject("x"), "create deployments.apps -n prod");
+        let core = parse_requirement("get pods/log").expect("valid");
+        assert_eq!(core[0].subresource.as_deref(), Some("log"));
+        assert_eq!(core[0].subject("ci"), "get pods/log -n ci");
+    }
+
+    #[test]
+    fn bad_requirement_lines_name_the_problem() {
+        for line in ["create", "get pods -x y", "get po$ds", ",get pods"] {
+            let err = parse_requirement(line).expect_err(line).to_string();
+            assert!(err.contains(line), "{err}");
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The JUnit XML report, shaped for GitLab's parser (`lib/gitlab/ci/parsers/test/junit.rb`).
+//!
+//! Layout: one `<testsuites name="kube-reach">`; a `<testsuite name="kube-reach">` for the run's
+//! global checks when there are any, then one `<testsuite>` per target (named after it); a
+//! `<testcase>` per check with `classname` = `<target> / <layer>` (GitLab's "Suite" column) and
+//! `name` = `<check id> <subject>`. GitLab keys a case on suite, classname and name and
+//! silently overwrites duplicates, so a `(classname, name)` pair that repeats within the report
+//! gets ` #2`, ` #3`… in report order.
+//!
+//! The traps this module exists to avoid (gitlab-facts §4.2):
+//! - GitLab keeps only the **text body** of `<failure>`/`<error>` and drops its attributes;
+//!   `<failure message="…"/>` without a body is shown as a Ruby hash dump. Every failure, error
+//!   and skip therefore carries its full text as the body (quick-junit's `description`; the
+//!   `junit-report` crate wrote only `message`, which is why it was replaced).
+//! - A `type` attribute of `yaml` or `symbol` makes the whole file a parse error, and `integer`,
+//!   `string`, `array`… typecast the element. `type` is the reason code, prefixed with
+//!   `kube-reach-` should a code ever equal one of those words ([`junit_type`]).
+//! - No ANSI escapes or control characters (text passes through `clean_text`).
+//!
+//! Must not: decide statuses or root causes (they come from the `RunReport`), or add anything
+//! that makes the file fail Jenkins xUnit's `junit-10.xsd` (`tests/data/junit-10.xsd`).
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{ReportError, ReportFormat, clean_text};
+use crate::model::{CheckResult, RunReport, Status};
+
+/// Name of the `<testsuites>` root and of the suite holding the run's global checks.
+pub const ROOT_NAME: &str = "kube-reach";
+
+/// Words GitLab's XML-to-hash conversion (ActiveSupport) treats specially in a `type`
+/// attribute: `yaml`/`symbol` are refused, the others typecast the element's text.
+pub const RESERVED_TYPES: &[&str] = &[
+    "yaml",
+    "symbol",
+    "integer",
+    "float",
+    "decimal",
+    "boolean",
+    "date",
+    "datetime",
+    "dateTime",
+    "double",
+    "base64Binary",
+    "binary",
+    "file",
+    "string",
+    "array",
+];
+
+/// `type` of a result without a reason code (should not happen; never a reserved word).
+const UNCLASSIFIED: &str = "unclassified";
+
+/// Writes the JUnit report.
+pub fn write(report: &RunReport, out: &mut dyn Write) -> Result<(), ReportError> {
+    let xml = to_xml(report)?;
+    out.write_all(xml.as_bytes())
+        .map_err(|e| ReportError::write(ReportFormat::Junit, e))
+}
+
+/// The JUnit report as a string.
+pub fn to_xml(report: &RunReport) -> Result<String, ReportError> {
+    let xml = build(report)
+        .to_string()
+        .map_err(|e| ReportError::serialize(ReportFormat::Junit, e))?;
+    Ok(drop_root_skipped_attribute(xml))
+}
+
+/// The `type` attribute for a reason code: the code itself unless it equals (in any case) one
+/// of [`RESERVED_TYPES`], then `kube-reach-<code>`.
+pub fn junit_type(code: &str) -> String {
+    if RESERVED_TYPES
+        .iter()
+        .any(|word| word.eq_ignore_ascii_case(code))
+    {
+        format!("kube-reach-{code}")
+    } else {
+        code.to_string()
+    }
+}
+
+fn build(report: &RunReport) -> Report {
+    let mut names = UniqueNames::default();
+    let mut junit = Report::new(ROOT_NAME);
+    junit.set_time(report.duration);
+    if !report.checks.is_empty() {
+        junit.add_test_suite(suite(ROOT_NAME, &report.checks, &mut names));
+    }
+    for target in &report.targets {
+        junit.add_test_suite(suite(&target.name, &target.checks, &mut names));
+    }
+    junit
+}
+
+fn suite(name: &str, checks: &[CheckResult], names: &mut UniqueNames) -> TestSuite {
+    let name = one_line(name);
+    let mut suite = TestSuite::new(name.as_str());
+    for check in checks {
+        suite.add_test_case(test_case(&name, check, names));
+    }
+    suite
+}
+
+fn test_case(suite_name: &str, check: &CheckResult, names: &mut UniqueNames) -> TestCase {
+    let classname = format!("{suite_name} / {}", check.layer().as_str());
+    let name = names.claim(&classname, one_line(&check.key()));
+    let (status, system_out) = status_element(check);
+    let mut case = TestCase::new(name, status);
+    case.set_classname(classname).set_time(check.duration);
+    if let Some(text) = system_out {
+        case.set_system_out(text);
+    }
+    case
+}
+
+/// The one mapping from a status to its JUnit element, and the case's `<system-out>`.
+fn status_element(check: &CheckResult) -> (TestCaseStatus, Option<String>) {
+    match check.status {
+        Status::Fail => (
+            non_success(NonSuccessKind::Failure, check),
+            Some(details(check)),
+        ),
+        Status::Error => (
+            non_success(NonSuccessKind::Error, check),
+            Some(details(check)),
+        ),
+        Status::Skip => (skipped(check), None),
+        Status::Warn => (TestCaseStatus::success(), Some(details(check))),
+        Status::Pass => (TestCaseStatus::success(), Some(details(check))),
+    }
+}
+
+/// `<failure>`/`<error>`: `message` = summary, `type` = reason code, body = the full details.
+fn non_success(kind: NonSuccessKind, check: &CheckResult) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status
+        .set_message(one_line(&check.summary))
+        .set_type(type_of(check))
+        .set_description(details(check));
+    status
+}
+
+/// `<skipped>` naming what blocked the check, as message and as body (GitLab shows the body).
+fn skipped(check: &CheckResult) -> TestCaseStatus {
+    let summary = one_line(&check.summary);
+    let mut body = summary.clone();
+    if let Some(blocker) = &check.blocked_by {
+        body.push_str(&format!("\nBlocked by: {}", one_line(blocker)));
+    }
+    let mut status = TestCaseStatus::skipped();
+    status
+        .set_message(summary)
+        .set_type(type_of(check))
+        .set_description(body);
+    status
+}
+
+fn type_of(check: &CheckResult) -> String {
+    junit_type(check.reason.map_or(UNCLASSIFIED, |r| r.as_str()))
+}
+
+/// Summary, reason, `Evidence:` lines, `Fix:` and `Why:`, for bodies and `<system-out>`.
+fn details(check: &CheckResult) -> String {
+    let mut text = one_line(&check.summary);
+    if let Some(reason) = check.reason {
+        // GitLab drops the `type` attribute once there is a body; say the code in the text too.
+        text.push_str(&format!("\nReason: {}", reason.as_str()));
+    }
+    if !check.evidence.is_empty() {
+        text.push_str("\n\nEvidence:");
+        for line in &check.evidence {
+            text.push_str(&format!("\n  {}", clean_text(line).replace('\n', "\n    ")));
+        }
+    }
+    if let Some(fix) = &check.fix {
+        text.push_str(&format!("\n\nFix: {}", clean_text(fix)));
+    }
+    if let Some(why) = &check.why {
+        text.push_str(&format!("\n\nWhy: {}", clean_text(why)));
+    }
+    text
+}
+
+fn one_line(text: &str) -> String {
+    clean_text(text).replace(['\n', '\t'], " ")
+}
+
+/// Hands out testcase names unique per classname, in call order: `name`, `name #2`, `name #3`.
+#[derive(Default)]
+struct UniqueNames {
+    used: HashSet<(String, String)>,
+}
+
+impl UniqueNames {
+    fn claim(&mut self, classname: &str, name: String) -> String {
+        let mut candidate = name.clone();
+        let mut n = 1;
+        while !self.used.insert((classname.to_string(), candidate.clone())) {
+            n += 1;
+            candidate = format!("{name} #{n}");
+        }
+        candidate
+    }
+}
+
+/// quick-junit writes `skipped="N"` on `<testsuites>`, an attribute `junit-10.xsd` does not
+/// declare for the root (it does for `<testsuite>`, where it stays) and GitLab ignores. The
+/// root's only attribute values are our constant name and numbers, so the first ` skipped="…"`
+/// inside the root's start tag is that attribute.
+fn drop_root_skipped_attribute(xml: String) -> String {
+    let Some(root) = xml.find("<testsuites") else {
+        return xml;
+    };
+    let Some(tag_end) = xml[root..].find('>').map(|i| root + i) else {
+        return xml;
+    };
+    let Some(attr) = xml[root..tag_end].find(" skipped=\"").map(|i| root + i) else {
+        return xml;
+    };
+    let value = attr + " skipped=\"".len();
+    let Some(close) = xml[value..tag_end].find('"').map(|i| value + i) else {
+        return xml;
+    };
+    format!("{}{}", &xml[..attr], &xml[close + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{CheckId, Reason};
+    use crate::model::{TargetKind, TargetReport, Verdict};
+    use crate::report::test_support::{one_of_each_status, sample_report};
+    use std::path::Path;
+    use std::process::Command;
+
+    fn xml_of(report: &RunReport) -> String {
+        to_xml(report).expect("serialise")
+    }
+
+    fn parse(xml: &str) -> Report {
+        Report::deserialize_from_str(xml)
+            .unwrap_or_else(|e| panic!("our XML does not parse back: {e}\n{xml}"))
+    }
+
+    fn cases(report: &Report) -> Vec<&TestCase> {
+        report
+            .test_suites
+            .iter()
+            .flat_map(|s| &s.test_cases)
+            .collect()
+    }
+
+    /// Validates with `xmllint --schema tests/data/junit-10.xsd`. CI installs xmllint
+    /// (`apt-get install -y libxml2-utils`); without it this fails rather than pass silently.
+    fn assert_valid_against_xsd(xml: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("junit.xml");
+        std::fs::write(&file, xml).expect("write xml");
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/junit-10.xsd");
+        let output = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(&file)
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => panic!(
+                "xmllint is needed to validate the JUnit report against junit-10.xsd but could not be run ({e}); \
+                 install it with `apt-get install -y libxml2-utils`"
+            ),
+        };
+        assert!(
+            output.status.success(),
+            "JUnit report does not validate against junit-10.xsd:\n{}\n{xml}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn validates_against_junit_10_xsd() {
+        assert_valid_against_xsd(&xml_of(&sample_report()));
+        let mut edge = sample_report();
+        edge.targets[0].name = "we<ird> & \"name\" \x1b[31m\u{FFFF}".into();
+        edge.targets[0].checks[0]
+            .evidence
+            .push("bytes \x00\x07 and \r\n newline".into());
+        edge.checks = one_of_each_status();
+        assert_valid_against_xsd(&xml_of(&edge));
+        let empty = RunReport {
+            checks: vec![],
+            targets: vec![],
+            ..sample_report()
+        };
+        assert_valid_against_xsd(&xml_of(&empty));
+    }
+
+    #[test]
+    fn suites_and_case_naming() {
+        let report = parse(&xml_of(&sample_report()));
+        assert_eq!(report.name.as_deref(), Some("kube-reach"));
+        let suites: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(suites, ["kube-reach", "prod", "group/agents:staging"]);
+        let prod = &report.test_suites[1].test_cases;
+        assert_eq!(prod[5].classname.as_deref(), Some("prod / tls"));
+        assert_eq!(prod[5].name.as_str(), "tls.trust api.prod.example.com");
+        let global = &report.test_suites[0].test_cases;
+        assert_eq!(global[0].classname.as_deref(), Some("kube-reach / config"));
+        assert_eq!(
+            global[0].name.as_str(),
+            "config.kubeconfig",
+            "an empty subject leaves the id alone"
+        );
+    }
+
+    #[test]
+    fn status_mapping_is_exhaustive_and_bodies_are_text() {
+        let mut report = sample_report();
+        report.checks = one_of_each_status();
+        let xml = xml_of(&report);
+        let parsed = parse(&xml);
+        let global = &parsed.test_suites[0].test_cases;
+        assert!(
+            matches!(global[0].status, TestCaseStatus::Success { .. }),
+            "pass"
+        );
+        assert!(
+            matches!(global[1].status, TestCaseStatus::Success { .. }),
+            "warn"
+        );
+        assert!(
+            global[1]
+                .system_out
+                .as_deref()
+                .is_some_and(|o| o.contains("insecure-skip-verify"))
+        );
+        match &global[2].status {
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Failure,
+                message,
+                ty,
+                description,
+                ..
+            } => {
+                assert!(message.is_some());
+                assert_eq!(ty.as_deref(), Some("nxdomain"));
+                let body = description.as_deref().expect("failure has a text body");
+                assert!(
+                    body.contains("Reason: nxdomain")
+                        && body.contains("\n\nFix: ")
+                        && body.contains("\n\nWhy: ")
+                );
+            }
+            other => panic!("fail must be <failure>: {other:?}"),
+        }
+        assert!(
+            global[2]
+                .system_out
+                .as_deref()
+                .is_some_and(|o| o.contains("Fix: ")),
+            "same text in system-out"
+        );
+        match &global[3].status {
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Error,
+                ty,
+                description,
+                ..
+            } => {
+                assert_eq!(ty.as_deref(), Some("deadline"));
+                assert!(description.is_some(), "error has a text body");
+            }
+            other => panic!("error must be <error>: {other:?}"),
+        }
+        match &global[4].status {
+            TestCaseStatus::Skipped { description, .. } => {
+                let body = description.as_deref().expect("skip has a text body");
+                assert!(body.contains("Blocked by: dns.resolve a.example"), "{body}");
+            }
+            other => panic!("skip must be <skipped>: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failure_body_is_element_text_not_only_an_attribute() {
+        let xml = xml_of(&sample_report());
+        let start = xml.find("<failure ").expect("a failure element");
+        let tag_end = start + xml[start..].find('>').expect("tag end");
+        assert_ne!(
+            &xml[tag_end - 1..=tag_end],
+            "/>",
+            "failure must not be self-closing"
+        );
+        let body = &xml[tag_end + 1..start + xml[start..].find("</failure>").expect("closing tag")];
+        assert!(
+            body.starts_with("the server does not send its intermediate certificate"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Evidence:\n  chain sent: CN=api.prod.example.com"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn no_ansi_or_control_characters() {
+        let mut report = sample_report();
+        report.targets[0].checks[5].summary = "\x1b[31mred\x1b[0m".into();
+        report.targets[0].checks[5].evidence.push("bell\x07".into());
+        let xml = xml_of(&report);
+        assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml:?}");
+        assert!(xml.contains("message=\"red\""));
+    }
+
+    #[test]
+    fn time_is_in_seconds() {
+        let xml = xml_of(&sample_report());
+        assert!(
+            xml.contains(
+                "name=\"tls.trust api.prod.example.com\" classname=\"prod / tls\" time=\"0.041\""
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<testsuites name=\"kube-reach\" tests=\"14\" failures=\"1\" errors=\"0\" time=\"1.234\">"));
+    }
+
+    #[test]
+    fn duplicate_names_get_stable_suffixes() {
+        let check = |subject: &str| CheckResult::pass(CheckId::TcpConnect, subject, "connected");
+        let target = |name: &str, checks| TargetReport {
+            name: name.into(),
+            kind: TargetKind::Direct,
+            server: "https://x".into(),
+            verdict: Verdict::Pass,
+            root_cause: None,
+            checks,
+        };
+        let mut report = sample_report();
+        report.targets = vec![
+            target(
+                "dup",
+                vec![
+                    check("1.2.3.4:443"),
+                    check("1.2.3.4:443"),
+                    check("1.2.3.4:443 #2"),
+                ],
+            ),
+            target("dup", vec![check("1.2.3.4:443")]),
+        ];
+        report.checks = vec![CheckResult::pass(CheckId::TcpConnect, "", "x")];
+        report.targets.push(target(
+            "kube-reach",
+            vec![CheckResult::pass(CheckId::TcpConnect, "", "y")],
+        ));
+        let parsed = parse(&xml_of(&report));
+        let all = cases(&parsed);
+        let mut seen = HashSet::new();
+        for case in &all {
+            let key = (
+                case.classname.clone().map(|c| c.to_string()),
+                case.name.to_string(),
+            );
+            assert!(
+                seen.insert(key.clone()),
+                "duplicate (classname, name) {key:?}"
+            );
+        }
+        let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tcp.connect",
+                "tcp.connect 1.2.3.4:443",
+                "tcp.connect 1.2.3.4:443 #2",
+                "tcp.connect 1.2.3.4:443 #2 #2",
+                "tcp.connect 1.2.3.4:443 #3",
+                "tcp.connect #2"
+            ]
+        );
+        assert_eq!(xml_of(&report), xml_of(&report), "deterministic");
+    }
+
+    #[test]
+    fn no_reason_code_is_a_reserved_type_word() {
+        for reason in Reason::ALL {
+            let ty = junit_type(reason.as_str());
+            assert!(
+                !RESERVED_TYPES.iter().any(|w| w.eq_ignore_ascii_case(&ty)),
+                "{ty}"
+            );
+        }
+        assert_eq!(junit_type("yaml"), "kube-reach-yaml");
+        assert_eq!(junit_type("DateTime"), "kube-reach-DateTime");
+        assert_eq!(junit_type("missing-intermediate"), "missing-intermediate");
+        assert!(!RESERVED_TYPES.contains(&UNCLASSIFIED));
+    }
+
+    #[test]
+    fn type_attributes_in_the_file_are_never_reserved() {
+        let mut report = sample_report();
+        report.checks = one_of_each_status();
+        let xml = xml_of(&report);
+        for piece in xml.split(" type=\"").skip(1) {
+            let value = &piece[..piece.find('"').expect("closing quote")];
+            assert!(
+                !RESERVED_TYPES.iter().any(|w| w.eq_ignore_ascii_case(value)),
+                "type={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn root_skipped_attribute_is_dropped_suite_ones_kept() {
+        let xml = xml_of(&sample_report());
+        let root = &xml[xml.find("<testsuites").expect("root")..];
+        let root_tag = &root[..root.find('>').expect("end")];
+        assert!(!root_tag.contains("skipped="), "{root_tag}");
+        assert!(
+            xml.contains("<testsuite name=\"prod\" tests=\"8\" skipped=\"2\""),
+            "{xml}"
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Targets that do not come from a kubeconfig: `--server` flags, the certificate-based
+//! integration's `KUBE_*` variables, the in-cluster service account, and the GitLab server.
+
+use std::path::PathBuf;
+
+use super::{DiscoveryOptions, TargetSpec};
+use crate::env::Env;
+use crate::model::TargetKind;
+use crate::secret::Secret;
+
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+pub fn from_flags(server: &str, opts: &DiscoveryOptions) -> TargetSpec {
+    TargetSpec {
+        name: server.to_string(),
+        kind: Some(super::detect_kind("", Some(server), None)),
+        source: "--server".into(),
+        server: Some(server.to_string()),
+        ca_file: opts.ca_file.clone(),
+        tls_server_name: opts.tls_server_name.clone(),
+        token_file: opts.token_file.clone(),
+        ..TargetSpec::default()
+    }
+}
+
+/// The deprecated certificate-based integration. GitLab passes these variables only to jobs
+/// that declare an `environment:`.
+pub fn from_kube_vars(env: &Env) -> Option<TargetSpec> {
+    let url = env.var("KUBE_URL")?;
+    Some(TargetSpec {
+        name: "KUBE_URL".into(),
+        kind: Some(TargetKind::LegacyCertificate),
+        source: "KUBE_URL/KUBE_TOKEN/KUBE_CA_PEM_FILE variables (certificate-based integration)"
+            .into(),
+        server: Some(url.to_string()),
+        ca_file: env.var("KUBE_CA_PEM_FILE").map(PathBuf::from),
+        ca_pem: env.var("KUBE_CA_PEM").map(str::to_string),
+        token: env.var("KUBE_TOKEN").map(Secret::new),
+        namespace: env.var("KUBE_NAMESPACE").map(str::to_string),
+        ..TargetSpec::default()
+    })
+}
+
+/// The pod's own service account when the job runs on the Kubernetes executor. client-go
+/// requires both variables (rest.InClusterConfig), so do we.
+pub fn in_cluster(env: &Env) -> Option<TargetSpec> {
+    let host = env.var("KUBERNETES_SERVICE_HOST")?;
+    let port = env.var("KUBERNETES_SERVICE_PORT")?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let dir = PathBuf::from(SERVICE_ACCOUNT_DIR);
+    Some(TargetSpec {
+        name: "in-cluster".into(),
+        kind: Some(TargetKind::InCluster),
+        source: format!("KUBERNETES_SERVICE_HOST/PORT and {SERVICE_ACCOUNT_DIR}"),
+        server: Some(format!("https://{host}:{port}")),
+        ca_file: Some(dir.join("ca.crt")),
+        token_file: Some(dir.join("token")),
+        namespace: std::fs::read_to_string(dir.join("namespace"))
+            .ok()
+            .map(|s| s.trim().to_string()),
+        ..TargetSpec::default()
+    })
+}
+
+/// The GitLab server, checked whenever the job runs in GitLab CI or an agent target exists.
+pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
+    let has_agent = specs
+        .iter()
+        .any(|s| s.kind == Some(TargetKind::GitlabAgent));
+    if !env.in_gitlab_ci() && !has_agent {
+        return None;
+    }
+    let url = env.var("CI_SERVER_URL")?;
+    Some(TargetSpec {
+        name: "gitlab".into(),
+        kind: Some(TargetKind::Gitlab),
+        source: "CI_SERVER_URL".into(),
+        server: Some(url.to_string()),
+        ca_file: env.var("CI_SERVER_TLS_CA_FILE").map(PathBuf::from),
+        ..TargetSpec::default()
+    })
+}

@@ -1,0 +1,120 @@
+//! Target discovery in spec §1 order: `--server`, kubeconfig (merged like kubectl), the legacy
+//! `KUBE_*` variables, the in-cluster service account, and the GitLab server itself. Discovery
+//! only gathers raw settings into [`TargetSpec`]s; `checks::config` judges them.
+
+pub mod kubeconfig;
+pub mod legacy;
+
+use std::path::PathBuf;
+
+use crate::catalogue::{CheckId, Reason};
+use crate::env::Env;
+use crate::model::{CheckResult, TargetKind};
+use crate::secret::Secret;
+
+/// Everything a source said about one target, before any judgement.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSpec {
+    pub name: String,
+    pub kind: Option<TargetKind>,
+    /// Where the settings came from, for evidence ("context ci in /builds/x/kubeconfig").
+    pub source: String,
+    pub server: Option<String>,
+    pub cluster_missing: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub ca_data_base64: Option<String>,
+    pub ca_pem: Option<String>,
+    pub insecure_skip_verify: bool,
+    pub tls_server_name: Option<String>,
+    pub proxy_url: Option<Secret>,
+    pub user_missing: Option<String>,
+    pub user_name: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_cert_data_base64: Option<String>,
+    pub client_key_file: Option<PathBuf>,
+    pub client_key_data_base64: Option<Secret>,
+    pub basic_auth: bool,
+    pub auth_provider: Option<String>,
+    pub exec_command: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// What discovery found: targets to check and run-wide config results.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub specs: Vec<TargetSpec>,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Options from the command line that steer discovery.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryOptions {
+    pub kubeconfig: Option<String>,
+    pub contexts: Vec<String>,
+    pub server: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub in_cluster: Option<bool>,
+}
+
+pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
+    let mut found = Discovery::default();
+    if let Some(server) = &opts.server {
+        found.specs.push(legacy::from_flags(server, opts));
+    } else {
+        let kube = kubeconfig::discover(opts, env);
+        found.checks.extend(kube.checks);
+        found.specs.extend(kube.specs);
+        if !kube.found_any_file {
+            if let Some(spec) = legacy::from_kube_vars(env) {
+                found.specs.push(spec);
+            } else if opts.in_cluster != Some(true) && legacy::in_cluster(env).is_none() {
+                found.checks.push(not_set(env));
+            }
+        }
+    }
+    let wants_in_cluster = opts.in_cluster.unwrap_or(opts.server.is_none());
+    if wants_in_cluster && let Some(spec) = legacy::in_cluster(env) {
+        found.specs.push(spec);
+    }
+    if let Some(spec) = legacy::gitlab_server(env, &found.specs) {
+        found.specs.push(spec);
+    }
+    found
+}
+
+fn not_set(env: &Env) -> CheckResult {
+    let mut result = CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet)
+        .with_evidence("KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod");
+    if env.in_gitlab_ci() {
+        result = result.with_evidence(format!(
+            "GitLab CI job {} of project {}: GitLab sets KUBECONFIG only when an agent's ci_access authorizes this project (or group), and the job matches its environments/protected-branch filters",
+            env.var("CI_JOB_ID").unwrap_or("?"),
+            env.var("CI_PROJECT_PATH").unwrap_or("?")
+        ));
+    }
+    result
+}
+
+/// Kind from the shape of the target (spec §1).
+pub fn detect_kind(context: &str, server: Option<&str>, token: Option<&Secret>) -> TargetKind {
+    let path_is_agent = server
+        .map(|s| s.trim_end_matches('/').ends_with("/k8s-proxy"))
+        .unwrap_or(false);
+    let token_is_agent = token
+        .map(|t| {
+            let mut parts = t.expose().splitn(3, ':');
+            parts.next() == Some("ci") && parts.next().is_some_and(|id| id.parse::<i64>().is_ok())
+        })
+        .unwrap_or(false);
+    if path_is_agent || token_is_agent {
+        TargetKind::GitlabAgent
+    } else if context == "gitlab-deploy" {
+        TargetKind::LegacyCertificate
+    } else {
+        TargetKind::Direct
+    }
+}

@@ -1,0 +1,463 @@
+//! Cross-checks the project's fake kube-apiserver (`kube_reach::demo`) against the real kubectl:
+//! if kubectl accepts the fake's answers and rejects its broken certificates with Go's own
+//! errors, then the fake is a faithful stand-in for the tests and the demo.
+//!
+//! Runs only when `kubectl` is on PATH (the build machine has the Google Cloud SDK dispatcher,
+//! which picks its bundled client by the server's minor version: the fake says 1.31). Without
+//! kubectl the test prints that it was skipped and returns; that is the only early return.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use kube_reach::demo::apiserver::{self, DEMO_GIT_VERSION};
+use kube_reach::demo::proxy::start_proxy;
+use kube_reach::demo::{
+    ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Demo, DemoKind, FORBIDDEN_TOKEN,
+    GOOD_TOKEN, Pki, ProxyMode, TlsClass, Transport,
+};
+
+/// Hard limit for one kubectl run (its own `--request-timeout` is 10 s).
+const CHILD_TIMEOUT: Duration = Duration::from_secs(40);
+
+fn kubectl_on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs kubectl with a fresh HOME and cache dir, no proxy variables, and a hard timeout.
+fn run_kubectl(kubectl: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Outcome {
+    let cache = home.join("cache");
+    let mut child = Command::new(kubectl)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cache-dir={}", cache.display()))
+        .arg("--request-timeout=10s")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("waiting for kubectl") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubectl {args:?} did not finish within {CHILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Outcome {
+        code,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// kubectl in a blocking thread, so the in-process server keeps serving.
+async fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Outcome {
+    let home = tempfile::tempdir().unwrap();
+    let (bin, kubeconfig) = (bin.to_path_buf(), kubeconfig.to_path_buf());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let outcome = run_kubectl(&bin, home.path(), &kubeconfig, &args);
+        eprintln!("$ kubectl {}\n{outcome:?}", args.join(" "));
+        outcome
+    })
+    .await
+    .unwrap()
+}
+
+/// A one-context kubeconfig. `tls_server_name` lets kubectl verify a name while dialling the IP
+/// (no DNS lookup of test names).
+fn write_kubeconfig(
+    dir: &Path,
+    name: &str,
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+    tls_server_name: Option<&str>,
+) -> PathBuf {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let sni = tls_server_name
+        .map(|n| format!("    tls-server-name: {n}\n"))
+        .unwrap_or_default();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: \"{server}\"\n    certificate-authority-data: {ca}\n{sni}\
+         users:\n- name: ci\n  user:\n    token: {token}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: ci\n    namespace: ci\ncurrent-context: fake\n"
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Starts a TLS server for `class`; returns it with the CA PEM its kubeconfig should name.
+async fn start_tls(pki: &Pki, class: TlsClass) -> (ApiServerHandle, String) {
+    let identity = pki.server_identity(class, DEFAULT_SANS).unwrap();
+    let config = identity.server_config(&ClientAuth::None).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = apiserver::start(addr, Transport::Tls(config), ApiServerOptions::default())
+        .await
+        .unwrap();
+    (server, identity.kubeconfig_ca_pem)
+}
+
+fn json(outcome: &Outcome) -> serde_json::Value {
+    serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {outcome:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_accepts_the_fake_api_server() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = Pki::generate().unwrap();
+    let (server, _) = start_tls(&pki, TlsClass::Good).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_kubeconfig(
+        dir.path(),
+        "good",
+        &server.url(),
+        &pki.root_ca_pem(),
+        GOOD_TOKEN,
+        None,
+    );
+    let forbidden = write_kubeconfig(
+        dir.path(),
+        "forbidden",
+        &server.url(),
+        &pki.root_ca_pem(),
+        FORBIDDEN_TOKEN,
+        None,
+    );
+    let revoked = write_kubeconfig(
+        dir.path(),
+        "revoked",
+        &server.url(),
+        &pki.root_ca_pem(),
+        "revoked-token",
+        None,
+    );
+
+    let version = kubectl(&bin, &good, &["version", "-o", "json"]).await;
+    assert_eq!(version.code, Some(0), "{version:?}");
+    assert_eq!(
+        json(&version)["serverVersion"]["gitVersion"],
+        DEMO_GIT_VERSION
+    );
+    assert_eq!(json(&version)["serverVersion"]["minor"], "31");
+
+    let whoami = kubectl(&bin, &good, &["auth", "whoami", "-o", "json"]).await;
+    assert_eq!(whoami.code, Some(0), "{whoami:?}");
+    assert_eq!(
+        json(&whoami)["status"]["userInfo"]["username"],
+        "system:serviceaccount:ci:deployer"
+    );
+
+    let can = kubectl(
+        &bin,
+        &good,
+        &["auth", "can-i", "create", "deployments.apps", "-n", "prod"],
+    )
+    .await;
+    assert_eq!((can.code, can.stdout.trim()), (Some(0), "yes"), "{can:?}");
+
+    let cannot = kubectl(
+        &bin,
+        &forbidden,
+        &["auth", "can-i", "create", "deployments.apps", "-n", "prod"],
+    )
+    .await;
+    assert_eq!(
+        (cannot.code, cannot.stdout.trim()),
+        (Some(1), "no"),
+        "{cannot:?}"
+    );
+
+    let list = kubectl(&bin, &good, &["get", "networkpolicies", "-A"]).await;
+    assert_eq!(list.code, Some(0), "{list:?}");
+    let denied = kubectl(&bin, &forbidden, &["get", "networkpolicies", "-n", "ci"]).await;
+    assert_eq!(denied.code, Some(1), "{denied:?}");
+    assert!(
+        denied.stderr.contains(
+            r#"Error from server (Forbidden): networkpolicies.networking.k8s.io is forbidden: User "system:serviceaccount:ci:nobody" cannot list resource "networkpolicies" in API group "networking.k8s.io" in the namespace "ci""#
+        ),
+        "{denied:?}"
+    );
+
+    let unauthorized = kubectl(&bin, &revoked, &["auth", "whoami"]).await;
+    assert_eq!(unauthorized.code, Some(1), "{unauthorized:?}");
+    assert!(
+        unauthorized
+            .stderr
+            .contains("You must be logged in to the server (Unauthorized)"),
+        "{unauthorized:?}"
+    );
+
+    let log = server.request_log();
+    assert!(log.iter().any(|r| {
+        r.path
+            .starts_with("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+    }));
+    assert!(
+        log.iter().all(|r| r.http_version == "HTTP/2.0"),
+        "kubectl negotiates h2 via ALPN"
+    );
+    assert!(
+        !format!("{log:?}").contains(GOOD_TOKEN),
+        "tokens are never recorded"
+    );
+}
+
+/// Go's verifier must reject each broken certificate class with the error the research table
+/// (test-harness.md §0) recorded for openssl-made certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_rejects_each_broken_certificate_class() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = Pki::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = "x509: certificate signed by unknown authority";
+    let cases = [
+        (
+            TlsClass::Expired,
+            "x509: certificate has expired or is not yet valid: current time",
+        ),
+        (TlsClass::NotYetValid, "is before 2099-01-01T00:00:00Z"),
+        // Checked by name (tls-server-name), as in the research table; by IP it is the no-IP-SANs error.
+        (
+            TlsClass::WrongSan,
+            "x509: certificate is valid for wrong.example, not api.k8s.test",
+        ),
+        (
+            TlsClass::IpNotInSan,
+            "x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs",
+        ),
+        (TlsClass::UnknownAuthority, unknown),
+        (TlsClass::MissingIntermediate, unknown),
+        (TlsClass::SelfSigned, unknown),
+        (TlsClass::CaMismatch, unknown),
+    ];
+    for (class, expected) in cases {
+        let (server, ca) = start_tls(&pki, class).await;
+        let sni = (class == TlsClass::WrongSan).then_some("api.k8s.test");
+        let config = write_kubeconfig(
+            dir.path(),
+            class.name(),
+            &server.url(),
+            &ca,
+            GOOD_TOKEN,
+            sni,
+        );
+        let outcome = kubectl(&bin, &config, &["get", "--raw", "/version"]).await;
+        assert_eq!(outcome.code, Some(1), "{class:?}: {outcome:?}");
+        assert!(
+            outcome.stderr.contains(expected),
+            "{class:?}: expected {expected:?} in {outcome:?}"
+        );
+        assert_eq!(
+            server.requests(),
+            0,
+            "{class:?}: no request may pass a failed verification"
+        );
+    }
+}
+
+/// The demo kubeconfig is valid for kubectl, and each context fails the way its name says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_reads_the_demo_kubeconfig() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let demo = Demo::start(DemoKind::All).await.unwrap();
+    let kubeconfig = demo.kubeconfig_path();
+    let contexts = kubectl(&bin, kubeconfig, &["config", "get-contexts", "-o", "name"]).await;
+    let names: Vec<&str> = contexts.stdout.lines().collect();
+    assert_eq!(names.len(), 6, "{contexts:?}");
+    assert!(names.contains(&"demo-rbac-denied"));
+    let current = kubectl(&bin, kubeconfig, &["config", "current-context"]).await;
+    assert_ne!(current.code, Some(0), "no current-context: {current:?}");
+
+    let can = |context: &'static str| {
+        let bin = bin.clone();
+        async move {
+            let args = [
+                "--context",
+                context,
+                "auth",
+                "can-i",
+                "create",
+                "deployments.apps",
+            ];
+            kubectl(&bin, kubeconfig, &args).await
+        }
+    };
+    let healthy = can("demo-healthy").await;
+    assert_eq!(
+        (healthy.code, healthy.stdout.trim()),
+        (Some(0), "yes"),
+        "{healthy:?}"
+    );
+    let denied = can("demo-rbac-denied").await;
+    assert_eq!(
+        (denied.code, denied.stdout.trim()),
+        (Some(1), "no"),
+        "{denied:?}"
+    );
+    let bad = kubectl(
+        &bin,
+        kubeconfig,
+        &["--context", "demo-bad-token", "auth", "whoami"],
+    )
+    .await;
+    assert!(bad.stderr.contains("(Unauthorized)"), "{bad:?}");
+    let expired = kubectl(
+        &bin,
+        kubeconfig,
+        &["--context", "demo-expired-cert", "get", "--raw", "/version"],
+    )
+    .await;
+    assert!(
+        expired.stderr.contains("x509: certificate has expired"),
+        "{expired:?}"
+    );
+    let missing = kubectl(
+        &bin,
+        kubeconfig,
+        &[
+            "--context",
+            "demo-missing-intermediate",
+            "get",
+            "--raw",
+            "/version",
+        ],
+    )
+    .await;
+    assert!(
+        missing
+            .stderr
+            .contains("x509: certificate signed by unknown authority"),
+        "{missing:?}"
+    );
+    let refused = kubectl(
+        &bin,
+        kubeconfig,
+        &["--context", "demo-refused", "get", "--raw", "/version"],
+    )
+    .await;
+    assert!(
+        refused.stderr.contains("connection refused") || refused.stderr.contains("was refused"),
+        "{refused:?}"
+    );
+}
+
+/// kubectl through the demo proxy (kubeconfig `proxy-url`): the proxy sees `CONNECT
+/// api.k8s.test:PORT` (kubectl never resolves the name; the proxy maps it to 127.0.0.1), and its
+/// refusals reach kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_goes_through_the_demo_proxy() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = Pki::generate().unwrap();
+    let (server, ca) = start_tls(&pki, TlsClass::Good).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("https://api.k8s.test:{}", server.addr().port());
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let modes = [
+        (ProxyMode::Allow, None),
+        (ProxyMode::Forbidden, Some("Forbidden")),
+        (
+            ProxyMode::AuthRequired {
+                user: "ci".into(),
+                password: "s3cret".into(),
+            },
+            Some("Proxy Authentication Required"),
+        ),
+        (ProxyMode::BadGateway, Some("Bad Gateway")),
+    ];
+    for (mode, failure) in modes {
+        let proxy = start_proxy(loopback, mode.clone()).await.unwrap();
+        let path = write_kubeconfig(dir.path(), "proxied", &url, &ca, GOOD_TOKEN, None);
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let yaml = yaml.replace(
+            "    certificate-authority-data:",
+            &format!(
+                "    proxy-url: {}\n    certificate-authority-data:",
+                proxy.url()
+            ),
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let outcome = kubectl(&bin, &path, &["get", "--raw", "/version"]).await;
+        let connect = format!("CONNECT api.k8s.test:{} HTTP/1.1", server.addr().port());
+        assert!(
+            proxy.request_lines().contains(&connect),
+            "{mode:?}: {:?}",
+            proxy.request_lines()
+        );
+        match failure {
+            None => {
+                assert_eq!(outcome.code, Some(0), "{outcome:?}");
+                assert!(outcome.stdout.contains(DEMO_GIT_VERSION));
+            }
+            Some(text) => {
+                assert_eq!(outcome.code, Some(1), "{mode:?}: {outcome:?}");
+                assert!(outcome.stderr.contains(text), "{mode:?}: {outcome:?}");
+            }
+        }
+    }
+}

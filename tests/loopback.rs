@@ -1,0 +1,15 @@
+//! Loopback integration tests: the real engine against the project's own fake API server
+//! (real TLS with certificates made here, HTTP/2, a real CONNECT proxy), asserting the root
+//! cause `{check, reason}` of every failure class reachable on 127.0.0.1, and that nothing
+//! downstream is blamed. Everything binds to 127.0.0.1 and nothing resolves through the
+//! system resolver (IP literals, or a hosts file and an empty resolv.conf made here).
+
+#[path = "loopback/support.rs"]
+mod support;
+
+#[path = "loopback/discovery.rs"]
+mod discovery;
+#[path = "loopback/outputs.rs"]
+mod outputs;
+#[path = "loopback/reasons.rs"]
+mod reasons;

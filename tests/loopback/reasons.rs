@@ -1,0 +1,518 @@
+//! One test per `{check, reason}` root cause reachable on loopback.
+
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::{ApiServerOptions, Pki, ProxyMode, TlsClass, Transport, apiserver, proxy};
+use kube_reach::model::{Status, Verdict};
+
+use crate::support::*;
+
+async fn tls_case(class: TlsClass, server_name: Option<&str>) -> kube_reach::model::TargetReport {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, class, ApiServerOptions::default()).await;
+    let world = World::new();
+    let url = match server_name {
+        Some(name) => format!("https://{name}:{}", server.addr().port()),
+        None => server.url(),
+    };
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", url, &ca, GOOD)], Some("c")),
+            &[],
+            &[],
+        )
+        .await;
+    report.targets.into_iter().next().expect("one target")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_cluster_passes_over_one_connection() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    assert!(t.root_cause.is_none());
+    assert!(
+        t.checks.iter().any(|c| c.id == CheckId::AuthWhoami
+            && c.summary.contains("system:serviceaccount:ci:deployer"))
+    );
+    assert_eq!(
+        t.checks
+            .iter()
+            .filter(|c| c.id == CheckId::RbacCanI && c.status == Status::Pass)
+            .count(),
+        15
+    );
+    // The TLS check's own connection carried every API request (HTTP/2).
+    assert_eq!(
+        server.connections(),
+        1,
+        "requests: {:?}",
+        server.request_log()
+    );
+    let log = server.request_log();
+    assert!(log.iter().all(|r| r.http_version.contains('2')), "{log:?}");
+    assert!(
+        log.iter().all(|r| r.bearer),
+        "every request after verified TLS carries the token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_validity_expired() {
+    let t = tls_case(TlsClass::Expired, None).await;
+    assert_root_cause(&t, CheckId::TlsValidity, Reason::Expired);
+    let ev = evidence_of(&t, CheckId::TlsValidity);
+    assert!(
+        ev.contains("2021-01-01T00:00:00Z") && ev.contains("CN="),
+        "{ev}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_validity_not_yet_valid() {
+    let t = tls_case(TlsClass::NotYetValid, None).await;
+    assert_root_cause(&t, CheckId::TlsValidity, Reason::NotYetValid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_hostname_mismatch_by_name() {
+    // api.k8s.test comes from the world's hosts file; the certificate is for wrong.example.
+    let t = tls_case(TlsClass::WrongSan, Some("api.k8s.test")).await;
+    assert_root_cause(&t, CheckId::TlsHostname, Reason::Mismatch);
+    let hostname = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::TlsHostname)
+        .expect("hostname");
+    assert!(
+        hostname.evidence.join(" ").contains("DNS:wrong.example"),
+        "{:?}",
+        hostname.evidence
+    );
+    assert!(
+        hostname
+            .fix
+            .as_deref()
+            .unwrap_or_default()
+            .contains("tls-server-name: wrong.example")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_hostname_ip_not_in_san() {
+    let t = tls_case(TlsClass::IpNotInSan, None).await;
+    assert_root_cause(&t, CheckId::TlsHostname, Reason::IpNotInSan);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_trust_unknown_authority() {
+    let t = tls_case(TlsClass::UnknownAuthority, None).await;
+    assert_root_cause(&t, CheckId::TlsTrust, Reason::UnknownAuthority);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_trust_ca_mismatch() {
+    let t = tls_case(TlsClass::CaMismatch, None).await;
+    assert_root_cause(&t, CheckId::TlsTrust, Reason::CaMismatch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_trust_missing_intermediate() {
+    let t = tls_case(TlsClass::MissingIntermediate, None).await;
+    assert_root_cause(&t, CheckId::TlsTrust, Reason::MissingIntermediate);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_trust_self_signed() {
+    let t = tls_case(TlsClass::SelfSigned, None).await;
+    assert_root_cause(&t, CheckId::TlsTrust, Reason::SelfSigned);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_never_reach_an_unverified_server() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(
+        &pki,
+        TlsClass::UnknownAuthority,
+        ApiServerOptions::default(),
+    )
+    .await;
+    let world = World::new();
+    let _ = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], None),
+            &[],
+            &[],
+        )
+        .await;
+    assert!(
+        server.request_log().iter().all(|r| !r.bearer),
+        "a token went to an unverified server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_not_tls_on_a_plain_http_port() {
+    init();
+    let server = apiserver::start(
+        localhost(),
+        Transport::PlainHttp,
+        ApiServerOptions::default(),
+    )
+    .await
+    .expect("server");
+    let world = World::new();
+    let url = format!("https://127.0.0.1:{}", server.addr().port());
+    let pki = Pki::generate().expect("pki");
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", url, &pki.root_ca_pem(), GOOD)], None),
+            &[],
+            &[],
+        )
+        .await;
+    assert_root_cause(target(&report, "c"), CheckId::TlsHandshake, Reason::NotTls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_connect_refused() {
+    init();
+    let dead = kube_reach::demo::dead_address().expect("dead address");
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", format!("https://{dead}"), "", GOOD)], None),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::TcpConnect, Reason::Refused);
+    assert!(evidence_of(t, CheckId::TcpConnect).contains(&dead.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_unauthorized_token() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "revoked-token")], None),
+            &[],
+            &[],
+        )
+        .await;
+    assert_root_cause(
+        target(&report, "c"),
+        CheckId::AuthWhoami,
+        Reason::Unauthorized,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_can_i_denied_with_a_role_binding_fix() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, FORBIDDEN)], None),
+            &["--require", "create deployments.apps -n prod"],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
+    let denied = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::RbacCanI)
+        .expect("rbac");
+    assert_eq!(denied.subject, "create deployments.apps -n prod");
+    let fix = denied.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.contains("kind: RoleBinding")
+            && fix.contains("name: nobody")
+            && fix.contains("namespace: prod"),
+        "{fix}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_credentials_are_named() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let options = ApiServerOptions {
+        anonymous: kube_reach::demo::Anonymous::SystemAnonymous,
+        ..Default::default()
+    };
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.token = None;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let t = target(&report, "c");
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::ConfigCredentials && c.reason == Some(Reason::None))
+    );
+    let rc = t.root_cause.expect("root cause");
+    assert_eq!(rc.check, CheckId::AuthWhoami, "{:#?}", t.checks);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_version_not_kubernetes_behind_an_html_front() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let options = ApiServerOptions {
+        html_front: true,
+        ..Default::default()
+    };
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], None),
+            &[],
+            &[],
+        )
+        .await;
+    assert_root_cause(
+        target(&report, "c"),
+        CheckId::HttpVersion,
+        Reason::NotKubernetes,
+    );
+}
+
+async fn proxy_case(mode: ProxyMode, proxy_userinfo: &str) -> kube_reach::model::TargetReport {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let proxy = proxy::start_proxy(localhost(), mode).await.expect("proxy");
+    let world = World::new();
+    let mut ctx = Ctx::new(
+        "c",
+        format!("https://api.k8s.test:{}", server.addr().port()),
+        &ca,
+        GOOD,
+    );
+    let extra = format!(
+        "    proxy-url: \"http://{proxy_userinfo}{}\"\n",
+        proxy.addr()
+    );
+    ctx.extra_cluster = &extra;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let t = report.targets.into_iter().next().expect("target");
+    drop(proxy);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_tunnel_ok_passes() {
+    let t = proxy_case(ProxyMode::Allow, "").await;
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::ProxyTunnel && c.status == Status::Pass)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_tunnel_forbidden() {
+    let t = proxy_case(ProxyMode::Forbidden, "").await;
+    assert_root_cause(&t, CheckId::ProxyTunnel, Reason::Forbidden);
+    assert!(evidence_of(&t, CheckId::ProxyTunnel).contains("403"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_tunnel_auth_required() {
+    let mode = ProxyMode::AuthRequired {
+        user: "ci".into(),
+        password: "proxy-canary-pw".into(),
+    };
+    let t = proxy_case(mode, "").await;
+    assert_root_cause(&t, CheckId::ProxyTunnel, Reason::AuthRequired);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_credentials_from_the_url_are_used() {
+    let mode = ProxyMode::AuthRequired {
+        user: "ci".into(),
+        password: "proxy-canary-pw".into(),
+    };
+    let t = proxy_case(mode, "ci:proxy-canary-pw@").await;
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_tunnel_upstream_failed() {
+    let t = proxy_case(ProxyMode::BadGateway, "").await;
+    assert_root_cause(&t, CheckId::ProxyTunnel, Reason::UpstreamFailed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_connect_refused_names_the_proxy_not_the_cluster() {
+    init();
+    let dead = kube_reach::demo::dead_address().expect("dead");
+    let world = World::new();
+    let mut ctx = Ctx::new("c", "https://api.k8s.test:6443".into(), "", GOOD);
+    ctx.ca_pem = None;
+    let extra = format!("    proxy-url: \"http://{dead}\"\n");
+    ctx.extra_cluster = &extra;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ProxyConnect, Reason::Refused);
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::ConfigProxy && c.summary.contains("proxy-url"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_proxy_is_bypassed_by_no_proxy() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let dead = kube_reach::demo::dead_address().expect("dead");
+    let world = World::new();
+    let ctx = Ctx::new(
+        "c",
+        format!("https://api.k8s.test:{}", server.addr().port()),
+        &ca,
+        GOOD,
+    );
+    let proxy_url = format!("http://{dead}");
+    let report = world
+        .run(
+            &kubeconfig(&[ctx], None),
+            &[],
+            &[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", ".k8s.test")],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    let proxy = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ConfigProxy)
+        .expect("config.proxy");
+    assert!(
+        proxy.summary.contains("direct") && proxy.summary.contains(".k8s.test"),
+        "{}",
+        proxy.summary
+    );
+    // Without NO_PROXY the same run goes to the (dead) proxy.
+    let ctx = Ctx::new(
+        "c",
+        format!("https://api.k8s.test:{}", server.addr().port()),
+        &ca,
+        GOOD,
+    );
+    let report = world
+        .run(
+            &kubeconfig(&[ctx], None),
+            &[],
+            &[("HTTPS_PROXY", &proxy_url)],
+        )
+        .await;
+    assert_root_cause(target(&report, "c"), CheckId::ProxyConnect, Reason::Refused);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_file_answers_before_dns() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let ctx = Ctx::new(
+        "c",
+        format!("https://api.k8s.test:{}", server.addr().port()),
+        &ca,
+        GOOD,
+    );
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let t = target(&report, "c");
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    assert!(evidence_of(t, CheckId::DnsResolve).contains("hosts"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_no_nameservers_with_an_empty_resolv_conf() {
+    init();
+    let world = World::new();
+    let ctx = Ctx::new("c", "https://missing.k8s.test:6443".into(), "", GOOD);
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    assert_root_cause(
+        target(&report, "c"),
+        CheckId::DnsResolve,
+        Reason::NoNameservers,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_server_insecure_scheme() {
+    init();
+    let server = apiserver::start(
+        localhost(),
+        Transport::PlainHttp,
+        ApiServerOptions::default(),
+    )
+    .await
+    .expect("server");
+    let world = World::new();
+    let mut ctx = Ctx::new(
+        "c",
+        format!("http://127.0.0.1:{}", server.addr().port()),
+        "",
+        GOOD,
+    );
+    ctx.ca_pem = None;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    assert_root_cause(
+        target(&report, "c"),
+        CheckId::ConfigServer,
+        Reason::InsecureScheme,
+    );
+    assert!(
+        server.request_log().iter().all(|r| !r.bearer),
+        "a token went over plain http"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_server_loopback_warns_only_in_gitlab_ci() {
+    init();
+    let world = World::new();
+    let dead = kube_reach::demo::dead_address().expect("dead");
+    let kc = kubeconfig(&[Ctx::new("c", format!("https://{dead}"), "", GOOD)], None);
+    let in_ci = world.run(&kc, &[], &[("GITLAB_CI", "true")]).await;
+    let server_check = |r: &kube_reach::model::RunReport| {
+        target(r, "c")
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::ConfigServer)
+            .expect("config.server")
+            .clone()
+    };
+    assert_eq!(server_check(&in_ci).reason, Some(Reason::Loopback));
+    assert_eq!(server_check(&in_ci).status, Status::Warn);
+    let outside = world.run(&kc, &[], &[]).await;
+    assert_eq!(server_check(&outside).status, Status::Pass);
+}

@@ -1,0 +1,248 @@
+//! Shared fixtures: servers per TLS class, kubeconfig writer, in-process runs, binary runs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::SystemTime;
+
+use base64::Engine;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::cli::Cli;
+use kube_reach::demo::{
+    ApiServerHandle, ApiServerOptions, ClientAuth, Pki, TlsClass, Transport, apiserver,
+};
+use kube_reach::env::Env;
+use kube_reach::model::{RunReport, Status, TargetReport};
+use kube_reach::plan::Plan;
+
+pub const GOOD: &str = "good-token";
+pub const FORBIDDEN: &str = "forbidden-token";
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn localhost() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A TLS server of `class` with the default SANs (api.k8s.test, localhost, 127.0.0.1, ::1).
+pub async fn tls_server(
+    pki: &Pki,
+    class: TlsClass,
+    options: ApiServerOptions,
+) -> (ApiServerHandle, String) {
+    let sans = match class {
+        TlsClass::IpNotInSan => vec!["api.k8s.test", "localhost"],
+        _ => kube_reach::demo::DEFAULT_SANS.to_vec(),
+    };
+    let id = pki.server_identity(class, &sans).expect("identity");
+    let config = id.server_config(&ClientAuth::None).expect("server config");
+    let server = apiserver::start(localhost(), Transport::Tls(config), options)
+        .await
+        .expect("server");
+    (server, id.kubeconfig_ca_pem.clone())
+}
+
+/// One kubeconfig cluster/user/context.
+pub struct Ctx<'a> {
+    pub name: &'a str,
+    pub server: String,
+    pub ca_pem: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub extra_cluster: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(name: &'a str, server: String, ca_pem: &'a str, token: &'a str) -> Self {
+        Ctx {
+            name,
+            server,
+            ca_pem: Some(ca_pem),
+            token: Some(token),
+            extra_cluster: "",
+        }
+    }
+}
+
+pub fn kubeconfig(contexts: &[Ctx<'_>], current: Option<&str>) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut clusters = String::new();
+    let mut users = String::new();
+    let mut ctxs = String::new();
+    for c in contexts {
+        clusters.push_str(&format!(
+            "- name: {n}\n  cluster:\n    server: \"{s}\"\n",
+            n = c.name,
+            s = c.server
+        ));
+        if let Some(ca) = c.ca_pem {
+            clusters.push_str(&format!("    certificate-authority-data: {}\n", b64(ca)));
+        }
+        clusters.push_str(c.extra_cluster);
+        users.push_str(&format!("- name: {n}\n  user:\n", n = c.name));
+        match c.token {
+            Some(t) => users.push_str(&format!("    token: \"{t}\"\n")),
+            None => users.push_str("    {}\n"),
+        }
+        ctxs.push_str(&format!(
+            "- name: {n}\n  context:\n    cluster: {n}\n    user: {n}\n    namespace: ci\n",
+            n = c.name
+        ));
+    }
+    let current = current
+        .map(|c| format!("current-context: {c}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{clusters}users:\n{users}contexts:\n{ctxs}{current}"
+    )
+}
+
+/// A temp dir with an empty resolv.conf and a hosts file naming api.k8s.test, so no test name
+/// ever reaches the system resolver.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("resolv.conf"), "").expect("resolv.conf");
+        std::fs::write(dir.path().join("hosts"), "127.0.0.1 api.k8s.test\n").expect("hosts");
+        World { dir }
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// The flags every run gets: this world's DNS files, short timeouts, no in-cluster.
+    pub fn base_args(&self) -> Vec<String> {
+        vec![
+            "kube-reach".into(),
+            "--resolv-conf".into(),
+            self.path("resolv.conf").display().to_string(),
+            "--hosts-file".into(),
+            self.path("hosts").display().to_string(),
+            "--timeout".into(),
+            "2".into(),
+            "--deadline".into(),
+            "20".into(),
+            "--no-in-cluster".into(),
+        ]
+    }
+    pub fn env(&self, vars: &[(&str, &str)]) -> Env {
+        Env {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            now: SystemTime::now(),
+            stdout_is_terminal: false,
+            resolv_conf_path: self.path("resolv.conf"),
+            hosts_path: self.path("hosts"),
+            loopback_expected: false,
+        }
+    }
+
+    /// Runs the engine in-process on `kubeconfig` with extra flags and variables.
+    pub async fn run(&self, kubeconfig: &str, extra: &[&str], vars: &[(&str, &str)]) -> RunReport {
+        let path = self.write("kubeconfig", kubeconfig);
+        let mut args = self.base_args();
+        args.extend(["--kubeconfig".into(), path.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+        let env = self.env(vars);
+        let plan = Plan::new(&cli.run, &env).expect("plan");
+        kube_reach::engine::run(plan, &env).await
+    }
+
+    /// Runs the real binary (same flags) and returns its output.
+    pub fn run_binary(
+        &self,
+        kubeconfig: Option<&Path>,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Output {
+        let mut args = self.base_args();
+        args.remove(0);
+        if let Some(k) = kubeconfig {
+            args.extend(["--kubeconfig".into(), k.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kube-reach"));
+        cmd.args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run kube-reach")
+    }
+}
+
+pub fn target<'r>(report: &'r RunReport, name: &str) -> &'r TargetReport {
+    report
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no target {name}"))
+}
+
+/// Asserts the root cause, and that nothing after it is blamed: every later failure is the
+/// same layer (several addresses, several RBAC verbs) or a skip naming a blocker.
+pub fn assert_root_cause(t: &TargetReport, check: CheckId, reason: Reason) {
+    let rc = t
+        .root_cause
+        .unwrap_or_else(|| panic!("{}: no root cause; checks: {:#?}", t.name, t.checks));
+    assert_eq!(
+        (rc.check, rc.reason),
+        (check, reason),
+        "{}: wrong root cause; checks: {:#?}",
+        t.name,
+        t.checks
+    );
+    let rank = check.layer().rank();
+    for c in &t.checks {
+        if c.status.is_failure() {
+            assert!(
+                c.layer().rank() <= rank,
+                "{}: downstream {} {:?} also blamed",
+                t.name,
+                c.key(),
+                c.reason
+            );
+        }
+        if c.status == Status::Skip && c.reason == Some(Reason::Blocked) {
+            assert!(
+                c.blocked_by.is_some(),
+                "{} skipped without blocked_by",
+                c.key()
+            );
+        }
+    }
+    let root = t
+        .checks
+        .iter()
+        .find(|c| c.id == check && c.reason == Some(reason))
+        .expect("root result");
+    assert!(
+        root.fix.as_deref().is_some_and(|f| !f.is_empty()),
+        "{} has no fix",
+        root.key()
+    );
+    assert!(!root.evidence.is_empty(), "{} has no evidence", root.key());
+}
+
+pub fn evidence_of(t: &TargetReport, check: CheckId) -> String {
+    t.checks
+        .iter()
+        .filter(|c| c.id == check)
+        .flat_map(|c| c.evidence.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
