@@ -279,6 +279,17 @@ impl Report {
         self.expect_mentions(&format!("{id} evidence"), &evidence.join("\n"), needles)
     }
 
+    /// The summary of `id` (all its results) mentions every needle: for checks whose finding is
+    /// a statement, like `config.proxy` naming the route it chose.
+    pub fn expect_summary(&self, id: &str, needles: &[&str]) -> &Self {
+        let summaries: Vec<&str> = self
+            .results(id)
+            .iter()
+            .map(|c| str_of(c, "summary"))
+            .collect();
+        self.expect_mentions(&format!("{id} summary"), &summaries.join("\n"), needles)
+    }
+
     /// The fix of the failing `id` result mentions every needle (as in [`Self::expect_evidence`]).
     pub fn expect_fix(&self, id: &str, needles: &[&str]) -> &Self {
         let fixes: Vec<&str> = self.results(id).iter().map(|c| str_of(c, "fix")).collect();

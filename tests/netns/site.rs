@@ -2,7 +2,7 @@
 //! route, a server namespace `s` where the API server listens on port 6443, the world's unbound,
 //! and, for two shapes, a namespace in between.
 //!
-//! - [`Site::direct`]: `c —10.253.1.0/24— s`; unbound runs in `s`.
+//! - [`Site::direct`]: `c —10.253.1.0/24— s`, and `c —10.253.3.0/24— d` where unbound runs.
 //! - [`Site::proxied`]: `c —10.253.1.0/24— p —10.253.2.0/24— s`; unbound and the proxy run in `p`,
 //!   which does not forward, so `c` reaches `s` only through the proxy (until [`Site::route_around_proxy`]).
 //! - [`Site::narrow`]: `c —10.253.1.0/24— r —10.253.2.0/24— s`; `r` routes, its link toward `c`
@@ -43,33 +43,34 @@ pub struct Site {
 }
 
 impl Site {
-    /// `c — s`, with `family` on the link. DNS: `api.k8s.test` (A), `api6.k8s.test` (AAAA),
-    /// `dual.k8s.test` (both), `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there).
+    /// `c — s`, with `family` on the link, and the nameserver on a link of its own (`c — d`, net
+    /// 3), so a report naming the nameserver is never mistaken for one naming the API server.
+    /// DNS: `api.k8s.test` (A), `api6.k8s.test` (AAAA), `dual.k8s.test` (both),
+    /// `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there).
     pub fn direct(family: Family) -> Site {
         let mut world = World::new(&["unbound"]);
         let client = world.ns("c");
         let server = world.ns("s");
+        let dns_ns = world.ns("d");
         let link = world.link(&client, &server, 1, family);
-        let (v4, v6) = (family != Family::V6, family != Family::V4);
-        let server_ips: Vec<IpAddr> = [(v4, link.b4.into()), (v6, link.b6.into())]
-            .into_iter()
-            .filter_map(|(on, ip)| on.then_some(ip))
-            .collect();
+        let dns_link = world.link(&client, &dns_ns, 3, family);
+        let server_ips = addresses(family, &link);
         let mut records: Vec<Record> = vec![
             ("unroutable.k8s.test", UNROUTABLE.into()),
             ("onlink.k8s.test", UNOWNED.into()),
         ];
-        if v4 {
+        if family != Family::V6 {
             records.extend([(API, link.b4.into()), ("dual.k8s.test", link.b4.into())]);
         }
-        if v6 {
+        if family != Family::V4 {
             records.extend([
                 ("api6.k8s.test", link.b6.into()),
                 ("dual.k8s.test", link.b6.into()),
             ]);
         }
-        let nameserver = server_ips[0];
-        dns::start(&mut world, &server, &server_ips, &records);
+        let dns_ips = addresses(family, &dns_link);
+        let nameserver = dns_ips[0];
+        dns::start(&mut world, &dns_ns, &dns_ips, &records);
         world.etc(&client, "resolv.conf", &dns::resolv_conf(nameserver, ""));
         let api = server_ips
             .iter()
@@ -201,6 +202,13 @@ impl Site {
         self.world
             .run(&self.client, &argv, &[], Duration::from_secs(10))
     }
+}
+
+/// The `b` side's addresses of `link` in `family`, IPv4 first.
+fn addresses(family: Family, link: &Link) -> Vec<IpAddr> {
+    let v4 = (family != Family::V6).then_some(IpAddr::from(link.b4));
+    let v6 = (family != Family::V4).then_some(IpAddr::from(link.b6));
+    v4.into_iter().chain(v6).collect()
 }
 
 /// `c — <hop> — s` on 10.253.1.0/24 and 10.253.2.0/24, IPv4 only, no routes across `hop` yet.

@@ -185,7 +185,7 @@ fn no_proxy_bypasses_dead_proxy() {
     )
     .expect_no_failure()
     .expect_pass(&["tcp.connect", "http.version"])
-    .expect_evidence("config.proxy", &["no_proxy"]);
+    .expect_summary("config.proxy", &["no_proxy"]);
 }
 
 #[test]
@@ -201,5 +201,5 @@ fn kubeconfig_proxy_url_overrides_env() {
     )
     .expect_no_failure()
     .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"])
-    .expect_evidence("config.proxy", &["proxy-url"]);
+    .expect_summary("config.proxy", &["proxy-url"]);
 }

@@ -101,7 +101,10 @@ fn tcp_connect_timeout_when_dropped() {
     let site = firewalled(Block::Drop);
     diagnose(&site, "tcp: firewall drops", API_URL, &[])
         .expect_root_cause("tcp.connect", "timeout")
-        .expect_evidence("tcp.connect", &["10.253.1.2", "timed out|timeout"])
+        .expect_evidence(
+            "tcp.connect",
+            &["10.253.1.2", "timed out|timeout|no answer"],
+        )
         .expect_within(one_timeout());
 }
 
