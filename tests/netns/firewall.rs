@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::world::{Ns, World};
+use crate::world::{Ns, World, require};
 
 /// What the server's firewall does to new connections to the API port.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +45,7 @@ pub fn block(world: &World, ns: &Ns, port: u16, block: Block) {
 
 /// Loads an nft ruleset into `ns`, failing the test with nft's message.
 pub fn load(world: &World, ns: &Ns, ruleset: &str) {
+    require(&["nft"]);
     let file = world.file(&format!("nft-{}.conf", ns.role), ruleset);
     let file = file.to_string_lossy().into_owned();
     let ran = world.run(ns, &["nft", "-f", &file], &[], Duration::from_secs(10));

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::world::{Ns, World};
+use crate::world::{Ns, World, require};
 
 /// The credentials the 407 proxy wants.
 pub const USER: &str = "ciuser";
@@ -23,6 +23,7 @@ pub enum Tinyproxy {
 
 /// Starts a tinyproxy of `kind` on `listen` in `ns`.
 pub fn tinyproxy(world: &mut World, ns: &Ns, listen: SocketAddr, kind: Tinyproxy) {
+    require(&["tinyproxy"]);
     let connect_port = match kind {
         Tinyproxy::Forbidding => 443,
         Tinyproxy::Open | Tinyproxy::Authenticating => 6443,
@@ -45,6 +46,7 @@ pub fn tinyproxy(world: &mut World, ns: &Ns, listen: SocketAddr, kind: Tinyproxy
 /// drops root for user `proxy`, which cannot open files in the world's private temp dir, so it
 /// keeps no logs but its stderr.
 pub fn squid(world: &mut World, ns: &Ns, listen: SocketAddr) {
+    require(&["squid"]);
     let conf = format!(
         "http_port {listen}
 pid_filename none

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::kubectl;
 use crate::pki::LeafKind;
 use crate::site::Site;
-use crate::world::Ran;
+use crate::world::{DAEMON_LIFETIME_SECS, Ran};
 
 /// The binary cargo built for this package.
 pub fn bin() -> &'static str {
@@ -35,7 +35,7 @@ pub fn demo_server(site: &mut Site, kind: LeafKind, extra: &[&str]) {
     ] {
         argv.extend([flag.into(), path.to_string_lossy().into_owned()]);
     }
-    argv.extend(["--max-lifetime".into(), "120".into()]);
+    argv.extend(["--max-lifetime".into(), DAEMON_LIFETIME_SECS.to_string()]);
     argv.extend(extra.iter().map(|s| s.to_string()));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     site.world.spawn(&site.server, "demo-server", &argv);

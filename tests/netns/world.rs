@@ -473,3 +473,33 @@ pub fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A machine that cannot build a world must fail the test, naming what is missing.
+mod self_test {
+    #[test]
+    #[should_panic(expected = "missing: `no-such-tool` (Debian package ?)")]
+    fn missing_tool_fails_and_is_named() {
+        super::require(&["no-such-tool"]);
+    }
+
+    #[test]
+    fn stale_means_owner_dead() {
+        let me = format!("kr-{}-0-c", std::process::id());
+        assert!(
+            !super::stale(&me, "kr-"),
+            "a live run's namespace is not stale"
+        );
+        assert!(
+            super::stale("kr-4194305-0-c", "kr-"),
+            "pid above pid_max is dead"
+        );
+        assert!(
+            super::stale("kr-old-c", "kr-"),
+            "a name without a pid is stale"
+        );
+        assert!(
+            !super::stale("other-1-c", "kr-"),
+            "only our prefix is swept"
+        );
+    }
+}
