@@ -19,8 +19,8 @@
 //!
 //! (most of a test's time is spent waiting for a timeout, so more threads than cores pay off).
 //! `cargo test --test netns ::world_` proves the worlds alone (no kube-reach needed), and
-//! `cargo test --test netns self_test` checks the assertions themselves (no root needed). See `kubectl.rs` for the comparison
-//! table and `bench.sh` for timings.
+//! `cargo test --test netns self_test` checks the assertions themselves (no root needed). See
+//! `kubectl.rs` for the comparison table and `bench.sh` for timings.
 
 mod dns;
 mod firewall;

@@ -477,7 +477,7 @@ pub fn ip(args: &[&str]) {
 /// A machine that cannot build a world must fail the test, naming what is missing.
 mod self_test {
     #[test]
-    #[should_panic(expected = "missing: `no-such-tool` (Debian package ?)")]
+    #[should_panic(expected = "`no-such-tool` (Debian package ?)")]
     fn missing_tool_fails_and_is_named() {
         super::require(&["no-such-tool"]);
     }
