@@ -170,6 +170,7 @@ string_enum! {
         AgentUnauthorized = "agent-unauthorized",
         AgentForbidden = "agent-forbidden",
         AgentNotConnected = "agent-not-connected",
+        AgentServerError = "agent-server-error",
         // rbac / netpol
         Denied = "denied",
         Unknown = "unknown",
@@ -186,6 +187,9 @@ string_enum! {
         EnvironmentExcludesJob = "environment-excludes-job",
         NotAgentServer = "not-agent-server",
         Unreachable = "unreachable",
+        WrongPath = "wrong-path",
+        ProtectedBranchesOnly = "protected-branches-only",
+        MisnamedFile = "misnamed-file",
         // runner
         Skew = "skew",
         // the engine's own
@@ -1004,6 +1008,14 @@ pub const CATALOGUE: &[Entry] = &[
         "Check the agentk pods in the cluster (`kubectl -n gitlab-agent logs deploy/<agent>`): they must be running and connected; upgrade agentk if it is older than the agent server.",
         "The agent server waits about 20 s for a tunnel from the agent in the cluster, then gives up.",
     ),
+    row(
+        C::AuthWhoami,
+        R::AgentServerError,
+        F,
+        "the agent server could not ask GitLab which agents this job may use",
+        "The agent server cannot use GitLab's API (on GitLab Self-Managed: check the KAS logs, its internal URL to GitLab and the shared KAS secret); it remembers a failure for about 10 s, so retry once fixed.",
+        "For each CI request the agent server asks GitLab's /api/v4/job/allowed_agents with the job token; `Failed to get allowed agents` means that call failed, not that the token is wrong.",
+    ),
     // ---- rbac
     row(
         C::RbacCanI,
@@ -1119,6 +1131,30 @@ pub const CATALOGUE: &[Entry] = &[
         "With an environments filter, jobs without a matching environment get no context.",
     ),
     row(
+        C::GitlabAgentConfig,
+        R::ProtectedBranchesOnly,
+        F,
+        "the agent's entry has `protected_branches_only: true` and this job's ref is not protected",
+        "Run the deploy job on a protected branch or tag (Settings > Repository > Protected branches), or remove `protected_branches_only` from the entry.",
+        "GitLab (17.3+) gives such entries only to jobs on protected refs.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::MisnamedFile,
+        F,
+        "the agent configuration file is named config.yml; GitLab reads only config.yaml",
+        "Rename it to `config.yaml` in the same directory, on the default branch.",
+        "GitLab looks for `.gitlab/agents/<agent>/config.yaml` exactly; with any other name the agent runs without configuration and authorizes no other project.",
+    ),
+    row(
+        C::GitlabAgentConfig,
+        R::Unreadable,
+        W,
+        "the agent configuration file cannot be read",
+        "See the evidence: the file must be UTF-8 text under 1 MiB in the job's checkout.",
+        "kube-reach reads the checkout's copy of the file to check `ci_access`; GitLab reads the default branch's.",
+    ),
+    row(
         C::GitlabKas,
         R::NotAgentServer,
         F,
@@ -1133,6 +1169,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the agent server cannot be reached",
         "See the layers below for where it breaks.",
         "All agent traffic goes through the agent server.",
+    ),
+    row(
+        C::GitlabKas,
+        R::WrongPath,
+        F,
+        "the agent server answered, but the URL's path is not its k8s-proxy path",
+        "Use the k8s-proxy URL exactly as GitLab writes it in KUBECONFIG (GitLab.com `https://kas.gitlab.com/k8s-proxy`, Linux package `https://<gitlab host>/-/kubernetes-agent/k8s-proxy/`); a proxy in front must not rewrite the path.",
+        "The agent server serves the Kubernetes API only under its configured path prefix and answers `400 URL does not start with expected prefix` elsewhere.",
     ),
     // ---- runner
     row(
@@ -1369,6 +1413,10 @@ mod tests {
             "environment-excludes-job",
             "not-agent-server",
             "unreachable",
+            "agent-server-error",
+            "wrong-path",
+            "protected-branches-only",
+            "misnamed-file",
             "skew",
             "deadline",
             "internal",

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::catalogue::{CheckId, Reason};
 use crate::checks::{auth, dns, http, rbac, runner, tcp, tls};
 use crate::env::Env;
+use crate::gitlab;
+use crate::model::TargetKind;
 use crate::model::{CheckResult, RunReport, TargetReport};
 use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
 use crate::net::{connect, proxy, resolve};
@@ -21,6 +23,10 @@ const MAX_ADDRESSES: usize = 8;
 
 pub struct RunContext {
     pub dns: resolve::DnsSetup,
+    /// GitLab CI facts (job token kept wrapped), for the agent and GitLab-server layers.
+    pub ci: gitlab::CiFacts,
+    /// The GitLab agents the kubeconfig targets use, for the allowed-agents cross-check.
+    pub agents: Vec<gitlab::AgentIdentity>,
     pub timeout: Duration,
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
@@ -83,8 +89,24 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let environment = runner::facts(env, &dns);
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
+    let ci = gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
+    if let Some(dir) = &ci.project_dir {
+        checks.extend(gitlab::check_agent_configs(dir, &ci));
+    }
+    let agents = plan
+        .targets
+        .iter()
+        .filter(|t| t.kind == TargetKind::GitlabAgent)
+        .filter_map(|t| {
+            let token = t.credentials.bearer.as_ref().map(|b| b.expose());
+            gitlab::classify_agent_target(&t.server_display, None, token)
+                .map(|a| a.with_context(&t.name))
+        })
+        .collect();
     let ctx = Arc::new(RunContext {
         dns,
+        ci,
+        agents,
         timeout: plan.timeout,
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
@@ -119,6 +141,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             checks: results,
         });
     }
+    explain_agent_failures(&mut targets);
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -345,12 +368,18 @@ async fn secure(
         ctx.now,
         ctx.expiry_warn,
     );
-    let blocker = judged
-        .results
-        .iter()
-        .find(|r| r.status.is_failure())
-        .cloned();
-    rec.push_all(judged.results);
+    let mut results = judged.results;
+    if target.kind == TargetKind::GitlabAgent {
+        // GitLab's agent kubeconfig carries no CA: the job's trust store must trust KAS.
+        for r in results
+            .iter_mut()
+            .filter(|r| r.id == CheckId::TlsTrust && r.status.is_failure())
+        {
+            *r = r.clone().with_fix_detail(gitlab::agent_tls_fix_detail());
+        }
+    }
+    let blocker = results.iter().find(|r| r.status.is_failure()).cloned();
+    rec.push_all(results);
     match crate::net::tls::seal(stream, &verification) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
         Err(stream) => match blocker {
@@ -369,11 +398,27 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         return;
     };
     let authority = endpoint.authority();
+    if target.kind == TargetKind::Gitlab {
+        return gitlab_server_layers(conn, &authority, target, ctx, rec).await;
+    }
+    let agent = target.kind == TargetKind::GitlabAgent;
     let creds = conn.has_credentials();
-    let t = ctx.timeout;
+    // The agent server waits about 20 s for the agent's tunnel before it gives up: an
+    // authenticated request through it needs that long to say "agent not connected".
+    let t = if agent {
+        ctx.timeout.max(gitlab::AUTHENTICATED_PROBE_TIMEOUT)
+    } else {
+        ctx.timeout
+    };
     let ns = &target.namespace;
     rec.start(CheckId::HttpVersion, &authority);
-    let (version, readyz, whoami, reviews) = tokio::join!(
+    let (anonymous, version, readyz, whoami, reviews) = tokio::join!(
+        async {
+            match agent {
+                true => Some(conn.send("GET", "/version", None, false, ctx.timeout).await),
+                false => None,
+            }
+        },
         conn.send("GET", "/version", None, creds, t),
         conn.send("GET", "/readyz?verbose", None, creds, t),
         conn.send(
@@ -396,6 +441,11 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     );
     if let Ok(r) = &version {
         rec.date(r);
+    }
+    if let Some(anonymous) = anonymous
+        && !agent_layers(&anonymous, &version, &authority, target, ctx, rec)
+    {
+        return;
     }
     let version_result = http::version(&authority, &version, creds);
     rec.push(version_result.clone());
@@ -487,4 +537,171 @@ async fn whoami_layer(
         }
     }
     Some(String::new())
+}
+
+/// The GitLab agent server's own fingerprints: an anonymous request must get its 401 with
+/// `Gitlab-Unauthorized: true` (`gitlab.kas`), and the authenticated one tells the agent's
+/// failures apart. Returns whether the Kubernetes layers should go on.
+fn agent_layers(
+    anonymous: &Result<Response, HttpFailure>,
+    version: &Result<Response, HttpFailure>,
+    authority: &str,
+    target: &Target,
+    ctx: &RunContext,
+    rec: &Recorder,
+) -> bool {
+    let kas = match anonymous {
+        Ok(r) => gitlab::classify_kas_anonymous(r.status, &r.headers, &r.body),
+        Err(e) => {
+            CheckResult::finding(CheckId::GitlabKas, gitlab::KAS_SUBJECT, Reason::Unreachable)
+                .with_evidence(format!("anonymous GET /version: {e:?}"))
+        }
+    };
+    rec.push(kas.clone());
+    if kas.status.is_failure() {
+        block_rest(rec, &kas, target, ctx);
+        return false;
+    }
+    let verdict = match version {
+        Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
+        Err(HttpFailure::Stalled) => {
+            gitlab::classify_kas_no_response(gitlab::AUTHENTICATED_PROBE_TIMEOUT, "no answer")
+        }
+        Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
+    };
+    match verdict {
+        Some(mut result) => {
+            result.subject = authority.to_string();
+            rec.push(result.clone());
+            block_rest(rec, &result, target, ctx);
+            false
+        }
+        None => true,
+    }
+}
+
+/// The GitLab server (`CI_SERVER_URL`): does GitLab answer, and which agents does it allow this
+/// job? The job token goes only here, only over verified TLS, and only to the host of
+/// `CI_SERVER_URL` (`gitlab::plan_allowed_agents` refuses any other).
+async fn gitlab_server_layers(
+    conn: &HttpConnection,
+    authority: &str,
+    target: &Target,
+    ctx: &RunContext,
+    rec: &Recorder,
+) {
+    rec.start(CheckId::GitlabServer, authority);
+    let version = conn
+        .send("GET", "/api/v4/version", None, false, ctx.timeout)
+        .await;
+    let result = match &version {
+        Ok(r) if (r.status == 200 || r.status == 401) && r.json().is_some() => CheckResult::pass(
+            CheckId::GitlabServer,
+            authority,
+            format!("GitLab answered (HTTP {})", r.status),
+        ),
+        Ok(r) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
+            .with_summary("something other than the GitLab API answers at CI_SERVER_URL")
+            .with_evidence(format!(
+                "GET /api/v4/version: HTTP {}: {}",
+                r.status,
+                r.excerpt(200)
+            )),
+        Err(e) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
+            .with_evidence(format!("GET /api/v4/version: {e:?}")),
+    };
+    if let Ok(r) = &version {
+        rec.date(r);
+    }
+    rec.push(result.clone());
+    if result.status.is_failure() {
+        return;
+    }
+    let request = match gitlab::plan_allowed_agents(&ctx.ci) {
+        Ok(request) => request,
+        Err(result) => return rec.push(*result),
+    };
+    let Some(token) = ctx.ci.job_token() else {
+        return;
+    };
+    let base = target
+        .endpoint
+        .as_ref()
+        .map(|e| e.base_path.clone())
+        .unwrap_or_default();
+    let path = request
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()));
+    let Some(path) = path else { return };
+    let path = path.strip_prefix(&base).map(str::to_string).unwrap_or(path);
+    rec.start(CheckId::GitlabAllowedAgents, "job");
+    let answer = conn
+        .send_with(
+            "GET",
+            &path,
+            None,
+            false,
+            &[(request.header_name, token)],
+            ctx.timeout,
+        )
+        .await;
+    let results = match answer {
+        Ok(r) => gitlab::judge_allowed_agents_for(r.status, &r.body, &ctx.agents, &ctx.ci),
+        Err(e) => vec![
+            CheckResult::finding(CheckId::GitlabAllowedAgents, "job", Reason::Unavailable)
+                .with_evidence(format!("GET {path}: {e:?}")),
+        ],
+    };
+    rec.push_all(results);
+}
+
+/// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
+/// answer becomes the agent target's root cause (spec §2: the gitlab checks explain a
+/// gitlab-agent target's auth failures).
+fn explain_agent_failures(targets: &mut [TargetReport]) {
+    let explanations: Vec<CheckResult> = targets
+        .iter()
+        .filter(|t| t.kind == TargetKind::Gitlab)
+        .flat_map(|t| t.checks.iter())
+        .filter(|c| c.id == CheckId::GitlabAllowedAgents && c.status.is_failure())
+        .cloned()
+        .collect();
+    for t in targets
+        .iter_mut()
+        .filter(|t| t.kind == TargetKind::GitlabAgent)
+    {
+        let auth_failed = t
+            .checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.status.is_failure());
+        if !auth_failed {
+            continue;
+        }
+        let agent = t.name.clone();
+        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
+        // that agent gets it; the job-wide findings apply to every agent target.
+        let mentions = |needle: &str| t.checks.iter().any(|c| c.summary.contains(needle));
+        let relevant: Vec<CheckResult> = explanations
+            .iter()
+            .filter(|e| {
+                e.reason != Some(Reason::AgentNotAllowed)
+                    || mentions(&format!("{} ", e.subject))
+                    || e.evidence.iter().any(|ev| ev.contains(&agent))
+            })
+            .cloned()
+            .collect();
+        let mut added = false;
+        for e in relevant {
+            t.checks.push(
+                e.clone()
+                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents"),
+            );
+            added = true;
+        }
+        if added {
+            t.verdict = verdict::verdict(&t.checks);
+            t.root_cause = verdict::root_cause(&t.checks);
+        }
+    }
 }

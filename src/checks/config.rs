@@ -114,7 +114,7 @@ impl Judge<'_> {
             let mut r = CheckResult::finding(id, shown.clone(), Reason::InsecureScheme)
                 .with_evidence(format!("server: {shown}"));
             if kind == TargetKind::GitlabAgent {
-                r = r.with_fix_detail("GitLab builds an http:// k8s-proxy URL when the agent server's external URL is ws:// or grpc:// and no `external_k8s_proxy_url` is set: ask the GitLab administrator to serve KAS over TLS (wss://) or set gitlab_kas external_k8s_proxy_url to an https:// URL.");
+                r = r.with_fix_detail(crate::gitlab::agent_insecure_scheme_fix_detail(raw));
             }
             return (r, Some(endpoint));
         }
@@ -359,7 +359,7 @@ impl Judge<'_> {
             return CheckResult::pass(
                 id,
                 subject,
-                format!("GitLab agent token for agent {agent} (ci:<agent id>:<job token>)"),
+                format!("GitLab agent token for agent:{agent} (ci:<agent id>:<job token>)"),
             );
         }
         let Some(exp) = jwt_expiry(token.expose()) else {

@@ -170,7 +170,7 @@ fn classify_trust(error: &rustls::Error, facts: &[CertFacts], settings: &TlsSett
         .collect();
     // A CA of the same name but another key: the cluster was rebuilt (kubeadm names every CA
     // "kubernetes"), the most common way a pinned CA stops matching.
-    if pinned_ca && pinned_subjects.iter().any(|s| *s == top.issuer) {
+    if pinned_ca && pinned_subjects.contains(&top.issuer) {
         return Reason::CaMismatch;
     }
     if !top.self_issued && facts.len() == 1 {

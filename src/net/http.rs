@@ -32,6 +32,8 @@ pub struct HttpConnection {
     authority: String,
     base_path: String,
     bearer: Option<Secret>,
+    /// Built from a `VerifiedTls`: only then may any secret (token, job token) be sent.
+    verified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +82,7 @@ impl HttpConnection {
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(tls.into_stream()), h2, endpoint, bearer).await
+        Self::start(Box::new(tls.into_stream()), h2, endpoint, bearer, true).await
     }
 
     /// Over plain HTTP or unverified TLS: never carries credentials.
@@ -89,7 +91,7 @@ impl HttpConnection {
         h2: bool,
         endpoint: Endpoint<'_>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(stream), h2, endpoint, None).await
+        Self::start(Box::new(stream), h2, endpoint, None, false).await
     }
 
     async fn start(
@@ -97,6 +99,7 @@ impl HttpConnection {
         h2: bool,
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
+        verified: bool,
     ) -> Result<Self, HttpFailure> {
         let io = TokioIo::new(io);
         let sender = if h2 {
@@ -118,7 +121,13 @@ impl HttpConnection {
             authority: endpoint.authority.to_string(),
             base_path: endpoint.base_path.to_string(),
             bearer,
+            verified,
         })
+    }
+
+    /// Whether the server's TLS verified (secrets may be sent).
+    pub fn is_verified(&self) -> bool {
+        self.verified
     }
 
     pub fn has_credentials(&self) -> bool {
@@ -149,6 +158,12 @@ impl HttpConnection {
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
         let started = Instant::now();
+        if !extra_headers.is_empty() && !self.verified {
+            return Err(HttpFailure::Failed(
+                "refusing to send a secret header over a connection whose TLS did not verify"
+                    .into(),
+            ));
+        }
         let request = self.build(method, path, body, credentials, extra_headers)?;
         let exchange = async {
             let response = match &self.sender {

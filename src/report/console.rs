@@ -296,13 +296,52 @@ impl Console<'_> {
         } else {
             writeln!(self.out, "{header}")?;
         }
-        for check in checks {
-            self.check(check)?;
+        let mut rest = checks;
+        while let Some(first) = rest.first() {
+            let run = blocked_run(rest);
+            if run >= 3 {
+                self.skipped_run(&rest[..run])?;
+                rest = &rest[run..];
+            } else {
+                self.check(first)?;
+                rest = &rest[1..];
+            }
         }
         if self.options.sections {
             writeln!(self.out, "\x1b[0Ksection_end:{ts}:{name}\r\x1b[0K")?;
         }
         Ok(())
+    }
+
+    /// Checks skipped because of one failure share one line: "rbac.can-i ×15, auth.whoami".
+    fn skipped_run(&mut self, run: &[CheckResult]) -> io::Result<()> {
+        let mut ids: Vec<(&str, usize)> = Vec::new();
+        for check in run {
+            match ids.iter_mut().find(|(id, _)| *id == check.id.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => ids.push((check.id.as_str(), 1)),
+            }
+        }
+        let list: Vec<String> = ids
+            .iter()
+            .map(|(id, n)| {
+                if *n > 1 {
+                    format!("{id} ×{n}")
+                } else {
+                    id.to_string()
+                }
+            })
+            .collect();
+        let blocker = run[0].blocked_by.as_deref().unwrap_or_default();
+        let word = format!("{:<STATUS_WIDTH$}", Status::Skip.as_str());
+        writeln!(
+            self.out,
+            "{CHECK_INDENT}{}{} checks not run ({}): {} failed",
+            self.options.styles.status(Status::Skip).paint(&word),
+            run.len(),
+            list.join(", "),
+            one_line(blocker)
+        )
     }
 
     /// One line per check; `warn`, `fail` and `error` add evidence, fix and why.
@@ -378,6 +417,21 @@ impl Console<'_> {
             report.duration.as_secs_f64(),
         )
     }
+}
+
+/// How many checks from the start of `checks` were skipped because of the same failure.
+fn blocked_run(checks: &[CheckResult]) -> usize {
+    let Some(blocker) = checks
+        .first()
+        .filter(|c| c.status == Status::Skip)
+        .and_then(|c| c.blocked_by.as_ref())
+    else {
+        return 0;
+    };
+    checks
+        .iter()
+        .take_while(|c| c.status == Status::Skip && c.blocked_by.as_ref() == Some(blocker))
+        .count()
 }
 
 fn verdict_word(verdict: Verdict) -> &'static str {

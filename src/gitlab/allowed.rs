@@ -1,0 +1,622 @@
+//! `GET $CI_API_V4_URL/job/allowed_agents`: which agents GitLab lets this job use, judged
+//! against the agents in the kubeconfig; and the explanation when `KUBECONFIG` is missing.
+
+use serde::Deserialize;
+
+use crate::catalogue::{CheckId, Reason};
+use crate::gitlab::agent::{AgentIdentity, TokenType};
+use crate::gitlab::agent_config::CiAccessEntry;
+use crate::gitlab::ci::{CiFacts, JOB_SUBJECT};
+use crate::gitlab::identity::predict_identity;
+use crate::gitlab::likely::{job_facts, likely_causes, numbered};
+use crate::gitlab::text::{MAX_JSON_BYTES, excerpt_masking, printable, top_level};
+use crate::model::CheckResult;
+
+/// The answer of `/job/allowed_agents` (GitLab's `Ci::Jobs` API, fields the checks use).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AllowedAgents {
+    pub allowed_agents: Vec<AllowedAgent>,
+    pub job: Option<IdOnly>,
+    pub pipeline: Option<IdOnly>,
+    pub project: Option<JobProject>,
+    /// Omitted when the job has no (persisted) environment.
+    pub environment: Option<JobEnvironment>,
+}
+
+impl AllowedAgents {
+    pub fn ids(&self) -> Vec<i64> {
+        self.allowed_agents.iter().map(|a| a.id).collect()
+    }
+
+    /// `job 3, pipeline 6, project 150 in groups 23, 25, environment prod (tier production)`.
+    pub fn describe_job(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(job) = &self.job {
+            parts.push(format!("job {}", job.id));
+        }
+        if let Some(pipeline) = &self.pipeline {
+            parts.push(format!("pipeline {}", pipeline.id));
+        }
+        if let Some(project) = &self.project {
+            let groups: Vec<String> = project.groups.iter().map(|g| g.id.to_string()).collect();
+            parts.push(format!(
+                "project {} in groups [{}]",
+                project.id,
+                groups.join(", ")
+            ));
+        }
+        parts.push(match &self.environment {
+            Some(env) => format!("environment {} (tier {})", env.slug, env.tier),
+            None => "no environment".to_string(),
+        });
+        format!("GitLab sees: {}", parts.join(", "))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AllowedAgent {
+    /// The agent id (the `<id>` of `agent:<id>` and `ci:<id>:…`).
+    pub id: i64,
+    pub config_project: Option<ConfigProject>,
+    /// The `ci_access` entry that authorizes the job (empty for the implicit authorization).
+    pub configuration: Option<CiAccessEntry>,
+}
+
+impl AllowedAgent {
+    fn describe(&self, name_from_kubeconfig: Option<&str>) -> String {
+        let project = self
+            .config_project
+            .as_ref()
+            .map(ConfigProject::describe)
+            .unwrap_or_else(|| "unknown".into());
+        let name = name_from_kubeconfig
+            .map(|n| format!(" `{n}`"))
+            .unwrap_or_default();
+        let entry = self.configuration.clone().unwrap_or_default();
+        format!(
+            "agent {}{name}: config project {project}, {}",
+            self.id,
+            entry.describe()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConfigProject {
+    pub id: Option<i64>,
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub path_with_namespace: Option<String>,
+}
+
+impl ConfigProject {
+    fn describe(&self) -> String {
+        let path = self
+            .path_with_namespace
+            .as_deref()
+            .or(self.path.as_deref())
+            .unwrap_or("(no path)");
+        match self.id {
+            Some(id) => format!("{path} (id {id})"),
+            None => path.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IdOnly {
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct JobProject {
+    pub id: i64,
+    /// The project's group and its ancestors.
+    pub groups: Vec<IdOnly>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct JobEnvironment {
+    pub tier: String,
+    pub slug: String,
+}
+
+/// Parses the allowed-agents JSON (bounded).
+pub fn parse_allowed_agents(body: &[u8]) -> Result<AllowedAgents, String> {
+    if body.len() > MAX_JSON_BYTES {
+        return Err(format!("answer larger than {MAX_JSON_BYTES} bytes"));
+    }
+    serde_json::from_slice(body).map_err(|e| printable(&e.to_string(), 200))
+}
+
+/// Judges the allowed-agents answer against the agent ids in the kubeconfig (ids of `ci:`
+/// tokens; `pat:` tokens are a user's access and are not in the job's list).
+pub fn judge_allowed_agents(
+    status: u16,
+    body: &[u8],
+    kubeconfig_agent_ids: &[i64],
+    ci: &CiFacts,
+) -> Vec<CheckResult> {
+    let agents: Vec<AgentIdentity> = kubeconfig_agent_ids
+        .iter()
+        .map(|&agent_id| AgentIdentity {
+            agent_id,
+            token_type: TokenType::Ci,
+            config_project: None,
+            agent_name: None,
+        })
+        .collect();
+    judge_allowed_agents_for(status, body, &agents, ci)
+}
+
+/// Like [`judge_allowed_agents`], with the kubeconfig's agents as parsed (context names give
+/// agent names and configuration projects for the evidence and the top-level-group rule).
+pub fn judge_allowed_agents_for(
+    status: u16,
+    body: &[u8],
+    agents: &[AgentIdentity],
+    ci: &CiFacts,
+) -> Vec<CheckResult> {
+    let answer = format!(
+        "HTTP {status}: {}",
+        excerpt_masking(body, ci.token_secret())
+    );
+    match status {
+        401 | 403 => vec![job_token_rejected(status, answer)],
+        200 => match parse_allowed_agents(body) {
+            Ok(allowed) if allowed.allowed_agents.is_empty() => {
+                vec![no_agents(&allowed, agents, ci)]
+            }
+            Ok(allowed) => judge_list(&allowed, agents, ci),
+            Err(why) => vec![unavailable(
+                format!("the answer is not the expected JSON: {why}"),
+                answer,
+            )],
+        },
+        404 => vec![unavailable(
+            "GitLab has no allowed-agents endpoint at this URL (404)".into(),
+            answer,
+        )],
+        _ => vec![unavailable(
+            format!("GitLab answered HTTP {status}"),
+            answer,
+        )],
+    }
+}
+
+fn job_token_rejected(status: u16, answer: String) -> CheckResult {
+    let result = CheckResult::finding(
+        CheckId::GitlabAllowedAgents,
+        JOB_SUBJECT,
+        Reason::JobTokenRejected,
+    )
+    .with_evidence(answer);
+    if status == 403 {
+        result.with_summary("GitLab refused the job token for the allowed-agents API (403)")
+    } else {
+        result
+    }
+}
+
+fn unavailable(summary: String, answer: String) -> CheckResult {
+    CheckResult::finding(
+        CheckId::GitlabAllowedAgents,
+        JOB_SUBJECT,
+        Reason::Unavailable,
+    )
+    .with_summary(format!(
+        "the allowed-agents API could not be used: {summary}"
+    ))
+    .with_evidence(answer)
+}
+
+fn no_agents(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -> CheckResult {
+    let expected = expected_config_projects(agents, ci);
+    let causes = likely_causes(ci, Some(allowed), &expected, false);
+    let kubeconfig_line = (!agents.is_empty()).then(|| {
+        let list: Vec<String> = agents.iter().map(AgentIdentity::describe).collect();
+        format!("the kubeconfig names {}, yet GitLab now allows none (authorization changed during the job?)", list.join(", "))
+    });
+    CheckResult::finding(CheckId::GitlabAllowedAgents, JOB_SUBJECT, Reason::NoAgents)
+        .with_evidence("allowed_agents: [] (no agent)")
+        .with_evidence(allowed.describe_job())
+        .with_evidence_lines(job_facts(ci))
+        .with_evidence_lines(kubeconfig_line)
+        .with_fix_detail(numbered(&causes))
+}
+
+fn judge_list(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -> Vec<CheckResult> {
+    let name_of = |id: i64| {
+        agents
+            .iter()
+            .find(|a| a.agent_id == id)
+            .and_then(|a| a.agent_name.as_deref())
+    };
+    let ids: Vec<String> = allowed
+        .allowed_agents
+        .iter()
+        .map(|a| a.id.to_string())
+        .collect();
+    let mut pass = CheckResult::pass(
+        CheckId::GitlabAllowedAgents,
+        JOB_SUBJECT,
+        format!(
+            "GitLab allows {} agent(s) for this job: {}",
+            ids.len(),
+            ids.join(", ")
+        ),
+    )
+    .with_evidence(allowed.describe_job());
+    for agent in &allowed.allowed_agents {
+        let access_as = agent
+            .configuration
+            .as_ref()
+            .and_then(|c| c.access_as.as_ref());
+        let identity = predict_identity(access_as, ci, Some(allowed), name_of(agent.id));
+        pass = pass
+            .with_evidence(agent.describe(name_of(agent.id)))
+            .with_evidence(format!(
+                "agent {}: Kubernetes sees {}",
+                agent.id,
+                identity.describe()
+            ));
+    }
+    let mut results = vec![pass];
+    let mut seen = Vec::new();
+    // Only `ci:` tokens go through the job's allowed agents; a `pat:` token is a user's access.
+    let judged = agents.iter().filter(|a| a.token_type == TokenType::Ci);
+    for agent in judged.filter(|a| !allowed.ids().contains(&a.agent_id)) {
+        if !seen.contains(&agent.agent_id) {
+            seen.push(agent.agent_id);
+            results.push(not_allowed(agent, &ids, ci));
+        }
+    }
+    results
+}
+
+fn not_allowed(agent: &AgentIdentity, allowed_ids: &[String], ci: &CiFacts) -> CheckResult {
+    let result = CheckResult::finding(
+        CheckId::GitlabAllowedAgents,
+        format!("agent:{}", agent.agent_id),
+        Reason::AgentNotAllowed,
+    )
+    .with_summary(format!(
+        "{} is in the kubeconfig but not allowed for this job",
+        agent.describe()
+    ))
+    .with_evidence(format!("allowed agent ids: {}", allowed_ids.join(", ")));
+    let project = ci.project_path.as_deref().unwrap_or_default();
+    match agent.config_project.as_deref() {
+        Some(config) if !project.is_empty() && !top_level(config).eq_ignore_ascii_case(top_level(project)) => result
+            .with_fix_detail(format!(
+                "Its configuration project `{config}` is in top-level group `{}`, this project in `{}`: GitLab ignores `ci_access` entries across top-level groups.",
+                top_level(config),
+                top_level(project)
+            )),
+        Some(config) => result.with_fix_detail(format!(
+            "Authorize `{project}` in `{config}`'s `.gitlab/agents/{}/config.yaml` (`ci_access`), or use one of the allowed agents' contexts.",
+            agent.agent_name.as_deref().unwrap_or("<agent>")
+        )),
+        None => result,
+    }
+}
+
+/// Configuration projects the job expects an agent from: the kubeconfig's contexts, else
+/// `KUBE_CONTEXT`.
+fn expected_config_projects(agents: &[AgentIdentity], ci: &CiFacts) -> Vec<String> {
+    let mut projects: Vec<String> = agents
+        .iter()
+        .filter_map(|a| a.config_project.clone())
+        .collect();
+    if projects.is_empty()
+        && let Some((project, _)) = ci
+            .kube_context
+            .as_deref()
+            .and_then(crate::gitlab::agent::parse_agent_context)
+    {
+        projects.push(project);
+    }
+    projects.dedup();
+    projects
+}
+
+/// `config.kubeconfig not-set`, explained for a GitLab CI job: in order of likelihood, why
+/// GitLab gave this job no agent, backed by the allowed-agents answer when there is one.
+pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckResult {
+    let result = CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet);
+    if !ci.in_gitlab_ci() {
+        return result;
+    }
+    if let Some(allowed) = allowed.filter(|a| !a.allowed_agents.is_empty()) {
+        let ids: Vec<String> = allowed.ids().iter().map(i64::to_string).collect();
+        return result
+            .with_summary(format!(
+                "KUBECONFIG is not set, yet GitLab allows {} agent(s) for this job: something overrides or unsets it",
+                ids.len()
+            ))
+            .with_evidence(format!("allowed agent ids: {}", ids.join(", ")))
+            .with_fix_detail("GitLab injects KUBECONFIG as a file variable; a project, group or instance CI/CD variable named KUBECONFIG, or a `variables: KUBECONFIG:` entry in .gitlab-ci.yml (even an empty one), replaces it, and `unset KUBECONFIG` in a script removes it. Remove the override.");
+    }
+    let expected = expected_config_projects(&[], ci);
+    let causes = likely_causes(ci, allowed, &expected, true);
+    let (summary, backing) = match allowed {
+        Some(_) => (
+            "KUBECONFIG is not set: GitLab authorizes no agent for this job (the allowed-agents API lists none)",
+            "allowed_agents: [] (confirmed by GitLab)",
+        ),
+        None => (
+            "KUBECONFIG is not set: GitLab authorized no agent for this job",
+            "allowed-agents API not consulted: the causes below are inferred from the job's variables",
+        ),
+    };
+    result
+        .with_summary(summary)
+        .with_evidence(backing)
+        .with_evidence_lines(allowed.map(AllowedAgents::describe_job))
+        .with_evidence_lines(job_facts(ci))
+        .with_fix_detail(numbered(&causes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitlab::ci::tests::{CANARY, ci, facts, vars};
+    use crate::model::Status;
+
+    /// The shape of GitLab's `lib/api/ci/jobs.rb` + `Entities::Clusters::Agents::Authorizations::CiAccess`.
+    const TWO_AGENTS: &str = r#"{
+      "allowed_agents": [
+        {"id": 137, "config_project": {"id": 12, "description": null, "name": "agents", "name_with_namespace": "acme / platform / agents",
+          "path": "agents", "path_with_namespace": "acme/platform/agents", "created_at": "2024-01-01T00:00:00.000Z"},
+         "configuration": {"default_namespace": "shop", "access_as": {"ci_job": {}}, "environments": ["production"]}},
+        {"id": 5, "config_project": {"id": 150, "name": "shop", "path": "shop", "path_with_namespace": "acme/web/shop"},
+         "configuration": {}}
+      ],
+      "job": {"id": 4242}, "pipeline": {"id": 6},
+      "project": {"id": 150, "groups": [{"id": 23}, {"id": 25}]},
+      "user": {"id": 1, "username": "root", "roles_in_project": ["guest", "reporter", "developer", "maintainer"]},
+      "environment": {"tier": "production", "slug": "prod"}
+    }"#;
+
+    const NONE: &str = r#"{"allowed_agents": [], "job": {"id": 4242}, "pipeline": {"id": 6},
+      "project": {"id": 150, "groups": [{"id": 23}, {"id": 25}]},
+      "user": {"id": 1, "username": "root", "roles_in_project": ["guest"]}}"#;
+
+    fn all_text(results: &[CheckResult]) -> String {
+        results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {:?}",
+                    r.subject, r.summary, r.evidence, r.fix, r.why
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gitlab_allowed_agents_pass_lists_ids_names_and_config_projects() {
+        let agents = vec![
+            AgentIdentity {
+                agent_id: 137,
+                token_type: TokenType::Ci,
+                config_project: None,
+                agent_name: None,
+            }
+            .with_context("acme/platform/agents:prod"),
+        ];
+        let results = judge_allowed_agents_for(200, TWO_AGENTS.as_bytes(), &agents, &ci());
+        assert_eq!(results.len(), 1, "{results:?}");
+        let r = &results[0];
+        assert_eq!(r.status, Status::Pass);
+        assert!(r.summary.contains("137, 5"));
+        let evidence = r.evidence.join("\n");
+        assert!(
+            evidence.contains(
+                "agent 137 `prod`: config project acme/platform/agents (id 12), access as ci_job"
+            ),
+            "{evidence}"
+        );
+        assert!(evidence.contains("environments [production]"), "{evidence}");
+        assert!(
+            evidence.contains("Kubernetes sees user gitlab:ci_job:4242"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("agent 5: config project acme/web/shop (id 150), access as agent"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn gitlab_allowed_agents_agent_not_allowed() {
+        let foreign = AgentIdentity {
+            agent_id: 9,
+            token_type: TokenType::Ci,
+            config_project: None,
+            agent_name: None,
+        }
+        .with_context("partner/infra:edge");
+        let results = judge_allowed_agents_for(
+            200,
+            TWO_AGENTS.as_bytes(),
+            &[foreign.clone(), foreign],
+            &ci(),
+        );
+        assert_eq!(results.len(), 2, "one finding per agent: {results:?}");
+        let r = &results[1];
+        assert_eq!(
+            (r.status, r.reason),
+            (Status::Fail, Some(Reason::AgentNotAllowed))
+        );
+        assert_eq!(r.subject, "agent:9");
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("top-level group `partner`")
+        );
+        let pat = AgentIdentity {
+            agent_id: 77,
+            token_type: TokenType::Pat,
+            config_project: None,
+            agent_name: None,
+        };
+        let results = judge_allowed_agents_for(200, TWO_AGENTS.as_bytes(), &[pat], &ci());
+        assert_eq!(
+            results.len(),
+            1,
+            "a pat: token is not judged against the job's agents"
+        );
+        let by_id = judge_allowed_agents(200, TWO_AGENTS.as_bytes(), &[137, 77], &ci());
+        assert_eq!(
+            by_id
+                .iter()
+                .filter(|r| r.reason == Some(Reason::AgentNotAllowed))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn gitlab_allowed_agents_job_token_rejected() {
+        for status in [401, 403] {
+            let results =
+                judge_allowed_agents(status, br#"{"message":"401 Unauthorized"}"#, &[], &ci());
+            assert_eq!(
+                results[0].reason,
+                Some(Reason::JobTokenRejected),
+                "{status}"
+            );
+            assert!(results[0].evidence[0].contains(r#"{"message":"401 Unauthorized"}"#));
+        }
+    }
+
+    #[test]
+    fn gitlab_allowed_agents_unavailable() {
+        for (status, body) in [
+            (500, &b"<html>502 Bad Gateway</html>"[..]),
+            (200, b"not json"),
+            (404, br#"{"message":"404 Not Found"}"#),
+        ] {
+            let results = judge_allowed_agents(status, body, &[], &ci());
+            assert_eq!(
+                (results[0].status, results[0].reason),
+                (Status::Warn, Some(Reason::Unavailable)),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn gitlab_allowed_agents_no_agents_explained_for_this_job() {
+        // No environment, unprotected ref, KUBE_CONTEXT names an agent in another top-level group.
+        let mut v = vars();
+        v.insert("CI_COMMIT_REF_PROTECTED", "false".into());
+        v.insert("CI_COMMIT_REF_NAME", "feature/x".into());
+        v.insert("KUBE_CONTEXT", "platform-team/agents:prod".into());
+        let results = judge_allowed_agents(200, NONE.as_bytes(), &[], &facts(&v));
+        let r = &results[0];
+        assert_eq!((r.status, r.reason), (Status::Fail, Some(Reason::NoAgents)));
+        let fix = r.fix.clone().unwrap_or_default();
+        let pos = |needle: &str| {
+            fix.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from {fix}"))
+        };
+        assert!(pos("1. ") < pos("top-level group `platform-team`"));
+        assert!(pos("top-level group `platform-team`") < pos("does not list"));
+        assert!(pos("no `environment:`") < pos("protected_branches_only"));
+        assert!(pos("protected_branches_only") < pos("minute or two"));
+        assert!(
+            r.evidence
+                .iter()
+                .any(|e| e.contains("GitLab sees: job 4242"))
+        );
+
+        // Protected ref, environment set, same top-level group: those causes drop out or soften.
+        let mut v = vars();
+        v.insert("CI_ENVIRONMENT_NAME", "production".into());
+        v.insert("KUBE_CONTEXT", "acme/platform/agents:prod".into());
+        let fix = judge_allowed_agents(200, NONE.as_bytes(), &[], &facts(&v))[0]
+            .fix
+            .clone()
+            .unwrap_or_default();
+        assert!(!fix.contains("top-level group `acme` is not"), "{fix}");
+        assert!(
+            !fix.contains("`protected_branches_only: true` exclude"),
+            "{fix}"
+        );
+        assert!(fix.contains("`production`"), "{fix}");
+    }
+
+    #[test]
+    fn config_kubeconfig_not_set_explained() {
+        let allowed = parse_allowed_agents(NONE.as_bytes()).expect("parses");
+        let r = explain_not_set(&ci(), Some(&allowed));
+        assert_eq!(r.reason, Some(Reason::NotSet));
+        assert!(
+            r.summary.contains("allowed-agents API lists none"),
+            "{}",
+            r.summary
+        );
+        assert!(r.fix.as_deref().unwrap_or_default().contains("1. "));
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("certificate-based"),
+            "legacy hint for a job without environment"
+        );
+
+        let inferred = explain_not_set(&ci(), None);
+        assert!(inferred.evidence[0].contains("inferred"));
+
+        let some = parse_allowed_agents(TWO_AGENTS.as_bytes()).expect("parses");
+        let overridden = explain_not_set(&ci(), Some(&some));
+        assert!(
+            overridden
+                .summary
+                .contains("something overrides or unsets it"),
+            "{}",
+            overridden.summary
+        );
+
+        let outside = explain_not_set(&CiFacts::default(), None);
+        assert_eq!(
+            outside.summary,
+            crate::catalogue::entry(CheckId::ConfigKubeconfig, Reason::NotSet).summary
+        );
+    }
+
+    #[test]
+    fn job_token_canary_never_appears() {
+        let echo = format!(r#"{{"message":"token {CANARY} rejected","hint":"ci:137:{CANARY}"}}"#);
+        let mut results = judge_allowed_agents(401, echo.as_bytes(), &[137], &ci());
+        results.extend(judge_allowed_agents(500, echo.as_bytes(), &[137], &ci()));
+        results.extend(judge_allowed_agents(200, echo.as_bytes(), &[137], &ci()));
+        results.extend(judge_allowed_agents(
+            200,
+            TWO_AGENTS.as_bytes(),
+            &[137, 9],
+            &ci(),
+        ));
+        results.extend(judge_allowed_agents(200, NONE.as_bytes(), &[137], &ci()));
+        results.push(explain_not_set(&ci(), None));
+        if let Err(refused) = crate::gitlab::ci::plan_allowed_agents(&{
+            let mut v = vars();
+            v.insert("CI_API_V4_URL", "https://evil.example.net/api/v4".into());
+            facts(&v)
+        }) {
+            results.push(*refused);
+        }
+        let text = all_text(&results);
+        assert!(text.contains("[REDACTED]"), "the echo was seen and masked");
+        assert!(!text.contains(CANARY), "{text}");
+    }
+}

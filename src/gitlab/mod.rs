@@ -1,0 +1,50 @@
+//! The GitLab side of the path: agent targets, the agent server (KAS), the job's allowed agents,
+//! the agent configuration in the repository, the identity Kubernetes will see, and the legacy
+//! certificate-based integration.
+//!
+//! Everything here is pure: functions take what the engine already fetched (HTTP status,
+//! headers, body bytes, YAML text, CI variables) and return [`CheckResult`]s or small typed
+//! values. The one exception is [`check_agent_configs`], which reads the agent configuration
+//! files from the job's checkout (bounded, never panicking).
+//!
+//! The job token is a [`JobToken`] (the crate's `Secret`): no `Display`, a redacted `Debug`; it leaves
+//! this module only through `expose()`, for the one request that may carry it
+//! ([`allowed_agents_request`], to the GitLab server itself and nowhere else).
+//!
+//! [`CheckResult`]: crate::model::CheckResult
+
+mod agent;
+mod agent_config;
+mod allowed;
+mod ci;
+mod identity;
+mod kas;
+mod legacy;
+mod likely;
+mod text;
+
+pub use agent::{
+    AgentIdentity, STALE_TOKEN_DETAIL, TokenType, agent_insecure_scheme,
+    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_is_current_job,
+    classify_agent_target, is_agent_server_url, is_agent_target, parse_agent_context,
+};
+pub use agent_config::{
+    AccessAs, AgentConfig, CiAccess, CiAccessEntry, MAX_AGENT_CONFIG_BYTES, check_agent_configs,
+    environment_matches, judge_agent_config, parse_agent_config,
+};
+pub use allowed::{
+    AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, explain_not_set,
+    judge_allowed_agents, judge_allowed_agents_for, parse_allowed_agents,
+};
+pub use ci::{
+    ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, Request, ServerTarget,
+    allowed_agents_request, gitlab_ca_file, gitlab_server_target, plan_allowed_agents,
+};
+pub use identity::{Identity, predict_identity, rbac_fix_yaml};
+pub use kas::{
+    AGENT_TUNNEL_WAIT, AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous,
+    classify_kas_authenticated, classify_kas_no_response,
+};
+pub use legacy::{
+    LEGACY_CONTEXT, LEGACY_VARIABLES, LegacySignals, detect_legacy, is_legacy_context, legacy_note,
+};
