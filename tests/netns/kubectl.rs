@@ -90,7 +90,32 @@ fn said(ran: &Ran) -> String {
             .collect();
         lines.join(" / ")
     };
-    text.chars().take(300).collect()
+    stable(&text).chars().take(300).collect()
+}
+
+/// `text` without what changes from run to run (the client's ephemeral port before `->`, the
+/// clock after `current time`), so regenerating the table shows only real changes.
+fn stable(text: &str) -> String {
+    let parts: Vec<&str> = text.split("->").collect();
+    let last = parts.len() - 1;
+    let masked: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| match part.rsplit_once(':') {
+            Some((host, port)) if i < last && port.parse::<u16>().is_ok() => {
+                format!("{host}:<port>")
+            }
+            _ => part.to_string(),
+        })
+        .collect();
+    let text = masked.join("->");
+    match text.split_once("current time ") {
+        Some((before, after)) => {
+            let rest = after.split_once(' ').map_or("", |(_, rest)| rest);
+            format!("{before}current time <now> {rest}")
+        }
+        None => text,
+    }
 }
 
 fn cell(text: &str) -> String {
@@ -129,4 +154,15 @@ fn record_timing(case: &str, report: &Report, kubectl: Option<&Ran>) {
     let file = OpenOptions::new().create(true).append(true).open(path);
     file.and_then(|mut f| f.write_all(line.as_bytes()))
         .expect("timings file");
+}
+
+mod self_test {
+    #[test]
+    fn volatile_parts_are_masked() {
+        let said = "read udp 10.253.3.1:55957->10.253.3.2:53: i/o timeout; current time 2026-11-24T09:09:07Z is after 2021";
+        assert_eq!(
+            super::stable(said),
+            "read udp 10.253.3.1:<port>->10.253.3.2:53: i/o timeout; current time <now> is after 2021"
+        );
+    }
 }
