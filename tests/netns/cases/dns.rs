@@ -1,0 +1,178 @@
+//! `dns.resolve`: the world's unbound answers NXDOMAIN, SERVFAIL, REFUSED or nothing; the client's
+//! resolv.conf is empty, or its search list does or does not complete a short name; /etc/hosts
+//! answers a name DNS does not know; a name has only an AAAA record.
+
+use super::{assert_ran, diagnose, one_timeout, served};
+use crate::dns::{self, API};
+use crate::site::Site;
+use crate::world::Family;
+
+/// Search list and ndots that turn `api` into `api.k8s.test` (after `api.svc.k8s.test` misses).
+const SEARCH_ANSWERS: &str = "search svc.k8s.test k8s.test\noptions ndots:2\n";
+/// Search list under which `api` never becomes a name the zone has.
+const SEARCH_MISSES: &str = "search svc.k8s.test\noptions ndots:2\n";
+/// A hosts file giving a name DNS does not have.
+const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n10.253.1.2 pinned.k8s.test\n";
+
+fn set_resolv(site: &Site, extra: &str) {
+    let conf = dns::resolv_conf(site.nameserver, extra);
+    site.world.etc(&site.client, "resolv.conf", &conf);
+}
+
+#[test]
+fn world_dns_answers_every_rcode() {
+    let site = Site::direct(Family::Dual);
+    assert_ran(&site.dig(&[API]), 0, &["status: NOERROR", "10.253.1.2"]);
+    for (name, rcode) in [
+        ("missing.k8s.test", "NXDOMAIN"),
+        ("api.servfail.test", "SERVFAIL"),
+        ("api.refused.test", "REFUSED"),
+    ] {
+        assert_ran(&site.dig(&[name]), 0, &[&format!("status: {rcode}")]);
+    }
+    assert_ran(&site.dig(&["api.dropped.test"]), 9, &["timed out"]);
+    assert_ran(&site.dig(&["api6.k8s.test", "AAAA"]), 0, &["fd00:253:1::2"]);
+    assert_ran(
+        &site.dig(&["api6.k8s.test", "A"]),
+        0,
+        &["status: NOERROR", "ANSWER: 0"],
+    );
+}
+
+#[test]
+fn world_dns_search_list() {
+    let site = Site::direct(Family::Dual);
+    set_resolv(&site, SEARCH_ANSWERS);
+    assert_ran(&site.getent("api"), 0, &["10.253.1.2", "api.k8s.test"]);
+    set_resolv(&site, SEARCH_MISSES);
+    assert_ran(&site.getent("api"), 2, &[]);
+}
+
+#[test]
+fn world_dns_hosts_file_and_empty_resolv_conf() {
+    let site = Site::direct(Family::Dual);
+    site.world.etc(&site.client, "hosts", HOSTS);
+    assert_ran(&site.getent("pinned.k8s.test"), 0, &["10.253.1.2"]);
+    assert_ran(&site.dig(&["pinned.k8s.test"]), 0, &["status: NXDOMAIN"]);
+    site.world.etc(&site.client, "resolv.conf", "");
+    assert_ran(&site.getent(API), 2, &[]);
+}
+
+#[test]
+fn dns_resolve_nxdomain() {
+    let site = served(Family::Dual);
+    diagnose(&site, "dns: NXDOMAIN", "https://missing.k8s.test:6443", &[])
+        .expect_root_cause("dns.resolve", "nxdomain")
+        .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "nxdomain"]);
+}
+
+#[test]
+fn dns_resolve_servfail() {
+    let site = served(Family::Dual);
+    diagnose(
+        &site,
+        "dns: SERVFAIL",
+        "https://api.servfail.test:6443",
+        &[],
+    )
+    .expect_root_cause("dns.resolve", "servfail")
+    .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "servfail"]);
+}
+
+#[test]
+fn dns_resolve_refused() {
+    let site = served(Family::Dual);
+    diagnose(&site, "dns: REFUSED", "https://api.refused.test:6443", &[])
+        .expect_root_cause("dns.resolve", "refused")
+        .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "refused"]);
+}
+
+#[test]
+fn dns_resolve_timeout() {
+    let site = served(Family::Dual);
+    diagnose(
+        &site,
+        "dns: no answer",
+        "https://api.dropped.test:6443",
+        &[],
+    )
+    .expect_root_cause("dns.resolve", "timeout")
+    .expect_evidence(
+        "dns.resolve",
+        &[&site.nameserver.to_string(), "timed out|timeout"],
+    )
+    .expect_within(one_timeout());
+}
+
+#[test]
+fn dns_resolve_no_nameservers() {
+    let site = served(Family::Dual);
+    site.world.etc(&site.client, "resolv.conf", "");
+    diagnose(
+        &site,
+        "dns: empty resolv.conf",
+        "https://api.k8s.test:6443",
+        &[],
+    )
+    .expect_root_cause("dns.resolve", "no-nameservers")
+    .expect_evidence("dns.resolve", &["resolv.conf"]);
+}
+
+#[test]
+fn dns_resolve_search_domain_answers() {
+    let site = served(Family::Dual);
+    set_resolv(&site, SEARCH_ANSWERS);
+    diagnose(
+        &site,
+        "dns: short name, search list completes it",
+        "https://api:6443",
+        &[],
+    )
+    .expect_no_failure()
+    .expect_pass(&["dns.resolve"])
+    .expect_evidence("dns.resolve", &["api.k8s.test", "10.253.1.2"]);
+}
+
+#[test]
+fn dns_resolve_search_domain_misses() {
+    let site = served(Family::Dual);
+    set_resolv(&site, SEARCH_MISSES);
+    diagnose(
+        &site,
+        "dns: short name, search list misses",
+        "https://api:6443",
+        &[],
+    )
+    .expect_root_cause("dns.resolve", "nxdomain")
+    .expect_evidence("dns.resolve", &["svc.k8s.test"]);
+}
+
+#[test]
+fn dns_resolve_hosts_file() {
+    let site = served(Family::Dual);
+    site.world.etc(&site.client, "hosts", HOSTS);
+    diagnose(
+        &site,
+        "dns: only /etc/hosts knows the name",
+        "https://pinned.k8s.test:6443",
+        &[],
+    )
+    .expect_no_failure()
+    .expect_pass(&["dns.resolve"])
+    .expect_evidence("dns.resolve", &["/etc/hosts", "10.253.1.2"]);
+}
+
+#[test]
+fn dns_resolve_aaaa_only() {
+    let site = served(Family::Dual);
+    diagnose(
+        &site,
+        "dns: AAAA record only",
+        "https://api6.k8s.test:6443",
+        &[],
+    )
+    .expect_no_failure()
+    .expect_pass(&["dns.resolve"])
+    .expect_evidence("dns.resolve", &["fd00:253:1::2"])
+    .expect_status("tcp.connect", "fd00:253:1::2", "pass");
+}

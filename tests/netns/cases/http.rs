@@ -1,0 +1,49 @@
+//! `http.version` stalled: TCP and TLS work through the MTU black hole, but the padded `/version`
+//! answer needs full-size packets, which vanish.
+
+use super::{assert_ran, diagnose};
+use crate::pki::LeafKind;
+use std::time::Duration;
+
+use crate::reach;
+use crate::site::Site;
+
+const VERSION_URL: &str = "https://api.k8s.test:6443/version";
+
+#[test]
+fn world_mtu_black_hole() {
+    let mut site = Site::narrow();
+    site.fixture(LeafKind::Good);
+    assert_ran(&site.curl(&[VERSION_URL], &[]), 0, &["gitVersion"]);
+    let big = site.curl(&["--max-time", "3", "https://api.k8s.test:6443/big"], &[]);
+    assert_ran(&big, 28, &["Operation timed out"]);
+    // Control: without the ICMP drop, path MTU discovery heals the same transfer.
+    let router = site.hop.clone().expect("router ns");
+    let ran = site.world.run(
+        &router,
+        &["nft", "delete", "table", "inet", "kr"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_ran(&ran, 0, &[]);
+    assert_ran(
+        &site.curl(&["https://api.k8s.test:6443/big", "-o", "/dev/null"], &[]),
+        0,
+        &[],
+    );
+}
+
+#[test]
+fn http_version_stalled_by_mtu_black_hole() {
+    let mut site = Site::narrow();
+    reach::demo_server(&mut site, LeafKind::Good, &["--version-padding", "200000"]);
+    diagnose(
+        &site,
+        "http: MTU black hole",
+        "https://api.k8s.test:6443",
+        &[],
+    )
+    .expect_root_cause("http.version", "stalled")
+    .expect_pass(&["tcp.connect", "tls.handshake"])
+    .expect_fix("http.version", &["mtu"]);
+}

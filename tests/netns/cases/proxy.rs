@@ -1,0 +1,205 @@
+//! `proxy.connect` and `proxy.tunnel`: the client reaches the API server only through a proxy in
+//! the middle namespace, which tunnels, forbids (403), wants credentials (407), cannot resolve or
+//! reach the server (500 from tinyproxy, 503 from squid), or is not there; `NO_PROXY` and the
+//! kubeconfig's `proxy-url` change the route.
+
+use super::{assert_ran, diagnose};
+use crate::dns::API;
+use crate::pki::LeafKind;
+use crate::proxy::{self, Tinyproxy};
+use crate::reach::{self, Report};
+use crate::site::{DEAD_PROXY_PORT, PROXY_PORT, Site};
+
+const API_URL: &str = "https://api.k8s.test:6443";
+const VERSION_URL: &str = "https://api.k8s.test:6443/version";
+const PROXY_URL: &str = "http://proxy.k8s.test:8888";
+const DEAD_PROXY_URL: &str = "http://proxy.k8s.test:3999";
+const SQUID_PORT: u16 = 3128;
+
+/// A proxied world with kube-reach's demo server up behind a tinyproxy of `kind`.
+fn behind_tinyproxy(kind: Tinyproxy) -> Site {
+    let mut site = Site::proxied();
+    reach::demo_server(&mut site, LeafKind::Good, &[]);
+    start_tinyproxy(&mut site, kind);
+    site
+}
+
+fn start_tinyproxy(site: &mut Site, kind: Tinyproxy) {
+    let (addr, hop) = (
+        site.proxy_addr(PROXY_PORT),
+        site.hop.clone().expect("proxy ns"),
+    );
+    proxy::tinyproxy(&mut site.world, &hop, addr, kind);
+}
+
+fn start_squid(site: &mut Site) {
+    let (addr, hop) = (
+        site.proxy_addr(SQUID_PORT),
+        site.hop.clone().expect("proxy ns"),
+    );
+    proxy::squid(&mut site.world, &hop, addr);
+}
+
+/// kube-reach with `HTTPS_PROXY=proxy_url`.
+fn via(site: &Site, case: &str, server: &str, proxy_url: &str) -> Report {
+    diagnose(site, case, server, &[("HTTPS_PROXY", proxy_url)])
+}
+
+#[test]
+fn world_proxy_answers() {
+    let mut site = Site::proxied();
+    site.fixture(LeafKind::Good);
+    start_tinyproxy(&mut site, Tinyproxy::Open);
+    let tunnel = site.curl(&["--proxy", PROXY_URL, VERSION_URL], &[]);
+    assert_ran(&tunnel, 0, &["200 Connection established", "gitVersion"]);
+    let direct = site.curl(&[VERSION_URL], &[]);
+    assert_ran(&direct, 7, &["Network is unreachable"]);
+    let ghost = site.curl(&["--proxy", PROXY_URL, "https://ghost.k8s.test:6443/"], &[]);
+    assert_ran(&ghost, 56, &["HTTP/1.1 500"]);
+    let dead = site.curl(&[VERSION_URL], &[("https_proxy", DEAD_PROXY_URL)]);
+    assert_ran(&dead, 7, &["Connection refused"]);
+}
+
+#[test]
+fn world_proxy_refusals() {
+    for (kind, status) in [
+        (Tinyproxy::Forbidding, "HTTP/1.1 403"),
+        (Tinyproxy::Authenticating, "HTTP/1.0 407"),
+    ] {
+        let mut site = Site::proxied();
+        site.fixture(LeafKind::Good);
+        start_tinyproxy(&mut site, kind);
+        let ran = site.curl(&[VERSION_URL], &[("https_proxy", PROXY_URL)]);
+        assert_ran(&ran, 56, &[status]);
+    }
+}
+
+#[test]
+fn world_proxy_squid_and_bypass() {
+    let mut site = Site::proxied();
+    start_squid(&mut site);
+    let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
+    let down = site.curl(&["--proxy", &squid_url, VERSION_URL], &[]);
+    assert_ran(&down, 56, &["HTTP/1.1 503"]);
+    site.fixture(LeafKind::Good);
+    let up = site.curl(&["--proxy", &squid_url, VERSION_URL], &[]);
+    assert_ran(&up, 0, &["200 Connection established", "gitVersion"]);
+    site.route_around_proxy();
+    let env = [("https_proxy", DEAD_PROXY_URL), ("no_proxy", API)];
+    assert_ran(&site.curl(&[VERSION_URL], &env), 0, &["gitVersion"]);
+}
+
+#[test]
+fn proxy_tunnel_passes() {
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    via(&site, "proxy: tinyproxy tunnels", API_URL, PROXY_URL)
+        .expect_no_failure()
+        .expect_pass(&[
+            "proxy.connect",
+            "proxy.tunnel",
+            "tls.trust",
+            "http.version",
+            "auth.whoami",
+        ])
+        .expect_evidence("proxy.tunnel", &["200"]);
+}
+
+#[test]
+fn proxy_tunnel_passes_through_squid() {
+    let mut site = Site::proxied();
+    reach::demo_server(&mut site, LeafKind::Good, &[]);
+    start_squid(&mut site);
+    let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
+    via(&site, "proxy: squid tunnels", API_URL, &squid_url)
+        .expect_no_failure()
+        .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"]);
+}
+
+#[test]
+fn proxy_tunnel_forbidden() {
+    let site = behind_tinyproxy(Tinyproxy::Forbidding);
+    via(&site, "proxy: CONNECT answered 403", API_URL, PROXY_URL)
+        .expect_root_cause("proxy.tunnel", "forbidden")
+        .expect_evidence("proxy.tunnel", &["403"]);
+}
+
+#[test]
+fn proxy_tunnel_auth_required() {
+    let site = behind_tinyproxy(Tinyproxy::Authenticating);
+    via(&site, "proxy: CONNECT answered 407", API_URL, PROXY_URL)
+        .expect_root_cause("proxy.tunnel", "auth-required")
+        .expect_evidence("proxy.tunnel", &["407"]);
+}
+
+#[test]
+fn proxy_tunnel_upstream_failed_unresolvable() {
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    via(
+        &site,
+        "proxy: cannot resolve the server (500)",
+        "https://ghost.k8s.test:6443",
+        PROXY_URL,
+    )
+    .expect_root_cause("proxy.tunnel", "upstream-failed")
+    .expect_evidence("proxy.tunnel", &["500"]);
+}
+
+#[test]
+fn proxy_tunnel_upstream_failed_server_down() {
+    let mut site = Site::proxied();
+    start_squid(&mut site);
+    let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
+    via(
+        &site,
+        "proxy: server down behind squid (503)",
+        API_URL,
+        &squid_url,
+    )
+    .expect_root_cause("proxy.tunnel", "upstream-failed")
+    .expect_evidence("proxy.tunnel", &["503"]);
+}
+
+#[test]
+fn proxy_connect_refused() {
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    via(
+        &site,
+        "proxy: nothing listens on the proxy port",
+        API_URL,
+        DEAD_PROXY_URL,
+    )
+    .expect_root_cause("proxy.connect", "refused")
+    .expect_evidence("proxy.connect", &[&DEAD_PROXY_PORT.to_string(), "refused"]);
+}
+
+#[test]
+fn no_proxy_bypasses_dead_proxy() {
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    site.route_around_proxy();
+    let env = [("HTTPS_PROXY", DEAD_PROXY_URL), ("NO_PROXY", API)];
+    diagnose(
+        &site,
+        "proxy: NO_PROXY matches, dead proxy bypassed",
+        API_URL,
+        &env,
+    )
+    .expect_no_failure()
+    .expect_pass(&["tcp.connect", "http.version"])
+    .expect_summary("config.proxy", &["no_proxy"]);
+}
+
+#[test]
+fn kubeconfig_proxy_url_overrides_env() {
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    let kubeconfig = site.kubeconfig("proxied", API_URL, Some(PROXY_URL));
+    let env = [("HTTPS_PROXY", DEAD_PROXY_URL)];
+    reach::diagnose(
+        &site,
+        "proxy: kubeconfig proxy-url beats HTTPS_PROXY",
+        &kubeconfig,
+        &env,
+    )
+    .expect_no_failure()
+    .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"])
+    .expect_summary("config.proxy", &["proxy-url"]);
+}

@@ -1,0 +1,72 @@
+//! The world's own DNS server: unbound in a namespace, the only resolver test names ever reach.
+//!
+//! One unbound answers every rcode the DNS cases need:
+//! - `<name>.k8s.test`: the world's records, NXDOMAIN for other names (`static` zone);
+//! - `*.refused.test`: REFUSED (`always_refuse`);
+//! - `*.dropped.test`: no answer at all, the client times out (`deny`);
+//! - `*.servfail.test`: SERVFAIL, by forwarding the zone to unbound itself on 127.0.0.1, where
+//!   `access-control` refuses it: a refused upstream is what unbound turns into SERVFAIL;
+//! - anything else: NXDOMAIN (the root is `static`), so nothing is ever looked up outside.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::world::{Ns, World};
+
+/// The name every kubeconfig uses unless a case says otherwise.
+pub const API: &str = "api.k8s.test";
+
+/// A name and one of its addresses; a name may appear twice (A and AAAA).
+pub type Record<'a> = (&'a str, IpAddr);
+
+/// Starts unbound in `ns`, listening on port 53 of `listen` (and 127.0.0.1 for the SERVFAIL
+/// trick), serving `records` in the `k8s.test` zone.
+pub fn start(world: &mut World, ns: &Ns, listen: &[IpAddr], records: &[Record]) {
+    let conf = unbound_conf(world, listen, records);
+    let path = world.file("unbound.conf", conf);
+    let path = path.to_string_lossy().into_owned();
+    world.spawn(ns, "unbound", &["unbound", "-d", "-c", &path]);
+    world.wait_log("unbound", "start of service");
+}
+
+fn unbound_conf(world: &World, listen: &[IpAddr], records: &[Record]) -> String {
+    let mut conf = String::from("server:\n");
+    for ip in listen {
+        writeln!(conf, "  interface: {ip}").unwrap();
+    }
+    conf += "  interface: 127.0.0.1\n";
+    writeln!(conf, "  directory: \"{}\"", world.dir().display()).unwrap();
+    conf += r#"  port: 53
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  log-queries: yes
+  access-control: 10.253.0.0/16 allow
+  access-control: fd00:253::/32 allow
+  access-control: 127.0.0.0/8 refuse
+  do-not-query-localhost: no
+  module-config: "iterator"
+  local-zone: "." static
+  local-zone: "k8s.test." static
+  local-zone: "refused.test." always_refuse
+  local-zone: "dropped.test." deny
+  local-zone: "servfail.test." transparent
+"#;
+    for (name, ip) in records {
+        let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
+        writeln!(conf, "  local-data: \"{name}. 5 IN {kind} {ip}\"").unwrap();
+    }
+    conf += "forward-zone:\n  name: \"servfail.test.\"\n  forward-addr: 127.0.0.1@53\n";
+    conf += "remote-control:\n  control-enable: no\n";
+    conf
+}
+
+/// A resolv.conf naming `nameserver`, with short timeouts so the DNS-timeout cases stay quick for
+/// every client (glibc, Go and the tool all read `options`), plus `extra` lines.
+pub fn resolv_conf(nameserver: IpAddr, extra: &str) -> String {
+    format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n{extra}")
+}

@@ -1,0 +1,505 @@
+//! A world: a few network namespaces joined by veth pairs, with their own `/etc/netns/<ns>` files,
+//! daemons and in-process servers. Everything a `World` makes is removed when it drops, also when
+//! the test panics; leftovers of a crashed earlier run are swept before the first world is built.
+//!
+//! Safety rules this module enforces (the suite must never touch the machine's real network):
+//! - namespaces are named `kr-<pid>-<seq>-<role>`, so parallel tests and concurrent runs never
+//!   collide, and the sweep can tell a dead run's namespaces from a live one's;
+//! - veth pairs are created directly inside their namespaces (`ip link add … netns …`), so no test
+//!   interface ever appears in the root namespace;
+//! - no namespace gets a default route: links carry only the test subnets `10.253.<n>.0/24` and
+//!   `fd00:253:<n>::/64`, so a client can reach nothing outside its world;
+//! - every daemon runs under `timeout 120`, every wait is bounded.
+
+use std::fs::{self, File};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::fixture::Fixture;
+use crate::sys;
+
+/// Upper bound on any daemon's life: a run killed without unwinding leaves nothing running long.
+pub const DAEMON_LIFETIME_SECS: u64 = 120;
+/// How long a daemon may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Start of every world's temp dir name, followed by the owning pid.
+const TEMP_PREFIX: &str = "kube-reach-e2e-";
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+static SWEEP: Once = Once::new();
+
+/// One network namespace of a world; `role` is a short word (`c`, `s`, `p`, `r`).
+#[derive(Clone, Debug)]
+pub struct Ns {
+    pub name: String,
+    pub role: String,
+}
+
+/// The two ends of a veth link: side `a` has host number 1, side `b` host number 2.
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    pub a4: Ipv4Addr,
+    pub b4: Ipv4Addr,
+    pub a6: Ipv6Addr,
+    pub b6: Ipv6Addr,
+}
+
+/// Which address families a link carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    Dual,
+}
+
+/// What a client command printed, how it ended and how long it took.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Ran {
+    /// Both streams, for assertions on what a person would read.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+struct Daemon {
+    name: String,
+    child: Child,
+}
+
+/// Owner of everything one test builds; see the module doc.
+pub struct World {
+    id: String,
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    daemons: Vec<Daemon>,
+    fixtures: Vec<Fixture>,
+}
+
+/// Debian package that ships each tool, for the failure message of a machine that lacks it.
+fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "ip" => "iproute2",
+        "nft" => "nftables",
+        "unbound" => "unbound",
+        "tinyproxy" => "tinyproxy",
+        "squid" => "squid",
+        "dig" => "bind9-dnsutils",
+        "curl" => "curl",
+        "getent" => "libc-bin",
+        "timeout" => "coreutils",
+        _ => "?",
+    }
+}
+
+/// Fails the test, naming what is missing, when the world cannot be built here: a world that
+/// cannot be built must never let its test pass.
+pub fn require(tools: &[&str]) {
+    let mut missing: Vec<String> = ["ip", "timeout"]
+        .iter()
+        .chain(tools)
+        .filter(|tool| sys::which(tool).is_none())
+        .map(|tool| format!("`{tool}` (Debian package {})", package_of(tool)))
+        .collect();
+    if !sys::is_root() {
+        missing.insert(0, "root (network namespaces need CAP_NET_ADMIN)".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "cannot build the test world, missing: {}",
+        missing.join(", ")
+    );
+}
+
+impl World {
+    /// A new, empty world; `tools` are checked with [`require`].
+    pub fn new(tools: &[&str]) -> World {
+        require(tools);
+        SWEEP.call_once(sweep_stale);
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .expect("temp dir");
+        fs::create_dir(dir.path().join("home")).expect("home dir");
+        World {
+            id: format!("kr-{}-{seq}", std::process::id()),
+            dir,
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            fixtures: Vec::new(),
+        }
+    }
+
+    /// The world's temp dir: certificates, kubeconfigs, daemon configs and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `name` in the world's temp dir.
+    pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir().join(name);
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// Creates namespace `kr-…-<role>` with loopback up.
+    pub fn ns(&mut self, role: &str) -> Ns {
+        let name = format!("{}-{role}", self.id);
+        ip(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        Ns {
+            name,
+            role: role.into(),
+        }
+    }
+
+    /// Joins `a` and `b` with a veth pair on subnet number `net` (`10.253.<net>.0/24`,
+    /// `fd00:253:<net>::/64`); `a` gets host 1, `b` host 2.
+    ///
+    /// IPv6 is made deterministic: addresses skip duplicate address detection (servers bind them
+    /// at once) and each end knows the other's MAC (`nud permanent`), because neighbour discovery
+    /// on a veth that just came up loses the first exchange for about a second, long enough to
+    /// fail a one-second DNS query. IPv4 keeps ARP: the unowned-address case relies on it.
+    pub fn link(&mut self, a: &Ns, b: &Ns, net: u8, family: Family) -> Link {
+        let (a_if, b_if) = (format!("to-{}", b.role), format!("to-{}", a.role));
+        let (a_mac, b_mac) = (
+            format!("02:00:0a:fd:{net:02x}:01"),
+            format!("02:00:0a:fd:{net:02x}:02"),
+        );
+        ip(&[
+            "link", "add", "name", &a_if, "address", &a_mac, "netns", &a.name, "type", "veth",
+            "peer", "name", &b_if, "address", &b_mac, "netns", &b.name,
+        ]);
+        let link = Link {
+            a4: Ipv4Addr::new(10, 253, net, 1),
+            b4: Ipv4Addr::new(10, 253, net, 2),
+            a6: Ipv6Addr::new(0xfd00, 0x253, net.into(), 0, 0, 0, 0, 1),
+            b6: Ipv6Addr::new(0xfd00, 0x253, net.into(), 0, 0, 0, 0, 2),
+        };
+        for (ns, ifname, v4, v6) in [(a, &a_if, link.a4, link.a6), (b, &b_if, link.b4, link.b6)] {
+            if family != Family::V6 {
+                ip(&[
+                    "-n",
+                    &ns.name,
+                    "addr",
+                    "add",
+                    &format!("{v4}/24"),
+                    "dev",
+                    ifname,
+                ]);
+            }
+            if family != Family::V4 {
+                let v6 = format!("{v6}/64");
+                ip(&["-n", &ns.name, "addr", "add", &v6, "dev", ifname, "nodad"]);
+            }
+            ip(&["-n", &ns.name, "link", "set", ifname, "up"]);
+        }
+        if family != Family::V4 {
+            for (ns, ifname, peer, mac) in
+                [(a, &a_if, link.b6, &b_mac), (b, &b_if, link.a6, &a_mac)]
+            {
+                let peer = peer.to_string();
+                ip(&[
+                    "-n",
+                    &ns.name,
+                    "neigh",
+                    "add",
+                    &peer,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    ifname,
+                    "nud",
+                    "permanent",
+                ]);
+            }
+        }
+        link
+    }
+
+    /// Adds a route to a test subnet (never a default route: see the module doc).
+    pub fn route(&self, ns: &Ns, dest: &str, via: IpAddr) {
+        assert!(
+            dest.starts_with("10.253.") || dest.starts_with("fd00:253:"),
+            "routes only to test subnets, not {dest}"
+        );
+        ip(&[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            dest,
+            "via",
+            &via.to_string(),
+        ]);
+    }
+
+    /// Sets a sysctl under `/proc/sys/net` inside `ns` (written from a thread in `ns`, because
+    /// those files show the namespace of whoever opens them).
+    pub fn sysctl(&self, ns: &Ns, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_owned();
+        sys::run_in(&ns.name, move || fs::write(path, value))
+            .unwrap_or_else(|e| panic!("sysctl {key} in {}: {e}", ns.name));
+    }
+
+    /// Writes `/etc/netns/<ns>/<file>`, which `ip netns exec` bind-mounts over `/etc/<file>`: the
+    /// way a namespace gets its own `resolv.conf` and `hosts` without touching the machine's.
+    pub fn etc(&self, ns: &Ns, file: &str, contents: &str) {
+        let dir = etc_dir(&ns.name);
+        fs::create_dir_all(&dir).expect("create /etc/netns/<ns>");
+        fs::write(dir.join(file), contents).expect("write /etc/netns/<ns>/<file>");
+    }
+
+    /// Starts a daemon in `ns` under `timeout`, its stdout and stderr in `<dir>/<name>.log`.
+    pub fn spawn(&mut self, ns: &Ns, name: &str, argv: &[&str]) {
+        let log = File::create(self.log_path(name)).expect("daemon log");
+        let lifetime = DAEMON_LIFETIME_SECS.to_string();
+        let child = ip_command()
+            .args(["netns", "exec", &ns.name, "timeout", "-k", "2", &lifetime])
+            .args(argv)
+            .current_dir(self.dir())
+            .env_clear()
+            .env("PATH", sys::search_path())
+            .env("HOME", self.dir().join("home"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        self.daemons.push(Daemon {
+            name: name.into(),
+            child,
+        });
+    }
+
+    /// Waits until `ready()` holds, failing with the daemon's log when it exits or stays silent.
+    pub fn wait_ready(&mut self, name: &str, mut ready: impl FnMut(&World) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < READY_WITHIN {
+            if ready(self) {
+                return;
+            }
+            let daemon = self.daemons.iter_mut().find(|d| d.name == name);
+            let exited = daemon.and_then(|d| d.child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "{name} exited ({status}) before it was ready:\n{}",
+                    self.log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{name} not ready after {READY_WITHIN:?}:\n{}",
+            self.log(name)
+        );
+    }
+
+    /// Waits until the daemon's log contains `needle`.
+    pub fn wait_log(&mut self, name: &str, needle: &str) {
+        self.wait_ready(name, |w| w.log(name).contains(needle));
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir().join(format!("{name}.log"))
+    }
+
+    /// A daemon's log so far.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// Keeps an in-process server alive until the world drops.
+    pub fn keep(&mut self, fixture: Fixture) {
+        self.fixtures.push(fixture);
+    }
+
+    /// Runs a client command inside `ns` with a clean environment (no proxy or CI variables of the
+    /// machine leak in) plus `env`, killed after `limit`.
+    pub fn run(&self, ns: &Ns, argv: &[&str], env: &[(&str, &str)], limit: Duration) -> Ran {
+        let start = Instant::now();
+        let out = ip_command()
+            .args(["netns", "exec", &ns.name, "timeout", "-k", "2"])
+            .arg(limit.as_secs().max(1).to_string())
+            .args(argv)
+            .current_dir(self.dir())
+            .env_clear()
+            .env("PATH", sys::search_path())
+            .env("HOME", self.dir().join("home"))
+            .env("LC_ALL", "C")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {argv:?} in {}: {e}", ns.name));
+        Ran {
+            status: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    /// Prints the daemons' logs; called when a test fails, so the failure explains itself.
+    fn dump_logs(&self) {
+        for daemon in &self.daemons {
+            let log = self.log(&daemon.name);
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- {} log (last {} lines) ---", daemon.name, tail.len());
+            tail.iter().rev().for_each(|line| eprintln!("{line}"));
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        self.fixtures.clear();
+        for daemon in &mut self.daemons {
+            stop(&mut daemon.child);
+        }
+        for ns in self.namespaces.iter().rev() {
+            remove_namespace(ns);
+        }
+    }
+}
+
+/// Stops a daemon: SIGTERM to `timeout`, which forwards it to its process group; after 3 s,
+/// SIGKILL to the whole group.
+fn stop(child: &mut Child) {
+    let pid = child.id() as i32;
+    if child.try_wait().ok().flatten().is_none() {
+        sys::signal(pid, sys::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    sys::signal(-pid, sys::SIGKILL);
+    sys::signal(pid, sys::SIGKILL);
+    let _ = child.wait();
+}
+
+fn etc_dir(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
+}
+
+/// Kills whatever still runs in `ns`, deletes it (its veths and nft tables go with it) and its
+/// `/etc/netns` folder. Never panics: it runs during unwinding.
+fn remove_namespace(ns: &str) {
+    let me = std::process::id() as i32;
+    let pids = ip_command().args(["netns", "pids", ns]).output();
+    let pids = pids.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for pid in pids.unwrap_or_default().split_whitespace() {
+        match pid.parse::<i32>() {
+            Ok(pid) if pid != me => {
+                sys::signal(pid, sys::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+    let deleted = ip_command().args(["netns", "del", ns]).status();
+    if !deleted.is_ok_and(|s| s.success()) {
+        eprintln!("warning: could not delete namespace {ns}");
+    }
+    let _ = fs::remove_dir_all(etc_dir(ns));
+}
+
+/// Whether `name` is `<prefix><pid>-…` of a run that is no longer alive.
+fn stale(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let pid = rest.split('-').next().and_then(|pid| pid.parse().ok());
+    !pid.is_some_and(sys::alive)
+}
+
+/// Removes `kr-*` namespaces, `/etc/netns/kr-*` folders and world temp dirs whose run is dead (a
+/// crash, or a kill without unwinding); a concurrent run's live worlds are left alone.
+fn sweep_stale() {
+    let stale_ns = |name: &str| stale(name, "kr-");
+    let listed = ip_command().args(["netns", "list"]).output();
+    let listed = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for line in listed.unwrap_or_default().lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if stale_ns(name) {
+            eprintln!("removing stale namespace {name} from an earlier run");
+            remove_namespace(name);
+        }
+    }
+    let dirs = [
+        (Path::new("/etc/netns").to_owned(), "kr-"),
+        (std::env::temp_dir(), TEMP_PREFIX),
+    ];
+    for (dir, prefix) in dirs {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if stale(&entry.file_name().to_string_lossy(), prefix) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// `ip` by absolute path: the test's own `$PATH` may lack the sbin directories.
+fn ip_command() -> Command {
+    Command::new(sys::which("ip").unwrap_or_else(|| "ip".into()))
+}
+
+/// Runs `ip` with `args`, failing the test with its error output.
+pub fn ip(args: &[&str]) {
+    let out = ip_command().args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A machine that cannot build a world must fail the test, naming what is missing.
+mod self_test {
+    #[test]
+    #[should_panic(expected = "`no-such-tool` (Debian package ?)")]
+    fn missing_tool_fails_and_is_named() {
+        super::require(&["no-such-tool"]);
+    }
+
+    #[test]
+    fn stale_means_owner_dead() {
+        let me = format!("kr-{}-0-c", std::process::id());
+        assert!(
+            !super::stale(&me, "kr-"),
+            "a live run's namespace is not stale"
+        );
+        assert!(
+            super::stale("kr-4194305-0-c", "kr-"),
+            "pid above pid_max is dead"
+        );
+        assert!(
+            super::stale("kr-old-c", "kr-"),
+            "a name without a pid is stale"
+        );
+        assert!(
+            !super::stale("other-1-c", "kr-"),
+            "only our prefix is swept"
+        );
+    }
+}
