@@ -17,8 +17,9 @@ pub struct Env {
     pub stdout_is_terminal: bool,
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
-    /// Loopback servers are the point (the embedded demo), not a mistake to warn about.
-    pub loopback_expected: bool,
+    /// The embedded demo: its loopback servers are the point, not a mistake to warn about, and
+    /// nothing outside the machine is contacted (no GitLab server target, even in CI).
+    pub demo: bool,
 }
 
 impl Env {
@@ -31,7 +32,7 @@ impl Env {
             stdout_is_terminal: std::io::stdout().is_terminal(),
             resolv_conf_path,
             hosts_path,
-            loopback_expected: false,
+            demo: false,
         }
     }
 

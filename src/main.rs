@@ -149,7 +149,7 @@ fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
     let mut env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
     // The demo's servers live on loopback by design: that is not the copied-kubeconfig mistake
     // `config.server loopback` warns about in CI.
-    env.loopback_expected = true;
+    env.demo = true;
     let plan = match Plan::new(&args, &env) {
         Ok(plan) => plan,
         Err(e) => {

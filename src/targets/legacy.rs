@@ -71,7 +71,7 @@ pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
     let has_agent = specs
         .iter()
         .any(|s| s.kind == Some(TargetKind::GitlabAgent));
-    if !env.in_gitlab_ci() && !has_agent {
+    if env.demo || (!env.in_gitlab_ci() && !has_agent) {
         return None;
     }
     let url = env.var("CI_SERVER_URL")?;

@@ -236,3 +236,35 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn the_demo_stays_on_loopback_even_inside_gitlab_ci() {
+    let world = World::new();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kube-reach"));
+    cmd.args(["demo", "healthy", "--json", "-"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GITLAB_CI", "true")
+        .env("CI_SERVER_URL", "https://gitlab.invalid")
+        .env("CI_PROJECT_DIR", world.dir.path());
+    let out = cmd.output().expect("run demo");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let targets = v["targets"].as_array().expect("targets");
+    assert!(
+        targets.iter().all(|t| t["kind"] != "gitlab"),
+        "the demo must not contact CI_SERVER_URL"
+    );
+    assert!(targets.iter().all(|t| {
+        t["server"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://127.0.0.1:")
+    }));
+    assert_eq!(v["verdict"], "pass");
+}

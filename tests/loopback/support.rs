@@ -145,7 +145,7 @@ impl World {
             stdout_is_terminal: false,
             resolv_conf_path: self.path("resolv.conf"),
             hosts_path: self.path("hosts"),
-            loopback_expected: false,
+            demo: false,
         }
     }
 
