@@ -51,11 +51,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The async runtime, or `None` after saying why it could not start (exit 3).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    let built = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()
+        .build();
+    match built {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            say!("kube-reach: cannot start the async runtime: {e}");
+            None
+        }
+    }
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -68,12 +76,8 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let fail_on = plan.fail_on;
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            say!("kube-reach: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::from(EXIT_INTERNAL);
     };
     let report = rt.block_on(kube_reach::engine::run(plan, &env));
     write_reports(&report, &args.output, &env, fail_on)
@@ -117,12 +121,8 @@ fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env, fail_on: Fa
 /// Starts the embedded loopback cluster, diagnoses every context of its kubeconfig, and
 /// reports exactly as a real run would.
 fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            say!("kube-reach: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::from(EXIT_INTERNAL);
     };
     let demo_kind = match kind {
         DemoKind::All => kube_reach::demo::DemoKind::All,
@@ -214,12 +214,8 @@ fn demo_server(args: DemoServerArgs) -> ExitCode {
         max_lifetime: std::time::Duration::from_secs(args.max_lifetime),
         ready_file: args.ready_file,
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            say!("kube-reach: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::from(EXIT_INTERNAL);
     };
     match rt.block_on(kube_reach::demo::serve(options)) {
         Ok(()) => ExitCode::SUCCESS,
