@@ -458,7 +458,7 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         rec.date(r);
     }
     if let Some(anonymous) = anonymous
-        && !agent_layers(&anonymous, &version, &authority, target, ctx, rec)
+        && !agent_layers(&anonymous, &version, creds, &authority, target, ctx, rec)
     {
         return;
     }
@@ -514,7 +514,17 @@ async fn whoami_layer(
     authority: &str,
 ) -> Option<String> {
     if !conn.has_credentials() && target.credentials.bearer.is_some() {
-        let r = CheckResult::finding(CheckId::AuthWhoami, authority, Reason::CredentialsWithheld);
+        let mut r =
+            CheckResult::finding(CheckId::AuthWhoami, authority, Reason::CredentialsWithheld);
+        if target
+            .endpoint
+            .as_ref()
+            .is_some_and(|e| e.scheme == Scheme::Http)
+        {
+            // Not a TLS matter: the catalogue's text (about insecure-skip-tls-verify) would mislead.
+            r = r.with_summary("credentials withheld: the server URL is http://");
+            r.fix = Some("Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.".into());
+        }
         rec.push(r.clone());
         for req in &ctx.requirements {
             rec.push(CheckResult::blocked(
@@ -577,6 +587,7 @@ async fn whoami_layer(
 fn agent_layers(
     anonymous: &Result<Response, HttpFailure>,
     version: &Result<Response, HttpFailure>,
+    credentials_sent: bool,
     authority: &str,
     target: &Target,
     ctx: &RunContext,
@@ -594,6 +605,11 @@ fn agent_layers(
         block_rest(rec, &kas, target, ctx);
         return false;
     }
+    // Credentials withheld (an http:// URL): the "authenticated" request went out anonymous, so
+    // the agent server's 401 says nothing about the token; `auth.whoami` reports the withholding.
+    if !credentials_sent {
+        return true;
+    }
     let verdict = match version {
         Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
         Err(HttpFailure::Stalled) => {
@@ -604,6 +620,13 @@ fn agent_layers(
     match verdict {
         Some(mut result) => {
             result.subject = authority.to_string();
+            // A rejected token that is not this job's: the kubeconfig was saved from another job.
+            let token = target.credentials.bearer.as_ref().map(|b| b.expose());
+            if result.reason == Some(Reason::AgentUnauthorized)
+                && token.and_then(|t| gitlab::agent_token_is_current_job(t, &ctx.ci)) == Some(false)
+            {
+                result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
+            }
             rec.push(result.clone());
             block_rest(rec, &result, target, ctx);
             false

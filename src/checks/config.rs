@@ -325,6 +325,17 @@ impl Judge<'_> {
                     ),
             );
         }
+        if results.is_empty() && kind == TargetKind::Gitlab {
+            creds.description = "none".into();
+            return (
+                CheckResult::not_applicable(
+                    id,
+                    subject,
+                    "no credentials needed: the GitLab server is asked anonymously, and the allowed-agents API with the job token",
+                ),
+                creds,
+            );
+        }
         if results.is_empty() {
             creds.description = "none".into();
             return (

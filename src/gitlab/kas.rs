@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::catalogue::{CheckId, Reason};
-use crate::gitlab::text::{clean_header, excerpt, header, k8s_status, redact};
+use crate::gitlab::text::{clean_header, excerpt, header, k8s_status, printable, redact};
 use crate::model::{CheckResult, Status};
 
 /// The subject of `gitlab.kas` results.
@@ -26,6 +26,11 @@ pub const AUTHENTICATED_PROBE_TIMEOUT: Duration = Duration::from_secs(25);
 const TUNNEL_GAVE_UP: Duration = Duration::from_secs(19);
 
 const KAS_PREFIX: &str = "GitLab Agent Server:";
+
+/// How much of a `Status` message the evidence keeps: the agent server's messages run to about
+/// 220 characters, and the words that tell the cause come last (`… desc = Agent connection not
+/// found. Is agent up to date and connected?. Trace ID: …`).
+const MESSAGE_CHARS: usize = 400;
 
 /// One HTTP answer, with what the classifiers look at.
 struct Answer<'a> {
@@ -100,7 +105,10 @@ impl<'a> Answer<'a> {
             lines.push(format!("Location: {}", clean_header(without_query)));
         }
         match &self.message {
-            Some(message) => lines.push(format!("message: {}", clean_header(message))),
+            Some(message) => lines.push(format!(
+                "message: {}",
+                printable(&redact(message), MESSAGE_CHARS)
+            )),
             None => lines.push(format!("body: {}", excerpt(self.body))),
         }
         lines
@@ -497,6 +505,14 @@ mod tests {
             r.summary.contains("not connected") && !r.summary.contains("timeout"),
             "{}",
             r.summary
+        );
+        // The words that tell the cause come last in the message: the evidence keeps them.
+        assert!(
+            r.evidence.iter().any(|e| e.contains(
+                "Agent connection not found. Is agent up to date and connected?. Trace ID: 4bf92f3577b34da6a3ce929d0e0e4736"
+            )),
+            "{:?}",
+            r.evidence
         );
         // A bare 502 from the agent server, fast.
         let r =

@@ -1,0 +1,456 @@
+//! End-to-end tests of the GitLab agent path: the real binary, run as a GitLab CI job would run
+//! it, against a fake agent server (KAS `k8s-proxy`, real TLS) with the project's fake API
+//! server behind it, and a fake GitLab API (`CI_SERVER_URL`, real TLS). One test per diagnosis:
+//! the agent target's root cause `{check, reason}` in the JSON, the same check as a JUnit
+//! `<failure>`, and a fix a user can act on. Every test also checks where the job token went
+//! (the GitLab API's `JOB-TOKEN` header, and the kubeconfig's own `ci:137:<token>` bearer to the
+//! agent server; nothing else) and that it appears in no output.
+//!
+//! Everything binds to 127.0.0.1; nothing resolves a name (IP literals, an empty resolv.conf);
+//! every server stops when dropped; each run of the binary is bounded.
+
+#[path = "gitlab_agent/gitlab_api.rs"]
+mod gitlab_api;
+#[path = "gitlab_agent/job.rs"]
+mod job;
+#[path = "gitlab_agent/kas.rs"]
+mod kas;
+#[path = "gitlab_agent/server.rs"]
+mod server;
+
+use std::sync::Arc;
+
+use kube_reach::demo::TlsClass;
+
+use gitlab_api::ALLOWED_AGENTS;
+use job::{AGENT_ID, Job, Outcome, PROJECT_PATH};
+use kas::{KAS_SERVER, Kas, KasMode};
+use server::{FakeServer, Handler, reply};
+
+/// The agent server and GitLab of one test.
+struct World {
+    kas: Kas,
+    gitlab: FakeServer,
+    // Declared last: the fakes above run on its runtime.
+    job: Job,
+}
+
+impl World {
+    /// A KAS in `mode` with a good certificate, and GitLab accepting this job's token and
+    /// allowing `agents`.
+    fn new(mode: KasMode, agents: &[i64]) -> World {
+        let job = Job::new();
+        let kas_tls = job.tls(TlsClass::Good);
+        World::with_kas_tls(job, mode, Some(kas_tls), agents)
+    }
+
+    fn with_kas_tls(
+        job: Job,
+        mode: KasMode,
+        kas_tls: Option<Arc<rustls::ServerConfig>>,
+        agents: &[i64],
+    ) -> World {
+        let kas = Kas::start(&job.rt, mode, kas_tls, AGENT_ID, &job.canary);
+        let gitlab = gitlab_api::start(&job.rt, job.tls(TlsClass::Good), &job.canary, true, agents);
+        World { kas, gitlab, job }
+    }
+
+    /// Runs the job with GitLab's kubeconfig for this KAS, holding `ci:137:<CI_JOB_TOKEN>`.
+    fn run(&self) -> Outcome {
+        let kubeconfig = self
+            .job
+            .agent_kubeconfig(&self.kas.k8s_proxy_url(), &self.job.agent_token());
+        self.job.run(Some(&kubeconfig), &self.gitlab, None)
+    }
+
+    /// The job token went to GitLab only as `JOB-TOKEN` on the allowed-agents API (at most
+    /// once), to the agent server only inside the kubeconfig's own bearer, and is in no output.
+    fn assert_token_discipline(&self, out: &Outcome) {
+        out.assert_no_leak(&self.job.canary);
+        let bearer = format!("Bearer ci:{AGENT_ID}:<canary>");
+        for seen in self.kas.server.seen() {
+            assert!(
+                seen.canary_in.iter().all(|w| w == "authorization"),
+                "the agent server got the job token in {:?} of {} {}",
+                seen.canary_in,
+                seen.method,
+                seen.path
+            );
+            if !seen.canary_in.is_empty() {
+                assert_eq!(seen.authorization.as_deref(), Some(bearer.as_str()));
+            }
+            assert!(!seen.has_header("job-token"), "JOB-TOKEN sent to KAS");
+        }
+        let seen = self.gitlab.seen();
+        for s in seen.iter().filter(|s| !s.canary_in.is_empty()) {
+            assert_eq!(
+                (s.canary_in.as_slice(), s.method.as_str(), s.path.as_str()),
+                (&["job-token".to_string()][..], "GET", ALLOWED_AGENTS),
+                "the job token went to GitLab elsewhere than JOB-TOKEN on the allowed-agents API"
+            );
+        }
+        let with_token = seen.iter().filter(|s| s.has_header("job-token")).count();
+        assert!(with_token <= 1, "{with_token} requests carried JOB-TOKEN");
+    }
+
+    /// GitLab was asked for the allowed agents once, with this job's token.
+    fn assert_allowed_agents_asked(&self) {
+        let asked: Vec<_> = self
+            .gitlab
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == ALLOWED_AGENTS)
+            .collect();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert!(asked[0].has_header("job-token"), "{asked:?}");
+        assert_eq!(asked[0].status, 200, "{asked:?}");
+    }
+}
+
+#[test]
+fn healthy_agent_passes() {
+    let world = World::new(KasMode::Healthy, &[AGENT_ID]);
+    let out = world.run();
+    let agent = out.agent();
+    assert_ne!(agent.verdict, "fail", "{}", out.describe());
+    assert!(agent.root_cause.is_none(), "{}", out.describe());
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    // The agent server's own fingerprint, then the cluster's answers through it.
+    let kas = out.check(agent, "gitlab.kas");
+    assert_eq!(kas.status, "pass", "{}", out.describe());
+    assert!(
+        kas.evidence.iter().any(|e| e.contains(KAS_SERVER)),
+        "{kas:?}"
+    );
+    let whoami = out.check(agent, "auth.whoami");
+    assert_eq!(whoami.status, "pass", "{}", out.describe());
+    assert!(
+        whoami.summary.contains("system:serviceaccount:ci:deployer"),
+        "{whoami:?}"
+    );
+    let rbac: Vec<_> = agent
+        .checks
+        .iter()
+        .filter(|c| c.id == "rbac.can-i")
+        .collect();
+    assert!(!rbac.is_empty() && rbac.iter().all(|c| c.status == "pass"));
+    let gitlab = out.target("gitlab");
+    let allowed = out.check(gitlab, "gitlab.allowed-agents");
+    assert_eq!(allowed.status, "pass", "{}", out.describe());
+    assert!(allowed.summary.contains("137"), "{allowed:?}");
+    // GitLab is asked without kubeconfig credentials: nothing to warn about.
+    let credentials = out.check(gitlab, "config.credentials");
+    assert_eq!(credentials.status, "skip", "{credentials:?}");
+    world.assert_allowed_agents_asked();
+    // The anonymous probe carried nothing; every other request the kubeconfig's bearer.
+    let seen = world.kas.server.seen();
+    assert!(
+        seen.iter().any(|s| s.path == "/k8s-proxy/version"
+            && s.authorization.is_none()
+            && s.status == 401),
+        "{seen:?}"
+    );
+    assert!(seen.iter().filter(|s| s.authorization.is_some()).count() >= 3);
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn auth_whoami_agent_unauthorized() {
+    let world = World::new(KasMode::JobTokenRejected, &[AGENT_ID]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause("auth.whoami", "agent-unauthorized", &["KUBECONFIG"]);
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("GitLab Agent Server: Unauthorized: CI job token")),
+        "{root:?}"
+    );
+    world.assert_allowed_agents_asked();
+    world.assert_token_discipline(&out);
+}
+
+/// The kubeconfig was saved from another job (a CI/CD variable, a cache, an artifact): its
+/// `ci:137:<token>` is not this job's token, so the agent server rejects it while GitLab
+/// accepts this job's own token and allows agent 137.
+#[test]
+fn auth_whoami_agent_unauthorized_stale_token() {
+    let world = World::new(KasMode::Healthy, &[AGENT_ID]);
+    let stale = "64_StaleTokenFromAnotherJob9x";
+    let kubeconfig = world.job.agent_kubeconfig(
+        &world.kas.k8s_proxy_url(),
+        &format!("ci:{AGENT_ID}:{stale}"),
+    );
+    let out = world.job.run(Some(&kubeconfig), &world.gitlab, None);
+    out.assert_agent_root_cause(
+        "auth.whoami",
+        "agent-unauthorized",
+        &["does not carry this job's CI_JOB_TOKEN"],
+    );
+    out.assert_no_leak(stale);
+    world.assert_token_discipline(&out);
+}
+
+/// Both refuse the token: GitLab's answer explains the agent server's 401.
+#[test]
+fn gitlab_allowed_agents_job_token_rejected() {
+    let job = Job::new();
+    let kas = Kas::start(
+        &job.rt,
+        KasMode::JobTokenRejected,
+        Some(job.tls(TlsClass::Good)),
+        AGENT_ID,
+        &job.canary,
+    );
+    let gitlab = gitlab_api::start(&job.rt, job.tls(TlsClass::Good), &job.canary, false, &[]);
+    let world = World { kas, gitlab, job };
+    let out = world.run();
+    out.assert_agent_root_cause(
+        "gitlab.allowed-agents",
+        "job-token-rejected",
+        &["inside the job"],
+    );
+    let whoami = out.check(out.agent(), "auth.whoami");
+    assert_eq!(whoami.reason.as_deref(), Some("agent-unauthorized"));
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn gitlab_allowed_agents_agent_not_allowed() {
+    let world = World::new(KasMode::AgentNotAllowed, &[5]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause(
+        "gitlab.allowed-agents",
+        "agent-not-allowed",
+        &[
+            PROJECT_PATH,
+            ".gitlab/agents/my-agent/config.yaml",
+            "ci_access",
+        ],
+    );
+    assert_eq!(root.subject, "agent:137");
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("allowed agent ids: 5")),
+        "{root:?}"
+    );
+    // The agent server's own refusal stays in the report, explained.
+    let whoami = out.check(out.agent(), "auth.whoami");
+    assert_eq!(
+        (whoami.status.as_str(), whoami.reason.as_deref()),
+        ("fail", Some("agent-forbidden"))
+    );
+    world.assert_allowed_agents_asked();
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn gitlab_allowed_agents_no_agents() {
+    let world = World::new(KasMode::AgentNotAllowed, &[]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause(
+        "gitlab.allowed-agents",
+        "no-agents",
+        &["ci_access", PROJECT_PATH],
+    );
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("allowed_agents: []")),
+        "{root:?}"
+    );
+    world.assert_allowed_agents_asked();
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn auth_whoami_agent_not_connected() {
+    let world = World::new(KasMode::AgentNotConnected, &[AGENT_ID]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause("auth.whoami", "agent-not-connected", &["agentk"]);
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("Agent connection not found")),
+        "{root:?}"
+    );
+    assert!(
+        !root.summary.contains("timeout") && !root.summary.contains("timed out"),
+        "{root:?}"
+    );
+    // The agent server said so at once: the tool must not have waited for a timeout.
+    assert!(
+        out.report.duration_ms < 15_000,
+        "took {} ms",
+        out.report.duration_ms
+    );
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn gitlab_kas_not_agent_server() {
+    let world = World::new(KasMode::LoadBalancer, &[AGENT_ID]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause("gitlab.kas", "not-agent-server", &["k8s-proxy URL"]);
+    let evidence = root.evidence.join("\n");
+    assert!(
+        evidence.contains("Server: nginx/1.25.3")
+            && evidence.contains("401 Authorization Required"),
+        "{evidence}"
+    );
+    assert!(
+        root.summary.contains("Gitlab-Unauthorized"),
+        "{}",
+        root.summary
+    );
+    world.assert_token_discipline(&out);
+}
+
+/// GitLab built an `http://` k8s-proxy URL (a `ws://` KAS external URL): kubectl would send no
+/// credentials; neither does kube-reach.
+#[test]
+fn config_server_insecure_scheme() {
+    let job = Job::new();
+    let world = World::with_kas_tls(job, KasMode::Healthy, None, &[AGENT_ID]);
+    let url = world.kas.k8s_proxy_url();
+    assert!(url.starts_with("http://"), "{url}");
+    let out = world.run();
+    let https = url.replacen("http://", "https://", 1);
+    out.assert_agent_root_cause(
+        "config.server",
+        "insecure-scheme",
+        &["gitlab_kas_external_k8s_proxy_url", &https],
+    );
+    let whoami = out.check(out.agent(), "auth.whoami");
+    assert_eq!(
+        (whoami.status.as_str(), whoami.reason.as_deref()),
+        ("warn", Some("credentials-withheld")),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        whoami
+            .fix
+            .as_deref()
+            .unwrap_or_default()
+            .contains("https://")
+    );
+    for seen in world.kas.server.seen() {
+        assert!(
+            seen.authorization.is_none(),
+            "a credential went over http: {} {}",
+            seen.method,
+            seen.path
+        );
+    }
+    world.assert_token_discipline(&out);
+}
+
+/// The agent server's certificate comes from a CA the job does not trust (GitLab's kubeconfig
+/// has no CA data): the fix must say how to make the job trust it.
+#[test]
+fn tls_trust_unknown_authority() {
+    let job = Job::new();
+    let rogue = job.tls(TlsClass::UnknownAuthority);
+    let world = World::with_kas_tls(job, KasMode::Healthy, Some(rogue), &[AGENT_ID]);
+    let out = world.run();
+    let root = out.assert_agent_root_cause("tls.trust", "unknown-authority", &[]);
+    let fix = root.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.contains("SSL_CERT_FILE") || fix.contains("CI_SERVER_TLS_CA_FILE"),
+        "{fix}"
+    );
+    assert!(
+        world
+            .kas
+            .server
+            .seen()
+            .iter()
+            .all(|s| s.authorization.is_none()),
+        "a credential went to an unverified agent server"
+    );
+    // GitLab itself is trusted (SSL_CERT_FILE names its CA) and still answers.
+    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
+    assert_eq!(allowed.status, "pass", "{}", out.describe());
+    world.assert_token_discipline(&out);
+}
+
+/// No agent authorizes the job: GitLab sets no KUBECONFIG at all.
+#[test]
+fn config_kubeconfig_not_set() {
+    let world = World::new(KasMode::Healthy, &[]);
+    let out = world.job.run(None, &world.gitlab, None);
+    let not_set = out
+        .report
+        .checks
+        .iter()
+        .find(|c| c.id == "config.kubeconfig")
+        .unwrap_or_else(|| panic!("no config.kubeconfig\n{}", out.describe()));
+    assert_eq!(
+        (not_set.status.as_str(), not_set.reason.as_deref()),
+        ("fail", Some("not-set")),
+        "{}",
+        out.describe()
+    );
+    let fix = not_set.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.contains("ci_access") && fix.contains(PROJECT_PATH),
+        "{fix}"
+    );
+    assert!(
+        out.report.targets.iter().all(|t| t.kind != "gitlab-agent"),
+        "{}",
+        out.describe()
+    );
+    out.assert_junit_failure("kube-reach", "config.kubeconfig", "not-set");
+    assert_eq!(out.code, Some(1));
+    assert!(world.kas.server.seen().is_empty());
+    world.assert_token_discipline(&out);
+}
+
+/// THE SAFETY TEST: `CI_API_V4_URL` points at another listener than `CI_SERVER_URL` (a project
+/// variable overriding it, say). The job token must go nowhere: not there, not to GitLab, and to
+/// the agent server only inside the kubeconfig's own `ci:137:<token>`.
+#[test]
+fn job_token_goes_only_to_the_gitlab_server() {
+    let world = World::new(KasMode::Healthy, &[AGENT_ID]);
+    let decoy_handler: Handler =
+        Arc::new(|_| Box::pin(async { reply(200, &[], r#"{"allowed_agents":[]}"#) }));
+    let decoy = FakeServer::start(
+        &world.job.rt,
+        Some(world.job.tls(TlsClass::Good)),
+        &world.job.canary,
+        decoy_handler,
+    );
+    let kubeconfig = world
+        .job
+        .agent_kubeconfig(&world.kas.k8s_proxy_url(), &world.job.agent_token());
+    let api = format!("{}/api/v4", decoy.url());
+    let out = world.job.run(Some(&kubeconfig), &world.gitlab, Some(&api));
+
+    assert_eq!(decoy.connections(), 0, "{:?}", decoy.seen());
+    assert!(decoy.seen().is_empty());
+    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
+    assert_eq!(
+        (allowed.status.as_str(), allowed.reason.as_deref()),
+        ("warn", Some("unavailable")),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        allowed.summary.contains("CI_API_V4_URL") && allowed.summary.contains("not sent"),
+        "{allowed:?}"
+    );
+    assert!(
+        world
+            .gitlab
+            .seen()
+            .iter()
+            .all(|s| !s.has_header("job-token")),
+        "{:?}",
+        world.gitlab.seen()
+    );
+    // The agent itself still works: its token is the kubeconfig's, sent where it names.
+    assert!(out.agent().root_cause.is_none(), "{}", out.describe());
+    world.assert_token_discipline(&out);
+}
