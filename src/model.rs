@@ -177,14 +177,16 @@ impl CheckResult {
         }
     }
 
-    /// A check that did not run because `blocker` failed.
+    /// A check that did not run because `blocker` failed (or, like withheld credentials,
+    /// did not pass).
     pub fn blocked(id: CheckId, subject: impl Into<String>, blocker: &CheckResult) -> Self {
         let mut result = CheckResult::finding(id, subject, Reason::Blocked);
-        result.summary = format!(
-            "not run: {} {} failed",
-            blocker.id.as_str(),
-            blocker.subject
-        );
+        let outcome = if blocker.status.is_failure() {
+            "failed"
+        } else {
+            "did not pass"
+        };
+        result.summary = format!("not run: {} {outcome}", blocker.key());
         result.blocked_by = Some(blocker.key());
         result
     }

@@ -336,7 +336,7 @@ impl Console<'_> {
         let word = format!("{:<STATUS_WIDTH$}", Status::Skip.as_str());
         writeln!(
             self.out,
-            "{CHECK_INDENT}{}{} checks not run ({}): {} failed",
+            "{CHECK_INDENT}{}{} checks not run ({}): {} did not pass",
             self.options.styles.status(Status::Skip).paint(&word),
             run.len(),
             list.join(", "),
