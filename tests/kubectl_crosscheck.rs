@@ -6,13 +6,16 @@
 //! which picks its bundled client by the server's minor version: the fake says 1.31). Without
 //! kubectl the test prints that it was skipped and returns; that is the only early return.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+#[path = "common/child.rs"]
+mod child;
 
 use base64::Engine;
+use child::run_bounded;
 use kube_reach::demo::apiserver::{self, DEMO_GIT_VERSION};
 use kube_reach::demo::proxy::start_proxy;
 use kube_reach::demo::{
@@ -49,47 +52,19 @@ impl std::fmt::Debug for Outcome {
 /// Runs kubectl with a fresh HOME and cache dir, no proxy variables, and a hard timeout.
 fn run_kubectl(kubectl: &Path, home: &Path, kubeconfig: &Path, args: &[&str]) -> Outcome {
     let cache = home.join("cache");
-    let mut child = Command::new(kubectl)
-        .env_clear()
+    let mut cmd = Command::new(kubectl);
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .arg(format!("--cache-dir={}", cache.display()))
         .arg("--request-timeout=10s")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("waiting for kubectl") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kubectl {args:?} did not finish within {CHILD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        .args(args);
+    let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
     Outcome {
         code,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout,
+        stderr,
     }
 }
 

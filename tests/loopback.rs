@@ -4,6 +4,8 @@
 //! downstream is blamed. Everything binds to 127.0.0.1 and nothing resolves through the
 //! system resolver (IP literals, or a hosts file and an empty resolv.conf made here).
 
+#[path = "common/child.rs"]
+mod child;
 #[path = "loopback/support.rs"]
 mod support;
 

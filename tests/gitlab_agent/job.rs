@@ -4,18 +4,18 @@
 //! The binary, not the engine in-process: system roots are read once per process (a
 //! `OnceLock` in `net/tls.rs`), so each run needs its own process and its own `SSL_CERT_FILE`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube_reach::demo::{ClientAuth, DEFAULT_SANS, Pki, TlsClass};
 use kube_reach::report::json::{JsonCheck, JsonReport, JsonTarget};
 use quick_junit::{NonSuccessKind, TestCaseStatus};
 use tokio::runtime::Runtime;
 
+use crate::child::run_bounded;
 use crate::server::FakeServer;
 
 pub const AGENT_ID: i64 = 137;
@@ -128,14 +128,11 @@ impl Job {
             .env("CI_PROJECT_ID", PROJECT_ID.to_string())
             .env("CI_JOB_ID", JOB_ID.to_string())
             .env("CI_PROJECT_DIR", self.path("project"))
-            .env("HOME", self.path("home"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("HOME", self.path("home"));
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
-        let (code, stdout, stderr) = run_bounded(cmd);
+        let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
         let junit_xml = std::fs::read_to_string(&junit)
             .unwrap_or_else(|e| panic!("no JUnit report ({e}); exit {code:?}; stderr:\n{stderr}"));
         let report: JsonReport = serde_json::from_str(&stdout)
@@ -171,39 +168,6 @@ fn canary() -> String {
         seed = seed / alphabet.len() as u128 + 0x9e37_79b9_7f4a_7c15;
     }
     token
-}
-
-fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
-    let mut child = cmd.spawn().expect("kube-reach starts");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("waiting for kube-reach") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kube-reach ran longer than {CHILD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        code,
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    )
 }
 
 /// The layer order of spec §2 (root cause = first failure in this order).

@@ -11,12 +11,12 @@ use crate::support::*;
 fn bad_flags_and_unreadable_require_files_exit_2() {
     let world = World::new();
     let out = world.run_binary(None, &["--no-such-flag"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.code, Some(2));
     let out = world.run_binary(None, &["--require-file", "/nonexistent/require.txt"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.code, Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/require.txt"));
     let out = world.run_binary(None, &["--require", "create"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.code, Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected"));
 }
 
@@ -30,7 +30,7 @@ fn no_kubeconfig_fails_with_a_report_and_exit_1() {
         &[("HOME", "/nonexistent")],
     );
     assert_eq!(
-        out.status.code(),
+        out.code,
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
@@ -61,7 +61,7 @@ fn an_unwritable_report_path_exits_3_but_the_other_reports_are_written() {
         ],
         &[("HOME", "/nonexistent")],
     );
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.code, Some(3));
     assert!(json.exists(), "the JSON report must still be written");
 }
 
@@ -69,7 +69,7 @@ fn run_mixed_cluster(
     world: &World,
     rt: &tokio::runtime::Runtime,
     canary: &str,
-) -> (std::process::Output, String, String) {
+) -> (Finished, String, String) {
     let pki = Pki::generate().expect("pki");
     let (good, ca) = rt.block_on(tls_server(
         &pki,
@@ -119,7 +119,7 @@ fn reports_are_valid_and_leak_no_secret() {
     let world = World::new();
     let canary = "tok-canary-6f1d2a9e";
     let (out, junit, json) = run_mixed_cluster(&world, &rt, canary);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for (name, text) in [
@@ -219,7 +219,7 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
     );
     let out = world.run_binary(Some(&path), &["--json", "-"], &[]);
     assert_eq!(
-        out.status.code(),
+        out.code,
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
@@ -228,13 +228,13 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
     assert_eq!(v["verdict"], "pass");
     // A certificate expiring within --expiry-warn-days is a warning: exit 0, or 1 with --fail-on warn.
     let out = world.run_binary(Some(&path), &["--expiry-warn-days", "400"], &[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.code, Some(0));
     let out = world.run_binary(
         Some(&path),
         &["--expiry-warn-days", "400", "--fail-on", "warn"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, Some(1));
 }
 
 #[test]
@@ -247,9 +247,14 @@ fn the_demo_stays_on_loopback_even_inside_gitlab_ci() {
         .env("GITLAB_CI", "true")
         .env("CI_SERVER_URL", "https://gitlab.invalid")
         .env("CI_PROJECT_DIR", world.dir.path());
-    let out = cmd.output().expect("run demo");
+    let (code, stdout, stderr) = crate::child::run_bounded(cmd, std::time::Duration::from_secs(60));
+    let out = Finished {
+        code,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    };
     assert_eq!(
-        out.status.code(),
+        out.code,
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)

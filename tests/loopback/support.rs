@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use kube_reach::catalogue::{CheckId, Reason};
@@ -173,7 +172,7 @@ impl World {
         kubeconfig: Option<&Path>,
         extra: &[&str],
         vars: &[(&str, &str)],
-    ) -> Output {
+    ) -> Finished {
         let mut args = self.base_args();
         args.remove(0);
         if let Some(k) = kubeconfig {
@@ -187,7 +186,12 @@ impl World {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        cmd.output().expect("run kube-reach")
+        let (code, stdout, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(60));
+        Finished {
+            code,
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
+        }
     }
 }
 
@@ -251,4 +255,11 @@ pub fn evidence_of(t: &TargetReport, check: CheckId) -> String {
         .flat_map(|c| c.evidence.iter().cloned())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What a bounded run of the binary left: exit code and output.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
