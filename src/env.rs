@@ -1,5 +1,5 @@
 //! One snapshot of what the run reads from its surroundings: variables, the clock, resolv.conf
-//! and the hosts file, whether stdout is a terminal. Captured once in `main`; tests build it by
+//! and the hosts file. Captured once in `main`; tests build it by
 //! hand, so nothing below reads `std::env` or these files itself.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,6 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub struct Env {
     pub vars: BTreeMap<String, String>,
     pub now: SystemTime,
-    pub stdout_is_terminal: bool,
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
     /// The embedded demo: its loopback servers are the point, not a mistake to warn about, and
@@ -25,11 +24,9 @@ pub struct Env {
 impl Env {
     /// Captures the real process environment.
     pub fn capture(resolv_conf_path: PathBuf, hosts_path: PathBuf) -> Env {
-        use std::io::IsTerminal;
         Env {
             vars: std::env::vars().collect(),
             now: SystemTime::now(),
-            stdout_is_terminal: std::io::stdout().is_terminal(),
             resolv_conf_path,
             hosts_path,
             demo: false,

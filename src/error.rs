@@ -1,6 +1,6 @@
 //! Errors of the tool itself. Findings about the cluster are never errors: they are
-//! `CheckResult`s. These types exist only for "the tool was invoked wrongly" (exit 2) and
-//! "the tool broke" (exit 3).
+//! `CheckResult`s. This type exists only for "the tool was invoked wrongly" (exit 2); the
+//! tool breaking (exit 3) is a runtime or report-writing failure, handled where it happens in `main`.
 
 use std::path::PathBuf;
 
@@ -17,14 +17,4 @@ pub enum UsageError {
     InvalidRequirement { line: String, problem: String },
     #[error("--timeout and --deadline must be positive numbers of seconds, got {0}")]
     InvalidDuration(String),
-    #[error("--server {0:?} is not a URL: {1}")]
-    InvalidServer(String, String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InternalError {
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("demo failed: {0}")]
-    Demo(String),
 }

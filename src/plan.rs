@@ -214,7 +214,6 @@ pub struct Plan {
     /// Run-wide results found while planning (config.kubeconfig).
     pub checks: Vec<CheckResult>,
     pub requirements: Vec<Requirement>,
-    pub default_namespace: Option<String>,
     pub timeout: Duration,
     pub deadline: Duration,
     pub expiry_warn: Duration,
@@ -299,7 +298,6 @@ impl Plan {
             targets,
             checks: discovery.checks,
             requirements,
-            default_namespace: args.namespace.clone(),
             timeout,
             deadline,
             expiry_warn,

@@ -2,7 +2,7 @@
 //! GitLab server as a target, and the one request that may carry the job token.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hyper::Uri;
 
@@ -138,11 +138,6 @@ pub fn gitlab_server_target(ci: &CiFacts) -> Option<ServerTarget> {
     })
 }
 
-/// `CI_SERVER_TLS_CA_FILE`: the CA the runner was told to trust for GitLab (runner `tls-ca-file`).
-pub fn gitlab_ca_file(ci: &CiFacts) -> Option<&Path> {
-    ci.server_tls_ca_file.as_deref()
-}
-
 /// A request the engine may send with the job token: `GET url` with `header_name: <token>`
 /// and `Accept: application/json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +251,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::Status;
     use std::collections::HashMap;
+    use std::path::Path;
 
     pub(crate) const CANARY: &str = "64_CANARYjobTOKENzzQ9xk2";
 
@@ -387,10 +383,9 @@ pub(crate) mod tests {
             ("gitlab.example.com", 8080)
         );
         assert_eq!(
-            gitlab_ca_file(&ci),
+            target.ca_file.as_deref(),
             Some(Path::new("/builds/acme.tmp/CI_SERVER_TLS_CA_FILE"))
         );
-        assert_eq!(target.ca_file.as_deref(), gitlab_ca_file(&ci));
         v.insert("CI_SERVER_URL", "http://gitlab.internal".into());
         assert_eq!(gitlab_server_target(&facts(&v)).map(|t| t.port), Some(80));
     }

@@ -38,7 +38,7 @@ pub use allowed::{
 };
 pub use ci::{
     ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, Request, ServerTarget,
-    allowed_agents_request, gitlab_ca_file, gitlab_server_target, plan_allowed_agents,
+    allowed_agents_request, gitlab_server_target, plan_allowed_agents,
 };
 pub use identity::{Identity, predict_identity, rbac_fix_yaml};
 pub use kas::{

@@ -253,6 +253,7 @@ fn spec_for_context(config: &Kubeconfig, ctx: &NamedContext) -> TargetSpec {
     spec.kind = Some(detect_kind(
         &ctx.name,
         spec.server.as_deref(),
+        spec.user_name.as_deref(),
         spec.token.as_ref(),
     ));
     spec

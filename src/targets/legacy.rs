@@ -13,7 +13,7 @@ const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 pub fn from_flags(server: &str, opts: &DiscoveryOptions) -> TargetSpec {
     TargetSpec {
         name: server.to_string(),
-        kind: Some(super::detect_kind("", Some(server), None)),
+        kind: Some(super::detect_kind("", Some(server), None, None)),
         source: "--server".into(),
         server: Some(server.to_string()),
         ca_file: opts.ca_file.clone(),
@@ -66,7 +66,8 @@ pub fn in_cluster(env: &Env) -> Option<TargetSpec> {
     })
 }
 
-/// The GitLab server, checked whenever the job runs in GitLab CI or an agent target exists.
+/// The GitLab server, checked whenever the job runs in GitLab CI or an agent target exists
+/// (never in the demo, which stays on loopback).
 pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
     let has_agent = specs
         .iter()
@@ -74,13 +75,14 @@ pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
     if env.demo || (!env.in_gitlab_ci() && !has_agent) {
         return None;
     }
-    let url = env.var("CI_SERVER_URL")?;
+    let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
+    let server = crate::gitlab::gitlab_server_target(&ci)?;
     Some(TargetSpec {
         name: "gitlab".into(),
         kind: Some(TargetKind::Gitlab),
         source: "CI_SERVER_URL".into(),
-        server: Some(url.to_string()),
-        ca_file: env.var("CI_SERVER_TLS_CA_FILE").map(PathBuf::from),
+        server: Some(server.url),
+        ca_file: server.ca_file,
         ..TargetSpec::default()
     })
 }

@@ -103,20 +103,17 @@ fn not_set(env: &Env) -> CheckResult {
     result
 }
 
-/// Kind from the shape of the target (spec §1).
-pub fn detect_kind(context: &str, server: Option<&str>, token: Option<&Secret>) -> TargetKind {
-    let path_is_agent = server
-        .map(|s| s.trim_end_matches('/').ends_with("/k8s-proxy"))
-        .unwrap_or(false);
-    let token_is_agent = token
-        .map(|t| {
-            let mut parts = t.expose().splitn(3, ':');
-            parts.next() == Some("ci") && parts.next().is_some_and(|id| id.parse::<i64>().is_ok())
-        })
-        .unwrap_or(false);
-    if path_is_agent || token_is_agent {
+/// Kind from the shape of the target (spec §1), by the GitLab module's own recognisers.
+pub fn detect_kind(
+    context: &str,
+    server: Option<&str>,
+    user: Option<&str>,
+    token: Option<&Secret>,
+) -> TargetKind {
+    let token = token.map(Secret::expose);
+    if crate::gitlab::is_agent_target(server.unwrap_or_default(), user, token) {
         TargetKind::GitlabAgent
-    } else if context == "gitlab-deploy" {
+    } else if crate::gitlab::is_legacy_context(context) {
         TargetKind::LegacyCertificate
     } else {
         TargetKind::Direct

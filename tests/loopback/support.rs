@@ -141,7 +141,6 @@ impl World {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             now: SystemTime::now(),
-            stdout_is_terminal: false,
             resolv_conf_path: self.path("resolv.conf"),
             hosts_path: self.path("hosts"),
             demo: false,
