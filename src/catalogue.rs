@@ -620,7 +620,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ConnectFailed,
         F,
         "the connection failed",
-        "See the error in the evidence.",
+        "The operating system refused to make the connection (its error is in the evidence): check the runner's own network setup: a local firewall, exhausted ports, or a sandbox that forbids outbound connections.",
         TCP_WHY,
     ),
     // ---- proxy.connect
@@ -669,7 +669,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ConnectFailed,
         F,
         "connecting to the proxy failed",
-        "See the error in the evidence.",
+        "The operating system refused to connect to the proxy (its error is in the evidence): check the proxy address in HTTPS_PROXY or proxy-url and the runner's own network setup.",
         "The proxy could not be reached.",
     ),
     // ---- proxy.tunnel
@@ -767,7 +767,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::HandshakeFailed,
         F,
         "the TLS handshake failed",
-        "See the error in the evidence.",
+        "Compare the API server's TLS settings with what kubectl needs (TLS 1.2 or newer, ECDHE ciphers, the SNI name in the evidence), and look for a middlebox that terminates TLS; the TLS library's error is in the evidence.",
         "The TLS layer failed before any certificate could be judged.",
     ),
     // ---- tls.trust
@@ -931,7 +931,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::RequestFailed,
         F,
         "the HTTP request failed",
-        "See the error in the evidence.",
+        "The connection broke mid-request: look for a load balancer or proxy that closes connections (HTTP/2 or idle limits) in front of the API server; the error is in the evidence.",
         "The connection broke during the request.",
     ),
     // ---- http.health
@@ -1030,7 +1030,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Unknown,
         W,
         "the server did not say whether this is allowed",
-        "Check the evidence; the access review could not be evaluated.",
+        "Ask the cluster's operators: the API server could not evaluate the review (a failing authorization webhook, say) and its words are in the evidence. kube-reach never reports this as a denial.",
         "An unanswered review is not a denial.",
     ),
     row(
@@ -1063,7 +1063,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Unreachable,
         F,
         "the GitLab server cannot be reached from the job",
-        "See the evidence; CI_SERVER_URL must be reachable from the runner.",
+        "Check CI_SERVER_URL from the runner: the evidence shows which request failed and what answered instead. Through a proxy, the proxy must let the runner reach the GitLab host (or add it to NO_PROXY).",
         "The job needs GitLab for its agent authorization and artifacts.",
     ),
     row(
@@ -1095,7 +1095,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Unavailable,
         W,
         "the allowed-agents API could not be asked",
-        "See the evidence.",
+        "Run kube-reach inside the GitLab job, where CI_JOB_TOKEN and CI_API_V4_URL are set and CI_API_V4_URL is on the CI_SERVER_URL host; the evidence says which of these stopped the request, or what GitLab answered.",
         "Without it the agent's authorization cannot be confirmed.",
     ),
     row(
@@ -1167,7 +1167,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Unreachable,
         F,
         "the agent server cannot be reached",
-        "See the layers below for where it breaks.",
+        "The agent server gave no HTTP answer to an anonymous request: check the host and port of the kubeconfig's k8s-proxy URL, and that a proxy or firewall lets the runner reach it.",
         "All agent traffic goes through the agent server.",
     ),
     row(
@@ -1197,10 +1197,17 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     any(R::NotApplicable, S, "not applicable", "", ""),
     any(
+        R::RequestFailed,
+        F,
+        "the request failed",
+        "The connection broke during the request: look for a load balancer or proxy that closes connections in front of the server; the error is in the evidence.",
+        "The connection was established and verified, then failed before an answer arrived.",
+    ),
+    any(
         R::Timeout,
         F,
         "timed out",
-        "See the evidence.",
+        "Raise --timeout if the server is merely slow; if it never answers, the request is lost on the path (a firewall, a proxy, an overloaded API server). The evidence names the request.",
         "The operation did not finish within --timeout.",
     ),
     any(

@@ -93,16 +93,23 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     if let Some(dir) = ci.project_dir.as_ref().filter(|_| !env.demo) {
         checks.extend(gitlab::check_agent_configs(dir, &ci));
     }
-    let agents = plan
+    // Which GitLab agent each agent target uses: for the allowed-agents cross-check, and to
+    // match GitLab's per-agent findings to their target afterwards.
+    let agent_targets: Vec<(String, gitlab::AgentIdentity)> = plan
         .targets
         .iter()
         .filter(|t| t.kind == TargetKind::GitlabAgent)
         .filter_map(|t| {
             let token = t.credentials.bearer.as_ref().map(|b| b.expose());
             gitlab::classify_agent_target(&t.server_display, None, token)
-                .map(|a| a.with_context(&t.name))
+                .map(|a| (t.name.clone(), a.with_context(&t.name)))
         })
         .collect();
+    let agent_of: Vec<(String, String)> = agent_targets
+        .iter()
+        .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
+        .collect();
+    let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
     let ctx = Arc::new(RunContext {
         dns,
         ci,
@@ -141,7 +148,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             checks: results,
         });
     }
-    explain_agent_failures(&mut targets);
+    explain_agent_failures(&mut targets, &agent_of);
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -197,15 +204,11 @@ fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunC
 
 async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>) {
     rec.push_all(target.config_checks.iter().cloned());
-    if let Some(blocker) = target
-        .config_checks
-        .iter()
-        .find(|c| c.status.is_failure() && target.endpoint.is_none())
-    {
-        block_rest(&rec, blocker, &target, &ctx);
-        return;
-    }
+    // No endpoint: the config layer found nothing to connect to (its failure says why).
     let Some(endpoint) = &target.endpoint else {
+        if let Some(blocker) = target.config_checks.iter().find(|c| c.status.is_failure()) {
+            block_rest(&rec, blocker, &target, &ctx);
+        }
         return;
     };
     let (host, port, proxy) = match &target.route {
@@ -383,7 +386,7 @@ async fn secure(
         ctx.now,
         ctx.expiry_warn,
     );
-    let mut results = judged.results;
+    let mut results = judged;
     if target.kind == TargetKind::GitlabAgent {
         // GitLab's agent kubeconfig carries no CA: the job's trust store must trust KAS.
         for r in results
@@ -535,50 +538,29 @@ async fn whoami_layer(
         }
         return None;
     }
-    let credentials = target.credentials.description.as_str();
+    // kubectl's fallbacks: v1, then v1beta1, then "unsupported" (a bounded list).
     let mut outcome = first;
-    for (path, api) in auth::WHOAMI_PATHS
-        .iter()
-        .skip(1)
-        .chain(std::iter::once(&("", "")))
-    {
-        match auth::judge(authority, &outcome, credentials) {
-            auth::Whoami::Known(result, identity) => {
-                let failed = result.status.is_failure();
-                rec.push(result.clone());
-                if failed {
-                    block_rest(rec, &result, target, ctx);
-                    return None;
-                }
-                return Some(identity.username);
-            }
-            auth::Whoami::Other(result) => {
-                let failed = result.status.is_failure();
-                rec.push(result.clone());
-                if failed {
-                    block_rest(rec, &result, target, ctx);
-                    return None;
-                }
-                return Some(String::new());
-            }
-            auth::Whoami::NotServed if path.is_empty() => {
-                rec.push(auth::unsupported(authority));
-                return Some(String::new());
-            }
-            auth::Whoami::NotServed => {
+    let mut fallbacks = auth::WHOAMI_PATHS[1..].iter();
+    let (result, identity) = loop {
+        if let Some(judged) = auth::judge(authority, &outcome, &target.credentials) {
+            break judged;
+        }
+        match fallbacks.next() {
+            Some((path, api)) => {
+                let body = Some(auth::whoami_body(api));
                 outcome = conn
-                    .send(
-                        "POST",
-                        path,
-                        Some(auth::whoami_body(api)),
-                        conn.has_credentials(),
-                        ctx.timeout,
-                    )
+                    .send("POST", path, body, conn.has_credentials(), ctx.timeout)
                     .await;
             }
+            None => break (auth::unsupported(authority), auth::Identity::default()),
         }
+    };
+    rec.push(result.clone());
+    if result.status.is_failure() {
+        block_rest(rec, &result, target, ctx);
+        return None;
     }
-    Some(String::new())
+    Some(identity.username)
 }
 
 /// The GitLab agent server's own fingerprints: an anonymous request must get its 401 with
@@ -714,7 +696,7 @@ async fn gitlab_server_layers(
 /// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
 /// answer becomes the agent target's root cause (spec §2: the gitlab checks explain a
 /// gitlab-agent target's auth failures).
-fn explain_agent_failures(targets: &mut [TargetReport]) {
+fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String, String)]) {
     let explanations: Vec<CheckResult> = targets
         .iter()
         .filter(|t| t.kind == TargetKind::Gitlab)
@@ -733,28 +715,24 @@ fn explain_agent_failures(targets: &mut [TargetReport]) {
         if !auth_failed {
             continue;
         }
-        let agent = t.name.clone();
+        let agent = agent_of
+            .iter()
+            .find(|(name, _)| *name == t.name)
+            .map(|(_, a)| a.as_str());
         // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
         // that agent gets it; the job-wide findings apply to every agent target.
-        let mentions = |needle: &str| t.checks.iter().any(|c| c.summary.contains(needle));
         let relevant: Vec<CheckResult> = explanations
             .iter()
             .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed)
-                    || mentions(&format!("{} ", e.subject))
-                    || e.evidence.iter().any(|ev| ev.contains(&agent))
+                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
             })
-            .cloned()
-            .collect();
-        let mut added = false;
-        for e in relevant {
-            t.checks.push(
+            .map(|e| {
                 e.clone()
-                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents"),
-            );
-            added = true;
-        }
-        if added {
+                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")
+            })
+            .collect();
+        if !relevant.is_empty() {
+            t.checks.extend(relevant);
             t.verdict = verdict::verdict(&t.checks);
             t.root_cause = verdict::root_cause(&t.checks);
         }

@@ -90,13 +90,28 @@ pub struct TlsSettings {
 pub struct Credentials {
     pub bearer: Option<Secret>,
     pub client_identity: Option<ClientIdentity>,
-    /// "bearer token", "client certificate CN=…", "none"…
-    pub description: String,
     /// `false` when config.credentials found them unusable: then nothing is sent.
     pub usable: bool,
 }
 
+impl Credentials {
+    /// What the target presents, for evidence (never the secret itself).
+    pub fn describe(&self) -> String {
+        match (&self.client_identity, &self.bearer) {
+            (Some(id), _) => format!("client certificate {}", id.subject),
+            (None, Some(_)) => "bearer token".into(),
+            (None, None) => "none".into(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.client_identity.is_none() && self.bearer.is_none()
+    }
+}
+
 pub struct ClientIdentity {
+    /// The certificate's subject, for evidence.
+    pub subject: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
 }

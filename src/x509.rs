@@ -116,3 +116,14 @@ pub fn format_time(t: SystemTime) -> String {
         })
         .unwrap_or_else(|| format!("@{secs}"))
 }
+
+/// "3 days", "5 hours", "12 minutes".
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} seconds"),
+        120..=7199 => format!("{} minutes", s / 60),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}

@@ -3,6 +3,7 @@
 use crate::catalogue::{CheckId, Reason};
 use crate::model::CheckResult;
 use crate::net::http::{HttpFailure, Response};
+use crate::plan::Credentials;
 
 pub const WHOAMI_PATHS: &[(&str, &str)] = &[
     (
@@ -28,25 +29,24 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
-pub enum Whoami {
-    Known(CheckResult, Identity),
-    /// 404: try the next API version.
-    NotServed,
-    Other(CheckResult),
-}
-
-pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials: &str) -> Whoami {
+/// The SelfSubjectReview answer judged: `None` when this API version is not served (404),
+/// so the caller tries the next one.
+pub fn judge(
+    subject: &str,
+    outcome: &Result<Response, HttpFailure>,
+    credentials: &Credentials,
+) -> Option<(CheckResult, Identity)> {
     let id = CheckId::AuthWhoami;
     let r = match outcome {
         Err(HttpFailure::Stalled) => {
-            return Whoami::Other(
+            return unidentified(
                 CheckResult::finding(id, subject, Reason::Timeout)
                     .with_evidence("SelfSubjectReview: no answer"),
             );
         }
         Err(HttpFailure::Failed(e)) => {
-            return Whoami::Other(
-                CheckResult::finding(id, subject, Reason::Timeout)
+            return unidentified(
+                CheckResult::finding(id, subject, Reason::RequestFailed)
                     .with_summary("the SelfSubjectReview request failed")
                     .with_evidence(e.clone()),
             );
@@ -78,7 +78,7 @@ pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials
             let evidence = format!("groups: {}", identity.groups.join(", "));
             let result = if identity.username == "system:anonymous" {
                 CheckResult::finding(id, subject, Reason::Anonymous)
-                    .with_evidence(format!("credentials: {credentials}"))
+                    .with_evidence(format!("credentials: {}", credentials.describe()))
             } else {
                 CheckResult::pass(
                     id,
@@ -86,34 +86,34 @@ pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials
                     format!("authenticated as {}", identity.username),
                 )
             };
-            Whoami::Known(result.with_evidence(evidence), identity)
+            Some((result.with_evidence(evidence), identity))
         }
-        404 => Whoami::NotServed,
+        404 => None,
         401 => {
-            let sub = match credentials {
-                "none" => "no credentials were sent",
-                c if c.starts_with("client certificate") => {
-                    "the client certificate was not accepted (not signed by the cluster's client CA, or expired)"
-                }
-                _ => "the token was rejected: unknown, expired or revoked",
+            let sub = if credentials.is_empty() {
+                "no credentials were sent"
+            } else if credentials.client_identity.is_some() {
+                "the client certificate was not accepted (not signed by the cluster's client CA, or expired)"
+            } else {
+                "the token was rejected: unknown, expired or revoked"
             };
-            Whoami::Other(
+            unidentified(
                 CheckResult::finding(id, subject, Reason::Unauthorized)
                     .with_evidence(format!("HTTP 401: {sub}"))
-                    .with_evidence(format!("credentials: {credentials}"))
+                    .with_evidence(format!("credentials: {}", credentials.describe()))
                     .with_evidence(format!("body: {}", r.excerpt(200))),
             )
         }
         // A 403 naming system:anonymous (or with nothing sent): the credentials never arrived.
-        403 if credentials == "none" || r.excerpt(400).contains("system:anonymous") => {
-            Whoami::Other(
+        403 if credentials.is_empty() || r.excerpt(400).contains("system:anonymous") => {
+            unidentified(
                 CheckResult::finding(id, subject, Reason::Anonymous)
                     .with_evidence(format!("HTTP 403: {}", r.excerpt(200)))
-                    .with_evidence(format!("credentials: {credentials}")),
+                    .with_evidence(format!("credentials: {}", credentials.describe())),
             )
         }
         // Authenticated (a 403 means the server knew who asked) but not allowed to ask.
-        403 => Whoami::Known(
+        403 => Some((
             CheckResult::pass(
                 id,
                 subject,
@@ -121,14 +121,19 @@ pub fn judge(subject: &str, outcome: &Result<Response, HttpFailure>, credentials
             )
             .with_evidence(r.excerpt(200)),
             Identity::default(),
-        ),
-        status => Whoami::Other(
+        )),
+        status => unidentified(
             CheckResult::finding(id, subject, Reason::Unknown)
                 .with_status(crate::model::Status::Warn)
                 .with_summary(format!("SelfSubjectReview answered HTTP {status}"))
                 .with_evidence(r.excerpt(200)),
         ),
     }
+}
+
+/// A judgement that names no identity.
+fn unidentified(result: CheckResult) -> Option<(CheckResult, Identity)> {
+    Some((result, Identity::default()))
 }
 
 pub fn unsupported(subject: &str) -> CheckResult {

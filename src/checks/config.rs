@@ -18,7 +18,7 @@ use crate::plan::{
 };
 use crate::secret::{Scrubber, Secret, redact_url_password};
 use crate::targets::TargetSpec;
-use crate::x509::{CertFacts, format_time};
+use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
@@ -47,23 +47,15 @@ impl Judge<'_> {
             });
         let (cred_check, credentials) = self.credentials(spec, kind);
         checks.push(cred_check);
+        // An unusable proxy URL means no traffic at all: the target then has no endpoint.
+        let mut endpoint = endpoint;
         let mut route = Route::Direct;
         if let Some(e) = &endpoint {
             let (check, decided) = self.proxy(spec, e);
             checks.push(check);
-            route = decided.unwrap_or(Route::Direct);
-            if checks.last().is_some_and(|c| c.status.is_failure()) {
-                return Target {
-                    name: spec.name.clone(),
-                    kind,
-                    server_display,
-                    endpoint: None,
-                    tls,
-                    credentials,
-                    route,
-                    namespace: self.namespace(spec),
-                    config_checks: checks,
-                };
+            match decided {
+                Some(r) => route = r,
+                None => endpoint = None,
             }
         }
         Target {
@@ -302,16 +294,10 @@ impl Judge<'_> {
         if let Some(token) = &token {
             results.push(self.judge_token(id, &subject, token, kind));
             creds.bearer = Some(token.clone());
-            creds.description = if kind == TargetKind::GitlabAgent {
-                "GitLab agent CI job token".into()
-            } else {
-                "bearer token".into()
-            };
         }
         match load_client_identity(spec) {
             Ok(Some((identity, facts))) => {
                 results.push(self.judge_client_cert(id, &subject, &identity, &facts));
-                creds.description = format!("client certificate {}", facts.subject);
                 creds.client_identity = Some(identity);
             }
             Ok(None) => {}
@@ -326,7 +312,6 @@ impl Judge<'_> {
             );
         }
         if results.is_empty() && kind == TargetKind::Gitlab {
-            creds.description = "none".into();
             return (
                 CheckResult::not_applicable(
                     id,
@@ -337,7 +322,6 @@ impl Judge<'_> {
             );
         }
         if results.is_empty() {
-            creds.description = "none".into();
             return (
                 CheckResult::finding(id, subject, Reason::None)
                     .with_evidence(format!("{}: no token, certificate or plugin", spec.source)),
@@ -380,18 +364,23 @@ impl Judge<'_> {
         if exp <= now {
             let ago = now.duration_since(exp).unwrap_or_default();
             CheckResult::finding(id, subject, Reason::TokenExpired)
-                .with_summary(format!("the bearer token expired {} ago", human(ago)))
+                .with_summary(format!(
+                    "the bearer token expired {} ago",
+                    human_duration(ago)
+                ))
                 .with_evidence(format!("JWT exp = {}", format_time(exp)))
         } else {
             let left = exp.duration_since(now).unwrap_or_default();
             let base = if left < Duration::from_secs(86_400) {
-                CheckResult::finding(id, subject, Reason::TokenExpiring)
-                    .with_summary(format!("the bearer token expires in {}", human(left)))
+                CheckResult::finding(id, subject, Reason::TokenExpiring).with_summary(format!(
+                    "the bearer token expires in {}",
+                    human_duration(left)
+                ))
             } else {
                 CheckResult::pass(
                     id,
                     subject,
-                    format!("bearer token (JWT, expires in {})", human(left)),
+                    format!("bearer token (JWT, expires in {})", human_duration(left)),
                 )
             };
             base.with_evidence(format!("JWT exp = {}", format_time(exp)))
@@ -614,7 +603,14 @@ fn load_client_identity(spec: &TargetSpec) -> Result<Option<(ClientIdentity, Cer
     // The key's parse error is deliberately vague: it must not echo key material.
     let key = PrivateKeyDer::from_pem_slice(&key)
         .map_err(|_| "client key is not a PEM private key".to_string())?;
-    Ok(Some((ClientIdentity { chain, key }, facts)))
+    Ok(Some((
+        ClientIdentity {
+            subject: facts.subject.clone(),
+            chain,
+            key,
+        },
+        facts,
+    )))
 }
 
 fn keys_match(identity: &ClientIdentity) -> Result<(), String> {
@@ -649,17 +645,6 @@ fn command_exists(command: &str, env: &Env) -> bool {
         .split(':')
         .filter(|d| !d.is_empty())
         .any(|dir| std::path::Path::new(dir).join(command).is_file())
-}
-
-/// "3 days", "5 hours", "12 minutes".
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=119 => format!("{s} seconds"),
-        120..=7199 => format!("{} minutes", s / 60),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86_400),
-    }
 }
 
 #[cfg(test)]

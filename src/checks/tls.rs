@@ -10,9 +10,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, Status};
 use crate::net::tls::{Handshake, HandshakeFailure, Verification};
 use crate::plan::TlsSettings;
-use crate::x509::{CertFacts, format_time};
-
-use super::config::human;
+use crate::x509::{CertFacts, format_time, human_duration};
 
 pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
     let id = CheckId::TlsHandshake;
@@ -75,10 +73,6 @@ const INTERCEPTORS: &[&str] = &[
     "barracuda",
 ];
 
-pub struct Judged {
-    pub results: Vec<CheckResult>,
-}
-
 pub fn judge(
     subject: &str,
     chain: &[CertificateDer<'static>],
@@ -86,7 +80,7 @@ pub fn judge(
     verification: &Verification,
     now: SystemTime,
     expiry_warn: Duration,
-) -> Judged {
+) -> Vec<CheckResult> {
     let facts: Vec<CertFacts> = chain.iter().filter_map(CertFacts::parse).collect();
     let mut results = vec![
         trust(subject, &facts, settings, verification),
@@ -101,7 +95,7 @@ pub fn judge(
             }
         }
     }
-    Judged { results }
+    results
 }
 
 fn chain_evidence(facts: &[CertFacts]) -> Vec<String> {
@@ -241,7 +235,7 @@ fn validity(
         return CheckResult::finding(id, subject, Reason::Expired)
             .with_summary(format!(
                 "the server certificate expired {} ago ({})",
-                human(ago),
+                human_duration(ago),
                 format_time(leaf.not_after)
             ))
             .with_evidence_lines(evidence);
@@ -252,14 +246,17 @@ fn validity(
             .with_summary(format!(
                 "the server certificate is valid only from {} (in {})",
                 format_time(leaf.not_before),
-                human(until)
+                human_duration(until)
             ))
             .with_evidence_lines(evidence);
     }
     let left = leaf.not_after.duration_since(now).unwrap_or_default();
     if left < expiry_warn {
         return CheckResult::finding(id, subject, Reason::ExpiringSoon)
-            .with_summary(format!("the server certificate expires in {}", human(left)))
+            .with_summary(format!(
+                "the server certificate expires in {}",
+                human_duration(left)
+            ))
             .with_evidence_lines(evidence);
     }
     CheckResult::pass(
@@ -268,7 +265,7 @@ fn validity(
         format!(
             "valid until {} ({} left)",
             format_time(leaf.not_after),
-            human(left)
+            human_duration(left)
         ),
     )
     .with_evidence_lines(evidence)

@@ -271,8 +271,7 @@ async fn anonymous_credentials_are_named() {
             .iter()
             .any(|c| c.id == CheckId::ConfigCredentials && c.reason == Some(Reason::None))
     );
-    let rc = t.root_cause.expect("root cause");
-    assert_eq!(rc.check, CheckId::AuthWhoami, "{:#?}", t.checks);
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::Anonymous);
 }
 
 #[tokio::test(flavor = "multi_thread")]
