@@ -72,6 +72,8 @@ impl Recorder {
     fn finish(&self, abort: Option<Reason>) -> (Vec<CheckResult>, Vec<SystemTime>) {
         let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
         if let Some(reason) = abort {
+            // Every await that can take long is preceded by `start`, so a check is normally in
+            // progress; if not, the run stopped between checks, on the way to the HTTP layer.
             let current = self.current.lock().ok().and_then(|c| c.clone());
             let (id, subject) = current.unwrap_or((CheckId::HttpVersion, String::new()));
             results.push(CheckResult::finding(id, subject, reason));
@@ -271,6 +273,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
                 &authority,
                 "http:// URL: no TLS",
             ));
+            rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
         Scheme::Https => match secure(stream, addr, &target, &ctx, &rec).await {
@@ -280,9 +283,11 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
                     .usable
                     .then(|| target.credentials.bearer.clone())
                     .flatten();
+                rec.start(CheckId::HttpVersion, &authority);
                 HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer).await
             }
             Some(Secured::Unverified(tls, h2)) => {
+                rec.start(CheckId::HttpVersion, &authority);
                 HttpConnection::anonymous(tls, h2, http_endpoint("https")).await
             }
             None => return,
