@@ -18,3 +18,16 @@ pub enum UsageError {
     #[error("--timeout and --deadline must be positive numbers of seconds, got {0}")]
     InvalidDuration(String),
 }
+
+/// An error with its whole `source` chain on one line ("a: b: c"): foreign errors (hyper,
+/// serde-saphyr) keep the useful part (a YAML position, the I/O cause) in their sources.
+pub fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -170,7 +170,7 @@ impl HttpConnection {
                 Sender::H2(s) => s.clone().send_request(request).await,
                 Sender::H1(s) => s.lock().await.send_request(request).await,
             }
-            .map_err(|e| HttpFailure::Failed(describe(&e)))?;
+            .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
@@ -242,15 +242,4 @@ impl HttpConnection {
             .body(body)
             .map_err(|e| HttpFailure::Failed(e.to_string()))
     }
-}
-
-fn describe(error: &hyper::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

@@ -126,24 +126,16 @@ fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
     let text = String::from_utf8(bytes)
         .map_err(|_| LoadError::Invalid(format!("{}: not UTF-8 text", path.display())))?;
     let mut config = Kubeconfig::from_yaml(&text).map_err(|e| {
-        LoadError::Invalid(format!("{}: {}", path.display(), describe_parse_error(&e)))
+        LoadError::Invalid(format!(
+            "{}: {}",
+            path.display(),
+            crate::error::with_sources(&e)
+        ))
     })?;
     if let Some(dir) = path.parent() {
         make_paths_absolute(&mut config, dir);
     }
     Ok(config)
-}
-
-/// The parse error with its source chain (serde-saphyr puts line and column there).
-fn describe_parse_error(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// kubectl resolves relative file references against the kubeconfig's own folder.
