@@ -68,24 +68,34 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 fn run(args: RunArgs) -> ExitCode {
     let env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
-    let plan = match Plan::new(&args, &env) {
-        Ok(plan) => plan,
-        Err(e) => {
-            say!("kube-reach: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let fail_on = plan.fail_on;
     let Some(rt) = runtime() else {
         return ExitCode::from(EXIT_INTERNAL);
     };
-    let report = rt.block_on(kube_reach::engine::run(plan, &env));
-    write_reports(&report, &args.output, &env, fail_on)
+    let report = match diagnose(&rt, &args, &env) {
+        Ok(report) => report,
+        Err(status) => return status,
+    };
+    write_reports(&report, &args.output, &env)
+}
+
+/// Plans (a usage error exits 2 before any traffic) and runs the diagnosis.
+fn diagnose(
+    rt: &tokio::runtime::Runtime,
+    args: &RunArgs,
+    env: &Env,
+) -> Result<RunReport, ExitCode> {
+    match Plan::new(args, env) {
+        Ok(plan) => Ok(rt.block_on(kube_reach::engine::run(plan, env))),
+        Err(e) => {
+            say!("kube-reach: {e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
 }
 
 /// Writes every requested report (all attempted, spec §3) and maps the outcome to the exit
 /// status: a report that could not be written is the tool failing (3).
-fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env, fail_on: FailOn) -> ExitCode {
+fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env) -> ExitCode {
     let sinks = ReportSinks {
         console: ConsoleStream::Stdout,
         junit: output.junit.clone(),
@@ -115,7 +125,7 @@ fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env, fail_on: Fa
     if !errors.is_empty() {
         return ExitCode::from(EXIT_INTERNAL);
     }
-    exit_status(report, fail_on)
+    exit_status(report, output.fail_on)
 }
 
 /// Starts the embedded loopback cluster, diagnoses every context of its kubeconfig, and
@@ -150,16 +160,11 @@ fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
     // The demo's servers live on loopback by design: that is not the copied-kubeconfig mistake
     // `config.server loopback` warns about in CI.
     env.demo = true;
-    let plan = match Plan::new(&args, &env) {
-        Ok(plan) => plan,
-        Err(e) => {
-            say!("kube-reach: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let report = match diagnose(&rt, &args, &env) {
+        Ok(report) => report,
+        Err(status) => return status,
     };
-    let fail_on = plan.fail_on;
-    let report = rt.block_on(kube_reach::engine::run(plan, &env));
-    let status = write_reports(&report, &args.output, &env, fail_on);
+    let status = write_reports(&report, &args.output, &env);
     let matched = demo
         .scenarios()
         .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::cli::{FailOn, RunArgs};
+use crate::cli::RunArgs;
 use crate::env::Env;
 use crate::error::UsageError;
 use crate::model::{CheckResult, TargetKind};
@@ -232,7 +232,6 @@ pub struct Plan {
     pub timeout: Duration,
     pub deadline: Duration,
     pub expiry_warn: Duration,
-    pub fail_on: FailOn,
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
     pub scrubber: Scrubber,
@@ -316,7 +315,6 @@ impl Plan {
             timeout,
             deadline,
             expiry_warn,
-            fail_on: args.output.fail_on,
             resolv_conf_path: args.resolv_conf.clone(),
             hosts_path: args.hosts_file.clone(),
             scrubber,
