@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::demo::{ApiServerHandle, ApiServerOptions, Transport, apiserver};
+use kube_reach::demo::{ApiServerHandle, ApiServerOptions, ProxyMode, Transport, apiserver, proxy};
 use kube_reach::model::{CheckResult, Status, TargetReport, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -217,13 +217,36 @@ enum Ca<'a> {
 }
 
 async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+    run_on(server.url(), "", ca).await
+}
+
+/// Like [`run`], with the cluster's `proxy-url` set to a CONNECT proxy started here.
+async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+    init();
+    let proxy = proxy::start_proxy(localhost(), ProxyMode::Allow)
+        .await
+        .expect("proxy");
+    let url = format!("https://api.k8s.test:{}", server.addr().port());
+    let t = run_on(url, &format!("    proxy-url: \"{}\"\n", proxy.url()), ca).await;
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::ProxyTunnel && c.status == Status::Pass),
+        "{:#?}",
+        t.checks
+    );
+    t
+}
+
+async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
     init();
     let pem = match ca {
         Ca::Right(m) | Ca::Wrong(m) => Some(m.pem()),
         Ca::None => None,
     };
-    let mut ctx = Ctx::new("c", server.url(), "", GOOD);
+    let mut ctx = Ctx::new("c", url, "", GOOD);
     ctx.ca_pem = pem.as_deref();
+    ctx.extra_cluster = extra_cluster;
     let world = World::new();
     let report = world.run(&kubeconfig(&[ctx], Some("c")), &[], &[]).await;
     report.targets.into_iter().next().expect("one target")
@@ -443,7 +466,10 @@ async fn enterprise_intermediate_not_sent_is_missing_intermediate() {
     assert_trust(
         &t,
         Reason::MissingIntermediate,
-        &["full chain"],
+        &[
+            "Example Corp Issuing CA 1 to the server's certificate file, after the leaf",
+            "full chain",
+        ],
         &[
             "Example Corp Issuing CA 1 was not sent",
             "same organisation",
@@ -511,7 +537,7 @@ async fn public_ca_style_leaf_with_aia_is_missing_intermediate_and_aia_is_not_fe
         assert_trust(
             &t,
             Reason::MissingIntermediate,
-            &["full chain"],
+            &[&url, "after the leaf", "full chain"],
             &[&url, "not fetched", "CN=Public Trust TLS CA 1"],
         );
     }
@@ -536,6 +562,70 @@ async fn self_signed_leaf_against_right_none_and_wrong_ca() {
             &["certificate-authority-data"],
             &["CN=api.k8s.test is its own issuer"],
         );
+    }
+}
+
+/// A TLS-inspecting proxy's chain: its own CA signs a leaf minted for the API server's name.
+fn inspection_chain(ssl: &Openssl, subject: &str) -> (Made, Made) {
+    let ca = ssl.root("inspect-ca", subject, false);
+    let leaf = ssl.leaf("inspect-leaf", "/CN=api.k8s.test", &ca, "", false);
+    (ca, leaf)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unrelated_chain_through_a_proxy_is_intercepted_and_direct_is_ca_mismatch() {
+    let w = kubeadm();
+    let (inspect_ca, inspect_leaf) =
+        inspection_chain(&w.ssl, "/O=Acme Corp/CN=Acme Web Security CA");
+    let server = serve(&[&inspect_leaf, &inspect_ca]).await;
+    let t = run_via_proxy(&server, Ca::Right(&w.ca)).await;
+    assert_trust(
+        &t,
+        Reason::Intercepted,
+        &["TLS inspection", "NO_PROXY"],
+        &[
+            "through the proxy http://127.0.0.1:",
+            "CN=Acme Web Security CA",
+            "other reading: ca-mismatch",
+        ],
+    );
+    // Without the proxy the same chain is just another CA's.
+    let t = run(&server, Ca::Right(&w.ca)).await;
+    assert_trust(&t, Reason::CaMismatch, &[], &["CN=Acme Web Security CA"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuilt_cluster_through_a_proxy_stays_ca_mismatch() {
+    let old = kubeadm();
+    let rebuilt = kubeadm();
+    let server = serve(&[&rebuilt.leaf]).await;
+    let t = run_via_proxy(&server, Ca::Wrong(&old.ca)).await;
+    assert_trust(
+        &t,
+        Reason::CaMismatch,
+        &["regenerated"],
+        &["both named CN=kubernetes", "passed TLS through"],
+    );
+    assert_passes(&run_via_proxy(&server, Ca::Right(&rebuilt.ca)).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inspection_product_issuer_is_intercepted_without_a_proxy() {
+    let w = kubeadm();
+    let (zscaler_ca, zscaler_leaf) = inspection_chain(
+        &w.ssl,
+        "/O=Zscaler Inc./OU=Zscaler Inc./CN=Zscaler Intermediate Root CA (zscaler.net)",
+    );
+    let server = serve(&[&zscaler_leaf, &zscaler_ca]).await;
+    for ca in [Ca::Right(&w.ca), Ca::None] {
+        let t = run(&server, ca).await;
+        assert_trust(
+            &t,
+            Reason::Intercepted,
+            &["exempt the API server"],
+            &["a Zscaler TLS-inspection CA"],
+        );
+        assert_fix_lacks(&t, SEND_CHAIN);
     }
 }
 

@@ -295,7 +295,10 @@ fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Readin
                 "{} names its issuer {issuer}, published at {url} (AIA caIssuers, not fetched): an intermediate the server did not send",
                 top.facts.subject
             ),
-        );
+        )
+        .fix(format!(
+            "Append the certificate of {issuer} (its CA publishes it at {url}) to the server's certificate file, after the leaf."
+        ));
     }
     if input.anchors.is_empty() {
         return private_issuer(top);
@@ -394,7 +397,7 @@ fn tied_to_anchor(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Option
             "{} names its issuer {}, which was not sent; the server did send {}, issued by the configured CA {} (authorityKeyIdentifier = its subjectKeyIdentifier): the intermediate between them is missing",
             top.facts.subject, top.facts.issuer, sent.facts.subject, anchor.facts.subject
         ),
-    ))
+    ).fix(send_issuer(&top.facts.issuer)))
 }
 
 /// The leaf's issuer was not sent and belongs to the organisation of a configured root.
@@ -423,10 +426,15 @@ fn same_organisation(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Opt
             ),
         )
         .also(format!(
-            "other reading: ca-mismatch, if {issuer} is not under {}; the intermediate's certificate (its issuer and authorityKeyIdentifier) tells them apart",
+            "other reading: ca-mismatch, if {issuer} is not under {}; the intermediate's own certificate tells them apart (its issuer is the configured CA, or not)",
             anchor.facts.subject
-        )),
+        ))
+        .fix(send_issuer(issuer)),
     )
+}
+
+fn send_issuer(issuer: &str) -> String {
+    format!("Append the certificate of {issuer} to the server's certificate file, after the leaf.")
 }
 
 /// Issued by a CA the configured one is not and has no visible tie to.
