@@ -56,7 +56,7 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
 
 mod trust;
 
-use trust::{Cert, TrustInput};
+use trust::{Cert, GITLAB_CA, KUBECONFIG_CA, TrustInput};
 
 /// Judges the captured chain three ways. `via_proxy` names the proxy the connection went
 /// through, if any: a chain that came through one may be the proxy's own.
@@ -123,6 +123,12 @@ fn trust(
             error,
             rustls::Error::InvalidCertificate(CertificateError::BadSignature)
         ),
+        // Only the GitLab server's CA is added to the system roots rather than replacing them.
+        ca_setting: if settings.ca_replaces_system_roots {
+            KUBECONFIG_CA
+        } else {
+            GITLAB_CA
+        },
     };
     let reading = trust::read(&input);
     let mut r = CheckResult::finding(id, subject, reading.reason)

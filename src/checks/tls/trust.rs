@@ -41,7 +41,15 @@ pub struct TrustInput<'a> {
     pub via_proxy: Option<&'a str>,
     /// webpki said a signature did not verify.
     pub bad_signature: bool,
+    /// Where this target takes a CA from, for fixes: the kubeconfig's
+    /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
+    pub ca_setting: &'a str,
 }
+
+/// [`TrustInput::ca_setting`] for a Kubernetes target.
+pub const KUBECONFIG_CA: &str = "the kubeconfig's `certificate-authority-data`";
+/// [`TrustInput::ca_setting`] for the GitLab server, whose CA is added to the system roots.
+pub const GITLAB_CA: &str = "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml)";
 
 /// The likelier reading, with what was seen and, where another reading stays possible, that
 /// reading and what would tell the two apart.
@@ -264,7 +272,7 @@ fn complete_chain(input: &TrustInput<'_>, root: &Cert<'_>) -> Reading {
             Reason::UnknownAuthority,
             format!("the server sends a complete chain up to the root {name}, a private CA: no CA is configured, and the system roots do not include it"),
         )
-        .fix(unknown_authority_fix(root.facts.common_name.as_deref(), name));
+        .fix(unknown_authority_fix(input, root.facts.common_name.as_deref(), name));
     }
     let mut r = Reading::new(
         Reason::CaMismatch,
@@ -301,7 +309,7 @@ fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Readin
         ));
     }
     if input.anchors.is_empty() {
-        return private_issuer(top);
+        return private_issuer(input, top);
     }
     if let Some(r) = tied_to_anchor(input, path, top) {
         return r;
@@ -313,14 +321,14 @@ fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Readin
 }
 
 /// No CA configured and a private issuer: the everyday `unknown authority`.
-fn private_issuer(top: &Cert<'_>) -> Reading {
+fn private_issuer(input: &TrustInput<'_>, top: &Cert<'_>) -> Reading {
     let issuer = &top.facts.issuer;
     let cn = top.facts.issuer_common_name.as_deref();
     let mut r = Reading::new(
         Reason::UnknownAuthority,
         format!("{} was issued by {issuer}, a private CA (no AIA caIssuers): no CA is configured, and the system roots do not include it", top.facts.subject),
     )
-    .fix(unknown_authority_fix(cn, issuer));
+    .fix(unknown_authority_fix(input, cn, issuer));
     if cn.and_then(cluster_ca).is_none() {
         r = r.also(format!(
             "other reading: missing-intermediate, if {issuer} is an intermediate of a public CA that the server should send; a public CA's certificates carry an AIA caIssuers URL, these do not"
@@ -329,14 +337,13 @@ fn private_issuer(top: &Cert<'_>) -> Reading {
     r
 }
 
-fn unknown_authority_fix(issuer_cn: Option<&str>, issuer: &str) -> String {
+fn unknown_authority_fix(input: &TrustInput<'_>, issuer_cn: Option<&str>, issuer: &str) -> String {
+    let setting = input.ca_setting;
     match issuer_cn.and_then(cluster_ca) {
         Some((kind, path)) => format!(
-            "The server's certificate was issued by the {kind} cluster CA {issuer}: put that CA ({path} on a control-plane node) in the kubeconfig's `certificate-authority-data`."
+            "The server's certificate was issued by the {kind} cluster CA {issuer}: put that CA ({path} on a control-plane node) in {setting}."
         ),
-        None => format!(
-            "Put the CA that issued the server's certificate ({issuer}) in the kubeconfig's `certificate-authority-data`."
-        ),
+        None => format!("Put the CA that issued the server's certificate ({issuer}) in {setting}."),
     }
 }
 

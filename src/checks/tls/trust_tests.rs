@@ -83,6 +83,7 @@ fn read_with(
         anchors: anchors.iter().filter_map(Cert::parse).collect(),
         via_proxy,
         bad_signature: false,
+        ca_setting: KUBECONFIG_CA,
     };
     read(&input)
 }
@@ -102,6 +103,26 @@ fn no_ca_and_a_private_cluster_ca_is_unknown_authority_with_the_ca_fix() {
         "{fix}"
     );
     assert!(!fix.contains("chain"), "never 'send the full chain': {fix}");
+}
+
+#[test]
+fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
+    let corp = ca("Corp Root", Some("Corp"), None);
+    let chain = [leaf("gitlab", &corp, None)];
+    let input = TrustInput {
+        chain: chain.iter().filter_map(Cert::parse).collect(),
+        anchors: Vec::new(),
+        via_proxy: None,
+        bad_signature: false,
+        ca_setting: GITLAB_CA,
+    };
+    let r = read(&input);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+    let fix = r.fix_detail.unwrap_or_default();
+    assert!(
+        fix.contains("CI_SERVER_TLS_CA_FILE") && !fix.contains("kubeconfig"),
+        "{fix}"
+    );
 }
 
 #[test]
