@@ -240,6 +240,14 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
 
 async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
     init();
+    let world = World::new();
+    let report = world
+        .run(&kubeconfig_for(url, extra_cluster, ca), &[], &[])
+        .await;
+    report.targets.into_iter().next().expect("one target")
+}
+
+fn kubeconfig_for(url: String, extra_cluster: &str, ca: Ca<'_>) -> String {
     let pem = match ca {
         Ca::Right(m) | Ca::Wrong(m) => Some(m.pem()),
         Ca::None => None,
@@ -247,9 +255,33 @@ async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
     let mut ctx = Ctx::new("c", url, "", GOOD);
     ctx.ca_pem = pem.as_deref();
     ctx.extra_cluster = extra_cluster;
+    kubeconfig(&[ctx], Some("c"))
+}
+
+/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH: exit code and
+/// stderr. A fresh HOME and cache, no proxy variables, a hard time limit.
+async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i32>, String)> {
+    let path = std::env::var_os("PATH")?;
+    let bin = std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())?;
     let world = World::new();
-    let report = world.run(&kubeconfig(&[ctx], Some("c")), &[], &[]).await;
-    report.targets.into_iter().next().expect("one target")
+    let config = world.write("kubeconfig", &kubeconfig_for(server.url(), "", ca));
+    let home = world.path("home");
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", path)
+            .env("HOME", &home)
+            .arg(format!("--kubeconfig={}", config.display()))
+            .arg(format!("--cache-dir={}", home.join("cache").display()))
+            .args(["--request-timeout=10s", "get", "--raw", "/version"]);
+        let (code, _, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(40));
+        (code, stderr)
+    })
+    .await
+    .expect("kubectl thread");
+    Some(ran)
 }
 
 fn trust_of(t: &TargetReport) -> &CheckResult {
@@ -626,6 +658,54 @@ async fn an_inspection_product_issuer_is_intercepted_without_a_proxy() {
             &["a Zscaler TLS-inspection CA"],
         );
         assert_fix_lacks(&t, SEND_CHAIN);
+    }
+}
+
+/// The worlds are real to kubectl too: it accepts the right CA and says `x509: certificate
+/// signed by unknown authority` for every case kube-reach tells apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_kubectl_says_unknown_authority_where_kube_reach_tells_the_cases_apart() {
+    let old = kubeadm();
+    let w = kubeadm();
+    let wrong = corp_root(&w.ssl);
+    let e = enterprise();
+    let kubeadm_server = serve(&[&w.leaf]).await;
+    let enterprise_server = serve(&[&e.leaf]).await;
+    let unknown = "x509: certificate signed by unknown authority";
+    let cases = [
+        ("kubeadm, right CA", &kubeadm_server, Ca::Right(&w.ca), None),
+        ("kubeadm, no CA", &kubeadm_server, Ca::None, Some(unknown)),
+        (
+            "kubeadm, wrong CA",
+            &kubeadm_server,
+            Ca::Wrong(&wrong),
+            Some(unknown),
+        ),
+        (
+            "kubeadm, rebuilt",
+            &kubeadm_server,
+            Ca::Wrong(&old.ca),
+            Some(unknown),
+        ),
+        (
+            "enterprise, no intermediate",
+            &enterprise_server,
+            Ca::Right(&e.root),
+            Some(unknown),
+        ),
+    ];
+    for (case, server, ca, expected) in cases {
+        let Some((code, stderr)) = kubectl_says(server, ca).await else {
+            println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+            return;
+        };
+        match expected {
+            None => assert_eq!(code, Some(0), "{case}: kubectl failed: {stderr}"),
+            Some(words) => {
+                assert_ne!(code, Some(0), "{case}: kubectl succeeded");
+                assert!(stderr.contains(words), "{case}: kubectl said: {stderr}");
+            }
+        }
     }
 }
 
