@@ -92,14 +92,22 @@ pub fn judge(
 }
 
 fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
-    chain
+    let mut lines: Vec<String> = chain
         .iter()
+        .take(MAX_JUDGED_CHAIN)
         .enumerate()
         .map(|(i, der)| match CertFacts::parse(der) {
             Some(f) => format!("presented #{i}: {}", f.describe()),
             None => format!("presented #{i}: not a readable X.509 certificate"),
         })
-        .collect()
+        .collect();
+    if chain.len() > MAX_JUDGED_CHAIN {
+        lines.push(format!(
+            "{} more certificates presented (not judged: real chains have two to four)",
+            chain.len() - MAX_JUDGED_CHAIN
+        ));
+    }
+    lines
 }
 
 fn trust(
