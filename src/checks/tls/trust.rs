@@ -227,9 +227,16 @@ fn broken_link(input: &TrustInput<'_>, path: &Path) -> Option<Reading> {
     })
 }
 
+/// An inspection product named by an issuer, or by a CA certificate's own subject (never by a
+/// leaf's subject: a company's API server may carry its name).
 fn inspection_product(input: &TrustInput<'_>) -> Option<Reading> {
     input.chain.iter().find_map(|c| {
-        let names = format!("{} {}", c.facts.subject, c.facts.issuer).to_lowercase();
+        let subject = if c.facts.is_ca {
+            c.facts.subject.as_str()
+        } else {
+            ""
+        };
+        let names = format!("{subject} {}", c.facts.issuer).to_lowercase();
         let (_, product) = INTERCEPTORS.iter().find(|(w, _)| names.contains(w))?;
         let mut r = Reading::new(
             Reason::Intercepted,

@@ -240,6 +240,13 @@ fn an_inspection_product_name_is_intercepted() {
 }
 
 #[test]
+fn a_leaf_named_after_an_inspection_vendor_is_not_intercepted() {
+    let cluster = ca("kubernetes", None, None);
+    let r = read_with(&[leaf("api.k8s.sophos.example", &cluster, None)], &[], None);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+}
+
+#[test]
 fn an_unrelated_chain_through_a_proxy_is_intercepted_naming_the_other_reading() {
     let configured = ca("kubernetes", None, None);
     let corp = ca("Corp Web Security CA", Some("Corp"), None);
