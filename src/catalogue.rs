@@ -120,6 +120,8 @@ string_enum! {
         NoRecords = "no-records",
         NoNameservers = "no-nameservers",
         ResolverError = "resolver-error",
+        PrivateAnswer = "private-answer",
+        SearchExpanded = "search-expanded",
         // tcp / proxy.connect
         HostUnreachable = "host-unreachable",
         NetworkUnreachable = "network-unreachable",
@@ -574,6 +576,22 @@ pub const CATALOGUE: &[Entry] = &[
         "the resolver could not be set up",
         "Check /etc/resolv.conf in the job image.",
         "kube-reach could not build a resolver from the job's configuration.",
+    ),
+    row(
+        C::DnsResolve,
+        R::PrivateAnswer,
+        W,
+        "a managed cluster's public name answered a private address: reachable only inside its network",
+        "Run the job where the private endpoint is reachable (a runner inside the cluster's VPC or virtual network, or one peered with it), or enable the cluster's public endpoint and allow the runner's egress address in its authorized networks.",
+        "Managed clusters with a private endpoint publish their private addresses under the public name (EKS), or in a private DNS zone only the linked network sees (AKS Private Link); from outside that network the addresses route nowhere, so connections time out.",
+    ),
+    row(
+        C::DnsResolve,
+        R::SearchExpanded,
+        W,
+        "the name resolved through a search domain to other addresses than the name itself has",
+        "Lower `ndots` in the job's resolv.conf (on the Kubernetes executor, the pod's `dnsConfig` options) so the name is tried as itself first, or remove the wildcard record from the search domain; a trailing dot in the `server:` host also makes the name absolute.",
+        "With fewer dots than `ndots`, the resolver tries the search domains before the name itself, and a wildcard record there answers first: the job then talks to another host than the kubeconfig names.",
     ),
     // ---- tcp.connect
     row(

@@ -233,6 +233,10 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     rec.start(connect_id, &format!("{host}:{port}"));
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     let results = tcp::connect(connect_id, &attempts, proxy.map(|p| p.display.as_str()));
+    let results = match (proxy, host) {
+        (None, Host::Name(name)) => tcp::explain_managed_endpoint(results, name),
+        _ => results,
+    };
     let first_failure = results.iter().find(|r| r.status.is_failure()).cloned();
     rec.push_all(results);
     let Some((addr, mut stream)) = attempts

@@ -2,6 +2,7 @@
 //! `CheckResult`s through the catalogue; none of them touches the network.
 
 pub mod auth;
+pub mod cloud;
 pub mod config;
 pub mod dns;
 pub mod http;

@@ -79,3 +79,73 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
         }
     }
 }
+
+/// A managed cluster's endpoint that does not answer: the fix names what that provider calls
+/// the settings that decide who may connect (a private endpoint is reachable only inside its
+/// network; a public one only from its authorized networks). `host` is the server's host as
+/// written in the kubeconfig; results of other hosts, and other failures, pass unchanged.
+pub fn explain_managed_endpoint(results: Vec<CheckResult>, host: &str) -> Vec<CheckResult> {
+    let Some(provider) = crate::checks::cloud::Provider::of_host(host) else {
+        return results;
+    };
+    results
+        .into_iter()
+        .map(|r| {
+            let silent = matches!(r.reason, Some(Reason::Timeout | Reason::NetworkUnreachable));
+            let private = r
+                .subject
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| crate::checks::cloud::is_private(&a.ip()));
+            match (silent, private) {
+                (false, _) => r,
+                (true, true) => r
+                    .with_evidence(format!(
+                        "{host} is {}, and this address is private",
+                        provider.label()
+                    ))
+                    .with_fix_detail(provider.private_endpoint_fix()),
+                (true, false) => r
+                    .with_evidence(format!("{host} is {}", provider.label()))
+                    .with_fix_detail(provider.authorized_networks_fix()),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::connect::Attempt;
+    use std::time::Duration;
+
+    fn timed_out(addr: &str) -> Attempt {
+        Attempt {
+            addr: addr.parse().unwrap(),
+            outcome: Err(ConnectFailure::Timeout),
+            elapsed: Duration::from_secs(5),
+            detail: "no answer".into(),
+        }
+    }
+
+    #[test]
+    fn a_managed_endpoints_timeout_names_its_network_rules() {
+        let eks = "abc.gr7.eu-west-1.eks.amazonaws.com";
+        let private = connect(CheckId::TcpConnect, &[timed_out("10.0.190.233:443")], None);
+        let private = explain_managed_endpoint(private, eks);
+        let fix = private[0].fix.clone().unwrap_or_default();
+        assert!(fix.contains("inside the cluster's VPC"), "{fix}");
+        assert!(fix.contains("publicAccessCidrs"), "{fix}");
+        let public = connect(CheckId::TcpConnect, &[timed_out("35.202.107.4:443")], None);
+        let fix = explain_managed_endpoint(public, "dns-1.hcp.westeurope.azmk8s.io")[0]
+            .fix
+            .clone()
+            .unwrap_or_default();
+        assert!(fix.contains("--api-server-authorized-ip-ranges"), "{fix}");
+        let plain = connect(CheckId::TcpConnect, &[timed_out("10.0.0.1:443")], None);
+        let before = plain[0].fix.clone();
+        assert_eq!(
+            explain_managed_endpoint(plain, "api.k8s.test")[0].fix,
+            before
+        );
+    }
+}

@@ -266,6 +266,16 @@ impl Report {
         self
     }
 
+    /// Some result of `id` has `status` and `reason`: for warnings, which are never a root cause.
+    pub fn expect_finding(&self, id: &str, status: &str, reason: &str) -> &Self {
+        let hit = self
+            .results(id)
+            .into_iter()
+            .any(|c| str_of(c, "status") == status && str_of(c, "reason") == reason);
+        assert!(hit, "no {status} {id} {reason} result{}", self.dump());
+        self
+    }
+
     /// The evidence of `id` (all its results) mentions every needle, case-insensitively: what a
     /// person needs to act (an address, an rcode, a date, a status line) is there. A needle may
     /// list alternatives, `"timed out|timeout"`.

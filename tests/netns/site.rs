@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dns::{self, API, Record};
+use crate::dns::{self, API, EKS, Record};
 use crate::fixture;
 use crate::kubeconfig::Kubeconfig;
 use crate::mtu;
@@ -46,7 +46,7 @@ impl Site {
     /// `c — s`, with `family` on the link, and the nameserver on a link of its own (`c — d`, net
     /// 3), so a report naming the nameserver is never mistaken for one naming the API server.
     /// DNS: `api.k8s.test` (A), `api6.k8s.test` (AAAA), `dual.k8s.test` (both),
-    /// `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there).
+    /// `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there), [`EKS`] (A, the server).
     pub fn direct(family: Family) -> Site {
         let mut world = World::new(&["unbound"]);
         let client = world.ns("c");
@@ -60,7 +60,11 @@ impl Site {
             ("onlink.k8s.test", UNOWNED.into()),
         ];
         if family != Family::V6 {
-            records.extend([(API, link.b4.into()), ("dual.k8s.test", link.b4.into())]);
+            records.extend([
+                (API, link.b4.into()),
+                ("dual.k8s.test", link.b4.into()),
+                (EKS, link.b4.into()),
+            ]);
         }
         if family != Family::V4 {
             records.extend([
