@@ -334,6 +334,7 @@ mod tests {
             styles: Styles::default(),
             sections: true,
             timestamp: 1_700_000_000,
+            run_id: "r1".into(),
         }
     }
 

@@ -174,5 +174,6 @@ fn dns_resolve_aaaa_only() {
     .expect_no_failure()
     .expect_pass(&["dns.resolve"])
     .expect_evidence("dns.resolve", &["fd00:253:1::2"])
-    .expect_status("tcp.connect", "fd00:253:1::2", "pass");
+    .expect_status("tcp.connect", "api6.k8s.test:6443", "pass")
+    .expect_evidence("tcp.connect", &["fd00:253:1::2"]);
 }

@@ -173,8 +173,15 @@ fn tcp_connect_ipv6_broken_ipv4_works() {
     );
     report
         .expect_no_failure()
-        .expect_status("tcp.connect", "10.253.1.2", "pass")
-        .expect_status("tcp.connect", "fd00:253:1::2", "warn")
+        // One result named by the configured host:port; each address's outcome in evidence.
+        .expect_status("tcp.connect", "dual.k8s.test:6443", "warn")
+        .expect_evidence(
+            "tcp.connect",
+            &[
+                "10.253.1.2:6443: connected",
+                "[fd00:253:1::2]:6443: no answer",
+            ],
+        )
         .expect_pass(&["tls.trust", "http.version"]);
     assert_eq!(
         report.verdict(),
@@ -193,6 +200,7 @@ fn tcp_connect_ipv6_only_world() {
         &[],
     )
     .expect_no_failure()
-    .expect_status("tcp.connect", "fd00:253:1::2", "pass")
+    .expect_status("tcp.connect", "api6.k8s.test:6443", "pass")
+    .expect_evidence("tcp.connect", &["[fd00:253:1::2]:6443: connected"])
     .expect_pass(&["dns.resolve", "tls.trust", "http.version"]);
 }
