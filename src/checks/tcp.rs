@@ -26,9 +26,11 @@ pub fn connect(
         .collect();
     let result = match (connected, failures.first()) {
         (Some(ok), None) => {
+            let at = ok.addr.to_string();
             let what = match via_proxy {
-                Some(p) => format!("connected to proxy {p} at {}", ok.addr),
-                None => format!("connected to {subject} at {}", ok.addr),
+                Some(p) => format!("connected to proxy {p} at {at}"),
+                None if at == subject => format!("connected to {subject}"),
+                None => format!("connected to {subject} at {at}"),
             };
             CheckResult::pass(id, subject, what)
         }
