@@ -588,9 +588,7 @@ mod self_test {
             let mut cmd = std::process::Command::new(&timeout);
             cmd.arg("60");
             if super::sys::is_root() {
-                let Some(setpriv) = super::sys::which("setpriv") else {
-                    return None;
-                };
+                let setpriv = super::sys::which("setpriv")?;
                 cmd.arg(setpriv)
                     .args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
             }
