@@ -214,9 +214,16 @@ fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunC
             .iter()
             .map(|r| (CheckId::RbacCanI, r.subject(&target.namespace))),
     );
+    if let Route::Proxy(p) = &target.route {
+        downstream.insert(2, (CheckId::ProxyTunnel, p.display.clone()));
+    }
     let rank = blocker.layer().rank();
     for (id, subject) in downstream {
-        if id.layer().rank() > rank {
+        // Through a proxy the tunnel shares the connect's layer: the proxy's connect blocks it
+        // too, so its row exists whether or not it ran.
+        let tunnel_after_connect =
+            id == CheckId::ProxyTunnel && blocker.id == CheckId::ProxyConnect;
+        if id.layer().rank() > rank || tunnel_after_connect {
             rec.push(CheckResult::blocked(id, subject, blocker));
         }
     }

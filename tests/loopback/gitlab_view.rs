@@ -17,9 +17,10 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{
-    ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Pki, TlsClass, Transport,
-    apiserver,
+    ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Pki, ProxyMode, TlsClass,
+    Transport, apiserver,
 };
 use kube_reach::report::junit::RESERVED_TYPES;
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
@@ -317,5 +318,53 @@ fn with_fail_on_warn_a_warning_is_a_failure_gitlab_lists() {
     assert!(
         widget_rows(&cases).contains(&validity.name.as_str()),
         "the widget lists it"
+    );
+}
+
+/// The checks of a target up to the proxy layer by name, as the JUnit names them.
+fn check_names(report: &kube_reach::model::RunReport) -> BTreeSet<String> {
+    target(report, "c")
+        .checks
+        .iter()
+        .filter(|c| c.layer().rank() <= CheckId::ProxyTunnel.layer().rank())
+        .map(|c| c.key())
+        .collect()
+}
+
+/// Through a proxy, a run whose proxy answers and one whose proxy is gone list the same tests
+/// up to the proxy layer: `proxy.connect` by the proxy's configured address (it used to become
+/// `tcp.connect <API server>` when skipped), and a `proxy.tunnel` row (skipped) even when the
+/// tunnel could not be tried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_proxy_renames_no_test() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let proxy = kube_reach::demo::proxy::start_proxy(localhost(), ProxyMode::Allow)
+        .await
+        .expect("proxy");
+    let proxy_addr = proxy.addr();
+    let world = World::new();
+    let url = format!("https://api.k8s.test:{}", server.addr().port());
+    let extra = format!("    proxy-url: \"http://{proxy_addr}\"\n");
+    let mut ctx = Ctx::new("c", url.clone(), &ca, GOOD);
+    ctx.extra_cluster = &extra;
+    let kc = kubeconfig(&[ctx], None);
+    let working = world.run(&kc, &[], &[]).await;
+    assert_eq!(
+        target(&working, "c").verdict,
+        kube_reach::model::Verdict::Pass
+    );
+    drop(proxy);
+    let dead = world.run(&kc, &[], &[]).await;
+    assert_root_cause(target(&dead, "c"), CheckId::ProxyConnect, Reason::Refused);
+    let (before, after) = (check_names(&working), check_names(&dead));
+    assert!(
+        before.contains(&format!("proxy.connect {proxy_addr}")),
+        "{before:?}"
+    );
+    assert_eq!(
+        before, after,
+        "the same tests whether the proxy answers or not"
     );
 }
