@@ -174,6 +174,14 @@ async fn servers_on_two_loopback_addresses() -> AddressMove {
     }
 }
 
+/// The servers (on a runtime that must outlive them) and a world with its DNS files.
+fn address_move_world() -> (tokio::runtime::Runtime, AddressMove, World) {
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let servers = rt.block_on(servers_on_two_loopback_addresses());
+    (rt, servers, World::new())
+}
+
 const REQUIREMENT: &str = "create deployments.apps -n prod";
 
 /// Runs the binary against both targets with the hosts file pointing `api.k8s.test` at `ip`,
@@ -219,10 +227,7 @@ fn case<'c>(cases: &'c [GitlabCase], target: &str, check: &str) -> &'c GitlabCas
 
 #[test]
 fn gitlab_sees_stable_names_the_target_warnings_and_each_text_once() {
-    init();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let servers = rt.block_on(servers_on_two_loopback_addresses());
-    let world = World::new();
+    let (_rt, servers, world) = address_move_world();
     let before = gitlab_cases(&run_at(&world, &servers, "127.0.0.1", &[]));
     let after = gitlab_cases(&run_at(&world, &servers, "127.0.0.2", &[]));
 
@@ -301,10 +306,7 @@ fn gitlab_sees_stable_names_the_target_warnings_and_each_text_once() {
 
 #[test]
 fn with_fail_on_warn_a_warning_is_a_failure_gitlab_lists() {
-    init();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let servers = rt.block_on(servers_on_two_loopback_addresses());
-    let world = World::new();
+    let (_rt, servers, world) = address_move_world();
     let cases = gitlab_cases(&run_at(
         &world,
         &servers,
