@@ -22,6 +22,7 @@ use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Pki, ProxyMode, TlsClass,
     Transport, apiserver,
 };
+use kube_reach::model::Status;
 use kube_reach::report::junit::RESERVED_TYPES;
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
@@ -369,4 +370,59 @@ async fn a_dead_proxy_renames_no_test() {
         before, after,
         "the same tests whether the proxy answers or not"
     );
+}
+
+/// Every check that ran records its own duration (JUnit `time`, JSON `duration_ms`); a
+/// skipped one records none.
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_that_ran_have_durations() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let url = format!("https://api.k8s.test:{}", server.addr().port());
+    let healthy = Ctx::new("c", url.clone(), &ca, FORBIDDEN);
+    let report = world
+        .run(
+            &kubeconfig(&[healthy], None),
+            &["--require", REQUIREMENT],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    for id in [
+        CheckId::DnsResolve,
+        CheckId::TcpConnect,
+        CheckId::TlsHandshake,
+        CheckId::HttpVersion,
+        CheckId::HttpHealth,
+        CheckId::AuthWhoami,
+        CheckId::RbacCanI,
+    ] {
+        let check = t
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no {}: {:#?}", id.as_str(), t.checks));
+        assert!(
+            !check.duration.is_zero(),
+            "{} ran but has no duration",
+            check.key()
+        );
+    }
+    let dead = kube_reach::demo::dead_address().expect("dead");
+    let refused = Ctx::new("c", format!("https://{dead}"), &ca, GOOD);
+    let report = world.run(&kubeconfig(&[refused], None), &[], &[]).await;
+    for check in target(&report, "c")
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Skip)
+    {
+        assert!(
+            check.duration.is_zero(),
+            "{} did not run: {:?}",
+            check.key(),
+            check.duration
+        );
+    }
 }
