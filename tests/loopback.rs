@@ -17,3 +17,5 @@ mod gitlab_view;
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/trust.rs"]
+mod trust;
