@@ -45,6 +45,7 @@ JOBLOG_CSS = """
 .log { background: #1f1f1f; color: #e6e6e6; font: 13px/20px 'DejaVu Sans Mono', monospace;
        padding: 10px 0; white-space: pre; }
 .line { display: flex; }
+.line > span:last-child { white-space: pre-wrap; overflow-wrap: anywhere; }  /* GitLab wraps */
 .num { color: #868686; width: 46px; text-align: right; padding-right: 14px; flex: none; }
 .header { cursor: pointer; }
 .chevron { color: #e6e6e6; width: 16px; display: inline-block; }
