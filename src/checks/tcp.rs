@@ -5,46 +5,71 @@ use crate::model::{CheckResult, Status};
 use crate::net::connect::{Attempt, ConnectFailure};
 use crate::net::proxy::{Tunnel, TunnelFailure};
 
-/// One result per address. When at least one address connected, the others only warn: the
-/// target works, but some of its addresses do not (a broken IPv6 path, say).
-pub fn connect(id: CheckId, attempts: &[Attempt], via_proxy: Option<&str>) -> Vec<CheckResult> {
-    let any_ok = attempts.iter().any(|a| a.outcome.is_ok());
-    attempts
+/// One result for the configured `subject` (`host:port` of the API server, or of the proxy),
+/// with one evidence line per resolved address. The subject is what the user wrote, never an
+/// address: addresses change (a load balancer moves) and the JUnit test name, built from the
+/// subject, must not. The layer passes if any address connects; the others then only warn (a
+/// broken IPv6 path, say). When none connects, the reason is the first address's (the one a
+/// client tries first); the evidence has every address's own outcome.
+pub fn connect(
+    id: CheckId,
+    subject: &str,
+    attempts: &[Attempt],
+    via_proxy: Option<&str>,
+) -> CheckResult {
+    let evidence: Vec<String> = attempts.iter().map(attempt_line).collect();
+    let elapsed = attempts.iter().map(|a| a.elapsed).max().unwrap_or_default();
+    let connected = attempts.iter().find(|a| a.outcome.is_ok());
+    let failures: Vec<&ConnectFailure> = attempts
         .iter()
-        .map(|a| {
-            let subject = a.addr.to_string();
-            let timing = format!("{} after {} ms", a.detail, a.elapsed.as_millis());
-            match &a.outcome {
-                Ok(_) => {
-                    let what = match via_proxy {
-                        Some(p) => format!("connected to proxy {p} at {subject}"),
-                        None => format!("connected to {subject}"),
-                    };
-                    CheckResult::pass(id, subject.clone(), what)
-                        .with_evidence(timing)
-                        .with_duration(a.elapsed)
-                }
-                Err(failure) => {
-                    let reason = match failure {
-                        ConnectFailure::Refused => Reason::Refused,
-                        ConnectFailure::Timeout => Reason::Timeout,
-                        ConnectFailure::HostUnreachable => Reason::HostUnreachable,
-                        ConnectFailure::NetworkUnreachable => Reason::NetworkUnreachable,
-                        ConnectFailure::Reset => Reason::Reset,
-                        ConnectFailure::Other(_) => Reason::ConnectFailed,
-                    };
-                    let mut r = CheckResult::finding(id, subject.clone(), reason)
-                        .with_evidence(format!("{subject}: {timing}"))
-                        .with_duration(a.elapsed);
-                    if any_ok {
-                        let summary = format!("{} (another address works)", r.summary);
-                        r = r.with_status(Status::Warn).with_summary(summary);
-                    }
-                    r
-                }
-            }
-        })
-        .collect()
+        .filter_map(|a| a.outcome.as_ref().err())
+        .collect();
+    let result = match (connected, failures.first()) {
+        (Some(ok), None) => {
+            let at = ok.addr.to_string();
+            let what = match via_proxy {
+                Some(p) => format!("connected to proxy {p} at {at}"),
+                None if at == subject => format!("connected to {subject}"),
+                None => format!("connected to {subject} at {at}"),
+            };
+            CheckResult::pass(id, subject, what)
+        }
+        (Some(_), Some(first)) => {
+            let r = CheckResult::finding(id, subject, reason_of(first));
+            let summary = format!(
+                "{} ({} of {} addresses; another address works)",
+                r.summary,
+                failures.len(),
+                attempts.len()
+            );
+            r.with_status(Status::Warn).with_summary(summary)
+        }
+        (None, Some(first)) => CheckResult::finding(id, subject, reason_of(first)),
+        (None, None) => CheckResult::finding(id, subject, Reason::ConnectFailed)
+            .with_summary(format!("no address to connect to for {subject}")),
+    };
+    result.with_evidence_lines(evidence).with_duration(elapsed)
+}
+
+/// `10.0.0.5:6443: Connection refused (os error 111) after 0 ms`.
+fn attempt_line(a: &Attempt) -> String {
+    format!(
+        "{}: {} after {} ms",
+        a.addr,
+        a.detail,
+        a.elapsed.as_millis()
+    )
+}
+
+fn reason_of(failure: &ConnectFailure) -> Reason {
+    match failure {
+        ConnectFailure::Refused => Reason::Refused,
+        ConnectFailure::Timeout => Reason::Timeout,
+        ConnectFailure::HostUnreachable => Reason::HostUnreachable,
+        ConnectFailure::NetworkUnreachable => Reason::NetworkUnreachable,
+        ConnectFailure::Reset => Reason::Reset,
+        ConnectFailure::Other(_) => Reason::ConnectFailed,
+    }
 }
 
 pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
@@ -83,39 +108,45 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
 /// A managed cluster's endpoint that does not answer: the fix names what that provider calls
 /// the settings that decide who may connect (a private endpoint is reachable only inside its
 /// network; a public one only from its authorized networks). `host` is the server's host as
-/// written in the kubeconfig; results of other hosts, and other failures, pass unchanged.
-pub fn explain_managed_endpoint(results: Vec<CheckResult>, host: &str) -> Vec<CheckResult> {
+/// written in the kubeconfig; other hosts, and other failures, pass unchanged.
+pub fn explain_managed_endpoint(
+    result: CheckResult,
+    host: &str,
+    attempts: &[Attempt],
+) -> CheckResult {
     let Some(provider) = crate::checks::cloud::Provider::of_host(host) else {
-        return results;
+        return result;
     };
-    results
-        .into_iter()
-        .map(|r| {
-            let silent = matches!(r.reason, Some(Reason::Timeout | Reason::NetworkUnreachable));
-            let private = r
-                .subject
-                .parse::<std::net::SocketAddr>()
-                .is_ok_and(|a| crate::checks::cloud::is_private(&a.ip()));
-            match (silent, private) {
-                (false, _) => r,
-                (true, true) => r
-                    .with_evidence(format!(
-                        "{host} is {}, and this address is private",
-                        provider.label()
-                    ))
-                    .with_fix_detail(provider.private_endpoint_fix()),
-                (true, false) => r
-                    .with_evidence(format!("{host} is {}", provider.label()))
-                    .with_fix_detail(provider.authorized_networks_fix()),
-            }
-        })
-        .collect()
+    let silent = matches!(
+        result.reason,
+        Some(Reason::Timeout | Reason::NetworkUnreachable)
+    );
+    if !silent || !result.status.is_failure() {
+        return result;
+    }
+    let private: Vec<String> = attempts
+        .iter()
+        .filter(|a| crate::checks::cloud::is_private(&a.addr.ip()))
+        .map(|a| a.addr.ip().to_string())
+        .collect();
+    if private.is_empty() {
+        result
+            .with_evidence(format!("{host} is {}", provider.label()))
+            .with_fix_detail(provider.authorized_networks_fix())
+    } else {
+        result
+            .with_evidence(format!(
+                "{host} is {}, and answered private addresses [{}]",
+                provider.label(),
+                private.join(", ")
+            ))
+            .with_fix_detail(provider.private_endpoint_fix())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::connect::Attempt;
     use std::time::Duration;
 
     fn timed_out(addr: &str) -> Attempt {
@@ -127,25 +158,24 @@ mod tests {
         }
     }
 
+    fn fix_for(host: &str, addr: &str) -> String {
+        let attempts = [timed_out(addr)];
+        let subject = format!("{host}:443");
+        let r = connect(CheckId::TcpConnect, &subject, &attempts, None);
+        explain_managed_endpoint(r, host, &attempts)
+            .fix
+            .unwrap_or_default()
+    }
+
     #[test]
     fn a_managed_endpoints_timeout_names_its_network_rules() {
-        let eks = "abc.gr7.eu-west-1.eks.amazonaws.com";
-        let private = connect(CheckId::TcpConnect, &[timed_out("10.0.190.233:443")], None);
-        let private = explain_managed_endpoint(private, eks);
-        let fix = private[0].fix.clone().unwrap_or_default();
+        let fix = fix_for("abc.gr7.eu-west-1.eks.amazonaws.com", "10.0.190.233:443");
         assert!(fix.contains("inside the cluster's VPC"), "{fix}");
         assert!(fix.contains("publicAccessCidrs"), "{fix}");
-        let public = connect(CheckId::TcpConnect, &[timed_out("35.202.107.4:443")], None);
-        let fix = explain_managed_endpoint(public, "dns-1.hcp.westeurope.azmk8s.io")[0]
-            .fix
-            .clone()
-            .unwrap_or_default();
+        let fix = fix_for("dns-1.hcp.westeurope.azmk8s.io", "35.202.107.4:443");
         assert!(fix.contains("--api-server-authorized-ip-ranges"), "{fix}");
-        let plain = connect(CheckId::TcpConnect, &[timed_out("10.0.0.1:443")], None);
-        let before = plain[0].fix.clone();
-        assert_eq!(
-            explain_managed_endpoint(plain, "api.k8s.test")[0].fix,
-            before
-        );
+        assert!(!fix.contains("virtual network"), "{fix}");
+        let plain = fix_for("api.k8s.test", "10.0.0.1:443");
+        assert!(!plain.contains("VPC"), "{plain}");
     }
 }
