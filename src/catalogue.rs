@@ -31,6 +31,7 @@ string_enum! {
         ConfigProxy = "config.proxy",
         RunnerEnvironment = "runner.environment",
         RunnerClock = "runner.clock",
+        RunnerTools = "runner.tools",
         DnsResolve = "dns.resolve",
         TcpConnect = "tcp.connect",
         ProxyConnect = "proxy.connect",
@@ -195,6 +196,8 @@ string_enum! {
         MisnamedFile = "misnamed-file",
         // runner
         Skew = "skew",
+        KnownBadVersion = "known-bad-version",
+        VersionSkew = "version-skew",
         // the engine's own
         Blocked = "blocked",
         NotApplicable = "not-applicable",
@@ -1214,6 +1217,30 @@ pub const CATALOGUE: &[Entry] = &[
         "Sync the runner host's clock (NTP).",
         "Certificate validity and token expiry are judged with the local clock; a wrong clock makes good certificates look expired or not yet valid.",
     ),
+    row(
+        C::RunnerTools,
+        R::KnownBadVersion,
+        W,
+        "a client tool on PATH is a version known to break through the GitLab agent",
+        "Use kubectl 1.27.2 or newer (or 1.26) and Helm 3.12.1 or newer in the job image (pin the image tag, e.g. `bitnami/kubectl:1.30`).",
+        "These versions fetch the OpenAPI document from the server's root instead of under the kubeconfig's server path, and the agent server answers that with 426; kube-reach's own requests carry the path, so they pass while the deploy step fails.",
+    ),
+    row(
+        C::RunnerTools,
+        R::VersionSkew,
+        W,
+        "kubectl on PATH is more than one minor version away from the API server",
+        "Use a kubectl within one minor version of the server's (see the evidence) in the job image.",
+        "Kubernetes supports kubectl only within one minor version of the API server; outside it, commands fail on removed or changed APIs, or silently send fields the server does not know.",
+    ),
+    row(
+        C::RunnerTools,
+        R::Timeout,
+        W,
+        "a client tool did not answer `version` in time",
+        "Run the tool's `version` command in the job image by hand: a tool that hangs without a server (a wrapper script waiting for input, a network lookup) will hang the deploy step too.",
+        "kube-reach asks each tool its version with stdin closed and kills it at `--timeout`; a healthy kubectl or helm answers at once.",
+    ),
     // ---- any check
     any(
         R::Blocked,
@@ -1354,6 +1381,7 @@ mod tests {
             "gitlab.kas",
             "runner.clock",
             "runner.environment",
+            "runner.tools",
         ] {
             assert!(ids.contains(&must), "check id {must} vanished");
         }

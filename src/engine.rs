@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, rbac, runner, tcp, tls};
+use crate::checks::{auth, dns, http, rbac, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -133,6 +133,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
+    let tools = start_tool_probe(env, plan.timeout);
     let ctx = Arc::new(RunContext {
         dns,
         ci,
@@ -172,6 +173,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         });
     }
     explain_agent_failures(&mut targets, &agent_of);
+    checks.extend(finish_tool_probe(tools, deadline, &targets).await);
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -188,6 +190,40 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     };
     plan.scrubber.scrub_report(&mut report);
     report
+}
+
+/// Asks the job's `kubectl` and `helm` their versions on a blocking thread while the targets
+/// are diagnosed (`runner.tools`); not in the demo, whose report must not depend on the machine.
+fn start_tool_probe(
+    env: &Env,
+    timeout: Duration,
+) -> Option<tokio::task::JoinHandle<Vec<tools::Probe>>> {
+    let vars: Vec<(String, String)> = env.vars.clone().into_iter().collect();
+    (!env.demo).then(|| tokio::task::spawn_blocking(move || tools::probe(&vars, timeout)))
+}
+
+/// The `runner.tools` results, judged against the servers' versions the targets found.
+async fn finish_tool_probe(
+    probe: Option<tokio::task::JoinHandle<Vec<tools::Probe>>>,
+    deadline: tokio::time::Instant,
+    targets: &[TargetReport],
+) -> Vec<CheckResult> {
+    let Some(probe) = probe else {
+        return Vec::new();
+    };
+    match tokio::time::timeout_at(deadline, probe).await {
+        Ok(Ok(probes)) => tools::judge(&probes, targets),
+        Ok(Err(_panic)) => vec![CheckResult::finding(
+            CheckId::RunnerTools,
+            "PATH",
+            Reason::Internal,
+        )],
+        Err(_) => vec![CheckResult::finding(
+            CheckId::RunnerTools,
+            "PATH",
+            Reason::Deadline,
+        )],
+    }
 }
 
 /// Marks the main checks of every layer after `blocker`'s as skipped, so the report (and the

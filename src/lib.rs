@@ -15,6 +15,7 @@ pub mod demo;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod gitlab;
 pub mod model;
 pub mod net;

@@ -10,3 +10,4 @@ pub mod rbac;
 pub mod runner;
 pub mod tcp;
 pub mod tls;
+pub mod tools;
