@@ -141,6 +141,7 @@ string_enum! {
         ClientCertRequired = "client-cert-required",
         HandshakeFailed = "handshake-failed",
         OversizedCertificate = "oversized-certificate",
+        MtuBlackhole = "mtu-blackhole",
         // tls.trust
         UnknownAuthority = "unknown-authority",
         CaMismatch = "ca-mismatch",
@@ -783,6 +784,22 @@ pub const CATALOGUE: &[Entry] = &[
         "the TLS handshake stalled: connected, but the server's handshake never arrived",
         "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (Docker `mtu`, CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
         "The TCP connection works, but the server's certificate flight is larger than the path's MTU and the ICMP that would shrink it is dropped.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::Timeout,
+        F,
+        "connected and sent the ClientHello, but no TLS answer came back",
+        "Something on the path holds the handshake: a firewall or middlebox that accepts TCP but eats TLS (check the runner's egress rules for this host and port), or a server that accepts connections without serving them (an overloaded API server, a load balancer with no healthy backend). A small-MSS retry also got no answer, so packet size is not the cause.",
+        "The TCP connection was made, so the address and port are reachable; what fails is the TLS exchange itself. kubectl reports this as `net/http: TLS handshake timeout`.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::MtuBlackhole,
+        F,
+        "the TLS handshake only completes with small packets: an MTU black hole on the path",
+        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360` or the `mtu` in the runner's `[runners.docker]`/network settings; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
+        "The server's certificate flight needs full-size packets; a link on the way has a smaller MTU and the ICMP that would tell the server to shrink them is dropped, so they vanish. The retry announced a small MSS, the server sent small segments, and the handshake completed. kubectl shows `net/http: TLS handshake timeout`.",
     ),
     row(
         C::TlsHandshake,

@@ -14,6 +14,7 @@ use crate::gitlab;
 use crate::model::TargetKind;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
 use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
+use crate::net::tls::HandshakeFailure;
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
@@ -450,8 +451,15 @@ async fn secure(
         None
     };
     let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
-    let result = tls::handshake(&authority, &hs)
+    let mut result = tls::handshake(&authority, &hs)
         .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
+    // No answer at all: once more with small packets, to tell an MTU black hole apart (a
+    // tunnel through a proxy cannot choose the MSS of the proxy's own connection).
+    if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) && matches!(target.route, Route::Direct)
+    {
+        let retry = small_mss_handshake(addr, &settings.server_name, client, ctx.timeout).await;
+        result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
+    }
     rec.push(result.clone());
     let Ok(stream) = hs.outcome else {
         block_rest(rec, &result, target, ctx);
@@ -500,6 +508,19 @@ async fn secure(
             None => Some(Secured::Unverified(stream, hs.alpn_h2)),
         },
     }
+}
+
+/// One handshake over a new connection that announces a small MSS (`connect_with_mss`).
+async fn small_mss_handshake(
+    addr: SocketAddr,
+    server_name: &str,
+    client: Option<&crate::plan::ClientIdentity>,
+    timeout: Duration,
+) -> Result<crate::net::tls::Handshake, String> {
+    let stream = connect::connect_with_mss(addr, connect::SMALL_MSS, timeout)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(crate::net::tls::handshake(stream, server_name, client, timeout).await)
 }
 
 /// HTTP, auth and RBAC: every independent question goes out at once over the one connection.
