@@ -633,7 +633,9 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_u64()?;
-    Some(UNIX_EPOCH + Duration::from_secs(exp))
+    // `UNIX_EPOCH + d` panics past what `SystemTime` holds (about 2^63 s): such an `exp` is no
+    // expiry a clock can reach.
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
 fn command_exists(command: &str, env: &Env) -> bool {
