@@ -195,10 +195,9 @@ pub fn check_report_path(flag: &str, path: &Path) -> Result<(), String> {
             path.display(),
             file_kind(meta.file_type())
         )),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(format!(
-            "{flag} {}: symlink loop (the link leads back to itself through other links)",
-            path.display()
-        )),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(format!("{flag} {}", FileError::from_io(path, e)))
+        }
         _ => Ok(()),
     }
 }

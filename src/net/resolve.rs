@@ -65,6 +65,10 @@ impl DnsSetup {
 
     /// One evidence line describing the configuration.
     pub fn describe(&self) -> String {
+        // An unreadable resolv.conf (missing, a FIFO…) is said as such, not as "no nameservers".
+        if let Some(problem) = &self.problem {
+            return format!("{problem} (not used)");
+        }
         let ns: Vec<String> = self.nameservers.iter().map(|n| n.to_string()).collect();
         format!(
             "{}: nameservers [{}], search [{}], ndots {}",
