@@ -113,6 +113,7 @@ string_enum! {
         CaUnreadable = "ca-unreadable",
         CaInvalid = "ca-invalid",
         CaExpired = "ca-expired",
+        InvalidServerName = "invalid-server-name",
         // config.proxy
         InvalidProxyUrl = "invalid-proxy-url",
         // dns
@@ -526,6 +527,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the certificate-authority in the kubeconfig has expired",
         "Fetch the cluster's current CA and update the kubeconfig.",
         "An expired CA can no longer anchor a valid chain.",
+    ),
+    row(
+        C::ConfigTls,
+        R::InvalidServerName,
+        F,
+        "the kubeconfig's tls-server-name is not a name a certificate can be checked against",
+        "Set `tls-server-name` to one of the names in the server certificate (a DNS name or an IP address), or remove it to verify against the server URL's host.",
+        "kubectl verifies the server certificate against tls-server-name; a value that is no DNS name or address can never match, so every handshake fails before the server is even judged.",
     ),
     // ---- config.proxy
     row(

@@ -473,7 +473,10 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     {
         return;
     }
-    let version_result = http::version(&authority, &version, creds);
+    let mut version_result = http::version(&authority, &version, creds);
+    if agent {
+        version_result = gitlab::explain_short_agent_wait(version_result, ctx.agent_timeout);
+    }
     rec.push(version_result.clone());
     if version_result.status.is_failure() {
         return block_rest(rec, &version_result, target, ctx);

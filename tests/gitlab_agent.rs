@@ -313,8 +313,13 @@ fn explicit_timeout_bounds_the_agent_server_wait() {
         "--timeout must bound the wait, not --deadline\n{}",
         out.describe()
     );
-    assert!(agent.root_cause.is_some(), "{}", out.describe());
-    assert_eq!(out.code, Some(1), "{}", out.describe());
+    let root = out.assert_agent_root_cause("http.version", "stalled", &["without --timeout"]);
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("shorter than the 20 s")),
+        "{root:?}"
+    );
     world.assert_token_discipline(&out);
 }
 

@@ -318,6 +318,35 @@ fn invalid_tls_server_name_is_a_usage_error_before_any_connection() {
     assert_eq!(out.code, Some(1), "a valid name runs: {}", out.stderr);
 }
 
+/// Issue 8.7: the same for a kubeconfig's `tls-server-name`: a `config.tls` finding naming
+/// the value, never a handshake failure blaming the server.
+#[test]
+fn config_tls_invalid_server_name() {
+    let world = World::new();
+    let kc = kubeconfig(
+        &[Ctx {
+            name: "bad-sni",
+            server: REFUSED.into(),
+            ca_pem: None,
+            token: Some(GOOD),
+            extra_cluster: "    tls-server-name: \"bad name!\"\n",
+        }],
+        Some("bad-sni"),
+    );
+    let path = world.write("kubeconfig", &kc);
+    let out = run(&world, &["--kubeconfig", &path.display().to_string()], &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let check = out.find(CheckId::ConfigTls, Reason::InvalidServerName);
+    assert!(evidence(check).contains("\"bad name!\""), "{check}");
+    assert!(
+        !out.checks()
+            .iter()
+            .any(|c| c["id"] == "tls.handshake" && c["status"] == "fail"),
+        "{}",
+        out.json_text
+    );
+}
+
 /// Issue 9: a 20,000-context kubeconfig made 20,000 targets (1 GB, 205 MB of JSON).
 #[test]
 fn config_kubeconfig_too_many_targets() {
