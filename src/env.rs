@@ -1,6 +1,11 @@
 //! One snapshot of what the run reads from its surroundings: variables, the clock, resolv.conf
-//! and the hosts file. Captured once in `main`; tests build it by
-//! hand, so nothing below reads `std::env` or these files itself.
+//! and the hosts file. Captured once in `main`; tests build it by hand, so nothing below reads
+//! `std::env` itself.
+//!
+//! Also the one way files are opened: [`read_file`] for every input (non-blocking, regular
+//! files only, size-bounded, errors naming the file and what it is) and
+//! [`create_report_file`] / [`check_report_path`] for the report files, so no path the user
+//! or a kubeconfig names (a FIFO, a device, a symlink loop) can hang or swamp the run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

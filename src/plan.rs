@@ -390,11 +390,12 @@ fn left_out(names: &[String]) -> String {
 fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
     let mut lines = args.require.clone();
     if let Some(path) = &args.require_file {
-        let bytes =
-            crate::env::read_bounded(path).map_err(|e| UsageError::RequireFileUnreadable {
+        let bytes = crate::env::read_file(path, crate::env::MAX_FILE_BYTES).map_err(|e| {
+            UsageError::RequireFileUnreadable {
                 path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+                source: std::io::Error::other(e.problem()),
+            }
+        })?;
         let text = String::from_utf8_lossy(&bytes);
         lines.extend(
             text.lines()

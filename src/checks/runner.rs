@@ -32,6 +32,9 @@ const RUNNER_VARS: &[&str] = &[
 /// Key/value facts for the report's `environment` and the check's evidence.
 pub fn facts(env: &Env, dns: &DnsSetup) -> Vec<(String, String)> {
     let mut out = vec![("resolv_conf".to_string(), dns.describe())];
+    if let Some(problem) = &dns.hosts_problem {
+        out.push(("hosts_file".to_string(), format!("{problem} (not used)")));
+    }
     for name in PROXY_VARS {
         if let Some(v) = env.var(name) {
             out.push((name.to_string(), redact_url_password(v)));
