@@ -82,7 +82,18 @@ type Planner = fn(&RunArgs, &Env) -> Result<Plan, UsageError>;
 
 /// Plans on a thread of its own, under `--deadline`; the engine gets what is left of it.
 pub fn plan(args: &RunArgs, env: &Env) -> Planned {
-    plan_with(args, env, Plan::new)
+    plan_with(args, env, plan_or_failpoint)
+}
+
+/// `Plan::new`, except that debug builds (the test binaries' kube-reach) panic here when
+/// `KUBE_REACH_FAILPOINT=plan-panic`, so the end-to-end tests can prove a planning panic still
+/// writes the reports. Release builds have no such variable.
+fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
+    #[cfg(debug_assertions)]
+    if env.var("KUBE_REACH_FAILPOINT") == Some("plan-panic") {
+        panic!("failpoint plan-panic");
+    }
+    Plan::new(args, env)
 }
 
 fn plan_with(args: &RunArgs, env: &Env, planner: Planner) -> Planned {

@@ -150,6 +150,34 @@ fn config_credentials_jwt_exp_beyond_any_clock_does_not_crash() {
 /// Flags, variables, and the finding the FIFO must give.
 type FifoCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], CheckId, Reason);
 
+/// Issue 9: a panic while planning (the JWT above, on the old code) ended the run with exit
+/// 101 and no report. Now it is a run-wide `error`/`internal` row, every requested report is
+/// written, and the exit status is 3 (the tool broke). The failpoint exists in debug builds only.
+#[test]
+fn a_panic_while_planning_still_writes_the_reports() {
+    let world = World::new();
+    let junit = world.path("r.xml");
+    let out = run(
+        &world,
+        &["--server", REFUSED, "--junit", &junit.display().to_string()],
+        &[
+            ("KUBE_REACH_FAILPOINT", "plan-panic"),
+            ("CI_JOB_TOKEN", "canary-job-token-77"),
+        ],
+    );
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let row = out.find(CheckId::ConfigKubeconfig, Reason::Internal);
+    assert_eq!(row["status"], "error");
+    assert!(evidence(row).contains("src/guard.rs"), "names where: {row}");
+    let junit = std::fs::read_to_string(&junit).expect("JUnit written");
+    assert!(junit.contains("<error"), "{junit}");
+    assert!(
+        out.stderr.contains("internal error") && !out.stderr.contains("canary-job-token-77"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Issue 9: a FIFO anywhere an input file is read blocked the run forever, with no report.
 #[test]
 fn fifo_input_files_are_refused_and_the_report_written() {
