@@ -30,7 +30,7 @@ impl Env {
     /// Captures the real process environment.
     pub fn capture(resolv_conf_path: PathBuf, hosts_path: PathBuf) -> Env {
         Env {
-            vars: std::env::vars().collect(),
+            vars: capture_vars(std::env::vars_os()),
             now: SystemTime::now(),
             resolv_conf_path,
             hosts_path,
@@ -53,6 +53,19 @@ impl Env {
     pub fn home(&self) -> Option<PathBuf> {
         self.var("HOME").map(PathBuf::from)
     }
+}
+
+/// The variables as text. `std::env::vars` panics on a name or value that is not UTF-8 (any
+/// CI variable can hold such bytes): names that are not UTF-8 cannot be ones we read and are
+/// dropped; values are kept with U+FFFD for the bytes that are not UTF-8.
+fn capture_vars(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> BTreeMap<String, String> {
+    vars.filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        Some((name, value.to_string_lossy().into_owned()))
+    })
+    .collect()
 }
 
 /// Why an input file could not be read. `Display` names the path and what was expected;
@@ -210,6 +223,23 @@ pub fn check_report_path(flag: &str, path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_that_are_not_utf8_do_not_panic() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || std::ffi::OsString::from_vec(vec![0xff, 0xfe]);
+        let vars = capture_vars(
+            [
+                (bad(), "x".into()),
+                ("BAD_VALUE".into(), bad()),
+                ("GOOD".into(), "ok".into()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(vars.len(), 2);
+        assert_eq!(vars["GOOD"], "ok");
+        assert_eq!(vars["BAD_VALUE"], "\u{FFFD}\u{FFFD}");
+    }
 
     #[test]
     fn a_fifo_is_refused_without_blocking() {

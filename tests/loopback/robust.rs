@@ -178,6 +178,32 @@ fn a_panic_while_planning_still_writes_the_reports() {
     );
 }
 
+/// A variable whose value is not UTF-8 (any CI variable can hold such bytes) made
+/// `std::env::vars` panic before anything ran: exit 101, no report.
+#[test]
+fn a_variable_that_is_not_utf8_is_no_crash() {
+    use std::os::unix::ffi::OsStringExt;
+    let world = World::new();
+    let json = world.path("r.json");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kube-reach"));
+    cmd.args(["--no-in-cluster", "--server", REFUSED, "--json"])
+        .arg(&json)
+        .arg("--resolv-conf")
+        .arg(world.path("resolv.conf"))
+        .arg("--hosts-file")
+        .arg(world.path("hosts"))
+        .env_clear()
+        .env("HOME", "/nonexistent")
+        .env(
+            "CI_COMMIT_MESSAGE",
+            std::ffi::OsString::from_vec(vec![b'x', 0xff, 0xfe]),
+        );
+    let (code, _, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    serde_json::from_str::<serde_json::Value>(&text).expect("JSON parses");
+}
+
 /// Issue 9: a FIFO anywhere an input file is read blocked the run forever, with no report.
 #[test]
 fn fifo_input_files_are_refused_and_the_report_written() {
