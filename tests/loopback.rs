@@ -17,3 +17,5 @@ mod outputs;
 mod reasons;
 #[path = "loopback/robust.rs"]
 mod robust;
+#[path = "loopback/trust.rs"]
+mod trust;
