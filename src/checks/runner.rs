@@ -61,8 +61,11 @@ fn interface_mtus() -> Option<String> {
         .take(64)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let mtu = std::fs::read_to_string(e.path().join("mtu")).ok()?;
-            Some(format!("{name} mtu {}", mtu.trim()))
+            let mtu = crate::env::read_file(&e.path().join("mtu"), 64).ok()?;
+            Some(format!(
+                "{name} mtu {}",
+                String::from_utf8_lossy(&mtu).trim()
+            ))
         })
         .collect();
     list.sort();
