@@ -86,12 +86,15 @@ pub fn plan(args: &RunArgs, env: &Env) -> Planned {
 }
 
 /// `Plan::new`, except that debug builds (the test binaries' kube-reach) panic here when
-/// `KUBE_REACH_FAILPOINT=plan-panic`, so the end-to-end tests can prove a planning panic still
-/// writes the reports. Release builds have no such variable.
+/// `KUBE_REACH_FAILPOINT=plan-panic` and stall for 30 s with `plan-hang`, so the end-to-end
+/// tests can prove that a planning panic or a planning stall still writes the reports. Release
+/// builds have no such variable.
 fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
     #[cfg(debug_assertions)]
-    if env.var("KUBE_REACH_FAILPOINT") == Some("plan-panic") {
-        panic!("failpoint plan-panic");
+    match env.var("KUBE_REACH_FAILPOINT") {
+        Some("plan-panic") => panic!("failpoint plan-panic"),
+        Some("plan-hang") => std::thread::sleep(Duration::from_secs(30)),
+        _ => {}
     }
     Plan::new(args, env)
 }

@@ -32,7 +32,10 @@ struct Run {
 fn run(world: &World, args: &[&str], vars: &[(&str, &str)]) -> Run {
     let json_path = world.path("r.json");
     let _ = std::fs::remove_file(&json_path);
-    let mut argv: Vec<String> = vec!["--no-in-cluster".into(), "--deadline".into(), "20".into()];
+    let mut argv: Vec<String> = vec!["--no-in-cluster".into()];
+    if !args.contains(&"--deadline") {
+        argv.extend(["--deadline".into(), "20".into()]);
+    }
     for (flag, file) in [("--resolv-conf", "resolv.conf"), ("--hosts-file", "hosts")] {
         if !args.contains(&flag) {
             argv.extend([flag.to_string(), world.path(file).display().to_string()]);
@@ -175,6 +178,26 @@ fn a_panic_while_planning_still_writes_the_reports() {
         out.stderr.contains("internal error") && !out.stderr.contains("canary-job-token-77"),
         "{}",
         out.stderr
+    );
+}
+
+/// Issue 9: `--deadline` did not cover planning. A planning stall (a debug-only failpoint that
+/// sleeps 30 s) now ends at the deadline with a run-wide `error`/`deadline` row and the reports.
+#[test]
+fn planning_is_bounded_by_the_deadline() {
+    let world = World::new();
+    let out = run(
+        &world,
+        &["--server", REFUSED, "--deadline", "1"],
+        &[("KUBE_REACH_FAILPOINT", "plan-hang")],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let row = out.find(CheckId::ConfigKubeconfig, Reason::Deadline);
+    assert_eq!(row["status"], "error");
+    assert!(
+        out.report()["targets"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
     );
 }
 
