@@ -17,6 +17,7 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod gitlab;
+pub mod guard;
 pub mod model;
 pub mod net;
 pub mod plan;

@@ -17,6 +17,8 @@ mod gitlab_view;
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/robust.rs"]
+mod robust;
 #[path = "loopback/tools.rs"]
 mod tools;
 #[path = "loopback/trust.rs"]
