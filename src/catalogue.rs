@@ -176,6 +176,7 @@ string_enum! {
         Anonymous = "anonymous",
         Unsupported = "unsupported",
         CredentialsWithheld = "credentials-withheld",
+        ClientCertNotRequested = "client-cert-not-requested",
         AgentUnauthorized = "agent-unauthorized",
         AgentForbidden = "agent-forbidden",
         AgentNotConnected = "agent-not-connected",
@@ -1034,6 +1035,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the API server rejected the credentials (401)",
         "Renew the token or certificate in the kubeconfig; for a service account token, check the account still exists.",
         "401 means the server could not authenticate the request: the token is unknown, expired or revoked, or the certificate is not signed by the cluster's client CA.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::ClientCertNotRequested,
+        F,
+        "401 for a client certificate the server never asked for: TLS is terminated in front of the API server",
+        "Connect to the API server's own TLS endpoint, or configure the load balancer in front of it for TLS passthrough (TCP mode) so the client certificate reaches kube-apiserver; alternatively authenticate with a bearer token (a service-account token) instead of the client certificate.",
+        "A client certificate is only sent when the server asks for one in the TLS handshake. This server never asked, so whatever terminates TLS here (a load balancer, an ingress, a proxy) is not kube-apiserver, and the request reached the API server without any identity.",
     ),
     row(
         C::AuthWhoami,

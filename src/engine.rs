@@ -45,6 +45,8 @@ pub struct Recorder {
     /// When the last step began or ended: a result that ran but carries no duration of its own
     /// took the time since then (JUnit `time`, JSON `duration_ms`).
     last_event: Mutex<Option<Instant>>,
+    /// Whether the verified handshake saw a CertificateRequest (`None`: no handshake yet).
+    client_cert_requested: Mutex<Option<bool>>,
 }
 
 impl Recorder {
@@ -83,6 +85,14 @@ impl Recorder {
         for r in results {
             self.push(r);
         }
+    }
+    fn note_client_cert_requested(&self, requested: bool) {
+        if let Ok(mut r) = self.client_cert_requested.lock() {
+            *r = Some(requested);
+        }
+    }
+    fn client_cert_requested(&self) -> Option<bool> {
+        self.client_cert_requested.lock().ok().and_then(|r| *r)
     }
     fn date(&self, response: &Response) {
         if let Some(date) = response
@@ -468,6 +478,7 @@ async fn secure(
         block_rest(rec, &result, target, ctx);
         return None;
     };
+    rec.note_client_cert_requested(hs.client_cert_requested);
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
     // config.tls finding, not a second one.
     if let Some(blocker) = failed_config(target, CheckId::ConfigTls) {
@@ -682,6 +693,8 @@ async fn whoami_layer(
         }
     };
     let result = result.with_duration(took(&outcome));
+    let result =
+        auth::client_cert_not_requested(result, &target.credentials, rec.client_cert_requested());
     rec.push(result.clone());
     if result.status.is_failure() {
         block_rest(rec, &result, target, ctx);

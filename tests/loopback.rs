@@ -9,6 +9,8 @@ mod child;
 #[path = "loopback/support.rs"]
 mod support;
 
+#[path = "loopback/client_cert.rs"]
+mod client_cert;
 #[path = "loopback/discovery.rs"]
 mod discovery;
 #[path = "loopback/gitlab_view.rs"]

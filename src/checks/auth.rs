@@ -140,3 +140,72 @@ pub fn unsupported(subject: &str) -> CheckResult {
     CheckResult::finding(CheckId::AuthWhoami, subject, Reason::Unsupported)
         .with_evidence("SelfSubjectReview v1 and v1beta1 both answered 404; the access reviews below still tell whether the credentials work")
 }
+
+/// A 401 for a client certificate the server never asked for: the handshake had no
+/// CertificateRequest, so the certificate was never sent and cannot be what was rejected.
+/// Something terminates TLS in front of the API server (a load balancer, an ingress, a proxy)
+/// and forwards the request without the client's identity. `requested` is what the handshake
+/// recorded (`None`: unknown, the result stays as it is).
+pub fn client_cert_not_requested(
+    result: CheckResult,
+    credentials: &Credentials,
+    requested: Option<bool>,
+) -> CheckResult {
+    let configured = credentials.usable && credentials.client_identity.is_some();
+    if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
+        return result;
+    }
+    let evidence = result.evidence.clone();
+    CheckResult::finding(result.id, result.subject, Reason::ClientCertNotRequested)
+        .with_evidence(
+            "the TLS handshake had no CertificateRequest: the client certificate was never sent",
+        )
+        .with_evidence_lines(evidence)
+        .with_duration(result.duration)
+}
+
+#[cfg(test)]
+mod client_cert_tests {
+    use super::*;
+    use crate::plan::ClientIdentity;
+    use rustls_pki_types::PrivateKeyDer;
+
+    fn with_cert() -> Credentials {
+        Credentials {
+            bearer: None,
+            client_identity: Some(ClientIdentity {
+                subject: "CN=alice".into(),
+                chain: Vec::new(),
+                key: PrivateKeyDer::Pkcs8(Vec::new().into()),
+            }),
+            usable: true,
+        }
+    }
+
+    fn unauthorized() -> CheckResult {
+        CheckResult::finding(CheckId::AuthWhoami, "api:6443", Reason::Unauthorized)
+    }
+
+    #[test]
+    fn only_an_unrequested_configured_certificate_changes_the_reason() {
+        let creds = with_cert();
+        let r = client_cert_not_requested(unauthorized(), &creds, Some(false));
+        assert_eq!(r.reason, Some(Reason::ClientCertNotRequested));
+        for requested in [Some(true), None] {
+            let r = client_cert_not_requested(unauthorized(), &creds, requested);
+            assert_eq!(r.reason, Some(Reason::Unauthorized), "{requested:?}");
+        }
+        let token_only = Credentials {
+            client_identity: None,
+            ..with_cert()
+        };
+        let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
+        assert_eq!(r.reason, Some(Reason::Unauthorized));
+        let unusable = Credentials {
+            usable: false,
+            ..with_cert()
+        };
+        let r = client_cert_not_requested(unauthorized(), &unusable, Some(false));
+        assert_eq!(r.reason, Some(Reason::Unauthorized));
+    }
+}
