@@ -695,6 +695,7 @@ async fn whoami_layer(
     let result = result.with_duration(took(&outcome));
     let result =
         auth::client_cert_not_requested(result, &target.credentials, rec.client_cert_requested());
+    let result = auth::cloud_identity_not_mapped(result, &target.credentials);
     rec.push(result.clone());
     if result.status.is_failure() {
         block_rest(rec, &result, target, ctx);

@@ -11,6 +11,7 @@
 pub mod catalogue;
 pub mod checks;
 pub mod cli;
+pub mod credential_plugin;
 pub mod demo;
 pub mod engine;
 pub mod env;

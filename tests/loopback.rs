@@ -13,6 +13,8 @@ mod support;
 mod client_cert;
 #[path = "loopback/discovery.rs"]
 mod discovery;
+#[path = "loopback/exec_plugin.rs"]
+mod exec_plugin;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/outputs.rs"]

@@ -164,6 +164,85 @@ pub fn client_cert_not_requested(
         .with_duration(result.duration)
 }
 
+/// A 401 for a token a cloud's credential plugin made: the cloud accepted the job's identity
+/// (the plugin succeeded), but the cluster does not map that identity to a Kubernetes user.
+/// The fix is the provider's mapping mechanism, not a new token.
+pub fn cloud_identity_not_mapped(result: CheckResult, credentials: &Credentials) -> CheckResult {
+    if result.reason != Some(Reason::Unauthorized) {
+        return result;
+    }
+    let Some(command) = credentials.exec_plugin.as_deref() else {
+        return result;
+    };
+    let Some((cloud, fix)) = cloud_mapping_fix(command) else {
+        return result;
+    };
+    result
+        .with_summary(format!(
+            "401 for the {cloud} identity from `{command}`: the cluster does not map it to a Kubernetes user"
+        ))
+        .with_evidence(format!(
+            "the token came from the {cloud} credential plugin `{command}`, which succeeded: the cloud knows the identity, the cluster does not"
+        ))
+        .with_fix_detail(fix)
+}
+
+/// The provider whose credential plugin `command` is, and how that provider maps a cloud
+/// identity to a Kubernetes user.
+fn cloud_mapping_fix(command: &str) -> Option<(&'static str, &'static str)> {
+    let name = command.rsplit('/').next().unwrap_or(command);
+    match name {
+        "aws" | "aws-iam-authenticator" => Some((
+            "AWS IAM",
+            "Map the job's IAM role to a Kubernetes identity: an EKS access entry (`aws eks create-access-entry --cluster-name <cluster> --principal-arn <role arn>` plus `aws eks associate-access-policy`), or a `mapRoles` entry in the `aws-auth` ConfigMap in `kube-system`; the role ARN must be the role itself, not the assumed-role session ARN (`aws sts get-caller-identity` in the job shows it).",
+        )),
+        "gke-gcloud-auth-plugin" => Some((
+            "Google Cloud IAM",
+            "Give the job's Google identity access to the cluster: an IAM role on the project (`roles/container.developer`, or `roles/container.clusterViewer` plus Kubernetes RBAC for that identity's email), and check which identity the job uses (`gcloud auth list`): a workload identity federation principal needs its own binding.",
+        )),
+        "kubelogin" => Some((
+            "Microsoft Entra ID",
+            "Grant the job's Entra identity (service principal, managed identity or workload identity) access to the AKS cluster: an Azure RBAC role such as `Azure Kubernetes Service RBAC Writer` on the cluster, or, with Kubernetes RBAC, a RoleBinding for its object ID or an Entra group it is in; check the `--server-id`/login mode in the kubeconfig's kubelogin args too.",
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod cloud_identity_tests {
+    use super::*;
+
+    fn creds(plugin: Option<&str>) -> Credentials {
+        Credentials {
+            bearer: Some(crate::secret::Secret::new("t")),
+            client_identity: None,
+            usable: true,
+            exec_plugin: plugin.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn each_clouds_plugin_gets_its_mapping_fix() {
+        let unauthorized =
+            || CheckResult::finding(CheckId::AuthWhoami, "api:443", Reason::Unauthorized);
+        for (plugin, needle) in [
+            ("aws", "aws-auth"),
+            ("/usr/local/bin/aws-iam-authenticator", "access entry"),
+            ("gke-gcloud-auth-plugin", "roles/container.developer"),
+            ("kubelogin", "Entra"),
+        ] {
+            let r = cloud_identity_not_mapped(unauthorized(), &creds(Some(plugin)));
+            let fix = r.fix.unwrap_or_default();
+            assert!(fix.contains(needle), "{plugin}: {fix}");
+            assert_eq!(r.reason, Some(Reason::Unauthorized));
+        }
+        let plain = cloud_identity_not_mapped(unauthorized(), &creds(None));
+        assert_eq!(plain.fix, unauthorized().fix);
+        let other = cloud_identity_not_mapped(unauthorized(), &creds(Some("my-plugin")));
+        assert_eq!(other.fix, unauthorized().fix);
+    }
+}
+
 #[cfg(test)]
 mod client_cert_tests {
     use super::*;
@@ -179,6 +258,7 @@ mod client_cert_tests {
                 key: PrivateKeyDer::Pkcs8(Vec::new().into()),
             }),
             usable: true,
+            exec_plugin: None,
         }
     }
 

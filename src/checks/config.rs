@@ -22,6 +22,8 @@ use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
+    /// Bound on a credential plugin's run (`--timeout`).
+    pub timeout: Duration,
     pub expiry_warn: Duration,
     pub default_namespace: Option<String>,
 }
@@ -47,6 +49,10 @@ impl Judge<'_> {
             });
         let (cred_check, credentials) = self.credentials(spec, kind);
         checks.push(cred_check);
+        // A plugin's token is known only now: every output must be scrubbed of it too.
+        if let Some(token) = &credentials.bearer {
+            scrubber.add_secret(token);
+        }
         // An unusable proxy URL means no traffic at all: the target then has no endpoint.
         let mut endpoint = endpoint;
         let mut route = Route::Direct;
@@ -318,13 +324,20 @@ impl Judge<'_> {
             Ok(None) => {}
             Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
         }
-        if let Some(command) = &spec.exec_command {
-            results.push(
-                CheckResult::pass(id, subject.clone(), format!("exec plugin {command} found"))
-                    .with_evidence(
-                        "the plugin is not run: its token is not checked (kubectl would run it)",
-                    ),
+        if let Some(exec) = &spec.exec {
+            let (result, token) = crate::checks::exec_credential::judge(
+                id,
+                &subject,
+                exec,
+                spec.server.as_deref(),
+                self.env,
+                self.timeout,
             );
+            if creds.bearer.is_none() {
+                creds.bearer = token;
+            }
+            creds.exec_plugin = Some(exec.command.clone());
+            results.push(result);
         }
         if results.is_empty() && kind == TargetKind::Gitlab {
             return (

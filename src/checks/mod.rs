@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cloud;
 pub mod config;
 pub mod dns;
+pub mod exec_credential;
 pub mod http;
 pub mod rbac;
 pub mod runner;

@@ -299,4 +299,31 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
     spec.basic_auth = user.username.is_some() || user.password.is_some();
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
     spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
+    spec.exec = user.exec.as_ref().and_then(exec_spec);
+}
+
+/// The `exec:` stanza as client-go uses it; `None` without a command.
+fn exec_spec(exec: &kube::config::ExecConfig) -> Option<super::ExecSpec> {
+    let env = exec
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|entry| Some((entry.get("name")?.clone(), entry.get("value")?.clone())))
+        .collect();
+    let interactive_mode = exec.interactive_mode.as_ref().map(|m| {
+        match m {
+            kube::config::ExecInteractiveMode::Never => "Never",
+            kube::config::ExecInteractiveMode::IfAvailable => "IfAvailable",
+            kube::config::ExecInteractiveMode::Always => "Always",
+        }
+        .to_string()
+    });
+    Some(super::ExecSpec {
+        command: exec.command.clone()?,
+        args: exec.args.clone().unwrap_or_default(),
+        env,
+        api_version: exec.api_version.clone(),
+        interactive_mode,
+        provide_cluster_info: exec.provide_cluster_info,
+    })
 }

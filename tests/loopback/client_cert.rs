@@ -58,11 +58,7 @@ async fn auth_whoami_client_cert_not_requested() {
     let evidence = evidence_of(t, CheckId::AuthWhoami);
     assert!(evidence.contains("no CertificateRequest"), "{evidence}");
     assert!(evidence.contains("HTTP 401"), "{evidence}");
-    let whoami = t
-        .checks
-        .iter()
-        .find(|c| c.id == CheckId::AuthWhoami)
-        .expect("whoami");
+    let whoami = result_of(t, CheckId::AuthWhoami);
     assert!(
         whoami
             .fix
@@ -76,11 +72,7 @@ async fn auth_whoami_client_cert_not_requested() {
     let kc = client_cert_kubeconfig(&apiserver.url(), &ca, &alice.cert_pem, alice.key_pem());
     let report = world.run(&kc, &[], &[]).await;
     let t = target(&report, "c");
-    let whoami = t
-        .checks
-        .iter()
-        .find(|c| c.id == CheckId::AuthWhoami)
-        .expect("whoami");
+    let whoami = result_of(t, CheckId::AuthWhoami);
     assert_eq!(whoami.status, Status::Pass, "{whoami:#?}");
     assert!(whoami.summary.contains("alice"), "{whoami:#?}");
 }

@@ -262,3 +262,11 @@ pub struct Finished {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
+
+/// The target's first result of check `id`, failing the test when there is none.
+pub fn result_of(t: &TargetReport, id: CheckId) -> &kube_reach::model::CheckResult {
+    t.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{}: no {} result: {:#?}", t.name, id.as_str(), t.checks))
+}
