@@ -44,6 +44,13 @@ fn kubeconfig_paths(opts: &DiscoveryOptions, env: &Env) -> (Vec<PathBuf>, &'stat
 
 pub fn discover(opts: &DiscoveryOptions, env: &Env) -> KubeconfigDiscovery {
     let mut out = KubeconfigDiscovery::default();
+    if opts.kubeconfig.is_none()
+        && let Some(finding) = env.var("KUBECONFIG").and_then(content_instead_of_path)
+    {
+        out.found_any_file = true;
+        out.checks.push(finding);
+        return out;
+    }
     let (paths, origin) = kubeconfig_paths(opts, env);
     if paths.is_empty() && origin != "none" {
         // Set, but only separators (`KUBECONFIG=":::"`): not the same mistake as "not set".
@@ -95,6 +102,17 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> KubeconfigDiscovery {
                 );
                 return out;
             }
+            Err(LoadError::Base64(msg)) => {
+                out.checks.push(
+                    CheckResult::finding(
+                        CheckId::ConfigKubeconfig,
+                        path.display().to_string(),
+                        Reason::Base64Encoded,
+                    )
+                    .with_evidence(msg),
+                );
+                return out;
+            }
             Err(LoadError::Invalid(msg)) => {
                 out.checks.push(
                     CheckResult::finding(
@@ -124,6 +142,59 @@ enum LoadError {
     Missing(String),
     Unreadable(String),
     Invalid(String),
+    /// The file holds base64 of a kubeconfig, not the kubeconfig.
+    Base64(String),
+}
+
+/// `KUBECONFIG` holding the kubeconfig itself (a GitLab variable of type Variable instead of
+/// File), or base64 of it, rather than a path. The value is never quoted: it holds secrets.
+fn content_instead_of_path(value: &str) -> Option<CheckResult> {
+    let trimmed = value.trim_start();
+    let yaml_like = value.contains('\n')
+        || ["apiVersion:", "kind:", "clusters:", "{"]
+            .iter()
+            .any(|start| trimmed.starts_with(start));
+    let finding = |reason: Reason, what: String| {
+        CheckResult::finding(CheckId::ConfigKubeconfig, "KUBECONFIG", reason).with_evidence(what)
+    };
+    if yaml_like {
+        return Some(finding(
+            Reason::ContentNotPath,
+            format!(
+                "KUBECONFIG's value is {} bytes over {} lines of text, not a file path (the value itself is not shown: it holds credentials)",
+                value.len(),
+                value.lines().count()
+            ),
+        ));
+    }
+    if !value.contains('/') && decodes_to_kubeconfig(value) {
+        return Some(finding(
+            Reason::Base64Encoded,
+            format!(
+                "KUBECONFIG's value is {} characters of base64 that decode to a kubeconfig, not a file path",
+                value.len()
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether `text` (whitespace ignored) is base64 of something that reads as a kubeconfig.
+fn decodes_to_kubeconfig(text: &str) -> bool {
+    use base64::Engine as _;
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() < 16 {
+        return false;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .is_some_and(|decoded| {
+            ["apiVersion", "clusters", "contexts"]
+                .iter()
+                .any(|key| decoded.contains(key))
+        })
 }
 
 fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
@@ -133,6 +204,13 @@ fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| LoadError::Invalid(format!("{}: not UTF-8 text", path.display())))?;
+    if decodes_to_kubeconfig(&text) {
+        return Err(LoadError::Base64(format!(
+            "{}: {} bytes of base64 that decode to a kubeconfig (kubectl: `yaml: invalid leading UTF-8 octet` or a parse error)",
+            path.display(),
+            text.len()
+        )));
+    }
     let mut config = Kubeconfig::from_yaml(&text).map_err(|e| {
         LoadError::Invalid(format!(
             "{}: {}",
@@ -326,4 +404,32 @@ fn exec_spec(exec: &kube::config::ExecConfig) -> Option<super::ExecSpec> {
         interactive_mode,
         provide_cluster_info: exec.provide_cluster_info,
     })
+}
+
+#[cfg(test)]
+mod content_tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_paths_and_text_or_base64_is_named() {
+        for path in [
+            "/builds/group/project.tmp/KUBECONFIG",
+            "kubeconfig",
+            "a:b",
+            "/tmp/x.yaml:/tmp/y",
+        ] {
+            assert!(content_instead_of_path(path).is_none(), "{path}");
+        }
+        let yaml = "apiVersion: v1\nkind: Config\nclusters: []\n";
+        let r = content_instead_of_path(yaml).expect("content");
+        assert_eq!(r.reason, Some(Reason::ContentNotPath));
+        assert!(
+            !r.evidence.join(" ").contains("apiVersion"),
+            "the value is never quoted"
+        );
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
+        let r = content_instead_of_path(&b64).expect("base64");
+        assert_eq!(r.reason, Some(Reason::Base64Encoded));
+    }
 }
