@@ -54,10 +54,15 @@ impl Response {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
-    /// The first bytes of the body as text, for evidence.
+    /// The first bytes of the body as text, for evidence. A cut body ends in `…`: the scrubber
+    /// looks there for a secret cut in two (`secret::Scrubber`).
     pub fn excerpt(&self, max: usize) -> String {
         let text = String::from_utf8_lossy(&self.body[..self.body.len().min(max)]);
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+        let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.body.len() > max {
+            line.push('…');
+        }
+        line
     }
 }
 
