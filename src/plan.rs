@@ -267,6 +267,53 @@ fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
     Ok(lines)
 }
 
+/// Variables whose whole value is a secret.
+const SECRET_VARIABLES: &[&str] = &[
+    "CI_JOB_TOKEN",
+    "CI_JOB_JWT",
+    "CI_JOB_JWT_V2",
+    "CI_REGISTRY_PASSWORD",
+    "CI_DEPLOY_PASSWORD",
+    "CI_DEPENDENCY_PROXY_PASSWORD",
+    "KUBE_TOKEN",
+    "GITLAB_TOKEN",
+];
+
+/// Variables that are URLs whose password (and query values) are secrets.
+const URL_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "KUBE_URL",
+    "CI_SERVER_URL",
+    "CI_API_V4_URL",
+    "CI_REPOSITORY_URL",
+];
+
+/// Registers the secrets of the run's variables where they are read: the environment block
+/// prints proxy variables, so their passwords must be known secrets too.
+fn register_variable_secrets(env: &Env, scrubber: &mut Scrubber) {
+    for name in SECRET_VARIABLES {
+        if let Some(value) = env.var(name) {
+            scrubber.add(value);
+        }
+    }
+    for name in URL_VARIABLES {
+        let Some(value) = env.var(name) else { continue };
+        let with_scheme = if value.contains("://") {
+            value.to_string()
+        } else {
+            format!("http://{}", value.trim())
+        };
+        for secret in crate::targets::url::secrets_of(&with_scheme) {
+            scrubber.add_secret(&secret);
+        }
+    }
+}
+
 impl Plan {
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
         let timeout = seconds(args.timeout)?;
@@ -303,11 +350,7 @@ impl Plan {
             .iter()
             .map(|spec| judge.resolve(spec, &mut scrubber))
             .collect();
-        for name in ["CI_JOB_TOKEN", "KUBE_TOKEN", "CI_REGISTRY_PASSWORD"] {
-            if let Some(value) = env.var(name) {
-                scrubber.add(value);
-            }
-        }
+        register_variable_secrets(env, &mut scrubber);
         Ok(Plan {
             targets,
             checks: discovery.checks,

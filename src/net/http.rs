@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use super::MAX_RESPONSE_BYTES;
 use super::tls::VerifiedTls;
-use crate::secret::Secret;
+use crate::secret::{JobToken, Secret};
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -140,7 +140,7 @@ impl HttpConnection {
     }
 
     /// Sends one request; `credentials` asks for the bearer token (if this connection may
-    /// carry one). `extra_headers` must not hold secrets other than what the caller owns.
+    /// carry one).
     pub async fn send(
         &self,
         method: &str,
@@ -153,13 +153,16 @@ impl HttpConnection {
             .await
     }
 
+    /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
+    /// a bearer [`Secret`], so no cluster credential can travel this way; refused unless TLS
+    /// verified.
     pub async fn send_with(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
         credentials: bool,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
         let started = Instant::now();
@@ -211,7 +214,7 @@ impl HttpConnection {
         path: &str,
         body: Option<Vec<u8>>,
         credentials: bool,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
     ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
         let full_path = format!("{}{}", self.base_path, path);
         let uri = match &self.sender {

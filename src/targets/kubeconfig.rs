@@ -289,6 +289,26 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
         .as_ref()
         .map(|k| Secret::new(k.expose_secret()));
     spec.basic_auth = user.username.is_some() || user.password.is_some();
+    spec.other_secrets = other_secrets(user);
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
     spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
+}
+
+/// Secret values of a kubeconfig user that are not sent: the basic-auth password, every
+/// auth-provider setting (`client-secret`, `refresh-token`, `id-token`, `access-token`, …) and
+/// every exec `env` value.
+fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
+    let mut found = Vec::new();
+    if let Some(p) = &user.password {
+        found.push(Secret::new(p.expose_secret()));
+    }
+    if let Some(provider) = &user.auth_provider {
+        found.extend(provider.config.values().map(|v| Secret::new(v.as_str())));
+    }
+    if let Some(env) = user.exec.as_ref().and_then(|e| e.env.as_ref()) {
+        for var in env {
+            found.extend(var.get("value").map(|v| Secret::new(v.as_str())));
+        }
+    }
+    found
 }
