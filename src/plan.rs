@@ -245,8 +245,21 @@ fn seconds(value: f64) -> Result<Duration, UsageError> {
     }
 }
 
-fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
-    let mut lines = args.require.clone();
+/// One `--require` line and, for a line of `--require-file`, where it came from.
+struct RequirementLine {
+    text: String,
+    file_line: Option<usize>,
+}
+
+fn requirement_lines(args: &RunArgs) -> Result<Vec<RequirementLine>, UsageError> {
+    let mut lines: Vec<RequirementLine> = args
+        .require
+        .iter()
+        .map(|text| RequirementLine {
+            text: text.clone(),
+            file_line: None,
+        })
+        .collect();
     if let Some(path) = &args.require_file {
         let bytes =
             crate::env::read_bounded(path).map_err(|e| UsageError::RequireFileUnreadable {
@@ -256,15 +269,39 @@ fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
         let text = String::from_utf8_lossy(&bytes);
         lines.extend(
             text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.trim()))
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                .map(|(number, l)| RequirementLine {
+                    text: l.to_string(),
+                    file_line: Some(number),
+                }),
         );
     }
     if lines.is_empty() {
-        lines = DEFAULT_REQUIREMENTS.iter().map(|s| s.to_string()).collect();
+        lines = DEFAULT_REQUIREMENTS
+            .iter()
+            .map(|s| RequirementLine {
+                text: s.to_string(),
+                file_line: None,
+            })
+            .collect();
     }
     Ok(lines)
+}
+
+/// Parses one line; a file's line is named by file and number, its text never quoted.
+fn parse_line(line: &RequirementLine, args: &RunArgs) -> Result<Vec<Requirement>, UsageError> {
+    parse_requirement(&line.text).map_err(|e| match (e, line.file_line, &args.require_file) {
+        (UsageError::InvalidRequirement { problem, .. }, Some(line_number), Some(path)) => {
+            UsageError::InvalidRequirementInFile {
+                path: path.clone(),
+                line_number,
+                problem,
+            }
+        }
+        (other, _, _) => other,
+    })
 }
 
 /// Variables whose whole value is a secret.
@@ -320,7 +357,7 @@ impl Plan {
         let deadline = seconds(args.deadline)?;
         let mut requirements = Vec::new();
         for line in requirement_lines(args)? {
-            requirements.extend(parse_requirement(&line)?);
+            requirements.extend(parse_line(&line, args)?);
         }
         let options = DiscoveryOptions {
             kubeconfig: args.kubeconfig.clone(),

@@ -359,12 +359,17 @@ impl Judge<'_> {
         kind: TargetKind,
     ) -> CheckResult {
         if kind == TargetKind::GitlabAgent {
-            let agent = token.expose().split(':').nth(1).unwrap_or("?");
-            return CheckResult::pass(
-                id,
-                subject,
-                format!("GitLab agent token for agent:{agent} (ci:<agent id>:<job token>)"),
-            );
+            // Only the parsed id is printed: a token without one (`pat:glpat-…`) has no part
+            // that is not secret.
+            let summary = match crate::gitlab::agent_token_id(token.expose()) {
+                Some((kind, agent)) => format!(
+                    "GitLab agent token for agent:{agent} ({}:<agent id>:<token>)",
+                    kind.as_str()
+                ),
+                None => "GitLab agent target, token not of the form ci:<agent id>:<job token>"
+                    .to_string(),
+            };
+            return CheckResult::pass(id, subject, summary);
         }
         let Some(exp) = jwt_expiry(token.expose()) else {
             return CheckResult::pass(id, subject, "bearer token (not a JWT with an expiry)");
@@ -563,12 +568,7 @@ fn load_ca(spec: &TargetSpec) -> CaLoad {
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            (
-                Reason::CaInvalid,
-                format!("{source}: not PEM certificates: {e:?}"),
-            )
-        })?;
+        .map_err(|e| (Reason::CaInvalid, format!("{source}: {}", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err((
             Reason::CaInvalid,
@@ -582,6 +582,20 @@ fn load_ca(spec: &TargetSpec) -> CaLoad {
         ));
     }
     Ok(Some((source, certs)))
+}
+
+/// A PEM parse error in our words. The parser's `Debug` prints the offending section's bytes
+/// (a private key pasted where a CA belongs came out as a decimal byte array).
+fn pem_problem(error: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error as E;
+    match error {
+        E::MissingSectionEnd { .. } => "a PEM section has no -----END line",
+        E::IllegalSectionStart { .. } => "a PEM -----BEGIN line is malformed",
+        E::Base64Decode(_) => "a PEM section is not valid base64",
+        E::Io(_) => "the PEM text could not be read",
+        E::NoItemsFound => "no PEM certificate found",
+        _ => "not PEM certificates",
+    }
 }
 
 fn load_bytes(

@@ -1,0 +1,1 @@
+//! One test per leak class of issue 9.
