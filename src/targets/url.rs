@@ -257,9 +257,18 @@ pub fn display_raw(raw: &str) -> String {
     }
 }
 
-/// Everything between `scheme://` and the last `@` masked, when there is a `:` in it.
+/// Everything between `scheme://` and the last `@` masked, when there is a `:` in it, and
+/// every query value.
 fn mask_unparsed(raw: &str) -> String {
     let raw = raw.trim();
+    let masked = mask_userinfo_unparsed(raw);
+    match masked.find('?') {
+        Some(q) => mask_query(&masked, q),
+        None => masked,
+    }
+}
+
+fn mask_userinfo_unparsed(raw: &str) -> String {
     let (prefix, rest) = match raw.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
         None => (String::new(), raw),
@@ -280,10 +289,18 @@ pub fn secrets_of(raw: &str) -> Vec<Secret> {
         return url.secrets().to_vec();
     }
     let rest = raw.trim().split_once("://").map_or(raw.trim(), |(_, r)| r);
-    match rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
+    let mut found = match rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
         Some((_, p)) if !p.is_empty() => vec![Secret::new(p), Secret::new(percent_decode(p))],
         _ => Vec::new(),
+    };
+    if let Some((_, query)) = rest.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for value in query.split('&').filter_map(|pair| pair.split_once('=')).map(|(_, v)| v) {
+            found.push(Secret::new(value));
+            found.push(Secret::new(percent_decode(value)));
+        }
     }
+    found
 }
 
 #[cfg(test)]
@@ -338,6 +355,13 @@ mod tests {
         assert_eq!(url.display(), "https://api:6443/?token=***&x=");
         assert!(url.secrets().iter().any(|s| s.expose() == "abcd1234"));
         assert!(url.has_query_or_fragment);
+    }
+
+    #[test]
+    fn unparsable_urls_still_mask_and_give_their_secrets() {
+        let raw = "https:/ /api:9/?token=abcd1234efgh&x=1";
+        assert_eq!(display_raw(raw), "https:/ /api:9/?token=***&x=***");
+        assert!(secrets_of(raw).iter().any(|s| s.expose() == "abcd1234efgh"));
     }
 
     #[test]

@@ -139,6 +139,16 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
     }
 }
 
+/// A hostile TLS API server on 127.0.0.1 (see [`Echo`]); returns its URL and the CA to trust.
+pub async fn start_hostile(echo: Echo, pad: usize, whole_header: bool, pki: &Pki) -> (String, String) {
+    let b = Behaviour {
+        echo,
+        pad,
+        whole_header,
+    };
+    start(b, pki).await
+}
+
 /// A hostile TLS API server on 127.0.0.1; returns its URL and the CA to trust. It serves until
 /// the runtime ends.
 async fn start(b: Behaviour, pki: &Pki) -> (String, String) {
@@ -216,7 +226,7 @@ pub async fn echoing_proxy(pad: usize) -> SocketAddr {
 
 /// The canary token of one hostile run, unique per echo and pad.
 pub fn canary(tag: &str) -> String {
-    format!("hostile{tag}CanaryTok9f3e7a1b5c")
+    format!("Zq7Kx{tag}CanaryTok9f3e7a1b5c")
 }
 
 /// One run against a hostile server: `--server` with the token in a `--token-file` (the
