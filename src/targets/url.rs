@@ -150,6 +150,9 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
     {
         return Err(UrlError::NoScheme);
     }
+    // WHATWG (and so the `url` crate) skips extra slashes and backslashes after `http://`:
+    // `http:///user:pw@host` has user information too.
+    let rest = rest.trim_start_matches(['/', '\\']);
     let userinfo = split_userinfo(rest);
     let mut secrets = Vec::new();
     let mut display = raw.to_string();
@@ -175,6 +178,10 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
         after_userinfo = &rest[info.len + 1..];
     }
     let url = ::url::Url::parse(&format!("{scheme}://{after_userinfo}")).map_err(classify)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // User information we did not split off (a backslash, say): never parse around it.
+        return Err(UrlError::Malformed("unexpected user information".into()));
+    }
     let host = match url.host() {
         Some(::url::Host::Domain(d)) if !d.is_empty() => Host::Name(d.to_ascii_lowercase()),
         Some(::url::Host::Ipv4(ip)) => Host::Ip(IpAddr::V4(ip)),
@@ -270,7 +277,10 @@ fn mask_unparsed(raw: &str) -> String {
 
 fn mask_userinfo_unparsed(raw: &str) -> String {
     let (prefix, rest) = match raw.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
+        Some((s, r)) => {
+            let slashes = r.len() - r.trim_start_matches(['/', '\\']).len();
+            (format!("{s}://{}", &r[..slashes]), &r[slashes..])
+        }
         None => (String::new(), raw),
     };
     match rest.rfind('@') {
@@ -289,13 +299,18 @@ pub fn secrets_of(raw: &str) -> Vec<Secret> {
         return url.secrets().to_vec();
     }
     let rest = raw.trim().split_once("://").map_or(raw.trim(), |(_, r)| r);
+    let rest = rest.trim_start_matches(['/', '\\']);
     let mut found = match rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
         Some((_, p)) if !p.is_empty() => vec![Secret::new(p), Secret::new(percent_decode(p))],
         _ => Vec::new(),
     };
     if let Some((_, query)) = rest.split_once('?') {
         let query = query.split('#').next().unwrap_or_default();
-        for value in query.split('&').filter_map(|pair| pair.split_once('=')).map(|(_, v)| v) {
+        for value in query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(_, v)| v)
+        {
             found.push(Secret::new(value));
             found.push(Secret::new(percent_decode(value)));
         }
@@ -362,6 +377,20 @@ mod tests {
         let raw = "https:/ /api:9/?token=abcd1234efgh&x=1";
         assert_eq!(display_raw(raw), "https:/ /api:9/?token=***&x=***");
         assert!(secrets_of(raw).iter().any(|s| s.expose() == "abcd1234efgh"));
+    }
+
+    #[test]
+    fn extra_slashes_before_user_information() {
+        for raw in [
+            "http:///ci:pw1234567@127.0.0.1:9",
+            "http://\\ci:pw1234567@127.0.0.1:9",
+        ] {
+            assert!(!display_raw(raw).contains("pw1234567"), "{raw}");
+            assert!(
+                secrets_of(raw).iter().any(|s| s.expose() == "pw1234567"),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

@@ -140,7 +140,12 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
 }
 
 /// A hostile TLS API server on 127.0.0.1 (see [`Echo`]); returns its URL and the CA to trust.
-pub async fn start_hostile(echo: Echo, pad: usize, whole_header: bool, pki: &Pki) -> (String, String) {
+pub async fn start_hostile(
+    echo: Echo,
+    pad: usize,
+    whole_header: bool,
+    pki: &Pki,
+) -> (String, String) {
     let b = Behaviour {
         echo,
         pad,

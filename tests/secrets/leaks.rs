@@ -37,21 +37,39 @@ fn leak1_yaml_errors_name_the_place_never_the_text() {
     let cases: Vec<(&str, String)> = vec![
         ("tab", format!("{HEAD}\ttoken: {canary}\n")),
         ("unclosed quote", format!("{HEAD}    token: \"{canary}\n")),
-        ("duplicate key", format!("{HEAD}    token: {canary}\n    token: {canary}2\n")),
-        ("wrong type", format!("{HEAD}    client-key-data: [{canary}]\n")),
-        ("password mapping", format!("{HEAD}    password: {{{canary}: 1}}\n")),
+        (
+            "duplicate key",
+            format!("{HEAD}    token: {canary}\n    token: {canary}2\n"),
+        ),
+        (
+            "wrong type",
+            format!("{HEAD}    client-key-data: [{canary}]\n"),
+        ),
+        (
+            "password mapping",
+            format!("{HEAD}    password: {{{canary}: 1}}\n"),
+        ),
         (
             "auth-provider client-secret",
-            format!("{HEAD}    auth-provider:\n      name: oidc\n      config:\n        client-secret: [{canary}]\n"),
+            format!(
+                "{HEAD}    auth-provider:\n      name: oidc\n      config:\n        client-secret: [{canary}]\n"
+            ),
         ),
         (
             "exec env",
-            format!("{HEAD}    exec:\n      command: x\n      env:\n      - name: A\n        value: {{v: {canary}}}\n"),
+            format!(
+                "{HEAD}    exec:\n      command: x\n      env:\n      - name: A\n        value: {{v: {canary}}}\n"
+            ),
         ),
-        ("secret where a mapping belongs", format!("{HEAD}    {canary}\n    token: x\n")),
+        (
+            "secret where a mapping belongs",
+            format!("{HEAD}    {canary}\n    token: x\n"),
+        ),
         (
             "one-line JSON",
-            format!("{{\"apiVersion\":\"v1\",\"users\":[{{\"name\":\"u\",\"user\":{{\"token\":\"{canary}\"}}]]}}"),
+            format!(
+                "{{\"apiVersion\":\"v1\",\"users\":[{{\"name\":\"u\",\"user\":{{\"token\":\"{canary}\"}}]]}}"
+            ),
         ),
     ];
     for (what, text) in cases {
@@ -65,7 +83,10 @@ fn leak1_yaml_errors_name_the_place_never_the_text() {
         assert_eq!(check.reason, Some(Reason::InvalidYaml), "{what}");
         let evidence = check.evidence.join("\n");
         assert!(evidence.contains("kubeconfig"), "{what}: {evidence}");
-        assert!(!evidence.contains("REDACTED"), "{what}: quoted, then scrubbed: {evidence}");
+        assert!(
+            !evidence.contains("REDACTED"),
+            "{what}: quoted, then scrubbed: {evidence}"
+        );
     }
 }
 
@@ -78,7 +99,11 @@ fn leak1_the_second_file_of_a_kubeconfig_list() {
     let list = format!("{}:{}", first.display(), second.display());
     let report = run_args(&world, &["--kubeconfig", &list], &[]);
     assert_report_clean(&report, &[canary]);
-    let evidence: String = report.checks.iter().flat_map(|c| c.evidence.clone()).collect();
+    let evidence: String = report
+        .checks
+        .iter()
+        .flat_map(|c| c.evidence.clone())
+        .collect();
     assert!(evidence.contains("second: line"), "{evidence}");
 }
 
@@ -103,7 +128,11 @@ fn leak2_url_passwords_with_reserved_characters() {
         let report = run_kubeconfig(&world, &kubeconfig, &[]);
         super::outputs::assert_no_leak(&render(&report), &[&password, &password[7..]]);
         let kube_url = format!("https://ci:{password}@127.0.0.1:9");
-        let report = run_args(&world, &[], &[("KUBE_URL", &kube_url), ("GITLAB_CI", "true")]);
+        let report = run_args(
+            &world,
+            &[],
+            &[("KUBE_URL", &kube_url), ("GITLAB_CI", "true")],
+        );
         super::outputs::assert_no_leak(&render(&report), &[&password, &password[7..]]);
     }
 }
@@ -180,7 +209,11 @@ fn leak5_basic_value_in_a_proxy_status_line() {
     let proxy = rt.block_on(echoing_proxy(0));
     let password = "basicCanaryPw3c4d5e";
     let url = format!("http://ci:{password}@127.0.0.1:{}", proxy.port());
-    let report = run_args(&world, &["--server", "https://api.k8s.test:6443"], &[("HTTPS_PROXY", &url)]);
+    let report = run_args(
+        &world,
+        &["--server", "https://api.k8s.test:6443"],
+        &[("HTTPS_PROXY", &url)],
+    );
     let basic = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         format!("ci:{password}"),
@@ -191,7 +224,10 @@ fn leak5_basic_value_in_a_proxy_status_line() {
 #[test]
 fn leak6_agent_shaped_tokens_without_an_agent_id() {
     let world = World::new();
-    for token in ["pat:glpat-agentCanaryMiddle1234", "ci:agentCanaryMiddle5678:x"] {
+    for token in [
+        "pat:glpat-agentCanaryMiddle1234",
+        "ci:agentCanaryMiddle5678:x",
+    ] {
         let text = format!(
             "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9/k8s-proxy/\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: \"{token}\"\n"
         );
@@ -214,13 +250,21 @@ fn leak7_a_private_key_where_a_ca_belongs() {
         let ca_file = world.write("ca.pem", &key);
         let report = run_args(
             &world,
-            &["--server", "https://127.0.0.1:9", "--ca-file", &ca_file.display().to_string()],
+            &[
+                "--server",
+                "https://127.0.0.1:9",
+                "--ca-file",
+                &ca_file.display().to_string(),
+            ],
             &[],
         );
         let outputs = assert_report_clean(&report, &[body]);
         for (name, text) in &outputs {
             // `MIIE` and `----` as decimal bytes: the PEM parser's Debug.
-            assert!(!text.contains("77, 73, 73, 69") && !text.contains("45, 45, 45"), "bytes in the {name}: {text}");
+            assert!(
+                !text.contains("77, 73, 73, 69") && !text.contains("45, 45, 45"),
+                "bytes in the {name}: {text}"
+            );
         }
         let tls = report.targets[0]
             .checks
@@ -238,12 +282,20 @@ fn leak8_a_require_file_line_is_named_not_quoted() {
     let file = world.write("token", &format!("# a token file\n{canary}\n"));
     let out = world.run_binary(
         None,
-        &["--server", "https://127.0.0.1:9", "--require-file", &file.display().to_string()],
+        &[
+            "--server",
+            "https://127.0.0.1:9",
+            "--require-file",
+            &file.display().to_string(),
+        ],
         &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.code, Some(2), "{stderr}");
     assert!(!stderr.contains(canary), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(canary));
-    assert!(stderr.contains("line 2") && stderr.contains("token"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("token"),
+        "{stderr}"
+    );
 }

@@ -111,9 +111,11 @@ fn corruption() -> impl Strategy<Value = Corruption> {
     prop_oneof![
         Just(Corruption::None),
         any::<usize>().prop_map(Corruption::Truncate),
-        (any::<usize>(), 1usize..6).prop_map(|(line, spaces)| Corruption::Reindent { line, spaces }),
+        (any::<usize>(), 1usize..6)
+            .prop_map(|(line, spaces)| Corruption::Reindent { line, spaces }),
         any::<usize>().prop_map(|line| Corruption::Dedent { line }),
-        (any::<usize>(), any::<bool>()).prop_map(|(line, list)| Corruption::WrongType { line, list }),
+        (any::<usize>(), any::<bool>())
+            .prop_map(|(line, list)| Corruption::WrongType { line, list }),
         any::<usize>().prop_map(|line| Corruption::Duplicate { line }),
         (any::<usize>(), 0..ODD.len()).prop_map(|(at, odd)| Corruption::Insert { at, odd }),
     ]
@@ -141,19 +143,35 @@ fn corrupt(text: &str, how: &Corruption) -> String {
             text[..at].to_string()
         }
         Corruption::Reindent { line, spaces } => rebuild(&|i, l| {
-            if i == pick(line) { format!("{}{l}", " ".repeat(spaces)) } else { l.to_string() }
+            if i == pick(line) {
+                format!("{}{l}", " ".repeat(spaces))
+            } else {
+                l.to_string()
+            }
         }),
         Corruption::Dedent { line } => rebuild(&|i, l| {
-            if i == pick(line) { l.trim_start().to_string() } else { l.to_string() }
+            if i == pick(line) {
+                l.trim_start().to_string()
+            } else {
+                l.to_string()
+            }
         }),
         Corruption::WrongType { line, list } => rebuild(&|i, l| match l.split_once(": ") {
             Some((k, v)) if i == pick(line) => {
-                if list { format!("{k}: [{v}, x]") } else { format!("{k}: {{a: {v}}}") }
+                if list {
+                    format!("{k}: [{v}, x]")
+                } else {
+                    format!("{k}: {{a: {v}}}")
+                }
             }
             _ => l.to_string(),
         }),
         Corruption::Duplicate { line } => rebuild(&|i, l| {
-            if i == pick(line) { format!("{l}\n{l}") } else { l.to_string() }
+            if i == pick(line) {
+                format!("{l}\n{l}")
+            } else {
+                l.to_string()
+            }
         }),
         Corruption::Insert { at, odd } => {
             let mut at = at % (text.len() + 1);
@@ -168,7 +186,10 @@ fn corrupt(text: &str, how: &Corruption) -> String {
 /// A kubeconfig with every secret position filled; `variant` chooses the user's shape.
 fn kubeconfig(s: &Secrets, token_file: &str, variant: u8, as_json: bool) -> String {
     let user = match variant % 5 {
-        0 => format!("    token: {}\n    client-key-data: {}\n", s.token, s.key_data),
+        0 => format!(
+            "    token: {}\n    client-key-data: {}\n",
+            s.token, s.key_data
+        ),
         1 => format!("    username: ci\n    password: {}\n", s.password),
         2 => format!(
             "    auth-provider:\n      name: oidc\n      config:\n        client-secret: {}\n        refresh-token: {}\n        id-token: {}\n",
@@ -238,7 +259,11 @@ fn random_kubeconfigs_never_leak_a_secret() {
         assert_no_leak(&outputs, &s.all());
         prop_assert!(expected_exit(&report) <= 1);
     });
-    eprintln!("random_kubeconfigs_never_leak_a_secret: {} cases in {:?}", ran.get(), started.elapsed());
+    eprintln!(
+        "random_kubeconfigs_never_leak_a_secret: {} cases in {:?}",
+        ran.get(),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -279,7 +304,11 @@ fn random_variables_never_leak_a_secret() {
         all.extend(fragments);
         assert_no_leak(&outputs, &all);
     });
-    eprintln!("random_variables_never_leak_a_secret: {} cases in {:?}", ran.get(), started.elapsed());
+    eprintln!(
+        "random_variables_never_leak_a_secret: {} cases in {:?}",
+        ran.get(),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -307,7 +336,11 @@ fn random_server_answers_never_leak_the_token() {
         let report = rt.block_on(kube_reach::engine::run(plan, &env));
         assert_no_leak(&render(&report), &[&token]);
     });
-    eprintln!("random_server_answers_never_leak_the_token: {} cases in {:?}", ran.get(), started.elapsed());
+    eprintln!(
+        "random_server_answers_never_leak_the_token: {} cases in {:?}",
+        ran.get(),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -344,5 +377,9 @@ fn random_kubeconfigs_through_the_binary() {
         ];
         assert_no_leak(&outputs, &s.all());
     });
-    eprintln!("random_kubeconfigs_through_the_binary: {} cases in {:?}", ran.get(), started.elapsed());
+    eprintln!(
+        "random_kubeconfigs_through_the_binary: {} cases in {:?}",
+        ran.get(),
+        started.elapsed()
+    );
 }
