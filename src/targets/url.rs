@@ -188,14 +188,8 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
         Some(::url::Host::Ipv6(ip)) => Host::Ip(IpAddr::V6(ip)),
         _ => return Err(UrlError::NoHost),
     };
-    let mut query_masked = false;
-    for (_, value) in url.query_pairs() {
-        if !value.is_empty() {
-            secrets.push(Secret::new(value.into_owned()));
-            query_masked = true;
-        }
-    }
-    if query_masked && let Some(q) = display.find('?') {
+    if let Some(q) = display.find(['?', '#']) {
+        secrets.extend(query_secrets(&display[q + 1..]));
         display = mask_query(&display, q);
     }
     Ok(ParsedUrl {
@@ -225,24 +219,40 @@ fn explicit_port(url: &::url::Url, after_userinfo: &str) -> Option<u16> {
     })
 }
 
-/// `display` with every query value after byte `q` (the `?`) masked: `?token=***`.
+/// The pieces of a query (and fragment) that may be secrets: every value, and every piece
+/// without a `=`, as written and decoded.
+fn query_secrets(tail: &str) -> Vec<Secret> {
+    tail.split(['&', '#', ';'])
+        .map(|piece| piece.split_once('=').map_or(piece, |(_, v)| v))
+        .filter(|v| !v.is_empty())
+        .flat_map(|v| [Secret::new(v), Secret::new(percent_decode(v))])
+        .collect()
+}
+
+/// `display` with every query value (and any fragment) after byte `q` (the `?` or `#`)
+/// masked: `?token=***`, a piece without `=` whole.
 fn mask_query(display: &str, q: usize) -> String {
-    let (head, query) = display.split_at(q + 1);
-    let (query, fragment) = match query.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (query, None),
+    let (head, tail) = display.split_at(q + 1);
+    let (query, fragment) = match (head.ends_with('#'), tail.split_once('#')) {
+        (true, _) => ("", Some(tail)),
+        (false, Some((q, f))) => (q, Some(f)),
+        (false, None) => (tail, None),
     };
     let masked: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((k, v)) if !v.is_empty() => format!("{k}={URL_PASSWORD_MASK}"),
-            _ => pair.to_string(),
+            Some(_) => pair.to_string(),
+            None if pair.is_empty() => String::new(),
+            None => URL_PASSWORD_MASK.to_string(),
         })
         .collect();
     let mut out = format!("{head}{}", masked.join("&"));
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
+    if let Some(f) = fragment.filter(|f| !f.is_empty()) {
+        if !out.ends_with('#') {
+            out.push('#');
+        }
+        out.push_str(URL_PASSWORD_MASK);
     }
     out
 }
@@ -269,8 +279,9 @@ pub fn display_raw(raw: &str) -> String {
 fn mask_unparsed(raw: &str) -> String {
     let raw = raw.trim();
     let masked = mask_userinfo_unparsed(raw);
-    match masked.find('?') {
-        Some(q) => mask_query(&masked, q),
+    let after_scheme = masked.find("://").map_or(0, |i| i + 3);
+    match masked[after_scheme..].find(['?', '#']) {
+        Some(q) => mask_query(&masked, after_scheme + q),
         None => masked,
     }
 }
@@ -304,16 +315,8 @@ pub fn secrets_of(raw: &str) -> Vec<Secret> {
         Some((_, p)) if !p.is_empty() => vec![Secret::new(p), Secret::new(percent_decode(p))],
         _ => Vec::new(),
     };
-    if let Some((_, query)) = rest.split_once('?') {
-        let query = query.split('#').next().unwrap_or_default();
-        for value in query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(_, v)| v)
-        {
-            found.push(Secret::new(value));
-            found.push(Secret::new(percent_decode(value)));
-        }
+    if let Some(q) = rest.find(['?', '#']) {
+        found.extend(query_secrets(&rest[q + 1..]));
     }
     found
 }
@@ -376,6 +379,13 @@ mod tests {
     fn unparsable_urls_still_mask_and_give_their_secrets() {
         let raw = "https:/ /api:9/?token=abcd1234efgh&x=1";
         assert_eq!(display_raw(raw), "https:/ /api:9/?token=***&x=***");
+        let cut = "https://api:9/?token=abcd#efgh12345678&ijkl12345678";
+        assert_eq!(display_raw(cut), "https://api:9/?token=***#***");
+        assert!(secrets_of(cut).iter().any(|s| s.expose() == "efgh12345678"));
+        assert_eq!(
+            display_raw("https://api:9/?a=1&bare12345678"),
+            "https://api:9/?a=***&***"
+        );
         assert!(secrets_of(raw).iter().any(|s| s.expose() == "abcd1234efgh"));
     }
 

@@ -234,22 +234,17 @@ pub fn canary(tag: &str) -> String {
     format!("Zq7Kx{tag}CanaryTok9f3e7a1b5c")
 }
 
-/// One run against a hostile server: `--server` with the token in a `--token-file` (the
-/// source that was never registered), outputs rendered and checked.
-pub fn run_once(echo: Echo, pad: usize, whole_header: bool) -> Vec<(&'static str, String)> {
-    init();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let world = World::new();
-    let pki = Pki::generate().expect("pki");
-    let behaviour = Behaviour {
-        echo,
-        pad,
-        whole_header,
-    };
-    let (url, ca) = rt.block_on(start(behaviour, &pki));
-    let token = canary(&format!("{pad}{}", whole_header as u8));
+/// An in-process run of `--server url --token-file --ca-file` with `token` and `ca` written
+/// into the world, on the given runtime.
+pub fn run_with_token_file(
+    rt: &tokio::runtime::Runtime,
+    world: &World,
+    url: String,
+    ca: &str,
+    token: &str,
+) -> kube_reach::model::RunReport {
     let token_file = world.write("token", &format!("{token}\n"));
-    let ca_file = world.write("ca.pem", &ca);
+    let ca_file = world.write("ca.pem", ca);
     let mut args = world.base_args();
     args.extend([
         "--server".into(),
@@ -262,7 +257,19 @@ pub fn run_once(echo: Echo, pad: usize, whole_header: bool) -> Vec<(&'static str
     let cli = <kube_reach::cli::Cli as clap::Parser>::try_parse_from(&args).expect("flags");
     let env = world.env(&[]);
     let plan = kube_reach::plan::Plan::new(&cli.run, &env).expect("plan");
-    let report = rt.block_on(kube_reach::engine::run(plan, &env));
+    rt.block_on(kube_reach::engine::run(plan, &env))
+}
+
+/// One run against a hostile server: `--server` with the token in a `--token-file` (the
+/// source that was never registered), outputs rendered and checked.
+pub fn run_once(echo: Echo, pad: usize, whole_header: bool) -> Vec<(&'static str, String)> {
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let world = World::new();
+    let pki = Pki::generate().expect("pki");
+    let (url, ca) = rt.block_on(start_hostile(echo, pad, whole_header, &pki));
+    let token = canary(&format!("{pad}{}", whole_header as u8));
+    let report = run_with_token_file(&rt, &world, url, &ca, &token);
     assert_report_clean(&report, &[&token])
 }
 

@@ -21,7 +21,7 @@ use kube_reach::demo::Pki;
 use kube_reach::model::{RunReport, Verdict};
 use kube_reach::plan::Plan;
 
-use super::hostile::{ALL_ECHOES, start_hostile};
+use super::hostile::{ALL_ECHOES, run_with_token_file, start_hostile};
 use super::outputs::{assert_no_leak, render};
 use super::support::{World, init};
 
@@ -325,15 +325,7 @@ fn random_server_answers_never_leak_the_token() {
         let world = World::new();
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let (url, ca) = rt.block_on(start_hostile(ALL_ECHOES[echo], pad, whole, &pki));
-        let token_file = world.write("token", &token);
-        let ca_file = world.write("ca.pem", &ca);
-        let mut all = world.base_args();
-        all.extend(["--server".into(), url, "--token-file".into(), token_file.display().to_string(),
-            "--ca-file".into(), ca_file.display().to_string()]);
-        let cli = <Cli as clap::Parser>::try_parse_from(&all).expect("flags");
-        let env = world.env(&[]);
-        let plan = Plan::new(&cli.run, &env).expect("plan");
-        let report = rt.block_on(kube_reach::engine::run(plan, &env));
+        let report = run_with_token_file(&rt, &world, url, &ca, &token);
         assert_no_leak(&render(&report), &[&token]);
     });
     eprintln!(
