@@ -248,7 +248,7 @@ fn mask_query(display: &str, q: usize) -> String {
         })
         .collect();
     let mut out = format!("{head}{}", masked.join("&"));
-    if let Some(f) = fragment.filter(|f| !f.is_empty()) {
+    if fragment.is_some_and(|f| !f.is_empty()) {
         if !out.ends_with('#') {
             out.push('#');
         }
