@@ -15,7 +15,7 @@ pub fn render(report: &RunReport) -> Vec<(&'static str, String)> {
     json::write(report, &mut json_out).expect("json");
     let json_text = String::from_utf8(json_out).expect("json is UTF-8");
     serde_json::from_str::<serde_json::Value>(&json_text).expect("json parses");
-    let junit_text = junit::to_xml(report).expect("junit");
+    let junit_text = junit::to_xml(report, junit::JunitOptions::default()).expect("junit");
     assert!(junit_text.starts_with("<?xml"), "junit: {junit_text}");
     vec![
         ("job log", String::from_utf8(log).expect("log is UTF-8")),
