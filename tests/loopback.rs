@@ -17,5 +17,7 @@ mod gitlab_view;
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/robust.rs"]
+mod robust;
 #[path = "loopback/trust.rs"]
 mod trust;
