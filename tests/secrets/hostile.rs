@@ -1,5 +1,5 @@
 //! Hostile servers on loopback: a TLS API server (real TLS, certificates made here, HTTP/2 and
-//! HTTP/1.1) that echoes the `Authorization` header it receives into the place evidence is
+//! HTTP/1.1-only by the pad's parity) that echoes the `Authorization` header it receives into the place evidence is
 //! taken from, and a CONNECT proxy that echoes `Proxy-Authorization` into its status line. The
 //! echo is placed after `pad` filler bytes so that, over a range of pads, it straddles every
 //! offset around the excerpt limit (200 bytes): whole, cut in the middle, or cut to a prefix.
@@ -161,6 +161,15 @@ async fn start(b: Behaviour, pki: &Pki) -> (String, String) {
         .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
         .expect("identity");
     let config = id.server_config(&ClientAuth::None).expect("server config");
+    // Odd pads offer HTTP/1.1 only (a load balancer without h2), even pads h2 and HTTP/1.1, so
+    // every echo is met over both protocols.
+    let config = if b.pad % 2 == 1 {
+        let mut h1 = (*config).clone();
+        h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        std::sync::Arc::new(h1)
+    } else {
+        config
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
