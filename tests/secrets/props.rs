@@ -28,6 +28,42 @@ use super::support::{World, init};
 /// Per-property time budget; cases after it pass without running.
 const BUDGET: Duration = Duration::from_secs(12);
 
+/// A property's time budget and case count: cases after [`BUDGET`] return at once, and the
+/// count and time are printed when the property ends (`--nocapture` shows them).
+struct Budget {
+    name: &'static str,
+    started: Instant,
+    ran: std::cell::Cell<u32>,
+}
+
+impl Budget {
+    fn start(name: &'static str) -> Budget {
+        Budget {
+            name,
+            started: Instant::now(),
+            ran: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Whether one more case may run.
+    fn admit(&self) -> bool {
+        let admitted = self.started.elapsed() <= BUDGET;
+        self.ran.set(self.ran.get() + u32::from(admitted));
+        admitted
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        eprintln!(
+            "{}: {} cases in {:?}",
+            self.name,
+            self.ran.get(),
+            self.started.elapsed()
+        );
+    }
+}
+
 fn config(cases: u32) -> Config {
     Config {
         cases,
@@ -254,13 +290,11 @@ fn assert_exit_follows_spec(report: &RunReport) {
 
 #[test]
 fn random_kubeconfigs_never_leak_a_secret() {
-    let started = Instant::now();
-    let ran = std::cell::Cell::new(0u32);
+    let budget = Budget::start("random_kubeconfigs_never_leak_a_secret");
     proptest!(config(512), |(s in secrets(), how in corruption(), variant in any::<u8>(), as_json in any::<bool>())| {
-        if started.elapsed() > BUDGET {
+        if !budget.admit() {
             return Ok(());
         }
-        ran.set(ran.get() + 1);
         let world = World::new();
         let token_file = world.write("token", &format!("{}\n", s.file_token));
         let text = corrupt(&kubeconfig(&s, &token_file.display().to_string(), variant, as_json), &how);
@@ -270,22 +304,15 @@ fn random_kubeconfigs_never_leak_a_secret() {
         assert_no_leak(&outputs, &s.all());
         assert_exit_follows_spec(&report);
     });
-    eprintln!(
-        "random_kubeconfigs_never_leak_a_secret: {} cases in {:?}",
-        ran.get(),
-        started.elapsed()
-    );
 }
 
 #[test]
 fn random_variables_never_leak_a_secret() {
-    let started = Instant::now();
-    let ran = std::cell::Cell::new(0u32);
+    let budget = Budget::start("random_variables_never_leak_a_secret");
     proptest!(config(256), |(s in secrets(), odd in 0..ODD.len(), at in any::<usize>(), legacy in any::<bool>())| {
-        if started.elapsed() > BUDGET {
+        if !budget.admit() {
             return Ok(());
         }
-        ran.set(ran.get() + 1);
         let world = World::new();
         // A password with an odd character at a random place, in the proxy variable.
         let mut password = s.proxy_password.clone();
@@ -316,46 +343,32 @@ fn random_variables_never_leak_a_secret() {
         assert_no_leak(&outputs, &all);
         assert_exit_follows_spec(&report);
     });
-    eprintln!(
-        "random_variables_never_leak_a_secret: {} cases in {:?}",
-        ran.get(),
-        started.elapsed()
-    );
 }
 
 #[test]
 fn random_server_answers_never_leak_the_token() {
-    let started = Instant::now();
-    let ran = std::cell::Cell::new(0u32);
+    let budget = Budget::start("random_server_answers_never_leak_the_token");
     init();
     let pki = Pki::generate().expect("pki");
     proptest!(config(128), |(token in canary(), echo in 0..ALL_ECHOES.len(), pad in 0usize..260, whole in any::<bool>())| {
-        if started.elapsed() > BUDGET {
+        if !budget.admit() {
             return Ok(());
         }
-        ran.set(ran.get() + 1);
         let world = World::new();
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let (url, ca) = rt.block_on(start_hostile(ALL_ECHOES[echo], pad, whole, &pki));
         let report = run_with_token_file(&rt, &world, url, &ca, &token);
         assert_no_leak(&render(&report), &[&token]);
     });
-    eprintln!(
-        "random_server_answers_never_leak_the_token: {} cases in {:?}",
-        ran.get(),
-        started.elapsed()
-    );
 }
 
 #[test]
 fn random_kubeconfigs_through_the_binary() {
-    let started = Instant::now();
-    let ran = std::cell::Cell::new(0u32);
+    let budget = Budget::start("random_kubeconfigs_through_the_binary");
     proptest!(config(40), |(s in secrets(), how in corruption(), variant in any::<u8>())| {
-        if started.elapsed() > BUDGET {
+        if !budget.admit() {
             return Ok(());
         }
-        ran.set(ran.get() + 1);
         let world = World::new();
         let token_file = world.write("token", &s.file_token);
         let text = corrupt(&kubeconfig(&s, &token_file.display().to_string(), variant, false), &how);
@@ -381,9 +394,4 @@ fn random_kubeconfigs_through_the_binary() {
         ];
         assert_no_leak(&outputs, &s.all());
     });
-    eprintln!(
-        "random_kubeconfigs_through_the_binary: {} cases in {:?}",
-        ran.get(),
-        started.elapsed()
-    );
 }
