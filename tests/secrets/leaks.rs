@@ -299,3 +299,32 @@ fn leak8_a_require_file_line_is_named_not_quoted() {
         "{stderr}"
     );
 }
+
+#[test]
+fn issue8_5_the_gitlab_origin_parser_refuses_invalid_ports() {
+    let facts = |server: &str| {
+        let server = server.to_string();
+        kube_reach::gitlab::CiFacts::from_lookup(&move |name| match name {
+            "CI_SERVER_URL" => Some(server.clone()),
+            "CI_JOB_TOKEN" => Some("jobTokenCanary1234".into()),
+            "GITLAB_CI" => Some("true".into()),
+            _ => None,
+        })
+    };
+    for bad in [
+        "https://gitlab.example:99999",
+        "https://gitlab.example:443x",
+    ] {
+        assert!(
+            kube_reach::gitlab::gitlab_server_target(&facts(bad)).is_none(),
+            "{bad}"
+        );
+        assert!(
+            kube_reach::gitlab::allowed_agents_request(&facts(bad)).is_none(),
+            "{bad}"
+        );
+    }
+    let ok = kube_reach::gitlab::gitlab_server_target(&facts("https://gitlab.example:8443"))
+        .expect("a valid origin");
+    assert_eq!(ok.port, 8443);
+}
