@@ -297,23 +297,53 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
     spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
 }
 
-/// Secret values of a kubeconfig user that are not sent: the basic-auth password, every
-/// auth-provider setting (`client-secret`, `refresh-token`, `id-token`, `access-token`, …) and
-/// every exec `env` value.
+/// Secret values of a kubeconfig user that are not sent: the basic-auth password, and the
+/// auth-provider settings and exec `env` values that are secrets. A setting is one when its name
+/// says so (`client-secret`, `refresh-token`, `id-token`, `AWS_SECRET_ACCESS_KEY`, …) or its value
+/// is long and opaque; a short ordinary value (`client-id: kubernetes`, `AWS_PROFILE=default`) is
+/// not registered, or every `kubernetes` and `default` in the report would be redacted.
 fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
     let mut found = Vec::new();
     if let Some(p) = &user.password {
         found.push(Secret::new(p.expose_secret()));
     }
     if let Some(provider) = &user.auth_provider {
-        found.extend(provider.config.values().map(|v| Secret::new(v.as_str())));
+        found.extend(
+            provider
+                .config
+                .iter()
+                .filter(|(name, value)| is_secret_setting(name, value))
+                .map(|(_, value)| Secret::new(value.as_str())),
+        );
     }
     if let Some(env) = user.exec.as_ref().and_then(|e| e.env.as_ref()) {
         for var in env {
-            found.extend(var.get("value").map(|v| Secret::new(v.as_str())));
+            let name = var.get("name").map_or("", String::as_str);
+            if let Some(value) = var.get("value").filter(|v| is_secret_setting(name, v)) {
+                found.push(Secret::new(value.as_str()));
+            }
         }
     }
     found
+}
+
+/// Values at least this long are registered whatever their setting's name.
+const OPAQUE_VALUE_LEN: usize = 16;
+
+fn is_secret_setting(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let secret_name = [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "key",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    secret_name || value.trim().len() >= OPAQUE_VALUE_LEN
 }
 
 /// Kubeconfig keys a key path may name. Any other key is printed as `?`: a line the parser
@@ -463,6 +493,16 @@ fn key_path(text: &str, line: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_settings_by_name_or_length() {
+        assert!(is_secret_setting("client-secret", "abcd"));
+        assert!(is_secret_setting("AWS_SECRET_ACCESS_KEY", "abcd"));
+        assert!(is_secret_setting("refresh-token", "abcd"));
+        assert!(is_secret_setting("x", "0123456789abcdefXYZ"));
+        assert!(!is_secret_setting("client-id", "kubernetes"));
+        assert!(!is_secret_setting("AWS_PROFILE", "default"));
+    }
 
     #[test]
     fn key_paths_name_known_keys_only() {

@@ -219,13 +219,23 @@ fn explicit_port(url: &::url::Url, after_userinfo: &str) -> Option<u16> {
     })
 }
 
-/// The pieces of a query (and fragment) that may be secrets: every value, and every piece
-/// without a `=`, as written and decoded.
+/// Query values shorter than this are registered only under a secret-sounding key: `?watch=true`
+/// must not make every `true` in the report a secret.
+const SHORT_QUERY_VALUE: usize = 8;
+
+/// The pieces of a query (and fragment) that may be secrets, as written and decoded: values of
+/// keys such as `token`, and any value or piece without a `=` of [`SHORT_QUERY_VALUE`] or more.
 fn query_secrets(tail: &str) -> Vec<Secret> {
     tail.split(['&', '#', ';'])
-        .map(|piece| piece.split_once('=').map_or(piece, |(_, v)| v))
-        .filter(|v| !v.is_empty())
-        .flat_map(|v| [Secret::new(v), Secret::new(percent_decode(v))])
+        .map(|piece| piece.split_once('=').unwrap_or(("", piece)))
+        .filter(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            let secret_key = ["token", "secret", "password", "key", "auth", "sig"]
+                .iter()
+                .any(|w| key.contains(w));
+            !value.is_empty() && (secret_key || value.len() >= SHORT_QUERY_VALUE)
+        })
+        .flat_map(|(_, v)| [Secret::new(v), Secret::new(percent_decode(v))])
         .collect()
 }
 
