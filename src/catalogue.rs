@@ -1419,8 +1419,12 @@ mod tests {
         let mut seen = HashSet::new();
         for reason in Reason::ALL {
             let code = reason.as_str();
+            // Kebab case: lowercase words, digits allowed inside a word (spec: `base64-encoded`).
             assert!(
-                code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                code.starts_with(|c: char| c.is_ascii_lowercase())
+                    && code
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
                 "{code}"
             );
             assert!(seen.insert(code), "duplicate reason {code}");

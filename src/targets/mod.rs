@@ -4,6 +4,7 @@
 
 pub mod kubeconfig;
 pub mod legacy;
+pub mod url;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,10 @@ pub struct TargetSpec {
     /// The user's `exec:` stanza, as client-go reads it, for running the plugin.
     pub exec: Option<ExecSpec>,
     pub namespace: Option<String>,
+    /// Other secret values the source holds (a basic-auth password, auth-provider settings
+    /// such as `client-secret`/`refresh-token`/`id-token`, exec `env` values): never sent, but
+    /// registered with the scrubber so a server or a parser that echoes one cannot print it.
+    pub other_secrets: Vec<Secret>,
 }
 
 /// A kubeconfig user's credential plugin (`users[].user.exec`), before any judgement.
