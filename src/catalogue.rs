@@ -122,6 +122,7 @@ string_enum! {
         InvalidServerName = "invalid-server-name",
         // config.proxy
         InvalidProxyUrl = "invalid-proxy-url",
+        NoProxyIgnored = "no-proxy-ignored",
         // dns
         Nxdomain = "nxdomain",
         Servfail = "servfail",
@@ -597,6 +598,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the proxy URL cannot be parsed",
         "Write the proxy as `http://host:port` (credentials as `http://user:pass@host:port`).",
         "kubectl fails every request when the proxy URL is invalid.",
+    ),
+    row(
+        C::ConfigProxy,
+        R::NoProxyIgnored,
+        W,
+        "a NO_PROXY entry that client-go does not apply to this server: the request goes through the proxy",
+        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone.",
+        "Go's httpproxy, which kubectl uses, never resolves the server's name to compare it with CIDR entries, and reads `*` as a wildcard only alone or in a leading `*.`; other entries silently match nothing, so traffic meant to bypass the proxy goes through it.",
     ),
     // ---- dns.resolve
     row(

@@ -467,6 +467,21 @@ impl Judge<'_> {
 
     // ---- config.proxy
 
+    /// `NO_PROXY` entries that look meant for `host` but that client-go does not apply.
+    fn ignored_no_proxy(&self, host: &crate::plan::Host) -> Vec<String> {
+        ["NO_PROXY", "no_proxy"]
+            .iter()
+            .filter_map(|name| self.env.var(name).map(|v| (name, v)))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .take(1)
+            .flat_map(|(name, list)| {
+                proxy_choice::ignored_entries(list, host)
+                    .into_iter()
+                    .map(move |(entry, why)| format!("{name} entry {entry:?} ignored: {why}"))
+            })
+            .collect()
+    }
+
     fn proxy(&self, spec: &TargetSpec, endpoint: &Endpoint) -> (CheckResult, Option<Route>) {
         let id = CheckId::ConfigProxy;
         let subject = endpoint.authority();
@@ -478,14 +493,22 @@ impl Judge<'_> {
                 CheckResult::pass(id, subject, format!("direct: {why}")),
                 Some(Route::Direct),
             ),
-            ProxyDecision::Proxy { proxy, why } => (
-                CheckResult::pass(
-                    id,
-                    subject,
-                    format!("through proxy {}: {why}", proxy.display),
-                ),
-                Some(Route::Proxy(proxy)),
-            ),
+            ProxyDecision::Proxy { proxy, why } => {
+                let summary = format!("through proxy {}: {why}", proxy.display);
+                let ignored = match spec.proxy_url {
+                    // The kubeconfig's proxy-url ignores NO_PROXY altogether, by design.
+                    Some(_) => Vec::new(),
+                    None => self.ignored_no_proxy(&endpoint.host),
+                };
+                let result = if ignored.is_empty() {
+                    CheckResult::pass(id, subject, summary)
+                } else {
+                    CheckResult::finding(id, subject, Reason::NoProxyIgnored)
+                        .with_evidence(summary)
+                        .with_evidence_lines(ignored)
+                };
+                (result, Some(Route::Proxy(proxy)))
+            }
             ProxyDecision::Invalid { source, problem } => (
                 CheckResult::finding(id, subject, Reason::InvalidProxyUrl)
                     .with_evidence(format!("{source}: {problem}")),

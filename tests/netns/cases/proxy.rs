@@ -240,3 +240,31 @@ fn kubeconfig_proxy_url_overrides_env() {
     .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"])
     .expect_summary("config.proxy", &["proxy-url"]);
 }
+
+#[test]
+fn config_proxy_no_proxy_ignored() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    site.route_around_proxy();
+    // Meant to bypass the proxy for the API server's subnet; client-go never resolves the
+    // name to compare, so kubectl (and kube-reach) still go through the proxy.
+    let env = [
+        ("HTTPS_PROXY", PROXY_URL),
+        ("NO_PROXY", "10.253.2.0/24,10.253.2.*"),
+    ];
+    diagnose(
+        &site,
+        "proxy: CIDR NO_PROXY entry against a host name",
+        API_URL,
+        &env,
+    )
+    .expect_no_failure()
+    .expect_finding("config.proxy", "warn", "no-proxy-ignored")
+    .expect_evidence(
+        "config.proxy",
+        &["10.253.2.0/24", "10.253.2.*", "not the name api.k8s.test"],
+    )
+    .expect_pass(&["proxy.tunnel"]);
+}
