@@ -778,6 +778,30 @@ pub const CATALOGUE: &[Entry] = &[
         "The operating system refused to connect to the proxy (its error is in the evidence): check the proxy address in HTTPS_PROXY or proxy-url and the runner's own network setup.",
         "The proxy could not be reached.",
     ),
+    row(
+        C::ProxyConnect,
+        R::NotTls,
+        F,
+        "the proxy URL is https://, but the proxy speaks plain HTTP",
+        "Write the proxy URL with `http://` (HTTPS_PROXY=http://proxy:port, or the kubeconfig's `proxy-url`): the `https` in HTTPS_PROXY's name means the proxy is used for https:// requests, not that the proxy itself speaks TLS.",
+        "With an https:// proxy URL the client starts TLS with the proxy; a plain proxy answers the ClientHello with nothing (tinyproxy) or an HTTP error, so kubectl reports `proxyconnect tcp: tls: first record does not look like a TLS handshake` or a TLS handshake timeout. The same proxy answered a plain CONNECT.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::HandshakeFailed,
+        F,
+        "the proxy URL is https://, but no TLS handshake with the proxy completed",
+        "Check the proxy URL's scheme and port: an https:// proxy must speak TLS on that port; most corporate proxies are plain `http://` proxies.",
+        "With an https:// proxy URL the client must complete TLS with the proxy before it can ask for a tunnel.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::Unsupported,
+        E,
+        "the https:// proxy speaks TLS; tunnelling through a TLS proxy is not checked yet",
+        "Check the API server through the proxy by hand (`kubectl version`); kube-reach checks tunnels through http:// proxies only.",
+        "kube-reach does not yet run TLS inside TLS to the proxy, so the layers beyond the proxy were not checked.",
+    ),
     // ---- proxy.tunnel
     row(
         C::ProxyTunnel,

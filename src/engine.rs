@@ -330,16 +330,22 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         _ => result,
     };
     let first_failure = result.status.is_failure().then(|| result.clone());
-    rec.push(result);
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
     else {
+        rec.push(result);
         if let Some(blocker) = first_failure {
             block_rest(&rec, &blocker, &target, &ctx);
         }
         return;
     };
+    if let Some(p) = proxy.filter(|p| p.tls) {
+        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, &ctx).await;
+        rec.push(judged.clone());
+        return block_rest(&rec, &judged, &target, &ctx);
+    }
+    rec.push(result);
     if let Some(p) = proxy {
         rec.start(CheckId::ProxyTunnel, &p.display);
         let tunnel = proxy::connect_tunnel(
@@ -522,6 +528,28 @@ async fn secure(
             None => Some(Secured::Unverified(stream, hs.alpn_h2)),
         },
     }
+}
+
+/// An `https://` proxy: does it speak TLS? A TLS ClientHello on the connection made, and when
+/// that fails, a plain `CONNECT` (never with the proxy credentials) on a new one: an HTTP
+/// answer there means the proxy is a plain HTTP proxy behind an `https://` URL.
+async fn probe_tls_proxy(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    p: &crate::plan::ProxyEndpoint,
+    authority: &str,
+    connected: CheckResult,
+    ctx: &RunContext,
+) -> CheckResult {
+    let hs = crate::net::tls::handshake(stream, &p.host.to_string(), None, ctx.timeout).await;
+    let plain = match &hs.outcome {
+        Ok(_) => None,
+        Err(_) => match connect::connect(addr, ctx.timeout).await.outcome {
+            Ok(s) => Some(proxy::connect_tunnel(s, authority, None, ctx.timeout).await),
+            Err(_) => None,
+        },
+    };
+    tcp::tls_proxy(connected, &hs, plain.as_ref())
 }
 
 /// One handshake over a new connection that announces a small MSS (`connect_with_mss`).

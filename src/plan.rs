@@ -69,6 +69,8 @@ pub struct ProxyEndpoint {
     pub display: String,
     /// `Basic …` value for `Proxy-Authorization`, when the URL had credentials.
     pub authorization: Option<Secret>,
+    /// An `https://` proxy URL: the job speaks TLS to the proxy itself.
+    pub tls: bool,
 }
 
 /// What to trust when judging the server's certificate.

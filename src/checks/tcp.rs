@@ -4,6 +4,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, Status};
 use crate::net::connect::{Attempt, ConnectFailure};
 use crate::net::proxy::{Tunnel, TunnelFailure};
+use crate::net::tls::Handshake;
 
 /// One result for the configured `subject` (`host:port` of the API server, or of the proxy),
 /// with one evidence line per resolved address. The subject is what the user wrote, never an
@@ -103,6 +104,40 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
             r.with_duration(t.elapsed)
         }
     }
+}
+
+/// An `https://` proxy judged by what it answered: a TLS handshake (tunnelling through a TLS
+/// proxy is not checked yet: `unsupported`), an HTTP answer to a plain `CONNECT` after the
+/// ClientHello failed (`not-tls`), or neither (`handshake-failed`). `connected` is the passing
+/// `proxy.connect` result this replaces.
+pub fn tls_proxy(connected: CheckResult, hs: &Handshake, plain: Option<&Tunnel>) -> CheckResult {
+    let (id, subject) = (connected.id, connected.subject.clone());
+    let connected_line = connected.evidence.join("; ");
+    let hello = format!(
+        "TLS ClientHello to the proxy: {} after {} ms",
+        hs.detail,
+        hs.elapsed.as_millis()
+    );
+    let http_answer = plain
+        .map(|t| t.status_line.clone())
+        .filter(|line| line.starts_with("HTTP/"));
+    let r = match (&hs.outcome, http_answer) {
+        (Ok(_), _) => {
+            CheckResult::finding(id, &subject, Reason::Unsupported).with_evidence(format!(
+                "TLS handshake with the proxy complete ({})",
+                hs.version.as_deref().unwrap_or("TLS")
+            ))
+        }
+        (Err(_), Some(line)) => CheckResult::finding(id, &subject, Reason::NotTls)
+            .with_evidence(hello)
+            .with_evidence(format!(
+                "plain CONNECT on a new connection (no credentials): {line}"
+            )),
+        (Err(_), None) => {
+            CheckResult::finding(id, &subject, Reason::HandshakeFailed).with_evidence(hello)
+        }
+    };
+    r.with_evidence(connected_line).with_duration(hs.elapsed)
 }
 
 /// A managed cluster's endpoint that does not answer: the fix names what that provider calls

@@ -100,12 +100,18 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
         format!("http://{raw}")
     };
     let url = url::parse(&with_scheme).map_err(|e| e.to_string())?;
-    if url.scheme != "http" {
-        return Err(format!(
-            "scheme {:?}: only http:// forward proxies are supported (https:// and socks5:// proxies are not checked yet)",
-            url.scheme
-        ));
-    }
+    // An https:// proxy is accepted so that `proxy.connect` can tell whether it speaks TLS at
+    // all (a plain proxy behind an https:// URL is a common mistake); tunnelling through one
+    // is not checked yet.
+    let tls = match url.scheme.as_str() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "scheme {other:?}: only http:// and https:// forward proxies are supported (socks5:// proxies are not checked yet)"
+            ));
+        }
+    };
     let authorization = url.user.as_ref().map(|user| {
         let password = url.password.as_ref().map_or("", Secret::expose);
         Secret::new(format!(
@@ -115,9 +121,10 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
     });
     Ok(ProxyEndpoint {
         display: url.display().to_string(),
-        port: url.port.unwrap_or(80),
+        port: url.port.unwrap_or(if tls { 443 } else { 80 }),
         host: url.host,
         authorization,
+        tls,
     })
 }
 

@@ -268,3 +268,24 @@ fn config_proxy_no_proxy_ignored() {
     )
     .expect_pass(&["proxy.tunnel"]);
 }
+
+#[test]
+fn proxy_connect_not_tls() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    // tinyproxy is a plain HTTP proxy: it says nothing to a ClientHello.
+    via(
+        &site,
+        "proxy: https:// URL to a plain proxy",
+        API_URL,
+        "https://proxy.k8s.test:8888",
+    )
+    .expect_root_cause("proxy.connect", "not-tls")
+    .expect_evidence(
+        "proxy.connect",
+        &["ClientHello", "plain CONNECT", "HTTP/1."],
+    )
+    .expect_fix("proxy.connect", &["http://"]);
+}
