@@ -38,7 +38,7 @@ pub struct Probe {
 pub enum Answer {
     NotFound,
     Version(Version, String),
-    /// It ran but printed no version we can read (the first output line kept).
+    /// It ran but printed no version we can read (the first output line, redacted).
     Unreadable(String),
     TimedOut,
     CannotRun(String),
@@ -82,15 +82,9 @@ fn read_version(stdout: &str) -> Answer {
     let text = json_git.as_deref().unwrap_or(stdout);
     match find_version(text) {
         Some((version, shown)) => Answer::Version(version, shown),
-        None => Answer::Unreadable(
-            stdout
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(120)
-                .collect(),
-        ),
+        None => Answer::Unreadable(crate::credential_plugin::redact_line(
+            stdout.lines().next().unwrap_or_default(),
+        )),
     }
 }
 
