@@ -85,6 +85,7 @@ string_enum! {
         NoCurrentContext = "no-current-context",
         ContentNotPath = "content-not-path",
         Base64Encoded = "base64-encoded",
+        LegacyContextSelected = "legacy-context-selected",
         NamesNoFile = "names-no-file",
         TooManyTargets = "too-many-targets",
         TooManyRequirements = "too-many-requirements",
@@ -338,6 +339,14 @@ pub const CATALOGUE: &[Entry] = &[
         "no current-context is set: every context is checked",
         "Select one with `kubectl config use-context <name>` (or KUBE_CONTEXT) in the deploy job.",
         "The kubeconfig GitLab injects for agents has no current context; kubectl without one fails with `The connection to the server localhost:8080 was refused`.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::LegacyContextSelected,
+        W,
+        "the current context is the certificate-based cluster's gitlab-deploy, though GitLab agent contexts exist",
+        "Select the agent's context in the deploy job before kubectl or helm runs (`kubectl config use-context <agent config project>:<agent>`, or set KUBE_CONTEXT), or remove the certificate-based cluster from the project.",
+        "GitLab makes `gitlab-deploy` the current context when a certificate-based cluster matches the job's environment; kubectl without `--context` then uses that deprecated integration (disabled by default since GitLab 17.0), not the agent the job is authorized for.",
     ),
     row(
         C::ConfigKubeconfig,

@@ -262,6 +262,10 @@ fn select(
     } else if let Some(ctx) = env.var("KUBE_CONTEXT") {
         vec![ctx.to_string()]
     } else if let Some(ctx) = config.current_context.clone().filter(|c| !c.is_empty()) {
+        if let Some(warning) = legacy_context_by_default(config, &ctx) {
+            out.checks
+                .push(warning.with_evidence_lines(evidence.clone()));
+        }
         vec![ctx]
     } else {
         out.checks.push(
@@ -291,6 +295,44 @@ fn select(
             .with_evidence_lines(evidence),
         );
     }
+}
+
+/// `current-context: gitlab-deploy` (the certificate-based integration's context, which GitLab
+/// makes current) while the kubeconfig also has GitLab agent contexts: kubectl without
+/// `--context` uses the deprecated cluster, not the agent the job was authorized for.
+fn legacy_context_by_default(config: &Kubeconfig, current: &str) -> Option<CheckResult> {
+    if current != crate::gitlab::LEGACY_CONTEXT {
+        return None;
+    }
+    let agent_contexts: Vec<&str> = config
+        .contexts
+        .iter()
+        .filter(|c| {
+            let cluster = c.context.as_ref().map(|x| x.cluster.as_str());
+            config
+                .clusters
+                .iter()
+                .filter(|k| Some(k.name.as_str()) == cluster)
+                .filter_map(|k| k.cluster.as_ref()?.server.as_deref())
+                .any(|s| s.trim_end_matches('/').ends_with("/k8s-proxy"))
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    (!agent_contexts.is_empty()).then(|| {
+        CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            current,
+            Reason::LegacyContextSelected,
+        )
+        .with_evidence(format!(
+            "current-context: {current}; GitLab agent contexts: {}",
+            agent_contexts.join(", ")
+        ))
+        .with_fix_detail(format!(
+            "Here: `kubectl config use-context {}`.",
+            agent_contexts[0]
+        ))
+    })
 }
 
 fn context_not_found(name: &str, existing: &[String]) -> CheckResult {
@@ -405,6 +447,23 @@ fn exec_spec(exec: &kube::config::ExecConfig) -> Option<super::ExecSpec> {
 #[cfg(test)]
 mod content_tests {
     use super::*;
+
+    #[test]
+    fn gitlab_deploy_by_default_beside_agent_contexts_warns() {
+        let yaml = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {server: 'https://kas.gitlab.example/k8s-proxy'}\n- name: gitlab-deploy\n  cluster: {server: 'https://10.0.0.1:6443'}\ncontexts:\n- name: group/agents:prod\n  context: {cluster: gitlab, user: agent}\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: legacy}\ncurrent-context: gitlab-deploy\n";
+        let config = Kubeconfig::from_yaml(yaml).expect("kubeconfig");
+        let r = legacy_context_by_default(&config, "gitlab-deploy").expect("warning");
+        assert_eq!(r.reason, Some(Reason::LegacyContextSelected));
+        assert!(
+            r.fix
+                .unwrap_or_default()
+                .contains("use-context group/agents:prod")
+        );
+        assert!(legacy_context_by_default(&config, "group/agents:prod").is_none());
+        let legacy_only = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab-deploy\n  cluster: {server: 'https://10.0.0.1:6443'}\ncontexts:\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: legacy}\ncurrent-context: gitlab-deploy\n";
+        let config = Kubeconfig::from_yaml(legacy_only).expect("kubeconfig");
+        assert!(legacy_context_by_default(&config, "gitlab-deploy").is_none());
+    }
 
     #[test]
     fn paths_are_paths_and_text_or_base64_is_named() {

@@ -68,3 +68,21 @@ fn config_kubeconfig_base64_encoded() {
         "base64-encoded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_kubeconfig_legacy_context_selected() {
+    init();
+    // GitLab's kubeconfig when both a certificate-based cluster and an agent apply.
+    let kc = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {server: 'https://127.0.0.1:1/k8s-proxy'}\n- name: gitlab-deploy\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: agent:1\n  user: {token: 'ci:1:job-token'}\n- name: gitlab-deploy\n  user: {token: legacy}\ncontexts:\n- name: group/agents:prod\n  context: {cluster: gitlab, user: 'agent:1'}\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: gitlab-deploy}\ncurrent-context: gitlab-deploy\n";
+    let report = World::new().run(kc, &[], &[]).await;
+    let warning = report
+        .checks
+        .iter()
+        .find(|c| c.reason == Some(kube_reach::catalogue::Reason::LegacyContextSelected))
+        .unwrap_or_else(|| panic!("no legacy-context-selected: {:#?}", report.checks));
+    assert_eq!(warning.status, kube_reach::model::Status::Warn);
+    assert!(warning.evidence.join("\n").contains("group/agents:prod"));
+    // Only the current context is checked, as kubectl would use only it.
+    assert_eq!(report.targets.len(), 1);
+    assert_eq!(report.targets[0].name, "gitlab-deploy");
+}
