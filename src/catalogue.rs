@@ -190,6 +190,7 @@ string_enum! {
         AgentServerError = "agent-server-error",
         // rbac / netpol
         Denied = "denied",
+        ImpersonationDenied = "impersonation-denied",
         Unknown = "unknown",
         Incomplete = "incomplete",
         BlocksApiserver = "blocks-apiserver",
@@ -1203,6 +1204,14 @@ pub const CATALOGUE: &[Entry] = &[
         "RBAC denies this action to the job's identity",
         "Bind a Role granting it to the identity in the evidence (a RoleBinding in that namespace).",
         "The API server authorizes each request by the user's roles; none grants this verb on this resource.",
+    ),
+    row(
+        C::RbacCanI,
+        R::ImpersonationDenied,
+        F,
+        "the GitLab agent may not impersonate the identity its access_as names: every request fails",
+        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts` (a ClusterRole and ClusterRoleBinding; the agent's Helm chart creates them with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
+        "With `access_as: ci_job` or `impersonate`, agentk sends each request as the CI job's identity (`gitlab:ci_job:<job id>` in groups `gitlab:ci_job`, `gitlab:project:<id>`…); kube-apiserver first checks that the agent itself may impersonate, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not.",
     ),
     row(
         C::RbacCanI,

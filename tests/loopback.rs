@@ -17,6 +17,8 @@ mod discovery;
 mod exec_plugin;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
+#[path = "loopback/impersonation.rs"]
+mod impersonation;
 #[path = "loopback/kubeconfig_content.rs"]
 mod kubeconfig_content;
 #[path = "loopback/outputs.rs"]

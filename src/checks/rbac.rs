@@ -69,6 +69,13 @@ pub fn judge(
                 .with_evidence(format!("identity: {who}"))
                 .with_evidence(format!("server: {why}"))
         }
+        // The impersonation filter runs before any authorization of the request itself: an
+        // agent (`access_as: ci_job`/`impersonate`) whose own service account may not
+        // impersonate gets this 403 for every request, so every deploy step fails.
+        (403, _) if r.excerpt(2000).contains("cannot impersonate") => {
+            CheckResult::finding(id, subject, Reason::ImpersonationDenied)
+                .with_evidence(format!("HTTP 403: {}", r.excerpt(300)))
+        }
         (code, _) => CheckResult::finding(id, subject, Reason::Unknown)
             .with_status(Status::Warn)
             .with_evidence(format!("HTTP {code}: {}", r.excerpt(200))),
@@ -153,4 +160,45 @@ pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, usernam
     format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {namespace}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\nsubjects:\n{subject}"
     )
+}
+
+#[cfg(test)]
+mod impersonation_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn answer(status: u16, message: &str) -> Result<Response, HttpFailure> {
+        let body = serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": message, "reason": "Forbidden", "code": status,
+        });
+        Ok(Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn a_403_for_impersonation_is_impersonation_denied() {
+        let req = &crate::plan::parse_requirement("create deployments.apps").expect("valid")[0];
+        let denied = answer(
+            403,
+            "users \"gitlab:ci_job:42\" is forbidden: User \"system:serviceaccount:gitlab-agent:gitlab-agent\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+        );
+        let r = judge(req, "prod", &denied, "");
+        assert_eq!(r.reason, Some(Reason::ImpersonationDenied));
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.evidence
+                .join(" ")
+                .contains("system:serviceaccount:gitlab-agent")
+        );
+        let other = answer(
+            403,
+            "selfsubjectaccessreviews.authorization.k8s.io is forbidden",
+        );
+        assert_eq!(judge(req, "prod", &other, "").reason, Some(Reason::Unknown));
+    }
 }

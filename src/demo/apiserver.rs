@@ -134,6 +134,10 @@ pub struct ApiServerOptions {
     pub self_subject_review: bool,
     /// NetworkPolicies returned by the list endpoints (filtered by namespace).
     pub network_policies: Vec<NetworkPolicy>,
+    /// Emulates a GitLab agent with `access_as: ci_job` whose own service account (`.1`) may
+    /// not impersonate the job's identity (`.0`): kube-apiserver's impersonation filter then
+    /// answers every authenticated request with 403 `cannot impersonate resource "users"`.
+    pub impersonation_denied: Option<(String, String)>,
 }
 
 impl Default for ApiServerOptions {
@@ -149,6 +153,7 @@ impl Default for ApiServerOptions {
             server_header: None,
             self_subject_review: true,
             network_policies: Vec::new(),
+            impersonation_denied: None,
         }
     }
 }
