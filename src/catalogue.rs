@@ -86,6 +86,7 @@ string_enum! {
         ContentNotPath = "content-not-path",
         Base64Encoded = "base64-encoded",
         LegacyContextSelected = "legacy-context-selected",
+        KubeContextNotCurrent = "kube-context-not-current",
         NamesNoFile = "names-no-file",
         TooManyTargets = "too-many-targets",
         TooManyRequirements = "too-many-requirements",
@@ -348,6 +349,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the current context is the certificate-based cluster's gitlab-deploy, though GitLab agent contexts exist",
         "Select the agent's context in the deploy job before kubectl or helm runs (`kubectl config use-context <agent config project>:<agent>`, or set KUBE_CONTEXT), or remove the certificate-based cluster from the project.",
         "GitLab makes `gitlab-deploy` the current context when a certificate-based cluster matches the job's environment; kubectl without `--context` then uses that deprecated integration (disabled by default since GitLab 17.0), not the agent the job is authorized for.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::KubeContextNotCurrent,
+        W,
+        "KUBE_CONTEXT names another context than current-context: kubectl itself will use current-context",
+        "Select the context in the job before kubectl or helm runs (`kubectl config use-context \"$KUBE_CONTEXT\"`), or pass `--context \"$KUBE_CONTEXT\"` (helm: `--kube-context`).",
+        "kube-reach checks the context KUBE_CONTEXT names, as Auto DevOps does; kubectl and helm never read KUBE_CONTEXT, so without a `use-context` they talk to the current context's cluster instead.",
     ),
     row(
         C::ConfigKubeconfig,

@@ -260,6 +260,9 @@ fn select(
     let requested: Vec<String> = if !opts.contexts.is_empty() {
         opts.contexts.clone()
     } else if let Some(ctx) = env.var("KUBE_CONTEXT") {
+        if let Some(warning) = kube_context_not_current(config, ctx) {
+            out.checks.push(warning);
+        }
         vec![ctx.to_string()]
     } else if let Some(ctx) = config.current_context.clone().filter(|c| !c.is_empty()) {
         if let Some(warning) = legacy_context_by_default(config, &ctx) {
@@ -295,6 +298,31 @@ fn select(
             .with_evidence_lines(evidence),
         );
     }
+}
+
+/// `KUBE_CONTEXT` names another context than `current-context`: kube-reach checks the one
+/// `KUBE_CONTEXT` names, but kubectl and helm never read that variable; unless the job selects
+/// it (`kubectl config use-context "$KUBE_CONTEXT"`, as Auto DevOps does), they use the current
+/// context.
+fn kube_context_not_current(config: &Kubeconfig, wanted: &str) -> Option<CheckResult> {
+    let current = config
+        .current_context
+        .as_deref()
+        .filter(|c| !c.is_empty())?;
+    let exists = config.contexts.iter().any(|c| c.name == wanted);
+    (current != wanted && exists).then(|| {
+        CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            wanted,
+            Reason::KubeContextNotCurrent,
+        )
+        .with_evidence(format!(
+            "KUBE_CONTEXT={wanted}; the kubeconfig's current-context is {current}"
+        ))
+        .with_fix_detail(format!(
+            "Here: `kubectl config use-context {wanted}` before the deploy commands."
+        ))
+    })
 }
 
 /// `current-context: gitlab-deploy` (the certificate-based integration's context, which GitLab
@@ -447,6 +475,17 @@ fn exec_spec(exec: &kube::config::ExecConfig) -> Option<super::ExecSpec> {
 #[cfg(test)]
 mod content_tests {
     use super::*;
+
+    #[test]
+    fn kube_context_other_than_current_warns() {
+        let yaml = "apiVersion: v1\nkind: Config\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n- name: b\n  context: {cluster: c, user: u}\ncurrent-context: a\n";
+        let config = Kubeconfig::from_yaml(yaml).expect("kubeconfig");
+        let r = kube_context_not_current(&config, "b").expect("warning");
+        assert_eq!(r.reason, Some(Reason::KubeContextNotCurrent));
+        assert!(kube_context_not_current(&config, "a").is_none());
+        // A context that does not exist is context-not-found, not this.
+        assert!(kube_context_not_current(&config, "zz").is_none());
+    }
 
     #[test]
     fn gitlab_deploy_by_default_beside_agent_contexts_warns() {

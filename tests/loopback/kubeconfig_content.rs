@@ -75,14 +75,51 @@ async fn config_kubeconfig_legacy_context_selected() {
     // GitLab's kubeconfig when both a certificate-based cluster and an agent apply.
     let kc = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {server: 'https://127.0.0.1:1/k8s-proxy'}\n- name: gitlab-deploy\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: agent:1\n  user: {token: 'ci:1:job-token'}\n- name: gitlab-deploy\n  user: {token: legacy}\ncontexts:\n- name: group/agents:prod\n  context: {cluster: gitlab, user: 'agent:1'}\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: gitlab-deploy}\ncurrent-context: gitlab-deploy\n";
     let report = World::new().run(kc, &[], &[]).await;
-    let warning = report
-        .checks
-        .iter()
-        .find(|c| c.reason == Some(kube_reach::catalogue::Reason::LegacyContextSelected))
-        .unwrap_or_else(|| panic!("no legacy-context-selected: {:#?}", report.checks));
+    let warning = run_wide(
+        &report,
+        kube_reach::catalogue::Reason::LegacyContextSelected,
+    );
     assert_eq!(warning.status, kube_reach::model::Status::Warn);
     assert!(warning.evidence.join("\n").contains("group/agents:prod"));
     // Only the current context is checked, as kubectl would use only it.
     assert_eq!(report.targets.len(), 1);
     assert_eq!(report.targets[0].name, "gitlab-deploy");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_kubeconfig_kube_context_not_current() {
+    init();
+    let contexts = [
+        Ctx::new("current", "https://127.0.0.1:1".into(), "", GOOD),
+        Ctx::new("wanted", "https://127.0.0.1:2".into(), "", GOOD),
+    ];
+    let kc = kubeconfig(&contexts, Some("current"));
+    let report = World::new()
+        .run(&kc, &[], &[("KUBE_CONTEXT", "wanted")])
+        .await;
+    let warning = run_wide(
+        &report,
+        kube_reach::catalogue::Reason::KubeContextNotCurrent,
+    );
+    assert_eq!(warning.status, kube_reach::model::Status::Warn);
+    assert!(
+        warning
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("use-context wanted"))
+    );
+    assert_eq!(report.targets.len(), 1);
+    assert_eq!(report.targets[0].name, "wanted");
+}
+
+/// The run-wide result with `reason`, failing the test when there is none.
+fn run_wide(
+    report: &kube_reach::model::RunReport,
+    reason: kube_reach::catalogue::Reason,
+) -> &kube_reach::model::CheckResult {
+    report
+        .checks
+        .iter()
+        .find(|c| c.reason == Some(reason))
+        .unwrap_or_else(|| panic!("no {}: {:#?}", reason.as_str(), report.checks))
 }
