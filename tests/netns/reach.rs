@@ -50,6 +50,13 @@ pub fn diagnose(site: &Site, case: &str, kubeconfig: &Path, env: &[(&str, &str)]
     report
 }
 
+/// [`diagnose`] for a case whose failure is the credentials: kubectl runs `auth whoami`.
+pub fn diagnose_auth(site: &Site, case: &str, kubeconfig: &Path) -> Report {
+    let report = run(site, kubeconfig, &[]);
+    kubectl::compare_with(site, case, kubeconfig, &[], &report, &["auth", "whoami"]);
+    report
+}
+
 fn run(site: &Site, kubeconfig: &Path, env: &[(&str, &str)]) -> Report {
     let kubeconfig = kubeconfig.to_string_lossy();
     let argv = [
