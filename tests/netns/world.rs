@@ -144,6 +144,7 @@ pub const SUITE_TOOLS: &[&str] = &[
     "unbound",
     "tinyproxy",
     "squid",
+    "nginx",
     "dig",
     "curl",
     "getent",
