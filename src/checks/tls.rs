@@ -77,11 +77,15 @@ pub fn after_small_mss_retry(
                 ))
                 .with_duration(first.duration)
         }
-        Ok(hs) => first.with_evidence(format!(
-            "retry announcing MSS {mss}: {} after {} ms (not an MTU problem, or not only)",
-            hs.detail,
-            hs.elapsed.as_millis()
-        )),
+        Ok(hs) => first
+            .with_evidence(format!(
+                "retry announcing MSS {mss}: {} after {} ms (not an MTU problem, or not only)",
+                hs.detail,
+                hs.elapsed.as_millis()
+            ))
+            .with_fix_detail(
+                "A retry with small packets got no answer either, so packet size is not the cause.",
+            ),
         Err(e) => first.with_evidence(format!("retry announcing MSS {mss}: {e}")),
     }
 }
