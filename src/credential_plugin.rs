@@ -164,7 +164,24 @@ fn device_login_prompt(text: &str) -> Option<String> {
             let lower = line.to_ascii_lowercase();
             NEEDLES.iter().any(|n| lower.contains(n))
         })
-        .map(|line| redact_line(line.trim()))
+        .map(|line| redact_line(&without_device_code(line.trim())))
+}
+
+/// The prompt with the one-time code after "code" masked: whoever reads the job log must not be
+/// able to finish the login in the job's place.
+fn without_device_code(line: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut mask_next = false;
+    for word in line.split(' ') {
+        if mask_next && !word.is_empty() {
+            out.push("[code]".into());
+            mask_next = false;
+            continue;
+        }
+        mask_next = word.eq_ignore_ascii_case("code");
+        out.push(word.to_string());
+    }
+    out.join(" ")
 }
 
 /// The first non-empty stderr lines, redacted and shortened, for evidence.
@@ -260,6 +277,15 @@ mod tests {
         let stderr = "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD1234 to authenticate.";
         let mut run = finished(None, "", stderr);
         run.timed_out = true;
-        assert!(matches!(read(&run, V1), Outcome::Interactive { .. }));
+        match read(&run, V1) {
+            Outcome::Interactive { prompt } => {
+                assert!(prompt.contains("devicelogin"), "{prompt}");
+                assert!(
+                    !prompt.contains("ABCD1234"),
+                    "the device code is masked: {prompt}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
