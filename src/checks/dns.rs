@@ -186,6 +186,21 @@ mod tests {
     }
 
     #[test]
+    fn a_private_link_name_that_does_not_resolve_names_its_private_zone() {
+        let setup = DnsSetup::load(
+            std::path::Path::new("/nonexistent/resolv.conf"),
+            std::path::Path::new("/nonexistent/hosts"),
+        );
+        let name = "aks-1a2b.5f0c.privatelink.westeurope.azmk8s.io";
+        let r = resolve(name, &setup, &Err(ResolveFailure::Nxdomain));
+        assert_eq!(r.reason, Some(Reason::Nxdomain));
+        let fix = r.fix.unwrap_or_default();
+        assert!(fix.contains("virtual network"), "{fix}");
+        let plain = resolve("api.k8s.test", &setup, &Err(ResolveFailure::Nxdomain));
+        assert!(!plain.fix.unwrap_or_default().contains("virtual network"));
+    }
+
+    #[test]
     fn a_cloud_name_answering_a_private_address_is_a_private_answer() {
         let eks = "abc.gr7.us-east-1.eks.amazonaws.com";
         let r = answered(&format!("{eks}."), &["10.0.190.233"], None);
