@@ -32,8 +32,12 @@ pub enum Outcome {
         expires: Option<SystemTime>,
         api_version: String,
     },
-    /// It printed an `ExecCredential` with a client certificate instead of a token.
-    ClientCertificate { api_version: String },
+    /// It printed an `ExecCredential` with a client certificate (PEM) and key instead of a token.
+    ClientCertificate {
+        cert_pem: String,
+        key_pem: Secret,
+        api_version: String,
+    },
     /// It answered another apiVersion than the kubeconfig declares.
     VersionMismatch { declared: String, answered: String },
     /// It asked for a person (a device-login prompt), then waited or gave up.
@@ -142,8 +146,13 @@ fn read(run: &Finished, declared: &str) -> Outcome {
             api_version: answered,
         };
     }
-    if status["clientCertificateData"].is_string() {
+    if let (Some(cert), Some(key)) = (
+        status["clientCertificateData"].as_str(),
+        status["clientKeyData"].as_str(),
+    ) {
         return Outcome::ClientCertificate {
+            cert_pem: cert.to_string(),
+            key_pem: Secret::new(key),
             api_version: answered,
         };
     }

@@ -342,8 +342,23 @@ impl Judge<'_> {
                 self.env,
                 self.timeout,
             );
-            if creds.bearer.is_none() {
-                creds.bearer = token;
+            match token {
+                Some(crate::checks::exec_credential::Issued::Token(token))
+                    if creds.bearer.is_none() =>
+                {
+                    creds.bearer = Some(token)
+                }
+                Some(crate::checks::exec_credential::Issued::ClientCertificate {
+                    cert_pem,
+                    key_pem,
+                }) if creds.client_identity.is_none() => {
+                    scrubber.add_secret(&key_pem);
+                    match identity_from_pem(cert_pem.as_bytes(), key_pem.expose().as_bytes()) {
+                        Ok((identity, _)) => creds.client_identity = Some(identity),
+                        Err(e) => results.push(fail(Reason::ExecPluginFailed, e)),
+                    }
+                }
+                _ => {}
             }
             creds.exec_plugin = Some(exec.command.clone());
             results.push(result);
@@ -689,7 +704,13 @@ fn load_client_identity(
         (None, Some(_)) => return Err("client key without client certificate".into()),
         (Some(c), Some(k)) => (c, k),
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+    identity_from_pem(&cert, &key).map(Some)
+}
+
+/// A client identity from PEM certificate(s) and a PEM key (a kubeconfig's, or what a
+/// credential plugin returned).
+fn identity_from_pem(cert: &[u8], key: &[u8]) -> Result<(ClientIdentity, CertFacts), String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
         .map_err(|_| "client certificate is not PEM".to_string())?;
     let first = chain
@@ -697,16 +718,16 @@ fn load_client_identity(
         .ok_or("client certificate holds no PEM certificate")?;
     let facts = CertFacts::parse(first).ok_or("client certificate does not parse as X.509")?;
     // The key's parse error is deliberately vague: it must not echo key material.
-    let key = PrivateKeyDer::from_pem_slice(&key)
+    let key = PrivateKeyDer::from_pem_slice(key)
         .map_err(|_| "client key is not a PEM private key".to_string())?;
-    Ok(Some((
+    Ok((
         ClientIdentity {
             subject: facts.subject.clone(),
             chain,
             key,
         },
         facts,
-    )))
+    ))
 }
 
 fn keys_match(identity: &ClientIdentity) -> Result<(), String> {

@@ -14,7 +14,13 @@ use crate::secret::Secret;
 use crate::targets::ExecSpec;
 use crate::x509::{format_time, human_duration};
 
-/// The result for the plugin, and the token it returned (if it returned a usable one).
+/// What a plugin issued that the target can authenticate with.
+pub enum Issued {
+    Token(Secret),
+    ClientCertificate { cert_pem: String, key_pem: Secret },
+}
+
+/// The result for the plugin, and what it issued (if it issued something usable).
 pub fn judge(
     id: CheckId,
     subject: &str,
@@ -22,7 +28,7 @@ pub fn judge(
     server: Option<&str>,
     env: &Env,
     timeout: Duration,
-) -> (CheckResult, Option<Secret>) {
+) -> (CheckResult, Option<Issued>) {
     let command = spec.command.as_str();
     if spec.api_version.as_deref() == Some(REMOVED_API_VERSION) {
         let r = CheckResult::finding(id, subject, Reason::ExecApiversionUnsupported).with_evidence(
@@ -46,24 +52,24 @@ fn judge_outcome(
     command: &str,
     outcome: Outcome,
     now: SystemTime,
-) -> (CheckResult, Option<Secret>) {
+) -> (CheckResult, Option<Issued>) {
     let ran = format!("ran `{command}` as kubectl would (stdin closed, no terminal)");
     match outcome {
-        Outcome::Token { token, expires, .. } => (
-            token_result(id, subject, command, expires, now).with_evidence(ran),
-            Some(token),
-        ),
-        Outcome::ClientCertificate { .. } => (
+        Outcome::Token { token, expires, .. } => {
+            let result = token_result(id, subject, command, expires, now).with_evidence(ran);
+            let usable = !result.status.is_failure();
+            (result, usable.then_some(Issued::Token(token)))
+        }
+        Outcome::ClientCertificate {
+            cert_pem, key_pem, ..
+        } => (
             CheckResult::pass(
                 id,
                 subject,
                 format!("exec plugin {command} returned a client certificate"),
             )
-            .with_evidence(ran)
-            .with_evidence(
-                "the certificate is not used by kube-reach: auth and RBAC ran without it",
-            ),
-            None,
+            .with_evidence(ran),
+            Some(Issued::ClientCertificate { cert_pem, key_pem }),
         ),
         Outcome::VersionMismatch { declared, answered } => (
             CheckResult::finding(id, subject, Reason::ExecApiversionMismatch)

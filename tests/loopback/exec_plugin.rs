@@ -183,3 +183,49 @@ async fn auth_whoami_unauthorized_cloud_identity_not_mapped() {
     assert!(whoami.summary.contains("AWS IAM"), "{whoami:#?}");
     assert!(!dump.contains("k8s-aws-v1.not-mapped"), "token leaked");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_plugin_client_certificate_is_used() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let alice = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
+    let id = pki
+        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&pki.optional_client_auth())
+        .expect("server config");
+    let server = kube_reach::demo::apiserver::start(
+        localhost(),
+        kube_reach::demo::Transport::Tls(config),
+        ApiServerOptions::default(),
+    )
+    .await
+    .expect("server");
+    let world = World::new();
+    let bin = tempfile::tempdir().expect("bin dir");
+    let credential = serde_json::json!({
+        "apiVersion": V1, "kind": "ExecCredential",
+        "status": {"clientCertificateData": alice.cert_pem, "clientKeyData": alice.key_pem()},
+    });
+    let file = world.write("credential.json", &credential.to_string());
+    plugin(
+        bin.path(),
+        "cert-plugin",
+        &format!("exec /bin/cat {}", file.display()),
+    );
+    let kc = exec_kubeconfig(&server.url(), &id.kubeconfig_ca_pem, "cert-plugin", V1, "");
+    let path = bin.path().display().to_string();
+    let report = world.run(&kc, &[], &[("PATH", &path)]).await;
+    let t = target(&report, "c");
+    let whoami = result_of(t, CheckId::AuthWhoami);
+    assert_eq!(whoami.status, Status::Pass, "{:#?}", t.checks);
+    assert!(whoami.summary.contains("alice"), "{whoami:#?}");
+    let key_line = alice.key_pem().lines().nth(1).unwrap_or("MISSING");
+    assert!(
+        !format!("{report:?}").contains(key_line),
+        "key material leaked"
+    );
+}
