@@ -282,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_hang_is_a_failure_killed_at_the_timeout() {
+        let mut run = finished(None, "", "");
+        run.timed_out = true;
+        match read(&run, V1) {
+            Outcome::Failed {
+                timed_out, problem, ..
+            } => {
+                assert!(timed_out);
+                assert!(problem.contains("timeout"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_device_login_prompt_is_interactive() {
         let stderr = "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD1234 to authenticate.";
         let mut run = finished(None, "", stderr);
