@@ -647,7 +647,7 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         }
         return;
     }
-    let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
+    let identity = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
         Some(user) => user,
         None => return,
     };
@@ -657,12 +657,12 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .zip(reviews.iter())
         .map(|(req, outcome)| {
             let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-            let result =
-                rbac::judge(req, &namespace, outcome, &username).with_duration(took(outcome));
+            let result = rbac::judge(req, &namespace, outcome, &identity.username)
+                .with_duration(took(outcome));
             (req.clone(), namespace, result)
         })
         .collect();
-    rbac::attach_fixes(&mut judged, &username);
+    rbac::attach_fixes(&mut judged, &identity.username, &identity.groups);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
 }
 
@@ -680,7 +680,7 @@ async fn whoami_layer(
     rec: &Recorder,
     first: Result<Response, HttpFailure>,
     authority: &str,
-) -> Option<String> {
+) -> Option<auth::Identity> {
     if !conn.has_credentials() && target.credentials.bearer.is_some() {
         let mut r =
             CheckResult::finding(CheckId::AuthWhoami, authority, Reason::CredentialsWithheld);
@@ -729,7 +729,7 @@ async fn whoami_layer(
         block_rest(rec, &result, target, ctx);
         return None;
     }
-    Some(identity.username)
+    Some(identity)
 }
 
 /// The GitLab agent server's own fingerprints: an anonymous request must get its 401 with

@@ -84,7 +84,11 @@ pub fn judge(
 
 /// Gives every denied requirement one shared fix: the first denied check carries a Role and
 /// RoleBinding granting all of them in its namespace, the others point to it.
-pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username: &str) {
+pub fn attach_fixes(
+    results: &mut [(Requirement, String, CheckResult)],
+    username: &str,
+    groups: &[String],
+) {
     let mut namespaces: Vec<String> = Vec::new();
     for (_, ns, r) in results.iter() {
         if r.reason == Some(Reason::Denied) && !namespaces.contains(ns) {
@@ -97,7 +101,7 @@ pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username
             .filter(|(_, n, r)| *n == ns && r.reason == Some(Reason::Denied))
             .map(|(req, _, _)| req)
             .collect();
-        let yaml = role_binding_yaml(&denied, &ns, username);
+        let yaml = role_binding_yaml(&denied, &ns, &binding_subject(username, groups));
         let mut first: Option<String> = None;
         for (_, n, r) in results.iter_mut() {
             if *n != ns || r.reason != Some(Reason::Denied) {
@@ -116,9 +120,20 @@ pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username
     }
 }
 
-/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `username`.
-pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, username: &str) -> String {
-    let subject = match username
+/// The RoleBinding subject for the identity the API server saw. Behind a GitLab agent with
+/// `access_as: ci_job` the user is `gitlab:ci_job:<job id>`, new in every job, so the binding
+/// goes to the project's group `gitlab:project:<id>` (every job of the project), as GitLab's
+/// documentation does.
+pub fn binding_subject(username: &str, groups: &[String]) -> String {
+    let group = |name: &str| {
+        format!("  - kind: Group\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
+    };
+    if username.starts_with("gitlab:ci_job:")
+        && let Some(project) = groups.iter().find(|g| g.starts_with("gitlab:project:"))
+    {
+        return group(project);
+    }
+    match username
         .strip_prefix("system:serviceaccount:")
         .and_then(|r| r.split_once(':'))
     {
@@ -131,7 +146,12 @@ pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, usernam
             };
             format!("  - kind: User\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
         }
-    };
+    }
+}
+
+/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `subject` (a
+/// YAML list item, from [`binding_subject`]).
+pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, subject: &str) -> String {
     let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
     for req in requirements {
         let resource = match &req.subresource {

@@ -53,3 +53,43 @@ async fn rbac_can_i_impersonation_denied() {
         "{fix}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_can_i_denied_for_a_ci_job_identity_binds_the_project_group() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    // What the API server sees behind an agent with `access_as: ci_job`.
+    let job = kube_reach::demo::User {
+        username: "gitlab:ci_job:42".into(),
+        uid: String::new(),
+        groups: vec![
+            "gitlab:ci_job".into(),
+            "gitlab:project:7".into(),
+            "system:authenticated".into(),
+        ],
+        rules: Vec::new(),
+    };
+    let options = ApiServerOptions {
+        tokens: vec![("job-token".into(), job)],
+        ..ApiServerOptions::default()
+    };
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let report = World::new()
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "job-token")], Some("c")),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
+    let fix = result_of(t, CheckId::RbacCanI)
+        .fix
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        fix.contains("kind: Group") && fix.contains("gitlab:project:7"),
+        "the binding goes to every job of the project, not to one job: {fix}"
+    );
+    assert!(!fix.contains("gitlab:ci_job:42"), "{fix}");
+}
