@@ -436,3 +436,42 @@ async fn real_kubectl_goes_through_the_demo_proxy() {
         }
     }
 }
+
+/// The fake's emulation of an agent that may not impersonate (`rbac.can-i impersonation-denied`)
+/// reads to the real kubectl as the error users report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_reports_the_fakes_impersonation_denial() {
+    let Some(bin) = kubectl_on_path() else {
+        eprintln!("kubectl not on PATH: skipped");
+        return;
+    };
+    let pki = Pki::generate().unwrap();
+    let identity = pki.server_identity(TlsClass::Good, DEFAULT_SANS).unwrap();
+    let config = identity.server_config(&ClientAuth::None).unwrap();
+    let options = ApiServerOptions {
+        impersonation_denied: Some((
+            "gitlab:ci_job:42".into(),
+            "system:serviceaccount:gitlab-agent:gitlab-agent".into(),
+        )),
+        ..ApiServerOptions::default()
+    };
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = apiserver::start(addr, Transport::Tls(config), options)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(
+        dir.path(),
+        "kc",
+        &server.url(),
+        &identity.kubeconfig_ca_pem,
+        GOOD_TOKEN,
+        None,
+    );
+    let out = kubectl(&bin, &kc, &["auth", "can-i", "create", "deployments.apps"]).await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot impersonate resource \"users\""),
+        "{out:?}"
+    );
+}
