@@ -282,6 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn exec_info_is_never_interactive_and_carries_the_cluster_only_when_asked() {
+        let mut spec = ExecSpec::default();
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+        assert_eq!(info["spec"]["interactive"], false);
+        assert_eq!(info["apiVersion"], V1);
+        assert!(info["spec"]["cluster"].is_null());
+        spec.provide_cluster_info = true;
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+        assert_eq!(info["spec"]["cluster"]["server"], "https://api:6443");
+    }
+
+    #[test]
     fn a_silent_hang_is_a_failure_killed_at_the_timeout() {
         let mut run = finished(None, "", "");
         run.timed_out = true;
