@@ -916,7 +916,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Timeout,
         F,
         "connected and sent the ClientHello, but no TLS answer came back",
-        "Something on the path holds the handshake: a firewall or middlebox that accepts TCP but eats TLS (check the runner's egress rules for this host and port), or a server that accepts connections without serving them (an overloaded API server, a load balancer with no healthy backend). Through a proxy, the proxy's own path to the server can be the one that drops the handshake (an MTU black hole there included).",
+        "Something on the path holds the handshake: a firewall or middlebox that accepts TCP but eats TLS (check the runner's egress rules for this host and port), or a server that accepts connections without serving them (an overloaded API server, a load balancer with no healthy backend). Through a proxy, the proxy's own path to the server can be the one that drops the handshake (an MTU black hole there included: the small-MSS retry narrows only the job's link to the proxy).",
         "The TCP connection was made, so the address and port are reachable; what fails is the TLS exchange itself. kubectl reports this as `net/http: TLS handshake timeout`.",
     ),
     row(

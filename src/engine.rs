@@ -472,11 +472,16 @@ async fn secure(
     let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
     let mut result = tls::handshake(&authority, &hs)
         .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
-    // No answer at all: once more with small packets, to tell an MTU black hole apart (a
-    // tunnel through a proxy cannot choose the MSS of the proxy's own connection).
-    if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) && matches!(target.route, Route::Direct)
-    {
-        let retry = small_mss_handshake(addr, &settings.server_name, client, ctx.timeout).await;
+    // No answer at all: once more with small packets, to tell an MTU black hole apart. Through
+    // a proxy only the runner's own link is narrowed (the proxy picks the MSS of its connection
+    // to the server), which is where the commonest black hole is: Docker-in-Docker's bridge.
+    if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) {
+        let via = match &target.route {
+            Route::Proxy(p) => Some((p, authority.as_str())),
+            Route::Direct => None,
+        };
+        let retry =
+            small_mss_handshake(addr, via, &settings.server_name, client, ctx.timeout).await;
         result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
     }
     rec.push(result.clone());
@@ -552,16 +557,25 @@ async fn probe_tls_proxy(
     tcp::tls_proxy(connected, &hs, plain.as_ref())
 }
 
-/// One handshake over a new connection that announces a small MSS (`connect_with_mss`).
+/// One handshake over a new connection that announces a small MSS (`connect_with_mss`), to
+/// `addr` directly or through the proxy there (`via`: the proxy and the API server's authority).
 async fn small_mss_handshake(
     addr: SocketAddr,
+    via: Option<(&crate::plan::ProxyEndpoint, &str)>,
     server_name: &str,
     client: Option<&crate::plan::ClientIdentity>,
     timeout: Duration,
 ) -> Result<crate::net::tls::Handshake, String> {
-    let stream = connect::connect_with_mss(addr, connect::SMALL_MSS, timeout)
+    let mut stream = connect::connect_with_mss(addr, connect::SMALL_MSS, timeout)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some((p, authority)) = via {
+        let tunnel =
+            proxy::connect_tunnel(stream, authority, p.authorization.as_ref(), timeout).await;
+        stream = tunnel
+            .outcome
+            .map_err(|_| format!("CONNECT through the proxy: {}", tunnel.status_line))?;
+    }
     Ok(crate::net::tls::handshake(stream, server_name, client, timeout).await)
 }
 

@@ -25,7 +25,7 @@ fn behind_tinyproxy(kind: Tinyproxy) -> Site {
     site
 }
 
-fn start_tinyproxy(site: &mut Site, kind: Tinyproxy) {
+pub(super) fn start_tinyproxy(site: &mut Site, kind: Tinyproxy) {
     let (addr, hop) = (
         site.proxy_addr(PROXY_PORT),
         site.hop.clone().expect("proxy ns"),

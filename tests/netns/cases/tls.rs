@@ -100,3 +100,22 @@ fn tls_handshake_mtu_blackhole() {
         )
         .expect_fix("tls.handshake", &["--mtu", "fragmentation needed"]);
 }
+
+#[test]
+fn tls_handshake_mtu_blackhole_between_the_job_and_its_proxy() {
+    if skip_without_netns() {
+        return;
+    }
+    let mut site = Site::narrow_proxied();
+    reach::demo_server(&mut site, LeafKind::Large, &[]);
+    super::proxy::start_tinyproxy(&mut site, crate::proxy::Tinyproxy::Open);
+    diagnose(
+        &site,
+        "tls: MTU black hole between the job and its proxy",
+        API_URL,
+        &[("HTTPS_PROXY", "http://proxy.k8s.test:8888")],
+    )
+    .expect_root_cause("tls.handshake", "mtu-blackhole")
+    .expect_pass(&["proxy.connect", "proxy.tunnel"])
+    .expect_evidence("tls.handshake", &["MSS 536", "handshake complete"]);
+}
