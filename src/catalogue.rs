@@ -938,10 +938,10 @@ pub const CATALOGUE: &[Entry] = &[
     row(
         C::HttpHealth,
         R::NotReady,
-        W,
+        F,
         "the API server reports itself not ready",
         "See the failing checks in the evidence (often etcd); the cluster's operators need to act.",
-        "/readyz lists the server's internal health checks.",
+        "/readyz lists the server's internal health checks; while one fails (etcd, say) the server may answer reads but writes, and so the deploy, fail.",
     ),
     row(
         C::HttpHealth,

@@ -18,6 +18,8 @@ use crate::net::{connect, proxy, resolve};
 use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
 
+mod shape;
+
 /// At most this many addresses of one name are tried.
 const MAX_ADDRESSES: usize = 8;
 
@@ -27,6 +29,8 @@ pub struct RunContext {
     pub ci: gitlab::CiFacts,
     /// The GitLab agents the kubeconfig targets use, for the allowed-agents cross-check.
     pub agents: Vec<gitlab::AgentIdentity>,
+    /// Whether an empty allowed-agents list is a finding (see `gitlab::AgentExpectation`).
+    pub agent_expectation: gitlab::AgentExpectation,
     pub timeout: Duration,
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
@@ -34,14 +38,23 @@ pub struct RunContext {
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
-#[derive(Default)]
 pub struct Recorder {
+    /// The rows the target's report has whatever happens (its shape).
+    rows: Vec<shape::Row>,
     results: Mutex<Vec<CheckResult>>,
     current: Mutex<Option<(CheckId, String)>>,
     dates: Mutex<Vec<SystemTime>>,
 }
 
 impl Recorder {
+    fn new(rows: Vec<shape::Row>) -> Recorder {
+        Recorder {
+            rows,
+            results: Mutex::default(),
+            current: Mutex::default(),
+            dates: Mutex::default(),
+        }
+    }
     fn start(&self, id: CheckId, subject: &str) {
         if let Ok(mut c) = self.current.lock() {
             *c = Some((id, subject.to_string()));
@@ -69,15 +82,22 @@ impl Recorder {
             dates.push(date);
         }
     }
+    /// The target's finished results: the check in progress at an abort becomes its error,
+    /// and every row of the shape not reached becomes a skip naming what stopped it.
     fn finish(&self, abort: Option<Reason>) -> (Vec<CheckResult>, Vec<SystemTime>) {
         let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
         if let Some(reason) = abort {
             // Every await that can take long is preceded by `start`, so a check is normally in
-            // progress; if not, the run stopped between checks, on the way to the HTTP layer.
+            // progress; if not, the run stopped between checks: at the first row not reached.
             let current = self.current.lock().ok().and_then(|c| c.clone());
-            let (id, subject) = current.unwrap_or((CheckId::HttpVersion, String::new()));
+            let (id, subject) = current
+                .or_else(|| {
+                    shape::first_missing(&self.rows, &results).map(|r| (r.id, r.subject.clone()))
+                })
+                .unwrap_or((CheckId::HttpVersion, String::new()));
             results.push(CheckResult::finding(id, subject, reason));
         }
+        shape::fill(&self.rows, &mut results);
         let dates = self.dates.lock().map(|d| d.clone()).unwrap_or_default();
         (results, dates)
     }
@@ -112,10 +132,14 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
+    let agent_expectation = gitlab::AgentExpectation::from_targets(
+        plan.targets.iter().map(|t| (t.name.as_str(), t.kind)),
+    );
     let ctx = Arc::new(RunContext {
         dns,
         ci,
         agents,
+        agent_expectation,
         timeout: plan.timeout,
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
@@ -123,8 +147,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     });
     let mut running = Vec::new();
     for target in plan.targets {
+        let recorder = Arc::new(Recorder::new(shape::rows(&target, &ctx.requirements)));
         let target = Arc::new(target);
-        let recorder = Arc::new(Recorder::default());
         let handle = tokio::spawn(diagnose(target.clone(), ctx.clone(), recorder.clone()));
         running.push((target, recorder, handle));
     }
@@ -161,6 +185,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         started_at,
         duration: started.elapsed(),
         verdict: verdict::verdict(&all),
+        root_cause: verdict::root_cause(&checks),
         checks,
         targets,
         environment,
@@ -169,55 +194,18 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     report
 }
 
-/// Marks the main checks of every layer after `blocker`'s as skipped, so the report (and the
-/// JUnit test names) stay the same shape whatever fails.
-fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunContext) {
-    let authority = target
-        .endpoint
-        .as_ref()
-        .map(|e| e.authority())
-        .unwrap_or_default();
-    let mut downstream = vec![
-        (
-            CheckId::DnsResolve,
-            target
-                .endpoint
-                .as_ref()
-                .map(|e| e.host.to_string())
-                .unwrap_or_default(),
-        ),
-        (CheckId::TcpConnect, authority.clone()),
-        (CheckId::TlsHandshake, authority.clone()),
-        (CheckId::HttpVersion, authority.clone()),
-        (CheckId::AuthWhoami, authority.clone()),
-    ];
-    downstream.extend(
-        ctx.requirements
-            .iter()
-            .map(|r| (CheckId::RbacCanI, r.subject(&target.namespace))),
-    );
-    let rank = blocker.layer().rank();
-    for (id, subject) in downstream {
-        if id.layer().rank() > rank {
-            rec.push(CheckResult::blocked(id, subject, blocker));
-        }
-    }
-}
-
 async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>) {
     rec.push_all(target.config_checks.iter().cloned());
-    // No endpoint: the config layer found nothing to connect to (its failure says why).
+    // No endpoint: the config layer found nothing to connect to (its failure says why, and
+    // blocks every row of the shape).
     let Some(endpoint) = &target.endpoint else {
-        if let Some(blocker) = target.config_checks.iter().find(|c| c.status.is_failure()) {
-            block_rest(&rec, blocker, &target, &ctx);
-        }
         return;
     };
     let (host, port, proxy) = match &target.route {
         Route::Direct => (&endpoint.host, endpoint.port, None),
         Route::Proxy(p) => (&p.host, p.port, Some(p)),
     };
-    let Some(addresses) = resolve_host(host, &target, &ctx, &rec).await else {
+    let Some(addresses) = resolve_host(host, &ctx, &rec).await else {
         return;
     };
     let addrs: Vec<SocketAddr> = addresses
@@ -233,15 +221,11 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     rec.start(connect_id, &format!("{host}:{port}"));
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     let results = tcp::connect(connect_id, &attempts, proxy.map(|p| p.display.as_str()));
-    let first_failure = results.iter().find(|r| r.status.is_failure()).cloned();
     rec.push_all(results);
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
     else {
-        if let Some(blocker) = first_failure {
-            block_rest(&rec, &blocker, &target, &ctx);
-        }
         return;
     };
     if let Some(p) = proxy {
@@ -254,10 +238,10 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         )
         .await;
         let result = tcp::tunnel(&p.display, &endpoint.authority(), &tunnel);
-        rec.push(result.clone());
+        rec.push(result);
         match tunnel.outcome {
             Ok(s) => stream = s,
-            Err(_) => return block_rest(&rec, &result, &target, &ctx),
+            Err(_) => return,
         }
     }
     let authority = endpoint.authority();
@@ -296,20 +280,12 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     match connection {
         Ok(conn) => api_layers(&conn, &target, &ctx, &rec).await,
         Err(failure) => {
-            let r = CheckResult::finding(CheckId::HttpVersion, &authority, Reason::RequestFailed)
-                .with_evidence(format!("starting HTTP on the connection: {failure:?}"));
-            rec.push(r.clone());
-            block_rest(&rec, &r, &target, &ctx);
+            rec.push(http::start_failed(target.kind, &authority, &failure));
         }
     }
 }
 
-async fn resolve_host(
-    host: &Host,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-) -> Option<Vec<IpAddr>> {
+async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {
     let name = match host {
         Host::Ip(ip) => {
             rec.push(CheckResult::pass(
@@ -324,14 +300,8 @@ async fn resolve_host(
     rec.start(CheckId::DnsResolve, name);
     let (outcome, elapsed) = resolve::resolve(&ctx.dns, name, ctx.timeout).await;
     let result = dns::resolve(name, &ctx.dns, &outcome).with_duration(elapsed);
-    rec.push(result.clone());
-    match outcome {
-        Ok(resolved) => Some(resolved.addresses),
-        Err(_) => {
-            block_rest(rec, &result, target, ctx);
-            None
-        }
-    }
+    rec.push(result);
+    outcome.ok().map(|resolved| resolved.addresses)
 }
 
 /// The target's failed `config.*` result of this id, if any.
@@ -370,16 +340,14 @@ async fn secure(
     let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
     let result = tls::handshake(&authority, &hs)
         .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
-    rec.push(result.clone());
+    rec.push(result);
     let Ok(stream) = hs.outcome else {
-        block_rest(rec, &result, target, ctx);
         return None;
     };
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
     // config.tls finding, not a second one.
     if let Some(blocker) = failed_config(target, CheckId::ConfigTls) {
         rec.push(CheckResult::blocked(CheckId::TlsTrust, &authority, blocker));
-        block_rest(rec, blocker, target, ctx);
         return None;
     }
     let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
@@ -401,17 +369,12 @@ async fn secure(
             *r = r.clone().with_fix_detail(gitlab::agent_tls_fix_detail());
         }
     }
-    let blocker = results.iter().find(|r| r.status.is_failure()).cloned();
+    let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
     match crate::net::tls::seal(stream, &verification) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
-        Err(stream) => match blocker {
-            Some(b) => {
-                block_rest(rec, &b, target, ctx);
-                None
-            }
-            None => Some(Secured::Unverified(stream, hs.alpn_h2)),
-        },
+        Err(_) if failed => None,
+        Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
     }
 }
 
@@ -471,26 +434,15 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         return;
     }
     let version_result = http::version(&authority, &version, creds);
-    rec.push(version_result.clone());
-    if version_result.status.is_failure() {
-        return block_rest(rec, &version_result, target, ctx);
+    let failed = version_result.status.is_failure();
+    rec.push(version_result);
+    if failed {
+        return;
     }
     rec.push(http::health(&authority, &readyz));
     // Credentials that config.credentials found unusable were never sent: auth and RBAC are
-    // consequences of that finding, not new ones.
-    if let Some(blocker) = failed_config(target, CheckId::ConfigCredentials) {
-        rec.push(CheckResult::blocked(
-            CheckId::AuthWhoami,
-            &authority,
-            blocker,
-        ));
-        for req in &ctx.requirements {
-            rec.push(CheckResult::blocked(
-                CheckId::RbacCanI,
-                req.subject(&target.namespace),
-                blocker,
-            ));
-        }
+    // consequences of that finding (their skip rows name it), not new ones.
+    if failed_config(target, CheckId::ConfigCredentials).is_some() {
         return;
     }
     let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
@@ -533,14 +485,8 @@ async fn whoami_layer(
             r = r.with_summary("credentials withheld: the server URL is http://");
             r.fix = Some("Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.".into());
         }
-        rec.push(r.clone());
-        for req in &ctx.requirements {
-            rec.push(CheckResult::blocked(
-                CheckId::RbacCanI,
-                req.subject(&target.namespace),
-                &r,
-            ));
-        }
+        // RBAC's skip rows name this warning: nothing failed, yet nothing can be judged.
+        rec.push(r);
         return None;
     }
     // kubectl's fallbacks: v1, then v1beta1, then "unsupported" (a bounded list).
@@ -560,9 +506,9 @@ async fn whoami_layer(
             None => break (auth::unsupported(authority), auth::Identity::default()),
         }
     };
-    rec.push(result.clone());
-    if result.status.is_failure() {
-        block_rest(rec, &result, target, ctx);
+    let failed = result.status.is_failure();
+    rec.push(result);
+    if failed {
         return None;
     }
     Some(identity.username)
@@ -584,12 +530,12 @@ fn agent_layers(
         Ok(r) => gitlab::classify_kas_anonymous(r.status, &r.headers, &r.body),
         Err(e) => {
             CheckResult::finding(CheckId::GitlabKas, gitlab::KAS_SUBJECT, Reason::Unreachable)
-                .with_evidence(format!("anonymous GET /version: {e:?}"))
+                .with_evidence(format!("anonymous GET /version: {e}"))
         }
     };
-    rec.push(kas.clone());
-    if kas.status.is_failure() {
-        block_rest(rec, &kas, target, ctx);
+    let failed = kas.status.is_failure();
+    rec.push(kas);
+    if failed {
         return false;
     }
     // Credentials withheld (an http:// URL): the "authenticated" request went out anonymous, so
@@ -614,8 +560,7 @@ fn agent_layers(
             {
                 result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
             }
-            rec.push(result.clone());
-            block_rest(rec, &result, target, ctx);
+            rec.push(result);
             false
         }
         None => true,
@@ -636,27 +581,13 @@ async fn gitlab_server_layers(
     let version = conn
         .send("GET", "/api/v4/version", None, false, ctx.timeout)
         .await;
-    let result = match &version {
-        Ok(r) if (r.status == 200 || r.status == 401) && r.json().is_some() => CheckResult::pass(
-            CheckId::GitlabServer,
-            authority,
-            format!("GitLab answered (HTTP {})", r.status),
-        ),
-        Ok(r) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
-            .with_summary("something other than the GitLab API answers at CI_SERVER_URL")
-            .with_evidence(format!(
-                "GET /api/v4/version: HTTP {}: {}",
-                r.status,
-                r.excerpt(200)
-            )),
-        Err(e) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
-            .with_evidence(format!("GET /api/v4/version: {e:?}")),
-    };
+    let result = http::gitlab_server(authority, &version);
     if let Ok(r) = &version {
         rec.date(r);
     }
-    rec.push(result.clone());
-    if result.status.is_failure() {
+    let failed = result.status.is_failure();
+    rec.push(result);
+    if failed {
         return;
     }
     let request = match gitlab::plan_allowed_agents(&ctx.ci) {
@@ -664,7 +595,11 @@ async fn gitlab_server_layers(
         Err(result) => return rec.push(*result),
     };
     let Some(token) = ctx.ci.job_token() else {
-        return;
+        return rec.push(CheckResult::not_applicable(
+            CheckId::GitlabAllowedAgents,
+            "job",
+            "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked",
+        ));
     };
     let base = target
         .endpoint
@@ -689,10 +624,16 @@ async fn gitlab_server_layers(
         )
         .await;
     let results = match answer {
-        Ok(r) => gitlab::judge_allowed_agents_for(r.status, &r.body, &ctx.agents, &ctx.ci),
+        Ok(r) => gitlab::judge_allowed_agents_for(
+            r.status,
+            &r.body,
+            &ctx.agents,
+            &ctx.ci,
+            &ctx.agent_expectation,
+        ),
         Err(e) => vec![
             CheckResult::finding(CheckId::GitlabAllowedAgents, "job", Reason::Unavailable)
-                .with_evidence(format!("GET {path}: {e:?}")),
+                .with_evidence(format!("GET {path}: {e}")),
         ],
     };
     rec.push_all(results);
