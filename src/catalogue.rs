@@ -130,6 +130,7 @@ string_enum! {
         AuthRequired = "auth-required",
         UpstreamFailed = "upstream-failed",
         NotAProxy = "not-a-proxy",
+        UnexpectedStatus = "unexpected-status",
         // tls.handshake
         NotTls = "not-tls",
         Alert = "alert",
@@ -712,6 +713,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the proxy address does not speak HTTP CONNECT",
         "Check HTTPS_PROXY: it must be an HTTP forward proxy (`http://host:port`).",
         "The answer to CONNECT was not an HTTP response.",
+    ),
+    row(
+        C::ProxyTunnel,
+        R::UnexpectedStatus,
+        F,
+        "the proxy answered CONNECT with an unexpected HTTP status",
+        "The proxy is an HTTP proxy but did not open the tunnel: see its status in the evidence, check its CONNECT policy for the API server's host and port, or bypass it with NO_PROXY if the cluster is reachable directly.",
+        "An HTTP proxy answers CONNECT with a 2xx status when it opens the tunnel; any other status means it did not.",
     ),
     // ---- tls.handshake
     row(
@@ -1375,6 +1384,7 @@ mod tests {
             "auth-required",
             "upstream-failed",
             "not-a-proxy",
+            "unexpected-status",
             "not-tls",
             "alert",
             "no-common-version",

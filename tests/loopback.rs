@@ -15,3 +15,5 @@ mod discovery;
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/shape.rs"]
+mod shape;

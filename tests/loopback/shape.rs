@@ -1,0 +1,368 @@
+//! Issue 8 (items 3, 4, 6, 7, 8, 9): run-wide root causes in the JSON, the report's shape per
+//! target kind whatever fails, severities, and no Rust `Debug` text in what users read.
+
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::apiserver::default_tokens;
+use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
+use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+
+use crate::support::*;
+
+/// The jq expression of spec §3, in Rust: every root cause of the run, run-wide first.
+fn all_root_causes(v: &serde_json::Value) -> Vec<(String, String)> {
+    let mut causes = vec![v["root_cause"].clone()];
+    causes.extend(
+        v["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| t["root_cause"].clone()),
+    );
+    causes
+        .into_iter()
+        .filter(|c| !c.is_null())
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn json_of_run(
+    world: &World,
+    kubeconfig: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let path = world.write("kubeconfig", kubeconfig);
+    let json = world.path("r.json");
+    let mut args = vec!["--json", json.to_str().expect("utf-8 path")];
+    args.extend(extra);
+    let out = world.run_binary(Some(&path), &args, &[("HOME", "/nonexistent")]);
+    let text = std::fs::read(&json).expect("the JSON report is written");
+    (out.code, serde_json::from_slice(&text).expect("valid JSON"))
+}
+
+#[test]
+fn run_wide_failures_have_a_top_level_root_cause() {
+    let world = World::new();
+    let good = kubeconfig(
+        &[Ctx::new("ctx-a", "https://127.0.0.1:1".into(), "", GOOD)],
+        Some("ctx-a"),
+    );
+    let (code, v) = json_of_run(&world, &good, &["--context", "no-such-context"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["root_cause"]["check"], "config.kubeconfig", "{v:#}");
+    assert_eq!(v["root_cause"]["reason"], "context-not-found");
+    assert_eq!(
+        all_root_causes(&v),
+        [(
+            "config.kubeconfig".to_string(),
+            "context-not-found".to_string()
+        )]
+    );
+
+    let (code, v) = json_of_run(&world, "clusters: [unclosed\n", &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["root_cause"]["reason"], "invalid-yaml", "{v:#}");
+    assert!(!all_root_causes(&v).is_empty());
+}
+
+#[test]
+fn a_passing_run_has_a_null_top_level_root_cause() {
+    let world = World::new();
+    let text = kubeconfig(
+        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
+        Some("c"),
+    );
+    let (_, v) = json_of_run(&world, &text, &[]);
+    assert!(v["root_cause"].is_null(), "{:#}", v["root_cause"]);
+    // The failure is the target's, and the jq expression finds it there.
+    assert_eq!(all_root_causes(&v)[0].0, "tcp.connect");
+}
+
+async fn healthy(
+    options: ApiServerOptions,
+    token: &str,
+) -> (RunReport, kube_reach::demo::ApiServerHandle) {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, token)], Some("c")),
+            &[],
+            &[],
+        )
+        .await;
+    (report, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_listing_failing_checks_is_a_failure_and_the_root_cause() {
+    let options = ApiServerOptions {
+        ready: false,
+        ..ApiServerOptions::default()
+    };
+    let (report, _server) = healthy(options, GOOD).await;
+    let t = target(&report, "c");
+    assert_eq!(t.verdict, Verdict::Fail);
+    assert_root_cause(t, CheckId::HttpHealth, Reason::NotReady);
+    assert!(evidence_of(t, CheckId::HttpHealth).contains("[-]etcd failed"));
+    // Reads still work: auth and RBAC were judged, not skipped.
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.status == Status::Pass)
+    );
+}
+
+fn jwt_expiring_in(seconds: u64) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + seconds;
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(&format!(r#"{{"exp":{exp},"sub":"ci"}}"#)),
+        b64("sig")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_expires_within_the_warning_window_warns() {
+    let token = jwt_expiring_in(2 * 86_400);
+    let mut options = ApiServerOptions::default();
+    let user = default_tokens()
+        .into_iter()
+        .find(|(t, _)| t == GOOD)
+        .map(|(_, u)| u)
+        .expect("the good user");
+    options.tokens.push((token.clone(), user));
+    let (report, _server) = healthy(options, &token).await;
+    let t = target(&report, "c");
+    let creds = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ConfigCredentials)
+        .expect("config.credentials");
+    assert_eq!(
+        (creds.status, creds.reason),
+        (Status::Warn, Some(Reason::TokenExpiring)),
+        "{creds:?}"
+    );
+    assert!(creds.summary.contains("expires in"), "{}", creds.summary);
+    // A warning: the cluster works, nothing is a root cause, and the token was accepted.
+    assert_eq!(t.verdict, Verdict::Warn, "{:#?}", t.checks);
+    assert!(t.root_cause.is_none());
+    assert!(
+        format!("{report:?}").find(&token).is_none(),
+        "the token leaked"
+    );
+}
+
+/// A port nothing listens on (bound, then released).
+fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn ids(t: &TargetReport) -> Vec<&'static str> {
+    let mut ids: Vec<&str> = t.checks.iter().map(|c| c.id.as_str()).collect();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gitlab_server_keeps_its_own_rows_when_its_port_is_refused() {
+    init();
+    let world = World::new();
+    let port = refused_port();
+    let server_url = format!("https://127.0.0.1:{port}");
+    let vars = [
+        ("GITLAB_CI", "true"),
+        ("CI_SERVER_URL", server_url.as_str()),
+        ("CI_JOB_TOKEN", "job-token-canary"),
+        ("CI_JOB_ID", "7"),
+    ];
+    let text = kubeconfig(
+        &[Ctx::new("c", format!("https://127.0.0.1:{port}"), "", GOOD)],
+        Some("c"),
+    );
+    let report = world.run(&text, &[], &vars).await;
+    let gitlab = target(&report, "gitlab");
+    let rows = ids(gitlab);
+    for own in ["gitlab.server", "gitlab.allowed-agents"] {
+        let row = gitlab
+            .checks
+            .iter()
+            .find(|c| c.id.as_str() == own)
+            .unwrap_or_else(|| panic!("no {own} row: {rows:?}"));
+        assert_eq!(row.status, Status::Skip);
+        assert!(
+            row.blocked_by
+                .as_deref()
+                .is_some_and(|b| b.starts_with("tcp.connect"))
+        );
+    }
+    for foreign in ["auth.whoami", "rbac.can-i", "http.version"] {
+        assert!(
+            !rows.contains(&foreign),
+            "{foreign} on the GitLab server: {rows:?}"
+        );
+    }
+    assert_root_cause(gitlab, CheckId::TcpConnect, Reason::Refused);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_ci_server_url_is_a_finding_naming_the_variable() {
+    init();
+    let world = World::new();
+    let vars = [
+        ("GITLAB_CI", "true"),
+        ("CI_SERVER_URL", "ftp://gitlab.example.test"),
+        ("CI_JOB_TOKEN", "job-token-canary"),
+        ("CI_JOB_ID", "7"),
+    ];
+    let text = kubeconfig(
+        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
+        Some("c"),
+    );
+    let report = world.run(&text, &[], &vars).await;
+    let gitlab = target(&report, "gitlab");
+    assert_root_cause(gitlab, CheckId::ConfigServer, Reason::InvalidUrl);
+    assert!(evidence_of(gitlab, CheckId::ConfigServer).contains("CI_SERVER_URL"));
+    // Nothing was attempted, and the rows of a GitLab server are still there, blocked.
+    assert!(gitlab.checks.iter().any(|c| c.id == CheckId::GitlabServer
+        && c.blocked_by.as_deref() == Some("config.server ftp://gitlab.example.test")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_deadline_the_auth_and_rbac_rows_stay_as_skips() {
+    init();
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Accepts one connection and says nothing: the TLS handshake waits for the deadline.
+    let task = tokio::spawn(async move {
+        let held =
+            tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(held);
+    });
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", format!("https://{addr}"), "", GOOD)], None),
+            &["--timeout", "30", "--deadline", "1"],
+            &[],
+        )
+        .await;
+    task.abort();
+    let t = target(&report, "c");
+    let rc = t.root_cause.expect("root cause");
+    assert_eq!(
+        (rc.check, rc.reason),
+        (CheckId::TlsHandshake, Reason::Deadline)
+    );
+    let blocked: Vec<&str> = t
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Skip)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(blocked.contains(&"http.version"), "{blocked:?}");
+    assert!(blocked.contains(&"auth.whoami"), "{blocked:?}");
+    assert_eq!(
+        blocked.iter().filter(|id| **id == "rbac.can-i").count(),
+        15,
+        "{blocked:?}"
+    );
+    for c in t.checks.iter().filter(|c| c.status == Status::Skip) {
+        assert_eq!(
+            c.blocked_by.as_deref(),
+            Some(format!("tls.handshake {addr}").as_str())
+        );
+    }
+}
+
+/// A "proxy" that answers every CONNECT (at most four) with `answer`, then holds the
+/// connection open for a while without a word more.
+async fn scripted_proxy(answer: Vec<u8>) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let accepted =
+                tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await;
+            let Ok(Ok((mut stream, _))) = accepted else {
+                break;
+            };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(&answer).await;
+            held.push(stream);
+        }
+    });
+    (task, addr)
+}
+
+async fn through_scripted_proxy(answer: Vec<u8>) -> TargetReport {
+    init();
+    let (task, proxy) = scripted_proxy(answer).await;
+    let world = World::new();
+    let mut ctx = Ctx::new("c", "https://api.k8s.test:6443".into(), "", GOOD);
+    let extra = format!("    proxy-url: \"http://{proxy}\"\n");
+    ctx.extra_cluster = &extra;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    task.abort();
+    report.targets.into_iter().next().expect("target")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_answering_418_gave_an_http_answer_with_an_unexpected_status() {
+    let t =
+        through_scripted_proxy(b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n".to_vec())
+            .await;
+    assert_root_cause(&t, CheckId::ProxyTunnel, Reason::UnexpectedStatus);
+    let tunnel = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ProxyTunnel)
+        .expect("tunnel row");
+    assert!(tunnel.summary.contains("418"), "{}", tunnel.summary);
+    assert!(
+        !tunnel
+            .why
+            .clone()
+            .unwrap_or_default()
+            .contains("not an HTTP response")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_answer_whose_head_never_ends_is_no_tunnel() {
+    let mut answer = b"HTTP/1.1 200 Connection established\r\n".to_vec();
+    while answer.len() < 20 * 1024 {
+        answer.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    let t = through_scripted_proxy(answer).await;
+    // Before: the 200 counted as a tunnel and the TLS handshake (the API server) was blamed.
+    assert_root_cause(&t, CheckId::ProxyTunnel, Reason::NotAProxy);
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Skip)
+    );
+}
