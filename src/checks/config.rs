@@ -543,7 +543,10 @@ fn load_ca(spec: &TargetSpec) -> CaLoad {
         .map_err(|e| {
             (
                 Reason::CaInvalid,
-                format!("{source}: not PEM certificates: {e:?}"),
+                format!(
+                    "{source}: not PEM certificates: {}",
+                    crate::error::pem_problem(&e)
+                ),
             )
         })?;
     if certs.is_empty() {

@@ -366,3 +366,102 @@ async fn a_connect_answer_whose_head_never_ends_is_no_tunnel() {
             .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Skip)
     );
 }
+
+/// Every text a user reads (summaries, evidence, fixes, whys) of every row of the run.
+fn report_texts(report: &RunReport) -> Vec<String> {
+    let rows = report
+        .checks
+        .iter()
+        .chain(report.targets.iter().flat_map(|t| t.checks.iter()));
+    rows.flat_map(|c| {
+        let mut texts = vec![c.summary.clone()];
+        texts.extend(c.evidence.iter().cloned());
+        texts.extend(c.fix.iter().cloned());
+        texts.extend(c.why.iter().cloned());
+        texts
+    })
+    .collect()
+}
+
+/// Rust `Debug` shapes: enum variants with payloads, options, byte arrays.
+fn assert_no_debug_text(report: &RunReport) {
+    for text in report_texts(report) {
+        for shape in ["Failed(", "Some(", "Stalled", "Err(", "Ok("] {
+            assert!(!text.contains(shape), "Debug text {shape:?} in {text:?}");
+        }
+        let bytes = text
+            .split('[')
+            .skip(1)
+            .any(|after| after.split(']').next().is_some_and(is_byte_list));
+        assert!(!bytes, "a byte array in {text:?}");
+    }
+}
+
+/// `45, 45, 45`: a list of at least three small numbers.
+fn is_byte_list(inner: &str) -> bool {
+    let items: Vec<&str> = inner.split(", ").collect();
+    items.len() >= 3 && items.iter().all(|i| i.parse::<u8>().is_ok())
+}
+
+/// A server that reads each request (at most four) and closes the connection unanswered.
+async fn closing_server() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        for _ in 0..4 {
+            let accepted =
+                tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await;
+            let Ok(Ok((mut stream, _))) = accepted else {
+                break;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+        }
+    });
+    (task, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_rust_debug_text_reaches_a_report() {
+    init();
+    let (task, gitlab) = closing_server().await;
+    let world = World::new();
+    let server_url = format!("http://{gitlab}");
+    let vars = [
+        ("GITLAB_CI", "true"),
+        ("CI_SERVER_URL", server_url.as_str()),
+        ("CI_JOB_TOKEN", "job-token-canary"),
+        ("CI_JOB_ID", "7"),
+    ];
+    // A CA that is truncated PEM (its parse error carries the END line as bytes).
+    let truncated_ca = "-----BEGIN CERTIFICATE-----\nMIIB\n";
+    let text = kubeconfig(
+        &[Ctx::new(
+            "c",
+            "https://127.0.0.1:1".into(),
+            truncated_ca,
+            GOOD,
+        )],
+        Some("c"),
+    );
+    let report = world.run(&text, &[], &vars).await;
+    task.abort();
+    let gitlab = target(&report, "gitlab");
+    assert!(
+        evidence_of(gitlab, CheckId::GitlabServer).contains("GET /api/v4/version: connection"),
+        "{:#?}",
+        gitlab.checks
+    );
+    let c = target(&report, "c");
+    assert!(
+        c.checks
+            .iter()
+            .any(|r| r.id == CheckId::ConfigTls && r.reason == Some(Reason::CaInvalid)),
+        "{:#?}",
+        c.checks
+    );
+    assert_no_debug_text(&report);
+}
