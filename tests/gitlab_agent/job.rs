@@ -103,6 +103,17 @@ impl Job {
         gitlab: &FakeServer,
         api_v4_url: Option<&str>,
     ) -> Outcome {
+        self.run_with(kubeconfig, gitlab, api_v4_url, &[])
+    }
+
+    /// Like [`Job::run`], with more job variables (the legacy `KUBE_*`, say).
+    pub fn run_with(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Outcome {
         let junit = self.path("junit.xml");
         let server_url = gitlab.url();
         let api = api_v4_url
@@ -132,6 +143,7 @@ impl Job {
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
+        cmd.envs(vars.iter().copied());
         let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
         let junit_xml = std::fs::read_to_string(&junit)
             .unwrap_or_else(|e| panic!("no JUnit report ({e}); exit {code:?}; stderr:\n{stderr}"));
