@@ -4,7 +4,7 @@
 //! progress becomes `error` with reason `deadline` or `internal`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
@@ -22,6 +22,16 @@ mod shape;
 
 /// At most this many addresses of one name are tried.
 const MAX_ADDRESSES: usize = 8;
+
+/// When the process started (see [`mark_process_start`]).
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// Called first thing in `main`: the report's duration then counts from the process start,
+/// planning included (reading kubeconfigs and token files can take a while), not only the
+/// checks. In-process runs (tests) that never call it count from the start of [`run`].
+pub fn mark_process_start() {
+    let _ = PROCESS_START.set(Instant::now());
+}
 
 pub struct RunContext {
     pub dns: resolve::DnsSetup,
@@ -104,7 +114,7 @@ impl Recorder {
 }
 
 pub async fn run(plan: Plan, env: &Env) -> RunReport {
-    let started = Instant::now();
+    let started = PROCESS_START.get().copied().unwrap_or_else(Instant::now);
     let started_at = crate::x509::format_time(env.now);
     let deadline = tokio::time::Instant::now() + plan.deadline;
     let dns = resolve::DnsSetup::load(&plan.resolv_conf_path, &plan.hosts_path);

@@ -465,3 +465,61 @@ async fn no_rust_debug_text_reaches_a_report() {
     );
     assert_no_debug_text(&report);
 }
+
+/// The duration counts from the process start: planning (here, a kubeconfig that a slow
+/// writer delivers through a FIFO a second late) is part of it.
+#[test]
+fn the_duration_counts_planning_too() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let world = World::new();
+    let fifo = world.path("kubeconfig.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let text = kubeconfig(
+        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
+        Some("c"),
+    );
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        // Non-blocking open: fails (ENXIO) until the tool opens its end; bounded retries.
+        for _ in 0..200 {
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(0o4000) // O_NONBLOCK
+                .open(&path);
+            if let Ok(mut f) = opened {
+                let _ = std::io::Write::write_all(&mut f, text.as_bytes());
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    });
+    let json = world.path("r.json");
+    let out = world.run_binary(
+        Some(&fifo),
+        &["--json", json.to_str().expect("utf-8 path")],
+        &[("HOME", "/nonexistent")],
+    );
+    assert!(
+        writer.join().expect("writer"),
+        "the tool never opened the FIFO"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    assert_eq!(
+        v["targets"][0]["name"],
+        "c",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ms = v["duration_ms"].as_u64().expect("duration_ms");
+    assert!(
+        ms >= 1000,
+        "duration {ms} ms leaves out the second spent planning"
+    );
+}
