@@ -30,6 +30,14 @@ fn all_root_causes(v: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A kubeconfig whose one context (also the current one) points at a port nothing serves.
+fn nowhere(context: &str) -> String {
+    kubeconfig(
+        &[Ctx::new(context, "https://127.0.0.1:1".into(), "", GOOD)],
+        Some(context),
+    )
+}
+
 fn json_of_run(
     world: &World,
     kubeconfig: &str,
@@ -47,10 +55,7 @@ fn json_of_run(
 #[test]
 fn run_wide_failures_have_a_top_level_root_cause() {
     let world = World::new();
-    let good = kubeconfig(
-        &[Ctx::new("ctx-a", "https://127.0.0.1:1".into(), "", GOOD)],
-        Some("ctx-a"),
-    );
+    let good = nowhere("ctx-a");
     let (code, v) = json_of_run(&world, &good, &["--context", "no-such-context"]);
     assert_eq!(code, Some(1));
     assert_eq!(v["root_cause"]["check"], "config.kubeconfig", "{v:#}");
@@ -72,10 +77,7 @@ fn run_wide_failures_have_a_top_level_root_cause() {
 #[test]
 fn a_passing_run_has_a_null_top_level_root_cause() {
     let world = World::new();
-    let text = kubeconfig(
-        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
-        Some("c"),
-    );
+    let text = nowhere("c");
     let (_, v) = json_of_run(&world, &text, &[]);
     assert!(v["root_cause"].is_null(), "{:#}", v["root_cause"]);
     // The failure is the target's, and the jq expression finds it there.
@@ -120,19 +122,10 @@ async fn readyz_listing_failing_checks_is_a_failure_and_the_root_cause() {
 }
 
 fn jwt_expiring_in(seconds: u64) -> String {
-    let exp = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + seconds;
-    let b64 =
-        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
-    format!(
-        "{}.{}.{}",
-        b64(r#"{"alg":"RS256"}"#),
-        b64(&format!(r#"{{"exp":{exp},"sub":"ci"}}"#)),
-        b64("sig")
-    )
+        .expect("clock");
+    jwt_with_exp(now.as_secs() + seconds)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,6 +160,16 @@ async fn a_token_that_expires_within_the_warning_window_warns() {
     );
 }
 
+/// The variables of a running GitLab CI job whose GitLab is at `server_url`.
+fn ci_job(server_url: &str) -> [(&'static str, &str); 4] {
+    [
+        ("GITLAB_CI", "true"),
+        ("CI_SERVER_URL", server_url),
+        ("CI_JOB_TOKEN", "job-token-canary"),
+        ("CI_JOB_ID", "7"),
+    ]
+}
+
 /// A port nothing listens on (bound, then released).
 fn refused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -185,12 +188,7 @@ async fn the_gitlab_server_keeps_its_own_rows_when_its_port_is_refused() {
     let world = World::new();
     let port = refused_port();
     let server_url = format!("https://127.0.0.1:{port}");
-    let vars = [
-        ("GITLAB_CI", "true"),
-        ("CI_SERVER_URL", server_url.as_str()),
-        ("CI_JOB_TOKEN", "job-token-canary"),
-        ("CI_JOB_ID", "7"),
-    ];
+    let vars = ci_job(&server_url);
     let text = kubeconfig(
         &[Ctx::new("c", format!("https://127.0.0.1:{port}"), "", GOOD)],
         Some("c"),
@@ -224,16 +222,8 @@ async fn the_gitlab_server_keeps_its_own_rows_when_its_port_is_refused() {
 async fn an_invalid_ci_server_url_is_a_finding_naming_the_variable() {
     init();
     let world = World::new();
-    let vars = [
-        ("GITLAB_CI", "true"),
-        ("CI_SERVER_URL", "ftp://gitlab.example.test"),
-        ("CI_JOB_TOKEN", "job-token-canary"),
-        ("CI_JOB_ID", "7"),
-    ];
-    let text = kubeconfig(
-        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
-        Some("c"),
-    );
+    let vars = ci_job("ftp://gitlab.example.test");
+    let text = nowhere("c");
     let report = world.run(&text, &[], &vars).await;
     let gitlab = target(&report, "gitlab");
     assert_root_cause(gitlab, CheckId::ConfigServer, Reason::InvalidUrl);
@@ -293,9 +283,11 @@ async fn on_a_deadline_the_auth_and_rbac_rows_stay_as_skips() {
     }
 }
 
-/// A "proxy" that answers every CONNECT (at most four) with `answer`, then holds the
-/// connection open for a while without a word more.
-async fn scripted_proxy(answer: Vec<u8>) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+/// A server that reads each request (at most four connections) and then, with `answer`,
+/// writes it and holds the connection open without a word more; without, closes it unanswered.
+async fn scripted_server(
+    answer: Option<Vec<u8>>,
+) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(localhost())
         .await
@@ -309,10 +301,12 @@ async fn scripted_proxy(answer: Vec<u8>) -> (tokio::task::JoinHandle<()>, std::n
             let Ok(Ok((mut stream, _))) = accepted else {
                 break;
             };
-            let mut request = [0u8; 1024];
+            let mut request = [0u8; 4096];
             let _ = stream.read(&mut request).await;
-            let _ = stream.write_all(&answer).await;
-            held.push(stream);
+            if let Some(answer) = &answer {
+                let _ = stream.write_all(answer).await;
+                held.push(stream);
+            }
         }
     });
     (task, addr)
@@ -320,7 +314,7 @@ async fn scripted_proxy(answer: Vec<u8>) -> (tokio::task::JoinHandle<()>, std::n
 
 async fn through_scripted_proxy(answer: Vec<u8>) -> TargetReport {
     init();
-    let (task, proxy) = scripted_proxy(answer).await;
+    let (task, proxy) = scripted_server(Some(answer)).await;
     let world = World::new();
     let mut ctx = Ctx::new("c", "https://api.k8s.test:6443".into(), "", GOOD);
     let extra = format!("    proxy-url: \"http://{proxy}\"\n");
@@ -403,39 +397,13 @@ fn is_byte_list(inner: &str) -> bool {
     items.len() >= 3 && items.iter().all(|i| i.parse::<u8>().is_ok())
 }
 
-/// A server that reads each request (at most four) and closes the connection unanswered.
-async fn closing_server() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind(localhost())
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        for _ in 0..4 {
-            let accepted =
-                tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await;
-            let Ok(Ok((mut stream, _))) = accepted else {
-                break;
-            };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request).await;
-        }
-    });
-    (task, addr)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_rust_debug_text_reaches_a_report() {
     init();
-    let (task, gitlab) = closing_server().await;
+    let (task, gitlab) = scripted_server(None).await;
     let world = World::new();
     let server_url = format!("http://{gitlab}");
-    let vars = [
-        ("GITLAB_CI", "true"),
-        ("CI_SERVER_URL", server_url.as_str()),
-        ("CI_JOB_TOKEN", "job-token-canary"),
-        ("CI_JOB_ID", "7"),
-    ];
+    let vars = ci_job(&server_url);
     // A CA that is truncated PEM (its parse error carries the END line as bytes).
     let truncated_ca = "-----BEGIN CERTIFICATE-----\nMIIB\n";
     let text = kubeconfig(
@@ -478,10 +446,7 @@ fn the_duration_counts_planning_too() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    let text = kubeconfig(
-        &[Ctx::new("c", "https://127.0.0.1:1".into(), "", GOOD)],
-        Some("c"),
-    );
+    let text = nowhere("c");
     let path = fifo.clone();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(1));
