@@ -184,7 +184,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             checks: results,
         });
     }
-    explain_agent_failures(&mut targets, &agent_of);
+    verdict::explain_agent_failures(&mut targets, &agent_of);
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -484,19 +484,12 @@ async fn whoami_layer(
     authority: &str,
 ) -> Option<String> {
     if !conn.has_credentials() && target.credentials.bearer.is_some() {
-        let mut r =
-            CheckResult::finding(CheckId::AuthWhoami, authority, Reason::CredentialsWithheld);
-        if target
+        let plain_http = target
             .endpoint
             .as_ref()
-            .is_some_and(|e| e.scheme == Scheme::Http)
-        {
-            // Not a TLS matter: the catalogue's text (about insecure-skip-tls-verify) would mislead.
-            r = r.with_summary("credentials withheld: the server URL is http://");
-            r.fix = Some("Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.".into());
-        }
+            .is_some_and(|e| e.scheme == Scheme::Http);
         // RBAC's skip rows name this warning: nothing failed, yet nothing can be judged.
-        rec.push(r);
+        rec.push(auth::credentials_withheld(authority, plain_http));
         return None;
     }
     // kubectl's fallbacks: v1, then v1beta1, then "unsupported" (a bounded list).
@@ -647,50 +640,4 @@ async fn gitlab_server_layers(
         ],
     };
     rec.push_all(results);
-}
-
-/// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
-/// answer becomes the agent target's root cause (spec §2: the gitlab checks explain a
-/// gitlab-agent target's auth failures).
-fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String, String)]) {
-    let explanations: Vec<CheckResult> = targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Gitlab)
-        .flat_map(|t| t.checks.iter())
-        .filter(|c| c.id == CheckId::GitlabAllowedAgents && c.status.is_failure())
-        .cloned()
-        .collect();
-    for t in targets
-        .iter_mut()
-        .filter(|t| t.kind == TargetKind::GitlabAgent)
-    {
-        let auth_failed = t
-            .checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.status.is_failure());
-        if !auth_failed {
-            continue;
-        }
-        let agent = agent_of
-            .iter()
-            .find(|(name, _)| *name == t.name)
-            .map(|(_, a)| a.as_str());
-        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
-        // that agent gets it; the job-wide findings apply to every agent target.
-        let relevant: Vec<CheckResult> = explanations
-            .iter()
-            .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
-            })
-            .map(|e| {
-                e.clone()
-                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")
-            })
-            .collect();
-        if !relevant.is_empty() {
-            t.checks.extend(relevant);
-            t.verdict = verdict::verdict(&t.checks);
-            t.root_cause = verdict::root_cause(&t.checks);
-        }
-    }
 }
