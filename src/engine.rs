@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, rbac, runner, tcp, tls};
+use crate::checks::{auth, dns, http, kas, rbac, runner, tcp, tls};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -529,13 +529,7 @@ fn agent_layers(
     ctx: &RunContext,
     rec: &Recorder,
 ) -> bool {
-    let kas = match anonymous {
-        Ok(r) => gitlab::classify_kas_anonymous(r.status, &r.headers, &r.body),
-        Err(e) => {
-            CheckResult::finding(CheckId::GitlabKas, gitlab::KAS_SUBJECT, Reason::Unreachable)
-                .with_evidence(format!("anonymous GET /version: {e}"))
-        }
-    };
+    let kas = kas::anonymous(anonymous);
     let failed = kas.status.is_failure();
     rec.push(kas);
     if failed {
@@ -546,23 +540,9 @@ fn agent_layers(
     if !credentials_sent {
         return true;
     }
-    let verdict = match version {
-        Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
-        Err(HttpFailure::Stalled) => {
-            gitlab::classify_kas_no_response(gitlab::AUTHENTICATED_PROBE_TIMEOUT, "no answer")
-        }
-        Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
-    };
-    match verdict {
-        Some(mut result) => {
-            result.subject = authority.to_string();
-            // A rejected token that is not this job's: the kubeconfig was saved from another job.
-            let token = target.credentials.bearer.as_ref().map(|b| b.expose());
-            if result.reason == Some(Reason::AgentUnauthorized)
-                && token.and_then(|t| gitlab::agent_token_is_current_job(t, &ctx.ci)) == Some(false)
-            {
-                result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
-            }
+    let token = target.credentials.bearer.as_ref().map(|b| b.expose());
+    match kas::authenticated(authority, version, token, &ctx.ci) {
+        Some(result) => {
             rec.push(result);
             false
         }
