@@ -584,17 +584,10 @@ async fn gitlab_server_layers(
             "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked",
         ));
     };
-    let base = target
-        .endpoint
-        .as_ref()
-        .map(|e| e.base_path.clone())
-        .unwrap_or_default();
-    let path = request
-        .url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()));
-    let Some(path) = path else { return };
-    let path = path.strip_prefix(&base).map(str::to_string).unwrap_or(path);
+    let base = target.endpoint.as_ref().map(|e| e.base_path.as_str());
+    let Some(path) = request.path_below(base.unwrap_or_default()) else {
+        return;
+    };
     rec.start(CheckId::GitlabAllowedAgents, "job");
     let answer = conn
         .send_with(
