@@ -17,3 +17,5 @@ mod outputs;
 mod reasons;
 #[path = "loopback/shape.rs"]
 mod shape;
+#[path = "loopback/trust.rs"]
+mod trust;
