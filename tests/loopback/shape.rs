@@ -216,6 +216,7 @@ async fn the_gitlab_server_keeps_its_own_rows_when_its_port_is_refused() {
         );
     }
     assert_root_cause(gitlab, CheckId::TcpConnect, Reason::Refused);
+    assert_no_debug_text(&report);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,6 +276,7 @@ async fn on_a_deadline_the_auth_and_rbac_rows_stay_as_skips() {
         15,
         "{blocked:?}"
     );
+    assert_no_debug_text(&report);
     for c in t.checks.iter().filter(|c| c.status == Status::Skip) {
         assert_eq!(
             c.blocked_by.as_deref(),
