@@ -12,7 +12,7 @@ use crate::checks::{auth, dns, http, kas, rbac, runner, tcp, tls};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
-use crate::model::{CheckResult, RunReport, TargetReport};
+use crate::model::{CheckResult, RunReport, Status, TargetReport};
 use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
@@ -33,6 +33,11 @@ pub fn mark_process_start() {
     let _ = PROCESS_START.set(Instant::now());
 }
 
+/// The time since the process started, or since `fallback` when it was never marked.
+pub fn elapsed_since_start(fallback: Instant) -> Duration {
+    PROCESS_START.get().copied().unwrap_or(fallback).elapsed()
+}
+
 pub struct RunContext {
     pub dns: resolve::DnsSetup,
     /// GitLab CI facts (job token kept wrapped), for the agent and GitLab-server layers.
@@ -42,6 +47,8 @@ pub struct RunContext {
     /// Whether an empty allowed-agents list is a finding (see `gitlab::AgentExpectation`).
     pub agent_expectation: gitlab::AgentExpectation,
     pub timeout: Duration,
+    /// Requests through the GitLab agent server (`Plan::agent_timeout`).
+    pub agent_timeout: Duration,
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
     pub now: SystemTime,
@@ -54,6 +61,9 @@ pub struct Recorder {
     results: Mutex<Vec<CheckResult>>,
     current: Mutex<Option<(CheckId, String)>>,
     dates: Mutex<Vec<SystemTime>>,
+    /// When the last step began or ended: a result that ran but carries no duration of its own
+    /// took the time since then (JUnit `time`, JSON `duration_ms`).
+    last_event: Mutex<Option<Instant>>,
 }
 
 impl Recorder {
@@ -63,14 +73,33 @@ impl Recorder {
             results: Mutex::default(),
             current: Mutex::default(),
             dates: Mutex::default(),
+            last_event: Mutex::default(),
         }
     }
     fn start(&self, id: CheckId, subject: &str) {
         if let Ok(mut c) = self.current.lock() {
             *c = Some((id, subject.to_string()));
         }
+        self.mark();
+    }
+    fn mark(&self) {
+        if let Ok(mut last) = self.last_event.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+    /// `result` with the time since the last event when it ran and has no duration yet.
+    fn timed(&self, mut result: CheckResult) -> CheckResult {
+        if result.duration.is_zero()
+            && result.status != Status::Skip
+            && let Some(since) = self.last_event.lock().ok().and_then(|l| *l)
+        {
+            result.duration = since.elapsed();
+        }
+        result
     }
     fn push(&self, result: CheckResult) {
+        let result = self.timed(result);
+        self.mark();
         if let Ok(mut r) = self.results.lock() {
             r.push(result);
         }
@@ -105,7 +134,7 @@ impl Recorder {
                     shape::first_missing(&self.rows, &results).map(|r| (r.id, r.subject.clone()))
                 })
                 .unwrap_or((CheckId::HttpVersion, String::new()));
-            results.push(CheckResult::finding(id, subject, reason));
+            results.push(self.timed(CheckResult::finding(id, subject, reason)));
         }
         shape::fill(&self.rows, &mut results);
         let dates = self.dates.lock().map(|d| d.clone()).unwrap_or_default();
@@ -114,7 +143,7 @@ impl Recorder {
 }
 
 pub async fn run(plan: Plan, env: &Env) -> RunReport {
-    let started = PROCESS_START.get().copied().unwrap_or_else(Instant::now);
+    let started = Instant::now();
     let started_at = crate::x509::format_time(env.now);
     let deadline = tokio::time::Instant::now() + plan.deadline;
     let dns = resolve::DnsSetup::load(&plan.resolv_conf_path, &plan.hosts_path);
@@ -151,6 +180,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         agents,
         agent_expectation,
         timeout: plan.timeout,
+        agent_timeout: plan.agent_timeout,
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
         now: env.now,
@@ -193,7 +223,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let mut report = RunReport {
         tool_version: env!("CARGO_PKG_VERSION"),
         started_at,
-        duration: started.elapsed(),
+        duration: elapsed_since_start(started),
         verdict: verdict::verdict(&all),
         root_cause: verdict::root_cause(&checks),
         checks,
@@ -228,10 +258,16 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     } else {
         CheckId::TcpConnect
     };
-    rec.start(connect_id, &format!("{host}:{port}"));
+    let connect_subject = format!("{host}:{port}");
+    rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
-    let results = tcp::connect(connect_id, &attempts, proxy.map(|p| p.display.as_str()));
-    rec.push_all(results);
+    let result = tcp::connect(
+        connect_id,
+        &connect_subject,
+        &attempts,
+        proxy.map(|p| p.display.as_str()),
+    );
+    rec.push(result);
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
@@ -300,7 +336,7 @@ async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<V
         Host::Ip(ip) => {
             rec.push(CheckResult::pass(
                 CheckId::DnsResolve,
-                ip.to_string(),
+                host.to_string(),
                 "IP address: no lookup needed",
             ));
             return Some(vec![*ip]);
@@ -404,10 +440,10 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     }
     let agent = target.kind == TargetKind::GitlabAgent;
     let creds = conn.has_credentials();
-    // The agent server waits about 20 s for the agent's tunnel before it gives up: an
-    // authenticated request through it needs that long to say "agent not connected".
+    // The agent server waits about 20 s for the agent's tunnel before it gives up: without
+    // `--timeout`, an authenticated request through it gets that long to say "agent not connected".
     let t = if agent {
-        ctx.timeout.max(gitlab::AUTHENTICATED_PROBE_TIMEOUT)
+        ctx.agent_timeout
     } else {
         ctx.timeout
     };
@@ -448,13 +484,17 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     {
         return;
     }
-    let version_result = http::version(&authority, &version, creds);
+    let mut version_result =
+        http::version(&authority, &version, creds).with_duration(took(&version));
+    if agent {
+        version_result = gitlab::explain_short_agent_wait(version_result, ctx.agent_timeout);
+    }
     let failed = version_result.status.is_failure();
     rec.push(version_result);
     if failed {
         return;
     }
-    rec.push(http::health(&authority, &readyz));
+    rec.push(http::health(&authority, &readyz).with_duration(took(&readyz)));
     // Credentials that config.credentials found unusable were never sent: auth and RBAC are
     // consequences of that finding (their skip rows name it), not new ones.
     if failed_config(target, CheckId::ConfigCredentials).is_some() {
@@ -470,12 +510,18 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .zip(reviews.iter())
         .map(|(req, outcome)| {
             let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-            let result = rbac::judge(req, &namespace, outcome, &username);
+            let result =
+                rbac::judge(req, &namespace, outcome, &username).with_duration(took(outcome));
             (req.clone(), namespace, result)
         })
         .collect();
     rbac::attach_fixes(&mut judged, &username);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
+}
+
+/// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).
+fn took(outcome: &Result<Response, HttpFailure>) -> Duration {
+    outcome.as_ref().map(|r| r.elapsed).unwrap_or_default()
 }
 
 /// `auth.whoami` with kubectl's fallbacks; returns the username, or `None` when RBAC cannot
@@ -514,6 +560,7 @@ async fn whoami_layer(
             None => break (auth::unsupported(authority), auth::Identity::default()),
         }
     };
+    let result = result.with_duration(took(&outcome));
     let failed = result.status.is_failure();
     rec.push(result);
     if failed {
@@ -546,7 +593,7 @@ fn agent_layers(
         return true;
     }
     let token = target.credentials.bearer.as_ref().map(|b| b.expose());
-    match kas::authenticated(authority, version, token, &ctx.ci) {
+    match kas::authenticated(authority, version, token, &ctx.ci, ctx.agent_timeout) {
         Some(result) => {
             rec.push(result);
             false

@@ -11,10 +11,14 @@ mod support;
 
 #[path = "loopback/discovery.rs"]
 mod discovery;
+#[path = "loopback/gitlab_view.rs"]
+mod gitlab_view;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/robust.rs"]
+mod robust;
 #[path = "loopback/shape.rs"]
 mod shape;
 #[path = "loopback/trust.rs"]

@@ -23,18 +23,17 @@ pub fn anonymous(outcome: &Result<Response, HttpFailure>) -> CheckResult {
 /// The authenticated request's answer when it tells an agent failure apart (agent not
 /// connected, token rejected, agent not allowed…), as the target's `auth.whoami`; `None` when
 /// the Kubernetes layers should judge it. `token` is the kubeconfig's agent token, to tell a
-/// token saved from another job.
+/// token saved from another job; `waited` is how long the request was given (a stall is that).
 pub fn authenticated(
     subject: &str,
     outcome: &Result<Response, HttpFailure>,
     token: Option<&str>,
     ci: &CiFacts,
+    waited: Duration,
 ) -> Option<CheckResult> {
     let mut result = match outcome {
         Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
-        Err(HttpFailure::Stalled) => {
-            gitlab::classify_kas_no_response(gitlab::AUTHENTICATED_PROBE_TIMEOUT, "no answer")
-        }
+        Err(HttpFailure::Stalled) => gitlab::classify_kas_no_response(waited, "no answer"),
         Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
     }?;
     result.subject = subject.to_string();

@@ -28,6 +28,9 @@ pub const JOB_ID: i64 = 4242;
 /// Hard limit for one run of the binary (its own deadline is 40 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The `--timeout`/`--deadline` of a job run unless a test sets its own.
+const LIMITS: &[&str] = &["--timeout", "3", "--deadline", "40"];
+
 /// One job: a temp dir, a canary job token, the demo PKI, and the runtime the fakes run on.
 pub struct Job {
     pub canary: String,
@@ -114,6 +117,28 @@ impl Job {
         api_v4_url: Option<&str>,
         vars: &[(&str, &str)],
     ) -> Outcome {
+        self.run_full(kubeconfig, gitlab, api_v4_url, LIMITS, vars)
+    }
+
+    /// [`Job::run`] with the given `--timeout`/`--deadline` flags (none: the tool's defaults).
+    pub fn run_limited(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        limits: &[&str],
+    ) -> Outcome {
+        self.run_full(kubeconfig, gitlab, api_v4_url, limits, &[])
+    }
+
+    fn run_full(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        limits: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Outcome {
         let junit = self.path("junit.xml");
         let server_url = gitlab.url();
         let api = api_v4_url
@@ -127,7 +152,7 @@ impl Job {
             .arg(self.path("resolv.conf"))
             .arg("--hosts-file")
             .arg(self.path("hosts"))
-            .args(["--timeout", "3", "--deadline", "40"])
+            .args(limits)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SSL_CERT_FILE", self.ca_file())
@@ -314,7 +339,8 @@ impl Outcome {
         root
     }
 
-    /// The suite `suite` has a `<failure type="reason">` case named `<check> …` with a body.
+    /// The suite `suite` has a `<failure type="reason">` case named `<suite>: <check> …` with a
+    /// body.
     pub fn assert_junit_failure(&self, suite: &str, check: &str, reason: &str) {
         let suite = self
             .junit
@@ -322,8 +348,10 @@ impl Outcome {
             .iter()
             .find(|s| s.name.as_str() == suite)
             .unwrap_or_else(|| panic!("no JUnit suite {suite}\n{}", self.junit_xml));
+        let prefix = format!("{}: ", suite.name.as_str());
         let failed = suite.test_cases.iter().any(|case| {
             let name = case.name.as_str();
+            let name = name.strip_prefix(&prefix).unwrap_or(name);
             (name == check || name.starts_with(&format!("{check} ")))
                 && matches!(
                     &case.status,

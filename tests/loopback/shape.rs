@@ -436,45 +436,20 @@ async fn no_rust_debug_text_reaches_a_report() {
     assert_no_debug_text(&report);
 }
 
-/// The duration counts from the process start: planning (here, a kubeconfig that a slow
-/// writer delivers through a FIFO a second late) is part of it.
+/// The duration counts from the process start: planning (here slowed by a second with a
+/// debug-only failpoint) is part of it.
 #[test]
 fn the_duration_counts_planning_too() {
-    use std::os::unix::fs::OpenOptionsExt;
     let world = World::new();
-    let fifo = world.path("kubeconfig.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
-    let text = nowhere("c");
-    let path = fifo.clone();
-    let writer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        // Non-blocking open: fails (ENXIO) until the tool opens its end; bounded retries.
-        for _ in 0..200 {
-            let opened = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(0o4000) // O_NONBLOCK
-                .open(&path);
-            if let Ok(mut f) = opened {
-                let _ = std::io::Write::write_all(&mut f, text.as_bytes());
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
-    });
+    let path = world.write("kubeconfig", &nowhere("c"));
     let json = world.path("r.json");
     let out = world.run_binary(
-        Some(&fifo),
+        Some(&path),
         &["--json", json.to_str().expect("utf-8 path")],
-        &[("HOME", "/nonexistent")],
-    );
-    assert!(
-        writer.join().expect("writer"),
-        "the tool never opened the FIFO"
+        &[
+            ("HOME", "/nonexistent"),
+            ("KUBE_REACH_FAILPOINT", "plan-slow"),
+        ],
     );
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
