@@ -638,7 +638,11 @@ async fn gitlab_server_layers(
     };
     let base = target.endpoint.as_ref().map(|e| e.base_path.as_str());
     let Some(path) = request.path_below(base.unwrap_or_default()) else {
-        return;
+        return rec.push(CheckResult::not_applicable(
+            CheckId::GitlabAllowedAgents,
+            "job",
+            "the allowed-agents URL has no path: GitLab was not asked",
+        ));
     };
     rec.start(CheckId::GitlabAllowedAgents, "job");
     let answer = conn

@@ -6,8 +6,8 @@
 //! of which layer failed.
 
 use crate::catalogue::CheckId;
-use crate::model::{CheckResult, TargetKind};
-use crate::plan::{Requirement, Route, Target};
+use crate::model::{CheckResult, Status, TargetKind};
+use crate::plan::{Requirement, Route, Scheme, Target};
 
 /// One row every report of the target has: a check id and its subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +53,27 @@ pub fn rows(target: &Target, requirements: &[Requirement]) -> Vec<Row> {
         }
     }
     rows.push(Row::new(CheckId::TlsHandshake, authority.clone()));
+    // An `http://` URL has no certificate to judge (its handshake row says so); a target without
+    // an endpoint keeps the rows an `https://` one would have.
+    if endpoint.is_none_or(|e| e.scheme == Scheme::Https) {
+        for id in [
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
+            CheckId::TlsValidity,
+        ] {
+            rows.push(Row::new(id, authority.clone()));
+        }
+    }
     if target.kind == TargetKind::Gitlab {
         rows.push(Row::new(CheckId::GitlabServer, authority));
         rows.push(Row::new(CheckId::GitlabAllowedAgents, "job"));
         return rows;
     }
-    rows.push(Row::new(CheckId::HttpVersion, authority.clone()));
     if target.kind == TargetKind::GitlabAgent {
         rows.push(Row::new(CheckId::GitlabKas, crate::gitlab::KAS_SUBJECT));
     }
+    rows.push(Row::new(CheckId::HttpVersion, authority.clone()));
+    rows.push(Row::new(CheckId::HttpHealth, authority.clone()));
     rows.push(Row::new(CheckId::AuthWhoami, authority));
     rows.extend(
         requirements
@@ -77,13 +89,14 @@ pub fn first_missing<'r>(rows: &'r [Row], results: &[CheckResult]) -> Option<&'r
         .find(|row| !results.iter().any(|r| row.is_filled_by(r)))
 }
 
-/// Adds a skip row for every row of the shape that `results` do not fill.
+/// Adds a skip row for every row of the shape that `results` do not fill, `blocked_by` what
+/// stopped the run before it.
 pub fn fill(rows: &[Row], results: &mut Vec<CheckResult>) {
-    for row in rows {
+    for (at, row) in rows.iter().enumerate() {
         if results.iter().any(|r| row.is_filled_by(r)) {
             continue;
         }
-        let filler = match blocker(row, results) {
+        let filler = match blocker(rows, at, results) {
             Some(b) => CheckResult::blocked(row.id, row.subject.clone(), &b),
             None => CheckResult::not_applicable(row.id, row.subject.clone(), "not reached"),
         };
@@ -91,31 +104,38 @@ pub fn fill(rows: &[Row], results: &mut Vec<CheckResult>) {
     }
 }
 
-/// What stopped `row`: the nearest failure at or below its layer (the last barrier before it),
-/// else a warning at or below it (withheld credentials stop RBAC without failing).
-fn blocker(row: &Row, results: &[CheckResult]) -> Option<CheckResult> {
-    let rank = row.id.layer().rank();
-    let below = |r: &&CheckResult| r.layer().rank() <= rank;
-    let nearest = |candidates: Vec<&CheckResult>| {
+/// Where `result` sits in the pipeline: the row it fills, else (the `config.*` findings, which
+/// stop the steps that need what they judged) before every row.
+fn position(rows: &[Row], result: &CheckResult) -> Option<usize> {
+    rows.iter().position(|row| row.is_filled_by(result))
+}
+
+/// What stopped the row at `at`: the latest barrier before it in the pipeline, a failure
+/// (a `config.*` one counts as first; the earliest of those wins), else a warning of a step
+/// (withheld credentials stop RBAC without failing). `http.health` never stops anything: a
+/// server that is not ready still answers, and the steps after it run.
+fn blocker(rows: &[Row], at: usize, results: &[CheckResult]) -> Option<CheckResult> {
+    let before = |r: &&CheckResult| position(rows, r).is_none_or(|p| p < at);
+    let latest = |candidates: Vec<&CheckResult>| {
         candidates
             .into_iter()
             .enumerate()
-            .max_by_key(|(i, r)| (r.layer().rank(), std::cmp::Reverse(*i)))
+            .max_by_key(|(i, r)| (position(rows, r).map(|p| p + 1), std::cmp::Reverse(*i)))
             .map(|(_, r)| r.clone())
     };
     let failed: Vec<&CheckResult> = results
         .iter()
-        .filter(below)
-        .filter(|r| r.status.is_failure())
+        .filter(before)
+        .filter(|r| r.status.is_failure() && r.id != CheckId::HttpHealth)
         .collect();
     if !failed.is_empty() {
-        return nearest(failed);
+        return latest(failed);
     }
-    nearest(
+    latest(
         results
             .iter()
-            .filter(below)
-            .filter(|r| r.status == crate::model::Status::Warn)
+            .filter(before)
+            .filter(|r| r.status == Status::Warn && position(rows, r).is_some())
             .collect(),
     )
 }

@@ -269,7 +269,15 @@ async fn on_a_deadline_the_auth_and_rbac_rows_stay_as_skips() {
         .filter(|c| c.status == Status::Skip)
         .map(|c| c.id.as_str())
         .collect();
-    assert!(blocked.contains(&"http.version"), "{blocked:?}");
+    for row in [
+        "tls.trust",
+        "tls.hostname",
+        "tls.validity",
+        "http.version",
+        "http.health",
+    ] {
+        assert!(blocked.contains(&row), "{row} missing: {blocked:?}");
+    }
     assert!(blocked.contains(&"auth.whoami"), "{blocked:?}");
     assert_eq!(
         blocked.iter().filter(|id| **id == "rbac.can-i").count(),
