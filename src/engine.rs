@@ -391,9 +391,8 @@ async fn secure(
         return None;
     };
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
-    // config.tls finding, not a second one.
-    if let Some(blocker) = failed_config(target, CheckId::ConfigTls) {
-        rec.push(CheckResult::blocked(CheckId::TlsTrust, &authority, blocker));
+    // config.tls finding, not a second one (the TLS rows' skips name it).
+    if failed_config(target, CheckId::ConfigTls).is_some() {
         return None;
     }
     let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
