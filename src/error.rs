@@ -15,6 +15,16 @@ pub enum UsageError {
         "invalid --require line {line:?}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
     )]
     InvalidRequirement { line: String, problem: String },
+    /// A bad line of a `--require-file`: named by file and line number, never quoted (the flag
+    /// may point at the wrong file, a token file say).
+    #[error(
+        "invalid line {line_number} of --require-file {path}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
+    )]
+    InvalidRequirementInFile {
+        path: PathBuf,
+        line_number: usize,
+        problem: String,
+    },
     #[error("--timeout and --deadline must be positive numbers of seconds, got {0}")]
     InvalidDuration(String),
     #[error("invalid --namespace: {0}")]
@@ -36,40 +46,4 @@ pub fn with_sources(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
-}
-
-/// A PEM parse error in words. `rustls_pki_types::pem::Error`'s own `Display` prints the
-/// offending line as a decimal byte array (`[45, 45, 45, …]`); users get the text instead.
-pub fn pem_problem(error: &rustls_pki_types::pem::Error) -> String {
-    use rustls_pki_types::pem::Error as Pem;
-    let text = |bytes: &[u8]| {
-        let line: String = String::from_utf8_lossy(bytes).chars().take(80).collect();
-        line.escape_debug().to_string()
-    };
-    match error {
-        Pem::MissingSectionEnd { end_marker } => {
-            format!("missing the line \"-----END {}-----\"", text(end_marker))
-        }
-        Pem::IllegalSectionStart { line } => {
-            format!("malformed BEGIN line \"{}\"", text(line))
-        }
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-
-    #[test]
-    fn pem_problems_are_words_not_byte_arrays() {
-        let truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
-        let error = CertificateDer::pem_slice_iter(truncated)
-            .collect::<Result<Vec<_>, _>>()
-            .expect_err("truncated PEM");
-        let text = super::pem_problem(&error);
-        assert!(text.contains("-----END CERTIFICATE-----"), "{text}");
-        assert!(!text.contains("[45"), "{text}");
-    }
 }
