@@ -223,15 +223,23 @@ async fn the_gitlab_server_keeps_its_own_rows_when_its_port_is_refused() {
 async fn an_invalid_ci_server_url_is_a_finding_naming_the_variable() {
     init();
     let world = World::new();
-    let vars = ci_job("ftp://gitlab.example.test");
-    let text = nowhere("c");
-    let report = world.run(&text, &[], &vars).await;
-    let gitlab = target(&report, "gitlab");
-    assert_root_cause(gitlab, CheckId::ConfigServer, Reason::InvalidUrl);
-    assert!(evidence_of(gitlab, CheckId::ConfigServer).contains("CI_SERVER_URL"));
-    // Nothing was attempted, and the rows of a GitLab server are still there, blocked.
-    assert!(gitlab.checks.iter().any(|c| c.id == CheckId::GitlabServer
-        && c.blocked_by.as_deref() == Some("config.server ftp://gitlab.example.test")));
+    for url in [
+        "ftp://gitlab.example.test",
+        "https://gitlab.example.test:99999",
+    ] {
+        let report = world.run(&nowhere("c"), &[], &ci_job(url)).await;
+        let gitlab = target(&report, "gitlab");
+        assert_root_cause(gitlab, CheckId::ConfigServer, Reason::InvalidUrl);
+        assert!(evidence_of(gitlab, CheckId::ConfigServer).contains("CI_SERVER_URL"));
+        // Nothing was attempted, and the rows of a GitLab server are still there, blocked.
+        let blocker = format!("config.server {url}");
+        assert!(
+            gitlab.checks.iter().any(|c| c.id == CheckId::GitlabServer
+                && c.blocked_by.as_deref() == Some(blocker.as_str())),
+            "{:#?}",
+            gitlab.checks
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
