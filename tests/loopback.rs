@@ -27,6 +27,8 @@ mod outputs;
 mod reasons;
 #[path = "loopback/robust.rs"]
 mod robust;
+#[path = "loopback/shape.rs"]
+mod shape;
 #[path = "loopback/tools.rs"]
 mod tools;
 #[path = "loopback/trust.rs"]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dns;
 pub mod exec_credential;
 pub mod http;
+pub mod kas;
 pub mod rbac;
 pub mod runner;
 pub mod tcp;
