@@ -533,3 +533,69 @@ fn tls_hostname_evidence_of_a_huge_certificate_is_capped() {
         }
     }
 }
+
+/// A careless token file (two values, a pasted line break, a NUL or escape byte, a Windows
+/// byte-order mark, bytes that are not UTF-8, nothing at all): before, the token was sent as
+/// it was and the run blamed the server (`http.version request-failed: failed to parse header
+/// value`, or `auth.whoami unauthorized`). Now `config.credentials token-invalid` names the file
+/// and the problem, quotes none of the token, and nothing is sent with it.
+#[test]
+fn config_credentials_token_that_cannot_be_sent_is_named() {
+    let world = World::new();
+    let canary = "TokInvalidCanary4c1d9e";
+    let cases: [(&str, Vec<u8>, &str); 7] = [
+        (
+            "two-lines",
+            format!("{canary}\n{canary}2\n").into_bytes(),
+            "spans 2 lines",
+        ),
+        (
+            "nul",
+            format!("abc\0{canary}").into_bytes(),
+            "control character (\\u{0})",
+        ),
+        (
+            "escape",
+            format!("{canary}\x1b[0m").into_bytes(),
+            "control character (\\u{1b})",
+        ),
+        (
+            "bom",
+            format!("\u{feff}{canary}\n").into_bytes(),
+            "byte-order mark",
+        ),
+        ("latin1", [canary.as_bytes(), b"\xe9"].concat(), "not UTF-8"),
+        (
+            "quote",
+            format!("\u{201c}{canary}\u{201d}").into_bytes(),
+            "outside ASCII",
+        ),
+        ("empty", b"\n\n".to_vec(), "the token is empty"),
+    ];
+    for (name, bytes, said) in cases {
+        let file = world.path(name);
+        std::fs::write(&file, bytes).expect("token file");
+        let out = run(
+            &world,
+            &[
+                "--server",
+                REFUSED,
+                "--token-file",
+                &file.display().to_string(),
+            ],
+            &[],
+        );
+        assert_eq!(out.code, Some(1), "{name}: {}", out.stderr);
+        let check = out.find(CheckId::ConfigCredentials, Reason::TokenInvalid);
+        let text = evidence(check);
+        assert!(text.contains(said), "{name}: {text}");
+        assert!(text.contains(&file.display().to_string()), "{name}: {text}");
+        let root = &out.report()["targets"][0]["root_cause"];
+        assert_eq!(root["check"], "config.credentials", "{name}: {root}");
+        assert!(
+            !out.json_text.contains("Canary4c1d9e"),
+            "{name}: {}",
+            out.json_text
+        );
+    }
+}
