@@ -688,7 +688,6 @@ fn keys_match(identity: &ClientIdentity) -> Result<(), String> {
         .map_err(|e| format!("key check: {e}"))
 }
 
-/// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.
 /// Why a bearer token cannot be the one the server issued, in words that quote none of it:
 /// empty, more than one line, a control character (none can be sent in a header), or a
 /// character outside ASCII (a byte-order mark, a typographic quote, bytes that are not UTF-8).
@@ -727,6 +726,7 @@ fn token_origin(spec: &TargetSpec) -> String {
     }
 }
 
+/// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.
 pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
     let mut parts = token.split('.');
     let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
