@@ -695,6 +695,12 @@ fn unsendable_token(token: &str) -> Option<String> {
     if token.is_empty() {
         return Some("the token is empty".into());
     }
+    if token.trim() != token {
+        return Some(
+            "the token has a line break or space before or after it (a variable's value is sent as it is)"
+                .into(),
+        );
+    }
     let lines = token.lines().count();
     if lines > 1 {
         return Some(format!(

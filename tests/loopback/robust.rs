@@ -598,4 +598,16 @@ fn config_credentials_token_that_cannot_be_sent_is_named() {
             out.json_text
         );
     }
+    // KUBE_TOKEN is sent as it is: a trailing line break in the variable is named too.
+    let token = format!("{canary}\n");
+    let vars = [
+        ("KUBE_URL", REFUSED),
+        ("KUBE_TOKEN", token.as_str()),
+        ("GITLAB_CI", "true"),
+    ];
+    let out = run(&world, &[], &vars);
+    let check = out.find(CheckId::ConfigCredentials, Reason::TokenInvalid);
+    assert!(evidence(check).contains("KUBE_TOKEN"), "{check}");
+    assert!(evidence(check).contains("line break"), "{check}");
+    assert!(!out.json_text.contains("Canary4c1d9e"), "{}", out.json_text);
 }
