@@ -611,3 +611,38 @@ fn config_credentials_token_that_cannot_be_sent_is_named() {
     assert!(evidence(check).contains("line break"), "{check}");
     assert!(!out.json_text.contains("Canary4c1d9e"), "{}", out.json_text);
 }
+
+/// A 2 MB kubeconfig whose server URL carries 200,000 short query values (each registered as
+/// a possible secret): matching short secrets one by one made the final scrub quadratic (105 s
+/// with `--deadline 5`, so the child runner's 60 s bound ends it with no report). Now each
+/// string is scanned once, and the values stay out of the report.
+#[test]
+fn many_short_registered_secrets_do_not_stall_the_run() {
+    let world = World::new();
+    let query: Vec<String> = (0..200_000).map(|i| format!("k{i:07}x")).collect();
+    let server = format!("{REFUSED}/?{}", query.join("&"));
+    let kc = kubeconfig(
+        &[Ctx {
+            name: "q",
+            server,
+            ca_pem: None,
+            token: Some("t0kenxyz"),
+            extra_cluster: "",
+        }],
+        Some("q"),
+    );
+    let path = world.write("kubeconfig", &kc);
+    let out = run(
+        &world,
+        &[
+            "--kubeconfig",
+            &path.display().to_string(),
+            "--deadline",
+            "5",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    out.find(CheckId::TcpConnect, Reason::Refused);
+    assert!(!out.json_text.contains("k0123456x"), "a query value leaked");
+}
