@@ -200,8 +200,18 @@ fn select(
             None => missing.push(name.clone()),
         }
     }
-    for name in missing {
-        out.checks.push(context_not_found(&name, &names));
+    let existing = existing_contexts(&names);
+    let cap = crate::plan::MAX_TARGETS;
+    for name in missing.iter().take(cap) {
+        out.checks.push(context_not_found(name, &names, &existing));
+    }
+    if missing.len() > cap
+        && let Some(last) = out.checks.pop()
+    {
+        out.checks.push(last.with_evidence(format!(
+            "{} more requested contexts do not exist either (at most {cap} are reported)",
+            missing.len() - cap
+        )));
     }
     if out.checks.is_empty() {
         out.checks.push(
@@ -215,15 +225,33 @@ fn select(
     }
 }
 
-fn context_not_found(name: &str, existing: &[String]) -> CheckResult {
-    let closest = existing
+/// The `existing contexts: …` evidence line, built once for every missing context and only as
+/// long as an evidence line may be (3,000 missing `--context`s of a 10,000-context kubeconfig
+/// once joined all names 3,000 times and ran 176 s).
+fn existing_contexts(names: &[String]) -> String {
+    let mut line = String::from("existing contexts: ");
+    for (i, name) in names.iter().enumerate() {
+        if line.len() + name.len() > crate::model::MAX_EVIDENCE_CHARS {
+            line.push_str(&format!("… and {} more", names.len() - i));
+            break;
+        }
+        if i > 0 {
+            line.push_str(", ");
+        }
+        line.push_str(name);
+    }
+    line
+}
+
+fn context_not_found(name: &str, names: &[String], existing: &str) -> CheckResult {
+    let closest = names
         .iter()
         .map(|c| (strsim::levenshtein(name, c), c))
         .min()
         .map(|(_, c)| c.clone());
     let mut result = CheckResult::finding(CheckId::ConfigKubeconfig, name, Reason::ContextNotFound)
         .with_summary(format!("context {name:?} does not exist in the kubeconfig"))
-        .with_evidence(format!("existing contexts: {}", existing.join(", ")));
+        .with_evidence(existing);
     if let Some(closest) = closest {
         result = result.with_fix_detail(format!("Did you mean {closest:?}?"));
     }

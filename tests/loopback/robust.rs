@@ -646,3 +646,42 @@ fn many_short_registered_secrets_do_not_stall_the_run() {
     out.find(CheckId::TcpConnect, Reason::Refused);
     assert!(!out.json_text.contains("k0123456x"), "a query value leaked");
 }
+
+/// 3,000 `--context` names that a 2,000-context kubeconfig does not hold: every one got a
+/// finding listing every context and a nearest-name search over all of them, which outran
+/// `--deadline` ("nothing was checked"). Now at most `MAX_TARGETS` are reported, the rest
+/// counted.
+#[test]
+fn config_kubeconfig_thousands_of_missing_contexts_are_capped() {
+    let world = World::new();
+    let names: Vec<String> = (0..2000)
+        .map(|i| format!("cluster-context-{i:04}"))
+        .collect();
+    let contexts: Vec<Ctx> = names
+        .iter()
+        .map(|name| Ctx {
+            name,
+            server: REFUSED.into(),
+            ca_pem: None,
+            token: None,
+            extra_cluster: "",
+        })
+        .collect();
+    let path = world.write("kubeconfig", &kubeconfig(&contexts, None));
+    let mut args = vec!["--kubeconfig".to_string(), path.display().to_string()];
+    for i in 0..3000 {
+        args.extend(["--context".to_string(), format!("missing-context-{i}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&world, &args, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let missing: Vec<_> = out
+        .checks()
+        .into_iter()
+        .filter(|c| c["reason"] == Reason::ContextNotFound.as_str())
+        .collect();
+    assert_eq!(missing.len(), MAX_TARGETS, "{}", out.stderr);
+    let last = evidence(missing[MAX_TARGETS - 1]);
+    assert!(last.contains("2900 more requested contexts"), "{last}");
+    assert!(evidence(missing[0]).contains("cluster-context-0000"));
+}
