@@ -567,7 +567,7 @@ mod tests {
         );
         for (prev, name) in ('a'..'j').zip('b'..='j') {
             let alias = format!("*{prev}");
-            let items = vec![alias.as_str(); 9].join(",");
+            let items = [alias.as_str(); 9].join(",");
             bomb.push_str(&format!("{name}: &{name} [{items}]\n"));
         }
         bomb.push_str("apiVersion: v1\nkind: Config\n");
