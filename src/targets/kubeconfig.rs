@@ -446,7 +446,7 @@ fn describe_invalid(path: &Path, text: &str, error: &kube::config::KubeconfigErr
 }
 
 /// What kind of YAML problem, in words of our own: the parser's own message may quote input.
-fn yaml_problem(error: &serde_saphyr::Error) -> &'static str {
+pub(crate) fn yaml_problem(error: &serde_saphyr::Error) -> &'static str {
     use serde_saphyr::Error as E;
     match innermost(error) {
         E::DuplicateMappingKey { .. } => "a key appears twice in the same mapping",
