@@ -135,6 +135,7 @@ string_enum! {
         AuthRequired = "auth-required",
         UpstreamFailed = "upstream-failed",
         NotAProxy = "not-a-proxy",
+        UnexpectedStatus = "unexpected-status",
         // tls.handshake
         NotTls = "not-tls",
         Alert = "alert",
@@ -751,6 +752,14 @@ pub const CATALOGUE: &[Entry] = &[
         "Check HTTPS_PROXY: it must be an HTTP forward proxy (`http://host:port`).",
         "The answer to CONNECT was not an HTTP response.",
     ),
+    row(
+        C::ProxyTunnel,
+        R::UnexpectedStatus,
+        F,
+        "the proxy answered CONNECT with an unexpected HTTP status",
+        "The proxy is an HTTP proxy but did not open the tunnel: see its status in the evidence, check its CONNECT policy for the API server's host and port, or bypass it with NO_PROXY if the cluster is reachable directly.",
+        "An HTTP proxy answers CONNECT with a 2xx status when it opens the tunnel; any other status means it did not.",
+    ),
     // ---- tls.handshake
     row(
         C::TlsHandshake,
@@ -984,10 +993,10 @@ pub const CATALOGUE: &[Entry] = &[
     row(
         C::HttpHealth,
         R::NotReady,
-        W,
+        F,
         "the API server reports itself not ready",
         "See the failing checks in the evidence (often etcd); the cluster's operators need to act.",
-        "/readyz lists the server's internal health checks.",
+        "/readyz lists the server's internal health checks; while one fails (etcd, say) the server may answer reads but writes, and so the deploy, fail.",
     ),
     row(
         C::HttpHealth,
@@ -1429,6 +1438,7 @@ mod tests {
             "auth-required",
             "upstream-failed",
             "not-a-proxy",
+            "unexpected-status",
             "not-tls",
             "alert",
             "no-common-version",

@@ -83,14 +83,17 @@ pub fn plan(args: &RunArgs, env: &Env) -> Planned {
 }
 
 /// `Plan::new`, except that debug builds (the test binaries' kube-reach) panic here when
-/// `KUBE_REACH_FAILPOINT=plan-panic` and stall for 30 s with `plan-hang`, so the end-to-end
-/// tests can prove that a planning panic or a planning stall still writes the reports. Release
-/// builds have no such variable.
+/// `KUBE_REACH_FAILPOINT=plan-panic`, stall for 30 s with `plan-hang` and for 1 s with
+/// `plan-slow`, so the end-to-end tests can prove that a planning panic or a planning stall
+/// still writes the reports, and that the duration counts planning. Release builds have no such
+/// variable.
 fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
     #[cfg(debug_assertions)]
     match env.var("KUBE_REACH_FAILPOINT") {
         Some("plan-panic") => panic!("failpoint plan-panic"),
         Some("plan-hang") => std::thread::sleep(Duration::from_secs(30)),
+        // Slow but within the deadline: the report's duration must count it.
+        Some("plan-slow") => std::thread::sleep(Duration::from_secs(1)),
         _ => {}
     }
     Plan::new(args, env)
@@ -162,8 +165,9 @@ fn failed(args: &RunArgs, env: &Env, started: Instant, deadline: Option<Duration
     let mut report = RunReport {
         tool_version: env!("CARGO_PKG_VERSION"),
         started_at: crate::x509::format_time(env.now),
-        duration: started.elapsed(),
+        duration: crate::engine::elapsed_since_start(started),
         verdict: crate::verdict::verdict(&checks),
+        root_cause: crate::verdict::root_cause(&checks),
         checks,
         targets: Vec::new(),
         environment,

@@ -963,6 +963,7 @@ mod tests {
             duration: Duration::from_millis(5),
             verdict: Verdict::Fail,
             checks: vec![canary_check(TOKEN)],
+            root_cause: None,
             targets: vec![TargetReport {
                 name: format!("name {JOB_TOKEN}"),
                 kind: TargetKind::Direct,

@@ -19,5 +19,7 @@ mod outputs;
 mod reasons;
 #[path = "loopback/robust.rs"]
 mod robust;
+#[path = "loopback/shape.rs"]
+mod shape;
 #[path = "loopback/trust.rs"]
 mod trust;

@@ -407,7 +407,9 @@ impl Judge<'_> {
                 .with_evidence(format!("JWT exp = {}", format_time(exp)))
         } else {
             let left = exp.duration_since(now).unwrap_or_default();
-            let base = if left < Duration::from_secs(86_400) {
+            // `--expiry-warn-days`, like certificates; except the runner pod's own projected
+            // token, which the kubelet rotates long before it expires.
+            let base = if left < self.expiry_warn && kind != TargetKind::InCluster {
                 CheckResult::finding(id, subject, Reason::TokenExpiring).with_summary(format!(
                     "the bearer token expires in {}",
                     human_duration(left)
