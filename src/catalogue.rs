@@ -102,6 +102,7 @@ string_enum! {
         None = "none",
         UserNotFound = "user-not-found",
         TokenFileUnreadable = "token-file-unreadable",
+        TokenInvalid = "token-invalid",
         TokenExpired = "token-expired",
         TokenExpiring = "token-expiring",
         ClientCertInvalid = "client-cert-invalid",
@@ -456,6 +457,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the token file cannot be read",
         "Point `tokenFile` (or --token-file) at a readable file.",
         "kubectl reads the token from the file for each request.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::TokenInvalid,
+        F,
+        "the bearer token cannot be what the server issued: it is empty, spans lines, or holds control or non-ASCII characters",
+        "Write the token alone on one line (`kubectl create token <sa> > token`, or paste it without quotes, line breaks or a byte-order mark) into the file or variable the evidence names.",
+        "Tokens are ASCII on one line; client-go trims only surrounding whitespace, so a second line, a control character or a byte-order mark becomes part of the header (which then cannot be sent, or names no token the server knows) and an empty file gives no token at all.",
     ),
     row(
         C::ConfigCredentials,

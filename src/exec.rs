@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub const OUTPUT_CAP: usize = 64 * 1024;
 /// How often a running child is polled for its exit.
 const POLL: Duration = Duration::from_millis(10);
+/// Tries to start a program whose file is momentarily busy (see [`spawn`]).
+const SPAWN_ATTEMPTS: u32 = 20;
 
 /// How a child ended and what it printed (both streams capped at [`OUTPUT_CAP`]).
 #[derive(Debug, Clone)]
@@ -59,7 +61,8 @@ pub fn run(
     timeout: Duration,
 ) -> Result<Finished, SpawnError> {
     let started = Instant::now();
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -67,12 +70,11 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group: the kill at the timeout reaches what a script started, too.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| SpawnError {
-            program: program.display().to_string(),
-            source,
-        })?;
+        .process_group(0);
+    let mut child = spawn(&mut command).map_err(|source| SpawnError {
+        program: program.display().to_string(),
+        source,
+    })?;
     let stdout = capture(child.stdout.take());
     let stderr = capture(child.stderr.take());
     let mut timed_out = false;
@@ -99,6 +101,23 @@ pub fn run(
         timed_out,
         elapsed: started.elapsed(),
     })
+}
+
+/// Spawns `command`, retrying a few times on `ETXTBSY`: a program file that was just written
+/// (a wrapper script an earlier job step made) can still be open for writing in a child that
+/// another thread forked and that has not reached its own exec yet. Bounded: at most
+/// [`SPAWN_ATTEMPTS`] tries, [`POLL`] apart.
+fn spawn(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut attempt = 1;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < SPAWN_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(POLL);
+            }
+            other => return other,
+        }
+    }
 }
 
 fn kill_group(pid: u32) {
