@@ -36,6 +36,9 @@ fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra:
 
 struct Case {
     world: World,
+    /// Extra flags: `--timeout 2` only where the plugin is meant to hang (elsewhere 10 s, so a
+    /// loaded machine never turns a slow start into a failure).
+    flags: Vec<&'static str>,
     bin: tempfile::TempDir,
     url: String,
     ca: String,
@@ -48,6 +51,7 @@ async fn case() -> Case {
     let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
     Case {
         world: World::new(),
+        flags: vec!["--timeout", "10"],
         bin: tempfile::tempdir().expect("bin dir"),
         url: server.url(),
         ca,
@@ -56,13 +60,12 @@ async fn case() -> Case {
 }
 
 impl Case {
+    /// Runs the engine with the plugin; `--timeout 2` only where the plugin is meant to hang
+    /// (elsewhere the default, so a loaded machine does not turn a slow start into a failure).
     async fn run(&self, command: &str, api_version: &str, extra: &str) -> (TargetReport, String) {
         let kc = exec_kubeconfig(&self.url, &self.ca, command, api_version, extra);
         let path = self.bin.path().display().to_string();
-        let report = self
-            .world
-            .run(&kc, &["--timeout", "2"], &[("PATH", &path)])
-            .await;
+        let report = self.world.run(&kc, &self.flags, &[("PATH", &path)]).await;
         let dump = format!("{report:?}");
         (target(&report, "c").clone(), dump)
     }
@@ -115,7 +118,8 @@ async fn config_credentials_exec_plugin_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn config_credentials_exec_plugin_interactive() {
-    let c = case().await;
+    let mut c = case().await;
+    c.flags = vec!["--timeout", "2"];
     plugin(
         c.bin.path(),
         "kubelogin",
