@@ -40,7 +40,8 @@ async fn run_with_path(world: &World, server: String, ca: &str, path: &Path) -> 
     world
         .run(
             &kubeconfig(&[Ctx::new("c", server, ca, GOOD)], Some("c")),
-            &[],
+            // Generous: the fake tools answer at once, but a loaded machine may start them late.
+            &["--timeout", "10"],
             &[("PATH", &path)],
         )
         .await
