@@ -13,5 +13,7 @@ mod support;
 mod discovery;
 #[path = "loopback/outputs.rs"]
 mod outputs;
+#[path = "loopback/protocols.rs"]
+mod protocols;
 #[path = "loopback/reasons.rs"]
 mod reasons;
