@@ -172,17 +172,19 @@ async fn accept_loop(
 async fn connection(stream: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve(stream, shared).await,
+        None => serve(stream, shared, false).await,
         Some(acceptor) => {
             if let Ok(Ok(tls)) = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await
             {
-                serve(tls, shared).await;
+                // A TLS config that does not offer h2 makes an HTTP/1.1-only server.
+                let h1_only = !tls.get_ref().1.alpn_protocol().is_some_and(|p| p == b"h2");
+                serve(tls, shared, h1_only).await;
             }
         }
     }
 }
 
-async fn serve<I>(io: I, shared: Arc<Shared>)
+async fn serve<I>(io: I, shared: Arc<Shared>, http1_only: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -191,6 +193,9 @@ where
         async move { Ok::<_, Infallible>(answer(request, &shared).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if http1_only {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())
