@@ -58,6 +58,9 @@ pub struct DemoServerArgs {
     pub max_lifetime: u64,
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Speak HTTP/1.1 only (ALPN offers no `h2`), like many load balancers.
+    #[arg(long)]
+    pub http1_only: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -97,6 +97,7 @@ fn package_of(tool: &str) -> &'static str {
         "squid" => "squid",
         "dig" => "bind9-dnsutils",
         "curl" => "curl",
+        "nginx" => "nginx-light",
         "getent" => "libc-bin",
         "timeout" => "coreutils",
         _ => "?",
