@@ -218,6 +218,8 @@ fn demo_server(args: DemoServerArgs) -> ExitCode {
                 true => kube_reach::demo::Protocols::Http1Only,
                 false => kube_reach::demo::Protocols::Both,
             },
+            body_delay: (args.body_delay_ms > 0)
+                .then(|| std::time::Duration::from_millis(args.body_delay_ms)),
             ..Default::default()
         },
         max_lifetime: std::time::Duration::from_secs(args.max_lifetime),

@@ -57,7 +57,7 @@ pub fn front(site: &mut Site, front: Front) {
          server {{\n{listen}\
          ssl_certificate {chain};\n        ssl_certificate_key {key};\n\
          location / {{\n            proxy_pass http://api;\n            proxy_http_version 1.1;\n\
-         proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
+         proxy_set_header Connection \"\";\n            proxy_buffering off;\n        }}\n    }}\n}}\n",
         chain = leaf.chain_path.display(),
         key = leaf.key_path.display(),
     );
@@ -86,6 +86,10 @@ fn upstream(site: &mut Site) {
         &ready_arg,
         "--max-lifetime",
         &lifetime,
+        // Bodies a little after their heads, which nginx (unbuffered) passes on as it gets
+        // them: a client that reuses a connection before the body ends breaks here.
+        "--body-delay-ms",
+        "20",
     ];
     site.world.spawn(&site.server, "demo-server", &argv);
     site.world.wait_ready("demo-server", |_| ready.exists());

@@ -80,7 +80,11 @@ fn nginx_http1_only_front_passes() {
 #[test]
 fn http1_only_demo_server_passes() {
     let mut site = Site::direct(Family::Dual);
-    reach::demo_server(&mut site, LeafKind::Good, &["--http1-only"]);
+    reach::demo_server(
+        &mut site,
+        LeafKind::Good,
+        &["--http1-only", "--body-delay-ms", "20"],
+    );
     let report = diagnose(&site, "healthy world, HTTP/1.1 only", API_URL, &[]);
     healthy(&report);
 }
