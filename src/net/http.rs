@@ -24,7 +24,7 @@ use crate::secret::Secret;
 /// HTTP/1.1 connections open at once to one target (the first included): enough that the
 /// ~18 parallel questions of a run take about three waves instead of eighteen, few enough
 /// that a run is no burden to a server or load balancer (browsers use 6 per host).
-pub const H1_POOL_SIZE: usize = 6;
+pub const H1_POOL_SIZE: usize = 10;
 /// Connections one target may open over its life (replacements for connections the server
 /// closed included), so a server that closes after every response cannot make us loop.
 const H1_MAX_DIALS: usize = 32;
