@@ -68,8 +68,6 @@ struct H1Pool {
     live: AtomicUsize,
     /// Connections opened or tried, the first included.
     dials: AtomicUsize,
-    /// Extra connections that could not be opened or did not verify like the first.
-    refused: AtomicUsize,
     dial: Option<Dial>,
 }
 
@@ -83,7 +81,6 @@ impl H1Pool {
             idle: AtomicUsize::new(1),
             live: AtomicUsize::new(1),
             dials: AtomicUsize::new(1),
-            refused: AtomicUsize::new(0),
             dial,
         })
     }
@@ -129,10 +126,8 @@ impl H1Pool {
                     tokio::spawn(conn);
                     pool.put(sender);
                 }
-                None => {
-                    pool.refused.fetch_add(1, Ordering::SeqCst);
-                    pool.lost();
-                }
+                // Not opened, or not verified like the first: the pool stays smaller.
+                None => pool.lost(),
             }
         });
     }
@@ -349,18 +344,6 @@ impl HttpConnection {
 
     pub fn has_credentials(&self) -> bool {
         self.bearer.is_some()
-    }
-
-    /// HTTP/1.1 only: how many connections the pool holds or is opening, and how many extra
-    /// connections were refused (could not be opened, or did not verify like the first).
-    pub fn pool_state(&self) -> Option<(usize, usize)> {
-        match &self.sender {
-            Sender::H2(_) => None,
-            Sender::H1(pool) => Some((
-                pool.live.load(Ordering::SeqCst),
-                pool.refused.load(Ordering::SeqCst),
-            )),
-        }
     }
 
     /// Sends one request; `credentials` asks for the bearer token (if this connection may

@@ -177,7 +177,7 @@ async fn connection(stream: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Sha
             if let Ok(Ok(tls)) = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await
             {
                 // A TLS config that does not offer h2 makes an HTTP/1.1-only server.
-                let h1_only = !tls.get_ref().1.alpn_protocol().is_some_and(|p| p == b"h2");
+                let h1_only = tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice());
                 serve(tls, shared, h1_only).await;
             }
         }
