@@ -558,14 +558,15 @@ fn add_headers(
     }
 }
 
-/// A body whose bytes come `delay` after the head was sent.
-struct Delayed {
+/// A body whose bytes come `delay` after the head was sent (also for the tests' other fakes).
+pub struct Delayed {
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     inner: Full<Bytes>,
 }
 
 impl Delayed {
-    fn new(inner: Full<Bytes>, delay: Option<Duration>) -> Self {
+    /// `inner`, held back `delay` (none: at once).
+    pub fn new(inner: Full<Bytes>, delay: Option<Duration>) -> Self {
         Delayed {
             sleep: delay.map(|d| Box::pin(tokio::time::sleep(d))),
             inner,

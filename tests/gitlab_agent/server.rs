@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use kube_reach::demo::apiserver::Delayed;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -24,6 +25,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// Largest request body read.
 const MAX_BODY: usize = 1 << 20;
+/// How much later than its head an HTTP/1.1-only fake sends a body.
+const H1_BODY_DELAY: Duration = Duration::from_millis(20);
 /// How long a client may take for its TLS handshake or request headers.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -188,9 +191,15 @@ async fn serve<I>(io: I, shared: Arc<Shared>, http1_only: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // An HTTP/1.1-only fake sends each body a little after its head, as a load balancer in
+    // front of a slow backend does: a client reusing the connection too early breaks.
+    let delay = http1_only.then_some(H1_BODY_DELAY);
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(answer(request, &shared).await) }
+        async move {
+            let response = answer(request, &shared).await;
+            Ok::<_, Infallible>(response.map(|body| Delayed::new(body, delay)))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     if http1_only {
