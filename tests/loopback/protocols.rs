@@ -50,7 +50,7 @@ fn wire_version(protocols: Protocols) -> &'static str {
     }
 }
 
-async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ApiServerHandleLog) {
+async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ServerSaw) {
     init();
     let pki = Pki::generate().expect("pki");
     let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
@@ -62,7 +62,7 @@ async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, A
             &[],
         )
         .await;
-    let log = ApiServerHandleLog {
+    let log = ServerSaw {
         versions: server
             .request_log()
             .iter()
@@ -75,7 +75,7 @@ async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, A
 }
 
 /// What the server saw of a run.
-struct ApiServerHandleLog {
+struct ServerSaw {
     versions: Vec<String>,
     all_bearer: bool,
     connections: u64,
