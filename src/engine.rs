@@ -494,11 +494,16 @@ async fn secure(
         return None;
     }
     let verification = net_tls::verify(&hs.chain, settings, ctx.now);
+    let via_proxy = match &target.route {
+        Route::Proxy(p) => Some(p.display.as_str()),
+        Route::Direct => None,
+    };
     let judged = tls::judge(
         &authority,
         &hs.chain,
         settings,
         &verification,
+        via_proxy,
         ctx.now,
         ctx.expiry_warn,
     );

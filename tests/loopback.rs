@@ -17,3 +17,5 @@ mod outputs;
 mod protocols;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/trust.rs"]
+mod trust;
