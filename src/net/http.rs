@@ -5,7 +5,7 @@
 //! [`HttpConnection`] built from a [`VerifiedTls`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,6 +68,9 @@ struct H1Pool {
     live: AtomicUsize,
     /// Connections opened or tried, the first included.
     dials: AtomicUsize,
+    /// Set when an extra connection could not be opened or did not verify like the first:
+    /// no more are tried (the server or the route will not give us another good one).
+    failed: AtomicBool,
     dial: Option<Dial>,
 }
 
@@ -81,6 +84,7 @@ impl H1Pool {
             idle: AtomicUsize::new(1),
             live: AtomicUsize::new(1),
             dials: AtomicUsize::new(1),
+            failed: AtomicBool::new(false),
             dial,
         })
     }
@@ -92,7 +96,9 @@ impl H1Pool {
 
     /// Whether another connection may still be opened.
     fn may_dial(&self) -> bool {
-        self.dial.is_some() && self.dials.load(Ordering::SeqCst) < H1_MAX_DIALS
+        self.dial.is_some()
+            && !self.failed.load(Ordering::SeqCst)
+            && self.dials.load(Ordering::SeqCst) < H1_MAX_DIALS
     }
 
     /// Opens one more connection in the background when none is idle and the bounds allow.
@@ -100,7 +106,7 @@ impl H1Pool {
         let Some(dial) = self.dial.clone() else {
             return;
         };
-        if self.idle.load(Ordering::SeqCst) > 0 {
+        if self.idle.load(Ordering::SeqCst) > 0 || self.failed.load(Ordering::SeqCst) {
             return;
         }
         let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
@@ -127,7 +133,10 @@ impl H1Pool {
                     pool.put(sender);
                 }
                 // Not opened, or not verified like the first: the pool stays smaller.
-                None => pool.lost(),
+                None => {
+                    pool.failed.store(true, Ordering::SeqCst);
+                    pool.lost();
+                }
             }
         });
     }
