@@ -11,6 +11,8 @@ mod support;
 
 #[path = "loopback/discovery.rs"]
 mod discovery;
+#[path = "loopback/gitlab_view.rs"]
+mod gitlab_view;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/protocols.rs"]

@@ -9,7 +9,7 @@ use crate::nginx::{self, Front};
 use crate::pki::LeafKind;
 use crate::reach::{self, Report};
 use crate::site::Site;
-use crate::world::Family;
+use crate::world::{Family, skip_without_netns};
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -35,6 +35,9 @@ fn healthy(report: &Report) {
 
 #[test]
 fn world_nginx_fronts_the_api() {
+    if skip_without_netns() {
+        return;
+    }
     for (front, curl_flag, spoken) in [
         (Front::Http2, "--http2", "2"),
         (Front::Http1, "--http2", "1.1"),
@@ -51,6 +54,9 @@ fn world_nginx_fronts_the_api() {
 
 #[test]
 fn nginx_http2_front_passes() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_nginx(Front::Http2);
     let report = diagnose(&site, "nginx in front, HTTP/2", API_URL, &[]);
     healthy(&report);
@@ -64,6 +70,9 @@ fn nginx_http2_front_passes() {
 
 #[test]
 fn nginx_http1_only_front_passes() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_nginx(Front::Http1);
     let report = diagnose(&site, "nginx in front, HTTP/1.1 only", API_URL, &[]);
     healthy(&report);
@@ -79,6 +88,9 @@ fn nginx_http1_only_front_passes() {
 
 #[test]
 fn http1_only_demo_server_passes() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::direct(Family::Dual);
     reach::demo_server(
         &mut site,
