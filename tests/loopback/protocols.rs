@@ -432,3 +432,75 @@ both_protocols!(client_certificate_authentication_works, |p| async move {
     );
     assert!(server.request_log().iter().all(|r| r.client_cert));
 });
+
+/// One target `c` with `token` against a Good server with `options`; its report.
+async fn run_against(options: ApiServerOptions, token: Option<&str>) -> TargetReport {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.token = token;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    report.targets.into_iter().next().expect("one target")
+}
+
+both_protocols!(anonymous_credentials_are_named, |p| async move {
+    let options = ApiServerOptions {
+        anonymous: kube_reach::demo::Anonymous::SystemAnonymous,
+        ..options(p)
+    };
+    let t = run_against(options, None).await;
+    assert_root_cause(&t, CheckId::AuthWhoami, Reason::Anonymous);
+});
+
+both_protocols!(
+    http_version_not_kubernetes_behind_an_html_front,
+    |p| async move {
+        let options = ApiServerOptions {
+            html_front: true,
+            ..options(p)
+        };
+        let t = run_against(options, Some(GOOD)).await;
+        assert_root_cause(&t, CheckId::HttpVersion, Reason::NotKubernetes);
+    }
+);
+
+both_protocols!(http_health_not_ready, |p| async move {
+    let options = ApiServerOptions {
+        ready: false,
+        ..options(p)
+    };
+    let t = run_against(options, Some(GOOD)).await;
+    // (Its severity is the report's business; the transport's is that the answer arrived.)
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::HttpHealth && c.reason == Some(Reason::NotReady)),
+        "{:#?}",
+        t.checks
+    );
+});
+
+both_protocols!(whoami_falls_back_on_a_server_before_1_28, |p| async move {
+    // The fallbacks go one after another over whatever connection is free.
+    let options = ApiServerOptions {
+        self_subject_review: false,
+        ..options(p)
+    };
+    let t = run_against(options, Some(GOOD)).await;
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::Unsupported)),
+        "{:#?}",
+        t.checks
+    );
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::HttpVersion && c.status == Status::Pass),
+        "{:#?}",
+        t.checks
+    );
+});
