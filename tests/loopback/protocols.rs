@@ -35,9 +35,12 @@ macro_rules! both_protocols {
     };
 }
 
+/// The fake for `protocols`. Over HTTP/1.1 its bodies come a few milliseconds after their heads,
+/// as behind a load balancer: a client that reuses a connection before the body ends breaks.
 fn options(protocols: Protocols) -> ApiServerOptions {
     ApiServerOptions {
         protocols,
+        body_delay: (protocols == Protocols::Http1Only).then_some(Duration::from_millis(5)),
         ..ApiServerOptions::default()
     }
 }
