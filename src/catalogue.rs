@@ -82,6 +82,9 @@ string_enum! {
         NoContexts = "no-contexts",
         ContextNotFound = "context-not-found",
         NoCurrentContext = "no-current-context",
+        NamesNoFile = "names-no-file",
+        TooManyTargets = "too-many-targets",
+        TooManyRequirements = "too-many-requirements",
         // config.server
         Missing = "missing",
         ClusterNotFound = "cluster-not-found",
@@ -110,6 +113,7 @@ string_enum! {
         CaUnreadable = "ca-unreadable",
         CaInvalid = "ca-invalid",
         CaExpired = "ca-expired",
+        InvalidServerName = "invalid-server-name",
         // config.proxy
         InvalidProxyUrl = "invalid-proxy-url",
         // dns
@@ -305,6 +309,22 @@ pub const CATALOGUE: &[Entry] = &[
         "no current-context is set: every context is checked",
         "Select one with `kubectl config use-context <name>` (or KUBE_CONTEXT) in the deploy job.",
         "The kubeconfig GitLab injects for agents has no current context; kubectl without one fails with `The connection to the server localhost:8080 was refused`.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::NamesNoFile,
+        F,
+        "KUBECONFIG is set but names no file",
+        "Set KUBECONFIG to the kubeconfig's path (a `:`-separated list of paths); in GitLab use a variable of type File, whose value is a path.",
+        "kubectl splits KUBECONFIG at `:` and skips empty entries; a value of only separators leaves it no file to read, so it falls back to defaults that do not reach the cluster.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::TooManyTargets,
+        W,
+        "more targets than kube-reach checks in one run: the rest were not checked",
+        "Select the contexts to check with --context (repeatable) or KUBE_CONTEXT; the evidence lists the first ones left out.",
+        "Each target costs connections, memory and report lines; the cap keeps a huge kubeconfig from exhausting the job or flooding its reports.",
     ),
     // ---- config.server
     row(
@@ -508,6 +528,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the certificate-authority in the kubeconfig has expired",
         "Fetch the cluster's current CA and update the kubeconfig.",
         "An expired CA can no longer anchor a valid chain.",
+    ),
+    row(
+        C::ConfigTls,
+        R::InvalidServerName,
+        F,
+        "the kubeconfig's tls-server-name is not a name a certificate can be checked against",
+        "Set `tls-server-name` to one of the names in the server certificate (a DNS name or an IP address), or remove it to verify against the server URL's host.",
+        "kubectl verifies the server certificate against tls-server-name; a value that is no DNS name or address can never match, so every handshake fails before the server is even judged.",
     ),
     // ---- config.proxy
     row(
@@ -1026,6 +1054,14 @@ pub const CATALOGUE: &[Entry] = &[
         "For each CI request the agent server asks GitLab's /api/v4/job/allowed_agents with the job token; `Failed to get allowed agents` means that call failed, not that the token is wrong.",
     ),
     // ---- rbac
+    row(
+        C::RbacCanI,
+        R::TooManyRequirements,
+        W,
+        "more requirements than kube-reach asks in one run: the rest were not asked",
+        "Give only the permissions the pipeline needs (`--require`, `--require-file`); the evidence lists the first ones left out.",
+        "Each requirement is one access review per target; the cap keeps a huge list from flooding the API server and the reports.",
+    ),
     row(
         C::RbacCanI,
         R::Denied,

@@ -159,6 +159,21 @@ impl Judge<'_> {
             server_name: server_name.clone(),
         };
         let subject = endpoint.authority();
+        // An unusable `tls-server-name` is the kubeconfig's mistake, said before any handshake.
+        if let Some(name) = &spec.tls_server_name
+            && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            let shown: String = name.chars().take(80).collect();
+            return (
+                CheckResult::finding(id, subject, Reason::InvalidServerName).with_evidence(
+                    format!(
+                        "tls-server-name {shown:?} ({}) is neither a DNS name nor an IP address",
+                        spec.source
+                    ),
+                ),
+                settings,
+            );
+        }
         let ca = match load_ca(spec) {
             Ok(ca) => ca,
             Err((reason, evidence)) => {
@@ -633,7 +648,9 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_u64()?;
-    Some(UNIX_EPOCH + Duration::from_secs(exp))
+    // `UNIX_EPOCH + d` panics past what `SystemTime` holds (about 2^63 s): such an `exp` is no
+    // expiry a clock can reach.
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
 fn command_exists(command: &str, env: &Env) -> bool {

@@ -59,9 +59,9 @@ pub fn in_cluster(env: &Env) -> Option<TargetSpec> {
         server: Some(format!("https://{host}:{port}")),
         ca_file: Some(dir.join("ca.crt")),
         token_file: Some(dir.join("token")),
-        namespace: std::fs::read_to_string(dir.join("namespace"))
+        namespace: crate::env::read_bounded(&dir.join("namespace"))
             .ok()
-            .map(|s| s.trim().to_string()),
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         ..TargetSpec::default()
     })
 }
