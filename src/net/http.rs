@@ -19,11 +19,11 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
 use super::tls::VerifiedTls;
-use crate::secret::Secret;
+use crate::secret::{JobToken, Secret};
 
 /// HTTP/1.1 connections open at once to one target (the first included): enough that the
-/// ~18 parallel questions of a run take about three waves instead of eighteen, few enough
-/// that a run is no burden to a server or load balancer (browsers use 6 per host).
+/// ~18 parallel questions of a run take two or three waves instead of eighteen, few enough
+/// that one run is no burden to a server or load balancer.
 pub const H1_POOL_SIZE: usize = 10;
 /// Connections one target may open over its life (replacements for connections the server
 /// closed included), so a server that closes after every response cannot make us loop.
@@ -249,10 +249,15 @@ impl Response {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
-    /// The first bytes of the body as text, for evidence.
+    /// The first bytes of the body as text, for evidence. A cut body ends in `…`: the scrubber
+    /// looks there for a secret cut in two (`secret::Scrubber`).
     pub fn excerpt(&self, max: usize) -> String {
         let text = String::from_utf8_lossy(&self.body[..self.body.len().min(max)]);
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+        let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.body.len() > max {
+            line.push('…');
+        }
+        line
     }
 }
 
@@ -356,7 +361,7 @@ impl HttpConnection {
     }
 
     /// Sends one request; `credentials` asks for the bearer token (if this connection may
-    /// carry one). `extra_headers` must not hold secrets other than what the caller owns.
+    /// carry one).
     pub async fn send(
         &self,
         method: &str,
@@ -369,13 +374,16 @@ impl HttpConnection {
             .await
     }
 
+    /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
+    /// a bearer [`Secret`], so no cluster credential can travel this way; refused unless TLS
+    /// verified.
     pub async fn send_with(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
         credentials: bool,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
         let started = Instant::now();
@@ -469,7 +477,7 @@ impl Head<'_> {
         &self,
         body: Option<Vec<u8>>,
         bearer: Option<&Secret>,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
     ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
         let uri = match self.h2 {
             true => format!("{}://{}{}", self.scheme, self.authority, self.path),
@@ -488,10 +496,10 @@ impl Head<'_> {
             builder = builder.header("host", self.authority);
         }
         if let Some(token) = bearer {
-            builder = builder.header("authorization", secret_value("Bearer ", token)?);
+            builder = builder.header("authorization", secret_value("Bearer ", token.expose())?);
         }
         for (name, value) in extra_headers {
-            builder = builder.header(*name, secret_value("", value)?);
+            builder = builder.header(*name, secret_value("", value.expose())?);
         }
         let body = match body {
             Some(bytes) => {
@@ -508,13 +516,10 @@ impl Head<'_> {
 
 /// A header value holding a secret, marked sensitive so HPACK never puts it in the dynamic
 /// table (where a later compression oracle could recover it). The error names no value.
-fn secret_value(prefix: &str, secret: &Secret) -> Result<HeaderValue, HttpFailure> {
-    let mut value =
-        HeaderValue::from_str(&format!("{prefix}{}", secret.expose())).map_err(|_| {
-            HttpFailure::Failed(
-                "a credential holds characters not allowed in an HTTP header".into(),
-            )
-        })?;
+fn secret_value(prefix: &str, secret: &str) -> Result<HeaderValue, HttpFailure> {
+    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
+        HttpFailure::Failed("a credential holds characters not allowed in an HTTP header".into())
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -536,7 +541,7 @@ mod tests {
     #[test]
     fn bearer_and_secret_headers_are_sensitive() {
         let token = Secret::new("t0ken");
-        let job = Secret::new("job-token");
+        let job = JobToken::new("job-token");
         for h2 in [true, false] {
             let request = head(h2)
                 .build(None, Some(&token), &[("job-token", &job)])
