@@ -21,5 +21,7 @@ mod protocols;
 mod reasons;
 #[path = "loopback/robust.rs"]
 mod robust;
+#[path = "loopback/shape.rs"]
+mod shape;
 #[path = "loopback/trust.rs"]
 mod trust;
