@@ -15,6 +15,8 @@ mod discovery;
 mod gitlab_view;
 #[path = "loopback/outputs.rs"]
 mod outputs;
+#[path = "loopback/protocols.rs"]
+mod protocols;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]

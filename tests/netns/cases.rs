@@ -2,6 +2,7 @@
 
 mod dns;
 mod http;
+mod lb;
 mod proxy;
 mod tcp;
 mod tls;
