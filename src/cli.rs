@@ -58,6 +58,12 @@ pub struct DemoServerArgs {
     pub max_lifetime: u64,
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Speak HTTP/1.1 only (ALPN offers no `h2`), like many load balancers.
+    #[arg(long)]
+    pub http1_only: bool,
+    /// Send each response body this many milliseconds after its head (a slow backend).
+    #[arg(long, default_value_t = 0)]
+    pub body_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -13,10 +13,16 @@ use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
-use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
-use crate::net::tls::HandshakeFailure;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::net::http::{
+    Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response, VerifiedDial,
+};
+use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
-use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
+use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
 
 mod shape;
@@ -354,6 +360,12 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         authority: &authority,
         base_path: &endpoint.base_path,
     };
+    let dialer = Dialer {
+        target: target.clone(),
+        addr,
+        timeout: ctx.timeout,
+        now: ctx.now,
+    };
     let connection = match endpoint.scheme {
         Scheme::Http => {
             rec.push(CheckResult::not_applicable(
@@ -364,15 +376,16 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
-        Scheme::Https => match secure(stream, addr, &target, &ctx, &rec).await {
+        Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
             Some(Secured::Verified(tls, h2)) => {
                 let bearer = target
                     .credentials
                     .usable
                     .then(|| target.credentials.bearer.clone())
                     .flatten();
+                let more = (!h2).then(|| dialer.pool_dial(&tls)).flatten();
                 rec.start(CheckId::HttpVersion, &authority);
-                HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer).await
+                HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer, more).await
             }
             Some(Secured::Unverified(tls, h2)) => {
                 rec.start(CheckId::HttpVersion, &authority);
@@ -417,17 +430,125 @@ fn failed_config(target: &Target, id: CheckId) -> Option<&CheckResult> {
 }
 
 enum Secured {
-    Verified(Box<crate::net::tls::VerifiedTls>, bool),
-    Unverified(
-        Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-        bool,
-    ),
+    Verified(Box<VerifiedTls>, bool),
+    Unverified(Box<TlsStream<TcpStream>>, bool),
+}
+
+/// Opens connections to one target exactly like its first: the same address, the same route
+/// (proxy tunnel included), the same TLS settings, server name and client identity.
+#[derive(Clone)]
+struct Dialer {
+    target: Arc<Target>,
+    addr: SocketAddr,
+    timeout: Duration,
+    now: SystemTime,
+}
+
+impl Dialer {
+    /// TCP to the same address, through the same proxy tunnel.
+    async fn stream(&self) -> Option<TcpStream> {
+        let stream = connect::connect(self.addr, self.timeout)
+            .await
+            .outcome
+            .ok()?;
+        let Route::Proxy(p) = &self.target.route else {
+            return Some(stream);
+        };
+        let authority = self.target.endpoint.as_ref()?.authority();
+        let tunnel =
+            proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout);
+        tunnel.await.outcome.ok()
+    }
+
+    /// One more handshake like the first, over a connection that announces a small MSS
+    /// (`connect_with_mss`): to the same address, through the same proxy tunnel.
+    async fn small_mss_handshake(
+        &self,
+        client: Option<&ClientIdentity>,
+        expect: Option<net_tls::Expect>,
+    ) -> Result<net_tls::Handshake, String> {
+        let mut stream = connect::connect_with_mss(self.addr, connect::SMALL_MSS, self.timeout)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        if let Route::Proxy(p) = &self.target.route {
+            let authority = self.target.endpoint.as_ref().map(|e| e.authority());
+            let authority = authority.unwrap_or_default();
+            let tunnel =
+                proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout)
+                    .await;
+            stream = tunnel
+                .outcome
+                .map_err(|_| format!("CONNECT through the proxy: {}", tunnel.status_line))?;
+        }
+        self.handshake(stream, client, expect)
+            .await
+            .ok_or_else(|| "no TLS settings".to_string())
+    }
+
+    /// The client identity to present, when the credentials are usable.
+    fn client(&self) -> Option<&ClientIdentity> {
+        let creds = &self.target.credentials;
+        creds.client_identity.as_ref().filter(|_| creds.usable)
+    }
+
+    /// What a handshake presenting a client certificate (or joining a pool) must prove.
+    fn expect(&self, leaf: Option<CertificateDer<'static>>) -> Option<net_tls::Expect> {
+        Some(net_tls::Expect {
+            settings: self.target.tls.clone()?,
+            now: self.now,
+            leaf,
+        })
+    }
+
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        client: Option<&ClientIdentity>,
+        expect: Option<net_tls::Expect>,
+    ) -> Option<net_tls::Handshake> {
+        let name = &self.target.tls.as_ref()?.server_name;
+        Some(net_tls::handshake(stream, name, client, expect, self.timeout).await)
+    }
+
+    /// One more connection for the HTTP/1.1 pool: verified like the first, presenting the same
+    /// leaf, with the same client identity; `None` otherwise (the pool stays smaller).
+    async fn verified(self, leaf: CertificateDer<'static>) -> Option<VerifiedTls> {
+        let stream = self.stream().await?;
+        let expect = self.expect(Some(leaf));
+        let hs = self.handshake(stream, self.client(), expect).await?;
+        let verification = net_tls::verify(&hs.chain, self.target.tls.as_ref()?, self.now);
+        net_tls::seal(hs.outcome.ok()?, &verification).ok()
+    }
+
+    /// The pool's way to open more connections like `first`.
+    fn pool_dial(&self, first: &VerifiedTls) -> Option<VerifiedDial> {
+        let leaf = first.leaf()?;
+        let dialer = self.clone();
+        Some(Arc::new(move || {
+            Box::pin(dialer.clone().verified(leaf.clone()))
+        }))
+    }
+
+    /// An anonymous probe of a server whose certificate did not verify: no client identity,
+    /// any chain accepted (nothing secret will travel over it).
+    async fn anonymous(&self) -> Result<(TlsStream<TcpStream>, bool), String> {
+        let stream = self
+            .stream()
+            .await
+            .ok_or("the connection could not be opened again")?;
+        let hs = self
+            .handshake(stream, None, None)
+            .await
+            .ok_or("no TLS settings")?;
+        let alpn_h2 = hs.alpn_h2;
+        hs.outcome.map(|s| (s, alpn_h2)).map_err(|_| hs.detail)
+    }
 }
 
 /// The TLS layers: handshake, then trust, hostname and validity judged on the captured chain.
 async fn secure(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
+    stream: TcpStream,
+    dialer: &Dialer,
     target: &Target,
     ctx: &RunContext,
     rec: &Recorder,
@@ -436,29 +557,36 @@ async fn secure(
     let settings = target.tls.as_ref()?;
     let authority = endpoint.authority();
     rec.start(CheckId::TlsHandshake, &authority);
-    let client = if target.credentials.usable {
-        target.credentials.client_identity.as_ref()
-    } else {
-        None
-    };
-    let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
-    let mut result = tls::handshake(&authority, &hs)
-        .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
+    let client = dialer.client();
+    // With a client certificate, the verifier gives the real verdict: an unverified server
+    // never receives the certificate.
+    let expect = client.and_then(|_| dialer.expect(None));
+    let hs = dialer.handshake(stream, client, expect.clone()).await?;
+    let mut result = match hs.refused {
+        Some(why) => CheckResult::pass(
+            CheckId::TlsHandshake,
+            &authority,
+            format!("{why}: kube-reach ended the handshake before sending its client certificate"),
+        )
+        .with_duration(hs.elapsed),
+        None => tls::handshake(&authority, &hs),
+    }
+    .with_evidence(format!(
+        "address {}, SNI {}",
+        dialer.addr, settings.server_name
+    ));
     // No answer at all: once more with small packets, to tell an MTU black hole apart. Through
     // a proxy only the runner's own link is narrowed (the proxy picks the MSS of its connection
     // to the server), which is where the commonest black hole is: Docker-in-Docker's bridge.
     if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) {
-        let via = match &target.route {
-            Route::Proxy(p) => Some((p, authority.as_str())),
-            Route::Direct => None,
-        };
-        let retry =
-            small_mss_handshake(addr, via, &settings.server_name, client, ctx.timeout).await;
+        let retry = dialer.small_mss_handshake(client, expect).await;
         result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
     }
-    rec.push(result);
-    let Ok(stream) = hs.outcome else {
-        return None;
+    rec.push(result.clone());
+    let stream = match hs.outcome {
+        Ok(stream) => Some(stream),
+        Err(_) if hs.refused.is_some() => None,
+        Err(_) => return None,
     };
     rec.note_client_cert_requested(hs.client_cert_requested);
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
@@ -466,7 +594,7 @@ async fn secure(
     if failed_config(target, CheckId::ConfigTls).is_some() {
         return None;
     }
-    let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
+    let verification = net_tls::verify(&hs.chain, settings, ctx.now);
     let via_proxy = match &target.route {
         Route::Proxy(p) => Some(p.display.as_str()),
         Route::Direct => None,
@@ -492,9 +620,23 @@ async fn secure(
     }
     let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
-    match crate::net::tls::seal(stream, &verification) {
+    if failed && !verification.passed() {
+        return None;
+    }
+    let Some(stream) = stream else {
+        // insecure-skip-tls-verify with a client certificate: probe without it.
+        return match dialer.anonymous().await {
+            Ok((stream, h2)) => Some(Secured::Unverified(Box::new(stream), h2)),
+            Err(detail) => {
+                let failure =
+                    HttpFailure::Failed(format!("opening an anonymous probe connection: {detail}"));
+                rec.push(http::start_failed(target.kind, &authority, &failure));
+                None
+            }
+        };
+    };
+    match net_tls::seal(stream, &verification) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
-        Err(_) if failed => None,
         Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
     }
 }
@@ -510,7 +652,7 @@ async fn probe_tls_proxy(
     connected: CheckResult,
     ctx: &RunContext,
 ) -> CheckResult {
-    let hs = crate::net::tls::handshake(stream, &p.host.to_string(), None, ctx.timeout).await;
+    let hs = net_tls::handshake(stream, &p.host.to_string(), None, None, ctx.timeout).await;
     let plain = match &hs.outcome {
         Ok(_) => None,
         Err(_) => match connect::connect(addr, ctx.timeout).await.outcome {
@@ -519,28 +661,6 @@ async fn probe_tls_proxy(
         },
     };
     tcp::tls_proxy(connected, &hs, plain.as_ref())
-}
-
-/// One handshake over a new connection that announces a small MSS (`connect_with_mss`), to
-/// `addr` directly or through the proxy there (`via`: the proxy and the API server's authority).
-async fn small_mss_handshake(
-    addr: SocketAddr,
-    via: Option<(&crate::plan::ProxyEndpoint, &str)>,
-    server_name: &str,
-    client: Option<&crate::plan::ClientIdentity>,
-    timeout: Duration,
-) -> Result<crate::net::tls::Handshake, String> {
-    let mut stream = connect::connect_with_mss(addr, connect::SMALL_MSS, timeout)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    if let Some((p, authority)) = via {
-        let tunnel =
-            proxy::connect_tunnel(stream, authority, p.authorization.as_ref(), timeout).await;
-        stream = tunnel
-            .outcome
-            .map_err(|_| format!("CONNECT through the proxy: {}", tunnel.status_line))?;
-    }
-    Ok(crate::net::tls::handshake(stream, server_name, client, timeout).await)
 }
 
 /// HTTP, auth and RBAC: every independent question goes out at once over the one connection.
@@ -648,7 +768,9 @@ async fn whoami_layer(
     first: Result<Response, HttpFailure>,
     authority: &str,
 ) -> Option<auth::Identity> {
-    if !conn.has_credentials() && target.credentials.bearer.is_some() {
+    let bearer_withheld = !conn.has_credentials() && target.credentials.bearer.is_some();
+    let cert_withheld = !conn.is_verified() && target.credentials.client_identity.is_some();
+    if bearer_withheld || cert_withheld {
         let plain_http = target
             .endpoint
             .as_ref()

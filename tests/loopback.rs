@@ -23,6 +23,8 @@ mod impersonation;
 mod kubeconfig_content;
 #[path = "loopback/outputs.rs"]
 mod outputs;
+#[path = "loopback/protocols.rs"]
+mod protocols;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]

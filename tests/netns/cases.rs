@@ -3,6 +3,7 @@
 mod auth;
 mod dns;
 mod http;
+mod lb;
 mod proxy;
 mod tcp;
 mod tls;
