@@ -148,7 +148,6 @@ pub const SUITE_TOOLS: &[&str] = &[
     "dig",
     "curl",
     "getent",
-    "nginx",
 ];
 
 /// Set to `1` (`.ci/run` does) to make a missing tool or privilege fail every test instead of

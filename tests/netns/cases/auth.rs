@@ -1,47 +1,22 @@
-//! `auth.whoami client-cert-not-requested`: nginx terminates TLS in front of the API server (the
-//! demo server, on another port) and asks for no client certificate, so a kubeconfig that
-//! authenticates with one reaches the API server anonymous, and gets 401.
-
-use std::net::SocketAddr;
+//! `auth.whoami client-cert-not-requested`: nginx terminates TLS in front of the API server and
+//! asks for no client certificate, so a kubeconfig that authenticates with one reaches the API
+//! server anonymous, and gets 401.
 
 use base64::Engine as _;
 
 use super::assert_ran;
-use crate::pki::LeafKind;
+use crate::nginx::{self, Front};
 use crate::reach;
 use crate::site::{API_PORT, Site};
-use crate::world::{Family, require, skip_without_netns};
+use crate::world::{Family, skip_without_netns};
 
-/// Where the demo server listens behind nginx.
-const BACKEND_PORT: u16 = 7443;
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
 
-/// nginx on the API address terminating TLS with the world's leaf and forwarding to the demo
-/// server behind it, as a cloud load balancer in TLS-termination mode does.
+/// nginx terminating TLS in front of the API server (the transport suite's load balancer), as
+/// a cloud load balancer in TLS-termination mode does: it asks for no client certificate.
 fn behind_tls_terminating_nginx() -> Site {
-    require(&["nginx"]);
     let mut site = Site::direct(Family::V4);
-    let front = site.api[0];
-    let backend = SocketAddr::new(front.ip(), BACKEND_PORT);
-    site.api = vec![backend];
-    reach::demo_server(&mut site, LeafKind::Good, &[]);
-    let leaf = site.pki.leaf(&site.world, LeafKind::Good);
-    let dir = site.world.dir().display().to_string();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log stderr notice;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir}/nginx-body;\n  proxy_temp_path {dir}/nginx-proxy;\n  fastcgi_temp_path {dir}/nginx-fastcgi;\n  uwsgi_temp_path {dir}/nginx-uwsgi;\n  scgi_temp_path {dir}/nginx-scgi;\n  server {{\n    listen {front} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    location / {{\n      proxy_pass https://{backend};\n      proxy_ssl_verify off;\n    }}\n  }}\n}}\n",
-        cert = leaf.chain_path.display(),
-        key = leaf.key_path.display(),
-    );
-    let path = site.world.file("nginx.conf", conf);
-    let path = path.display().to_string();
-    let server = site.server.clone();
-    site.world.spawn(
-        &server,
-        "nginx",
-        &["nginx", "-e", "stderr", "-p", &dir, "-c", &path],
-    );
-    site.world.wait_log("nginx", "using the");
-    site.api = vec![front];
+    nginx::front(&mut site, Front::Http2);
     site
 }
 
