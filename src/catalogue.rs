@@ -152,6 +152,8 @@ string_enum! {
         SelfSigned = "self-signed",
         BadSignature = "bad-signature",
         NotACa = "not-a-ca",
+        IssuerExpired = "issuer-expired",
+        WeakSignature = "weak-signature",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
@@ -882,6 +884,22 @@ pub const CATALOGUE: &[Entry] = &[
         "Reissue the chain so issuers are CA certificates.",
         "Only CA certificates may sign others.",
     ),
+    row(
+        C::TlsTrust,
+        R::IssuerExpired,
+        F,
+        "a CA certificate in the chain is expired or not yet valid",
+        "Renew the intermediate (or root) named in the evidence and send the new one with the leaf; if the configured CA itself expired, put the cluster's renewed CA in the kubeconfig.",
+        "Every certificate on the path to the trust anchor must be valid now, not only the server's own; kubectl says `x509: certificate has expired or is not yet valid`.",
+    ),
+    row(
+        C::TlsTrust,
+        R::WeakSignature,
+        F,
+        "a certificate in the chain is signed with an algorithm that is no longer accepted (SHA-1, MD5)",
+        "Reissue the certificate named in the evidence with a SHA-256 (or stronger) signature.",
+        "Go's crypto/x509 (kubectl, client-go) and this tool's verifier reject SHA-1 and MD5 signatures, so the chain cannot verify even though the right CA signed it.",
+    ),
     // ---- tls.hostname
     row(
         C::TlsHostname,
@@ -1451,6 +1469,8 @@ mod tests {
             "self-signed",
             "bad-signature",
             "not-a-ca",
+            "issuer-expired",
+            "weak-signature",
             "mismatch",
             "ip-not-in-san",
             "cn-only",

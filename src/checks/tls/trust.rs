@@ -4,10 +4,12 @@
 //! basicConstraints, which certificate's key signed which) and from where the trust anchors
 //! came from. Pure: no I/O, and an AIA URL is evidence, never fetched.
 
+use std::time::SystemTime;
+
 use rustls::pki_types::CertificateDer;
 
 use crate::catalogue::Reason;
-use crate::x509::{CertFacts, key_id_hex, signed_by};
+use crate::x509::{CertFacts, format_time, key_id_hex, signed_by, weak_signature_hash};
 
 /// One certificate: its bytes (to check signatures) and what it says.
 pub struct Cert<'a> {
@@ -41,6 +43,13 @@ pub struct TrustInput<'a> {
     pub via_proxy: Option<&'a str>,
     /// webpki said a signature did not verify.
     pub bad_signature: bool,
+    /// webpki said a certificate is out of date. `net::tls::verify` already forgives the
+    /// leaf's own dates (tls.validity's business), so this is about a CA on the path.
+    pub out_of_date: bool,
+    /// webpki refused a signature algorithm (SHA-1, MD5): the right CA may have signed.
+    pub unsupported_algorithm: bool,
+    /// The moment the chain was judged at.
+    pub now: SystemTime,
     /// Where this target takes a CA from, for fixes: the kubeconfig's
     /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
     pub ca_setting: &'a str,
@@ -181,6 +190,9 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
             "no certificate in the chain could be read",
         );
     };
+    if let Some(r) = weak_signature(input).or_else(|| issuer_out_of_date(input)) {
+        return r;
+    }
     let path = build_path(&input.chain);
     if let Some(r) = broken_link(input, &path) {
         return r;
@@ -198,6 +210,50 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
         missing_issuer(input, &path, top)
     };
     through_proxy(input, top, reading)
+}
+
+/// webpki refused an algorithm, and a certificate (sent or configured) is signed with a
+/// retired hash: say which, whatever the names say, since reissuing it is the fix.
+fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
+    if !input.unsupported_algorithm {
+        return None;
+    }
+    let (cert, hash) = input
+        .chain
+        .iter()
+        .chain(&input.anchors)
+        .find_map(|c| weak_signature_hash(c.der.as_ref()).map(|h| (c, h)))?;
+    Some(Reading::new(
+        Reason::WeakSignature,
+        format!(
+            "{} is signed with {hash}, which the verifier (like kubectl's Go crypto/x509) no longer accepts",
+            cert.facts.subject
+        ),
+    ))
+}
+
+/// webpki found a CA on the path out of date (the leaf's own dates are forgiven before this
+/// is asked): name the sent intermediate or configured anchor whose dates exclude now.
+fn issuer_out_of_date(input: &TrustInput<'_>) -> Option<Reading> {
+    if !input.out_of_date {
+        return None;
+    }
+    let now = input.now;
+    let stale = |c: &&Cert<'_>| c.facts.not_after < now || c.facts.not_before > now;
+    let sent = input.chain.iter().skip(1).find(stale);
+    let (cert, whose) = match sent {
+        Some(c) => (c, "the server sends"),
+        None => (input.anchors.iter().find(stale)?, "the configured CA"),
+    };
+    let when = if cert.facts.not_after < now {
+        format!("expired {}", format_time(cert.facts.not_after))
+    } else {
+        format!("valid only from {}", format_time(cert.facts.not_before))
+    };
+    Some(Reading::new(
+        Reason::IssuerExpired,
+        format!("{whose} {}, which {when}", cert.facts.subject),
+    ))
 }
 
 /// A link inside the sent chain is broken: a non-CA issuer, or a stale intermediate.
