@@ -41,10 +41,92 @@ pub type VerifiedDial = Arc<dyn Fn() -> BoxFuture<'static, Option<VerifiedTls>> 
 type Dial = Arc<dyn Fn() -> BoxFuture<'static, Option<Box<dyn Io>>> + Send + Sync>;
 type H1Sender = http1::SendRequest<Full<Bytes>>;
 
+type H2Sender = http2::SendRequest<Full<Bytes>>;
+
 #[derive(Clone)]
 enum Sender {
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2(Arc<H2Conn>),
     H1(Arc<H1Pool>),
+}
+
+/// The HTTP/2 connection of one target, replaced when the server ends it. A load balancer
+/// that closes after N requests (nginx `keepalive_requests`, `keepalive_timeout 0`) or shuts
+/// down gracefully sends GOAWAY: the requests it did not take are refused, unprocessed, and
+/// Go's client (kubectl) sends them again on a new connection. So do we, on a connection
+/// opened and verified exactly like the first, at most [`H1_MAX_DIALS`] times per target.
+struct H2Conn {
+    /// The connection in use and its generation (how many replaced it before).
+    current: Mutex<(u64, H2Sender)>,
+    dial: Option<Dial>,
+    dials: AtomicUsize,
+}
+
+impl H2Conn {
+    async fn get(&self) -> (u64, H2Sender) {
+        let current = self.current.lock().await;
+        (current.0, current.1.clone())
+    }
+
+    /// The connection of generation `generation` refused a request: replace it (once, when
+    /// no other request did already). Whether there is a connection to try again on.
+    async fn replace(&self, generation: u64) -> bool {
+        let mut current = self.current.lock().await;
+        if current.0 != generation {
+            return true;
+        }
+        let Some(dial) = &self.dial else {
+            return false;
+        };
+        if self.dials.fetch_add(1, Ordering::SeqCst) >= H1_MAX_DIALS {
+            return false;
+        }
+        let Some(io) = dial().await else {
+            return false;
+        };
+        match http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await {
+            Ok((sender, conn)) => {
+                tokio::spawn(conn);
+                *current = (generation + 1, sender);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One exchange, sent again on a new connection while the server refuses it unprocessed.
+    /// Bounded: each retry follows a replacement, and replacements are bounded by the dials.
+    async fn exchange(
+        &self,
+        build: impl Fn() -> Result<hyper::Request<Full<Bytes>>, HttpFailure>,
+        started: Instant,
+    ) -> Result<Response, HttpFailure> {
+        loop {
+            let (generation, mut sender) = self.get().await;
+            let sent = match sender.ready().await {
+                Ok(()) => sender.send_request(build()?).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(response) => return read(response, started).await,
+                Err(e) if unprocessed(&e, &sender) && self.replace(generation).await => continue,
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+}
+
+/// Whether the server did not take the request at all (so sending it again is safe): the
+/// connection was already closed, the request was still queued for a stream when it closed
+/// (hyper's "dispatch task is gone", a user-kind error on a closed sender), or the server
+/// refused it by GOAWAY or `REFUSED_STREAM`.
+fn unprocessed(e: &hyper::Error, sender: &H2Sender) -> bool {
+    if e.is_canceled() || e.is_closed() || (e.is_user() && sender.is_closed()) {
+        return true;
+    }
+    let h2 = std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>());
+    h2.is_some_and(|h2| {
+        (h2.is_go_away() && h2.is_remote()) || h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+    })
 }
 
 /// What the idle queue of an HTTP/1.1 pool carries.
@@ -299,7 +381,12 @@ impl HttpConnection {
         let dial = more.map(|more| -> Dial {
             Arc::new(move || {
                 let opened = more();
-                Box::pin(async move { opened.await.map(|tls| Box::new(tls.into_stream()) as _) })
+                Box::pin(async move {
+                    let stream = opened.await?.into_stream();
+                    // A replacement must speak the protocol the first one did.
+                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    (alpn_h2 == h2).then(|| Box::new(stream) as _)
+                })
             })
         });
         Self::start(
@@ -336,7 +423,11 @@ impl HttpConnection {
                 .await
                 .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
             tokio::spawn(conn);
-            Sender::H2(sender)
+            Sender::H2(Arc::new(H2Conn {
+                current: Mutex::new((0, sender)),
+                dial,
+                dials: AtomicUsize::new(1),
+            }))
         } else {
             let (sender, conn) = http1::handshake(io)
                 .await
@@ -397,21 +488,20 @@ impl HttpConnection {
             ));
         }
         let bearer = self.bearer.as_ref().filter(|_| credentials);
-        let request = Head {
+        let path = format!("{}{}", self.base_path, path);
+        let head = Head {
             h2: matches!(self.sender, Sender::H2(_)),
             scheme: self.scheme,
             authority: &self.authority,
-            path: &format!("{}{}", self.base_path, path),
+            path: &path,
             method,
-        }
-        .build(body, bearer, extra_headers)?;
+        };
+        let build = || head.build(body.clone(), bearer, extra_headers);
         let exchange = async {
             match &self.sender {
-                Sender::H2(s) => {
-                    let response = s.clone().send_request(request).await.map_err(failed)?;
-                    read(response, started).await
-                }
+                Sender::H2(conn) => conn.exchange(build, started).await,
                 Sender::H1(pool) => {
+                    let request = build()?;
                     let mut lease = pool.lease().await?;
                     let response = lease
                         .sender()?
