@@ -837,3 +837,16 @@ async fn a_sha1_signed_intermediate_under_the_configured_ca_is_weak_signature() 
         assert!(stderr.contains("SHA1"), "kubectl: {stderr}");
     }
 }
+
+/// The kubeconfig's CA is the API server's own leaf (copied from `openssl s_client`), not its
+/// CA. kubectl connects: Go's crypto/x509 trusts a certificate found among the roots as it
+/// is. kube-reach used to call this `ca-mismatch` and fail a kubeconfig that works.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_servers_own_leaf_as_the_configured_ca_passes_as_with_kubectl() {
+    let w = kubeadm();
+    let server = serve(&[&w.leaf]).await;
+    assert_passes(&run(&server, Ca::Right(&w.leaf)).await);
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&w.leaf)).await {
+        assert_eq!(code, Some(0), "kubectl: {stderr}");
+    }
+}
