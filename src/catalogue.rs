@@ -154,6 +154,8 @@ string_enum! {
         NotACa = "not-a-ca",
         IssuerExpired = "issuer-expired",
         WeakSignature = "weak-signature",
+        UnsupportedAlgorithm = "unsupported-algorithm",
+        WrongPurpose = "wrong-purpose",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
@@ -900,6 +902,22 @@ pub const CATALOGUE: &[Entry] = &[
         "Reissue the certificate named in the evidence with a SHA-256 (or stronger) signature.",
         "Go's crypto/x509 (kubectl, client-go) and this tool's verifier reject SHA-1 and MD5 signatures, so the chain cannot verify even though the right CA signed it.",
     ),
+    row(
+        C::TlsTrust,
+        R::UnsupportedAlgorithm,
+        F,
+        "kube-reach cannot check a signature algorithm this chain uses (kubectl may)",
+        "Check with `kubectl get --raw /version` from the job: kube-reach's TLS library (ring) does not verify ECDSA P-521 or RSA keys under 2048 bits, which Go's crypto/x509 accepts; until the CA is reissued with P-256/P-384 or RSA 2048+, the checks above TLS cannot run here.",
+        "No credential is sent over a connection whose chain was not verified, so an algorithm the verifier lacks stops the run at TLS even where the cluster is healthy.",
+    ),
+    row(
+        C::TlsTrust,
+        R::WrongPurpose,
+        F,
+        "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
+        "Reissue the API server's certificate with `extendedKeyUsage = serverAuth` (a client certificate is installed as the serving one?).",
+        "A certificate whose extendedKeyUsage names other purposes only may not identify a server; kubectl says `x509: certificate specifies an incompatible key usage`.",
+    ),
     // ---- tls.hostname
     row(
         C::TlsHostname,
@@ -1471,6 +1489,8 @@ mod tests {
             "not-a-ca",
             "issuer-expired",
             "weak-signature",
+            "unsupported-algorithm",
+            "wrong-purpose",
             "mismatch",
             "ip-not-in-san",
             "cn-only",

@@ -157,6 +157,12 @@ fn trust(
                     | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
             )
         ),
+        wrong_purpose: matches!(
+            error,
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }
+            )
+        ),
         now,
         // Only the GitLab server's CA is added to the system roots rather than replacing them.
         ca_setting: if settings.ca_replaces_system_roots {

@@ -850,3 +850,73 @@ async fn the_servers_own_leaf_as_the_configured_ca_passes_as_with_kubectl() {
         assert_eq!(code, Some(0), "kubectl: {stderr}");
     }
 }
+
+/// A CA with an ECDSA P-521 key, which ring cannot verify and Go's crypto/x509 can: kubectl
+/// connects. Credentials never travel over an unverified chain, so the run stops at TLS, but
+/// the reading says it is this tool's limit, not a wrong CA (it was `ca-mismatch`, telling the
+/// user to replace a CA that is right).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p521_ca_is_unsupported_algorithm_not_a_wrong_ca() {
+    let ssl = Openssl::new();
+    ssl.run(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-keyout",
+        "p521.key",
+        "-out",
+        "p521.crt",
+        "-subj",
+        "/CN=P-521 Root",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    let root = Made {
+        crt: ssl.path("p521.crt"),
+        key: ssl.path("p521.key"),
+    };
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &root, "", false);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::UnsupportedAlgorithm,
+        &["kubectl get --raw /version"],
+        &["P-521"],
+    );
+    assert_fix_lacks(&t, "Replace the kubeconfig");
+}
+
+/// The serving certificate's extendedKeyUsage allows clientAuth only (a client certificate
+/// installed as the server's). kubectl says `incompatible key usage`; the reading was
+/// `unknown-authority`, "put the CA in the kubeconfig", though the kubeconfig has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_only_serving_certificate_is_wrong_purpose() {
+    let w = kubeadm();
+    let ext = format!(
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName={LEAF_SANS}\n"
+    );
+    let leaf = w
+        .ssl
+        .issue("client", "/CN=kube-apiserver", &w.ca, &ext, true);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&w.ca)).await;
+    assert_trust(
+        &t,
+        Reason::WrongPurpose,
+        &["serverAuth"],
+        &["without serverAuth"],
+    );
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&w.ca)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+        assert!(stderr.contains("key usage"), "kubectl: {stderr}");
+    }
+}

@@ -46,8 +46,11 @@ pub struct TrustInput<'a> {
     /// webpki said a certificate is out of date. `net::tls::verify` already forgives the
     /// leaf's own dates (tls.validity's business), so this is about a CA on the path.
     pub out_of_date: bool,
-    /// webpki refused a signature algorithm (SHA-1, MD5): the right CA may have signed.
+    /// webpki refused a signature algorithm (SHA-1, MD5; or one ring lacks, such as P-521):
+    /// the right CA may have signed.
     pub unsupported_algorithm: bool,
+    /// webpki said the leaf's extendedKeyUsage does not allow serverAuth.
+    pub wrong_purpose: bool,
     /// The moment the chain was judged at.
     pub now: SystemTime,
     /// Where this target takes a CA from, for fixes: the kubeconfig's
@@ -190,7 +193,10 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
             "no certificate in the chain could be read",
         );
     };
-    if let Some(r) = weak_signature(input).or_else(|| issuer_out_of_date(input)) {
+    if let Some(r) = weak_signature(input)
+        .or_else(|| issuer_out_of_date(input))
+        .or_else(|| wrong_purpose(input))
+    {
         return r;
     }
     let path = build_path(&input.chain);
@@ -218,11 +224,18 @@ fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
     if !input.unsupported_algorithm {
         return None;
     }
-    let (cert, hash) = input
+    let weak = input
         .chain
         .iter()
         .chain(&input.anchors)
-        .find_map(|c| weak_signature_hash(c.der.as_ref()).map(|h| (c, h)))?;
+        .find_map(|c| weak_signature_hash(c.der.as_ref()).map(|h| (c, h)));
+    let Some((cert, hash)) = weak else {
+        // Not a retired hash: an algorithm the verifier lacks, which kubectl may have.
+        return Some(Reading::new(
+            Reason::UnsupportedAlgorithm,
+            "the verifier does not support a signature algorithm or key in this chain (ring lacks ECDSA P-521 and RSA under 2048 bits); Go's crypto/x509 may accept it",
+        ));
+    };
     Some(Reading::new(
         Reason::WeakSignature,
         format!(
@@ -230,6 +243,16 @@ fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
             cert.facts.subject
         ),
     ))
+}
+
+/// webpki refused the leaf for its purpose: an extendedKeyUsage without serverAuth.
+fn wrong_purpose(input: &TrustInput<'_>) -> Option<Reading> {
+    input.wrong_purpose.then(|| {
+        Reading::new(
+            Reason::WrongPurpose,
+            "the server's certificate has an extendedKeyUsage without serverAuth",
+        )
+    })
 }
 
 /// webpki found a CA on the path out of date (the leaf's own dates are forgiven before this

@@ -85,6 +85,7 @@ fn read_with(
         bad_signature: false,
         out_of_date: false,
         unsupported_algorithm: false,
+        wrong_purpose: false,
         now: std::time::SystemTime::now(),
         ca_setting: KUBECONFIG_CA,
     };
@@ -119,6 +120,7 @@ fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
         bad_signature: false,
         out_of_date: false,
         unsupported_algorithm: false,
+        wrong_purpose: false,
         now: std::time::SystemTime::now(),
         ca_setting: GITLAB_CA,
     };
