@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
 use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
@@ -31,6 +33,45 @@ const H1_MAX_DIALS: usize = 32;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A TLS stream whose peer may close without `close_notify`. A body delimited by the
+/// connection's end (HTTP/1.0, or `Connection: close` without a length: valid HTTP/1.x) from a
+/// server that just closes the socket reads as rustls' `UnexpectedEof`, and hyper then fails
+/// the response although all of it arrived; Go's client (kubectl) takes it as the end. Read
+/// as the end here too: a body with a length or chunks that stops short is still caught by
+/// hyper as an incomplete message.
+struct EndWithoutNotify<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for EndWithoutNotify<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for EndWithoutNotify<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// Opens one more connection like the first: same address and route, same TLS settings and
 /// server name, same client identity, and a server that verified and presented the same leaf
@@ -385,12 +426,12 @@ impl HttpConnection {
                     let stream = opened.await?.into_stream();
                     // A replacement must speak the protocol the first one did.
                     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    (alpn_h2 == h2).then(|| Box::new(stream) as _)
+                    (alpn_h2 == h2).then(|| Box::new(EndWithoutNotify(stream)) as _)
                 })
             })
         });
         Self::start(
-            Box::new(tls.into_stream()),
+            Box::new(EndWithoutNotify(tls.into_stream())),
             h2,
             endpoint,
             bearer,
@@ -406,7 +447,15 @@ impl HttpConnection {
         h2: bool,
         endpoint: Endpoint<'_>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(stream), h2, endpoint, None, false, None).await
+        Self::start(
+            Box::new(EndWithoutNotify(stream)),
+            h2,
+            endpoint,
+            None,
+            false,
+            None,
+        )
+        .await
     }
 
     async fn start(
