@@ -25,6 +25,8 @@ mod kubeconfig_content;
 mod outputs;
 #[path = "loopback/protocols.rs"]
 mod protocols;
+#[path = "loopback/python_fake.rs"]
+mod python_fake;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]
