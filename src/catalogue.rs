@@ -82,6 +82,7 @@ string_enum! {
         NoContexts = "no-contexts",
         ContextNotFound = "context-not-found",
         NoCurrentContext = "no-current-context",
+        InClusterFallback = "in-cluster-fallback",
         // config.server
         Missing = "missing",
         ClusterNotFound = "cluster-not-found",
@@ -176,6 +177,7 @@ string_enum! {
         Unknown = "unknown",
         Incomplete = "incomplete",
         BlocksApiserver = "blocks-apiserver",
+        BlocksDns = "blocks-dns",
         NotReadable = "not-readable",
         // gitlab
         JobTokenRejected = "job-token-rejected",
@@ -304,6 +306,14 @@ pub const CATALOGUE: &[Entry] = &[
         "no current-context is set: every context is checked",
         "Select one with `kubectl config use-context <name>` (or KUBE_CONTEXT) in the deploy job.",
         "The kubeconfig GitLab injects for agents has no current context; kubectl without one fails with `The connection to the server localhost:8080 was refused`.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::InClusterFallback,
+        W,
+        "no kubeconfig and no KUBE_* variables: kubectl will act as the runner pod's service account on the runner's own cluster",
+        "If the job should deploy elsewhere, give it a kubeconfig (authorize a GitLab agent with `ci_access`, or a KUBECONFIG file variable). If the runner's cluster is the target, bind the Role the job needs to this service account (see rbac.can-i) and say so with `--in-cluster`.",
+        "With no kubeconfig, kubectl and client-go fall back to in-cluster config (rest.InClusterConfig): KUBERNETES_SERVICE_HOST/PORT and the pod's mounted token. The job then talks to the cluster the runner runs in, as the job pod's service account, and fails later with `User \"system:serviceaccount:<ns>:<name>\" cannot …`.",
     ),
     // ---- config.server
     row(
@@ -1047,7 +1057,15 @@ pub const CATALOGUE: &[Entry] = &[
         F,
         "a NetworkPolicy blocks egress to the API server",
         "Allow egress from the runner pods to the API server's endpoint addresses and port.",
-        "Egress policies that select the runner pod drop everything they do not allow.",
+        "Egress policies that select the runner pod drop everything they do not allow: the connection times out (`dial tcp …:443: i/o timeout`). kube-proxy rewrites the `kubernetes` service address (ClusterIP:443) to an endpoint (usually :6443) and most CNIs match policies after that rewrite, some before it: a rule for one reading only breaks on the other.",
+    ),
+    row(
+        C::NetpolEgress,
+        R::BlocksDns,
+        F,
+        "a NetworkPolicy blocks DNS from the runner pod",
+        "Allow egress from the runner pods to the cluster DNS on UDP and TCP port 53 (the YAML is above).",
+        "A pod selected by an egress policy may send only what a rule allows; without a DNS rule every name lookup times out, which kubectl reports as `i/o timeout` or `no such host`.",
     ),
     row(
         C::NetpolEgress,
@@ -1056,6 +1074,14 @@ pub const CATALOGUE: &[Entry] = &[
         "NetworkPolicies are not readable (informational)",
         "",
         "",
+    ),
+    row(
+        C::NetpolEgress,
+        R::Unknown,
+        P,
+        "whether the NetworkPolicies allow this cannot be decided from what is readable (informational)",
+        "Read the rule named in the evidence: it depends on labels or named ports kube-reach could not see.",
+        "Selectors match labels and named ports match container ports of pods; without reading those objects the rule's effect is unknown, and kube-reach never reports an unknown as blocked.",
     ),
     // ---- gitlab
     row(
@@ -1410,6 +1436,8 @@ mod tests {
             "unknown",
             "incomplete",
             "blocks-apiserver",
+            "blocks-dns",
+            "in-cluster-fallback",
             "not-readable",
             "job-token-rejected",
             "no-agents",
