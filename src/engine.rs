@@ -12,7 +12,7 @@ use crate::checks::{auth, dns, http, rbac, runner, tcp, tls};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
-use crate::model::{CheckResult, RunReport, TargetReport};
+use crate::model::{CheckResult, RunReport, Status, TargetReport};
 use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
@@ -39,6 +39,9 @@ pub struct Recorder {
     results: Mutex<Vec<CheckResult>>,
     current: Mutex<Option<(CheckId, String)>>,
     dates: Mutex<Vec<SystemTime>>,
+    /// When the last step began or ended: a result that ran but carries no duration of its own
+    /// took the time since then (JUnit `time`, JSON `duration_ms`).
+    last_event: Mutex<Option<Instant>>,
 }
 
 impl Recorder {
@@ -46,8 +49,26 @@ impl Recorder {
         if let Ok(mut c) = self.current.lock() {
             *c = Some((id, subject.to_string()));
         }
+        self.mark();
+    }
+    fn mark(&self) {
+        if let Ok(mut last) = self.last_event.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+    /// `result` with the time since the last event when it ran and has no duration yet.
+    fn timed(&self, mut result: CheckResult) -> CheckResult {
+        if result.duration.is_zero()
+            && result.status != Status::Skip
+            && let Some(since) = self.last_event.lock().ok().and_then(|l| *l)
+        {
+            result.duration = since.elapsed();
+        }
+        result
     }
     fn push(&self, result: CheckResult) {
+        let result = self.timed(result);
+        self.mark();
         if let Ok(mut r) = self.results.lock() {
             r.push(result);
         }
@@ -76,7 +97,7 @@ impl Recorder {
             // progress; if not, the run stopped between checks, on the way to the HTTP layer.
             let current = self.current.lock().ok().and_then(|c| c.clone());
             let (id, subject) = current.unwrap_or((CheckId::HttpVersion, String::new()));
-            results.push(CheckResult::finding(id, subject, reason));
+            results.push(self.timed(CheckResult::finding(id, subject, reason)));
         }
         let dates = self.dates.lock().map(|d| d.clone()).unwrap_or_default();
         (results, dates)
@@ -177,16 +198,13 @@ fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunC
         .as_ref()
         .map(|e| e.authority())
         .unwrap_or_default();
+    let (connect_id, host, hop) = match first_hop(target) {
+        Some((id, host, port)) => (id, host.to_string(), format!("{host}:{port}")),
+        None => (CheckId::TcpConnect, String::new(), String::new()),
+    };
     let mut downstream = vec![
-        (
-            CheckId::DnsResolve,
-            target
-                .endpoint
-                .as_ref()
-                .map(|e| e.host.to_string())
-                .unwrap_or_default(),
-        ),
-        (CheckId::TcpConnect, authority.clone()),
+        (CheckId::DnsResolve, host),
+        (connect_id, hop),
         (CheckId::TlsHandshake, authority.clone()),
         (CheckId::HttpVersion, authority.clone()),
         (CheckId::AuthWhoami, authority.clone()),
@@ -196,12 +214,30 @@ fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunC
             .iter()
             .map(|r| (CheckId::RbacCanI, r.subject(&target.namespace))),
     );
+    if let Route::Proxy(p) = &target.route {
+        downstream.insert(2, (CheckId::ProxyTunnel, p.display.clone()));
+    }
     let rank = blocker.layer().rank();
     for (id, subject) in downstream {
-        if id.layer().rank() > rank {
+        // Through a proxy the tunnel shares the connect's layer: the proxy's connect blocks it
+        // too, so its row exists whether or not it ran.
+        let tunnel_after_connect =
+            id == CheckId::ProxyTunnel && blocker.id == CheckId::ProxyConnect;
+        if id.layer().rank() > rank || tunnel_after_connect {
             rec.push(CheckResult::blocked(id, subject, blocker));
         }
     }
+}
+
+/// Where the target's traffic goes first (the API server, or the proxy) and the check that
+/// connects there. Subjects are built from this, as configured, for rows that run and rows that
+/// are blocked alike: one check, one name (the JUnit test name), whatever the run observes.
+fn first_hop(target: &Target) -> Option<(CheckId, &Host, u16)> {
+    let endpoint = target.endpoint.as_ref()?;
+    Some(match &target.route {
+        Route::Direct => (CheckId::TcpConnect, &endpoint.host, endpoint.port),
+        Route::Proxy(p) => (CheckId::ProxyConnect, &p.host, p.port),
+    })
 }
 
 async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>) {
@@ -230,11 +266,17 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     } else {
         CheckId::TcpConnect
     };
-    rec.start(connect_id, &format!("{host}:{port}"));
+    let connect_subject = format!("{host}:{port}");
+    rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
-    let results = tcp::connect(connect_id, &attempts, proxy.map(|p| p.display.as_str()));
-    let first_failure = results.iter().find(|r| r.status.is_failure()).cloned();
-    rec.push_all(results);
+    let result = tcp::connect(
+        connect_id,
+        &connect_subject,
+        &attempts,
+        proxy.map(|p| p.display.as_str()),
+    );
+    let first_failure = result.status.is_failure().then(|| result.clone());
+    rec.push(result);
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
@@ -314,7 +356,7 @@ async fn resolve_host(
         Host::Ip(ip) => {
             rec.push(CheckResult::pass(
                 CheckId::DnsResolve,
-                ip.to_string(),
+                host.to_string(),
                 "IP address: no lookup needed",
             ));
             return Some(vec![*ip]);
@@ -383,11 +425,16 @@ async fn secure(
         return None;
     }
     let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
+    let via_proxy = match &target.route {
+        Route::Proxy(p) => Some(p.display.as_str()),
+        Route::Direct => None,
+    };
     let judged = tls::judge(
         &authority,
         &hs.chain,
         settings,
         &verification,
+        via_proxy,
         ctx.now,
         ctx.expiry_warn,
     );
@@ -470,12 +517,12 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     {
         return;
     }
-    let version_result = http::version(&authority, &version, creds);
+    let version_result = http::version(&authority, &version, creds).with_duration(took(&version));
     rec.push(version_result.clone());
     if version_result.status.is_failure() {
         return block_rest(rec, &version_result, target, ctx);
     }
-    rec.push(http::health(&authority, &readyz));
+    rec.push(http::health(&authority, &readyz).with_duration(took(&readyz)));
     // Credentials that config.credentials found unusable were never sent: auth and RBAC are
     // consequences of that finding, not new ones.
     if let Some(blocker) = failed_config(target, CheckId::ConfigCredentials) {
@@ -503,12 +550,18 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .zip(reviews.iter())
         .map(|(req, outcome)| {
             let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-            let result = rbac::judge(req, &namespace, outcome, &username);
+            let result =
+                rbac::judge(req, &namespace, outcome, &username).with_duration(took(outcome));
             (req.clone(), namespace, result)
         })
         .collect();
     rbac::attach_fixes(&mut judged, &username);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
+}
+
+/// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).
+fn took(outcome: &Result<Response, HttpFailure>) -> Duration {
+    outcome.as_ref().map(|r| r.elapsed).unwrap_or_default()
 }
 
 /// `auth.whoami` with kubectl's fallbacks; returns the username, or `None` when RBAC cannot
@@ -560,6 +613,7 @@ async fn whoami_layer(
             None => break (auth::unsupported(authority), auth::Identity::default()),
         }
     };
+    let result = result.with_duration(took(&outcome));
     rec.push(result.clone());
     if result.status.is_failure() {
         block_rest(rec, &result, target, ctx);

@@ -15,8 +15,8 @@ use kube_reach::model::{RunReport, Verdict};
 use kube_reach::plan::Plan;
 use kube_reach::report::console::in_gitlab_ci;
 use kube_reach::report::{
-    ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, ReportSinks, resolve_color,
-    write_all,
+    ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, JunitOptions, ReportSinks,
+    resolve_color, write_all,
 };
 
 /// `eprintln!` without the panic when stderr is closed.
@@ -100,6 +100,9 @@ fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env) -> ExitCode
         console: ConsoleStream::Stdout,
         junit: output.junit.clone(),
         json: output.json.as_deref().map(JsonDestination::from_arg),
+        junit_options: JunitOptions {
+            warnings_fail: output.fail_on == FailOn::Warn,
+        },
     };
     let var = |name: &str| env.var(name).map(str::to_string);
     let is_terminal = match sinks.console_stream() {

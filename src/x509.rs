@@ -1,12 +1,15 @@
 //! Certificate facts for evidence and judgement, read with x509-parser. Parsing only: whether a
-//! chain is trusted is decided by webpki in `checks::tls`.
+//! chain is trusted is decided by webpki in `net::tls`; these facts (names, key identifiers,
+//! AIA, basicConstraints, and whether one certificate's key signed another) let `checks::tls`
+//! say *why* it is not. Nothing here fetches anything: an AIA URL is only read, never followed.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{OID_DOMAIN_COMPONENT, OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CertFacts {
@@ -18,9 +21,25 @@ pub struct CertFacts {
     pub ip_addresses: Vec<IpAddr>,
     pub has_san: bool,
     pub common_name: Option<String>,
+    /// The issuer's CN: cluster CAs are recognisable by it (`kubernetes`, `k3s-server-ca@…`).
+    pub issuer_common_name: Option<String>,
     pub is_ca: bool,
     /// Subject equals issuer (a root, or a self-signed leaf).
     pub self_issued: bool,
+    /// DER of the subject and issuer names: what webpki compares to link a chain.
+    pub subject_der: Vec<u8>,
+    pub issuer_der: Vec<u8>,
+    /// The subject's `O=` and `DC=` values, and the issuer's: an organisation's root and its
+    /// issuing intermediates usually share them.
+    pub subject_orgs: Vec<String>,
+    pub issuer_orgs: Vec<String>,
+    /// subjectKeyIdentifier, and the authorityKeyIdentifier's keyIdentifier: which key this
+    /// certificate has, and which key signed it.
+    pub subject_key_id: Option<Vec<u8>>,
+    pub authority_key_id: Option<Vec<u8>>,
+    /// Authority Information Access `caIssuers` URLs: where the issuer's certificate is
+    /// published (public and enterprise CAs set it; cluster CAs do not).
+    pub ca_issuers: Vec<String>,
 }
 
 impl CertFacts {
@@ -34,15 +53,19 @@ impl CertFacts {
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
             has_san: false,
-            common_name: cert
-                .subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_string),
+            common_name: common_name(cert.subject()),
+            issuer_common_name: common_name(cert.issuer()),
             is_ca: cert.is_ca(),
             self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
+            subject_der: cert.subject().as_raw().to_vec(),
+            issuer_der: cert.issuer().as_raw().to_vec(),
+            subject_orgs: organisations(cert.subject()),
+            issuer_orgs: organisations(cert.issuer()),
+            subject_key_id: None,
+            authority_key_id: None,
+            ca_issuers: Vec::new(),
         };
+        facts.read_key_ids_and_aia(&cert);
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             facts.has_san = true;
             for name in &san.value.general_names {
@@ -58,6 +81,36 @@ impl CertFacts {
             }
         }
         Some(facts)
+    }
+
+    fn read_key_ids_and_aia(&mut self, cert: &X509Certificate<'_>) {
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    self.subject_key_id = Some(id.0.to_vec());
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    self.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+                }
+                ParsedExtension::AuthorityInfoAccess(aia) => {
+                    self.ca_issuers.extend(
+                        aia.accessdescs
+                            .iter()
+                            .filter(|d| d.access_method == OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS)
+                            .filter_map(|d| match &d.access_location {
+                                GeneralName::URI(uri) => Some(uri.to_string()),
+                                _ => None,
+                            }),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether `issuer` is named as this certificate's issuer (the comparison webpki makes).
+    pub fn named_issuer_is(&self, issuer: &CertFacts) -> bool {
+        self.issuer_der == issuer.subject_der
     }
 
     /// "DNS:a, DNS:b, IP:1.2.3.4" for evidence.
@@ -84,6 +137,41 @@ impl CertFacts {
             format_time(self.not_after)
         )
     }
+}
+
+/// Whether `issuer_der`'s public key verifies `cert_der`'s signature. `None` when either does
+/// not parse or the algorithm is one ring does not support: then nothing is known.
+pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
+    match cert.verify_signature(Some(issuer.public_key())) {
+        Ok(()) => Some(true),
+        Err(x509_parser::error::X509Error::SignatureVerificationError) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// A key identifier as colon-separated hex, as openssl prints it.
+pub fn key_id_hex(id: &[u8]) -> String {
+    id.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn common_name(name: &X509Name<'_>) -> Option<String> {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
+fn organisations(name: &X509Name<'_>) -> Vec<String> {
+    name.iter_organization()
+        .chain(name.iter_by_oid(&OID_DOMAIN_COMPONENT))
+        .filter_map(|attr| attr.as_str().ok())
+        .map(str::to_string)
+        .collect()
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

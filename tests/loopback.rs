@@ -11,7 +11,11 @@ mod support;
 
 #[path = "loopback/discovery.rs"]
 mod discovery;
+#[path = "loopback/gitlab_view.rs"]
+mod gitlab_view;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/trust.rs"]
+mod trust;

@@ -5,46 +5,71 @@ use crate::model::{CheckResult, Status};
 use crate::net::connect::{Attempt, ConnectFailure};
 use crate::net::proxy::{Tunnel, TunnelFailure};
 
-/// One result per address. When at least one address connected, the others only warn: the
-/// target works, but some of its addresses do not (a broken IPv6 path, say).
-pub fn connect(id: CheckId, attempts: &[Attempt], via_proxy: Option<&str>) -> Vec<CheckResult> {
-    let any_ok = attempts.iter().any(|a| a.outcome.is_ok());
-    attempts
+/// One result for the configured `subject` (`host:port` of the API server, or of the proxy),
+/// with one evidence line per resolved address. The subject is what the user wrote, never an
+/// address: addresses change (a load balancer moves) and the JUnit test name, built from the
+/// subject, must not. The layer passes if any address connects; the others then only warn (a
+/// broken IPv6 path, say). When none connects, the reason is the first address's (the one a
+/// client tries first); the evidence has every address's own outcome.
+pub fn connect(
+    id: CheckId,
+    subject: &str,
+    attempts: &[Attempt],
+    via_proxy: Option<&str>,
+) -> CheckResult {
+    let evidence: Vec<String> = attempts.iter().map(attempt_line).collect();
+    let elapsed = attempts.iter().map(|a| a.elapsed).max().unwrap_or_default();
+    let connected = attempts.iter().find(|a| a.outcome.is_ok());
+    let failures: Vec<&ConnectFailure> = attempts
         .iter()
-        .map(|a| {
-            let subject = a.addr.to_string();
-            let timing = format!("{} after {} ms", a.detail, a.elapsed.as_millis());
-            match &a.outcome {
-                Ok(_) => {
-                    let what = match via_proxy {
-                        Some(p) => format!("connected to proxy {p} at {subject}"),
-                        None => format!("connected to {subject}"),
-                    };
-                    CheckResult::pass(id, subject.clone(), what)
-                        .with_evidence(timing)
-                        .with_duration(a.elapsed)
-                }
-                Err(failure) => {
-                    let reason = match failure {
-                        ConnectFailure::Refused => Reason::Refused,
-                        ConnectFailure::Timeout => Reason::Timeout,
-                        ConnectFailure::HostUnreachable => Reason::HostUnreachable,
-                        ConnectFailure::NetworkUnreachable => Reason::NetworkUnreachable,
-                        ConnectFailure::Reset => Reason::Reset,
-                        ConnectFailure::Other(_) => Reason::ConnectFailed,
-                    };
-                    let mut r = CheckResult::finding(id, subject.clone(), reason)
-                        .with_evidence(format!("{subject}: {timing}"))
-                        .with_duration(a.elapsed);
-                    if any_ok {
-                        let summary = format!("{} (another address works)", r.summary);
-                        r = r.with_status(Status::Warn).with_summary(summary);
-                    }
-                    r
-                }
-            }
-        })
-        .collect()
+        .filter_map(|a| a.outcome.as_ref().err())
+        .collect();
+    let result = match (connected, failures.first()) {
+        (Some(ok), None) => {
+            let at = ok.addr.to_string();
+            let what = match via_proxy {
+                Some(p) => format!("connected to proxy {p} at {at}"),
+                None if at == subject => format!("connected to {subject}"),
+                None => format!("connected to {subject} at {at}"),
+            };
+            CheckResult::pass(id, subject, what)
+        }
+        (Some(_), Some(first)) => {
+            let r = CheckResult::finding(id, subject, reason_of(first));
+            let summary = format!(
+                "{} ({} of {} addresses; another address works)",
+                r.summary,
+                failures.len(),
+                attempts.len()
+            );
+            r.with_status(Status::Warn).with_summary(summary)
+        }
+        (None, Some(first)) => CheckResult::finding(id, subject, reason_of(first)),
+        (None, None) => CheckResult::finding(id, subject, Reason::ConnectFailed)
+            .with_summary(format!("no address to connect to for {subject}")),
+    };
+    result.with_evidence_lines(evidence).with_duration(elapsed)
+}
+
+/// `10.0.0.5:6443: Connection refused (os error 111) after 0 ms`.
+fn attempt_line(a: &Attempt) -> String {
+    format!(
+        "{}: {} after {} ms",
+        a.addr,
+        a.detail,
+        a.elapsed.as_millis()
+    )
+}
+
+fn reason_of(failure: &ConnectFailure) -> Reason {
+    match failure {
+        ConnectFailure::Refused => Reason::Refused,
+        ConnectFailure::Timeout => Reason::Timeout,
+        ConnectFailure::HostUnreachable => Reason::HostUnreachable,
+        ConnectFailure::NetworkUnreachable => Reason::NetworkUnreachable,
+        ConnectFailure::Reset => Reason::Reset,
+        ConnectFailure::Other(_) => Reason::ConnectFailed,
+    }
 }
 
 pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {

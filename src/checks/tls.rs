@@ -34,6 +34,7 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
                 HandshakeFailure::Closed => Reason::Closed,
                 HandshakeFailure::ClientCertRequired => Reason::ClientCertRequired,
                 HandshakeFailure::Stalled => Reason::Stalled,
+                HandshakeFailure::Oversized => Reason::OversizedCertificate,
                 HandshakeFailure::Other(_) => Reason::HandshakeFailed,
             };
             let mut r = CheckResult::finding(id, subject, reason)
@@ -53,37 +54,29 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
     }
 }
 
-/// Words in issuer names of common TLS-inspection products.
-const INTERCEPTORS: &[&str] = &[
-    "zscaler",
-    "fortinet",
-    "fortigate",
-    "palo alto",
-    "netskope",
-    "blue coat",
-    "bluecoat",
-    "forcepoint",
-    "websense",
-    "sophos",
-    "mitmproxy",
-    "umbrella",
-    "checkpoint",
-    "check point",
-    "cisco",
-    "barracuda",
-];
+mod trust;
 
+/// How many presented certificates the trust reading looks at. Real chains have two to four;
+/// the cap bounds the signature checks a hostile server can make us do (each link tries every
+/// same-named certificate).
+const MAX_JUDGED_CHAIN: usize = 16;
+
+use trust::{Cert, GITLAB_CA, KUBECONFIG_CA, TrustInput};
+
+/// Judges the captured chain three ways. `via_proxy` names the proxy the connection went
+/// through, if any: a chain that came through one may be the proxy's own.
 pub fn judge(
     subject: &str,
     chain: &[CertificateDer<'static>],
     settings: &TlsSettings,
     verification: &Verification,
+    via_proxy: Option<&str>,
     now: SystemTime,
     expiry_warn: Duration,
 ) -> Vec<CheckResult> {
     let facts: Vec<CertFacts> = chain.iter().filter_map(CertFacts::parse).collect();
     let mut results = vec![
-        trust(subject, &facts, settings, verification),
+        trust(subject, chain, settings, verification, via_proxy),
         hostname(subject, facts.first(), settings, verification),
         validity(subject, facts.first(), now, expiry_warn),
     ];
@@ -98,22 +91,34 @@ pub fn judge(
     results
 }
 
-fn chain_evidence(facts: &[CertFacts]) -> Vec<String> {
-    facts
+fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
+    let mut lines: Vec<String> = chain
         .iter()
+        .take(MAX_JUDGED_CHAIN)
         .enumerate()
-        .map(|(i, f)| format!("presented #{i}: {}", f.describe()))
-        .collect()
+        .map(|(i, der)| match CertFacts::parse(der) {
+            Some(f) => format!("presented #{i}: {}", f.describe()),
+            None => format!("presented #{i}: not a readable X.509 certificate"),
+        })
+        .collect();
+    if chain.len() > MAX_JUDGED_CHAIN {
+        lines.push(format!(
+            "{} more certificates presented (not judged: real chains have two to four)",
+            chain.len() - MAX_JUDGED_CHAIN
+        ));
+    }
+    lines
 }
 
 fn trust(
     subject: &str,
-    facts: &[CertFacts],
+    chain: &[CertificateDer<'static>],
     settings: &TlsSettings,
     v: &Verification,
+    via_proxy: Option<&str>,
 ) -> CheckResult {
     let id = CheckId::TlsTrust;
-    let mut evidence = chain_evidence(facts);
+    let mut evidence = chain_evidence(chain);
     evidence.push(format!("trust anchors: {}", v.anchors));
     let error = match v.trust() {
         Ok(()) => {
@@ -123,59 +128,33 @@ fn trust(
         Err(e) => e,
     };
     evidence.push(format!("verifier: {error}"));
-    let reason = classify_trust(error, facts, settings);
-    CheckResult::finding(id, subject, reason).with_evidence_lines(evidence)
-}
-
-/// webpki's error plus the presented chain → the one reason a person can act on.
-fn classify_trust(error: &rustls::Error, facts: &[CertFacts], settings: &TlsSettings) -> Reason {
-    let pinned_ca = !settings.ca_certs.is_empty() && settings.ca_replaces_system_roots;
-    match error {
-        rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
-            return Reason::BadSignature;
-        }
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {}
-        other => {
-            let text = format!("{other:?}");
-            if text.contains("UsedAsCa") || text.contains("UsedAsEndEntity") {
-                return Reason::NotACa;
-            }
-        }
-    }
-    let Some(leaf) = facts.first() else {
-        return Reason::UnknownAuthority;
+    let input = TrustInput {
+        chain: chain
+            .iter()
+            .take(MAX_JUDGED_CHAIN)
+            .filter_map(Cert::parse)
+            .collect(),
+        anchors: settings.ca_certs.iter().filter_map(Cert::parse).collect(),
+        via_proxy,
+        bad_signature: matches!(
+            error,
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+        ),
+        // Only the GitLab server's CA is added to the system roots rather than replacing them.
+        ca_setting: if settings.ca_replaces_system_roots {
+            KUBECONFIG_CA
+        } else {
+            GITLAB_CA
+        },
     };
-    let names = facts
-        .iter()
-        .map(|f| format!("{} {}", f.issuer, f.subject).to_lowercase())
-        .collect::<String>();
-    if INTERCEPTORS.iter().any(|w| names.contains(w)) {
-        return Reason::Intercepted;
+    let reading = trust::read(&input);
+    let mut r = CheckResult::finding(id, subject, reading.reason)
+        .with_evidence_lines(reading.evidence)
+        .with_evidence_lines(evidence);
+    if let Some(detail) = reading.fix_detail {
+        r = r.with_fix_detail(detail);
     }
-    if leaf.self_issued && facts.len() == 1 {
-        return Reason::SelfSigned;
-    }
-    let top = facts.last().unwrap_or(leaf);
-    let pinned_subjects: Vec<String> = settings
-        .ca_certs
-        .iter()
-        .filter_map(CertFacts::parse)
-        .map(|f| f.subject)
-        .collect();
-    // A CA of the same name but another key: the cluster was rebuilt (kubeadm names every CA
-    // "kubernetes"), the most common way a pinned CA stops matching.
-    if pinned_ca && pinned_subjects.contains(&top.issuer) {
-        return Reason::CaMismatch;
-    }
-    if !top.self_issued && facts.len() == 1 {
-        // The leaf's issuer was neither sent nor trusted.
-        return Reason::MissingIntermediate;
-    }
-    if pinned_ca && !top.self_issued {
-        // A complete chain from some other PKI than the pinned CA.
-        return Reason::CaMismatch;
-    }
-    Reason::UnknownAuthority
+    r
 }
 
 fn hostname(

@@ -90,6 +90,9 @@ pub enum HandshakeFailure {
     Closed,
     ClientCertRequired,
     Stalled,
+    /// A handshake message over the 64 KiB every TLS client allows (a huge certificate
+    /// chain): the server does speak TLS, so this is not `NotTls`.
+    Oversized,
     Other(String),
 }
 
@@ -200,6 +203,10 @@ fn classify(error: &std::io::Error) -> (HandshakeFailure, String) {
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
         let failure = match tls {
+            rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::HandshakePayloadTooLarge
+                | rustls::InvalidMessage::MessageTooLarge,
+            ) => HandshakeFailure::Oversized,
             rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
             rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
                 HandshakeFailure::NoCommonVersion

@@ -155,27 +155,57 @@ pub struct ConsoleOptions {
     pub styles: Styles,
     /// Write GitLab section markers (in GitLab CI); otherwise indentation only.
     pub sections: bool,
-    /// Unix seconds written in the section markers.
+    /// Unix seconds when the summary is written (the run's end): the section end markers carry
+    /// it, the start markers this minus the run's duration.
     pub timestamp: u64,
+    /// Part of every section name, different for every run: a job that runs kube-reach twice
+    /// gets two sets of sections, each of which folds (GitLab matches a section's end to its
+    /// start by name). `[a-z0-9]` only: GitLab lower-cases names.
+    pub run_id: String,
 }
 
 impl ConsoleOptions {
     /// Options with colour as decided by [`resolve_color`], sections as by [`in_gitlab_ci`],
-    /// and the current time for the markers.
+    /// the current time for the markers, and a fresh run id.
     pub fn new(color: bool, sections: bool) -> Self {
         let mut styles = Styles::default();
         if color {
             styles.colorize();
         }
-        let timestamp = std::time::SystemTime::now()
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
         ConsoleOptions {
             styles,
             sections,
-            timestamp,
+            timestamp: now.as_secs(),
+            run_id: run_id(now, std::process::id()),
         }
     }
+}
+
+/// A short id unique per run: the clock's nanoseconds and the process id, in base 36. Two runs
+/// in one job are different processes; one process writing twice reads the clock twice.
+pub fn run_id(now: std::time::Duration, pid: u32) -> String {
+    let mixed = (now.as_nanos() as u64)
+        .rotate_left(20)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(pid);
+    base36(mixed % 36u64.pow(8))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Writes the job-log summary.
@@ -184,13 +214,17 @@ pub fn write(
     options: &ConsoleOptions,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    Console { options, out }
-        .report(report)
-        .map_err(|e| ReportError::write(ReportFormat::Console, e))
+    Console {
+        options,
+        out,
+        duration: report.duration,
+    }
+    .report(report)
+    .map_err(|e| ReportError::write(ReportFormat::Console, e))
 }
 
-/// Name of the section holding the run's global checks.
-const GLOBAL_SECTION: &str = "kube_reach_global";
+/// Name (after `kube_reach_<run id>_`) of the section holding the run's global checks.
+const GLOBAL_SECTION: &str = "global";
 /// Status column width: the longest word, `error`, plus a space.
 const STATUS_WIDTH: usize = 6;
 /// Indentation of a check line, and of its detail lines.
@@ -200,12 +234,14 @@ const DETAIL_INDENT: &str = "         ";
 struct Console<'a> {
     options: &'a ConsoleOptions,
     out: &'a mut dyn Write,
+    /// The run's duration: how far before [`ConsoleOptions::timestamp`] the sections start.
+    duration: std::time::Duration,
 }
 
 impl Console<'_> {
     fn report(&mut self, report: &RunReport) -> io::Result<()> {
+        // No blank line between the overview and the sections: GitLab drops empty lines.
         self.overview(report)?;
-        writeln!(self.out)?;
         if !report.checks.is_empty() {
             self.global_section(&report.checks)?;
         }
@@ -257,7 +293,7 @@ impl Console<'_> {
     }
 
     fn target_section(&mut self, index: usize, target: &TargetReport) -> io::Result<()> {
-        let name = format!("kube_reach_target_{}", index + 1);
+        let name = format!("target_{}", index + 1);
         let header = self.header(target.verdict, &target_title(target), &target.checks);
         self.section(
             &name,
@@ -285,13 +321,18 @@ impl Console<'_> {
         header: &str,
         checks: &[CheckResult],
     ) -> io::Result<()> {
-        let name = section_name(name);
-        let ts = self.options.timestamp;
+        let name = section_name(&format!("kube_reach_{}_{name}", self.options.run_id));
+        let end = self.options.timestamp;
         if self.options.sections {
-            let option = if collapsed { "[collapsed=true]" } else { "" };
+            // Every section is written when the run is over and targets ran concurrently, so
+            // a per-section duration would be invented: the badge is hidden (the runner does the
+            // same for its multi-line commands), and a GitLab that ignores the option shows the
+            // run's real duration.
+            let start = end.saturating_sub(self.duration.as_secs_f64().round() as u64);
+            let collapsed = if collapsed { "collapsed=true," } else { "" };
             writeln!(
                 self.out,
-                "\x1b[0Ksection_start:{ts}:{name}{option}\r\x1b[0K{header}"
+                "\x1b[0Ksection_start:{start}:{name}[{collapsed}hide_duration=true]\r\x1b[0K{header}"
             )?;
         } else {
             writeln!(self.out, "{header}")?;
@@ -308,7 +349,7 @@ impl Console<'_> {
             }
         }
         if self.options.sections {
-            writeln!(self.out, "\x1b[0Ksection_end:{ts}:{name}\r\x1b[0K")?;
+            writeln!(self.out, "\x1b[0Ksection_end:{end}:{name}\r\x1b[0K")?;
         }
         Ok(())
     }
@@ -584,6 +625,7 @@ mod tests {
             styles: Styles::default(),
             sections,
             timestamp: TS,
+            run_id: "r1".into(),
         };
         if color {
             options.styles.colorize();
@@ -694,7 +736,10 @@ mod tests {
         let mut open: Option<&str> = None;
         let mut seen = Vec::new();
         for m in &markers {
-            assert_eq!(m.timestamp, TS);
+            // The sample run took 1.234 s: sections span it, ending when the summary is written.
+            let want = if m.kind == "start" { TS - 1 } else { TS };
+            assert_eq!(m.timestamp, want, "{m:?}");
+            assert!(m.kind == "end" || m.hide_duration, "{m:?}");
             match (m.kind, open) {
                 ("start", None) => {
                     assert!(!seen.contains(&m.name), "duplicate section {}", m.name);
@@ -711,11 +756,53 @@ mod tests {
         assert_eq!(
             seen,
             [
-                "kube_reach_global",
-                "kube_reach_target_1",
-                "kube_reach_target_2"
+                "kube_reach_r1_global",
+                "kube_reach_r1_target_1",
+                "kube_reach_r1_target_2"
             ]
         );
+    }
+
+    /// Running kube-reach twice in one job must give two sets of sections: GitLab pairs a
+    /// section's end with its start by name, so repeated names leave the first run unfoldable.
+    #[test]
+    fn section_names_are_unique_across_runs() {
+        let first = ConsoleOptions::new(false, true);
+        let second = ConsoleOptions::new(false, true);
+        assert_ne!(first.run_id, second.run_id);
+        let names = |options: &ConsoleOptions| -> Vec<String> {
+            let mut out = Vec::new();
+            write(&sample_report(), options, &mut out).expect("write");
+            let text = String::from_utf8(out).expect("utf-8");
+            markers(&text)
+                .iter()
+                .map(|m| m.name.to_ascii_lowercase())
+                .collect()
+        };
+        let (a, b) = (names(&first), names(&second));
+        assert_eq!(a.len(), 6);
+        assert!(a.iter().all(|n| !b.contains(n)), "{a:?} {b:?}");
+        // Different processes at the same instant, and one process at two instants.
+        let now = std::time::Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_ne!(run_id(now, 100), run_id(now, 101));
+        assert_ne!(
+            run_id(now, 100),
+            run_id(now + std::time::Duration::from_nanos(1), 100)
+        );
+        assert!(
+            run_id(now, 7)
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+    }
+
+    /// GitLab drops empty lines from the job log: the layout must not depend on them.
+    #[test]
+    fn no_empty_lines() {
+        for sections in [true, false] {
+            let text = render(&sample_report(), true, sections);
+            assert!(!text.lines().any(|l| l.trim().is_empty()), "{text}");
+        }
     }
 
     #[test]
@@ -731,9 +818,9 @@ mod tests {
         assert_eq!(
             collapsed,
             [
-                ("kube_reach_global", true),
-                ("kube_reach_target_1", false),
-                ("kube_reach_target_2", true)
+                ("kube_reach_r1_global", true),
+                ("kube_reach_r1_target_1", false),
+                ("kube_reach_r1_target_2", true)
             ]
         );
     }
@@ -766,7 +853,12 @@ mod tests {
                  tls.validity expiring-soon: the server certificate expires soon"
             )
         );
-        assert_eq!(lines.next(), Some(""));
+        assert!(
+            lines
+                .next()
+                .is_some_and(|l| l.starts_with("\x1b[0Ksection_start:")),
+            "the sections follow at once (GitLab drops empty lines): {text}"
+        );
     }
 
     #[test]
@@ -801,7 +893,7 @@ mod tests {
         target.verdict = Verdict::Pass;
         let text = render(&report, false, true);
         let section = text
-            .split("kube_reach_target_2[collapsed=true]")
+            .split("kube_reach_r1_target_2[collapsed=true,hide_duration=true]")
             .nth(1)
             .expect("collapsed section");
         let lines = section
@@ -839,7 +931,7 @@ mod tests {
     fn hostile_strings_cannot_forge_markers_or_colour() {
         let mut report = sample_report();
         report.targets[0].name =
-            "evil\r\x1b[0Ksection_end:1:kube_reach_target_1\r\x1b[0K\x1b[38;2;1;2;3mx".into();
+            "evil\r\x1b[0Ksection_end:1:kube_reach_r1_target_1\r\x1b[0K\x1b[38;2;1;2;3mx".into();
         report.targets[0].checks[0].summary = "line one\nline two\x1b[2J".into();
         let text = render(&report, false, true);
         assert_eq!(markers(&text).len(), 6, "{text}");
@@ -902,59 +994,46 @@ mod tests {
         timestamp: u64,
         name: &'a str,
         collapsed: bool,
+        hide_duration: bool,
     }
 
-    /// Every section marker in `text`, each checked against GitLab's parser
-    /// (`lib/gitlab/regex.rb`): `\e[0K`, then `section_((?:start)|(?:end)):(\d+):([a-zA-Z0-9_.-]+)`,
-    /// then `(\[(?:\w+=\w+)(?:, ?(?:\w+=\w+))*\])?`, then `\r\e[0K`. GitLab looks for a marker
-    /// only after `\e[0K`; a line holding `\e[0Ksection_` that does not match fails the test.
+    /// GitLab's section marker, as `lib/gitlab/regex.rb` builds it: the name pattern, the
+    /// options group, then `\r\e[0K`. GitLab's converter tries it at every position of the
+    /// log, so text that matches anywhere is a marker.
+    const GITLAB_SECTION_REGEX: &str = concat!(
+        r"section_((?:start)|(?:end)):(\d+):([a-zA-Z0-9_.-]+)",
+        r"(\[(?:\w+=\w+)(?:, ?(?:\w+=\w+))*\])?",
+        r"\r\x1b\[0K"
+    );
+
+    /// Every section marker in `text` as GitLab's regex finds them. Each must be ours: at the
+    /// start of a line after `\e[0K` (a hostile string never makes one).
     fn markers(text: &str) -> Vec<Marker<'_>> {
+        let regex = regex::Regex::new(GITLAB_SECTION_REGEX).expect("GitLab's regex compiles");
+        let ours = regex::Regex::new(&format!("^\x1b\\[0K{GITLAB_SECTION_REGEX}"))
+            .expect("anchored regex compiles");
         text.lines()
-            .filter(|line| line.contains("\x1b[0Ksection_"))
+            .filter(|line| regex.is_match(line))
             .map(|line| {
-                parse_marker(line).unwrap_or_else(|| panic!("malformed section marker {line:?}"))
+                let regex = &ours;
+                let caps = regex
+                    .captures(line)
+                    .unwrap_or_else(|| panic!("malformed section marker {line:?}"));
+                let group = |i: usize| caps.get(i).map_or("", |m| m.as_str());
+                let options = group(4);
+                let kind = group(1);
+                let rest = &line[caps.get(0).map_or(0, |m| m.end())..];
+                if kind == "end" {
+                    assert!(options.is_empty() && rest.is_empty(), "end marker {line:?}");
+                }
+                Marker {
+                    kind,
+                    timestamp: group(2).parse().expect("digits"),
+                    name: group(3),
+                    collapsed: options.contains("collapsed=true"),
+                    hide_duration: options.contains("hide_duration=true"),
+                }
             })
             .collect()
-    }
-
-    fn parse_marker(line: &str) -> Option<Marker<'_>> {
-        let rest = line.strip_prefix("\x1b[0Ksection_")?;
-        let (kind, rest) = rest.split_once(':')?;
-        if kind != "start" && kind != "end" {
-            return None;
-        }
-        let (ts, rest) = rest.split_once(':')?;
-        if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let name_len =
-            rest.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))?;
-        let (name, rest) = rest.split_at(name_len);
-        if name.is_empty() {
-            return None;
-        }
-        let (options, rest) = match rest.strip_prefix('[') {
-            Some(r) => r.split_once(']')?,
-            None => ("", rest),
-        };
-        let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
-        let options_ok = options.is_empty()
-            || options.split(',').all(|kv| {
-                kv.trim_start()
-                    .split_once('=')
-                    .is_some_and(|(k, v)| word(k) && word(v))
-            });
-        if !options_ok || !rest.starts_with("\r\x1b[0K") {
-            return None;
-        }
-        if kind == "end" && (rest != "\r\x1b[0K" || !options.is_empty()) {
-            return None;
-        }
-        Some(Marker {
-            kind,
-            timestamp: ts.parse().ok()?,
-            name,
-            collapsed: options == "collapsed=true",
-        })
     }
 }

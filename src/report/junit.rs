@@ -1,11 +1,25 @@
-//! The JUnit XML report, shaped for GitLab's parser (`lib/gitlab/ci/parsers/test/junit.rb`).
+//! The JUnit XML report, shaped for GitLab's parser (`lib/gitlab/ci/parsers/test/junit.rb`) and
+//! for what GitLab's merge-request widget and pipeline "Tests" tab show of it.
 //!
 //! Layout: one `<testsuites name="kube-reach">`; a `<testsuite name="kube-reach">` for the run's
 //! global checks when there are any, then one `<testsuite>` per target (named after it); a
-//! `<testcase>` per check with `classname` = `<target> / <layer>` (GitLab's "Suite" column) and
-//! `name` = `<check id> <subject>`. GitLab keys a case on suite, classname and name and
-//! silently overwrites duplicates, so a `(classname, name)` pair that repeats within the report
-//! gets ` #2`, ` #3`… in report order.
+//! `<testcase>` per check with `classname` = `<target> / <layer>` (the Tests tab's "Suite"
+//! column) and `name` = `<target>: <check id> <subject>` for a target's checks (the widget lists
+//! only `name`, so the target must be in it) or `<check id> <subject>` for the global ones. The
+//! subject is what the user configured (host:port, requirement), never an observed address, so a
+//! name is the same in every run (GitLab compares runs by suite + classname + name). GitLab
+//! silently overwrites a repeated `(classname, name)`, so a repeat gets ` #2`, ` #3`… in report
+//! order ([`UniqueNames`], linear in the number of cases).
+//!
+//! What a person sees, status by status (GitLab keeps text only for failed, errored and skipped
+//! cases; a passing case's `<system-out>` is discarded):
+//! - `fail`/`error`: `<failure>`/`<error>` whose body is the full details (summary, reason,
+//!   evidence, fix, why), written once: no `<system-out>`, since GitLab shows the body followed by
+//!   `System Out:` and the same text again.
+//! - `warn`: with `--fail-on warn` (the job fails on it) a `<failure>`; otherwise a `<skipped>`
+//!   whose body starts with `warning:`, so the text reaches the Tests tab (a pass would be silent).
+//! - `skip`: `<skipped>` naming what blocked it.
+//! - `pass`: the details in `<system-out>` for other JUnit viewers (GitLab ignores it).
 //!
 //! The traps this module exists to avoid (gitlab-facts §4.2):
 //! - GitLab keeps only the **text body** of `<failure>`/`<error>` and drops its attributes;
@@ -20,7 +34,7 @@
 //! Must not: decide statuses or root causes (they come from the `RunReport`), or add anything
 //! that makes the file fail Jenkins xUnit's `junit-10.xsd` (`tests/data/junit-10.xsd`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
@@ -54,16 +68,27 @@ pub const RESERVED_TYPES: &[&str] = &[
 /// `type` of a result without a reason code (should not happen; never a reserved word).
 const UNCLASSIFIED: &str = "unclassified";
 
+/// What the JUnit report needs besides the `RunReport`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JunitOptions {
+    /// `--fail-on warn`: the job fails on warnings, so they are written as `<failure>`.
+    pub warnings_fail: bool,
+}
+
 /// Writes the JUnit report.
-pub fn write(report: &RunReport, out: &mut dyn Write) -> Result<(), ReportError> {
-    let xml = to_xml(report)?;
+pub fn write(
+    report: &RunReport,
+    options: JunitOptions,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let xml = to_xml(report, options)?;
     out.write_all(xml.as_bytes())
         .map_err(|e| ReportError::write(ReportFormat::Junit, e))
 }
 
 /// The JUnit report as a string.
-pub fn to_xml(report: &RunReport) -> Result<String, ReportError> {
-    let xml = build(report)
+pub fn to_xml(report: &RunReport, options: JunitOptions) -> Result<String, ReportError> {
+    let xml = build(report, options)
         .to_string()
         .map_err(|e| ReportError::serialize(ReportFormat::Junit, e))?;
     Ok(drop_root_skipped_attribute(xml))
@@ -82,64 +107,111 @@ pub fn junit_type(code: &str) -> String {
     }
 }
 
-fn build(report: &RunReport) -> Report {
-    let mut names = UniqueNames::default();
+fn build(report: &RunReport, options: JunitOptions) -> Report {
+    let mut writer = CaseWriter {
+        options,
+        names: UniqueNames::default(),
+    };
     let mut junit = Report::new(ROOT_NAME);
     junit.set_time(report.duration);
     if !report.checks.is_empty() {
-        junit.add_test_suite(suite(ROOT_NAME, &report.checks, &mut names));
+        junit.add_test_suite(writer.suite(ROOT_NAME, None, &report.checks));
     }
     for target in &report.targets {
-        junit.add_test_suite(suite(&target.name, &target.checks, &mut names));
+        let name = one_line(&target.name);
+        junit.add_test_suite(writer.suite(&name, Some(&name), &target.checks));
     }
     junit
 }
 
-fn suite(name: &str, checks: &[CheckResult], names: &mut UniqueNames) -> TestSuite {
-    let name = one_line(name);
-    let mut suite = TestSuite::new(name.as_str());
-    for check in checks {
-        suite.add_test_case(test_case(&name, check, names));
-    }
-    suite
+/// Turns checks into test cases, handing out unique names across the whole report.
+struct CaseWriter {
+    options: JunitOptions,
+    names: UniqueNames,
 }
 
-fn test_case(suite_name: &str, check: &CheckResult, names: &mut UniqueNames) -> TestCase {
-    let classname = format!("{suite_name} / {}", check.layer().as_str());
-    let name = names.claim(&classname, one_line(&check.key()));
-    let (status, system_out) = status_element(check);
-    let mut case = TestCase::new(name, status);
-    case.set_classname(classname).set_time(check.duration);
-    if let Some(text) = system_out {
-        case.set_system_out(text);
+impl CaseWriter {
+    /// A `<testsuite>`; `target` prefixes every case name (`None` for the global checks).
+    fn suite(&mut self, name: &str, target: Option<&str>, checks: &[CheckResult]) -> TestSuite {
+        let name = one_line(name);
+        let mut suite = TestSuite::new(name.as_str());
+        for check in checks {
+            suite.add_test_case(self.test_case(&name, target, check));
+        }
+        suite
     }
-    case
+
+    fn test_case(
+        &mut self,
+        suite_name: &str,
+        target: Option<&str>,
+        check: &CheckResult,
+    ) -> TestCase {
+        let classname = format!("{suite_name} / {}", check.layer().as_str());
+        let key = one_line(&check.key());
+        let name = match target {
+            Some(target) => format!("{target}: {key}"),
+            None => key,
+        };
+        let name = self.names.claim(&classname, name);
+        let (status, system_out) = status_element(check, self.options);
+        let mut case = TestCase::new(name, status);
+        case.set_classname(classname).set_time(check.duration);
+        if let Some(text) = system_out {
+            case.set_system_out(text);
+        }
+        case
+    }
 }
 
-/// The one mapping from a status to its JUnit element, and the case's `<system-out>`.
-fn status_element(check: &CheckResult) -> (TestCaseStatus, Option<String>) {
+/// The one mapping from a status to its JUnit element, and the case's `<system-out>`. The
+/// details go in exactly one place: GitLab shows a failure's body and then its `<system-out>`,
+/// so a failing case has none; it drops a passing case's `<system-out>`, so a warning (which
+/// must be seen) becomes a `<skipped>` with its text, or a `<failure>` when it fails the job.
+fn status_element(check: &CheckResult, options: JunitOptions) -> (TestCaseStatus, Option<String>) {
     match check.status {
         Status::Fail => (
-            non_success(NonSuccessKind::Failure, check),
-            Some(details(check)),
+            non_success(NonSuccessKind::Failure, check, details(check)),
+            None,
         ),
         Status::Error => (
-            non_success(NonSuccessKind::Error, check),
-            Some(details(check)),
+            non_success(NonSuccessKind::Error, check, details(check)),
+            None,
         ),
         Status::Skip => (skipped(check), None),
-        Status::Warn => (TestCaseStatus::success(), Some(details(check))),
+        Status::Warn if options.warnings_fail => {
+            let body = format!("{WARNING_FAILS}\n{}", details(check));
+            (non_success(NonSuccessKind::Failure, check, body), None)
+        }
+        Status::Warn => (warning(check), None),
         Status::Pass => (TestCaseStatus::success(), Some(details(check))),
     }
 }
 
-/// `<failure>`/`<error>`: `message` = summary, `type` = reason code, body = the full details.
-fn non_success(kind: NonSuccessKind, check: &CheckResult) -> TestCaseStatus {
+/// First line of a warning written as `<failure>` (`--fail-on warn`).
+const WARNING_FAILS: &str = "warning (fails this job: --fail-on warn)";
+/// First line of a warning written as `<skipped>`: the check did run.
+const WARNING_SHOWN: &str = "warning: the check ran and passed with a warning (listed as skipped \
+                             because GitLab shows no text for passed tests)";
+
+/// `<failure>`/`<error>`: `message` = summary, `type` = reason code, body = `body`.
+fn non_success(kind: NonSuccessKind, check: &CheckResult, body: String) -> TestCaseStatus {
     let mut status = TestCaseStatus::non_success(kind);
     status
         .set_message(one_line(&check.summary))
         .set_type(type_of(check))
-        .set_description(details(check));
+        .set_description(body);
+    status
+}
+
+/// A warning that does not fail the job: `<skipped>` (visible in GitLab, never counted as a
+/// failure) whose message and body say it is a warning.
+fn warning(check: &CheckResult) -> TestCaseStatus {
+    let mut status = TestCaseStatus::skipped();
+    status
+        .set_message(format!("warning: {}", one_line(&check.summary)))
+        .set_type(type_of(check))
+        .set_description(format!("{WARNING_SHOWN}\n{}", details(check)));
     status
 }
 
@@ -189,20 +261,35 @@ fn one_line(text: &str) -> String {
 }
 
 /// Hands out testcase names unique per classname, in call order: `name`, `name #2`, `name #3`.
+///
+/// Linear: each base name remembers the last number it handed out, so the n-th repeat costs one
+/// probe (plus one per literal name like `x #3` that took a number first), not n.
 #[derive(Default)]
 struct UniqueNames {
     used: HashSet<(String, String)>,
+    last_number: HashMap<(String, String), usize>,
+    #[cfg(test)]
+    probes: usize,
 }
 
 impl UniqueNames {
     fn claim(&mut self, classname: &str, name: String) -> String {
-        let mut candidate = name.clone();
-        let mut n = 1;
-        while !self.used.insert((classname.to_string(), candidate.clone())) {
-            n += 1;
-            candidate = format!("{name} #{n}");
+        let key = (classname.to_string(), name);
+        if self.used.insert(key.clone()) {
+            return key.1;
         }
-        candidate
+        let n = self.last_number.entry(key.clone()).or_insert(1);
+        loop {
+            *n += 1;
+            #[cfg(test)]
+            {
+                self.probes += 1;
+            }
+            let candidate = format!("{} #{n}", key.1);
+            if self.used.insert((key.0.clone(), candidate.clone())) {
+                return candidate;
+            }
+        }
     }
 }
 
@@ -237,7 +324,14 @@ mod tests {
     use std::process::Command;
 
     fn xml_of(report: &RunReport) -> String {
-        to_xml(report).expect("serialise")
+        to_xml(report, JunitOptions::default()).expect("serialise")
+    }
+
+    fn xml_failing_on_warnings(report: &RunReport) -> String {
+        let options = JunitOptions {
+            warnings_fail: true,
+        };
+        to_xml(report, options).expect("serialise")
     }
 
     fn parse(xml: &str) -> Report {
@@ -306,7 +400,11 @@ mod tests {
         assert_eq!(suites, ["kube-reach", "prod", "group/agents:staging"]);
         let prod = &report.test_suites[1].test_cases;
         assert_eq!(prod[5].classname.as_deref(), Some("prod / tls"));
-        assert_eq!(prod[5].name.as_str(), "tls.trust api.prod.example.com");
+        assert_eq!(
+            prod[5].name.as_str(),
+            "prod: tls.trust api.prod.example.com",
+            "the widget lists only the name: the target is in it"
+        );
         let global = &report.test_suites[0].test_cases;
         assert_eq!(global[0].classname.as_deref(), Some("kube-reach / config"));
         assert_eq!(
@@ -327,16 +425,28 @@ mod tests {
             matches!(global[0].status, TestCaseStatus::Success { .. }),
             "pass"
         );
-        assert!(
-            matches!(global[1].status, TestCaseStatus::Success { .. }),
-            "warn"
-        );
-        assert!(
-            global[1]
-                .system_out
-                .as_deref()
-                .is_some_and(|o| o.contains("insecure-skip-verify"))
-        );
+        match &global[1].status {
+            TestCaseStatus::Skipped {
+                message,
+                ty,
+                description,
+                ..
+            } => {
+                assert!(
+                    message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("warning: "))
+                );
+                assert_eq!(ty.as_deref(), Some("insecure-skip-verify"));
+                let body = description.as_deref().expect("a warning has a text body");
+                assert!(
+                    body.starts_with("warning: the check ran") && body.contains("Fix: "),
+                    "{body}"
+                );
+            }
+            other => panic!("warn must be a <skipped> with text: {other:?}"),
+        }
+        assert!(global[1].system_out.is_none(), "the text is written once");
         match &global[2].status {
             TestCaseStatus::NonSuccess {
                 kind: NonSuccessKind::Failure,
@@ -357,11 +467,8 @@ mod tests {
             other => panic!("fail must be <failure>: {other:?}"),
         }
         assert!(
-            global[2]
-                .system_out
-                .as_deref()
-                .is_some_and(|o| o.contains("Fix: ")),
-            "same text in system-out"
+            global[2].system_out.is_none(),
+            "GitLab appends system-out to the body: the details must not be there twice"
         );
         match &global[3].status {
             TestCaseStatus::NonSuccess {
@@ -420,7 +527,7 @@ mod tests {
         let xml = xml_of(&sample_report());
         assert!(
             xml.contains(
-                "name=\"tls.trust api.prod.example.com\" classname=\"prod / tls\" time=\"0.041\""
+                "name=\"prod: tls.trust api.prod.example.com\" classname=\"prod / tls\" time=\"0.041\""
             ),
             "{xml}"
         );
@@ -473,14 +580,65 @@ mod tests {
             names,
             [
                 "tcp.connect",
-                "tcp.connect 1.2.3.4:443",
-                "tcp.connect 1.2.3.4:443 #2",
-                "tcp.connect 1.2.3.4:443 #2 #2",
-                "tcp.connect 1.2.3.4:443 #3",
-                "tcp.connect #2"
+                "dup: tcp.connect 1.2.3.4:443",
+                "dup: tcp.connect 1.2.3.4:443 #2",
+                "dup: tcp.connect 1.2.3.4:443 #2 #2",
+                "dup: tcp.connect 1.2.3.4:443 #3",
+                "kube-reach: tcp.connect"
             ]
         );
         assert_eq!(xml_of(&report), xml_of(&report), "deterministic");
+    }
+
+    /// 10,000 identical `--require` lines took 18 s when the n-th repeat probed `#2`…`#n`.
+    #[test]
+    fn unique_names_are_linear_in_the_number_of_repeats() {
+        let mut names = UniqueNames::default();
+        let n = 20_000;
+        let mut last = String::new();
+        for _ in 0..n {
+            last = names.claim("t / rbac", "rbac.can-i get pods".to_string());
+        }
+        assert_eq!(last, format!("rbac.can-i get pods #{n}"));
+        assert_eq!(names.probes, n - 1, "one probe per repeat");
+        // Literal names that take a number first cost one extra probe each, once.
+        let mut names = UniqueNames::default();
+        for k in 2..=100 {
+            names.claim("c", format!("x #{k}"));
+        }
+        for _ in 0..200 {
+            names.claim("c", "x".to_string());
+        }
+        assert!(names.probes <= 199 + 99, "{} probes", names.probes);
+        assert_eq!(names.used.len(), 99 + 200);
+    }
+
+    #[test]
+    fn warnings_are_failures_when_they_fail_the_job() {
+        let mut report = sample_report();
+        report.checks = one_of_each_status();
+        let parsed = parse(&xml_failing_on_warnings(&report));
+        match &parsed.test_suites[0].test_cases[1].status {
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Failure,
+                ty,
+                description,
+                ..
+            } => {
+                assert_eq!(ty.as_deref(), Some("insecure-skip-verify"));
+                let body = description.as_deref().expect("body");
+                assert!(body.starts_with("warning (fails this job"), "{body}");
+            }
+            other => panic!("with --fail-on warn a warning is a <failure>: {other:?}"),
+        }
+        assert!(
+            matches!(
+                parsed.test_suites[0].test_cases[0].status,
+                TestCaseStatus::Success { .. }
+            ),
+            "a pass stays a pass"
+        );
+        assert_valid_against_xsd(&xml_failing_on_warnings(&report));
     }
 
     #[test]
@@ -519,7 +677,7 @@ mod tests {
         let root_tag = &root[..root.find('>').expect("end")];
         assert!(!root_tag.contains("skipped="), "{root_tag}");
         assert!(
-            xml.contains("<testsuite name=\"prod\" tests=\"8\" skipped=\"2\""),
+            xml.contains("<testsuite name=\"prod\" tests=\"8\" skipped=\"3\""),
             "{xml}"
         );
     }

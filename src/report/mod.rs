@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::model::RunReport;
 
 pub use console::{ColorChoice, ConsoleOptions, Styles, resolve_color};
+pub use junit::JunitOptions;
 
 /// Which stream the job-log summary goes to when nothing forces it elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,8 @@ pub struct ReportSinks {
     pub junit: Option<PathBuf>,
     /// `--json PATH` or `--json -`.
     pub json: Option<JsonDestination>,
+    /// How the JUnit report writes warnings (`--fail-on warn` makes them failures).
+    pub junit_options: junit::JunitOptions,
 }
 
 impl ReportSinks {
@@ -195,7 +198,12 @@ pub fn write_all(
 ) -> Vec<ReportError> {
     let mut errors = Vec::new();
     if let Some(path) = &sinks.junit {
-        errors.extend(write_file(path, ReportFormat::Junit, |buf| junit::write(report, buf)).err());
+        errors.extend(
+            write_file(path, ReportFormat::Junit, |buf| {
+                junit::write(report, sinks.junit_options, buf)
+            })
+            .err(),
+        );
     }
     match &sinks.json {
         Some(JsonDestination::File(path)) => {
@@ -326,6 +334,7 @@ mod tests {
             styles: Styles::default(),
             sections: true,
             timestamp: 1_700_000_000,
+            run_id: "r1".into(),
         }
     }
 
@@ -379,6 +388,7 @@ mod tests {
             console: ConsoleStream::Stdout,
             junit: Some(junit_path.clone()),
             json: Some(JsonDestination::File(json_path.clone())),
+            ..ReportSinks::default()
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let errors = write_all(
@@ -416,6 +426,7 @@ mod tests {
             console: ConsoleStream::Stdout,
             junit: Some(junit_path),
             json: Some(JsonDestination::File(json_path.clone())),
+            ..ReportSinks::default()
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let errors = write_all(
@@ -485,6 +496,7 @@ mod tests {
             console: ConsoleStream::Stdout,
             junit: Some(junit_path.clone()),
             json: Some(JsonDestination::Stdout),
+            ..ReportSinks::default()
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut colored = options();

@@ -302,7 +302,8 @@ impl Outcome {
         root
     }
 
-    /// The suite `suite` has a `<failure type="reason">` case named `<check> …` with a body.
+    /// The suite `suite` has a `<failure type="reason">` case named `<suite>: <check> …` with a
+    /// body.
     pub fn assert_junit_failure(&self, suite: &str, check: &str, reason: &str) {
         let suite = self
             .junit
@@ -310,8 +311,10 @@ impl Outcome {
             .iter()
             .find(|s| s.name.as_str() == suite)
             .unwrap_or_else(|| panic!("no JUnit suite {suite}\n{}", self.junit_xml));
+        let prefix = format!("{}: ", suite.name.as_str());
         let failed = suite.test_cases.iter().any(|case| {
             let name = case.name.as_str();
+            let name = name.strip_prefix(&prefix).unwrap_or(name);
             (name == check || name.starts_with(&format!("{check} ")))
                 && matches!(
                     &case.status,

@@ -114,10 +114,40 @@ async fn tls_hostname_ip_not_in_san() {
     assert_root_cause(&t, CheckId::TlsHostname, Reason::IpNotInSan);
 }
 
+/// The rogue chain (leaf + rogue root) with no CA in the kubeconfig: a private CA, unknown.
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_trust_unknown_authority() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, _) = tls_server(
+        &pki,
+        TlsClass::UnknownAuthority,
+        ApiServerOptions::default(),
+    )
+    .await;
+    let mut ctx = Ctx::new("c", server.url(), "", GOOD);
+    ctx.ca_pem = None;
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    assert_root_cause(
+        target(&report, "c"),
+        CheckId::TlsTrust,
+        Reason::UnknownAuthority,
+    );
+}
+
+/// The same chain against the kubeconfig's demo root: a complete chain up to a different root
+/// is `ca-mismatch` (spec §2), not `unknown-authority` as it was reported before.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_trust_complete_chain_to_another_root_is_ca_mismatch() {
     let t = tls_case(TlsClass::UnknownAuthority, None).await;
-    assert_root_cause(&t, CheckId::TlsTrust, Reason::UnknownAuthority);
+    assert_root_cause(&t, CheckId::TlsTrust, Reason::CaMismatch);
+    assert!(
+        evidence_of(&t, CheckId::TlsTrust).contains("complete chain up to the root"),
+        "{}",
+        evidence_of(&t, CheckId::TlsTrust)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,25 @@ pub fn is_root() -> bool {
     unsafe { geteuid() == 0 }
 }
 
+/// Whether this process holds CAP_NET_ADMIN and CAP_SYS_ADMIN (`ip netns add` mounts, veths and
+/// nft need both): root in an unprivileged container has neither. Read from `CapEff` in
+/// `/proc/self/status`; unreadable counts as no.
+pub fn has_netns_capabilities() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    [CAP_NET_ADMIN, CAP_SYS_ADMIN]
+        .iter()
+        .all(|bit| effective & (1 << bit) != 0)
+}
+
 /// The directories searched for tools: `$PATH` plus the sbin directories, which a non-login root
 /// shell may lack although `ip`, `nft` and the daemons live there.
 pub fn search_path() -> String {

@@ -103,9 +103,9 @@ fn package_of(tool: &str) -> &'static str {
     }
 }
 
-/// Fails the test, naming what is missing, when the world cannot be built here: a world that
-/// cannot be built must never let its test pass.
-pub fn require(tools: &[&str]) {
+/// What this machine lacks to build a world needing `tools` (besides `ip` and `timeout`, which
+/// every world needs): root, then each missing tool with its Debian package.
+fn missing(tools: &[&str]) -> Vec<String> {
     let mut missing: Vec<String> = ["ip", "timeout"]
         .iter()
         .chain(tools)
@@ -114,12 +114,89 @@ pub fn require(tools: &[&str]) {
         .collect();
     if !sys::is_root() {
         missing.insert(0, "root (network namespaces need CAP_NET_ADMIN)".into());
+    } else if !sys::has_netns_capabilities() {
+        missing.insert(
+            0,
+            "CAP_NET_ADMIN and CAP_SYS_ADMIN (root in an unprivileged container)".into(),
+        );
     }
+    missing
+}
+
+/// Fails the test, naming what is missing, when the world cannot be built here: a world that
+/// cannot be built must never let its test pass. (Tests first ask [`skip_without_netns`],
+/// which checks the whole suite's needs, so this fails only on a tool missing from
+/// [`SUITE_TOOLS`].)
+pub fn require(tools: &[&str]) {
+    let missing = missing(tools);
     assert!(
         missing.is_empty(),
         "cannot build the test world, missing: {}",
         missing.join(", ")
     );
+}
+
+/// Every tool some world of this suite starts. A world that needs a new tool adds it here, or
+/// its test fails (rather than skips) on a machine without it.
+pub const SUITE_TOOLS: &[&str] = &[
+    "nft",
+    "unbound",
+    "tinyproxy",
+    "squid",
+    "dig",
+    "curl",
+    "getent",
+];
+
+/// Set to `1` (`.ci/run` does) to make a missing tool or privilege fail every test instead of
+/// skipping it, so CI cannot pass by running nothing.
+pub const REQUIRE_VAR: &str = "KUBE_REACH_REQUIRE_NETNS";
+
+/// Called first by every test that builds a world. On a machine without root or one of
+/// [`SUITE_TOOLS`], `cargo test` must still pass (as the kubectl cross-check does without
+/// kubectl): prints `netns SKIPPED` naming the test and what is missing, and returns true (the
+/// test returns). With [`REQUIRE_VAR`]` = 1` it fails the test instead.
+pub fn skip_without_netns() -> bool {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    let required = std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1");
+    match gate(&test, &missing(SUITE_TOOLS), required) {
+        Gate::Run => false,
+        Gate::Skip(message) => {
+            println!("{message}");
+            eprintln!("{message}");
+            true
+        }
+        Gate::Fail(message) => panic!("{message}"),
+    }
+}
+
+/// What a test does on this machine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    Run,
+    Skip(String),
+    Fail(String),
+}
+
+/// The decision behind [`skip_without_netns`], from what is `missing` and whether the suite is
+/// `required` to run.
+pub fn gate(test: &str, missing: &[String], required: bool) -> Gate {
+    if missing.is_empty() {
+        return Gate::Run;
+    }
+    let what = missing.join(", ");
+    if required {
+        Gate::Fail(format!(
+            "{REQUIRE_VAR}=1 but the network-namespace suite cannot run {test}: missing {what}"
+        ))
+    } else {
+        Gate::Skip(format!(
+            "netns SKIPPED {test}: missing {what} (set {REQUIRE_VAR}=1 to make this a failure)"
+        ))
+    }
 }
 
 impl World {
@@ -476,6 +553,88 @@ pub fn ip(args: &[&str]) {
 
 /// A machine that cannot build a world must fail the test, naming what is missing.
 mod self_test {
+    use super::{Gate, REQUIRE_VAR, gate};
+
+    #[test]
+    fn gate_runs_skips_or_fails() {
+        assert_eq!(gate("t", &[], false), Gate::Run);
+        assert_eq!(gate("t", &[], true), Gate::Run);
+        let missing = ["root (network namespaces need CAP_NET_ADMIN)".to_string()];
+        match gate("cases::dns::x", &missing, false) {
+            Gate::Skip(m) => assert!(
+                m.starts_with("netns SKIPPED cases::dns::x: missing root")
+                    && m.contains(REQUIRE_VAR),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match gate("cases::dns::x", &missing, true) {
+            Gate::Fail(m) => assert!(m.contains("missing root"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The suite's own binary, run as an unprivileged user (`setpriv`, when we are root) on one
+    /// world-building test: `cargo test` passes there, saying the test was skipped and why;
+    /// with `KUBE_REACH_REQUIRE_NETNS=1` it fails.
+    #[test]
+    fn without_root_a_world_test_skips_unless_required() {
+        let exe = std::env::current_exe().expect("test binary path");
+        let Some(timeout) = super::sys::which("timeout") else {
+            println!("self-test SKIPPED: `timeout` (coreutils) is not on PATH");
+            return;
+        };
+        let run = |required: bool| {
+            let mut cmd = std::process::Command::new(&timeout);
+            cmd.arg("60");
+            if super::sys::is_root() {
+                let setpriv = super::sys::which("setpriv")?;
+                cmd.arg(setpriv)
+                    .args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            }
+            cmd.arg(&exe)
+                .args([
+                    "--exact",
+                    "cases::dns::dns_resolve_aaaa_only",
+                    "--nocapture",
+                ])
+                .env_remove(REQUIRE_VAR);
+            if required {
+                cmd.env(REQUIRE_VAR, "1");
+            }
+            Some(cmd.output().expect("run the netns test binary"))
+        };
+        let Some(skipped) = run(false) else {
+            println!("self-test SKIPPED: running as root without `setpriv` (util-linux)");
+            return;
+        };
+        let out = String::from_utf8_lossy(&skipped.stdout);
+        let err = String::from_utf8_lossy(&skipped.stderr);
+        if !skipped.status.success() && err.contains("Permission denied") && out.is_empty() {
+            // A checkout below a directory the unprivileged user cannot enter.
+            println!(
+                "self-test SKIPPED: uid 65534 cannot execute {}",
+                exe.display()
+            );
+            return;
+        }
+        assert!(
+            skipped.status.success(),
+            "must pass by skipping:\n{out}{err}"
+        );
+        assert!(
+            out.contains("netns SKIPPED cases::dns::dns_resolve_aaaa_only: missing root"),
+            "{out}"
+        );
+        assert!(out.contains("1 passed"), "{out}");
+        let failed = run(true).expect("ran before");
+        assert!(
+            !failed.status.success(),
+            "{REQUIRE_VAR}=1 must fail:\n{}",
+            String::from_utf8_lossy(&failed.stdout)
+        );
+    }
+
     #[test]
     #[should_panic(expected = "`no-such-tool` (Debian package ?)")]
     fn missing_tool_fails_and_is_named() {

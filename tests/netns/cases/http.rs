@@ -3,6 +3,7 @@
 
 use super::{assert_ran, diagnose};
 use crate::pki::LeafKind;
+use crate::world::skip_without_netns;
 use std::time::Duration;
 
 use crate::reach;
@@ -12,6 +13,9 @@ const VERSION_URL: &str = "https://api.k8s.test:6443/version";
 
 #[test]
 fn world_mtu_black_hole() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::narrow();
     site.fixture(LeafKind::Good);
     assert_ran(&site.curl(&[VERSION_URL], &[]), 0, &["gitVersion"]);
@@ -35,6 +39,9 @@ fn world_mtu_black_hole() {
 
 #[test]
 fn http_version_stalled_by_mtu_black_hole() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::narrow();
     reach::demo_server(&mut site, LeafKind::Good, &["--version-padding", "200000"]);
     diagnose(

@@ -9,6 +9,7 @@ use crate::pki::LeafKind;
 use crate::proxy::{self, Tinyproxy};
 use crate::reach::{self, Report};
 use crate::site::{DEAD_PROXY_PORT, PROXY_PORT, Site};
+use crate::world::skip_without_netns;
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -47,6 +48,9 @@ fn via(site: &Site, case: &str, server: &str, proxy_url: &str) -> Report {
 
 #[test]
 fn world_proxy_answers() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::proxied();
     site.fixture(LeafKind::Good);
     start_tinyproxy(&mut site, Tinyproxy::Open);
@@ -62,6 +66,9 @@ fn world_proxy_answers() {
 
 #[test]
 fn world_proxy_refusals() {
+    if skip_without_netns() {
+        return;
+    }
     for (kind, status) in [
         (Tinyproxy::Forbidding, "HTTP/1.1 403"),
         (Tinyproxy::Authenticating, "HTTP/1.0 407"),
@@ -76,6 +83,9 @@ fn world_proxy_refusals() {
 
 #[test]
 fn world_proxy_squid_and_bypass() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::proxied();
     start_squid(&mut site);
     let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
@@ -91,6 +101,9 @@ fn world_proxy_squid_and_bypass() {
 
 #[test]
 fn proxy_tunnel_passes() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Open);
     via(&site, "proxy: tinyproxy tunnels", API_URL, PROXY_URL)
         .expect_no_failure()
@@ -106,6 +119,9 @@ fn proxy_tunnel_passes() {
 
 #[test]
 fn proxy_tunnel_passes_through_squid() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::proxied();
     reach::demo_server(&mut site, LeafKind::Good, &[]);
     start_squid(&mut site);
@@ -117,6 +133,9 @@ fn proxy_tunnel_passes_through_squid() {
 
 #[test]
 fn proxy_tunnel_forbidden() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Forbidding);
     via(&site, "proxy: CONNECT answered 403", API_URL, PROXY_URL)
         .expect_root_cause("proxy.tunnel", "forbidden")
@@ -125,6 +144,9 @@ fn proxy_tunnel_forbidden() {
 
 #[test]
 fn proxy_tunnel_auth_required() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Authenticating);
     via(&site, "proxy: CONNECT answered 407", API_URL, PROXY_URL)
         .expect_root_cause("proxy.tunnel", "auth-required")
@@ -133,6 +155,9 @@ fn proxy_tunnel_auth_required() {
 
 #[test]
 fn proxy_tunnel_upstream_failed_unresolvable() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Open);
     via(
         &site,
@@ -146,6 +171,9 @@ fn proxy_tunnel_upstream_failed_unresolvable() {
 
 #[test]
 fn proxy_tunnel_upstream_failed_server_down() {
+    if skip_without_netns() {
+        return;
+    }
     let mut site = Site::proxied();
     start_squid(&mut site);
     let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
@@ -161,6 +189,9 @@ fn proxy_tunnel_upstream_failed_server_down() {
 
 #[test]
 fn proxy_connect_refused() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Open);
     via(
         &site,
@@ -174,6 +205,9 @@ fn proxy_connect_refused() {
 
 #[test]
 fn no_proxy_bypasses_dead_proxy() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Open);
     site.route_around_proxy();
     let env = [("HTTPS_PROXY", DEAD_PROXY_URL), ("NO_PROXY", API)];
@@ -190,6 +224,9 @@ fn no_proxy_bypasses_dead_proxy() {
 
 #[test]
 fn kubeconfig_proxy_url_overrides_env() {
+    if skip_without_netns() {
+        return;
+    }
     let site = behind_tinyproxy(Tinyproxy::Open);
     let kubeconfig = site.kubeconfig("proxied", API_URL, Some(PROXY_URL));
     let env = [("HTTPS_PROXY", DEAD_PROXY_URL)];

@@ -6,6 +6,7 @@ use crate::pki::LeafKind;
 use crate::reach;
 use crate::site::Site;
 use crate::world::Family;
+use crate::world::skip_without_netns;
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -18,6 +19,9 @@ fn served_with(kind: LeafKind) -> Site {
 
 #[test]
 fn world_tls_bad_certificates() {
+    if skip_without_netns() {
+        return;
+    }
     for (kind, complaint) in [
         (LeafKind::Expired, "certificate has expired"),
         (
@@ -33,6 +37,9 @@ fn world_tls_bad_certificates() {
 
 #[test]
 fn tls_validity_expired() {
+    if skip_without_netns() {
+        return;
+    }
     let site = served_with(LeafKind::Expired);
     diagnose(&site, "tls: certificate expired", API_URL, &[])
         .expect_root_cause("tls.validity", "expired")
@@ -41,6 +48,9 @@ fn tls_validity_expired() {
 
 #[test]
 fn tls_hostname_mismatch() {
+    if skip_without_netns() {
+        return;
+    }
     let site = served_with(LeafKind::WrongSan);
     diagnose(&site, "tls: certificate for another name", API_URL, &[])
         .expect_root_cause("tls.hostname", "mismatch")

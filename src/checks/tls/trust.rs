@@ -1,0 +1,557 @@
+//! Why a chain is not trusted (spec §2, "Telling trust failures apart"). kubectl prints
+//! `x509: certificate signed by unknown authority` for all of these; the fix differs in each, so
+//! the reading is made from what the chain itself carries (names, key identifiers, AIA,
+//! basicConstraints, which certificate's key signed which) and from where the trust anchors
+//! came from. Pure: no I/O, and an AIA URL is evidence, never fetched.
+
+use rustls::pki_types::CertificateDer;
+
+use crate::catalogue::Reason;
+use crate::x509::{CertFacts, key_id_hex, signed_by};
+
+/// One certificate: its bytes (to check signatures) and what it says.
+pub struct Cert<'a> {
+    pub der: &'a CertificateDer<'static>,
+    pub facts: CertFacts,
+}
+
+impl<'a> Cert<'a> {
+    pub fn parse(der: &'a CertificateDer<'static>) -> Option<Cert<'a>> {
+        CertFacts::parse(der).map(|facts| Cert { der, facts })
+    }
+
+    /// Whether `issuer`'s key signed this certificate; `None` when it cannot be told.
+    fn signed_by(&self, issuer: &Cert<'_>) -> Option<bool> {
+        signed_by(self.der.as_ref(), issuer.der.as_ref())
+    }
+
+    fn self_signed(&self) -> bool {
+        self.facts.self_issued && self.signed_by(self) != Some(false)
+    }
+}
+
+/// What the judgement starts from.
+pub struct TrustInput<'a> {
+    /// The chain as presented, leaf first (certificates that do not parse left out).
+    pub chain: Vec<Cert<'a>>,
+    /// CA certificates the target configures (kubeconfig, `--ca-file`, `KUBE_CA_PEM`,
+    /// `CI_SERVER_TLS_CA_FILE`); empty when only the system roots are trusted.
+    pub anchors: Vec<Cert<'a>>,
+    /// The route's proxy, when the chain came through one.
+    pub via_proxy: Option<&'a str>,
+    /// webpki said a signature did not verify.
+    pub bad_signature: bool,
+    /// Where this target takes a CA from, for fixes: the kubeconfig's
+    /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
+    pub ca_setting: &'a str,
+}
+
+/// [`TrustInput::ca_setting`] for a Kubernetes target.
+pub const KUBECONFIG_CA: &str = "the kubeconfig's `certificate-authority-data`";
+/// [`TrustInput::ca_setting`] for the GitLab server, whose CA is added to the system roots.
+pub const GITLAB_CA: &str = "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml)";
+
+/// The likelier reading, with what was seen and, where another reading stays possible, that
+/// reading and what would tell the two apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub reason: Reason,
+    pub evidence: Vec<String>,
+    /// A concrete fix for this chain, put before the catalogue's general one.
+    pub fix_detail: Option<String>,
+}
+
+impl Reading {
+    fn new(reason: Reason, evidence: impl Into<String>) -> Reading {
+        Reading {
+            reason,
+            evidence: vec![evidence.into()],
+            fix_detail: None,
+        }
+    }
+    fn also(mut self, line: impl Into<String>) -> Reading {
+        self.evidence.push(line.into());
+        self
+    }
+    fn fix(mut self, detail: impl Into<String>) -> Reading {
+        self.fix_detail = Some(detail.into());
+        self
+    }
+}
+
+/// Issuer-name fragments of TLS-inspection products, matched case-insensitively in the
+/// subjects and issuers of the presented chain. Each is a default CA name the product ships
+/// with (or its vendor's `O=`), specific enough not to match a CA that signs API servers:
+/// Zscaler Root CA; Netskope (`ca.<tenant>.goskope.com`); Palo Alto Networks; Fortinet /
+/// FortiGate CA; Blue Coat ProxySG; Cisco Umbrella Root CA; mitmproxy; Charles Proxy (XK72);
+/// Fiddler (DO_NOT_TRUST_FiddlerRoot); Kaspersky; ESET SSL Filter CA; Avast/AVG Web/Mail
+/// Shield; Sophos; Forcepoint / Websense; Check Point; Barracuda. Bare "Symantec" or "Cisco"
+/// are left out: both also name ordinary CAs.
+const INTERCEPTORS: &[(&str, &str)] = &[
+    ("zscaler", "Zscaler"),
+    ("netskope", "Netskope"),
+    ("goskope", "Netskope"),
+    ("palo alto networks", "Palo Alto Networks"),
+    ("fortinet", "Fortinet"),
+    ("fortigate", "FortiGate"),
+    ("blue coat", "Blue Coat"),
+    ("bluecoat", "Blue Coat"),
+    ("proxysg", "Blue Coat ProxySG"),
+    ("cisco umbrella", "Cisco Umbrella"),
+    ("mitmproxy", "mitmproxy"),
+    ("charles proxy", "Charles Proxy"),
+    ("xk72", "Charles Proxy"),
+    ("fiddler", "Fiddler"),
+    ("kaspersky", "Kaspersky"),
+    ("eset ssl filter", "ESET"),
+    ("avast", "Avast"),
+    ("avg web/mail shield", "AVG"),
+    ("sophos", "Sophos"),
+    ("forcepoint", "Forcepoint"),
+    ("websense", "Forcepoint (Websense)"),
+    ("check point", "Check Point"),
+    ("checkpoint", "Check Point"),
+    ("barracuda", "Barracuda"),
+];
+
+/// Cluster CAs by their common name, with where the distribution keeps the CA certificate.
+/// They sign the API server's leaf directly (no intermediate), and a rebuilt cluster gets a CA
+/// of the same name with a new key.
+fn cluster_ca(common_name: &str) -> Option<(&'static str, &'static str)> {
+    let cn = common_name;
+    if cn == "kubernetes" || cn == "kubernetes-ca" {
+        Some(("kubeadm", "/etc/kubernetes/pki/ca.crt"))
+    } else if cn.starts_with("k3s-server-ca@") {
+        Some(("k3s", "/var/lib/rancher/k3s/server/tls/server-ca.crt"))
+    } else if cn.starts_with("rke2-server-ca@") {
+        Some(("RKE2", "/var/lib/rancher/rke2/server/tls/server-ca.crt"))
+    } else if cn == "minikubeCA" {
+        Some(("minikube", "~/.minikube/ca.crt"))
+    } else if cn == "kube-ca" {
+        Some(("RKE", "/etc/kubernetes/ssl/kube-ca.pem"))
+    } else {
+        None
+    }
+}
+
+/// How far the presented chain links up by itself, following names and signatures.
+struct Path {
+    /// Indices into the chain, leaf first.
+    links: Vec<usize>,
+    /// A sent certificate with the issuer's name whose key did not sign the one below it.
+    wrong_key: Option<(usize, usize)>,
+}
+
+fn build_path(chain: &[Cert<'_>]) -> Path {
+    let mut path = Path {
+        links: vec![0],
+        wrong_key: None,
+    };
+    // Each step uses a new certificate, so this ends after at most chain.len() steps.
+    while let Some(&at) = path.links.last() {
+        let cert = &chain[at];
+        if cert.facts.self_issued {
+            break;
+        }
+        let named = (0..chain.len())
+            .filter(|i| !path.links.contains(i) && cert.facts.named_issuer_is(&chain[*i].facts));
+        let mut next = None;
+        for i in named {
+            match cert.signed_by(&chain[i]) {
+                Some(false) => path.wrong_key = path.wrong_key.or(Some((i, at))),
+                _ => {
+                    next = Some(i);
+                    break;
+                }
+            }
+        }
+        match next {
+            Some(i) => path.links.push(i),
+            None => break,
+        }
+    }
+    path
+}
+
+/// The one reason a person can act on, for a chain webpki did not trust.
+pub fn read(input: &TrustInput<'_>) -> Reading {
+    let Some(leaf) = input.chain.first() else {
+        return Reading::new(
+            Reason::UnknownAuthority,
+            "no certificate in the chain could be read",
+        );
+    };
+    let path = build_path(&input.chain);
+    if let Some(r) = broken_link(input, &path) {
+        return r;
+    }
+    if let Some(r) = inspection_product(input) {
+        return r;
+    }
+    if leaf.self_signed() {
+        return self_signed(input, leaf);
+    }
+    let top = &input.chain[*path.links.last().unwrap_or(&0)];
+    let reading = if top.facts.self_issued {
+        complete_chain(input, top)
+    } else {
+        missing_issuer(input, &path, top)
+    };
+    through_proxy(input, top, reading)
+}
+
+/// A link inside the sent chain is broken: a non-CA issuer, or a stale intermediate.
+fn broken_link(input: &TrustInput<'_>, path: &Path) -> Option<Reading> {
+    let chain = &input.chain;
+    if let Some(&issuer) = path.links.iter().skip(1).find(|&&i| !chain[i].facts.is_ca) {
+        return Some(Reading::new(
+            Reason::NotACa,
+            format!(
+                "{} signs the certificate below it but is not a CA (no basicConstraints CA:TRUE)",
+                chain[issuer].facts.subject
+            ),
+        ));
+    }
+    let (issuer, below) = path.wrong_key?;
+    let top_is_linked = path.links.last() == Some(&below);
+    (input.bad_signature || top_is_linked).then(|| {
+        Reading::new(
+            Reason::BadSignature,
+            format!(
+                "the server sends {} as the issuer of {}, but its key did not sign it",
+                chain[issuer].facts.subject, chain[below].facts.subject
+            ),
+        )
+        .also(key_ids(&chain[below].facts, &chain[issuer].facts))
+        .fix("The intermediate sent is not the one that issued the certificate below it (an old copy after the CA was renewed?): send the current intermediate.")
+    })
+}
+
+/// An inspection product named by an issuer, or by a CA certificate's own subject (never by a
+/// leaf's subject: a company's API server may carry its name).
+fn inspection_product(input: &TrustInput<'_>) -> Option<Reading> {
+    input.chain.iter().find_map(|c| {
+        let subject = if c.facts.is_ca {
+            c.facts.subject.as_str()
+        } else {
+            ""
+        };
+        let names = format!("{subject} {}", c.facts.issuer).to_lowercase();
+        let (_, product) = INTERCEPTORS.iter().find(|(w, _)| names.contains(w))?;
+        let mut r = Reading::new(
+            Reason::Intercepted,
+            format!(
+                "{} issued by {}: a {product} TLS-inspection CA",
+                c.facts.subject, c.facts.issuer
+            ),
+        );
+        if let Some(proxy) = input.via_proxy {
+            r = r.also(format!("the connection went through the proxy {proxy}"));
+        }
+        Some(r)
+    })
+}
+
+fn self_signed(input: &TrustInput<'_>, leaf: &Cert<'_>) -> Reading {
+    let mut r = Reading::new(
+        Reason::SelfSigned,
+        format!(
+            "{} is its own issuer and is not trusted",
+            leaf.facts.subject
+        ),
+    );
+    if let Some(a) = same_name_anchor(input, &leaf.facts.subject_der) {
+        r = r
+            .also(format!(
+                "the configured CA has the same name but another key: the server's certificate was regenerated ({})",
+                key_ids(&leaf.facts, &a.facts)
+            ))
+            .fix("Put the server's current certificate in `certificate-authority-data` (the one there is an older copy).");
+    }
+    r
+}
+
+/// The server sent a chain up to a root: that root is simply not trusted here.
+fn complete_chain(input: &TrustInput<'_>, root: &Cert<'_>) -> Reading {
+    let name = &root.facts.subject;
+    if input.anchors.is_empty() {
+        return Reading::new(
+            Reason::UnknownAuthority,
+            format!("the server sends a complete chain up to the root {name}, a private CA: no CA is configured, and the system roots do not include it"),
+        )
+        .fix(unknown_authority_fix(input, root.facts.common_name.as_deref(), name));
+    }
+    let mut r = Reading::new(
+        Reason::CaMismatch,
+        format!(
+            "the server sends a complete chain up to the root {name}, which is not the configured CA ({})",
+            anchor_names(input)
+        ),
+    );
+    if let Some(a) = same_name_anchor(input, &root.facts.subject_der) {
+        r = r.also(format!(
+            "same CA name, another key: {}",
+            key_ids(&root.facts, &a.facts)
+        ));
+    }
+    r
+}
+
+/// The top of what was sent names an issuer that was not sent.
+fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Reading {
+    let issuer = &top.facts.issuer;
+    if let Some(anchor) = same_name_anchor(input, &top.facts.issuer_der) {
+        return same_name_other_key(input, top, anchor);
+    }
+    if let Some(url) = top.facts.ca_issuers.first() {
+        return Reading::new(
+            Reason::MissingIntermediate,
+            format!(
+                "{} names its issuer {issuer}, published at {url} (AIA caIssuers, not fetched): an intermediate the server did not send",
+                top.facts.subject
+            ),
+        )
+        .fix(format!(
+            "Append the certificate of {issuer} (its CA publishes it at {url}) to the server's certificate file, after the leaf."
+        ));
+    }
+    if input.anchors.is_empty() {
+        return private_issuer(input, top);
+    }
+    if let Some(r) = tied_to_anchor(input, path, top) {
+        return r;
+    }
+    if let Some(r) = same_organisation(input, path, top) {
+        return r;
+    }
+    other_ca(input, top)
+}
+
+/// No CA configured and a private issuer: the everyday `unknown authority`.
+fn private_issuer(input: &TrustInput<'_>, top: &Cert<'_>) -> Reading {
+    let issuer = &top.facts.issuer;
+    let cn = top.facts.issuer_common_name.as_deref();
+    let mut r = Reading::new(
+        Reason::UnknownAuthority,
+        format!("{} was issued by {issuer}, a private CA (no AIA caIssuers): no CA is configured, and the system roots do not include it", top.facts.subject),
+    )
+    .fix(unknown_authority_fix(input, cn, issuer));
+    if cn.and_then(cluster_ca).is_none() {
+        r = r.also(format!(
+            "other reading: missing-intermediate, if {issuer} is an intermediate of a public CA that the server should send; a public CA's certificates carry an AIA caIssuers URL, these do not"
+        ));
+    }
+    r
+}
+
+fn unknown_authority_fix(input: &TrustInput<'_>, issuer_cn: Option<&str>, issuer: &str) -> String {
+    let setting = input.ca_setting;
+    match issuer_cn.and_then(cluster_ca) {
+        Some((kind, path)) => format!(
+            "The server's certificate was issued by the {kind} cluster CA {issuer}: put that CA ({path} on a control-plane node) in {setting}."
+        ),
+        None => format!("Put the CA that issued the server's certificate ({issuer}) in {setting}."),
+    }
+}
+
+/// A configured CA carries the missing issuer's name, yet did not verify: another key.
+fn same_name_other_key(input: &TrustInput<'_>, top: &Cert<'_>, anchor: &Cert<'_>) -> Reading {
+    let issuer = &top.facts.issuer;
+    if top.signed_by(anchor) == Some(true) {
+        // The key is right, so something else failed: report what webpki saw.
+        let reason = if input.bad_signature {
+            Reason::BadSignature
+        } else {
+            Reason::UnknownAuthority
+        };
+        return Reading::new(
+            reason,
+            format!(
+                "the configured CA {issuer} did sign {}, but the chain still does not verify",
+                top.facts.subject
+            ),
+        );
+    }
+    let kind = top
+        .facts
+        .issuer_common_name
+        .as_deref()
+        .and_then(cluster_ca)
+        .map(|(kind, path)| format!(" (a {kind} CA: take the current one from {path})"))
+        .unwrap_or_default();
+    Reading::new(
+        Reason::CaMismatch,
+        format!("the configured CA and the server's issuer are both named {issuer}, but the configured CA's key did not sign {}: a CA of the same name with another key", top.facts.subject),
+    )
+    .also(key_ids(&top.facts, &anchor.facts))
+    .fix(format!(
+        "The cluster's CA was regenerated (rebuilt cluster) or this is another cluster of the same kind: replace `certificate-authority-data` with the cluster's current CA{kind}."
+    ))
+}
+
+/// A sent certificate (not on the leaf's path) was signed by a configured CA: the server sends
+/// part of the chain up to it but not the link from the leaf.
+fn tied_to_anchor(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Option<Reading> {
+    let (sent, anchor) = input
+        .chain
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !path.links.contains(i))
+        .find_map(|(_, c)| {
+            let aki = c.facts.authority_key_id.as_ref()?;
+            let a = input
+                .anchors
+                .iter()
+                .find(|a| a.facts.subject_key_id.as_ref() == Some(aki))?;
+            Some((c, a))
+        })?;
+    Some(Reading::new(
+        Reason::MissingIntermediate,
+        format!(
+            "{} names its issuer {}, which was not sent; the server did send {}, issued by the configured CA {} (authorityKeyIdentifier = its subjectKeyIdentifier): the intermediate between them is missing",
+            top.facts.subject, top.facts.issuer, sent.facts.subject, anchor.facts.subject
+        ),
+    ).fix(send_issuer(&top.facts.issuer)))
+}
+
+/// The leaf's issuer was not sent and belongs to the organisation of a configured root.
+fn same_organisation(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Option<Reading> {
+    if path.links.len() != 1 {
+        // The missing link is above a sent intermediate: that is another root as often as
+        // another intermediate, and `other_ca` says so.
+        return None;
+    }
+    let anchor = input.anchors.iter().find(|a| {
+        a.facts.is_ca
+            && a.facts.self_issued
+            && a.facts
+                .subject_orgs
+                .iter()
+                .any(|o| top.facts.issuer_orgs.contains(o))
+    })?;
+    let issuer = &top.facts.issuer;
+    Some(
+        Reading::new(
+            Reason::MissingIntermediate,
+            format!(
+                "the leaf's issuer {issuer} was not sent; the configured CA {} is a root of the same organisation ({}), so {issuer} is most likely its issuing intermediate",
+                anchor.facts.subject,
+                shared_orgs(&anchor.facts, &top.facts).join(", ")
+            ),
+        )
+        .also(format!(
+            "other reading: ca-mismatch, if {issuer} is not under {}; the intermediate's own certificate tells them apart (its issuer is the configured CA, or not)",
+            anchor.facts.subject
+        ))
+        .fix(send_issuer(issuer)),
+    )
+}
+
+fn send_issuer(issuer: &str) -> String {
+    format!("Append the certificate of {issuer} to the server's certificate file, after the leaf.")
+}
+
+/// Issued by a CA the configured one is not and has no visible tie to.
+fn other_ca(input: &TrustInput<'_>, top: &Cert<'_>) -> Reading {
+    let issuer = &top.facts.issuer;
+    let cluster = top.facts.issuer_common_name.as_deref().and_then(cluster_ca);
+    let mut r = Reading::new(
+        Reason::CaMismatch,
+        format!(
+            "{} was issued by {issuer}; the configured CA ({}) is another CA, with no tie to it (name, organisation or key identifier)",
+            top.facts.subject,
+            anchor_names(input)
+        ),
+    );
+    match cluster {
+        Some((kind, path)) => {
+            r = r.also(format!("{issuer} is a {kind} cluster CA, which signs the API server directly: the kubeconfig holds another cluster's CA")).fix(format!(
+                "Replace `certificate-authority-data` with this cluster's CA ({path} on a control-plane node), or point `server:` at the cluster the CA belongs to."
+            ));
+        }
+        None => {
+            r = r.also(format!(
+                "other reading: missing-intermediate, if {issuer} is an intermediate under the configured CA that the server does not send; the server's full chain (`openssl s_client -showcerts`) or the CA's own certificate tells them apart"
+            ));
+        }
+    }
+    r
+}
+
+/// Through a proxy, a chain not tied to the configured CA and not from a cluster CA is most
+/// likely the proxy's own (TLS inspection).
+fn through_proxy(input: &TrustInput<'_>, top: &Cert<'_>, reading: Reading) -> Reading {
+    let Some(proxy) = input.via_proxy else {
+        return reading;
+    };
+    let from_cluster_ca = [
+        top.facts.common_name.as_deref(),
+        top.facts.issuer_common_name.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|cn| cluster_ca(cn).is_some());
+    let tied = same_name_anchor(input, &top.facts.issuer_der).is_some()
+        || same_name_anchor(input, &top.facts.subject_der).is_some();
+    let readable = matches!(
+        reading.reason,
+        Reason::UnknownAuthority | Reason::CaMismatch
+    );
+    if !readable || tied || from_cluster_ca {
+        return reading.also(format!(
+            "the connection went through the proxy {proxy}; the chain looks like the cluster's own, so the proxy passed TLS through"
+        ));
+    }
+    let mut r = Reading::new(
+        Reason::Intercepted,
+        format!(
+            "the connection went through the proxy {proxy}, and the chain ({}) is neither from the configured CA nor from a cluster CA: most likely the proxy's TLS inspection",
+            top.facts.issuer
+        ),
+    );
+    r.evidence.extend(reading.evidence);
+    r.also(format!(
+        "other reading: {}, if the API server itself presents this chain; connecting without the proxy (host in NO_PROXY) or asking the proxy's administrators tells them apart",
+        reading.reason.as_str()
+    ))
+}
+
+fn same_name_anchor<'i>(input: &'i TrustInput<'_>, name_der: &[u8]) -> Option<&'i Cert<'i>> {
+    input
+        .anchors
+        .iter()
+        .find(|a| a.facts.subject_der == name_der)
+}
+
+fn anchor_names(input: &TrustInput<'_>) -> String {
+    input
+        .anchors
+        .iter()
+        .map(|a| a.facts.subject.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn shared_orgs(a: &CertFacts, b: &CertFacts) -> Vec<String> {
+    a.subject_orgs
+        .iter()
+        .filter(|o| b.issuer_orgs.contains(o))
+        .cloned()
+        .collect()
+}
+
+/// "signed by key X; the configured CA's key is Y", from the key identifiers when present.
+fn key_ids(cert: &CertFacts, issuer: &CertFacts) -> String {
+    let show = |id: &Option<Vec<u8>>| id.as_deref().map_or("none".to_string(), key_id_hex);
+    format!(
+        "{}: authorityKeyIdentifier {}; {}: subjectKeyIdentifier {}",
+        cert.subject,
+        show(&cert.authority_key_id),
+        issuer.subject,
+        show(&issuer.subject_key_id)
+    )
+}
+
+#[cfg(test)]
+#[path = "trust_tests.rs"]
+mod tests;

@@ -1,0 +1,305 @@
+//! One test per decision rule of `read`, on chains made here with rcgen (the loopback suite's
+//! `trust` module does the same with `openssl`-made worlds over real TLS).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, DistinguishedName,
+    DnType, IsCa, KeyPair,
+};
+use rustls::pki_types::CertificateDer;
+
+use super::*;
+
+struct Ca(CertifiedIssuer<'static, KeyPair>);
+
+impl Ca {
+    fn der(&self) -> CertificateDer<'static> {
+        self.0.der().clone()
+    }
+}
+
+fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    if let Some(o) = org {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn ca(cn: &str, org: Option<&str>, parent: Option<&Ca>) -> Ca {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(cn, org);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.use_authority_key_identifier_extension = parent.is_some();
+    let key = KeyPair::generate().expect("key");
+    Ca(match parent {
+        None => CertifiedIssuer::self_signed(params, key).expect("root"),
+        Some(p) => CertifiedIssuer::signed_by(params, key, &p.0).expect("intermediate"),
+    })
+}
+
+/// AIA with one caIssuers URL, DER-encoded by hand (rcgen has no builder for it).
+fn aia(url: &str) -> CustomExtension {
+    let oid = [0x06, 0x08, 0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let mut location = vec![0x86, url.len() as u8];
+    location.extend(url.as_bytes());
+    let mut desc = vec![0x30, (oid.len() + location.len()) as u8];
+    desc.extend(oid);
+    desc.extend(location);
+    let mut seq = vec![0x30, desc.len() as u8];
+    seq.extend(desc);
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], seq)
+}
+
+fn leaf(cn: &str, issuer: &Ca, aia_url: Option<&str>) -> CertificateDer<'static> {
+    let mut params = CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("params");
+    params.distinguished_name = name(cn, None);
+    params.use_authority_key_identifier_extension = true;
+    if let Some(url) = aia_url {
+        params.custom_extensions.push(aia(url));
+    }
+    let key = KeyPair::generate().expect("key");
+    params
+        .signed_by(&key, &issuer.0)
+        .expect("leaf")
+        .der()
+        .clone()
+}
+
+fn self_signed_leaf(cn: &str) -> CertificateDer<'static> {
+    let mut params = CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("params");
+    params.distinguished_name = name(cn, None);
+    let key = KeyPair::generate().expect("key");
+    params.self_signed(&key).expect("self-signed").der().clone()
+}
+
+fn read_with(
+    chain: &[CertificateDer<'static>],
+    anchors: &[CertificateDer<'static>],
+    via_proxy: Option<&str>,
+) -> Reading {
+    let input = TrustInput {
+        chain: chain.iter().filter_map(Cert::parse).collect(),
+        anchors: anchors.iter().filter_map(Cert::parse).collect(),
+        via_proxy,
+        bad_signature: false,
+        ca_setting: KUBECONFIG_CA,
+    };
+    read(&input)
+}
+
+fn has(r: &Reading, words: &str) -> bool {
+    r.evidence.iter().any(|e| e.contains(words))
+}
+
+#[test]
+fn no_ca_and_a_private_cluster_ca_is_unknown_authority_with_the_ca_fix() {
+    let cluster = ca("kubernetes", None, None);
+    let r = read_with(&[leaf("kube-apiserver", &cluster, None)], &[], None);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+    let fix = r.fix_detail.unwrap_or_default();
+    assert!(
+        fix.contains("/etc/kubernetes/pki/ca.crt") && fix.contains("certificate-authority-data"),
+        "{fix}"
+    );
+    assert!(!fix.contains("chain"), "never 'send the full chain': {fix}");
+}
+
+#[test]
+fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
+    let corp = ca("Corp Root", Some("Corp"), None);
+    let chain = [leaf("gitlab", &corp, None)];
+    let input = TrustInput {
+        chain: chain.iter().filter_map(Cert::parse).collect(),
+        anchors: Vec::new(),
+        via_proxy: None,
+        bad_signature: false,
+        ca_setting: GITLAB_CA,
+    };
+    let r = read(&input);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+    let fix = r.fix_detail.unwrap_or_default();
+    assert!(
+        fix.contains("CI_SERVER_TLS_CA_FILE") && !fix.contains("kubeconfig"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn no_ca_and_a_complete_private_chain_is_unknown_authority() {
+    let root = ca("Corp Root", Some("Corp"), None);
+    let r = read_with(&[leaf("api", &root, None), root.der()], &[], None);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+    assert!(
+        has(&r, "complete chain up to the root") && has(&r, "CN=Corp Root"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn no_ca_and_aia_is_missing_intermediate() {
+    let root = ca("Public Root", Some("Public CA Inc"), None);
+    let issuing = ca("Public Issuing CA 1", Some("Public CA Inc"), Some(&root));
+    let url = "http://ca.example/issuing1.crt";
+    let r = read_with(&[leaf("api", &issuing, Some(url))], &[], None);
+    assert_eq!(r.reason, Reason::MissingIntermediate, "{r:?}");
+    assert!(has(&r, url) && has(&r, "not fetched"), "{r:?}");
+}
+
+#[test]
+fn same_ca_name_with_another_key_is_ca_mismatch() {
+    let old = ca("kubernetes", None, None);
+    let rebuilt = ca("kubernetes", None, None);
+    let r = read_with(
+        &[leaf("kube-apiserver", &rebuilt, None)],
+        &[old.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(has(&r, "both named CN=kubernetes"), "{r:?}");
+    assert!(has(&r, "authorityKeyIdentifier"), "{r:?}");
+}
+
+#[test]
+fn a_complete_chain_to_another_root_is_ca_mismatch() {
+    let configured = ca("Corp Root", Some("Corp"), None);
+    let other = ca("Other Root", Some("Other"), None);
+    let r = read_with(
+        &[leaf("api", &other, None), other.der()],
+        &[configured.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+}
+
+#[test]
+fn a_leaf_from_another_cluster_ca_is_ca_mismatch_without_a_second_reading() {
+    let configured = ca("k3s-server-ca@1700000000", None, None);
+    let other = ca("k3s-server-ca@1800000000", None, None);
+    let r = read_with(&[leaf("k3s", &other, None)], &[configured.der()], None);
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(!has(&r, "other reading"), "{r:?}");
+    assert!(
+        r.fix_detail
+            .unwrap_or_default()
+            .contains("/var/lib/rancher/k3s")
+    );
+}
+
+#[test]
+fn an_unrelated_non_cluster_issuer_is_ca_mismatch_naming_the_other_reading() {
+    let configured = ca("Corp Root", Some("Corp"), None);
+    let stranger = ca("Stranger CA", Some("Stranger"), None);
+    let r = read_with(&[leaf("api", &stranger, None)], &[configured.der()], None);
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(has(&r, "other reading: missing-intermediate"), "{r:?}");
+}
+
+#[test]
+fn a_root_of_the_same_organisation_is_missing_intermediate() {
+    let root = ca("Corp Root CA", Some("Corp"), None);
+    let issuing = ca("Corp Issuing CA", Some("Corp"), Some(&root));
+    let r = read_with(&[leaf("api", &issuing, None)], &[root.der()], None);
+    assert_eq!(r.reason, Reason::MissingIntermediate, "{r:?}");
+    assert!(has(&r, "same organisation (Corp)"), "{r:?}");
+    assert!(has(&r, "other reading: ca-mismatch"), "{r:?}");
+}
+
+#[test]
+fn a_sent_certificate_signed_by_the_anchor_is_missing_intermediate() {
+    let root = ca("Root", None, None);
+    let policy = ca("Policy CA", None, Some(&root));
+    let issuing = ca("Issuing CA", None, Some(&policy));
+    // The server sends the policy CA but not the issuing CA between it and the leaf.
+    let r = read_with(
+        &[leaf("api", &issuing, None), policy.der()],
+        &[root.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::MissingIntermediate, "{r:?}");
+    assert!(has(&r, "CN=Policy CA"), "{r:?}");
+}
+
+#[test]
+fn a_self_signed_leaf_is_self_signed() {
+    let r = read_with(&[self_signed_leaf("api")], &[], None);
+    assert_eq!(r.reason, Reason::SelfSigned, "{r:?}");
+}
+
+#[test]
+fn an_inspection_product_name_is_intercepted() {
+    let zscaler = ca("Zscaler Intermediate Root CA", Some("Zscaler Inc."), None);
+    let configured = ca("kubernetes", None, None);
+    let r = read_with(
+        &[leaf("api.k8s.test", &zscaler, None)],
+        &[configured.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::Intercepted, "{r:?}");
+    assert!(has(&r, "Zscaler TLS-inspection CA"), "{r:?}");
+}
+
+#[test]
+fn a_leaf_named_after_an_inspection_vendor_is_not_intercepted() {
+    let cluster = ca("kubernetes", None, None);
+    let r = read_with(&[leaf("api.k8s.sophos.example", &cluster, None)], &[], None);
+    assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
+}
+
+#[test]
+fn an_unrelated_chain_through_a_proxy_is_intercepted_naming_the_other_reading() {
+    let configured = ca("kubernetes", None, None);
+    let corp = ca("Corp Web Security CA", Some("Corp"), None);
+    let r = read_with(
+        &[leaf("api.k8s.test", &corp, None)],
+        &[configured.der()],
+        Some("proxy.corp:3128"),
+    );
+    assert_eq!(r.reason, Reason::Intercepted, "{r:?}");
+    assert!(has(&r, "other reading: ca-mismatch"), "{r:?}");
+}
+
+#[test]
+fn a_cluster_chain_through_a_proxy_keeps_its_reading() {
+    let old = ca("kubernetes", None, None);
+    let rebuilt = ca("kubernetes", None, None);
+    let r = read_with(
+        &[leaf("kube-apiserver", &rebuilt, None)],
+        &[old.der()],
+        Some("proxy.corp:3128"),
+    );
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(has(&r, "passed TLS through"), "{r:?}");
+}
+
+#[test]
+fn a_stale_intermediate_is_bad_signature() {
+    let root = ca("Corp Root", Some("Corp"), None);
+    let current = ca("Corp Issuing CA", Some("Corp"), Some(&root));
+    let stale = ca("Corp Issuing CA", Some("Corp"), Some(&root));
+    let r = read_with(
+        &[leaf("api", &current, None), stale.der()],
+        &[root.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::BadSignature, "{r:?}");
+}
+
+#[test]
+fn a_non_ca_issuer_is_not_a_ca() {
+    let root = ca("Root", None, None);
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name("Not A CA", None);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    let issuer = Ca(
+        CertifiedIssuer::signed_by(params, KeyPair::generate().expect("key"), &root.0)
+            .expect("issuer"),
+    );
+    let r = read_with(
+        &[leaf("api", &issuer, None), issuer.der()],
+        &[root.der()],
+        None,
+    );
+    assert_eq!(r.reason, Reason::NotACa, "{r:?}");
+}
