@@ -146,7 +146,12 @@ fn ip_block_except_and_port_ranges() {
         Want::Allowed("cluster-range"),
     );
     let out_of_range = dest("172.19.0.2", 443, Protocol::Tcp, Purpose::ServiceEndpoint);
-    check(std::slice::from_ref(&p), &pod(), &out_of_range, Want::Blocked);
+    check(
+        std::slice::from_ref(&p),
+        &pod(),
+        &out_of_range,
+        Want::Blocked,
+    );
     // The protocol defaults to TCP: UDP to the same address and port is not allowed.
     let udp = dest("172.19.0.2", 6443, Protocol::Udp, Purpose::ServiceEndpoint);
     check(&[p], &pod(), &udp, Want::Blocked);
@@ -213,7 +218,12 @@ fn dns_blocked_and_allowed_by_the_usual_kube_dns_rule() {
         json!({"podSelector": {}, "policyTypes": ["Egress"],
                "egress": [{"ports": [{"port": 443}]}]}),
     );
-    check(std::slice::from_ref(&web), &pod(), &dns_udp(), Want::Blocked);
+    check(
+        std::slice::from_ref(&web),
+        &pod(),
+        &dns_udp(),
+        Want::Blocked,
+    );
     let tcp = dest("10.96.0.10", 53, Protocol::Tcp, Purpose::Dns);
     check(std::slice::from_ref(&web), &pod(), &tcp, Want::Blocked);
     // The usual rule: kube-system's kube-dns pods on 53. Their labels are not read: undecided.
@@ -322,7 +332,10 @@ fn judge_warns_when_one_reading_is_blocked_but_the_job_got_through() {
                "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}], "ports": [{"port": 443}]},
                           {"ports": [{"port": 53, "protocol": "UDP"}]}]}),
     );
-    let worked = judge(std::slice::from_ref(&allow_443), &situation(&[("10.96.0.1", 443)]));
+    let worked = judge(
+        std::slice::from_ref(&allow_443),
+        &situation(&[("10.96.0.1", 443)]),
+    );
     assert_eq!(
         (worked[0].status, worked[0].reason),
         (Status::Warn, Some(Reason::BlocksApiserver)),
