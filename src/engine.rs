@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, rbac, runner, tcp, tls};
+use crate::checks::{auth, dns, http, netpol, rbac, runner, tcp, tls};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -31,6 +31,8 @@ pub struct RunContext {
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
     pub now: SystemTime,
+    /// The runner pod's name, when the job runs in one (for the in-cluster target's reads).
+    pub pod_name: Option<String>,
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
@@ -42,6 +44,10 @@ pub struct Recorder {
     /// When the last step began or ended: a result that ran but carries no duration of its own
     /// took the time since then (JUnit `time`, JSON `duration_ms`).
     last_event: Mutex<Option<Instant>>,
+    /// Every address this target tried, for the NetworkPolicy evaluation after the run.
+    paths: Mutex<Vec<netpol::Path>>,
+    /// What the in-cluster target read about its pod and namespace.
+    cluster: Mutex<Option<netpol::ClusterView>>,
 }
 
 impl Recorder {
@@ -89,6 +95,27 @@ impl Recorder {
         {
             dates.push(date);
         }
+    }
+    fn tried(&self, target: &str, attempts: &[connect::Attempt], via_proxy: bool) {
+        if let Ok(mut paths) = self.paths.lock() {
+            paths.extend(attempts.iter().map(|a| netpol::Path {
+                target: target.to_string(),
+                addr: a.addr,
+                connected: a.outcome.is_ok(),
+                via_proxy,
+            }));
+        }
+    }
+    fn cluster(&self, view: netpol::ClusterView) {
+        if let Ok(mut c) = self.cluster.lock() {
+            *c = Some(view);
+        }
+    }
+    /// The paths tried and the cluster view, for [`netpol::apply`].
+    fn surroundings(&self) -> (Vec<netpol::Path>, Option<netpol::ClusterView>) {
+        let paths = self.paths.lock().map(|p| p.clone()).unwrap_or_default();
+        let view = self.cluster.lock().ok().and_then(|c| c.clone());
+        (paths, view)
     }
     fn finish(&self, abort: Option<Reason>) -> (Vec<CheckResult>, Vec<SystemTime>) {
         let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
@@ -141,6 +168,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
         now: env.now,
+        pod_name: crate::targets::in_cluster::PodIdentity::read(env).pod,
     });
     let mut running = Vec::new();
     for target in plan.targets {
@@ -151,6 +179,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     }
     let mut targets = Vec::new();
     let mut dates = Vec::new();
+    let (mut paths, mut cluster) = (Vec::new(), None);
     for (target, recorder, mut handle) in running {
         let abort = match tokio::time::timeout_at(deadline, &mut handle).await {
             Ok(Ok(())) => None,
@@ -161,6 +190,9 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             }
         };
         let (results, target_dates) = recorder.finish(abort);
+        let (tried, view) = recorder.surroundings();
+        paths.extend(tried);
+        cluster = cluster.or(view);
         dates.extend(target_dates.into_iter().map(|d| (target.name.clone(), d)));
         targets.push(TargetReport {
             name: target.name.clone(),
@@ -172,6 +204,9 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         });
     }
     explain_agent_failures(&mut targets, &agent_of);
+    if let Some(view) = &cluster {
+        netpol::apply(&mut targets, view, &paths, &ctx.dns.nameservers);
+    }
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -269,6 +304,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     let connect_subject = format!("{host}:{port}");
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
+    rec.tried(&target.name, &attempts, proxy.is_some());
     let result = tcp::connect(
         connect_id,
         &connect_subject,
@@ -557,6 +593,38 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .collect();
     rbac::attach_fixes(&mut judged, &username);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
+    if target.kind == TargetKind::InCluster {
+        read_surroundings(conn, target, ctx, rec).await;
+    }
+}
+
+/// The in-cluster target reads, with its own credentials over its verified connection, what the
+/// NetworkPolicy evaluation needs; judging waits until every target has tried its addresses.
+async fn read_surroundings(
+    conn: &HttpConnection,
+    target: &Target,
+    ctx: &RunContext,
+    rec: &Recorder,
+) {
+    let ns = &target.namespace;
+    let pod = ctx.pod_name.as_deref();
+    rec.start(CheckId::NetpolEgress, ns);
+    let paths = netpol::ClusterView::paths(ns, pod);
+    let answers = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|p| conn.send("GET", p, None, conn.has_credentials(), ctx.timeout)),
+    )
+    .await;
+    rec.cluster(netpol::ClusterView::from_answers(
+        &target.name,
+        ns,
+        pod,
+        &answers,
+    ));
+    if let Ok(mut c) = rec.current.lock() {
+        *c = None;
+    }
 }
 
 /// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).

@@ -13,6 +13,8 @@ mod support;
 mod discovery;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
+#[path = "loopback/in_cluster.rs"]
+mod in_cluster;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/reasons.rs"]

@@ -84,7 +84,7 @@ impl fmt::Display for Destination {
         };
         write!(f, "{addr}:{}/{}", self.port, self.protocol.as_str())?;
         match &self.purpose {
-            Purpose::ApiServer { target } => write!(f, " (API server of {target})"),
+            Purpose::ApiServer { target } => write!(f, " (server of target {target})"),
             Purpose::ServiceAddress => write!(f, " (kubernetes service, before DNAT)"),
             Purpose::ServiceEndpoint => write!(f, " (kubernetes service endpoint, after DNAT)"),
             Purpose::Dns => write!(f, " (nameserver)"),
@@ -382,9 +382,13 @@ fn describe(dest: &Destination, decision: &Decision) -> String {
     }
 }
 
-/// The egress rules that would allow the API server under both DNAT readings, as YAML for a
-/// NetworkPolicy's `spec.egress`.
-pub fn apiserver_rule_yaml(service: &[(IpAddr, u16)], endpoints: &[(IpAddr, u16)]) -> String {
+/// The egress rules that would allow the API server under both DNAT readings (and any address
+/// a target connects to directly), as YAML for a NetworkPolicy's `spec.egress`.
+pub fn apiserver_rule_yaml(
+    service: &[(IpAddr, u16)],
+    endpoints: &[(IpAddr, u16)],
+    direct: &[(IpAddr, u16)],
+) -> String {
     let mut out = String::from("egress:\n");
     let mut block = |comment: &str, list: &[(IpAddr, u16)]| {
         if list.is_empty() {
@@ -410,6 +414,7 @@ pub fn apiserver_rule_yaml(service: &[(IpAddr, u16)], endpoints: &[(IpAddr, u16)
         "post-DNAT reading: the API server endpoints (EndpointSlices of default/kubernetes)",
         endpoints,
     );
+    block("the addresses the job connects to directly", direct);
     out
 }
 
@@ -474,6 +479,15 @@ fn evidence(list: &[(Destination, Decision)], policies: &[NetworkPolicy]) -> Vec
     lines
 }
 
+/// `netpol.egress <namespace>` over the API-server destinations only (no DNS).
+pub fn judge_route(policies: &[NetworkPolicy], s: &Situation) -> CheckResult {
+    let list: Vec<(Destination, Decision)> = decided(policies, s)
+        .into_iter()
+        .filter(|(d, _)| !d.purpose.is_dns())
+        .collect();
+    judge_api(&list, s, policies)
+}
+
 fn judge_api(
     list: &[(Destination, Decision)],
     s: &Situation,
@@ -522,9 +536,11 @@ fn judge_api(
                     Purpose::ServiceAddress | Purpose::ServiceEndpoint
                 ))
     });
-    let mut yaml_service = service.clone();
-    yaml_service.extend(others.iter().copied().filter(|o| !endpoints.contains(o)));
-    let yaml = apiserver_rule_yaml(&yaml_service, &endpoints);
+    let direct: Vec<(IpAddr, u16)> = others
+        .into_iter()
+        .filter(|o| !endpoints.contains(o) && !service.contains(o))
+        .collect();
+    let yaml = apiserver_rule_yaml(&service, &endpoints, &direct);
     let mut result = CheckResult::finding(CheckId::NetpolEgress, ns, Reason::BlocksApiserver)
         .with_summary(format!(
             "NetworkPolicy {names} blocks egress from the runner pod to {first}"
@@ -574,6 +590,9 @@ fn judge_dns(
             dns_rule_yaml(&servers)
         ))
 }
+
+mod cluster;
+pub use cluster::{ClusterView, Path, apply};
 
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,9 @@ pub struct ApiServerOptions {
     pub self_subject_review: bool,
     /// NetworkPolicies returned by the list endpoints (filtered by namespace).
     pub network_policies: Vec<NetworkPolicy>,
+    /// Pods, Services and EndpointSlices (in that order of kinds), served at their GET and
+    /// list paths: the runner pod and `default/kubernetes` of an in-cluster world.
+    pub objects: super::routes::Objects,
 }
 
 impl Default for ApiServerOptions {
@@ -149,6 +152,7 @@ impl Default for ApiServerOptions {
             server_header: None,
             self_subject_review: true,
             network_policies: Vec::new(),
+            objects: super::routes::Objects::default(),
         }
     }
 }

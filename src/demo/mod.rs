@@ -36,6 +36,7 @@ pub use apiserver::{
 pub use pki::{ClientAuth, DEFAULT_SANS, Pki, ServerIdentity, TlsClass};
 pub use proxy::{ProxyHandle, ProxyMode, ProxyOptions};
 pub use rbac::{Rule, User};
+pub use routes::{ObjectKind, Objects};
 
 /// Why the demo (or one of its servers) could not start.
 #[derive(Debug, thiserror::Error)]
