@@ -83,6 +83,9 @@ string_enum! {
         ContextNotFound = "context-not-found",
         NoCurrentContext = "no-current-context",
         InClusterFallback = "in-cluster-fallback",
+        NamesNoFile = "names-no-file",
+        TooManyTargets = "too-many-targets",
+        TooManyRequirements = "too-many-requirements",
         // config.server
         Missing = "missing",
         ClusterNotFound = "cluster-not-found",
@@ -111,6 +114,7 @@ string_enum! {
         CaUnreadable = "ca-unreadable",
         CaInvalid = "ca-invalid",
         CaExpired = "ca-expired",
+        InvalidServerName = "invalid-server-name",
         // config.proxy
         InvalidProxyUrl = "invalid-proxy-url",
         // dns
@@ -316,6 +320,22 @@ pub const CATALOGUE: &[Entry] = &[
         "If the job should deploy elsewhere, give it a kubeconfig (authorize a GitLab agent with `ci_access`, or a KUBECONFIG file variable). If the runner's cluster is the target, bind the Role the job needs to this service account (see rbac.can-i) and say so with `--in-cluster`.",
         "With no kubeconfig, kubectl and client-go fall back to in-cluster config (rest.InClusterConfig): KUBERNETES_SERVICE_HOST/PORT and the pod's mounted token. The job then talks to the cluster the runner runs in, as the job pod's service account, and fails later with `User \"system:serviceaccount:<ns>:<name>\" cannot …`.",
     ),
+    row(
+        C::ConfigKubeconfig,
+        R::NamesNoFile,
+        F,
+        "KUBECONFIG is set but names no file",
+        "Set KUBECONFIG to the kubeconfig's path (a `:`-separated list of paths); in GitLab use a variable of type File, whose value is a path.",
+        "kubectl splits KUBECONFIG at `:` and skips empty entries; a value of only separators leaves it no file to read, so it falls back to defaults that do not reach the cluster.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::TooManyTargets,
+        W,
+        "more targets than kube-reach checks in one run: the rest were not checked",
+        "Select the contexts to check with --context (repeatable) or KUBE_CONTEXT; the evidence lists the first ones left out.",
+        "Each target costs connections, memory and report lines; the cap keeps a huge kubeconfig from exhausting the job or flooding its reports.",
+    ),
     // ---- config.server
     row(
         C::ConfigServer,
@@ -518,6 +538,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the certificate-authority in the kubeconfig has expired",
         "Fetch the cluster's current CA and update the kubeconfig.",
         "An expired CA can no longer anchor a valid chain.",
+    ),
+    row(
+        C::ConfigTls,
+        R::InvalidServerName,
+        F,
+        "the kubeconfig's tls-server-name is not a name a certificate can be checked against",
+        "Set `tls-server-name` to one of the names in the server certificate (a DNS name or an IP address), or remove it to verify against the server URL's host.",
+        "kubectl verifies the server certificate against tls-server-name; a value that is no DNS name or address can never match, so every handshake fails before the server is even judged.",
     ),
     // ---- config.proxy
     row(
@@ -1036,6 +1064,14 @@ pub const CATALOGUE: &[Entry] = &[
         "For each CI request the agent server asks GitLab's /api/v4/job/allowed_agents with the job token; `Failed to get allowed agents` means that call failed, not that the token is wrong.",
     ),
     // ---- rbac
+    row(
+        C::RbacCanI,
+        R::TooManyRequirements,
+        W,
+        "more requirements than kube-reach asks in one run: the rest were not asked",
+        "Give only the permissions the pipeline needs (`--require`, `--require-file`); the evidence lists the first ones left out.",
+        "Each requirement is one access review per target; the cap keeps a huge list from flooding the API server and the reports.",
+    ),
     row(
         C::RbacCanI,
         R::Denied,

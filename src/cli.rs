@@ -94,7 +94,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_in_cluster: bool,
 
-    /// What the pipeline needs, e.g. "create deployments.apps -n prod" (repeatable).
+    /// What the pipeline needs, e.g. "create deployments.apps -n prod" (repeatable; at most
+    /// 100 requirements and 100 targets are checked per run, the rest reported as left out).
     #[arg(long, value_name = "LINE")]
     pub require: Vec<String>,
 
@@ -106,9 +107,10 @@ pub struct RunArgs {
     #[arg(long, short = 'n', value_name = "NS")]
     pub namespace: Option<String>,
 
-    /// Seconds allowed for each network operation.
-    #[arg(long, value_name = "SECS", default_value = "5")]
-    pub timeout: f64,
+    /// Seconds allowed for each network operation [default: 5; requests through the GitLab
+    /// agent server get 25 unless --timeout is given, since it waits 20 s for its agent].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
 
     /// Seconds allowed for the whole run.
     #[arg(long, value_name = "SECS", default_value = "60")]
@@ -137,7 +139,7 @@ pub struct OutputArgs {
     pub junit: Option<PathBuf>,
 
     /// Write the JSON report here (`-` for stdout; the summary then goes to stderr).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub json: Option<String>,
 
     /// Colour in the job-log summary.
@@ -160,4 +162,37 @@ pub enum ColorArg {
 pub enum FailOn {
     Fail,
     Warn,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` states the caps `plan` applies, with the same numbers.
+    #[test]
+    fn help_states_the_caps() {
+        let help = super::Cli::command().render_long_help().to_string();
+        let caps = format!(
+            "at most {} requirements and {} targets",
+            crate::plan::MAX_REQUIREMENTS,
+            crate::plan::MAX_TARGETS
+        );
+        assert!(
+            help.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(&caps),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn empty_report_paths_are_usage_errors_naming_the_flag() {
+        for flag in ["--json", "--junit"] {
+            let err = <super::Cli as clap::Parser>::try_parse_from(["kube-reach", flag, ""])
+                .expect_err(flag);
+            assert_eq!(err.exit_code(), 2, "{flag}");
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+    }
 }

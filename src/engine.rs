@@ -28,6 +28,8 @@ pub struct RunContext {
     /// The GitLab agents the kubeconfig targets use, for the allowed-agents cross-check.
     pub agents: Vec<gitlab::AgentIdentity>,
     pub timeout: Duration,
+    /// Requests through the GitLab agent server (`Plan::agent_timeout`).
+    pub agent_timeout: Duration,
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
     pub now: SystemTime,
@@ -165,6 +167,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         ci,
         agents,
         timeout: plan.timeout,
+        agent_timeout: plan.agent_timeout,
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
         now: env.now,
@@ -509,10 +512,10 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     }
     let agent = target.kind == TargetKind::GitlabAgent;
     let creds = conn.has_credentials();
-    // The agent server waits about 20 s for the agent's tunnel before it gives up: an
-    // authenticated request through it needs that long to say "agent not connected".
+    // The agent server waits about 20 s for the agent's tunnel before it gives up: without
+    // `--timeout`, an authenticated request through it gets that long to say "agent not connected".
     let t = if agent {
-        ctx.timeout.max(gitlab::AUTHENTICATED_PROBE_TIMEOUT)
+        ctx.agent_timeout
     } else {
         ctx.timeout
     };
@@ -553,7 +556,11 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     {
         return;
     }
-    let version_result = http::version(&authority, &version, creds).with_duration(took(&version));
+    let mut version_result =
+        http::version(&authority, &version, creds).with_duration(took(&version));
+    if agent {
+        version_result = gitlab::explain_short_agent_wait(version_result, ctx.agent_timeout);
+    }
     rec.push(version_result.clone());
     if version_result.status.is_failure() {
         return block_rest(rec, &version_result, target, ctx);
@@ -722,7 +729,7 @@ fn agent_layers(
     let verdict = match version {
         Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
         Err(HttpFailure::Stalled) => {
-            gitlab::classify_kas_no_response(gitlab::AUTHENTICATED_PROBE_TIMEOUT, "no answer")
+            gitlab::classify_kas_no_response(ctx.agent_timeout, "no answer")
         }
         Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
     };

@@ -17,6 +17,12 @@ pub enum UsageError {
     InvalidRequirement { line: String, problem: String },
     #[error("--timeout and --deadline must be positive numbers of seconds, got {0}")]
     InvalidDuration(String),
+    #[error("invalid --namespace: {0}")]
+    InvalidNamespace(String),
+    #[error(
+        "invalid --tls-server-name {0:?}: expected a DNS name (letters, digits, `-` and `.`) or an IP address"
+    )]
+    InvalidTlsServerName(String),
 }
 
 /// An error with its whole `source` chain on one line ("a: b: c"): foreign errors (hyper,

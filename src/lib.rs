@@ -16,6 +16,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod gitlab;
+pub mod guard;
 pub mod model;
 pub mod net;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! 0 no failures, 1 a check failed (or warned with `--fail-on warn`), 2 invoked wrongly,
 //! 3 the tool itself broke.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,8 +12,8 @@ use kube_reach::cli::{
     Cli, ColorArg, Command, DemoKind, DemoServerArgs, FailOn, OutputArgs, RunArgs,
 };
 use kube_reach::env::Env;
+use kube_reach::guard::Planned;
 use kube_reach::model::{RunReport, Verdict};
-use kube_reach::plan::Plan;
 use kube_reach::report::console::in_gitlab_ci;
 use kube_reach::report::{
     ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, JunitOptions, ReportSinks,
@@ -33,6 +34,7 @@ const EXIT_INTERNAL: u8 = 3;
 fn main() -> ExitCode {
     // One crypto provider, installed before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    kube_reach::guard::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -67,26 +69,65 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    if let Err(status) = check_report_paths(&args.output) {
+        return status;
+    }
     let env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
     let Some(rt) = runtime() else {
         return ExitCode::from(EXIT_INTERNAL);
     };
-    let report = match diagnose(&rt, &args, &env) {
-        Ok(report) => report,
-        Err(status) => return status,
-    };
-    write_reports(&report, &args.output, &env)
+    match diagnose(&rt, &args, &env) {
+        Ok(Diagnosed { report, broke }) => {
+            let status = write_reports(&report, &args.output, &env);
+            if broke {
+                ExitCode::from(EXIT_INTERNAL)
+            } else {
+                status
+            }
+        }
+        Err(status) => status,
+    }
 }
 
-/// Plans (a usage error exits 2 before any traffic) and runs the diagnosis.
+/// A report path that cannot be a report (empty, a FIFO, a folder) is a usage error, said
+/// before anything runs.
+fn check_report_paths(output: &OutputArgs) -> Result<(), ExitCode> {
+    let json = output.json.as_deref().filter(|j| *j != "-").map(Path::new);
+    let paths = [("--junit", output.junit.as_deref()), ("--json", json)];
+    for (flag, path) in paths {
+        if let Some(path) = path
+            && let Err(e) = kube_reach::env::check_report_path(flag, path)
+        {
+            say!("kube-reach: {e}");
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+    }
+    Ok(())
+}
+
+/// A finished diagnosis; `broke` when planning panicked (reports still written, then exit 3).
+struct Diagnosed {
+    report: RunReport,
+    broke: bool,
+}
+
+/// Plans (a usage error exits 2 before any traffic; a panic or the deadline while planning
+/// still gives a report) and runs the diagnosis.
 fn diagnose(
     rt: &tokio::runtime::Runtime,
     args: &RunArgs,
     env: &Env,
-) -> Result<RunReport, ExitCode> {
-    match Plan::new(args, env) {
-        Ok(plan) => Ok(rt.block_on(kube_reach::engine::run(plan, env))),
-        Err(e) => {
+) -> Result<Diagnosed, ExitCode> {
+    match kube_reach::guard::plan(args, env) {
+        Planned::Ready(plan) => Ok(Diagnosed {
+            report: rt.block_on(kube_reach::engine::run(*plan, env)),
+            broke: false,
+        }),
+        Planned::Failed { report, broke } => Ok(Diagnosed {
+            report: *report,
+            broke,
+        }),
+        Planned::Usage(e) => {
             say!("kube-reach: {e}");
             Err(ExitCode::from(EXIT_USAGE))
         }
@@ -157,17 +198,23 @@ fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
     };
     args.kubeconfig = Some(demo.kubeconfig_path().display().to_string());
     args.no_in_cluster = true;
-    args.timeout = 3.0;
+    args.timeout = Some(3.0);
     args.output = output;
     let mut env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
     // The demo's servers live on loopback by design: that is not the copied-kubeconfig mistake
     // `config.server loopback` warns about in CI.
     env.demo = true;
-    let report = match diagnose(&rt, &args, &env) {
-        Ok(report) => report,
+    if let Err(status) = check_report_paths(&args.output) {
+        return status;
+    }
+    let (report, broke) = match diagnose(&rt, &args, &env) {
+        Ok(Diagnosed { report, broke }) => (report, broke),
         Err(status) => return status,
     };
-    let status = write_reports(&report, &args.output, &env);
+    let status = match write_reports(&report, &args.output, &env) {
+        _ if broke => ExitCode::from(EXIT_INTERNAL),
+        status => status,
+    };
     let matched = demo
         .scenarios()
         .iter()

@@ -217,7 +217,7 @@ impl CheckResult {
     }
 
     pub fn with_evidence(mut self, line: impl Into<String>) -> Self {
-        self.evidence.push(line.into());
+        self.evidence.push(cap_evidence_line(line.into()));
         self
     }
 
@@ -226,7 +226,8 @@ impl CheckResult {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.evidence.extend(lines.into_iter().map(Into::into));
+        self.evidence
+            .extend(lines.into_iter().map(|l| cap_evidence_line(l.into())));
         self
     }
 
@@ -281,4 +282,75 @@ pub struct RunReport {
     pub targets: Vec<TargetReport>,
     /// What the job's surroundings looked like (resolv.conf, proxy variables without passwords…).
     pub environment: Vec<(String, String)>,
+}
+
+/// The longest evidence line kept, in characters: a 3,000-name certificate once made one line
+/// of 68,000. Longer lines end in "… (N more characters)".
+pub const MAX_EVIDENCE_CHARS: usize = 2_000;
+
+/// How far back from the limit a line is cut at a space or comma rather than mid-word.
+const WORD_BACKTRACK: usize = 200;
+
+/// Cuts a line to [`MAX_EVIDENCE_CHARS`]. The cut falls after a space or comma where one is
+/// near, so a token or password in the line is kept whole or dropped whole, never halved
+/// (the scrubber, which runs later over every string, then still sees it entire); it always
+/// falls on a character boundary.
+fn cap_evidence_line(line: String) -> String {
+    let Some((limit, _)) = line.char_indices().nth(MAX_EVIDENCE_CHARS) else {
+        return line;
+    };
+    let floor = line
+        .char_indices()
+        .nth(MAX_EVIDENCE_CHARS - WORD_BACKTRACK)
+        .map_or(0, |(i, _)| i);
+    let cut = line[floor..limit]
+        .rfind([' ', ','])
+        .map_or(limit, |i| floor + i + 1);
+    let more = line[cut..].chars().count();
+    format!("{}… ({more} more characters)", &line[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_evidence_lines_are_cut_with_a_marker() {
+        let names: Vec<String> = (0..3000).map(|i| format!("host-{i}.example")).collect();
+        let line = format!("certificate names: {}", names.join(", "));
+        let r = CheckResult::finding(CheckId::TlsHostname, "x", Reason::Mismatch)
+            .with_evidence(line.clone())
+            .with_evidence_lines(["short"]);
+        let kept = &r.evidence[0];
+        assert!(
+            kept.chars().count() < MAX_EVIDENCE_CHARS + 40,
+            "{}",
+            kept.len()
+        );
+        let (head, marker) = kept.rsplit_once("… (").expect("marker");
+        let more: usize = marker
+            .trim_end_matches(" more characters)")
+            .parse()
+            .expect("a count");
+        assert_eq!(head.chars().count() + more, line.chars().count());
+        assert!(head.ends_with(", "), "cut after a separator: {head:?}");
+        assert_eq!(r.evidence[1], "short");
+    }
+
+    #[test]
+    fn a_secret_across_the_limit_is_dropped_whole() {
+        let secret = "s3cr3tT0kenValue".repeat(4);
+        let pad = "a ".repeat((MAX_EVIDENCE_CHARS - 10) / 2);
+        let line = format!("{pad}{secret} tail");
+        let kept = cap_evidence_line(line);
+        assert!(
+            !kept.contains("s3cr3t"),
+            "no fragment of the secret is kept"
+        );
+        // Without a separator near the limit the cut still falls on a character boundary.
+        let wide = "é".repeat(MAX_EVIDENCE_CHARS * 2);
+        let kept = cap_evidence_line(wide);
+        assert!(kept.starts_with(&"é".repeat(MAX_EVIDENCE_CHARS)));
+        assert!(kept.ends_with(&format!("({MAX_EVIDENCE_CHARS} more characters)")));
+    }
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::catalogue::{CheckId, Reason};
 use crate::cli::RunArgs;
 use crate::env::Env;
 use crate::error::UsageError;
 use crate::model::{CheckResult, TargetKind};
 use crate::secret::{Scrubber, Secret};
-use crate::targets::{self, DiscoveryOptions};
+use crate::targets::{self, DiscoveryOptions, TargetSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
@@ -164,6 +165,45 @@ impl Requirement {
     }
 }
 
+/// A namespace must be a DNS-1123 label (what the API server accepts, and what the generated
+/// RoleBinding YAML may safely contain): at most 63 lowercase letters, digits and `-`, starting
+/// and ending with a letter or digit.
+pub fn check_namespace(ns: &str) -> Result<(), String> {
+    let shown: String = ns.chars().take(80).collect();
+    let problem = if ns.is_empty() {
+        "is empty"
+    } else if ns.len() > 63 {
+        "is longer than 63 characters"
+    } else if !ns
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        "may hold only lowercase letters, digits and `-`"
+    } else if ns.starts_with('-') || ns.ends_with('-') {
+        "must start and end with a letter or digit"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "the namespace {shown:?} {problem} (a namespace is a DNS-1123 label)"
+    ))
+}
+
+/// At most this many targets are checked in one run (the GitLab server and in-cluster targets
+/// come on top). Every target gets its own connections and report rows, and every requirement
+/// is asked on every target: with [`MAX_REQUIREMENTS`] that bounds one run to 10,000 access
+/// reviews and its JSON to a few megabytes, where an uncapped 20,000-context kubeconfig took
+/// 1 GB of memory and wrote 205 MB. A real job has one context per authorized agent plus
+/// perhaps a certificate-based one: a handful, far below the cap.
+pub const MAX_TARGETS: usize = 100;
+
+/// At most this many requirements (one per verb) are asked per target: the default set is 13,
+/// a real deploy job's list a few dozen.
+pub const MAX_REQUIREMENTS: usize = 100;
+
+/// How many of the items left out a capping finding names.
+const DROPPED_SHOWN: usize = 10;
+
 /// spec §4: the essentials of a deploy job.
 pub const DEFAULT_REQUIREMENTS: &[&str] = &[
     "get,list,watch pods",
@@ -186,7 +226,10 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
     };
     let namespace = match rest {
         [] => None,
-        ["-n" | "--namespace", ns] => Some(ns.to_string()),
+        ["-n" | "--namespace", ns] => {
+            check_namespace(ns).map_err(|problem| invalid(&problem))?;
+            Some(ns.to_string())
+        }
         ["-A" | "--all-namespaces"] => Some(String::new()),
         _ => return Err(invalid("only `-n NAMESPACE` may follow the resource")),
     };
@@ -223,6 +266,15 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
         .collect()
 }
 
+/// The variables that hold secrets whatever the targets are.
+pub fn register_env_secrets(scrubber: &mut Scrubber, env: &Env) {
+    for name in ["CI_JOB_TOKEN", "KUBE_TOKEN", "CI_REGISTRY_PASSWORD"] {
+        if let Some(value) = env.var(name) {
+            scrubber.add(value);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Plan {
     pub targets: Vec<Target>,
@@ -230,6 +282,9 @@ pub struct Plan {
     pub checks: Vec<CheckResult>,
     pub requirements: Vec<Requirement>,
     pub timeout: Duration,
+    /// The per-operation timeout of requests through the GitLab agent server; see
+    /// [`agent_timeout`].
+    pub agent_timeout: Duration,
     pub deadline: Duration,
     pub expiry_warn: Duration,
     pub resolv_conf_path: PathBuf,
@@ -245,14 +300,102 @@ fn seconds(value: f64) -> Result<Duration, UsageError> {
     }
 }
 
+/// The timeout of requests through the GitLab agent server. The agent server waits 20 s for
+/// the agent's tunnel before it answers "agent not connected" (KAS `routingTunnelFindTimeout`,
+/// research notes), so without `--timeout` those requests get 25 s to hear that verdict
+/// instead of a client-side timeout. A `--timeout` the user gave bounds every wait, these too.
+pub fn agent_timeout(timeout: Duration, user_gave_timeout: bool) -> Duration {
+    if user_gave_timeout {
+        timeout
+    } else {
+        timeout.max(crate::gitlab::AUTHENTICATED_PROBE_TIMEOUT)
+    }
+}
+
+/// The `--timeout` default, in seconds.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
+
+/// `--tls-server-name` must be a name or address a certificate can be checked against; a
+/// bad one is the user's mistake, said before any connection (not a handshake failure that
+/// blames the server).
+fn check_tls_server_name(name: &str) -> Result<(), UsageError> {
+    rustls_pki_types::ServerName::try_from(name)
+        .map(|_| ())
+        .map_err(|_| UsageError::InvalidTlsServerName(name.chars().take(80).collect()))
+}
+
+/// Keeps the first [`MAX_REQUIREMENTS`], saying which were left out.
+fn cap_requirements(requirements: &mut Vec<Requirement>, default_ns: &str) -> Option<CheckResult> {
+    if requirements.len() <= MAX_REQUIREMENTS {
+        return None;
+    }
+    let dropped: Vec<String> = requirements
+        .drain(MAX_REQUIREMENTS..)
+        .map(|r| r.subject(default_ns))
+        .collect();
+    Some(
+        CheckResult::finding(CheckId::RbacCanI, "--require", Reason::TooManyRequirements)
+            .with_evidence(format!(
+                "{} requirements given; the first {MAX_REQUIREMENTS} are asked",
+                MAX_REQUIREMENTS + dropped.len()
+            ))
+            .with_evidence(left_out(&dropped)),
+    )
+}
+
+/// Keeps the first [`MAX_TARGETS`] targets from the kubeconfig or flags (the GitLab server and
+/// in-cluster targets always stay), saying which were left out.
+fn cap_targets(specs: &mut Vec<TargetSpec>) -> Option<CheckResult> {
+    let capped =
+        |s: &TargetSpec| !matches!(s.kind, Some(TargetKind::Gitlab | TargetKind::InCluster));
+    let total = specs.iter().filter(|s| capped(s)).count();
+    if total <= MAX_TARGETS {
+        return None;
+    }
+    let mut kept = 0;
+    let mut dropped = Vec::new();
+    specs.retain(|s| {
+        if !capped(s) {
+            return true;
+        }
+        kept += 1;
+        if kept > MAX_TARGETS {
+            dropped.push(s.name.clone());
+        }
+        kept <= MAX_TARGETS
+    });
+    Some(
+        CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::TooManyTargets)
+            .with_evidence(format!(
+                "{total} targets found; the first {MAX_TARGETS} are checked"
+            ))
+            .with_evidence(left_out(&dropped)),
+    )
+}
+
+/// "left out: a, b, … and N more".
+fn left_out(names: &[String]) -> String {
+    let shown: Vec<&str> = names
+        .iter()
+        .take(DROPPED_SHOWN)
+        .map(String::as_str)
+        .collect();
+    let mut line = format!("left out: {}", shown.join(", "));
+    if names.len() > shown.len() {
+        line.push_str(&format!(" and {} more", names.len() - shown.len()));
+    }
+    line
+}
+
 fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
     let mut lines = args.require.clone();
     if let Some(path) = &args.require_file {
-        let bytes =
-            crate::env::read_bounded(path).map_err(|e| UsageError::RequireFileUnreadable {
+        let bytes = crate::env::read_file(path, crate::env::MAX_FILE_BYTES).map_err(|e| {
+            UsageError::RequireFileUnreadable {
                 path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+                source: std::io::Error::other(e.problem()),
+            }
+        })?;
         let text = String::from_utf8_lossy(&bytes);
         lines.extend(
             text.lines()
@@ -269,12 +412,23 @@ fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
 
 impl Plan {
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
-        let timeout = seconds(args.timeout)?;
+        let timeout = seconds(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?;
         let deadline = seconds(args.deadline)?;
+        if let Some(ns) = &args.namespace {
+            check_namespace(ns).map_err(UsageError::InvalidNamespace)?;
+        }
+        if let Some(name) = &args.tls_server_name {
+            check_tls_server_name(name)?;
+        }
         let mut requirements = Vec::new();
         for line in requirement_lines(args)? {
             requirements.extend(parse_requirement(&line)?);
         }
+        let default_ns = args
+            .namespace
+            .as_deref()
+            .unwrap_or("<the context's namespace>");
+        let requirements_capped = cap_requirements(&mut requirements, default_ns);
         let options = DiscoveryOptions {
             kubeconfig: args.kubeconfig.clone(),
             contexts: args.context.clone(),
@@ -290,7 +444,9 @@ impl Plan {
                 None
             },
         };
-        let discovery = targets::discover(&options, env);
+        let mut discovery = targets::discover(&options, env);
+        discovery.checks.extend(cap_targets(&mut discovery.specs));
+        discovery.checks.extend(requirements_capped);
         let expiry_warn = Duration::from_secs(u64::from(args.expiry_warn_days) * 86_400);
         let mut scrubber = Scrubber::default();
         let judge = crate::checks::config::Judge {
@@ -303,16 +459,13 @@ impl Plan {
             .iter()
             .map(|spec| judge.resolve(spec, &mut scrubber))
             .collect();
-        for name in ["CI_JOB_TOKEN", "KUBE_TOKEN", "CI_REGISTRY_PASSWORD"] {
-            if let Some(value) = env.var(name) {
-                scrubber.add(value);
-            }
-        }
+        register_env_secrets(&mut scrubber, env);
         Ok(Plan {
             targets,
             checks: discovery.checks,
             requirements,
             timeout,
+            agent_timeout: agent_timeout(timeout, args.timeout.is_some()),
             deadline,
             expiry_warn,
             resolv_conf_path: args.resolv_conf.clone(),
@@ -338,6 +491,55 @@ mod tests {
         let core = parse_requirement("get pods/log").expect("valid");
         assert_eq!(core[0].subresource.as_deref(), Some("log"));
         assert_eq!(core[0].subject("ci"), "get pods/log -n ci");
+    }
+
+    #[test]
+    fn require_namespaces_must_be_dns_labels() {
+        let long = format!("-n {}", "a".repeat(64));
+        for ns in ["../x", "Prod", long.as_str(), "-x", "x-", "a_b", "\"\""] {
+            let line = if ns.starts_with("-n") {
+                format!("get pods {ns}")
+            } else {
+                format!("get pods -n {ns}")
+            };
+            let err = parse_requirement(&line).expect_err(&line).to_string();
+            assert!(err.contains("DNS-1123 label"), "{line}: {err}");
+        }
+        for ns in ["prod", "a", "team-1", &"a".repeat(63)] {
+            parse_requirement(&format!("get pods -n {ns}")).expect(ns);
+        }
+        let err = check_namespace("a/b").expect_err("slash");
+        assert!(err.contains("\"a/b\""), "names the value: {err}");
+    }
+
+    #[test]
+    fn agent_requests_wait_for_the_agent_server_only_by_default() {
+        let five = Duration::from_secs(5);
+        assert_eq!(agent_timeout(five, false), Duration::from_secs(25));
+        assert_eq!(agent_timeout(five, true), five);
+        assert_eq!(
+            agent_timeout(Duration::from_secs(40), false),
+            Duration::from_secs(40)
+        );
+    }
+
+    #[test]
+    fn requirements_beyond_the_cap_are_named_as_left_out() {
+        let mut reqs: Vec<Requirement> = (0..MAX_REQUIREMENTS + 15)
+            .flat_map(|i| parse_requirement(&format!("get pods -n ns{i}")).expect("valid"))
+            .collect();
+        let finding = cap_requirements(&mut reqs, "ci").expect("capped");
+        assert_eq!(reqs.len(), MAX_REQUIREMENTS);
+        assert_eq!(finding.reason, Some(Reason::TooManyRequirements));
+        assert_eq!(finding.status, crate::model::Status::Warn);
+        let text = finding.evidence.join("\n");
+        assert!(
+            text.contains(&format!("get pods -n ns{MAX_REQUIREMENTS},")),
+            "{text}"
+        );
+        assert!(text.ends_with(" and 5 more"), "{text}");
+        let mut few = parse_requirement("get pods").expect("valid");
+        assert!(cap_requirements(&mut few, "ci").is_none());
     }
 
     #[test]

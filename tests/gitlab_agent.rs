@@ -289,6 +289,40 @@ fn auth_whoami_agent_not_connected() {
     world.assert_token_discipline(&out);
 }
 
+/// Issue 9: agent targets waited 25 s whatever `--timeout` said. Here the agent server keeps
+/// the authenticated request waiting past a short `--deadline`: a tool that waits its own 25 s
+/// runs into the deadline; one that honours `--timeout 2` reports well before it.
+#[test]
+fn explicit_timeout_bounds_the_agent_server_wait() {
+    let world = World::new(KasMode::AgentNotConnectedSlowly, &[AGENT_ID]);
+    let kubeconfig = world
+        .job
+        .agent_kubeconfig(&world.kas.k8s_proxy_url(), &world.job.agent_token());
+    let out = world.job.run_limited(
+        Some(&kubeconfig),
+        &world.gitlab,
+        None,
+        &["--timeout", "2", "--deadline", "12"],
+    );
+    let agent = out.agent();
+    assert!(
+        agent
+            .checks
+            .iter()
+            .all(|c| c.reason.as_deref() != Some("deadline")),
+        "--timeout must bound the wait, not --deadline\n{}",
+        out.describe()
+    );
+    let root = out.assert_agent_root_cause("http.version", "stalled", &["without --timeout"]);
+    assert!(
+        root.evidence
+            .iter()
+            .any(|e| e.contains("shorter than the 20 s")),
+        "{root:?}"
+    );
+    world.assert_token_discipline(&out);
+}
+
 #[test]
 fn gitlab_kas_not_agent_server() {
     let world = World::new(KasMode::LoadBalancer, &[AGENT_ID]);

@@ -19,5 +19,7 @@ mod in_cluster;
 mod outputs;
 #[path = "loopback/reasons.rs"]
 mod reasons;
+#[path = "loopback/robust.rs"]
+mod robust;
 #[path = "loopback/trust.rs"]
 mod trust;

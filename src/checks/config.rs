@@ -159,6 +159,21 @@ impl Judge<'_> {
             server_name: server_name.clone(),
         };
         let subject = endpoint.authority();
+        // An unusable `tls-server-name` is the kubeconfig's mistake, said before any handshake.
+        if let Some(name) = &spec.tls_server_name
+            && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            let shown: String = name.chars().take(80).collect();
+            return (
+                CheckResult::finding(id, subject, Reason::InvalidServerName).with_evidence(
+                    format!(
+                        "tls-server-name {shown:?} ({}) is neither a DNS name nor an IP address",
+                        spec.source
+                    ),
+                ),
+                settings,
+            );
+        }
         let ca = match load_ca(spec) {
             Ok(ca) => ca,
             Err((reason, evidence)) => {
@@ -637,7 +652,9 @@ fn keys_match(identity: &ClientIdentity) -> Result<(), String> {
 /// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.
 pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
     let exp = jwt_claims(token)?.get("exp")?.as_u64()?;
-    Some(UNIX_EPOCH + Duration::from_secs(exp))
+    // `UNIX_EPOCH + d` panics past what `SystemTime` holds (about 2^63 s): such an `exp` is no
+    // expiry a clock can reach.
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
 /// The (unverified) claims of a JWT, if the token is one: only for what it says about itself

@@ -32,6 +32,9 @@ const RUNNER_VARS: &[&str] = &[
 /// Key/value facts for the report's `environment` and the check's evidence.
 pub fn facts(env: &Env, dns: &DnsSetup) -> Vec<(String, String)> {
     let mut out = vec![("resolv_conf".to_string(), dns.describe())];
+    if let Some(problem) = &dns.hosts_problem {
+        out.push(("hosts_file".to_string(), format!("{problem} (not used)")));
+    }
     for name in PROXY_VARS {
         if let Some(v) = env.var(name) {
             out.push((name.to_string(), redact_url_password(v)));
@@ -97,8 +100,11 @@ fn interface_mtus() -> Option<String> {
         .take(64)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let mtu = std::fs::read_to_string(e.path().join("mtu")).ok()?;
-            Some(format!("{name} mtu {}", mtu.trim()))
+            let mtu = crate::env::read_file(&e.path().join("mtu"), 64).ok()?;
+            Some(format!(
+                "{name} mtu {}",
+                String::from_utf8_lossy(&mtu).trim()
+            ))
         })
         .collect();
     list.sort();

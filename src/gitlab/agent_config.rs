@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
@@ -531,16 +530,7 @@ fn is_valid_agent_name(name: &str) -> bool {
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(MAX_AGENT_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_AGENT_CONFIG_BYTES {
-        return Err(format!(
-            "larger than {MAX_AGENT_CONFIG_BYTES} bytes; not read"
-        ));
-    }
+    let bytes = crate::env::read_file(path, MAX_AGENT_CONFIG_BYTES).map_err(|e| e.problem())?;
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 

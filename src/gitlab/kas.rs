@@ -235,6 +235,25 @@ pub fn classify_kas_no_response(elapsed: Duration, error: &str) -> Option<CheckR
     })
 }
 
+/// A request through the agent server that stalled under a `--timeout` shorter than the agent
+/// server's own tunnel wait: the agent may just not be connected, which only a longer wait
+/// tells. Other results pass through unchanged.
+pub fn explain_short_agent_wait(result: CheckResult, waited: Duration) -> CheckResult {
+    if result.reason != Some(Reason::Stalled) || waited >= AGENT_TUNNEL_WAIT {
+        return result;
+    }
+    result
+        .with_evidence(format!(
+            "--timeout {:.1} s is shorter than the {} s the agent server waits for a tunnel from the agent",
+            waited.as_secs_f64(),
+            AGENT_TUNNEL_WAIT.as_secs()
+        ))
+        .with_fix_detail(format!(
+            "Rerun without --timeout (requests through the agent server then wait {} s) to tell an agent that is not connected from a stalled path.",
+            AUTHENTICATED_PROBE_TIMEOUT.as_secs()
+        ))
+}
+
 fn waited_line() -> String {
     format!(
         "the agent server waits {} s for a tunnel from the agent in the cluster, then gives up",

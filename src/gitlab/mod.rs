@@ -43,7 +43,7 @@ pub use ci::{
 pub use identity::{Identity, predict_identity, rbac_fix_yaml};
 pub use kas::{
     AGENT_TUNNEL_WAIT, AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous,
-    classify_kas_authenticated, classify_kas_no_response,
+    classify_kas_authenticated, classify_kas_no_response, explain_short_agent_wait,
 };
 pub use legacy::{
     LEGACY_CONTEXT, LEGACY_VARIABLES, LegacySignals, detect_legacy, is_legacy_context, legacy_note,

@@ -23,6 +23,8 @@ pub struct DnsSetup {
     pub resolv_conf: String,
     pub hosts: Vec<(String, IpAddr)>,
     pub hosts_path: String,
+    /// Why the hosts file could not be used, when it exists but could not be read.
+    pub hosts_problem: Option<String>,
     config: Option<(ResolverConfig, ResolverOpts)>,
     /// Why resolv.conf could not be used, if it could not.
     pub problem: Option<String>,
@@ -30,9 +32,14 @@ pub struct DnsSetup {
 
 impl DnsSetup {
     pub fn load(resolv_conf: &Path, hosts: &Path) -> DnsSetup {
-        let hosts_entries = read_bounded(hosts)
-            .map(|b| parse_hosts(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
+        // A missing hosts file is ordinary; one that exists but cannot be read (a FIFO, a
+        // folder, too large) is said in the environment.
+        let (hosts_entries, hosts_problem) =
+            match crate::env::read_file(hosts, crate::env::MAX_FILE_BYTES) {
+                Ok(b) => (parse_hosts(&String::from_utf8_lossy(&b)), None),
+                Err(crate::env::FileError::NotFound { .. }) => (Vec::new(), None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
         let mut setup = DnsSetup {
             nameservers: Vec::new(),
             search: Vec::new(),
@@ -40,6 +47,7 @@ impl DnsSetup {
             resolv_conf: resolv_conf.display().to_string(),
             hosts: hosts_entries,
             hosts_path: hosts.display().to_string(),
+            hosts_problem,
             config: None,
             problem: None,
         };
@@ -65,6 +73,10 @@ impl DnsSetup {
 
     /// One evidence line describing the configuration.
     pub fn describe(&self) -> String {
+        // An unreadable resolv.conf (missing, a FIFO…) is said as such, not as "no nameservers".
+        if let Some(problem) = &self.problem {
+            return format!("{problem} (not used)");
+        }
         let ns: Vec<String> = self.nameservers.iter().map(|n| n.to_string()).collect();
         format!(
             "{}: nameservers [{}], search [{}], ndots {}",

@@ -247,11 +247,14 @@ fn write_file(
             source,
         })?;
     }
-    std::fs::write(path, &buf).map_err(|source| ReportError::Write {
-        format,
-        dest: dest(),
-        source,
-    })
+    // Non-blocking create: a FIFO put at the path fails at once instead of hanging the run.
+    crate::env::create_report_file(path)
+        .and_then(|mut file| file.write_all(&buf))
+        .map_err(|source| ReportError::Write {
+            format,
+            dest: dest(),
+            source,
+        })
 }
 
 /// Writes to a stream and flushes it.

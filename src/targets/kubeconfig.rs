@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use super::{DiscoveryOptions, TargetSpec, detect_kind};
 use crate::catalogue::{CheckId, Reason};
-use crate::env::{Env, read_bounded};
+use crate::env::Env;
 use crate::model::CheckResult;
 use crate::secret::Secret;
 
@@ -45,6 +45,17 @@ fn kubeconfig_paths(opts: &DiscoveryOptions, env: &Env) -> (Vec<PathBuf>, &'stat
 pub fn discover(opts: &DiscoveryOptions, env: &Env) -> KubeconfigDiscovery {
     let mut out = KubeconfigDiscovery::default();
     let (paths, origin) = kubeconfig_paths(opts, env);
+    if paths.is_empty() && origin != "none" {
+        // Set, but only separators (`KUBECONFIG=":::"`): not the same mistake as "not set".
+        out.found_any_file = true;
+        out.checks.push(
+            CheckResult::finding(CheckId::ConfigKubeconfig, origin, Reason::NamesNoFile)
+                .with_evidence(format!(
+                    "{origin} is set but names no file (only `:` separators)"
+                )),
+        );
+        return out;
+    }
     if paths.is_empty() {
         return out;
     }
@@ -116,13 +127,10 @@ enum LoadError {
 }
 
 fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
-    if !path.exists() {
-        return Err(LoadError::Missing(format!(
-            "{}: no such file",
-            path.display()
-        )));
-    }
-    let bytes = read_bounded(path).map_err(LoadError::Unreadable)?;
+    let bytes = crate::env::read_file(path, crate::env::MAX_FILE_BYTES).map_err(|e| match e {
+        crate::env::FileError::NotFound { .. } => LoadError::Missing(e.to_string()),
+        _ => LoadError::Unreadable(e.to_string()),
+    })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| LoadError::Invalid(format!("{}: not UTF-8 text", path.display())))?;
     let mut config = Kubeconfig::from_yaml(&text).map_err(|e| {

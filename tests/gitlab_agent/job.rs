@@ -103,6 +103,22 @@ impl Job {
         gitlab: &FakeServer,
         api_v4_url: Option<&str>,
     ) -> Outcome {
+        self.run_limited(
+            kubeconfig,
+            gitlab,
+            api_v4_url,
+            &["--timeout", "3", "--deadline", "40"],
+        )
+    }
+
+    /// [`Job::run`] with the given `--timeout`/`--deadline` flags (none: the tool's defaults).
+    pub fn run_limited(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        limits: &[&str],
+    ) -> Outcome {
         let junit = self.path("junit.xml");
         let server_url = gitlab.url();
         let api = api_v4_url
@@ -116,7 +132,7 @@ impl Job {
             .arg(self.path("resolv.conf"))
             .arg("--hosts-file")
             .arg(self.path("hosts"))
-            .args(["--timeout", "3", "--deadline", "40"])
+            .args(limits)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SSL_CERT_FILE", self.ca_file())

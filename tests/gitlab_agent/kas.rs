@@ -29,6 +29,10 @@ pub const KAS_VIA: &str = "gRPC/1.0 gitlab-kas/v17.0.0/abc";
 pub const PREFIX: &str = "/k8s-proxy/";
 pub const NOT_CONNECTED: &str = "HTTP->gRPC: failed to read gRPC response: rpc error: code = DeadlineExceeded desc = Agent connection not found. Is agent up to date and connected?";
 
+/// How long `AgentNotConnectedSlowly` keeps the authenticated request waiting: longer than
+/// the real KAS's 20 s, so a client that waits for it is caught by a short `--deadline`.
+const SLOW_TUNNEL_WAIT: Duration = Duration::from_secs(30);
+
 /// What the agent server does with a well-formed `ci:` credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KasMode {
@@ -43,6 +47,9 @@ pub enum KasMode {
     AgentNotConnected,
     /// Not KAS at all: a load balancer answering 401 with its own HTML page.
     LoadBalancer,
+    /// No agentk tunnel, as the real KAS does it: the authenticated request waits (here 30 s,
+    /// bounded) before the 502, so only a client that waits long enough hears why.
+    AgentNotConnectedSlowly,
 }
 
 /// The agent server plus the cluster behind it.
@@ -115,6 +122,10 @@ async fn handle(req: Req, config: &Config) -> Response<Full<Bytes>> {
         Ok(parts) => parts,
         Err(message) => return kas_error(401, "Unauthorized", &message),
     };
+    if config.mode == KasMode::AgentNotConnectedSlowly {
+        tokio::time::sleep(SLOW_TUNNEL_WAIT).await;
+        return kas_error(502, "InternalError", NOT_CONNECTED);
+    }
     let token_rejected =
         config.mode == KasMode::JobTokenRejected || healthy && job_token != config.job_token;
     let not_allowed =
