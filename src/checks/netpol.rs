@@ -541,17 +541,22 @@ fn judge_api(
         .filter(|o| !endpoints.contains(o) && !service.contains(o))
         .collect();
     let yaml = apiserver_rule_yaml(&service, &endpoints, &direct);
+    let readings = if service.is_empty() && endpoints.is_empty() {
+        ""
+    } else {
+        " Both DNAT readings are listed because CNIs differ in whether they match the service address before DNAT or the endpoint after it."
+    };
     let mut result = CheckResult::finding(CheckId::NetpolEgress, ns, Reason::BlocksApiserver)
         .with_summary(format!(
-            "NetworkPolicy {names} blocks egress from the runner pod to {first}"
+            "the egress NetworkPolicies selecting the runner pod ({names}) block {first}"
         ))
         .with_evidence_lines(evidence(list, policies))
         .with_fix_detail(format!(
-            "Add these egress rules to NetworkPolicy {names} (or apply them as a new policy with the same podSelector: policies are additive). Both readings are listed because CNIs differ in whether they match the service address before DNAT or the endpoint after it:\n{yaml}"
+            "Add these egress rules to one of the NetworkPolicies that select the runner pod ({names}), or apply them as a new policy with the same podSelector (policies are additive).{readings}\n{yaml}"
         ));
     if works_here {
         result = result.with_status(Status::Warn).with_summary(format!(
-            "NetworkPolicy {names} does not allow {first}, yet the job got through: this CNI reads the policy the other way (before or after DNAT) or does not enforce it"
+            "the egress NetworkPolicies selecting the runner pod ({names}) do not allow {first}, yet the job got through: this CNI reads them the other way round the service DNAT, or does not enforce them"
         ));
     }
     result
@@ -581,12 +586,12 @@ fn judge_dns(
     };
     CheckResult::finding(CheckId::NetpolEgress, subject, Reason::BlocksDns)
         .with_summary(format!(
-            "NetworkPolicy {names} blocks DNS from the runner pod to {}",
+            "the egress NetworkPolicies selecting the runner pod ({names}) block DNS to {}",
             blocked[0].0
         ))
         .with_evidence_lines(evidence(list, policies))
         .with_fix_detail(format!(
-            "Allow DNS egress (UDP and TCP 53) to the cluster DNS in NetworkPolicy {names}, or as a new policy with the same podSelector:\n{}",
+            "Allow DNS egress (UDP and TCP 53) to the cluster DNS in one of the NetworkPolicies that select the runner pod ({names}), or as a new policy with the same podSelector:\n{}",
             dns_rule_yaml(&servers)
         ))
 }

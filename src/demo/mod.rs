@@ -14,6 +14,7 @@
 //! and never logs a token.
 
 pub mod apiserver;
+pub mod in_cluster;
 pub mod pki;
 pub mod proxy;
 pub mod rbac;

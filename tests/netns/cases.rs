@@ -2,6 +2,7 @@
 
 mod dns;
 mod http;
+mod in_cluster;
 mod proxy;
 mod tcp;
 mod tls;
