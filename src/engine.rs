@@ -108,10 +108,15 @@ impl Recorder {
             }));
         }
     }
+    /// Keeps the view for after the run; the reads are done, so no check is in progress.
     fn cluster(&self, view: netpol::ClusterView) {
         if let Ok(mut c) = self.cluster.lock() {
             *c = Some(view);
         }
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
+        self.mark();
     }
     /// The paths tried and the cluster view, for [`netpol::apply`].
     fn surroundings(&self) -> (Vec<netpol::Path>, Option<netpol::ClusterView>) {
@@ -254,6 +259,10 @@ fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunC
     );
     if let Route::Proxy(p) = &target.route {
         downstream.insert(2, (CheckId::ProxyTunnel, p.display.clone()));
+    }
+    if target.kind == TargetKind::InCluster {
+        // Only the in-cluster target reads NetworkPolicies: its row exists whether or not it ran.
+        downstream.push((CheckId::NetpolEgress, target.namespace.clone()));
     }
     let rank = blocker.layer().rank();
     for (id, subject) in downstream {
@@ -629,9 +638,6 @@ async fn read_surroundings(
         pod,
         &answers,
     ));
-    if let Ok(mut c) = rec.current.lock() {
-        *c = None;
-    }
 }
 
 /// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).

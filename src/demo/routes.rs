@@ -635,6 +635,14 @@ const NETWORKING_V1: &[ResourceDef] = &[res(
     CRUD,
     &["netpol"],
 )];
+const DISCOVERY_V1: &[ResourceDef] = &[res(
+    "endpointslices",
+    "endpointslice",
+    "EndpointSlice",
+    true,
+    CRUD,
+    &[],
+)];
 const AUTHORIZATION_V1: &[ResourceDef] = &[
     res(
         "localsubjectaccessreviews",
@@ -692,6 +700,7 @@ const AUTHENTICATION_V1: &[ResourceDef] = &[
 const GROUPS: &[(&str, &[ResourceDef])] = &[
     ("apps", APPS_V1),
     ("networking.k8s.io", NETWORKING_V1),
+    ("discovery.k8s.io", DISCOVERY_V1),
     ("authentication.k8s.io", AUTHENTICATION_V1),
     ("authorization.k8s.io", AUTHORIZATION_V1),
 ];

@@ -401,3 +401,42 @@ async fn unreadable_pod_or_policies_are_informational() {
     // Informational: the root cause stays what it was (RBAC, no deploy rights here).
     assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
+    init();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = closed.local_addr().expect("addr").port().to_string();
+    drop(closed);
+    let world = World::new();
+    std::fs::create_dir_all(world.path("serviceaccount")).expect("sa dir");
+    world.write("serviceaccount/token", &sa_token());
+    world.write("serviceaccount/namespace", NS);
+    let pki = Pki::generate().expect("pki");
+    world.write("serviceaccount/ca.crt", &pki.root_ca_pem());
+    let home = world.path("home").display().to_string();
+    let vars = [
+        ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+        ("KUBERNETES_SERVICE_PORT", port.as_str()),
+        ("HOME", home.as_str()),
+    ];
+    let mut args = world.base_args();
+    args.retain(|a| a != "--no-in-cluster");
+    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+    let env = world.env(&vars);
+    let plan = Plan::new(&cli.run, &env).expect("plan");
+    let report = kube_reach::engine::run(plan, &env).await;
+    let t = target(&report, "in-cluster");
+    let row = netpol(t, NS);
+    assert_eq!(
+        status(row),
+        (Status::Skip, Some(Reason::Blocked)),
+        "{row:#?}"
+    );
+    assert!(
+        row.blocked_by
+            .as_deref()
+            .is_some_and(|b| b.starts_with("tcp.connect")),
+        "{row:#?}"
+    );
+}
