@@ -40,17 +40,27 @@ enum Cni {
 }
 
 impl Cni {
-    fn rules(self, nameserver: &str) -> String {
-        let dns = format!(
-            "ip daddr {nameserver} udp dport 53 accept\n  ip daddr {nameserver} tcp dport 53 accept"
-        );
+    /// The nft ruleset of the client: the service DNAT, and the policy on new connections.
+    ///
+    /// A drop in the local output path makes the sender's `send` fail with EPERM, which a pod
+    /// never sees (its CNI drops outside the pod, so it sees silence). So TCP is filtered on
+    /// output (a dropped SYN is retried until the timeout, as through a CNI) and DNS, which is
+    /// UDP first, by dropping the answers on input: the lookup times out as it does in a pod.
+    fn ruleset(self, nameserver: &str) -> String {
         let service = format!("ct original ip daddr {SERVICE_IP} tcp dport {API_PORT} accept");
         let endpoint = format!("ip daddr {ENDPOINT_IP} tcp dport {API_PORT} accept");
-        match self {
-            Cni::AllowsAll => format!("{service}\n  {endpoint}\n  {dns}"),
+        let dns = format!("ip daddr {nameserver} th dport 53 accept");
+        let egress = match self {
+            Cni::AllowsAll | Cni::NoDns => format!("{service}\n  {endpoint}\n  {dns}"),
             Cni::ServiceOnly => format!("{service}\n  {dns}"),
-            Cni::NoDns => format!("{service}\n  {endpoint}"),
-        }
+        };
+        let dns_answers = match self {
+            Cni::NoDns => format!("ip saddr {nameserver} th sport 53 drop"),
+            Cni::AllowsAll | Cni::ServiceOnly => String::new(),
+        };
+        format!(
+            "table ip kr-pod {{\n chain services {{\n  type nat hook output priority -100; policy accept;\n  ip daddr {SERVICE_IP} tcp dport 443 dnat to {ENDPOINT_IP}:{API_PORT}\n }}\n chain egress {{\n  type filter hook output priority 0; policy drop;\n  oifname \"lo\" accept\n  ct state established,related accept\n  {egress}\n }}\n chain answers {{\n  type filter hook input priority 0; policy accept;\n  {dns_answers}\n }}\n}}\n"
+        )
     }
 
     /// The NetworkPolicies that say the same (what the fake API serves).
@@ -122,14 +132,7 @@ fn pod_world(cni: Cni) -> (Site, String) {
     let endpoint = ENDPOINT_IP.parse().expect("endpoint address");
     site.world
         .route(&site.client, &format!("{SERVICE_IP}/32"), endpoint);
-    firewall::load(
-        &site.world,
-        &site.client,
-        &format!(
-            "table ip kr-pod {{\n chain services {{\n  type nat hook output priority -100; policy accept;\n  ip daddr {SERVICE_IP} tcp dport 443 dnat to {ENDPOINT_IP}:{API_PORT}\n }}\n chain egress {{\n  type filter hook output priority 0; policy drop;\n  oifname \"lo\" accept\n  ct state established,related accept\n  {}\n }}\n}}\n",
-            cni.rules(&nameserver)
-        ),
-    );
+    firewall::load(&site.world, &site.client, &cni.ruleset(&nameserver));
     let dir = site.world.dir().join("serviceaccount");
     std::fs::create_dir_all(&dir).expect("service-account dir");
     std::fs::write(dir.join("token"), &token).expect("token");
@@ -140,7 +143,7 @@ fn pod_world(cni: Cni) -> (Site, String) {
 
 /// kube-reach in the pod: its own mount namespace with the service account at the real path.
 fn run_in_pod(site: &Site, token: &str) -> Value {
-    let kubeconfig = site.kubeconfig("case", "https://api.k8s.test:6443", None);
+    let kubeconfig = kubeconfig(site);
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     let source = site.world.dir().join("serviceaccount");
     let source = source.to_string_lossy().into_owned();
@@ -189,7 +192,21 @@ fn run_in_pod(site: &Site, token: &str) -> Value {
             ran.text()
         )
     });
-    json!({"status": ran.status, "report": json, "stderr": ran.stderr})
+    let elapsed_ms = u64::try_from(ran.elapsed.as_millis()).unwrap_or(u64::MAX);
+    json!({"status": ran.status, "report": json, "stderr": ran.stderr, "elapsed_ms": elapsed_ms})
+}
+
+/// The deploy job's kubeconfig: the API server's endpoint itself, by name.
+fn kubeconfig(site: &Site) -> std::path::PathBuf {
+    site.kubeconfig("case", "https://api.k8s.test:6443", None)
+}
+
+/// The kubeconfig target's report, after kubectl ran the same kubeconfig in the same client
+/// namespace (the comparison table's row for `case`).
+fn compared(site: &Site, case: &str, run: &Value) -> Report {
+    let report = only(run, KUBECONFIG_TARGET);
+    crate::kubectl::compare(site, case, &kubeconfig(site), &[], &report);
+    report
 }
 
 /// The run's report narrowed to one target, for `Report`'s single-target assertions.
@@ -206,7 +223,7 @@ fn only(run: &Value, name: &str) -> Report {
             status,
             stdout: String::new(),
             stderr: run["stderr"].as_str().unwrap_or_default().to_string(),
-            elapsed: Duration::ZERO,
+            elapsed: Duration::from_millis(run["elapsed_ms"].as_u64().unwrap_or_default()),
         },
         json,
     }
@@ -241,6 +258,10 @@ fn world_pod_service_dnat_and_cni() {
         &[],
     );
     assert_ran(&direct, 28, &["Timeout was reached"]);
+    // With DNS blocked, lookups time out (silence, as behind a CNI), and the API still answers.
+    let (no_dns, _) = pod_world(Cni::NoDns);
+    assert_ran(&no_dns.dig(&["api.k8s.test"]), 9, &["timed out"]);
+    assert_ran(&no_dns.curl(&[&via_service], &[]), 0, &["gitVersion"]);
     // The job's own mount namespace shows files at the real path; the machine never does.
     let script = format!(
         "mount -t tmpfs kr-pod /var/run && mkdir -p {MOUNT} && echo {NAMESPACE} > {MOUNT}/namespace && cat {MOUNT}/namespace"
@@ -283,7 +304,12 @@ fn in_cluster_healthy_pod() {
             "rbac.can-i",
         ])
         .expect_summary("auth.whoami", &["system:serviceaccount:gitlab:runner"]);
-    only(&run, KUBECONFIG_TARGET).expect_no_failure();
+    compared(
+        &site,
+        "in-cluster: NetworkPolicies allow the pod's routes",
+        &run,
+    )
+    .expect_no_failure();
     let row = netpol_row(&run, "in-cluster", NAMESPACE);
     assert_eq!(row["status"], "pass", "{row:#}");
     let evidence = row["evidence"].to_string();
@@ -301,11 +327,15 @@ fn in_cluster_policy_blocks_the_endpoint_the_kubeconfig_uses() {
     }
     let (site, token) = pod_world(Cni::ServiceOnly);
     let run = run_in_pod(&site, &token);
-    only(&run, KUBECONFIG_TARGET)
-        .expect_root_cause("netpol.egress", "blocks-apiserver")
-        .expect_summary("netpol.egress", &["default-deny-egress", "10.253.1.2:6443"])
-        .expect_fix("netpol.egress", &["cidr: 10.253.1.2/32", "port: 6443"])
-        .expect_evidence("tcp.connect", &["10.253.1.2"]);
+    compared(
+        &site,
+        "in-cluster: NetworkPolicy allows only the service address",
+        &run,
+    )
+    .expect_root_cause("netpol.egress", "blocks-apiserver")
+    .expect_summary("netpol.egress", &["default-deny-egress", "10.253.1.2:6443"])
+    .expect_fix("netpol.egress", &["cidr: 10.253.1.2/32", "port: 6443"])
+    .expect_evidence("tcp.connect", &["10.253.1.2"]);
     // The pod's own route works (the CNI matched the service address before DNAT): a warning
     // that the same policy breaks on a CNI that matches after DNAT.
     let own = netpol_row(&run, "in-cluster", NAMESPACE);
@@ -336,7 +366,7 @@ fn in_cluster_policy_blocks_dns() {
     }
     let (site, token) = pod_world(Cni::NoDns);
     let run = run_in_pod(&site, &token);
-    only(&run, KUBECONFIG_TARGET)
+    compared(&site, "in-cluster: NetworkPolicy blocks DNS", &run)
         .expect_root_cause("netpol.egress", "blocks-dns")
         .expect_fix("netpol.egress", &["port: 53", "protocol: UDP"]);
     let own = only(&run, "in-cluster");
