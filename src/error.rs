@@ -15,6 +15,16 @@ pub enum UsageError {
         "invalid --require line {line:?}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
     )]
     InvalidRequirement { line: String, problem: String },
+    /// A bad line of a `--require-file`: named by file and line number, never quoted (the flag
+    /// may point at the wrong file, a token file say).
+    #[error(
+        "invalid line {line_number} of --require-file {path}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
+    )]
+    InvalidRequirementInFile {
+        path: PathBuf,
+        line_number: usize,
+        problem: String,
+    },
     #[error("--timeout and --deadline must be positive numbers of seconds, got {0}")]
     InvalidDuration(String),
     #[error("invalid --namespace: {0}")]

@@ -266,11 +266,24 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
         .collect()
 }
 
-/// The variables that hold secrets whatever the targets are.
+/// The variables that hold secrets whatever the targets are, registered where they are read:
+/// whole values ([`SECRET_VARIABLES`]) and the passwords and query values of URL variables
+/// ([`URL_VARIABLES`]: the environment block prints proxy variables).
 pub fn register_env_secrets(scrubber: &mut Scrubber, env: &Env) {
-    for name in ["CI_JOB_TOKEN", "KUBE_TOKEN", "CI_REGISTRY_PASSWORD"] {
+    for name in SECRET_VARIABLES {
         if let Some(value) = env.var(name) {
             scrubber.add(value);
+        }
+    }
+    for name in URL_VARIABLES {
+        let Some(value) = env.var(name) else { continue };
+        let with_scheme = if value.contains("://") {
+            value.to_string()
+        } else {
+            format!("http://{}", value.trim())
+        };
+        for secret in crate::targets::url::secrets_of(&with_scheme) {
+            scrubber.add_secret(&secret);
         }
     }
 }
@@ -387,8 +400,21 @@ fn left_out(names: &[String]) -> String {
     line
 }
 
-fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
-    let mut lines = args.require.clone();
+/// One `--require` line and, for a line of `--require-file`, where it came from.
+struct RequirementLine {
+    text: String,
+    file_line: Option<usize>,
+}
+
+fn requirement_lines(args: &RunArgs) -> Result<Vec<RequirementLine>, UsageError> {
+    let mut lines: Vec<RequirementLine> = args
+        .require
+        .iter()
+        .map(|text| RequirementLine {
+            text: text.clone(),
+            file_line: None,
+        })
+        .collect();
     if let Some(path) = &args.require_file {
         let bytes = crate::env::read_file(path, crate::env::MAX_FILE_BYTES).map_err(|e| {
             UsageError::RequireFileUnreadable {
@@ -399,16 +425,66 @@ fn requirement_lines(args: &RunArgs) -> Result<Vec<String>, UsageError> {
         let text = String::from_utf8_lossy(&bytes);
         lines.extend(
             text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.trim()))
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                .map(|(number, l)| RequirementLine {
+                    text: l.to_string(),
+                    file_line: Some(number),
+                }),
         );
     }
     if lines.is_empty() {
-        lines = DEFAULT_REQUIREMENTS.iter().map(|s| s.to_string()).collect();
+        lines = DEFAULT_REQUIREMENTS
+            .iter()
+            .map(|s| RequirementLine {
+                text: s.to_string(),
+                file_line: None,
+            })
+            .collect();
     }
     Ok(lines)
 }
+
+/// Parses one line; a file's line is named by file and number, its text never quoted.
+fn parse_line(line: &RequirementLine, args: &RunArgs) -> Result<Vec<Requirement>, UsageError> {
+    parse_requirement(&line.text).map_err(|e| match (e, line.file_line, &args.require_file) {
+        (UsageError::InvalidRequirement { problem, .. }, Some(line_number), Some(path)) => {
+            UsageError::InvalidRequirementInFile {
+                path: path.clone(),
+                line_number,
+                problem,
+            }
+        }
+        (other, _, _) => other,
+    })
+}
+
+/// Variables whose whole value is a secret.
+const SECRET_VARIABLES: &[&str] = &[
+    "CI_JOB_TOKEN",
+    "CI_JOB_JWT",
+    "CI_JOB_JWT_V2",
+    "CI_REGISTRY_PASSWORD",
+    "CI_DEPLOY_PASSWORD",
+    "CI_DEPENDENCY_PROXY_PASSWORD",
+    "KUBE_TOKEN",
+    "GITLAB_TOKEN",
+];
+
+/// Variables that are URLs whose password (and query values) are secrets.
+const URL_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "KUBE_URL",
+    "CI_SERVER_URL",
+    "CI_API_V4_URL",
+    "CI_REPOSITORY_URL",
+];
 
 impl Plan {
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
@@ -422,7 +498,7 @@ impl Plan {
         }
         let mut requirements = Vec::new();
         for line in requirement_lines(args)? {
-            requirements.extend(parse_requirement(&line)?);
+            requirements.extend(parse_line(&line, args)?);
         }
         let default_ns = args
             .namespace

@@ -1,15 +1,24 @@
-//! Secrets and the scrubber every output string passes through (spec §5: no token, key, job
-//! token, password or kubeconfig secret ever appears in any output).
+//! Secrets and the one redaction point every output string passes through (spec §5: no token,
+//! key, job token, password or kubeconfig secret ever appears in any output).
 //!
 //! Owns: the [`Secret`] newtype (no `Display`, redacted `Debug`, so a secret cannot reach a
-//! `format!` by accident), the [`Scrubber`] that knows the run's secret values and replaces them,
-//! and [`redact_url_password`] for credentials embedded in URLs (`http://user:pass@proxy:3128`).
+//! `format!` by accident), the [`Scrubber`] that knows the run's secret values and removes them
+//! **and any fragment of them**, the patterns that are secrets whatever we know
+//! ([`redact_patterns`]: `Bearer …`, `Basic …`, JWTs, GitLab tokens, agent tokens, PEM private
+//! keys), and [`redact_url_password`] for credentials embedded in URLs.
 //!
-//! Must not: decide what is secret (the planner registers values with [`Scrubber::add`] as it
-//! loads them), log, or keep secrets anywhere but in memory. Reporters never call this module:
-//! `main` scrubs the finished `RunReport` once with [`Scrubber::scrub_report`] and every sink
+//! Why fragments: evidence excerpts are cut at a fixed length, so a secret echoed by a server
+//! may appear only in part. Every 12-byte window of every registered secret is indexed (one
+//! hash-set entry per byte, so registration is linear in the secret's length), and at a cut (an
+//! ellipsis `…`, which every truncation of outside text appends) a prefix or suffix of 4 or more
+//! bytes goes too.
+//!
+//! Must not: decide what is secret (the planner registers values with [`Scrubber::add`] where it
+//! parses them), log, or keep secrets anywhere but in memory. Reporters never call this module:
+//! the engine scrubs the finished `RunReport` once with [`Scrubber::scrub_report`] and every sink
 //! writes from the scrubbed copy.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::model::{CheckResult, RunReport, TargetReport};
@@ -24,11 +33,18 @@ pub const URL_PASSWORD_MASK: &str = "***";
 /// without protecting anything.
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// Lines of a multi-line secret (a PEM key) at least this long are registered on their own too,
-/// so that one line of the key quoted in evidence is caught as well.
-const MIN_SECRET_LINE_LEN: usize = 16;
+/// Any substring of a registered secret at least this long is removed wherever it appears.
+pub const FRAGMENT_LEN: usize = 12;
 
-/// A secret value: a bearer token, a client key, the job token, a proxy password.
+/// At most this many windows are indexed per secret. A longer "secret" (a 4 MB multi-line
+/// token) is indexed every few bytes instead, so registration stays linear and bounded in
+/// memory; fragments of `FRAGMENT_LEN + stride - 1` bytes are then still caught.
+const MAX_WINDOWS_PER_SECRET: usize = 1 << 20;
+
+/// The characters that mark a cut made by truncation.
+const CUT_MARKS: [char; 1] = ['…'];
+
+/// A secret value: a bearer token, a client key, a proxy password.
 ///
 /// There is deliberately no `Display`; `Debug` prints `Secret([REDACTED])`. Call
 /// [`Secret::expose`] at the one place the value is really needed (an `Authorization` header).
@@ -62,17 +78,47 @@ impl From<String> for Secret {
     }
 }
 
-/// The run's secret values, and the replacement of every occurrence of them by [`REDACTED`].
+/// The job's `CI_JOB_TOKEN`. Its own type, not a [`Secret`]: it may go only to the GitLab
+/// server, so the one request that carries it takes a `&JobToken`, and nothing that sends a
+/// bearer token to a cluster can be handed one by mistake.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JobToken(Secret);
+
+impl JobToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        JobToken(Secret::new(value))
+    }
+
+    /// The value, for the `JOB-TOKEN` header of a request to the GitLab server only.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl fmt::Debug for JobToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobToken({REDACTED})")
+    }
+}
+
+/// The run's secret values, and the removal of every occurrence (and fragment) of them.
 #[derive(Clone, Default)]
 pub struct Scrubber {
-    /// Distinct values, each at least [`MIN_SECRET_LEN`] bytes long.
-    secrets: Vec<String>,
+    /// Registered values shorter than [`FRAGMENT_LEN`], matched exactly.
+    short: Vec<String>,
+    /// Every registered value, for de-duplication.
+    seen: HashSet<String>,
+    /// Every [`FRAGMENT_LEN`]-byte window of every longer value.
+    windows: HashSet<u128>,
+    /// Prefixes and suffixes (4 to [`FRAGMENT_LEN`] - 1 bytes) of every value, looked for at cuts.
+    prefixes: HashSet<Vec<u8>>,
+    suffixes: HashSet<Vec<u8>>,
 }
 
 impl fmt::Debug for Scrubber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scrubber")
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &self.seen.len())
             .finish()
     }
 }
@@ -82,18 +128,30 @@ impl Scrubber {
         Scrubber::default()
     }
 
-    /// Registers a secret value. Values shorter than [`MIN_SECRET_LEN`] are ignored; a
-    /// multi-line value (a PEM key) also registers each of its long lines, except the PEM
-    /// `-----BEGIN …-----`/`-----END …-----` boundaries, which are not secret.
+    /// Registers a secret value (surrounding whitespace ignored). Values shorter than
+    /// [`MIN_SECRET_LEN`] are ignored. A value with inner whitespace (a PEM key, a multi-line
+    /// token) is registered a second time with every whitespace run collapsed to one space, the
+    /// way evidence lines print it.
     pub fn add(&mut self, secret: impl AsRef<str>) {
-        let secret = secret.as_ref();
+        let secret = secret.as_ref().trim();
+        if secret.contains("-----BEGIN ") {
+            // A PEM key: its `-----BEGIN …-----`/`-----END …-----` lines are not secret and must
+            // stay readable in evidence; the lines between them are.
+            let body: Vec<&str> = secret
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            return self.add_lines(&body.join("\n"));
+        }
+        self.add_lines(secret);
+    }
+
+    fn add_lines(&mut self, secret: &str) {
         self.add_one(secret);
-        if secret.contains('\n') {
-            for line in secret.lines().map(str::trim) {
-                if line.len() >= MIN_SECRET_LINE_LEN && !line.starts_with("-----") {
-                    self.add_one(line);
-                }
-            }
+        if secret.contains(char::is_whitespace) {
+            let collapsed = secret.split_whitespace().collect::<Vec<_>>().join(" ");
+            self.add_one(&collapsed);
         }
     }
 
@@ -104,32 +162,43 @@ impl Scrubber {
 
     /// How many distinct values are registered.
     pub fn len(&self) -> usize {
-        self.secrets.len()
+        self.seen.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.seen.is_empty()
     }
 
     fn add_one(&mut self, value: &str) {
-        if value.len() >= MIN_SECRET_LEN && !self.secrets.iter().any(|s| s == value) {
-            self.secrets.push(value.to_string());
+        if value.len() < MIN_SECRET_LEN || !self.seen.insert(value.to_string()) {
+            return;
         }
+        let bytes = value.as_bytes();
+        let edge_max = (FRAGMENT_LEN - 1).min(bytes.len());
+        for len in MIN_SECRET_LEN..=edge_max {
+            self.prefixes.insert(bytes[..len].to_vec());
+            self.suffixes.insert(bytes[bytes.len() - len..].to_vec());
+        }
+        if bytes.len() < FRAGMENT_LEN {
+            self.short.push(value.to_string());
+            return;
+        }
+        let count = bytes.len() - FRAGMENT_LEN + 1;
+        let stride = count.div_ceil(MAX_WINDOWS_PER_SECRET);
+        let mut at = 0;
+        while at < count {
+            self.windows.insert(window(&bytes[at..]));
+            at += stride;
+        }
+        // The last window always, so a fragment at the very end of a strided value is caught.
+        self.windows.insert(window(&bytes[count - 1..]));
     }
 
-    /// `text` with every occurrence of a registered secret replaced by [`REDACTED`] (overlapping
-    /// occurrences of different secrets become one marker) and every URL password masked.
+    /// `text` with every registered secret, every fragment of one and every secret-shaped
+    /// pattern replaced by [`REDACTED`], and every URL password masked.
     pub fn scrub(&self, text: &str) -> String {
-        let ranges = merge_ranges(self.occurrences(text));
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end) in ranges {
-            out.push_str(&text[at..start]);
-            out.push_str(REDACTED);
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        redact_url_password(&out)
+        let known = replace_ranges(text, self.ranges(text));
+        redact_url_password(&redact_patterns(&known))
     }
 
     /// Scrubs `text` where it lies.
@@ -181,20 +250,97 @@ impl Scrubber {
         }
     }
 
-    /// Byte ranges of every occurrence (overlapping ones included) of every secret.
-    fn occurrences(&self, text: &str) -> Vec<(usize, usize)> {
+    /// Byte ranges to redact: short secrets, windows of long ones, and secret edges at cuts.
+    fn ranges(&self, text: &str) -> Vec<(usize, usize)> {
         let mut ranges = Vec::new();
-        for secret in &self.secrets {
-            let mut from = 0;
-            while let Some(found) = text[from..].find(secret.as_str()) {
-                let start = from + found;
+        if self.seen.is_empty() {
+            return ranges;
+        }
+        let bytes = text.as_bytes();
+        for secret in &self.short {
+            for (start, _) in text.match_indices(secret.as_str()) {
                 ranges.push((start, start + secret.len()));
-                // Step one character, not one byte: the next search must start on a boundary.
-                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
+        }
+        if !self.windows.is_empty() && bytes.len() >= FRAGMENT_LEN {
+            for start in 0..=bytes.len() - FRAGMENT_LEN {
+                if self.windows.contains(&window(&bytes[start..])) {
+                    ranges.push((start, start + FRAGMENT_LEN));
+                }
+            }
+        }
+        for cut in cuts(text) {
+            ranges.extend(self.edges_at(bytes, cut));
         }
         ranges
     }
+
+    /// The longest secret prefix ending at `cut` and the longest secret suffix starting there.
+    fn edges_at(&self, bytes: &[u8], cut: usize) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        let longest = |set: &HashSet<Vec<u8>>, range: &dyn Fn(usize) -> Option<(usize, usize)>| {
+            (MIN_SECRET_LEN..FRAGMENT_LEN)
+                .rev()
+                .filter_map(range)
+                .find(|&(s, e)| set.contains(&bytes[s..e]))
+        };
+        let before = |len: usize| cut.checked_sub(len).map(|s| (s, cut));
+        let after = |len: usize| (cut + len <= bytes.len()).then_some((cut, cut + len));
+        found.extend(longest(&self.prefixes, &before));
+        found.extend(longest(&self.suffixes, &after));
+        found
+    }
+}
+
+/// A window of [`FRAGMENT_LEN`] bytes as one exact hash-set key.
+fn window(bytes: &[u8]) -> u128 {
+    bytes[..FRAGMENT_LEN]
+        .iter()
+        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b))
+}
+
+/// Where truncation may have cut a secret: around every cut mark. (Not the start and end of
+/// every string: a target named `good` is not a cut `good-token`.)
+fn cuts(text: &str) -> Vec<usize> {
+    let mut at = Vec::new();
+    for (i, c) in text.char_indices().filter(|(_, c)| CUT_MARKS.contains(c)) {
+        at.push(i);
+        at.push(i + c.len_utf8());
+    }
+    at
+}
+
+/// `text` with the (merged) byte ranges replaced by one [`REDACTED`] each. Ranges are widened
+/// to character boundaries, since a window of bytes may start inside a character.
+fn replace_ranges(text: &str, ranges: Vec<(usize, usize)>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in merge_ranges(ranges) {
+        let start = floor_boundary(text, start.max(at));
+        let end = ceil_boundary(text, end);
+        if end <= at {
+            continue;
+        }
+        out.push_str(&text[at..start.max(at)]);
+        out.push_str(REDACTED);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(text.len())
 }
 
 /// Sorts ranges and merges the ones that overlap or touch.
@@ -210,10 +356,132 @@ fn merge_ranges(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     merged
 }
 
+/// GitLab token prefixes (<https://docs.gitlab.com/security/tokens/#token-prefixes>): a word
+/// that starts with one is a credential whatever we know about it.
+const GITLAB_TOKEN_PREFIXES: &[&str] = &[
+    "glpat-",
+    "gldt-",
+    "glrt-",
+    "glrtr-",
+    "glcbt-",
+    "glptt-",
+    "glft-",
+    "glimt-",
+    "glagent-",
+    "gloas-",
+    "glsoat-",
+    "glffct-",
+    "glwt-",
+    "GR1348941",
+];
+
+/// Masks what is a credential whatever we know: `Bearer <token>` and `Basic <token>` header
+/// values, agent tokens `ci:<id>:<token>` / `pat:<id>:<token>`, GitLab tokens (`glpat-…`),
+/// JWTs (`eyJ…`), and the body of a PEM `PRIVATE KEY` block (to its end, or to the end of the
+/// text when the block was cut). What identifies the kind (`Bearer `, `ci:42:`, `glpat-`) stays.
+pub fn redact_patterns(text: &str) -> String {
+    let text = redact_pem_keys(text);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    let mut prev: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let boundary = prev.is_none_or(|p| !p.is_ascii_alphanumeric());
+        if let Some((keep, skip)) = boundary.then(|| pattern_at(rest)).flatten() {
+            out.push_str(&rest[..keep]);
+            out.push_str(REDACTED);
+            rest = &rest[skip..];
+            prev = Some(']');
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        prev = Some(c);
+    }
+    out
+}
+
+/// When a credential starts at the beginning of `s`: (bytes kept verbatim, bytes consumed).
+fn pattern_at(s: &str) -> Option<(usize, usize)> {
+    for prefix in ["ci:", "pat:"] {
+        if let Some(after) = s.strip_prefix(prefix) {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 && after[digits..].starts_with(':') {
+                let keep = prefix.len() + digits + 1;
+                return nonempty(keep, token_len(&s[keep..]));
+            }
+        }
+    }
+    for scheme in ["bearer ", "basic "] {
+        if s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
+            let value = &s[scheme.len()..];
+            let len = token_len(value);
+            // "Bearer token", "Basic authentication": words, not credentials.
+            let credential = len >= 6
+                && value[..len]
+                    .bytes()
+                    .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+            return credential.then_some((scheme.len(), scheme.len() + len));
+        }
+    }
+    for prefix in GITLAB_TOKEN_PREFIXES {
+        if let Some(after) = s.strip_prefix(prefix) {
+            return nonempty(prefix.len(), token_len(after));
+        }
+    }
+    if s.starts_with("eyJ") && token_len(s) >= FRAGMENT_LEN {
+        return Some((0, token_len(s)));
+    }
+    None
+}
+
+fn nonempty(keep: usize, secret: usize) -> Option<(usize, usize)> {
+    (secret > 0).then_some((keep, keep + secret))
+}
+
+/// Length of the credential-shaped word at the start of `s`.
+fn token_len(s: &str) -> usize {
+    s.find(|c: char| c.is_whitespace() || "\"',;}[])<>\\…".contains(c))
+        .unwrap_or(s.len())
+}
+
+/// The body of every `-----BEGIN … PRIVATE KEY-----` block replaced by [`REDACTED`], up to
+/// its `-----END` line or, for a block cut short, the end of the text.
+fn redact_pem_keys(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN ";
+    const KEY_END: &str = "PRIVATE KEY-----";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(begin) = rest.find(BEGIN) {
+        let line_end = rest[begin..].find('\n').map_or(rest.len(), |i| begin + i);
+        let Some(key) = rest[begin..line_end.max(begin)]
+            .find(KEY_END)
+            .or_else(|| rest[begin..].find(KEY_END).filter(|&i| i < 80))
+        else {
+            out.push_str(&rest[..begin + BEGIN.len()]);
+            rest = &rest[begin + BEGIN.len()..];
+            continue;
+        };
+        let body_start = begin + key + KEY_END.len();
+        let body_end = rest[body_start..]
+            .find("-----END")
+            .map_or(rest.len(), |i| body_start + i);
+        out.push_str(&rest[..body_start]);
+        if !rest[body_start..body_end].trim().is_empty() {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[body_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Masks the password of every `scheme://user:password@host` in `text`, keeping the user:
-/// `http://bob:hunter2@proxy:3128` → `http://bob:***@proxy:3128`. A lone URL without a scheme
-/// (`bob:hunter2@proxy:3128`, which curl and Go accept in `HTTPS_PROXY`) is handled too.
-/// Text without credentials comes back unchanged.
+/// `http://bob:hunter2@proxy:3128` → `http://bob:***@proxy:3128`. The user information ends at
+/// the **last** `@` before whitespace, so a password with an unencoded `/`, `?` or `#` is masked
+/// whole. A lone URL without a scheme (`bob:hunter2@proxy:3128`, which curl and Go accept in
+/// `HTTPS_PROXY`) is handled too. Text without credentials comes back unchanged.
 pub fn redact_url_password(text: &str) -> String {
     if !text.contains('@') {
         return text.to_string();
@@ -223,8 +491,7 @@ pub fn redact_url_password(text: &str) -> String {
         if !is_lone_url {
             return text.to_string();
         }
-        let len = authority_len(text);
-        return format!("{}{}", mask_userinfo(&text[..len]), &text[len..]);
+        return mask_userinfo(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -232,7 +499,7 @@ pub fn redact_url_password(text: &str) -> String {
         let authority_start = at + "://".len();
         out.push_str(&rest[..authority_start]);
         rest = &rest[authority_start..];
-        let len = authority_len(rest);
+        let len = url_len(rest);
         out.push_str(&mask_userinfo(&rest[..len]));
         rest = &rest[len..];
     }
@@ -240,27 +507,42 @@ pub fn redact_url_password(text: &str) -> String {
     out
 }
 
-/// Length in bytes of the URL authority at the start of `s` (up to the path, query, fragment,
-/// whitespace or a quoting character).
-fn authority_len(s: &str) -> usize {
-    s.find(|c: char| {
-        matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()
+/// Length in bytes of the URL at the start of `s` (after its `scheme://`): up to whitespace, a
+/// quoting character or the next URL.
+fn url_len(s: &str) -> usize {
+    let end = s
+        .find(|c: char| matches!(c, '"' | '<' | '>' | '`') || c.is_whitespace())
+        .unwrap_or(s.len());
+    s[..end].find("://").map_or(end, |next| {
+        // Stop before the next URL's scheme word.
+        s[..next]
+            .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
+            .map_or(0, |i| i + 1)
     })
-    .unwrap_or(s.len())
 }
 
-/// `authority` (`user:password@host:port`) with a non-empty password masked.
-fn mask_userinfo(authority: &str) -> String {
-    // The last `@` ends the user info: an unencoded `@` in a password belongs to the password.
-    let Some(at) = authority.rfind('@') else {
-        return authority.to_string();
+/// `url` (`user:password@host:port/path`, no scheme) with a non-empty password masked. The last
+/// `@` ends the user info: an unencoded `@`, `/`, `?` or `#` in a password belongs to it.
+fn mask_userinfo(url: &str) -> String {
+    let Some(at) = url.rfind('@') else {
+        return url.to_string();
     };
-    match authority[..at].split_once(':') {
-        Some((user, password)) if !password.is_empty() => {
-            format!("{user}:{URL_PASSWORD_MASK}{}", &authority[at..])
+    match url[..at].split_once(':') {
+        Some((user, password))
+            if !password.is_empty()
+                && !user.contains(['/', '?', '#'])
+                && !is_port_path(password) =>
+        {
+            format!("{user}:{URL_PASSWORD_MASK}{}", &url[at..])
         }
-        _ => authority.to_string(),
+        _ => url.to_string(),
     }
+}
+
+/// `6443/api/x` after `host:` is a port and a path with an `@` in it, not a password.
+fn is_port_path(s: &str) -> bool {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=5).contains(&digits) && s[digits..].starts_with('/')
 }
 
 #[cfg(test)]
@@ -356,6 +638,113 @@ mod tests {
     }
 
     #[test]
+    fn fragments_of_a_secret_are_removed_wherever_they_appear() {
+        let s = scrubber();
+        // 12 characters from the middle of the token, inside other text.
+        let middle = &TOKEN[3..15];
+        let out = s.scrub(&format!("echo {middle} here"));
+        assert!(!out.contains(middle), "{out}");
+        assert!(out.starts_with("echo ") && out.ends_with(" here"), "{out}");
+        // 11 characters in the middle of a line are not a fragment: nothing to cut there.
+        let short = &TOKEN[3..14];
+        assert_eq!(s.scrub(&format!("x {short} y")), format!("x {short} y"));
+    }
+
+    #[test]
+    fn a_prefix_cut_by_truncation_is_removed() {
+        let s = scrubber();
+        for len in MIN_SECRET_LEN..TOKEN.len() {
+            let cut = &TOKEN[..len];
+            for text in [format!("body: x {cut}… (cut)"), format!("body: {cut}…")] {
+                let out = s.scrub(&text);
+                assert!(!out.contains(cut), "{len}: {out}");
+            }
+            let tail = &TOKEN[TOKEN.len() - len..];
+            let out = s.scrub(&format!("…{tail} rest"));
+            assert!(!out.contains(tail), "{len}: {out}");
+        }
+    }
+
+    #[test]
+    fn registration_is_linear_in_the_secret_length() {
+        // A 4 MB multi-line value: the old per-line registration took 71 s on it.
+        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw\n";
+        let huge: String = line.repeat(4 * 1024 * 1024 / line.len());
+        let mut s = Scrubber::new();
+        s.add(&huge);
+        assert_eq!(s.len(), 2, "the value and its collapsed form");
+        let out = s.scrub(&format!("x {} y", &huge[1000..1100]));
+        assert!(!out.contains("QUJDREVGR0hJ"), "{out}");
+    }
+
+    #[test]
+    fn patterns_are_redacted_whatever_we_know() {
+        let s = Scrubber::new();
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let cases = [
+            (
+                "Authorization: Bearer s3cr3t-T0ken",
+                "Authorization: Bearer [REDACTED]",
+            ),
+            (
+                "Proxy-Authorization: Basic dXNlcjpwYXNz",
+                "Proxy-Authorization: Basic [REDACTED]",
+            ),
+            (
+                "token glpat-abcdefABCDEF1234 end",
+                "token glpat-[REDACTED] end",
+            ),
+            ("job glcbt-64_xyz", "job glcbt-[REDACTED]"),
+            ("ci:42:abcDEF123", "ci:42:[REDACTED]"),
+            ("pat:7:glpat-x", "pat:7:[REDACTED]"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(s.scrub(text), want);
+        }
+        assert_eq!(s.scrub(&format!("id {jwt} end")), "id [REDACTED] end");
+        assert_eq!(s.scrub(&format!("cut {}…", &jwt[..20])), "cut [REDACTED]…");
+        // Words, not credentials.
+        for text in [
+            "a bearer token",
+            "Basic authentication",
+            "Basic realm=\"x\"",
+        ] {
+            assert_eq!(s.scrub(text), text);
+        }
+    }
+
+    #[test]
+    fn pem_private_key_blocks_are_redacted_even_when_cut() {
+        let s = Scrubber::new();
+        let pem =
+            "-----BEGIN RSA PRIVATE KEY----- MIIEowIBAAKCAQEAsecret -----END RSA PRIVATE KEY-----";
+        assert_eq!(
+            s.scrub(pem),
+            "-----BEGIN RSA PRIVATE KEY-----[REDACTED]-----END RSA PRIVATE KEY-----"
+        );
+        let cut = "ca: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq";
+        assert_eq!(s.scrub(cut), "ca: -----BEGIN PRIVATE KEY-----[REDACTED]");
+        let cert = "-----BEGIN CERTIFICATE----- MIIB -----END CERTIFICATE-----";
+        assert_eq!(s.scrub(cert), cert);
+    }
+
+    #[test]
+    fn url_passwords_with_reserved_characters_are_masked_whole() {
+        for pw in ["p#ss", "p?ss", "p/ss", "p'ss", "p@ss"] {
+            let url = format!("http://bob:{pw}word@proxy:3128/x");
+            assert_eq!(
+                redact_url_password(&url),
+                "http://bob:***@proxy:3128/x",
+                "{pw}"
+            );
+        }
+        assert_eq!(
+            redact_url_password("https://host:6443/api/@x"),
+            "https://host:6443/api/@x"
+        );
+    }
+
+    #[test]
     fn pem_key_whole_and_by_line() {
         let s = scrubber();
         let whole = s.scrub(&format!("key:\n{}", key_pem()));
@@ -364,7 +753,8 @@ mod tests {
             "{whole}"
         );
         let one_line = s.scrub(&format!("bad key line {KEY_LINE}"));
-        assert_eq!(one_line, "bad key line [REDACTED]");
+        assert!(one_line.starts_with("bad key line") && one_line.ends_with(REDACTED));
+        assert!(!one_line.contains("MIIEvQIBADAN"), "{one_line}");
         // The PEM boundaries are not secret and stay readable.
         assert_eq!(
             s.scrub("-----BEGIN PRIVATE KEY-----"),

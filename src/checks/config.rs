@@ -16,7 +16,7 @@ use crate::net::proxy_choice::{self, ProxyDecision};
 use crate::plan::{
     ClientIdentity, Credentials, Endpoint, Host, Route, Scheme, Target, TlsSettings,
 };
-use crate::secret::{Scrubber, Secret, redact_url_password};
+use crate::secret::{Scrubber, Secret};
 use crate::targets::TargetSpec;
 use crate::x509::{CertFacts, format_time, human_duration};
 
@@ -33,8 +33,8 @@ impl Judge<'_> {
         let (server_check, endpoint) = self.server(spec, kind);
         let server_display = spec
             .server
-            .clone()
-            .map(|s| redact_url_password(&s))
+            .as_deref()
+            .map(crate::targets::url::display_raw)
             .unwrap_or_default();
         let mut checks = vec![server_check];
         let tls = endpoint
@@ -45,7 +45,7 @@ impl Judge<'_> {
                 checks.push(check);
                 tls
             });
-        let (cred_check, credentials) = self.credentials(spec, kind);
+        let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
         checks.push(cred_check);
         // An unusable proxy URL means no traffic at all: the target then has no endpoint.
         let mut endpoint = endpoint;
@@ -58,6 +58,7 @@ impl Judge<'_> {
                 None => endpoint = None,
             }
         }
+        register_route(&route, scrubber);
         Target {
             name: spec.name.clone(),
             kind,
@@ -93,7 +94,7 @@ impl Judge<'_> {
                 None,
             );
         };
-        let shown = redact_url_password(raw);
+        let shown = crate::targets::url::display_raw(raw);
         let endpoint = match parse_endpoint(raw) {
             Ok(e) => e,
             Err(problem) => {
@@ -237,7 +238,12 @@ impl Judge<'_> {
 
     // ---- config.credentials
 
-    fn credentials(&self, spec: &TargetSpec, kind: TargetKind) -> (CheckResult, Credentials) {
+    fn credentials(
+        &self,
+        spec: &TargetSpec,
+        kind: TargetKind,
+        scrubber: &mut Scrubber,
+    ) -> (CheckResult, Credentials) {
         let id = CheckId::ConfigCredentials;
         let subject = spec.user_name.clone().unwrap_or_default();
         let mut creds = Credentials {
@@ -307,10 +313,13 @@ impl Judge<'_> {
             _ => None,
         };
         if let Some(token) = &token {
+            // A token read from a file (--token-file, tokenFile, the service account) is a
+            // secret from the moment it is read.
+            register_token(token, scrubber);
             results.push(self.judge_token(id, &subject, token, kind));
             creds.bearer = Some(token.clone());
         }
-        match load_client_identity(spec) {
+        match load_client_identity(spec, scrubber) {
             Ok(Some((identity, facts))) => {
                 results.push(self.judge_client_cert(id, &subject, &identity, &facts));
                 creds.client_identity = Some(identity);
@@ -365,12 +374,17 @@ impl Judge<'_> {
         kind: TargetKind,
     ) -> CheckResult {
         if kind == TargetKind::GitlabAgent {
-            let agent = token.expose().split(':').nth(1).unwrap_or("?");
-            return CheckResult::pass(
-                id,
-                subject,
-                format!("GitLab agent token for agent:{agent} (ci:<agent id>:<job token>)"),
-            );
+            // Only the parsed id is printed: a token without one (`pat:glpat-…`) has no part
+            // that is not secret.
+            let summary = match crate::gitlab::agent_token_id(token.expose()) {
+                Some((kind, agent)) => format!(
+                    "GitLab agent token for agent:{agent} ({}:<agent id>:<token>)",
+                    kind.as_str()
+                ),
+                None => "GitLab agent target, token not of the form ci:<agent id>:<job token>"
+                    .to_string(),
+            };
+            return CheckResult::pass(id, subject, summary);
         }
         let Some(exp) = jwt_expiry(token.expose()) else {
             return CheckResult::pass(id, subject, "bearer token (not a JWT with an expiry)");
@@ -481,49 +495,65 @@ impl Judge<'_> {
     }
 }
 
+/// Registers every secret the spec holds where it was parsed: the token (and the job token
+/// inside an agent token), the client key data, the other kubeconfig secrets, and the password
+/// and query values of the server and proxy URLs.
 fn register_secrets(spec: &TargetSpec, scrubber: &mut Scrubber) {
     if let Some(t) = &spec.token {
-        scrubber.add(t.expose());
-        // The GitLab agent token embeds the job token: scrub that part on its own too.
-        if let Some(job_token) = t.expose().splitn(3, ':').nth(2) {
-            scrubber.add(job_token);
-        }
+        register_token(t, scrubber);
     }
     if let Some(k) = &spec.client_key_data_base64 {
         scrubber.add(k.expose());
     }
-    if let Some(p) = &spec.proxy_url
-        && let Some(password) = proxy_choice::url_password(p.expose())
+    for secret in &spec.other_secrets {
+        scrubber.add_secret(secret);
+    }
+    let urls = [
+        spec.server.as_deref(),
+        spec.proxy_url.as_ref().map(Secret::expose),
+    ];
+    for secret in urls
+        .into_iter()
+        .flatten()
+        .flat_map(crate::targets::url::secrets_of)
     {
-        scrubber.add(&password);
+        scrubber.add_secret(&secret);
     }
 }
 
-/// Parses a kubeconfig server URL. kubectl accepts `https://host[:port][/path]`.
+/// A bearer token, and the job token inside a `ci:<id>:<job token>` agent token on its own.
+fn register_token(token: &Secret, scrubber: &mut Scrubber) {
+    scrubber.add_secret(token);
+    if let Some(job_token) = token.expose().splitn(3, ':').nth(2) {
+        scrubber.add(job_token);
+    }
+}
+
+/// The `Proxy-Authorization` value we build, whole and without its `Basic ` scheme word.
+fn register_route(route: &Route, scrubber: &mut Scrubber) {
+    if let Route::Proxy(proxy) = route
+        && let Some(auth) = &proxy.authorization
+    {
+        scrubber.add_secret(auth);
+        scrubber.add(auth.expose().trim_start_matches("Basic "));
+    }
+}
+
+/// Parses a kubeconfig server URL with the crate's one URL parser. kubectl accepts
+/// `https://host[:port][/path]`; a port that is not a number from 1 to 65535 is invalid (a
+/// lenient parser once read `host:99999` as `host:443` and sent the token there).
 pub fn parse_endpoint(raw: &str) -> Result<Endpoint, String> {
-    let uri: http::Uri = raw.trim().parse().map_err(|e| format!("{e}"))?;
-    let scheme = match uri.scheme_str() {
-        Some("https") => Scheme::Https,
-        Some("http") => Scheme::Http,
-        Some(other) => return Err(format!("scheme {other:?} is neither https nor http")),
-        None => return Err("no scheme: write https://HOST[:PORT]".into()),
+    let url = crate::targets::url::parse(raw).map_err(|e| e.to_string())?;
+    let scheme = match url.scheme.as_str() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        other => return Err(format!("scheme {other:?} is neither https nor http")),
     };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = match host.parse::<IpAddr>() {
-        Ok(ip) => Host::Ip(ip),
-        Err(_) => Host::Name(host.to_ascii_lowercase()),
-    };
-    let port = uri.port_u16().unwrap_or(match scheme {
-        Scheme::Https => 443,
-        Scheme::Http => 80,
-    });
-    let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Endpoint {
         scheme,
-        host,
-        port,
-        base_path,
+        port: url.port_or_default(),
+        host: url.host.clone(),
+        base_path: url.path.trim_end_matches('/').to_string(),
     })
 }
 
@@ -566,12 +596,7 @@ fn load_ca(spec: &TargetSpec) -> CaLoad {
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            (
-                Reason::CaInvalid,
-                format!("{source}: not PEM certificates: {e:?}"),
-            )
-        })?;
+        .map_err(|e| (Reason::CaInvalid, format!("{source}: {}", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err((
             Reason::CaInvalid,
@@ -585,6 +610,20 @@ fn load_ca(spec: &TargetSpec) -> CaLoad {
         ));
     }
     Ok(Some((source, certs)))
+}
+
+/// A PEM parse error in our words. The parser's `Debug` prints the offending section's bytes
+/// (a private key pasted where a CA belongs came out as a decimal byte array).
+fn pem_problem(error: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error as E;
+    match error {
+        E::MissingSectionEnd { .. } => "a PEM section has no -----END line",
+        E::IllegalSectionStart { .. } => "a PEM -----BEGIN line is malformed",
+        E::Base64Decode(_) => "a PEM section is not valid base64",
+        E::Io(_) => "the PEM text could not be read",
+        E::NoItemsFound => "no PEM certificate found",
+        _ => "not PEM certificates",
+    }
 }
 
 fn load_bytes(
@@ -604,7 +643,10 @@ fn load_bytes(
     }
 }
 
-fn load_client_identity(spec: &TargetSpec) -> Result<Option<(ClientIdentity, CertFacts)>, String> {
+fn load_client_identity(
+    spec: &TargetSpec,
+    scrubber: &mut Scrubber,
+) -> Result<Option<(ClientIdentity, CertFacts)>, String> {
     let cert = load_bytes(
         spec.client_cert_data_base64.as_deref(),
         spec.client_cert_file.as_deref(),
@@ -615,6 +657,9 @@ fn load_client_identity(spec: &TargetSpec) -> Result<Option<(ClientIdentity, Cer
         spec.client_key_file.as_deref(),
         "client-key",
     )?;
+    if let Some(key) = &key {
+        scrubber.add(String::from_utf8_lossy(key));
+    }
     let (cert, key) = match (cert, key) {
         (None, None) => return Ok(None),
         (Some(_), None) => return Err("client certificate without client key".into()),

@@ -143,6 +143,13 @@ fn parse_agent_token(token: &str) -> Option<(TokenType, i64, &str)> {
     (!secret.is_empty()).then_some((token_type, id, secret))
 }
 
+/// The type and agent id of an agent token `<type>:<agent id>:<secret>`, never the secret:
+/// what evidence may say about the token. `None` when it is not one (`pat:glpat-…` without an
+/// id, `ci:<S>:x`).
+pub fn agent_token_id(token: &str) -> Option<(TokenType, i64)> {
+    parse_agent_token(token).map(|(kind, id, _)| (kind, id))
+}
+
 /// Whether a `ci:<id>:<secret>` token carries this job's `CI_JOB_TOKEN`; `None` when either is
 /// unknown or the token is not a CI token.
 pub fn agent_token_is_current_job(token: &str, ci: &CiFacts) -> Option<bool> {

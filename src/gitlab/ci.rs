@@ -4,11 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use hyper::Uri;
-
 use crate::catalogue::{CheckId, Reason};
 use crate::model::CheckResult;
-use crate::secret::Secret;
 
 /// The header GitLab reads a job token from (`curl --header "JOB-TOKEN: $CI_JOB_TOKEN"`).
 pub const JOB_TOKEN_HEADER: &str = "JOB-TOKEN";
@@ -19,9 +16,9 @@ pub const ALLOWED_AGENTS_PATH: &str = "/job/allowed_agents";
 /// The subject of `gitlab.allowed-agents` results about the job as a whole.
 pub(crate) const JOB_SUBJECT: &str = "job";
 
-/// `CI_JOB_TOKEN`: a [`Secret`] (no `Display`, redacted `Debug`). Read it with `expose()` only
-/// to send it to GitLab in [`allowed_agents_request`].
-pub type JobToken = Secret;
+/// `CI_JOB_TOKEN`: its own type (no `Display`, redacted `Debug`), not a bearer `Secret`. Read it
+/// with `expose()` only to send it to GitLab in [`allowed_agents_request`].
+pub use crate::secret::JobToken;
 
 /// The GitLab CI variables the GitLab checks read. Empty variables count as unset.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +67,7 @@ impl CiFacts {
             // Not trimmed: a token is used exactly as given.
             job_token: lookup("CI_JOB_TOKEN")
                 .filter(|v| !v.is_empty())
-                .map(Secret::new),
+                .map(JobToken::new),
             job_id: number("CI_JOB_ID"),
             project_id: number("CI_PROJECT_ID"),
             project_path: get("CI_PROJECT_PATH"),
@@ -226,17 +223,17 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
+    /// By the crate's one URL parser: an invalid port (`:99999`, `:443x`) is no origin at all.
     pub fn parse(url: &str) -> Option<Origin> {
-        let uri: Uri = url.parse().ok()?;
-        let scheme = uri.scheme_str()?.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "http" => 80,
-            _ => return None,
-        };
-        let host = uri.host().filter(|h| !h.is_empty())?.to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(default_port);
-        Some(Origin { scheme, host, port })
+        let url = crate::targets::url::parse(url).ok()?;
+        if url.scheme != "https" && url.scheme != "http" {
+            return None;
+        }
+        Some(Origin {
+            port: url.port_or_default(),
+            host: url.host.to_string(),
+            scheme: url.scheme,
+        })
     }
 }
 
@@ -305,7 +302,7 @@ pub(crate) mod tests {
         let ci = ci();
         let debug = format!("{ci:?}");
         assert!(!debug.contains(CANARY), "{debug}");
-        assert!(debug.contains("Secret([REDACTED])"));
+        assert!(debug.contains("JobToken([REDACTED])"));
     }
 
     #[test]

@@ -25,8 +25,9 @@ mod text;
 
 pub use agent::{
     AgentIdentity, STALE_TOKEN_DETAIL, TokenType, agent_insecure_scheme,
-    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_is_current_job,
-    classify_agent_target, is_agent_server_url, is_agent_target, parse_agent_context,
+    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_id,
+    agent_token_is_current_job, classify_agent_target, is_agent_server_url, is_agent_target,
+    parse_agent_context,
 };
 pub use agent_config::{
     AccessAs, AgentConfig, CiAccess, CiAccessEntry, MAX_AGENT_CONFIG_BYTES, check_agent_configs,

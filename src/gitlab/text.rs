@@ -75,57 +75,10 @@ pub(crate) fn redact_known(text: &str, secret: Option<&str>) -> String {
     }
 }
 
-/// Masks credential-shaped substrings: `ci:<id>:<token>`, `pat:<id>:<token>`, `Bearer <token>`,
-/// `glcbt-<token>` (GitLab's JWT job tokens).
+/// Masks credential-shaped substrings (`ci:<id>:<token>`, `Bearer <token>`, `glcbt-…`, …): the
+/// crate's one set of patterns, [`crate::secret::redact_patterns`].
 pub(crate) fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut prev: Option<char> = None;
-    while let Some(c) = rest.chars().next() {
-        let word_start = prev.is_none_or(|p| !p.is_ascii_alphanumeric());
-        if let Some((keep, skip)) = word_start.then(|| secret_at(rest)).flatten() {
-            out.push_str(&rest[..keep]);
-            out.push_str(MASK);
-            rest = &rest[skip..];
-            prev = Some(']');
-            continue;
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-        prev = Some(c);
-    }
-    out
-}
-
-/// When a credential starts at the beginning of `s`: (bytes kept verbatim, bytes consumed).
-fn secret_at(s: &str) -> Option<(usize, usize)> {
-    for prefix in ["ci:", "pat:"] {
-        if let Some(after) = s.strip_prefix(prefix) {
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            if digits > 0 && after[digits..].starts_with(':') {
-                let keep = prefix.len() + digits + 1;
-                return nonempty(keep, token_len(&s[keep..]));
-            }
-        }
-    }
-    if s.get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-    {
-        return nonempty(7, token_len(&s[7..]));
-    }
-    if let Some(after) = s.strip_prefix("glcbt-") {
-        return nonempty(6, token_len(after));
-    }
-    None
-}
-
-fn nonempty(keep: usize, secret: usize) -> Option<(usize, usize)> {
-    (secret > 0).then_some((keep, keep + secret))
-}
-
-fn token_len(s: &str) -> usize {
-    s.find(|c: char| c.is_whitespace() || "\"',;}])<>\\".contains(c))
-        .unwrap_or(s.len())
+    crate::secret::redact_patterns(text)
 }
 
 /// The fields of a Kubernetes `Status` object that the checks read.

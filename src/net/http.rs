@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use super::MAX_RESPONSE_BYTES;
 use super::tls::VerifiedTls;
-use crate::secret::Secret;
+use crate::secret::{JobToken, Secret};
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -54,10 +54,15 @@ impl Response {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
-    /// The first bytes of the body as text, for evidence.
+    /// The first bytes of the body as text, for evidence. A cut body ends in `…`: the scrubber
+    /// looks there for a secret cut in two (`secret::Scrubber`).
     pub fn excerpt(&self, max: usize) -> String {
         let text = String::from_utf8_lossy(&self.body[..self.body.len().min(max)]);
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+        let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.body.len() > max {
+            line.push('…');
+        }
+        line
     }
 }
 
@@ -135,7 +140,7 @@ impl HttpConnection {
     }
 
     /// Sends one request; `credentials` asks for the bearer token (if this connection may
-    /// carry one). `extra_headers` must not hold secrets other than what the caller owns.
+    /// carry one).
     pub async fn send(
         &self,
         method: &str,
@@ -148,13 +153,16 @@ impl HttpConnection {
             .await
     }
 
+    /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
+    /// a bearer [`Secret`], so no cluster credential can travel this way; refused unless TLS
+    /// verified.
     pub async fn send_with(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
         credentials: bool,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
         let started = Instant::now();
@@ -206,7 +214,7 @@ impl HttpConnection {
         path: &str,
         body: Option<Vec<u8>>,
         credentials: bool,
-        extra_headers: &[(&str, &Secret)],
+        extra_headers: &[(&str, &JobToken)],
     ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
         let full_path = format!("{}{}", self.base_path, path);
         let uri = match &self.sender {

@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use base64::Engine;
 
 use crate::plan::{Endpoint, Host, ProxyEndpoint, Scheme};
-use crate::secret::{Secret, redact_url_password};
+use crate::secret::Secret;
+use crate::targets::url;
 
 #[derive(Debug)]
 pub enum ProxyDecision {
@@ -75,7 +76,7 @@ fn to_decision(raw: &str, source: &str, why: String) -> ProxyDecision {
     match parse_proxy_url(raw) {
         Ok(proxy) => ProxyDecision::Proxy { proxy, why },
         Err(problem) => ProxyDecision::Invalid {
-            source: format!("{source}={}", redact_url_password(raw)),
+            source: format!("{source}={}", url::display_raw(raw)),
             problem,
         },
     }
@@ -88,7 +89,9 @@ fn is_loopback(host: &Host) -> bool {
     }
 }
 
-/// A proxy URL as Go's httpproxy reads it: a missing scheme means `http://`.
+/// A proxy URL as Go's httpproxy reads it: a missing scheme means `http://`. Parsed by the
+/// crate's one URL parser, so a password with an unencoded `#`, `?`, `/` or `@` is refused (Go
+/// would read it as a path or fragment) and never shown.
 pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
     let raw = raw.trim();
     let with_scheme = if raw.contains("://") {
@@ -96,68 +99,42 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
     } else {
         format!("http://{raw}")
     };
-    let (scheme, rest) = with_scheme.split_once("://").ok_or("no scheme")?;
-    if scheme != "http" {
+    let url = url::parse(&with_scheme).map_err(|e| e.to_string())?;
+    if url.scheme != "http" {
         return Err(format!(
-            "scheme {scheme:?}: only http:// forward proxies are supported (https:// and socks5:// proxies are not checked yet)"
+            "scheme {:?}: only http:// forward proxies are supported (https:// and socks5:// proxies are not checked yet)",
+            url.scheme
         ));
     }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (host, port) = split_host_port(hostport)
-        .ok_or_else(|| format!("cannot read host and port from {hostport:?}"))?;
-    let host = match host.parse::<IpAddr>() {
-        Ok(ip) => Host::Ip(ip),
-        Err(_) if !host.is_empty() => Host::Name(host.to_ascii_lowercase()),
-        Err(_) => return Err("empty host".into()),
-    };
-    let authorization = userinfo.map(|u| {
-        let decoded = percent_decode(u);
+    let authorization = url.user.as_ref().map(|user| {
+        let password = url.password.as_ref().map_or("", Secret::expose);
         Secret::new(format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(decoded)
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         ))
     });
     Ok(ProxyEndpoint {
-        display: redact_url_password(&with_scheme),
-        host,
-        port: port.unwrap_or(80),
+        display: url.display().to_string(),
+        port: url.port.unwrap_or(80),
+        host: url.host,
         authorization,
     })
 }
 
-/// The password in a proxy URL, so the scrubber can remove it from every output.
+/// The password in a proxy URL (decoded), so the scrubber can remove it from every output.
 pub fn url_password(raw: &str) -> Option<String> {
-    let rest = raw.split_once("://").map(|(_, r)| r).unwrap_or(raw);
-    let authority = rest.split('/').next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    Some(percent_decode(password)).filter(|p| !p.is_empty())
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{}", raw.trim())
+    };
+    url::secrets_of(&with_scheme)
+        .last()
+        .map(|s| s.expose().to_string())
+        .filter(|p| !p.is_empty())
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `host`, `host:port`, `[v6]:port`, `v6`.
+/// `host`, `host:port`, `[v6]:port`, `v6` (a NO_PROXY entry).
 fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;

@@ -133,13 +133,8 @@ fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| LoadError::Invalid(format!("{}: not UTF-8 text", path.display())))?;
-    let mut config = Kubeconfig::from_yaml(&text).map_err(|e| {
-        LoadError::Invalid(format!(
-            "{}: {}",
-            path.display(),
-            crate::error::with_sources(&e)
-        ))
-    })?;
+    let mut config = Kubeconfig::from_yaml(&text)
+        .map_err(|e| LoadError::Invalid(describe_invalid(path, &text, &e)))?;
     if let Some(dir) = path.parent() {
         make_paths_absolute(&mut config, dir);
     }
@@ -297,6 +292,224 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
         .as_ref()
         .map(|k| Secret::new(k.expose_secret()));
     spec.basic_auth = user.username.is_some() || user.password.is_some();
+    spec.other_secrets = other_secrets(user);
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
     spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
+}
+
+/// Secret values of a kubeconfig user that are not sent: the basic-auth password, and the
+/// auth-provider settings and exec `env` values that are secrets. A setting is one when its name
+/// says so (`client-secret`, `refresh-token`, `id-token`, `AWS_SECRET_ACCESS_KEY`, …) or its value
+/// is long and opaque; a short ordinary value (`client-id: kubernetes`, `AWS_PROFILE=default`) is
+/// not registered, or every `kubernetes` and `default` in the report would be redacted.
+fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
+    let mut found = Vec::new();
+    if let Some(p) = &user.password {
+        found.push(Secret::new(p.expose_secret()));
+    }
+    if let Some(provider) = &user.auth_provider {
+        found.extend(
+            provider
+                .config
+                .iter()
+                .filter(|(name, value)| is_secret_setting(name, value))
+                .map(|(_, value)| Secret::new(value.as_str())),
+        );
+    }
+    if let Some(env) = user.exec.as_ref().and_then(|e| e.env.as_ref()) {
+        for var in env {
+            let name = var.get("name").map_or("", String::as_str);
+            if let Some(value) = var.get("value").filter(|v| is_secret_setting(name, v)) {
+                found.push(Secret::new(value.as_str()));
+            }
+        }
+    }
+    found
+}
+
+/// Values at least this long are registered whatever their setting's name.
+const OPAQUE_VALUE_LEN: usize = 16;
+
+fn is_secret_setting(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let secret_name = [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "key",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    secret_name || value.trim().len() >= OPAQUE_VALUE_LEN
+}
+
+/// Kubeconfig keys a key path may name. Any other key is printed as `?`: a line the parser
+/// choked on may be a secret written where a key was expected.
+const KNOWN_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "preferences",
+    "current-context",
+    "clusters",
+    "cluster",
+    "contexts",
+    "context",
+    "users",
+    "user",
+    "name",
+    "namespace",
+    "server",
+    "certificate-authority",
+    "certificate-authority-data",
+    "insecure-skip-tls-verify",
+    "tls-server-name",
+    "proxy-url",
+    "disable-compression",
+    "extensions",
+    "extension",
+    "token",
+    "tokenFile",
+    "client-certificate",
+    "client-certificate-data",
+    "client-key",
+    "client-key-data",
+    "username",
+    "password",
+    "as",
+    "as-uid",
+    "as-groups",
+    "as-user-extra",
+    "auth-provider",
+    "config",
+    "exec",
+    "command",
+    "args",
+    "env",
+    "value",
+    "installHint",
+    "provideClusterInfo",
+    "interactiveMode",
+];
+
+/// `config.kubeconfig invalid-yaml` evidence: the file, line, column, key path and the kind of
+/// problem, **never the file's text** (the YAML parser's message quotes the offending line,
+/// which may be a token or a key).
+fn describe_invalid(path: &Path, text: &str, error: &kube::config::KubeconfigError) -> String {
+    let kube::config::KubeconfigError::Parse(yaml) = error else {
+        return format!("{}: not a valid kubeconfig", path.display());
+    };
+    let problem = yaml_problem(yaml);
+    match yaml.location() {
+        Some(at) if at.line() > 0 => {
+            let line = usize::try_from(at.line()).unwrap_or(usize::MAX);
+            format!(
+                "{}: line {}, column {}, at {}: {problem}",
+                path.display(),
+                at.line(),
+                at.column(),
+                key_path(text, line)
+            )
+        }
+        _ => format!("{}: {problem}", path.display()),
+    }
+}
+
+/// What kind of YAML problem, in words of our own: the parser's own message may quote input.
+fn yaml_problem(error: &serde_saphyr::Error) -> &'static str {
+    use serde_saphyr::Error as E;
+    match error.without_snippet() {
+        E::DuplicateMappingKey { .. } => "a key appears twice in the same mapping",
+        E::SerdeInvalidType { .. } | E::Unexpected { .. } => {
+            "a value has the wrong type (a list, mapping or string where another is expected)"
+        }
+        E::SerdeMissingField { .. } => "a required field is missing",
+        E::SerdeUnknownField { .. } | E::SerdeUnknownVariant { .. } => "an unknown field",
+        E::SerdeInvalidValue { .. } | E::InvalidScalar { .. } | E::InvalidBooleanStrict { .. } => {
+            "a value is not valid for its field"
+        }
+        E::IndentationError { .. } => "the indentation is inconsistent (tabs are not allowed)",
+        E::Eof { .. } => "the file ends in the middle of a value (an unclosed quote or bracket?)",
+        E::InvalidUtf8Input => "the file is not UTF-8 text",
+        E::Budget { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. } => "the document is too large or too deeply nested",
+        _ => "not valid YAML (an unclosed quote, a tab, or a stray character?)",
+    }
+}
+
+/// The key path of `line` (1-based), `users[].user.token`, from the indentation of the lines
+/// above it. Keys outside [`KNOWN_KEYS`] print as `?`.
+fn key_path(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    // Innermost first: a key, or `[]` for a list item.
+    let mut path: Vec<&str> = Vec::new();
+    let mut limit = usize::MAX;
+    // Just inside a list item: its siblings (same dash column) are not ancestors.
+    let mut after_item = false;
+    for raw in lines.iter().rev() {
+        let dash = raw.len() - raw.trim_start_matches(' ').len();
+        let trimmed = raw.trim_start_matches([' ', '-']);
+        let content = raw.len() - trimmed.len();
+        let item = raw[dash..].starts_with('-');
+        let key = trimmed
+            .split_once(':')
+            .map(|(k, _)| k.trim().trim_matches(['"', '\'']));
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        if content < limit
+            && let Some(key) = key
+        {
+            path.push(if KNOWN_KEYS.contains(&key) { key } else { "?" });
+            limit = content;
+            after_item = false;
+        }
+        if item && dash < limit && !(after_item && dash + 1 == limit) {
+            path.push("[]");
+            // The list's own key may sit at the dash's column (`users:` then `- name:`).
+            limit = dash + 1;
+            after_item = true;
+        }
+        if limit == 0 {
+            break;
+        }
+    }
+    if path.is_empty() {
+        return "the top level".into();
+    }
+    let mut out = String::new();
+    for part in path.iter().rev() {
+        if *part != "[]" && !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_settings_by_name_or_length() {
+        assert!(is_secret_setting("client-secret", "abcd"));
+        assert!(is_secret_setting("AWS_SECRET_ACCESS_KEY", "abcd"));
+        assert!(is_secret_setting("refresh-token", "abcd"));
+        assert!(is_secret_setting("x", "0123456789abcdefXYZ"));
+        assert!(!is_secret_setting("client-id", "kubernetes"));
+        assert!(!is_secret_setting("AWS_PROFILE", "default"));
+    }
+
+    #[test]
+    fn key_paths_name_known_keys_only() {
+        let text = "apiVersion: v1\nusers:\n- name: a\n  user:\n    token: x\n- name: b\n  user:\n    client-key-data: \"abc\n";
+        assert_eq!(key_path(text, 8), "users[].user.client-key-data");
+        assert_eq!(key_path(text, 5), "users[].user.token");
+        assert_eq!(key_path(text, 1), "apiVersion");
+        assert_eq!(key_path("users:\n  s3cr3t-as-key: 1\n", 2), "users.?");
+    }
 }

@@ -10,7 +10,8 @@ use crate::secret::Secret;
 
 pub fn from_flags(server: &str, opts: &DiscoveryOptions) -> TargetSpec {
     TargetSpec {
-        name: server.to_string(),
+        // The name is printed everywhere (JUnit test names included): never the password.
+        name: super::url::display_raw(server),
         kind: Some(super::detect_kind("", Some(server), None, None)),
         source: "--server".into(),
         server: Some(server.to_string()),

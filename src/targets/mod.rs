@@ -5,6 +5,7 @@
 pub mod in_cluster;
 pub mod kubeconfig;
 pub mod legacy;
+pub mod url;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,10 @@ pub struct TargetSpec {
     pub auth_provider: Option<String>,
     pub exec_command: Option<String>,
     pub namespace: Option<String>,
+    /// Other secret values the source holds (a basic-auth password, auth-provider settings
+    /// such as `client-secret`/`refresh-token`/`id-token`, exec `env` values): never sent, but
+    /// registered with the scrubber so a server or a parser that echoes one cannot print it.
+    pub other_secrets: Vec<Secret>,
 }
 
 /// What discovery found: targets to check and run-wide config results.

@@ -1,0 +1,330 @@
+//! One test per leak class of issue 9 (each failed on the code before the fix), named after the
+//! class. Runs are in-process unless the leak is in the binary's own messages.
+
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::cli::Cli;
+use kube_reach::demo::Pki;
+use kube_reach::model::RunReport;
+use kube_reach::plan::Plan;
+
+use super::hostile::{Echo, echoing_proxy, start_hostile};
+use super::outputs::{assert_report_clean, render};
+use super::support::{World, assert_root_cause, init, target};
+
+/// An in-process run with `args` after the world's base flags, and `vars`.
+fn run_args(world: &World, args: &[&str], vars: &[(&str, &str)]) -> RunReport {
+    init();
+    let mut all = world.base_args();
+    all.extend(args.iter().map(|s| s.to_string()));
+    let cli = <Cli as clap::Parser>::try_parse_from(&all).expect("flags");
+    let env = world.env(vars);
+    let plan = Plan::new(&cli.run, &env).expect("plan");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(kube_reach::engine::run(plan, &env))
+}
+
+fn run_kubeconfig(world: &World, text: &str, vars: &[(&str, &str)]) -> RunReport {
+    let path = world.write("kubeconfig", text);
+    run_args(world, &["--kubeconfig", &path.display().to_string()], vars)
+}
+
+const HEAD: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n";
+
+#[test]
+fn leak1_yaml_errors_name_the_place_never_the_text() {
+    let world = World::new();
+    let canary = "yamlCanarySecret4d8e2f";
+    let cases: Vec<(&str, String)> = vec![
+        ("tab", format!("{HEAD}\ttoken: {canary}\n")),
+        ("unclosed quote", format!("{HEAD}    token: \"{canary}\n")),
+        (
+            "duplicate key",
+            format!("{HEAD}    token: {canary}\n    token: {canary}2\n"),
+        ),
+        (
+            "wrong type",
+            format!("{HEAD}    client-key-data: [{canary}]\n"),
+        ),
+        (
+            "password mapping",
+            format!("{HEAD}    password: {{{canary}: 1}}\n"),
+        ),
+        (
+            "auth-provider client-secret",
+            format!(
+                "{HEAD}    auth-provider:\n      name: oidc\n      config:\n        client-secret: [{canary}]\n"
+            ),
+        ),
+        (
+            "exec env",
+            format!(
+                "{HEAD}    exec:\n      command: x\n      env:\n      - name: A\n        value: {{v: {canary}}}\n"
+            ),
+        ),
+        (
+            "secret where a mapping belongs",
+            format!("{HEAD}    {canary}\n    token: x\n"),
+        ),
+        (
+            "one-line JSON",
+            format!(
+                "{{\"apiVersion\":\"v1\",\"users\":[{{\"name\":\"u\",\"user\":{{\"token\":\"{canary}\"}}]]}}"
+            ),
+        ),
+    ];
+    for (what, text) in cases {
+        let report = run_kubeconfig(&world, &text, &[]);
+        let outputs = assert_report_clean(&report, &[canary]);
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::ConfigKubeconfig)
+            .unwrap_or_else(|| panic!("{what}: no config.kubeconfig in {}", outputs[1].1));
+        assert_eq!(check.reason, Some(Reason::InvalidYaml), "{what}");
+        let evidence = check.evidence.join("\n");
+        assert!(evidence.contains("kubeconfig"), "{what}: {evidence}");
+        assert!(
+            !evidence.contains("REDACTED"),
+            "{what}: quoted, then scrubbed: {evidence}"
+        );
+    }
+}
+
+#[test]
+fn leak1_the_second_file_of_a_kubeconfig_list() {
+    let world = World::new();
+    let canary = "secondFileCanary7b1c9a";
+    let first = world.write("first", &format!("{HEAD}    token: good\n"));
+    let second = world.write("second", &format!("{HEAD}    token: \"{canary}\n"));
+    let list = format!("{}:{}", first.display(), second.display());
+    let report = run_args(&world, &["--kubeconfig", &list], &[]);
+    assert_report_clean(&report, &[canary]);
+    let evidence: String = report
+        .checks
+        .iter()
+        .flat_map(|c| c.evidence.clone())
+        .collect();
+    assert!(evidence.contains("second: line"), "{evidence}");
+}
+
+#[test]
+fn leak2_url_passwords_with_reserved_characters() {
+    let world = World::new();
+    for special in ["#", "?", "'", "\"", " ", "/"] {
+        let password = format!("urlCan{special}aryPassw0rd");
+        let encoded_free = format!("http://ci:{password}@127.0.0.1:9");
+        // HTTPS_PROXY, a kubeconfig proxy-url, and KUBE_URL.
+        let report = run_args(
+            &world,
+            &["--server", "https://api.k8s.test:9"],
+            &[("HTTPS_PROXY", &encoded_free)],
+        );
+        let outputs = render(&report);
+        super::outputs::assert_no_leak(&outputs, &[&password, &password[7..]]);
+        let kubeconfig = format!(
+            "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://api.k8s.test:9\n    proxy-url: '{}'\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t0ken-x\n",
+            encoded_free.replace('\'', "''")
+        );
+        let report = run_kubeconfig(&world, &kubeconfig, &[]);
+        super::outputs::assert_no_leak(&render(&report), &[&password, &password[7..]]);
+        let kube_url = format!("https://ci:{password}@127.0.0.1:9");
+        let report = run_args(
+            &world,
+            &[],
+            &[("KUBE_URL", &kube_url), ("GITLAB_CI", "true")],
+        );
+        super::outputs::assert_no_leak(&render(&report), &[&password, &password[7..]]);
+    }
+}
+
+#[test]
+fn leak2_query_values_of_a_server_url() {
+    let world = World::new();
+    let canary = "queryTokenCanary5e6f7a";
+    let report = run_args(
+        &world,
+        &["--server", &format!("https://127.0.0.1:9/?token={canary}")],
+        &[],
+    );
+    assert_report_clean(&report, &[canary]);
+}
+
+#[test]
+fn issue8_5_invalid_ports_are_invalid_urls_and_nothing_is_sent() {
+    let world = World::new();
+    for server in ["https://127.0.0.1:99999", "https://127.0.0.1:6443x"] {
+        let text = HEAD.replace("https://127.0.0.1:9", server) + "    token: tok-1234\n";
+        let report = run_kubeconfig(&world, &text, &[]);
+        let t = target(&report, "c");
+        assert_root_cause(t, CheckId::ConfigServer, Reason::InvalidUrl);
+        assert!(
+            t.checks.iter().all(|c| c.id != CheckId::TcpConnect || c.status == kube_reach::model::Status::Skip),
+            "{server}: a connection was attempted"
+        );
+    }
+}
+
+#[test]
+fn leak3_a_kubeconfig_token_file_echoed_by_the_server() {
+    init();
+    let world = World::new();
+    let pki = Pki::generate().expect("pki");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let canary = "tokenFileCanary0a9b8c7d";
+    let token_file = world.write("token", canary);
+    for echo in [Echo::WhoamiUsername, Echo::Redirect, Echo::ReadyzLine] {
+        let (url, ca) = rt.block_on(start_hostile(echo, 0, false, &pki));
+        let ca_file = world.write("ca.pem", &ca);
+        let text = format!(
+            "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    tokenFile: {}\n",
+            ca_file.display(),
+            token_file.display()
+        );
+        let path = world.write("kubeconfig", &text);
+        let mut args = world.base_args();
+        args.extend(["--kubeconfig".to_string(), path.display().to_string()]);
+        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+        let env = world.env(&[]);
+        let plan = Plan::new(&cli.run, &env).expect("plan");
+        let report = rt.block_on(kube_reach::engine::run(plan, &env));
+        assert_report_clean(&report, &[canary]);
+    }
+}
+
+#[test]
+fn leak4_a_token_prefix_cut_by_the_excerpt_limit() {
+    // `/version` answers 200 bytes of body of which the last 6 are the token's first 6.
+    let outputs = super::hostile::run_once(Echo::VersionBody, 194, false);
+    let token = super::hostile::canary("1940");
+    for (name, text) in &outputs {
+        assert!(!text.contains(&token[..6]), "prefix in the {name}: {text}");
+    }
+}
+
+#[test]
+fn leak5_basic_value_in_a_proxy_status_line() {
+    init();
+    let world = World::new();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let proxy = rt.block_on(echoing_proxy(0));
+    let password = "basicCanaryPw3c4d5e";
+    let url = format!("http://ci:{password}@127.0.0.1:{}", proxy.port());
+    let report = run_args(
+        &world,
+        &["--server", "https://api.k8s.test:6443"],
+        &[("HTTPS_PROXY", &url)],
+    );
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ci:{password}"),
+    );
+    assert_report_clean(&report, &[password, &basic]);
+}
+
+#[test]
+fn leak6_agent_shaped_tokens_without_an_agent_id() {
+    let world = World::new();
+    for token in [
+        "pat:glpat-agentCanaryMiddle1234",
+        "ci:agentCanaryMiddle5678:x",
+    ] {
+        let text = format!(
+            "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9/k8s-proxy/\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: \"{token}\"\n"
+        );
+        let report = run_kubeconfig(&world, &text, &[]);
+        assert_report_clean(&report, &["agentCanaryMiddle"]);
+    }
+}
+
+#[test]
+fn leak7_a_private_key_where_a_ca_belongs() {
+    let world = World::new();
+    let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7keyCanary";
+    // A key pasted on one line (newlines lost in a variable), a BEGIN line cut short, and a
+    // key without its END line.
+    for key in [
+        format!("-----BEGIN PRIVATE KEY----- {body} -----END PRIVATE KEY-----"),
+        format!("-----BEGIN PRIVATE KEY {body}\n-----END PRIVATE KEY-----\n"),
+        format!("-----BEGIN PRIVATE KEY-----\n{body}\n"),
+    ] {
+        let ca_file = world.write("ca.pem", &key);
+        let report = run_args(
+            &world,
+            &[
+                "--server",
+                "https://127.0.0.1:9",
+                "--ca-file",
+                &ca_file.display().to_string(),
+            ],
+            &[],
+        );
+        let outputs = assert_report_clean(&report, &[body]);
+        for (name, text) in &outputs {
+            // `MIIE` and `----` as decimal bytes: the PEM parser's Debug.
+            assert!(
+                !text.contains("77, 73, 73, 69") && !text.contains("45, 45, 45"),
+                "bytes in the {name}: {text}"
+            );
+        }
+        let tls = report.targets[0]
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::ConfigTls)
+            .expect("config.tls");
+        assert_eq!(tls.reason, Some(Reason::CaInvalid), "{key}");
+    }
+}
+
+#[test]
+fn leak8_a_require_file_line_is_named_not_quoted() {
+    let world = World::new();
+    let canary = "requireFileCanary9e8d7c";
+    let file = world.write("token", &format!("# a token file\n{canary}\n"));
+    let out = world.run_binary(
+        None,
+        &[
+            "--server",
+            "https://127.0.0.1:9",
+            "--require-file",
+            &file.display().to_string(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(2), "{stderr}");
+    assert!(!stderr.contains(canary), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(canary));
+    assert!(
+        stderr.contains("line 2") && stderr.contains("token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn issue8_5_the_gitlab_origin_parser_refuses_invalid_ports() {
+    let facts = |server: &str| {
+        let server = server.to_string();
+        kube_reach::gitlab::CiFacts::from_lookup(&move |name| match name {
+            "CI_SERVER_URL" => Some(server.clone()),
+            "CI_JOB_TOKEN" => Some("jobTokenCanary1234".into()),
+            "GITLAB_CI" => Some("true".into()),
+            _ => None,
+        })
+    };
+    for bad in [
+        "https://gitlab.example:99999",
+        "https://gitlab.example:443x",
+    ] {
+        assert!(
+            kube_reach::gitlab::gitlab_server_target(&facts(bad)).is_none(),
+            "{bad}"
+        );
+        assert!(
+            kube_reach::gitlab::allowed_agents_request(&facts(bad)).is_none(),
+            "{bad}"
+        );
+    }
+    let ok = kube_reach::gitlab::gitlab_server_target(&facts("https://gitlab.example:8443"))
+        .expect("a valid origin");
+    assert_eq!(ok.port, 8443);
+}
