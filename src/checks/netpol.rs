@@ -99,6 +99,9 @@ pub struct RunnerPod {
     pub namespace: String,
     /// `None` when the pod could not be read: selectors other than `{}` are then undecidable.
     pub labels: Option<BTreeMap<String, String>>,
+    /// `spec.hostNetwork`: such a pod sends from the node's address, and NetworkPolicies leave
+    /// it alone ("behaviour for hostNetwork pods is undefined"; common CNIs do not select them).
+    pub host_network: bool,
 }
 
 /// A three-valued answer: rules over unknown labels or named ports cannot always be decided.
@@ -140,6 +143,8 @@ impl Tri {
 pub enum Decision {
     /// No egress policy selects the pod.
     Unrestricted,
+    /// The pod uses the node's network: policies do not apply to it.
+    HostNetwork,
     /// Allowed by rule `rule` (0-based) of `policy`.
     Allowed { policy: String, rule: usize },
     /// Egress policies select the pod and none of their rules allows this.
@@ -250,9 +255,13 @@ fn port_matches(port: &NetworkPolicyPort, dest: &Destination) -> Tri {
         Some(IntOrString::String(name)) if dest.purpose.is_dns() => Tri::Unknown(format!(
             "named port `{name}` is resolved against the DNS pods' container ports, which kube-reach does not read"
         )),
-        // A named port names a container port of the destination pod; an API server outside
-        // the pod network has none, so the port matches nothing there.
-        Some(IntOrString::String(_)) => Tri::No,
+        // A named port names a container port of the destination pod. The API server's
+        // endpoint is usually no pod a policy sees (host network, or outside the cluster), so
+        // most CNIs match nothing there; but kube-reach cannot read it to be sure.
+        Some(IntOrString::String(name)) => Tri::Unknown(format!(
+            "named port `{name}` can only match a container port of a destination pod; {} is probably no such pod (then the rule does not allow it: use the number, {})",
+            dest.addr, dest.port
+        )),
     }
 }
 
@@ -300,6 +309,9 @@ fn selecting<'p>(
 
 /// Decides one destination under the Kubernetes semantics.
 pub fn decide(policies: &[NetworkPolicy], pod: &RunnerPod, dest: &Destination) -> Decision {
+    if pod.host_network {
+        return Decision::HostNetwork;
+    }
     let (sure, maybe) = selecting(policies, pod);
     let all: Vec<&NetworkPolicy> = sure
         .iter()
@@ -369,6 +381,9 @@ fn decided(policies: &[NetworkPolicy], s: &Situation) -> Vec<(Destination, Decis
 fn describe(dest: &Destination, decision: &Decision) -> String {
     match decision {
         Decision::Unrestricted => format!("{dest}: allowed (no egress policy selects the pod)"),
+        Decision::HostNetwork => {
+            format!("{dest}: not subject to NetworkPolicies (the runner pod uses the host network)")
+        }
         Decision::Allowed { policy, rule } => {
             format!("{dest}: allowed by NetworkPolicy {policy}, egress rule #{rule}")
         }

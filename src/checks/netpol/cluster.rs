@@ -93,6 +93,7 @@ impl ClusterView {
             pod: RunnerPod {
                 namespace: namespace.to_string(),
                 labels: None,
+                host_network: false,
             },
             pod_evidence: Vec::new(),
             policies: Err("not asked".into()),
@@ -122,6 +123,11 @@ impl ClusterView {
                     let labels = pod.metadata.labels.clone().unwrap_or_default();
                     view.pod_evidence.push(pod_line(name, namespace, &pod, &labels));
                     view.pod.labels = Some(labels);
+                    view.pod.host_network = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.host_network)
+                        .unwrap_or(false);
                 }
                 Err(e) => view.pod_evidence.push(format!(
                     "runner pod {name} in {namespace}: not readable ({e}); policies that select by label cannot be decided"
@@ -365,6 +371,7 @@ mod tests {
             pod: RunnerPod {
                 namespace: "gitlab".into(),
                 labels: Some(BTreeMap::new()),
+                host_network: false,
             },
             pod_evidence: vec![],
             policies: Ok(serde_json::from_value(policies).expect("policies")),

@@ -20,6 +20,7 @@ fn pod() -> RunnerPod {
             ("app".to_string(), "runner-job".to_string()),
             ("tier".to_string(), "ci".to_string()),
         ])),
+        host_network: false,
     }
 }
 
@@ -172,14 +173,64 @@ fn namespace_selector_cannot_match_a_host_network_api_server() {
 }
 
 #[test]
-fn named_ports_match_nothing_outside_pods_and_are_unknown_for_dns() {
+fn named_ports_are_undecidable_without_the_destination_pod() {
     let p = policy(
         "named",
         json!({"podSelector": {}, "policyTypes": ["Egress"],
                "egress": [{"ports": [{"port": "https"}, {"port": "dns", "protocol": "UDP"}]}]}),
     );
-    check(std::slice::from_ref(&p), &pod(), &service(), Want::Blocked);
-    check(&[p], &pod(), &dns_udp(), Want::Undecided);
+    check(
+        std::slice::from_ref(&p),
+        &pod(),
+        &service(),
+        Want::Undecided,
+    );
+    check(
+        std::slice::from_ref(&p),
+        &pod(),
+        &dns_udp(),
+        Want::Undecided,
+    );
+    // A number elsewhere decides it; a named port of another protocol never matches.
+    let numbered = policy(
+        "numbered",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 443}]}]}),
+    );
+    check(
+        &[p.clone(), numbered],
+        &pod(),
+        &service(),
+        Want::Allowed("numbered"),
+    );
+    let udp_only = policy(
+        "udp-named",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "dns", "protocol": "UDP"}]}]}),
+    );
+    check(&[udp_only], &pod(), &service(), Want::Blocked);
+}
+
+#[test]
+fn policies_leave_a_host_network_pod_alone() {
+    let host = RunnerPod {
+        host_network: true,
+        ..pod()
+    };
+    assert_eq!(
+        decide(&[default_deny()], &host, &service()),
+        Decision::HostNetwork
+    );
+    let results = judge(
+        &[default_deny()],
+        &Situation {
+            pod: host,
+            destinations: vec![service(), dns_udp()],
+            reached: vec![],
+        },
+    );
+    assert!(
+        results.iter().all(|r| r.status == Status::Pass),
+        "{results:?}"
+    );
 }
 
 #[test]
@@ -267,6 +318,7 @@ fn unreadable_pod_labels_make_selecting_policies_undecided_but_empty_selectors_s
     let unknown = RunnerPod {
         namespace: "gitlab".into(),
         labels: None,
+        host_network: false,
     };
     let labelled = policy(
         "runner-deny",
@@ -369,6 +421,7 @@ fn judge_passes_when_allowed_and_is_informational_when_undecided() {
         pod: RunnerPod {
             namespace: "gitlab".into(),
             labels: None,
+            host_network: false,
         },
         ..situation(&[])
     };
