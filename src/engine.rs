@@ -47,7 +47,7 @@ pub struct Recorder {
     /// took the time since then (JUnit `time`, JSON `duration_ms`).
     last_event: Mutex<Option<Instant>>,
     /// Every address this target tried, for the NetworkPolicy evaluation after the run.
-    paths: Mutex<Vec<netpol::Path>>,
+    paths: Mutex<Vec<netpol::Attempted>>,
     /// What the in-cluster target read about its pod and namespace.
     cluster: Mutex<Option<netpol::ClusterView>>,
 }
@@ -100,7 +100,7 @@ impl Recorder {
     }
     fn tried(&self, target: &str, attempts: &[connect::Attempt], via_proxy: bool) {
         if let Ok(mut paths) = self.paths.lock() {
-            paths.extend(attempts.iter().map(|a| netpol::Path {
+            paths.extend(attempts.iter().map(|a| netpol::Attempted {
                 target: target.to_string(),
                 addr: a.addr,
                 connected: a.outcome.is_ok(),
@@ -119,7 +119,7 @@ impl Recorder {
         self.mark();
     }
     /// The paths tried and the cluster view, for [`netpol::apply`].
-    fn surroundings(&self) -> (Vec<netpol::Path>, Option<netpol::ClusterView>) {
+    fn surroundings(&self) -> (Vec<netpol::Attempted>, Option<netpol::ClusterView>) {
         let paths = self.paths.lock().map(|p| p.clone()).unwrap_or_default();
         let view = self.cluster.lock().ok().and_then(|c| c.clone());
         (paths, view)

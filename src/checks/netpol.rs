@@ -612,7 +612,7 @@ fn judge_dns(
 }
 
 mod cluster;
-pub use cluster::{ClusterView, Path, apply};
+pub use cluster::{Attempted, ClusterView, apply};
 
 #[cfg(test)]
 mod tests;

@@ -39,7 +39,7 @@ pub struct ClusterView {
 
 /// One address a target tried to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path {
+pub struct Attempted {
     pub target: String,
     pub addr: SocketAddr,
     pub connected: bool,
@@ -212,7 +212,7 @@ fn tcp(addr: IpAddr, port: u16, purpose: Purpose) -> Destination {
     }
 }
 
-fn target_destinations(paths: &[&Path]) -> Vec<Destination> {
+fn target_destinations(paths: &[&Attempted]) -> Vec<Destination> {
     paths
         .iter()
         .map(|p| {
@@ -243,7 +243,7 @@ fn read_by(view: &ClusterView) -> String {
 pub fn apply(
     targets: &mut [TargetReport],
     view: &ClusterView,
-    paths: &[Path],
+    paths: &[Attempted],
     nameservers: &[IpAddr],
 ) {
     let Some(own) = targets.iter().position(|t| t.name == view.target) else {
@@ -272,7 +272,7 @@ pub fn apply(
                 .map(|(a, p)| tcp(*a, *p, Purpose::ServiceEndpoint)),
         )
         .collect();
-    let own_paths: Vec<&Path> = paths
+    let own_paths: Vec<&Attempted> = paths
         .iter()
         .filter(|p| {
             p.target == view.target && !view.service.contains(&(p.addr.ip(), p.addr.port()))
@@ -307,7 +307,7 @@ pub fn apply(
         if i == own {
             continue;
         }
-        let mine: Vec<&Path> = paths.iter().filter(|p| p.target == t.name).collect();
+        let mine: Vec<&Attempted> = paths.iter().filter(|p| p.target == t.name).collect();
         if !mine.is_empty() {
             let result = judge_route(policies, &situation(target_destinations(&mine)))
                 .with_evidence(read_by(view));
@@ -386,8 +386,8 @@ mod tests {
             "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}]}]}}])
     }
 
-    fn path(target: &str, addr: &str, connected: bool) -> Path {
-        Path {
+    fn path(target: &str, addr: &str, connected: bool) -> Attempted {
+        Attempted {
             target: target.into(),
             addr: addr.parse().expect("addr"),
             connected,
