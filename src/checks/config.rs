@@ -111,6 +111,13 @@ impl Judge<'_> {
             }
             return (r, Some(endpoint));
         }
+        if kind == TargetKind::InCluster {
+            // KUBERNETES_SERVICE_HOST is the `kubernetes` service's ClusterIP: private by design,
+            // and reachable from the pod that was given it.
+            let r = CheckResult::pass(id, shown.clone(), format!("server {shown}"))
+                .with_evidence("the kubernetes service address (KUBERNETES_SERVICE_HOST/PORT)");
+            return (r, Some(endpoint));
+        }
         (self.address_class(id, &shown, &endpoint), Some(endpoint))
     }
 

@@ -132,6 +132,15 @@ fn default_deny() -> NetworkPolicy {
 
 /// Runs the engine in-process as a pod would: no kubeconfig, in-cluster variables.
 async fn run_pod(policies: Vec<NetworkPolicy>, rights: Rights) -> RunReport {
+    run_pod_with(policies, rights, &[]).await
+}
+
+/// [`run_pod`] with more variables (`GITLAB_CI`, say).
+async fn run_pod_with(
+    policies: Vec<NetworkPolicy>,
+    rights: Rights,
+    extra: &[(&str, &str)],
+) -> RunReport {
     init();
     let pki = Pki::generate().expect("pki");
     let token = sa_token();
@@ -160,6 +169,7 @@ async fn run_pod(policies: Vec<NetworkPolicy>, rights: Rights) -> RunReport {
         ("HOME", home.as_str()),
         ("CI_RUNNER_ID", "42"),
     ];
+    let vars: Vec<(&str, &str)> = vars.iter().chain(extra).copied().collect();
     let mut args = world.base_args();
     args.retain(|a| a != "--no-in-cluster");
     let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
@@ -441,4 +451,17 @@ async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
             .is_some_and(|b| b.starts_with("tcp.connect")),
         "{row:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_gitlab_ci_the_service_address_is_no_copied_kubeconfig_mistake() {
+    let report = run_pod_with(vec![], Rights::All, &[("GITLAB_CI", "true")]).await;
+    let t = target(&report, "in-cluster");
+    let server = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ConfigServer)
+        .expect("config.server");
+    assert_eq!(server.status, Status::Pass, "{server:#?}");
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
 }
