@@ -29,6 +29,8 @@ use crate::model::{CheckResult, Status};
 /// `kubernetes.io/metadata.name` label is set by the API server itself (since 1.21).
 const DNS_NAMESPACE: &str = "kube-system";
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Policy names shown in one summary or evidence line.
+const NAMES_SHOWN: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Protocol {
@@ -389,10 +391,10 @@ fn describe(dest: &Destination, decision: &Decision) -> String {
         }
         Decision::Blocked { policies } => format!(
             "{dest}: BLOCKED: selected by egress NetworkPolicies {} and none of their rules allows this address, port and protocol",
-            policies.join(", ")
+            short_list(policies)
         ),
         Decision::Undecided { policies, why } => {
-            format!("{dest}: undecided under {}: {why}", policies.join(", "))
+            format!("{dest}: undecided under {}: {why}", short_list(policies))
         }
     }
 }
@@ -480,15 +482,23 @@ pub fn judge(policies: &[NetworkPolicy], s: &Situation) -> Vec<CheckResult> {
     out
 }
 
+/// At most [`NAMES_SHOWN`] names, then how many more: a namespace may hold hundreds of policies.
+fn short_list(names: &[String]) -> String {
+    let mut shown: Vec<&str> = names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+    let more = names.len().saturating_sub(NAMES_SHOWN);
+    let tail = format!("and {more} more");
+    if more > 0 {
+        shown.push(&tail);
+    }
+    shown.join(", ")
+}
+
 fn evidence(list: &[(Destination, Decision)], policies: &[NetworkPolicy]) -> Vec<String> {
+    let names: Vec<String> = policies.iter().map(policy_name).collect();
     let mut lines = vec![format!(
         "{} NetworkPolicies in the namespace: {}",
         policies.len(),
-        policies
-            .iter()
-            .map(policy_name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        short_list(&names)
     )];
     lines.extend(list.iter().map(|(d, dec)| describe(d, dec)));
     lines
@@ -537,7 +547,7 @@ fn judge_api(
     let others = of(|p| matches!(p, Purpose::ApiServer { .. } | Purpose::Proxy { .. }));
     let (first, decision) = blocked[0];
     let names = match decision {
-        Decision::Blocked { policies } => policies.join(", "),
+        Decision::Blocked { policies } => short_list(policies),
         _ => String::new(),
     };
     // Blocked on paper, yet the job got through: this CNI reads the policy another way (the
@@ -596,7 +606,7 @@ fn judge_dns(
     let mut servers: Vec<IpAddr> = list.iter().map(|(d, _)| d.addr).collect();
     servers.dedup();
     let names = match &blocked[0].1 {
-        Decision::Blocked { policies } => policies.join(", "),
+        Decision::Blocked { policies } => short_list(policies),
         _ => String::new(),
     };
     CheckResult::finding(CheckId::NetpolEgress, subject, Reason::BlocksDns)

@@ -105,17 +105,25 @@ impl ClusterView {
             view.policies =
                 object::<List<NetworkPolicy>>("list networkpolicies", a).map(|l| l.items);
         }
-        if let Some(Ok(service)) = answers
+        match answers
             .next()
             .map(|a| object::<Service>("get service default/kubernetes", a))
         {
-            view.service = service_addresses(&service);
+            Some(Ok(service)) => view.service = service_addresses(&service),
+            Some(Err(e)) => view.pod_evidence.push(format!(
+                "{e}: the pre-DNAT reading uses KUBERNETES_SERVICE_HOST alone"
+            )),
+            None => {}
         }
-        if let Some(Ok(slices)) = answers
+        match answers
             .next()
             .map(|a| object::<List<EndpointSlice>>("list endpointslices default", a))
         {
-            view.endpoints = slice_addresses(&slices.items);
+            Some(Ok(slices)) => view.endpoints = slice_addresses(&slices.items),
+            Some(Err(e)) => view.pod_evidence.push(format!(
+                "{e}: the post-DNAT reading (the API server's endpoints) is not judged"
+            )),
+            None => {}
         }
         match (pod_name, answers.next()) {
             (Some(name), Some(a)) => match object::<Pod>("get pod", a) {
@@ -493,5 +501,62 @@ mod tests {
             (rc.check, rc.reason),
             (CheckId::TcpConnect, Reason::Refused)
         );
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: vec![],
+            body: body.to_string().into_bytes().into(),
+            elapsed: std::time::Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn answers_become_a_view_and_what_is_unreadable_is_said() {
+        let answers = [
+            answer(
+                200,
+                json!({"items": [{"metadata": {"name": "deny"}, "spec": {"podSelector": {}}}]}),
+            ),
+            answer(
+                403,
+                json!({"kind": "Status", "message": "services \"kubernetes\" is forbidden"}),
+            ),
+            answer(
+                200,
+                json!({"items": [{"addressType": "IPv4", "metadata": {},
+                "endpoints": [{"addresses": ["172.18.0.2"]}], "ports": [{"port": 6443}]}]}),
+            ),
+            answer(
+                200,
+                json!({"metadata": {"name": "p", "labels": {"app": "job"}},
+                "spec": {"nodeName": "n1", "hostNetwork": false, "containers": []}}),
+            ),
+        ];
+        let view = ClusterView::from_answers("in-cluster", "gitlab", Some("p"), &answers);
+        assert_eq!(view.policies.as_ref().map(Vec::len), Ok(1));
+        assert!(view.service.is_empty());
+        assert_eq!(
+            view.endpoints,
+            vec![("172.18.0.2".parse().expect("ip"), 6443)]
+        );
+        assert_eq!(
+            view.pod
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str),
+            Some("job")
+        );
+        let evidence = view.pod_evidence.join("\n");
+        assert!(
+            evidence.contains("HTTP 403") && evidence.contains("pre-DNAT"),
+            "{evidence}"
+        );
+        assert!(evidence.contains("on node n1"), "{evidence}");
+        let denied = [answer(403, json!({"kind": "Status"}))];
+        let view = ClusterView::from_answers("in-cluster", "gitlab", None, &denied);
+        assert!(view.policies.is_err());
     }
 }

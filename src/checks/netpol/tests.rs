@@ -448,3 +448,14 @@ fn not_readable_names_the_permission() {
         "{r:?}"
     );
 }
+
+#[test]
+fn long_policy_lists_are_cut() {
+    let names: Vec<String> = (0..25).map(|i| format!("p{i}")).collect();
+    let text = short_list(&names);
+    assert!(
+        text.starts_with("p0, p1") && text.ends_with("p9, and 15 more"),
+        "{text}"
+    );
+    assert_eq!(short_list(&names[..2]), "p0, p1");
+}
