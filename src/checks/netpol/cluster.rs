@@ -349,8 +349,16 @@ fn timed_out(t: &TargetReport, ids: &[CheckId]) -> bool {
         .is_some_and(|rc| ids.contains(&rc.check) && rc.reason == Reason::Timeout)
 }
 
-/// Adds results and recomputes the verdict and the layer-order root cause.
+/// Adds results and recomputes the verdict and the layer-order root cause. A placeholder row
+/// of the same check and subject (`not-applicable`: the report's shape had it, but judging comes
+/// only now, after every target ran) gives way to the result.
 fn push(t: &mut TargetReport, results: Vec<CheckResult>) {
+    t.checks.retain(|c| {
+        c.reason != Some(Reason::NotApplicable)
+            || !results
+                .iter()
+                .any(|r| r.id == c.id && r.subject == c.subject)
+    });
     t.checks.extend(results);
     t.verdict = verdict::verdict(&t.checks);
     t.root_cause = verdict::root_cause(&t.checks);
@@ -558,5 +566,24 @@ mod tests {
         let denied = [answer(403, json!({"kind": "Status"}))];
         let view = ClusterView::from_answers("in-cluster", "gitlab", None, &denied);
         assert!(view.policies.is_err());
+    }
+
+    #[test]
+    fn a_placeholder_row_gives_way_to_the_judged_one() {
+        let mut targets = world(vec![]);
+        targets[0].checks.push(CheckResult::not_applicable(
+            CheckId::NetpolEgress,
+            "gitlab",
+            "not reached",
+        ));
+        let paths = [path("in-cluster", "10.96.0.1:443", true)];
+        apply(&mut targets, &view(service_only()), &paths, &[]);
+        let rows: Vec<&CheckResult> = targets[0]
+            .checks
+            .iter()
+            .filter(|c| c.id == CheckId::NetpolEgress && c.subject == "gitlab")
+            .collect();
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(rows[0].status, Status::Pass);
     }
 }
