@@ -623,7 +623,15 @@ async fn read_surroundings(
     rec: &Recorder,
 ) {
     let ns = &target.namespace;
-    let pod = ctx.pod_name.as_deref();
+    // Both go into request paths: only names the API server could hold.
+    if let Err(problem) = crate::plan::check_namespace(ns) {
+        let why = format!("{problem}: nothing was asked");
+        return rec.cluster(netpol::ClusterView::unasked(&target.name, ns, why));
+    }
+    let pod = ctx
+        .pod_name
+        .as_deref()
+        .filter(|p| netpol::is_object_name(p));
     rec.start(CheckId::NetpolEgress, ns);
     let paths = netpol::ClusterView::paths(ns, pod);
     let answers = futures_util::future::join_all(

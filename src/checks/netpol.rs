@@ -622,7 +622,7 @@ fn judge_dns(
 }
 
 mod cluster;
-pub use cluster::{Attempted, ClusterView, apply};
+pub use cluster::{Attempted, ClusterView, apply, is_object_name};
 
 #[cfg(test)]
 mod tests;

@@ -66,7 +66,26 @@ struct List<T> {
     items: Vec<T>,
 }
 
+/// A DNS-1123 subdomain (what a pod name is), so it can go into a request path as it is.
+pub fn is_object_name(name: &str) -> bool {
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.bytes().next())
+        && edge(name.bytes().last())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
 impl ClusterView {
+    /// Nothing was asked: `why` says what stopped the reads (a namespace that is no name).
+    pub fn unasked(target: &str, namespace: &str, why: String) -> ClusterView {
+        let mut view = ClusterView::from_answers(target, namespace, None, &[]);
+        view.policies = Err(why);
+        view.pod_evidence.clear();
+        view
+    }
+
     /// The pod, policy, service and EndpointSlice paths to GET, in that order.
     pub fn paths(namespace: &str, pod: Option<&str>) -> Vec<String> {
         let mut out = vec![format!(
@@ -142,7 +161,8 @@ impl ClusterView {
                 )),
             },
             _ => view.pod_evidence.push(
-                "runner pod: name unknown (no HOSTNAME, no pod claim in the token)".to_string(),
+                "runner pod: name unknown (no pod claim in the token, and HOSTNAME unset or no pod name)"
+                    .to_string(),
             ),
         }
         view
@@ -585,5 +605,18 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 1, "{rows:#?}");
         assert_eq!(rows[0].status, Status::Pass);
+    }
+
+    #[test]
+    fn only_real_names_go_into_request_paths() {
+        assert!(is_object_name("runner-abc-1.x"));
+        for bad in ["", "-a", "a-", "A", "a/b", "a?b", "..", &"a".repeat(254)] {
+            assert!(!is_object_name(bad), "{bad}");
+        }
+        let view = ClusterView::unasked("in-cluster", "../x", "no namespace".into());
+        assert_eq!(
+            view.policies.as_ref().err().map(String::as_str),
+            Some("no namespace")
+        );
     }
 }
