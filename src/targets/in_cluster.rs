@@ -113,6 +113,21 @@ pub fn fallback_warning(env: &Env, spec: &TargetSpec) -> CheckResult {
     result
 }
 
+/// `config.kubeconfig not-in-cluster`: `--in-cluster` outside a pod.
+pub fn not_in_a_pod(env: &Env) -> CheckResult {
+    let shown = |name: &str| match env.var(name) {
+        Some(_) => format!("{name} is set"),
+        None => format!("{name} is not set"),
+    };
+    CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotInCluster).with_evidence(
+        format!(
+            "--in-cluster: {}, {}",
+            shown("KUBERNETES_SERVICE_HOST"),
+            shown("KUBERNETES_SERVICE_PORT")
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

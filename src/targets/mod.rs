@@ -88,8 +88,11 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
         }
     }
     let wants_in_cluster = opts.in_cluster.unwrap_or(opts.server.is_none());
-    if wants_in_cluster && let Some(spec) = in_cluster::in_cluster(env) {
-        found.specs.push(spec);
+    match in_cluster::in_cluster(env) {
+        Some(spec) if wants_in_cluster => found.specs.push(spec),
+        // Asked for by name and not there: say so, or the run would pass having checked nothing.
+        None if opts.in_cluster == Some(true) => found.checks.push(in_cluster::not_in_a_pod(env)),
+        _ => {}
     }
     if let Some(spec) = legacy::gitlab_server(env, &found.specs) {
         found.specs.push(spec);

@@ -465,3 +465,33 @@ async fn in_gitlab_ci_the_service_address_is_no_copied_kubeconfig_mistake() {
     assert_eq!(server.status, Status::Pass, "{server:#?}");
     assert!(t.root_cause.is_none(), "{:#?}", t.checks);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_cluster_forced_outside_a_pod_is_a_finding_not_a_silent_pass() {
+    init();
+    let world = World::new();
+    let home = world.path("home").display().to_string();
+    let mut args = world.base_args();
+    args.retain(|a| a != "--no-in-cluster");
+    args.push("--in-cluster".into());
+    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+    let env = world.env(&[
+        ("HOME", home.as_str()),
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+    ]);
+    let plan = Plan::new(&cli.run, &env).expect("plan");
+    let report = kube_reach::engine::run(plan, &env).await;
+    assert_eq!(report.verdict, Verdict::Fail, "{:#?}", report.checks);
+    let finding = report
+        .checks
+        .iter()
+        .find(|c| c.reason == Some(Reason::NotInCluster))
+        .unwrap_or_else(|| panic!("no not-in-cluster: {:#?}", report.checks));
+    assert!(
+        finding
+            .evidence
+            .join(" ")
+            .contains("KUBERNETES_SERVICE_PORT is not set"),
+        "{finding:#?}"
+    );
+}
