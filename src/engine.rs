@@ -35,6 +35,8 @@ pub struct RunContext {
     pub now: SystemTime,
     /// The runner pod's name, when the job runs in one (for the in-cluster target's reads).
     pub pod_name: Option<String>,
+    /// `system:serviceaccount:<ns>:<name>` from the mounted token's claims, when there is one.
+    pub service_account: Option<String>,
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
@@ -167,6 +169,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
+    let pod = crate::targets::in_cluster::PodIdentity::read(env);
     let ctx = Arc::new(RunContext {
         dns,
         ci,
@@ -176,7 +179,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
         now: env.now,
-        pod_name: crate::targets::in_cluster::PodIdentity::read(env).pod,
+        pod_name: pod.pod,
+        service_account: pod.username,
     });
     let mut running = Vec::new();
     for target in plan.targets {
@@ -593,6 +597,10 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         return;
     }
     let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
+        // A server before 1.28 names nobody; the in-cluster token names its service account.
+        Some(user) if user.is_empty() && target.kind == TargetKind::InCluster => {
+            ctx.service_account.clone().unwrap_or_default()
+        }
         Some(user) => user,
         None => return,
     };

@@ -132,24 +132,26 @@ fn default_deny() -> NetworkPolicy {
 
 /// Runs the engine in-process as a pod would: no kubeconfig, in-cluster variables.
 async fn run_pod(policies: Vec<NetworkPolicy>, rights: Rights) -> RunReport {
-    run_pod_with(policies, rights, &[]).await
+    run_pod_with(policies, rights, &[], |_| {}).await
 }
 
-/// [`run_pod`] with more variables (`GITLAB_CI`, say).
+/// [`run_pod`] with more variables (`GITLAB_CI`, say) and a change to the server.
 async fn run_pod_with(
     policies: Vec<NetworkPolicy>,
     rights: Rights,
     extra: &[(&str, &str)],
+    server: fn(&mut ApiServerOptions),
 ) -> RunReport {
     init();
     let pki = Pki::generate().expect("pki");
     let token = sa_token();
     let user = User::service_account(NS, "runner", "uid-runner", rules(&rights));
-    let options = ApiServerOptions {
+    let mut options = ApiServerOptions {
         tokens: vec![(token.clone(), user)],
         network_policies: policies,
         ..ApiServerOptions::default()
     };
+    server(&mut options);
     let id = pki
         .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
         .expect("identity");
@@ -455,7 +457,7 @@ async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_gitlab_ci_the_service_address_is_no_copied_kubeconfig_mistake() {
-    let report = run_pod_with(vec![], Rights::All, &[("GITLAB_CI", "true")]).await;
+    let report = run_pod_with(vec![], Rights::All, &[("GITLAB_CI", "true")], |_| {}).await;
     let t = target(&report, "in-cluster");
     let server = t
         .checks
@@ -493,5 +495,25 @@ async fn in_cluster_forced_outside_a_pod_is_a_finding_not_a_silent_pass() {
             .join(" ")
             .contains("KUBERNETES_SERVICE_PORT is not set"),
         "{finding:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn before_1_28_the_denied_fix_still_binds_the_tokens_service_account() {
+    // No SelfSubjectReview: the server names nobody, the mounted token does.
+    let report = run_pod_with(vec![], Rights::ReadOnly, &[], |o| {
+        o.self_subject_review = false
+    })
+    .await;
+    let t = target(&report, "in-cluster");
+    let fix = t
+        .checks
+        .iter()
+        .filter(|c| c.reason == Some(Reason::Denied))
+        .find_map(|c| c.fix.clone().filter(|f| f.contains("RoleBinding")))
+        .unwrap_or_else(|| panic!("a RoleBinding fix: {:#?}", t.checks));
+    assert!(
+        fix.contains("kind: ServiceAccount\n    name: runner\n    namespace: gitlab"),
+        "{fix}"
     );
 }
