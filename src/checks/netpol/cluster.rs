@@ -370,11 +370,11 @@ fn timed_out(t: &TargetReport, ids: &[CheckId]) -> bool {
 }
 
 /// Adds results and recomputes the verdict and the layer-order root cause. A placeholder row
-/// of the same check and subject (`not-applicable`: the report's shape had it, but judging comes
-/// only now, after every target ran) gives way to the result.
+/// of the same check and subject (a skip: the report's shape had it, but judging comes only
+/// now, after every target ran, whatever stopped the target's own steps) gives way to the result.
 fn push(t: &mut TargetReport, results: Vec<CheckResult>) {
     t.checks.retain(|c| {
-        c.reason != Some(Reason::NotApplicable)
+        c.status != Status::Skip
             || !results
                 .iter()
                 .any(|r| r.id == c.id && r.subject == c.subject)
@@ -595,6 +595,12 @@ mod tests {
             CheckId::NetpolEgress,
             "gitlab",
             "not reached",
+        ));
+        let denied = CheckResult::finding(CheckId::RbacCanI, "get pods -n gitlab", Reason::Denied);
+        targets[0].checks.push(CheckResult::blocked(
+            CheckId::NetpolEgress,
+            "gitlab",
+            &denied,
         ));
         let paths = [path("in-cluster", "10.96.0.1:443", true)];
         apply(&mut targets, &view(service_only()), &paths, &[]);
