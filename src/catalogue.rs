@@ -99,6 +99,7 @@ string_enum! {
         None = "none",
         UserNotFound = "user-not-found",
         TokenFileUnreadable = "token-file-unreadable",
+        TokenInvalid = "token-invalid",
         TokenExpired = "token-expired",
         TokenExpiring = "token-expiring",
         ClientCertInvalid = "client-cert-invalid",
@@ -136,6 +137,7 @@ string_enum! {
         AuthRequired = "auth-required",
         UpstreamFailed = "upstream-failed",
         NotAProxy = "not-a-proxy",
+        UnexpectedStatus = "unexpected-status",
         // tls.handshake
         NotTls = "not-tls",
         Alert = "alert",
@@ -426,6 +428,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the token file cannot be read",
         "Point `tokenFile` (or --token-file) at a readable file.",
         "kubectl reads the token from the file for each request.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::TokenInvalid,
+        F,
+        "the bearer token cannot be what the server issued: it is empty, spans lines, or holds control or non-ASCII characters",
+        "Write the token alone on one line (`kubectl create token <sa> > token`, or paste it without quotes, line breaks or a byte-order mark) into the file or variable the evidence names.",
+        "Tokens are ASCII on one line; client-go trims only surrounding whitespace, so a second line, a control character or a byte-order mark becomes part of the header (which then cannot be sent, or names no token the server knows) and an empty file gives no token at all.",
     ),
     row(
         C::ConfigCredentials,
@@ -761,6 +771,14 @@ pub const CATALOGUE: &[Entry] = &[
         "Check HTTPS_PROXY: it must be an HTTP forward proxy (`http://host:port`).",
         "The answer to CONNECT was not an HTTP response.",
     ),
+    row(
+        C::ProxyTunnel,
+        R::UnexpectedStatus,
+        F,
+        "the proxy answered CONNECT with an unexpected HTTP status",
+        "The proxy is an HTTP proxy but did not open the tunnel: see its status in the evidence, check its CONNECT policy for the API server's host and port, or bypass it with NO_PROXY if the cluster is reachable directly.",
+        "An HTTP proxy answers CONNECT with a 2xx status when it opens the tunnel; any other status means it did not.",
+    ),
     // ---- tls.handshake
     row(
         C::TlsHandshake,
@@ -994,10 +1012,10 @@ pub const CATALOGUE: &[Entry] = &[
     row(
         C::HttpHealth,
         R::NotReady,
-        W,
+        F,
         "the API server reports itself not ready",
         "See the failing checks in the evidence (often etcd); the cluster's operators need to act.",
-        "/readyz lists the server's internal health checks.",
+        "/readyz lists the server's internal health checks; while one fails (etcd, say) the server may answer reads but writes, and so the deploy, fail.",
     ),
     row(
         C::HttpHealth,
@@ -1455,6 +1473,7 @@ mod tests {
             "auth-required",
             "upstream-failed",
             "not-a-proxy",
+            "unexpected-status",
             "not-tls",
             "alert",
             "no-common-version",

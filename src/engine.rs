@@ -4,11 +4,11 @@
 //! progress becomes `error` with reason `deadline` or `internal`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, netpol, rbac, runner, tcp, tls};
+use crate::checks::{auth, dns, http, kas, netpol, rbac, runner, tcp, tls};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -18,8 +18,25 @@ use crate::net::{connect, proxy, resolve};
 use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
 
+mod shape;
+
 /// At most this many addresses of one name are tried.
 const MAX_ADDRESSES: usize = 8;
+
+/// When the process started (see [`mark_process_start`]).
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// Called first thing in `main`: the report's duration then counts from the process start,
+/// planning included (reading kubeconfigs and token files can take a while), not only the
+/// checks. In-process runs (tests) that never call it count from the start of [`run`].
+pub fn mark_process_start() {
+    let _ = PROCESS_START.set(Instant::now());
+}
+
+/// The time since the process started, or since `fallback` when it was never marked.
+pub fn elapsed_since_start(fallback: Instant) -> Duration {
+    PROCESS_START.get().copied().unwrap_or(fallback).elapsed()
+}
 
 pub struct RunContext {
     pub dns: resolve::DnsSetup,
@@ -27,6 +44,8 @@ pub struct RunContext {
     pub ci: gitlab::CiFacts,
     /// The GitLab agents the kubeconfig targets use, for the allowed-agents cross-check.
     pub agents: Vec<gitlab::AgentIdentity>,
+    /// Whether an empty allowed-agents list is a finding (see `gitlab::AgentExpectation`).
+    pub agent_expectation: gitlab::AgentExpectation,
     pub timeout: Duration,
     /// Requests through the GitLab agent server (`Plan::agent_timeout`).
     pub agent_timeout: Duration,
@@ -40,8 +59,9 @@ pub struct RunContext {
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
-#[derive(Default)]
 pub struct Recorder {
+    /// The rows the target's report has whatever happens (its shape).
+    rows: Vec<shape::Row>,
     results: Mutex<Vec<CheckResult>>,
     current: Mutex<Option<(CheckId, String)>>,
     dates: Mutex<Vec<SystemTime>>,
@@ -55,6 +75,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    fn new(rows: Vec<shape::Row>) -> Recorder {
+        Recorder {
+            rows,
+            results: Mutex::default(),
+            current: Mutex::default(),
+            dates: Mutex::default(),
+            last_event: Mutex::default(),
+            paths: Mutex::default(),
+            cluster: Mutex::default(),
+        }
+    }
     fn start(&self, id: CheckId, subject: &str) {
         if let Ok(mut c) = self.current.lock() {
             *c = Some((id, subject.to_string()));
@@ -126,15 +157,22 @@ impl Recorder {
         let view = self.cluster.lock().ok().and_then(|c| c.clone());
         (paths, view)
     }
+    /// The target's finished results: the check in progress at an abort becomes its error,
+    /// and every row of the shape not reached becomes a skip naming what stopped it.
     fn finish(&self, abort: Option<Reason>) -> (Vec<CheckResult>, Vec<SystemTime>) {
         let mut results = self.results.lock().map(|r| r.clone()).unwrap_or_default();
         if let Some(reason) = abort {
             // Every await that can take long is preceded by `start`, so a check is normally in
-            // progress; if not, the run stopped between checks, on the way to the HTTP layer.
+            // progress; if not, the run stopped between checks: at the first row not reached.
             let current = self.current.lock().ok().and_then(|c| c.clone());
-            let (id, subject) = current.unwrap_or((CheckId::HttpVersion, String::new()));
+            let (id, subject) = current
+                .or_else(|| {
+                    shape::first_missing(&self.rows, &results).map(|r| (r.id, r.subject.clone()))
+                })
+                .unwrap_or((CheckId::HttpVersion, String::new()));
             results.push(self.timed(CheckResult::finding(id, subject, reason)));
         }
+        shape::fill(&self.rows, &mut results);
         let dates = self.dates.lock().map(|d| d.clone()).unwrap_or_default();
         (results, dates)
     }
@@ -170,10 +208,14 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
     let pod = crate::targets::in_cluster::PodIdentity::read(env);
+    let agent_expectation = gitlab::AgentExpectation::from_targets(
+        plan.targets.iter().map(|t| (t.name.as_str(), t.kind)),
+    );
     let ctx = Arc::new(RunContext {
         dns,
         ci,
         agents,
+        agent_expectation,
         timeout: plan.timeout,
         agent_timeout: plan.agent_timeout,
         expiry_warn: plan.expiry_warn,
@@ -184,8 +226,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     });
     let mut running = Vec::new();
     for target in plan.targets {
+        let recorder = Arc::new(Recorder::new(shape::rows(&target, &ctx.requirements)));
         let target = Arc::new(target);
-        let recorder = Arc::new(Recorder::default());
         let handle = tokio::spawn(diagnose(target.clone(), ctx.clone(), recorder.clone()));
         running.push((target, recorder, handle));
     }
@@ -215,7 +257,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             checks: results,
         });
     }
-    explain_agent_failures(&mut targets, &agent_of);
+    verdict::explain_agent_failures(&mut targets, &agent_of);
     if let Some(view) = &cluster {
         netpol::apply(&mut targets, view, &paths, &ctx.dns.nameservers);
     }
@@ -227,8 +269,9 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let mut report = RunReport {
         tool_version: env!("CARGO_PKG_VERSION"),
         started_at,
-        duration: started.elapsed(),
+        duration: elapsed_since_start(started),
         verdict: verdict::verdict(&all),
+        root_cause: verdict::root_cause(&checks),
         checks,
         targets,
         environment,
@@ -237,74 +280,18 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     report
 }
 
-/// Marks the main checks of every layer after `blocker`'s as skipped, so the report (and the
-/// JUnit test names) stay the same shape whatever fails.
-fn block_rest(rec: &Recorder, blocker: &CheckResult, target: &Target, ctx: &RunContext) {
-    let authority = target
-        .endpoint
-        .as_ref()
-        .map(|e| e.authority())
-        .unwrap_or_default();
-    let (connect_id, host, hop) = match first_hop(target) {
-        Some((id, host, port)) => (id, host.to_string(), format!("{host}:{port}")),
-        None => (CheckId::TcpConnect, String::new(), String::new()),
-    };
-    let mut downstream = vec![
-        (CheckId::DnsResolve, host),
-        (connect_id, hop),
-        (CheckId::TlsHandshake, authority.clone()),
-        (CheckId::HttpVersion, authority.clone()),
-        (CheckId::AuthWhoami, authority.clone()),
-    ];
-    downstream.extend(
-        ctx.requirements
-            .iter()
-            .map(|r| (CheckId::RbacCanI, r.subject(&target.namespace))),
-    );
-    if let Route::Proxy(p) = &target.route {
-        downstream.insert(2, (CheckId::ProxyTunnel, p.display.clone()));
-    }
-    if target.kind == TargetKind::InCluster {
-        // Only the in-cluster target reads NetworkPolicies: its row exists whether or not it ran.
-        downstream.push((CheckId::NetpolEgress, target.namespace.clone()));
-    }
-    let rank = blocker.layer().rank();
-    for (id, subject) in downstream {
-        // Through a proxy the tunnel shares the connect's layer: the proxy's connect blocks it
-        // too, so its row exists whether or not it ran.
-        let tunnel_after_connect =
-            id == CheckId::ProxyTunnel && blocker.id == CheckId::ProxyConnect;
-        if id.layer().rank() > rank || tunnel_after_connect {
-            rec.push(CheckResult::blocked(id, subject, blocker));
-        }
-    }
-}
-
-/// Where the target's traffic goes first (the API server, or the proxy) and the check that
-/// connects there. Subjects are built from this, as configured, for rows that run and rows that
-/// are blocked alike: one check, one name (the JUnit test name), whatever the run observes.
-fn first_hop(target: &Target) -> Option<(CheckId, &Host, u16)> {
-    let endpoint = target.endpoint.as_ref()?;
-    Some(match &target.route {
-        Route::Direct => (CheckId::TcpConnect, &endpoint.host, endpoint.port),
-        Route::Proxy(p) => (CheckId::ProxyConnect, &p.host, p.port),
-    })
-}
-
 async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>) {
     rec.push_all(target.config_checks.iter().cloned());
-    // No endpoint: the config layer found nothing to connect to (its failure says why).
+    // No endpoint: the config layer found nothing to connect to (its failure says why, and
+    // blocks every row of the shape).
     let Some(endpoint) = &target.endpoint else {
-        if let Some(blocker) = target.config_checks.iter().find(|c| c.status.is_failure()) {
-            block_rest(&rec, blocker, &target, &ctx);
-        }
         return;
     };
     let (host, port, proxy) = match &target.route {
         Route::Direct => (&endpoint.host, endpoint.port, None),
         Route::Proxy(p) => (&p.host, p.port, Some(p)),
     };
-    let Some(addresses) = resolve_host(host, &target, &ctx, &rec).await else {
+    let Some(addresses) = resolve_host(host, &ctx, &rec).await else {
         return;
     };
     let addrs: Vec<SocketAddr> = addresses
@@ -327,15 +314,11 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         &attempts,
         proxy.map(|p| p.display.as_str()),
     );
-    let first_failure = result.status.is_failure().then(|| result.clone());
     rec.push(result);
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
     else {
-        if let Some(blocker) = first_failure {
-            block_rest(&rec, &blocker, &target, &ctx);
-        }
         return;
     };
     if let Some(p) = proxy {
@@ -348,10 +331,10 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         )
         .await;
         let result = tcp::tunnel(&p.display, &endpoint.authority(), &tunnel);
-        rec.push(result.clone());
+        rec.push(result);
         match tunnel.outcome {
             Ok(s) => stream = s,
-            Err(_) => return block_rest(&rec, &result, &target, &ctx),
+            Err(_) => return,
         }
     }
     let authority = endpoint.authority();
@@ -390,20 +373,12 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     match connection {
         Ok(conn) => api_layers(&conn, &target, &ctx, &rec).await,
         Err(failure) => {
-            let r = CheckResult::finding(CheckId::HttpVersion, &authority, Reason::RequestFailed)
-                .with_evidence(format!("starting HTTP on the connection: {failure:?}"));
-            rec.push(r.clone());
-            block_rest(&rec, &r, &target, &ctx);
+            rec.push(http::start_failed(target.kind, &authority, &failure));
         }
     }
 }
 
-async fn resolve_host(
-    host: &Host,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-) -> Option<Vec<IpAddr>> {
+async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {
     let name = match host {
         Host::Ip(ip) => {
             rec.push(CheckResult::pass(
@@ -418,14 +393,8 @@ async fn resolve_host(
     rec.start(CheckId::DnsResolve, name);
     let (outcome, elapsed) = resolve::resolve(&ctx.dns, name, ctx.timeout).await;
     let result = dns::resolve(name, &ctx.dns, &outcome).with_duration(elapsed);
-    rec.push(result.clone());
-    match outcome {
-        Ok(resolved) => Some(resolved.addresses),
-        Err(_) => {
-            block_rest(rec, &result, target, ctx);
-            None
-        }
-    }
+    rec.push(result);
+    outcome.ok().map(|resolved| resolved.addresses)
 }
 
 /// The target's failed `config.*` result of this id, if any.
@@ -464,16 +433,13 @@ async fn secure(
     let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
     let result = tls::handshake(&authority, &hs)
         .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
-    rec.push(result.clone());
+    rec.push(result);
     let Ok(stream) = hs.outcome else {
-        block_rest(rec, &result, target, ctx);
         return None;
     };
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
-    // config.tls finding, not a second one.
-    if let Some(blocker) = failed_config(target, CheckId::ConfigTls) {
-        rec.push(CheckResult::blocked(CheckId::TlsTrust, &authority, blocker));
-        block_rest(rec, blocker, target, ctx);
+    // config.tls finding, not a second one (the TLS rows' skips name it).
+    if failed_config(target, CheckId::ConfigTls).is_some() {
         return None;
     }
     let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
@@ -500,17 +466,12 @@ async fn secure(
             *r = r.clone().with_fix_detail(gitlab::agent_tls_fix_detail());
         }
     }
-    let blocker = results.iter().find(|r| r.status.is_failure()).cloned();
+    let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
     match crate::net::tls::seal(stream, &verification) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
-        Err(stream) => match blocker {
-            Some(b) => {
-                block_rest(rec, &b, target, ctx);
-                None
-            }
-            None => Some(Secured::Unverified(stream, hs.alpn_h2)),
-        },
+        Err(_) if failed => None,
+        Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
     }
 }
 
@@ -574,26 +535,15 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     if agent {
         version_result = gitlab::explain_short_agent_wait(version_result, ctx.agent_timeout);
     }
-    rec.push(version_result.clone());
-    if version_result.status.is_failure() {
-        return block_rest(rec, &version_result, target, ctx);
+    let failed = version_result.status.is_failure();
+    rec.push(version_result);
+    if failed {
+        return;
     }
     rec.push(http::health(&authority, &readyz).with_duration(took(&readyz)));
     // Credentials that config.credentials found unusable were never sent: auth and RBAC are
-    // consequences of that finding, not new ones.
-    if let Some(blocker) = failed_config(target, CheckId::ConfigCredentials) {
-        rec.push(CheckResult::blocked(
-            CheckId::AuthWhoami,
-            &authority,
-            blocker,
-        ));
-        for req in &ctx.requirements {
-            rec.push(CheckResult::blocked(
-                CheckId::RbacCanI,
-                req.subject(&target.namespace),
-                blocker,
-            ));
-        }
+    // consequences of that finding (their skip rows name it), not new ones.
+    if failed_config(target, CheckId::ConfigCredentials).is_some() {
         return;
     }
     let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
@@ -672,25 +622,12 @@ async fn whoami_layer(
     authority: &str,
 ) -> Option<String> {
     if !conn.has_credentials() && target.credentials.bearer.is_some() {
-        let mut r =
-            CheckResult::finding(CheckId::AuthWhoami, authority, Reason::CredentialsWithheld);
-        if target
+        let plain_http = target
             .endpoint
             .as_ref()
-            .is_some_and(|e| e.scheme == Scheme::Http)
-        {
-            // Not a TLS matter: the catalogue's text (about insecure-skip-tls-verify) would mislead.
-            r = r.with_summary("credentials withheld: the server URL is http://");
-            r.fix = Some("Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.".into());
-        }
-        rec.push(r.clone());
-        for req in &ctx.requirements {
-            rec.push(CheckResult::blocked(
-                CheckId::RbacCanI,
-                req.subject(&target.namespace),
-                &r,
-            ));
-        }
+            .is_some_and(|e| e.scheme == Scheme::Http);
+        // RBAC's skip rows name this warning: nothing failed, yet nothing can be judged.
+        rec.push(auth::credentials_withheld(authority, plain_http));
         return None;
     }
     // kubectl's fallbacks: v1, then v1beta1, then "unsupported" (a bounded list).
@@ -711,9 +648,9 @@ async fn whoami_layer(
         }
     };
     let result = result.with_duration(took(&outcome));
-    rec.push(result.clone());
-    if result.status.is_failure() {
-        block_rest(rec, &result, target, ctx);
+    let failed = result.status.is_failure();
+    rec.push(result);
+    if failed {
         return None;
     }
     Some(identity.username)
@@ -731,16 +668,10 @@ fn agent_layers(
     ctx: &RunContext,
     rec: &Recorder,
 ) -> bool {
-    let kas = match anonymous {
-        Ok(r) => gitlab::classify_kas_anonymous(r.status, &r.headers, &r.body),
-        Err(e) => {
-            CheckResult::finding(CheckId::GitlabKas, gitlab::KAS_SUBJECT, Reason::Unreachable)
-                .with_evidence(format!("anonymous GET /version: {e:?}"))
-        }
-    };
-    rec.push(kas.clone());
-    if kas.status.is_failure() {
-        block_rest(rec, &kas, target, ctx);
+    let kas = kas::anonymous(anonymous);
+    let failed = kas.status.is_failure();
+    rec.push(kas);
+    if failed {
         return false;
     }
     // Credentials withheld (an http:// URL): the "authenticated" request went out anonymous, so
@@ -748,25 +679,10 @@ fn agent_layers(
     if !credentials_sent {
         return true;
     }
-    let verdict = match version {
-        Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
-        Err(HttpFailure::Stalled) => {
-            gitlab::classify_kas_no_response(ctx.agent_timeout, "no answer")
-        }
-        Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
-    };
-    match verdict {
-        Some(mut result) => {
-            result.subject = authority.to_string();
-            // A rejected token that is not this job's: the kubeconfig was saved from another job.
-            let token = target.credentials.bearer.as_ref().map(|b| b.expose());
-            if result.reason == Some(Reason::AgentUnauthorized)
-                && token.and_then(|t| gitlab::agent_token_is_current_job(t, &ctx.ci)) == Some(false)
-            {
-                result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
-            }
-            rec.push(result.clone());
-            block_rest(rec, &result, target, ctx);
+    let token = target.credentials.bearer.as_ref().map(|b| b.expose());
+    match kas::authenticated(authority, version, token, &ctx.ci, ctx.agent_timeout) {
+        Some(result) => {
+            rec.push(result);
             false
         }
         None => true,
@@ -787,27 +703,13 @@ async fn gitlab_server_layers(
     let version = conn
         .send("GET", "/api/v4/version", None, false, ctx.timeout)
         .await;
-    let result = match &version {
-        Ok(r) if (r.status == 200 || r.status == 401) && r.json().is_some() => CheckResult::pass(
-            CheckId::GitlabServer,
-            authority,
-            format!("GitLab answered (HTTP {})", r.status),
-        ),
-        Ok(r) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
-            .with_summary("something other than the GitLab API answers at CI_SERVER_URL")
-            .with_evidence(format!(
-                "GET /api/v4/version: HTTP {}: {}",
-                r.status,
-                r.excerpt(200)
-            )),
-        Err(e) => CheckResult::finding(CheckId::GitlabServer, authority, Reason::Unreachable)
-            .with_evidence(format!("GET /api/v4/version: {e:?}")),
-    };
+    let result = http::gitlab_server(authority, &version);
     if let Ok(r) = &version {
         rec.date(r);
     }
-    rec.push(result.clone());
-    if result.status.is_failure() {
+    let failed = result.status.is_failure();
+    rec.push(result);
+    if failed {
         return;
     }
     let request = match gitlab::plan_allowed_agents(&ctx.ci) {
@@ -815,19 +717,20 @@ async fn gitlab_server_layers(
         Err(result) => return rec.push(*result),
     };
     let Some(token) = ctx.ci.job_token() else {
-        return;
+        return rec.push(CheckResult::not_applicable(
+            CheckId::GitlabAllowedAgents,
+            "job",
+            "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked",
+        ));
     };
-    let base = target
-        .endpoint
-        .as_ref()
-        .map(|e| e.base_path.clone())
-        .unwrap_or_default();
-    let path = request
-        .url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()));
-    let Some(path) = path else { return };
-    let path = path.strip_prefix(&base).map(str::to_string).unwrap_or(path);
+    let base = target.endpoint.as_ref().map(|e| e.base_path.as_str());
+    let Some(path) = request.path_below(base.unwrap_or_default()) else {
+        return rec.push(CheckResult::not_applicable(
+            CheckId::GitlabAllowedAgents,
+            "job",
+            "the allowed-agents URL has no path: GitLab was not asked",
+        ));
+    };
     rec.start(CheckId::GitlabAllowedAgents, "job");
     let answer = conn
         .send_with(
@@ -840,57 +743,17 @@ async fn gitlab_server_layers(
         )
         .await;
     let results = match answer {
-        Ok(r) => gitlab::judge_allowed_agents_for(r.status, &r.body, &ctx.agents, &ctx.ci),
+        Ok(r) => gitlab::judge_allowed_agents_for(
+            r.status,
+            &r.body,
+            &ctx.agents,
+            &ctx.ci,
+            &ctx.agent_expectation,
+        ),
         Err(e) => vec![
             CheckResult::finding(CheckId::GitlabAllowedAgents, "job", Reason::Unavailable)
-                .with_evidence(format!("GET {path}: {e:?}")),
+                .with_evidence(format!("GET {path}: {e}")),
         ],
     };
     rec.push_all(results);
-}
-
-/// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
-/// answer becomes the agent target's root cause (spec §2: the gitlab checks explain a
-/// gitlab-agent target's auth failures).
-fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String, String)]) {
-    let explanations: Vec<CheckResult> = targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Gitlab)
-        .flat_map(|t| t.checks.iter())
-        .filter(|c| c.id == CheckId::GitlabAllowedAgents && c.status.is_failure())
-        .cloned()
-        .collect();
-    for t in targets
-        .iter_mut()
-        .filter(|t| t.kind == TargetKind::GitlabAgent)
-    {
-        let auth_failed = t
-            .checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.status.is_failure());
-        if !auth_failed {
-            continue;
-        }
-        let agent = agent_of
-            .iter()
-            .find(|(name, _)| *name == t.name)
-            .map(|(_, a)| a.as_str());
-        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
-        // that agent gets it; the job-wide findings apply to every agent target.
-        let relevant: Vec<CheckResult> = explanations
-            .iter()
-            .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
-            })
-            .map(|e| {
-                e.clone()
-                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")
-            })
-            .collect();
-        if !relevant.is_empty() {
-            t.checks.extend(relevant);
-            t.verdict = verdict::verdict(&t.checks);
-            t.root_cause = verdict::root_cause(&t.checks);
-        }
-    }
 }

@@ -26,9 +26,6 @@ use crate::secret::Scrubber;
 /// The subject of the run-wide check that stands for failed planning.
 pub const PLANNING_SUBJECT: &str = "planning";
 
-/// Used when `--deadline` itself is invalid: `Plan::new` then reports the usage error at once.
-const FALLBACK_DEADLINE: Duration = Duration::from_secs(60);
-
 /// The least time left to the engine after planning, so it still records its rows.
 const MIN_ENGINE_TIME: Duration = Duration::from_millis(1);
 
@@ -86,14 +83,17 @@ pub fn plan(args: &RunArgs, env: &Env) -> Planned {
 }
 
 /// `Plan::new`, except that debug builds (the test binaries' kube-reach) panic here when
-/// `KUBE_REACH_FAILPOINT=plan-panic` and stall for 30 s with `plan-hang`, so the end-to-end
-/// tests can prove that a planning panic or a planning stall still writes the reports. Release
-/// builds have no such variable.
+/// `KUBE_REACH_FAILPOINT=plan-panic`, stall for 30 s with `plan-hang` and for 1 s with
+/// `plan-slow`, so the end-to-end tests can prove that a planning panic or a planning stall
+/// still writes the reports, and that the duration counts planning. Release builds have no such
+/// variable.
 fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
     #[cfg(debug_assertions)]
     match env.var("KUBE_REACH_FAILPOINT") {
         Some("plan-panic") => panic!("failpoint plan-panic"),
         Some("plan-hang") => std::thread::sleep(Duration::from_secs(30)),
+        // Slow but within the deadline: the report's duration must count it.
+        Some("plan-slow") => std::thread::sleep(Duration::from_secs(1)),
         _ => {}
     }
     Plan::new(args, env)
@@ -101,7 +101,12 @@ fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
 
 fn plan_with(args: &RunArgs, env: &Env, planner: Planner) -> Planned {
     let started = Instant::now();
-    let deadline = Duration::try_from_secs_f64(args.deadline).unwrap_or(FALLBACK_DEADLINE);
+    // Checked before the clock starts: `--deadline 0` would otherwise run out before
+    // `Plan::new` could call it the usage error it is.
+    let deadline = match crate::plan::seconds(args.deadline) {
+        Ok(deadline) => deadline,
+        Err(usage) => return Planned::Usage(usage),
+    };
     let (tx, rx) = mpsc::channel();
     let (thread_args, thread_env) = (args.clone(), env.clone());
     let spawned = std::thread::Builder::new()
@@ -160,8 +165,9 @@ fn failed(args: &RunArgs, env: &Env, started: Instant, deadline: Option<Duration
     let mut report = RunReport {
         tool_version: env!("CARGO_PKG_VERSION"),
         started_at: crate::x509::format_time(env.now),
-        duration: started.elapsed(),
+        duration: crate::engine::elapsed_since_start(started),
         verdict: crate::verdict::verdict(&checks),
+        root_cause: crate::verdict::root_cause(&checks),
         checks,
         targets: Vec::new(),
         environment,
@@ -253,6 +259,26 @@ mod tests {
             (row.status, row.reason),
             (Status::Error, Some(Reason::Deadline))
         );
+    }
+
+    #[test]
+    fn a_deadline_of_zero_or_less_is_a_usage_error_not_a_planning_deadline() {
+        // Before: `--deadline 0` timed planning out at once (exit 1, "reading the
+        // configuration did not finish within --deadline (0 s)") while `--timeout 0` was exit 2.
+        for deadline in ["0", "0.0", "-0", "1e-12", "-5", "NaN", "inf", "1e30"] {
+            let planned = plan(
+                &args(&[
+                    "--server",
+                    "https://127.0.0.1:9",
+                    &format!("--deadline={deadline}"),
+                ]),
+                &env(),
+            );
+            assert!(
+                matches!(planned, Planned::Usage(UsageError::InvalidDuration(_))),
+                "--deadline {deadline}"
+            );
+        }
     }
 
     #[test]

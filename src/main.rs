@@ -32,6 +32,7 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
 
 fn main() -> ExitCode {
+    kube_reach::engine::mark_process_start();
     // One crypto provider, installed before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     kube_reach::guard::install_panic_hook();

@@ -279,6 +279,9 @@ pub struct RunReport {
     pub verdict: Verdict,
     /// Checks about the run as a whole (`config.kubeconfig`, `runner.*`).
     pub checks: Vec<CheckResult>,
+    /// The first run-wide `fail`/`error` in layer order (spec §3): a kubeconfig that does not
+    /// parse or a context that does not exist has no target to carry its root cause.
+    pub root_cause: Option<RootCause>,
     pub targets: Vec<TargetReport>,
     /// What the job's surroundings looked like (resolv.conf, proxy variables without passwords…).
     pub environment: Vec<(String, String)>,

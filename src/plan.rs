@@ -305,11 +305,13 @@ pub struct Plan {
     pub scrubber: Scrubber,
 }
 
-fn seconds(value: f64) -> Result<Duration, UsageError> {
-    if value.is_finite() && value > 0.0 && value < 86_400.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(UsageError::InvalidDuration(value.to_string()))
+/// `--timeout`/`--deadline` as a duration: finite, under a day, and at least a nanosecond once
+/// converted (`1e-12` is positive but no time at all).
+pub(crate) fn seconds(value: f64) -> Result<Duration, UsageError> {
+    let valid = value.is_finite() && value > 0.0 && value < 86_400.0;
+    match valid.then(|| Duration::from_secs_f64(value)) {
+        Some(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(UsageError::InvalidDuration(value.to_string())),
     }
 }
 

@@ -104,8 +104,12 @@ impl fmt::Debug for JobToken {
 /// The run's secret values, and the removal of every occurrence (and fragment) of them.
 #[derive(Clone, Default)]
 pub struct Scrubber {
-    /// Registered values shorter than [`FRAGMENT_LEN`], matched exactly.
-    short: Vec<String>,
+    /// Registered values shorter than [`FRAGMENT_LEN`], matched exactly: looked up at every
+    /// offset by each length present, so a scrub stays linear however many there are (a
+    /// server URL with 200,000 short query values once made it take 105 s).
+    short: HashSet<Vec<u8>>,
+    /// `short_lens[n]`: some short value is `n` bytes long.
+    short_lens: [bool; FRAGMENT_LEN],
     /// Every registered value, for de-duplication.
     seen: HashSet<String>,
     /// Every [`FRAGMENT_LEN`]-byte window of every longer value.
@@ -148,10 +152,22 @@ impl Scrubber {
     }
 
     fn add_lines(&mut self, secret: &str) {
-        self.add_one(secret);
+        self.add_forms(secret);
         if secret.contains(char::is_whitespace) {
             let collapsed = secret.split_whitespace().collect::<Vec<_>>().join(" ");
-            self.add_one(&collapsed);
+            self.add_forms(&collapsed);
+        }
+    }
+
+    /// Registers `value` as written and as a server echoes it re-encoded ([`encoded_forms`]):
+    /// a base64-style token with a `/` every few characters has no 12-byte piece left
+    /// verbatim once a JSON encoder wrote `\/` or a redirect wrote `%2F`.
+    fn add_forms(&mut self, value: &str) {
+        self.add_one(value);
+        if value.len() <= MAX_ENCODED_LEN {
+            for form in encoded_forms(value) {
+                self.add_one(&form);
+            }
         }
     }
 
@@ -180,7 +196,8 @@ impl Scrubber {
             self.suffixes.insert(bytes[bytes.len() - len..].to_vec());
         }
         if bytes.len() < FRAGMENT_LEN {
-            self.short.push(value.to_string());
+            self.short.insert(bytes.to_vec());
+            self.short_lens[bytes.len()] = true;
             return;
         }
         let count = bytes.len() - FRAGMENT_LEN + 1;
@@ -257,9 +274,14 @@ impl Scrubber {
             return ranges;
         }
         let bytes = text.as_bytes();
-        for secret in &self.short {
-            for (start, _) in text.match_indices(secret.as_str()) {
-                ranges.push((start, start + secret.len()));
+        let lens: Vec<usize> = (0..FRAGMENT_LEN).filter(|&n| self.short_lens[n]).collect();
+        if !lens.is_empty() {
+            for start in 0..bytes.len() {
+                let ends = lens.iter().map(|n| start + n).filter(|&e| e <= bytes.len());
+                ranges.extend(
+                    ends.filter(|&end| self.short.contains(&bytes[start..end]))
+                        .map(|end| (start, end)),
+                );
             }
         }
         if !self.windows.is_empty() && bytes.len() >= FRAGMENT_LEN {
@@ -292,6 +314,50 @@ impl Scrubber {
     }
 }
 
+/// Values longer than this are registered as written only: a token is a few kilobytes at most,
+/// and the encoded forms of a multi-megabyte value would multiply its index.
+const MAX_ENCODED_LEN: usize = 64 * 1024;
+
+/// The ways a server echoes a value it re-encoded, each different from `value` only when
+/// the value has a character the encoding changes: JSON as serde and Go write it, JSON with
+/// `/` escaped too (PHP, some Java encoders), and percent-encoding (a URL in a redirect).
+fn encoded_forms(value: &str) -> Vec<String> {
+    let json = json_escape(value);
+    let mut forms = vec![
+        json.replace('/', "\\/"),
+        json.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026"),
+        percent_encode(value),
+        json,
+    ];
+    forms.retain(|f| f != value);
+    forms
+}
+
+/// The content of a JSON string holding `value` (without the quotes).
+fn json_escape(value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `value` with every byte outside RFC 3986's unreserved characters written `%XX`.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A window of [`FRAGMENT_LEN`] bytes as one exact hash-set key.
 fn window(bytes: &[u8]) -> u128 {
     bytes[..FRAGMENT_LEN]
@@ -305,6 +371,13 @@ fn cuts(text: &str) -> Vec<usize> {
     let mut at = Vec::new();
     for (i, c) in text.char_indices().filter(|(_, c)| CUT_MARKS.contains(c)) {
         at.push(i);
+        // A cut made in bytes that split a character leaves U+FFFD before the mark (lossy
+        // UTF-8 decoding): the secret's prefix ends before it.
+        let mut before = i;
+        while text[..before].ends_with(char::REPLACEMENT_CHARACTER) {
+            before -= char::REPLACEMENT_CHARACTER.len_utf8();
+            at.push(before);
+        }
         at.push(i + c.len_utf8());
     }
     at
@@ -666,6 +739,53 @@ mod tests {
     }
 
     #[test]
+    fn re_encoded_echoes_are_removed() {
+        // A `/` or `+` every few characters: once escaped or percent-encoded, no 12-byte piece
+        // of the value is left verbatim.
+        let token = "Zq7K/x0+Cana/ryTo+k9f3/e7a1=b5c/Esc\\ap\"e<&>";
+        let mut s = Scrubber::new();
+        s.add(token);
+        let json = serde_json::to_string(token).expect("json");
+        let escaped = [
+            json.trim_matches('"').to_string(),
+            json.trim_matches('"').replace('/', "\\/"),
+            json.trim_matches('"')
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026"),
+            percent_encode(token),
+        ];
+        for echoed in escaped {
+            let out = s.scrub(&format!("body: {echoed} end"));
+            assert_eq!(out, "body: [REDACTED] end", "{echoed}");
+        }
+        // A value every encoding leaves alone is registered once.
+        let mut plain = Scrubber::new();
+        plain.add(TOKEN);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn a_prefix_cut_inside_a_character_is_removed() {
+        // Response::excerpt cuts the body in bytes; a cut inside `ü` decodes to U+FFFD before
+        // the `…`.
+        let password = "Zuriüch-canary-pw";
+        let mut s = Scrubber::new();
+        s.add(password);
+        let body = format!("{}{password}", "x".repeat(10));
+        let response = crate::net::http::Response {
+            status: 200,
+            headers: Vec::new(),
+            body: bytes::Bytes::from(body),
+            elapsed: std::time::Duration::ZERO,
+        };
+        let excerpt = response.excerpt(15);
+        assert!(excerpt.contains("Zuri\u{FFFD}…"), "{excerpt}");
+        let out = s.scrub(&excerpt);
+        assert!(!out.contains("Zuri"), "{out}");
+    }
+
+    #[test]
     fn registration_is_linear_in_the_secret_length() {
         // A 4 MB multi-line value: the old per-line registration took 71 s on it.
         let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw\n";
@@ -843,6 +963,7 @@ mod tests {
             duration: Duration::from_millis(5),
             verdict: Verdict::Fail,
             checks: vec![canary_check(TOKEN)],
+            root_cause: None,
             targets: vec![TargetReport {
                 name: format!("name {JOB_TOKEN}"),
                 kind: TargetKind::Direct,

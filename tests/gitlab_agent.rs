@@ -17,6 +17,8 @@ mod gitlab_api;
 mod job;
 #[path = "gitlab_agent/kas.rs"]
 mod kas;
+#[path = "gitlab_agent/legacy.rs"]
+mod legacy;
 #[path = "gitlab_agent/server.rs"]
 mod server;
 

@@ -21,5 +21,7 @@ mod outputs;
 mod reasons;
 #[path = "loopback/robust.rs"]
 mod robust;
+#[path = "loopback/shape.rs"]
+mod shape;
 #[path = "loopback/trust.rs"]
 mod trust;

@@ -140,3 +140,19 @@ pub fn unsupported(subject: &str) -> CheckResult {
     CheckResult::finding(CheckId::AuthWhoami, subject, Reason::Unsupported)
         .with_evidence("SelfSubjectReview v1 and v1beta1 both answered 404; the access reviews below still tell whether the credentials work")
 }
+
+/// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
+/// because the server's TLS did not verify (the catalogue's text, about
+/// `insecure-skip-tls-verify`).
+pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
+    let r = CheckResult::finding(CheckId::AuthWhoami, subject, Reason::CredentialsWithheld);
+    if !plain_http {
+        return r;
+    }
+    let mut r = r.with_summary("credentials withheld: the server URL is http://");
+    r.fix = Some(HTTP_WITHHELD_FIX.into());
+    r
+}
+
+/// Not a TLS matter: the catalogue's fix would mislead for an `http://` URL.
+const HTTP_WITHHELD_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";

@@ -323,7 +323,14 @@ impl Judge<'_> {
             // A token read from a file (--token-file, tokenFile, the service account) is a
             // secret from the moment it is read.
             register_token(token, scrubber);
-            results.push(self.judge_token(id, &subject, token, kind));
+            let judged = match unsendable_token(token.expose()) {
+                Some(problem) => fail(
+                    Reason::TokenInvalid,
+                    format!("{}: {problem}", token_origin(spec)),
+                ),
+                None => self.judge_token(id, &subject, token, kind),
+            };
+            results.push(judged);
             creds.bearer = Some(token.clone());
         }
         match load_client_identity(spec, scrubber) {
@@ -407,20 +414,9 @@ impl Judge<'_> {
                 .with_evidence(format!("JWT exp = {}", format_time(exp)))
         } else {
             let left = exp.duration_since(now).unwrap_or_default();
-            if kind == TargetKind::InCluster {
-                // A projected service-account token lives about an hour and the kubelet
-                // rewrites the file before it expires: a short life is normal, not a warning.
-                return CheckResult::pass(
-                    id,
-                    subject,
-                    format!(
-                        "service account token (projected JWT, expires in {}; the kubelet renews it)",
-                        human_duration(left)
-                    ),
-                )
-                .with_evidence(format!("JWT exp = {}", format_time(exp)));
-            }
-            let base = if left < Duration::from_secs(86_400) {
+            // `--expiry-warn-days`, like certificates; except the runner pod's own projected
+            // token, which the kubelet rotates long before it expires.
+            let base = if left < self.expiry_warn && kind != TargetKind::InCluster {
                 CheckResult::finding(id, subject, Reason::TokenExpiring).with_summary(format!(
                     "the bearer token expires in {}",
                     human_duration(left)
@@ -699,6 +695,50 @@ fn keys_match(identity: &ClientIdentity) -> Result<(), String> {
     rustls::sign::CertifiedKey::new(identity.chain.clone(), key)
         .keys_match()
         .map_err(|e| format!("key check: {e}"))
+}
+
+/// Why a bearer token cannot be the one the server issued, in words that quote none of it:
+/// empty, more than one line, a control character (none can be sent in a header), or a
+/// character outside ASCII (a byte-order mark, a typographic quote, bytes that are not UTF-8).
+fn unsendable_token(token: &str) -> Option<String> {
+    if token.is_empty() {
+        return Some("the token is empty".into());
+    }
+    if token.trim() != token {
+        return Some(
+            "the token has a line break or space before or after it (a variable's value is sent as it is)"
+                .into(),
+        );
+    }
+    let lines = token.lines().count();
+    if lines > 1 {
+        return Some(format!(
+            "the token spans {lines} lines (two values, or a line break pasted into it)"
+        ));
+    }
+    if let Some((at, c)) = token.char_indices().find(|(_, c)| c.is_control()) {
+        return Some(format!(
+            "the token holds a control character ({}) at byte {at}",
+            c.escape_unicode()
+        ));
+    }
+    if let Some((at, c)) = token.char_indices().find(|(_, c)| !c.is_ascii()) {
+        let what = match c {
+            '\u{feff}' => "a byte-order mark (U+FEFF)",
+            char::REPLACEMENT_CHARACTER => "bytes that are not UTF-8",
+            _ => "a character outside ASCII",
+        };
+        return Some(format!("the token holds {what} at byte {at}"));
+    }
+    None
+}
+
+/// Where the token came from, for `token-invalid` evidence.
+fn token_origin(spec: &TargetSpec) -> String {
+    match (&spec.token, &spec.token_file) {
+        (None, Some(path)) => format!("token file {}", path.display()),
+        _ => format!("token from {}", spec.source),
+    }
 }
 
 /// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.

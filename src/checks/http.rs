@@ -1,7 +1,7 @@
 //! `http.version` and `http.health`: is it Kubernetes that answers, and is it ready?
 
 use crate::catalogue::{CheckId, Reason};
-use crate::model::CheckResult;
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
 
 /// Who answered, from the response's own signature.
@@ -40,6 +40,40 @@ fn describe(r: &Response) -> Vec<String> {
         lines.push(format!("body: {}", r.excerpt(200)));
     }
     lines
+}
+
+/// HTTP could not even start on the connection (the HTTP/2 handshake failed, say): the first
+/// HTTP row of the target's kind carries it (`gitlab.server` for GitLab, else `http.version`).
+pub fn start_failed(kind: TargetKind, subject: &str, failure: &HttpFailure) -> CheckResult {
+    let evidence = format!("starting HTTP on the connection: {failure}");
+    match kind {
+        TargetKind::Gitlab => {
+            CheckResult::finding(CheckId::GitlabServer, subject, Reason::Unreachable)
+                .with_evidence(evidence)
+        }
+        _ => CheckResult::finding(CheckId::HttpVersion, subject, Reason::RequestFailed)
+            .with_evidence(evidence),
+    }
+}
+
+/// `gitlab.server`: GitLab's API answers `GET /api/v4/version` with JSON (200, or 401 when the
+/// instance wants a token even for that).
+pub fn gitlab_server(subject: &str, outcome: &Result<Response, HttpFailure>) -> CheckResult {
+    let id = CheckId::GitlabServer;
+    match outcome {
+        Ok(r) if (r.status == 200 || r.status == 401) && r.json().is_some() => {
+            CheckResult::pass(id, subject, format!("GitLab answered (HTTP {})", r.status))
+        }
+        Ok(r) => CheckResult::finding(id, subject, Reason::Unreachable)
+            .with_summary("something other than the GitLab API answers at CI_SERVER_URL")
+            .with_evidence(format!(
+                "GET /api/v4/version: HTTP {}: {}",
+                r.status,
+                r.excerpt(200)
+            )),
+        Err(e) => CheckResult::finding(id, subject, Reason::Unreachable)
+            .with_evidence(format!("GET /api/v4/version: {e}")),
+    }
 }
 
 pub fn version(

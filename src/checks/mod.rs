@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod dns;
 pub mod http;
+pub mod kas;
 pub mod netpol;
 pub mod rbac;
 pub mod runner;

@@ -37,7 +37,7 @@ pub fn judge(
     let r = match outcome {
         Err(e) => {
             return CheckResult::finding(id, subject, Reason::Unknown)
-                .with_evidence(format!("access review not answered: {e:?}"));
+                .with_evidence(format!("access review not answered: {e}"));
         }
         Ok(r) => r,
     };

@@ -92,13 +92,24 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
                 TunnelFailure::AuthRequired => Reason::AuthRequired,
                 TunnelFailure::UpstreamFailed => Reason::UpstreamFailed,
                 TunnelFailure::Timeout => Reason::Timeout,
-                TunnelFailure::NotAProxy | TunnelFailure::Closed | TunnelFailure::Refused => {
-                    Reason::NotAProxy
-                }
+                TunnelFailure::Refused => Reason::UnexpectedStatus,
+                TunnelFailure::NotAProxy
+                | TunnelFailure::Closed
+                | TunnelFailure::UnterminatedHead => Reason::NotAProxy,
             };
             let mut r = CheckResult::finding(id, proxy, reason).with_evidence(evidence);
-            if *failure == TunnelFailure::Refused {
-                r = r.with_summary(format!("the proxy refused to tunnel: {line}"));
+            match failure {
+                TunnelFailure::Refused => {
+                    r = r.with_summary(format!(
+                        "the proxy answered CONNECT with an unexpected HTTP status: {line}"
+                    ));
+                }
+                TunnelFailure::UnterminatedHead => {
+                    r = r.with_summary(
+                        "the proxy's answer to CONNECT never ended its header block: no tunnel was opened",
+                    );
+                }
+                _ => {}
             }
             r.with_duration(t.elapsed)
         }

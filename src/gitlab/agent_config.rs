@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalogue::{CheckId, Reason};
 use crate::gitlab::ci::CiFacts;
-use crate::gitlab::text::{ancestor_groups, path_is_within, printable, top_level};
+use crate::gitlab::text::{ancestor_groups, path_is_within, top_level};
 use crate::model::{CheckResult, Status};
 
 /// Agent configuration files larger than this are not read.
@@ -156,22 +156,12 @@ pub fn parse_agent_config(yaml: &str) -> Result<AgentConfig, String> {
     }
     match serde_saphyr::from_str::<Option<AgentConfig>>(yaml) {
         Ok(config) => Ok(config.unwrap_or_default()),
+        // In words of our own: the parser's message quotes keys (`duplicate mapping key: …`).
         Err(e) => {
-            let message = e.to_string();
-            let first = message
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid YAML");
-            // The message repeats the position the location already gives.
-            let bare = first.trim_start_matches("error: ");
-            let bare = match bare.split_once(": ") {
-                Some((position, rest)) if position.starts_with("line ") => rest,
-                _ => bare,
-            };
-            let text = printable(bare, 200);
+            let problem = crate::targets::kubeconfig::yaml_problem(&e);
             Err(match e.location() {
-                Some(at) => format!("line {}, column {}: {text}", at.line(), at.column()),
-                None => text,
+                Some(at) => format!("line {}, column {}: {problem}", at.line(), at.column()),
+                None => problem.to_string(),
             })
         }
     }
@@ -613,6 +603,13 @@ ci_access:
         let wrong_type = "ci_access:\n  projects: acme/web/shop\n";
         let r = judge_agent_config("c.yaml", wrong_type, AGENTS_PROJECT, &ci_with(&[]));
         assert_eq!(r.reason, Some(Reason::InvalidYaml), "{r:?}");
+        // The parser's own message quoted a key: a token pasted where a key belongs, twice.
+        let pasted =
+            "ci_access:\n  projects:\n  - id: a\n    glagentCanary7Q: 1\n    glagentCanary7Q: 2\n";
+        let r = judge_agent_config("c.yaml", pasted, AGENTS_PROJECT, &ci_with(&[]));
+        let evidence = r.evidence.join("\n");
+        assert!(!evidence.contains("Canary7Q"), "{evidence}");
+        assert!(evidence.contains("a key appears twice"), "{evidence}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::gitlab::ci::{CiFacts, JOB_SUBJECT};
 use crate::gitlab::identity::predict_identity;
 use crate::gitlab::likely::{job_facts, likely_causes, numbered};
 use crate::gitlab::text::{MAX_JSON_BYTES, excerpt_masking, printable, top_level};
-use crate::model::CheckResult;
+use crate::model::{CheckResult, TargetKind};
 
 /// The answer of `/job/allowed_agents` (GitLab's `Ci::Jobs` API, fields the checks use).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -127,6 +127,36 @@ pub struct JobEnvironment {
     pub slug: String,
 }
 
+/// Whether this job needs an agent, which decides what an empty allowed-agents list means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentExpectation {
+    /// An agent target exists, or nothing else gives the job a cluster: no agent is a failure.
+    Expected,
+    /// Other targets give the job its cluster (named here: the legacy `KUBE_URL` integration, a
+    /// kubeconfig of its own): no agent is only a fact.
+    NotNeeded(String),
+}
+
+impl AgentExpectation {
+    /// From the kinds of the run's targets. Neither the GitLab server nor the runner pod's own
+    /// service account (a fallback kubectl would use, spec §6 `in-cluster-fallback`) count as
+    /// the job's cluster.
+    pub fn from_targets<'a>(targets: impl IntoIterator<Item = (&'a str, TargetKind)>) -> Self {
+        let clusters: Vec<(&str, TargetKind)> = targets
+            .into_iter()
+            .filter(|(_, kind)| !matches!(kind, TargetKind::Gitlab | TargetKind::InCluster))
+            .collect();
+        if clusters.is_empty() || clusters.iter().any(|(_, k)| *k == TargetKind::GitlabAgent) {
+            return AgentExpectation::Expected;
+        }
+        let names: Vec<String> = clusters
+            .iter()
+            .map(|(name, kind)| format!("{name} ({})", kind.as_str()))
+            .collect();
+        AgentExpectation::NotNeeded(names.join(", "))
+    }
+}
+
 /// Parses the allowed-agents JSON (bounded).
 pub fn parse_allowed_agents(body: &[u8]) -> Result<AllowedAgents, String> {
     if body.len() > MAX_JSON_BYTES {
@@ -152,7 +182,7 @@ pub fn judge_allowed_agents(
             agent_name: None,
         })
         .collect();
-    judge_allowed_agents_for(status, body, &agents, ci)
+    judge_allowed_agents_for(status, body, &agents, ci, &AgentExpectation::Expected)
 }
 
 /// Like [`judge_allowed_agents`], with the kubeconfig's agents as parsed (context names give
@@ -162,6 +192,7 @@ pub fn judge_allowed_agents_for(
     body: &[u8],
     agents: &[AgentIdentity],
     ci: &CiFacts,
+    expectation: &AgentExpectation,
 ) -> Vec<CheckResult> {
     let answer = format!(
         "HTTP {status}: {}",
@@ -170,9 +201,10 @@ pub fn judge_allowed_agents_for(
     match status {
         401 | 403 => vec![job_token_rejected(status, answer)],
         200 => match parse_allowed_agents(body) {
-            Ok(allowed) if allowed.allowed_agents.is_empty() => {
-                vec![no_agents(&allowed, agents, ci)]
-            }
+            Ok(allowed) if allowed.allowed_agents.is_empty() => match expectation {
+                AgentExpectation::Expected => vec![no_agents(&allowed, agents, ci)],
+                AgentExpectation::NotNeeded(others) => vec![none_needed(&allowed, others)],
+            },
             Ok(allowed) => judge_list(&allowed, agents, ci),
             Err(why) => vec![unavailable(
                 format!("the answer is not the expected JSON: {why}"),
@@ -229,6 +261,18 @@ fn no_agents(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) ->
         .with_evidence_lines(job_facts(ci))
         .with_evidence_lines(kubeconfig_line)
         .with_fix_detail(numbered(&causes))
+}
+
+/// No agent, and none needed: the job reaches its cluster another way.
+fn none_needed(allowed: &AllowedAgents, others: &str) -> CheckResult {
+    CheckResult::pass(
+        CheckId::GitlabAllowedAgents,
+        JOB_SUBJECT,
+        "GitLab allows no agent for this job; none is needed: the job's cluster comes from elsewhere",
+    )
+    .with_evidence("allowed_agents: [] (no agent)")
+    .with_evidence(format!("the job's cluster: {others}"))
+    .with_evidence(allowed.describe_job())
 }
 
 fn judge_list(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -> Vec<CheckResult> {
@@ -411,7 +455,13 @@ mod tests {
             }
             .with_context("acme/platform/agents:prod"),
         ];
-        let results = judge_allowed_agents_for(200, TWO_AGENTS.as_bytes(), &agents, &ci());
+        let results = judge_allowed_agents_for(
+            200,
+            TWO_AGENTS.as_bytes(),
+            &agents,
+            &ci(),
+            &AgentExpectation::Expected,
+        );
         assert_eq!(results.len(), 1, "{results:?}");
         let r = &results[0];
         assert_eq!(r.status, Status::Pass);
@@ -448,6 +498,7 @@ mod tests {
             TWO_AGENTS.as_bytes(),
             &[foreign.clone(), foreign],
             &ci(),
+            &AgentExpectation::Expected,
         );
         assert_eq!(results.len(), 2, "one finding per agent: {results:?}");
         let r = &results[1];
@@ -468,7 +519,13 @@ mod tests {
             config_project: None,
             agent_name: None,
         };
-        let results = judge_allowed_agents_for(200, TWO_AGENTS.as_bytes(), &[pat], &ci());
+        let results = judge_allowed_agents_for(
+            200,
+            TWO_AGENTS.as_bytes(),
+            &[pat],
+            &ci(),
+            &AgentExpectation::Expected,
+        );
         assert_eq!(
             results.len(),
             1,
@@ -553,6 +610,28 @@ mod tests {
             "{fix}"
         );
         assert!(fix.contains("`production`"), "{fix}");
+    }
+
+    #[test]
+    fn no_agents_is_a_fact_when_another_target_gives_the_job_its_cluster() {
+        let legacy = AgentExpectation::from_targets([
+            ("gitlab-deploy", TargetKind::LegacyCertificate),
+            ("gitlab", TargetKind::Gitlab),
+        ]);
+        let results = judge_allowed_agents_for(200, NONE.as_bytes(), &[], &facts(&vars()), &legacy);
+        assert_eq!((results[0].status, results[0].reason), (Status::Pass, None));
+        assert!(all_text(&results).contains("gitlab-deploy (legacy-certificate)"));
+        // An agent target, or nothing but GitLab and the runner's own pod: an agent is expected.
+        for kinds in [
+            vec![("a", TargetKind::GitlabAgent), ("d", TargetKind::Direct)],
+            vec![
+                ("gitlab", TargetKind::Gitlab),
+                ("in-cluster", TargetKind::InCluster),
+            ],
+        ] {
+            let expectation = AgentExpectation::from_targets(kinds);
+            assert_eq!(expectation, AgentExpectation::Expected);
+        }
     }
 
     #[test]

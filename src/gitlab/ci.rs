@@ -143,6 +143,16 @@ pub struct Request {
     pub header_name: &'static str,
 }
 
+impl Request {
+    /// The request's path relative to a connection whose URL already ends in `base_path` (a
+    /// GitLab under `/gitlab`): `/api/v4/job/allowed_agents`. `None` for a URL without a path.
+    pub fn path_below(&self, base_path: &str) -> Option<String> {
+        let (_, rest) = self.url.split_once("://")?;
+        let path = &rest[rest.find('/')?..];
+        Some(path.strip_prefix(base_path).unwrap_or(path).to_string())
+    }
+}
+
 /// `GET $CI_API_V4_URL/job/allowed_agents`, only when that URL has the scheme, host and port of
 /// `CI_SERVER_URL`: the job token goes to the GitLab server and nowhere else.
 pub fn allowed_agents_request(ci: &CiFacts) -> Option<Request> {
@@ -303,6 +313,24 @@ pub(crate) mod tests {
         let debug = format!("{ci:?}");
         assert!(!debug.contains(CANARY), "{debug}");
         assert!(debug.contains("JobToken([REDACTED])"));
+    }
+
+    #[test]
+    fn the_request_path_is_relative_to_the_connection_base() {
+        let request = |url: &str| Request {
+            url: url.into(),
+            header_name: JOB_TOKEN_HEADER,
+        };
+        let r = request("https://gitlab.example.com/gitlab/api/v4/job/allowed_agents");
+        assert_eq!(
+            r.path_below("/gitlab").as_deref(),
+            Some("/api/v4/job/allowed_agents")
+        );
+        assert_eq!(
+            r.path_below("").as_deref(),
+            Some("/gitlab/api/v4/job/allowed_agents")
+        );
+        assert_eq!(request("https://gitlab.example.com").path_below(""), None);
     }
 
     #[test]

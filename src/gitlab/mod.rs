@@ -34,7 +34,7 @@ pub use agent_config::{
     environment_matches, judge_agent_config, parse_agent_config,
 };
 pub use allowed::{
-    AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, explain_not_set,
+    AgentExpectation, AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, explain_not_set,
     judge_allowed_agents, judge_allowed_agents_for, parse_allowed_agents,
 };
 pub use ci::{

@@ -73,6 +73,18 @@ pub enum HttpFailure {
     Failed(String),
 }
 
+/// What users read in evidence: the failure itself, never Rust's `Debug` form.
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpFailure::Stalled => f.write_str("no complete response before the timeout"),
+            HttpFailure::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for HttpFailure {}
+
 pub struct Endpoint<'a> {
     pub scheme: &'static str,
     pub authority: &'a str,

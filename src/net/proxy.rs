@@ -12,11 +12,14 @@ pub enum TunnelFailure {
     Forbidden,
     AuthRequired,
     UpstreamFailed,
-    /// Any other non-200 status.
+    /// An HTTP answer with any other non-2xx status (a `418`, say).
     Refused,
     Timeout,
     NotAProxy,
     Closed,
+    /// The answer's head did not end (no blank line) within the size limit, or the proxy
+    /// closed mid-head: whatever its status line says, no tunnel was opened.
+    UnterminatedHead,
 }
 
 pub struct Tunnel {
@@ -50,7 +53,11 @@ pub async fn connect_tunnel(
         Ok(Err(_)) => (Err(TunnelFailure::Closed), String::new()),
         Ok(Ok(head)) => {
             let line = head.lines().next().unwrap_or_default().to_string();
-            (classify(&line), line)
+            let outcome = match head.ends_with("\r\n\r\n") {
+                true => classify(&line),
+                false => Err(TunnelFailure::UnterminatedHead),
+            };
+            (outcome, line)
         }
     };
     Tunnel {
@@ -60,6 +67,7 @@ pub async fn connect_tunnel(
     }
 }
 
+/// Judges a complete response head by its status line.
 fn classify(status_line: &str) -> Result<(), TunnelFailure> {
     let mut words = status_line.split_whitespace();
     let version = words.next().unwrap_or_default();
@@ -77,7 +85,8 @@ fn classify(status_line: &str) -> Result<(), TunnelFailure> {
 }
 
 /// Reads up to the blank line ending the response head, one byte at a time so nothing of the
-/// tunnelled stream is consumed.
+/// tunnelled stream is consumed. Stops at `MAX_HEADER_BYTES` or at the end of the stream; the
+/// caller tells a complete head by its blank line.
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -91,4 +100,22 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
         head.push(byte[0]);
     }
     Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_http_status_is_an_http_answer_and_only_2xx_opens_the_tunnel() {
+        assert_eq!(classify("HTTP/1.1 200 Connection established"), Ok(()));
+        assert_eq!(
+            classify("HTTP/1.1 418 I'm a teapot"),
+            Err(TunnelFailure::Refused)
+        );
+        assert_eq!(
+            classify("SSH-2.0-OpenSSH_9.6"),
+            Err(TunnelFailure::NotAProxy)
+        );
+    }
 }

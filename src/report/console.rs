@@ -959,6 +959,7 @@ mod tests {
             duration: std::time::Duration::ZERO,
             verdict: Verdict::Pass,
             checks: vec![],
+            root_cause: None,
             targets: vec![TargetReport {
                 name: "t".into(),
                 kind: TargetKind::Direct,

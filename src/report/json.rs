@@ -14,7 +14,8 @@
 //!                           "reason": "missing-intermediate", "summary": "…", "evidence": ["…"],
 //!                           "fix": "…", "why": "…", "duration_ms": 0, "blocked_by": null}]}],
 //!  "environment": {"…": "…"},
-//!  "checks": [ /* the run's global checks, same shape as a target's checks */ ]}
+//!  "checks": [ /* the run's global checks, same shape as a target's checks */ ],
+//!  "root_cause": {"check": "config.kubeconfig", "reason": "context-not-found"}}
 //! ```
 //!
 //! - `root_cause` is `null` for a target with no `fail`/`error`.
@@ -23,9 +24,12 @@
 //!   an array.
 //! - `environment` is an object of string to string, keys sorted; a key that repeats keeps its
 //!   first value.
-//! - `checks` (top level) is an addition to the spec's example: checks about the run as a whole
-//!   (`config.kubeconfig`, `runner.*`), which belong to no target. Consumers that do not know it
-//!   can ignore it; new fields are only ever added, never renamed.
+//! - `checks` and `root_cause` (top level) are the run-wide checks (`config.kubeconfig`,
+//!   `runner.*`, agent configuration files), which belong to no target, and the first `fail` or
+//!   `error` among them in layer order (`null` when none). A failing run always has a root cause
+//!   at the top level or in a target, so
+//!   `jq '[.root_cause] + [.targets[].root_cause] | map(select(.))'` lists them all. New fields
+//!   are only ever added, never renamed.
 //!
 //! Must not: compute anything (verdicts and root causes come from the report) or scrub (the
 //! report is scrubbed before any sink runs).
@@ -36,7 +40,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::{ReportError, ReportFormat};
-use crate::model::{CheckResult, RunReport, TargetReport};
+use crate::model::{CheckResult, RootCause, RunReport, TargetReport};
 
 /// The whole JSON document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,7 @@ pub struct JsonReport {
     pub targets: Vec<JsonTarget>,
     pub environment: BTreeMap<String, String>,
     pub checks: Vec<JsonCheck>,
+    pub root_cause: Option<JsonRootCause>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +105,7 @@ impl From<&RunReport> for JsonReport {
             targets: report.targets.iter().map(JsonTarget::from).collect(),
             environment: environment(&report.environment),
             checks: report.checks.iter().map(JsonCheck::from).collect(),
+            root_cause: report.root_cause.map(JsonRootCause::from),
         }
     }
 }
@@ -111,11 +117,17 @@ impl From<&TargetReport> for JsonTarget {
             kind: target.kind.as_str().to_string(),
             server: target.server.clone(),
             verdict: target.verdict.as_str().to_string(),
-            root_cause: target.root_cause.map(|rc| JsonRootCause {
-                check: rc.check.as_str().to_string(),
-                reason: rc.reason.as_str().to_string(),
-            }),
+            root_cause: target.root_cause.map(JsonRootCause::from),
             checks: target.checks.iter().map(JsonCheck::from).collect(),
+        }
+    }
+}
+
+impl From<RootCause> for JsonRootCause {
+    fn from(rc: RootCause) -> Self {
+        JsonRootCause {
+            check: rc.check.as_str().to_string(),
+            reason: rc.reason.as_str().to_string(),
         }
     }
 }
@@ -192,6 +204,7 @@ mod tests {
                 "checks",
                 "duration_ms",
                 "environment",
+                "root_cause",
                 "started_at",
                 "targets",
                 "tool",

@@ -386,6 +386,7 @@ mod tests {
         assert_valid_against_xsd(&xml_of(&edge));
         let empty = RunReport {
             checks: vec![],
+            root_cause: None,
             targets: vec![],
             ..sample_report()
         };

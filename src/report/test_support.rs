@@ -24,6 +24,7 @@ pub(crate) fn sample_report() -> RunReport {
         duration: ms(1234),
         verdict: Verdict::Fail,
         checks: global_checks(),
+        root_cause: None,
         targets: vec![prod_target(), staging_target()],
         environment: vec![
             (

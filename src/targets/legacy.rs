@@ -50,13 +50,18 @@ pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
         return None;
     }
     let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-    let server = crate::gitlab::gitlab_server_target(&ci)?;
+    // An invalid CI_SERVER_URL is kept as it is: config.server then names it (invalid-url)
+    // instead of the GitLab target vanishing without a word.
+    let url = match crate::gitlab::gitlab_server_target(&ci) {
+        Some(server) => server.url,
+        None => ci.server_url.clone()?,
+    };
     Some(TargetSpec {
         name: "gitlab".into(),
         kind: Some(TargetKind::Gitlab),
         source: "CI_SERVER_URL".into(),
-        server: Some(server.url),
-        ca_file: server.ca_file,
+        server: Some(url),
+        ca_file: ci.server_tls_ca_file.clone(),
         ..TargetSpec::default()
     })
 }

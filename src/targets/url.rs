@@ -188,6 +188,11 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
         Some(::url::Host::Ipv6(ip)) => Host::Ip(IpAddr::V6(ip)),
         _ => return Err(UrlError::NoHost),
     };
+    // Port 0 names no service: connecting to it "is refused", which would blame the server.
+    let port = explicit_port(&url, after_userinfo);
+    if port == Some(0) {
+        return Err(UrlError::InvalidPort);
+    }
     if let Some(q) = display.find(['?', '#']) {
         secrets.extend(query_secrets(&display[q + 1..]));
         display = mask_query(&display, q);
@@ -195,7 +200,7 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
     Ok(ParsedUrl {
         scheme: url.scheme().to_string(),
         host,
-        port: explicit_port(&url, after_userinfo),
+        port,
         path: url.path().to_string(),
         user,
         password,
@@ -342,6 +347,8 @@ mod tests {
             "https://host:6443x",
             "https://host:65536/",
             "https://host:-1",
+            "https://host:0",
+            "http://proxy:00/",
         ] {
             assert_eq!(parse(raw).err(), Some(UrlError::InvalidPort), "{raw}");
         }

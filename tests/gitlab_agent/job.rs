@@ -28,6 +28,9 @@ pub const JOB_ID: i64 = 4242;
 /// Hard limit for one run of the binary (its own deadline is 40 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The `--timeout`/`--deadline` of a job run unless a test sets its own.
+const LIMITS: &[&str] = &["--timeout", "3", "--deadline", "40"];
+
 /// One job: a temp dir, a canary job token, the demo PKI, and the runtime the fakes run on.
 pub struct Job {
     pub canary: String,
@@ -103,12 +106,18 @@ impl Job {
         gitlab: &FakeServer,
         api_v4_url: Option<&str>,
     ) -> Outcome {
-        self.run_limited(
-            kubeconfig,
-            gitlab,
-            api_v4_url,
-            &["--timeout", "3", "--deadline", "40"],
-        )
+        self.run_with(kubeconfig, gitlab, api_v4_url, &[])
+    }
+
+    /// Like [`Job::run`], with more job variables (the legacy `KUBE_*`, say).
+    pub fn run_with(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Outcome {
+        self.run_full(kubeconfig, gitlab, api_v4_url, LIMITS, vars)
     }
 
     /// [`Job::run`] with the given `--timeout`/`--deadline` flags (none: the tool's defaults).
@@ -118,6 +127,17 @@ impl Job {
         gitlab: &FakeServer,
         api_v4_url: Option<&str>,
         limits: &[&str],
+    ) -> Outcome {
+        self.run_full(kubeconfig, gitlab, api_v4_url, limits, &[])
+    }
+
+    fn run_full(
+        &self,
+        kubeconfig: Option<&Path>,
+        gitlab: &FakeServer,
+        api_v4_url: Option<&str>,
+        limits: &[&str],
+        vars: &[(&str, &str)],
     ) -> Outcome {
         let junit = self.path("junit.xml");
         let server_url = gitlab.url();
@@ -148,6 +168,7 @@ impl Job {
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
+        cmd.envs(vars.iter().copied());
         let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
         let junit_xml = std::fs::read_to_string(&junit)
             .unwrap_or_else(|e| panic!("no JUnit report ({e}); exit {code:?}; stderr:\n{stderr}"));

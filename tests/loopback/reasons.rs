@@ -616,17 +616,6 @@ async fn the_deadline_turns_the_running_check_into_an_error_and_the_report_is_co
     task.abort();
 }
 
-fn jwt_with_exp(exp: u64) -> String {
-    let b64 =
-        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
-    format!(
-        "{}.{}.{}",
-        b64(r#"{"alg":"RS256"}"#),
-        b64(&format!(r#"{{"exp":{exp},"sub":"ci"}}"#)),
-        b64("sig")
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn config_credentials_token_expired_without_printing_the_token() {
     init();

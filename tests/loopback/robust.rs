@@ -533,3 +533,155 @@ fn tls_hostname_evidence_of_a_huge_certificate_is_capped() {
         }
     }
 }
+
+/// A careless token file (two values, a pasted line break, a NUL or escape byte, a Windows
+/// byte-order mark, bytes that are not UTF-8, nothing at all): before, the token was sent as
+/// it was and the run blamed the server (`http.version request-failed: failed to parse header
+/// value`, or `auth.whoami unauthorized`). Now `config.credentials token-invalid` names the file
+/// and the problem, quotes none of the token, and nothing is sent with it.
+#[test]
+fn config_credentials_token_that_cannot_be_sent_is_named() {
+    let world = World::new();
+    let canary = "TokInvalidCanary4c1d9e";
+    let cases: [(&str, Vec<u8>, &str); 7] = [
+        (
+            "two-lines",
+            format!("{canary}\n{canary}2\n").into_bytes(),
+            "spans 2 lines",
+        ),
+        (
+            "nul",
+            format!("abc\0{canary}").into_bytes(),
+            "control character (\\u{0})",
+        ),
+        (
+            "escape",
+            format!("{canary}\x1b[0m").into_bytes(),
+            "control character (\\u{1b})",
+        ),
+        (
+            "bom",
+            format!("\u{feff}{canary}\n").into_bytes(),
+            "byte-order mark",
+        ),
+        ("latin1", [canary.as_bytes(), b"\xe9"].concat(), "not UTF-8"),
+        (
+            "quote",
+            format!("\u{201c}{canary}\u{201d}").into_bytes(),
+            "outside ASCII",
+        ),
+        ("empty", b"\n\n".to_vec(), "the token is empty"),
+    ];
+    for (name, bytes, said) in cases {
+        let file = world.path(name);
+        std::fs::write(&file, bytes).expect("token file");
+        let out = run(
+            &world,
+            &[
+                "--server",
+                REFUSED,
+                "--token-file",
+                &file.display().to_string(),
+            ],
+            &[],
+        );
+        assert_eq!(out.code, Some(1), "{name}: {}", out.stderr);
+        let check = out.find(CheckId::ConfigCredentials, Reason::TokenInvalid);
+        let text = evidence(check);
+        assert!(text.contains(said), "{name}: {text}");
+        assert!(text.contains(&file.display().to_string()), "{name}: {text}");
+        let root = &out.report()["targets"][0]["root_cause"];
+        assert_eq!(root["check"], "config.credentials", "{name}: {root}");
+        assert!(
+            !out.json_text.contains("Canary4c1d9e"),
+            "{name}: {}",
+            out.json_text
+        );
+    }
+    // KUBE_TOKEN is sent as it is: a trailing line break in the variable is named too.
+    let token = format!("{canary}\n");
+    let vars = [
+        ("KUBE_URL", REFUSED),
+        ("KUBE_TOKEN", token.as_str()),
+        ("GITLAB_CI", "true"),
+    ];
+    let out = run(&world, &[], &vars);
+    let check = out.find(CheckId::ConfigCredentials, Reason::TokenInvalid);
+    assert!(evidence(check).contains("KUBE_TOKEN"), "{check}");
+    assert!(evidence(check).contains("line break"), "{check}");
+    assert!(!out.json_text.contains("Canary4c1d9e"), "{}", out.json_text);
+}
+
+/// A 2 MB kubeconfig whose server URL carries 200,000 short query values (each registered as
+/// a possible secret): matching short secrets one by one made the final scrub, which runs
+/// after the deadline's reach, quadratic (105 s; the child runner's 60 s bound ends it with no
+/// report). Now each string is scanned once: the report is written and holds none of them.
+#[test]
+fn many_short_registered_secrets_do_not_stall_the_run() {
+    let world = World::new();
+    let query: Vec<String> = (0..200_000).map(|i| format!("k{i:07}x")).collect();
+    let server = format!("{REFUSED}/?{}", query.join("&"));
+    let kc = kubeconfig(
+        &[Ctx {
+            name: "q",
+            server,
+            ca_pem: None,
+            token: Some("t0kenxyz"),
+            extra_cluster: "",
+        }],
+        Some("q"),
+    );
+    let path = world.write("kubeconfig", &kc);
+    let out = run(
+        &world,
+        &[
+            "--kubeconfig",
+            &path.display().to_string(),
+            "--deadline",
+            "30",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(out.report()["verdict"], "fail");
+    assert!(!out.json_text.contains("k0123456x"), "a query value leaked");
+}
+
+/// 3,000 `--context` names that a 2,000-context kubeconfig does not hold: every one got a
+/// finding listing every context and a nearest-name search over all of them, which outran
+/// `--deadline` ("nothing was checked"). Now at most `MAX_TARGETS` are reported, the rest
+/// counted.
+#[test]
+fn config_kubeconfig_thousands_of_missing_contexts_are_capped() {
+    let world = World::new();
+    let names: Vec<String> = (0..2000)
+        .map(|i| format!("cluster-context-{i:04}"))
+        .collect();
+    let contexts: Vec<Ctx> = names
+        .iter()
+        .map(|name| Ctx {
+            name,
+            server: REFUSED.into(),
+            ca_pem: None,
+            token: None,
+            extra_cluster: "",
+        })
+        .collect();
+    let path = world.write("kubeconfig", &kubeconfig(&contexts, None));
+    let mut args = vec!["--kubeconfig".to_string(), path.display().to_string()];
+    for i in 0..3000 {
+        args.extend(["--context".to_string(), format!("missing-context-{i}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&world, &args, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let missing: Vec<_> = out
+        .checks()
+        .into_iter()
+        .filter(|c| c["reason"] == Reason::ContextNotFound.as_str())
+        .collect();
+    assert_eq!(missing.len(), MAX_TARGETS, "{}", out.stderr);
+    let last = evidence(missing[MAX_TARGETS - 1]);
+    assert!(last.contains("2900 more requested contexts"), "{last}");
+    assert!(evidence(missing[0]).contains("cluster-context-0000"));
+}

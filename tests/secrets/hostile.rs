@@ -36,6 +36,12 @@ pub enum Echo {
     StatusMessage,
     /// Every access review answers with an evaluation error carrying the value.
     RbacEvaluationError,
+    /// `/version` answers 200 with a text body quoting the value JSON-escaped the way PHP and
+    /// some Java encoders write it (`/` as `\/`, `"` as `\"`).
+    EscapedBody,
+    /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
+    /// percent-encoded (`/` as `%2F`, `+` as `%2B`).
+    EncodedRedirect,
 }
 
 pub const ALL_ECHOES: [Echo; 7] = [
@@ -100,6 +106,27 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             .header("location", format!("https://login.example/{padded}"))
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        (Echo::EscapedBody, "/version") => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!(
+                "{}{}",
+                "x".repeat(b.pad),
+                json_escaped(&value)
+            ))))
+            .expect("response"),
+        (Echo::EncodedRedirect, "/version") => Response::builder()
+            .status(302)
+            .header(
+                "location",
+                format!(
+                    "https://login.example/?{}rd={}",
+                    "x".repeat(b.pad),
+                    percent_encoded(&value)
+                ),
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("response"),
         (_, "/version") => json(200, VERSION_JSON.into()),
         (Echo::ReadyzLine, "/readyz") => Response::builder()
             .status(500)
@@ -137,6 +164,27 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
         ),
         _ => json(404, status_json(404, "not found")),
     }
+}
+
+/// `value` as a JSON string's content with `/` escaped too (PHP's `json_encode`).
+pub fn json_escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('/', "\\/")
+}
+
+/// `value` with every byte outside RFC 3986's unreserved set percent-encoded.
+pub fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A hostile TLS API server on 127.0.0.1 (see [`Echo`]); returns its URL and the CA to trust.
@@ -333,5 +381,31 @@ fn a_proxy_status_line_echoing_proxy_authorization_never_prints_it() {
         );
         let outputs = assert_report_clean(&report, &[password, &basic]);
         assert!(outputs[1].1.contains("407"), "{}", outputs[1].1);
+    }
+}
+
+#[test]
+fn re_encoded_echoes_of_the_token_never_print_it() {
+    // A base64-style static token with a `/` or `+` every few characters: escaped or
+    // percent-encoded, no 12-byte piece of it survives verbatim, so matching the value as
+    // written misses the whole token.
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = Pki::generate().expect("pki");
+    for echo in [Echo::EscapedBody, Echo::EncodedRedirect] {
+        for pad in [0usize, 3, 150, 185, 190, 199] {
+            let world = World::new();
+            let token = format!("Zq7K/x{pad}+Cana/ryTo+k9f3/e7a1=b5c/Esc\\ap\"e");
+            let (url, ca) = rt.block_on(start_hostile(echo, pad, false, &pki));
+            let report = run_with_token_file(&rt, &world, url, &ca, &token);
+            let escaped = json_escaped(&token);
+            let encoded = percent_encoded(&token);
+            let outputs = assert_report_clean(&report, &[&token, &escaped, &encoded]);
+            let json = &outputs[1].1;
+            assert!(
+                json.contains(&"x".repeat(pad.min(40))),
+                "{echo:?} {pad}: {json}"
+            );
+        }
     }
 }

@@ -1,0 +1,63 @@
+//! `gitlab.kas` and the agent server's answers to the authenticated probe: the GitLab agent
+//! server's own fingerprints, judged from the two `GET /version` outcomes of an agent target.
+
+use std::time::Duration;
+
+use crate::catalogue::{CheckId, Reason};
+use crate::gitlab::{self, CiFacts};
+use crate::model::CheckResult;
+use crate::net::http::{HttpFailure, Response};
+
+/// `gitlab.kas`: an anonymous request must get the agent server's 401 with
+/// `Gitlab-Unauthorized: true`; anything else (or nothing) is not the agent server.
+pub fn anonymous(outcome: &Result<Response, HttpFailure>) -> CheckResult {
+    match outcome {
+        Ok(r) => gitlab::classify_kas_anonymous(r.status, &r.headers, &r.body),
+        Err(e) => {
+            CheckResult::finding(CheckId::GitlabKas, gitlab::KAS_SUBJECT, Reason::Unreachable)
+                .with_evidence(format!("anonymous GET /version: {e}"))
+        }
+    }
+}
+
+/// The authenticated request's answer when it tells an agent failure apart (agent not
+/// connected, token rejected, agent not allowed…), as the target's `auth.whoami`; `None` when
+/// the Kubernetes layers should judge it. `token` is the kubeconfig's agent token, to tell a
+/// token saved from another job; `waited` is how long the request was given (a stall is that).
+pub fn authenticated(
+    subject: &str,
+    outcome: &Result<Response, HttpFailure>,
+    token: Option<&str>,
+    ci: &CiFacts,
+    waited: Duration,
+) -> Option<CheckResult> {
+    let mut result = match outcome {
+        Ok(r) => gitlab::classify_kas_authenticated(r.status, &r.headers, &r.body, r.elapsed),
+        Err(HttpFailure::Stalled) => gitlab::classify_kas_no_response(waited, "no answer"),
+        Err(HttpFailure::Failed(e)) => gitlab::classify_kas_no_response(Duration::ZERO, e),
+    }?;
+    result.subject = subject.to_string();
+    // A rejected token that is not this job's: the kubeconfig was saved from another job.
+    if result.reason == Some(Reason::AgentUnauthorized)
+        && token.and_then(|t| gitlab::agent_token_is_current_job(t, ci)) == Some(false)
+    {
+        result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
+    }
+    Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_agent_server_is_told_in_words() {
+        let failed = Err(HttpFailure::Failed("connection reset by peer".into()));
+        let r = anonymous(&failed);
+        assert_eq!(r.reason, Some(Reason::Unreachable));
+        assert_eq!(
+            r.evidence,
+            ["anonymous GET /version: connection reset by peer"]
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! The report's shape: which rows a target of each kind always has, and the skip rows for the
+//! ones the run did not reach. The engine records what it observed and stops where a layer
+//! failed (or the deadline struck); [`fill`] then adds every row of the shape that is missing,
+//! `skip` and `blocked_by` the failure that stopped it. So the set of rows (and the JUnit test
+//! names built from them) is a function of the target's kind, route and requirements, never
+//! of which layer failed.
+
+use crate::catalogue::CheckId;
+use crate::model::{CheckResult, Status, TargetKind};
+use crate::plan::{Requirement, Route, Scheme, Target};
+
+/// One row every report of the target has: a check id and its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: CheckId,
+    pub subject: String,
+}
+
+impl Row {
+    fn new(id: CheckId, subject: impl Into<String>) -> Row {
+        Row {
+            id,
+            subject: subject.into(),
+        }
+    }
+
+    /// Whether `result` fills this row. Connection rows are one per address (`ip:port`) and an
+    /// IP host needs no lookup, so only RBAC rows, one per question, are told apart by subject.
+    fn is_filled_by(&self, result: &CheckResult) -> bool {
+        result.id == self.id && (self.id != CheckId::RbacCanI || result.subject == self.subject)
+    }
+}
+
+/// The rows of `target` in pipeline order: the connection layers along its route, then what its
+/// kind asks of the server. A GitLab server is asked GitLab's questions, never Kubernetes' ones.
+pub fn rows(target: &Target, requirements: &[Requirement]) -> Vec<Row> {
+    let endpoint = target.endpoint.as_ref();
+    let authority = endpoint.map(|e| e.authority()).unwrap_or_default();
+    let mut rows = Vec::new();
+    match &target.route {
+        Route::Direct => {
+            let host = endpoint.map(|e| e.host.to_string()).unwrap_or_default();
+            rows.push(Row::new(CheckId::DnsResolve, host));
+            rows.push(Row::new(CheckId::TcpConnect, authority.clone()));
+        }
+        Route::Proxy(p) => {
+            rows.push(Row::new(CheckId::DnsResolve, p.host.to_string()));
+            rows.push(Row::new(
+                CheckId::ProxyConnect,
+                format!("{}:{}", p.host, p.port),
+            ));
+            rows.push(Row::new(CheckId::ProxyTunnel, p.display.clone()));
+        }
+    }
+    rows.push(Row::new(CheckId::TlsHandshake, authority.clone()));
+    // An `http://` URL has no certificate to judge (its handshake row says so); a target without
+    // an endpoint keeps the rows an `https://` one would have.
+    if endpoint.is_none_or(|e| e.scheme == Scheme::Https) {
+        for id in [
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
+            CheckId::TlsValidity,
+        ] {
+            rows.push(Row::new(id, authority.clone()));
+        }
+    }
+    if target.kind == TargetKind::Gitlab {
+        rows.push(Row::new(CheckId::GitlabServer, authority));
+        rows.push(Row::new(CheckId::GitlabAllowedAgents, "job"));
+        return rows;
+    }
+    if target.kind == TargetKind::GitlabAgent {
+        rows.push(Row::new(CheckId::GitlabKas, crate::gitlab::KAS_SUBJECT));
+    }
+    rows.push(Row::new(CheckId::HttpVersion, authority.clone()));
+    rows.push(Row::new(CheckId::HttpHealth, authority.clone()));
+    rows.push(Row::new(CheckId::AuthWhoami, authority));
+    rows.extend(
+        requirements
+            .iter()
+            .map(|r| Row::new(CheckId::RbacCanI, r.subject(&target.namespace))),
+    );
+    if target.kind == TargetKind::InCluster {
+        // Only the in-cluster target reads NetworkPolicies (judged after every target ran).
+        rows.push(Row::new(CheckId::NetpolEgress, target.namespace.clone()));
+    }
+    rows
+}
+
+/// The first row the results have not filled: where a run that stopped between checks was.
+pub fn first_missing<'r>(rows: &'r [Row], results: &[CheckResult]) -> Option<&'r Row> {
+    rows.iter()
+        .find(|row| !results.iter().any(|r| row.is_filled_by(r)))
+}
+
+/// Adds a skip row for every row of the shape that `results` do not fill, `blocked_by` what
+/// stopped the run before it.
+pub fn fill(rows: &[Row], results: &mut Vec<CheckResult>) {
+    for (at, row) in rows.iter().enumerate() {
+        if results.iter().any(|r| row.is_filled_by(r)) {
+            continue;
+        }
+        let filler = match blocker(rows, at, results) {
+            Some(b) => CheckResult::blocked(row.id, row.subject.clone(), &b),
+            None => CheckResult::not_applicable(row.id, row.subject.clone(), "not reached"),
+        };
+        results.push(filler);
+    }
+}
+
+/// Where `result` sits in the pipeline: the row it fills, else (the `config.*` findings, which
+/// stop the steps that need what they judged) before every row.
+fn position(rows: &[Row], result: &CheckResult) -> Option<usize> {
+    rows.iter().position(|row| row.is_filled_by(result))
+}
+
+/// What stopped the row at `at`: the latest barrier before it in the pipeline, a failure
+/// (a `config.*` one counts as first; the earliest of those wins), else a warning of a step
+/// (withheld credentials stop RBAC without failing). `http.health` never stops anything: a
+/// server that is not ready still answers, and the steps after it run.
+fn blocker(rows: &[Row], at: usize, results: &[CheckResult]) -> Option<CheckResult> {
+    let before = |r: &&CheckResult| position(rows, r).is_none_or(|p| p < at);
+    let latest = |candidates: Vec<&CheckResult>| {
+        candidates
+            .into_iter()
+            .enumerate()
+            .max_by_key(|(i, r)| (position(rows, r).map(|p| p + 1), std::cmp::Reverse(*i)))
+            .map(|(_, r)| r.clone())
+    };
+    let failed: Vec<&CheckResult> = results
+        .iter()
+        .filter(before)
+        .filter(|r| r.status.is_failure() && r.id != CheckId::HttpHealth)
+        .collect();
+    if !failed.is_empty() {
+        return latest(failed);
+    }
+    latest(
+        results
+            .iter()
+            .filter(before)
+            .filter(|r| r.status == Status::Warn && position(rows, r).is_some())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests;
