@@ -61,6 +61,12 @@ pub struct DemoServerArgs {
     /// JSON naming a service-account token and the objects an in-cluster world serves.
     #[arg(long)]
     pub in_cluster_fixture: Option<PathBuf>,
+    /// Speak HTTP/1.1 only (ALPN offers no `h2`), like many load balancers.
+    #[arg(long)]
+    pub http1_only: bool,
+    /// Send each response body this many milliseconds after its head (a slow backend).
+    #[arg(long, default_value_t = 0)]
+    pub body_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

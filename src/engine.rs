@@ -13,9 +13,16 @@ use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
-use crate::net::http::{Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response};
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::net::http::{
+    Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response, VerifiedDial,
+};
+use crate::net::tls::{self as net_tls, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
-use crate::plan::{Host, Plan, Requirement, Route, Scheme, Target};
+use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
 
 mod shape;
@@ -343,6 +350,12 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         authority: &authority,
         base_path: &endpoint.base_path,
     };
+    let dialer = Dialer {
+        target: target.clone(),
+        addr,
+        timeout: ctx.timeout,
+        now: ctx.now,
+    };
     let connection = match endpoint.scheme {
         Scheme::Http => {
             rec.push(CheckResult::not_applicable(
@@ -353,15 +366,16 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
-        Scheme::Https => match secure(stream, addr, &target, &ctx, &rec).await {
+        Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
             Some(Secured::Verified(tls, h2)) => {
                 let bearer = target
                     .credentials
                     .usable
                     .then(|| target.credentials.bearer.clone())
                     .flatten();
+                let more = (!h2).then(|| dialer.pool_dial(&tls)).flatten();
                 rec.start(CheckId::HttpVersion, &authority);
-                HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer).await
+                HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer, more).await
             }
             Some(Secured::Unverified(tls, h2)) => {
                 rec.start(CheckId::HttpVersion, &authority);
@@ -406,17 +420,100 @@ fn failed_config(target: &Target, id: CheckId) -> Option<&CheckResult> {
 }
 
 enum Secured {
-    Verified(Box<crate::net::tls::VerifiedTls>, bool),
-    Unverified(
-        Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-        bool,
-    ),
+    Verified(Box<VerifiedTls>, bool),
+    Unverified(Box<TlsStream<TcpStream>>, bool),
+}
+
+/// Opens connections to one target exactly like its first: the same address, the same route
+/// (proxy tunnel included), the same TLS settings, server name and client identity.
+#[derive(Clone)]
+struct Dialer {
+    target: Arc<Target>,
+    addr: SocketAddr,
+    timeout: Duration,
+    now: SystemTime,
+}
+
+impl Dialer {
+    /// TCP to the same address, through the same proxy tunnel.
+    async fn stream(&self) -> Option<TcpStream> {
+        let stream = connect::connect(self.addr, self.timeout)
+            .await
+            .outcome
+            .ok()?;
+        let Route::Proxy(p) = &self.target.route else {
+            return Some(stream);
+        };
+        let authority = self.target.endpoint.as_ref()?.authority();
+        let tunnel =
+            proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout);
+        tunnel.await.outcome.ok()
+    }
+
+    /// The client identity to present, when the credentials are usable.
+    fn client(&self) -> Option<&ClientIdentity> {
+        let creds = &self.target.credentials;
+        creds.client_identity.as_ref().filter(|_| creds.usable)
+    }
+
+    /// What a handshake presenting a client certificate (or joining a pool) must prove.
+    fn expect(&self, leaf: Option<CertificateDer<'static>>) -> Option<net_tls::Expect> {
+        Some(net_tls::Expect {
+            settings: self.target.tls.clone()?,
+            now: self.now,
+            leaf,
+        })
+    }
+
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        client: Option<&ClientIdentity>,
+        expect: Option<net_tls::Expect>,
+    ) -> Option<net_tls::Handshake> {
+        let name = &self.target.tls.as_ref()?.server_name;
+        Some(net_tls::handshake(stream, name, client, expect, self.timeout).await)
+    }
+
+    /// One more connection for the HTTP/1.1 pool: verified like the first, presenting the same
+    /// leaf, with the same client identity; `None` otherwise (the pool stays smaller).
+    async fn verified(self, leaf: CertificateDer<'static>) -> Option<VerifiedTls> {
+        let stream = self.stream().await?;
+        let expect = self.expect(Some(leaf));
+        let hs = self.handshake(stream, self.client(), expect).await?;
+        let verification = net_tls::verify(&hs.chain, self.target.tls.as_ref()?, self.now);
+        net_tls::seal(hs.outcome.ok()?, &verification).ok()
+    }
+
+    /// The pool's way to open more connections like `first`.
+    fn pool_dial(&self, first: &VerifiedTls) -> Option<VerifiedDial> {
+        let leaf = first.leaf()?;
+        let dialer = self.clone();
+        Some(Arc::new(move || {
+            Box::pin(dialer.clone().verified(leaf.clone()))
+        }))
+    }
+
+    /// An anonymous probe of a server whose certificate did not verify: no client identity,
+    /// any chain accepted (nothing secret will travel over it).
+    async fn anonymous(&self) -> Result<(TlsStream<TcpStream>, bool), String> {
+        let stream = self
+            .stream()
+            .await
+            .ok_or("the connection could not be opened again")?;
+        let hs = self
+            .handshake(stream, None, None)
+            .await
+            .ok_or("no TLS settings")?;
+        let alpn_h2 = hs.alpn_h2;
+        hs.outcome.map(|s| (s, alpn_h2)).map_err(|_| hs.detail)
+    }
 }
 
 /// The TLS layers: handshake, then trust, hostname and validity judged on the captured chain.
 async fn secure(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
+    stream: TcpStream,
+    dialer: &Dialer,
     target: &Target,
     ctx: &RunContext,
     rec: &Recorder,
@@ -425,24 +522,36 @@ async fn secure(
     let settings = target.tls.as_ref()?;
     let authority = endpoint.authority();
     rec.start(CheckId::TlsHandshake, &authority);
-    let client = if target.credentials.usable {
-        target.credentials.client_identity.as_ref()
-    } else {
-        None
-    };
-    let hs = crate::net::tls::handshake(stream, &settings.server_name, client, ctx.timeout).await;
-    let result = tls::handshake(&authority, &hs)
-        .with_evidence(format!("address {addr}, SNI {}", settings.server_name));
-    rec.push(result);
-    let Ok(stream) = hs.outcome else {
-        return None;
+    let client = dialer.client();
+    // With a client certificate, the verifier gives the real verdict: an unverified server
+    // never receives the certificate.
+    let expect = client.and_then(|_| dialer.expect(None));
+    let hs = dialer.handshake(stream, client, expect).await?;
+    let result = match hs.refused {
+        Some(why) => CheckResult::pass(
+            CheckId::TlsHandshake,
+            &authority,
+            format!("{why}: kube-reach ended the handshake before sending its client certificate"),
+        )
+        .with_duration(hs.elapsed),
+        None => tls::handshake(&authority, &hs),
+    }
+    .with_evidence(format!(
+        "address {}, SNI {}",
+        dialer.addr, settings.server_name
+    ));
+    rec.push(result.clone());
+    let stream = match hs.outcome {
+        Ok(stream) => Some(stream),
+        Err(_) if hs.refused.is_some() => None,
+        Err(_) => return None,
     };
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
     // config.tls finding, not a second one (the TLS rows' skips name it).
     if failed_config(target, CheckId::ConfigTls).is_some() {
         return None;
     }
-    let verification = crate::net::tls::verify(&hs.chain, settings, ctx.now);
+    let verification = net_tls::verify(&hs.chain, settings, ctx.now);
     let via_proxy = match &target.route {
         Route::Proxy(p) => Some(p.display.as_str()),
         Route::Direct => None,
@@ -468,9 +577,23 @@ async fn secure(
     }
     let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
-    match crate::net::tls::seal(stream, &verification) {
+    if failed && !verification.passed() {
+        return None;
+    }
+    let Some(stream) = stream else {
+        // insecure-skip-tls-verify with a client certificate: probe without it.
+        return match dialer.anonymous().await {
+            Ok((stream, h2)) => Some(Secured::Unverified(Box::new(stream), h2)),
+            Err(detail) => {
+                let failure =
+                    HttpFailure::Failed(format!("opening an anonymous probe connection: {detail}"));
+                rec.push(http::start_failed(target.kind, &authority, &failure));
+                None
+            }
+        };
+    };
+    match net_tls::seal(stream, &verification) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
-        Err(_) if failed => None,
         Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
     }
 }
@@ -621,7 +744,9 @@ async fn whoami_layer(
     first: Result<Response, HttpFailure>,
     authority: &str,
 ) -> Option<String> {
-    if !conn.has_credentials() && target.credentials.bearer.is_some() {
+    let bearer_withheld = !conn.has_credentials() && target.credentials.bearer.is_some();
+    let cert_withheld = !conn.is_verified() && target.credentials.client_identity.is_some();
+    if bearer_withheld || cert_withheld {
         let plain_http = target
             .endpoint
             .as_ref()

@@ -262,6 +262,12 @@ fn demo_server(args: DemoServerArgs) -> ExitCode {
     };
     let mut api = kube_reach::demo::ApiServerOptions {
         version_padding_bytes: args.version_padding,
+        protocols: match args.http1_only {
+            true => kube_reach::demo::Protocols::Http1Only,
+            false => kube_reach::demo::Protocols::Both,
+        },
+        body_delay: (args.body_delay_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.body_delay_ms)),
         ..Default::default()
     };
     if let Some(path) = &args.in_cluster_fixture {

@@ -24,7 +24,7 @@ mod server;
 
 use std::sync::Arc;
 
-use kube_reach::demo::TlsClass;
+use kube_reach::demo::{Protocols, TlsClass};
 
 use gitlab_api::ALLOWED_AGENTS;
 use job::{AGENT_ID, Job, Outcome, PROJECT_PATH};
@@ -43,9 +43,17 @@ impl World {
     /// A KAS in `mode` with a good certificate, and GitLab accepting this job's token and
     /// allowing `agents`.
     fn new(mode: KasMode, agents: &[i64]) -> World {
+        World::new_on(Protocols::Both, mode, agents)
+    }
+
+    /// The same with the agent server and GitLab speaking `protocols`.
+    fn new_on(protocols: Protocols, mode: KasMode, agents: &[i64]) -> World {
         let job = Job::new();
-        let kas_tls = job.tls(TlsClass::Good);
-        World::with_kas_tls(job, mode, Some(kas_tls), agents)
+        let kas_tls = job.tls_on(TlsClass::Good, protocols);
+        let kas = Kas::start(&job.rt, mode, Some(kas_tls), AGENT_ID, &job.canary);
+        let gitlab_tls = job.tls_on(TlsClass::Good, protocols);
+        let gitlab = gitlab_api::start(&job.rt, gitlab_tls, &job.canary, true, agents);
+        World { kas, gitlab, job }
     }
 
     fn with_kas_tls(
@@ -113,7 +121,17 @@ impl World {
 
 #[test]
 fn healthy_agent_passes() {
-    let world = World::new(KasMode::Healthy, &[AGENT_ID]);
+    healthy_agent_passes_on(Protocols::Both);
+}
+
+/// The same with the agent server and GitLab speaking HTTP/1.1 only.
+#[test]
+fn healthy_agent_passes_h1() {
+    healthy_agent_passes_on(Protocols::Http1Only);
+}
+
+fn healthy_agent_passes_on(protocols: Protocols) {
+    let world = World::new_on(protocols, KasMode::Healthy, &[AGENT_ID]);
     let out = world.run();
     let agent = out.agent();
     assert_ne!(agent.verdict, "fail", "{}", out.describe());
@@ -160,7 +178,17 @@ fn healthy_agent_passes() {
 
 #[test]
 fn auth_whoami_agent_unauthorized() {
-    let world = World::new(KasMode::JobTokenRejected, &[AGENT_ID]);
+    auth_whoami_agent_unauthorized_on(Protocols::Both);
+}
+
+/// The same with the agent server and GitLab speaking HTTP/1.1 only.
+#[test]
+fn auth_whoami_agent_unauthorized_h1() {
+    auth_whoami_agent_unauthorized_on(Protocols::Http1Only);
+}
+
+fn auth_whoami_agent_unauthorized_on(protocols: Protocols) {
+    let world = World::new_on(protocols, KasMode::JobTokenRejected, &[AGENT_ID]);
     let out = world.run();
     let root = out.assert_agent_root_cause("auth.whoami", "agent-unauthorized", &["KUBECONFIG"]);
     assert!(
@@ -220,7 +248,17 @@ fn gitlab_allowed_agents_job_token_rejected() {
 
 #[test]
 fn gitlab_allowed_agents_agent_not_allowed() {
-    let world = World::new(KasMode::AgentNotAllowed, &[5]);
+    gitlab_allowed_agents_agent_not_allowed_on(Protocols::Both);
+}
+
+/// The same with the agent server and GitLab speaking HTTP/1.1 only.
+#[test]
+fn gitlab_allowed_agents_agent_not_allowed_h1() {
+    gitlab_allowed_agents_agent_not_allowed_on(Protocols::Http1Only);
+}
+
+fn gitlab_allowed_agents_agent_not_allowed_on(protocols: Protocols) {
+    let world = World::new_on(protocols, KasMode::AgentNotAllowed, &[5]);
     let out = world.run();
     let root = out.assert_agent_root_cause(
         "gitlab.allowed-agents",
@@ -269,7 +307,17 @@ fn gitlab_allowed_agents_no_agents() {
 
 #[test]
 fn auth_whoami_agent_not_connected() {
-    let world = World::new(KasMode::AgentNotConnected, &[AGENT_ID]);
+    auth_whoami_agent_not_connected_on(Protocols::Both);
+}
+
+/// The same with the agent server and GitLab speaking HTTP/1.1 only.
+#[test]
+fn auth_whoami_agent_not_connected_h1() {
+    auth_whoami_agent_not_connected_on(Protocols::Http1Only);
+}
+
+fn auth_whoami_agent_not_connected_on(protocols: Protocols) {
+    let world = World::new_on(protocols, KasMode::AgentNotConnected, &[AGENT_ID]);
     let out = world.run();
     let root = out.assert_agent_root_cause("auth.whoami", "agent-not-connected", &["agentk"]);
     assert!(
@@ -451,7 +499,17 @@ fn config_kubeconfig_not_set() {
 /// the agent server only inside the kubeconfig's own `ci:137:<token>`.
 #[test]
 fn job_token_goes_only_to_the_gitlab_server() {
-    let world = World::new(KasMode::Healthy, &[AGENT_ID]);
+    job_token_goes_only_to_the_gitlab_server_on(Protocols::Both);
+}
+
+/// The same with the agent server and GitLab speaking HTTP/1.1 only.
+#[test]
+fn job_token_goes_only_to_the_gitlab_server_h1() {
+    job_token_goes_only_to_the_gitlab_server_on(Protocols::Http1Only);
+}
+
+fn job_token_goes_only_to_the_gitlab_server_on(protocols: Protocols) {
+    let world = World::new_on(protocols, KasMode::Healthy, &[AGENT_ID]);
     let decoy_handler: Handler =
         Arc::new(|_| Box::pin(async { reply(200, &[], r#"{"allowed_agents":[]}"#) }));
     let decoy = FakeServer::start(

@@ -437,6 +437,52 @@ async fn real_kubectl_goes_through_the_demo_proxy() {
     }
 }
 
+/// The HTTP/1.1-only mode of the fake (h2 not offered, bodies a little after their heads) is
+/// still a server kubectl accepts, and kubectl really speaks HTTP/1.1 to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_accepts_the_http1_only_fake() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = Pki::generate().unwrap();
+    let identity = pki.server_identity(TlsClass::Good, DEFAULT_SANS).unwrap();
+    let config = identity.server_config(&ClientAuth::None).unwrap();
+    let options = ApiServerOptions {
+        protocols: kube_reach::demo::Protocols::Http1Only,
+        body_delay: Some(Duration::from_millis(20)),
+        ..ApiServerOptions::default()
+    };
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = apiserver::start(addr, Transport::Tls(config), options)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_kubeconfig(
+        dir.path(),
+        "good",
+        &server.url(),
+        &pki.root_ca_pem(),
+        GOOD_TOKEN,
+        None,
+    );
+    let whoami = kubectl(&bin, &good, &["auth", "whoami", "-o", "json"]).await;
+    assert_eq!(whoami.code, Some(0), "{whoami:?}");
+    assert_eq!(
+        json(&whoami)["status"]["userInfo"]["username"],
+        "system:serviceaccount:ci:deployer"
+    );
+    let can = kubectl(&bin, &good, &["auth", "can-i", "get", "pods", "-n", "ci"]).await;
+    assert_eq!((can.code, can.stdout.trim()), (Some(0), "yes"), "{can:?}");
+    let log = server.request_log();
+    assert!(
+        !log.is_empty() && log.iter().all(|r| r.http_version == "HTTP/1.1"),
+        "{log:?}"
+    );
+}
+
 /// The in-cluster fixtures (the runner pod, NetworkPolicies, `default/kubernetes` and its
 /// EndpointSlices) as kubectl reads them with the pod's service-account token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

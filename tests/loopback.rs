@@ -17,6 +17,8 @@ mod gitlab_view;
 mod in_cluster;
 #[path = "loopback/outputs.rs"]
 mod outputs;
+#[path = "loopback/protocols.rs"]
+mod protocols;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]

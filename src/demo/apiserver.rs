@@ -137,6 +137,24 @@ pub struct ApiServerOptions {
     /// Pods, Services and EndpointSlices (in that order of kinds), served at their GET and
     /// list paths: the runner pod and `default/kubernetes` of an in-cluster world.
     pub objects: super::routes::Objects,
+    /// Which HTTP versions the server speaks (and offers in ALPN).
+    pub protocols: Protocols,
+    /// Each response body is sent this long after its head (a slow backend behind a load
+    /// balancer): a client that reuses the connection before the body ends breaks.
+    pub body_delay: Option<Duration>,
+    /// `(path, header, value)`: headers added to the responses of that path, e.g. a
+    /// `connection: close` a load balancer adds.
+    pub extra_headers: Vec<(String, String, String)>,
+}
+
+/// The HTTP versions a fake server speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocols {
+    /// ALPN `h2` then `http/1.1`, like kube-apiserver.
+    #[default]
+    Both,
+    /// HTTP/1.1 only, `h2` not offered: many load balancers and auth proxies.
+    Http1Only,
 }
 
 impl Default for ApiServerOptions {
@@ -153,6 +171,9 @@ impl Default for ApiServerOptions {
             self_subject_review: true,
             network_policies: Vec::new(),
             objects: super::routes::Objects::default(),
+            protocols: Protocols::default(),
+            body_delay: None,
+            extra_headers: Vec::new(),
         }
     }
 }
@@ -367,6 +388,15 @@ pub fn start_on(
     });
     let (shutdown, stop) = watch::channel(false);
     let tls = matches!(transport, Transport::Tls(_));
+    let transport = match (transport, shared.options.protocols) {
+        (Transport::Tls(config), Protocols::Http1Only) => {
+            // An HTTP/1.1-only server must not offer h2.
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Transport::Tls(Arc::new(config))
+        }
+        (transport, _) => transport,
+    };
     let task = tokio::spawn(accept_loop(listener, transport, shared.clone(), stop));
     Ok(ApiServerHandle {
         addr,
@@ -493,21 +523,83 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cert_user = Arc::new(cert_user);
+    let http1_only = shared.options.protocols == Protocols::Http1Only;
     let service = service_fn(move |request: Request<Incoming>| {
         let shared = shared.clone();
         let cert_user = cert_user.clone();
         async move {
-            let response =
+            let path = request.uri().path().to_string();
+            let mut response =
                 super::routes::handle(request, &shared, cert_user.as_ref().as_ref()).await;
-            Ok::<Response<Full<Bytes>>, Infallible>(response)
+            add_headers(&mut response, &path, &shared.options.extra_headers);
+            let delay = shared.options.body_delay;
+            Ok::<_, Infallible>(response.map(|body| Delayed::new(body, delay)))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if http1_only {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let _ = builder.serve_connection(TokioIo::new(io), service).await;
+}
+
+fn add_headers(
+    response: &mut Response<Full<Bytes>>,
+    path: &str,
+    extra: &[(String, String, String)],
+) {
+    for (_, name, value) in extra.iter().filter(|(at, _, _)| at == path) {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+}
+
+/// A body whose bytes come `delay` after the head was sent (also for the tests' other fakes).
+pub struct Delayed {
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    inner: Full<Bytes>,
+}
+
+impl Delayed {
+    /// `inner`, held back `delay` (none: at once).
+    pub fn new(inner: Full<Bytes>, delay: Option<Duration>) -> Self {
+        Delayed {
+            sleep: delay.map(|d| Box::pin(tokio::time::sleep(d))),
+            inner,
+        }
+    }
+}
+
+impl hyper::body::Body for Delayed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if let Some(sleep) = self.sleep.as_mut() {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sleep.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use apiserver::{
-    Anonymous, ApiServerHandle, ApiServerOptions, FORBIDDEN_TOKEN, GOOD_TOKEN, RequestRecord,
-    ServerStats, ServerVersion, Transport,
+    Anonymous, ApiServerHandle, ApiServerOptions, FORBIDDEN_TOKEN, GOOD_TOKEN, Protocols,
+    RequestRecord, ServerStats, ServerVersion, Transport,
 };
 pub use pki::{ClientAuth, DEFAULT_SANS, Pki, ServerIdentity, TlsClass};
 pub use proxy::{ProxyHandle, ProxyMode, ProxyOptions};

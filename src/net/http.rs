@@ -1,28 +1,223 @@
-//! HTTP over the very connection the lower layers verified (HTTP/2 when the server offers it,
-//! so independent requests share one connection in parallel). Credentials are attached only
-//! by a [`HttpConnection`] built from a [`VerifiedTls`].
+//! HTTP over the very connection the lower layers verified. HTTP/2 when the server offers it,
+//! so independent requests share one connection in parallel; over HTTP/1.1 a small bounded
+//! pool of connections, each opened and verified exactly like the first (see
+//! [`VerifiedDial`]), one request at a time on each. Credentials are attached only by a
+//! [`HttpConnection`] built from a [`VerifiedTls`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
+use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
 use super::tls::VerifiedTls;
 use crate::secret::{JobToken, Secret};
 
+/// HTTP/1.1 connections open at once to one target (the first included): enough that the
+/// ~18 parallel questions of a run take two or three waves instead of eighteen, few enough
+/// that one run is no burden to a server or load balancer.
+pub const H1_POOL_SIZE: usize = 10;
+/// Connections one target may open over its life (replacements for connections the server
+/// closed included), so a server that closes after every response cannot make us loop.
+const H1_MAX_DIALS: usize = 32;
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Opens one more connection like the first: same address and route, same TLS settings and
+/// server name, same client identity, and a server that verified and presented the same leaf
+/// certificate as on the first connection. `None` when any of that fails: the pool then just
+/// stays smaller.
+pub type VerifiedDial = Arc<dyn Fn() -> BoxFuture<'static, Option<VerifiedTls>> + Send + Sync>;
+
+type Dial = Arc<dyn Fn() -> BoxFuture<'static, Option<Box<dyn Io>>> + Send + Sync>;
+type H1Sender = http1::SendRequest<Full<Bytes>>;
 
 #[derive(Clone)]
 enum Sender {
     H2(http2::SendRequest<Full<Bytes>>),
-    H1(Arc<Mutex<http1::SendRequest<Full<Bytes>>>>),
+    H1(Arc<H1Pool>),
+}
+
+/// What the idle queue of an HTTP/1.1 pool carries.
+enum Slot {
+    /// A connection with no request in flight.
+    Ready(H1Sender),
+    /// Every connection is gone and no more may be opened: the waiters give up.
+    Closed,
+}
+
+/// HTTP/1.1 connections of one target. A connection carries one exchange at a time: it is
+/// leased for a request and comes back only once the response body has been read in full
+/// and hyper says it is `ready` again (sending earlier is what failed with "connection was
+/// not ready" against HTTP/1.1-only servers).
+struct H1Pool {
+    idle_tx: mpsc::UnboundedSender<Slot>,
+    idle_rx: Mutex<mpsc::UnboundedReceiver<Slot>>,
+    /// Connections in the idle queue.
+    idle: AtomicUsize,
+    /// Connections open or being opened.
+    live: AtomicUsize,
+    /// Connections opened or tried, the first included.
+    dials: AtomicUsize,
+    /// Set when an extra connection could not be opened or did not verify like the first:
+    /// no more are tried (the server or the route will not give us another good one).
+    failed: AtomicBool,
+    dial: Option<Dial>,
+}
+
+impl H1Pool {
+    fn new(first: H1Sender, dial: Option<Dial>) -> Arc<Self> {
+        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
+        let _ = idle_tx.send(Slot::Ready(first));
+        Arc::new(H1Pool {
+            idle_tx,
+            idle_rx: Mutex::new(idle_rx),
+            idle: AtomicUsize::new(1),
+            live: AtomicUsize::new(1),
+            dials: AtomicUsize::new(1),
+            failed: AtomicBool::new(false),
+            dial,
+        })
+    }
+
+    fn put(&self, sender: H1Sender) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        let _ = self.idle_tx.send(Slot::Ready(sender));
+    }
+
+    /// Whether another connection may still be opened.
+    fn may_dial(&self) -> bool {
+        self.dial.is_some()
+            && !self.failed.load(Ordering::SeqCst)
+            && self.dials.load(Ordering::SeqCst) < H1_MAX_DIALS
+    }
+
+    /// Opens one more connection in the background when none is idle and the bounds allow.
+    fn grow(self: &Arc<Self>) {
+        let Some(dial) = self.dial.clone() else {
+            return;
+        };
+        if self.idle.load(Ordering::SeqCst) > 0 || self.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
+        if self
+            .live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
+            .is_err()
+        {
+            return;
+        }
+        if self.dials.fetch_add(1, Ordering::SeqCst) >= H1_MAX_DIALS {
+            self.dials.fetch_sub(1, Ordering::SeqCst);
+            return self.lost();
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let opened = match dial().await {
+                Some(io) => http1::handshake(TokioIo::new(io)).await.ok(),
+                None => None,
+            };
+            match opened {
+                Some((sender, conn)) => {
+                    tokio::spawn(conn);
+                    pool.put(sender);
+                }
+                // Not opened, or not verified like the first: the pool stays smaller.
+                None => {
+                    pool.failed.store(true, Ordering::SeqCst);
+                    pool.lost();
+                }
+            }
+        });
+    }
+
+    /// A connection is gone (closed by the server, or its exchange abandoned).
+    fn lost(self: &Arc<Self>) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        if self.may_dial() {
+            self.grow();
+        } else {
+            let _ = self.idle_tx.send(Slot::Closed);
+        }
+    }
+
+    /// Waits for an idle connection that is ready for a request. Bounded: every turn of the
+    /// loop consumes a connection, and connections are bounded by `H1_MAX_DIALS`; the caller's
+    /// timeout bounds the waiting.
+    async fn lease(self: &Arc<Self>) -> Result<Lease, HttpFailure> {
+        loop {
+            self.grow();
+            let slot = self.idle_rx.lock().await.recv().await;
+            let sender = match slot {
+                Some(Slot::Ready(sender)) => sender,
+                Some(Slot::Closed) | None => {
+                    let _ = self.idle_tx.send(Slot::Closed);
+                    return Err(HttpFailure::Failed(
+                        "the server closed every HTTP/1.1 connection".into(),
+                    ));
+                }
+            };
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            let mut lease = Lease {
+                sender: Some(sender),
+                pool: self.clone(),
+                done: false,
+            };
+            if lease.ready().await {
+                return Ok(lease);
+            }
+        }
+    }
+}
+
+/// One connection taken from the pool for one exchange. It goes back when the exchange
+/// completed; dropped half-way (a timeout), it is closed instead, since its connection may
+/// still be busy with the abandoned response.
+struct Lease {
+    sender: Option<H1Sender>,
+    pool: Arc<H1Pool>,
+    done: bool,
+}
+
+impl Lease {
+    /// Whether the connection can take a request; a closed one is dropped (and counted lost).
+    async fn ready(&mut self) -> bool {
+        let ok = match self.sender.as_mut() {
+            Some(s) => s.ready().await.is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.sender = None;
+        }
+        ok
+    }
+
+    fn sender(&mut self) -> Result<&mut H1Sender, HttpFailure> {
+        self.sender
+            .as_mut()
+            .ok_or_else(|| HttpFailure::Failed("connection lost".into()))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        match self.sender.take() {
+            Some(sender) if self.done => self.pool.put(sender),
+            _ => self.pool.lost(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -92,23 +287,39 @@ pub struct Endpoint<'a> {
 }
 
 impl HttpConnection {
-    /// Over verified TLS: requests may carry the bearer token.
+    /// Over verified TLS: requests may carry the bearer token. Over HTTP/1.1, `more` opens
+    /// the pool's further connections on demand (each verified like the first).
     pub async fn verified(
         tls: VerifiedTls,
         h2: bool,
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
+        more: Option<VerifiedDial>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(tls.into_stream()), h2, endpoint, bearer, true).await
+        let dial = more.map(|more| -> Dial {
+            Arc::new(move || {
+                let opened = more();
+                Box::pin(async move { opened.await.map(|tls| Box::new(tls.into_stream()) as _) })
+            })
+        });
+        Self::start(
+            Box::new(tls.into_stream()),
+            h2,
+            endpoint,
+            bearer,
+            true,
+            dial,
+        )
+        .await
     }
 
-    /// Over plain HTTP or unverified TLS: never carries credentials.
+    /// Over plain HTTP or unverified TLS: never carries credentials, one connection.
     pub async fn anonymous<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         stream: S,
         h2: bool,
         endpoint: Endpoint<'_>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(stream), h2, endpoint, None, false).await
+        Self::start(Box::new(stream), h2, endpoint, None, false, None).await
     }
 
     async fn start(
@@ -117,20 +328,21 @@ impl HttpConnection {
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
         verified: bool,
+        dial: Option<Dial>,
     ) -> Result<Self, HttpFailure> {
         let io = TokioIo::new(io);
         let sender = if h2 {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
                 .await
-                .map_err(|e| HttpFailure::Failed(e.to_string()))?;
+                .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
             tokio::spawn(conn);
             Sender::H2(sender)
         } else {
             let (sender, conn) = http1::handshake(io)
                 .await
-                .map_err(|e| HttpFailure::Failed(e.to_string()))?;
+                .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
             tokio::spawn(conn);
-            Sender::H1(Arc::new(Mutex::new(sender)))
+            Sender::H1(H1Pool::new(sender, dial))
         };
         Ok(HttpConnection {
             sender,
@@ -184,72 +396,113 @@ impl HttpConnection {
                     .into(),
             ));
         }
-        let request = self.build(method, path, body, credentials, extra_headers)?;
+        let bearer = self.bearer.as_ref().filter(|_| credentials);
+        let request = Head {
+            h2: matches!(self.sender, Sender::H2(_)),
+            scheme: self.scheme,
+            authority: &self.authority,
+            path: &format!("{}{}", self.base_path, path),
+            method,
+        }
+        .build(body, bearer, extra_headers)?;
         let exchange = async {
-            let response = match &self.sender {
-                Sender::H2(s) => s.clone().send_request(request).await,
-                Sender::H1(s) => s.lock().await.send_request(request).await,
+            match &self.sender {
+                Sender::H2(s) => {
+                    let response = s.clone().send_request(request).await.map_err(failed)?;
+                    read(response, started).await
+                }
+                Sender::H1(pool) => {
+                    let mut lease = pool.lease().await?;
+                    let response = lease
+                        .sender()?
+                        .send_request(request)
+                        .await
+                        .map_err(failed)?;
+                    // The connection stays leased until its body is read in full.
+                    let response = read(response, started).await;
+                    lease.done = response.is_ok();
+                    response
+                }
             }
-            .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| HttpFailure::Failed(format!("reading the body: {e}")))?
-                .to_bytes();
-            Ok(Response {
-                status,
-                headers,
-                body,
-                elapsed: started.elapsed(),
-            })
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(HttpFailure::Stalled),
             Ok(result) => result,
         }
     }
+}
 
+fn failed(e: hyper::Error) -> HttpFailure {
+    HttpFailure::Failed(crate::error::with_sources(&e))
+}
+
+/// Reads a response in full (size-bounded).
+async fn read(
+    response: hyper::Response<hyper::body::Incoming>,
+    started: Instant,
+) -> Result<Response, HttpFailure> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| HttpFailure::Failed(format!("reading the body: {e}")))?
+        .to_bytes();
+    Ok(Response {
+        status,
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A request's line and where it goes.
+struct Head<'a> {
+    h2: bool,
+    scheme: &'a str,
+    authority: &'a str,
+    /// Base path and path.
+    path: &'a str,
+    method: &'a str,
+}
+
+impl Head<'_> {
     fn build(
         &self,
-        method: &str,
-        path: &str,
         body: Option<Vec<u8>>,
-        credentials: bool,
+        bearer: Option<&Secret>,
         extra_headers: &[(&str, &JobToken)],
     ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
-        let full_path = format!("{}{}", self.base_path, path);
-        let uri = match &self.sender {
-            Sender::H2(_) => format!("{}://{}{}", self.scheme, self.authority, full_path),
-            Sender::H1(_) => full_path,
+        let uri = match self.h2 {
+            true => format!("{}://{}{}", self.scheme, self.authority, self.path),
+            false => self.path.to_string(),
         };
         let mut builder = hyper::Request::builder()
-            .method(method)
+            .method(self.method)
             .uri(uri)
             .header(
                 "user-agent",
                 concat!("kube-reach/", env!("CARGO_PKG_VERSION")),
             )
             .header("accept", "application/json");
-        if let Sender::H1(_) = &self.sender {
+        if !self.h2 {
             // HTTP/2 carries the host in :authority, taken from the absolute URI.
-            builder = builder.header("host", &self.authority);
+            builder = builder.header("host", self.authority);
         }
-        if credentials && let Some(token) = &self.bearer {
-            builder = builder.header("authorization", format!("Bearer {}", token.expose()));
+        if let Some(token) = bearer {
+            builder = builder.header("authorization", secret_value("Bearer ", token.expose())?);
         }
         for (name, value) in extra_headers {
-            builder = builder.header(*name, value.expose());
+            builder = builder.header(*name, secret_value("", value.expose())?);
         }
         let body = match body {
             Some(bytes) => {
@@ -261,5 +514,53 @@ impl HttpConnection {
         builder
             .body(body)
             .map_err(|e| HttpFailure::Failed(e.to_string()))
+    }
+}
+
+/// A header value holding a secret, marked sensitive so HPACK never puts it in the dynamic
+/// table (where a later compression oracle could recover it). The error names no value.
+fn secret_value(prefix: &str, secret: &str) -> Result<HeaderValue, HttpFailure> {
+    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
+        HttpFailure::Failed("a credential holds characters not allowed in an HTTP header".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(h2: bool) -> Head<'static> {
+        Head {
+            h2,
+            scheme: "https",
+            authority: "api.k8s.test:6443",
+            path: "/version",
+            method: "GET",
+        }
+    }
+
+    #[test]
+    fn bearer_and_secret_headers_are_sensitive() {
+        let token = Secret::new("t0ken");
+        let job = JobToken::new("job-token");
+        for h2 in [true, false] {
+            let request = head(h2)
+                .build(None, Some(&token), &[("job-token", &job)])
+                .expect("request");
+            let auth = &request.headers()["authorization"];
+            assert!(auth.is_sensitive(), "authorization not sensitive (h2 {h2})");
+            assert_eq!(auth.as_bytes(), b"Bearer t0ken");
+            assert!(request.headers()["job-token"].is_sensitive());
+            assert!(!request.headers()["accept"].is_sensitive());
+        }
+    }
+
+    #[test]
+    fn a_credential_that_is_no_header_value_is_refused_without_quoting_it() {
+        let token = Secret::new("bad\ntoken");
+        let e = head(true).build(None, Some(&token), &[]).unwrap_err();
+        assert!(!e.to_string().contains("bad"), "{e}");
     }
 }

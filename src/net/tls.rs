@@ -1,10 +1,17 @@
 //! TLS: one handshake that records the chain the server presents even when it would not
 //! verify, then a separate verification of trust, name and time against the target's CA.
 //!
-//! Danger by name: [`RecordingVerifier`] accepts any chain so the evidence can be captured; it
-//! still checks the handshake signatures, so the peer proved it holds the leaf's key. A
-//! connection becomes a [`VerifiedTls`], the only thing credentials may travel over, only
-//! through [`seal`], which demands a passing [`Verification`] that only this module builds.
+//! Danger by name: [`RecordingVerifier`] records the chain so the evidence can be captured, and
+//! accepts any chain only when nothing secret rides on the handshake: given an [`Expect`] (a
+//! client identity is configured, or the connection joins a pool) it returns the real verdict,
+//! so an unverified handshake ends before the client certificate is sent. It always checks the
+//! handshake signatures, so the peer proved it holds the leaf's key. A connection becomes a
+//! [`VerifiedTls`], the only thing credentials may travel over, only through [`seal`], which
+//! demands a passing [`Verification`] that only this module builds.
+//!
+//! Without a client identity an unverified server is still probed anonymously on the same
+//! handshake (so its `/version` can tell "the wrong server" from "the right server, wrong
+//! CA"); with one, the engine opens a separate anonymous probe when it needs one.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,10 +31,38 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Accepts any certificate chain and records it; checks handshake signatures for real.
+/// What a handshake must prove before it may complete: the chain verifies against these
+/// settings (trust, name, time) and, for a pooled connection, its leaf is this certificate.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub settings: TlsSettings,
+    pub now: SystemTime,
+    /// The leaf the first connection presented and verified.
+    pub leaf: Option<CertificateDer<'static>>,
+}
+
+impl Expect {
+    fn refusal(&self, chain: &[CertificateDer<'static>]) -> Option<&'static str> {
+        if !verify(chain, &self.settings, self.now).passed() {
+            return Some("the server's certificate did not verify");
+        }
+        match &self.leaf {
+            Some(leaf) if chain.first() != Some(leaf) => {
+                Some("the server presented another certificate than on the first connection")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Records the certificate chain; with an [`Expect`], refuses one that does not meet it (so no
+/// client certificate follows); checks handshake signatures for real.
 #[derive(Debug)]
 struct RecordingVerifier {
     chain: Mutex<Vec<CertificateDer<'static>>>,
+    expect: Option<Expect>,
+    /// Set when `expect` refused the chain.
+    refused: Mutex<Option<&'static str>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -40,11 +75,23 @@ impl ServerCertVerifier for RecordingVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut chain) = self.chain.lock() {
-            chain.push(end_entity.clone().into_owned());
-            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        let refusal = self.expect.as_ref().and_then(|e| e.refusal(&chain));
+        if let Ok(mut recorded) = self.chain.lock() {
+            *recorded = chain;
         }
-        Ok(ServerCertVerified::assertion())
+        match refusal {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(why) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    *refused = Some(why);
+                }
+                Err(rustls::Error::General(format!(
+                    "{why}: handshake stopped before any client certificate was sent"
+                )))
+            }
+        }
     }
 
     fn verify_tls12_signature(
@@ -104,17 +151,24 @@ pub struct Handshake {
     pub alpn_h2: bool,
     pub elapsed: Duration,
     pub detail: String,
+    /// Why kube-reach itself ended the handshake (the [`Expect`] was not met), if it did.
+    pub refused: Option<&'static str>,
 }
 
+/// One TLS handshake. `expect` makes the verifier return the real verdict (required whenever
+/// `client` is given, see the module doc); without it any chain is accepted and recorded.
 pub async fn handshake(
     stream: TcpStream,
     server_name: &str,
     client: Option<&ClientIdentity>,
+    expect: Option<Expect>,
     timeout: Duration,
 ) -> Handshake {
     let started = Instant::now();
     let verifier = Arc::new(RecordingVerifier {
         chain: Mutex::new(Vec::new()),
+        expect,
+        refused: Mutex::new(None),
         provider: provider(),
     });
     let failed = |failure: HandshakeFailure,
@@ -126,7 +180,13 @@ pub async fn handshake(
         alpn_h2: false,
         elapsed: started.elapsed(),
         detail,
+        refused: None,
     };
+    if client.is_some() && verifier.expect.is_none() {
+        // The client certificate may only follow a chain that verified.
+        let why = "a client identity needs the server's certificate verified first";
+        return failed(HandshakeFailure::Other(why.into()), why.into(), Vec::new());
+    }
     let config = match client_config(verifier.clone(), client) {
         Ok(c) => c,
         Err(e) => {
@@ -153,6 +213,7 @@ pub async fn handshake(
     )
     .await;
     let chain = verifier.chain.lock().map(|c| c.clone()).unwrap_or_default();
+    let refused = verifier.refused.lock().ok().and_then(|r| *r);
     match result {
         Err(_) => failed(
             HandshakeFailure::Stalled,
@@ -161,7 +222,10 @@ pub async fn handshake(
         ),
         Ok(Err(e)) => {
             let (failure, detail) = classify(&e);
-            failed(failure, detail, chain)
+            Handshake {
+                refused,
+                ..failed(failure, detail, chain)
+            }
         }
         Ok(Ok(tls)) => {
             let (_, conn) = tls.get_ref();
@@ -174,6 +238,7 @@ pub async fn handshake(
                 alpn_h2,
                 elapsed: started.elapsed(),
                 detail: "handshake complete".into(),
+                refused: None,
             }
         }
     }
@@ -357,6 +422,13 @@ pub struct VerifiedTls {
 impl VerifiedTls {
     pub fn into_stream(self) -> TlsStream<TcpStream> {
         self.stream
+    }
+    /// The leaf certificate this connection's server presented (and that verified).
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        let (_, conn) = self.stream.get_ref();
+        conn.peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| c.clone().into_owned())
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kube_reach::demo::{ClientAuth, DEFAULT_SANS, Pki, TlsClass};
+use kube_reach::demo::{ClientAuth, DEFAULT_SANS, Pki, Protocols, TlsClass};
 use kube_reach::report::json::{JsonCheck, JsonReport, JsonTarget};
 use quick_junit::{NonSuccessKind, TestCaseStatus};
 use tokio::runtime::Runtime;
@@ -75,11 +75,26 @@ impl Job {
 
     /// A server TLS config of `class` for 127.0.0.1 (the demo's default SANs).
     pub fn tls(&self, class: TlsClass) -> Arc<rustls::ServerConfig> {
-        self.pki
+        self.tls_on(class, Protocols::Both)
+    }
+
+    /// The same, offering only `http/1.1` in ALPN for [`Protocols::Http1Only`] (the fake
+    /// server then speaks HTTP/1.1 only).
+    pub fn tls_on(&self, class: TlsClass, protocols: Protocols) -> Arc<rustls::ServerConfig> {
+        let config = self
+            .pki
             .server_identity(class, DEFAULT_SANS)
             .expect("identity")
             .server_config(&ClientAuth::None)
-            .expect("server config")
+            .expect("server config");
+        match protocols {
+            Protocols::Both => config,
+            Protocols::Http1Only => {
+                let mut config = (*config).clone();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Arc::new(config)
+            }
+        }
     }
 
     /// The kubeconfig exactly as `Ci::GenerateKubeconfigService` writes it for one agent with

@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use kube_reach::demo::apiserver::Delayed;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -24,6 +25,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// Largest request body read.
 const MAX_BODY: usize = 1 << 20;
+/// How much later than its head an HTTP/1.1-only fake sends a body.
+const H1_BODY_DELAY: Duration = Duration::from_millis(20);
 /// How long a client may take for its TLS handshake or request headers.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -172,25 +175,36 @@ async fn accept_loop(
 async fn connection(stream: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve(stream, shared).await,
+        None => serve(stream, shared, false).await,
         Some(acceptor) => {
             if let Ok(Ok(tls)) = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await
             {
-                serve(tls, shared).await;
+                // A TLS config that does not offer h2 makes an HTTP/1.1-only server.
+                let h1_only = tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice());
+                serve(tls, shared, h1_only).await;
             }
         }
     }
 }
 
-async fn serve<I>(io: I, shared: Arc<Shared>)
+async fn serve<I>(io: I, shared: Arc<Shared>, http1_only: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // An HTTP/1.1-only fake sends each body a little after its head, as a load balancer in
+    // front of a slow backend does: a client reusing the connection too early breaks.
+    let delay = http1_only.then_some(H1_BODY_DELAY);
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(answer(request, &shared).await) }
+        async move {
+            let response = answer(request, &shared).await;
+            Ok::<_, Infallible>(response.map(|body| Delayed::new(body, delay)))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if http1_only {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())

@@ -30,6 +30,7 @@ mod fixture;
 mod kubeconfig;
 mod kubectl;
 mod mtu;
+mod nginx;
 mod pki;
 mod proxy;
 mod reach;

@@ -97,6 +97,7 @@ fn package_of(tool: &str) -> &'static str {
         "squid" => "squid",
         "dig" => "bind9-dnsutils",
         "curl" => "curl",
+        "nginx" => "nginx-light",
         "getent" => "libc-bin",
         "timeout" => "coreutils",
         _ => "?",
@@ -146,6 +147,7 @@ pub const SUITE_TOOLS: &[&str] = &[
     "dig",
     "curl",
     "getent",
+    "nginx",
 ];
 
 /// Set to `1` (`.ci/run` does) to make a missing tool or privilege fail every test instead of

@@ -1,0 +1,509 @@
+//! The HTTP-reaching worlds under both protocols: the fake API server speaking HTTP/2 (ALPN
+//! `h2`, `http/1.1`) and HTTP/1.1 only (no `h2` offered), as many load balancers and auth
+//! proxies do. `both_protocols!` makes one test per protocol, named `<name>_h2` / `<name>_h1`.
+//! Also the transport's safety rules: every pooled HTTP/1.1 connection verified like the
+//! first, and no client certificate for a server whose certificate did not verify.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::{
+    ApiServerOptions, Pki, Protocols, ProxyMode, TlsClass, Transport, apiserver, proxy,
+};
+use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+/// `both_protocols!(name, |protocols| async { … })`: the body runs once per protocol.
+macro_rules! both_protocols {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread")]
+            async fn h2() {
+                ($body)(Protocols::Both).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn h1() {
+                ($body)(Protocols::Http1Only).await
+            }
+        }
+    };
+}
+
+/// The fake for `protocols`. Over HTTP/1.1 its bodies come a few milliseconds after their heads,
+/// as behind a load balancer: a client that reuses a connection before the body ends breaks.
+fn options(protocols: Protocols) -> ApiServerOptions {
+    ApiServerOptions {
+        protocols,
+        body_delay: (protocols == Protocols::Http1Only).then_some(Duration::from_millis(5)),
+        ..ApiServerOptions::default()
+    }
+}
+
+/// The HTTP version the server logs for `protocols`.
+fn wire_version(protocols: Protocols) -> &'static str {
+    match protocols {
+        Protocols::Both => "HTTP/2.0",
+        Protocols::Http1Only => "HTTP/1.1",
+    }
+}
+
+async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ServerSaw) {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
+            extra,
+            &[],
+        )
+        .await;
+    let log = ServerSaw {
+        versions: server
+            .request_log()
+            .iter()
+            .map(|r| r.http_version.clone())
+            .collect(),
+        all_bearer: server.request_log().iter().all(|r| r.bearer),
+        connections: server.connections(),
+    };
+    (report, log)
+}
+
+/// What the server saw of a run.
+struct ServerSaw {
+    versions: Vec<String>,
+    all_bearer: bool,
+    connections: u64,
+}
+
+fn assert_healthy(t: &TargetReport) {
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    assert!(
+        t.checks.iter().any(|c| c.id == CheckId::AuthWhoami
+            && c.status == Status::Pass
+            && c.summary.contains("system:serviceaccount:ci:deployer")),
+        "{:#?}",
+        t.checks
+    );
+    assert_eq!(
+        t.checks
+            .iter()
+            .filter(|c| c.id == CheckId::RbacCanI && c.status == Status::Pass)
+            .count(),
+        15,
+        "{:#?}",
+        t.checks
+    );
+}
+
+both_protocols!(healthy_cluster_passes, |p| async move {
+    let (report, log) = healthy_run(options(p), &[]).await;
+    assert_healthy(target(&report, "c"));
+    assert!(
+        log.versions.iter().all(|v| v == wire_version(p)),
+        "{:?}",
+        log.versions
+    );
+    assert!(
+        log.all_bearer,
+        "every request over verified TLS carries the token"
+    );
+    match p {
+        Protocols::Both => assert_eq!(log.connections, 1),
+        // The pool: more than one connection, never more than its bound.
+        Protocols::Http1Only => assert!(
+            (2..=kube_reach::net::http::H1_POOL_SIZE as u64).contains(&log.connections),
+            "{} connections",
+            log.connections
+        ),
+    }
+});
+
+both_protocols!(
+    healthy_when_bodies_arrive_after_their_heads,
+    |p| async move {
+        let options = ApiServerOptions {
+            body_delay: Some(Duration::from_millis(30)),
+            ..options(p)
+        };
+        let (report, _) = healthy_run(options, &[]).await;
+        assert_healthy(target(&report, "c"));
+    }
+);
+
+both_protocols!(
+    healthy_after_a_response_that_closes_its_connection,
+    |p| async move {
+        // A load balancer's `connection: close` on one answer (HTTP/2 ignores the header).
+        let options = ApiServerOptions {
+            extra_headers: vec![("/version".into(), "connection".into(), "close".into())],
+            ..options(p)
+        };
+        let (report, _) = healthy_run(options, &[]).await;
+        assert_healthy(target(&report, "c"));
+    }
+);
+
+both_protocols!(healthy_with_one_requirement, |p| async move {
+    let (report, _) = healthy_run(options(p), &["--require", "get pods"]).await;
+    let t = target(&report, "c");
+    assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
+    assert_eq!(
+        t.checks
+            .iter()
+            .filter(|c| c.id == CheckId::RbacCanI)
+            .count(),
+        1
+    );
+});
+
+both_protocols!(rbac_denied, |p| async move {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, FORBIDDEN)], None),
+            &["--require", "create deployments.apps -n prod"],
+            &[],
+        )
+        .await;
+    assert_root_cause(target(&report, "c"), CheckId::RbacCanI, Reason::Denied);
+});
+
+both_protocols!(whoami_unauthorized_token, |p| async move {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "wrong-token")], None),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    let rc = t.root_cause.expect("root cause");
+    assert!(
+        rc.check == CheckId::HttpVersion || rc.check == CheckId::AuthWhoami,
+        "{rc:?}: {:#?}",
+        t.checks
+    );
+    assert!(rc.reason == Reason::Unauthorized, "{rc:?}: {:#?}", t.checks);
+});
+
+both_protocols!(healthy_through_a_connect_proxy, |p| async move {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
+    let proxy = proxy::start_proxy(localhost(), ProxyMode::Allow)
+        .await
+        .expect("proxy");
+    let world = World::new();
+    let mut ctx = Ctx::new(
+        "c",
+        format!("https://api.k8s.test:{}", server.addr().port()),
+        &ca,
+        GOOD,
+    );
+    let extra = format!("    proxy-url: \"http://{}\"\n", proxy.addr());
+    ctx.extra_cluster = &extra;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    assert_healthy(target(&report, "c"));
+    assert!(
+        server
+            .request_log()
+            .iter()
+            .all(|r| r.http_version == wire_version(p)),
+        "{:?}",
+        server.request_log()
+    );
+});
+
+/// Forwards the first connection to `first` and every later one to `later`: one address whose
+/// server presents another certificate from the second connection on.
+async fn switching_front(first: SocketAddr, later: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(localhost()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        // Bounded: the pool opens at most 32 connections over a target's life.
+        for _ in 0..64 {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let to = if n == 0 { first } else { later };
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_connections_that_present_another_certificate_get_no_credentials() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let opts = options(Protocols::Http1Only);
+    // Two servers with leaves from the same CA, both valid for the name: only the leaf differs.
+    let (a, ca) = tls_server(&pki, TlsClass::Good, opts.clone()).await;
+    let (b, _) = tls_server(&pki, TlsClass::Good, opts).await;
+    let (front, accepted) = switching_front(a.addr(), b.addr()).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(
+                &[Ctx::new("c", format!("https://{front}"), &ca, GOOD)],
+                None,
+            ),
+            &[],
+            &[],
+        )
+        .await;
+    // The run stays right, over the first connection alone.
+    assert_healthy(target(&report, "c"));
+    let tried = accepted.load(Ordering::SeqCst);
+    assert!(tried >= 2, "the pool never tried a second connection");
+    // Once refused, the pool stops trying: at most one wave of extra connections.
+    assert!(
+        tried <= kube_reach::net::http::H1_POOL_SIZE,
+        "{tried} connections tried"
+    );
+    assert_eq!(a.connections(), 1);
+    assert!(b.connections() >= 1);
+    // The other server never completed a handshake, so got no request, token or certificate.
+    let stats = settled(&b).await;
+    assert_eq!(stats.tls_handshakes, 0, "{stats:?}");
+    assert_eq!(b.requests(), 0, "{:?}", b.request_log());
+}
+
+/// Waits (bounded) until the server has finished every handshake it accepted, so its counters
+/// tell what the client did.
+async fn settled(server: &apiserver::ApiServerHandle) -> kube_reach::demo::ServerStats {
+    for _ in 0..100 {
+        let s = server.stats();
+        if s.tls_handshakes + s.tls_failures + s.plain_http_on_tls >= s.connections {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stats()
+}
+
+/// A kubeconfig user authenticating by client certificate.
+fn client_cert_kubeconfig(pki: &Pki, url: &str, ca: Option<&str>, cluster_extra: &str) -> String {
+    let client = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let ca = ca
+        .map(|ca| format!("    certificate-authority-data: {}\n", b64(ca)))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n{ca}{cluster_extra}users:\n- name: alice\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: c\n  context: {{cluster: c, user: alice, namespace: ci}}\ncurrent-context: c\n",
+        cert = b64(&client.cert_pem),
+        key = b64(client.key_pem()),
+    )
+}
+
+/// A server asking for (optional) client certificates, presenting a chain of `class`.
+async fn cert_asking_server(
+    pki: &Pki,
+    class: TlsClass,
+    p: Protocols,
+) -> (apiserver::ApiServerHandle, String) {
+    let id = pki
+        .server_identity(class, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&pki.optional_client_auth())
+        .expect("server config");
+    let server = apiserver::start(localhost(), Transport::Tls(config), options(p))
+        .await
+        .expect("server");
+    (server, id.kubeconfig_ca_pem.clone())
+}
+
+both_protocols!(
+    an_untrusted_server_never_receives_the_client_certificate,
+    |p| async move {
+        init();
+        let pki = Pki::generate().expect("pki");
+        let (server, _) = cert_asking_server(&pki, TlsClass::UnknownAuthority, p).await;
+        let world = World::new();
+        let kc = client_cert_kubeconfig(&pki, &server.url(), Some(&pki.root_ca_pem()), "");
+        let report = world.run(&kc, &[], &[]).await;
+        let t = target(&report, "c");
+        // Judged from the chain captured before the handshake was ended.
+        let rc = t.root_cause.expect("root cause");
+        assert_eq!(
+            rc.check.layer(),
+            CheckId::TlsTrust.layer(),
+            "{:#?}",
+            t.checks
+        );
+        assert!(
+            t.checks
+                .iter()
+                .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Pass),
+            "{:#?}",
+            t.checks
+        );
+        // Server side: no handshake completed, so no client certificate arrived.
+        let stats = settled(&server).await;
+        assert!(
+            stats.connections >= 1 && stats.tls_handshakes == 0,
+            "{stats:?}"
+        );
+        assert!(server.request_log().iter().all(|r| !r.client_cert));
+    }
+);
+
+both_protocols!(
+    insecure_skip_verify_sends_no_client_certificate_and_says_so,
+    |p| async move {
+        init();
+        let pki = Pki::generate().expect("pki");
+        let (server, _) = cert_asking_server(&pki, TlsClass::SelfSigned, p).await;
+        let world = World::new();
+        let kc = client_cert_kubeconfig(
+            &pki,
+            &server.url(),
+            None,
+            "    insecure-skip-tls-verify: true\n",
+        );
+        let report = world.run(&kc, &[], &[]).await;
+        let t = target(&report, "c");
+        // The anonymous probe still answered…
+        assert!(
+            t.checks
+                .iter()
+                .any(|c| c.id == CheckId::HttpVersion && c.status == Status::Pass),
+            "{:#?}",
+            t.checks
+        );
+        // …and what the report says agrees with what went out: nothing.
+        assert!(
+            t.checks
+                .iter()
+                .any(|c| c.id == CheckId::AuthWhoami
+                    && c.reason == Some(Reason::CredentialsWithheld)),
+            "{:#?}",
+            t.checks
+        );
+        assert!(!server.request_log().is_empty());
+        assert!(
+            server
+                .request_log()
+                .iter()
+                .all(|r| !r.client_cert && r.user.as_deref() != Some("alice")),
+            "{:?}",
+            server.request_log()
+        );
+    }
+);
+
+both_protocols!(client_certificate_authentication_works, |p| async move {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = cert_asking_server(&pki, TlsClass::Good, p).await;
+    let world = World::new();
+    let kc = client_cert_kubeconfig(&pki, &server.url(), Some(&ca), "");
+    let report = world.run(&kc, &["--require", "get pods"], &[]).await;
+    let t = target(&report, "c");
+    assert!(
+        t.checks.iter().any(|c| c.id == CheckId::AuthWhoami
+            && c.status == Status::Pass
+            && c.summary.contains("alice")),
+        "{:#?}",
+        t.checks
+    );
+    assert!(server.request_log().iter().all(|r| r.client_cert));
+});
+
+/// One target `c` with `token` against a Good server with `options`; its report.
+async fn run_against(options: ApiServerOptions, token: Option<&str>) -> TargetReport {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let world = World::new();
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.token = token;
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    report.targets.into_iter().next().expect("one target")
+}
+
+both_protocols!(anonymous_credentials_are_named, |p| async move {
+    let options = ApiServerOptions {
+        anonymous: kube_reach::demo::Anonymous::SystemAnonymous,
+        ..options(p)
+    };
+    let t = run_against(options, None).await;
+    assert_root_cause(&t, CheckId::AuthWhoami, Reason::Anonymous);
+});
+
+both_protocols!(
+    http_version_not_kubernetes_behind_an_html_front,
+    |p| async move {
+        let options = ApiServerOptions {
+            html_front: true,
+            ..options(p)
+        };
+        let t = run_against(options, Some(GOOD)).await;
+        assert_root_cause(&t, CheckId::HttpVersion, Reason::NotKubernetes);
+    }
+);
+
+both_protocols!(http_health_not_ready, |p| async move {
+    let options = ApiServerOptions {
+        ready: false,
+        ..options(p)
+    };
+    let t = run_against(options, Some(GOOD)).await;
+    // (Its severity is the report's business; the transport's is that the answer arrived.)
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::HttpHealth && c.reason == Some(Reason::NotReady)),
+        "{:#?}",
+        t.checks
+    );
+});
+
+both_protocols!(whoami_falls_back_on_a_server_before_1_28, |p| async move {
+    // The fallbacks go one after another over whatever connection is free.
+    let options = ApiServerOptions {
+        self_subject_review: false,
+        ..options(p)
+    };
+    let t = run_against(options, Some(GOOD)).await;
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::Unsupported)),
+        "{:#?}",
+        t.checks
+    );
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == CheckId::HttpVersion && c.status == Status::Pass),
+        "{:#?}",
+        t.checks
+    );
+});

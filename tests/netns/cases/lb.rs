@@ -1,0 +1,102 @@
+//! HTTP/1.1 and HTTP/2 on the healthy path: the demo server speaking HTTP/1.1 only, and nginx
+//! (a real, independently written server) as a TLS-terminating load balancer in front of the
+//! fake API, once offering HTTP/2 and once HTTP/1.1 only. Before kube-reach held each HTTP/1.1
+//! connection until its response body was read, every healthy run through an HTTP/1.1-only
+//! front failed `auth.whoami` with "connection was not ready".
+
+use super::{assert_ran, diagnose};
+use crate::nginx::{self, Front};
+use crate::pki::LeafKind;
+use crate::reach::{self, Report};
+use crate::site::Site;
+use crate::world::{Family, skip_without_netns};
+
+const API_URL: &str = "https://api.k8s.test:6443";
+const VERSION_URL: &str = "https://api.k8s.test:6443/version";
+
+fn behind_nginx(front: Front) -> Site {
+    let mut site = Site::direct(Family::V4);
+    nginx::front(&mut site, front);
+    site
+}
+
+/// The healthy path passes every layer.
+fn healthy(report: &Report) {
+    report.expect_no_failure().expect_pass(&[
+        "dns.resolve",
+        "tcp.connect",
+        "tls.handshake",
+        "tls.trust",
+        "http.version",
+        "auth.whoami",
+        "rbac.can-i",
+    ]);
+}
+
+#[test]
+fn world_nginx_fronts_the_api() {
+    if skip_without_netns() {
+        return;
+    }
+    for (front, curl_flag, spoken) in [
+        (Front::Http2, "--http2", "2"),
+        (Front::Http1, "--http2", "1.1"),
+    ] {
+        let site = behind_nginx(front);
+        // curl asks for h2 both times; only the HTTP/2 front grants it.
+        let ran = site.curl(
+            &[curl_flag, "-w", "\nversion=%{http_version}\n", VERSION_URL],
+            &[],
+        );
+        assert_ran(&ran, 0, &["gitVersion", &format!("version={spoken}\n")]);
+    }
+}
+
+#[test]
+fn nginx_http2_front_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_nginx(Front::Http2);
+    let report = diagnose(&site, "nginx in front, HTTP/2", API_URL, &[]);
+    healthy(&report);
+    report.expect_summary("tls.handshake", &["HTTP/2"]);
+    let log = nginx::access_log(&site);
+    assert!(
+        log.contains("HTTP/2.0") && !log.contains("HTTP/1.1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn nginx_http1_only_front_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_nginx(Front::Http1);
+    let report = diagnose(&site, "nginx in front, HTTP/1.1 only", API_URL, &[]);
+    healthy(&report);
+    let log = nginx::access_log(&site);
+    assert!(
+        log.contains("HTTP/1.1") && !log.contains("HTTP/2.0"),
+        "{log}"
+    );
+    // Every review answered: the parallel questions all came through the pool.
+    let reviews = log.matches("selfsubjectaccessreviews").count();
+    assert_eq!(reviews, 15, "{log}");
+}
+
+#[test]
+fn http1_only_demo_server_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let mut site = Site::direct(Family::Dual);
+    reach::demo_server(
+        &mut site,
+        LeafKind::Good,
+        &["--http1-only", "--body-delay-ms", "20"],
+    );
+    let report = diagnose(&site, "healthy world, HTTP/1.1 only", API_URL, &[]);
+    healthy(&report);
+}
