@@ -517,3 +517,22 @@ async fn before_1_28_the_denied_fix_still_binds_the_tokens_service_account() {
         "{fix}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reads_work_against_an_http1_only_server_too() {
+    let report = run_pod_with(vec![default_deny(), allow_dns()], Rights::All, &[], |o| {
+        o.protocols = kube_reach::demo::Protocols::Http1Only
+    })
+    .await;
+    let t = target(&report, "in-cluster");
+    let api = netpol(t, NS);
+    assert_eq!(
+        status(api),
+        (Status::Warn, Some(Reason::BlocksApiserver)),
+        "{api:#?}"
+    );
+    assert!(
+        api.evidence.join("\n").contains("on node node-7"),
+        "{api:#?}"
+    );
+}
