@@ -19,6 +19,8 @@ mod in_cluster;
 mod outputs;
 #[path = "loopback/protocols.rs"]
 mod protocols;
+#[path = "loopback/python_fake.rs"]
+mod python_fake;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]
