@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::catalogue::CheckId;
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Pki, ProxyMode, TlsClass,
     Transport, apiserver,
@@ -360,7 +360,13 @@ async fn a_dead_proxy_renames_no_test() {
     );
     drop(proxy);
     let dead = world.run(&kc, &[], &[]).await;
-    assert_root_cause(target(&dead, "c"), CheckId::ProxyConnect, Reason::Refused);
+    // The proxy's listener may still be closing (reset rather than refused): the layer is what
+    // matters here, the names are what this test is about.
+    let cause = target(&dead, "c")
+        .root_cause
+        .as_ref()
+        .expect("a root cause");
+    assert_eq!(cause.check, CheckId::ProxyConnect, "{cause:?}");
     let (before, after) = (check_names(&working), check_names(&dead));
     assert!(
         before.contains(&format!("proxy.connect {proxy_addr}")),

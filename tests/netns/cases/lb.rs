@@ -80,12 +80,27 @@ fn nginx_http1_only_front_passes() {
     every_review_spoke(&site, "HTTP/1.1", "HTTP/2.0");
 }
 
-/// nginx's log shows every one of the 15 default reviews, all in `spoken`, none in `not`.
+/// nginx's log shows every one of the 15 default reviews answered (2xx), all in `spoken`, none
+/// in `not`. A stream nginx refused before answering (its GOAWAY after `keepalive_requests`)
+/// may be logged too and is sent again on a new connection, so only answered reviews count.
 fn every_review_spoke(site: &Site, spoken: &str, not: &str) {
     let log = nginx::access_log(site);
     assert!(log.contains(spoken) && !log.contains(not), "{log}");
-    let reviews = log.matches("selfsubjectaccessreviews").count();
-    assert_eq!(reviews, 15, "{log}");
+    let answered = log
+        .lines()
+        .filter(|line| line.contains("selfsubjectaccessreviews"))
+        .filter(|line| answered_with_success(line))
+        .count();
+    assert!(answered >= 15, "{answered} reviews answered: {log}");
+}
+
+/// Whether an access-log line (nginx's `combined` format: `"METHOD PATH PROTO" STATUS …`)
+/// records a 2xx answer.
+fn answered_with_success(line: &str) -> bool {
+    line.split("\" ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|status| status.len() == 3 && status.starts_with('2'))
 }
 
 /// nginx offering HTTP/2 that ends each connection after one request (GOAWAY, the other
