@@ -167,7 +167,9 @@ fn content_instead_of_path(value: &str) -> Option<CheckResult> {
             ),
         ));
     }
-    if !value.contains('/') && decodes_to_kubeconfig(value) {
+    // Base64's alphabet has `/`, so a value with one may still be base64 (most kubeconfigs with
+    // certificate data encode to one); a real path never decodes to a kubeconfig.
+    if decodes_to_kubeconfig(value) {
         return Some(finding(
             Reason::Base64Encoded,
             format!(
@@ -553,6 +555,12 @@ mod content_tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
         let r = content_instead_of_path(&b64).expect("base64");
         assert_eq!(r.reason, Some(Reason::Base64Encoded));
+        // `???` encodes to `Pz8/`: base64 with a `/` in it is still base64, never a path.
+        let with_slash = base64::engine::general_purpose::STANDARD.encode(format!("# ???\n{yaml}"));
+        assert!(with_slash.contains('/'), "{with_slash}");
+        let r = content_instead_of_path(&with_slash).expect("base64 with a slash");
+        assert_eq!(r.reason, Some(Reason::Base64Encoded));
+        assert!(!r.evidence.join(" ").contains(&with_slash[..16]));
     }
 }
 
