@@ -20,7 +20,9 @@ first datagram or connection the relay sees after the child started (relay log, 
 """
 
 import asyncio
+import base64
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -250,8 +252,6 @@ http {{
                    ready.exists)
 
     def kubeconfig(self, name, port, contexts):
-        import base64
-
         ca = base64.b64encode((self.work / "ca.pem").read_bytes()).decode()
         ctx = "\n".join(f"- name: c{i}\n  context: {{cluster: bench, user: bench, namespace: ci}}"
                         for i in range(contexts))
@@ -387,17 +387,15 @@ def main():
         asyncio.run(relay_main(delay_ms, marks, ready))
         return
     work, server_bin, reach_bin, runs, kubectl_runs, delay_ms = sys.argv[1:7]
-    have = lambda tool: subprocess.run(["sh", "-c", f"command -v {tool}"],  # noqa: E731
-                                       stdout=subprocess.DEVNULL).returncode == 0
     world = World(work, server_bin)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
     try:
         world.certificates()
         world.dns()
-        front = world.api(have("nginx"))
+        front = world.api(shutil.which("nginx") is not None)
         world.relay(int(delay_ms))
         bench = Bench(world, reach_bin, int(runs), int(kubectl_runs))
-        table(bench, int(delay_ms), have("kubectl"), front)
+        table(bench, int(delay_ms), shutil.which("kubectl") is not None, front)
     finally:
         world.stop()
 
