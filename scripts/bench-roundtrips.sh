@@ -17,7 +17,11 @@
 #
 # Usage (as root): scripts/bench-roundtrips.sh [RUNS=5] [DELAY_MS=25] [KUBECTL_RUNS=3]
 #   KUBE_REACH_BIN=path/to/kube-reach  measure another client build (e.g. main's, for a
-#   before/after); the fake server is always this tree's `demo-server`.
+#     before/after); the fake server is always this tree's `demo-server`.
+#   BENCH_PROFILE=release|debug  which build of this tree (default release: a debug build's CPU
+#     time and RSS say little about what a job pays).
+#   FRONT=nginx|demo  what serves TLS: nginx in front of `demo-server --plain-http` (default,
+#     when nginx is installed) or `demo-server` itself (`--http1-only` for the HTTP/1.1 rows).
 set -euo pipefail
 runs=${1:-5}
 delay_ms=${2:-25}
@@ -27,8 +31,15 @@ cd "$(dirname "$0")/.."
 for tool in ip unbound openssl python3; do
   command -v "$tool" >/dev/null || { echo "bench: needs $tool" >&2; exit 2; }
 done
-cargo build --quiet --locked
-server_bin=$PWD/target/debug/kube-reach
+profile=${BENCH_PROFILE:-release}
+front=${FRONT:-nginx}
+case $profile in
+  release) cargo build --quiet --locked --release ;;
+  debug) cargo build --quiet --locked ;;
+  *) echo "bench: BENCH_PROFILE must be release or debug, not '$profile'" >&2; exit 2 ;;
+esac
+[[ $front == nginx || $front == demo ]] || { echo "bench: FRONT must be nginx or demo, not '$front'" >&2; exit 2; }
+server_bin=$PWD/target/$profile/kube-reach
 bin=$(realpath "${KUBE_REACH_BIN:-$server_bin}")
 work=$(mktemp -d)
 # Not `kr-*`: the netns suite sweeps stale namespaces and folders of that prefix.
@@ -48,4 +59,4 @@ mkdir -p "/etc/netns/$ns"
 printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$ns/resolv.conf"
 printf '127.0.0.1 localhost\n' >"/etc/netns/$ns/hosts"
 ip netns exec "$ns" python3 scripts/bench.py "$work" "$server_bin" "$bin" "$runs" \
-  "$kubectl_runs" "$delay_ms"
+  "$kubectl_runs" "$delay_ms" "$front"

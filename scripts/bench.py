@@ -2,10 +2,10 @@
 """The benchmark's driver (not a test), run by scripts/bench-roundtrips.sh inside a network
 namespace of its own (loopback only, no default route).
 
-The world: unbound on 127.0.0.1:5353; nginx (or, without nginx, `demo-server` itself) serving
-TLS on 7443 (HTTP/2 offered) and 7444 (HTTP/1.1 only) in front of `kube-reach demo-server
---plain-http` (TCP_NODELAY) on 8080; and one relay process that delays every chunk or datagram
-by DELAY_MS in each direction:
+The world: unbound on 127.0.0.1:5353; nginx (or, with FRONT=demo or without nginx,
+`demo-server` itself) serving TLS on 7443 (HTTP/2 offered) and 7444 (HTTP/1.1 only) in front of
+`kube-reach demo-server --plain-http` (TCP_NODELAY) on 8080; and one relay process that delays
+every chunk or datagram by DELAY_MS in each direction:
 
     127.0.0.1:53 udp -> 5353 (DNS)   127.0.0.1:6443 -> 7443   127.0.0.1:6444 -> 7444   (delayed)
     127.0.0.2:53 udp -> 5353 (DNS)   127.0.0.2:6443 -> 7443   127.0.0.2:6444 -> 7444   (no delay)
@@ -386,13 +386,13 @@ def main():
         delay_ms, marks, ready = int(sys.argv[2]), sys.argv[3], sys.argv[4]
         asyncio.run(relay_main(delay_ms, marks, ready))
         return
-    work, server_bin, reach_bin, runs, kubectl_runs, delay_ms = sys.argv[1:7]
+    work, server_bin, reach_bin, runs, kubectl_runs, delay_ms, front = sys.argv[1:8]
     world = World(work, server_bin)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
     try:
         world.certificates()
         world.dns()
-        front = world.api(shutil.which("nginx") is not None)
+        front = world.api(front == "nginx" and shutil.which("nginx") is not None)
         world.relay(int(delay_ms))
         bench = Bench(world, reach_bin, int(runs), int(kubectl_runs))
         table(bench, int(delay_ms), shutil.which("kubectl") is not None, front)
