@@ -7,7 +7,7 @@
 #
 # Method: a relay delays every TCP chunk and DNS datagram by DELAY_MS each way in front of nginx
 # (HTTP/2 and HTTP/1.1-only listeners) -> `kube-reach demo-server --plain-http` (TCP_NODELAY) and
-# in front of unbound, all on the loopback of a network namespace made here (no default route),
+# (and `demo-server` serving TLS itself) in front of unbound, all on the loopback of a network namespace made here (no default route),
 # so its port 53 can be the DNS relay (resolv.conf cannot name a port) and kubectl's
 # /etc/resolv.conf is the namespace's (`ip netns exec` bind-mounts /etc/netns/<ns>/). Round
 # trips = (time with the delay - time without) / RTT. The relay does not delay TCP's own
@@ -20,8 +20,8 @@
 #     before/after); the fake server is always this tree's `demo-server`.
 #   BENCH_PROFILE=release|debug  which build of this tree (default release: a debug build's CPU
 #     time and RSS say little about what a job pays).
-#   FRONT=nginx|demo  what serves TLS: nginx in front of `demo-server --plain-http` (default,
-#     when nginx is installed) or `demo-server` itself (`--http1-only` for the HTTP/1.1 rows).
+#   FRONT=both|nginx|demo  what serves TLS, one table each: nginx in front of `demo-server
+#     --plain-http` (when installed) and `demo-server` itself (`--http1-only` for HTTP/1.1 only).
 set -euo pipefail
 runs=${1:-5}
 delay_ms=${2:-25}
@@ -32,13 +32,13 @@ for tool in ip unbound openssl python3; do
   command -v "$tool" >/dev/null || { echo "bench: needs $tool" >&2; exit 2; }
 done
 profile=${BENCH_PROFILE:-release}
-front=${FRONT:-nginx}
+front=${FRONT:-both}
 case $profile in
   release) cargo build --quiet --locked --release ;;
   debug) cargo build --quiet --locked ;;
   *) echo "bench: BENCH_PROFILE must be release or debug, not '$profile'" >&2; exit 2 ;;
 esac
-[[ $front == nginx || $front == demo ]] || { echo "bench: FRONT must be nginx or demo, not '$front'" >&2; exit 2; }
+[[ $front =~ ^(both|nginx|demo)$ ]] || { echo "bench: FRONT must be both, nginx or demo, not '$front'" >&2; exit 2; }
 server_bin=$PWD/target/$profile/kube-reach
 bin=$(realpath "${KUBE_REACH_BIN:-$server_bin}")
 work=$(mktemp -d)

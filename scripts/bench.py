@@ -2,21 +2,25 @@
 """The benchmark's driver (not a test), run by scripts/bench-roundtrips.sh inside a network
 namespace of its own (loopback only, no default route).
 
-The world: unbound on 127.0.0.1:5353; nginx (or, with FRONT=demo or without nginx,
-`demo-server` itself) serving TLS on 7443 (HTTP/2 offered) and 7444 (HTTP/1.1 only) in front of
-`kube-reach demo-server --plain-http` (TCP_NODELAY) on 8080; and one relay process that delays
-every chunk or datagram by DELAY_MS in each direction:
+The world: unbound on 127.0.0.1:5353; two fronts serving TLS, each with an HTTP/2 port (ALPN
+offers h2) and an HTTP/1.1-only one: nginx on 7443/7444 in front of `kube-reach demo-server
+--plain-http` on 8080, and `demo-server` itself on 7445/7446 (`--http1-only` on 7446), both with
+TCP_NODELAY; and one relay process that delays every chunk or datagram by DELAY_MS in each
+direction on 127.0.0.1 and relays undelayed on 127.0.0.2:
 
-    127.0.0.1:53 udp -> 5353 (DNS)   127.0.0.1:6443 -> 7443   127.0.0.1:6444 -> 7444   (delayed)
-    127.0.0.2:53 udp -> 5353 (DNS)   127.0.0.2:6443 -> 7443   127.0.0.2:6444 -> 7444   (no delay)
+    127.0.0.1:53 udp -> 5353 (DNS)   127.0.0.1:644N -> 744N   (delayed, N = 3..6)
+    127.0.0.2:53 udp -> 5353 (DNS)   127.0.0.2:644N -> 744N   (no delay)
 
 `api.bench.test` is 127.0.0.1 and `fast.bench.test` is 127.0.0.2, so a run with nameserver
 127.0.0.1 and the first name pays the delay on every DNS and TCP exchange, and a run with the
 second pays the relay's own cost only. Round trips = (delayed - undelayed) / RTT. resolv.conf
 cannot name a port, hence the namespace: its loopback's port 53 is ours.
 
-Every child's CPU time (user + sys) and peak RSS come from wait4(2); time to first packet is the
-first datagram or connection the relay sees after the child started (relay log, monotonic clock).
+Every child's CPU time (user + sys) comes from wait4(2); its peak RSS from /usr/bin/time's %M
+when installed (a child forked from Python inherits Python's high-water mark across exec, so
+wait4's own ru_maxrss says ~23 MB for anything; time(1) is small and forks the measured child);
+time to first packet is the first datagram or connection the relay sees after the child started
+(relay log, monotonic clock).
 """
 
 import asyncio
@@ -144,13 +148,24 @@ async def relay_main(delay_ms, marks_path, ready_path):
         await loop.create_datagram_endpoint(
             lambda d=delay: UdpRelay(5353, d, marks), local_addr=(host, 53)
         )
-        for listen, upstream in ((6443, 7443), (6444, 7444)):
+        for listen, upstream in ((6443, 7443), (6444, 7444), (6445, 7445), (6446, 7446)):
             servers.append(await asyncio.start_server(tcp_relay(upstream, delay, marks), host, listen))
     Path(ready_path).touch()
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
 # --- the world ------------------------------------------------------------------------------
+
+
+def demo_server(server_bin):
+    return [server_bin, "demo-server", "--max-lifetime", "3600"]
+
+
+class Front:
+    # What serves TLS to both tools: a name and the relay ports of its HTTP/2 and HTTP/1.1-only
+    # listeners.
+    def __init__(self, name, h2_port, h1_port):
+        self.name, self.h2_port, self.h1_port = name, h2_port, h1_port
 
 
 class World:
@@ -211,18 +226,23 @@ remote-control:
         self.spawn("unbound", ["unbound", "-d", "-c", conf],
                    lambda: "start of service" in log.read_text())
 
-    def api(self, have_nginx):
-        w, demo = self.work, [self.server_bin, "demo-server", "--max-lifetime", "3600"]
-        if not have_nginx:
-            tls = ["--cert-chain", w / "api.pem", "--key", w / "api.key"]
-            for port, extra in ((7443, []), (7444, ["--http1-only"])):
-                ready = w / f"ready-{port}"
-                self.spawn(f"demo-server-{port}", [*demo, *tls, *extra, "--listen",
-                           f"127.0.0.1:{port}", "--ready-file", ready], ready.exists)
-            return "demo-server (TLS, TCP_NODELAY)"
+    def demo_front(self):
+        """`demo-server` serving TLS itself: HTTP/2 on 7445, HTTP/1.1 only on 7446."""
+        w = self.work
+        tls = ["--cert-chain", w / "api.pem", "--key", w / "api.key"]
+        for port, extra in ((7445, []), (7446, ["--http1-only"])):
+            ready = w / f"ready-{port}"
+            self.spawn(f"demo-server-{port}", [*demo_server(self.server_bin), *tls, *extra,
+                       "--listen", f"127.0.0.1:{port}", "--ready-file", ready], ready.exists)
+        return Front("demo-server (TLS itself)", 6445, 6446)
+
+    def nginx_front(self):
+        """nginx (`listen … ssl http2` on 7443, `listen … ssl` on 7444) in front of
+        `demo-server --plain-http`, as tests/netns/nginx.rs sets it up."""
+        w = self.work
         ready = w / "ready-8080"
-        self.spawn("demo-server", [*demo, "--plain-http", "--listen", "127.0.0.1:8080",
-                                   "--ready-file", ready], ready.exists)
+        self.spawn("demo-server", [*demo_server(self.server_bin), "--plain-http", "--listen",
+                                   "127.0.0.1:8080", "--ready-file", ready], ready.exists)
         d = w / "nginx"
         for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -243,7 +263,7 @@ http {{
         pid = d / "nginx.pid"
         self.spawn("nginx", ["nginx", "-c", w / "nginx.conf", "-p", f"{d}/", "-e",
                              d / "error.log"], pid.exists)
-        return "nginx (7443 ssl http2, 7444 ssl) -> demo-server --plain-http (TCP_NODELAY)"
+        return Front("nginx -> demo-server --plain-http", 6443, 6444)
 
     def relay(self, delay_ms):
         ready = self.work / "relay.ready"
@@ -281,9 +301,14 @@ class Run:
         self.wall, self.cpu, self.rss_kb, self.first_packet = wall, cpu, rss_kb, first_packet
 
 
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run(argv, env, marks):
+    rss_file = Path(marks).with_name("rss")
+    wrapped = [TIME, "-f", "%M", "-o", rss_file, *argv] if TIME else argv
     start = time.monotonic_ns()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timer = threading.Timer(CHILD_TIMEOUT_S, child.kill)
     timer.start()
     _, status, usage = os.wait4(child.pid, 0)
@@ -294,7 +319,8 @@ def run(argv, env, marks):
         sys.exit(f"bench: {argv[0]} exited {child.returncode}: {' '.join(map(str, argv))}")
     later = [int(t) for t in Path(marks).read_text().split() if int(t) >= start]
     first = (min(later) - start) / 1e9 if later else float("nan")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, first)
+    rss_kb = int(rss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
+    return Run(wall, usage.ru_utime + usage.ru_stime, rss_kb, first)
 
 
 def median_run(runs):
@@ -345,40 +371,42 @@ class Bench:
         return median_run(routes)
 
 
-def table(bench, delay_ms, have_kubectl, front):
+def table(bench, delay_ms, have_kubectl, fronts):
     rtt = 2 * delay_ms / 1000
-    print(f"kube-reach: {bench.reach_bin}\nfront: {front}\nrelay delay {delay_ms} ms each way "
-          f"(RTT {2 * delay_ms} ms) on DNS and TCP; medians of {bench.runs} runs "
-          f"(kubectl route: {bench.kubectl_runs})\n")
-    head = (f"{'case (RTT %d ms)' % (2 * delay_ms):<50} {'kube-reach':>10} {'round trips':>11} "
-            f"{'kubectl route':>13} {'ratio':>7} {'no delay':>9} {'1st packet':>10} "
-            f"{'CPU':>8} {'peak RSS':>9}")
-    print(head)
-    ones = {}
-    for port, proto in ((6443, "HTTP/2"), (6444, "HTTP/1.1 only")):
-        for reqs, label in ((DEFAULT_REQUIREMENTS, f"default requirements ({len(DEFAULT_REQUIREMENTS)} reviews)"),
-                            (ONE_REQUIREMENT, "one requirement")):
-            slow = bench.reach(True, port, reqs)
-            fast = bench.reach(False, port, reqs)
-            if reqs is DEFAULT_REQUIREMENTS:
-                ones[port] = (slow, fast)
-            kubectl, ratio = "-", "-"
-            if have_kubectl:
-                k = bench.kubectl_route(port, reqs).wall
-                kubectl, ratio = f"{k:.2f} s", f"{k / slow.wall:.1f}x"
-            print(f"{proto + ', ' + label:<50} {slow.wall:>8.2f} s {(slow.wall - fast.wall) / rtt:>11.1f} "
-                  f"{kubectl:>13} {ratio:>7} {fast.wall:>7.3f} s {slow.first_packet * 1000:>7.1f} ms "
-                  f"{slow.cpu * 1000:>5.0f} ms {slow.rss_kb / 1024:>6.1f} MB")
-    print()
-    for port, proto in ((6443, "HTTP/2"), (6444, "HTTP/1.1 only")):
-        one_slow, one_fast = ones[port]
-        slow = bench.reach(True, port, DEFAULT_REQUIREMENTS, contexts=50)
-        fast = bench.reach(False, port, DEFAULT_REQUIREMENTS, contexts=50)
-        print(f"50 contexts on one server vs 1, {proto:<13}: RTT {2 * delay_ms} ms "
-              f"{slow.wall / one_slow.wall:.2f}x ({slow.wall:.2f} s vs {one_slow.wall:.2f} s); "
-              f"no delay {fast.wall / one_fast.wall:.1f}x ({fast.wall:.3f} s vs {one_fast.wall:.3f} s, "
-              f"{(fast.wall - one_fast.wall) / 49 * 1000:.1f} ms per extra context); "
-              f"CPU {slow.cpu * 1000:.0f} ms, peak RSS {slow.rss_kb / 1024:.1f} MB")
+    rss = "from /usr/bin/time" if TIME else "from wait4 (inflated: no /usr/bin/time)"
+    print(f"kube-reach: {bench.reach_bin}\nrelay delay {delay_ms} ms each way (RTT {2 * delay_ms} "
+          f"ms) on DNS and TCP; medians of {bench.runs} runs (kubectl route: {bench.kubectl_runs});"
+          f" peak RSS {rss}")
+    for front in fronts:
+        print(f"\n{'front: ' + front.name:<50} {'kube-reach':>10} {'round trips':>11} "
+              f"{'kubectl route':>13} {'ratio':>7} {'no delay':>9} {'1st packet':>10} "
+              f"{'CPU':>8} {'peak RSS':>9}")
+        ones = {}
+        for port, proto in ((front.h2_port, "HTTP/2"), (front.h1_port, "HTTP/1.1 only")):
+            for reqs, label in ((DEFAULT_REQUIREMENTS, "default requirements (15 reviews)"),
+                                (ONE_REQUIREMENT, "one requirement")):
+                slow = bench.reach(True, port, reqs)
+                fast = bench.reach(False, port, reqs)
+                if reqs is DEFAULT_REQUIREMENTS:
+                    ones[port] = (slow, fast)
+                kubectl, ratio = "-", "-"
+                if have_kubectl:
+                    k = bench.kubectl_route(port, reqs).wall
+                    kubectl, ratio = f"{k:.2f} s", f"{k / slow.wall:.1f}x"
+                print(f"{proto + ', ' + label:<50} {slow.wall:>8.2f} s "
+                      f"{(slow.wall - fast.wall) / rtt:>11.1f} {kubectl:>13} {ratio:>7} "
+                      f"{fast.wall:>7.3f} s {slow.first_packet * 1000:>7.1f} ms "
+                      f"{slow.cpu * 1000:>5.0f} ms {slow.rss_kb / 1024:>6.1f} MB")
+        for port, proto in ((front.h2_port, "HTTP/2"), (front.h1_port, "HTTP/1.1 only")):
+            one_slow, one_fast = ones[port]
+            slow = bench.reach(True, port, DEFAULT_REQUIREMENTS, contexts=50)
+            fast = bench.reach(False, port, DEFAULT_REQUIREMENTS, contexts=50)
+            print(f"50 contexts vs 1, {proto}: {slow.wall / one_slow.wall:.2f}x at RTT "
+                  f"{2 * delay_ms} ms ({slow.wall:.2f} s vs {one_slow.wall:.2f} s), "
+                  f"{fast.wall / one_fast.wall:.1f}x at no added delay ({fast.wall:.3f} s vs "
+                  f"{one_fast.wall:.3f} s, {(fast.wall - one_fast.wall) / 49 * 1000:.1f} ms per "
+                  f"extra context); CPU {slow.cpu * 1000:.0f} ms, peak RSS "
+                  f"{slow.rss_kb / 1024:.1f} MB")
 
 
 def main():
@@ -392,10 +420,17 @@ def main():
     try:
         world.certificates()
         world.dns()
-        front = world.api(front == "nginx" and shutil.which("nginx") is not None)
+        fronts = []
+        if front in ("nginx", "both"):
+            if shutil.which("nginx"):
+                fronts.append(world.nginx_front())
+            else:
+                print("bench: nginx is not installed: demo-server front only", file=sys.stderr)
+        if front in ("demo", "both") or not fronts:
+            fronts.append(world.demo_front())
         world.relay(int(delay_ms))
         bench = Bench(world, reach_bin, int(runs), int(kubectl_runs))
-        table(bench, int(delay_ms), shutil.which("kubectl") is not None, front)
+        table(bench, int(delay_ms), shutil.which("kubectl") is not None, fronts)
     finally:
         world.stop()
 
