@@ -26,6 +26,13 @@ set -euo pipefail
 runs=${1:-5}
 delay_ms=${2:-25}
 kubectl_runs=${3:-3}
+for arg in "runs=$runs:1:100" "delay_ms=$delay_ms:1:1000" "kubectl_runs=$kubectl_runs:1:20"; do
+  IFS='=:' read -r name value low high <<<"$arg"
+  if ! [[ $value =~ ^[0-9]+$ ]] || ((value < low || value > high)); then
+    echo "bench: ${name^^} must be a whole number from $low to $high, not '$value'" >&2
+    exit 2
+  fi
+done
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench: needs root (it makes a network namespace)" >&2; exit 2; }
 for tool in ip unbound openssl python3; do
@@ -58,5 +65,7 @@ ip -n "$ns" link set lo up
 mkdir -p "/etc/netns/$ns"
 printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$ns/resolv.conf"
 printf '127.0.0.1 localhost\n' >"/etc/netns/$ns/hosts"
+# In the background, so a TERM to this script runs the trap at once.
 ip netns exec "$ns" python3 scripts/bench.py "$work" "$server_bin" "$bin" "$runs" \
-  "$kubectl_runs" "$delay_ms" "$front"
+  "$kubectl_runs" "$delay_ms" "$front" &
+wait $!

@@ -310,10 +310,16 @@ def run(argv, env, marks):
     start = time.monotonic_ns()
     child = subprocess.Popen(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timer = threading.Timer(CHILD_TIMEOUT_S, child.kill)
+    timer.daemon = True
     timer.start()
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # terminated meanwhile: take the measured child along
+        child.kill()
+        raise
+    finally:
+        timer.cancel()
     wall = (time.monotonic_ns() - start) / 1e9
-    timer.cancel()
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         sys.exit(f"bench: {argv[0]} exited {child.returncode}: {' '.join(map(str, argv))}")
