@@ -326,7 +326,9 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
                     .usable
                     .then(|| target.credentials.bearer.clone())
                     .flatten();
-                let more = (!h2).then(|| dialer.pool_dial(&tls)).flatten();
+                // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement
+                // after the server's GOAWAY.
+                let more = dialer.pool_dial(&tls);
                 rec.start(CheckId::HttpVersion, &authority);
                 HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer, more).await
             }

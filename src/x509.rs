@@ -151,6 +151,21 @@ pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
     }
 }
 
+/// The retired hash `cert_der` is signed with (SHA-1 or MD5, any key type), which webpki and
+/// Go's crypto/x509 both refuse; `None` for current algorithms or an unreadable certificate.
+pub fn weak_signature_hash(cert_der: &[u8]) -> Option<&'static str> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    match cert.signature_algorithm.algorithm.to_id_string().as_str() {
+        // sha1WithRSAEncryption, ecdsa-with-SHA1, dsa-with-sha1, the OIW sha1WithRSA
+        "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" | "1.3.14.3.2.29" => {
+            Some("SHA-1")
+        }
+        // md5WithRSAEncryption, md2WithRSAEncryption
+        "1.2.840.113549.1.1.4" | "1.2.840.113549.1.1.2" => Some("MD5"),
+        _ => None,
+    }
+}
+
 /// A key identifier as colon-separated hex, as openssl prints it.
 pub fn key_id_hex(id: &[u8]) -> String {
     id.iter()

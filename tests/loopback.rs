@@ -17,6 +17,8 @@ mod gitlab_view;
 mod outputs;
 #[path = "loopback/protocols.rs"]
 mod protocols;
+#[path = "loopback/python_fake.rs"]
+mod python_fake;
 #[path = "loopback/reasons.rs"]
 mod reasons;
 #[path = "loopback/robust.rs"]

@@ -76,7 +76,7 @@ pub fn judge(
 ) -> Vec<CheckResult> {
     let facts: Vec<CertFacts> = chain.iter().filter_map(CertFacts::parse).collect();
     let mut results = vec![
-        trust(subject, chain, settings, verification, via_proxy),
+        trust(subject, chain, settings, verification, via_proxy, now),
         hostname(subject, facts.first(), settings, verification),
         validity(subject, facts.first(), now, expiry_warn),
     ];
@@ -116,6 +116,7 @@ fn trust(
     settings: &TlsSettings,
     v: &Verification,
     via_proxy: Option<&str>,
+    now: SystemTime,
 ) -> CheckResult {
     let id = CheckId::TlsTrust;
     let mut evidence = chain_evidence(chain);
@@ -127,7 +128,7 @@ fn trust(
         }
         Err(e) => e,
     };
-    evidence.push(format!("verifier: {error}"));
+    evidence.push(format!("verifier: {}", verifier_text(error)));
     let input = TrustInput {
         chain: chain
             .iter()
@@ -140,6 +141,29 @@ fn trust(
             error,
             rustls::Error::InvalidCertificate(CertificateError::BadSignature)
         ),
+        out_of_date: matches!(
+            error,
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                    | CertificateError::ExpiredContext { .. }
+                    | CertificateError::NotValidYet
+                    | CertificateError::NotValidYetContext { .. }
+            )
+        ),
+        unsupported_algorithm: matches!(
+            error,
+            rustls::Error::InvalidCertificate(
+                CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+                    | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            )
+        ),
+        wrong_purpose: matches!(
+            error,
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }
+            )
+        ),
+        now,
         // Only the GitLab server's CA is added to the system roots rather than replacing them.
         ca_setting: if settings.ca_replaces_system_roots {
             KUBECONFIG_CA
@@ -155,6 +179,18 @@ fn trust(
         r = r.with_fix_detail(detail);
     }
     r
+}
+
+/// The verifier's complaint for evidence. rustls prints the algorithm variants' context as
+/// decimal byte arrays, which nobody can read; the reading names the certificate instead.
+fn verifier_text(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+        ) => "invalid peer certificate: unsupported signature algorithm".to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn hostname(

@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
 use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
@@ -32,6 +34,45 @@ const H1_MAX_DIALS: usize = 32;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A TLS stream whose peer may close without `close_notify`. A body delimited by the
+/// connection's end (HTTP/1.0, or `Connection: close` without a length: valid HTTP/1.x) from a
+/// server that just closes the socket reads as rustls' `UnexpectedEof`, and hyper then fails
+/// the response although all of it arrived; Go's client (kubectl) takes it as the end. Read
+/// as the end here too: a body with a length or chunks that stops short is still caught by
+/// hyper as an incomplete message.
+struct EndWithoutNotify<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for EndWithoutNotify<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for EndWithoutNotify<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Opens one more connection like the first: same address and route, same TLS settings and
 /// server name, same client identity, and a server that verified and presented the same leaf
 /// certificate as on the first connection. `None` when any of that fails: the pool then just
@@ -41,10 +82,92 @@ pub type VerifiedDial = Arc<dyn Fn() -> BoxFuture<'static, Option<VerifiedTls>> 
 type Dial = Arc<dyn Fn() -> BoxFuture<'static, Option<Box<dyn Io>>> + Send + Sync>;
 type H1Sender = http1::SendRequest<Full<Bytes>>;
 
+type H2Sender = http2::SendRequest<Full<Bytes>>;
+
 #[derive(Clone)]
 enum Sender {
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2(Arc<H2Conn>),
     H1(Arc<H1Pool>),
+}
+
+/// The HTTP/2 connection of one target, replaced when the server ends it. A load balancer
+/// that closes after N requests (nginx `keepalive_requests`, `keepalive_timeout 0`) or shuts
+/// down gracefully sends GOAWAY: the requests it did not take are refused, unprocessed, and
+/// Go's client (kubectl) sends them again on a new connection. So do we, on a connection
+/// opened and verified exactly like the first, at most [`H1_MAX_DIALS`] times per target.
+struct H2Conn {
+    /// The connection in use and its generation (how many replaced it before).
+    current: Mutex<(u64, H2Sender)>,
+    dial: Option<Dial>,
+    dials: AtomicUsize,
+}
+
+impl H2Conn {
+    async fn get(&self) -> (u64, H2Sender) {
+        let current = self.current.lock().await;
+        (current.0, current.1.clone())
+    }
+
+    /// The connection of generation `generation` refused a request: replace it (once, when
+    /// no other request did already). Whether there is a connection to try again on.
+    async fn replace(&self, generation: u64) -> bool {
+        let mut current = self.current.lock().await;
+        if current.0 != generation {
+            return true;
+        }
+        let Some(dial) = &self.dial else {
+            return false;
+        };
+        if self.dials.fetch_add(1, Ordering::SeqCst) >= H1_MAX_DIALS {
+            return false;
+        }
+        let Some(io) = dial().await else {
+            return false;
+        };
+        match http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await {
+            Ok((sender, conn)) => {
+                tokio::spawn(conn);
+                *current = (generation + 1, sender);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One exchange, sent again on a new connection while the server refuses it unprocessed.
+    /// Bounded: each retry follows a replacement, and replacements are bounded by the dials.
+    async fn exchange(
+        &self,
+        build: impl Fn() -> Result<hyper::Request<Full<Bytes>>, HttpFailure>,
+        started: Instant,
+    ) -> Result<Response, HttpFailure> {
+        loop {
+            let (generation, mut sender) = self.get().await;
+            let sent = match sender.ready().await {
+                Ok(()) => sender.send_request(build()?).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(response) => return read(response, started).await,
+                Err(e) if unprocessed(&e, &sender) && self.replace(generation).await => continue,
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+}
+
+/// Whether the server did not take the request at all (so sending it again is safe): the
+/// connection was already closed, the request was still queued for a stream when it closed
+/// (hyper's "dispatch task is gone", a user-kind error on a closed sender), or the server
+/// refused it by GOAWAY or `REFUSED_STREAM`.
+fn unprocessed(e: &hyper::Error, sender: &H2Sender) -> bool {
+    if e.is_canceled() || e.is_closed() || (e.is_user() && sender.is_closed()) {
+        return true;
+    }
+    let h2 = std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>());
+    h2.is_some_and(|h2| {
+        (h2.is_go_away() && h2.is_remote()) || h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+    })
 }
 
 /// What the idle queue of an HTTP/1.1 pool carries.
@@ -299,11 +422,16 @@ impl HttpConnection {
         let dial = more.map(|more| -> Dial {
             Arc::new(move || {
                 let opened = more();
-                Box::pin(async move { opened.await.map(|tls| Box::new(tls.into_stream()) as _) })
+                Box::pin(async move {
+                    let stream = opened.await?.into_stream();
+                    // A replacement must speak the protocol the first one did.
+                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    (alpn_h2 == h2).then(|| Box::new(EndWithoutNotify(stream)) as _)
+                })
             })
         });
         Self::start(
-            Box::new(tls.into_stream()),
+            Box::new(EndWithoutNotify(tls.into_stream())),
             h2,
             endpoint,
             bearer,
@@ -319,7 +447,15 @@ impl HttpConnection {
         h2: bool,
         endpoint: Endpoint<'_>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(Box::new(stream), h2, endpoint, None, false, None).await
+        Self::start(
+            Box::new(EndWithoutNotify(stream)),
+            h2,
+            endpoint,
+            None,
+            false,
+            None,
+        )
+        .await
     }
 
     async fn start(
@@ -336,7 +472,11 @@ impl HttpConnection {
                 .await
                 .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
             tokio::spawn(conn);
-            Sender::H2(sender)
+            Sender::H2(Arc::new(H2Conn {
+                current: Mutex::new((0, sender)),
+                dial,
+                dials: AtomicUsize::new(1),
+            }))
         } else {
             let (sender, conn) = http1::handshake(io)
                 .await
@@ -397,21 +537,20 @@ impl HttpConnection {
             ));
         }
         let bearer = self.bearer.as_ref().filter(|_| credentials);
-        let request = Head {
+        let path = format!("{}{}", self.base_path, path);
+        let head = Head {
             h2: matches!(self.sender, Sender::H2(_)),
             scheme: self.scheme,
             authority: &self.authority,
-            path: &format!("{}{}", self.base_path, path),
+            path: &path,
             method,
-        }
-        .build(body, bearer, extra_headers)?;
+        };
+        let build = || head.build(body.clone(), bearer, extra_headers);
         let exchange = async {
             match &self.sender {
-                Sender::H2(s) => {
-                    let response = s.clone().send_request(request).await.map_err(failed)?;
-                    read(response, started).await
-                }
+                Sender::H2(conn) => conn.exchange(build, started).await,
                 Sender::H1(pool) => {
+                    let request = build()?;
                     let mut lease = pool.lease().await?;
                     let response = lease
                         .sender()?

@@ -109,11 +109,27 @@ impl Openssl {
         req.extend(Self::key_args(rsa));
         req.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
         self.run(&req);
+        self.sign(name, issuer, &[]);
+        Made {
+            crt: self.path(&crt),
+            key: self.path(&key),
+        }
+    }
+
+    /// Signs `name.csr` with `issuer` into `name.crt` (extensions from `name.ext`), with
+    /// `extra` arguments of `openssl x509 -req` (`-sha1`).
+    fn sign(&self, name: &str, issuer: &Made, extra: &[&str]) {
+        let (crt, csr, extfile) = (
+            format!("{name}.crt"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
         let (ca, ca_key) = (
             issuer.crt.display().to_string(),
             issuer.key.display().to_string(),
         );
-        self.run(&[
+        let serial = serial(&format!("{name}{}", extra.join("")));
+        let mut args = vec![
             "x509",
             "-req",
             "-in",
@@ -123,18 +139,16 @@ impl Openssl {
             "-CAkey",
             &ca_key,
             "-set_serial",
-            &serial(name),
+            &serial,
             "-days",
             "365",
             "-out",
             &crt,
             "-extfile",
             &extfile,
-        ]);
-        Made {
-            crt: self.path(&crt),
-            key: self.path(&key),
-        }
+        ];
+        args.extend(extra);
+        self.run(&args);
     }
 
     /// An issuing intermediate CA under `issuer`.
@@ -736,4 +750,173 @@ async fn tls_handshake_oversized_certificate_message() {
             .contains("shorter chain"),
         "{handshake:?}"
     );
+}
+
+/// An issuing CA that expired in 2021 (dates set by `openssl ca`, as a CA that was never
+/// renewed has them) under the configured root, and a current leaf under it. kubectl says
+/// `certificate has expired or is not yet valid`; the old reading was `unknown-authority`
+/// with "put the CA in the kubeconfig" although the kubeconfig has the right one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_intermediate_under_the_configured_ca_is_issuer_expired() {
+    let Enterprise {
+        ssl,
+        root,
+        issuing,
+        leaf,
+    } = enterprise();
+    std::fs::create_dir(ssl.path("db")).expect("ca db");
+    std::fs::write(ssl.path("db/index"), "").expect("ca index");
+    std::fs::write(ssl.path("db/serial"), "01\n").expect("ca serial");
+    std::fs::write(
+        ssl.path("ca.cnf"),
+        "[ca]\ndefault_ca=c\n[c]\ndatabase=db/index\nserial=db/serial\nnew_certs_dir=db\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ndomainComponent=optional\norganizationName=optional\ncommonName=supplied\n",
+    )
+    .expect("ca config");
+    let (ca, ca_key) = (
+        root.crt.display().to_string(),
+        root.key.display().to_string(),
+    );
+    // The same key and name, dates in the past: the leaf under it stays correctly signed.
+    ssl.run(&[
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        &ca,
+        "-keyfile",
+        &ca_key,
+        "-in",
+        "issuing.csr",
+        "-out",
+        "issuing.crt",
+        "-extfile",
+        "issuing.ext",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20210101000000Z",
+    ]);
+    let server = serve(&[&leaf, &issuing]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::IssuerExpired,
+        &["Renew the intermediate"],
+        &["O=Example Corp, CN=Example Corp Issuing CA 1, which expired 2021-01-01"],
+    );
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&root)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+        assert!(stderr.contains("expired"), "kubectl: {stderr}");
+    }
+}
+
+/// An intermediate signed with SHA-1 by the configured root: webpki and Go's crypto/x509 both
+/// refuse it. The old reading blamed a missing CA (`unknown-authority`) and printed the
+/// verifier's algorithm list as decimal byte arrays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sha1_signed_intermediate_under_the_configured_ca_is_weak_signature() {
+    let ssl = Openssl::new();
+    let root = ssl.root("root", "/CN=Example Root", true);
+    let issuing = ssl.intermediate("issuing", "/CN=Example Issuing CA", &root);
+    ssl.sign("issuing", &root, &["-sha1"]);
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &issuing, "", false);
+    let server = serve(&[&leaf, &issuing]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::WeakSignature,
+        &["SHA-256"],
+        &["CN=Example Issuing CA is signed with SHA-1"],
+    );
+    let evidence = trust_of(&t).evidence.join("\n");
+    assert!(!evidence.contains("[6, 9, 42"), "byte arrays: {evidence}");
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&root)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+        assert!(stderr.contains("SHA1"), "kubectl: {stderr}");
+    }
+}
+
+/// The kubeconfig's CA is the API server's own leaf (copied from `openssl s_client`), not its
+/// CA. kubectl connects: Go's crypto/x509 trusts a certificate found among the roots as it
+/// is. kube-reach used to call this `ca-mismatch` and fail a kubeconfig that works.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_servers_own_leaf_as_the_configured_ca_passes_as_with_kubectl() {
+    let w = kubeadm();
+    let server = serve(&[&w.leaf]).await;
+    assert_passes(&run(&server, Ca::Right(&w.leaf)).await);
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&w.leaf)).await {
+        assert_eq!(code, Some(0), "kubectl: {stderr}");
+    }
+}
+
+/// A CA with an ECDSA P-521 key, which ring cannot verify and Go's crypto/x509 can: kubectl
+/// connects. Credentials never travel over an unverified chain, so the run stops at TLS, but
+/// the reading says it is this tool's limit, not a wrong CA (it was `ca-mismatch`, telling the
+/// user to replace a CA that is right).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p521_ca_is_unsupported_algorithm_not_a_wrong_ca() {
+    let ssl = Openssl::new();
+    ssl.run(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-keyout",
+        "p521.key",
+        "-out",
+        "p521.crt",
+        "-subj",
+        "/CN=P-521 Root",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    let root = Made {
+        crt: ssl.path("p521.crt"),
+        key: ssl.path("p521.key"),
+    };
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &root, "", false);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::UnsupportedAlgorithm,
+        &["kubectl get --raw /version"],
+        &["P-521"],
+    );
+    assert_fix_lacks(&t, "Replace the kubeconfig");
+}
+
+/// The serving certificate's extendedKeyUsage allows clientAuth only (a client certificate
+/// installed as the server's). kubectl says `incompatible key usage`; the reading was
+/// `unknown-authority`, "put the CA in the kubeconfig", though the kubeconfig has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_only_serving_certificate_is_wrong_purpose() {
+    let w = kubeadm();
+    let ext = format!(
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName={LEAF_SANS}\n"
+    );
+    let leaf = w
+        .ssl
+        .issue("client", "/CN=kube-apiserver", &w.ca, &ext, true);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&w.ca)).await;
+    assert_trust(
+        &t,
+        Reason::WrongPurpose,
+        &["serverAuth"],
+        &["without serverAuth"],
+    );
+    if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&w.ca)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+        assert!(stderr.contains("key usage"), "kubectl: {stderr}");
+    }
 }

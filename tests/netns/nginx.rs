@@ -26,6 +26,9 @@ pub enum Front {
     Http2,
     /// `listen … ssl`: ALPN offers only `http/1.1`.
     Http1,
+    /// HTTP/2 with `keepalive_requests 1`: nginx sends GOAWAY after each request, refusing
+    /// the streams it did not take (as load balancers draining connections do).
+    Http2OneRequestEach,
 }
 
 /// Starts the plain-HTTP fake API and nginx in front of it on every API address of `site`.
@@ -37,9 +40,10 @@ pub fn front(site: &mut Site, front: Front) {
     for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         fs::create_dir_all(dir.join(sub)).expect("nginx temp dir");
     }
-    let http2 = match front {
-        Front::Http2 => " http2",
-        Front::Http1 => "",
+    let (http2, per_server) = match front {
+        Front::Http2 => (" http2", ""),
+        Front::Http1 => ("", ""),
+        Front::Http2OneRequestEach => (" http2", "        keepalive_requests 1;\n"),
     };
     let listen: String = site
         .api
@@ -54,7 +58,7 @@ pub fn front(site: &mut Site, front: Front) {
          client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
          upstream api {{ server {UPSTREAM}; keepalive 8; }}\n\
-         server {{\n{listen}\
+         server {{\n{listen}{per_server}\
          ssl_certificate {chain};\n        ssl_certificate_key {key};\n\
          location / {{\n            proxy_pass http://api;\n            proxy_http_version 1.1;\n\
          proxy_set_header Connection \"\";\n            proxy_buffering off;\n        }}\n    }}\n}}\n",

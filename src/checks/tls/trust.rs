@@ -4,10 +4,12 @@
 //! basicConstraints, which certificate's key signed which) and from where the trust anchors
 //! came from. Pure: no I/O, and an AIA URL is evidence, never fetched.
 
+use std::time::SystemTime;
+
 use rustls::pki_types::CertificateDer;
 
 use crate::catalogue::Reason;
-use crate::x509::{CertFacts, key_id_hex, signed_by};
+use crate::x509::{CertFacts, format_time, key_id_hex, signed_by, weak_signature_hash};
 
 /// One certificate: its bytes (to check signatures) and what it says.
 pub struct Cert<'a> {
@@ -41,6 +43,16 @@ pub struct TrustInput<'a> {
     pub via_proxy: Option<&'a str>,
     /// webpki said a signature did not verify.
     pub bad_signature: bool,
+    /// webpki said a certificate is out of date. `net::tls::verify` already forgives the
+    /// leaf's own dates (tls.validity's business), so this is about a CA on the path.
+    pub out_of_date: bool,
+    /// webpki refused a signature algorithm (SHA-1, MD5; or one ring lacks, such as P-521):
+    /// the right CA may have signed.
+    pub unsupported_algorithm: bool,
+    /// webpki said the leaf's extendedKeyUsage does not allow serverAuth.
+    pub wrong_purpose: bool,
+    /// The moment the chain was judged at.
+    pub now: SystemTime,
     /// Where this target takes a CA from, for fixes: the kubeconfig's
     /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
     pub ca_setting: &'a str,
@@ -181,6 +193,12 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
             "no certificate in the chain could be read",
         );
     };
+    if let Some(r) = weak_signature(input)
+        .or_else(|| issuer_out_of_date(input))
+        .or_else(|| wrong_purpose(input))
+    {
+        return r;
+    }
     let path = build_path(&input.chain);
     if let Some(r) = broken_link(input, &path) {
         return r;
@@ -198,6 +216,67 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
         missing_issuer(input, &path, top)
     };
     through_proxy(input, top, reading)
+}
+
+/// webpki refused an algorithm, and a certificate (sent or configured) is signed with a
+/// retired hash: say which, whatever the names say, since reissuing it is the fix.
+fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
+    if !input.unsupported_algorithm {
+        return None;
+    }
+    let weak = input
+        .chain
+        .iter()
+        .chain(&input.anchors)
+        .find_map(|c| weak_signature_hash(c.der.as_ref()).map(|h| (c, h)));
+    let Some((cert, hash)) = weak else {
+        // Not a retired hash: an algorithm the verifier lacks, which kubectl may have.
+        return Some(Reading::new(
+            Reason::UnsupportedAlgorithm,
+            "the verifier does not support a signature algorithm or key in this chain (ring lacks ECDSA P-521 and RSA under 2048 bits); Go's crypto/x509 may accept it",
+        ));
+    };
+    Some(Reading::new(
+        Reason::WeakSignature,
+        format!(
+            "{} is signed with {hash}, which the verifier (like kubectl's Go crypto/x509) no longer accepts",
+            cert.facts.subject
+        ),
+    ))
+}
+
+/// webpki refused the leaf for its purpose: an extendedKeyUsage without serverAuth.
+fn wrong_purpose(input: &TrustInput<'_>) -> Option<Reading> {
+    input.wrong_purpose.then(|| {
+        Reading::new(
+            Reason::WrongPurpose,
+            "the server's certificate has an extendedKeyUsage without serverAuth",
+        )
+    })
+}
+
+/// webpki found a CA on the path out of date (the leaf's own dates are forgiven before this
+/// is asked): name the sent intermediate or configured anchor whose dates exclude now.
+fn issuer_out_of_date(input: &TrustInput<'_>) -> Option<Reading> {
+    if !input.out_of_date {
+        return None;
+    }
+    let now = input.now;
+    let stale = |c: &&Cert<'_>| c.facts.not_after < now || c.facts.not_before > now;
+    let sent = input.chain.iter().skip(1).find(stale);
+    let (cert, whose) = match sent {
+        Some(c) => (c, "the server sends"),
+        None => (input.anchors.iter().find(stale)?, "the configured CA"),
+    };
+    let when = if cert.facts.not_after < now {
+        format!("expired {}", format_time(cert.facts.not_after))
+    } else {
+        format!("valid only from {}", format_time(cert.facts.not_before))
+    };
+    Some(Reading::new(
+        Reason::IssuerExpired,
+        format!("{whose} {}, which {when}", cert.facts.subject),
+    ))
 }
 
 /// A link inside the sent chain is broken: a non-CA issuer, or a stale intermediate.

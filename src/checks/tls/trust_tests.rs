@@ -83,6 +83,10 @@ fn read_with(
         anchors: anchors.iter().filter_map(Cert::parse).collect(),
         via_proxy,
         bad_signature: false,
+        out_of_date: false,
+        unsupported_algorithm: false,
+        wrong_purpose: false,
+        now: std::time::SystemTime::now(),
         ca_setting: KUBECONFIG_CA,
     };
     read(&input)
@@ -114,6 +118,10 @@ fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
         anchors: Vec::new(),
         via_proxy: None,
         bad_signature: false,
+        out_of_date: false,
+        unsupported_algorithm: false,
+        wrong_purpose: false,
+        now: std::time::SystemTime::now(),
         ca_setting: GITLAB_CA,
     };
     let r = read(&input);

@@ -76,14 +76,36 @@ fn nginx_http1_only_front_passes() {
     let site = behind_nginx(Front::Http1);
     let report = diagnose(&site, "nginx in front, HTTP/1.1 only", API_URL, &[]);
     healthy(&report);
-    let log = nginx::access_log(&site);
-    assert!(
-        log.contains("HTTP/1.1") && !log.contains("HTTP/2.0"),
-        "{log}"
-    );
     // Every review answered: the parallel questions all came through the pool.
+    every_review_spoke(&site, "HTTP/1.1", "HTTP/2.0");
+}
+
+/// nginx's log shows every one of the 15 default reviews, all in `spoken`, none in `not`.
+fn every_review_spoke(site: &Site, spoken: &str, not: &str) {
+    let log = nginx::access_log(site);
+    assert!(log.contains(spoken) && !log.contains(not), "{log}");
     let reviews = log.matches("selfsubjectaccessreviews").count();
     assert_eq!(reviews, 15, "{log}");
+}
+
+/// nginx offering HTTP/2 that ends each connection after one request (GOAWAY, the other
+/// streams refused unprocessed). kubectl sends the refused requests again on a new
+/// connection; kube-reach used to fail `auth.whoami` with "http2 error: connection error
+/// received: not a result of an error" on a healthy cluster.
+#[test]
+fn nginx_http2_front_closing_after_each_request_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_nginx(Front::Http2OneRequestEach);
+    let report = diagnose(
+        &site,
+        "nginx in front, HTTP/2, one request per connection",
+        API_URL,
+        &[],
+    );
+    healthy(&report);
+    every_review_spoke(&site, "HTTP/2.0", "HTTP/1.1");
 }
 
 #[test]
