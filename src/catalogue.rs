@@ -31,6 +31,7 @@ string_enum! {
         ConfigProxy = "config.proxy",
         RunnerEnvironment = "runner.environment",
         RunnerClock = "runner.clock",
+        RunnerTools = "runner.tools",
         DnsResolve = "dns.resolve",
         TcpConnect = "tcp.connect",
         ProxyConnect = "proxy.connect",
@@ -82,6 +83,10 @@ string_enum! {
         NoContexts = "no-contexts",
         ContextNotFound = "context-not-found",
         NoCurrentContext = "no-current-context",
+        ContentNotPath = "content-not-path",
+        Base64Encoded = "base64-encoded",
+        LegacyContextSelected = "legacy-context-selected",
+        KubeContextNotCurrent = "kube-context-not-current",
         NamesNoFile = "names-no-file",
         TooManyTargets = "too-many-targets",
         TooManyRequirements = "too-many-requirements",
@@ -107,6 +112,9 @@ string_enum! {
         ClientCertExpiring = "client-cert-expiring",
         ExecPluginMissing = "exec-plugin-missing",
         ExecPluginFailed = "exec-plugin-failed",
+        ExecPluginInteractive = "exec-plugin-interactive",
+        ExecApiversionUnsupported = "exec-apiversion-unsupported",
+        ExecApiversionMismatch = "exec-apiversion-mismatch",
         AuthProviderRemoved = "auth-provider-removed",
         BasicAuthRemoved = "basic-auth-removed",
         // config.tls
@@ -117,6 +125,7 @@ string_enum! {
         InvalidServerName = "invalid-server-name",
         // config.proxy
         InvalidProxyUrl = "invalid-proxy-url",
+        NoProxyIgnored = "no-proxy-ignored",
         // dns
         Nxdomain = "nxdomain",
         Servfail = "servfail",
@@ -125,6 +134,8 @@ string_enum! {
         NoRecords = "no-records",
         NoNameservers = "no-nameservers",
         ResolverError = "resolver-error",
+        PrivateAnswer = "private-answer",
+        SearchExpanded = "search-expanded",
         // tcp / proxy.connect
         HostUnreachable = "host-unreachable",
         NetworkUnreachable = "network-unreachable",
@@ -144,6 +155,7 @@ string_enum! {
         ClientCertRequired = "client-cert-required",
         HandshakeFailed = "handshake-failed",
         OversizedCertificate = "oversized-certificate",
+        MtuBlackhole = "mtu-blackhole",
         // tls.trust
         UnknownAuthority = "unknown-authority",
         CaMismatch = "ca-mismatch",
@@ -178,12 +190,14 @@ string_enum! {
         Anonymous = "anonymous",
         Unsupported = "unsupported",
         CredentialsWithheld = "credentials-withheld",
+        ClientCertNotRequested = "client-cert-not-requested",
         AgentUnauthorized = "agent-unauthorized",
         AgentForbidden = "agent-forbidden",
         AgentNotConnected = "agent-not-connected",
         AgentServerError = "agent-server-error",
         // rbac / netpol
         Denied = "denied",
+        ImpersonationDenied = "impersonation-denied",
         Unknown = "unknown",
         Incomplete = "incomplete",
         BlocksApiserver = "blocks-apiserver",
@@ -203,6 +217,8 @@ string_enum! {
         MisnamedFile = "misnamed-file",
         // runner
         Skew = "skew",
+        KnownBadVersion = "known-bad-version",
+        VersionSkew = "version-skew",
         // the engine's own
         Blocked = "blocked",
         NotApplicable = "not-applicable",
@@ -294,6 +310,22 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigKubeconfig,
+        R::ContentNotPath,
+        F,
+        "KUBECONFIG holds the kubeconfig itself, not the path of a file",
+        "In Settings > CI/CD > Variables, change the KUBECONFIG variable's type from Variable to File (GitLab then writes the value to a file and puts its path in KUBECONFIG), or write it out in the job: `echo \"$KUBECONFIG_CONTENT\" > kubeconfig; export KUBECONFIG=$PWD/kubeconfig`.",
+        "kubectl reads KUBECONFIG as a list of paths; a GitLab variable of type Variable puts the YAML text itself there, which names no file.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::Base64Encoded,
+        F,
+        "the kubeconfig is base64-encoded: kubectl needs the decoded YAML",
+        "Store the decoded kubeconfig (`base64 -d < kubeconfig.b64 > kubeconfig`) in the File variable, or decode it in the job before kubectl runs.",
+        "kubectl parses the file as YAML; base64 text is not YAML (`yaml: invalid leading UTF-8 octet`, or `mapping values are not allowed`).",
+    ),
+    row(
+        C::ConfigKubeconfig,
         R::NoContexts,
         F,
         "the kubeconfig has no contexts",
@@ -315,6 +347,22 @@ pub const CATALOGUE: &[Entry] = &[
         "no current-context is set: every context is checked",
         "Select one with `kubectl config use-context <name>` (or KUBE_CONTEXT) in the deploy job.",
         "The kubeconfig GitLab injects for agents has no current context; kubectl without one fails with `The connection to the server localhost:8080 was refused`.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::LegacyContextSelected,
+        W,
+        "the current context is the certificate-based cluster's gitlab-deploy, though GitLab agent contexts exist",
+        "Select the agent's context in the deploy job before kubectl or helm runs (`kubectl config use-context <agent config project>:<agent>`, or set KUBE_CONTEXT), or remove the certificate-based cluster from the project.",
+        "GitLab makes `gitlab-deploy` the current context when a certificate-based cluster matches the job's environment; kubectl without `--context` then uses that deprecated integration (disabled by default since GitLab 17.0), not the agent the job is authorized for.",
+    ),
+    row(
+        C::ConfigKubeconfig,
+        R::KubeContextNotCurrent,
+        W,
+        "KUBE_CONTEXT names another context than current-context: kubectl itself will use current-context",
+        "Select the context in the job before kubectl or helm runs (`kubectl config use-context \"$KUBE_CONTEXT\"`), or pass `--context \"$KUBE_CONTEXT\"` (helm: `--kube-context`).",
+        "kube-reach checks the context KUBE_CONTEXT names, as Auto DevOps does; kubectl and helm never read KUBE_CONTEXT, so without a `use-context` they talk to the current context's cluster instead.",
     ),
     row(
         C::ConfigKubeconfig,
@@ -496,6 +544,30 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigCredentials,
+        R::ExecPluginInteractive,
+        F,
+        "the exec credential plugin wants a person: a CI job has no terminal to log in with",
+        "Give the plugin a non-interactive login in CI: for `kubelogin`, `kubelogin convert-kubeconfig -l workloadidentity` (or `-l spn` with a service principal, `-l azurecli` after `az login --service-principal`); for `aws`, role credentials in the job (OIDC `AssumeRoleWithWebIdentity` with the CI job's ID token); for `gke-gcloud-auth-plugin`, workload identity federation or a service-account key; and remove `interactiveMode: Always`.",
+        "kubectl runs the plugin without a terminal in CI, so a device-code prompt waits for nobody and `interactiveMode: Always` is refused outright (`exec plugin cannot support interactive mode`).",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ExecApiversionUnsupported,
+        F,
+        "the exec plugin's apiVersion client.authentication.k8s.io/v1alpha1 was removed in kubectl 1.24",
+        "Regenerate the kubeconfig with a current tool (`aws eks update-kubeconfig`, `gcloud container clusters get-credentials`, `az aks get-credentials`), or set `exec.apiVersion: client.authentication.k8s.io/v1beta1`.",
+        "kubectl 1.24 and newer refuse `v1alpha1` exec plugins (`exec plugin: invalid apiVersion`) before running them.",
+    ),
+    row(
+        C::ConfigCredentials,
+        R::ExecApiversionMismatch,
+        F,
+        "the exec plugin answered another apiVersion than the kubeconfig declares",
+        "Make the kubeconfig's `exec.apiVersion` match what the plugin prints (see the evidence), usually by regenerating the kubeconfig or upgrading the plugin (an old `aws` CLI prints v1alpha1).",
+        "client-go rejects an ExecCredential whose apiVersion differs from the one it asked for.",
+    ),
+    row(
+        C::ConfigCredentials,
         R::AuthProviderRemoved,
         F,
         "the kubeconfig uses an auth provider that kubectl removed",
@@ -560,6 +632,14 @@ pub const CATALOGUE: &[Entry] = &[
         "Write the proxy as `http://host:port` (credentials as `http://user:pass@host:port`).",
         "kubectl fails every request when the proxy URL is invalid.",
     ),
+    row(
+        C::ConfigProxy,
+        R::NoProxyIgnored,
+        W,
+        "a NO_PROXY entry that client-go does not apply to this server: the request goes through the proxy",
+        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone.",
+        "Go's httpproxy, which kubectl uses, never resolves the server's name to compare it with CIDR entries, and reads `*` as a wildcard only alone or in a leading `*.`; other entries silently match nothing, so traffic meant to bypass the proxy goes through it.",
+    ),
     // ---- dns.resolve
     row(
         C::DnsResolve,
@@ -616,6 +696,22 @@ pub const CATALOGUE: &[Entry] = &[
         "the resolver could not be set up",
         "Check /etc/resolv.conf in the job image.",
         "kube-reach could not build a resolver from the job's configuration.",
+    ),
+    row(
+        C::DnsResolve,
+        R::PrivateAnswer,
+        W,
+        "a managed cluster's public name answered a private address: reachable only inside its network",
+        "Run the job where the private endpoint is reachable (a runner inside the cluster's VPC or virtual network, or one peered with it), or enable the cluster's public endpoint and allow the runner's egress address in its authorized networks.",
+        "Managed clusters with a private endpoint publish their private addresses under the public name (EKS), or in a private DNS zone only the linked network sees (AKS Private Link); from outside that network the addresses route nowhere, so connections time out.",
+    ),
+    row(
+        C::DnsResolve,
+        R::SearchExpanded,
+        W,
+        "the name resolved through a search domain to other addresses than the name itself has",
+        "Lower `ndots` in the job's resolv.conf (on the Kubernetes executor, the pod's `dnsConfig` options) so the name is tried as itself first, or remove the wildcard record from the search domain; a trailing dot in the `server:` host also makes the name absolute.",
+        "With fewer dots than `ndots`, the resolver tries the search domains before the name itself, and a wildcard record there answers first: the job then talks to another host than the kubeconfig names.",
     ),
     // ---- tcp.connect
     row(
@@ -715,6 +811,30 @@ pub const CATALOGUE: &[Entry] = &[
         "The operating system refused to connect to the proxy (its error is in the evidence): check the proxy address in HTTPS_PROXY or proxy-url and the runner's own network setup.",
         "The proxy could not be reached.",
     ),
+    row(
+        C::ProxyConnect,
+        R::NotTls,
+        F,
+        "the proxy URL is https://, but the proxy speaks plain HTTP",
+        "Write the proxy URL with `http://` (HTTPS_PROXY=http://proxy:port, or the kubeconfig's `proxy-url`): the `https` in HTTPS_PROXY's name means the proxy is used for https:// requests, not that the proxy itself speaks TLS.",
+        "With an https:// proxy URL the client starts TLS with the proxy; a plain proxy answers the ClientHello with nothing (tinyproxy) or an HTTP error, so kubectl reports `proxyconnect tcp: tls: first record does not look like a TLS handshake` or a TLS handshake timeout. The same proxy answered a plain CONNECT.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::HandshakeFailed,
+        F,
+        "the proxy URL is https://, but no TLS handshake with the proxy completed",
+        "Check the proxy URL's scheme and port: an https:// proxy must speak TLS on that port; most corporate proxies are plain `http://` proxies.",
+        "With an https:// proxy URL the client must complete TLS with the proxy before it can ask for a tunnel.",
+    ),
+    row(
+        C::ProxyConnect,
+        R::Unsupported,
+        E,
+        "the https:// proxy speaks TLS; tunnelling through a TLS proxy is not checked yet",
+        "Check the API server through the proxy by hand (`kubectl version`); kube-reach checks tunnels through http:// proxies only.",
+        "kube-reach does not yet run TLS inside TLS to the proxy, so the layers beyond the proxy were not checked.",
+    ),
     // ---- proxy.tunnel
     row(
         C::ProxyTunnel,
@@ -812,6 +932,22 @@ pub const CATALOGUE: &[Entry] = &[
         "the TLS handshake stalled: connected, but the server's handshake never arrived",
         "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (Docker `mtu`, CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
         "The TCP connection works, but the server's certificate flight is larger than the path's MTU and the ICMP that would shrink it is dropped.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::Timeout,
+        F,
+        "connected and sent the ClientHello, but no TLS answer came back",
+        "Something on the path holds the handshake: a firewall or middlebox that accepts TCP but eats TLS (check the runner's egress rules for this host and port), or a server that accepts connections without serving them (an overloaded API server, a load balancer with no healthy backend). Through a proxy, the proxy's own path to the server can be the one that drops the handshake (an MTU black hole there included: the small-MSS retry narrows only the job's link to the proxy).",
+        "The TCP connection was made, so the address and port are reachable; what fails is the TLS exchange itself. kubectl reports this as `net/http: TLS handshake timeout`.",
+    ),
+    row(
+        C::TlsHandshake,
+        R::MtuBlackhole,
+        F,
+        "the TLS handshake only completes with small packets: an MTU black hole on the path",
+        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360` or the `mtu` in the runner's `[runners.docker]`/network settings; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
+        "The server's certificate flight needs full-size packets; a link on the way has a smaller MTU and the ICMP that would tell the server to shrink them is dropped, so they vanish. The retry announced a small MSS, the server sent small segments, and the handshake completed. kubectl shows `net/http: TLS handshake timeout`.",
     ),
     row(
         C::TlsHandshake,
@@ -1053,6 +1189,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::AuthWhoami,
+        R::ClientCertNotRequested,
+        F,
+        "401 for a client certificate the server never asked for: TLS is terminated in front of the API server",
+        "Connect to the API server's own TLS endpoint, or configure the load balancer in front of it for TLS passthrough (TCP mode) so the client certificate reaches kube-apiserver; alternatively authenticate with a bearer token (a service-account token) instead of the client certificate.",
+        "A client certificate is only sent when the server asks for one in the TLS handshake. This server never asked, so whatever terminates TLS here (a load balancer, an ingress, a proxy) is not kube-apiserver, and the request reached the API server without any identity.",
+    ),
+    row(
+        C::AuthWhoami,
         R::Anonymous,
         F,
         "the server saw system:anonymous: the credentials never arrived",
@@ -1123,6 +1267,14 @@ pub const CATALOGUE: &[Entry] = &[
         "RBAC denies this action to the job's identity",
         "Bind a Role granting it to the identity in the evidence (a RoleBinding in that namespace).",
         "The API server authorizes each request by the user's roles; none grants this verb on this resource.",
+    ),
+    row(
+        C::RbacCanI,
+        R::ImpersonationDenied,
+        F,
+        "the GitLab agent may not impersonate the identity its access_as names: every request fails",
+        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts` (a ClusterRole and ClusterRoleBinding; the agent's Helm chart creates them with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
+        "With `access_as: ci_job` or `impersonate`, agentk sends each request as the CI job's identity (`gitlab:ci_job:<job id>` in groups `gitlab:ci_job`, `gitlab:project:<id>`…); kube-apiserver first checks that the agent itself may impersonate, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not.",
     ),
     row(
         C::RbacCanI,
@@ -1286,6 +1438,30 @@ pub const CATALOGUE: &[Entry] = &[
         "Sync the runner host's clock (NTP).",
         "Certificate validity and token expiry are judged with the local clock; a wrong clock makes good certificates look expired or not yet valid.",
     ),
+    row(
+        C::RunnerTools,
+        R::KnownBadVersion,
+        W,
+        "a client tool on PATH is a version known to break through the GitLab agent",
+        "Use kubectl 1.27.2 or newer (or 1.26) and Helm 3.12.1 or newer in the job image (pin the image tag, e.g. `bitnami/kubectl:1.30`).",
+        "These versions fetch the OpenAPI document from the server's root instead of under the kubeconfig's server path, and the agent server answers that with 426; kube-reach's own requests carry the path, so they pass while the deploy step fails.",
+    ),
+    row(
+        C::RunnerTools,
+        R::VersionSkew,
+        W,
+        "kubectl on PATH is more than one minor version away from the API server",
+        "Use a kubectl within one minor version of the server's (see the evidence) in the job image.",
+        "Kubernetes supports kubectl only within one minor version of the API server; outside it, commands fail on removed or changed APIs, or silently send fields the server does not know.",
+    ),
+    row(
+        C::RunnerTools,
+        R::Timeout,
+        W,
+        "a client tool did not answer `version` in time",
+        "Run the tool's `version` command in the job image by hand: a tool that hangs without a server (a wrapper script waiting for input, a network lookup) will hang the deploy step too.",
+        "kube-reach asks each tool its version with stdin closed and kills it at `--timeout`; a healthy kubectl or helm answers at once.",
+    ),
     // ---- any check
     any(
         R::Blocked,
@@ -1357,8 +1533,12 @@ mod tests {
         let mut seen = HashSet::new();
         for reason in Reason::ALL {
             let code = reason.as_str();
+            // Kebab case: lowercase words, digits allowed inside a word (spec: `base64-encoded`).
             assert!(
-                code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                code.starts_with(|c: char| c.is_ascii_lowercase())
+                    && code
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
                 "{code}"
             );
             assert!(seen.insert(code), "duplicate reason {code}");
@@ -1426,6 +1606,7 @@ mod tests {
             "gitlab.kas",
             "runner.clock",
             "runner.environment",
+            "runner.tools",
         ] {
             assert!(ids.contains(&must), "check id {must} vanished");
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, kas, rbac, runner, tcp, tls};
+use crate::checks::{auth, dns, http, kas, rbac, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -20,7 +20,7 @@ use tokio_rustls::client::TlsStream;
 use crate::net::http::{
     Endpoint as HttpEndpoint, HttpConnection, HttpFailure, Response, VerifiedDial,
 };
-use crate::net::tls::{self as net_tls, VerifiedTls};
+use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
@@ -71,6 +71,8 @@ pub struct Recorder {
     /// When the last step began or ended: a result that ran but carries no duration of its own
     /// took the time since then (JUnit `time`, JSON `duration_ms`).
     last_event: Mutex<Option<Instant>>,
+    /// Whether the verified handshake saw a CertificateRequest (`None`: no handshake yet).
+    client_cert_requested: Mutex<Option<bool>>,
 }
 
 impl Recorder {
@@ -81,6 +83,7 @@ impl Recorder {
             current: Mutex::default(),
             dates: Mutex::default(),
             last_event: Mutex::default(),
+            client_cert_requested: Mutex::default(),
         }
     }
     fn start(&self, id: CheckId, subject: &str) {
@@ -118,6 +121,14 @@ impl Recorder {
         for r in results {
             self.push(r);
         }
+    }
+    fn note_client_cert_requested(&self, requested: bool) {
+        if let Ok(mut r) = self.client_cert_requested.lock() {
+            *r = Some(requested);
+        }
+    }
+    fn client_cert_requested(&self) -> Option<bool> {
+        self.client_cert_requested.lock().ok().and_then(|r| *r)
     }
     fn date(&self, response: &Response) {
         if let Some(date) = response
@@ -178,6 +189,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
+    let tools = start_tool_probe(env, plan.timeout);
     let agent_expectation = gitlab::AgentExpectation::from_targets(
         plan.targets.iter().map(|t| (t.name.as_str(), t.kind)),
     );
@@ -222,6 +234,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         });
     }
     verdict::explain_agent_failures(&mut targets, &agent_of);
+    checks.extend(finish_tool_probe(tools, deadline, &targets).await);
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -239,6 +252,40 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     };
     plan.scrubber.scrub_report(&mut report);
     report
+}
+
+/// Asks the job's `kubectl` and `helm` their versions on a blocking thread while the targets
+/// are diagnosed (`runner.tools`); not in the demo, whose report must not depend on the machine.
+fn start_tool_probe(
+    env: &Env,
+    timeout: Duration,
+) -> Option<tokio::task::JoinHandle<Vec<tools::Probe>>> {
+    let vars: Vec<(String, String)> = env.vars.clone().into_iter().collect();
+    (!env.demo).then(|| tokio::task::spawn_blocking(move || tools::probe(&vars, timeout)))
+}
+
+/// The `runner.tools` results, judged against the servers' versions the targets found.
+async fn finish_tool_probe(
+    probe: Option<tokio::task::JoinHandle<Vec<tools::Probe>>>,
+    deadline: tokio::time::Instant,
+    targets: &[TargetReport],
+) -> Vec<CheckResult> {
+    let Some(probe) = probe else {
+        return Vec::new();
+    };
+    match tokio::time::timeout_at(deadline, probe).await {
+        Ok(Ok(probes)) => tools::judge(&probes, targets),
+        Ok(Err(_panic)) => vec![CheckResult::finding(
+            CheckId::RunnerTools,
+            "PATH",
+            Reason::Internal,
+        )],
+        Err(_) => vec![CheckResult::finding(
+            CheckId::RunnerTools,
+            "PATH",
+            Reason::Deadline,
+        )],
+    }
 }
 
 async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>) {
@@ -274,13 +321,23 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         &attempts,
         proxy.map(|p| p.display.as_str()),
     );
-    rec.push(result);
+    let result = match (proxy, host) {
+        (None, Host::Name(name)) => tcp::explain_managed_endpoint(result, name, &attempts),
+        _ => result,
+    };
     let Some((addr, mut stream)) = attempts
         .into_iter()
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
     else {
+        rec.push(result);
         return;
     };
+    if let Some(p) = proxy.filter(|p| p.tls) {
+        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, &ctx).await;
+        rec.push(judged);
+        return;
+    }
+    rec.push(result);
     if let Some(p) = proxy {
         rec.start(CheckId::ProxyTunnel, &p.display);
         let tunnel = proxy::connect_tunnel(
@@ -405,6 +462,31 @@ impl Dialer {
         tunnel.await.outcome.ok()
     }
 
+    /// One more handshake like the first, over a connection that announces a small MSS
+    /// (`connect_with_mss`): to the same address, through the same proxy tunnel.
+    async fn small_mss_handshake(
+        &self,
+        client: Option<&ClientIdentity>,
+        expect: Option<net_tls::Expect>,
+    ) -> Result<net_tls::Handshake, String> {
+        let mut stream = connect::connect_with_mss(self.addr, connect::SMALL_MSS, self.timeout)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        if let Route::Proxy(p) = &self.target.route {
+            let authority = self.target.endpoint.as_ref().map(|e| e.authority());
+            let authority = authority.unwrap_or_default();
+            let tunnel =
+                proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout)
+                    .await;
+            stream = tunnel
+                .outcome
+                .map_err(|_| format!("CONNECT through the proxy: {}", tunnel.status_line))?;
+        }
+        self.handshake(stream, client, expect)
+            .await
+            .ok_or_else(|| "no TLS settings".to_string())
+    }
+
     /// The client identity to present, when the credentials are usable.
     fn client(&self) -> Option<&ClientIdentity> {
         let creds = &self.target.credentials;
@@ -481,8 +563,8 @@ async fn secure(
     // With a client certificate, the verifier gives the real verdict: an unverified server
     // never receives the certificate.
     let expect = client.and_then(|_| dialer.expect(None));
-    let hs = dialer.handshake(stream, client, expect).await?;
-    let result = match hs.refused {
+    let hs = dialer.handshake(stream, client, expect.clone()).await?;
+    let mut result = match hs.refused {
         Some(why) => CheckResult::pass(
             CheckId::TlsHandshake,
             &authority,
@@ -495,12 +577,20 @@ async fn secure(
         "address {}, SNI {}",
         dialer.addr, settings.server_name
     ));
+    // No answer at all: once more with small packets, to tell an MTU black hole apart. Through
+    // a proxy only the runner's own link is narrowed (the proxy picks the MSS of its connection
+    // to the server), which is where the commonest black hole is: Docker-in-Docker's bridge.
+    if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) {
+        let retry = dialer.small_mss_handshake(client, expect).await;
+        result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
+    }
     rec.push(result.clone());
     let stream = match hs.outcome {
         Ok(stream) => Some(stream),
         Err(_) if hs.refused.is_some() => None,
         Err(_) => return None,
     };
+    rec.note_client_cert_requested(hs.client_cert_requested);
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the
     // config.tls finding, not a second one (the TLS rows' skips name it).
     if failed_config(target, CheckId::ConfigTls).is_some() {
@@ -551,6 +641,28 @@ async fn secure(
         Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
         Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
     }
+}
+
+/// An `https://` proxy: does it speak TLS? A TLS ClientHello on the connection made, and when
+/// that fails, a plain `CONNECT` (never with the proxy credentials) on a new one: an HTTP
+/// answer there means the proxy is a plain HTTP proxy behind an `https://` URL.
+async fn probe_tls_proxy(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    p: &crate::plan::ProxyEndpoint,
+    authority: &str,
+    connected: CheckResult,
+    ctx: &RunContext,
+) -> CheckResult {
+    let hs = net_tls::handshake(stream, &p.host.to_string(), None, None, ctx.timeout).await;
+    let plain = match &hs.outcome {
+        Ok(_) => None,
+        Err(_) => match connect::connect(addr, ctx.timeout).await.outcome {
+            Ok(s) => Some(proxy::connect_tunnel(s, authority, None, ctx.timeout).await),
+            Err(_) => None,
+        },
+    };
+    tcp::tls_proxy(connected, &hs, plain.as_ref())
 }
 
 /// HTTP, auth and RBAC: every independent question goes out at once over the one connection.
@@ -624,7 +736,7 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
     if failed_config(target, CheckId::ConfigCredentials).is_some() {
         return;
     }
-    let username = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
+    let identity = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
         Some(user) => user,
         None => return,
     };
@@ -634,12 +746,12 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .zip(reviews.iter())
         .map(|(req, outcome)| {
             let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-            let result =
-                rbac::judge(req, &namespace, outcome, &username).with_duration(took(outcome));
+            let result = rbac::judge(req, &namespace, outcome, &identity.username)
+                .with_duration(took(outcome));
             (req.clone(), namespace, result)
         })
         .collect();
-    rbac::attach_fixes(&mut judged, &username);
+    rbac::attach_fixes(&mut judged, &identity.username, &identity.groups);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
 }
 
@@ -657,7 +769,7 @@ async fn whoami_layer(
     rec: &Recorder,
     first: Result<Response, HttpFailure>,
     authority: &str,
-) -> Option<String> {
+) -> Option<auth::Identity> {
     let bearer_withheld = !conn.has_credentials() && target.credentials.bearer.is_some();
     let cert_withheld = !conn.is_verified() && target.credentials.client_identity.is_some();
     if bearer_withheld || cert_withheld {
@@ -687,12 +799,15 @@ async fn whoami_layer(
         }
     };
     let result = result.with_duration(took(&outcome));
+    let result =
+        auth::client_cert_not_requested(result, &target.credentials, rec.client_cert_requested());
+    let result = auth::cloud_identity_not_mapped(result, &target.credentials);
     let failed = result.status.is_failure();
     rec.push(result);
     if failed {
         return None;
     }
-    Some(identity.username)
+    Some(identity)
 }
 
 /// The GitLab agent server's own fingerprints: an anonymous request must get its 401 with

@@ -11,10 +11,12 @@
 pub mod catalogue;
 pub mod checks;
 pub mod cli;
+pub mod credential_plugin;
 pub mod demo;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod gitlab;
 pub mod guard;
 pub mod model;

@@ -69,6 +69,8 @@ pub struct ProxyEndpoint {
     pub display: String,
     /// `Basic …` value for `Proxy-Authorization`, when the URL had credentials.
     pub authorization: Option<Secret>,
+    /// An `https://` proxy URL: the job speaks TLS to the proxy itself.
+    pub tls: bool,
 }
 
 /// What to trust when judging the server's certificate.
@@ -93,6 +95,10 @@ pub struct Credentials {
     pub client_identity: Option<ClientIdentity>,
     /// `false` when config.credentials found them unusable: then nothing is sent.
     pub usable: bool,
+    /// The credential plugin's command when the token came from one (`aws`,
+    /// `gke-gcloud-auth-plugin`, `kubelogin`…): a 401 then means the cloud identity is not
+    /// mapped, and the fix is the provider's.
+    pub exec_plugin: Option<String>,
 }
 
 impl Credentials {
@@ -529,6 +535,7 @@ impl Plan {
         let mut scrubber = Scrubber::default();
         let judge = crate::checks::config::Judge {
             env,
+            timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),
         };

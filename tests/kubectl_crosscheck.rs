@@ -108,10 +108,19 @@ fn write_kubeconfig(
 
 /// Starts a TLS server for `class`; returns it with the CA PEM its kubeconfig should name.
 async fn start_tls(pki: &Pki, class: TlsClass) -> (ApiServerHandle, String) {
+    start_tls_with(pki, class, ApiServerOptions::default()).await
+}
+
+/// [`start_tls`] with the fake's `options`.
+async fn start_tls_with(
+    pki: &Pki,
+    class: TlsClass,
+    options: ApiServerOptions,
+) -> (ApiServerHandle, String) {
     let identity = pki.server_identity(class, DEFAULT_SANS).unwrap();
     let config = identity.server_config(&ClientAuth::None).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = apiserver::start(addr, Transport::Tls(config), ApiServerOptions::default())
+    let server = apiserver::start(addr, Transport::Tls(config), options)
         .await
         .unwrap();
     (server, identity.kubeconfig_ca_pem)
@@ -480,5 +489,34 @@ async fn real_kubectl_accepts_the_http1_only_fake() {
     assert!(
         !log.is_empty() && log.iter().all(|r| r.http_version == "HTTP/1.1"),
         "{log:?}"
+    );
+}
+
+/// The fake's emulation of an agent that may not impersonate (`rbac.can-i impersonation-denied`)
+/// reads to the real kubectl as the error users report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_reports_the_fakes_impersonation_denial() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = Pki::generate().unwrap();
+    let options = ApiServerOptions {
+        impersonation_denied: Some((
+            "gitlab:ci_job:42".into(),
+            "system:serviceaccount:gitlab-agent:gitlab-agent".into(),
+        )),
+        ..ApiServerOptions::default()
+    };
+    let (server, ca_pem) = start_tls_with(&pki, TlsClass::Good, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(dir.path(), "kc", &server.url(), &ca_pem, GOOD_TOKEN, None);
+    let out = kubectl(&bin, &kc, &["auth", "can-i", "create", "deployments.apps"]).await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot impersonate resource \"users\""),
+        "{out:?}"
     );
 }

@@ -9,10 +9,18 @@ mod child;
 #[path = "loopback/support.rs"]
 mod support;
 
+#[path = "loopback/client_cert.rs"]
+mod client_cert;
 #[path = "loopback/discovery.rs"]
 mod discovery;
+#[path = "loopback/exec_plugin.rs"]
+mod exec_plugin;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
+#[path = "loopback/impersonation.rs"]
+mod impersonation;
+#[path = "loopback/kubeconfig_content.rs"]
+mod kubeconfig_content;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/protocols.rs"]
@@ -25,5 +33,7 @@ mod reasons;
 mod robust;
 #[path = "loopback/shape.rs"]
 mod shape;
+#[path = "loopback/tools.rs"]
+mod tools;
 #[path = "loopback/trust.rs"]
 mod trust;

@@ -141,6 +141,154 @@ pub fn unsupported(subject: &str) -> CheckResult {
         .with_evidence("SelfSubjectReview v1 and v1beta1 both answered 404; the access reviews below still tell whether the credentials work")
 }
 
+/// A 401 for a client certificate the server never asked for: the handshake had no
+/// CertificateRequest, so the certificate was never sent and cannot be what was rejected.
+/// Something terminates TLS in front of the API server (a load balancer, an ingress, a proxy)
+/// and forwards the request without the client's identity. `requested` is what the handshake
+/// recorded (`None`: unknown, the result stays as it is).
+pub fn client_cert_not_requested(
+    result: CheckResult,
+    credentials: &Credentials,
+    requested: Option<bool>,
+) -> CheckResult {
+    let configured = credentials.usable && credentials.client_identity.is_some();
+    if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
+        return result;
+    }
+    let evidence = result.evidence.clone();
+    CheckResult::finding(result.id, result.subject, Reason::ClientCertNotRequested)
+        .with_evidence(
+            "the TLS handshake had no CertificateRequest: the client certificate was never sent",
+        )
+        .with_evidence_lines(evidence)
+        .with_duration(result.duration)
+}
+
+/// A 401 for a token a cloud's credential plugin made: the cloud accepted the job's identity
+/// (the plugin succeeded), but the cluster does not map that identity to a Kubernetes user.
+/// The fix is the provider's mapping mechanism, not a new token.
+pub fn cloud_identity_not_mapped(result: CheckResult, credentials: &Credentials) -> CheckResult {
+    if result.reason != Some(Reason::Unauthorized) {
+        return result;
+    }
+    let Some(command) = credentials.exec_plugin.as_deref() else {
+        return result;
+    };
+    let Some((cloud, fix)) = cloud_mapping_fix(command) else {
+        return result;
+    };
+    result
+        .with_summary(format!(
+            "401 for the {cloud} identity from `{command}`: the cluster does not map it to a Kubernetes user"
+        ))
+        .with_evidence(format!(
+            "the token came from the {cloud} credential plugin `{command}`, which succeeded: the cloud knows the identity, the cluster does not"
+        ))
+        .with_fix_detail(fix)
+}
+
+/// The provider whose credential plugin `command` is, and how that provider maps a cloud
+/// identity to a Kubernetes user.
+fn cloud_mapping_fix(command: &str) -> Option<(&'static str, &'static str)> {
+    let name = command.rsplit('/').next().unwrap_or(command);
+    match name {
+        "aws" | "aws-iam-authenticator" => Some((
+            "AWS IAM",
+            "Map the job's IAM role to a Kubernetes identity: an EKS access entry (`aws eks create-access-entry --cluster-name <cluster> --principal-arn <role arn>` plus `aws eks associate-access-policy`), or a `mapRoles` entry in the `aws-auth` ConfigMap in `kube-system`; the role ARN must be the role itself, not the assumed-role session ARN (`aws sts get-caller-identity` in the job shows it).",
+        )),
+        "gke-gcloud-auth-plugin" => Some((
+            "Google Cloud IAM",
+            "Give the job's Google identity access to the cluster: an IAM role on the project (`roles/container.developer`, or `roles/container.clusterViewer` plus Kubernetes RBAC for that identity's email), and check which identity the job uses (`gcloud auth list`): a workload identity federation principal needs its own binding.",
+        )),
+        "kubelogin" => Some((
+            "Microsoft Entra ID",
+            "Grant the job's Entra identity (service principal, managed identity or workload identity) access to the AKS cluster: an Azure RBAC role such as `Azure Kubernetes Service RBAC Writer` on the cluster, or, with Kubernetes RBAC, a RoleBinding for its object ID or an Entra group it is in; check the `--server-id`/login mode in the kubeconfig's kubelogin args too.",
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod cloud_identity_tests {
+    use super::*;
+
+    fn creds(plugin: Option<&str>) -> Credentials {
+        Credentials {
+            bearer: Some(crate::secret::Secret::new("t")),
+            client_identity: None,
+            usable: true,
+            exec_plugin: plugin.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn each_clouds_plugin_gets_its_mapping_fix() {
+        let unauthorized =
+            || CheckResult::finding(CheckId::AuthWhoami, "api:443", Reason::Unauthorized);
+        for (plugin, needle) in [
+            ("aws", "aws-auth"),
+            ("/usr/local/bin/aws-iam-authenticator", "access entry"),
+            ("gke-gcloud-auth-plugin", "roles/container.developer"),
+            ("kubelogin", "Entra"),
+        ] {
+            let r = cloud_identity_not_mapped(unauthorized(), &creds(Some(plugin)));
+            let fix = r.fix.unwrap_or_default();
+            assert!(fix.contains(needle), "{plugin}: {fix}");
+            assert_eq!(r.reason, Some(Reason::Unauthorized));
+        }
+        let plain = cloud_identity_not_mapped(unauthorized(), &creds(None));
+        assert_eq!(plain.fix, unauthorized().fix);
+        let other = cloud_identity_not_mapped(unauthorized(), &creds(Some("my-plugin")));
+        assert_eq!(other.fix, unauthorized().fix);
+    }
+}
+
+#[cfg(test)]
+mod client_cert_tests {
+    use super::*;
+    use crate::plan::ClientIdentity;
+    use rustls_pki_types::PrivateKeyDer;
+
+    fn with_cert() -> Credentials {
+        Credentials {
+            bearer: None,
+            client_identity: Some(ClientIdentity {
+                subject: "CN=alice".into(),
+                chain: Vec::new(),
+                key: PrivateKeyDer::Pkcs8(Vec::new().into()),
+            }),
+            usable: true,
+            exec_plugin: None,
+        }
+    }
+
+    fn unauthorized() -> CheckResult {
+        CheckResult::finding(CheckId::AuthWhoami, "api:6443", Reason::Unauthorized)
+    }
+
+    #[test]
+    fn only_an_unrequested_configured_certificate_changes_the_reason() {
+        let creds = with_cert();
+        let r = client_cert_not_requested(unauthorized(), &creds, Some(false));
+        assert_eq!(r.reason, Some(Reason::ClientCertNotRequested));
+        for requested in [Some(true), None] {
+            let r = client_cert_not_requested(unauthorized(), &creds, requested);
+            assert_eq!(r.reason, Some(Reason::Unauthorized), "{requested:?}");
+        }
+        let token_only = Credentials {
+            client_identity: None,
+            ..with_cert()
+        };
+        let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
+        assert_eq!(r.reason, Some(Reason::Unauthorized));
+        let unusable = Credentials {
+            usable: false,
+            ..with_cert()
+        };
+        let r = client_cert_not_requested(unauthorized(), &unusable, Some(false));
+        assert_eq!(r.reason, Some(Reason::Unauthorized));
+    }
+}
 /// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
 /// because the server's TLS did not verify (the catalogue's text, about
 /// `insecure-skip-tls-verify`).

@@ -22,6 +22,8 @@ use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
+    /// Bound on a credential plugin's run (`--timeout`).
+    pub timeout: Duration,
     pub expiry_warn: Duration,
     pub default_namespace: Option<String>,
 }
@@ -47,6 +49,10 @@ impl Judge<'_> {
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
         checks.push(cred_check);
+        // A plugin's token is known only now: every output must be scrubbed of it too.
+        if let Some(token) = &credentials.bearer {
+            scrubber.add_secret(token);
+        }
         // An unusable proxy URL means no traffic at all: the target then has no endpoint.
         let mut endpoint = endpoint;
         let mut route = Route::Direct;
@@ -334,13 +340,35 @@ impl Judge<'_> {
             Ok(None) => {}
             Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
         }
-        if let Some(command) = &spec.exec_command {
-            results.push(
-                CheckResult::pass(id, subject.clone(), format!("exec plugin {command} found"))
-                    .with_evidence(
-                        "the plugin is not run: its token is not checked (kubectl would run it)",
-                    ),
+        if let Some(exec) = &spec.exec {
+            let (result, token) = crate::checks::exec_credential::judge(
+                id,
+                &subject,
+                exec,
+                spec.server.as_deref(),
+                self.env,
+                self.timeout,
             );
+            match token {
+                Some(crate::checks::exec_credential::Issued::Token(token))
+                    if creds.bearer.is_none() =>
+                {
+                    creds.bearer = Some(token)
+                }
+                Some(crate::checks::exec_credential::Issued::ClientCertificate {
+                    cert_pem,
+                    key_pem,
+                }) if creds.client_identity.is_none() => {
+                    scrubber.add_secret(&key_pem);
+                    match identity_from_pem(cert_pem.as_bytes(), key_pem.expose().as_bytes()) {
+                        Ok((identity, _)) => creds.client_identity = Some(identity),
+                        Err(e) => results.push(fail(Reason::ExecPluginFailed, e)),
+                    }
+                }
+                _ => {}
+            }
+            creds.exec_plugin = Some(exec.command.clone());
+            results.push(result);
         }
         if results.is_empty() && kind == TargetKind::Gitlab {
             return (
@@ -463,6 +491,21 @@ impl Judge<'_> {
 
     // ---- config.proxy
 
+    /// `NO_PROXY` entries that look meant for `host` but that client-go does not apply.
+    fn ignored_no_proxy(&self, host: &crate::plan::Host) -> Vec<String> {
+        ["NO_PROXY", "no_proxy"]
+            .iter()
+            .filter_map(|name| self.env.var(name).map(|v| (name, v)))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .take(1)
+            .flat_map(|(name, list)| {
+                proxy_choice::ignored_entries(list, host)
+                    .into_iter()
+                    .map(move |(entry, why)| format!("{name} entry {entry:?} ignored: {why}"))
+            })
+            .collect()
+    }
+
     fn proxy(&self, spec: &TargetSpec, endpoint: &Endpoint) -> (CheckResult, Option<Route>) {
         let id = CheckId::ConfigProxy;
         let subject = endpoint.authority();
@@ -474,14 +517,22 @@ impl Judge<'_> {
                 CheckResult::pass(id, subject, format!("direct: {why}")),
                 Some(Route::Direct),
             ),
-            ProxyDecision::Proxy { proxy, why } => (
-                CheckResult::pass(
-                    id,
-                    subject,
-                    format!("through proxy {}: {why}", proxy.display),
-                ),
-                Some(Route::Proxy(proxy)),
-            ),
+            ProxyDecision::Proxy { proxy, why } => {
+                let summary = format!("through proxy {}: {why}", proxy.display);
+                let ignored = match spec.proxy_url {
+                    // The kubeconfig's proxy-url ignores NO_PROXY altogether, by design.
+                    Some(_) => Vec::new(),
+                    None => self.ignored_no_proxy(&endpoint.host),
+                };
+                let result = if ignored.is_empty() {
+                    CheckResult::pass(id, subject, summary)
+                } else {
+                    CheckResult::finding(id, subject, Reason::NoProxyIgnored)
+                        .with_evidence(summary)
+                        .with_evidence_lines(ignored)
+                };
+                (result, Some(Route::Proxy(proxy)))
+            }
             ProxyDecision::Invalid { source, problem } => (
                 CheckResult::finding(id, subject, Reason::InvalidProxyUrl)
                     .with_evidence(format!("{source}: {problem}")),
@@ -662,7 +713,13 @@ fn load_client_identity(
         (None, Some(_)) => return Err("client key without client certificate".into()),
         (Some(c), Some(k)) => (c, k),
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+    identity_from_pem(&cert, &key).map(Some)
+}
+
+/// A client identity from PEM certificate(s) and a PEM key (a kubeconfig's, or what a
+/// credential plugin returned).
+fn identity_from_pem(cert: &[u8], key: &[u8]) -> Result<(ClientIdentity, CertFacts), String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
         .map_err(|_| "client certificate is not PEM".to_string())?;
     let first = chain
@@ -670,16 +727,16 @@ fn load_client_identity(
         .ok_or("client certificate holds no PEM certificate")?;
     let facts = CertFacts::parse(first).ok_or("client certificate does not parse as X.509")?;
     // The key's parse error is deliberately vague: it must not echo key material.
-    let key = PrivateKeyDer::from_pem_slice(&key)
+    let key = PrivateKeyDer::from_pem_slice(key)
         .map_err(|_| "client key is not a PEM private key".to_string())?;
-    Ok(Some((
+    Ok((
         ClientIdentity {
             subject: facts.subject.clone(),
             chain,
             key,
         },
         facts,
-    )))
+    ))
 }
 
 fn keys_match(identity: &ClientIdentity) -> Result<(), String> {

@@ -69,6 +69,13 @@ pub fn judge(
                 .with_evidence(format!("identity: {who}"))
                 .with_evidence(format!("server: {why}"))
         }
+        // The impersonation filter runs before any authorization of the request itself: an
+        // agent (`access_as: ci_job`/`impersonate`) whose own service account may not
+        // impersonate gets this 403 for every request, so every deploy step fails.
+        (403, _) if r.excerpt(2000).contains("cannot impersonate") => {
+            CheckResult::finding(id, subject, Reason::ImpersonationDenied)
+                .with_evidence(format!("HTTP 403: {}", r.excerpt(300)))
+        }
         (code, _) => CheckResult::finding(id, subject, Reason::Unknown)
             .with_status(Status::Warn)
             .with_evidence(format!("HTTP {code}: {}", r.excerpt(200))),
@@ -77,7 +84,11 @@ pub fn judge(
 
 /// Gives every denied requirement one shared fix: the first denied check carries a Role and
 /// RoleBinding granting all of them in its namespace, the others point to it.
-pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username: &str) {
+pub fn attach_fixes(
+    results: &mut [(Requirement, String, CheckResult)],
+    username: &str,
+    groups: &[String],
+) {
     let mut namespaces: Vec<String> = Vec::new();
     for (_, ns, r) in results.iter() {
         if r.reason == Some(Reason::Denied) && !namespaces.contains(ns) {
@@ -90,7 +101,7 @@ pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username
             .filter(|(_, n, r)| *n == ns && r.reason == Some(Reason::Denied))
             .map(|(req, _, _)| req)
             .collect();
-        let yaml = role_binding_yaml(&denied, &ns, username);
+        let yaml = role_binding_yaml(&denied, &ns, &binding_subject(username, groups));
         let mut first: Option<String> = None;
         for (_, n, r) in results.iter_mut() {
             if *n != ns || r.reason != Some(Reason::Denied) {
@@ -109,9 +120,20 @@ pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], username
     }
 }
 
-/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `username`.
-pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, username: &str) -> String {
-    let subject = match username
+/// The RoleBinding subject for the identity the API server saw. Behind a GitLab agent with
+/// `access_as: ci_job` the user is `gitlab:ci_job:<job id>`, new in every job, so the binding
+/// goes to the project's group `gitlab:project:<id>` (every job of the project), as GitLab's
+/// documentation does.
+pub fn binding_subject(username: &str, groups: &[String]) -> String {
+    let group = |name: &str| {
+        format!("  - kind: Group\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
+    };
+    if username.starts_with("gitlab:ci_job:")
+        && let Some(project) = groups.iter().find(|g| g.starts_with("gitlab:project:"))
+    {
+        return group(project);
+    }
+    match username
         .strip_prefix("system:serviceaccount:")
         .and_then(|r| r.split_once(':'))
     {
@@ -124,7 +146,12 @@ pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, usernam
             };
             format!("  - kind: User\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
         }
-    };
+    }
+}
+
+/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `subject` (a
+/// YAML list item, from [`binding_subject`]).
+pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, subject: &str) -> String {
     let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
     for req in requirements {
         let resource = match &req.subresource {
@@ -153,4 +180,45 @@ pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, usernam
     format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {namespace}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\nsubjects:\n{subject}"
     )
+}
+
+#[cfg(test)]
+mod impersonation_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn answer(status: u16, message: &str) -> Result<Response, HttpFailure> {
+        let body = serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": message, "reason": "Forbidden", "code": status,
+        });
+        Ok(Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn a_403_for_impersonation_is_impersonation_denied() {
+        let req = &crate::plan::parse_requirement("create deployments.apps").expect("valid")[0];
+        let denied = answer(
+            403,
+            "users \"gitlab:ci_job:42\" is forbidden: User \"system:serviceaccount:gitlab-agent:gitlab-agent\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+        );
+        let r = judge(req, "prod", &denied, "");
+        assert_eq!(r.reason, Some(Reason::ImpersonationDenied));
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.evidence
+                .join(" ")
+                .contains("system:serviceaccount:gitlab-agent")
+        );
+        let other = answer(
+            403,
+            "selfsubjectaccessreviews.authorization.k8s.io is forbidden",
+        );
+        assert_eq!(judge(req, "prod", &other, "").reason, Some(Reason::Unknown));
+    }
 }

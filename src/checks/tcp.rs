@@ -4,6 +4,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, Status};
 use crate::net::connect::{Attempt, ConnectFailure};
 use crate::net::proxy::{Tunnel, TunnelFailure};
+use crate::net::tls::Handshake;
 
 /// One result for the configured `subject` (`host:port` of the API server, or of the proxy),
 /// with one evidence line per resolved address. The subject is what the user wrote, never an
@@ -113,5 +114,114 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
             }
             r.with_duration(t.elapsed)
         }
+    }
+}
+
+/// An `https://` proxy judged by what it answered: a TLS handshake (tunnelling through a TLS
+/// proxy is not checked yet: `unsupported`), an HTTP answer to a plain `CONNECT` after the
+/// ClientHello failed (`not-tls`), or neither (`handshake-failed`). `connected` is the passing
+/// `proxy.connect` result this replaces.
+pub fn tls_proxy(connected: CheckResult, hs: &Handshake, plain: Option<&Tunnel>) -> CheckResult {
+    let (id, subject) = (connected.id, connected.subject.clone());
+    let connected_line = connected.evidence.join("; ");
+    let hello = format!(
+        "TLS ClientHello to the proxy: {} after {} ms",
+        hs.detail,
+        hs.elapsed.as_millis()
+    );
+    let http_answer = plain
+        .map(|t| t.status_line.clone())
+        .filter(|line| line.starts_with("HTTP/"));
+    let r = match (&hs.outcome, http_answer) {
+        (Ok(_), _) => {
+            CheckResult::finding(id, &subject, Reason::Unsupported).with_evidence(format!(
+                "TLS handshake with the proxy complete ({})",
+                hs.version.as_deref().unwrap_or("TLS")
+            ))
+        }
+        (Err(_), Some(line)) => CheckResult::finding(id, &subject, Reason::NotTls)
+            .with_evidence(hello)
+            .with_evidence(format!(
+                "plain CONNECT on a new connection (no credentials): {line}"
+            )),
+        (Err(_), None) => {
+            CheckResult::finding(id, &subject, Reason::HandshakeFailed).with_evidence(hello)
+        }
+    };
+    r.with_evidence(connected_line).with_duration(hs.elapsed)
+}
+
+/// A managed cluster's endpoint that does not answer: the fix names what that provider calls
+/// the settings that decide who may connect (a private endpoint is reachable only inside its
+/// network; a public one only from its authorized networks). `host` is the server's host as
+/// written in the kubeconfig; other hosts, and other failures, pass unchanged.
+pub fn explain_managed_endpoint(
+    result: CheckResult,
+    host: &str,
+    attempts: &[Attempt],
+) -> CheckResult {
+    let Some(provider) = crate::checks::cloud::Provider::of_host(host) else {
+        return result;
+    };
+    let silent = matches!(
+        result.reason,
+        Some(Reason::Timeout | Reason::NetworkUnreachable)
+    );
+    if !silent || !result.status.is_failure() {
+        return result;
+    }
+    let private: Vec<String> = attempts
+        .iter()
+        .filter(|a| crate::checks::cloud::is_private(&a.addr.ip()))
+        .map(|a| a.addr.ip().to_string())
+        .collect();
+    if private.is_empty() {
+        result
+            .with_evidence(format!("{host} is {}", provider.label()))
+            .with_fix_detail(provider.authorized_networks_fix())
+    } else {
+        result
+            .with_evidence(format!(
+                "{host} is {}, and answered private addresses [{}]",
+                provider.label(),
+                private.join(", ")
+            ))
+            .with_fix_detail(provider.private_endpoint_fix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn timed_out(addr: &str) -> Attempt {
+        Attempt {
+            addr: addr.parse().unwrap(),
+            outcome: Err(ConnectFailure::Timeout),
+            elapsed: Duration::from_secs(5),
+            detail: "no answer".into(),
+        }
+    }
+
+    fn fix_for(host: &str, addr: &str) -> String {
+        let attempts = [timed_out(addr)];
+        let subject = format!("{host}:443");
+        let r = connect(CheckId::TcpConnect, &subject, &attempts, None);
+        explain_managed_endpoint(r, host, &attempts)
+            .fix
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_managed_endpoints_timeout_names_its_network_rules() {
+        let fix = fix_for("abc.gr7.eu-west-1.eks.amazonaws.com", "10.0.190.233:443");
+        assert!(fix.contains("inside the cluster's VPC"), "{fix}");
+        assert!(fix.contains("publicAccessCidrs"), "{fix}");
+        let fix = fix_for("dns-1.hcp.westeurope.azmk8s.io", "35.202.107.4:443");
+        assert!(fix.contains("--api-server-authorized-ip-ranges"), "{fix}");
+        assert!(!fix.contains("virtual network"), "{fix}");
+        let plain = fix_for("api.k8s.test", "10.0.0.1:443");
+        assert!(!plain.contains("VPC"), "{plain}");
     }
 }

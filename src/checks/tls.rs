@@ -33,7 +33,9 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
                 HandshakeFailure::NoCommonVersion => Reason::NoCommonVersion,
                 HandshakeFailure::Closed => Reason::Closed,
                 HandshakeFailure::ClientCertRequired => Reason::ClientCertRequired,
-                HandshakeFailure::Stalled => Reason::Stalled,
+                // Spec wave 2: no answer to the ClientHello is `timeout`; the small-MSS retry
+                // (`after_small_mss_retry`) turns it into `mtu-blackhole` when that completes.
+                HandshakeFailure::Stalled => Reason::Timeout,
                 HandshakeFailure::Oversized => Reason::OversizedCertificate,
                 HandshakeFailure::Other(_) => Reason::HandshakeFailed,
             };
@@ -51,6 +53,40 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
             }
             r
         }
+    }
+}
+
+/// A handshake that got no answer, judged again after one retry over a connection announcing a
+/// small MSS: if that one completes, full-size segments are what vanish on the path (an MTU
+/// black hole: a smaller MTU on the way and its ICMP "fragmentation needed" dropped), so the fix
+/// is the MTU, not the server. `retry` is the retry's handshake, or why it could not be made.
+pub fn after_small_mss_retry(
+    first: CheckResult,
+    retry: &Result<Handshake, String>,
+    mss: u32,
+) -> CheckResult {
+    match retry {
+        Ok(hs) if hs.outcome.is_ok() => {
+            let evidence = first.evidence.clone();
+            CheckResult::finding(first.id, first.subject, Reason::MtuBlackhole)
+                .with_evidence_lines(evidence)
+                .with_evidence(format!(
+                    "retry over a new connection announcing MSS {mss}: handshake complete after {} ms, {} certificate(s)",
+                    hs.elapsed.as_millis(),
+                    hs.chain.len()
+                ))
+                .with_duration(first.duration)
+        }
+        Ok(hs) => first
+            .with_evidence(format!(
+                "retry announcing MSS {mss}: {} after {} ms (not an MTU problem, or not only)",
+                hs.detail,
+                hs.elapsed.as_millis()
+            ))
+            .with_fix_detail(
+                "A retry with small packets got no answer either, so packet size is not the cause.",
+            ),
+        Err(e) => first.with_evidence(format!("retry announcing MSS {mss}: {e}")),
     }
 }
 

@@ -134,6 +134,10 @@ pub struct ApiServerOptions {
     pub self_subject_review: bool,
     /// NetworkPolicies returned by the list endpoints (filtered by namespace).
     pub network_policies: Vec<NetworkPolicy>,
+    /// Emulates a GitLab agent with `access_as: ci_job` whose own service account (`.1`) may
+    /// not impersonate the job's identity (`.0`): kube-apiserver's impersonation filter then
+    /// answers every authenticated request with 403 `cannot impersonate resource "users"`.
+    pub impersonation_denied: Option<(String, String)>,
     /// Which HTTP versions the server speaks (and offers in ALPN).
     pub protocols: Protocols,
     /// Each response body is sent this long after its head (a slow backend behind a load
@@ -167,6 +171,7 @@ impl Default for ApiServerOptions {
             server_header: None,
             self_subject_review: true,
             network_policies: Vec::new(),
+            impersonation_denied: None,
             protocols: Protocols::default(),
             body_delay: None,
             extra_headers: Vec::new(),

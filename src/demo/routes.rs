@@ -350,6 +350,14 @@ async fn route(
             _ => unauthorized(),
         };
     }
+    if let Some((impersonated, agent)) = &shared.options.impersonation_denied
+        && !user.is_anonymous()
+    {
+        let message = format!(
+            "users \"{impersonated}\" is forbidden: User \"{agent}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        );
+        return status(StatusCode::FORBIDDEN, "Forbidden", &message, None);
+    }
     let reading = matches!(*method, Method::GET | Method::HEAD);
     match endpoint {
         Endpoint::Unknown => not_found(),

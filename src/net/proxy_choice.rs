@@ -100,12 +100,18 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
         format!("http://{raw}")
     };
     let url = url::parse(&with_scheme).map_err(|e| e.to_string())?;
-    if url.scheme != "http" {
-        return Err(format!(
-            "scheme {:?}: only http:// forward proxies are supported (https:// and socks5:// proxies are not checked yet)",
-            url.scheme
-        ));
-    }
+    // An https:// proxy is accepted so that `proxy.connect` can tell whether it speaks TLS at
+    // all (a plain proxy behind an https:// URL is a common mistake); tunnelling through one
+    // is not checked yet.
+    let tls = match url.scheme.as_str() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "scheme {other:?}: only http:// and https:// forward proxies are supported (socks5:// proxies are not checked yet)"
+            ));
+        }
+    };
     let authorization = url.user.as_ref().map(|user| {
         let password = url.password.as_ref().map_or("", Secret::expose);
         Secret::new(format!(
@@ -115,9 +121,10 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
     });
     Ok(ProxyEndpoint {
         display: url.display().to_string(),
-        port: url.port.unwrap_or(80),
+        port: url.port.unwrap_or(if tls { 443 } else { 80 }),
         host: url.host,
         authorization,
+        tls,
     })
 }
 
@@ -200,6 +207,39 @@ pub fn no_proxy_match(list: &str, host: &Host, port: u16) -> Option<String> {
     None
 }
 
+/// Entries of a `NO_PROXY` list that someone wrote for `host` but that Go's httpproxy will not
+/// apply to it (golang.org/x/net/http/httpproxy `useProxy`): a CIDR or IP matches only a
+/// server written as an IP literal, never a name that resolves into it; a `*` anywhere but alone
+/// or as a leading `*.` is no pattern (`10.0.0.*` matches nothing). Each with the reason.
+pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for raw in list.split(',') {
+        let entry = raw.trim().to_ascii_lowercase();
+        if entry.is_empty() || entry == "*" {
+            continue;
+        }
+        let is_ip_entry = entry.parse::<ipnet::IpNet>().is_ok()
+            || split_host_port(&entry).is_some_and(|(h, _)| h.parse::<IpAddr>().is_ok());
+        if is_ip_entry {
+            if let Host::Name(name) = host {
+                out.push((
+                    entry,
+                    format!("an IP or CIDR entry matches only a server written as an IP address, not the name {name} (client-go does not resolve names for NO_PROXY)"),
+                ));
+            }
+            continue;
+        }
+        let body = entry.strip_prefix("*.").unwrap_or(&entry);
+        if body.contains('*') {
+            out.push((
+                entry,
+                "`*` is a wildcard only alone or as a leading `*.`; here it is a literal character that no host name contains".into(),
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +252,24 @@ mod tests {
     }
 
     /// The NO_PROXY table, after golang.org/x/net/http/httpproxy's own tests.
+    #[test]
+    fn ignored_no_proxy_entries_are_named() {
+        let entries = |list: &str, host: Host| -> Vec<String> {
+            ignored_entries(list, &host)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect()
+        };
+        let list = "10.0.0.0/8, 10.0.0.*, .svc, *.corp.example, 10.1.2.3, *";
+        assert_eq!(
+            entries(list, name("api.corp.example")),
+            ["10.0.0.0/8", "10.0.0.*", "10.1.2.3"]
+        );
+        // Against an IP-literal server, IP and CIDR entries do apply.
+        assert_eq!(entries(list, ip("10.0.0.5")), ["10.0.0.*"]);
+        assert!(entries("corp.example,.svc", name("api.corp.example")).is_empty());
+    }
+
     #[test]
     fn no_proxy_matching_table() {
         let cases: &[(&str, Host, u16, bool)] = &[

@@ -121,6 +121,10 @@ pub struct Resolved {
     pub addresses: Vec<IpAddr>,
     pub answered_by: AnsweredBy,
     pub elapsed: Duration,
+    /// When a search domain answered: what the name itself, taken as absolute, resolves to. A
+    /// wildcard record in a search domain can send a dotted name to another host (ndots 5 in
+    /// Kubernetes pods), so `dns.resolve` compares the two.
+    pub absolute: Option<Result<Vec<IpAddr>, ResolveFailure>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +150,7 @@ pub async fn resolve(
             addresses: from_hosts,
             answered_by: AnsweredBy::HostsFile,
             elapsed: started.elapsed(),
+            absolute: None,
         };
         return (Ok(resolved), started.elapsed());
     }
@@ -163,8 +168,25 @@ pub async fn resolve(
     if setup.nameservers.is_empty() {
         return (Err(ResolveFailure::NoNameservers), started.elapsed());
     }
-    let outcome = lookup(config, opts, name, timeout).await;
+    let mut outcome = lookup(config.clone(), opts.clone(), name, timeout).await;
+    if let Ok(resolved) = &mut outcome
+        && search_applied(&resolved.answered_by, name)
+    {
+        let absolute = format!("{}.", name.trim_end_matches('.'));
+        let again = lookup(config, opts, &absolute, timeout).await;
+        resolved.absolute = Some(again.map(|r| r.addresses));
+    }
     (outcome, started.elapsed())
+}
+
+/// Whether the name that answered is not the name asked (a search domain was appended).
+pub fn search_applied(answered_by: &AnsweredBy, asked: &str) -> bool {
+    match answered_by {
+        AnsweredBy::HostsFile => false,
+        AnsweredBy::Dns { name } => !name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(asked.trim_end_matches('.')),
+    }
 }
 
 async fn lookup(
@@ -197,6 +219,7 @@ async fn lookup(
                 addresses,
                 answered_by: AnsweredBy::Dns { name: answered },
                 elapsed: started.elapsed(),
+                absolute: None,
             })
         }
     }

@@ -145,6 +145,9 @@ pub enum HandshakeFailure {
 
 pub struct Handshake {
     pub outcome: Result<TlsStream<TcpStream>, HandshakeFailure>,
+    /// The server sent a CertificateRequest. A server that never asks cannot authenticate a
+    /// client certificate: something terminates TLS in front of the API server.
+    pub client_cert_requested: bool,
     /// The chain as presented: leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     pub version: Option<String>,
@@ -175,6 +178,7 @@ pub async fn handshake(
                   detail: String,
                   chain: Vec<CertificateDer<'static>>| Handshake {
         outcome: Err(failure),
+        client_cert_requested: false,
         chain,
         version: None,
         alpn_h2: false,
@@ -187,7 +191,17 @@ pub async fn handshake(
         let why = "a client identity needs the server's certificate verified first";
         return failed(HandshakeFailure::Other(why.into()), why.into(), Vec::new());
     }
-    let config = match client_config(verifier.clone(), client) {
+    let resolver = match NotingResolver::new(client) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            return failed(
+                HandshakeFailure::Other(e.to_string()),
+                e.to_string(),
+                Vec::new(),
+            );
+        }
+    };
+    let config = match client_config(verifier.clone(), resolver.clone()) {
         Ok(c) => c,
         Err(e) => {
             return failed(
@@ -233,6 +247,7 @@ pub async fn handshake(
             let alpn_h2 = conn.alpn_protocol() == Some(b"h2");
             Handshake {
                 outcome: Ok(tls),
+                client_cert_requested: resolver.asked(),
                 chain,
                 version,
                 alpn_h2,
@@ -246,18 +261,61 @@ pub async fn handshake(
 
 fn client_config(
     verifier: Arc<RecordingVerifier>,
-    client: Option<&ClientIdentity>,
+    resolver: Arc<NotingResolver>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match client {
-        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
-        None => builder.with_no_client_auth(),
-    };
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Offers the target's client certificate (if any) and notes whether the server asked for one:
+/// rustls calls `resolve` only when a CertificateRequest arrived (TLS 1.2 and 1.3 alike).
+#[derive(Debug)]
+struct NotingResolver {
+    key: Option<Arc<rustls::sign::CertifiedKey>>,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+impl NotingResolver {
+    fn new(client: Option<&ClientIdentity>) -> Result<NotingResolver, rustls::Error> {
+        let key = client
+            .map(|id| {
+                rustls::sign::CertifiedKey::from_der(
+                    id.chain.clone(),
+                    id.key.clone_key(),
+                    &provider(),
+                )
+            })
+            .transpose()?
+            .map(Arc::new);
+        Ok(NotingResolver {
+            key,
+            asked: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ResolvesClientCert for NotingResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.key.is_some()
+    }
 }
 
 /// rustls/io error → failure, in one place.

@@ -44,6 +44,13 @@ fn kubeconfig_paths(opts: &DiscoveryOptions, env: &Env) -> (Vec<PathBuf>, &'stat
 
 pub fn discover(opts: &DiscoveryOptions, env: &Env) -> KubeconfigDiscovery {
     let mut out = KubeconfigDiscovery::default();
+    if opts.kubeconfig.is_none()
+        && let Some(finding) = env.var("KUBECONFIG").and_then(content_instead_of_path)
+    {
+        out.found_any_file = true;
+        out.checks.push(finding);
+        return out;
+    }
     let (paths, origin) = kubeconfig_paths(opts, env);
     if paths.is_empty() && origin != "none" {
         // Set, but only separators (`KUBECONFIG=":::"`): not the same mistake as "not set".
@@ -95,6 +102,17 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> KubeconfigDiscovery {
                 );
                 return out;
             }
+            Err(LoadError::Base64(msg)) => {
+                out.checks.push(
+                    CheckResult::finding(
+                        CheckId::ConfigKubeconfig,
+                        path.display().to_string(),
+                        Reason::Base64Encoded,
+                    )
+                    .with_evidence(msg),
+                );
+                return out;
+            }
             Err(LoadError::Invalid(msg)) => {
                 out.checks.push(
                     CheckResult::finding(
@@ -124,6 +142,59 @@ enum LoadError {
     Missing(String),
     Unreadable(String),
     Invalid(String),
+    /// The file holds base64 of a kubeconfig, not the kubeconfig.
+    Base64(String),
+}
+
+/// `KUBECONFIG` holding the kubeconfig itself (a GitLab variable of type Variable instead of
+/// File), or base64 of it, rather than a path. The value is never quoted: it holds secrets.
+fn content_instead_of_path(value: &str) -> Option<CheckResult> {
+    let trimmed = value.trim_start();
+    let yaml_like = value.contains('\n')
+        || ["apiVersion:", "kind:", "clusters:", "{"]
+            .iter()
+            .any(|start| trimmed.starts_with(start));
+    let finding = |reason: Reason, what: String| {
+        CheckResult::finding(CheckId::ConfigKubeconfig, "KUBECONFIG", reason).with_evidence(what)
+    };
+    if yaml_like {
+        return Some(finding(
+            Reason::ContentNotPath,
+            format!(
+                "KUBECONFIG's value is {} bytes over {} lines of text, not a file path (the value itself is not shown: it holds credentials)",
+                value.len(),
+                value.lines().count()
+            ),
+        ));
+    }
+    if !value.contains('/') && decodes_to_kubeconfig(value) {
+        return Some(finding(
+            Reason::Base64Encoded,
+            format!(
+                "KUBECONFIG's value is {} characters of base64 that decode to a kubeconfig, not a file path",
+                value.len()
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether `text` (whitespace ignored) is base64 of something that reads as a kubeconfig.
+fn decodes_to_kubeconfig(text: &str) -> bool {
+    use base64::Engine as _;
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() < 16 {
+        return false;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .is_some_and(|decoded| {
+            ["apiVersion", "clusters", "contexts"]
+                .iter()
+                .any(|key| decoded.contains(key))
+        })
 }
 
 fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
@@ -133,6 +204,13 @@ fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| LoadError::Invalid(format!("{}: not UTF-8 text", path.display())))?;
+    if decodes_to_kubeconfig(&text) {
+        return Err(LoadError::Base64(format!(
+            "{}: {} bytes of base64 that decode to a kubeconfig (kubectl: `yaml: invalid leading UTF-8 octet` or a parse error)",
+            path.display(),
+            text.len()
+        )));
+    }
     let mut config = Kubeconfig::from_yaml(&text)
         .map_err(|e| LoadError::Invalid(describe_invalid(path, &text, &e)))?;
     if let Some(dir) = path.parent() {
@@ -182,8 +260,15 @@ fn select(
     let requested: Vec<String> = if !opts.contexts.is_empty() {
         opts.contexts.clone()
     } else if let Some(ctx) = env.var("KUBE_CONTEXT") {
+        if let Some(warning) = kube_context_not_current(config, ctx) {
+            out.checks.push(warning);
+        }
         vec![ctx.to_string()]
     } else if let Some(ctx) = config.current_context.clone().filter(|c| !c.is_empty()) {
+        if let Some(warning) = legacy_context_by_default(config, &ctx) {
+            out.checks
+                .push(warning.with_evidence_lines(evidence.clone()));
+        }
         vec![ctx]
     } else {
         out.checks.push(
@@ -223,6 +308,69 @@ fn select(
             .with_evidence_lines(evidence),
         );
     }
+}
+
+/// `KUBE_CONTEXT` names another context than `current-context`: kube-reach checks the one
+/// `KUBE_CONTEXT` names, but kubectl and helm never read that variable; unless the job selects
+/// it (`kubectl config use-context "$KUBE_CONTEXT"`, as Auto DevOps does), they use the current
+/// context.
+fn kube_context_not_current(config: &Kubeconfig, wanted: &str) -> Option<CheckResult> {
+    let current = config
+        .current_context
+        .as_deref()
+        .filter(|c| !c.is_empty())?;
+    let exists = config.contexts.iter().any(|c| c.name == wanted);
+    (current != wanted && exists).then(|| {
+        CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            wanted,
+            Reason::KubeContextNotCurrent,
+        )
+        .with_evidence(format!(
+            "KUBE_CONTEXT={wanted}; the kubeconfig's current-context is {current}"
+        ))
+        .with_fix_detail(format!(
+            "Here: `kubectl config use-context {wanted}` before the deploy commands."
+        ))
+    })
+}
+
+/// `current-context: gitlab-deploy` (the certificate-based integration's context, which GitLab
+/// makes current) while the kubeconfig also has GitLab agent contexts: kubectl without
+/// `--context` uses the deprecated cluster, not the agent the job was authorized for.
+fn legacy_context_by_default(config: &Kubeconfig, current: &str) -> Option<CheckResult> {
+    if current != crate::gitlab::LEGACY_CONTEXT {
+        return None;
+    }
+    let agent_contexts: Vec<&str> = config
+        .contexts
+        .iter()
+        .filter(|c| {
+            let cluster = c.context.as_ref().map(|x| x.cluster.as_str());
+            config
+                .clusters
+                .iter()
+                .filter(|k| Some(k.name.as_str()) == cluster)
+                .filter_map(|k| k.cluster.as_ref()?.server.as_deref())
+                .any(|s| s.trim_end_matches('/').ends_with("/k8s-proxy"))
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    (!agent_contexts.is_empty()).then(|| {
+        CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            current,
+            Reason::LegacyContextSelected,
+        )
+        .with_evidence(format!(
+            "current-context: {current}; GitLab agent contexts: {}",
+            agent_contexts.join(", ")
+        ))
+        .with_fix_detail(format!(
+            "Here: `kubectl config use-context {}`.",
+            agent_contexts[0]
+        ))
+    })
 }
 
 /// The `existing contexts: …` evidence line, built once for every missing context and only as
@@ -323,6 +471,89 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
     spec.other_secrets = other_secrets(user);
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
     spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
+    spec.exec = user.exec.as_ref().and_then(exec_spec);
+}
+
+/// The `exec:` stanza as client-go uses it; `None` without a command.
+fn exec_spec(exec: &kube::config::ExecConfig) -> Option<super::ExecSpec> {
+    let env = exec
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|entry| Some((entry.get("name")?.clone(), entry.get("value")?.clone())))
+        .collect();
+    let interactive_mode = exec.interactive_mode.as_ref().map(|m| {
+        match m {
+            kube::config::ExecInteractiveMode::Never => "Never",
+            kube::config::ExecInteractiveMode::IfAvailable => "IfAvailable",
+            kube::config::ExecInteractiveMode::Always => "Always",
+        }
+        .to_string()
+    });
+    Some(super::ExecSpec {
+        command: exec.command.clone()?,
+        args: exec.args.clone().unwrap_or_default(),
+        env,
+        api_version: exec.api_version.clone(),
+        interactive_mode,
+        provide_cluster_info: exec.provide_cluster_info,
+    })
+}
+
+#[cfg(test)]
+mod content_tests {
+    use super::*;
+
+    #[test]
+    fn kube_context_other_than_current_warns() {
+        let yaml = "apiVersion: v1\nkind: Config\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n- name: b\n  context: {cluster: c, user: u}\ncurrent-context: a\n";
+        let config = Kubeconfig::from_yaml(yaml).expect("kubeconfig");
+        let r = kube_context_not_current(&config, "b").expect("warning");
+        assert_eq!(r.reason, Some(Reason::KubeContextNotCurrent));
+        assert!(kube_context_not_current(&config, "a").is_none());
+        // A context that does not exist is context-not-found, not this.
+        assert!(kube_context_not_current(&config, "zz").is_none());
+    }
+
+    #[test]
+    fn gitlab_deploy_by_default_beside_agent_contexts_warns() {
+        let yaml = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {server: 'https://kas.gitlab.example/k8s-proxy'}\n- name: gitlab-deploy\n  cluster: {server: 'https://10.0.0.1:6443'}\ncontexts:\n- name: group/agents:prod\n  context: {cluster: gitlab, user: agent}\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: legacy}\ncurrent-context: gitlab-deploy\n";
+        let config = Kubeconfig::from_yaml(yaml).expect("kubeconfig");
+        let r = legacy_context_by_default(&config, "gitlab-deploy").expect("warning");
+        assert_eq!(r.reason, Some(Reason::LegacyContextSelected));
+        assert!(
+            r.fix
+                .unwrap_or_default()
+                .contains("use-context group/agents:prod")
+        );
+        assert!(legacy_context_by_default(&config, "group/agents:prod").is_none());
+        let legacy_only = "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab-deploy\n  cluster: {server: 'https://10.0.0.1:6443'}\ncontexts:\n- name: gitlab-deploy\n  context: {cluster: gitlab-deploy, user: legacy}\ncurrent-context: gitlab-deploy\n";
+        let config = Kubeconfig::from_yaml(legacy_only).expect("kubeconfig");
+        assert!(legacy_context_by_default(&config, "gitlab-deploy").is_none());
+    }
+
+    #[test]
+    fn paths_are_paths_and_text_or_base64_is_named() {
+        for path in [
+            "/builds/group/project.tmp/KUBECONFIG",
+            "kubeconfig",
+            "a:b",
+            "/tmp/x.yaml:/tmp/y",
+        ] {
+            assert!(content_instead_of_path(path).is_none(), "{path}");
+        }
+        let yaml = "apiVersion: v1\nkind: Config\nclusters: []\n";
+        let r = content_instead_of_path(yaml).expect("content");
+        assert_eq!(r.reason, Some(Reason::ContentNotPath));
+        assert!(
+            !r.evidence.join(" ").contains("apiVersion"),
+            "the value is never quoted"
+        );
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
+        let r = content_instead_of_path(&b64).expect("base64");
+        assert_eq!(r.reason, Some(Reason::Base64Encoded));
+    }
 }
 
 /// Secret values of a kubeconfig user that are not sent: the basic-auth password, and the

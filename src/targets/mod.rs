@@ -39,11 +39,26 @@ pub struct TargetSpec {
     pub basic_auth: bool,
     pub auth_provider: Option<String>,
     pub exec_command: Option<String>,
+    /// The user's `exec:` stanza, as client-go reads it, for running the plugin.
+    pub exec: Option<ExecSpec>,
     pub namespace: Option<String>,
     /// Other secret values the source holds (a basic-auth password, auth-provider settings
     /// such as `client-secret`/`refresh-token`/`id-token`, exec `env` values): never sent, but
     /// registered with the scrubber so a server or a parser that echoes one cannot print it.
     pub other_secrets: Vec<Secret>,
+}
+
+/// A kubeconfig user's credential plugin (`users[].user.exec`), before any judgement.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// `env:` entries (`name`, `value`), added to the job's environment.
+    pub env: Vec<(String, String)>,
+    pub api_version: Option<String>,
+    /// `Never`, `IfAvailable` or `Always` (client-go's default: `IfAvailable`).
+    pub interactive_mode: Option<String>,
+    pub provide_cluster_info: bool,
 }
 
 /// What discovery found: targets to check and run-wide config results.

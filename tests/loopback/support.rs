@@ -263,6 +263,14 @@ pub struct Finished {
     pub stderr: Vec<u8>,
 }
 
+/// The target's first result of check `id`, failing the test when there is none.
+pub fn result_of(t: &TargetReport, id: CheckId) -> &kube_reach::model::CheckResult {
+    t.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{}: no {} result: {:#?}", t.name, id.as_str(), t.checks))
+}
+
 /// An unsigned JWT whose `exp` claim is `exp` (seconds since the epoch).
 pub fn jwt_with_exp(exp: u64) -> String {
     let b64 =

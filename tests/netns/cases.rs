@@ -1,5 +1,6 @@
 //! The cases, one module per layer that breaks, and the helpers they share.
 
+mod auth;
 mod dns;
 mod http;
 mod lb;

@@ -6,6 +6,7 @@
 //! - `*.dropped.test`: no answer at all, the client times out (`deny`);
 //! - `*.servfail.test`: SERVFAIL, by forwarding the zone to unbound itself on 127.0.0.1, where
 //!   `access-control` refuses it: a refused upstream is what unbound turns into SERVFAIL;
+//! - `*.wild.test`: one A record for every name (a wildcard, as a `redirect` zone);
 //! - anything else: NXDOMAIN (the root is `static`), so nothing is ever looked up outside.
 
 use std::fmt::Write as _;
@@ -15,6 +16,12 @@ use crate::world::{Ns, World};
 
 /// The name every kubeconfig uses unless a case says otherwise.
 pub const API: &str = "api.k8s.test";
+/// An EKS-style API endpoint name, served by the world's unbound with the server's private
+/// address (as a private EKS endpoint's public record is): never looked up outside the world.
+pub const EKS: &str = "kr.gr7.eu-west-1.eks.amazonaws.com";
+/// A search domain whose wildcard answers every name under it with an address nobody routes
+/// (`10.253.99.1`): unbound's `redirect` zone, the wildcard record of k3s#6561.
+pub const WILDCARD_DOMAIN: &str = "wild.test";
 
 /// A name and one of its addresses; a name may appear twice (A and AAAA).
 pub type Record<'a> = (&'a str, IpAddr);
@@ -55,6 +62,8 @@ fn unbound_conf(world: &World, listen: &[IpAddr], records: &[Record]) -> String 
   local-zone: "refused.test." always_refuse
   local-zone: "dropped.test." deny
   local-zone: "servfail.test." transparent
+  local-zone: "wild.test." redirect
+  local-data: "wild.test. 5 IN A 10.253.99.1"
 "#;
     for (name, ip) in records {
         let kind = if ip.is_ipv4() { "A" } else { "AAAA" };

@@ -35,7 +35,20 @@ static HOMES: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs kubectl like kube-reach ran, asserts they agree, and records the row and timings.
 pub fn compare(site: &Site, case: &str, kubeconfig: &Path, env: &[(&str, &str)], report: &Report) {
-    let kubectl = sys::which("kubectl").map(|_| version(site, kubeconfig, env));
+    compare_with(site, case, kubeconfig, env, report, &["version"]);
+}
+
+/// [`compare`] with another kubectl command: `auth whoami` for a case whose failure is the
+/// credentials (`kubectl version` succeeds on a server that rejects them: /version is public).
+pub fn compare_with(
+    site: &Site,
+    case: &str,
+    kubeconfig: &Path,
+    env: &[(&str, &str)],
+    report: &Report,
+    command: &[&str],
+) {
+    let kubectl = sys::which("kubectl").map(|_| version(site, kubeconfig, env, command));
     record_timing(case, report, kubectl.as_ref());
     let Some(kubectl) = kubectl else { return };
     let kubectl_ok = kubectl.status == Some(0);
@@ -53,23 +66,24 @@ pub fn compare(site: &Site, case: &str, kubeconfig: &Path, env: &[(&str, &str)],
     }
 }
 
-/// `kubectl version` with a fresh HOME and cache, so no discovery cache of another case applies.
-fn version(site: &Site, kubeconfig: &Path, env: &[(&str, &str)]) -> Ran {
+/// `kubectl <command>` (`version`) with a fresh HOME and cache, so no discovery cache of another
+/// case applies.
+fn version(site: &Site, kubeconfig: &Path, env: &[(&str, &str)], command: &[&str]) -> Ran {
     let n = HOMES.fetch_add(1, Ordering::SeqCst);
     let home = site.world.dir().join(format!("kubectl-home-{n}"));
     fs::create_dir_all(&home).expect("kubectl home");
     let cache = home.join("cache");
     let (home, cache) = (home.to_string_lossy(), cache.to_string_lossy());
     let kubeconfig = kubeconfig.to_string_lossy();
-    let argv = [
+    let mut argv = vec![
         "kubectl",
         "--kubeconfig",
         &kubeconfig,
         "--request-timeout=5s",
         "--cache-dir",
         &cache,
-        "version",
     ];
+    argv.extend(command);
     let mut env = env.to_vec();
     env.push(("HOME", &home));
     site.world

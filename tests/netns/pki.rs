@@ -32,7 +32,13 @@ pub enum LeafKind {
     Expired,
     /// Valid now, but only for `wrong.example`.
     WrongSan,
+    /// Valid now for [`SERVER_NAMES`] plus [`LARGE_PADDING_NAMES`] more names: a certificate of
+    /// about 4 KiB, so the server's handshake flight needs full-size segments (the MTU world).
+    Large,
 }
+
+/// Extra subjectAltNames of a [`LeafKind::Large`] certificate.
+pub const LARGE_PADDING_NAMES: usize = 160;
 
 /// A server certificate and key, as files (for the demo server) and as DER (for in-process servers).
 pub struct Leaf {
@@ -75,6 +81,11 @@ impl Pki {
                 SERVER_NAMES.iter().map(|n| n.to_string()).collect()
             }
             LeafKind::WrongSan => vec!["wrong.example".into()],
+            LeafKind::Large => SERVER_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .chain((0..LARGE_PADDING_NAMES).map(|i| format!("padding-{i:03}.k8s.test")))
+                .collect(),
         };
         let mut params = CertificateParams::new(names.clone()).expect("leaf params");
         params

@@ -50,6 +50,13 @@ pub fn diagnose(site: &Site, case: &str, kubeconfig: &Path, env: &[(&str, &str)]
     report
 }
 
+/// [`diagnose`] for a case whose failure is the credentials: kubectl runs `auth whoami`.
+pub fn diagnose_auth(site: &Site, case: &str, kubeconfig: &Path) -> Report {
+    let report = run(site, kubeconfig, &[]);
+    kubectl::compare_with(site, case, kubeconfig, &[], &report, &["auth", "whoami"]);
+    report
+}
+
 fn run(site: &Site, kubeconfig: &Path, env: &[(&str, &str)]) -> Report {
     let kubeconfig = kubeconfig.to_string_lossy();
     let argv = [
@@ -263,6 +270,16 @@ impl Report {
             "{id} {subject}{}",
             self.dump()
         );
+        self
+    }
+
+    /// Some result of `id` has `status` and `reason`: for warnings, which are never a root cause.
+    pub fn expect_finding(&self, id: &str, status: &str, reason: &str) -> &Self {
+        let hit = self
+            .results(id)
+            .into_iter()
+            .any(|c| str_of(c, "status") == status && str_of(c, "reason") == reason);
+        assert!(hit, "no {status} {id} {reason} result{}", self.dump());
         self
     }
 

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dns::{self, API, Record};
+use crate::dns::{self, API, EKS, Record};
 use crate::fixture;
 use crate::kubeconfig::Kubeconfig;
 use crate::mtu;
@@ -46,7 +46,7 @@ impl Site {
     /// `c — s`, with `family` on the link, and the nameserver on a link of its own (`c — d`, net
     /// 3), so a report naming the nameserver is never mistaken for one naming the API server.
     /// DNS: `api.k8s.test` (A), `api6.k8s.test` (AAAA), `dual.k8s.test` (both),
-    /// `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there).
+    /// `unroutable.k8s.test` and `onlink.k8s.test` (A, nobody there), [`EKS`] (A, the server).
     pub fn direct(family: Family) -> Site {
         let mut world = World::new(&["unbound"]);
         let client = world.ns("c");
@@ -60,7 +60,11 @@ impl Site {
             ("onlink.k8s.test", UNOWNED.into()),
         ];
         if family != Family::V6 {
-            records.extend([(API, link.b4.into()), ("dual.k8s.test", link.b4.into())]);
+            records.extend([
+                (API, link.b4.into()),
+                ("dual.k8s.test", link.b4.into()),
+                (EKS, link.b4.into()),
+            ]);
         }
         if family != Family::V4 {
             records.extend([
@@ -91,23 +95,8 @@ impl Site {
     /// `c — p — s` without forwarding in `p`. DNS: `api.k8s.test` (the server, behind the proxy),
     /// `proxy.k8s.test` (the proxy); `p` resolves through the same unbound.
     pub fn proxied() -> Site {
-        let (mut world, client, proxy, server, near, far) = three_namespaces("p");
-        let records = [(API, far.b4.into()), ("proxy.k8s.test", near.b4.into())];
-        dns::start(&mut world, &proxy, &[near.b4.into()], &records);
-        let resolv = dns::resolv_conf(near.b4.into(), "");
-        world.etc(&client, "resolv.conf", &resolv);
-        world.etc(&proxy, "resolv.conf", &resolv);
-        let pki = Pki::new(&world);
-        let api = vec![SocketAddr::new(far.b4.into(), API_PORT)];
-        Site {
-            world,
-            client,
-            server,
-            hop: Some(proxy),
-            pki,
-            api,
-            nameserver: near.b4.into(),
-        }
+        let (world, client, proxy, server, near, far) = three_namespaces("p");
+        behind_proxy(world, client, proxy, server, near.b4.into(), far.b4.into())
     }
 
     /// `c — r — s`, `r` forwarding through the MTU black hole. DNS: `api.k8s.test` (the server).
@@ -139,6 +128,34 @@ impl Site {
             api,
             nameserver: near.b4.into(),
         }
+    }
+
+    /// `c — r — p — s`: the proxied world with the MTU black hole between the job and its
+    /// proxy (Docker-in-Docker's bridge, a VPN), where the small-MSS retry can help. `r` routes
+    /// with the black hole toward `c`; `p` runs unbound and (once started) the proxy and does not
+    /// forward, so `c` reaches `s` (net 4) only through it. DNS: `api.k8s.test` (the server),
+    /// `proxy.k8s.test` (the proxy).
+    pub fn narrow_proxied() -> Site {
+        let mut world = World::new(&["unbound"]);
+        let client = world.ns("c");
+        let router = world.ns("r");
+        let proxy = world.ns("p");
+        let server = world.ns("s");
+        let near = world.link(&client, &router, 1, Family::V4);
+        let middle = world.link(&router, &proxy, 2, Family::V4);
+        let far = world.link(&proxy, &server, 4, Family::V4);
+        world.route(&client, "10.253.2.0/24", near.b4.into());
+        world.route(&proxy, "10.253.1.0/24", middle.a4.into());
+        world.sysctl(&router, "net.ipv4.ip_forward", "1");
+        mtu::black_hole(&world, &router, "to-c");
+        behind_proxy(
+            world,
+            client,
+            proxy,
+            server,
+            middle.b4.into(),
+            far.b4.into(),
+        )
     }
 
     /// The proxy's address in the proxied world (`proxy.k8s.test`).
@@ -209,6 +226,33 @@ fn addresses(family: Family, link: &Link) -> Vec<IpAddr> {
     let v4 = (family != Family::V6).then_some(IpAddr::from(link.b4));
     let v6 = (family != Family::V4).then_some(IpAddr::from(link.b6));
     v4.into_iter().chain(v6).collect()
+}
+
+/// The rest of a world whose client reaches `server_ip` only through the proxy namespace at
+/// `proxy_ip`, where unbound runs: its records, both resolv.confs, the PKI.
+fn behind_proxy(
+    mut world: World,
+    client: Ns,
+    proxy: Ns,
+    server: Ns,
+    proxy_ip: IpAddr,
+    server_ip: IpAddr,
+) -> Site {
+    let records = [(API, server_ip), ("proxy.k8s.test", proxy_ip)];
+    dns::start(&mut world, &proxy, &[proxy_ip], &records);
+    let resolv = dns::resolv_conf(proxy_ip, "");
+    world.etc(&client, "resolv.conf", &resolv);
+    world.etc(&proxy, "resolv.conf", &resolv);
+    let pki = Pki::new(&world);
+    Site {
+        world,
+        client,
+        server,
+        hop: Some(proxy),
+        pki,
+        api: vec![SocketAddr::new(server_ip, API_PORT)],
+        nameserver: proxy_ip,
+    }
 }
 
 /// `c — <hop> — s` on 10.253.1.0/24 and 10.253.2.0/24, IPv4 only, no routes across `hop` yet.

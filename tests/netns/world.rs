@@ -144,10 +144,10 @@ pub const SUITE_TOOLS: &[&str] = &[
     "unbound",
     "tinyproxy",
     "squid",
+    "nginx",
     "dig",
     "curl",
     "getent",
-    "nginx",
 ];
 
 /// Set to `1` (`.ci/run` does) to make a missing tool or privilege fail every test instead of

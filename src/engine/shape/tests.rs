@@ -52,6 +52,7 @@ fn proxy() -> Route {
         port: 3128,
         display: "http://proxy.example.test:3128".into(),
         authorization: None,
+        tls: false,
     })
 }
 

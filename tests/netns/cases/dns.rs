@@ -214,3 +214,71 @@ fn dns_resolve_aaaa_only() {
     .expect_status("tcp.connect", "api6.k8s.test:6443", "pass")
     .expect_evidence("tcp.connect", &["fd00:253:1::2"]);
 }
+
+#[test]
+fn world_dns_cloud_name_and_wildcard_search_domain() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = Site::direct(Family::Dual);
+    assert_ran(
+        &site.dig(&[dns::EKS]),
+        0,
+        &["status: NOERROR", "10.253.1.2"],
+    );
+    let any = format!("{API}.{}", dns::WILDCARD_DOMAIN);
+    assert_ran(&site.dig(&[&any]), 0, &["status: NOERROR", "10.253.99.1"]);
+    set_resolv(&site, WILDCARD_SEARCH);
+    // glibc tries the search domain first (2 dots < ndots 5) and the wildcard answers.
+    assert_ran(&site.getent(API), 0, &["10.253.99.1"]);
+}
+
+/// The Kubernetes pod default (`ndots:5`) with a search domain holding a wildcard record.
+const WILDCARD_SEARCH: &str = "search wild.test\noptions ndots:5\n";
+
+#[test]
+fn dns_resolve_private_answer() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = served(Family::Dual);
+    crate::firewall::block(
+        &site.world,
+        &site.server,
+        crate::site::API_PORT,
+        crate::firewall::Block::Drop,
+    );
+    let server = format!("https://{}:6443", dns::EKS);
+    diagnose(&site, "dns: EKS name, private answer", &server, &[])
+        .expect_finding("dns.resolve", "warn", "private-answer")
+        .expect_summary("dns.resolve", &["Amazon EKS", "private address"])
+        .expect_evidence("dns.resolve", &["10.253.1.2"])
+        .expect_fix("dns.resolve", &["inside the cluster's VPC"])
+        .expect_root_cause("tcp.connect", "timeout")
+        .expect_fix(
+            "tcp.connect",
+            &["inside the cluster's VPC", "publicAccessCidrs"],
+        )
+        .expect_evidence("tcp.connect", &["Amazon EKS"]);
+}
+
+#[test]
+fn dns_resolve_search_expanded() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = served(Family::Dual);
+    set_resolv(&site, WILDCARD_SEARCH);
+    let answered = format!("{API}.{}", dns::WILDCARD_DOMAIN);
+    diagnose(
+        &site,
+        "dns: search-list wildcard catches the name",
+        "https://api.k8s.test:6443",
+        &[],
+    )
+    .expect_finding("dns.resolve", "warn", "search-expanded")
+    .expect_summary("dns.resolve", &[&answered])
+    .expect_evidence("dns.resolve", &["10.253.99.1", "10.253.1.2"])
+    .expect_fix("dns.resolve", &["ndots"])
+    .expect_root_cause("tcp.connect", "network-unreachable");
+}

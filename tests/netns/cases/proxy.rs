@@ -25,7 +25,7 @@ fn behind_tinyproxy(kind: Tinyproxy) -> Site {
     site
 }
 
-fn start_tinyproxy(site: &mut Site, kind: Tinyproxy) {
+pub(super) fn start_tinyproxy(site: &mut Site, kind: Tinyproxy) {
     let (addr, hop) = (
         site.proxy_addr(PROXY_PORT),
         site.hop.clone().expect("proxy ns"),
@@ -239,4 +239,53 @@ fn kubeconfig_proxy_url_overrides_env() {
     .expect_no_failure()
     .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"])
     .expect_summary("config.proxy", &["proxy-url"]);
+}
+
+#[test]
+fn config_proxy_no_proxy_ignored() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    site.route_around_proxy();
+    // Meant to bypass the proxy for the API server's subnet; client-go never resolves the
+    // name to compare, so kubectl (and kube-reach) still go through the proxy.
+    let env = [
+        ("HTTPS_PROXY", PROXY_URL),
+        ("NO_PROXY", "10.253.2.0/24,10.253.2.*"),
+    ];
+    diagnose(
+        &site,
+        "proxy: CIDR NO_PROXY entry against a host name",
+        API_URL,
+        &env,
+    )
+    .expect_no_failure()
+    .expect_finding("config.proxy", "warn", "no-proxy-ignored")
+    .expect_evidence(
+        "config.proxy",
+        &["10.253.2.0/24", "10.253.2.*", "not the name api.k8s.test"],
+    )
+    .expect_pass(&["proxy.tunnel"]);
+}
+
+#[test]
+fn proxy_connect_not_tls() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_tinyproxy(Tinyproxy::Open);
+    // tinyproxy is a plain HTTP proxy: it says nothing to a ClientHello.
+    via(
+        &site,
+        "proxy: https:// URL to a plain proxy",
+        API_URL,
+        "https://proxy.k8s.test:8888",
+    )
+    .expect_root_cause("proxy.connect", "not-tls")
+    .expect_evidence(
+        "proxy.connect",
+        &["ClientHello", "plain CONNECT", "HTTP/1."],
+    )
+    .expect_fix("proxy.connect", &["http://"]);
 }

@@ -56,3 +56,66 @@ fn tls_hostname_mismatch() {
         .expect_root_cause("tls.hostname", "mismatch")
         .expect_evidence("tls.hostname", &["wrong.example", "api.k8s.test"]);
 }
+
+/// The MTU world with a large certificate: the server's handshake flight needs full-size
+/// segments, which the narrow link drops while the ICMP that would say so is dropped too.
+fn narrow_with_large_chain() -> Site {
+    let mut site = Site::narrow();
+    reach::demo_server(&mut site, LeafKind::Large, &[]);
+    site
+}
+
+#[test]
+fn world_mtu_black_hole_at_the_handshake() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = narrow_with_large_chain();
+    // curl, like kubectl, waits for a flight that never comes.
+    let hung = site.curl(&["--max-time", "3", VERSION_URL], &[]);
+    assert_ran(&hung, 28, &["timed out"]);
+    // Control: without the ICMP drop, path MTU discovery heals the same handshake.
+    let ran = site.world.run(
+        site.hop.as_ref().expect("router"),
+        &["nft", "delete", "table", "inet", "kr"],
+        &[],
+        std::time::Duration::from_secs(10),
+    );
+    assert_ran(&ran, 0, &[]);
+    assert_ran(&site.curl(&[VERSION_URL], &[]), 0, &["gitVersion"]);
+}
+
+#[test]
+fn tls_handshake_mtu_blackhole() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = narrow_with_large_chain();
+    diagnose(&site, "tls: MTU black hole at the handshake", API_URL, &[])
+        .expect_root_cause("tls.handshake", "mtu-blackhole")
+        .expect_pass(&["tcp.connect"])
+        .expect_evidence(
+            "tls.handshake",
+            &["no handshake within", "MSS 536", "handshake complete"],
+        )
+        .expect_fix("tls.handshake", &["--mtu", "fragmentation needed"]);
+}
+
+#[test]
+fn tls_handshake_mtu_blackhole_between_the_job_and_its_proxy() {
+    if skip_without_netns() {
+        return;
+    }
+    let mut site = Site::narrow_proxied();
+    reach::demo_server(&mut site, LeafKind::Large, &[]);
+    super::proxy::start_tinyproxy(&mut site, crate::proxy::Tinyproxy::Open);
+    diagnose(
+        &site,
+        "tls: MTU black hole between the job and its proxy",
+        API_URL,
+        &[("HTTPS_PROXY", "http://proxy.k8s.test:8888")],
+    )
+    .expect_root_cause("tls.handshake", "mtu-blackhole")
+    .expect_pass(&["proxy.connect", "proxy.tunnel"])
+    .expect_evidence("tls.handshake", &["MSS 536", "handshake complete"]);
+}

@@ -1,0 +1,174 @@
+//! Managed-cluster endpoint names: which cloud's API endpoint a server host name is, whether an
+//! address it answered is private, and what that provider calls the settings that decide who may
+//! reach the endpoint. Shared by `dns.resolve` (`private-answer`), `tcp.connect` (the timeout's
+//! fix) and `auth.whoami` (a cloud identity not mapped). Pure functions, no I/O.
+//!
+//! The list is short on purpose: each entry is a name pattern the provider documents for its
+//! Kubernetes API endpoint, and that users report answering a private address from outside:
+//! - EKS: `<id>.<gr7|sk1|yl4…>.<region>.eks.amazonaws.com` (`.amazonaws.com.cn` in China). With
+//!   the private endpoint enabled the public Route 53 name answers the VPC's ENI addresses from
+//!   anywhere (eksctl#7929; AWS "Cluster API server endpoint").
+//! - AKS: `<prefix>-<hash>.hcp.<region>.azmk8s.io`, private clusters
+//!   `<prefix>-<hash>.<guid>.privatelink.<region>.azmk8s.io` (Azure/AKS#1504).
+//! - Azure Private Link in general: a `privatelink.` label, whose private DNS zone only the
+//!   linked virtual network sees.
+//! - GKE's DNS-based endpoint: `gke-<hash>-<project>.<region>.gke.goog`. GKE's classic endpoint
+//!   is an IP address, which `config.server private-address` already judges.
+
+use std::net::IpAddr;
+
+/// A managed Kubernetes offering, recognised from its API endpoint's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Eks,
+    Aks,
+    Gke,
+    /// A Private Link name not otherwise known (Azure Private Link for another service).
+    PrivateLink,
+}
+
+impl Provider {
+    /// The provider whose API endpoint `host` is named like, if any.
+    pub fn of_host(host: &str) -> Option<Provider> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ends = |suffix: &str| host.ends_with(suffix);
+        if ends(".eks.amazonaws.com") || ends(".eks.amazonaws.com.cn") {
+            Some(Provider::Eks)
+        } else if ends(".azmk8s.io") {
+            Some(Provider::Aks)
+        } else if ends(".gke.goog") {
+            Some(Provider::Gke)
+        } else if host.split('.').any(|label| label == "privatelink") {
+            Some(Provider::PrivateLink)
+        } else {
+            None
+        }
+    }
+
+    /// How a person names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::Eks => "an Amazon EKS API endpoint",
+            Provider::Aks => "an Azure AKS API endpoint",
+            Provider::Gke => "a Google GKE DNS-based endpoint",
+            Provider::PrivateLink => "an Azure Private Link name",
+        }
+    }
+
+    /// Where the private endpoint is reachable from, and how to reach it from the job.
+    pub fn private_endpoint_fix(self) -> &'static str {
+        match self {
+            Provider::Eks => {
+                "This is the EKS cluster's private endpoint: run the job on a runner inside the cluster's VPC (or a network peered with it, through a Transit Gateway or VPN), or enable the public endpoint (`endpointPublicAccess`) and add the runner's egress address to `publicAccessCidrs`."
+            }
+            Provider::Aks => {
+                "This is the AKS cluster's private endpoint: run the job on a runner inside the cluster's virtual network (or a peered one linked to its private DNS zone), or use `az aks command invoke`; for a public cluster, add the runner's egress address to `--api-server-authorized-ip-ranges`."
+            }
+            Provider::Gke => {
+                "This GKE endpoint answers a private address: run the job on a runner inside the cluster's VPC network, or allow the runner's egress address in the control plane's authorized networks (`gcloud container clusters update --master-authorized-networks`)."
+            }
+            Provider::PrivateLink => {
+                "A Private Link name is served by a private DNS zone that only its linked virtual networks see: run the job on a runner inside that virtual network (or one linked to the zone)."
+            }
+        }
+    }
+
+    /// What decides whether the runner's address may reach the endpoint at all.
+    pub fn authorized_networks_fix(self) -> &'static str {
+        match self {
+            Provider::Eks => {
+                "For EKS, add the runner's egress address to the cluster's `publicAccessCidrs` (a public endpoint), or the cluster security group's inbound rules on 443 (a private endpoint from a peered network)."
+            }
+            Provider::Aks => {
+                "For AKS, add the runner's egress address to `--api-server-authorized-ip-ranges`."
+            }
+            Provider::Gke => {
+                "For GKE, add the runner's egress address to the control plane's authorized networks (`--master-authorized-networks`)."
+            }
+            Provider::PrivateLink => {
+                "Private Link endpoints are reachable only from linked virtual networks: run the job inside one."
+            }
+        }
+    }
+}
+
+/// Addresses that only their own network routes: RFC 1918, shared address space (RFC 6598,
+/// used by some VPCs and CNIs), and IPv6 unique-local (RFC 4193).
+pub fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// A managed endpoint name that answered at least one private address: `(provider, addresses)`.
+pub fn private_answer(host: &str, addresses: &[IpAddr]) -> Option<(Provider, Vec<IpAddr>)> {
+    let provider = Provider::of_host(host)?;
+    let private: Vec<IpAddr> = addresses.iter().copied().filter(is_private).collect();
+    (!private.is_empty()).then_some((provider, private))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_each_provider_are_recognised() {
+        for (host, want) in [
+            (
+                "ABCDEF0123.gr7.eu-west-1.eks.amazonaws.com",
+                Some(Provider::Eks),
+            ),
+            (
+                "x.sk1.cn-north-1.eks.amazonaws.com.cn.",
+                Some(Provider::Eks),
+            ),
+            ("dns-1a2b.hcp.westeurope.azmk8s.io", Some(Provider::Aks)),
+            (
+                "aks-1a2b.5f0c.privatelink.westeurope.azmk8s.io",
+                Some(Provider::Aks),
+            ),
+            ("gke-0a1b-proj.europe-west1.gke.goog", Some(Provider::Gke)),
+            ("db.privatelink.example.net", Some(Provider::PrivateLink)),
+            ("api.k8s.test", None),
+            ("eks.amazonaws.com.evil.example", None),
+            ("notprivatelink.example", None),
+        ] {
+            assert_eq!(Provider::of_host(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn private_means_rfc1918_shared_and_unique_local() {
+        for (ip, want) in [
+            ("10.0.190.233", true),
+            ("172.16.0.1", true),
+            ("192.168.1.1", true),
+            ("100.64.0.1", true),
+            ("100.128.0.1", false),
+            ("35.202.107.4", false),
+            ("127.0.0.1", false),
+            ("fd00:253:1::2", true),
+            ("2001:db8::1", false),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(is_private(&ip), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn only_a_managed_name_with_a_private_address_is_a_private_answer() {
+        let private: IpAddr = "10.0.190.233".parse().unwrap();
+        let public: IpAddr = "35.202.107.4".parse().unwrap();
+        let eks = "abc.gr7.us-east-1.eks.amazonaws.com";
+        assert_eq!(
+            private_answer(eks, &[public, private]),
+            Some((Provider::Eks, vec![private]))
+        );
+        assert_eq!(private_answer(eks, &[public]), None);
+        assert_eq!(private_answer("api.k8s.test", &[private]), None);
+    }
+}

@@ -1,0 +1,329 @@
+//! Credential (exec) plugins run the way client-go runs them
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/authentication/#client-go-credential-plugins>,
+//! `k8s.io/client-go/plugin/pkg/client/auth/exec/exec.go`): the job's environment plus the
+//! stanza's `env`, `KUBERNETES_EXEC_INFO` describing the request (never interactive here: a CI
+//! job has no terminal), stdin closed, no TTY, bounded by `--timeout` (through `exec`). What the
+//! plugin printed is read as an `ExecCredential`; its token is a secret like any other. This
+//! module observes; `checks::config` judges.
+
+use std::time::{Duration, SystemTime};
+
+use crate::env::Env;
+use crate::exec::{self, Finished};
+use crate::secret::Secret;
+use crate::targets::ExecSpec;
+
+/// The apiVersions client-go accepts; `v1alpha1` was removed in kubectl 1.24.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &[
+    "client.authentication.k8s.io/v1",
+    "client.authentication.k8s.io/v1beta1",
+];
+pub const REMOVED_API_VERSION: &str = "client.authentication.k8s.io/v1alpha1";
+
+/// Lines of the plugin's stderr kept for evidence.
+const STDERR_LINES: usize = 3;
+
+/// How one run of the plugin went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It printed an `ExecCredential` with a token.
+    Token {
+        token: Secret,
+        expires: Option<SystemTime>,
+        api_version: String,
+    },
+    /// It printed an `ExecCredential` with a client certificate (PEM) and key instead of a token.
+    ClientCertificate {
+        cert_pem: String,
+        key_pem: Secret,
+        api_version: String,
+    },
+    /// It answered another apiVersion than the kubeconfig declares.
+    VersionMismatch { declared: String, answered: String },
+    /// It asked for a person (a device-login prompt), then waited or gave up.
+    Interactive { prompt: String },
+    /// It exited non-zero, was killed at the timeout, or printed no credential.
+    Failed {
+        status: Option<i32>,
+        timed_out: bool,
+        stderr: Vec<String>,
+        problem: String,
+    },
+    /// It could not be started.
+    CannotRun(String),
+}
+
+/// Runs `spec` for a target whose server is `server`.
+pub fn run(spec: &ExecSpec, server: Option<&str>, env: &Env, timeout: Duration) -> Outcome {
+    let api_version = spec
+        .api_version
+        .clone()
+        .unwrap_or_else(|| SUPPORTED_API_VERSIONS[0].to_string());
+    let mut vars: Vec<(String, String)> = env
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.extend(spec.env.iter().cloned());
+    vars.push((
+        "KUBERNETES_EXEC_INFO".into(),
+        exec_info(&api_version, spec, server),
+    ));
+    let path_var = env.var("PATH").unwrap_or_default();
+    let program = if spec.command.contains('/') {
+        Some(std::path::PathBuf::from(&spec.command))
+    } else {
+        exec::which(&spec.command, path_var)
+    };
+    let Some(program) = program else {
+        return Outcome::CannotRun(format!("{} not found on PATH", spec.command));
+    };
+    let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
+    match exec::run(&program, &args, &vars, timeout) {
+        Err(e) => Outcome::CannotRun(e.to_string()),
+        Ok(finished) => read(&finished, &api_version),
+    }
+}
+
+/// `KUBERNETES_EXEC_INFO`: the request as client-go describes it to the plugin.
+fn exec_info(api_version: &str, spec: &ExecSpec, server: Option<&str>) -> String {
+    let mut info = serde_json::json!({
+        "apiVersion": api_version,
+        "kind": "ExecCredential",
+        "spec": {"interactive": false},
+    });
+    if spec.provide_cluster_info
+        && let Some(server) = server
+    {
+        info["spec"]["cluster"] = serde_json::json!({ "server": server });
+    }
+    info.to_string()
+}
+
+/// What a finished run means.
+fn read(run: &Finished, declared: &str) -> Outcome {
+    if let Some(prompt) =
+        device_login_prompt(&run.stderr).or_else(|| device_login_prompt(&run.stdout))
+    {
+        return Outcome::Interactive { prompt };
+    }
+    let failed = |problem: String| Outcome::Failed {
+        status: run.status,
+        timed_out: run.timed_out,
+        stderr: first_lines(&run.stderr),
+        problem,
+    };
+    if run.timed_out {
+        return failed("did not exit before the timeout".into());
+    }
+    if run.status != Some(0) {
+        let status = run
+            .status
+            .map_or_else(|| "a signal".to_string(), |s| format!("exit code {s}"));
+        return failed(format!("exited with {status}"));
+    }
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&run.stdout) else {
+        return failed("printed no ExecCredential JSON on stdout".into());
+    };
+    let answered = json["apiVersion"].as_str().unwrap_or_default().to_string();
+    if answered != declared {
+        return Outcome::VersionMismatch {
+            declared: declared.to_string(),
+            answered,
+        };
+    }
+    let status = &json["status"];
+    if let Some(token) = status["token"].as_str().filter(|t| !t.is_empty()) {
+        let expires = status["expirationTimestamp"]
+            .as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(SystemTime::from);
+        return Outcome::Token {
+            token: Secret::new(token),
+            expires,
+            api_version: answered,
+        };
+    }
+    if let (Some(cert), Some(key)) = (
+        status["clientCertificateData"].as_str(),
+        status["clientKeyData"].as_str(),
+    ) {
+        return Outcome::ClientCertificate {
+            cert_pem: cert.to_string(),
+            key_pem: Secret::new(key),
+            api_version: answered,
+        };
+    }
+    failed("printed an ExecCredential without a token or client certificate".into())
+}
+
+/// A device-code login prompt (Azure `kubelogin`, `az login`, `gcloud auth login`): the plugin
+/// waits for a person who is not there.
+fn device_login_prompt(text: &str) -> Option<String> {
+    const NEEDLES: &[&str] = &[
+        "devicelogin",
+        "to sign in, use a web browser",
+        "enter the code",
+        "go to the following link in your browser",
+    ];
+    text.lines()
+        .find(|line| {
+            let lower = line.to_ascii_lowercase();
+            NEEDLES.iter().any(|n| lower.contains(n))
+        })
+        .map(|line| redact_line(&without_device_code(line.trim())))
+}
+
+/// The prompt with the one-time code after "code" masked: whoever reads the job log must not be
+/// able to finish the login in the job's place.
+fn without_device_code(line: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut mask_next = false;
+    for word in line.split(' ') {
+        if mask_next && !word.is_empty() {
+            out.push("[code]".into());
+            mask_next = false;
+            continue;
+        }
+        mask_next = word.eq_ignore_ascii_case("code");
+        out.push(word.to_string());
+    }
+    out.join(" ")
+}
+
+/// The first non-empty stderr lines, redacted and shortened, for evidence.
+fn first_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(STDERR_LINES)
+        .map(redact_line)
+        .collect()
+}
+
+/// Replaces every word that looks like a credential (24 or more token characters: keys,
+/// tokens, JWTs, session ids) with `[redacted]`, and caps the line at 200 characters.
+pub fn redact_line(line: &str) -> String {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "+/=_.-".contains(c);
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.chars().count() >= 24 && word.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if token_char(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(status: Option<i32>, stdout: &str, stderr: &str) -> Finished {
+        Finished {
+            status,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            timed_out: false,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    const V1: &str = "client.authentication.k8s.io/v1";
+
+    #[test]
+    fn a_token_with_its_expiry_is_read() {
+        let out = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"k8s-aws-v1.abc","expirationTimestamp":"2020-01-01T00:00:00Z"}}"#;
+        match read(&finished(Some(0), out, ""), V1) {
+            Outcome::Token { token, expires, .. } => {
+                assert_eq!(token.expose(), "k8s-aws-v1.abc");
+                assert!(expires.is_some_and(|e| e < SystemTime::now()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_api_version_than_declared_is_a_mismatch() {
+        let out = r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"t"}}"#;
+        assert!(matches!(
+            read(&finished(Some(0), out, ""), V1),
+            Outcome::VersionMismatch { .. }
+        ));
+    }
+
+    #[test]
+    fn a_failure_keeps_its_status_and_redacted_stderr() {
+        let stderr = "\nUnable to locate credentials. You can configure credentials by running \"aws configure\".\nsession AKIAIOSFODNN7EXAMPLEKEY0123456789 expired\nthird\nfourth\n";
+        match read(&finished(Some(255), "", stderr), V1) {
+            Outcome::Failed { status, stderr, .. } => {
+                assert_eq!(status, Some(255));
+                assert_eq!(stderr.len(), 3);
+                assert!(stderr[0].starts_with("Unable to locate credentials"));
+                assert_eq!(stderr[1], "session [redacted] expired");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exec_info_is_never_interactive_and_carries_the_cluster_only_when_asked() {
+        let mut spec = ExecSpec::default();
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+        assert_eq!(info["spec"]["interactive"], false);
+        assert_eq!(info["apiVersion"], V1);
+        assert!(info["spec"]["cluster"].is_null());
+        spec.provide_cluster_info = true;
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+        assert_eq!(info["spec"]["cluster"]["server"], "https://api:6443");
+    }
+
+    #[test]
+    fn a_silent_hang_is_a_failure_killed_at_the_timeout() {
+        let mut run = finished(None, "", "");
+        run.timed_out = true;
+        match read(&run, V1) {
+            Outcome::Failed {
+                timed_out, problem, ..
+            } => {
+                assert!(timed_out);
+                assert!(problem.contains("timeout"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_device_login_prompt_is_interactive() {
+        let stderr = "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD1234 to authenticate.";
+        let mut run = finished(None, "", stderr);
+        run.timed_out = true;
+        match read(&run, V1) {
+            Outcome::Interactive { prompt } => {
+                assert!(prompt.contains("devicelogin"), "{prompt}");
+                assert!(
+                    !prompt.contains("ABCD1234"),
+                    "the device code is masked: {prompt}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Credential plugins run for real: shell scripts in the kubeconfig's `exec:` stanza that
+//! succeed, fail, prompt for a device login and hang, answer the wrong apiVersion, or return a
+//! token the cluster does not map (`aws eks get-token`), run by the engine the way client-go
+//! runs them, against the fake API server.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
+use kube_reach::model::{Status, TargetReport};
+
+use crate::support::*;
+
+const V1: &str = "client.authentication.k8s.io/v1";
+
+fn plugin(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A script body printing an ExecCredential of `api_version` with `token`.
+fn credential(api_version: &str, token: &str) -> String {
+    format!(
+        "echo '{{\"apiVersion\":\"{api_version}\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{token}\"}}}}'"
+    )
+}
+
+fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra: &str) -> String {
+    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
+    )
+}
+
+struct Case {
+    world: World,
+    /// Extra flags: `--timeout 2` only where the plugin is meant to hang (elsewhere 10 s, so a
+    /// loaded machine never turns a slow start into a failure).
+    flags: Vec<&'static str>,
+    bin: tempfile::TempDir,
+    url: String,
+    ca: String,
+    _server: kube_reach::demo::ApiServerHandle,
+}
+
+async fn case() -> Case {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    Case {
+        world: World::new(),
+        flags: vec!["--timeout", "10"],
+        bin: tempfile::tempdir().expect("bin dir"),
+        url: server.url(),
+        ca,
+        _server: server,
+    }
+}
+
+impl Case {
+    /// Runs the engine with the plugin; `--timeout 2` only where the plugin is meant to hang
+    /// (elsewhere the default, so a loaded machine does not turn a slow start into a failure).
+    async fn run(&self, command: &str, api_version: &str, extra: &str) -> (TargetReport, String) {
+        let kc = exec_kubeconfig(&self.url, &self.ca, command, api_version, extra);
+        let path = self.bin.path().display().to_string();
+        let report = self.world.run(&kc, &self.flags, &[("PATH", &path)]).await;
+        let dump = format!("{report:?}");
+        (target(&report, "c").clone(), dump)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_plugin_token_is_used_and_never_shown() {
+    let c = case().await;
+    // Fails unless run as client-go does: KUBERNETES_EXEC_INFO set, stdin closed.
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!(
+            "case \"$KUBERNETES_EXEC_INFO\" in *'\"interactive\":false'*) ;; *) exit 9;; esac\nif read line; then exit 8; fi\n{}",
+            credential(V1, GOOD)
+        ),
+    );
+    let (t, dump) = c.run("aws", V1, "").await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    let whoami = result_of(&t, CheckId::AuthWhoami);
+    assert_eq!(whoami.status, Status::Pass, "{whoami:#?}");
+    assert!(
+        result_of(&t, CheckId::ConfigCredentials)
+            .summary
+            .contains("exec plugin aws returned a token")
+    );
+    assert!(
+        !dump.contains(GOOD),
+        "the plugin's token leaked into the report"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_plugin_failed() {
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "aws",
+        "echo 'Unable to locate credentials. You can configure credentials by running \"aws configure\".' >&2\nexit 255",
+    );
+    let (t, _) = c.run("aws", V1, "").await;
+    assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(&t, CheckId::ConfigCredentials);
+    assert!(evidence.contains("exit code 255"), "{evidence}");
+    assert!(
+        evidence.contains("stderr: Unable to locate credentials"),
+        "{evidence}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_plugin_interactive() {
+    let mut c = case().await;
+    c.flags = vec!["--timeout", "2"];
+    plugin(
+        c.bin.path(),
+        "kubelogin",
+        "echo 'To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD1234 to authenticate.' >&2\nexec /bin/sleep 30",
+    );
+    let (t, _) = c.run("kubelogin", V1, "").await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecPluginInteractive,
+    );
+    assert!(evidence_of(&t, CheckId::ConfigCredentials).contains("devicelogin"));
+    // interactiveMode: Always is refused before anything runs.
+    plugin(c.bin.path(), "kubelogin", "exit 7");
+    let (t, _) = c
+        .run("kubelogin", V1, "      interactiveMode: Always\n")
+        .await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecPluginInteractive,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_apiversion_mismatch_and_unsupported() {
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "aws",
+        &credential("client.authentication.k8s.io/v1beta1", GOOD),
+    );
+    let (t, _) = c.run("aws", V1, "").await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecApiversionMismatch,
+    );
+    let (t, _) = c
+        .run("aws", "client.authentication.k8s.io/v1alpha1", "")
+        .await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecApiversionUnsupported,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_unauthorized_cloud_identity_not_mapped() {
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "aws",
+        &credential(V1, "k8s-aws-v1.not-mapped"),
+    );
+    let (t, dump) = c.run("aws", V1, "").await;
+    assert_root_cause(&t, CheckId::AuthWhoami, Reason::Unauthorized);
+    let whoami = result_of(&t, CheckId::AuthWhoami);
+    let fix = whoami.fix.clone().unwrap_or_default();
+    assert!(
+        fix.contains("aws-auth") && fix.contains("access entry"),
+        "{fix}"
+    );
+    assert!(whoami.summary.contains("AWS IAM"), "{whoami:#?}");
+    assert!(!dump.contains("k8s-aws-v1.not-mapped"), "token leaked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_plugin_client_certificate_is_used() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let alice = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
+    let id = pki
+        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&pki.optional_client_auth())
+        .expect("server config");
+    let server = kube_reach::demo::apiserver::start(
+        localhost(),
+        kube_reach::demo::Transport::Tls(config),
+        ApiServerOptions::default(),
+    )
+    .await
+    .expect("server");
+    let world = World::new();
+    let bin = tempfile::tempdir().expect("bin dir");
+    let credential = serde_json::json!({
+        "apiVersion": V1, "kind": "ExecCredential",
+        "status": {"clientCertificateData": alice.cert_pem, "clientKeyData": alice.key_pem()},
+    });
+    let file = world.write("credential.json", &credential.to_string());
+    plugin(
+        bin.path(),
+        "cert-plugin",
+        &format!("exec /bin/cat {}", file.display()),
+    );
+    let kc = exec_kubeconfig(&server.url(), &id.kubeconfig_ca_pem, "cert-plugin", V1, "");
+    let path = bin.path().display().to_string();
+    let report = world.run(&kc, &[], &[("PATH", &path)]).await;
+    let t = target(&report, "c");
+    let whoami = result_of(t, CheckId::AuthWhoami);
+    assert_eq!(whoami.status, Status::Pass, "{:#?}", t.checks);
+    assert!(whoami.summary.contains("alice"), "{whoami:#?}");
+    let key_line = alice.key_pem().lines().nth(1).unwrap_or("MISSING");
+    assert!(
+        !format!("{report:?}").contains(key_line),
+        "key material leaked"
+    );
+}
