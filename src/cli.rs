@@ -58,6 +58,9 @@ pub struct DemoServerArgs {
     pub max_lifetime: u64,
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// JSON naming a service-account token and the objects an in-cluster world serves.
+    #[arg(long)]
+    pub in_cluster_fixture: Option<PathBuf>,
     /// Speak HTTP/1.1 only (ALPN offers no `h2`), like many load balancers.
     #[arg(long)]
     pub http1_only: bool,

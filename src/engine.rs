@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, kas, rbac, runner, tcp, tls, tools};
+use crate::checks::{auth, dns, http, kas, netpol, rbac, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::TargetKind;
@@ -59,6 +59,10 @@ pub struct RunContext {
     pub expiry_warn: Duration,
     pub requirements: Vec<Requirement>,
     pub now: SystemTime,
+    /// The runner pod's name, when the job runs in one (for the in-cluster target's reads).
+    pub pod_name: Option<String>,
+    /// `system:serviceaccount:<ns>:<name>` from the mounted token's claims, when there is one.
+    pub service_account: Option<String>,
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
@@ -73,6 +77,10 @@ pub struct Recorder {
     last_event: Mutex<Option<Instant>>,
     /// Whether the verified handshake saw a CertificateRequest (`None`: no handshake yet).
     client_cert_requested: Mutex<Option<bool>>,
+    /// Every address this target tried, for the NetworkPolicy evaluation after the run.
+    paths: Mutex<Vec<netpol::Attempted>>,
+    /// What the in-cluster target read about its pod and namespace.
+    cluster: Mutex<Option<netpol::ClusterView>>,
 }
 
 impl Recorder {
@@ -84,6 +92,8 @@ impl Recorder {
             dates: Mutex::default(),
             last_event: Mutex::default(),
             client_cert_requested: Mutex::default(),
+            paths: Mutex::default(),
+            cluster: Mutex::default(),
         }
     }
     fn start(&self, id: CheckId, subject: &str) {
@@ -139,6 +149,32 @@ impl Recorder {
             dates.push(date);
         }
     }
+    fn tried(&self, target: &str, attempts: &[connect::Attempt], via_proxy: bool) {
+        if let Ok(mut paths) = self.paths.lock() {
+            paths.extend(attempts.iter().map(|a| netpol::Attempted {
+                target: target.to_string(),
+                addr: a.addr,
+                connected: a.outcome.is_ok(),
+                via_proxy,
+            }));
+        }
+    }
+    /// Keeps the view for after the run; the reads are done, so no check is in progress.
+    fn cluster(&self, view: netpol::ClusterView) {
+        if let Ok(mut c) = self.cluster.lock() {
+            *c = Some(view);
+        }
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
+        self.mark();
+    }
+    /// The paths tried and the cluster view, for [`netpol::apply`].
+    fn surroundings(&self) -> (Vec<netpol::Attempted>, Option<netpol::ClusterView>) {
+        let paths = self.paths.lock().map(|p| p.clone()).unwrap_or_default();
+        let view = self.cluster.lock().ok().and_then(|c| c.clone());
+        (paths, view)
+    }
     /// The target's finished results: the check in progress at an abort becomes its error,
     /// and every row of the shape not reached becomes a skip naming what stopped it.
     fn finish(&self, abort: Option<Reason>) -> (Vec<CheckResult>, Vec<SystemTime>) {
@@ -190,6 +226,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         .collect();
     let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
     let tools = start_tool_probe(env, plan.timeout);
+    let pod = crate::targets::in_cluster::PodIdentity::read(env);
     let agent_expectation = gitlab::AgentExpectation::from_targets(
         plan.targets.iter().map(|t| (t.name.as_str(), t.kind)),
     );
@@ -203,6 +240,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         expiry_warn: plan.expiry_warn,
         requirements: plan.requirements.clone(),
         now: env.now,
+        pod_name: pod.pod,
+        service_account: pod.username,
     });
     let mut running = Vec::new();
     for target in plan.targets {
@@ -213,6 +252,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     }
     let mut targets = Vec::new();
     let mut dates = Vec::new();
+    let (mut paths, mut cluster) = (Vec::new(), None);
     for (target, recorder, mut handle) in running {
         let abort = match tokio::time::timeout_at(deadline, &mut handle).await {
             Ok(Ok(())) => None,
@@ -223,6 +263,9 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
             }
         };
         let (results, target_dates) = recorder.finish(abort);
+        let (tried, view) = recorder.surroundings();
+        paths.extend(tried);
+        cluster = cluster.or(view);
         dates.extend(target_dates.into_iter().map(|d| (target.name.clone(), d)));
         targets.push(TargetReport {
             name: target.name.clone(),
@@ -235,6 +278,9 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     }
     verdict::explain_agent_failures(&mut targets, &agent_of);
     checks.extend(finish_tool_probe(tools, deadline, &targets).await);
+    if let Some(view) = &cluster {
+        netpol::apply(&mut targets, view, &paths, &ctx.dns.nameservers);
+    }
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
@@ -315,6 +361,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     let connect_subject = format!("{host}:{port}");
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
+    rec.tried(&target.name, &attempts, proxy.is_some());
     let result = tcp::connect(
         connect_id,
         &connect_subject,
@@ -737,7 +784,14 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         return;
     }
     let identity = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
-        Some(user) => user,
+        // A server before 1.28 names nobody; the in-cluster token names its service account.
+        Some(mut identity)
+            if identity.username.is_empty() && target.kind == TargetKind::InCluster =>
+        {
+            identity.username = ctx.service_account.clone().unwrap_or_default();
+            identity
+        }
+        Some(identity) => identity,
         None => return,
     };
     let mut judged: Vec<(Requirement, String, CheckResult)> = ctx
@@ -753,6 +807,43 @@ async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, re
         .collect();
     rbac::attach_fixes(&mut judged, &identity.username, &identity.groups);
     rec.push_all(judged.into_iter().map(|(_, _, r)| r));
+    if target.kind == TargetKind::InCluster {
+        read_surroundings(conn, target, ctx, rec).await;
+    }
+}
+
+/// The in-cluster target reads, with its own credentials over its verified connection, what the
+/// NetworkPolicy evaluation needs; judging waits until every target has tried its addresses.
+async fn read_surroundings(
+    conn: &HttpConnection,
+    target: &Target,
+    ctx: &RunContext,
+    rec: &Recorder,
+) {
+    let ns = &target.namespace;
+    // Both go into request paths: only names the API server could hold.
+    if let Err(problem) = crate::plan::check_namespace(ns) {
+        let why = format!("{problem}: nothing was asked");
+        return rec.cluster(netpol::ClusterView::unasked(&target.name, ns, why));
+    }
+    let pod = ctx
+        .pod_name
+        .as_deref()
+        .filter(|p| netpol::is_object_name(p));
+    rec.start(CheckId::NetpolEgress, ns);
+    let paths = netpol::ClusterView::paths(ns, pod);
+    let answers = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|p| conn.send("GET", p, None, conn.has_credentials(), ctx.timeout)),
+    )
+    .await;
+    rec.cluster(netpol::ClusterView::from_answers(
+        &target.name,
+        ns,
+        pod,
+        &answers,
+    ));
 }
 
 /// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).

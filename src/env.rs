@@ -15,12 +15,18 @@ use std::time::SystemTime;
 /// bounded so hostile input cannot exhaust memory.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Where the kubelet mounts a pod's service account (client-go's `rest.InClusterConfig`).
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 #[derive(Debug, Clone)]
 pub struct Env {
     pub vars: BTreeMap<String, String>,
     pub now: SystemTime,
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
+    /// Where the pod's service account is mounted (`token`, `ca.crt`, `namespace`): the
+    /// standard path in a real run; tests point it at a folder of their own.
+    pub service_account_dir: PathBuf,
     /// The embedded demo: its loopback servers are the point, not a mistake to warn about, and
     /// nothing outside the machine is contacted (no GitLab server target, even in CI).
     pub demo: bool,
@@ -34,6 +40,7 @@ impl Env {
             now: SystemTime::now(),
             resolv_conf_path,
             hosts_path,
+            service_account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
             demo: false,
         }
     }

@@ -210,6 +210,7 @@ mod tests {
             now: std::time::SystemTime::now(),
             resolv_conf_path: "/nonexistent".into(),
             hosts_path: "/nonexistent".into(),
+            service_account_dir: "/nonexistent".into(),
             demo: false,
         }
     }

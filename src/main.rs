@@ -260,19 +260,29 @@ fn demo_server(args: DemoServerArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let mut api = kube_reach::demo::ApiServerOptions {
+        version_padding_bytes: args.version_padding,
+        protocols: match args.http1_only {
+            true => kube_reach::demo::Protocols::Http1Only,
+            false => kube_reach::demo::Protocols::Both,
+        },
+        body_delay: (args.body_delay_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.body_delay_ms)),
+        ..Default::default()
+    };
+    if let Some(path) = &args.in_cluster_fixture {
+        match kube_reach::demo::in_cluster::InClusterFixture::read(path) {
+            Ok(fixture) => fixture.apply(&mut api),
+            Err(e) => {
+                say!("kube-reach demo-server: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     let options = kube_reach::demo::ServeOptions {
         listen: args.listen,
         tls,
-        api: kube_reach::demo::ApiServerOptions {
-            version_padding_bytes: args.version_padding,
-            protocols: match args.http1_only {
-                true => kube_reach::demo::Protocols::Http1Only,
-                false => kube_reach::demo::Protocols::Both,
-            },
-            body_delay: (args.body_delay_ms > 0)
-                .then(|| std::time::Duration::from_millis(args.body_delay_ms)),
-            ..Default::default()
-        },
+        api,
         max_lifetime: std::time::Duration::from_secs(args.max_lifetime),
         ready_file: args.ready_file,
     };

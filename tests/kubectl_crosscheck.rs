@@ -520,3 +520,120 @@ async fn real_kubectl_reports_the_fakes_impersonation_denial() {
         "{out:?}"
     );
 }
+
+/// The in-cluster fixtures (the runner pod, NetworkPolicies, `default/kubernetes` and its
+/// EndpointSlices) as kubectl reads them with the pod's service-account token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_reads_the_in_cluster_fixtures() {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("in-cluster.json");
+    std::fs::write(
+        &fixture,
+        serde_json::json!({
+            "token": "sa-token", "namespace": "gitlab", "serviceAccount": "runner",
+            "networkPolicies": [{"metadata": {"name": "default-deny-egress", "namespace": "gitlab"},
+                                 "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}],
+            "pods": [{"metadata": {"name": "runner-pod", "namespace": "gitlab", "labels": {"app": "job"}},
+                      "spec": {"nodeName": "node-1", "containers": [{"name": "build"}]}}],
+            "services": [{"metadata": {"name": "kubernetes", "namespace": "default"},
+                          "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]}}],
+            "endpointSlices": [{"metadata": {"name": "kubernetes", "namespace": "default",
+                                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                                "addressType": "IPv4", "endpoints": [{"addresses": ["172.18.0.2"]}],
+                                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut options = ApiServerOptions::default();
+    kube_reach::demo::in_cluster::InClusterFixture::read(&fixture)
+        .unwrap()
+        .apply(&mut options);
+    let pki = Pki::generate().unwrap();
+    let identity = pki.server_identity(TlsClass::Good, DEFAULT_SANS).unwrap();
+    let config = identity.server_config(&ClientAuth::None).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = apiserver::start(addr, Transport::Tls(config), options)
+        .await
+        .unwrap();
+    let kubeconfig = write_kubeconfig(
+        dir.path(),
+        "pod",
+        &server.url(),
+        &pki.root_ca_pem(),
+        "sa-token",
+        None,
+    );
+    let pod = kubectl(
+        &bin,
+        &kubeconfig,
+        &["get", "pod", "runner-pod", "-n", "gitlab", "-o", "json"],
+    )
+    .await;
+    assert_eq!(pod.code, Some(0), "{pod:?}");
+    assert_eq!(json(&pod)["spec"]["nodeName"], "node-1");
+    assert_eq!(json(&pod)["metadata"]["labels"]["app"], "job");
+    let policies = kubectl(
+        &bin,
+        &kubeconfig,
+        &["get", "networkpolicies", "-n", "gitlab", "-o", "json"],
+    )
+    .await;
+    assert_eq!(policies.code, Some(0), "{policies:?}");
+    assert_eq!(
+        json(&policies)["items"][0]["metadata"]["name"],
+        "default-deny-egress"
+    );
+    let service = kubectl(
+        &bin,
+        &kubeconfig,
+        &[
+            "get",
+            "service",
+            "kubernetes",
+            "-n",
+            "default",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(service.code, Some(0), "{service:?}");
+    assert_eq!(json(&service)["spec"]["clusterIP"], "10.96.0.1");
+    let slices = kubectl(
+        &bin,
+        &kubeconfig,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "default",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(slices.code, Some(0), "{slices:?}");
+    assert_eq!(
+        json(&slices)["items"][0]["endpoints"][0]["addresses"][0],
+        "172.18.0.2"
+    );
+    assert_eq!(json(&slices)["items"][0]["ports"][0]["port"], 6443);
+    // RBAC as the fixture grants it: the pod in its own namespace only.
+    let elsewhere = kubectl(
+        &bin,
+        &kubeconfig,
+        &["get", "pod", "runner-pod", "-n", "prod", "-o", "json"],
+    )
+    .await;
+    assert_eq!(elsewhere.code, Some(1), "{elsewhere:?}");
+    assert!(elsewhere.stderr.contains("forbidden"), "{elsewhere:?}");
+}

@@ -19,6 +19,8 @@ mod exec_plugin;
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]
 mod impersonation;
+#[path = "loopback/in_cluster.rs"]
+mod in_cluster;
 #[path = "loopback/kubeconfig_content.rs"]
 mod kubeconfig_content;
 #[path = "loopback/outputs.rs"]

@@ -117,6 +117,13 @@ impl Judge<'_> {
             }
             return (r, Some(endpoint));
         }
+        if kind == TargetKind::InCluster {
+            // KUBERNETES_SERVICE_HOST is the `kubernetes` service's ClusterIP: private by design,
+            // and reachable from the pod that was given it.
+            let r = CheckResult::pass(id, shown.clone(), format!("server {shown}"))
+                .with_evidence("the kubernetes service address (KUBERNETES_SERVICE_HOST/PORT)");
+            return (r, Some(endpoint));
+        }
         (self.address_class(id, &shown, &endpoint), Some(endpoint))
     }
 
@@ -793,6 +800,15 @@ fn token_origin(spec: &TargetSpec) -> String {
 
 /// The `exp` claim of a JWT, if the token is one. Never returns or logs the token.
 pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    let exp = jwt_claims(token)?.get("exp")?.as_u64()?;
+    // `UNIX_EPOCH + d` panics past what `SystemTime` holds (about 2^63 s): such an `exp` is no
+    // expiry a clock can reach.
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+}
+
+/// The (unverified) claims of a JWT, if the token is one: only for what it says about itself
+/// (expiry, the service account it names), never as proof of anything.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     let mut parts = token.split('.');
     let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -801,11 +817,7 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?.as_u64()?;
-    // `UNIX_EPOCH + d` panics past what `SystemTime` holds (about 2^63 s): such an `exp` is no
-    // expiry a clock can reach.
-    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn command_exists(command: &str, env: &Env) -> bool {

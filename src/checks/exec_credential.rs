@@ -160,6 +160,7 @@ mod tests {
             now: SystemTime::now(),
             resolv_conf_path: "/dev/null".into(),
             hosts_path: "/dev/null".into(),
+            service_account_dir: "/nonexistent".into(),
             demo: false,
         }
     }

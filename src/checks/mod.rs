@@ -8,6 +8,7 @@ pub mod dns;
 pub mod exec_credential;
 pub mod http;
 pub mod kas;
+pub mod netpol;
 pub mod rbac;
 pub mod runner;
 pub mod tcp;

@@ -48,9 +48,48 @@ pub fn facts(env: &Env, dns: &DnsSetup) -> Vec<(String, String)> {
             out.push((name.to_string(), v.to_string()));
         }
     }
+    if in_cluster {
+        out.extend(pod_facts(env));
+    }
     if let Some(mtus) = interface_mtus() {
         out.push(("interfaces".into(), mtus));
     }
+    out
+}
+
+/// What the Kubernetes executor exposes: the runner's `CI_RUNNER_*` and the pod's
+/// `KUBERNETES_*` variables, and who the pod is. Names that could hold a credential (GitLab sets
+/// `CI_RUNNER_SHORT_TOKEN`) are left out whatever their value.
+fn pod_facts(env: &Env) -> Vec<(String, String)> {
+    let identity = crate::targets::in_cluster::PodIdentity::read(env);
+    let mut out = Vec::new();
+    let named = [
+        ("pod", identity.pod.clone()),
+        ("pod_namespace", identity.namespace.clone()),
+        ("pod_service_account", identity.username.clone()),
+    ];
+    out.extend(
+        named
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?))),
+    );
+    let secret_like = |name: &str| {
+        ["TOKEN", "PASSWORD", "SECRET", "KEY"]
+            .iter()
+            .any(|w| name.contains(w))
+    };
+    out.extend(
+        env.vars
+            .iter()
+            .filter(|(k, v)| {
+                (k.starts_with("CI_RUNNER_") || k.starts_with("KUBERNETES_"))
+                    && !secret_like(k)
+                    && !RUNNER_VARS.contains(&k.as_str())
+                    && !v.is_empty()
+            })
+            .take(64)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     out
 }
 
@@ -112,4 +151,55 @@ fn skew(a: SystemTime, b: SystemTime) -> Duration {
     a.duration_since(b)
         .or_else(|_| b.duration_since(a))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_facts_name_the_pod_and_leave_out_token_variables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("namespace"), "gitlab").expect("namespace");
+        let vars = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("HOSTNAME", "runner-abc-project-1-concurrent-0"),
+            ("CI_RUNNER_ID", "42"),
+            ("CI_RUNNER_VERSION", "18.0.0"),
+            ("CI_RUNNER_SHORT_TOKEN", "glrt-SECRET"),
+        ];
+        let env = Env {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            now: SystemTime::now(),
+            resolv_conf_path: dir.path().join("resolv.conf"),
+            hosts_path: dir.path().join("hosts"),
+            service_account_dir: dir.path().to_path_buf(),
+            demo: false,
+        };
+        let dns = DnsSetup::load(&env.resolv_conf_path, &env.hosts_path);
+        let facts = facts(&env, &dns);
+        let get = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("in_cluster"), Some("true"));
+        assert_eq!(get("pod"), Some("runner-abc-project-1-concurrent-0"));
+        assert_eq!(get("pod_namespace"), Some("gitlab"));
+        assert_eq!(get("CI_RUNNER_ID"), Some("42"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("443"));
+        assert_eq!(
+            facts
+                .iter()
+                .filter(|(n, _)| n == "CI_RUNNER_VERSION")
+                .count(),
+            1
+        );
+        assert!(
+            facts
+                .iter()
+                .all(|(n, v)| !n.contains("TOKEN") && !v.contains("SECRET")),
+            "{facts:?}"
+        );
+    }
 }

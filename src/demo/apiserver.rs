@@ -138,6 +138,9 @@ pub struct ApiServerOptions {
     /// not impersonate the job's identity (`.0`): kube-apiserver's impersonation filter then
     /// answers every authenticated request with 403 `cannot impersonate resource "users"`.
     pub impersonation_denied: Option<(String, String)>,
+    /// Pods, Services and EndpointSlices (in that order of kinds), served at their GET and
+    /// list paths: the runner pod and `default/kubernetes` of an in-cluster world.
+    pub objects: super::routes::Objects,
     /// Which HTTP versions the server speaks (and offers in ALPN).
     pub protocols: Protocols,
     /// Each response body is sent this long after its head (a slow backend behind a load
@@ -172,6 +175,7 @@ impl Default for ApiServerOptions {
             self_subject_review: true,
             network_policies: Vec::new(),
             impersonation_denied: None,
+            objects: super::routes::Objects::default(),
             protocols: Protocols::default(),
             body_delay: None,
             extra_headers: Vec::new(),

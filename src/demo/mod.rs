@@ -14,6 +14,7 @@
 //! and never logs a token.
 
 pub mod apiserver;
+pub mod in_cluster;
 pub mod pki;
 pub mod proxy;
 pub mod rbac;
@@ -36,6 +37,7 @@ pub use apiserver::{
 pub use pki::{ClientAuth, DEFAULT_SANS, Pki, ServerIdentity, TlsClass};
 pub use proxy::{ProxyHandle, ProxyMode, ProxyOptions};
 pub use rbac::{Rule, User};
+pub use routes::{ObjectKind, Objects};
 
 /// Why the demo (or one of its servers) could not start.
 #[derive(Debug, thiserror::Error)]

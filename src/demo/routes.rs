@@ -164,11 +164,22 @@ enum Endpoint<'a> {
     Healthz,
     Api,
     Apis,
-    GroupVersion { group: &'a str, version: &'a str },
+    GroupVersion {
+        group: &'a str,
+        version: &'a str,
+    },
     SelfSubjectReview,
     AccessReview,
     RulesReview,
-    NetworkPolicies { namespace: Option<&'a str> },
+    NetworkPolicies {
+        namespace: Option<&'a str>,
+    },
+    /// A fixture object (pod, service) by name, or a list of EndpointSlices.
+    Object {
+        kind: ObjectKind,
+        namespace: &'a str,
+        name: Option<&'a str>,
+    },
     Unknown,
 }
 
@@ -216,6 +227,28 @@ impl<'a> Endpoint<'a> {
             ] => Endpoint::NetworkPolicies {
                 namespace: Some(ns),
             },
+            ["api", "v1", "namespaces", ns, "pods", name] => Endpoint::Object {
+                kind: ObjectKind::Pod,
+                namespace: ns,
+                name: Some(name),
+            },
+            ["api", "v1", "namespaces", ns, "services", name] => Endpoint::Object {
+                kind: ObjectKind::Service,
+                namespace: ns,
+                name: Some(name),
+            },
+            [
+                "apis",
+                "discovery.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "endpointslices",
+            ] => Endpoint::Object {
+                kind: ObjectKind::EndpointSlice,
+                namespace: ns,
+                name: None,
+            },
             _ => Endpoint::Unknown,
         }
     }
@@ -260,6 +293,12 @@ impl<'a> Endpoint<'a> {
                 "networkpolicies",
                 namespace.unwrap_or(""),
             ),
+            Endpoint::Object {
+                kind, namespace, ..
+            } => {
+                let (verb, group, plural) = kind.rbac();
+                resource(verb, group, plural, namespace)
+            }
             _ => Attributes::NonResource { path },
         }
     }
@@ -380,6 +419,11 @@ async fn route(
         Endpoint::Apis => api_group_list(shared),
         Endpoint::GroupVersion { group, version } => resource_list(group, version, shared),
         Endpoint::NetworkPolicies { namespace } => network_policies(namespace, user, shared, path),
+        Endpoint::Object {
+            kind,
+            namespace,
+            name,
+        } => fixture_object(kind, namespace, name, query, user, shared, path),
     }
 }
 
@@ -599,6 +643,14 @@ const NETWORKING_V1: &[ResourceDef] = &[res(
     CRUD,
     &["netpol"],
 )];
+const DISCOVERY_V1: &[ResourceDef] = &[res(
+    "endpointslices",
+    "endpointslice",
+    "EndpointSlice",
+    true,
+    CRUD,
+    &[],
+)];
 const AUTHORIZATION_V1: &[ResourceDef] = &[
     res(
         "localsubjectaccessreviews",
@@ -656,6 +708,7 @@ const AUTHENTICATION_V1: &[ResourceDef] = &[
 const GROUPS: &[(&str, &[ResourceDef])] = &[
     ("apps", APPS_V1),
     ("networking.k8s.io", NETWORKING_V1),
+    ("discovery.k8s.io", DISCOVERY_V1),
     ("authentication.k8s.io", AUTHENTICATION_V1),
     ("authorization.k8s.io", AUTHORIZATION_V1),
 ];
@@ -888,4 +941,119 @@ fn network_policies(namespace: Option<&str>, user: &User, shared: &Shared, path:
             "items": items,
         }),
     )
+}
+
+/// The kinds of fixture object the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Pod,
+    Service,
+    EndpointSlice,
+}
+
+impl ObjectKind {
+    /// (verb, API group, resource) the request needs from RBAC.
+    fn rbac(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ObjectKind::Pod => ("get", "", "pods"),
+            ObjectKind::Service => ("get", "", "services"),
+            ObjectKind::EndpointSlice => ("list", "discovery.k8s.io", "endpointslices"),
+        }
+    }
+}
+
+/// Fixture objects of an in-cluster world, as the API would store them.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub pods: Vec<k8s_openapi::api::core::v1::Pod>,
+    pub services: Vec<k8s_openapi::api::core::v1::Service>,
+    pub endpoint_slices: Vec<k8s_openapi::api::discovery::v1::EndpointSlice>,
+}
+
+impl Objects {
+    /// (metadata, JSON) of every object of `kind`.
+    fn of(
+        &self,
+        kind: ObjectKind,
+    ) -> Vec<(
+        &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        Value,
+    )> {
+        fn each<T: Serialize>(
+            items: &[T],
+            meta: fn(&T) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        ) -> Vec<(
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+            Value,
+        )> {
+            items
+                .iter()
+                .filter_map(|i| Some((meta(i), serde_json::to_value(i).ok()?)))
+                .collect()
+        }
+        match kind {
+            ObjectKind::Pod => each(&self.pods, |p| &p.metadata),
+            ObjectKind::Service => each(&self.services, |s| &s.metadata),
+            ObjectKind::EndpointSlice => each(&self.endpoint_slices, |e| &e.metadata),
+        }
+    }
+}
+
+/// A GET by name (404 when absent) or a list filtered by an equality `labelSelector`.
+fn fixture_object(
+    kind: ObjectKind,
+    namespace: &str,
+    name: Option<&str>,
+    query: &str,
+    user: &User,
+    shared: &Shared,
+    path: &str,
+) -> Reply {
+    let (verb, group, plural) = kind.rbac();
+    if !user.can(verb, group, plural, namespace) {
+        let attributes = Endpoint::Object {
+            kind,
+            namespace,
+            name,
+        }
+        .attributes(path);
+        return forbidden(user, &attributes);
+    }
+    // Equality terms only (`k=v,k2=v2`, percent-encoded as clients send them).
+    let selector: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("labelSelector="))
+        .flat_map(|v| v.split("%2C"))
+        .filter_map(|term| {
+            let term = term.replace("%2F", "/").replace("%3D", "=");
+            term.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let in_namespace = shared
+        .options
+        .objects
+        .of(kind)
+        .into_iter()
+        .filter(|(meta, _)| meta.namespace.as_deref() == Some(namespace));
+    match name {
+        Some(name) => in_namespace
+            .into_iter()
+            .find(|(meta, _)| meta.name.as_deref() == Some(name))
+            .map(|(_, v)| Reply::json(StatusCode::OK, &v))
+            .unwrap_or_else(not_found),
+        None => {
+            let items: Vec<Value> = in_namespace
+                .filter(|(meta, _)| {
+                    let labels = meta.labels.clone().unwrap_or_default();
+                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                })
+                .map(|(_, v)| v)
+                .collect();
+            Reply::json(
+                StatusCode::OK,
+                &json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+            )
+        }
+    }
 }

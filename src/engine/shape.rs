@@ -80,6 +80,10 @@ pub fn rows(target: &Target, requirements: &[Requirement]) -> Vec<Row> {
             .iter()
             .map(|r| Row::new(CheckId::RbacCanI, r.subject(&target.namespace))),
     );
+    if target.kind == TargetKind::InCluster {
+        // Only the in-cluster target reads NetworkPolicies (judged after every target ran).
+        rows.push(Row::new(CheckId::NetpolEgress, target.namespace.clone()));
+    }
     rows
 }
 

@@ -1,5 +1,5 @@
 //! Targets that do not come from a kubeconfig: `--server` flags, the certificate-based
-//! integration's `KUBE_*` variables, the in-cluster service account, and the GitLab server.
+//! integration's `KUBE_*` variables, and the GitLab server.
 
 use std::path::PathBuf;
 
@@ -7,8 +7,6 @@ use super::{DiscoveryOptions, TargetSpec};
 use crate::env::Env;
 use crate::model::TargetKind;
 use crate::secret::Secret;
-
-const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 pub fn from_flags(server: &str, opts: &DiscoveryOptions) -> TargetSpec {
     TargetSpec {
@@ -38,31 +36,6 @@ pub fn from_kube_vars(env: &Env) -> Option<TargetSpec> {
         ca_pem: env.var("KUBE_CA_PEM").map(str::to_string),
         token: env.var("KUBE_TOKEN").map(Secret::new),
         namespace: env.var("KUBE_NAMESPACE").map(str::to_string),
-        ..TargetSpec::default()
-    })
-}
-
-/// The pod's own service account when the job runs on the Kubernetes executor. client-go
-/// requires both variables (rest.InClusterConfig), so do we.
-pub fn in_cluster(env: &Env) -> Option<TargetSpec> {
-    let host = env.var("KUBERNETES_SERVICE_HOST")?;
-    let port = env.var("KUBERNETES_SERVICE_PORT")?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    let dir = PathBuf::from(SERVICE_ACCOUNT_DIR);
-    Some(TargetSpec {
-        name: "in-cluster".into(),
-        kind: Some(TargetKind::InCluster),
-        source: format!("KUBERNETES_SERVICE_HOST/PORT and {SERVICE_ACCOUNT_DIR}"),
-        server: Some(format!("https://{host}:{port}")),
-        ca_file: Some(dir.join("ca.crt")),
-        token_file: Some(dir.join("token")),
-        namespace: crate::env::read_bounded(&dir.join("namespace"))
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         ..TargetSpec::default()
     })
 }

@@ -2,6 +2,7 @@
 //! `KUBE_*` variables, the in-cluster service account, and the GitLab server itself. Discovery
 //! only gathers raw settings into [`TargetSpec`]s; `checks::config` judges them.
 
+pub mod in_cluster;
 pub mod kubeconfig;
 pub mod legacy;
 pub mod url;
@@ -91,14 +92,22 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
         if !kube.found_any_file {
             if let Some(spec) = legacy::from_kube_vars(env) {
                 found.specs.push(spec);
-            } else if opts.in_cluster != Some(true) && legacy::in_cluster(env).is_none() {
+            } else if let Some(spec) = in_cluster::in_cluster(env) {
+                // Said on purpose (`--in-cluster`) it is the plan, not a surprise.
+                if opts.in_cluster != Some(true) {
+                    found.checks.push(in_cluster::fallback_warning(env, &spec));
+                }
+            } else if opts.in_cluster != Some(true) {
                 found.checks.push(not_set(env));
             }
         }
     }
     let wants_in_cluster = opts.in_cluster.unwrap_or(opts.server.is_none());
-    if wants_in_cluster && let Some(spec) = legacy::in_cluster(env) {
-        found.specs.push(spec);
+    match in_cluster::in_cluster(env) {
+        Some(spec) if wants_in_cluster => found.specs.push(spec),
+        // Asked for by name and not there: say so, or the run would pass having checked nothing.
+        None if opts.in_cluster == Some(true) => found.checks.push(in_cluster::not_in_a_pod(env)),
+        _ => {}
     }
     if let Some(spec) = legacy::gitlab_server(env, &found.specs) {
         found.specs.push(spec);

@@ -143,6 +143,7 @@ impl World {
             now: SystemTime::now(),
             resolv_conf_path: self.path("resolv.conf"),
             hosts_path: self.path("hosts"),
+            service_account_dir: self.path("serviceaccount"),
             demo: false,
         }
     }

@@ -3,6 +3,7 @@
 mod auth;
 mod dns;
 mod http;
+mod in_cluster;
 mod lb;
 mod proxy;
 mod tcp;

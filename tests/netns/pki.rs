@@ -21,6 +21,9 @@ pub const SERVER_NAMES: &[&str] = &[
     "api6.k8s.test",
     "dual.k8s.test",
     "pinned.k8s.test",
+    // The in-cluster world's `kubernetes` service address, as a real API server's certificate
+    // carries its service ClusterIP (an IP SAN).
+    "10.253.96.1",
 ];
 
 /// What is wrong with a leaf, if anything.

@@ -112,6 +112,7 @@ async fn discovery_documents_list_the_groups_kubectl_needs() {
         [
             "apps",
             "networking.k8s.io",
+            "discovery.k8s.io",
             "authentication.k8s.io",
             "authorization.k8s.io"
         ]

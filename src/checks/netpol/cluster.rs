@@ -1,0 +1,628 @@
+//! What the in-cluster target read over its own verified connection (the runner pod, the
+//! NetworkPolicies of its namespace, the `kubernetes` service and its EndpointSlices), and the
+//! evaluator applied, after the run, to the addresses every target tried. A target whose
+//! `tcp.connect timeout` (or `dns.resolve timeout`) a policy explains gets that policy as its
+//! root cause, the way the GitLab checks explain agent failures.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use super::{Destination, Protocol, Purpose, RunnerPod, Situation, judge, judge_route};
+use crate::catalogue::{CheckId, Reason};
+use crate::model::{CheckResult, RootCause, Status, TargetReport};
+use crate::net::http::{HttpFailure, Response};
+use crate::verdict;
+
+/// The paths the in-cluster target asks for (namespace and pod filled in by [`ClusterView::paths`]).
+pub const KUBERNETES_SERVICE_PATH: &str = "/api/v1/namespaces/default/services/kubernetes";
+pub const KUBERNETES_SLICES_PATH: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes";
+
+/// What the in-cluster target could read about its own surroundings.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// The in-cluster target's name.
+    pub target: String,
+    pub pod: RunnerPod,
+    /// The pod's name, node and labels, for evidence.
+    pub pod_evidence: Vec<String>,
+    /// The policies, or what the server answered instead (`not-readable`).
+    pub policies: Result<Vec<NetworkPolicy>, String>,
+    /// The `kubernetes` service's ClusterIP and ports (pre-DNAT reading).
+    pub service: Vec<(IpAddr, u16)>,
+    /// Its EndpointSlice addresses and ports (post-DNAT reading).
+    pub endpoints: Vec<(IpAddr, u16)>,
+}
+
+/// One address a target tried to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    pub target: String,
+    pub addr: SocketAddr,
+    pub connected: bool,
+    pub via_proxy: bool,
+}
+
+/// The object of a 200 answer, or what was answered instead.
+fn object<T: serde::de::DeserializeOwned>(
+    what: &str,
+    answer: &Result<Response, HttpFailure>,
+) -> Result<T, String> {
+    match answer {
+        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body)
+            .map_err(|e| format!("{what}: the answer is not a valid object: {e}")),
+        Ok(r) => Err(format!("{what}: HTTP {}: {}", r.status, r.excerpt(200))),
+        Err(HttpFailure::Stalled) => Err(format!("{what}: no answer in time")),
+        Err(HttpFailure::Failed(e)) => Err(format!("{what}: {e}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct List<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
+}
+
+/// A DNS-1123 subdomain (what a pod name is), so it can go into a request path as it is.
+pub fn is_object_name(name: &str) -> bool {
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.bytes().next())
+        && edge(name.bytes().last())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+impl ClusterView {
+    /// Nothing was asked: `why` says what stopped the reads (a namespace that is no name).
+    pub fn unasked(target: &str, namespace: &str, why: String) -> ClusterView {
+        let mut view = ClusterView::from_answers(target, namespace, None, &[]);
+        view.policies = Err(why);
+        view.pod_evidence.clear();
+        view
+    }
+
+    /// The pod, policy, service and EndpointSlice paths to GET, in that order.
+    pub fn paths(namespace: &str, pod: Option<&str>) -> Vec<String> {
+        let mut out = vec![format!(
+            "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+        )];
+        out.push(KUBERNETES_SERVICE_PATH.to_string());
+        out.push(KUBERNETES_SLICES_PATH.to_string());
+        if let Some(pod) = pod {
+            out.push(format!("/api/v1/namespaces/{namespace}/pods/{pod}"));
+        }
+        out
+    }
+
+    /// Builds the view from the answers to [`ClusterView::paths`] (same order; the pod answer
+    /// is absent when the pod's name is unknown).
+    pub fn from_answers(
+        target: &str,
+        namespace: &str,
+        pod_name: Option<&str>,
+        answers: &[Result<Response, HttpFailure>],
+    ) -> ClusterView {
+        let mut view = ClusterView {
+            target: target.to_string(),
+            pod: RunnerPod {
+                namespace: namespace.to_string(),
+                labels: None,
+                host_network: false,
+            },
+            pod_evidence: Vec::new(),
+            policies: Err("not asked".into()),
+            service: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        let mut answers = answers.iter();
+        if let Some(a) = answers.next() {
+            view.policies =
+                object::<List<NetworkPolicy>>("list networkpolicies", a).map(|l| l.items);
+        }
+        match answers
+            .next()
+            .map(|a| object::<Service>("get service default/kubernetes", a))
+        {
+            Some(Ok(service)) => view.service = service_addresses(&service),
+            Some(Err(e)) => view.pod_evidence.push(format!(
+                "{e}: the pre-DNAT reading uses KUBERNETES_SERVICE_HOST alone"
+            )),
+            None => {}
+        }
+        match answers
+            .next()
+            .map(|a| object::<List<EndpointSlice>>("list endpointslices default", a))
+        {
+            Some(Ok(slices)) => view.endpoints = slice_addresses(&slices.items),
+            Some(Err(e)) => view.pod_evidence.push(format!(
+                "{e}: the post-DNAT reading (the API server's endpoints) is not judged"
+            )),
+            None => {}
+        }
+        match (pod_name, answers.next()) {
+            (Some(name), Some(a)) => match object::<Pod>("get pod", a) {
+                Ok(pod) => {
+                    let labels = pod.metadata.labels.clone().unwrap_or_default();
+                    view.pod_evidence.push(pod_line(name, namespace, &pod, &labels));
+                    view.pod.labels = Some(labels);
+                    view.pod.host_network = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.host_network)
+                        .unwrap_or(false);
+                }
+                Err(e) => view.pod_evidence.push(format!(
+                    "runner pod {name} in {namespace}: not readable ({e}); policies that select by label cannot be decided"
+                )),
+            },
+            _ => view.pod_evidence.push(
+                "runner pod: name unknown (no pod claim in the token, and HOSTNAME unset or no pod name)"
+                    .to_string(),
+            ),
+        }
+        view
+    }
+}
+
+fn pod_line(name: &str, namespace: &str, pod: &Pod, labels: &BTreeMap<String, String>) -> String {
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "?".into());
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "runner pod {name} in {namespace} on node {node}, labels: {}",
+        if labels.is_empty() {
+            "(none)".into()
+        } else {
+            labels.join(", ")
+        }
+    )
+}
+
+fn service_addresses(service: &Service) -> Vec<(IpAddr, u16)> {
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    let ips = spec
+        .cluster_ips
+        .clone()
+        .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
+        .unwrap_or_default();
+    let ports: Vec<u16> = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| u16::try_from(p.port).ok())
+        .collect();
+    ips.iter()
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .flat_map(|ip| ports.iter().map(move |p| (ip, *p)))
+        .collect()
+}
+
+fn slice_addresses(slices: &[EndpointSlice]) -> Vec<(IpAddr, u16)> {
+    let mut out = Vec::new();
+    for slice in slices.iter().take(16) {
+        let ports: Vec<u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        for endpoint in slice.endpoints.iter().take(64) {
+            for addr in endpoint
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+            {
+                out.extend(ports.iter().map(|p| (addr, *p)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn tcp(addr: IpAddr, port: u16, purpose: Purpose) -> Destination {
+    Destination {
+        addr,
+        port,
+        protocol: Protocol::Tcp,
+        purpose,
+    }
+}
+
+fn target_destinations(paths: &[&Attempted]) -> Vec<Destination> {
+    paths
+        .iter()
+        .map(|p| {
+            let purpose = if p.via_proxy {
+                Purpose::Proxy {
+                    target: p.target.clone(),
+                }
+            } else {
+                Purpose::ApiServer {
+                    target: p.target.clone(),
+                }
+            };
+            tcp(p.addr.ip(), p.addr.port(), purpose)
+        })
+        .collect()
+}
+
+fn read_by(view: &ClusterView) -> String {
+    format!(
+        "NetworkPolicies of namespace {} read by target {}",
+        view.pod.namespace, view.target
+    )
+}
+
+/// Applies the evaluator to every target once all have run: the in-cluster target gets its own
+/// route and DNS rows, every other target that tried addresses a row about them, and a target
+/// whose timeout a policy explains gets that policy as its root cause.
+pub fn apply(
+    targets: &mut [TargetReport],
+    view: &ClusterView,
+    paths: &[Attempted],
+    nameservers: &[IpAddr],
+) {
+    let Some(own) = targets.iter().position(|t| t.name == view.target) else {
+        return;
+    };
+    let policies = match &view.policies {
+        Ok(p) => p,
+        Err(answer) => {
+            let result = super::not_readable(&view.pod.namespace, answer)
+                .with_evidence_lines(view.pod_evidence.iter().cloned());
+            return push(&mut targets[own], vec![result]);
+        }
+    };
+    let reached: Vec<(IpAddr, u16)> = paths
+        .iter()
+        .filter(|p| p.connected)
+        .map(|p| (p.addr.ip(), p.addr.port()))
+        .collect();
+    let mut destinations: Vec<Destination> = view
+        .service
+        .iter()
+        .map(|(a, p)| tcp(*a, *p, Purpose::ServiceAddress))
+        .chain(
+            view.endpoints
+                .iter()
+                .map(|(a, p)| tcp(*a, *p, Purpose::ServiceEndpoint)),
+        )
+        .collect();
+    let own_paths: Vec<&Attempted> = paths
+        .iter()
+        .filter(|p| {
+            p.target == view.target && !view.service.contains(&(p.addr.ip(), p.addr.port()))
+        })
+        .collect();
+    destinations.extend(target_destinations(&own_paths));
+    for ns in nameservers.iter().take(3) {
+        for protocol in [Protocol::Udp, Protocol::Tcp] {
+            destinations.push(Destination {
+                addr: *ns,
+                port: 53,
+                protocol,
+                purpose: Purpose::Dns,
+            });
+        }
+    }
+    let situation = |destinations| Situation {
+        pod: view.pod.clone(),
+        destinations,
+        reached: reached.clone(),
+    };
+    let mut own_results = judge(policies, &situation(destinations));
+    for r in &mut own_results {
+        r.evidence.extend(view.pod_evidence.iter().cloned());
+    }
+    let dns_block = own_results
+        .iter()
+        .find(|r| r.reason == Some(Reason::BlocksDns) && r.status == Status::Fail)
+        .cloned();
+    push(&mut targets[own], own_results);
+    for (i, t) in targets.iter_mut().enumerate() {
+        if i == own {
+            continue;
+        }
+        let mine: Vec<&Attempted> = paths.iter().filter(|p| p.target == t.name).collect();
+        if !mine.is_empty() {
+            let result = judge_route(policies, &situation(target_destinations(&mine)))
+                .with_evidence(read_by(view));
+            let explains = result.reason == Some(Reason::BlocksApiserver)
+                && result.status == Status::Fail
+                && timed_out(t, &[CheckId::TcpConnect, CheckId::ProxyConnect]);
+            push(t, vec![result]);
+            if explains {
+                t.root_cause = Some(RootCause {
+                    check: CheckId::NetpolEgress,
+                    reason: Reason::BlocksApiserver,
+                });
+            }
+        }
+        if let Some(dns) = dns_block
+            .as_ref()
+            .filter(|_| timed_out(t, &[CheckId::DnsResolve]))
+        {
+            push(t, vec![dns.clone().with_evidence(read_by(view))]);
+            t.root_cause = Some(RootCause {
+                check: CheckId::NetpolEgress,
+                reason: Reason::BlocksDns,
+            });
+        }
+    }
+}
+
+/// Is the target's root cause a timeout of one of `ids`?
+fn timed_out(t: &TargetReport, ids: &[CheckId]) -> bool {
+    t.root_cause
+        .is_some_and(|rc| ids.contains(&rc.check) && rc.reason == Reason::Timeout)
+}
+
+/// Adds results and recomputes the verdict and the layer-order root cause. A placeholder row
+/// of the same check and subject (a skip: the report's shape had it, but judging comes only
+/// now, after every target ran, whatever stopped the target's own steps) gives way to the result.
+fn push(t: &mut TargetReport, results: Vec<CheckResult>) {
+    t.checks.retain(|c| {
+        c.status != Status::Skip
+            || !results
+                .iter()
+                .any(|r| r.id == c.id && r.subject == c.subject)
+    });
+    t.checks.extend(results);
+    t.verdict = verdict::verdict(&t.checks);
+    t.root_cause = verdict::root_cause(&t.checks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TargetKind, Verdict};
+    use serde_json::json;
+
+    fn report(name: &str, kind: TargetKind, checks: Vec<CheckResult>) -> TargetReport {
+        TargetReport {
+            name: name.into(),
+            kind,
+            server: String::new(),
+            verdict: verdict::verdict(&checks),
+            root_cause: verdict::root_cause(&checks),
+            checks,
+        }
+    }
+
+    fn view(policies: serde_json::Value) -> ClusterView {
+        ClusterView {
+            target: "in-cluster".into(),
+            pod: RunnerPod {
+                namespace: "gitlab".into(),
+                labels: Some(BTreeMap::new()),
+                host_network: false,
+            },
+            pod_evidence: vec![],
+            policies: Ok(serde_json::from_value(policies).expect("policies")),
+            service: vec![("10.96.0.1".parse().expect("ip"), 443)],
+            endpoints: vec![("172.18.0.2".parse().expect("ip"), 6443)],
+        }
+    }
+
+    /// Allows the kubernetes service (both readings), nothing else: no DNS, no outside address.
+    fn service_only() -> serde_json::Value {
+        json!([{"metadata": {"name": "only-apiserver"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}]}]}}])
+    }
+
+    fn path(target: &str, addr: &str, connected: bool) -> Attempted {
+        Attempted {
+            target: target.into(),
+            addr: addr.parse().expect("addr"),
+            connected,
+            via_proxy: false,
+        }
+    }
+
+    fn world(prod_checks: Vec<CheckResult>) -> Vec<TargetReport> {
+        vec![
+            report(
+                "in-cluster",
+                TargetKind::InCluster,
+                vec![CheckResult::pass(
+                    CheckId::TcpConnect,
+                    "10.96.0.1:443",
+                    "ok",
+                )],
+            ),
+            report("prod", TargetKind::Direct, prod_checks),
+        ]
+    }
+
+    #[test]
+    fn a_tcp_timeout_the_policy_explains_gets_the_policy_as_root_cause() {
+        let mut targets = world(vec![CheckResult::finding(
+            CheckId::TcpConnect,
+            "api.prod:6443",
+            Reason::Timeout,
+        )]);
+        let paths = [
+            path("in-cluster", "10.96.0.1:443", true),
+            path("prod", "203.0.113.10:6443", false),
+        ];
+        apply(&mut targets, &view(service_only()), &paths, &[]);
+        let prod = &targets[1];
+        let rc = prod.root_cause.expect("root cause");
+        assert_eq!(
+            (rc.check, rc.reason),
+            (CheckId::NetpolEgress, Reason::BlocksApiserver)
+        );
+        let row = prod
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::NetpolEgress)
+            .expect("row");
+        assert!(row.summary.contains("only-apiserver") && row.summary.contains("203.0.113.10"));
+        assert!(
+            row.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("cidr: 203.0.113.10/32")
+        );
+        // The in-cluster target's own route is allowed.
+        let own = targets[0]
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::NetpolEgress);
+        assert_eq!(own.map(|c| c.status), Some(Status::Pass));
+        assert_eq!(targets[0].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_dns_timeout_the_policy_explains_names_blocks_dns() {
+        let mut targets = world(vec![CheckResult::finding(
+            CheckId::DnsResolve,
+            "api.prod",
+            Reason::Timeout,
+        )]);
+        let paths = [path("in-cluster", "10.96.0.1:443", true)];
+        let ns = ["10.96.0.10".parse().expect("ip")];
+        apply(&mut targets, &view(service_only()), &paths, &ns);
+        let rc = targets[1].root_cause.expect("root cause");
+        assert_eq!(
+            (rc.check, rc.reason),
+            (CheckId::NetpolEgress, Reason::BlocksDns)
+        );
+    }
+
+    #[test]
+    fn a_timeout_the_policies_allow_stands_and_a_refusal_is_never_explained() {
+        let allow_all = json!([{"metadata": {"name": "allow-all"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}}]);
+        let mut targets = world(vec![CheckResult::finding(
+            CheckId::TcpConnect,
+            "api.prod:6443",
+            Reason::Timeout,
+        )]);
+        let paths = [path("prod", "203.0.113.10:6443", false)];
+        apply(&mut targets, &view(allow_all), &paths, &[]);
+        let rc = targets[1].root_cause.expect("root cause");
+        assert_eq!(
+            (rc.check, rc.reason),
+            (CheckId::TcpConnect, Reason::Timeout)
+        );
+        // A refusal is an answer from the far side: no policy explains it (policies drop).
+        let mut targets = world(vec![CheckResult::finding(
+            CheckId::TcpConnect,
+            "api.prod:6443",
+            Reason::Refused,
+        )]);
+        apply(&mut targets, &view(service_only()), &paths, &[]);
+        let rc = targets[1].root_cause.expect("root cause");
+        assert_eq!(
+            (rc.check, rc.reason),
+            (CheckId::TcpConnect, Reason::Refused)
+        );
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: vec![],
+            body: body.to_string().into_bytes().into(),
+            elapsed: std::time::Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn answers_become_a_view_and_what_is_unreadable_is_said() {
+        let answers = [
+            answer(
+                200,
+                json!({"items": [{"metadata": {"name": "deny"}, "spec": {"podSelector": {}}}]}),
+            ),
+            answer(
+                403,
+                json!({"kind": "Status", "message": "services \"kubernetes\" is forbidden"}),
+            ),
+            answer(
+                200,
+                json!({"items": [{"addressType": "IPv4", "metadata": {},
+                "endpoints": [{"addresses": ["172.18.0.2"]}], "ports": [{"port": 6443}]}]}),
+            ),
+            answer(
+                200,
+                json!({"metadata": {"name": "p", "labels": {"app": "job"}},
+                "spec": {"nodeName": "n1", "hostNetwork": false, "containers": []}}),
+            ),
+        ];
+        let view = ClusterView::from_answers("in-cluster", "gitlab", Some("p"), &answers);
+        assert_eq!(view.policies.as_ref().map(Vec::len), Ok(1));
+        assert!(view.service.is_empty());
+        assert_eq!(
+            view.endpoints,
+            vec![("172.18.0.2".parse().expect("ip"), 6443)]
+        );
+        assert_eq!(
+            view.pod
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str),
+            Some("job")
+        );
+        let evidence = view.pod_evidence.join("\n");
+        assert!(
+            evidence.contains("HTTP 403") && evidence.contains("pre-DNAT"),
+            "{evidence}"
+        );
+        assert!(evidence.contains("on node n1"), "{evidence}");
+        let denied = [answer(403, json!({"kind": "Status"}))];
+        let view = ClusterView::from_answers("in-cluster", "gitlab", None, &denied);
+        assert!(view.policies.is_err());
+    }
+
+    #[test]
+    fn a_placeholder_row_gives_way_to_the_judged_one() {
+        let mut targets = world(vec![]);
+        targets[0].checks.push(CheckResult::not_applicable(
+            CheckId::NetpolEgress,
+            "gitlab",
+            "not reached",
+        ));
+        let denied = CheckResult::finding(CheckId::RbacCanI, "get pods -n gitlab", Reason::Denied);
+        targets[0].checks.push(CheckResult::blocked(
+            CheckId::NetpolEgress,
+            "gitlab",
+            &denied,
+        ));
+        let paths = [path("in-cluster", "10.96.0.1:443", true)];
+        apply(&mut targets, &view(service_only()), &paths, &[]);
+        let rows: Vec<&CheckResult> = targets[0]
+            .checks
+            .iter()
+            .filter(|c| c.id == CheckId::NetpolEgress && c.subject == "gitlab")
+            .collect();
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(rows[0].status, Status::Pass);
+    }
+
+    #[test]
+    fn only_real_names_go_into_request_paths() {
+        assert!(is_object_name("runner-abc-1.x"));
+        for bad in ["", "-a", "a-", "A", "a/b", "a?b", "..", &"a".repeat(254)] {
+            assert!(!is_object_name(bad), "{bad}");
+        }
+        let view = ClusterView::unasked("in-cluster", "../x", "no namespace".into());
+        assert_eq!(
+            view.policies.as_ref().err().map(String::as_str),
+            Some("no namespace")
+        );
+    }
+}
