@@ -210,6 +210,15 @@ fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) 
     Tri::from_bool(plain && expressions)
 }
 
+/// `{}` (or a selector with no terms): selects everything.
+fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty())
+}
+
 fn in_ip_block(block: &IPBlock, addr: IpAddr) -> bool {
     let contains = |cidr: &str| {
         cidr.parse::<ipnet::IpNet>()
@@ -230,10 +239,15 @@ fn peer_matches(peer: &NetworkPolicyPeer, dest: &Destination, pod: &RunnerPod) -
         return Tri::No;
     }
     let namespace = match &peer.namespace_selector {
-        Some(selector) => {
-            let labels = BTreeMap::from([(NAME_LABEL.to_string(), DNS_NAMESPACE.to_string())]);
-            selects(selector, Some(&labels))
-        }
+        // `{}` selects every namespace, the DNS pods' too.
+        Some(selector) if selector_is_empty(selector) => Tri::Yes,
+        // The DNS namespace's labels are not read (nor is it sure to be `kube-system`: OpenShift
+        // runs `openshift-dns`), and a selector may use any label (`name: kube-system` from older
+        // guides): undecidable, never blocked.
+        Some(_) => Tri::Unknown(format!(
+            "a namespaceSelector may match the namespace of the cluster DNS pods behind {}, whose labels kube-reach does not read",
+            dest.addr
+        )),
         // A podSelector alone selects pods of the policy's own namespace.
         None => Tri::from_bool(pod.namespace == DNS_NAMESPACE),
     };
@@ -322,6 +336,9 @@ pub fn decide(policies: &[NetworkPolicy], pod: &RunnerPod, dest: &Destination) -
         .collect();
     let mut unknown = None;
     for policy in &all {
+        // A policy's rules allow only for the pods it selects: one that may not select the
+        // runner pod cannot make a destination allowed, only undecided.
+        let selects_pod = sure.iter().any(|p| std::ptr::eq(*p, *policy));
         let rules = policy
             .spec
             .as_ref()
@@ -329,11 +346,18 @@ pub fn decide(policies: &[NetworkPolicy], pod: &RunnerPod, dest: &Destination) -
             .unwrap_or_default();
         for (i, rule) in rules.iter().enumerate() {
             match rule_matches(rule, dest, pod) {
-                Tri::Yes => {
+                Tri::Yes if selects_pod => {
                     return Decision::Allowed {
                         policy: policy_name(policy),
                         rule: i,
                     };
+                }
+                Tri::Yes => {
+                    let why = format!(
+                        "{} allows it, but may not select the runner pod (its labels are not readable)",
+                        policy_name(policy)
+                    );
+                    unknown = unknown.or(Some(why));
                 }
                 Tri::Unknown(why) => unknown = unknown.or(Some(why)),
                 Tri::No => {}

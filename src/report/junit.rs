@@ -40,6 +40,7 @@ use std::io::Write;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{ReportError, ReportFormat, clean_text};
+use crate::catalogue::CheckId;
 use crate::model::{CheckResult, RunReport, Status};
 
 /// Name of the `<testsuites>` root and of the suite holding the run's global checks.
@@ -148,7 +149,7 @@ impl CaseWriter {
         check: &CheckResult,
     ) -> TestCase {
         let classname = format!("{suite_name} / {}", check.layer().as_str());
-        let key = one_line(&check.key());
+        let key = one_line(&stable_key(check));
         let name = match target {
             Some(target) => format!("{target}: {key}"),
             None => key,
@@ -235,8 +236,22 @@ fn type_of(check: &CheckResult) -> String {
 }
 
 /// Summary, reason, `Evidence:` lines, `Fix:` and `Why:`, for bodies and `<system-out>`.
+/// A test case's name without its target. `config.kubeconfig` is named by its id alone: its
+/// subject is whatever it found a problem with (a file, the variable, a context, planning), so a
+/// subject in the name would make a failing run's case a new test beside the passing run's
+/// `config.kubeconfig`, and fixing it would never show as resolved. The subject goes in the text.
+fn stable_key(check: &CheckResult) -> String {
+    match check.id {
+        CheckId::ConfigKubeconfig => check.id.as_str().to_string(),
+        _ => check.key(),
+    }
+}
+
 fn details(check: &CheckResult) -> String {
     let mut text = one_line(&check.summary);
+    if stable_key(check) != check.key() {
+        text.push_str(&format!("\nSubject: {}", one_line(&check.subject)));
+    }
     if let Some(reason) = check.reason {
         // GitLab drops the `type` attribute once there is a body; say the code in the text too.
         text.push_str(&format!("\nReason: {}", reason.as_str()));
@@ -317,7 +332,7 @@ fn drop_root_skipped_attribute(xml: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::{CheckId, Reason};
+    use crate::catalogue::Reason;
     use crate::model::{TargetKind, TargetReport, Verdict};
     use crate::report::test_support::{one_of_each_status, sample_report};
     use std::path::Path;
@@ -412,6 +427,48 @@ mod tests {
             global[0].name.as_str(),
             "config.kubeconfig",
             "an empty subject leaves the id alone"
+        );
+    }
+
+    /// A broken kubeconfig must be the same test case as the healthy run's `config.kubeconfig`
+    /// (GitLab keys cases by suite, classname and name), whatever file or context it names.
+    #[test]
+    fn config_kubeconfig_keeps_its_name_whatever_it_found() {
+        let names = |checks: Vec<CheckResult>| -> Vec<String> {
+            let mut report = sample_report();
+            report.checks = checks;
+            parse(&xml_of(&report)).test_suites[0]
+                .test_cases
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect()
+        };
+        let passing = names(vec![CheckResult::pass(
+            CheckId::ConfigKubeconfig,
+            "",
+            "read",
+        )]);
+        let missing = CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            "/builds/g/p.tmp/KUBECONFIG",
+            Reason::Unreadable,
+        );
+        let failing = names(vec![missing.clone()]);
+        assert_eq!(passing, failing);
+        let two = names(vec![
+            missing,
+            CheckResult::finding(CheckId::ConfigKubeconfig, "ctx", Reason::ContextNotFound),
+        ]);
+        assert_eq!(two, ["config.kubeconfig", "config.kubeconfig #2"]);
+        let mut report = sample_report();
+        report.checks = vec![CheckResult::finding(
+            CheckId::ConfigKubeconfig,
+            "/builds/g/p.tmp/KUBECONFIG",
+            Reason::Unreadable,
+        )];
+        assert!(
+            xml_of(&report).contains("Subject: /builds/g/p.tmp/KUBECONFIG"),
+            "the subject moves into the text"
         );
     }
 

@@ -291,14 +291,27 @@ fn dns_blocked_and_allowed_by_the_usual_kube_dns_rule() {
         &dns_udp(),
         Want::Undecided,
     );
-    // A namespaceSelector for another namespace cannot reach kube-system's DNS pods.
-    let wrong_ns = policy(
-        "allow-dns-wrong-ns",
-        json!({"podSelector": {}, "policyTypes": ["Egress"],
-               "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dns"}}}],
-                           "ports": [{"port": 53, "protocol": "UDP"}]}]}),
-    );
-    check(&[web.clone(), wrong_ns], &pod(), &dns_udp(), Want::Blocked);
+    // A namespaceSelector is judged against the DNS namespace's labels, which are not read (nor
+    // is that namespace sure to be kube-system): undecidable whatever label it names, never
+    // blocked — `name: kube-system` (older guides) and OpenShift's `openshift-dns` included.
+    for labels in [
+        json!({"kubernetes.io/metadata.name": "dns"}),
+        json!({"name": "kube-system"}),
+        json!({"kubernetes.io/metadata.name": "openshift-dns"}),
+    ] {
+        let by_namespace = policy(
+            "allow-dns-by-namespace",
+            json!({"podSelector": {}, "policyTypes": ["Egress"],
+                   "egress": [{"to": [{"namespaceSelector": {"matchLabels": labels}}],
+                               "ports": [{"port": 53, "protocol": "UDP"}]}]}),
+        );
+        check(
+            &[web.clone(), by_namespace],
+            &pod(),
+            &dns_udp(),
+            Want::Undecided,
+        );
+    }
     // An ipBlock with the nameserver address decides it.
     let by_ip = policy(
         "allow-dns-ip",
@@ -326,6 +339,19 @@ fn unreadable_pod_labels_make_selecting_policies_undecided_but_empty_selectors_s
     );
     check(&[labelled], &unknown, &service(), Want::Undecided);
     check(&[default_deny()], &unknown, &service(), Want::Blocked);
+    // A rule of a policy that may not select the pod allows nothing for sure: if the pod lacks
+    // the label, the default deny alone applies.
+    let maybe_allows = policy(
+        "allow-runner",
+        json!({"podSelector": {"matchLabels": {"app": "runner-job"}}, "policyTypes": ["Egress"],
+               "egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}]}),
+    );
+    check(
+        &[default_deny(), maybe_allows],
+        &unknown,
+        &service(),
+        Want::Undecided,
+    );
 }
 
 fn situation(reached: &[(&str, u16)]) -> Situation {
