@@ -235,6 +235,14 @@ fn peer_matches(peer: &NetworkPolicyPeer, dest: &Destination, pod: &RunnerPod) -
     if let Some(block) = &peer.ip_block {
         return Tri::from_bool(in_ip_block(block, dest.addr));
     }
+    if let Purpose::Proxy { .. } = dest.purpose {
+        // A proxy may itself be pods behind a Service (squid in its own namespace), which such
+        // a peer matches after the DNAT: undecidable, never blocked.
+        return Tri::Unknown(format!(
+            "a pod- or namespace-selecting peer may match the proxy's pods behind {}, whose labels kube-reach does not read",
+            dest.addr
+        ));
+    }
     if !dest.purpose.is_dns() {
         return Tri::No;
     }

@@ -354,6 +354,26 @@ fn unreadable_pod_labels_make_selecting_policies_undecided_but_empty_selectors_s
     );
 }
 
+#[test]
+fn a_proxy_allowed_by_a_selecting_peer_is_undecided_never_blocked() {
+    let proxy = dest(
+        "10.96.5.5",
+        3128,
+        Protocol::Tcp,
+        Purpose::Proxy {
+            target: "prod".into(),
+        },
+    );
+    let to_proxy_namespace = policy(
+        "allow-proxy",
+        json!({"podSelector": {}, "policyTypes": ["Egress"],
+               "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "proxy"}}}],
+                           "ports": [{"port": 3128, "protocol": "TCP"}]}]}),
+    );
+    check(&[to_proxy_namespace], &pod(), &proxy, Want::Undecided);
+    check(&[default_deny()], &pod(), &proxy, Want::Blocked);
+}
+
 fn situation(reached: &[(&str, u16)]) -> Situation {
     Situation {
         pod: pod(),
