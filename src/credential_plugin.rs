@@ -240,7 +240,6 @@ mod tests {
             stdout: stdout.into(),
             stderr: stderr.into(),
             timed_out: false,
-            elapsed: Duration::ZERO,
         }
     }
 

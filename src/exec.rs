@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// At most this much of each output stream is kept.
@@ -17,6 +17,9 @@ pub const OUTPUT_CAP: usize = 64 * 1024;
 const POLL: Duration = Duration::from_millis(10);
 /// Tries to start a program whose file is momentarily busy (see [`spawn`]).
 const SPAWN_ATTEMPTS: u32 = 20;
+/// How long output is still read after a child killed at the timeout, so that what its group
+/// wrote before the kill is kept.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 /// How a child ended and what it printed (both streams capped at [`OUTPUT_CAP`]).
 #[derive(Debug, Clone)]
@@ -27,7 +30,6 @@ pub struct Finished {
     pub stderr: String,
     /// Killed because it did not exit within the timeout.
     pub timed_out: bool,
-    pub elapsed: Duration,
 }
 
 /// The program could not be started at all.
@@ -90,16 +92,18 @@ pub fn run(
             }
         }
     };
-    // A grandchild that outlived the group kill could keep the pipes open: never wait for
-    // them, take what arrived so far.
+    // What is left of the group goes too, which closes its ends of the pipes.
     kill_group(child.id());
-    std::thread::sleep(POLL);
+    // Output still in the pipes is read to its end, as Go's `exec.Cmd.Wait` (kubectl's) does:
+    // taking it at once lost the tail of a plugin's answer when the reader thread was not
+    // scheduled in time. A grandchild that left the group can hold a pipe open: the wait ends
+    // at the timeout (at least [`DRAIN_GRACE`] after the exit) with what arrived so far.
+    let drain_until = (started + timeout).max(Instant::now() + DRAIN_GRACE);
     Ok(Finished {
         status,
-        stdout: taken(&stdout),
-        stderr: taken(&stderr),
+        stdout: stdout.finish(drain_until),
+        stderr: stderr.finish(drain_until),
         timed_out,
-        elapsed: started.elapsed(),
     })
 }
 
@@ -132,13 +136,35 @@ fn kill_group(pid: u32) {
 
 type Buffer = Arc<Mutex<Vec<u8>>>;
 
+/// One output stream being read on a thread of its own.
+struct Capture {
+    buffer: Buffer,
+    /// Disconnected when the reading thread ends: the stream reached its end (or failed).
+    ended: mpsc::Receiver<()>,
+}
+
+impl Capture {
+    /// The text read once the stream has ended, or by `until` if it has not.
+    fn finish(&self, until: Instant) -> String {
+        let left = until.saturating_duration_since(Instant::now());
+        // Nothing is ever sent: the wait ends when the thread drops its sender, or at `until`.
+        let _ = self.ended.recv_timeout(left);
+        self.buffer
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// Reads `pipe` on a thread into a shared buffer, keeping at most [`OUTPUT_CAP`] bytes and
 /// discarding the rest (so the child never blocks on a full pipe).
-fn capture(pipe: Option<impl Read + Send + 'static>) -> Buffer {
+fn capture(pipe: Option<impl Read + Send + 'static>) -> Capture {
     let buffer = Buffer::default();
+    let (sender, ended) = mpsc::channel::<()>();
     if let Some(mut pipe) = pipe {
         let shared = buffer.clone();
         std::thread::spawn(move || {
+            let _ended_when_dropped = sender;
             let mut chunk = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut chunk) {
                 if n == 0 {
@@ -151,14 +177,7 @@ fn capture(pipe: Option<impl Read + Send + 'static>) -> Buffer {
             }
         });
     }
-    buffer
-}
-
-fn taken(buffer: &Buffer) -> String {
-    buffer
-        .lock()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    Capture { buffer, ended }
 }
 
 #[cfg(test)]
@@ -200,6 +219,48 @@ mod tests {
         assert_eq!(ran.status, Some(3));
         assert_eq!(ran.stdout.trim(), "read=1 A=1 HOME=unset");
         assert_eq!(ran.stderr.trim(), "oops");
+    }
+
+    /// Go's `exec.Cmd.Wait` (so kubectl) reads a plugin's output to its end. Taking it the
+    /// moment the program exited lost output still on its way: here the whole tail (written by
+    /// a process that left the group), before, under load, the end of an ExecCredential.
+    #[test]
+    fn output_still_in_the_pipe_when_the_program_exits_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // The program exits once the late writer has left its group (the kill would reach it
+        // before); bounded by the run's timeout.
+        let ready = dir.path().join("ready");
+        let prog = script(
+            dir.path(),
+            "prog",
+            &format!(
+                "setsid sh -c 'touch {0}; sleep 0.3; echo late' &\nwhile [ ! -e {0} ]; do sleep 0.01; done\necho early",
+                ready.display()
+            ),
+        );
+        let ran = run(&prog, &[], &[], Duration::from_secs(10)).unwrap();
+        assert!(!ran.timed_out);
+        assert_eq!(ran.status, Some(0));
+        assert_eq!(ran.stdout, "early\nlate\n");
+    }
+
+    /// A process that left the group and holds the pipe open forever does not hold the run:
+    /// the output is read until the timeout, then taken as it is.
+    #[test]
+    fn a_pipe_held_open_by_an_escaped_process_ends_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let prog = script(
+            dir.path(),
+            "prog",
+            &format!(
+                "setsid sh -c 'touch {0}; exec sleep 3' &\nwhile [ ! -e {0} ]; do sleep 0.01; done\necho early",
+                ready.display()
+            ),
+        );
+        let ran = run(&prog, &[], &[], Duration::from_millis(300)).unwrap();
+        assert_eq!(ran.status, Some(0));
+        assert_eq!(ran.stdout, "early\n");
     }
 
     #[test]
