@@ -298,7 +298,7 @@ impl Judge<'_> {
                 creds,
             );
         }
-        if let Some(command) = &spec.exec_command
+        if let Some(command) = spec.exec.as_ref().map(|e| e.command.as_str())
             && !command_exists(command, self.env)
         {
             creds.usable = false;
@@ -820,15 +820,14 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Whether the plugin's command is there to run: a path (with a `/`) names its file, a bare name
+/// is looked up on the job's `PATH` as [`crate::credential_plugin::run`] will run it (an
+/// executable file; Go's `exec.LookPath`, so kubectl, skips one without the execute bit too).
 fn command_exists(command: &str, env: &Env) -> bool {
     if command.contains('/') {
         return std::path::Path::new(command).is_file();
     }
-    env.var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .any(|dir| std::path::Path::new(dir).join(command).is_file())
+    crate::exec::which(command, env.var("PATH").unwrap_or_default()).is_some()
 }
 
 #[cfg(test)]

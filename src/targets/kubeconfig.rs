@@ -221,7 +221,9 @@ fn load_file(path: &Path) -> Result<Kubeconfig, LoadError> {
     Ok(config)
 }
 
-/// kubectl resolves relative file references against the kubeconfig's own folder.
+/// kubectl resolves relative file references against the kubeconfig's own folder, and so an
+/// exec plugin's command when it is a path (has a `/`) rather than a name looked up on `PATH`
+/// (client-go `GetAuthInfoFileReferences`).
 fn make_paths_absolute(config: &mut Kubeconfig, dir: &Path) {
     let fix = |value: &mut Option<String>| {
         if let Some(p) = value.as_ref()
@@ -240,6 +242,11 @@ fn make_paths_absolute(config: &mut Kubeconfig, dir: &Path) {
             fix(&mut user.client_certificate);
             fix(&mut user.client_key);
             fix(&mut user.token_file);
+            if let Some(exec) = &mut user.exec
+                && exec.command.as_deref().is_some_and(|c| c.contains('/'))
+            {
+                fix(&mut exec.command);
+            }
         }
     }
 }
@@ -472,7 +479,6 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
     spec.basic_auth = user.username.is_some() || user.password.is_some();
     spec.other_secrets = other_secrets(user);
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
-    spec.exec_command = user.exec.as_ref().and_then(|e| e.command.clone());
     spec.exec = user.exec.as_ref().and_then(exec_spec);
 }
 
@@ -786,6 +792,40 @@ mod tests {
         assert!(is_secret_setting("x", "0123456789abcdefXYZ"));
         assert!(!is_secret_setting("client-id", "kubernetes"));
         assert!(!is_secret_setting("AWS_PROFILE", "default"));
+    }
+
+    /// `command: ./bin/get-token` in `/builds/x.tmp/KUBECONFIG` is `/builds/x.tmp/bin/get-token`
+    /// to kubectl, wherever the job runs; a bare name stays a `PATH` lookup.
+    #[test]
+    fn relative_exec_commands_are_resolved_against_the_kubeconfig_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubeconfig");
+        let user = |name: &str, command: &str| {
+            format!(
+                "- name: {name}\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {command}\n"
+            )
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nusers:\n{}{}{}",
+            user("relative", "./bin/get-token"),
+            user("bare", "aws"),
+            user("absolute", "/usr/bin/get-token")
+        );
+        std::fs::write(&path, yaml).expect("kubeconfig");
+        let Ok(config) = load_file(&path) else {
+            panic!("the kubeconfig loads");
+        };
+        let command = |name: &str| {
+            config
+                .auth_infos
+                .iter()
+                .find(|u| u.name == name)
+                .and_then(|u| u.auth_info.as_ref()?.exec.as_ref()?.command.clone())
+        };
+        let relative = dir.path().join("./bin/get-token").display().to_string();
+        assert_eq!(command("relative"), Some(relative));
+        assert_eq!(command("bare").as_deref(), Some("aws"));
+        assert_eq!(command("absolute").as_deref(), Some("/usr/bin/get-token"));
     }
 
     #[test]

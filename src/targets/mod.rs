@@ -39,7 +39,6 @@ pub struct TargetSpec {
     pub client_key_data_base64: Option<Secret>,
     pub basic_auth: bool,
     pub auth_provider: Option<String>,
-    pub exec_command: Option<String>,
     /// The user's `exec:` stanza, as client-go reads it, for running the plugin.
     pub exec: Option<ExecSpec>,
     pub namespace: Option<String>,

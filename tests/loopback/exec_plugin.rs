@@ -233,3 +233,36 @@ async fn exec_plugin_client_certificate_is_used() {
         "key material leaked"
     );
 }
+
+/// A plugin named by a relative path runs from the kubeconfig's folder, as kubectl runs it
+/// (client-go resolves it there), wherever the job's working directory is. Before, it was
+/// looked for in the working directory and called missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_plugin_path_is_found_beside_the_kubeconfig() {
+    let c = case().await;
+    let beside = c.world.dir.path().join("bin");
+    std::fs::create_dir(&beside).expect("bin beside the kubeconfig");
+    plugin(&beside, "get-token", &credential(V1, GOOD));
+    assert!(
+        !Path::new("./bin/get-token").exists(),
+        "not in the working directory"
+    );
+    let (t, dump) = c.run("./bin/get-token", V1, "").await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert!(
+        result_of(&t, CheckId::ConfigCredentials)
+            .summary
+            .contains("returned a token")
+    );
+    assert!(!dump.contains(GOOD), "the plugin's token leaked");
+}
+
+/// A file of the plugin's name on PATH without the execute bit is no plugin to kubectl (Go's
+/// `exec.LookPath` skips it): `exec-plugin-missing`, not a start that fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_file_without_the_execute_bit_is_missing() {
+    let c = case().await;
+    std::fs::write(c.bin.path().join("aws"), credential(V1, GOOD)).expect("not executable");
+    let (t, _) = c.run("aws", V1, "").await;
+    assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginMissing);
+}
