@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::env::Env;
 use crate::exec::{self, Finished};
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_output_line};
 use crate::targets::ExecSpec;
 
 /// The apiVersions client-go accepts; `v1alpha1` was removed in kubectl 1.24.
@@ -173,7 +173,7 @@ fn device_login_prompt(text: &str) -> Option<String> {
             let lower = line.to_ascii_lowercase();
             NEEDLES.iter().any(|n| lower.contains(n))
         })
-        .map(|line| redact_line(&without_device_code(line.trim())))
+        .map(|line| redact_output_line(&without_device_code(line.trim())))
 }
 
 /// The prompt with the one-time code after "code" masked: whoever reads the job log must not be
@@ -200,34 +200,8 @@ fn first_lines(stderr: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .take(STDERR_LINES)
-        .map(redact_line)
+        .map(redact_output_line)
         .collect()
-}
-
-/// Replaces every word that looks like a credential (24 or more token characters: keys,
-/// tokens, JWTs, session ids) with `[redacted]`, and caps the line at 200 characters.
-pub fn redact_line(line: &str) -> String {
-    let token_char = |c: char| c.is_ascii_alphanumeric() || "+/=_.-".contains(c);
-    let mut out = String::new();
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.chars().count() >= 24 && word.chars().any(|c| c.is_ascii_digit()) {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in line.chars() {
-        if token_char(c) {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out.chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -274,7 +248,7 @@ mod tests {
                 assert_eq!(status, Some(255));
                 assert_eq!(stderr.len(), 3);
                 assert!(stderr[0].starts_with("Unable to locate credentials"));
-                assert_eq!(stderr[1], "session [redacted] expired");
+                assert_eq!(stderr[1], "session [REDACTED] expired");
             }
             other => panic!("{other:?}"),
         }

@@ -5,7 +5,8 @@
 //! `format!` by accident), the [`Scrubber`] that knows the run's secret values and removes them
 //! **and any fragment of them**, the patterns that are secrets whatever we know
 //! ([`redact_patterns`]: `Bearer …`, `Basic …`, JWTs, GitLab tokens, agent tokens, PEM private
-//! keys), and [`redact_url_password`] for credentials embedded in URLs.
+//! keys), [`redact_url_password`] for credentials embedded in URLs, and
+//! [`redact_output_line`] for what other programs print (credential plugins, the job's tools).
 //!
 //! Why fragments: evidence excerpts are cut at a fixed length, so a secret echoed by a server
 //! may appear only in part. Every 12-byte window of every registered secret is indexed (one
@@ -519,6 +520,39 @@ fn token_len(s: &str) -> usize {
         .unwrap_or(s.len())
 }
 
+/// The longest line of a program's output kept by [`redact_output_line`], in characters.
+const OUTPUT_LINE_CHARS: usize = 200;
+
+/// A line a program printed (a credential plugin's stderr or prompt, a tool's unreadable
+/// version), fit for evidence: besides what [`Scrubber::scrub`] removes later, every word that
+/// looks like a credential we cannot know (24 or more token characters with a digit: keys,
+/// session ids, tokens the program fetched itself) becomes [`REDACTED`], and the line is cut to
+/// [`OUTPUT_LINE_CHARS`]. Only for such output: a report's own text has long words that are not
+/// secrets (fingerprints, resource versions).
+pub fn redact_output_line(line: &str) -> String {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "+/=_.-".contains(c);
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.chars().count() >= 24 && word.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if token_char(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out.chars().take(OUTPUT_LINE_CHARS).collect()
+}
+
 /// The body of every `-----BEGIN … PRIVATE KEY-----` block replaced by [`REDACTED`], up to
 /// its `-----END` line or, for a block cut short, the end of the text.
 fn redact_pem_keys(text: &str) -> String {
@@ -831,6 +865,17 @@ mod tests {
         ] {
             assert_eq!(s.scrub(text), text);
         }
+    }
+
+    #[test]
+    fn opaque_words_of_program_output_are_redacted_with_the_one_marker() {
+        let line =
+            "session AKIAIOSFODNN7EXAMPLEKEY0123456789 expired; see aws-configure-documentation";
+        assert_eq!(
+            redact_output_line(line),
+            "session [REDACTED] expired; see aws-configure-documentation"
+        );
+        assert_eq!(redact_output_line(&"x".repeat(500)).chars().count(), 200);
     }
 
     #[test]

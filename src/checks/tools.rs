@@ -82,7 +82,7 @@ fn read_version(stdout: &str) -> Answer {
     let text = json_git.as_deref().unwrap_or(stdout);
     match find_version(text) {
         Some((version, shown)) => Answer::Version(version, shown),
-        None => Answer::Unreadable(crate::credential_plugin::redact_line(
+        None => Answer::Unreadable(crate::secret::redact_output_line(
             stdout.lines().next().unwrap_or_default(),
         )),
     }
