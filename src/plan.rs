@@ -173,26 +173,34 @@ impl Requirement {
 
 /// A namespace must be a DNS-1123 label (what the API server accepts, and what the generated
 /// RoleBinding YAML may safely contain): at most 63 lowercase letters, digits and `-`, starting
-/// and ending with a letter or digit.
+/// and ending with a letter or digit. The error quotes the value (`--namespace` is the user's
+/// own flag).
 pub fn check_namespace(ns: &str) -> Result<(), String> {
     let shown: String = ns.chars().take(80).collect();
-    let problem = if ns.is_empty() {
-        "is empty"
+    match namespace_problem(ns) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "the namespace {shown:?} {problem} (a namespace is a DNS-1123 label)"
+        )),
+    }
+}
+
+/// What keeps `ns` from being a DNS-1123 label, in words that do not quote it.
+fn namespace_problem(ns: &str) -> Option<&'static str> {
+    if ns.is_empty() {
+        Some("is empty")
     } else if ns.len() > 63 {
-        "is longer than 63 characters"
+        Some("is longer than 63 characters")
     } else if !ns
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        "may hold only lowercase letters, digits and `-`"
+        Some("may hold only lowercase letters, digits and `-`")
     } else if ns.starts_with('-') || ns.ends_with('-') {
-        "must start and end with a letter or digit"
+        Some("must start and end with a letter or digit")
     } else {
-        return Ok(());
-    };
-    Err(format!(
-        "the namespace {shown:?} {problem} (a namespace is a DNS-1123 label)"
-    ))
+        None
+    }
 }
 
 /// At most this many targets are checked in one run (the GitLab server and in-cluster targets
@@ -233,7 +241,13 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
     let namespace = match rest {
         [] => None,
         ["-n" | "--namespace", ns] => {
-            check_namespace(ns).map_err(|problem| invalid(&problem))?;
+            // Not quoted: a `--require` line is quoted whole, and a `--require-file` line never
+            // (it may be a token file's).
+            if let Some(problem) = namespace_problem(ns) {
+                return Err(invalid(&format!(
+                    "the namespace {problem} (a namespace is a DNS-1123 label)"
+                )));
+            }
             Some(ns.to_string())
         }
         ["-A" | "--all-namespaces"] => Some(String::new()),

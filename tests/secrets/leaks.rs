@@ -300,6 +300,32 @@ fn leak8_a_require_file_line_is_named_not_quoted() {
     );
 }
 
+/// A bad namespace on a `--require-file` line is named by file and line like any other bad
+/// line; the value is never quoted (it was, inside the namespace's problem).
+#[test]
+fn leak8_a_bad_namespace_in_a_require_file_is_not_quoted() {
+    let world = World::new();
+    let canary = "NamespaceCanary5f4e3d";
+    let file = world.write("require.txt", &format!("get pods -n {canary}\n"));
+    let out = world.run_binary(
+        None,
+        &[
+            "--server",
+            "https://127.0.0.1:9",
+            "--require-file",
+            &file.display().to_string(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(2), "{stderr}");
+    assert!(!stderr.contains(canary), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("DNS-1123 label"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn issue8_5_the_gitlab_origin_parser_refuses_invalid_ports() {
     let facts = |server: &str| {
