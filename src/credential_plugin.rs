@@ -30,14 +30,9 @@ pub enum Outcome {
     Token {
         token: Secret,
         expires: Option<SystemTime>,
-        api_version: String,
     },
     /// It printed an `ExecCredential` with a client certificate (PEM) and key instead of a token.
-    ClientCertificate {
-        cert_pem: String,
-        key_pem: Secret,
-        api_version: String,
-    },
+    ClientCertificate { cert_pem: String, key_pem: Secret },
     /// It answered another apiVersion than the kubeconfig declares.
     VersionMismatch { declared: String, answered: String },
     /// It asked for a person (a device-login prompt), then waited or gave up.
@@ -143,7 +138,6 @@ fn read(run: &Finished, declared: &str) -> Outcome {
         return Outcome::Token {
             token: Secret::new(token),
             expires,
-            api_version: answered,
         };
     }
     if let (Some(cert), Some(key)) = (
@@ -153,7 +147,6 @@ fn read(run: &Finished, declared: &str) -> Outcome {
         return Outcome::ClientCertificate {
             cert_pem: cert.to_string(),
             key_pem: Secret::new(key),
-            api_version: answered,
         };
     }
     failed("printed an ExecCredential without a token or client certificate".into())

@@ -55,14 +55,12 @@ fn judge_outcome(
 ) -> (CheckResult, Option<Issued>) {
     let ran = format!("ran `{command}` as kubectl would (stdin closed, no terminal)");
     match outcome {
-        Outcome::Token { token, expires, .. } => {
+        Outcome::Token { token, expires } => {
             let result = token_result(id, subject, command, expires, now).with_evidence(ran);
             let usable = !result.status.is_failure();
             (result, usable.then_some(Issued::Token(token)))
         }
-        Outcome::ClientCertificate {
-            cert_pem, key_pem, ..
-        } => (
+        Outcome::ClientCertificate { cert_pem, key_pem } => (
             CheckResult::pass(
                 id,
                 subject,

@@ -128,19 +128,6 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
     })
 }
 
-/// The password in a proxy URL (decoded), so the scrubber can remove it from every output.
-pub fn url_password(raw: &str) -> Option<String> {
-    let with_scheme = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("http://{}", raw.trim())
-    };
-    url::secrets_of(&with_scheme)
-        .last()
-        .map(|s| s.expose().to_string())
-        .filter(|p| !p.is_empty())
-}
-
 /// `host`, `host:port`, `[v6]:port`, `v6` (a NO_PROXY entry).
 fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = s.strip_prefix('[') {
@@ -359,10 +346,6 @@ mod tests {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode("ci:s3cr@t")
             )
-        );
-        assert_eq!(
-            url_password("http://ci:s3cr%40t@proxy.corp:8080").as_deref(),
-            Some("s3cr@t")
         );
         assert!(parse_proxy_url("socks5://x:1").is_err());
     }
