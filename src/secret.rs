@@ -631,7 +631,7 @@ fn url_len(s: &str) -> usize {
 /// `url` (`user:password@host:port/path`, no scheme) with a non-empty password masked. The last
 /// `@` ends the user info: an unencoded `@`, `/`, `?` or `#` in a password belongs to it.
 fn mask_userinfo(url: &str) -> String {
-    let Some(at) = url.rfind('@') else {
+    let Some(at) = userinfo_end(url) else {
         return url.to_string();
     };
     match url[..at].split_once(':') {
@@ -644,6 +644,15 @@ fn mask_userinfo(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The `@` that ends the user information of `url` (`user:password@host/path`, no scheme), if
+/// there is one: the last `@` before the first `/`, `?` or `#`, as Go's `net/url` (kubectl)
+/// reads it, so an `@` in the path or query is not in the password; failing that the last `@`
+/// of all, so that a password with an unencoded `/`, `?` or `#` is still seen as one whole.
+pub(crate) fn userinfo_end(url: &str) -> Option<usize> {
+    let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+    url[..authority_end].rfind('@').or_else(|| url.rfind('@'))
 }
 
 /// `6443/api/x` after `host:` is a port and a path with an `@` in it, not a password.
@@ -907,6 +916,11 @@ mod tests {
             redact_url_password("https://host:6443/api/@x"),
             "https://host:6443/api/@x"
         );
+        // An `@` after the host is in the path or query: the host stays readable.
+        for url in ["https://u:pw@host/api/@x", "https://u:pw@host/?q=a@b"] {
+            let want = url.replace(":pw@", ":***@");
+            assert_eq!(redact_url_password(url), want);
+        }
     }
 
     #[test]

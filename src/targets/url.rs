@@ -100,7 +100,7 @@ struct UserInfo<'a> {
 }
 
 fn split_userinfo(rest: &str) -> Option<UserInfo<'_>> {
-    let at = rest.rfind('@')?;
+    let at = crate::secret::userinfo_end(rest)?;
     let before = &rest[..at];
     let (user, password) = match before.split_once(':') {
         Some((u, p)) => (u, Some(p)),
@@ -417,6 +417,27 @@ mod tests {
                 secrets_of(raw).iter().any(|s| s.expose() == "pw1234567"),
                 "{raw}"
             );
+        }
+    }
+
+    /// kubectl reads `https://u:pw@host/a@b` as user `u`, password `pw`, host `host`: the
+    /// second `@` is in the path. It was read as the password `pw@host/a` and refused.
+    #[test]
+    fn at_signs_after_the_host_are_not_in_the_password() {
+        for (raw, path) in [
+            ("https://u:pw123456@host:6443/a@b", "/a@b"),
+            ("https://u:pw123456@host:6443/?q=a@b", "/"),
+        ] {
+            let url = parse(raw).expect(raw);
+            assert_eq!(url.host, Host::Name("host".into()), "{raw}");
+            assert_eq!(url.port, Some(6443), "{raw}");
+            assert_eq!(url.path, path, "{raw}");
+            assert_eq!(url.password.as_ref().map(Secret::expose), Some("pw123456"));
+            assert!(
+                url.display().starts_with("https://u:***@host:6443/"),
+                "{raw}"
+            );
+            assert!(!url.display().contains("pw123456"), "{raw}");
         }
     }
 
