@@ -114,6 +114,16 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.client_identity.is_none() && self.bearer.is_none()
     }
+
+    /// What the user has besides a credential plugin, named for evidence: with one of these
+    /// client-go never runs the plugin.
+    pub fn static_credential(&self) -> Option<&'static str> {
+        match (&self.bearer, &self.client_identity) {
+            (Some(_), _) => Some("bearer token"),
+            (None, Some(_)) => Some("client certificate"),
+            (None, None) => None,
+        }
+    }
 }
 
 pub struct ClientIdentity {

@@ -298,19 +298,6 @@ impl Judge<'_> {
                 creds,
             );
         }
-        if let Some(command) = spec.exec.as_ref().map(|e| e.command.as_str())
-            && !command_exists(command, self.env)
-        {
-            creds.usable = false;
-            return (
-                fail(
-                    Reason::ExecPluginMissing,
-                    format!("exec command {command:?} not found on PATH"),
-                )
-                .with_fix_detail(format!("Install `{command}` in the job image.")),
-                creds,
-            );
-        }
         let mut results = Vec::new();
         let token = match (&spec.token, &spec.token_file) {
             (Some(t), _) => Some(t.clone()),
@@ -347,7 +334,32 @@ impl Judge<'_> {
             Ok(None) => {}
             Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
         }
-        if let Some(exec) = &spec.exec {
+        if let Some(exec) = &spec.exec
+            && let Some(static_credential) = creds.static_credential()
+        {
+            // client-go's exec authenticator steps aside when the user already has a token, a
+            // token file or a client certificate (`UpdateTransportConfig`): kubectl never runs
+            // the plugin then, so neither do we, and its failure cannot withhold the rest.
+            results.push(CheckResult::pass(
+                id,
+                subject.clone(),
+                format!(
+                    "exec plugin {} not run: the user has a {static_credential}, which kubectl uses instead",
+                    exec.command
+                ),
+            ));
+        } else if let Some(exec) = &spec.exec
+            && !command_exists(&exec.command, self.env)
+        {
+            let command = &exec.command;
+            results.push(
+                fail(
+                    Reason::ExecPluginMissing,
+                    format!("exec command {command:?} not found on PATH"),
+                )
+                .with_fix_detail(format!("Install `{command}` in the job image.")),
+            );
+        } else if let Some(exec) = &spec.exec {
             let (result, token) = crate::checks::exec_credential::judge(
                 id,
                 &subject,

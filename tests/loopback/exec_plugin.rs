@@ -266,3 +266,31 @@ async fn a_plugin_file_without_the_execute_bit_is_missing() {
     let (t, _) = c.run("aws", V1, "").await;
     assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginMissing);
 }
+
+/// client-go runs no plugin for a user that also has a token (or a certificate): kubectl
+/// authenticates with the token. A plugin that would fail must neither run nor withhold it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_beside_a_static_token_is_not_run() {
+    let c = case().await;
+    let ran = c.bin.path().join("ran");
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!("touch {}\nexit 1", ran.display()),
+    );
+    let (t, dump) = c.run("aws", V1, &format!("    token: {GOOD}\n")).await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
+    assert!(!ran.exists(), "the plugin ran");
+    assert!(
+        evidence_of(&t, CheckId::ConfigCredentials).contains("exec plugin aws not run"),
+        "{:#?}",
+        t.checks
+    );
+    assert!(!dump.contains(GOOD), "the token leaked");
+    // Nor is a plugin that is not installed a reason to withhold the token.
+    let (t, _) = c
+        .run("not-installed", V1, &format!("    token: {GOOD}\n"))
+        .await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+}
