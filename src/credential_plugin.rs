@@ -97,11 +97,23 @@ fn exec_info(api_version: &str, spec: &ExecSpec, server: Option<&str>) -> String
 
 /// What a finished run means.
 fn read(run: &Finished, declared: &str) -> Outcome {
-    if let Some(prompt) =
-        device_login_prompt(&run.stderr).or_else(|| device_login_prompt(&run.stdout))
-    {
-        return Outcome::Interactive { prompt };
+    let answer = read_answer(run, declared);
+    // A credential is a credential even when a login hint was printed beside it (kubectl uses
+    // it); anything else with a device-login prompt is the plugin waiting for a person.
+    if matches!(
+        answer,
+        Outcome::Token { .. } | Outcome::ClientCertificate { .. }
+    ) {
+        return answer;
     }
+    match device_login_prompt(&run.stderr).or_else(|| device_login_prompt(&run.stdout)) {
+        Some(prompt) => Outcome::Interactive { prompt },
+        None => answer,
+    }
+}
+
+/// What the run printed and how it ended, the prompt aside.
+fn read_answer(run: &Finished, declared: &str) -> Outcome {
     let failed = |problem: String| Outcome::Failed {
         status: run.status,
         timed_out: run.timed_out,
@@ -274,6 +286,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// kubectl uses a credential the plugin printed, whatever hint went to stderr beside it.
+    #[test]
+    fn a_credential_printed_beside_a_login_hint_is_a_credential() {
+        let out = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"cached-token"}}"#;
+        let hint = "No cached login for a new session; to sign in, use a web browser to open https://microsoft.com/devicelogin";
+        match read(&finished(Some(0), out, hint), V1) {
+            Outcome::Token { token, .. } => assert_eq!(token.expose(), "cached-token"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read(&finished(Some(0), "", hint), V1),
+            Outcome::Interactive { .. }
+        ));
     }
 
     #[test]
