@@ -8,13 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::cli::Cli;
 use kube_reach::demo::rbac::deploy_rules;
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Objects, Pki, Rule, TlsClass, Transport, User,
 };
 use kube_reach::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
-use kube_reach::plan::Plan;
 use serde_json::json;
 
 use crate::support::*;
@@ -172,12 +170,7 @@ async fn run_pod_with(
         ("CI_RUNNER_ID", "42"),
     ];
     let vars: Vec<(&str, &str)> = vars.iter().chain(extra).copied().collect();
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
+    let report = world.run_args(&world.in_cluster_args(), &vars).await;
     let text = format!("{report:?}");
     assert!(!text.contains(&token), "the service-account token leaked");
     report
@@ -434,12 +427,7 @@ async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
         ("KUBERNETES_SERVICE_PORT", port.as_str()),
         ("HOME", home.as_str()),
     ];
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
+    let report = world.run_args(&world.in_cluster_args(), &vars).await;
     let t = target(&report, "in-cluster");
     let row = netpol(t, NS);
     assert_eq!(
@@ -473,16 +461,13 @@ async fn in_cluster_forced_outside_a_pod_is_a_finding_not_a_silent_pass() {
     init();
     let world = World::new();
     let home = world.path("home").display().to_string();
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
+    let mut args = world.in_cluster_args();
     args.push("--in-cluster".into());
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&[
+    let vars = [
         ("HOME", home.as_str()),
         ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
-    ]);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
+    ];
+    let report = world.run_args(&args, &vars).await;
     assert_eq!(report.verdict, Verdict::Fail, "{:#?}", report.checks);
     let finding = report
         .checks

@@ -160,10 +160,24 @@ impl World {
         }
         args.extend(["--kubeconfig".into(), path.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+        self.run_args(&args, vars).await
+    }
+
+    /// Runs the engine in-process with exactly `args` (the program name first, as from
+    /// [`World::base_args`]) and this world's environment with `vars`.
+    pub async fn run_args(&self, args: &[String], vars: &[(&str, &str)]) -> RunReport {
+        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("flags");
         let env = self.env(vars);
         let plan = Plan::new(&cli.run, &env).expect("plan");
         kube_reach::engine::run(plan, &env).await
+    }
+
+    /// [`World::base_args`] without `--no-in-cluster`: a run that may read the pod's service
+    /// account (from this world's `serviceaccount` folder).
+    pub fn in_cluster_args(&self) -> Vec<String> {
+        let mut args = self.base_args();
+        args.retain(|a| a != "--no-in-cluster");
+        args
     }
 
     /// Runs the real binary (same flags) and returns its output.
