@@ -208,6 +208,15 @@ fn status(r: &CheckResult) -> (Status, Option<Reason>) {
     (r.status, r.reason)
 }
 
+/// The in-cluster target and its `netpol.egress` row for the pod's namespace, whose status and
+/// reason must be `want`.
+fn api_row(report: &RunReport, want: (Status, Option<Reason>)) -> (&TargetReport, &CheckResult) {
+    let t = target(report, "in-cluster");
+    let row = netpol(t, NS);
+    assert_eq!(status(row), want, "{row:#?}");
+    (t, row)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_identity_fallback_warning_and_a_healthy_namespace() {
     let report = run_pod(vec![], Rights::All).await;
@@ -382,23 +391,11 @@ async fn unreadable_pod_or_policies_are_informational() {
         json!({"podSelector": {"matchLabels": {"app": "runner-job"}}, "policyTypes": ["Egress"]}),
     );
     let report = run_pod(vec![labelled], Rights::NoPods).await;
-    let t = target(&report, "in-cluster");
-    let api = netpol(t, NS);
-    assert_eq!(
-        status(api),
-        (Status::Pass, Some(Reason::Unknown)),
-        "{api:#?}"
-    );
+    let (_, api) = api_row(&report, (Status::Pass, Some(Reason::Unknown)));
     assert!(api.evidence.join("\n").contains("not readable"), "{api:#?}");
 
     let report = run_pod(vec![default_deny()], Rights::NoPolicies).await;
-    let t = target(&report, "in-cluster");
-    let r = netpol(t, NS);
-    assert_eq!(
-        status(r),
-        (Status::Pass, Some(Reason::NotReadable)),
-        "{r:#?}"
-    );
+    let (t, r) = api_row(&report, (Status::Pass, Some(Reason::NotReadable)));
     assert!(
         r.fix
             .as_deref()
@@ -428,13 +425,7 @@ async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
         ("HOME", home.as_str()),
     ];
     let report = world.run_args(&world.in_cluster_args(), &vars).await;
-    let t = target(&report, "in-cluster");
-    let row = netpol(t, NS);
-    assert_eq!(
-        status(row),
-        (Status::Skip, Some(Reason::Blocked)),
-        "{row:#?}"
-    );
+    let (_, row) = api_row(&report, (Status::Skip, Some(Reason::Blocked)));
     assert!(
         row.blocked_by
             .as_deref()
@@ -509,13 +500,7 @@ async fn the_reads_work_against_an_http1_only_server_too() {
         o.protocols = kube_reach::demo::Protocols::Http1Only
     })
     .await;
-    let t = target(&report, "in-cluster");
-    let api = netpol(t, NS);
-    assert_eq!(
-        status(api),
-        (Status::Warn, Some(Reason::BlocksApiserver)),
-        "{api:#?}"
-    );
+    let (_, api) = api_row(&report, (Status::Warn, Some(Reason::BlocksApiserver)));
     assert!(
         api.evidence.join("\n").contains("on node node-7"),
         "{api:#?}"
