@@ -54,17 +54,7 @@ fn wire_version(protocols: Protocols) -> &'static str {
 }
 
 async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ServerSaw) {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
-            extra,
-            &[],
-        )
-        .await;
+    let (report, server) = run_on_good_server(options, Some(GOOD), true, extra).await;
     let log = ServerSaw {
         versions: server
             .request_log()
@@ -166,32 +156,13 @@ both_protocols!(healthy_with_one_requirement, |p| async move {
 });
 
 both_protocols!(rbac_denied, |p| async move {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, FORBIDDEN)], None),
-            &["--require", "create deployments.apps -n prod"],
-            &[],
-        )
-        .await;
+    let require = ["--require", "create deployments.apps -n prod"];
+    let (report, _) = run_on_good_server(options(p), Some(FORBIDDEN), false, &require).await;
     assert_root_cause(target(&report, "c"), CheckId::RbacCanI, Reason::Denied);
 });
 
 both_protocols!(whoami_unauthorized_token, |p| async move {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "wrong-token")], None),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, _) = run_on_good_server(options(p), Some("wrong-token"), false, &[]).await;
     let t = target(&report, "c");
     let rc = t.root_cause.expect("root cause");
     assert!(
@@ -438,13 +409,7 @@ both_protocols!(client_certificate_authentication_works, |p| async move {
 
 /// One target `c` with `token` against a Good server with `options`; its report.
 async fn run_against(options: ApiServerOptions, token: Option<&str>) -> TargetReport {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
-    ctx.token = token;
-    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let (report, _) = run_on_good_server(options, token, false, &[]).await;
     report.targets.into_iter().next().expect("one target")
 }
 

@@ -2,8 +2,8 @@
 //! target kind whatever fails, severities, and no Rust `Debug` text in what users read.
 
 use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::ApiServerOptions;
 use kube_reach::demo::apiserver::default_tokens;
-use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
 use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
 
 use crate::support::*;
@@ -88,18 +88,7 @@ async fn healthy(
     options: ApiServerOptions,
     token: &str,
 ) -> (RunReport, kube_reach::demo::ApiServerHandle) {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, token)], Some("c")),
-            &[],
-            &[],
-        )
-        .await;
-    (report, server)
+    run_on_good_server(options, Some(token), true, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

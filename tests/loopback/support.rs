@@ -44,6 +44,25 @@ pub async fn tls_server(
     (server, id.kubeconfig_ca_pem.clone())
 }
 
+/// One context `c` on a Good TLS server with `options`, holding `token` (no credentials when
+/// `None`) and the kubeconfig's current context when `current`: the in-process run with `extra`
+/// flags, and the server, for what it saw.
+pub async fn run_on_good_server(
+    options: ApiServerOptions,
+    token: Option<&str>,
+    current: bool,
+    extra: &[&str],
+) -> (RunReport, ApiServerHandle) {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.token = token;
+    let kc = kubeconfig(&[ctx], current.then_some("c"));
+    let report = World::new().run(&kc, extra, &[]).await;
+    (report, server)
+}
+
 /// One kubeconfig cluster/user/context.
 pub struct Ctx<'a> {
     pub name: &'a str,
