@@ -264,11 +264,7 @@ async fn anonymous_credentials_are_named() {
     };
     let (report, _) = run_on_good_server(options, None, false, &[]).await;
     let t = target(&report, "c");
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::ConfigCredentials && c.reason == Some(Reason::None))
-    );
+    assert_has_reason(t, CheckId::ConfigCredentials, Reason::None);
     assert_root_cause(t, CheckId::AuthWhoami, Reason::Anonymous);
 }
 
@@ -313,11 +309,7 @@ async fn proxy_case(mode: ProxyMode, proxy_userinfo: &str) -> kube_reach::model:
 async fn proxy_tunnel_ok_passes() {
     let t = proxy_case(ProxyMode::Allow, "").await;
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::ProxyTunnel && c.status == Status::Pass)
-    );
+    assert_has_status(&t, CheckId::ProxyTunnel, Status::Pass);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -570,11 +562,7 @@ async fn the_deadline_turns_the_running_check_into_an_error_and_the_report_is_co
     );
     assert_eq!(t.verdict, Verdict::Fail);
     // What ran before the deadline is still reported.
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::TcpConnect && c.status == Status::Pass)
-    );
+    assert_has_status(t, CheckId::TcpConnect, Status::Pass);
     task.abort();
 }
 
@@ -638,11 +626,7 @@ async fn config_tls_invalid_ca_and_insecure_skip_verify_withholds_credentials() 
     );
     let t = target(&report, "insecure");
     assert_eq!(t.verdict, Verdict::Warn, "{:#?}", t.checks);
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::CredentialsWithheld))
-    );
+    assert_has_reason(t, CheckId::AuthWhoami, Reason::CredentialsWithheld);
     assert!(
         server.request_log().iter().all(|r| !r.bearer),
         "a token went to an unverified server"

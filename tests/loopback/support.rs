@@ -281,6 +281,31 @@ pub fn assert_root_cause(t: &TargetReport, check: CheckId, reason: Reason) {
     assert!(!root.evidence.is_empty(), "{} has no evidence", root.key());
 }
 
+/// Asserts that the target has a result of check `id` with `reason`.
+pub fn assert_has_reason(t: &TargetReport, id: CheckId, reason: Reason) {
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == id && c.reason == Some(reason)),
+        "{}: no {} {}: {:#?}",
+        t.name,
+        id.as_str(),
+        reason.as_str(),
+        t.checks
+    );
+}
+
+/// Asserts that the target has a result of check `id` with `status`.
+pub fn assert_has_status(t: &TargetReport, id: CheckId, status: Status) {
+    assert!(
+        t.checks.iter().any(|c| c.id == id && c.status == status),
+        "{}: no {} {status:?}: {:#?}",
+        t.name,
+        id.as_str(),
+        t.checks
+    );
+}
+
 pub fn evidence_of(t: &TargetReport, check: CheckId) -> String {
     t.checks
         .iter()
