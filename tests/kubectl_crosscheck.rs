@@ -33,6 +33,18 @@ fn kubectl_on_path() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Every test's start: kubectl's path with the crypto provider installed, or `None` after
+/// saying (on stdout and stderr) that the test is skipped.
+fn kubectl_or_skip() -> Option<PathBuf> {
+    let Some(bin) = kubectl_on_path() else {
+        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+        return None;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Some(bin)
+}
+
 struct Outcome {
     code: Option<i32>,
     stdout: String,
@@ -133,12 +145,9 @@ fn json(outcome: &Outcome) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_accepts_the_fake_api_server() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::generate().unwrap();
     let (server, _) = start_tls(&pki, TlsClass::Good).await;
     let dir = tempfile::tempdir().unwrap();
@@ -241,12 +250,9 @@ async fn real_kubectl_accepts_the_fake_api_server() {
 /// (test-harness.md §0) recorded for openssl-made certificates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_rejects_each_broken_certificate_class() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let unknown = "x509: certificate signed by unknown authority";
@@ -298,12 +304,9 @@ async fn real_kubectl_rejects_each_broken_certificate_class() {
 /// The demo kubeconfig is valid for kubectl, and each context fails the way its name says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_reads_the_demo_kubeconfig() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let demo = Demo::start(DemoKind::All).await.unwrap();
     let kubeconfig = demo.kubeconfig_path();
     let contexts = kubectl(&bin, kubeconfig, &["config", "get-contexts", "-o", "name"]).await;
@@ -391,12 +394,9 @@ async fn real_kubectl_reads_the_demo_kubeconfig() {
 /// refusals reach kubectl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_goes_through_the_demo_proxy() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::generate().unwrap();
     let (server, ca) = start_tls(&pki, TlsClass::Good).await;
     let dir = tempfile::tempdir().unwrap();
@@ -450,24 +450,16 @@ async fn real_kubectl_goes_through_the_demo_proxy() {
 /// still a server kubectl accepts, and kubectl really speaks HTTP/1.1 to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_accepts_the_http1_only_fake() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::generate().unwrap();
-    let identity = pki.server_identity(TlsClass::Good, DEFAULT_SANS).unwrap();
-    let config = identity.server_config(&ClientAuth::None).unwrap();
     let options = ApiServerOptions {
         protocols: kube_reach::demo::Protocols::Http1Only,
         body_delay: Some(Duration::from_millis(20)),
         ..ApiServerOptions::default()
     };
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = apiserver::start(addr, Transport::Tls(config), options)
-        .await
-        .unwrap();
+    let (server, _) = start_tls_with(&pki, TlsClass::Good, options).await;
     let dir = tempfile::tempdir().unwrap();
     let good = write_kubeconfig(
         dir.path(),
@@ -496,12 +488,9 @@ async fn real_kubectl_accepts_the_http1_only_fake() {
 /// reads to the real kubectl as the error users report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_reports_the_fakes_impersonation_denial() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::generate().unwrap();
     let options = ApiServerOptions {
         impersonation_denied: Some((
@@ -525,12 +514,9 @@ async fn real_kubectl_reports_the_fakes_impersonation_denial() {
 /// EndpointSlices) as kubectl reads them with the pod's service-account token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kubectl_reads_the_in_cluster_fixtures() {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
+    let Some(bin) = kubectl_or_skip() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join("in-cluster.json");
     std::fs::write(
@@ -556,12 +542,7 @@ async fn real_kubectl_reads_the_in_cluster_fixtures() {
         .unwrap()
         .apply(&mut options);
     let pki = Pki::generate().unwrap();
-    let identity = pki.server_identity(TlsClass::Good, DEFAULT_SANS).unwrap();
-    let config = identity.server_config(&ClientAuth::None).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = apiserver::start(addr, Transport::Tls(config), options)
-        .await
-        .unwrap();
+    let (server, _) = start_tls_with(&pki, TlsClass::Good, options).await;
     let kubeconfig = write_kubeconfig(
         dir.path(),
         "pod",

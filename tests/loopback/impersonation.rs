@@ -3,15 +3,13 @@
 //! verb: 403 `cannot impersonate resource "users"` for every authenticated request.
 
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
+use kube_reach::demo::ApiServerOptions;
 use kube_reach::model::Status;
 
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_can_i_impersonation_denied() {
-    init();
-    let pki = Pki::generate().expect("pki");
     let options = ApiServerOptions {
         impersonation_denied: Some((
             "gitlab:ci_job:42".into(),
@@ -19,14 +17,7 @@ async fn rbac_can_i_impersonation_denied() {
         )),
         ..ApiServerOptions::default()
     };
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let report = World::new()
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, _) = run_on_good_server(options, Some(GOOD), true, &[]).await;
     let t = target(&report, "c");
     assert_root_cause(t, CheckId::RbacCanI, Reason::ImpersonationDenied);
     let denied: Vec<_> = t
@@ -56,8 +47,6 @@ async fn rbac_can_i_impersonation_denied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_can_i_denied_for_a_ci_job_identity_binds_the_project_group() {
-    init();
-    let pki = Pki::generate().expect("pki");
     // What the API server sees behind an agent with `access_as: ci_job`.
     let job = kube_reach::demo::User {
         username: "gitlab:ci_job:42".into(),
@@ -73,14 +62,7 @@ async fn rbac_can_i_denied_for_a_ci_job_identity_binds_the_project_group() {
         tokens: vec![("job-token".into(), job)],
         ..ApiServerOptions::default()
     };
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let report = World::new()
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "job-token")], Some("c")),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, _) = run_on_good_server(options, Some("job-token"), true, &[]).await;
     let t = target(&report, "c");
     assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
     let fix = result_of(t, CheckId::RbacCanI)

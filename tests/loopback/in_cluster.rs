@@ -8,13 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::cli::Cli;
 use kube_reach::demo::rbac::deploy_rules;
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Objects, Pki, Rule, TlsClass, Transport, User,
 };
 use kube_reach::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
-use kube_reach::plan::Plan;
 use serde_json::json;
 
 use crate::support::*;
@@ -172,12 +170,7 @@ async fn run_pod_with(
         ("CI_RUNNER_ID", "42"),
     ];
     let vars: Vec<(&str, &str)> = vars.iter().chain(extra).copied().collect();
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
+    let report = world.run_args(&world.in_cluster_args(), &vars).await;
     let text = format!("{report:?}");
     assert!(!text.contains(&token), "the service-account token leaked");
     report
@@ -213,6 +206,15 @@ fn netpol<'t>(t: &'t TargetReport, subject: &str) -> &'t CheckResult {
 
 fn status(r: &CheckResult) -> (Status, Option<Reason>) {
     (r.status, r.reason)
+}
+
+/// The in-cluster target and its `netpol.egress` row for the pod's namespace, whose status and
+/// reason must be `want`.
+fn api_row(report: &RunReport, want: (Status, Option<Reason>)) -> (&TargetReport, &CheckResult) {
+    let t = target(report, "in-cluster");
+    let row = netpol(t, NS);
+    assert_eq!(status(row), want, "{row:#?}");
+    (t, row)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,23 +391,11 @@ async fn unreadable_pod_or_policies_are_informational() {
         json!({"podSelector": {"matchLabels": {"app": "runner-job"}}, "policyTypes": ["Egress"]}),
     );
     let report = run_pod(vec![labelled], Rights::NoPods).await;
-    let t = target(&report, "in-cluster");
-    let api = netpol(t, NS);
-    assert_eq!(
-        status(api),
-        (Status::Pass, Some(Reason::Unknown)),
-        "{api:#?}"
-    );
+    let (_, api) = api_row(&report, (Status::Pass, Some(Reason::Unknown)));
     assert!(api.evidence.join("\n").contains("not readable"), "{api:#?}");
 
     let report = run_pod(vec![default_deny()], Rights::NoPolicies).await;
-    let t = target(&report, "in-cluster");
-    let r = netpol(t, NS);
-    assert_eq!(
-        status(r),
-        (Status::Pass, Some(Reason::NotReadable)),
-        "{r:#?}"
-    );
+    let (t, r) = api_row(&report, (Status::Pass, Some(Reason::NotReadable)));
     assert!(
         r.fix
             .as_deref()
@@ -434,19 +424,8 @@ async fn an_unreachable_service_address_leaves_netpol_skipped_as_blocked() {
         ("KUBERNETES_SERVICE_PORT", port.as_str()),
         ("HOME", home.as_str()),
     ];
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
-    let t = target(&report, "in-cluster");
-    let row = netpol(t, NS);
-    assert_eq!(
-        status(row),
-        (Status::Skip, Some(Reason::Blocked)),
-        "{row:#?}"
-    );
+    let report = world.run_args(&world.in_cluster_args(), &vars).await;
+    let (_, row) = api_row(&report, (Status::Skip, Some(Reason::Blocked)));
     assert!(
         row.blocked_by
             .as_deref()
@@ -473,16 +452,13 @@ async fn in_cluster_forced_outside_a_pod_is_a_finding_not_a_silent_pass() {
     init();
     let world = World::new();
     let home = world.path("home").display().to_string();
-    let mut args = world.base_args();
-    args.retain(|a| a != "--no-in-cluster");
+    let mut args = world.in_cluster_args();
     args.push("--in-cluster".into());
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&[
+    let vars = [
         ("HOME", home.as_str()),
         ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
-    ]);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
-    let report = kube_reach::engine::run(plan, &env).await;
+    ];
+    let report = world.run_args(&args, &vars).await;
     assert_eq!(report.verdict, Verdict::Fail, "{:#?}", report.checks);
     let finding = report
         .checks
@@ -524,13 +500,7 @@ async fn the_reads_work_against_an_http1_only_server_too() {
         o.protocols = kube_reach::demo::Protocols::Http1Only
     })
     .await;
-    let t = target(&report, "in-cluster");
-    let api = netpol(t, NS);
-    assert_eq!(
-        status(api),
-        (Status::Warn, Some(Reason::BlocksApiserver)),
-        "{api:#?}"
-    );
+    let (_, api) = api_row(&report, (Status::Warn, Some(Reason::BlocksApiserver)));
     assert!(
         api.evidence.join("\n").contains("on node node-7"),
         "{api:#?}"

@@ -54,17 +54,7 @@ fn wire_version(protocols: Protocols) -> &'static str {
 }
 
 async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ServerSaw) {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
-            extra,
-            &[],
-        )
-        .await;
+    let (report, server) = run_on_good_server(options, Some(GOOD), true, extra).await;
     let log = ServerSaw {
         versions: server
             .request_log()
@@ -166,32 +156,13 @@ both_protocols!(healthy_with_one_requirement, |p| async move {
 });
 
 both_protocols!(rbac_denied, |p| async move {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, FORBIDDEN)], None),
-            &["--require", "create deployments.apps -n prod"],
-            &[],
-        )
-        .await;
+    let require = ["--require", "create deployments.apps -n prod"];
+    let (report, _) = run_on_good_server(options(p), Some(FORBIDDEN), false, &require).await;
     assert_root_cause(target(&report, "c"), CheckId::RbacCanI, Reason::Denied);
 });
 
 both_protocols!(whoami_unauthorized_token, |p| async move {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options(p)).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "wrong-token")], None),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, _) = run_on_good_server(options(p), Some("wrong-token"), false, &[]).await;
     let t = target(&report, "c");
     let rc = t.root_cause.expect("root cause");
     assert!(
@@ -357,13 +328,7 @@ both_protocols!(
             "{:#?}",
             t.checks
         );
-        assert!(
-            t.checks
-                .iter()
-                .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Pass),
-            "{:#?}",
-            t.checks
-        );
+        assert_has_status(t, CheckId::TlsHandshake, Status::Pass);
         // Server side: no handshake completed, so no client certificate arrived.
         let stats = settled(&server).await;
         assert!(
@@ -390,13 +355,7 @@ both_protocols!(
         let report = world.run(&kc, &[], &[]).await;
         let t = target(&report, "c");
         // The anonymous probe still answered…
-        assert!(
-            t.checks
-                .iter()
-                .any(|c| c.id == CheckId::HttpVersion && c.status == Status::Pass),
-            "{:#?}",
-            t.checks
-        );
+        assert_has_status(t, CheckId::HttpVersion, Status::Pass);
         // …and what the report says agrees with what went out: nothing.
         assert!(
             t.checks
@@ -438,13 +397,7 @@ both_protocols!(client_certificate_authentication_works, |p| async move {
 
 /// One target `c` with `token` against a Good server with `options`; its report.
 async fn run_against(options: ApiServerOptions, token: Option<&str>) -> TargetReport {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
-    ctx.token = token;
-    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let (report, _) = run_on_good_server(options, token, false, &[]).await;
     report.targets.into_iter().next().expect("one target")
 }
 
@@ -476,13 +429,7 @@ both_protocols!(http_health_not_ready, |p| async move {
     };
     let t = run_against(options, Some(GOOD)).await;
     // (Its severity is the report's business; the transport's is that the answer arrived.)
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::HttpHealth && c.reason == Some(Reason::NotReady)),
-        "{:#?}",
-        t.checks
-    );
+    assert_has_reason(&t, CheckId::HttpHealth, Reason::NotReady);
 });
 
 both_protocols!(whoami_falls_back_on_a_server_before_1_28, |p| async move {
@@ -492,18 +439,6 @@ both_protocols!(whoami_falls_back_on_a_server_before_1_28, |p| async move {
         ..options(p)
     };
     let t = run_against(options, Some(GOOD)).await;
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::Unsupported)),
-        "{:#?}",
-        t.checks
-    );
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::HttpVersion && c.status == Status::Pass),
-        "{:#?}",
-        t.checks
-    );
+    assert_has_reason(&t, CheckId::AuthWhoami, Reason::Unsupported);
+    assert_has_status(&t, CheckId::HttpVersion, Status::Pass);
 });

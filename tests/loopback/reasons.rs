@@ -27,17 +27,8 @@ async fn tls_case(class: TlsClass, server_name: Option<&str>) -> kube_reach::mod
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthy_cluster_passes_over_one_connection() {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], Some("c")),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, server) =
+        run_on_good_server(ApiServerOptions::default(), Some(GOOD), true, &[]).await;
     let t = target(&report, "c");
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
     assert!(t.root_cause.is_none());
@@ -234,17 +225,8 @@ async fn tcp_connect_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_whoami_unauthorized_token() {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, "revoked-token")], None),
-            &[],
-            &[],
-        )
-        .await;
+    let options = ApiServerOptions::default();
+    let (report, _) = run_on_good_server(options, Some("revoked-token"), false, &[]).await;
     assert_root_cause(
         target(&report, "c"),
         CheckId::AuthWhoami,
@@ -254,17 +236,9 @@ async fn auth_whoami_unauthorized_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_can_i_denied_with_a_role_binding_fix() {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, FORBIDDEN)], None),
-            &["--require", "create deployments.apps -n prod"],
-            &[],
-        )
-        .await;
+    let options = ApiServerOptions::default();
+    let require = ["--require", "create deployments.apps -n prod"];
+    let (report, _) = run_on_good_server(options, Some(FORBIDDEN), false, &require).await;
     let t = target(&report, "c");
     assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
     let denied = t
@@ -284,43 +258,23 @@ async fn rbac_can_i_denied_with_a_role_binding_fix() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anonymous_credentials_are_named() {
-    init();
-    let pki = Pki::generate().expect("pki");
     let options = ApiServerOptions {
         anonymous: kube_reach::demo::Anonymous::SystemAnonymous,
         ..Default::default()
     };
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
-    ctx.token = None;
-    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let (report, _) = run_on_good_server(options, None, false, &[]).await;
     let t = target(&report, "c");
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::ConfigCredentials && c.reason == Some(Reason::None))
-    );
+    assert_has_reason(t, CheckId::ConfigCredentials, Reason::None);
     assert_root_cause(t, CheckId::AuthWhoami, Reason::Anonymous);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_version_not_kubernetes_behind_an_html_front() {
-    init();
-    let pki = Pki::generate().expect("pki");
     let options = ApiServerOptions {
         html_front: true,
         ..Default::default()
     };
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], None),
-            &[],
-            &[],
-        )
-        .await;
+    let (report, _) = run_on_good_server(options, Some(GOOD), false, &[]).await;
     assert_root_cause(
         target(&report, "c"),
         CheckId::HttpVersion,
@@ -355,11 +309,7 @@ async fn proxy_case(mode: ProxyMode, proxy_userinfo: &str) -> kube_reach::model:
 async fn proxy_tunnel_ok_passes() {
     let t = proxy_case(ProxyMode::Allow, "").await;
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::ProxyTunnel && c.status == Status::Pass)
-    );
+    assert_has_status(&t, CheckId::ProxyTunnel, Status::Pass);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -612,28 +562,15 @@ async fn the_deadline_turns_the_running_check_into_an_error_and_the_report_is_co
     );
     assert_eq!(t.verdict, Verdict::Fail);
     // What ran before the deadline is still reported.
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::TcpConnect && c.status == Status::Pass)
-    );
+    assert_has_status(t, CheckId::TcpConnect, Status::Pass);
     task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn config_credentials_token_expired_without_printing_the_token() {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
-    let world = World::new();
     let token = jwt_with_exp(1_600_000_000);
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, &token)], None),
-            &[],
-            &[],
-        )
-        .await;
+    let options = ApiServerOptions::default();
+    let (report, server) = run_on_good_server(options, Some(&token), false, &[]).await;
     let t = target(&report, "c");
     assert_root_cause(t, CheckId::ConfigCredentials, Reason::TokenExpired);
     let all = format!("{:?}", t.checks);
@@ -689,11 +626,7 @@ async fn config_tls_invalid_ca_and_insecure_skip_verify_withholds_credentials() 
     );
     let t = target(&report, "insecure");
     assert_eq!(t.verdict, Verdict::Warn, "{:#?}", t.checks);
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.reason == Some(Reason::CredentialsWithheld))
-    );
+    assert_has_reason(t, CheckId::AuthWhoami, Reason::CredentialsWithheld);
     assert!(
         server.request_log().iter().all(|r| !r.bearer),
         "a token went to an unverified server"

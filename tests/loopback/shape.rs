@@ -2,8 +2,8 @@
 //! target kind whatever fails, severities, and no Rust `Debug` text in what users read.
 
 use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::demo::ApiServerOptions;
 use kube_reach::demo::apiserver::default_tokens;
-use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
 use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
 
 use crate::support::*;
@@ -88,18 +88,7 @@ async fn healthy(
     options: ApiServerOptions,
     token: &str,
 ) -> (RunReport, kube_reach::demo::ApiServerHandle) {
-    init();
-    let pki = Pki::generate().expect("pki");
-    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
-    let world = World::new();
-    let report = world
-        .run(
-            &kubeconfig(&[Ctx::new("c", server.url(), &ca, token)], Some("c")),
-            &[],
-            &[],
-        )
-        .await;
-    (report, server)
+    run_on_good_server(options, Some(token), true, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,11 +103,7 @@ async fn readyz_listing_failing_checks_is_a_failure_and_the_root_cause() {
     assert_root_cause(t, CheckId::HttpHealth, Reason::NotReady);
     assert!(evidence_of(t, CheckId::HttpHealth).contains("[-]etcd failed"));
     // Reads still work: auth and RBAC were judged, not skipped.
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.status == Status::Pass)
-    );
+    assert_has_status(t, CheckId::AuthWhoami, Status::Pass);
 }
 
 fn jwt_expiring_in(seconds: u64) -> String {
@@ -372,11 +357,7 @@ async fn a_connect_answer_whose_head_never_ends_is_no_tunnel() {
     let t = through_scripted_proxy(answer).await;
     // Before: the 200 counted as a tunnel and the TLS handshake (the API server) was blamed.
     assert_root_cause(&t, CheckId::ProxyTunnel, Reason::NotAProxy);
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Skip)
-    );
+    assert_has_status(&t, CheckId::TlsHandshake, Status::Skip);
 }
 
 /// Every text a user reads (summaries, evidence, fixes, whys) of every row of the run.
@@ -442,13 +423,7 @@ async fn no_rust_debug_text_reaches_a_report() {
         gitlab.checks
     );
     let c = target(&report, "c");
-    assert!(
-        c.checks
-            .iter()
-            .any(|r| r.id == CheckId::ConfigTls && r.reason == Some(Reason::CaInvalid)),
-        "{:#?}",
-        c.checks
-    );
+    assert_has_reason(c, CheckId::ConfigTls, Reason::CaInvalid);
     assert_no_debug_text(&report);
 }
 

@@ -44,6 +44,25 @@ pub async fn tls_server(
     (server, id.kubeconfig_ca_pem.clone())
 }
 
+/// One context `c` on a Good TLS server with `options`, holding `token` (no credentials when
+/// `None`) and the kubeconfig's current context when `current`: the in-process run with `extra`
+/// flags, and the server, for what it saw.
+pub async fn run_on_good_server(
+    options: ApiServerOptions,
+    token: Option<&str>,
+    current: bool,
+    extra: &[&str],
+) -> (RunReport, ApiServerHandle) {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.token = token;
+    let kc = kubeconfig(&[ctx], current.then_some("c"));
+    let report = World::new().run(&kc, extra, &[]).await;
+    (report, server)
+}
+
 /// One kubeconfig cluster/user/context.
 pub struct Ctx<'a> {
     pub name: &'a str,
@@ -160,10 +179,24 @@ impl World {
         }
         args.extend(["--kubeconfig".into(), path.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
+        self.run_args(&args, vars).await
+    }
+
+    /// Runs the engine in-process with exactly `args` (the program name first, as from
+    /// [`World::base_args`]) and this world's environment with `vars`.
+    pub async fn run_args(&self, args: &[String], vars: &[(&str, &str)]) -> RunReport {
+        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("flags");
         let env = self.env(vars);
         let plan = Plan::new(&cli.run, &env).expect("plan");
         kube_reach::engine::run(plan, &env).await
+    }
+
+    /// [`World::base_args`] without `--no-in-cluster`: a run that may read the pod's service
+    /// account (from this world's `serviceaccount` folder).
+    pub fn in_cluster_args(&self) -> Vec<String> {
+        let mut args = self.base_args();
+        args.retain(|a| a != "--no-in-cluster");
+        args
     }
 
     /// Runs the real binary (same flags) and returns its output.
@@ -246,6 +279,31 @@ pub fn assert_root_cause(t: &TargetReport, check: CheckId, reason: Reason) {
         root.key()
     );
     assert!(!root.evidence.is_empty(), "{} has no evidence", root.key());
+}
+
+/// Asserts that the target has a result of check `id` with `reason`.
+pub fn assert_has_reason(t: &TargetReport, id: CheckId, reason: Reason) {
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.id == id && c.reason == Some(reason)),
+        "{}: no {} {}: {:#?}",
+        t.name,
+        id.as_str(),
+        reason.as_str(),
+        t.checks
+    );
+}
+
+/// Asserts that the target has a result of check `id` with `status`.
+pub fn assert_has_status(t: &TargetReport, id: CheckId, status: Status) {
+    assert!(
+        t.checks.iter().any(|c| c.id == id && c.status == status),
+        "{}: no {} {status:?}: {:#?}",
+        t.name,
+        id.as_str(),
+        t.checks
+    );
 }
 
 pub fn evidence_of(t: &TargetReport, check: CheckId) -> String {

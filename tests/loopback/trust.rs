@@ -242,13 +242,7 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
         .expect("proxy");
     let url = format!("https://api.k8s.test:{}", server.addr().port());
     let t = run_on(url, &format!("    proxy-url: \"{}\"\n", proxy.url()), ca).await;
-    assert!(
-        t.checks
-            .iter()
-            .any(|c| c.id == CheckId::ProxyTunnel && c.status == Status::Pass),
-        "{:#?}",
-        t.checks
-    );
+    assert_has_status(&t, CheckId::ProxyTunnel, Status::Pass);
     t
 }
 

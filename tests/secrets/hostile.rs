@@ -311,10 +311,7 @@ pub fn run_with_token_file(
         "--ca-file".into(),
         ca_file.display().to_string(),
     ]);
-    let cli = <kube_reach::cli::Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let env = world.env(&[]);
-    let plan = kube_reach::plan::Plan::new(&cli.run, &env).expect("plan");
-    rt.block_on(kube_reach::engine::run(plan, &env))
+    rt.block_on(world.run_args(&args, &[]))
 }
 
 /// One run against a hostile server: `--server` with the token in a `--token-file` (the
@@ -370,11 +367,8 @@ fn a_proxy_status_line_echoing_proxy_authorization_never_prints_it() {
         let proxy = rt.block_on(echoing_proxy(pad));
         let mut args = world.base_args();
         args.extend(["--server".into(), "https://api.k8s.test:6443".into()]);
-        let cli = <kube_reach::cli::Cli as clap::Parser>::try_parse_from(&args).expect("flags");
         let proxy_url = format!("http://ci:{password}@127.0.0.1:{}", proxy.port());
-        let env = world.env(&[("HTTPS_PROXY", &proxy_url)]);
-        let plan = kube_reach::plan::Plan::new(&cli.run, &env).expect("plan");
-        let report = rt.block_on(kube_reach::engine::run(plan, &env));
+        let report = rt.block_on(world.run_args(&args, &[("HTTPS_PROXY", &proxy_url)]));
         let basic = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("ci:{password}"),

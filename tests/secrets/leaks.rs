@@ -2,10 +2,8 @@
 //! class. Runs are in-process unless the leak is in the binary's own messages.
 
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::cli::Cli;
 use kube_reach::demo::Pki;
 use kube_reach::model::RunReport;
-use kube_reach::plan::Plan;
 
 use super::hostile::{Echo, echoing_proxy, start_hostile};
 use super::outputs::{assert_report_clean, render};
@@ -16,11 +14,8 @@ fn run_args(world: &World, args: &[&str], vars: &[(&str, &str)]) -> RunReport {
     init();
     let mut all = world.base_args();
     all.extend(args.iter().map(|s| s.to_string()));
-    let cli = <Cli as clap::Parser>::try_parse_from(&all).expect("flags");
-    let env = world.env(vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(kube_reach::engine::run(plan, &env))
+    rt.block_on(world.run_args(&all, vars))
 }
 
 fn run_kubeconfig(world: &World, text: &str, vars: &[(&str, &str)]) -> RunReport {
@@ -180,13 +175,7 @@ fn leak3_a_kubeconfig_token_file_echoed_by_the_server() {
             ca_file.display(),
             token_file.display()
         );
-        let path = world.write("kubeconfig", &text);
-        let mut args = world.base_args();
-        args.extend(["--kubeconfig".to_string(), path.display().to_string()]);
-        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-        let env = world.env(&[]);
-        let plan = Plan::new(&cli.run, &env).expect("plan");
-        let report = rt.block_on(kube_reach::engine::run(plan, &env));
+        let report = rt.block_on(world.run(&text, &[], &[]));
         assert_report_clean(&report, &[canary]);
     }
 }

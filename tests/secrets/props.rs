@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
-use kube_reach::cli::Cli;
 use kube_reach::demo::Pki;
 use kube_reach::model::{RunReport, Verdict};
-use kube_reach::plan::Plan;
 
 use super::hostile::{ALL_ECHOES, run_with_token_file, start_hostile};
 use super::outputs::{assert_no_leak, render};
@@ -262,14 +260,11 @@ fn run(world: &World, args: &[String], vars: &[(&str, &str)]) -> RunReport {
     init();
     let mut all = world.base_args();
     all.extend(args.iter().cloned());
-    let cli = <Cli as clap::Parser>::try_parse_from(&all).expect("flags");
-    let env = world.env(vars);
-    let plan = Plan::new(&cli.run, &env).expect("plan");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(kube_reach::engine::run(plan, &env))
+    rt.block_on(world.run_args(&all, vars))
 }
 
 /// Spec §3: exit 1 when at least one check is `fail` or `error`, else 0; the run's verdict
