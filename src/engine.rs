@@ -424,7 +424,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
         Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
-            Some(Secured::Verified(tls, h2)) => {
+            Some(Secured::Verified(tls)) => {
                 let bearer = target
                     .credentials
                     .usable
@@ -434,10 +434,11 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
                 rec.start(CheckId::HttpVersion, &authority);
-                HttpConnection::verified(*tls, h2, http_endpoint("https"), bearer, more).await
+                HttpConnection::verified(*tls, http_endpoint("https"), bearer, more).await
             }
-            Some(Secured::Unverified(tls, h2)) => {
+            Some(Secured::Unverified(tls)) => {
                 rec.start(CheckId::HttpVersion, &authority);
+                let h2 = net_tls::speaks_h2(&tls);
                 HttpConnection::anonymous(tls, h2, http_endpoint("https")).await
             }
             None => return,
@@ -478,9 +479,10 @@ fn failed_config(target: &Target, id: CheckId) -> Option<&CheckResult> {
         .find(|c| c.id == id && c.status.is_failure())
 }
 
+/// A TLS connection to the target (each knows by ALPN whether it speaks HTTP/2).
 enum Secured {
-    Verified(Box<VerifiedTls>, bool),
-    Unverified(Box<TlsStream<TcpStream>>, bool),
+    Verified(Box<VerifiedTls>),
+    Unverified(Box<TlsStream<TcpStream>>),
 }
 
 /// Opens connections to one target exactly like its first: the same address, the same route
@@ -494,41 +496,36 @@ struct Dialer {
 }
 
 impl Dialer {
-    /// TCP to the same address, through the same proxy tunnel.
-    async fn stream(&self) -> Option<TcpStream> {
-        let stream = connect::connect(self.addr, self.timeout)
-            .await
-            .outcome
-            .ok()?;
-        let Route::Proxy(p) = &self.target.route else {
-            return Some(stream);
+    /// TCP to the same address, through the same proxy tunnel; announcing a small MSS when
+    /// `mss` is given (`connect_with_mss`). Why not, for evidence.
+    async fn stream(&self, mss: Option<u32>) -> Result<TcpStream, String> {
+        let attempt = match mss {
+            None => connect::connect(self.addr, self.timeout).await,
+            Some(mss) => connect::connect_with_mss(self.addr, mss, self.timeout).await,
         };
-        let authority = self.target.endpoint.as_ref()?.authority();
+        let stream = attempt
+            .outcome
+            .map_err(|_| format!("connect: {}", attempt.detail))?;
+        let Route::Proxy(p) = &self.target.route else {
+            return Ok(stream);
+        };
+        let authority = self.target.endpoint.as_ref().map(|e| e.authority());
+        let authority = authority.unwrap_or_default();
         let tunnel =
-            proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout);
-        tunnel.await.outcome.ok()
+            proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout).await;
+        let status = tunnel.status_line;
+        tunnel
+            .outcome
+            .map_err(|_| format!("CONNECT through the proxy: {status}"))
     }
 
-    /// One more handshake like the first, over a connection that announces a small MSS
-    /// (`connect_with_mss`): to the same address, through the same proxy tunnel.
+    /// One more handshake like the first, over a connection that announces a small MSS.
     async fn small_mss_handshake(
         &self,
         client: Option<&ClientIdentity>,
         expect: Option<net_tls::Expect>,
     ) -> Result<net_tls::Handshake, String> {
-        let mut stream = connect::connect_with_mss(self.addr, connect::SMALL_MSS, self.timeout)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        if let Route::Proxy(p) = &self.target.route {
-            let authority = self.target.endpoint.as_ref().map(|e| e.authority());
-            let authority = authority.unwrap_or_default();
-            let tunnel =
-                proxy::connect_tunnel(stream, &authority, p.authorization.as_ref(), self.timeout)
-                    .await;
-            stream = tunnel
-                .outcome
-                .map_err(|_| format!("CONNECT through the proxy: {}", tunnel.status_line))?;
-        }
+        let stream = self.stream(Some(connect::SMALL_MSS)).await?;
         self.handshake(stream, client, expect)
             .await
             .ok_or_else(|| "no TLS settings".to_string())
@@ -562,7 +559,7 @@ impl Dialer {
     /// One more connection for the HTTP/1.1 pool: verified like the first, presenting the same
     /// leaf, with the same client identity; `None` otherwise (the pool stays smaller).
     async fn verified(self, leaf: CertificateDer<'static>) -> Option<VerifiedTls> {
-        let stream = self.stream().await?;
+        let stream = self.stream(None).await.ok()?;
         let expect = self.expect(Some(leaf));
         let hs = self.handshake(stream, self.client(), expect).await?;
         let verification = net_tls::verify(&hs.chain, self.target.tls.as_ref()?, self.now);
@@ -580,17 +577,13 @@ impl Dialer {
 
     /// An anonymous probe of a server whose certificate did not verify: no client identity,
     /// any chain accepted (nothing secret will travel over it).
-    async fn anonymous(&self) -> Result<(TlsStream<TcpStream>, bool), String> {
-        let stream = self
-            .stream()
-            .await
-            .ok_or("the connection could not be opened again")?;
+    async fn anonymous(&self) -> Result<TlsStream<TcpStream>, String> {
+        let stream = self.stream(None).await?;
         let hs = self
             .handshake(stream, None, None)
             .await
             .ok_or("no TLS settings")?;
-        let alpn_h2 = hs.alpn_h2;
-        hs.outcome.map(|s| (s, alpn_h2)).map_err(|_| hs.detail)
+        hs.outcome.map_err(|_| hs.detail)
     }
 }
 
@@ -604,6 +597,13 @@ async fn secure(
 ) -> Option<Secured> {
     let endpoint = target.endpoint.as_ref()?;
     let settings = target.tls.as_ref()?;
+    // A tls-server-name no certificate can match allows no handshake at all: that is the
+    // config.tls finding, not a second one (the TLS rows' skips name it).
+    if failed_config(target, CheckId::ConfigTls)
+        .is_some_and(|c| c.reason == Some(Reason::InvalidServerName))
+    {
+        return None;
+    }
     let authority = endpoint.authority();
     rec.start(CheckId::TlsHandshake, &authority);
     let client = dialer.client();
@@ -611,16 +611,7 @@ async fn secure(
     // never receives the certificate.
     let expect = client.and_then(|_| dialer.expect(None));
     let hs = dialer.handshake(stream, client, expect.clone()).await?;
-    let mut result = match hs.refused {
-        Some(why) => CheckResult::pass(
-            CheckId::TlsHandshake,
-            &authority,
-            format!("{why}: kube-reach ended the handshake before sending its client certificate"),
-        )
-        .with_duration(hs.elapsed),
-        None => tls::handshake(&authority, &hs),
-    }
-    .with_evidence(format!(
+    let mut result = tls::handshake(&authority, &hs).with_evidence(format!(
         "address {}, SNI {}",
         dialer.addr, settings.server_name
     ));
@@ -631,10 +622,11 @@ async fn secure(
         let retry = dialer.small_mss_handshake(client, expect).await;
         result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
     }
-    rec.push(result.clone());
+    rec.push(result);
     let stream = match hs.outcome {
         Ok(stream) => Some(stream),
-        Err(_) if hs.refused.is_some() => None,
+        // Ended by us after the chain arrived: judged below all the same.
+        Err(HandshakeFailure::Refused(_)) => None,
         Err(_) => return None,
     };
     rec.note_client_cert_requested(hs.client_cert_requested);
@@ -675,7 +667,7 @@ async fn secure(
     let Some(stream) = stream else {
         // insecure-skip-tls-verify with a client certificate: probe without it.
         return match dialer.anonymous().await {
-            Ok((stream, h2)) => Some(Secured::Unverified(Box::new(stream), h2)),
+            Ok(stream) => Some(Secured::Unverified(Box::new(stream))),
             Err(detail) => {
                 let failure =
                     HttpFailure::Failed(format!("opening an anonymous probe connection: {detail}"));
@@ -685,8 +677,8 @@ async fn secure(
         };
     };
     match net_tls::seal(stream, &verification) {
-        Ok(verified) => Some(Secured::Verified(Box::new(verified), hs.alpn_h2)),
-        Err(stream) => Some(Secured::Unverified(stream, hs.alpn_h2)),
+        Ok(verified) => Some(Secured::Verified(Box::new(verified))),
+        Err(stream) => Some(Secured::Unverified(stream)),
     }
 }
 

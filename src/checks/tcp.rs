@@ -136,7 +136,7 @@ pub fn tls_proxy(connected: CheckResult, hs: &Handshake, plain: Option<&Tunnel>)
         (Ok(_), _) => {
             CheckResult::finding(id, &subject, Reason::Unsupported).with_evidence(format!(
                 "TLS handshake with the proxy complete ({})",
-                hs.version.as_deref().unwrap_or("TLS")
+                hs.version().unwrap_or("TLS")
             ))
         }
         (Err(_), Some(line)) => CheckResult::finding(id, &subject, Reason::NotTls)

@@ -20,10 +20,17 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
             subject,
             format!(
                 "{} handshake, {} certificate(s) presented{}",
-                hs.version.as_deref().unwrap_or("TLS"),
+                hs.version().unwrap_or("TLS"),
                 hs.chain.len(),
-                if hs.alpn_h2 { ", HTTP/2" } else { "" }
+                if hs.alpn_h2() { ", HTTP/2" } else { "" }
             ),
+        )
+        .with_duration(hs.elapsed),
+        // The server's part went well; whether its certificate verifies is tls.trust's.
+        Err(HandshakeFailure::Refused(why)) => CheckResult::pass(
+            id,
+            subject,
+            format!("{why}: kube-reach ended the handshake before sending its client certificate"),
         )
         .with_duration(hs.elapsed),
         Err(failure) => {
@@ -37,7 +44,9 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
                 // (`after_small_mss_retry`) turns it into `mtu-blackhole` when that completes.
                 HandshakeFailure::Stalled => Reason::Timeout,
                 HandshakeFailure::Oversized => Reason::OversizedCertificate,
-                HandshakeFailure::Other(_) => Reason::HandshakeFailed,
+                HandshakeFailure::Other(_) | HandshakeFailure::Refused(_) => {
+                    Reason::HandshakeFailed
+                }
             };
             let mut r = CheckResult::finding(id, subject, reason)
                 .with_evidence(format!(
@@ -60,32 +69,39 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
 /// small MSS: if that one completes, full-size segments are what vanish on the path (an MTU
 /// black hole: a smaller MTU on the way and its ICMP "fragmentation needed" dropped), so the fix
 /// is the MTU, not the server. `retry` is the retry's handshake, or why it could not be made.
+/// The server's flight arriving is what counts, so a retry that kube-reach itself ended after
+/// judging the certificate (a client identity, a server that did not verify) counts too.
 pub fn after_small_mss_retry(
     first: CheckResult,
     retry: &Result<Handshake, String>,
     mss: u32,
 ) -> CheckResult {
     match retry {
-        Ok(hs) if hs.outcome.is_ok() => {
+        Ok(hs) if hs.flight_arrived() => {
             let evidence = first.evidence.clone();
             CheckResult::finding(first.id, first.subject, Reason::MtuBlackhole)
                 .with_evidence_lines(evidence)
                 .with_evidence(format!(
-                    "retry over a new connection announcing MSS {mss}: handshake complete after {} ms, {} certificate(s)",
+                    "retry over a new connection announcing MSS {mss}: {} after {} ms, {} certificate(s)",
+                    hs.detail,
                     hs.elapsed.as_millis(),
                     hs.chain.len()
                 ))
                 .with_duration(first.duration)
         }
-        Ok(hs) => first
-            .with_evidence(format!(
+        Ok(hs) => {
+            let first = first.with_evidence(format!(
                 "retry announcing MSS {mss}: {} after {} ms (not an MTU problem, or not only)",
                 hs.detail,
                 hs.elapsed.as_millis()
-            ))
-            .with_fix_detail(
-                "A retry with small packets got no answer either, so packet size is not the cause.",
-            ),
+            ));
+            match hs.outcome {
+                Err(HandshakeFailure::Stalled) => first.with_fix_detail(
+                    "A retry with small packets got no answer either, so packet size is not the cause.",
+                ),
+                _ => first,
+            }
+        }
         Err(e) => first.with_evidence(format!("retry announcing MSS {mss}: {e}")),
     }
 }
@@ -320,4 +336,63 @@ fn validity(
         ),
     )
     .with_evidence_lines(evidence)
+}
+
+#[cfg(test)]
+mod mss_retry_tests {
+    use super::*;
+
+    fn stalled_first() -> CheckResult {
+        CheckResult::finding(CheckId::TlsHandshake, "api:6443", Reason::Timeout)
+            .with_evidence("api:6443: no handshake within 2000 ms after 2000 ms")
+    }
+
+    fn retry(outcome: HandshakeFailure, chain: usize, detail: &str) -> Handshake {
+        Handshake {
+            outcome: Err(outcome),
+            client_cert_requested: false,
+            chain: vec![CertificateDer::from(vec![0u8; 4]); chain],
+            elapsed: Duration::from_millis(40),
+            detail: detail.into(),
+        }
+    }
+
+    /// With a client identity and a server that does not verify, kube-reach ends the retry's
+    /// handshake itself, after the server's whole flight (its certificate) arrived over small
+    /// packets: that is the MTU black hole, not "no answer either".
+    #[test]
+    fn a_retry_we_ended_after_the_certificate_arrived_is_an_mtu_black_hole() {
+        let hs = retry(
+            HandshakeFailure::Refused("the server's certificate did not verify"),
+            1,
+            "the server's certificate did not verify: kube-reach ended the handshake",
+        );
+        let r = after_small_mss_retry(stalled_first(), &Ok(hs), 536);
+        assert_eq!(r.reason, Some(Reason::MtuBlackhole), "{r:?}");
+        assert!(r.evidence.iter().any(|e| e.contains("MSS 536")), "{r:?}");
+    }
+
+    /// "No answer either" is said only of a retry that got no answer.
+    #[test]
+    fn a_retry_that_failed_otherwise_is_not_said_to_have_got_no_answer() {
+        let answered = retry(HandshakeFailure::Closed, 0, "connection reset");
+        let r = after_small_mss_retry(stalled_first(), &Ok(answered), 536);
+        assert_eq!(r.reason, Some(Reason::Timeout));
+        assert!(
+            !r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no answer either"),
+            "{r:?}"
+        );
+        let silent = retry(HandshakeFailure::Stalled, 0, "no handshake within 2000 ms");
+        let r = after_small_mss_retry(stalled_first(), &Ok(silent), 536);
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no answer either"),
+            "{r:?}"
+        );
+    }
 }

@@ -25,8 +25,23 @@ pub struct Attempt {
 }
 
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Attempt {
+    open(addr, None, timeout).await
+}
+
+/// One connection, announcing `mss` when given (see [`connect_with_mss`]).
+async fn open(addr: SocketAddr, mss: Option<u32>, timeout: Duration) -> Attempt {
     let started = Instant::now();
-    let (outcome, detail) = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let opening = async {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        if let Some(mss) = mss {
+            set_max_segment(&socket, mss)?;
+        }
+        socket.connect(addr).await
+    };
+    let (outcome, detail) = match tokio::time::timeout(timeout, opening).await {
         Err(_) => (
             Err(ConnectFailure::Timeout),
             format!("no answer within {} ms", timeout.as_millis()),
@@ -83,20 +98,8 @@ pub const SMALL_MSS: u32 = 536;
 /// the SYN, so the server sends segments no larger, whatever the path's MTU discovery does. The
 /// one-off retry that tells an MTU black hole (full-size segments vanish, ICMP "fragmentation
 /// needed" dropped) from a server that does not answer.
-pub async fn connect_with_mss(
-    addr: SocketAddr,
-    mss: u32,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    set_max_segment(&socket, mss)?;
-    match tokio::time::timeout(timeout, socket.connect(addr)).await {
-        Ok(connected) => connected,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-    }
+pub async fn connect_with_mss(addr: SocketAddr, mss: u32, timeout: Duration) -> Attempt {
+    open(addr, Some(mss), timeout).await
 }
 
 fn set_max_segment(socket: &tokio::net::TcpSocket, mss: u32) -> io::Result<()> {
@@ -131,6 +134,7 @@ mod mss_tests {
         let addr = listener.local_addr().unwrap();
         let stream = connect_with_mss(addr, SMALL_MSS, Duration::from_secs(5))
             .await
+            .outcome
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         // The peer's segment size follows the MSS we announced (less TCP options).

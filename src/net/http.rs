@@ -27,9 +27,10 @@ use crate::secret::{JobToken, Secret};
 /// ~18 parallel questions of a run take two or three waves instead of eighteen, few enough
 /// that one run is no burden to a server or load balancer.
 pub const H1_POOL_SIZE: usize = 10;
-/// Connections one target may open over its life (replacements for connections the server
-/// closed included), so a server that closes after every response cannot make us loop.
-const H1_MAX_DIALS: usize = 32;
+/// Connections one target may open over its life, the first included, over either protocol
+/// (HTTP/1.1's pool and its replacements for connections the server closed, HTTP/2's
+/// replacements after GOAWAY), so a server that closes after every response cannot make us loop.
+const MAX_DIALS: usize = 32;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -84,6 +85,69 @@ type H1Sender = http1::SendRequest<Full<Bytes>>;
 
 type H2Sender = http2::SendRequest<Full<Bytes>>;
 
+/// An HTTP/1.1 connection over `io`, its connection task running.
+async fn h1(io: Box<dyn Io>) -> Result<H1Sender, hyper::Error> {
+    let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// An HTTP/2 connection over `io`, its connection task running.
+async fn h2(io: Box<dyn Io>) -> Result<H2Sender, hyper::Error> {
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// How one target opens connections after its first, whichever the protocol: through the
+/// verified dial, within one budget of [`MAX_DIALS`], and never again once one could not be
+/// opened or did not verify like the first (the server or the route will not give us another
+/// good one).
+struct Redial {
+    dial: Option<Dial>,
+    /// Connections opened or tried, the first included.
+    dials: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Redial {
+    fn new(dial: Option<Dial>) -> Redial {
+        Redial {
+            dial,
+            dials: AtomicUsize::new(1),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether another connection may still be opened.
+    fn possible(&self) -> bool {
+        self.dial.is_some()
+            && !self.failed.load(Ordering::SeqCst)
+            && self.dials.load(Ordering::SeqCst) < MAX_DIALS
+    }
+
+    /// One more connection with `handshake` (HTTP/1.1 or HTTP/2) made over it; `None` when
+    /// none may be opened, or opening or its handshake failed.
+    async fn open<S, F: Future<Output = Result<S, hyper::Error>>>(
+        &self,
+        handshake: impl FnOnce(Box<dyn Io>) -> F,
+    ) -> Option<S> {
+        let dial = self.dial.as_ref().filter(|_| self.possible())?;
+        let below = |n: usize| (n < MAX_DIALS).then_some(n + 1);
+        (self.dials)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
+            .ok()?;
+        let opened = match dial().await {
+            Some(io) => handshake(io).await.ok(),
+            None => None,
+        };
+        if opened.is_none() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        opened
+    }
+}
+
 #[derive(Clone)]
 enum Sender {
     H2(Arc<H2Conn>),
@@ -94,12 +158,11 @@ enum Sender {
 /// that closes after N requests (nginx `keepalive_requests`, `keepalive_timeout 0`) or shuts
 /// down gracefully sends GOAWAY: the requests it did not take are refused, unprocessed, and
 /// Go's client (kubectl) sends them again on a new connection. So do we, on a connection
-/// opened and verified exactly like the first, at most [`H1_MAX_DIALS`] times per target.
+/// opened and verified exactly like the first (see [`Redial`]).
 struct H2Conn {
     /// The connection in use and its generation (how many replaced it before).
     current: Mutex<(u64, H2Sender)>,
-    dial: Option<Dial>,
-    dials: AtomicUsize,
+    redial: Redial,
 }
 
 impl H2Conn {
@@ -115,27 +178,15 @@ impl H2Conn {
         if current.0 != generation {
             return true;
         }
-        let Some(dial) = &self.dial else {
+        let Some(sender) = self.redial.open(h2).await else {
             return false;
         };
-        if self.dials.fetch_add(1, Ordering::SeqCst) >= H1_MAX_DIALS {
-            return false;
-        }
-        let Some(io) = dial().await else {
-            return false;
-        };
-        match http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await {
-            Ok((sender, conn)) => {
-                tokio::spawn(conn);
-                *current = (generation + 1, sender);
-                true
-            }
-            Err(_) => false,
-        }
+        *current = (generation + 1, sender);
+        true
     }
 
     /// One exchange, sent again on a new connection while the server refuses it unprocessed.
-    /// Bounded: each retry follows a replacement, and replacements are bounded by the dials.
+    /// Bounded: each retry follows a replacement, and replacements by the [`Redial`] budget.
     async fn exchange(
         &self,
         build: impl Fn() -> Result<hyper::Request<Full<Bytes>>, HttpFailure>,
@@ -189,12 +240,7 @@ struct H1Pool {
     idle: AtomicUsize,
     /// Connections open or being opened.
     live: AtomicUsize,
-    /// Connections opened or tried, the first included.
-    dials: AtomicUsize,
-    /// Set when an extra connection could not be opened or did not verify like the first:
-    /// no more are tried (the server or the route will not give us another good one).
-    failed: AtomicBool,
-    dial: Option<Dial>,
+    redial: Redial,
 }
 
 impl H1Pool {
@@ -206,9 +252,7 @@ impl H1Pool {
             idle_rx: Mutex::new(idle_rx),
             idle: AtomicUsize::new(1),
             live: AtomicUsize::new(1),
-            dials: AtomicUsize::new(1),
-            failed: AtomicBool::new(false),
-            dial,
+            redial: Redial::new(dial),
         })
     }
 
@@ -217,19 +261,9 @@ impl H1Pool {
         let _ = self.idle_tx.send(Slot::Ready(sender));
     }
 
-    /// Whether another connection may still be opened.
-    fn may_dial(&self) -> bool {
-        self.dial.is_some()
-            && !self.failed.load(Ordering::SeqCst)
-            && self.dials.load(Ordering::SeqCst) < H1_MAX_DIALS
-    }
-
     /// Opens one more connection in the background when none is idle and the bounds allow.
     fn grow(self: &Arc<Self>) {
-        let Some(dial) = self.dial.clone() else {
-            return;
-        };
-        if self.idle.load(Ordering::SeqCst) > 0 || self.failed.load(Ordering::SeqCst) {
+        if self.idle.load(Ordering::SeqCst) > 0 || !self.redial.possible() {
             return;
         }
         let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
@@ -240,26 +274,12 @@ impl H1Pool {
         {
             return;
         }
-        if self.dials.fetch_add(1, Ordering::SeqCst) >= H1_MAX_DIALS {
-            self.dials.fetch_sub(1, Ordering::SeqCst);
-            return self.lost();
-        }
         let pool = self.clone();
         tokio::spawn(async move {
-            let opened = match dial().await {
-                Some(io) => http1::handshake(TokioIo::new(io)).await.ok(),
-                None => None,
-            };
-            match opened {
-                Some((sender, conn)) => {
-                    tokio::spawn(conn);
-                    pool.put(sender);
-                }
+            match pool.redial.open(h1).await {
+                Some(sender) => pool.put(sender),
                 // Not opened, or not verified like the first: the pool stays smaller.
-                None => {
-                    pool.failed.store(true, Ordering::SeqCst);
-                    pool.lost();
-                }
+                None => pool.lost(),
             }
         });
     }
@@ -269,7 +289,7 @@ impl H1Pool {
         if self.live.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
         }
-        if self.may_dial() {
+        if self.redial.possible() {
             self.grow();
         } else {
             let _ = self.idle_tx.send(Slot::Closed);
@@ -277,7 +297,7 @@ impl H1Pool {
     }
 
     /// Waits for an idle connection that is ready for a request. Bounded: every turn of the
-    /// loop consumes a connection, and connections are bounded by `H1_MAX_DIALS`; the caller's
+    /// loop consumes a connection, and connections are bounded by [`MAX_DIALS`]; the caller's
     /// timeout bounds the waiting.
     async fn lease(self: &Arc<Self>) -> Result<Lease, HttpFailure> {
         loop {
@@ -410,23 +430,24 @@ pub struct Endpoint<'a> {
 }
 
 impl HttpConnection {
-    /// Over verified TLS: requests may carry the bearer token. Over HTTP/1.1, `more` opens
-    /// the pool's further connections on demand (each verified like the first).
+    /// Over verified TLS: requests may carry the bearer token. HTTP/2 when the server chose
+    /// it by ALPN. `more` opens further connections (HTTP/1.1's pool, HTTP/2's replacement after
+    /// GOAWAY), each verified like the first.
     pub async fn verified(
         tls: VerifiedTls,
-        h2: bool,
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
         more: Option<VerifiedDial>,
     ) -> Result<Self, HttpFailure> {
+        let h2 = tls.speaks_h2();
         let dial = more.map(|more| -> Dial {
             Arc::new(move || {
                 let opened = more();
                 Box::pin(async move {
-                    let stream = opened.await?.into_stream();
+                    let tls = opened.await?;
                     // A replacement must speak the protocol the first one did.
-                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    (alpn_h2 == h2).then(|| Box::new(EndWithoutNotify(stream)) as _)
+                    (tls.speaks_h2() == h2)
+                        .then(|| Box::new(EndWithoutNotify(tls.into_stream())) as _)
                 })
             })
         });
@@ -466,23 +487,13 @@ impl HttpConnection {
         verified: bool,
         dial: Option<Dial>,
     ) -> Result<Self, HttpFailure> {
-        let io = TokioIo::new(io);
         let sender = if h2 {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
-            tokio::spawn(conn);
             Sender::H2(Arc::new(H2Conn {
-                current: Mutex::new((0, sender)),
-                dial,
-                dials: AtomicUsize::new(1),
+                current: Mutex::new((0, self::h2(io).await.map_err(failed)?)),
+                redial: Redial::new(dial),
             }))
         } else {
-            let (sender, conn) = http1::handshake(io)
-                .await
-                .map_err(|e| HttpFailure::Failed(crate::error::with_sources(&e)))?;
-            tokio::spawn(conn);
-            Sender::H1(H1Pool::new(sender, dial))
+            Sender::H1(H1Pool::new(h1(io).await.map_err(failed)?, dial))
         };
         Ok(HttpConnection {
             sender,

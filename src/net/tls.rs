@@ -140,6 +140,9 @@ pub enum HandshakeFailure {
     /// A handshake message over the 64 KiB every TLS client allows (a huge certificate
     /// chain): the server does speak TLS, so this is not `NotTls`.
     Oversized,
+    /// kube-reach ended the handshake itself: the [`Expect`] was not met (why), so no client
+    /// certificate went out. The server's certificate did arrive.
+    Refused(&'static str),
     Other(String),
 }
 
@@ -150,12 +153,63 @@ pub struct Handshake {
     pub client_cert_requested: bool,
     /// The chain as presented: leaf first.
     pub chain: Vec<CertificateDer<'static>>,
-    pub version: Option<String>,
-    pub alpn_h2: bool,
     pub elapsed: Duration,
     pub detail: String,
-    /// Why kube-reach itself ended the handshake (the [`Expect`] was not met), if it did.
-    pub refused: Option<&'static str>,
+}
+
+impl Handshake {
+    /// The protocol version agreed, for evidence ("TLS 1.3"); `None` when it failed.
+    pub fn version(&self) -> Option<&'static str> {
+        let (_, conn) = self.outcome.as_ref().ok()?.get_ref();
+        conn.protocol_version().map(version_name)
+    }
+
+    /// Whether the server chose HTTP/2 (ALPN `h2`).
+    pub fn alpn_h2(&self) -> bool {
+        self.outcome.as_ref().is_ok_and(speaks_h2)
+    }
+
+    /// Whether the server's whole handshake flight arrived: the handshake completed, or
+    /// kube-reach ended it after judging the certificate.
+    pub fn flight_arrived(&self) -> bool {
+        matches!(self.outcome, Ok(_) | Err(HandshakeFailure::Refused(_)))
+    }
+}
+
+/// Whether the server of this connection chose HTTP/2 by ALPN.
+pub fn speaks_h2(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice())
+}
+
+/// "TLS 1.3", as people write it (rustls' `Debug` says `TLSv1_3`).
+fn version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2",
+        _ => "TLS",
+    }
+}
+
+/// An alert as the TLS RFCs name it, with its number: `handshake_failure (40)` (rustls names
+/// it `HandshakeFailure` in its `Debug`, which is also what its `Display` prints).
+fn alert_name(alert: AlertDescription) -> String {
+    let code = u8::from(alert);
+    let Some(camel) = alert.as_str() else {
+        return format!("unknown alert {code}");
+    };
+    let chars: Vec<char> = camel.chars().collect();
+    let mut name = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        // A word starts at a capital after a small letter (BadCertificate), or at the last
+        // capital of a run followed by a small letter (UnknownPSKIdentity: psk_identity).
+        let after_small = i > 0 && chars[i - 1].is_lowercase();
+        let ends_run = i > 0 && chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+        if c.is_uppercase() && (after_small || (ends_run && chars[i - 1].is_uppercase())) {
+            name.push('_');
+        }
+        name.extend(c.to_lowercase());
+    }
+    format!("{name} ({code})")
 }
 
 /// One TLS handshake. `expect` makes the verifier return the real verdict (required whenever
@@ -180,11 +234,8 @@ pub async fn handshake(
         outcome: Err(failure),
         client_cert_requested: false,
         chain,
-        version: None,
-        alpn_h2: false,
         elapsed: started.elapsed(),
         detail,
-        refused: None,
     };
     if client.is_some() && verifier.expect.is_none() {
         // The client certificate may only follow a chain that verified.
@@ -214,11 +265,8 @@ pub async fn handshake(
     let name = match ServerName::try_from(server_name.to_string()) {
         Ok(n) => n,
         Err(e) => {
-            return failed(
-                HandshakeFailure::Other(format!("server name {server_name:?}: {e}")),
-                String::new(),
-                Vec::new(),
-            );
+            let why = format!("server name \"{}\": {e}", server_name.escape_default());
+            return failed(HandshakeFailure::Other(why.clone()), why, Vec::new());
         }
     };
     let result = tokio::time::timeout(
@@ -235,27 +283,23 @@ pub async fn handshake(
             chain,
         ),
         Ok(Err(e)) => {
-            let (failure, detail) = classify(&e);
-            Handshake {
-                refused,
-                ..failed(failure, detail, chain)
-            }
+            // Our own verifier's refusal, in our words rather than rustls' wrapping of them.
+            let (failure, detail) = match refused {
+                Some(why) => (
+                    HandshakeFailure::Refused(why),
+                    format!("{why}: kube-reach ended the handshake, no client certificate sent"),
+                ),
+                None => classify(&e),
+            };
+            failed(failure, detail, chain)
         }
-        Ok(Ok(tls)) => {
-            let (_, conn) = tls.get_ref();
-            let version = conn.protocol_version().map(|v| format!("{v:?}"));
-            let alpn_h2 = conn.alpn_protocol() == Some(b"h2");
-            Handshake {
-                outcome: Ok(tls),
-                client_cert_requested: resolver.asked(),
-                chain,
-                version,
-                alpn_h2,
-                elapsed: started.elapsed(),
-                detail: "handshake complete".into(),
-                refused: None,
-            }
-        }
+        Ok(Ok(tls)) => Handshake {
+            outcome: Ok(tls),
+            client_cert_requested: resolver.asked(),
+            chain,
+            elapsed: started.elapsed(),
+            detail: "handshake complete".into(),
+        },
     }
 }
 
@@ -320,35 +364,39 @@ impl rustls::client::ResolvesClientCert for NotingResolver {
 
 /// rustls/io error → failure, in one place.
 fn classify(error: &std::io::Error) -> (HandshakeFailure, String) {
-    let detail = error.to_string();
-    if let Some(tls) = error
+    let Some(tls) = error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        let failure = match tls {
-            rustls::Error::InvalidMessage(
-                rustls::InvalidMessage::HandshakePayloadTooLarge
-                | rustls::InvalidMessage::MessageTooLarge,
-            ) => HandshakeFailure::Oversized,
-            rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
-            rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
-                HandshakeFailure::NoCommonVersion
-            }
-            rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
-                HandshakeFailure::ClientCertRequired
-            }
-            rustls::Error::AlertReceived(alert) => HandshakeFailure::Alert(format!("{alert:?}")),
-            rustls::Error::PeerIncompatible(_) => HandshakeFailure::NoCommonVersion,
-            other => HandshakeFailure::Other(other.to_string()),
+    else {
+        let detail = error.to_string();
+        return match error.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe => (HandshakeFailure::Closed, detail),
+            _ => (HandshakeFailure::Other(detail.clone()), detail),
         };
-        return (failure, detail);
-    }
-    match error.kind() {
-        std::io::ErrorKind::UnexpectedEof
-        | std::io::ErrorKind::ConnectionReset
-        | std::io::ErrorKind::BrokenPipe => (HandshakeFailure::Closed, detail),
-        _ => (HandshakeFailure::Other(detail.clone()), detail),
-    }
+    };
+    let failure = match tls {
+        // A handshake message over 64 KiB, in records of a legal size. (`MessageTooLarge` is
+        // one record longer than TLS allows, which no TLS server sends: not TLS.)
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
+            HandshakeFailure::Oversized
+        }
+        rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
+        rustls::Error::AlertReceived(alert) => {
+            // rustls' own text would name the alert by its `Debug` form.
+            let detail = format!("the server sent the fatal alert {}", alert_name(*alert));
+            let failure = match alert {
+                AlertDescription::ProtocolVersion => HandshakeFailure::NoCommonVersion,
+                AlertDescription::CertificateRequired => HandshakeFailure::ClientCertRequired,
+                other => HandshakeFailure::Alert(alert_name(*other)),
+            };
+            return (failure, detail);
+        }
+        rustls::Error::PeerIncompatible(_) => HandshakeFailure::NoCommonVersion,
+        other => HandshakeFailure::Other(other.to_string()),
+    };
+    (failure, error.to_string())
 }
 
 /// The three judgements webpki makes, kept apart so each gets its own check.
@@ -487,6 +535,10 @@ impl VerifiedTls {
     pub fn into_stream(self) -> TlsStream<TcpStream> {
         self.stream
     }
+    /// Whether the server chose HTTP/2 on this connection.
+    pub fn speaks_h2(&self) -> bool {
+        speaks_h2(&self.stream)
+    }
     /// The leaf certificate this connection's server presented (and that verified).
     pub fn leaf(&self) -> Option<CertificateDer<'static>> {
         let (_, conn) = self.stream.get_ref();
@@ -504,5 +556,58 @@ pub fn seal(
         Ok(VerifiedTls { stream })
     } else {
         Err(Box::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_named_as_the_rfcs_name_them() {
+        for (alert, name) in [
+            (AlertDescription::HandshakeFailure, "handshake_failure (40)"),
+            (AlertDescription::UnknownCA, "unknown_ca (48)"),
+            (
+                AlertDescription::UnknownPSKIdentity,
+                "unknown_psk_identity (115)",
+            ),
+            (AlertDescription::Unknown(200), "unknown alert 200"),
+        ] {
+            assert_eq!(alert_name(alert), name);
+        }
+    }
+
+    fn tls_error(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn only_a_handshake_message_over_64_kib_is_oversized() {
+        use rustls::InvalidMessage as M;
+        let oversized = classify(&tls_error(M::HandshakePayloadTooLarge.into()));
+        assert_eq!(oversized.0, HandshakeFailure::Oversized);
+        // One record longer than TLS allows: bytes no TLS server sends.
+        let record = classify(&tls_error(M::MessageTooLarge.into()));
+        assert_eq!(record.0, HandshakeFailure::NotTls);
+    }
+
+    #[test]
+    fn an_alert_is_told_in_words_without_rustls_debug() {
+        let (failure, detail) = classify(&tls_error(rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate,
+        )));
+        assert_eq!(
+            failure,
+            HandshakeFailure::Alert("bad_certificate (42)".into())
+        );
+        assert_eq!(
+            detail,
+            "the server sent the fatal alert bad_certificate (42)"
+        );
+        let (failure, _) = classify(&tls_error(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired,
+        )));
+        assert_eq!(failure, HandshakeFailure::ClientCertRequired);
     }
 }

@@ -15,9 +15,14 @@ async fn tls_case(class: TlsClass, server_name: Option<&str>) -> kube_reach::mod
         Some(name) => format!("https://{name}:{}", server.addr().port()),
         None => server.url(),
     };
+    one_target(&world, url, &ca).await
+}
+
+/// The report of the one target `c` at `url`, trusting `ca`.
+async fn one_target(world: &World, url: String, ca: &str) -> kube_reach::model::TargetReport {
     let report = world
         .run(
-            &kubeconfig(&[Ctx::new("c", url, &ca, GOOD)], Some("c")),
+            &kubeconfig(&[Ctx::new("c", url, ca, GOOD)], Some("c")),
             &[],
             &[],
         )
@@ -204,6 +209,93 @@ async fn tls_handshake_not_tls_on_a_plain_http_port() {
         )
         .await;
     assert_root_cause(target(&report, "c"), CheckId::TlsHandshake, Reason::NotTls);
+}
+
+/// A TCP server that answers each ClientHello with `reply` (raw bytes, not made by a TLS
+/// library) and then holds the connection a moment. Bounded: a few connections, 5 s each.
+async fn raw_tls_front(reply: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut hello = [0u8; 4096];
+                let _ = stream.read(&mut hello).await;
+                let _ = stream.write_all(reply).await;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn run_against_raw_front(reply: &'static [u8]) -> kube_reach::model::TargetReport {
+    init();
+    let addr = raw_tls_front(reply).await;
+    let pki = Pki::generate().expect("pki");
+    one_target(&World::new(), format!("https://{addr}"), &pki.root_ca_pem()).await
+}
+
+/// A record header announcing 65535 bytes: longer than any TLS record may be, so no TLS server
+/// sent it. It is not "a certificate over 64 KiB" (that arrives in records of a legal size).
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_not_tls_when_a_record_is_longer_than_tls_allows() {
+    let t = run_against_raw_front(b"\x16\x03\x03\xff\xffnot a handshake").await;
+    assert_root_cause(&t, CheckId::TlsHandshake, Reason::NotTls);
+}
+
+/// A fatal `handshake_failure` alert in answer to the ClientHello: named as the TLS RFCs name
+/// it, never by rustls' `Debug` (`HandshakeFailure`).
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_alert_is_named_as_the_rfcs_name_it() {
+    let t = run_against_raw_front(b"\x15\x03\x03\x00\x02\x02\x28").await;
+    assert_root_cause(&t, CheckId::TlsHandshake, Reason::Alert);
+    let r = result_of(&t, CheckId::TlsHandshake);
+    let text = format!("{} {}", r.summary, r.evidence.join(" "));
+    assert!(text.contains("handshake_failure (40)"), "{text}");
+    assert!(!text.contains("HandshakeFailure"), "{text}");
+}
+
+/// The handshake's evidence says "TLS 1.3", not rustls' `Debug` (`TLSv1_3`).
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_names_the_version_as_people_write_it() {
+    let t = tls_case(TlsClass::Good, None).await;
+    let r = result_of(&t, CheckId::TlsHandshake);
+    assert_eq!(r.status, Status::Pass, "{r:?}");
+    assert!(r.summary.starts_with("TLS 1.3 handshake"), "{}", r.summary);
+}
+
+/// A `tls-server-name` no certificate can match is config.tls's finding, and no handshake is
+/// tried with it: the TLS rows are skips that name config.tls, not a second failure with an
+/// empty evidence line.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_tls_server_name_is_config_tls_and_no_handshake_is_tried() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
+    let world = World::new();
+    let mut ctx = Ctx::new("c", server.url(), &ca, GOOD);
+    ctx.extra_cluster = "    tls-server-name: \"bad name\"\n";
+    let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigTls, Reason::InvalidServerName);
+    let handshake = result_of(t, CheckId::TlsHandshake);
+    assert_eq!(handshake.status, Status::Skip, "{handshake:?}");
+    assert!(
+        handshake
+            .blocked_by
+            .as_deref()
+            .unwrap_or_default()
+            .contains("config.tls"),
+        "{handshake:?}"
+    );
+    assert_eq!(server.stats().tls_handshakes, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
