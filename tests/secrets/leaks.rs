@@ -326,6 +326,32 @@ fn leak8_a_bad_namespace_in_a_require_file_is_not_quoted() {
     );
 }
 
+/// A usage error quotes what was typed, and a CI job types its variables: `kube-reach
+/// $KUBE_URL` (a positional argument) or a `--require` line holding the job token. The error is
+/// said through the scrubber; before, it was printed as typed.
+#[test]
+fn leak8_usage_errors_never_quote_passwords_or_the_job_token() {
+    let world = World::new();
+    // No `glcbt-` prefix: only the registered CI_JOB_TOKEN can say it is one.
+    let job_token = "jobTokenCanary7a6b9c";
+    let cases: [&[&str]; 2] = [
+        &["https://bob:urlPasswordCanary42@api.example:6443"],
+        &["--server", "https://127.0.0.1:9", "--require", job_token],
+    ];
+    for args in cases {
+        let out = world.run_binary(None, args, &[("CI_JOB_TOKEN", job_token)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.code, Some(2), "{args:?}: {stderr}");
+        for canary in ["urlPasswordCanary42", "jobTokenCanary7a6b"] {
+            assert!(!stderr.contains(canary), "{args:?}: {stderr}");
+        }
+        assert!(
+            !stderr.trim().is_empty(),
+            "{args:?}: the error is still said"
+        );
+    }
+}
+
 #[test]
 fn issue8_5_the_gitlab_origin_parser_refuses_invalid_ports() {
     let facts = |server: &str| {
