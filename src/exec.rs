@@ -221,23 +221,28 @@ mod tests {
         assert_eq!(ran.stderr.trim(), "oops");
     }
 
+    /// A program that starts `escaped` (shell) in a session of its own, which keeps its
+    /// stdout, waits until it has left the group (the kill at the exit would reach it before;
+    /// bounded by the run's timeout), prints `early` and exits.
+    fn leaves_a_writer_behind(dir: &Path, escaped: &str) -> PathBuf {
+        let ready = dir.join("ready");
+        script(
+            dir,
+            "prog",
+            &format!(
+                "setsid sh -c 'touch {0}; {escaped}' &\nwhile [ ! -e {0} ]; do sleep 0.01; done\necho early",
+                ready.display()
+            ),
+        )
+    }
+
     /// Go's `exec.Cmd.Wait` (so kubectl) reads a plugin's output to its end. Taking it the
     /// moment the program exited lost output still on its way: here the whole tail (written by
     /// a process that left the group), before, under load, the end of an ExecCredential.
     #[test]
     fn output_still_in_the_pipe_when_the_program_exits_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        // The program exits once the late writer has left its group (the kill would reach it
-        // before); bounded by the run's timeout.
-        let ready = dir.path().join("ready");
-        let prog = script(
-            dir.path(),
-            "prog",
-            &format!(
-                "setsid sh -c 'touch {0}; sleep 0.3; echo late' &\nwhile [ ! -e {0} ]; do sleep 0.01; done\necho early",
-                ready.display()
-            ),
-        );
+        let prog = leaves_a_writer_behind(dir.path(), "sleep 0.3; echo late");
         let ran = run(&prog, &[], &[], Duration::from_secs(10)).unwrap();
         assert!(!ran.timed_out);
         assert_eq!(ran.status, Some(0));
@@ -249,15 +254,7 @@ mod tests {
     #[test]
     fn a_pipe_held_open_by_an_escaped_process_ends_at_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let ready = dir.path().join("ready");
-        let prog = script(
-            dir.path(),
-            "prog",
-            &format!(
-                "setsid sh -c 'touch {0}; exec sleep 3' &\nwhile [ ! -e {0} ]; do sleep 0.01; done\necho early",
-                ready.display()
-            ),
-        );
+        let prog = leaves_a_writer_behind(dir.path(), "exec sleep 3");
         let ran = run(&prog, &[], &[], Duration::from_millis(300)).unwrap();
         assert_eq!(ran.status, Some(0));
         assert_eq!(ran.stdout, "early\n");

@@ -31,6 +31,17 @@ macro_rules! say {
 const EXIT_USAGE: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
 
+/// Says a usage error on stderr through the scrubber: the reports never carry one, and a usage
+/// error can quote an argument, which in a CI job is often a variable's value. What is secret
+/// whatever the run (the job token, passwords of proxy and server URLs in the environment,
+/// secret-shaped words) is removed.
+fn say_usage(text: &str) {
+    let env = Env::capture(Default::default(), Default::default());
+    let mut scrubber = kube_reach::secret::Scrubber::new();
+    kube_reach::plan::register_env_secrets(&mut scrubber, &env);
+    say!("{}", scrubber.scrub(text.trim_end()));
+}
+
 fn main() -> ExitCode {
     kube_reach::engine::mark_process_start();
     // One crypto provider, installed before anything builds a TLS config.
@@ -38,13 +49,15 @@ fn main() -> ExitCode {
     kube_reach::guard::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // An error quotes what was typed (`kube-reach $KUBE_URL` says "unexpected argument
+        // 'https://user:password@…'"); `--help` and `--version` go out as they are.
+        Err(e) if e.use_stderr() => {
+            say_usage(&e.render().to_string());
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
         }
     };
     match cli.command {
@@ -99,7 +112,7 @@ fn check_report_paths(output: &OutputArgs) -> Result<(), ExitCode> {
         if let Some(path) = path
             && let Err(e) = kube_reach::env::check_report_path(flag, path)
         {
-            say!("kube-reach: {e}");
+            say_usage(&format!("kube-reach: {e}"));
             return Err(ExitCode::from(EXIT_USAGE));
         }
     }
@@ -129,7 +142,7 @@ fn diagnose(
             broke,
         }),
         Planned::Usage(e) => {
-            say!("kube-reach: {e}");
+            say_usage(&format!("kube-reach: {e}"));
             Err(ExitCode::from(EXIT_USAGE))
         }
     }

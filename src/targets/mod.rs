@@ -119,16 +119,9 @@ fn not_set(env: &Env) -> CheckResult {
         let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
         return crate::gitlab::explain_not_set(&ci, None);
     }
-    let mut result = CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet)
-        .with_evidence("KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod");
-    if env.in_gitlab_ci() {
-        result = result.with_evidence(format!(
-            "GitLab CI job {} of project {}: GitLab sets KUBECONFIG only when an agent's ci_access authorizes this project (or group), and the job matches its environments/protected-branch filters",
-            env.var("CI_JOB_ID").unwrap_or("?"),
-            env.var("CI_PROJECT_PATH").unwrap_or("?")
-        ));
-    }
-    result
+    CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet).with_evidence(
+        "KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod",
+    )
 }
 
 /// Kind from the shape of the target (spec §1), by the GitLab module's own recognisers.

@@ -264,55 +264,70 @@ fn leak7_a_private_key_where_a_ca_belongs() {
     }
 }
 
+/// A bad `--require-file` line is named by file and number, never quoted: the flag may point at
+/// a token file. A bad namespace was quoted inside its problem.
 #[test]
 fn leak8_a_require_file_line_is_named_not_quoted() {
     let world = World::new();
-    let canary = "requireFileCanary9e8d7c";
-    let file = world.write("token", &format!("# a token file\n{canary}\n"));
-    let out = world.run_binary(
-        None,
-        &[
-            "--server",
-            "https://127.0.0.1:9",
-            "--require-file",
-            &file.display().to_string(),
-        ],
-        &[],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.code, Some(2), "{stderr}");
-    assert!(!stderr.contains(canary), "{stderr}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(canary));
-    assert!(
-        stderr.contains("line 2") && stderr.contains("token"),
-        "{stderr}"
-    );
+    let cases = [
+        (
+            "requireFileCanary9e8d7c",
+            "# a token file\nrequireFileCanary9e8d7c\n",
+            "line 2",
+        ),
+        (
+            "NamespaceCanary5f4e3d",
+            "get pods -n NamespaceCanary5f4e3d\n",
+            "line 1",
+        ),
+    ];
+    for (canary, text, line) in cases {
+        let file = world.write("token", text);
+        let out = world.run_binary(
+            None,
+            &[
+                "--server",
+                "https://127.0.0.1:9",
+                "--require-file",
+                &file.display().to_string(),
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.code, Some(2), "{stderr}");
+        assert!(!stderr.contains(canary), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(canary));
+        assert!(
+            stderr.contains(line) && stderr.contains("token"),
+            "{stderr}"
+        );
+    }
 }
 
-/// A bad namespace on a `--require-file` line is named by file and line like any other bad
-/// line; the value is never quoted (it was, inside the namespace's problem).
+/// A usage error quotes what was typed, and a CI job types its variables: `kube-reach
+/// $KUBE_URL` (a positional argument) or a `--require` line holding the job token. The error is
+/// said through the scrubber; before, it was printed as typed.
 #[test]
-fn leak8_a_bad_namespace_in_a_require_file_is_not_quoted() {
+fn leak8_usage_errors_never_quote_passwords_or_the_job_token() {
     let world = World::new();
-    let canary = "NamespaceCanary5f4e3d";
-    let file = world.write("require.txt", &format!("get pods -n {canary}\n"));
-    let out = world.run_binary(
-        None,
-        &[
-            "--server",
-            "https://127.0.0.1:9",
-            "--require-file",
-            &file.display().to_string(),
-        ],
-        &[],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.code, Some(2), "{stderr}");
-    assert!(!stderr.contains(canary), "{stderr}");
-    assert!(
-        stderr.contains("line 1") && stderr.contains("DNS-1123 label"),
-        "{stderr}"
-    );
+    // No `glcbt-` prefix: only the registered CI_JOB_TOKEN can say it is one.
+    let job_token = "jobTokenCanary7a6b9c";
+    let cases: [&[&str]; 2] = [
+        &["https://bob:urlPasswordCanary42@api.example:6443"],
+        &["--server", "https://127.0.0.1:9", "--require", job_token],
+    ];
+    for args in cases {
+        let out = world.run_binary(None, args, &[("CI_JOB_TOKEN", job_token)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.code, Some(2), "{args:?}: {stderr}");
+        for canary in ["urlPasswordCanary42", "jobTokenCanary7a6b"] {
+            assert!(!stderr.contains(canary), "{args:?}: {stderr}");
+        }
+        assert!(
+            !stderr.trim().is_empty(),
+            "{args:?}: the error is still said"
+        );
+    }
 }
 
 #[test]
