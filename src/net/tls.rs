@@ -287,7 +287,9 @@ pub async fn handshake(
             let (failure, detail) = match refused {
                 Some(why) => (
                     HandshakeFailure::Refused(why),
-                    format!("{why}: kube-reach ended the handshake, no client certificate sent"),
+                    format!(
+                        "{why}: kube-reach ended the handshake before sending its client certificate"
+                    ),
                 ),
                 None => classify(&e),
             };
