@@ -497,7 +497,7 @@ struct Dialer {
 
 impl Dialer {
     /// TCP to the same address, through the same proxy tunnel; announcing a small MSS when
-    /// `mss` is given (`connect_with_mss`). Why not, for evidence.
+    /// `mss` is given (`connect_with_mss`). The error says what failed, for evidence.
     async fn stream(&self, mss: Option<u32>) -> Result<TcpStream, String> {
         let attempt = match mss {
             None => connect::connect(self.addr, self.timeout).await,

@@ -27,12 +27,9 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
         )
         .with_duration(hs.elapsed),
         // The server's part went well; whether its certificate verifies is tls.trust's.
-        Err(HandshakeFailure::Refused(why)) => CheckResult::pass(
-            id,
-            subject,
-            format!("{why}: kube-reach ended the handshake before sending its client certificate"),
-        )
-        .with_duration(hs.elapsed),
+        Err(HandshakeFailure::Refused(_)) => {
+            CheckResult::pass(id, subject, &hs.detail).with_duration(hs.elapsed)
+        }
         Err(failure) => {
             let reason = match failure {
                 HandshakeFailure::NotTls => Reason::NotTls,

@@ -287,7 +287,9 @@ pub async fn handshake(
             let (failure, detail) = match refused {
                 Some(why) => (
                     HandshakeFailure::Refused(why),
-                    format!("{why}: kube-reach ended the handshake, no client certificate sent"),
+                    format!(
+                        "{why}: kube-reach ended the handshake before sending its client certificate"
+                    ),
                 ),
                 None => classify(&e),
             };
@@ -382,7 +384,9 @@ fn classify(error: &std::io::Error) -> (HandshakeFailure, String) {
         rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
             HandshakeFailure::Oversized
         }
-        rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
+        rustls::Error::InvalidMessage(what) => {
+            return (HandshakeFailure::NotTls, not_tls_detail(what));
+        }
         rustls::Error::AlertReceived(alert) => {
             // rustls' own text would name the alert by its `Debug` form.
             let detail = format!("the server sent the fatal alert {}", alert_name(*alert));
@@ -397,6 +401,20 @@ fn classify(error: &std::io::Error) -> (HandshakeFailure, String) {
         other => HandshakeFailure::Other(other.to_string()),
     };
     (failure, error.to_string())
+}
+
+/// What was wrong with an answer that is not TLS, in words (rustls' own text names the
+/// problem by its `Debug` form: "received corrupt message of type InvalidContentType").
+fn not_tls_detail(what: &rustls::InvalidMessage) -> String {
+    use rustls::InvalidMessage as M;
+    let why = match what {
+        M::InvalidContentType => "its first byte is no TLS record type",
+        M::UnknownProtocolVersion => "its record names no TLS version",
+        M::MessageTooLarge => "its record is longer than TLS allows",
+        M::InvalidEmptyPayload => "its record is empty",
+        _ => "a malformed TLS handshake message",
+    };
+    format!("the answer is not TLS: {why}")
 }
 
 /// The three judgements webpki makes, kept apart so each gets its own check.
@@ -590,6 +608,10 @@ mod tests {
         // One record longer than TLS allows: bytes no TLS server sends.
         let record = classify(&tls_error(M::MessageTooLarge.into()));
         assert_eq!(record.0, HandshakeFailure::NotTls);
+        assert_eq!(
+            record.1,
+            "the answer is not TLS: its record is longer than TLS allows"
+        );
     }
 
     #[test]

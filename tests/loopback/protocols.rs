@@ -263,6 +263,84 @@ async fn pooled_connections_that_present_another_certificate_get_no_credentials(
     assert_eq!(b.requests(), 0, "{:?}", b.request_log());
 }
 
+/// An HTTP/2 server that ends each connection with GOAWAY before taking any stream, as a load
+/// balancer draining does: every request sent on it is refused unprocessed. Bounded: a few
+/// connections, each driven at most 10 s.
+async fn goaway_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind(localhost()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                let drive = async { while conn.accept().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_secs(10), drive).await;
+                // The socket stays open a moment (only its write side ended), so requests the
+                // client wrote meanwhile meet the GOAWAY, not a reset.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                drop(conn);
+            });
+        }
+    });
+    addr
+}
+
+/// The HTTP/2 server ends the connection by GOAWAY and the address then presents another
+/// certificate: the one replacement refused, no refused request dials again on its own (once
+/// every one of the run's parallel requests did, one after another).
+#[tokio::test(flavor = "multi_thread")]
+async fn after_goaway_a_replacement_that_did_not_verify_is_not_dialed_again() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let id = pki
+        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&kube_reach::demo::ClientAuth::None)
+        .expect("server config");
+    let draining = goaway_server(config).await;
+    let (other, _) = tls_server(&pki, TlsClass::Good, options(Protocols::Both)).await;
+    let (front, accepted) = switching_front(draining, other.addr()).await;
+    let world = World::new();
+    let report = world
+        .run(
+            &kubeconfig(
+                &[Ctx::new(
+                    "c",
+                    format!("https://{front}"),
+                    &id.kubeconfig_ca_pem,
+                    GOOD,
+                )],
+                None,
+            ),
+            &[],
+            &[],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_eq!(
+        t.root_cause.map(|r| r.check),
+        Some(CheckId::HttpVersion),
+        "{:#?}",
+        t.checks
+    );
+    // The first connection and one replacement, refused before any credential went out.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "{:#?}", t.checks);
+    let stats = settled(&other).await;
+    assert_eq!(stats.tls_handshakes, 0, "{stats:?}");
+}
+
 /// Waits (bounded) until the server has finished every handshake it accepted, so its counters
 /// tell what the client did.
 async fn settled(server: &apiserver::ApiServerHandle) -> kube_reach::demo::ServerStats {

@@ -208,7 +208,11 @@ async fn tls_handshake_not_tls_on_a_plain_http_port() {
             &[],
         )
         .await;
-    assert_root_cause(target(&report, "c"), CheckId::TlsHandshake, Reason::NotTls);
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::TlsHandshake, Reason::NotTls);
+    // In words, not rustls' `Debug` ("of type InvalidContentType").
+    let evidence = evidence_of(t, CheckId::TlsHandshake);
+    assert!(evidence.contains("no TLS record type"), "{evidence}");
 }
 
 /// A TCP server that answers each ClientHello with `reply` (raw bytes, not made by a TLS
@@ -248,6 +252,9 @@ async fn run_against_raw_front(reply: &'static [u8]) -> kube_reach::model::Targe
 async fn tls_handshake_not_tls_when_a_record_is_longer_than_tls_allows() {
     let t = run_against_raw_front(b"\x16\x03\x03\xff\xffnot a handshake").await;
     assert_root_cause(&t, CheckId::TlsHandshake, Reason::NotTls);
+    let evidence = evidence_of(&t, CheckId::TlsHandshake);
+    assert!(evidence.contains("longer than TLS allows"), "{evidence}");
+    assert!(!evidence.contains("MessageTooLarge"), "{evidence}");
 }
 
 /// A fatal `handshake_failure` alert in answer to the ClientHello: named as the TLS RFCs name

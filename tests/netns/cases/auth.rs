@@ -21,8 +21,9 @@ fn behind_tls_terminating_nginx() -> Site {
 }
 
 /// A kubeconfig whose only credential is a client certificate (self-signed: the front never
-/// asks for it, so whom it would convince does not matter).
-fn client_cert_kubeconfig(site: &Site) -> std::path::PathBuf {
+/// asks for it, so whom it would convince does not matter). `cluster_extra` adds lines to the
+/// cluster (`    tls-server-name: …\n`).
+pub(super) fn client_cert_kubeconfig(site: &Site, cluster_extra: &str) -> std::path::PathBuf {
     let key = rcgen::KeyPair::generate().expect("client key");
     let mut params = rcgen::CertificateParams::new(Vec::new()).expect("params");
     params
@@ -31,7 +32,7 @@ fn client_cert_kubeconfig(site: &Site) -> std::path::PathBuf {
     let cert = params.self_signed(&key).expect("client cert");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://api.k8s.test:{API_PORT}\n    certificate-authority-data: {ca}\nusers:\n- name: cert\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: cert}}\ncurrent-context: e2e\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://api.k8s.test:{API_PORT}\n    certificate-authority-data: {ca}\n{cluster_extra}users:\n- name: cert\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: cert}}\ncurrent-context: e2e\n",
         ca = b64(&site.pki.root_pem),
         cert = b64(&cert.pem()),
         key = b64(&key.serialize_pem()),
@@ -57,7 +58,7 @@ fn auth_whoami_client_cert_not_requested() {
         return;
     }
     let site = behind_tls_terminating_nginx();
-    let kubeconfig = client_cert_kubeconfig(&site);
+    let kubeconfig = client_cert_kubeconfig(&site, "");
     reach::diagnose_auth(
         &site,
         "auth: TLS-terminating front, client certificate",

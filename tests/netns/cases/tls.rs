@@ -119,3 +119,29 @@ fn tls_handshake_mtu_blackhole_between_the_job_and_its_proxy() {
     .expect_pass(&["proxy.connect", "proxy.tunnel"])
     .expect_evidence("tls.handshake", &["MSS 536", "handshake complete"]);
 }
+
+/// The MTU black hole again, for a client-certificate user whose server's certificate does not
+/// verify (here: for another name). The small-MSS retry gets the whole certificate through, and
+/// kube-reach then ends that handshake itself before its client certificate goes out: the
+/// black hole is still what the retry proved, not "no answer either".
+#[test]
+fn tls_handshake_mtu_blackhole_with_a_client_certificate_and_a_server_that_does_not_verify() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = narrow_with_large_chain();
+    // The user is a client certificate the server never gets to judge.
+    let extra = "    tls-server-name: other.k8s.test\n";
+    let kubeconfig = super::auth::client_cert_kubeconfig(&site, extra);
+    reach::diagnose(
+        &site,
+        "tls: MTU black hole, client certificate, certificate for another name",
+        &kubeconfig,
+        &[],
+    )
+    .expect_root_cause("tls.handshake", "mtu-blackhole")
+    .expect_evidence(
+        "tls.handshake",
+        &["MSS 536", "kube-reach ended the handshake"],
+    );
+}
