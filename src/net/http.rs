@@ -24,9 +24,11 @@ use super::tls::VerifiedTls;
 use crate::secret::{JobToken, Secret};
 
 /// HTTP/1.1 connections open at once to one target (the first included): enough that the
-/// ~18 parallel questions of a run take two or three waves instead of eighteen, few enough
-/// that one run is no burden to a server or load balancer.
-pub const H1_POOL_SIZE: usize = 10;
+/// 18 parallel questions of a default run (19 through the GitLab agent) go out in one wave,
+/// as over HTTP/2, instead of one at a time; few enough that one run is no burden to a
+/// server or load balancer. A connection shared by several targets (`net::fleet`) may grow
+/// by this many per target.
+pub const H1_POOL_SIZE: usize = 20;
 /// Connections one target may open over its life, the first included, over either protocol
 /// (HTTP/1.1's pool and its replacements for connections the server closed, HTTP/2's
 /// replacements after GOAWAY), so a server that closes after every response cannot make us loop.
@@ -107,6 +109,8 @@ struct Redial {
     dial: Option<Dial>,
     /// Connections opened or tried, the first included.
     dials: AtomicUsize,
+    /// How many may be: [`MAX_DIALS`] per target sharing the connection.
+    budget: AtomicUsize,
     failed: AtomicBool,
 }
 
@@ -115,15 +119,21 @@ impl Redial {
         Redial {
             dial,
             dials: AtomicUsize::new(1),
+            budget: AtomicUsize::new(MAX_DIALS),
             failed: AtomicBool::new(false),
         }
+    }
+
+    /// One more target shares these connections: one more target's budget.
+    fn widen(&self) {
+        self.budget.fetch_add(MAX_DIALS, Ordering::SeqCst);
     }
 
     /// Whether another connection may still be opened.
     fn possible(&self) -> bool {
         self.dial.is_some()
             && !self.failed.load(Ordering::SeqCst)
-            && self.dials.load(Ordering::SeqCst) < MAX_DIALS
+            && self.dials.load(Ordering::SeqCst) < self.budget.load(Ordering::SeqCst)
     }
 
     /// One more connection with `handshake` (HTTP/1.1 or HTTP/2) made over it; `None` when
@@ -133,7 +143,8 @@ impl Redial {
         handshake: impl FnOnce(Box<dyn Io>) -> F,
     ) -> Option<S> {
         let dial = self.dial.as_ref().filter(|_| self.possible())?;
-        let below = |n: usize| (n < MAX_DIALS).then_some(n + 1);
+        let budget = self.budget.load(Ordering::SeqCst);
+        let below = |n: usize| (n < budget).then_some(n + 1);
         (self.dials)
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
             .ok()?;
@@ -240,6 +251,8 @@ struct H1Pool {
     idle: AtomicUsize,
     /// Connections open or being opened.
     live: AtomicUsize,
+    /// How many may be: [`H1_POOL_SIZE`] per target sharing the pool.
+    capacity: AtomicUsize,
     redial: Redial,
 }
 
@@ -252,6 +265,7 @@ impl H1Pool {
             idle_rx: Mutex::new(idle_rx),
             idle: AtomicUsize::new(1),
             live: AtomicUsize::new(1),
+            capacity: AtomicUsize::new(H1_POOL_SIZE),
             redial: Redial::new(dial),
         })
     }
@@ -266,7 +280,8 @@ impl H1Pool {
         if self.idle.load(Ordering::SeqCst) > 0 || !self.redial.possible() {
             return;
         }
-        let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
+        let capacity = self.capacity.load(Ordering::SeqCst);
+        let below = |n: usize| (n < capacity).then_some(n + 1);
         if self
             .live
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
@@ -503,6 +518,33 @@ impl HttpConnection {
             bearer,
             verified,
         })
+    }
+
+    /// This connection for another target whose route, TLS settings and client identity are
+    /// exactly this one's (`net::fleet` decides that): its requests carry `bearer`, that
+    /// target's own token, and only when this connection's TLS verified. The bounds grow by
+    /// one target's (HTTP/1.1's pool, the redial budget), so sharing never leaves a target
+    /// fewer connections' worth of parallel requests than it would have had alone.
+    pub fn shared_with(&self, bearer: Option<Secret>) -> HttpConnection {
+        match &self.sender {
+            Sender::H2(conn) => conn.redial.widen(),
+            Sender::H1(pool) => {
+                pool.capacity.fetch_add(H1_POOL_SIZE, Ordering::SeqCst);
+                pool.redial.widen();
+            }
+        }
+        HttpConnection {
+            bearer: bearer.filter(|_| self.verified),
+            ..self.clone()
+        }
+    }
+
+    /// This connection without any credential: what a fleet keeps for later targets.
+    pub fn without_credentials(&self) -> HttpConnection {
+        HttpConnection {
+            bearer: None,
+            ..self.clone()
+        }
     }
 
     /// Whether the server's TLS verified (secrets may be sent).
