@@ -322,29 +322,30 @@ def status_kb(pid, field):
     return None
 
 
-def measured_pid(child):
-    """The measured process: the child itself, or time(1)'s child when wrapped (bounded wait)."""
+def measured_pid(pid, done):
+    """The measured process: the child itself, or time(1)'s child when wrapped (bounded wait;
+    never reaps: the main thread's wait4 does)."""
     if not TIME:
-        return child.pid
+        return pid
     for _ in range(1000):
         try:
-            with open(f"/proc/{child.pid}/task/{child.pid}/children") as f:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
                 pids = f.read().split()
             if pids:
                 return int(pids[0])
         except OSError:
             return None
-        if child.poll() is not None:
+        if done.is_set():
             return None
         time.sleep(0.001)
     return None
 
 
-def sample_own_rss(child, peak):
+def sample_own_rss(pid, done, peak):
     """Reads the measured process's VmHWM (its own peak RSS, children excluded) until it is
     gone; the last reading is at most SAMPLE_S before its exit."""
-    pid = measured_pid(child)
-    while pid is not None and child.poll() is None:
+    pid = measured_pid(pid, done)
+    while pid is not None and not done.is_set():
         kb = status_kb(pid, "VmHWM")
         if kb is None:
             break
@@ -360,8 +361,8 @@ def run(argv, env, marks):
     timer = threading.Timer(CHILD_TIMEOUT_S, child.kill)
     timer.daemon = True
     timer.start()
-    own = [0]
-    sampler = threading.Thread(target=sample_own_rss, args=(child, own), daemon=True)
+    own, done = [0], threading.Event()
+    sampler = threading.Thread(target=sample_own_rss, args=(child.pid, done, own), daemon=True)
     sampler.start()
     try:
         _, status, usage = os.wait4(child.pid, 0)
@@ -370,6 +371,7 @@ def run(argv, env, marks):
         raise
     finally:
         timer.cancel()
+        done.set()
     wall = (time.monotonic_ns() - start) / 1e9
     child.returncode = os.waitstatus_to_exitcode(status)
     sampler.join(1)
