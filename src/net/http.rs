@@ -26,8 +26,7 @@ use crate::secret::{JobToken, Secret};
 /// HTTP/1.1 connections open at once to one target (the first included): enough that the
 /// 18 parallel questions of a default run (19 through the GitLab agent) go out in one wave,
 /// as over HTTP/2, instead of one at a time; few enough that one run is no burden to a
-/// server or load balancer. A connection shared by several targets (`net::fleet`) may grow
-/// by this many per target.
+/// server or load balancer; also the bound of a pool several targets share (`net::fleet`).
 pub const H1_POOL_SIZE: usize = 20;
 /// Connections one target may open over its life, the first included, over either protocol
 /// (HTTP/1.1's pool and its replacements for connections the server closed, HTTP/2's
@@ -251,8 +250,6 @@ struct H1Pool {
     idle: AtomicUsize,
     /// Connections open or being opened.
     live: AtomicUsize,
-    /// How many may be: [`H1_POOL_SIZE`] per target sharing the pool.
-    capacity: AtomicUsize,
     redial: Redial,
 }
 
@@ -265,7 +262,6 @@ impl H1Pool {
             idle_rx: Mutex::new(idle_rx),
             idle: AtomicUsize::new(1),
             live: AtomicUsize::new(1),
-            capacity: AtomicUsize::new(H1_POOL_SIZE),
             redial: Redial::new(dial),
         })
     }
@@ -280,8 +276,7 @@ impl H1Pool {
         if self.idle.load(Ordering::SeqCst) > 0 || !self.redial.possible() {
             return;
         }
-        let capacity = self.capacity.load(Ordering::SeqCst);
-        let below = |n: usize| (n < capacity).then_some(n + 1);
+        let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
         if self
             .live
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
@@ -522,16 +517,16 @@ impl HttpConnection {
 
     /// This connection for another target whose route, TLS settings and client identity are
     /// exactly this one's (`net::fleet` decides that): its requests carry `bearer`, that
-    /// target's own token, and only when this connection's TLS verified. The bounds grow by
-    /// one target's (HTTP/1.1's pool, the redial budget), so sharing never leaves a target
-    /// fewer connections' worth of parallel requests than it would have had alone.
+    /// target's own token, and only when this connection's TLS verified. The redial budget
+    /// grows by one target's (each target's requests may meet closed connections); HTTP/1.1's
+    /// pool keeps one target's bound, so a fleet's connections (and memory: about 25 KB each)
+    /// grow with its distinct servers, not its contexts. Measured at 50 contexts on one
+    /// server (`scripts/bench.sh`): a pool grown by one target's bound per target opened
+    /// ~900 connections, took 41 MB and more time than one shared bound (CPU of the handshakes).
     pub fn shared_with(&self, bearer: Option<Secret>) -> HttpConnection {
         match &self.sender {
             Sender::H2(conn) => conn.redial.widen(),
-            Sender::H1(pool) => {
-                pool.capacity.fetch_add(H1_POOL_SIZE, Ordering::SeqCst);
-                pool.redial.widen();
-            }
+            Sender::H1(pool) => pool.redial.widen(),
         }
         HttpConnection {
             bearer: bearer.filter(|_| self.verified),

@@ -148,8 +148,8 @@ async fn over_http1_the_shared_pool_carries_each_contexts_own_token() {
         assert!(whoami_names(t, &user), "{name}: {:#?}", t.checks);
         assert_eq!(per_user.get(&user), Some(&18), "{per_user:?}");
     }
-    // One pool, bounded by one target's pool per sharing target.
-    let bound = 3 * kube_reach::net::http::H1_POOL_SIZE as u64;
+    // One pool, with one target's bound.
+    let bound = kube_reach::net::http::H1_POOL_SIZE as u64;
     let connections = server.connections();
     assert!(
         (2..=bound).contains(&connections),
