@@ -26,4 +26,5 @@ pub mod report;
 pub mod secret;
 pub mod targets;
 pub mod verdict;
+pub mod vocab;
 pub mod x509;
