@@ -1010,6 +1010,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::AuthWhoami,
+        R::Unknown,
+        W,
+        "the server answered SelfSubjectReview with an unexpected status; identity not confirmed",
+        "Look at the HTTP status and body in the evidence: a 404 or 405 usually means something other than the API server answered the request (a path-rewriting proxy or load balancer in front of it); `kubectl auth whoami -v=6` from the job shows the same answer.",
+        "The API server answers SelfSubjectReview with 201 (or 401/403); any other status means the request did not reach its authentication layer as kubectl's would, so who the job is stays unknown and the RBAC checks that follow may not mean what they say.",
+    ),
+    row(
+        C::AuthWhoami,
         R::CredentialsWithheld,
         W,
         "credentials withheld: the server's TLS was not verified",

@@ -19,6 +19,8 @@ pub mod error;
 pub mod exec;
 pub mod gitlab;
 pub mod guard;
+#[cfg(test)]
+mod house;
 pub mod model;
 pub mod net;
 pub mod plan;
