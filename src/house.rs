@@ -394,7 +394,7 @@ fn constructed_pairs() -> Vec<(String, Option<CheckId>, Reason)> {
             let mut ids: Vec<Option<CheckId>> = named(id, before, "CheckId::")
                 .into_iter()
                 .chain(named(id, before, "C::"))
-                .map(|name| check(name))
+                .map(check)
                 .collect();
             if ids.is_empty() {
                 ids.push(None);
