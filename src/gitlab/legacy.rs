@@ -3,7 +3,6 @@
 //! declare an `environment:`.
 
 use crate::gitlab::ci::CiFacts;
-pub use crate::gitlab::ci::LEGACY_VARIABLES;
 
 /// The context (and cluster and user) name of the certificate-based integration's kubeconfig.
 pub const LEGACY_CONTEXT: &str = "gitlab-deploy";
