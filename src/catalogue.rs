@@ -1,6 +1,7 @@
-//! The one table of check ids and reason codes, with each finding's default status, summary,
-//! fix and why. Ids and codes are a public contract (spec §2): add freely, never rename. The
-//! `codes_are_stable` test pins the sorted list so a rename shows up as a failing test.
+//! The one table of `(check, reason)` pairs (the words themselves live in `vocab`), with each
+//! finding's default status, summary, fix and why. Ids and codes are a public contract (spec
+//! §2): add freely, never rename. The `codes_are_stable` test pins the shipped list so a rename
+//! shows up as a failing test; `house.rs` checks that every pair a check builds has a row.
 //!
 //! Checks fill in evidence and, where they know more, a sharper summary or a concrete fix
 //! detail; the texts here are what stays true in every case.
