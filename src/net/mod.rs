@@ -6,7 +6,6 @@ pub mod connect;
 pub mod fleet;
 pub mod http;
 pub mod proxy;
-pub mod proxy_choice;
 pub mod resolve;
 pub mod tls;
 
