@@ -403,7 +403,7 @@ async fn connect_layers(
         return None;
     };
     if let Some(p) = proxy.filter(|p| p.tls) {
-        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, &ctx).await;
+        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, ctx).await;
         rec.push(judged);
         return None;
     }
@@ -446,7 +446,7 @@ async fn connect_layers(
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
-        Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
+        Scheme::Https => match secure(stream, &dialer, target, ctx, rec).await {
             Some(Secured::Verified(tls)) => {
                 let bearer = share::own_bearer(target);
                 // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement

@@ -20,8 +20,11 @@ pub const MAX_SHARERS: usize = 5;
 /// `group` askers (see [`MAX_SHARERS`]).
 pub struct Shared<K, V> {
     group: usize,
-    cells: Mutex<HashMap<K, (usize, Arc<OnceCell<V>>)>>,
+    cells: Mutex<HashMap<K, Group<V>>>,
 }
+
+/// How many asked for the current answer of a key, and the answer (once made).
+type Group<V> = (usize, Arc<OnceCell<V>>);
 
 impl<K: Eq + Hash, V: Clone> Shared<K, V> {
     /// `group`: how many askers share one answer (at least one).
@@ -130,7 +133,7 @@ mod tests {
         let shared = Arc::new(Shared::new(5));
         let stuck = shared.clone();
         let first = tokio::spawn(async move {
-            stuck.get("a", || std::future::pending::<u8>()).await;
+            stuck.get("a", std::future::pending::<u8>).await;
         });
         tokio::task::yield_now().await;
         first.abort();
