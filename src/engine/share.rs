@@ -123,7 +123,7 @@ impl Recorder {
     fn join(&self, link: &Link, name: &str) {
         let note = format!(
             "shared with target {}: the same address, route, TLS settings and client \
-             identity; one connection serves both",
+             identity: one connection serves them all",
             link.opener
         );
         self.push_all(
