@@ -598,8 +598,11 @@ impl HttpConnection {
             match &self.sender {
                 Sender::H2(conn) => conn.exchange(build, started).await,
                 Sender::H1(pool) => {
-                    let request = build()?;
                     let mut lease = pool.lease().await?;
+                    // Built once a connection is free: the requests queued for one hold only
+                    // their parts (a fleet's queue is hundreds long). Not sent: the connection
+                    // goes back.
+                    let request = build().inspect_err(|_| lease.done = true)?;
                     let response = lease
                         .sender()?
                         .send_request(request)
@@ -742,6 +745,21 @@ mod tests {
             assert!(request.headers()["job-token"].is_sensitive());
             assert!(!request.headers()["accept"].is_sensitive());
         }
+    }
+
+    #[tokio::test]
+    async fn a_shared_unverified_connection_carries_no_ones_credentials() {
+        let (client, _server) = tokio::io::duplex(1024);
+        let endpoint = Endpoint {
+            scheme: "https",
+            authority: "api.k8s.test:6443",
+            base_path: "",
+        };
+        let conn = HttpConnection::anonymous(client, false, endpoint)
+            .await
+            .expect("connection");
+        let joined = conn.shared_with(Some(Secret::new("t0ken")));
+        assert!(!joined.has_credentials() && !joined.is_verified());
     }
 
     #[test]
