@@ -57,13 +57,12 @@ pub fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String,
             .iter()
             .find(|(name, _)| *name == t.name)
             .map(|(_, a)| a.as_str());
-        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
-        // that agent gets it; the job-wide findings apply to every agent target.
+        // A finding about one agent (subject `agent:<id>`: `agent-not-allowed`, or the rule
+        // that left it out) goes only to the target using that agent; the job-wide findings
+        // apply to every agent target.
         let relevant: Vec<CheckResult> = explanations
             .iter()
-            .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
-            })
+            .filter(|e| !e.subject.starts_with("agent:") || Some(e.subject.as_str()) == agent)
             .map(|e| {
                 e.clone()
                     .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")

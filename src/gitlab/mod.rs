@@ -16,6 +16,7 @@
 mod agent;
 mod agent_config;
 mod allowed;
+mod allowed_answer;
 mod ci;
 mod identity;
 mod kas;
@@ -34,18 +35,18 @@ pub use agent_config::{
     environment_matches, judge_agent_config, parse_agent_config,
 };
 pub use allowed::{
-    AgentExpectation, AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, explain_not_set,
-    judge_allowed_agents, judge_allowed_agents_for, parse_allowed_agents,
+    AgentExpectation, explain_not_set, judge_allowed_agents, judge_allowed_agents_for,
+};
+pub use allowed_answer::{
+    AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, parse_allowed_agents,
 };
 pub use ci::{
-    ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, Request, ServerTarget,
-    allowed_agents_request, gitlab_server_target, plan_allowed_agents,
+    ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, LEGACY_VARIABLES, Request,
+    ServerTarget, allowed_agents_request, gitlab_server_target, plan_allowed_agents,
 };
-pub use identity::{Identity, predict_identity, rbac_fix_yaml};
+pub use identity::{Identity, predict_identity};
 pub use kas::{
     AGENT_TUNNEL_WAIT, AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous,
     classify_kas_authenticated, classify_kas_no_response, explain_short_agent_wait,
 };
-pub use legacy::{
-    LEGACY_CONTEXT, LEGACY_VARIABLES, LegacySignals, detect_legacy, is_legacy_context, legacy_note,
-};
+pub use legacy::{LEGACY_CONTEXT, LegacySignals, detect_legacy, is_legacy_context, legacy_note};
