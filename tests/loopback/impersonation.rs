@@ -43,6 +43,21 @@ async fn rbac_can_i_impersonation_denied() {
         fix.contains("impersonate") && fix.contains("access_as"),
         "{fix}"
     );
+    // The ClusterRole and binding for the service account the 403 names, as kubectl reads it.
+    let yaml = yaml_of(&fix)
+        .split("\nOtherwise:")
+        .next()
+        .unwrap_or_default();
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "clusterrole.rbac.authorization.k8s.io/gitlab-agent-impersonate\nclusterrolebinding.rbac.authorization.k8s.io/gitlab-agent-impersonate\n"
+        );
+    }
+    assert!(
+        yaml.contains("name: gitlab-agent\n  namespace: gitlab-agent"),
+        "{yaml}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,23 +135,24 @@ fn assert_kubernetes_accepts(yaml: &str) -> Vec<k8s_openapi::api::rbac::v1::Subj
         binding.role_ref.name,
         role.metadata.name.unwrap_or_default()
     );
-    let names = kubectl_decodes(yaml).expect("kubectl decodes the fix");
-    assert_eq!(
-        names,
-        "role.rbac.authorization.k8s.io/kube-reach-deployer\nrolebinding.rbac.authorization.k8s.io/kube-reach-deployer\n"
-    );
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "role.rbac.authorization.k8s.io/kube-reach-deployer\nrolebinding.rbac.authorization.k8s.io/kube-reach-deployer\n"
+        );
+    }
     binding.subjects.unwrap_or_default()
 }
 
 /// `kubectl annotate --local -f FILE -o name`: kubectl's own YAML decoding of every document,
 /// offline (a client-side `create --dry-run` needs the server's discovery, `apply
-/// --validate=false` too). `Err` with kubectl's complaint. Without kubectl on the machine it
-/// says so and accepts (the serde checks above still ran).
-fn kubectl_decodes(yaml: &str) -> Result<String, String> {
+/// --validate=false` too): the names it read, or `Err` with its complaint. `None` (said on
+/// stderr) without kubectl on the machine; the serde checks still run.
+fn kubectl_decodes(yaml: &str) -> Result<Option<String>, String> {
     let kubectl = std::path::Path::new("/usr/bin/kubectl");
     if !kubectl.exists() {
         eprintln!("kubectl decoding SKIPPED: /usr/bin/kubectl is missing");
-        return Ok("role.rbac.authorization.k8s.io/kube-reach-deployer\nrolebinding.rbac.authorization.k8s.io/kube-reach-deployer\n".into());
+        return Ok(None);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("fix.yaml");
@@ -156,7 +172,7 @@ fn kubectl_decodes(yaml: &str) -> Result<String, String> {
         .env("HOME", dir.path());
     let (code, out, err) = crate::child::run_bounded(cmd, std::time::Duration::from_secs(30));
     match code {
-        Some(0) => Ok(out),
+        Some(0) => Ok(Some(out)),
         _ => Err(err),
     }
 }
