@@ -139,7 +139,10 @@ fn no_agents(
         let list: Vec<String> = agents.iter().map(AgentIdentity::describe).collect();
         format!("the kubeconfig names {}, yet GitLab now allows none (authorization changed during the job?)", list.join(", "))
     });
-    let result = match decided_rule(ci, &expected, checkout) {
+    let rule = decided_rule(ci, &expected, checkout);
+    // A rule that decides excludes the kubeconfig's agent for good: no "changed during the job".
+    let kubeconfig_line = kubeconfig_line.filter(|_| rule.is_none());
+    let result = match rule {
         Some(rule) => decided(JOB_SUBJECT, "GitLab allows no agent for this job", rule),
         None => {
             let causes = likely_causes(ci, Some(allowed), &config_projects(&expected), false);
@@ -155,12 +158,13 @@ fn no_agents(
 }
 
 /// The `gitlab.allowed-agents` finding for a rule the job's facts decided; the summary is
-/// `<lead>: <the rule>`.
+/// `<lead>: <the rule>`, the fix the rule's own for this job (in place of the catalogue's).
 fn decided(subject: impl Into<String>, lead: &str, rule: DecidedRule) -> CheckResult {
-    CheckResult::finding(CheckId::GitlabAllowedAgents, subject, rule.reason)
+    let mut result = CheckResult::finding(CheckId::GitlabAllowedAgents, subject, rule.reason)
         .with_summary(format!("{lead}: {}", rule.summary))
-        .with_evidence_lines(rule.evidence)
-        .with_fix_detail(rule.fix)
+        .with_evidence_lines(rule.evidence);
+    result.fix = Some(rule.fix);
+    result
 }
 
 /// No agent, and none needed: the job reaches its cluster another way.
@@ -282,7 +286,6 @@ fn kube_context_not_allowed(
     };
     Some(
         result
-            .with_evidence(format!("KUBE_CONTEXT={wanted}"))
             .with_evidence(format!("GitLab allows: {}", listed.join("; ")))
             .with_evidence_lines(job_facts(ci)),
     )

@@ -224,10 +224,11 @@ fn other_top_level_group(project: &str, other: &ExpectedAgent) -> DecidedRule {
             "the agent `{}` is configured in top-level group `{theirs}`, this project in `{ours}`: GitLab drops `ci_access` entries across top-level groups",
             other.context()
         ),
-        evidence: vec![
-            format!("expected agent: {} (from {})", other.context(), other.from),
-            format!("this project: {project}, top-level group {ours}"),
-        ],
+        evidence: vec![format!(
+            "expected agent: {} (from {}); this project: {project}",
+            other.context(),
+            other.from
+        )],
         fix: format!(
             "Register an agent whose configuration project is in `{ours}` (one agent per top-level group) and authorize `{project}` in its `ci_access`; on GitLab Self-Managed an administrator can instead enable `organization_cluster_agent_authorization_enabled`."
         ),
