@@ -1,7 +1,8 @@
 //! Issue 12.9: when the job gets no agent, or not the one it expects, the report names the rule
 //! that left it out, from what the job can see: the two paths (top-level groups), the agent's
 //! configuration in this checkout (its `environments` filter, `protected_branches_only`), the
-//! context `KUBE_CONTEXT` names, and the kubeconfig's current context.
+//! context `KUBE_CONTEXT` names, and the kubeconfig's current context. Issue 12.10: what RBAC
+//! fix a denial behind the agent prints, for the identity the API server really sees.
 
 use kube_reach::demo::Protocols;
 
@@ -248,5 +249,135 @@ fn config_kubeconfig_kube_context_not_current() {
         "{warning:?}"
     );
     assert!(out.agent().root_cause.is_none(), "{}", out.describe());
+    world.assert_token_discipline(&out);
+}
+
+/// Issue 12.10: behind an agent with `access_as: ci_job` the API server sees
+/// `gitlab:ci_job:<job id>` in `gitlab:ci_job`, `gitlab:group:<id>`, `gitlab:project:<id>`.
+fn ci_job_user() -> kube_reach::demo::User {
+    kube_reach::demo::User {
+        username: format!("gitlab:ci_job:{}", crate::job::JOB_ID),
+        uid: String::new(),
+        groups: vec![
+            "gitlab:ci_job".into(),
+            "gitlab:group:23".into(),
+            format!("gitlab:project:{}", crate::job::PROJECT_ID),
+            "system:authenticated".into(),
+        ],
+        rules: Vec::new(),
+    }
+}
+
+/// An agent world whose cluster has `cluster` options.
+fn world_before(protocols: Protocols, cluster: kube_reach::demo::ApiServerOptions) -> World {
+    let job = crate::job::Job::new();
+    let kas_tls = job.tls_on(kube_reach::demo::TlsClass::Good, protocols);
+    let kas = crate::kas::Kas::start_before(
+        &job.rt,
+        KasMode::Healthy,
+        Some(kas_tls),
+        AGENT_ID,
+        &job.canary,
+        cluster,
+    );
+    let gitlab_tls = job.tls_on(kube_reach::demo::TlsClass::Good, protocols);
+    let gitlab = crate::gitlab_api::start(&job.rt, gitlab_tls, &job.canary, true, &[AGENT_ID]);
+    World { kas, gitlab, job }
+}
+
+/// The printed YAML's two documents, as typed objects would read them.
+fn documents(fix: &str) -> Vec<serde_json::Value> {
+    let (_, yaml) = fix.split_once(":\n").expect("YAML in the fix");
+    let yaml = yaml.split("\nOtherwise:").next().unwrap_or_default();
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("not YAML ({e}):\n{yaml}"));
+    assert_eq!(docs.len(), 2, "{yaml}");
+    docs
+}
+
+#[test]
+fn rbac_can_i_denied_behind_a_ci_job_agent() {
+    rbac_can_i_denied_behind_a_ci_job_agent_on(Protocols::Both);
+}
+
+#[test]
+fn rbac_can_i_denied_behind_a_ci_job_agent_h1() {
+    rbac_can_i_denied_behind_a_ci_job_agent_on(Protocols::Http1Only);
+}
+
+/// The job's identity may do nothing: the fix binds the project's group (every job of the
+/// project), never the one-job user.
+fn rbac_can_i_denied_behind_a_ci_job_agent_on(protocols: Protocols) {
+    let mut cluster = kube_reach::demo::ApiServerOptions::default();
+    cluster
+        .tokens
+        .insert(0, (kube_reach::demo::GOOD_TOKEN.into(), ci_job_user()));
+    let world = world_before(protocols, cluster);
+    let out = world.run();
+    let whoami = out.check(out.agent(), "auth.whoami");
+    assert!(whoami.summary.contains("gitlab:ci_job:4242"), "{whoami:?}");
+    let root = out.assert_agent_root_cause("rbac.can-i", "denied", &["gitlab:project:150"]);
+    let docs = documents(root.fix.as_deref().unwrap_or_default());
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let binding: RoleBinding = serde_json::from_value(docs[1].clone()).expect("a RoleBinding");
+    let subjects = binding.subjects.unwrap_or_default();
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("Group", "gitlab:project:150")
+    );
+    world.assert_token_discipline(&out);
+}
+
+#[test]
+fn rbac_can_i_impersonation_denied_behind_the_agent() {
+    rbac_can_i_impersonation_denied_behind_the_agent_on(Protocols::Both);
+}
+
+#[test]
+fn rbac_can_i_impersonation_denied_behind_the_agent_h1() {
+    rbac_can_i_impersonation_denied_behind_the_agent_on(Protocols::Http1Only);
+}
+
+/// The agent's own service account lost `impersonate`: every request is 403 `cannot
+/// impersonate resource "users"`; the fix gives that service account the verb back.
+fn rbac_can_i_impersonation_denied_behind_the_agent_on(protocols: Protocols) {
+    let cluster = kube_reach::demo::ApiServerOptions {
+        impersonation_denied: Some((
+            "gitlab:ci_job:4242".into(),
+            "system:serviceaccount:gitlab-agent:gitlab-agent".into(),
+        )),
+        ..kube_reach::demo::ApiServerOptions::default()
+    };
+    let world = world_before(protocols, cluster);
+    let out = world.run();
+    let root = out.assert_agent_root_cause(
+        "rbac.can-i",
+        "impersonation-denied",
+        &[
+            "system:serviceaccount:gitlab-agent:gitlab-agent",
+            "access_as",
+        ],
+    );
+    let docs = documents(root.fix.as_deref().unwrap_or_default());
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let role: ClusterRole = serde_json::from_value(docs[0].clone()).expect("a ClusterRole");
+    assert!(
+        role.rules
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.verbs == ["impersonate"]
+                && r.resources
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains(&"users".to_string())),
+        "{docs:?}"
+    );
+    let binding: ClusterRoleBinding =
+        serde_json::from_value(docs[1].clone()).expect("a ClusterRoleBinding");
+    let sa = &binding.subjects.unwrap_or_default()[0];
+    assert_eq!(
+        (sa.kind.as_str(), sa.name.as_str(), sa.namespace.as_deref()),
+        ("ServiceAccount", "gitlab-agent", Some("gitlab-agent"))
+    );
     world.assert_token_discipline(&out);
 }
