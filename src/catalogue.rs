@@ -1293,7 +1293,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ImpersonationDenied,
         F,
         "the GitLab agent may not impersonate the identity its access_as names: every request fails",
-        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts` (a ClusterRole and ClusterRoleBinding; the agent's Helm chart creates them with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
+        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts`, and on the `userextras/agent.gitlab.com/…` extras it sends for `ci_job` (a ClusterRole and ClusterRoleBinding, printed here when the 403 names the service account; the agent's Helm chart creates an equivalent with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
         "With `access_as: ci_job` or `impersonate`, agentk sends each request as the CI job's identity (`gitlab:ci_job:<job id>` in groups `gitlab:ci_job`, `gitlab:project:<id>`…); kube-apiserver first checks that the agent itself may impersonate, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not.",
     ),
     row(

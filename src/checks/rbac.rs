@@ -100,9 +100,12 @@ fn impersonation_denied(subject: String, message: &str) -> CheckResult {
     };
     let binding = binding_for(agent, &[]);
     match impersonation_yaml(&binding.subject) {
-        Ok(yaml) => result.with_fix_detail(format!(
-            "The agent runs as {agent}; give it back the `impersonate` verb (`kubectl apply -f -`):\n{yaml}\nOtherwise:"
-        )),
+        Ok(yaml) => CheckResult {
+            fix: Some(format!(
+                "Give the agent's service account ({agent}) the `impersonate` verb back with this ClusterRole and ClusterRoleBinding (`kubectl apply -f -`; the agent's Helm chart makes an equivalent with `rbac.create=true`), or set `access_as` to `agent: {{}}` in the agent's configuration:\n{yaml}"
+            )),
+            ..result
+        },
         Err(_) => result,
     }
 }
@@ -118,14 +121,27 @@ fn impersonating_user(message: &str) -> Option<&str> {
         .filter(|u| !u.is_empty())
 }
 
+/// The `extra` keys the agent server sends for `access_as: ci_job` (KAS `impCiJobExtra`); each
+/// is its own `userextras/<key>` resource to RBAC, which has no wildcard for them.
+const CI_JOB_EXTRAS: &[&str] = &[
+    "agent.gitlab.com/id",
+    "agent.gitlab.com/config_project_id",
+    "agent.gitlab.com/project_id",
+    "agent.gitlab.com/ci_pipeline_id",
+    "agent.gitlab.com/ci_job_id",
+    "agent.gitlab.com/username",
+    "agent.gitlab.com/environment_slug",
+    "agent.gitlab.com/environment_tier",
+];
+
 /// What kube-apiserver checks before it acts as another identity: `impersonate` on `users`,
-/// `groups` and `serviceaccounts`, and on `userextras/*` and `uids` (the agent sends the job's
-/// `agent.gitlab.com/*` extras), for the agent's service account cluster-wide.
+/// `groups` and `serviceaccounts`, on `uids`, and on `userextras/<key>` for each extra the
+/// agent sends, for the agent's service account cluster-wide.
 pub fn impersonation_yaml(agent: &Subject) -> Result<String, String> {
     const NAME: &str = "gitlab-agent-impersonate";
-    let impersonate = |group: &str, resources: &[&str]| PolicyRule {
+    let impersonate = |group: &str, resources: &[String]| PolicyRule {
         api_groups: Some(vec![group.into()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        resources: Some(resources.to_vec()),
         verbs: vec!["impersonate".into()],
         ..PolicyRule::default()
     };
@@ -136,8 +152,18 @@ pub fn impersonation_yaml(agent: &Subject) -> Result<String, String> {
     let role = ClusterRole {
         metadata: metadata.clone(),
         rules: Some(vec![
-            impersonate("", &["users", "groups", "serviceaccounts"]),
-            impersonate("authentication.k8s.io", &["userextras/*", "uids"]),
+            impersonate(
+                "",
+                &["users".into(), "groups".into(), "serviceaccounts".into()],
+            ),
+            impersonate(
+                "authentication.k8s.io",
+                &CI_JOB_EXTRAS
+                    .iter()
+                    .map(|key| format!("userextras/{key}"))
+                    .chain(["uids".to_string()])
+                    .collect::<Vec<_>>(),
+            ),
         ]),
         ..ClusterRole::default()
     };
@@ -429,7 +455,6 @@ mod impersonation_tests {
         // The fix gives the service account the 403 names its verb back, as YAML that parses.
         let fix = r.fix.clone().unwrap_or_default();
         let (_, yaml) = fix.split_once(":\n").expect("YAML in the fix");
-        let yaml = yaml.split("\nOtherwise:").next().unwrap_or_default();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).expect("YAML");
         let binding: ClusterRoleBinding =
             serde_json::from_value(docs[1].clone()).expect("a ClusterRoleBinding");

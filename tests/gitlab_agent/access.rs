@@ -288,7 +288,6 @@ fn world_before(protocols: Protocols, cluster: kube_reach::demo::ApiServerOption
 /// The printed YAML's two documents, as typed objects would read them.
 fn documents(fix: &str) -> Vec<serde_json::Value> {
     let (_, yaml) = fix.split_once(":\n").expect("YAML in the fix");
-    let yaml = yaml.split("\nOtherwise:").next().unwrap_or_default();
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("not YAML ({e}):\n{yaml}"));
     assert_eq!(docs.len(), 2, "{yaml}");

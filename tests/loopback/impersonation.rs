@@ -44,10 +44,7 @@ async fn rbac_can_i_impersonation_denied() {
         "{fix}"
     );
     // The ClusterRole and binding for the service account the 403 names, as kubectl reads it.
-    let yaml = yaml_of(&fix)
-        .split("\nOtherwise:")
-        .next()
-        .unwrap_or_default();
+    let yaml = yaml_of(&fix);
     if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
         assert_eq!(
             names,
