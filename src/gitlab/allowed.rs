@@ -365,7 +365,14 @@ fn config_projects(expected: &[ExpectedAgent]) -> Vec<String> {
 
 /// `config.kubeconfig not-set`, explained for a GitLab CI job: in order of likelihood, why
 /// GitLab gave this job no agent, backed by the allowed-agents answer when there is one.
-pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckResult {
+///
+/// `checkout` holds this checkout's `gitlab.agent-config` results: an agent configuration here
+/// that excludes this job decides the first cause.
+pub fn explain_not_set(
+    ci: &CiFacts,
+    allowed: Option<&AllowedAgents>,
+    checkout: &[CheckResult],
+) -> CheckResult {
     let result = CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet);
     if !ci.in_gitlab_ci() {
         return result;
@@ -382,7 +389,7 @@ pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckRe
     }
     let expected = expected_agents(&[], ci);
     let mut causes = likely_causes(ci, allowed, &config_projects(&expected), true);
-    if let Some(rule) = decided_rule(ci, &expected, &[]) {
+    if let Some(rule) = decided_rule(ci, &expected, checkout) {
         causes.insert(0, format!("{}. {}", capitalized(&rule.summary), rule.fix));
     }
     let (summary, backing) = match allowed {
@@ -605,7 +612,7 @@ mod tests {
             "{r:?}"
         );
         // The same for `config.kubeconfig not-set`: the decided rule comes first.
-        let not_set = explain_not_set(&facts(&v), None);
+        let not_set = explain_not_set(&facts(&v), None, &[]);
         let fix = not_set.fix.unwrap_or_default();
         assert!(
             fix.starts_with(
@@ -767,7 +774,7 @@ mod tests {
     #[test]
     fn config_kubeconfig_not_set_explained() {
         let allowed = parse_allowed_agents(NONE.as_bytes()).expect("parses");
-        let r = explain_not_set(&ci(), Some(&allowed));
+        let r = explain_not_set(&ci(), Some(&allowed), &[]);
         assert_eq!(r.reason, Some(Reason::NotSet));
         assert!(
             r.summary.contains("allowed-agents API lists none"),
@@ -783,11 +790,11 @@ mod tests {
             "legacy hint for a job without environment"
         );
 
-        let inferred = explain_not_set(&ci(), None);
+        let inferred = explain_not_set(&ci(), None, &[]);
         assert!(inferred.evidence[0].contains("inferred"));
 
         let some = parse_allowed_agents(TWO_AGENTS.as_bytes()).expect("parses");
-        let overridden = explain_not_set(&ci(), Some(&some));
+        let overridden = explain_not_set(&ci(), Some(&some), &[]);
         assert!(
             overridden
                 .summary
@@ -796,7 +803,7 @@ mod tests {
             overridden.summary
         );
 
-        let outside = explain_not_set(&CiFacts::default(), None);
+        let outside = explain_not_set(&CiFacts::default(), None, &[]);
         assert_eq!(
             outside.summary,
             crate::catalogue::entry(CheckId::ConfigKubeconfig, Reason::NotSet).summary
@@ -816,7 +823,7 @@ mod tests {
             &ci(),
         ));
         results.extend(judge_allowed_agents(200, NONE.as_bytes(), &[137], &ci()));
-        results.push(explain_not_set(&ci(), None));
+        results.push(explain_not_set(&ci(), None, &[]));
         if let Err(refused) = crate::gitlab::ci::plan_allowed_agents(&{
             let mut v = vars();
             v.insert("CI_API_V4_URL", "https://evil.example.net/api/v4".into());

@@ -380,3 +380,35 @@ fn rbac_can_i_impersonation_denied_behind_the_agent_on(protocols: Protocols) {
     );
     world.assert_token_discipline(&out);
 }
+
+/// No agent authorizes the job, so GitLab sets no KUBECONFIG; the checkout's own agent
+/// configuration filters on environments and the job has none: `config.kubeconfig not-set`
+/// names that rule first, and the GitLab target's allowed-agents says it with its own reason.
+#[test]
+fn config_kubeconfig_not_set_names_the_environment_filter() {
+    let world = World::new(KasMode::Healthy, &[]);
+    world.checkout_agent_config(&format!(
+        "ci_access:\n  projects:\n    - id: {CONFIG_PROJECT}\n      environments: [production]\n"
+    ));
+    let out = world.job.run_with(
+        None,
+        &world.gitlab,
+        None,
+        &[("CI_PROJECT_PATH", CONFIG_PROJECT)],
+    );
+    let not_set = run_wide(&out, "config.kubeconfig", "not-set");
+    let fix = not_set.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.starts_with("In order of likelihood for this job: 1. The agent's `environments` filter excludes this job"),
+        "{fix}"
+    );
+    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
+    assert_eq!(
+        (allowed.status.as_str(), allowed.reason.as_deref()),
+        ("fail", Some("environment-excludes-job")),
+        "{}",
+        out.describe()
+    );
+    assert!(world.kas.server.seen().is_empty());
+    world.assert_token_discipline(&out);
+}
