@@ -40,6 +40,7 @@ pub use allowed::{
 pub use allowed_answer::{
     AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, parse_allowed_agents,
 };
+pub(crate) use ci::JOB_SUBJECT;
 pub use ci::{
     ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, LEGACY_VARIABLES, Request,
     ServerTarget, allowed_agents_request, gitlab_server_target, plan_allowed_agents,
