@@ -1,4 +1,8 @@
-//! `rbac.can-i`: one SelfSubjectAccessReview per requirement, as `kubectl auth can-i` does.
+//! `rbac.can-i`: one SelfSubjectAccessReview per requirement, as `kubectl auth can-i` does; and
+//! the crate's one writer of RBAC YAML: the Role and RoleBinding a denial needs, bound to a
+//! subject that lasts for the identity the API server reported ([`binding_for`]), and the
+//! ClusterRole an agent that lost `impersonate` needs, both serialized from the Kubernetes
+//! types so that no name can break the YAML.
 
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
