@@ -189,18 +189,24 @@ pub(crate) struct DecidedRule {
 ///   or admits protected refs only and this ref is not protected (`checkout` holds the
 ///   run-wide `gitlab.agent-config` results).
 ///
-/// Without expected agents, a checkout entry that excludes this job still decides.
+/// Without expected agents, a checkout entry that excludes this job still decides. A rule that
+/// leaves another expected agent unexplained decides nothing.
 pub(crate) fn decided_rule(
     ci: &CiFacts,
     expected: &[ExpectedAgent],
     checkout: &[CheckResult],
 ) -> Option<DecidedRule> {
     let project = ci.project_path.as_deref()?;
-    if let Some(other) = expected
+    // A rule decides only if it explains every expected agent.
+    let foreign: Vec<&ExpectedAgent> = expected
         .iter()
-        .find(|e| !top_level(&e.config_project).eq_ignore_ascii_case(top_level(project)))
-    {
-        return Some(other_top_level_group(project, other));
+        .filter(|e| !top_level(&e.config_project).eq_ignore_ascii_case(top_level(project)))
+        .collect();
+    if let [first, ..] = foreign.as_slice() {
+        return (foreign.len() == expected.len()).then(|| other_top_level_group(project, first));
+    }
+    if expected.len() > 1 {
+        return None;
     }
     let own = |r: &&CheckResult| {
         expected.is_empty()
@@ -264,4 +270,30 @@ fn from_checkout(result: &CheckResult, project: &str) -> Option<DecidedRule> {
         evidence,
         fix,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitlab::ci::tests::ci;
+
+    fn expected(context: &str) -> ExpectedAgent {
+        let (config_project, agent_name) = context.split_once(':').expect("a context");
+        ExpectedAgent {
+            config_project: config_project.into(),
+            agent_name: agent_name.into(),
+            from: "KUBE_CONTEXT",
+        }
+    }
+
+    #[test]
+    fn a_rule_decides_only_if_it_explains_every_expected_agent() {
+        let foreign = expected("partner/agents:edge");
+        let rule = decided_rule(&ci(), std::slice::from_ref(&foreign), &[]).expect("decided");
+        assert_eq!(rule.reason, Reason::OtherTopLevelGroup);
+        // A second expected agent in this project's own top-level group stays unexplained.
+        let ours = expected("acme/platform/agents:prod");
+        assert_eq!(decided_rule(&ci(), &[foreign, ours.clone()], &[]), None);
+        assert_eq!(decided_rule(&ci(), &[ours], &[]), None);
+    }
 }
