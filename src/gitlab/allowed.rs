@@ -630,7 +630,7 @@ mod tests {
         let mut v = vars();
         v.insert("KUBE_CONTEXT", "acme/web/shop:prod".into());
         let label = ".gitlab/agents/prod/config.yaml";
-        let checkout = [crate::gitlab::judge_agent_config(
+        let checkout = [crate::gitlab::agent_config::judge_agent_config(
             label,
             config,
             "acme/web/shop",
@@ -666,7 +666,7 @@ mod tests {
 
         v.insert("CI_ENVIRONMENT_NAME", "production".into());
         v.insert("CI_COMMIT_REF_PROTECTED", "false".into());
-        let checkout = [crate::gitlab::judge_agent_config(
+        let checkout = [crate::gitlab::agent_config::judge_agent_config(
             label,
             config,
             "acme/web/shop",

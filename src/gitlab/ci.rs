@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use crate::catalogue::{CheckId, Reason};
 use crate::model::CheckResult;
 
-/// The legacy certificate-based integration's variables, by name (here, not in `legacy`, which
-/// reads [`CiFacts`]: the facts are read first).
+/// The legacy certificate-based integration's variables, by name (see `legacy`).
 pub const LEGACY_VARIABLES: &[&str] = &[
     "KUBE_URL",
     "KUBE_TOKEN",
