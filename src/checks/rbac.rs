@@ -337,7 +337,7 @@ fn eks_assumed_role_binding(username: &str, groups: &[String]) -> Option<Binding
             (
                 group.clone(),
                 format!(
-                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{group}]` in its aws-auth mapRoles entry)"
+                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{group}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)"
                 ),
             )
         }
