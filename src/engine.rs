@@ -53,6 +53,9 @@ pub struct RunContext {
     pub agents: Vec<gitlab::AgentIdentity>,
     /// Whether an empty allowed-agents list is a finding (see `gitlab::AgentExpectation`).
     pub agent_expectation: gitlab::AgentExpectation,
+    /// This checkout's `gitlab.agent-config` results: they can decide which rule left an agent
+    /// out of the job's allowed agents.
+    pub agent_configs: Vec<CheckResult>,
     pub timeout: Duration,
     /// Requests through the GitLab agent server (`Plan::agent_timeout`).
     pub agent_timeout: Duration,
@@ -205,9 +208,11 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
     let ci = gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-    if let Some(dir) = ci.project_dir.as_ref().filter(|_| !env.demo) {
-        checks.extend(gitlab::check_agent_configs(dir, &ci));
-    }
+    let agent_configs = match ci.project_dir.as_ref().filter(|_| !env.demo) {
+        Some(dir) => gitlab::check_agent_configs(dir, &ci),
+        None => Vec::new(),
+    };
+    checks.extend(agent_configs.iter().cloned());
     // Which GitLab agent each agent target uses: for the allowed-agents cross-check, and to
     // match GitLab's per-agent findings to their target afterwards.
     let agent_targets: Vec<(String, gitlab::AgentIdentity)> = plan
@@ -235,6 +240,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         ci,
         agents,
         agent_expectation,
+        agent_configs,
         timeout: plan.timeout,
         agent_timeout: plan.agent_timeout,
         expiry_warn: plan.expiry_warn,
@@ -986,6 +992,7 @@ async fn gitlab_server_layers(
             &ctx.agents,
             &ctx.ci,
             &ctx.agent_expectation,
+            &ctx.agent_configs,
         ),
         Err(e) => vec![
             CheckResult::finding(CheckId::GitlabAllowedAgents, "job", Reason::Unavailable)

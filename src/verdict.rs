@@ -57,12 +57,13 @@ pub fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String,
             .iter()
             .find(|(name, _)| *name == t.name)
             .map(|(_, a)| a.as_str());
-        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
-        // that agent gets it; the job-wide findings apply to every agent target.
+        // The job-wide findings (subject `job`) apply to every agent target; one about an agent
+        // (subject `agent:<id>`: `agent-not-allowed`, or the rule that left it out) only to the
+        // target using it; one about the agent KUBE_CONTEXT names, which is no target, to none.
         let relevant: Vec<CheckResult> = explanations
             .iter()
             .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
+                e.subject == crate::gitlab::JOB_SUBJECT || Some(e.subject.as_str()) == agent
             })
             .map(|e| {
                 e.clone()
