@@ -25,6 +25,7 @@ use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
 use crate::verdict;
 
+mod pipeline;
 mod shape;
 
 /// At most this many addresses of one name are tried.

@@ -2,6 +2,8 @@
 //! the rows of the report are the same set in every case.
 
 use super::*;
+use crate::model::TargetKind;
+use crate::plan::Route;
 use crate::catalogue::Reason;
 use crate::model::Status;
 use crate::plan::{Credentials, Endpoint, Host, ProxyEndpoint, Scheme};
