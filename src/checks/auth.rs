@@ -1,9 +1,10 @@
 //! `auth.whoami`: who the API server thinks the job is (SelfSubjectReview, kubectl auth whoami).
 
-use crate::catalogue::{CheckId, Reason};
-use crate::model::CheckResult;
+use super::Context;
+use crate::catalogue::{CheckId, Reason, situational};
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
-use crate::plan::Credentials;
+use crate::plan::{Credentials, Scheme};
 
 pub const WHOAMI_PATHS: &[(&str, &str)] = &[
     (
@@ -297,10 +298,45 @@ pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
     if !plain_http {
         return r;
     }
-    let mut r = r.with_summary("credentials withheld: the server URL is http://");
-    r.fix = Some(HTTP_WITHHELD_FIX.into());
+    let mut r = r.with_summary(situational::CREDENTIALS_WITHHELD_HTTP_SUMMARY);
+    r.fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.into());
     r
 }
 
-/// Not a TLS matter: the catalogue's fix would mislead for an `http://` URL.
-const HTTP_WITHHELD_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+/// `auth.whoami credentials-withheld` when the connection does not carry credentials the target
+/// has: a token without verified TLS, or a client certificate the handshake never offered. RBAC's
+/// skip rows name this warning: nothing failed, yet nothing can be judged.
+pub fn withheld(cx: &Context) -> Option<CheckResult> {
+    let creds = &cx.target.credentials;
+    let bearer_withheld = !cx.credentials_sent && creds.bearer.is_some();
+    let cert_withheld = !cx.verified && creds.client_identity.is_some();
+    if !(bearer_withheld || cert_withheld) {
+        return None;
+    }
+    let endpoint = cx.target.endpoint.as_ref();
+    let plain_http = endpoint.is_some_and(|e| e.scheme == Scheme::Http);
+    Some(credentials_withheld(cx.authority, plain_http))
+}
+
+/// The identity RBAC is judged for: a server before 1.28 names nobody, and the in-cluster
+/// token names its service account.
+pub fn rbac_identity(cx: &Context, mut identity: Identity) -> Identity {
+    if identity.username.is_empty() && cx.target.kind == TargetKind::InCluster {
+        identity.username = cx.service_account.unwrap_or_default().to_string();
+    }
+    identity
+}
+
+/// The whoami answer judged with what the handshake and the credentials tell: a certificate the
+/// server never asked for, a cloud identity the cluster does not map. `None`: this API version
+/// is not served (404), ask the next one.
+pub fn judge_answer(
+    cx: &Context,
+    outcome: &Result<Response, HttpFailure>,
+    client_cert_requested: Option<bool>,
+) -> Option<(CheckResult, Identity)> {
+    let creds = &cx.target.credentials;
+    let (result, identity) = judge(cx.authority, outcome, creds)?;
+    let result = client_cert_not_requested(result, creds, client_cert_requested);
+    Some((cloud_identity_not_mapped(result, creds), identity))
+}

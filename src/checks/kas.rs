@@ -3,10 +3,55 @@
 
 use std::time::Duration;
 
+use super::{Context, Findings};
 use crate::catalogue::{CheckId, Reason};
 use crate::gitlab::{self, CiFacts};
-use crate::model::CheckResult;
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
+
+/// The agent server's step: `gitlab.kas` from the anonymous `GET /version`, then, when the
+/// credentials went out, the authenticated one's answer if it tells an agent failure apart (as
+/// the target's `auth.whoami`, which ends the pipeline: the Kubernetes steps would only repeat
+/// it). Credentials withheld (an `http://` URL): the "authenticated" request went out anonymous,
+/// so its 401 says nothing about the token; `auth.whoami` reports the withholding.
+pub fn agent_server(
+    cx: &Context,
+    anonymous: &Result<Response, HttpFailure>,
+    version: &Result<Response, HttpFailure>,
+) -> Findings {
+    let kas = Findings::judged(vec![self::anonymous(anonymous)]);
+    if !kas.go_on || !cx.credentials_sent {
+        return kas;
+    }
+    let token = cx.target.credentials.bearer.as_ref().map(|b| b.expose());
+    match authenticated(cx.authority, version, token, cx.ci, cx.agent_timeout) {
+        Some(result) => kas.then(Findings::last(vec![result])),
+        None => kas,
+    }
+}
+
+/// The TLS findings of a target, with the agent's own fix where trust failed: GitLab's agent
+/// kubeconfig carries no CA, so the job's trust store must trust the agent server.
+pub fn agent_trust_fix(kind: TargetKind, results: Vec<CheckResult>) -> Vec<CheckResult> {
+    if kind != TargetKind::GitlabAgent {
+        return results;
+    }
+    results
+        .into_iter()
+        .map(|r| match r.id == CheckId::TlsTrust && r.status.is_failure() {
+            true => r.with_fix_detail(gitlab::agent_tls_fix_detail()),
+            false => r,
+        })
+        .collect()
+}
+
+/// `http.version` through the agent server names a `--timeout` shorter than its tunnel wait.
+pub fn version(cx: &Context, result: CheckResult) -> CheckResult {
+    match cx.target.kind {
+        TargetKind::GitlabAgent => gitlab::explain_short_agent_wait(result, cx.agent_timeout),
+        _ => result,
+    }
+}
 
 /// `gitlab.kas`: an anonymous request must get the agent server's 401 with
 /// `Gitlab-Unauthorized: true`; anything else (or nothing) is not the agent server.

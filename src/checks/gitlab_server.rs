@@ -1,0 +1,171 @@
+//! The GitLab server target's steps (`gitlab.server`, `gitlab.allowed-agents`), and what
+//! GitLab's answer explains about the agent targets after every target ran.
+
+use super::{Context, Findings};
+use crate::catalogue::{CheckId, Reason, situational};
+use crate::gitlab::{self, AgentIdentity, JobToken};
+use crate::model::{CheckResult, TargetKind, TargetReport};
+use crate::net::http::{HttpFailure, Response};
+use crate::plan::Target;
+
+/// The subject of the job-wide `gitlab.allowed-agents` rows.
+const JOB: &str = "job";
+
+/// `gitlab.server`: does GitLab's API answer `GET /api/v4/version`?
+pub fn server(cx: &Context, outcome: &Result<Response, HttpFailure>) -> Findings {
+    Findings::judged(vec![super::http::gitlab_server(cx.authority, outcome)])
+}
+
+/// The one request that carries the job token: its path on this connection, the header and
+/// the token.
+pub struct AllowedAgentsAsk<'a> {
+    pub path: String,
+    pub header: &'static str,
+    pub token: &'a JobToken,
+}
+
+/// Whether and how GitLab may be asked which agents it allows this job; the finding that says
+/// why not otherwise. The job token goes only to the host of `CI_SERVER_URL`
+/// (`gitlab::plan_allowed_agents` refuses any other).
+pub fn allowed_agents_ask<'a>(cx: &Context<'a>) -> Result<AllowedAgentsAsk<'a>, CheckResult> {
+    let request = gitlab::plan_allowed_agents(cx.ci).map_err(|r| *r)?;
+    let Some(token) = cx.ci.job_token() else {
+        let why = situational::ALLOWED_AGENTS_NO_JOB_TOKEN;
+        return Err(CheckResult::not_applicable(CheckId::GitlabAllowedAgents, JOB, why));
+    };
+    let base = cx.target.endpoint.as_ref().map(|e| e.base_path.as_str());
+    let Some(path) = request.path_below(base.unwrap_or_default()) else {
+        let why = situational::ALLOWED_AGENTS_NO_PATH;
+        return Err(CheckResult::not_applicable(CheckId::GitlabAllowedAgents, JOB, why));
+    };
+    Ok(AllowedAgentsAsk {
+        path,
+        header: request.header_name,
+        token,
+    })
+}
+
+/// `gitlab.allowed-agents`: GitLab's answer judged against the kubeconfig's agents.
+pub fn allowed_agents(
+    cx: &Context,
+    path: &str,
+    answer: &Result<Response, HttpFailure>,
+) -> Findings {
+    Findings::judged(match answer {
+        Ok(r) => gitlab::judge_allowed_agents_for(
+            r.status,
+            &r.body,
+            cx.agents,
+            cx.ci,
+            cx.agent_expectation,
+        ),
+        Err(e) => vec![
+            CheckResult::finding(CheckId::GitlabAllowedAgents, JOB, Reason::Unavailable)
+                .with_evidence(format!("GET {path}: {e}")),
+        ],
+    })
+}
+
+/// Which GitLab agent each agent target uses, by target name: for the allowed-agents
+/// cross-check, and to match GitLab's per-agent findings to their target afterwards.
+pub fn agents_of(targets: &[Target]) -> Vec<(String, AgentIdentity)> {
+    targets
+        .iter()
+        .filter(|t| t.kind == TargetKind::GitlabAgent)
+        .filter_map(|t| {
+            let token = t.credentials.bearer.as_ref().map(|b| b.expose());
+            gitlab::classify_agent_target(&t.server_display, None, token)
+                .map(|a| (t.name.clone(), a.with_context(&t.name)))
+        })
+        .collect()
+}
+
+/// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
+/// answer joins the agent target's results, and so becomes its root cause (spec §2: the gitlab
+/// checks explain a gitlab-agent target's auth failures).
+pub fn explain_agent_failures(targets: &mut [TargetReport], agents: &[(String, AgentIdentity)]) {
+    let agent_of: Vec<(&str, String)> = agents
+        .iter()
+        .map(|(name, a)| (name.as_str(), format!("agent:{}", a.agent_id)))
+        .collect();
+    explain_by_subject(targets, &agent_of);
+}
+
+/// [`explain_agent_failures`] with each agent target's `agent:<id>` subject.
+fn explain_by_subject(targets: &mut [TargetReport], agent_of: &[(&str, String)]) {
+    let explanations: Vec<CheckResult> = targets
+        .iter()
+        .filter(|t| t.kind == TargetKind::Gitlab)
+        .flat_map(|t| t.checks.iter())
+        .filter(|c| c.id == CheckId::GitlabAllowedAgents && c.status.is_failure())
+        .cloned()
+        .collect();
+    for t in targets
+        .iter_mut()
+        .filter(|t| t.kind == TargetKind::GitlabAgent)
+    {
+        let auth_failed = t
+            .checks
+            .iter()
+            .any(|c| c.id == CheckId::AuthWhoami && c.status.is_failure());
+        if !auth_failed {
+            continue;
+        }
+        let agent = agent_of
+            .iter()
+            .find(|(name, _)| *name == t.name)
+            .map(|(_, a)| a);
+        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
+        // that agent gets it; the job-wide findings apply to every agent target.
+        let relevant: Vec<CheckResult> = explanations
+            .iter()
+            .filter(|e| {
+                e.reason != Some(Reason::AgentNotAllowed) || Some(&e.subject) == agent
+            })
+            .map(|e| {
+                e.clone()
+                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")
+            })
+            .collect();
+        if !relevant.is_empty() {
+            t.add(relevant);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str, kind: TargetKind, checks: Vec<CheckResult>) -> TargetReport {
+        TargetReport::new(name, kind, "", checks)
+    }
+
+    #[test]
+    fn gitlab_explains_only_the_agent_targets_it_is_about() {
+        let refused = || CheckResult::finding(CheckId::AuthWhoami, "kas", Reason::AgentForbidden);
+        let mut targets = vec![
+            target(
+                "gitlab",
+                TargetKind::Gitlab,
+                vec![CheckResult::finding(
+                    CheckId::GitlabAllowedAgents,
+                    "agent:5",
+                    Reason::AgentNotAllowed,
+                )],
+            ),
+            target("a5", TargetKind::GitlabAgent, vec![refused()]),
+            target("a7", TargetKind::GitlabAgent, vec![refused()]),
+            target("d", TargetKind::Direct, vec![refused()]),
+        ];
+        let agent_of = [("a5", "agent:5".to_string()), ("a7", "agent:7".to_string())];
+        explain_by_subject(&mut targets, &agent_of);
+        let rc = |i: usize| targets[i].root_cause.map(|r| (r.check, r.reason));
+        assert_eq!(
+            rc(1),
+            Some((CheckId::GitlabAllowedAgents, Reason::AgentNotAllowed))
+        );
+        assert_eq!(rc(2), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
+        assert_eq!(rc(3), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
+    }
+}
