@@ -409,11 +409,8 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         }
         Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
             Some(Secured::Verified(tls)) => {
-                let bearer = target
-                    .credentials
-                    .usable
-                    .then(|| target.credentials.bearer.clone())
-                    .flatten();
+                let sendable = target.credentials.sendable();
+                let bearer = sendable.and_then(|c| c.bearer.clone());
                 // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
@@ -515,10 +512,10 @@ impl Dialer {
             .ok_or_else(|| "no TLS settings".to_string())
     }
 
-    /// The client identity to present, when the credentials are usable.
+    /// The client identity to present, when the credentials may be sent.
     fn client(&self) -> Option<&ClientIdentity> {
-        let creds = &self.target.credentials;
-        creds.client_identity.as_ref().filter(|_| creds.usable)
+        let sendable = self.target.credentials.sendable();
+        sendable.and_then(|c| c.client_identity.as_ref())
     }
 
     /// What a handshake presenting a client certificate (or joining a pool) must prove.

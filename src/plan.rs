@@ -93,8 +93,8 @@ pub struct TlsSettings {
 pub struct Credentials {
     pub bearer: Option<Secret>,
     pub client_identity: Option<ClientIdentity>,
-    /// `false` when config.credentials found them unusable: then nothing is sent.
-    pub usable: bool,
+    /// config.credentials found them unusable: then nothing is sent (ask [`Credentials::sendable`]).
+    withheld: bool,
     /// The credential plugin's command when the token came from one (`aws`,
     /// `gke-gcloud-auth-plugin`, `kubelogin`…): a 401 then means the cloud identity is not
     /// mapped, and the fix is the provider's.
@@ -102,6 +102,17 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// config.credentials found them unusable: none of them is ever sent.
+    pub fn withhold(&mut self) {
+        self.withheld = true;
+    }
+
+    /// The one answer to "may these be sent?" (over verified TLS, the connection's rule): the
+    /// credentials, unless config.credentials withheld them.
+    pub fn sendable(&self) -> Option<&Credentials> {
+        (!self.withheld).then_some(self)
+    }
+
     /// What the target presents, for evidence (never the secret itself).
     pub fn describe(&self) -> String {
         match (&self.client_identity, &self.bearer) {

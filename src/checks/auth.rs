@@ -152,7 +152,9 @@ pub fn client_cert_not_requested(
     credentials: &Credentials,
     requested: Option<bool>,
 ) -> CheckResult {
-    let configured = credentials.usable && credentials.client_identity.is_some();
+    let configured = credentials
+        .sendable()
+        .is_some_and(|c| c.client_identity.is_some());
     if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
         return result;
     }
@@ -214,12 +216,10 @@ mod cloud_identity_tests {
     use super::*;
 
     fn creds(plugin: Option<&str>) -> Credentials {
-        Credentials {
-            bearer: Some(crate::secret::Secret::new("t")),
-            client_identity: None,
-            usable: true,
-            exec_plugin: plugin.map(str::to_string),
-        }
+        let mut creds = Credentials::default();
+        creds.bearer = Some(crate::secret::Secret::new("t"));
+        creds.exec_plugin = plugin.map(str::to_string);
+        creds
     }
 
     #[test]
@@ -251,16 +251,13 @@ mod client_cert_tests {
     use rustls_pki_types::PrivateKeyDer;
 
     fn with_cert() -> Credentials {
-        Credentials {
-            bearer: None,
-            client_identity: Some(ClientIdentity {
-                subject: "CN=alice".into(),
-                chain: Vec::new(),
-                key: PrivateKeyDer::Pkcs8(Vec::new().into()),
-            }),
-            usable: true,
-            exec_plugin: None,
-        }
+        let mut creds = Credentials::default();
+        creds.client_identity = Some(ClientIdentity {
+            subject: "CN=alice".into(),
+            chain: Vec::new(),
+            key: PrivateKeyDer::Pkcs8(Vec::new().into()),
+        });
+        creds
     }
 
     fn unauthorized() -> CheckResult {
@@ -276,16 +273,12 @@ mod client_cert_tests {
             let r = client_cert_not_requested(unauthorized(), &creds, requested);
             assert_eq!(r.reason, Some(Reason::Unauthorized), "{requested:?}");
         }
-        let token_only = Credentials {
-            client_identity: None,
-            ..with_cert()
-        };
+        let mut token_only = with_cert();
+        token_only.client_identity = None;
         let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
-        let unusable = Credentials {
-            usable: false,
-            ..with_cert()
-        };
+        let mut unusable = with_cert();
+        unusable.withhold();
         let r = client_cert_not_requested(unauthorized(), &unusable, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
     }

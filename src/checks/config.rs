@@ -259,15 +259,12 @@ impl Judge<'_> {
     ) -> (CheckResult, Credentials) {
         let id = CheckId::ConfigCredentials;
         let subject = spec.user_name.clone().unwrap_or_default();
-        let mut creds = Credentials {
-            usable: true,
-            ..Credentials::default()
-        };
+        let mut creds = Credentials::default();
         let fail = |reason: Reason, evidence: String| -> CheckResult {
             CheckResult::finding(id, subject.clone(), reason).with_evidence(evidence)
         };
         if let Some(user) = &spec.user_missing {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::UserNotFound,
@@ -279,7 +276,7 @@ impl Judge<'_> {
         if let Some(provider) = &spec.auth_provider
             && (provider == "gcp" || provider == "azure")
         {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::AuthProviderRemoved,
@@ -289,7 +286,7 @@ impl Judge<'_> {
             );
         }
         if spec.basic_auth && spec.token.is_none() && spec.token_file.is_none() {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::BasicAuthRemoved,
@@ -306,7 +303,7 @@ impl Judge<'_> {
                     String::from_utf8_lossy(&bytes).trim().to_string(),
                 )),
                 Err(e) => {
-                    creds.usable = false;
+                    creds.withhold();
                     return (fail(Reason::TokenFileUnreadable, e), creds);
                 }
             },
@@ -415,7 +412,7 @@ impl Judge<'_> {
                 .push(format!("{}: {}", other.status.as_str(), other.summary));
         }
         if first.status.is_failure() {
-            creds.usable = false;
+            creds.withhold();
         }
         (first, creds)
     }

@@ -189,7 +189,7 @@ impl Stage<'_> {
     /// that config.credentials found unusable were never sent: auth and RBAC are consequences of
     /// that finding (their skip rows name it), not new ones.
     async fn whoami(&mut self) -> Findings {
-        if failed_config(self.target, CheckId::ConfigCredentials) {
+        if self.target.credentials.sendable().is_none() {
             return Findings::last(Vec::new());
         }
         if let Some(withheld) = auth::withheld(&self.cx) {
@@ -322,11 +322,6 @@ async fn optional<F: Future<Output = Answer>>(
         true => Some(ask().await),
         false => None,
     }
-}
-
-/// Whether config.credentials (or another `config.*` check of `id`) failed for the target.
-fn failed_config(target: &Target, id: CheckId) -> bool {
-    super::failed_config(target, id).is_some()
 }
 
 /// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).
