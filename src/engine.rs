@@ -543,8 +543,7 @@ impl Dialer {
         let stream = self.stream(None).await.ok()?;
         let expect = self.expect(Some(leaf));
         let hs = self.handshake(stream, self.client(), expect).await?;
-        let verification = net_tls::verify(&hs.chain, self.target.tls.as_ref()?, self.now);
-        net_tls::seal(hs.outcome.ok()?, &verification).ok()
+        net_tls::seal(hs.outcome.ok()?, self.target.tls.as_ref()?, self.now).ok()
     }
 
     /// The pool's way to open more connections like `first`.
@@ -648,7 +647,7 @@ async fn secure(
             }
         };
     };
-    match net_tls::seal(stream, &verification) {
+    match net_tls::seal(stream, settings, ctx.now) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified))),
         Err(stream) => Some(Secured::Unverified(stream)),
     }

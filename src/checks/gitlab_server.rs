@@ -27,16 +27,21 @@ pub struct AllowedAgentsAsk<'a> {
 /// Whether and how GitLab may be asked which agents it allows this job; the finding that says
 /// why not otherwise. The job token goes only to the host of `CI_SERVER_URL`
 /// (`gitlab::plan_allowed_agents` refuses any other).
-pub fn allowed_agents_ask<'a>(cx: &Context<'a>) -> Result<AllowedAgentsAsk<'a>, CheckResult> {
-    let request = gitlab::plan_allowed_agents(cx.ci).map_err(|r| *r)?;
+pub fn allowed_agents_ask<'a>(cx: &Context<'a>) -> Result<AllowedAgentsAsk<'a>, Box<CheckResult>> {
+    let not_asked = |why| {
+        Box::new(CheckResult::not_applicable(
+            CheckId::GitlabAllowedAgents,
+            JOB,
+            why,
+        ))
+    };
+    let request = gitlab::plan_allowed_agents(cx.ci)?;
     let Some(token) = cx.ci.job_token() else {
-        let why = situational::ALLOWED_AGENTS_NO_JOB_TOKEN;
-        return Err(CheckResult::not_applicable(CheckId::GitlabAllowedAgents, JOB, why));
+        return Err(not_asked(situational::ALLOWED_AGENTS_NO_JOB_TOKEN));
     };
     let base = cx.target.endpoint.as_ref().map(|e| e.base_path.as_str());
     let Some(path) = request.path_below(base.unwrap_or_default()) else {
-        let why = situational::ALLOWED_AGENTS_NO_PATH;
-        return Err(CheckResult::not_applicable(CheckId::GitlabAllowedAgents, JOB, why));
+        return Err(not_asked(situational::ALLOWED_AGENTS_NO_PATH));
     };
     Ok(AllowedAgentsAsk {
         path,
@@ -119,9 +124,7 @@ fn explain_by_subject(targets: &mut [TargetReport], agent_of: &[(&str, String)])
         // that agent gets it; the job-wide findings apply to every agent target.
         let relevant: Vec<CheckResult> = explanations
             .iter()
-            .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(&e.subject) == agent
-            })
+            .filter(|e| e.reason != Some(Reason::AgentNotAllowed) || Some(&e.subject) == agent)
             .map(|e| {
                 e.clone()
                     .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")

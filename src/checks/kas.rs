@@ -38,10 +38,12 @@ pub fn agent_trust_fix(kind: TargetKind, results: Vec<CheckResult>) -> Vec<Check
     }
     results
         .into_iter()
-        .map(|r| match r.id == CheckId::TlsTrust && r.status.is_failure() {
-            true => r.with_fix_detail(gitlab::agent_tls_fix_detail()),
-            false => r,
-        })
+        .map(
+            |r| match r.id == CheckId::TlsTrust && r.status.is_failure() {
+                true => r.with_fix_detail(gitlab::agent_tls_fix_detail()),
+                false => r,
+            },
+        )
         .collect()
 }
 

@@ -9,7 +9,7 @@ use super::pipeline::{self, Step};
 use super::{Recorder, RunContext};
 use crate::catalogue::CheckId;
 use crate::checks::{Context, Findings, auth, gitlab_server, http, kas, netpol, rbac};
-use crate::net::http::{HttpConnection, HttpFailure, Response};
+use crate::net::http::{GitlabConnection, HttpConnection, HttpFailure, Response};
 use crate::plan::Target;
 
 type Answer = Result<Response, HttpFailure>;
@@ -213,7 +213,12 @@ impl Stage<'_> {
                         .send("POST", path, body, creds, self.ctx.timeout)
                         .await;
                 }
-                None => break (auth::unsupported(self.cx.authority), auth::Identity::default()),
+                None => {
+                    break (
+                        auth::unsupported(self.cx.authority),
+                        auth::Identity::default(),
+                    );
+                }
             }
         };
         let found = Findings::judged(vec![result.with_duration(took(&outcome))]);
@@ -295,20 +300,18 @@ impl Stage<'_> {
     async fn allowed_agents(&self) -> Findings {
         let ask = match gitlab_server::allowed_agents_ask(&self.cx) {
             Ok(ask) => ask,
-            Err(result) => return Findings::judged(vec![result]),
+            Err(result) => return Findings::judged(vec![*result]),
         };
         self.rec.start(CheckId::GitlabAllowedAgents, "job");
-        let answer = self
-            .conn
-            .send_with(
-                "GET",
-                &ask.path,
-                None,
-                false,
-                &[(ask.header, ask.token)],
-                self.ctx.timeout,
-            )
-            .await;
+        let answer = match GitlabConnection::verified(self.conn) {
+            Ok(gitlab) => {
+                let timeout = self.ctx.timeout;
+                gitlab
+                    .get_with_job_token(&ask.path, ask.header, ask.token, timeout)
+                    .await
+            }
+            Err(refused) => Err(refused),
+        };
         gitlab_server::allowed_agents(&self.cx, &ask.path, &answer)
     }
 }

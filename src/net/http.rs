@@ -530,8 +530,8 @@ impl HttpConnection {
 
     /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
     /// a bearer [`Secret`], so no cluster credential can travel this way; refused unless TLS
-    /// verified.
-    pub async fn send_with(
+    /// verified. Only [`GitlabConnection`] calls it with a token.
+    async fn send_with(
         &self,
         method: &str,
         path: &str,
@@ -579,6 +579,40 @@ impl HttpConnection {
             Err(_) => Err(HttpFailure::Stalled),
             Ok(result) => result,
         }
+    }
+}
+
+/// The GitLab server's connection, verified: the one type whose requests carry the job token.
+/// The engine makes it only for the `gitlab` target (`CI_SERVER_URL`), whose allowed-agents
+/// URL the planner checked to be on that same server.
+pub struct GitlabConnection<'a> {
+    conn: &'a HttpConnection,
+}
+
+impl<'a> GitlabConnection<'a> {
+    /// `conn` as the GitLab server's; refused (the failure says why) unless its TLS verified.
+    pub fn verified(conn: &'a HttpConnection) -> Result<Self, HttpFailure> {
+        match conn.verified {
+            true => Ok(GitlabConnection { conn }),
+            false => Err(HttpFailure::Failed(
+                "refusing to send a secret header over a connection whose TLS did not verify"
+                    .into(),
+            )),
+        }
+    }
+
+    /// `GET path` with `header: <job token>`, and no cluster credential.
+    pub async fn get_with_job_token(
+        &self,
+        path: &str,
+        header: &str,
+        token: &JobToken,
+        timeout: Duration,
+    ) -> Result<Response, HttpFailure> {
+        let headers = [(header, token)];
+        self.conn
+            .send_with("GET", path, None, false, &headers, timeout)
+            .await
     }
 }
 

@@ -566,11 +566,22 @@ impl VerifiedTls {
     }
 }
 
+/// The verified connection, from this stream's own certificate chain judged against
+/// `settings`: a verification of some other chain can never seal it. The stream comes back when
+/// its server did not verify (it may then carry only anonymous requests).
 pub fn seal(
     stream: TlsStream<TcpStream>,
-    verification: &Verification,
+    settings: &TlsSettings,
+    now: SystemTime,
 ) -> Result<VerifiedTls, Box<TlsStream<TcpStream>>> {
-    if verification.passed() {
+    let (_, conn) = stream.get_ref();
+    let chain: Vec<CertificateDer<'static>> = conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    if verify(&chain, settings, now).passed() {
         Ok(VerifiedTls { stream })
     } else {
         Err(Box::new(stream))

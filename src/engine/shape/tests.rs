@@ -2,10 +2,10 @@
 //! the rows of the report are the same set in every case.
 
 use super::*;
-use crate::model::TargetKind;
-use crate::plan::Route;
 use crate::catalogue::Reason;
 use crate::model::Status;
+use crate::model::TargetKind;
+use crate::plan::Route;
 use crate::plan::{Credentials, Endpoint, Host, ProxyEndpoint, Scheme};
 
 const KINDS: [TargetKind; 5] = [
