@@ -22,7 +22,6 @@ use crate::net::http::{
 use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
-use crate::verdict;
 
 mod pipeline;
 mod shape;
@@ -268,18 +267,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
-    let mut all: Vec<CheckResult> = checks.clone();
-    all.extend(targets.iter().flat_map(|t| t.checks.iter().cloned()));
-    let mut report = RunReport {
-        tool_version: env!("CARGO_PKG_VERSION"),
-        started_at,
-        duration: elapsed_since_start(started),
-        verdict: verdict::verdict(&all),
-        root_cause: verdict::root_cause(&checks),
-        checks,
-        targets,
-        environment,
-    };
+    let duration = elapsed_since_start(started);
+    let mut report = RunReport::new(started_at, duration, checks, targets, environment);
     plan.scrubber.scrub_report(&mut report);
     report
 }

@@ -1,10 +1,12 @@
 //! Root cause and verdicts: pure functions over finished results. The layer order lives in
 //! `Layer::rank`; the first `fail` or `error` in that order (ties broken by the order checks
 //! ran) is the root cause, because everything after it is a consequence. A target's report gets
-//! them only from [`TargetReport::new`] and [`TargetReport::add`].
+//! them only from [`TargetReport::new`] and [`TargetReport::add`], a run's from [`RunReport::new`].
 
 use crate::catalogue::Reason;
-use crate::model::{CheckResult, RootCause, Status, TargetKind, TargetReport, Verdict};
+use std::time::Duration;
+
+use crate::model::{CheckResult, RootCause, RunReport, Status, TargetKind, TargetReport, Verdict};
 
 pub fn root_cause(checks: &[CheckResult]) -> Option<RootCause> {
     checks
@@ -55,6 +57,34 @@ impl TargetReport {
         self.checks.extend(results);
         self.verdict = verdict(&self.checks);
         self.root_cause = root_cause(&self.checks);
+    }
+}
+
+impl RunReport {
+    /// The run's report: its verdict counts every check (the run's own and each target's), its
+    /// root cause only the run's own (a target's is in its report), both computed here only.
+    pub fn new(
+        started_at: String,
+        duration: Duration,
+        checks: Vec<CheckResult>,
+        targets: Vec<TargetReport>,
+        environment: Vec<(String, String)>,
+    ) -> RunReport {
+        let all: Vec<CheckResult> = checks
+            .iter()
+            .chain(targets.iter().flat_map(|t| &t.checks))
+            .cloned()
+            .collect();
+        RunReport {
+            tool_version: env!("CARGO_PKG_VERSION"),
+            started_at,
+            duration,
+            verdict: verdict(&all),
+            root_cause: root_cause(&checks),
+            checks,
+            targets,
+            environment,
+        }
     }
 }
 

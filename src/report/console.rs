@@ -253,7 +253,7 @@ impl Console<'_> {
 
     /// One line for the run's global checks when they did not all pass, then one per target.
     fn overview(&mut self, report: &RunReport) -> io::Result<()> {
-        let global = checks_verdict(&report.checks);
+        let global = crate::verdict::verdict(&report.checks);
         if global != Verdict::Pass {
             let cause = first_problem(&report.checks)
                 .map(cause_text)
@@ -287,7 +287,7 @@ impl Console<'_> {
     }
 
     fn global_section(&mut self, checks: &[CheckResult]) -> io::Result<()> {
-        let verdict = checks_verdict(checks);
+        let verdict = crate::verdict::verdict(checks);
         let header = self.header(verdict, "run checks", checks);
         self.section(GLOBAL_SECTION, verdict == Verdict::Pass, &header, checks)
     }
@@ -531,17 +531,6 @@ fn cause_text(check: &CheckResult) -> String {
         check.id.as_str(),
         one_line(&check.summary)
     )
-}
-
-/// The verdict a list of checks earns on its own: `fail` on any fail or error, `warn` on any warn.
-fn checks_verdict(checks: &[CheckResult]) -> Verdict {
-    if checks.iter().any(|c| c.status.is_failure()) {
-        Verdict::Fail
-    } else if checks.iter().any(|c| c.status == Status::Warn) {
-        Verdict::Warn
-    } else {
-        Verdict::Pass
-    }
 }
 
 /// `8 checks: 4 pass, 1 warn, 1 fail, 2 skip` (zero counts left out).
