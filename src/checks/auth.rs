@@ -333,3 +333,44 @@ pub fn judge_answer(
     let result = client_cert_not_requested(result, creds, client_cert_requested);
     Some((cloud_identity_not_mapped(result, creds), identity))
 }
+
+#[cfg(test)]
+mod withheld_tests {
+    use super::*;
+    use crate::checks::fixture;
+    use crate::secret::Secret;
+
+    #[test]
+    fn a_token_not_sent_is_withheld_and_an_http_url_gets_its_own_fix() {
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        for scheme in [Scheme::Https, Scheme::Http] {
+            let mut target = fixture::target(TargetKind::Direct, scheme);
+            target.credentials.bearer = Some(Secret::new("t"));
+            let mut cx = fixture::context(&target, &ci, &expectation);
+            assert!(withheld(&cx).is_none(), "sent over verified TLS");
+            cx.credentials_sent = false;
+            let r = withheld(&cx).expect("withheld");
+            assert_eq!(r.reason, Some(Reason::CredentialsWithheld));
+            let http_fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.to_string());
+            assert_eq!(r.fix == http_fix, scheme == Scheme::Http);
+        }
+        let nothing = fixture::target(TargetKind::Direct, Scheme::Https);
+        let mut cx = fixture::context(&nothing, &ci, &expectation);
+        cx.credentials_sent = false;
+        assert!(withheld(&cx).is_none(), "nothing to withhold");
+    }
+
+    #[test]
+    fn only_the_in_cluster_target_is_named_by_its_service_account() {
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        for (kind, expected) in [
+            (TargetKind::InCluster, "system:serviceaccount:ci:runner"),
+            (TargetKind::Direct, ""),
+        ] {
+            let target = fixture::target(kind, Scheme::Https);
+            let cx = fixture::context(&target, &ci, &expectation);
+            let named = rbac_identity(&cx, Identity::default());
+            assert_eq!(named.username, expected, "{kind:?}");
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub fn allowed_agents_ask<'a>(cx: &Context<'a>) -> Result<AllowedAgentsAsk<'a>, 
         ))
     };
     let request = gitlab::plan_allowed_agents(cx.ci)?;
+    // The planner already refuses a job without a token; this is where the token is taken.
     let Some(token) = cx.ci.job_token() else {
         return Err(not_asked(situational::ALLOWED_AGENTS_NO_JOB_TOKEN));
     };
@@ -170,5 +171,50 @@ mod tests {
         );
         assert_eq!(rc(2), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
         assert_eq!(rc(3), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
+    }
+}
+
+#[cfg(test)]
+mod ask_tests {
+    use super::*;
+    use crate::checks::fixture;
+    use crate::plan::Scheme;
+
+    const SERVER: (&str, &str) = ("CI_SERVER_URL", "https://gitlab.example.test");
+
+    #[test]
+    fn the_job_token_is_asked_for_only_on_the_gitlab_servers_own_url() {
+        let target = fixture::target(TargetKind::Gitlab, Scheme::Https);
+        let expectation = fixture::expectation();
+        let ask = |vars: &[(&str, &str)]| {
+            let ci = fixture::ci(vars);
+            let cx = fixture::context(&target, &ci, &expectation);
+            allowed_agents_ask(&cx).map(|a| (a.path, a.header))
+        };
+        let api = ("CI_API_V4_URL", "https://gitlab.example.test/api/v4");
+        let token = ("CI_JOB_TOKEN", "job-token-value");
+        assert_eq!(
+            ask(&[SERVER, api, token]).map_err(|r| r.reason),
+            Ok(("/api/v4/job/allowed_agents".to_string(), "JOB-TOKEN"))
+        );
+        let no_token = ask(&[SERVER, api]).expect_err("no token, no request");
+        assert_eq!(no_token.reason, Some(Reason::NotApplicable));
+        let elsewhere = ("CI_API_V4_URL", "https://elsewhere.example.test/api/v4");
+        let refused = ask(&[SERVER, elsewhere, token]).expect_err("another host");
+        assert_eq!(refused.reason, Some(Reason::Unavailable));
+    }
+
+    #[test]
+    fn a_failed_request_is_unavailable_with_what_failed() {
+        let target = fixture::target(TargetKind::Gitlab, Scheme::Https);
+        let (ci, expectation) = (fixture::ci(&[SERVER]), fixture::expectation());
+        let cx = fixture::context(&target, &ci, &expectation);
+        let failed = Err(HttpFailure::Failed("connection reset".into()));
+        let found = allowed_agents(&cx, "/api/v4/job/allowed_agents", &failed);
+        assert_eq!(found.results[0].reason, Some(Reason::Unavailable));
+        assert_eq!(
+            found.results[0].evidence,
+            ["GET /api/v4/job/allowed_agents: connection reset"]
+        );
     }
 }

@@ -107,4 +107,59 @@ mod tests {
             ["anonymous GET /version: connection reset by peer"]
         );
     }
+
+    use crate::checks::fixture;
+    use crate::plan::Scheme;
+    use bytes::Bytes;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from_static(b"{}"),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn the_agent_server_step_stops_where_it_explains() {
+        let target = fixture::target(TargetKind::GitlabAgent, Scheme::Https);
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        let mut cx = fixture::context(&target, &ci, &expectation);
+        let kas = answer(401, &[("Gitlab-Unauthorized", "true")]);
+        let not_kas = answer(404, &[]);
+        // Not the agent server: gitlab.kas fails and nothing after it runs.
+        let found = agent_server(&cx, &not_kas, &not_kas);
+        assert!(!found.go_on);
+        assert_eq!(found.results.len(), 1);
+        assert_eq!(found.results[0].id, CheckId::GitlabKas);
+        // The agent server, and an authenticated answer Kubernetes judges: the steps go on.
+        let version = answer(200, &[]);
+        let found = agent_server(&cx, &kas, &version);
+        assert!(found.go_on, "{:?}", found.results);
+        assert_eq!(found.results.len(), 1);
+        // Credentials withheld: the authenticated answer is not judged at all.
+        cx.credentials_sent = false;
+        let found = agent_server(&cx, &kas, &kas);
+        assert!(found.go_on);
+        assert_eq!(found.results.len(), 1);
+    }
+
+    #[test]
+    fn only_an_agent_targets_failed_trust_gets_the_agent_fix() {
+        let untrusted =
+            || CheckResult::finding(CheckId::TlsTrust, "kas:443", Reason::UnknownAuthority);
+        let generic = untrusted().fix;
+        let agent = agent_trust_fix(TargetKind::GitlabAgent, vec![untrusted()]);
+        let fix = agent[0].fix.clone().unwrap_or_default();
+        assert!(fix.starts_with(gitlab::agent_tls_fix_detail()), "{fix}");
+        let direct = agent_trust_fix(TargetKind::Direct, vec![untrusted()]);
+        assert_eq!(direct[0].fix, generic);
+        let passed = CheckResult::pass(CheckId::TlsTrust, "kas:443", "ok");
+        let passed = agent_trust_fix(TargetKind::GitlabAgent, vec![passed]);
+        assert_eq!(passed[0].fix, None);
+    }
 }

@@ -91,3 +91,65 @@ impl Findings {
         self
     }
 }
+
+/// A [`Context`] for the checks' unit tests: a target of `kind` at `api.example.test:6443`,
+/// over verified TLS that carried its credentials, in a job with `vars`.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::Context;
+    use crate::gitlab::{AgentExpectation, CiFacts};
+    use crate::model::TargetKind;
+    use crate::plan::{Credentials, Endpoint, Host, Route, Scheme, Target};
+    use std::time::Duration;
+
+    pub const AUTHORITY: &str = "api.example.test:6443";
+
+    pub fn target(kind: TargetKind, scheme: Scheme) -> Target {
+        Target {
+            name: "t".into(),
+            kind,
+            server_display: format!("https://{AUTHORITY}"),
+            endpoint: Some(Endpoint {
+                scheme,
+                host: Host::Name("api.example.test".into()),
+                port: 6443,
+                base_path: String::new(),
+            }),
+            tls: None,
+            credentials: Credentials::default(),
+            route: Route::Direct,
+            namespace: "ci".into(),
+            config_checks: Vec::new(),
+        }
+    }
+
+    pub fn ci(vars: &[(&str, &str)]) -> CiFacts {
+        CiFacts::from_lookup(&|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    pub fn expectation() -> AgentExpectation {
+        AgentExpectation::from_targets(std::iter::empty())
+    }
+
+    pub fn context<'a>(
+        target: &'a Target,
+        ci: &'a CiFacts,
+        expectation: &'a AgentExpectation,
+    ) -> Context<'a> {
+        Context {
+            target,
+            authority: AUTHORITY,
+            credentials_sent: true,
+            verified: true,
+            ci,
+            agents: &[],
+            agent_expectation: expectation,
+            agent_timeout: Duration::from_secs(30),
+            service_account: Some("system:serviceaccount:ci:runner"),
+        }
+    }
+}
