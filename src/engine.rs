@@ -388,11 +388,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     };
     let connection = match endpoint.scheme {
         Scheme::Http => {
-            rec.push(CheckResult::not_applicable(
-                CheckId::TlsHandshake,
-                &authority,
-                "http:// URL: no TLS",
-            ));
+            rec.push(tls::plain_http(&authority));
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
@@ -425,11 +421,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
 async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {
     let name = match host {
         Host::Ip(ip) => {
-            rec.push(CheckResult::pass(
-                CheckId::DnsResolve,
-                host.to_string(),
-                "IP address: no lookup needed",
-            ));
+            rec.push(dns::ip_address(&host.to_string()));
             return Some(vec![*ip]);
         }
         Host::Name(n) => n,
