@@ -395,7 +395,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
             Some(Secured::Verified(tls)) => {
                 let sendable = target.credentials.sendable();
-                let bearer = sendable.and_then(|c| c.bearer.clone());
+                let bearer = sendable.and_then(|c| c.bearer().cloned());
                 // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
@@ -496,7 +496,7 @@ impl Dialer {
     /// The client identity to present, when the credentials may be sent.
     fn client(&self) -> Option<&ClientIdentity> {
         let sendable = self.target.credentials.sendable();
-        sendable.and_then(|c| c.client_identity.as_ref())
+        sendable.and_then(|c| c.client_identity())
     }
 
     /// What a handshake presenting a client certificate (or joining a pool) must prove.

@@ -93,7 +93,7 @@ pub fn judge(
         401 => {
             let sub = if credentials.is_empty() {
                 "no credentials were sent"
-            } else if credentials.client_identity.is_some() {
+            } else if credentials.client_identity().is_some() {
                 "the client certificate was not accepted (not signed by the cluster's client CA, or expired)"
             } else {
                 "the token was rejected: unknown, expired or revoked"
@@ -154,7 +154,7 @@ pub fn client_cert_not_requested(
 ) -> CheckResult {
     let configured = credentials
         .sendable()
-        .is_some_and(|c| c.client_identity.is_some());
+        .is_some_and(|c| c.client_identity().is_some());
     if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
         return result;
     }
@@ -217,7 +217,7 @@ mod cloud_identity_tests {
 
     fn creds(plugin: Option<&str>) -> Credentials {
         let mut creds = Credentials::default();
-        creds.bearer = Some(crate::secret::Secret::new("t"));
+        creds.set_token(crate::secret::Secret::new("t"));
         creds.exec_plugin = plugin.map(str::to_string);
         creds
     }
@@ -252,7 +252,7 @@ mod client_cert_tests {
 
     fn with_cert() -> Credentials {
         let mut creds = Credentials::default();
-        creds.client_identity = Some(ClientIdentity {
+        creds.set_certificate(ClientIdentity {
             subject: "CN=alice".into(),
             chain: Vec::new(),
             key: PrivateKeyDer::Pkcs8(Vec::new().into()),
@@ -273,8 +273,8 @@ mod client_cert_tests {
             let r = client_cert_not_requested(unauthorized(), &creds, requested);
             assert_eq!(r.reason, Some(Reason::Unauthorized), "{requested:?}");
         }
-        let mut token_only = with_cert();
-        token_only.client_identity = None;
+        let mut token_only = Credentials::default();
+        token_only.set_token(crate::secret::Secret::new("t"));
         let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
         let mut unusable = with_cert();
@@ -301,8 +301,8 @@ pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
 /// skip rows name this warning: nothing failed, yet nothing can be judged.
 pub fn withheld(cx: &Context) -> Option<CheckResult> {
     let creds = &cx.target.credentials;
-    let bearer_withheld = !cx.credentials_sent && creds.bearer.is_some();
-    let cert_withheld = !cx.verified && creds.client_identity.is_some();
+    let bearer_withheld = !cx.credentials_sent && creds.bearer().is_some();
+    let cert_withheld = !cx.verified && creds.client_identity().is_some();
     if !(bearer_withheld || cert_withheld) {
         return None;
     }
@@ -345,7 +345,7 @@ mod withheld_tests {
         let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
         for scheme in [Scheme::Https, Scheme::Http] {
             let mut target = fixture::target(TargetKind::Direct, scheme);
-            target.credentials.bearer = Some(Secret::new("t"));
+            target.credentials.set_token(Secret::new("t"));
             let mut cx = fixture::context(&target, &ci, &expectation);
             assert!(withheld(&cx).is_none(), "sent over verified TLS");
             cx.credentials_sent = false;

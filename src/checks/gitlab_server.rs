@@ -79,7 +79,7 @@ pub fn agents_of(targets: &[Target]) -> Vec<(String, AgentIdentity)> {
         .iter()
         .filter(|t| t.kind == TargetKind::GitlabAgent)
         .filter_map(|t| {
-            let token = t.credentials.bearer.as_ref().map(|b| b.expose());
+            let token = t.credentials.bearer().map(|b| b.expose());
             gitlab::classify_agent_target(&t.server_display, None, token)
                 .map(|a| (t.name.clone(), a.with_context(&t.name)))
         })

@@ -23,7 +23,7 @@ pub fn agent_server(
     if !kas.go_on || !cx.credentials_sent {
         return kas;
     }
-    let token = cx.target.credentials.bearer.as_ref().map(|b| b.expose());
+    let token = cx.target.credentials.bearer().map(|b| b.expose());
     match authenticated(cx.authority, version, token, cx.ci, cx.agent_timeout) {
         Some(result) => kas.then(Findings::last(vec![result])),
         None => kas,
