@@ -70,21 +70,63 @@ impl RunReport {
         targets: Vec<TargetReport>,
         environment: Vec<(String, String)>,
     ) -> RunReport {
-        let all: Vec<CheckResult> = checks
-            .iter()
-            .chain(targets.iter().flat_map(|t| &t.checks))
-            .cloned()
-            .collect();
-        RunReport {
+        let mut report = RunReport {
             tool_version: env!("CARGO_PKG_VERSION"),
             started_at,
             duration,
-            verdict: verdict(&all),
+            verdict: Verdict::Pass,
             root_cause: root_cause(&checks),
             checks,
             targets,
             environment,
+        };
+        let all: Vec<CheckResult> = report.all_checks().cloned().collect();
+        report.verdict = verdict(&all);
+        report
+    }
+}
+
+/// How many checks have each status, in the order reports list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    /// `(status, count)` for pass, warn, fail, error, skip, zero counts included.
+    pub by_status: [(Status, usize); 5],
+}
+
+impl Counts {
+    pub fn of<'a>(checks: impl IntoIterator<Item = &'a CheckResult>) -> Counts {
+        let mut by_status = [
+            Status::Pass,
+            Status::Warn,
+            Status::Fail,
+            Status::Error,
+            Status::Skip,
+        ]
+        .map(|s| (s, 0));
+        let mut total = 0;
+        for check in checks {
+            total += 1;
+            if let Some((_, n)) = by_status.iter_mut().find(|(s, _)| *s == check.status) {
+                *n += 1;
+            }
         }
+        Counts { total, by_status }
+    }
+}
+
+impl RunReport {
+    /// Every check of the run, its own and each target's: the totals line counts these.
+    pub fn all_checks(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks
+            .iter()
+            .chain(self.targets.iter().flat_map(|t| &t.checks))
+    }
+
+    /// How many targets have each verdict (fail, warn, pass).
+    pub fn target_counts(&self) -> [(Verdict, usize); 3] {
+        [Verdict::Fail, Verdict::Warn, Verdict::Pass]
+            .map(|v| (v, self.targets.iter().filter(|t| t.verdict == v).count()))
     }
 }
 
