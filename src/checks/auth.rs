@@ -211,6 +211,57 @@ fn cloud_mapping_fix(command: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
+/// because the server's TLS did not verify (the catalogue's text, about
+/// `insecure-skip-tls-verify`).
+pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
+    let r = CheckResult::finding(CheckId::AuthWhoami, subject, Reason::CredentialsWithheld);
+    if !plain_http {
+        return r;
+    }
+    let mut r = r.with_summary(situational::CREDENTIALS_WITHHELD_HTTP_SUMMARY);
+    r.fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.into());
+    r
+}
+
+/// `auth.whoami credentials-withheld` when the connection does not carry credentials the target
+/// has: a token without verified TLS, or a client certificate the handshake never offered. RBAC's
+/// skip rows name this warning: nothing failed, yet nothing can be judged.
+pub fn withheld(cx: &Context) -> Option<CheckResult> {
+    let creds = &cx.target.credentials;
+    let bearer_withheld = !cx.credentials_sent && creds.bearer().is_some();
+    let cert_withheld = !cx.verified && creds.client_identity().is_some();
+    if !(bearer_withheld || cert_withheld) {
+        return None;
+    }
+    let endpoint = cx.target.endpoint.as_ref();
+    let plain_http = endpoint.is_some_and(|e| e.scheme == Scheme::Http);
+    Some(credentials_withheld(cx.authority, plain_http))
+}
+
+/// The identity RBAC is judged for: a server before 1.28 names nobody, and the in-cluster
+/// token names its service account.
+pub fn rbac_identity(cx: &Context, mut identity: Identity) -> Identity {
+    if identity.username.is_empty() && cx.target.kind == TargetKind::InCluster {
+        identity.username = cx.service_account.unwrap_or_default().to_string();
+    }
+    identity
+}
+
+/// The whoami answer judged with what the handshake and the credentials tell: a certificate the
+/// server never asked for, a cloud identity the cluster does not map. `None`: this API version
+/// is not served (404), ask the next one.
+pub fn judge_answer(
+    cx: &Context,
+    outcome: &Result<Response, HttpFailure>,
+    client_cert_requested: Option<bool>,
+) -> Option<(CheckResult, Identity)> {
+    let creds = &cx.target.credentials;
+    let (result, identity) = judge(cx.authority, outcome, creds)?;
+    let result = client_cert_not_requested(result, creds, client_cert_requested);
+    Some((cloud_identity_not_mapped(result, creds), identity))
+}
+
 #[cfg(test)]
 mod cloud_identity_tests {
     use super::*;
@@ -283,57 +334,6 @@ mod client_cert_tests {
         assert_eq!(r.reason, Some(Reason::Unauthorized));
     }
 }
-/// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
-/// because the server's TLS did not verify (the catalogue's text, about
-/// `insecure-skip-tls-verify`).
-pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
-    let r = CheckResult::finding(CheckId::AuthWhoami, subject, Reason::CredentialsWithheld);
-    if !plain_http {
-        return r;
-    }
-    let mut r = r.with_summary(situational::CREDENTIALS_WITHHELD_HTTP_SUMMARY);
-    r.fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.into());
-    r
-}
-
-/// `auth.whoami credentials-withheld` when the connection does not carry credentials the target
-/// has: a token without verified TLS, or a client certificate the handshake never offered. RBAC's
-/// skip rows name this warning: nothing failed, yet nothing can be judged.
-pub fn withheld(cx: &Context) -> Option<CheckResult> {
-    let creds = &cx.target.credentials;
-    let bearer_withheld = !cx.credentials_sent && creds.bearer().is_some();
-    let cert_withheld = !cx.verified && creds.client_identity().is_some();
-    if !(bearer_withheld || cert_withheld) {
-        return None;
-    }
-    let endpoint = cx.target.endpoint.as_ref();
-    let plain_http = endpoint.is_some_and(|e| e.scheme == Scheme::Http);
-    Some(credentials_withheld(cx.authority, plain_http))
-}
-
-/// The identity RBAC is judged for: a server before 1.28 names nobody, and the in-cluster
-/// token names its service account.
-pub fn rbac_identity(cx: &Context, mut identity: Identity) -> Identity {
-    if identity.username.is_empty() && cx.target.kind == TargetKind::InCluster {
-        identity.username = cx.service_account.unwrap_or_default().to_string();
-    }
-    identity
-}
-
-/// The whoami answer judged with what the handshake and the credentials tell: a certificate the
-/// server never asked for, a cloud identity the cluster does not map. `None`: this API version
-/// is not served (404), ask the next one.
-pub fn judge_answer(
-    cx: &Context,
-    outcome: &Result<Response, HttpFailure>,
-    client_cert_requested: Option<bool>,
-) -> Option<(CheckResult, Identity)> {
-    let creds = &cx.target.credentials;
-    let (result, identity) = judge(cx.authority, outcome, creds)?;
-    let result = client_cert_not_requested(result, creds, client_cert_requested);
-    Some((cloud_identity_not_mapped(result, creds), identity))
-}
-
 #[cfg(test)]
 mod withheld_tests {
     use super::*;

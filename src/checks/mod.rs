@@ -95,7 +95,7 @@ impl Findings {
 /// A [`Context`] for the checks' unit tests: a target of `kind` at `api.example.test:6443`,
 /// over verified TLS that carried its credentials, in a job with `vars`.
 #[cfg(test)]
-pub(crate) mod fixture {
+mod fixture {
     use super::Context;
     use crate::gitlab::{AgentExpectation, CiFacts};
     use crate::model::TargetKind;

@@ -8,10 +8,31 @@
 //! steps share one [`HttpConnection`](crate::net::http::HttpConnection) and, for RBAC, the
 //! identity `auth.whoami` found.
 
-use super::shape::Row;
 use crate::catalogue::CheckId;
-use crate::model::TargetKind;
+use crate::model::{CheckResult, TargetKind};
 use crate::plan::{Requirement, Route, Scheme, Target};
+
+/// One row every report of the target has: a check id and its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: CheckId,
+    pub subject: String,
+}
+
+impl Row {
+    pub fn new(id: CheckId, subject: impl Into<String>) -> Row {
+        Row {
+            id,
+            subject: subject.into(),
+        }
+    }
+
+    /// Whether `result` fills this row. Connection rows are one per address (`ip:port`) and an
+    /// IP host needs no lookup, so only RBAC rows, one per question, are told apart by subject.
+    pub fn is_filled_by(&self, result: &CheckResult) -> bool {
+        result.id == self.id && (self.id != CheckId::RbacCanI || result.subject == self.subject)
+    }
+}
 
 /// One step of a pipeline. The connection steps come first for every kind; the server steps
 /// after them are what the kind asks of the server.

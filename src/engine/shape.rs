@@ -9,27 +9,7 @@ use crate::catalogue::CheckId;
 use crate::model::{CheckResult, Status};
 use crate::plan::{Requirement, Target};
 
-/// One row every report of the target has: a check id and its subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub id: CheckId,
-    pub subject: String,
-}
-
-impl Row {
-    pub fn new(id: CheckId, subject: impl Into<String>) -> Row {
-        Row {
-            id,
-            subject: subject.into(),
-        }
-    }
-
-    /// Whether `result` fills this row. Connection rows are one per address (`ip:port`) and an
-    /// IP host needs no lookup, so only RBAC rows, one per question, are told apart by subject.
-    fn is_filled_by(&self, result: &CheckResult) -> bool {
-        result.id == self.id && (self.id != CheckId::RbacCanI || result.subject == self.subject)
-    }
-}
+pub use super::pipeline::Row;
 
 /// The rows of `target` in pipeline order: the connection layers along its route, then what its
 /// kind asks of the server (its [`pipeline`](super::pipeline)). A GitLab server is asked
