@@ -747,4 +747,33 @@ mod tests {
         let e = head(true).build(None, Some(&token), &[]).unwrap_err();
         assert!(!e.to_string().contains("bad"), "{e}");
     }
+
+    /// A connection whose TLS did not verify never becomes the GitLab connection, so the job
+    /// token has no way onto it: nothing reaches the server side.
+    #[tokio::test]
+    async fn only_a_verified_connection_takes_the_job_token() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let endpoint = Endpoint {
+            scheme: "https",
+            authority: "gitlab.example.test:443",
+            base_path: "",
+        };
+        let conn = HttpConnection::anonymous(client, false, endpoint)
+            .await
+            .expect("an HTTP/1.1 client over the pipe");
+        let refused = GitlabConnection::verified(&conn).err();
+        assert!(
+            refused.is_some_and(|e| e.to_string().contains("did not verify")),
+            "an unverified connection is refused"
+        );
+        drop(conn);
+        let mut wire = Vec::new();
+        // Bounded: the pipe ends when the client's connection task drops it.
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut wire),
+        )
+        .await;
+        assert!(matches!(read, Ok(Ok(0))), "sent: {wire:?}");
+    }
 }

@@ -695,7 +695,10 @@ mod tests {
         let now = SystemTime::now();
         let good = stream_from(serve_once(&pki, TlsClass::Good).await).await;
         let rogue = stream_from(serve_once(&pki, TlsClass::UnknownAuthority).await).await;
-        assert!(seal(good, &settings, now).is_ok(), "the good server verifies");
+        assert!(
+            seal(good, &settings, now).is_ok(),
+            "the good server verifies"
+        );
         assert!(
             seal(rogue, &settings, now).is_err(),
             "the rogue server's stream is not sealed"
