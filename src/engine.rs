@@ -1,7 +1,10 @@
-//! The engine: every target walked through the layers as straight-line async code, targets in
-//! parallel, under `--timeout` per operation and `--deadline` for the run. Results are recorded
-//! as they are made, so a deadline or a panic still leaves a complete report: the check in
-//! progress becomes `error` with reason `deadline` or `internal`.
+//! The engine: every target walked through its kind's pipeline (`pipeline`), targets in
+//! parallel, under `--timeout` per operation and `--deadline` for the run. The connection steps
+//! are straight-line async code here (each hands the next what it needs: addresses, a stream, a
+//! TLS connection); the server steps run in `steps`, each judged by its check. Results are
+//! recorded as they are made, so a deadline or a panic still leaves a complete report: the check
+//! in progress becomes `error` with reason `deadline` or `internal`, and the rows not reached
+//! become skips (`shape`). The engine judges nothing itself.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
