@@ -50,10 +50,10 @@ struct Link {
     opener: String,
 }
 
-/// The bearer token a target's requests carry: its own, when config found it usable.
+/// The bearer token a target's requests carry: its own, unless config withheld it.
 pub fn own_bearer(target: &Target) -> Option<Secret> {
-    let creds = &target.credentials;
-    creds.bearer.clone().filter(|_| creds.usable)
+    let sendable = target.credentials.sendable();
+    sendable.and_then(|c| c.bearer().cloned())
 }
 
 /// The name's lookup, made once per run; whether it was another target's.
@@ -181,8 +181,11 @@ fn link_key(target: &Target, addresses: &[IpAddr]) -> Key {
                 .part(&tls.server_name)
         }
     };
-    let creds = &target.credentials;
-    key = match creds.client_identity.as_ref().filter(|_| creds.usable) {
+    let presented = target
+        .credentials
+        .sendable()
+        .and_then(|c| c.client_identity());
+    key = match presented {
         None => key.part([0]),
         Some(id) => {
             key = key.part([1]).part(id.chain.len().to_be_bytes());
