@@ -2,8 +2,10 @@
 
 mod auth;
 mod dns;
+mod haproxy;
 mod http;
 mod in_cluster;
+mod kubectl_proxy;
 mod lb;
 mod proxy;
 mod tcp;
