@@ -35,7 +35,8 @@ pub enum Mode {
     /// `mode http`, TLS terminated, and a backend with no server: HAProxy's own 503 page.
     NoBackend,
     /// `mode http`, TLS terminated, plain HTTP sent to the TLS API server (re-encryption
-    /// forgotten): the backend answers with a TLS alert, HAProxy with its 502 page.
+    /// forgotten): the API server answers `400 Client sent an HTTP request to an HTTPS server.`
+    /// (Go's words, which the fake API says too) and HAProxy passes it on.
     PlainToTlsBackend,
 }
 
@@ -104,8 +105,8 @@ fn config(site: &Site, mode: Mode) -> String {
         .map(|addr| format!("    bind {addr}{bind_tls}\n"))
         .collect();
     format!(
-        "global\n    maxconn 256\n\
-         defaults\n    mode {proto}\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+        "global\n    maxconn 256\n    log stderr format raw local0 info\n\
+         defaults\n    mode {proto}\n    log global\n    option {proto}log\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
          frontend api\n{binds}    default_backend api\n\
          backend api\n    {server}\n"
     )
