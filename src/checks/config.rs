@@ -28,6 +28,31 @@ pub struct Judge<'a> {
     pub default_namespace: Option<String>,
 }
 
+/// Whether the kubeconfig user presents nothing: no token, certificate or plugin.
+fn has_no_credentials(credentials: &Credentials) -> bool {
+    credentials.bearer.is_none()
+        && credentials.client_identity.is_none()
+        && credentials.exec_plugin.is_none()
+}
+
+/// `insecure-scheme` fails because client-go drops credentials on http://; a user with none
+/// loses nothing (`kubectl proxy` on http:// adds its own), so that finding becomes the
+/// `plain-http` warning and the run goes on.
+fn nothing_to_drop_over_http(server_check: CheckResult) -> CheckResult {
+    if server_check.reason != Some(Reason::InsecureScheme) {
+        return server_check;
+    }
+    let mut warned = CheckResult::finding(
+        server_check.id,
+        server_check.subject.clone(),
+        Reason::PlainHttp,
+    );
+    warned.evidence = server_check.evidence;
+    warned.with_evidence(
+        "the user has no token, certificate or plugin: nothing for client-go to drop",
+    )
+}
+
 impl Judge<'_> {
     pub fn resolve(&self, spec: &TargetSpec, scrubber: &mut Scrubber) -> Target {
         register_secrets(spec, scrubber);
@@ -48,6 +73,10 @@ impl Judge<'_> {
                 tls
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
+        if has_no_credentials(&credentials) {
+            let server_check = checks.remove(0);
+            checks.insert(0, nothing_to_drop_over_http(server_check));
+        }
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
         if let Some(token) = &credentials.bearer {
