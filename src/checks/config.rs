@@ -890,6 +890,44 @@ mod tests {
         assert!(parse_endpoint("ftp://x").is_err());
     }
 
+    /// http:// fails only when there is something to drop: a user without credentials (behind
+    /// `kubectl proxy`) gets the warning; every other config.server finding is left alone.
+    #[test]
+    fn plain_http_without_credentials_is_a_warning() {
+        let insecure = CheckResult::finding(
+            CheckId::ConfigServer,
+            "http://p:8001",
+            Reason::InsecureScheme,
+        )
+        .with_evidence("server: http://p:8001");
+        let warned = nothing_to_drop_over_http(insecure);
+        assert_eq!(warned.reason, Some(Reason::PlainHttp));
+        assert_eq!(warned.status, crate::vocab::Status::Warn);
+        assert_eq!(warned.subject, "http://p:8001");
+        assert!(
+            warned.evidence[0].contains("server: http://p:8001"),
+            "{:?}",
+            warned.evidence
+        );
+        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
+        assert_eq!(
+            nothing_to_drop_over_http(loopback).reason,
+            Some(Reason::Loopback)
+        );
+        let none = Credentials {
+            bearer: None,
+            client_identity: None,
+            usable: true,
+            exec_plugin: None,
+        };
+        assert!(has_no_credentials(&none));
+        let plugin = Credentials {
+            exec_plugin: Some("aws".into()),
+            ..none
+        };
+        assert!(!has_no_credentials(&plugin));
+    }
+
     #[test]
     fn jwt_expiry_reads_exp_only_from_jwts() {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
