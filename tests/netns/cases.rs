@@ -2,6 +2,7 @@
 
 mod auth;
 mod dns;
+mod foreign;
 mod haproxy;
 mod http;
 mod in_cluster;

@@ -46,6 +46,12 @@ pub fn tinyproxy(world: &mut World, ns: &Ns, listen: SocketAddr, kind: Tinyproxy
 /// drops root for user `proxy`, which cannot open files in the world's private temp dir, so it
 /// keeps no logs but its stderr.
 pub fn squid(world: &mut World, ns: &Ns, listen: SocketAddr) {
+    squid_allowing(world, ns, listen, 6443);
+}
+
+/// [`squid`] allowing CONNECT to `ssl_port` only (squid's shipped default is 443, which
+/// refuses the API server's 6443 with its own 403 page).
+pub fn squid_allowing(world: &mut World, ns: &Ns, listen: SocketAddr, ssl_port: u16) {
     require(&["squid"]);
     let conf = format!(
         "http_port {listen}
@@ -56,7 +62,7 @@ cache deny all
 cache_mem 8 MB
 shutdown_lifetime 1 second
 pinger_enable off
-acl SSL_ports port 6443
+acl SSL_ports port {ssl_port}
 acl CONNECT method CONNECT
 acl clients src 10.253.0.0/16
 http_access deny CONNECT !SSL_ports
