@@ -30,8 +30,8 @@ pub struct Judge<'a> {
 
 /// Whether the kubeconfig user presents nothing: no token, certificate or plugin.
 fn has_no_credentials(credentials: &Credentials) -> bool {
-    credentials.bearer.is_none()
-        && credentials.client_identity.is_none()
+    credentials.bearer().is_none()
+        && credentials.client_identity().is_none()
         && credentials.exec_plugin.is_none()
 }
 
@@ -911,17 +911,10 @@ mod tests {
             nothing_to_drop_over_http(loopback).reason,
             Some(Reason::Loopback)
         );
-        let none = Credentials {
-            bearer: None,
-            client_identity: None,
-            usable: true,
-            exec_plugin: None,
-        };
+        let none = Credentials::default();
         assert!(has_no_credentials(&none));
-        let plugin = Credentials {
-            exec_plugin: Some("aws".into()),
-            ..none
-        };
+        let mut plugin = Credentials::default();
+        plugin.exec_plugin = Some("aws".into());
         assert!(!has_no_credentials(&plugin));
     }
 
