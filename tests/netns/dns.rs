@@ -32,6 +32,16 @@ pub const CNAMES: &[(&str, &str)] = &[
     ("dangling.k8s.test", "gone.k8s.test"),
 ];
 
+/// A name with [`MANY_COUNT`] A records, `10.253.1.100` up: more than a 1232-byte UDP answer
+/// holds, so the nameserver sets TC and a client must ask again over TCP.
+pub const MANY: &str = "many.k8s.test";
+pub const MANY_COUNT: u8 = 90;
+
+/// The addresses of [`MANY`].
+pub fn many_addresses() -> impl Iterator<Item = std::net::Ipv4Addr> {
+    (0..MANY_COUNT).map(|i| std::net::Ipv4Addr::new(10, 253, 1, 100 + i))
+}
+
 /// A name and one of its addresses; a name may appear twice (A and AAAA).
 pub type Record<'a> = (&'a str, IpAddr);
 
@@ -77,6 +87,9 @@ fn unbound_conf(world: &World, listen: &[IpAddr], records: &[Record]) -> String 
     for (name, ip) in records {
         let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
         writeln!(conf, "  local-data: \"{name}. 5 IN {kind} {ip}\"").unwrap();
+    }
+    for ip in many_addresses() {
+        writeln!(conf, "  local-data: \"{MANY}. 5 IN A {ip}\"").unwrap();
     }
     for (alias, target) in CNAMES {
         writeln!(conf, "  local-data: \"{alias}. 5 IN CNAME {target}.\"").unwrap();

@@ -1,19 +1,29 @@
 //! Worlds whose answers come from software configured the way it ships, not the way our fakes
 //! answer: unbound answering CNAMEs (as clouds alias API names to load balancers) without
 //! chasing them, one of them to a name that does not exist; squid with its shipped `SSL_ports` (443 only), which
-//! refuses `CONNECT api:6443` with its own 403 page.
+//! refuses `CONNECT api:6443` with its own 403 page; an answer too big for UDP (TC set), which
+//! needs the TCP fallback.
+
+use std::net::SocketAddr;
 
 use super::{assert_ran, diagnose};
+use crate::dns;
 use crate::pki::LeafKind;
 use crate::proxy;
 use crate::reach;
-use crate::site::Site;
-use crate::world::{Family, skip_without_netns};
+use crate::site::{API_PORT, Site};
+use crate::world::{Family, ip as ip_cmd, skip_without_netns};
 
-/// The served direct world, and a kubeconfig for `https://<host>:6443` that verifies the
-/// certificate as `api.k8s.test` (the name it carries; the alias is what DNS is asked).
+/// The served direct world, and a kubeconfig for `https://<host>:6443` (see [`alias_kubeconfig`]).
 fn by_alias(host: &str) -> (Site, std::path::PathBuf) {
     let site = super::served(Family::V4);
+    let path = alias_kubeconfig(&site, host);
+    (site, path)
+}
+
+/// A kubeconfig for `https://<host>:6443` that verifies the certificate as `api.k8s.test`
+/// (the name it carries; `host` is what DNS is asked).
+fn alias_kubeconfig(site: &Site, host: &str) -> std::path::PathBuf {
     let path = site.kubeconfig("alias", &format!("https://{host}:6443"), None);
     let yaml = std::fs::read_to_string(&path).expect("kubeconfig");
     let yaml = yaml.replacen(
@@ -21,8 +31,52 @@ fn by_alias(host: &str) -> (Site, std::path::PathBuf) {
         "    tls-server-name: api.k8s.test\n    certificate-authority-data:",
         1,
     );
-    let path = site.world.file("alias.kubeconfig", yaml);
-    (site, path)
+    site.world.file("alias.kubeconfig", yaml)
+}
+
+/// The direct world with the server owning every address of [`dns::MANY`] and the fake API
+/// listening on each.
+fn many_addressed() -> Site {
+    let mut site = Site::direct(Family::V4);
+    let addrs: Vec<SocketAddr> = dns::many_addresses()
+        .map(|ip| {
+            let cidr = format!("{ip}/24");
+            ip_cmd(&["-n", &site.server.name, "addr", "add", &cidr, "dev", "to-c"]);
+            SocketAddr::new(ip.into(), API_PORT)
+        })
+        .collect();
+    reach::demo_server_on(&mut site, &addrs, LeafKind::Good, &[]);
+    site
+}
+
+/// unbound answers `many.k8s.test` over UDP with TC set (the 90 records do not fit); dig
+/// without TCP sees the truncation, glibc asks again over TCP and gets every address.
+#[test]
+fn world_dns_truncated_answer() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = many_addressed();
+    let udp_only = site.dig(&["+ignore", "+bufsize=1232", dns::MANY, "A"]);
+    assert_ran(&udp_only, 0, &["flags: qr aa tc"]);
+    let over_tcp = site.dig(&[dns::MANY, "A"]);
+    assert_ran(&over_tcp, 0, &["ANSWER: 90", "10.253.1.189"]);
+    assert_ran(&site.getent(dns::MANY), 0, &["10.253.1.100"]);
+}
+
+/// A name whose answer needs the TCP fallback: healthy, as kubectl agrees, and the evidence
+/// counts every address.
+#[test]
+fn dns_truncated_answer_falls_back_to_tcp_and_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = many_addressed();
+    let kubeconfig = alias_kubeconfig(&site, dns::MANY);
+    reach::diagnose(&site, "dns: answer truncated over UDP", &kubeconfig, &[])
+        .expect_no_failure()
+        .expect_pass(&["dns.resolve", "tcp.connect", "auth.whoami"])
+        .expect_evidence("dns.resolve", &["10.253.1.100"]);
 }
 
 /// The world's unbound answers a CNAME and stops there: it does not chase the alias (its
