@@ -71,12 +71,13 @@ fn behind_kubectl_proxy() -> Site {
     site
 }
 
-/// A kubeconfig naming the proxy's plain-HTTP address, with no credentials.
-fn job_kubeconfig(site: &Site) -> std::path::PathBuf {
+/// A kubeconfig naming the proxy's plain-HTTP address, whose user is `user` (YAML: `{}` for
+/// none).
+fn job_kubeconfig(site: &Site, user: &str) -> std::path::PathBuf {
     site.world.file(
         "job.kubeconfig",
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: http://api.k8s.test:{API_PORT}\nusers:\n- name: none\n  user: {{}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: none, namespace: default}}\ncurrent-context: e2e\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: http://api.k8s.test:{API_PORT}\nusers:\n- name: ci\n  user: {user}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: ci, namespace: default}}\ncurrent-context: e2e\n"
         ),
     )
 }
@@ -102,7 +103,7 @@ fn kubectl_proxy_over_plain_http_passes() {
         return;
     }
     let site = behind_kubectl_proxy();
-    let kubeconfig = job_kubeconfig(&site);
+    let kubeconfig = job_kubeconfig(&site, "{}");
     reach::diagnose_auth(
         &site,
         "kubectl proxy, plain http, no credentials",
@@ -110,4 +111,26 @@ fn kubectl_proxy_over_plain_http_passes() {
     )
     .expect_no_failure()
     .expect_pass(&["dns.resolve", "tcp.connect", "http.version", "rbac.can-i"]);
+}
+
+/// The same proxy, with a token left in the job's kubeconfig. client-go drops it on http://
+/// (the reason `insecure-scheme` exists) and kubectl proxy adds its own, so `kubectl auth
+/// whoami` works. kube-reach fails the run at `config.server insecure-scheme` before any
+/// traffic, so it disagrees with kubectl. What the engineer needs: a warning that the token is
+/// ignored over http://, and the later layers' verdict on what the listener does without it.
+#[test]
+#[ignore = "wrong verdict: config.server insecure-scheme fails a run kubectl completes (the listener authenticates itself); see report"]
+fn kubectl_proxy_with_a_token_in_the_kubeconfig_is_judged_by_what_answers() {
+    if skip() {
+        return;
+    }
+    let site = behind_kubectl_proxy();
+    let kubeconfig = job_kubeconfig(&site, "{token: ignored-over-http}");
+    reach::diagnose_auth(
+        &site,
+        "kubectl proxy, plain http, a token to drop",
+        &kubeconfig,
+    )
+    .expect_no_failure()
+    .expect_pass(&["http.version", "auth.whoami"]);
 }
