@@ -1,7 +1,7 @@
 //! Worlds whose answers come from software configured the way it ships, not the way our fakes
 //! answer: unbound answering CNAMEs (as clouds alias API names to load balancers) without
 //! chasing them, one of them to a name that does not exist; squid with its shipped `SSL_ports` (443 only), which
-//! refuses `CONNECT api:6443` with its own 403 page; an answer too big for UDP (TC set), which
+//! refuses `CONNECT api:6443` with its own 403 page, and squid wanting proxy credentials; an answer too big for UDP (TC set), which
 //! needs the TCP fallback.
 
 use std::net::SocketAddr;
@@ -144,21 +144,64 @@ fn proxy_tunnel_forbidden_by_squids_shipped_ssl_ports() {
     if skip_without_netns() {
         return;
     }
-    let mut site = Site::proxied();
-    reach::demo_server(&mut site, LeafKind::Good, &[]);
-    let (hop, listen) = (
-        site.hop.clone().expect("proxy ns"),
-        site.proxy_addr(SQUID_PORT),
-    );
-    proxy::squid_allowing(&mut site.world, &hop, listen, 443);
+    let site = behind_squid(443, false);
     diagnose(
         &site,
         "proxy: squid's shipped SSL_ports refuse 6443",
         "https://api.k8s.test:6443",
-        &[("HTTPS_PROXY", "http://proxy.k8s.test:3128")],
+        &[("HTTPS_PROXY", SQUID_URL)],
     )
     .expect_root_cause("proxy.tunnel", "forbidden")
     .expect_evidence("proxy.tunnel", &["403", "6443"]);
 }
 
 const SQUID_PORT: u16 = 3128;
+const SQUID_URL: &str = "http://proxy.k8s.test:3128";
+
+/// The proxied world behind squid ([`proxy::squid_with`]).
+fn behind_squid(ssl_port: u16, auth: bool) -> Site {
+    let mut site = Site::proxied();
+    reach::demo_server(&mut site, LeafKind::Good, &[]);
+    let (hop, listen) = (
+        site.hop.clone().expect("proxy ns"),
+        site.proxy_addr(SQUID_PORT),
+    );
+    proxy::squid_with(&mut site.world, &hop, listen, ssl_port, auth);
+    site
+}
+
+/// squid wanting Basic proxy credentials: without them its 407 (`Proxy-Authenticate: Basic
+/// realm="kube-reach-e2e"`) is `proxy.tunnel auth-required`; with them in `HTTPS_PROXY`
+/// the run passes, and the password appears nowhere in what kube-reach prints.
+#[test]
+fn squid_wanting_credentials_is_auth_required_and_passes_with_them() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_squid(6443, true);
+    let api = "https://api.k8s.test:6443";
+    diagnose(
+        &site,
+        "proxy: squid wants credentials",
+        api,
+        &[("HTTPS_PROXY", SQUID_URL)],
+    )
+    .expect_root_cause("proxy.tunnel", "auth-required")
+    .expect_evidence("proxy.tunnel", &["407"]);
+    let password = "squid-pass-7f3a";
+    let with = format!("http://ciuser:{password}@proxy.k8s.test:3128");
+    let report = diagnose(
+        &site,
+        "proxy: squid with credentials",
+        api,
+        &[("HTTPS_PROXY", &with)],
+    );
+    report
+        .expect_no_failure()
+        .expect_pass(&["proxy.tunnel", "auth.whoami"]);
+    let printed = format!("{}{}{}", report.json, report.ran.stdout, report.ran.stderr);
+    assert!(
+        !printed.contains(password),
+        "the proxy password was printed"
+    );
+}
