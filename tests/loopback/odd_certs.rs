@@ -1,9 +1,11 @@
-//! Server certificates in shapes we did not choose, made by the `openssl` command-line tool
-//! and served over real TLS by the fake API server: a leaf with a CN and no subjectAltName
-//! (Go rejects it), a wildcard SAN, a leaf with only an IP SAN reached by name, a server URL
-//! with a trailing dot, an ECDSA P-384 chain and an RSA-1024 leaf. Each verdict is checked
-//! against what a platform engineer needs to hear, and against the real kubectl where the
-//! world lets it run without name resolution (`tls-server-name` over 127.0.0.1).
+//! Server certificates and TLS servers in shapes we did not choose, made by the `openssl`
+//! command-line tool: served by the fake API server over real TLS (a leaf with a CN and no
+//! subjectAltName, which Go rejects; a wildcard SAN; a leaf with only an IP SAN reached by
+//! name; a server URL with a trailing dot; an ECDSA P-384 chain), or by `openssl s_server`
+//! itself (TLS 1.2 without ALPN; RSA key exchange only; TLS 1.1 only; an RSA-1024 leaf, which
+//! rustls cannot even load). Each verdict is checked against what a platform engineer needs
+//! to hear, and against the real kubectl where the world lets it run without name resolution
+//! (`tls-server-name` over 127.0.0.1).
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::model::{Status, TargetReport, Verdict};
@@ -262,6 +264,58 @@ async fn a_tls12_only_server_without_alpn_is_read_over_http1() {
     assert_has_status(&t, CheckId::TlsTrust, Status::Pass);
     let version = result_of(&t, CheckId::HttpVersion);
     assert_eq!(version.status, Status::Pass, "{:#?}", t.checks);
+}
+
+/// An RSA leaf served by TLS 1.2 with RSA key exchange only (`AES128-SHA256`, no ECDHE), as
+/// old appliances and hardened-by-checklist load balancers do. Neither rustls nor Go offers
+/// such a suite, so kubectl fails too (`tls: handshake failure`); the verdict is the
+/// handshake's `alert`, the server's handshake_failure in the evidence and "no cipher" in
+/// the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_with_rsa_key_exchange_only_is_a_handshake_alert() {
+    let ssl = Openssl::new();
+    let root = ssl.root("root", "/CN=Old Root", true);
+    let leaf = ssl.issue(
+        "old",
+        "/CN=api.k8s.test",
+        &root,
+        &server_auth("subjectAltName=DNS:api.k8s.test,IP:127.0.0.1\n"),
+        true,
+    );
+    let server = SServer::start(&ssl, &leaf, &leaf, &["-tls1_2", "-cipher", "AES128-SHA256"]);
+    let t = run_on(server.url(), "", Ca::Right(&root)).await;
+    assert_root_cause(&t, CheckId::TlsHandshake, Reason::Alert);
+    let handshake = result_of(&t, CheckId::TlsHandshake);
+    let fix = handshake.fix.clone().unwrap_or_default();
+    assert!(fix.contains("cipher"), "{fix}");
+    let evidence = handshake.evidence.join("\n").to_lowercase();
+    assert!(
+        evidence.contains("handshake") && evidence.contains("failure"),
+        "{evidence}"
+    );
+    if let Some((code, stderr)) = kubectl_says_at(server.url(), "", Ca::Right(&root)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+    }
+}
+
+/// A server that speaks TLS 1.1 at most (OpenSSL at security level 0): below what rustls
+/// and Go accept. The verdict is `no-common-version`, whose evidence says what was offered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls11_only_server_is_no_common_version() {
+    let (ssl, root, leaf) = world(&server_auth(
+        "subjectAltName=DNS:api.k8s.test,IP:127.0.0.1\n",
+    ));
+    let server = SServer::start(
+        &ssl,
+        &leaf,
+        &leaf,
+        &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"],
+    );
+    let t = run_on(server.url(), "", Ca::Right(&root)).await;
+    assert_root_cause(&t, CheckId::TlsHandshake, Reason::NoCommonVersion);
+    if let Some((code, stderr)) = kubectl_says_at(server.url(), "", Ca::Right(&root)).await {
+        assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+    }
 }
 
 /// An RSA-1024 leaf under an RSA-2048 root (old appliances, hand-made lab clusters), served by
