@@ -213,6 +213,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigServer,
+        R::PlainHttp,
+        W,
+        "the server URL is http://, and the kubeconfig has no credentials to lose over it",
+        "Nothing to do if a local authenticating proxy listens there (`kubectl proxy`, a sidecar); otherwise use the API server's https:// URL and give the kubeconfig user credentials.",
+        "client-go drops credentials on plain http, but this user has none: every request goes as whoever the listener there authenticates as, and travels unencrypted.",
+    ),
+    row(
+        C::ConfigServer,
         R::Loopback,
         W,
         "the server is a loopback address: only reachable from the machine itself",
