@@ -19,6 +19,7 @@ pub mod error;
 pub mod exec;
 pub mod gitlab;
 pub mod guard;
+pub mod in_process;
 pub mod model;
 pub mod net;
 pub mod plan;

@@ -4,7 +4,8 @@
 //!
 //! Runs only when `kubectl` is on PATH (the build machine has the Google Cloud SDK dispatcher,
 //! which picks its bundled client by the server's minor version: the fake says 1.31). Without
-//! kubectl the test prints that it was skipped and returns; that is the only early return.
+//! kubectl the test prints that it was skipped and returns, that is the only early return; with
+//! `KUBE_REACH_REQUIRE_KUBECTL=1` (set by `.ci/run`) it fails instead.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubectl.rs"]
+mod kubectl;
 
 use base64::Engine;
 use child::run_bounded;
@@ -26,21 +29,11 @@ use kube_reach::demo::{
 /// Hard limit for one kubectl run (its own `--request-timeout` is 10 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(40);
 
-fn kubectl_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Every test's start: kubectl's path with the crypto provider installed, or `None` after
-/// saying (on stdout and stderr) that the test is skipped.
+/// saying that the test is skipped (a failure under `KUBE_REACH_REQUIRE_KUBECTL=1`).
 fn kubectl_or_skip() -> Option<PathBuf> {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        return None;
-    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bin = kubectl::kubectl_or_skip(&path, "kubectl cross-check")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     Some(bin)
 }

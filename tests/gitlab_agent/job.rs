@@ -25,6 +25,9 @@ pub const PROJECT_PATH: &str = "group/app";
 pub const PROJECT_ID: i64 = 150;
 pub const JOB_ID: i64 = 4242;
 
+/// The JUnit report's file name.
+const JUNIT_FILE: &str = "junit.xml";
+
 /// Hard limit for one run of the binary (its own deadline is 40 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -154,7 +157,7 @@ impl Job {
         limits: &[&str],
         vars: &[(&str, &str)],
     ) -> Outcome {
-        let junit = self.path("junit.xml");
+        let junit = self.path(JUNIT_FILE);
         let server_url = gitlab.url();
         let api = api_v4_url
             .map(str::to_string)
@@ -354,16 +357,18 @@ impl Outcome {
         root
     }
 
-    /// The suite `suite` has a `<failure type="reason">` case named `<suite>: <check> …` with a
-    /// body.
-    pub fn assert_junit_failure(&self, suite: &str, check: &str, reason: &str) {
+    /// The suite of `target` has a `<failure type="reason">` case named `<target>: <check> …`
+    /// with a body.
+    pub fn assert_junit_failure(&self, target: &str, check: &str, reason: &str) {
+        // Suites carry the report file's name (two files of one job must not share a key).
+        let name = format!("{target} ({JUNIT_FILE})");
         let suite = self
             .junit
             .test_suites
             .iter()
-            .find(|s| s.name.as_str() == suite)
-            .unwrap_or_else(|| panic!("no JUnit suite {suite}\n{}", self.junit_xml));
-        let prefix = format!("{}: ", suite.name.as_str());
+            .find(|s| s.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no JUnit suite {name}\n{}", self.junit_xml));
+        let prefix = format!("{target}: ");
         let failed = suite.test_cases.iter().any(|case| {
             let name = case.name.as_str();
             let name = name.strip_prefix(&prefix).unwrap_or(name);

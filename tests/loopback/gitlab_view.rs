@@ -188,6 +188,17 @@ const REQUIREMENT: &str = "create deployments.apps -n prod";
 /// Runs the binary against both targets with the hosts file pointing `api.k8s.test` at `ip`,
 /// and returns the JUnit file.
 fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> String {
+    run_into(world, servers, ip, JUNIT_FILE, extra)
+}
+
+/// [`run_at`] writing the JUnit report to `file` (in the run's folder).
+fn run_into(
+    world: &World,
+    servers: &AddressMove,
+    ip: &str,
+    file: &str,
+    extra: &[&str],
+) -> String {
     world.write("hosts", &format!("{ip} api.k8s.test\n"));
     let url = format!("https://api.k8s.test:{}", servers.port);
     let kc = kubeconfig(
@@ -198,7 +209,11 @@ fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> Str
         None,
     );
     let path = world.write("kubeconfig", &kc);
-    let junit = world.path(&format!("junit-{ip}.xml"));
+    // The same file name in every run (as in a job's `artifacts:reports:junit`), one folder
+    // per run: the suite names carry the file's name, never its folder.
+    let dir = world.path(ip);
+    std::fs::create_dir_all(&dir).expect("run folder");
+    let junit = dir.join(file);
     let junit_arg = junit.display().to_string();
     let mut args = vec![
         "--junit",
@@ -219,11 +234,29 @@ fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> Str
     std::fs::read_to_string(&junit).expect("junit written")
 }
 
+/// The JUnit file every run of [`run_at`] writes (in a folder of its own).
+const JUNIT_FILE: &str = "junit.xml";
+
 fn case<'c>(cases: &'c [GitlabCase], target: &str, check: &str) -> &'c GitlabCase {
+    let suite = format!("{target} ({JUNIT_FILE})");
     cases
         .iter()
-        .find(|c| c.suite_name == target && c.name.starts_with(&format!("{target}: {check}")))
+        .find(|c| c.suite_name == suite && c.name.starts_with(&format!("{target}: {check}")))
         .unwrap_or_else(|| panic!("no {check} case for {target}: {cases:#?}"))
+}
+
+/// Two kube-reach runs in one job write two JUnit files (`artifacts:reports:junit: "*.xml"`).
+/// GitLab keys a case by suite + classname + name across all of a job's files and keeps one
+/// per key, so the files must share no key, or one run's cases overwrite the other's (they
+/// did: both files named their suites after the targets alone).
+#[test]
+fn two_junit_files_of_one_job_keep_all_their_cases() {
+    let (_rt, servers, world) = address_move_world();
+    let prod = gitlab_cases(&run_into(&world, &servers, "127.0.0.1", "prod.xml", &[]));
+    let staging = gitlab_cases(&run_into(&world, &servers, "127.0.0.1", "staging.xml", &[]));
+    assert!(!prod.is_empty());
+    let keys: BTreeSet<_> = prod.iter().chain(&staging).map(GitlabCase::key).collect();
+    assert_eq!(keys.len(), prod.len() + staging.len(), "{keys:#?}");
 }
 
 #[test]
@@ -419,11 +452,14 @@ async fn checks_that_ran_have_durations() {
     let dead = kube_reach::demo::dead_address().expect("dead");
     let refused = Ctx::new("c", format!("https://{dead}"), &ca, GOOD);
     let report = world.run(&kubeconfig(&[refused], None), &[], &[]).await;
-    for check in target(&report, "c")
+    let skipped: Vec<_> = target(&report, "c")
         .checks
         .iter()
         .filter(|c| c.status == Status::Skip)
-    {
+        .collect();
+    // A refused connection skips the layers above it: there are skip rows to look at.
+    assert!(!skipped.is_empty(), "no skip rows");
+    for check in skipped {
         assert!(
             check.duration.is_zero(),
             "{} did not run: {:?}",

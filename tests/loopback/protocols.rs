@@ -413,7 +413,9 @@ both_protocols!(
             stats.connections >= 1 && stats.tls_handshakes == 0,
             "{stats:?}"
         );
-        assert!(server.request_log().iter().all(|r| !r.client_cert));
+        // And that is because the client ended the handshake it began on seeing the chain,
+        // not because it never tried one.
+        assert!(stats.tls_failures >= 1, "{stats:?}");
     }
 );
 

@@ -138,3 +138,27 @@ async fn runner_tools_hanging_tool_is_killed_at_the_timeout() {
     let helm = tool(&report, "helm");
     assert!(helm.summary.contains("not on PATH"), "{helm:#?}");
 }
+
+/// A kubectl that cannot start (its interpreter is missing) is a warning naming why: it used to
+/// pass as "could not be run", which the deploy step then tripped over.
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_tools_tool_that_cannot_start_warns_saying_why() {
+    init();
+    let world = World::new();
+    let bin = tempfile::tempdir().expect("bin dir");
+    let path = bin.path().join("kubectl");
+    std::fs::write(&path, "#!/nonexistent/interpreter\n").expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let report = run_with_path(&world, "https://127.0.0.1:1".into(), "", bin.path()).await;
+    let kubectl = tool(&report, "kubectl");
+    assert_eq!(
+        (kubectl.status, kubectl.reason),
+        (Status::Warn, Some(Reason::ToolCannotRun)),
+        "{kubectl:#?}"
+    );
+    let evidence = kubectl.evidence.join("\n");
+    assert!(
+        evidence.contains(&path.display().to_string()) && evidence.contains("No such file"),
+        "{evidence}"
+    );
+}

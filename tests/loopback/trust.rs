@@ -266,13 +266,12 @@ fn kubeconfig_for(url: String, extra_cluster: &str, ca: Ca<'_>) -> String {
     kubeconfig(&[ctx], Some("c"))
 }
 
-/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH: exit code and
-/// stderr. A fresh HOME and cache, no proxy variables, a hard time limit.
+/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH (always under
+/// `KUBE_REACH_REQUIRE_KUBECTL=1`): exit code and stderr. A fresh HOME and cache, no proxy
+/// variables, a hard time limit.
 async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i32>, String)> {
-    let path = std::env::var_os("PATH")?;
-    let bin = std::env::split_paths(&path)
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())?;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bin = crate::kubectl::kubectl_or_skip(&path, "kubectl comparison")?;
     let world = World::new();
     let config = world.write("kubeconfig", &kubeconfig_for(server.url(), "", ca));
     let home = world.path("home");

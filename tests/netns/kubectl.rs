@@ -1,4 +1,5 @@
-//! kubectl beside kube-reach: when kubectl is on PATH, every diagnosed case also runs
+//! kubectl beside kube-reach: when kubectl is on PATH (always under `KUBE_REACH_REQUIRE_KUBECTL=1`,
+//! which fails a case that cannot run it), every diagnosed case also runs
 //! `kubectl version` in the same client namespace, with the same kubeconfig and proxy variables,
 //! and checks the two agree on whether the API server is usable. With `KUBE_REACH_WRITE_TABLE=1`
 //! the suite writes what kubectl said next to kube-reach's root cause and fix into
@@ -13,6 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common_kubectl;
 use crate::reach::Report;
 use crate::site::Site;
 use crate::sys;
@@ -48,7 +50,8 @@ pub fn compare_with(
     report: &Report,
     command: &[&str],
 ) {
-    let kubectl = sys::which("kubectl").map(|_| version(site, kubeconfig, env, command));
+    let found = common_kubectl::kubectl_or_skip(&sys::search_path(), "kubectl comparison");
+    let kubectl = found.map(|_| version(site, kubeconfig, env, command));
     record_timing(case, report, kubectl.as_ref());
     let Some(kubectl) = kubectl else { return };
     let kubectl_ok = kubectl.status == Some(0);

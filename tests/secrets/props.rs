@@ -23,7 +23,7 @@ use super::hostile::{ALL_ECHOES, run_with_token_file, start_hostile};
 use super::outputs::{assert_no_leak, render};
 use super::support::{World, init};
 
-/// Per-property time budget; cases after it pass without running.
+/// Per-property time budget; cases after it pass without running (none at all fails).
 const BUDGET: Duration = Duration::from_secs(12);
 
 /// A property's time budget and case count: cases after [`BUDGET`] return at once, and the
@@ -52,13 +52,15 @@ impl Budget {
 }
 
 impl Drop for Budget {
+    /// Prints the count and time, and fails a property none of whose cases ran (a budget spent
+    /// before the first case, by a slow machine or a slow setup, would otherwise pass it
+    /// vacuously). Not while unwinding: a failed case has already failed the test.
     fn drop(&mut self) {
-        eprintln!(
-            "{}: {} cases in {:?}",
-            self.name,
-            self.ran.get(),
-            self.started.elapsed()
-        );
+        let ran = self.ran.get();
+        eprintln!("{}: {ran} cases in {:?}", self.name, self.started.elapsed());
+        if !std::thread::panicking() {
+            assert!(ran >= 1, "{}: no case ran within {BUDGET:?}", self.name);
+        }
     }
 }
 
