@@ -6,6 +6,8 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/report.rs"]
+mod report;
 #[path = "common/kubectl.rs"]
 mod kubectl;
 #[path = "loopback/support.rs"]

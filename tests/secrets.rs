@@ -6,6 +6,8 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/report.rs"]
+mod report;
 #[path = "loopback/support.rs"]
 #[allow(dead_code)]
 mod support;

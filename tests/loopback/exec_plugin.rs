@@ -8,7 +8,7 @@ use std::path::Path;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
-use kube_reach::model::{Status, TargetReport};
+use kube_reach::model::Status;
 
 use crate::support::*;
 
@@ -62,7 +62,7 @@ async fn case() -> Case {
 impl Case {
     /// Runs the engine with the plugin; `--timeout 2` only where the plugin is meant to hang
     /// (elsewhere the default, so a loaded machine does not turn a slow start into a failure).
-    async fn run(&self, command: &str, api_version: &str, extra: &str) -> (TargetReport, String) {
+    async fn run(&self, command: &str, api_version: &str, extra: &str) -> (Target, String) {
         let kc = exec_kubeconfig(&self.url, &self.ca, command, api_version, extra);
         let path = self.bin.path().display().to_string();
         let report = self.world.run(&kc, &self.flags, &[("PATH", &path)]).await;

@@ -358,7 +358,7 @@ fn with_fail_on_warn_a_warning_is_a_failure_gitlab_lists() {
 }
 
 /// The checks of a target up to the proxy layer by name, as the JUnit names them.
-fn check_names(report: &kube_reach::model::RunReport) -> BTreeSet<String> {
+fn check_names(report: &crate::report::Report) -> BTreeSet<String> {
     target(report, "c")
         .checks
         .iter()
@@ -411,8 +411,10 @@ async fn a_dead_proxy_renames_no_test() {
     );
 }
 
-/// Every check that ran records its own duration (JUnit `time`, JSON `duration_ms`); a
-/// skipped one records none.
+/// Every check that ran records its own duration, and a skipped one records none: in JUnit,
+/// where GitLab reads it, a `time` attribute (written exactly when the duration is not zero, so
+/// even a check of a few microseconds has one) or none. The JSON's `duration_ms` rounds to
+/// milliseconds, too coarse to tell a fast check from one that did not run.
 #[tokio::test(flavor = "multi_thread")]
 async fn checks_that_ran_have_durations() {
     init();
@@ -421,13 +423,15 @@ async fn checks_that_ran_have_durations() {
     let world = World::new();
     let url = format!("https://api.k8s.test:{}", server.addr().port());
     let healthy = Ctx::new("c", url.clone(), &ca, FORBIDDEN);
-    let report = world
-        .run(
+    let outputs = world
+        .run_outputs(
             &kubeconfig(&[healthy], None),
             &["--require", REQUIREMENT],
             &[],
         )
         .await;
+    let report = crate::report::Report::parse(&outputs.json);
+    let times = case_times(&outputs.junit);
     let t = target(&report, "c");
     for id in [
         CheckId::DnsResolve,
@@ -443,15 +447,20 @@ async fn checks_that_ran_have_durations() {
             .iter()
             .find(|c| c.id == id)
             .unwrap_or_else(|| panic!("no {}: {:#?}", id.as_str(), t.checks));
-        assert!(
-            !check.duration.is_zero(),
-            "{} ran but has no duration",
+        assert_eq!(
+            timed(&times, check),
+            [true],
+            "{} ran but has no duration: {times:?}",
             check.key()
         );
     }
     let dead = kube_reach::demo::dead_address().expect("dead");
     let refused = Ctx::new("c", format!("https://{dead}"), &ca, GOOD);
-    let report = world.run(&kubeconfig(&[refused], None), &[], &[]).await;
+    let outputs = world
+        .run_outputs(&kubeconfig(&[refused], None), &[], &[])
+        .await;
+    let report = crate::report::Report::parse(&outputs.json);
+    let times = case_times(&outputs.junit);
     let skipped: Vec<_> = target(&report, "c")
         .checks
         .iter()
@@ -461,10 +470,35 @@ async fn checks_that_ran_have_durations() {
     assert!(!skipped.is_empty(), "no skip rows");
     for check in skipped {
         assert!(
-            check.duration.is_zero(),
-            "{} did not run: {:?}",
-            check.key(),
-            check.duration
+            timed(&times, check).iter().all(|timed| !timed),
+            "{} did not run: {times:?}",
+            check.key()
         );
     }
+}
+
+/// Each case of target `c` in `xml`: its name without the target, and whether it has a `time`.
+fn case_times(xml: &str) -> Vec<(String, bool)> {
+    let report = Report::deserialize_from_str(xml).expect("JUnit parses");
+    report
+        .test_suites
+        .iter()
+        .flat_map(|suite| &suite.test_cases)
+        .filter_map(|case| {
+            let name = case.name.as_str().strip_prefix("c: ")?;
+            Some((name.to_string(), case.time.is_some()))
+        })
+        .collect()
+}
+
+/// Whether the cases of `check`'s id have a `time` (JUnit names a case by the configured
+/// subject, the JSON by the observed one, so the id is what they share).
+fn timed(times: &[(String, bool)], check: &crate::report::Check) -> Vec<bool> {
+    let id = check.id.as_str();
+    let of_id = |name: &str| name == id || name.starts_with(&format!("{id} "));
+    times
+        .iter()
+        .filter(|(name, _)| of_id(name))
+        .map(|(_, timed)| *timed)
+        .collect()
 }

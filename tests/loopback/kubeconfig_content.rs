@@ -114,9 +114,9 @@ async fn config_kubeconfig_kube_context_not_current() {
 
 /// The run-wide result with `reason`, failing the test when there is none.
 fn run_wide(
-    report: &kube_reach::model::RunReport,
+    report: &crate::report::Report,
     reason: kube_reach::catalogue::Reason,
-) -> &kube_reach::model::CheckResult {
+) -> &crate::report::Check {
     report
         .checks
         .iter()

@@ -13,7 +13,7 @@ use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{
     ApiServerOptions, Pki, Protocols, ProxyMode, TlsClass, Transport, apiserver, proxy,
 };
-use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::*;
@@ -53,7 +53,7 @@ fn wire_version(protocols: Protocols) -> &'static str {
     }
 }
 
-async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (RunReport, ServerSaw) {
+async fn healthy_run(options: ApiServerOptions, extra: &[&str]) -> (Report, ServerSaw) {
     let (report, server) = run_on_good_server(options, Some(GOOD), true, extra).await;
     let log = ServerSaw {
         versions: server
@@ -74,7 +74,7 @@ struct ServerSaw {
     connections: u64,
 }
 
-fn assert_healthy(t: &TargetReport) {
+fn assert_healthy(t: &Target) {
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
     assert!(
         t.checks.iter().any(|c| c.id == CheckId::AuthWhoami
@@ -476,7 +476,7 @@ both_protocols!(client_certificate_authentication_works, |p| async move {
 });
 
 /// One target `c` with `token` against a Good server with `options`; its report.
-async fn run_against(options: ApiServerOptions, token: Option<&str>) -> TargetReport {
+async fn run_against(options: ApiServerOptions, token: Option<&str>) -> Target {
     let (report, _) = run_on_good_server(options, token, false, &[]).await;
     report.targets.into_iter().next().expect("one target")
 }

@@ -4,7 +4,7 @@
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::ApiServerOptions;
 use kube_reach::demo::apiserver::default_tokens;
-use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 
 use crate::support::*;
 
@@ -94,7 +94,7 @@ fn a_passing_run_has_a_null_top_level_root_cause() {
 async fn healthy(
     options: ApiServerOptions,
     token: &str,
-) -> (RunReport, kube_reach::demo::ApiServerHandle) {
+) -> (Report, kube_reach::demo::ApiServerHandle) {
     run_on_good_server(options, Some(token), true, &[]).await
 }
 
@@ -168,7 +168,7 @@ fn refused_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn ids(t: &TargetReport) -> Vec<&'static str> {
+fn ids(t: &Target) -> Vec<&'static str> {
     let mut ids: Vec<&str> = t.checks.iter().map(|c| c.id.as_str()).collect();
     ids.dedup();
     ids
@@ -322,7 +322,7 @@ async fn scripted_server(
     (task, addr)
 }
 
-async fn through_scripted_proxy(answer: Vec<u8>) -> TargetReport {
+async fn through_scripted_proxy(answer: Vec<u8>) -> Target {
     init();
     let (task, proxy) = scripted_server(Some(answer)).await;
     let world = World::new();
@@ -368,7 +368,7 @@ async fn a_connect_answer_whose_head_never_ends_is_no_tunnel() {
 }
 
 /// Every text a user reads (summaries, evidence, fixes, whys) of every row of the run.
-fn report_texts(report: &RunReport) -> Vec<String> {
+fn report_texts(report: &Report) -> Vec<String> {
     let rows = report
         .checks
         .iter()
@@ -384,7 +384,7 @@ fn report_texts(report: &RunReport) -> Vec<String> {
 }
 
 /// Rust `Debug` shapes: enum variants with payloads, options, byte arrays.
-fn assert_no_debug_text(report: &RunReport) {
+fn assert_no_debug_text(report: &Report) {
     for text in report_texts(report) {
         for shape in ["Failed(", "Some(", "Stalled", "Err(", "Ok("] {
             assert!(!text.contains(shape), "Debug text {shape:?} in {text:?}");

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
-use kube_reach::model::{CheckResult, RunReport, Status};
+use kube_reach::model::Status;
 
 use crate::support::*;
 
@@ -27,7 +27,7 @@ fn kubectl_printing(dir: &Path, version: &str) {
     );
 }
 
-fn tool<'r>(report: &'r RunReport, name: &str) -> &'r CheckResult {
+fn tool<'r>(report: &'r Report, name: &str) -> &'r Check {
     report
         .checks
         .iter()
@@ -35,7 +35,7 @@ fn tool<'r>(report: &'r RunReport, name: &str) -> &'r CheckResult {
         .unwrap_or_else(|| panic!("no runner.tools {name}: {:#?}", report.checks))
 }
 
-async fn run_with_path(world: &World, server: String, ca: &str, path: &Path) -> RunReport {
+async fn run_with_path(world: &World, server: String, ca: &str, path: &Path) -> Report {
     let path = path.display().to_string();
     world
         .run(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerHandle, ApiServerOptions, ProxyMode, Transport, apiserver, proxy};
-use kube_reach::model::{CheckResult, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -230,12 +230,12 @@ enum Ca<'a> {
     Wrong(&'a Made),
 }
 
-async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     run_on(server.url(), "", ca).await
 }
 
 /// Like [`run`], with the cluster's `proxy-url` set to a CONNECT proxy started here.
-async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     init();
     let proxy = proxy::start_proxy(localhost(), ProxyMode::Allow)
         .await
@@ -246,7 +246,7 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
     t
 }
 
-async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
+async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> Target {
     init();
     let world = World::new();
     let report = world
@@ -291,7 +291,7 @@ async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i3
     Some(ran)
 }
 
-fn trust_of(t: &TargetReport) -> &CheckResult {
+fn trust_of(t: &Target) -> &Check {
     t.checks
         .iter()
         .find(|c| c.id == CheckId::TlsTrust)
@@ -300,7 +300,7 @@ fn trust_of(t: &TargetReport) -> &CheckResult {
 
 /// Root cause `tls.trust reason`, a fix containing every `fix_has` and none of `fix_lacks`,
 /// evidence containing every `evidence_has`.
-fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
+fn assert_trust(t: &Target, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
     assert_root_cause(t, CheckId::TlsTrust, reason);
     let r = trust_of(t);
     let fix = r.fix.as_deref().unwrap_or_default();
@@ -316,7 +316,7 @@ fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has
     }
 }
 
-fn assert_passes(t: &TargetReport) {
+fn assert_passes(t: &Target) {
     assert_eq!(trust_of(t).status, Status::Pass, "{:#?}", t.checks);
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
 }
@@ -324,7 +324,7 @@ fn assert_passes(t: &TargetReport) {
 /// Never "send the full chain" when the chain is not the problem.
 const SEND_CHAIN: &str = "send the full chain";
 
-fn assert_fix_lacks(t: &TargetReport, words: &str) {
+fn assert_fix_lacks(t: &Target, words: &str) {
     let fix = trust_of(t).fix.as_deref().unwrap_or_default();
     assert!(!fix.contains(words), "fix says {words:?}: {fix}");
 }

@@ -17,10 +17,11 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 use kube_reach::demo::Pki;
-use kube_reach::model::{RunReport, Verdict};
+use kube_reach::model::Verdict;
+use kube_reach::in_process::Outputs;
 
 use super::hostile::{ALL_ECHOES, run_with_token_file, start_hostile};
-use super::outputs::{assert_no_leak, render};
+use super::outputs::{assert_no_leak, render, report_of};
 use super::support::{World, init};
 
 /// Per-property time budget; cases after it pass without running (none at all fails).
@@ -257,8 +258,8 @@ fn kubeconfig(s: &Secrets, token_file: &str, variant: u8, as_json: bool) -> Stri
     )
 }
 
-/// An in-process run; returns the report.
-fn run(world: &World, args: &[String], vars: &[(&str, &str)]) -> RunReport {
+/// An in-process run; returns what it wrote.
+fn run(world: &World, args: &[String], vars: &[(&str, &str)]) -> Outputs {
     init();
     let mut all = world.base_args();
     all.extend(args.iter().cloned());
@@ -266,12 +267,13 @@ fn run(world: &World, args: &[String], vars: &[(&str, &str)]) -> RunReport {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(world.run_args(&all, vars))
+    rt.block_on(world.run_args_outputs(&all, vars))
 }
 
 /// Spec §3: exit 1 when at least one check is `fail` or `error`, else 0; the run's verdict
 /// (from which `main` takes the exit status) must agree.
-fn assert_exit_follows_spec(report: &RunReport) {
+fn assert_exit_follows_spec(outputs: &Outputs) {
+    let report = report_of(outputs);
     let failing = report
         .checks
         .iter()
