@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ClientAuth, DEFAULT_SANS, Pki, Protocols, TlsClass};
-use kube_reach::report::json::{JsonCheck, JsonReport, JsonTarget};
+use kube_reach::model::{Layer, Status, TargetKind, Verdict};
 use quick_junit::{NonSuccessKind, TestCaseStatus};
 use tokio::runtime::Runtime;
 
 use crate::child::run_bounded;
+use crate::report::{Check, Report, Target};
 use crate::server::FakeServer;
 
 pub const AGENT_ID: i64 = 137;
@@ -190,8 +192,10 @@ impl Job {
         let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
         let junit_xml = std::fs::read_to_string(&junit)
             .unwrap_or_else(|e| panic!("no JUnit report ({e}); exit {code:?}; stderr:\n{stderr}"));
-        let report: JsonReport = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}); stderr:\n{stderr}"));
+        if serde_json::from_str::<serde_json::Value>(&stdout).is_err() {
+            panic!("stdout is not JSON; exit {code:?}; stderr:\n{stderr}\nstdout:\n{stdout}");
+        }
+        let report = Report::parse(&stdout);
         let junit = quick_junit::Report::deserialize_from_str(&junit_xml)
             .unwrap_or_else(|e| panic!("the JUnit report does not parse: {e}\n{junit_xml}"));
         Outcome {
@@ -225,23 +229,6 @@ fn canary() -> String {
     token
 }
 
-/// The layer order of spec §2 (root cause = first failure in this order).
-fn rank(layer: &str) -> usize {
-    match layer {
-        "config" => 0,
-        "runner" => 1,
-        "dns" => 2,
-        "tcp" | "proxy" => 3,
-        "tls" => 4,
-        "http" => 5,
-        "gitlab" => 6,
-        "auth" => 7,
-        "rbac" => 8,
-        "netpol" => 9,
-        other => panic!("unknown layer {other}"),
-    }
-}
-
 /// What one run produced.
 pub struct Outcome {
     pub code: Option<i32>,
@@ -249,35 +236,40 @@ pub struct Outcome {
     pub stderr: String,
     pub junit_xml: String,
     pub junit: quick_junit::Report,
-    pub report: JsonReport,
+    pub report: Report,
 }
 
 impl Outcome {
     /// Every check of the run, one line each (ids, statuses, reasons, summaries), for messages.
     pub fn describe(&self) -> String {
-        let line = |c: &JsonCheck| {
+        let line = |c: &Check| {
             format!(
                 "  {} {} [{}] {} : {}",
-                c.id,
+                c.id.as_str(),
                 c.subject,
-                c.status,
-                c.reason.as_deref().unwrap_or("-"),
+                c.status.as_str(),
+                c.reason.map_or("-", Reason::as_str),
                 c.summary
             )
         };
         let mut out = vec![format!("exit {:?}; global:", self.code)];
         out.extend(self.report.checks.iter().map(line));
         for t in &self.report.targets {
+            let cause = t.root_cause.map_or("none".to_string(), |rc| {
+                format!("{} {}", rc.check.as_str(), rc.reason.as_str())
+            });
             out.push(format!(
-                "target {} ({}) {} root cause {:?}:",
-                t.name, t.kind, t.verdict, t.root_cause
+                "target {} ({}) {} root cause {cause}:",
+                t.name,
+                t.kind.as_str(),
+                t.verdict.as_str()
             ));
             out.extend(t.checks.iter().map(line));
         }
         out.join("\n")
     }
 
-    pub fn target(&self, kind: &str) -> &JsonTarget {
+    pub fn target(&self, kind: TargetKind) -> &Target {
         let found: Vec<_> = self
             .report
             .targets
@@ -286,23 +278,26 @@ impl Outcome {
             .collect();
         match found.as_slice() {
             [one] => one,
-            _ => panic!("expected one {kind} target\n{}", self.describe()),
+            _ => panic!("expected one {} target\n{}", kind.as_str(), self.describe()),
         }
     }
 
-    pub fn agent(&self) -> &JsonTarget {
-        let agent = self.target("gitlab-agent");
+    pub fn agent(&self) -> &Target {
+        let agent = self.target(TargetKind::GitlabAgent);
         assert_eq!(agent.name, CONTEXT, "{}", self.describe());
         agent
     }
 
     /// The first result of `id` in `target`.
-    pub fn check<'a>(&self, target: &'a JsonTarget, id: &str) -> &'a JsonCheck {
+    pub fn check<'a>(&self, target: &'a Target, id: CheckId) -> &'a Check {
         target
             .checks
             .iter()
             .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no {id} in {}\n{}", target.name, self.describe()))
+            .unwrap_or_else(|| {
+                let id = id.as_str();
+                panic!("no {id} in {}\n{}", target.name, self.describe())
+            })
     }
 
     /// Asserts the agent target's root cause in the JSON, that the JUnit report has that check
@@ -310,41 +305,38 @@ impl Outcome {
     /// naming every `fix_mentions`. Returns the root result.
     pub fn assert_agent_root_cause(
         &self,
-        check: &str,
-        reason: &str,
+        check: CheckId,
+        reason: Reason,
         fix_mentions: &[&str],
-    ) -> &JsonCheck {
+    ) -> &Check {
         let agent = self.agent();
         let rc = agent
             .root_cause
             .as_ref()
             .unwrap_or_else(|| panic!("no root cause\n{}", self.describe()));
         assert_eq!(
-            (rc.check.as_str(), rc.reason.as_str()),
+            (rc.check, rc.reason),
             (check, reason),
             "wrong root cause\n{}",
             self.describe()
         );
-        assert_eq!(agent.verdict, "fail", "{}", self.describe());
+        assert_eq!(agent.verdict, Verdict::Fail, "{}", self.describe());
         assert_eq!(self.code, Some(1), "a failure exits 1\n{}", self.describe());
         let root = agent
             .checks
             .iter()
-            .find(|c| c.id == check && c.reason.as_deref() == Some(reason) && c.status == "fail")
-            .unwrap_or_else(|| panic!("no failing {check} {reason}\n{}", self.describe()));
+            .find(|c| c.id == check && c.reason == Some(reason) && c.status == Status::Fail)
+            .unwrap_or_else(|| panic!("no failing {} {reason:?}\n{}", check.as_str(), self.describe()));
+        let (check, reason) = (check.as_str(), reason.as_str());
         assert!(!root.evidence.is_empty(), "{check} has no evidence");
         // Nothing downstream is blamed, except the agent server's refusal (`auth.whoami`) that a
         // GitLab finding explains.
-        for c in agent
-            .checks
-            .iter()
-            .filter(|c| c.status == "fail" || c.status == "error")
-        {
-            let explained = root.layer == "gitlab" && c.id == "auth.whoami";
+        for c in agent.checks.iter().filter(|c| c.status.is_failure()) {
+            let explained = root.layer == Layer::Gitlab && c.id == CheckId::AuthWhoami;
             assert!(
-                rank(&c.layer) <= rank(&root.layer) || explained,
+                c.layer.rank() <= root.layer.rank() || explained,
                 "downstream {} {:?} also blamed\n{}",
-                c.id,
+                c.id.as_str(),
                 c.reason,
                 self.describe()
             );
