@@ -40,8 +40,10 @@ pub async fn run(argv: &[String], env: &Env) -> Result<Outputs, String> {
         .map_err(|e| e.to_string())?;
     let mut json_text = Vec::new();
     json::write(&report, &mut json_text).map_err(|e| e.to_string())?;
-    let options =
-        JunitOptions::for_file(args.output.fail_on == FailOn::Warn, args.output.junit.as_deref());
+    let options = JunitOptions::for_file(
+        args.output.fail_on == FailOn::Warn,
+        args.output.junit.as_deref(),
+    );
     Ok(Outputs {
         job_log: String::from_utf8_lossy(&job_log).into_owned(),
         json: String::from_utf8_lossy(&json_text).into_owned(),

@@ -11,8 +11,6 @@
 
 #[path = "common/child.rs"]
 mod child;
-#[path = "common/report.rs"]
-mod report;
 #[path = "gitlab_agent/gitlab_api.rs"]
 mod gitlab_api;
 #[path = "gitlab_agent/job.rs"]
@@ -21,6 +19,8 @@ mod job;
 mod kas;
 #[path = "gitlab_agent/legacy.rs"]
 mod legacy;
+#[path = "common/report.rs"]
+mod report;
 #[path = "gitlab_agent/server.rs"]
 mod server;
 
@@ -194,7 +194,11 @@ fn auth_whoami_agent_unauthorized_h1() {
 fn auth_whoami_agent_unauthorized_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::JobTokenRejected, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause(CheckId::AuthWhoami, Reason::AgentUnauthorized, &["KUBECONFIG"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::AuthWhoami,
+        Reason::AgentUnauthorized,
+        &["KUBECONFIG"],
+    );
     assert!(
         root.evidence
             .iter()
@@ -217,7 +221,9 @@ fn auth_whoami_agent_unauthorized_stale_token() {
         &format!("ci:{AGENT_ID}:{stale}"),
     );
     let out = world.job.run(Some(&kubeconfig), &world.gitlab, None);
-    out.assert_agent_root_cause(CheckId::AuthWhoami, Reason::AgentUnauthorized,
+    out.assert_agent_root_cause(
+        CheckId::AuthWhoami,
+        Reason::AgentUnauthorized,
         &["does not carry this job's CI_JOB_TOKEN"],
     );
     out.assert_no_leak(stale);
@@ -238,7 +244,9 @@ fn gitlab_allowed_agents_job_token_rejected() {
     let gitlab = gitlab_api::start(&job.rt, job.tls(TlsClass::Good), &job.canary, false, &[]);
     let world = World { kas, gitlab, job };
     let out = world.run();
-    out.assert_agent_root_cause(CheckId::GitlabAllowedAgents, Reason::JobTokenRejected,
+    out.assert_agent_root_cause(
+        CheckId::GitlabAllowedAgents,
+        Reason::JobTokenRejected,
         &["inside the job"],
     );
     let whoami = out.check(out.agent(), CheckId::AuthWhoami);
@@ -260,7 +268,9 @@ fn gitlab_allowed_agents_agent_not_allowed_h1() {
 fn gitlab_allowed_agents_agent_not_allowed_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::AgentNotAllowed, &[5]);
     let out = world.run();
-    let root = out.assert_agent_root_cause(CheckId::GitlabAllowedAgents, Reason::AgentNotAllowed,
+    let root = out.assert_agent_root_cause(
+        CheckId::GitlabAllowedAgents,
+        Reason::AgentNotAllowed,
         &[
             PROJECT_PATH,
             ".gitlab/agents/my-agent/config.yaml",
@@ -288,7 +298,9 @@ fn gitlab_allowed_agents_agent_not_allowed_on(protocols: Protocols) {
 fn gitlab_allowed_agents_no_agents() {
     let world = World::new(KasMode::AgentNotAllowed, &[]);
     let out = world.run();
-    let root = out.assert_agent_root_cause(CheckId::GitlabAllowedAgents, Reason::NoAgents,
+    let root = out.assert_agent_root_cause(
+        CheckId::GitlabAllowedAgents,
+        Reason::NoAgents,
         &["ci_access", PROJECT_PATH],
     );
     assert!(
@@ -315,7 +327,8 @@ fn auth_whoami_agent_not_connected_h1() {
 fn auth_whoami_agent_not_connected_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::AgentNotConnected, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause(CheckId::AuthWhoami, Reason::AgentNotConnected, &["agentk"]);
+    let root =
+        out.assert_agent_root_cause(CheckId::AuthWhoami, Reason::AgentNotConnected, &["agentk"]);
     assert!(
         root.evidence
             .iter()
@@ -359,7 +372,11 @@ fn explicit_timeout_bounds_the_agent_server_wait() {
         "--timeout must bound the wait, not --deadline\n{}",
         out.describe()
     );
-    let root = out.assert_agent_root_cause(CheckId::HttpVersion, Reason::Stalled, &["without --timeout"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::HttpVersion,
+        Reason::Stalled,
+        &["without --timeout"],
+    );
     assert!(
         root.evidence
             .iter()
@@ -373,7 +390,11 @@ fn explicit_timeout_bounds_the_agent_server_wait() {
 fn gitlab_kas_not_agent_server() {
     let world = World::new(KasMode::LoadBalancer, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause(CheckId::GitlabKas, Reason::NotAgentServer, &["k8s-proxy URL"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::GitlabKas,
+        Reason::NotAgentServer,
+        &["k8s-proxy URL"],
+    );
     let evidence = root.evidence.join("\n");
     assert!(
         evidence.contains("Server: nginx/1.25.3")
@@ -398,7 +419,9 @@ fn config_server_insecure_scheme() {
     assert!(url.starts_with("http://"), "{url}");
     let out = world.run();
     let https = url.replacen("http://", "https://", 1);
-    out.assert_agent_root_cause(CheckId::ConfigServer, Reason::InsecureScheme,
+    out.assert_agent_root_cause(
+        CheckId::ConfigServer,
+        Reason::InsecureScheme,
         &["gitlab_kas_external_k8s_proxy_url", &https],
     );
     let whoami = out.check(out.agent(), CheckId::AuthWhoami);
@@ -481,7 +504,10 @@ fn config_kubeconfig_not_set() {
         "{fix}"
     );
     assert!(
-        out.report.targets.iter().all(|t| t.kind != TargetKind::GitlabAgent),
+        out.report
+            .targets
+            .iter()
+            .all(|t| t.kind != TargetKind::GitlabAgent),
         "{}",
         out.describe()
     );

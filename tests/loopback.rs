@@ -6,10 +6,10 @@
 
 #[path = "common/child.rs"]
 mod child;
-#[path = "common/report.rs"]
-mod report;
 #[path = "common/kubectl.rs"]
 mod kubectl;
+#[path = "common/report.rs"]
+mod report;
 #[path = "loopback/support.rs"]
 mod support;
 

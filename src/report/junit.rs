@@ -677,7 +677,9 @@ mod tests {
         let head = case.split('>').next().unwrap_or_default();
         assert!(!head.contains("time="), "{head}");
         assert!(
-            xml.contains("name=\"runner.environment\" classname=\"kube-reach / runner\" time=\"0.002\""),
+            xml.contains(
+                "name=\"runner.environment\" classname=\"kube-reach / runner\" time=\"0.002\""
+            ),
             "{xml}"
         );
     }

@@ -146,10 +146,16 @@ impl Target {
             must.push(CheckId::TcpConnect);
         }
         if self.server.starts_with("https://") {
-            must.extend([CheckId::TlsTrust, CheckId::TlsHostname, CheckId::TlsValidity]);
+            must.extend([
+                CheckId::TlsTrust,
+                CheckId::TlsHostname,
+                CheckId::TlsValidity,
+            ]);
         }
         match self.kind {
-            TargetKind::Gitlab => must.extend([CheckId::GitlabServer, CheckId::GitlabAllowedAgents]),
+            TargetKind::Gitlab => {
+                must.extend([CheckId::GitlabServer, CheckId::GitlabAllowedAgents])
+            }
             kind => {
                 if kind == TargetKind::GitlabAgent {
                     must.push(CheckId::GitlabKas);
@@ -298,7 +304,10 @@ mod self_test {
     #[test]
     fn a_report_in_the_schema_reads() {
         let report = Report::parse(REPORT);
-        assert_eq!(report.only_target().checks[0].key(), "tcp.connect 127.0.0.1:9");
+        assert_eq!(
+            report.only_target().checks[0].key(),
+            "tcp.connect 127.0.0.1:9"
+        );
     }
 
     #[test]
@@ -310,7 +319,10 @@ mod self_test {
     #[test]
     #[should_panic(expected = "is no")]
     fn an_unknown_reason_is_refused() {
-        Report::parse(&REPORT.replace("\"reason\": \"refused\", \"summary\"", "\"reason\": \"nope\", \"summary\""));
+        Report::parse(&REPORT.replace(
+            "\"reason\": \"refused\", \"summary\"",
+            "\"reason\": \"nope\", \"summary\"",
+        ));
     }
 
     #[test]
@@ -322,6 +334,8 @@ mod self_test {
     #[test]
     #[should_panic(expected = "lacks the rows")]
     fn a_target_without_its_kinds_rows_is_refused() {
-        Report::parse(REPORT).only_target().assert_has_rows_of_its_kind();
+        Report::parse(REPORT)
+            .only_target()
+            .assert_has_rows_of_its_kind();
     }
 }

@@ -326,7 +326,13 @@ impl Outcome {
             .checks
             .iter()
             .find(|c| c.id == check && c.reason == Some(reason) && c.status == Status::Fail)
-            .unwrap_or_else(|| panic!("no failing {} {reason:?}\n{}", check.as_str(), self.describe()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no failing {} {reason:?}\n{}",
+                    check.as_str(),
+                    self.describe()
+                )
+            });
         let (check, reason) = (check.as_str(), reason.as_str());
         assert!(!root.evidence.is_empty(), "{check} has no evidence");
         // Nothing downstream is blamed, except the agent server's refusal (`auth.whoami`) that a

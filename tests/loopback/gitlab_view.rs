@@ -192,13 +192,7 @@ fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> Str
 }
 
 /// [`run_at`] writing the JUnit report to `file` (in the run's folder).
-fn run_into(
-    world: &World,
-    servers: &AddressMove,
-    ip: &str,
-    file: &str,
-    extra: &[&str],
-) -> String {
+fn run_into(world: &World, servers: &AddressMove, ip: &str, file: &str, extra: &[&str]) -> String {
     world.write("hosts", &format!("{ip} api.k8s.test\n"));
     let url = format!("https://api.k8s.test:{}", servers.port);
     let kc = kubeconfig(

@@ -74,10 +74,7 @@ fn run_wide_failures_have_a_top_level_root_cause() {
     // No target came out of a file that does not parse: the run-wide cause is the only one.
     assert_eq!(
         all_root_causes(&v),
-        [(
-            "config.kubeconfig".to_string(),
-            "invalid-yaml".to_string()
-        )]
+        [("config.kubeconfig".to_string(), "invalid-yaml".to_string())]
     );
 }
 

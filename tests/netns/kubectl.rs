@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kube_reach::model::Verdict;
+
 use crate::common_kubectl;
 use crate::reach::Report;
 use crate::site::Site;
@@ -55,14 +57,14 @@ pub fn compare_with(
     record_timing(case, report, kubectl.as_ref());
     let Some(kubectl) = kubectl else { return };
     let kubectl_ok = kubectl.status == Some(0);
-    let reach_ok = report.verdict() != "fail";
+    let reach_ok = report.verdict() != Verdict::Fail;
     assert_eq!(
         kubectl_ok,
         reach_ok,
         "kubectl (exit {:?}: {}) and kube-reach (verdict {}) disagree on whether the API server works",
         kubectl.status,
         said(&kubectl),
-        report.verdict()
+        report.verdict().as_str()
     );
     if std::env::var_os("KUBE_REACH_WRITE_TABLE").is_some_and(|v| v == "1") {
         write_row(case, &said(&kubectl), report);

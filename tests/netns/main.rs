@@ -36,6 +36,8 @@ mod nginx;
 mod pki;
 mod proxy;
 mod reach;
+#[path = "../common/report.rs"]
+mod report;
 mod site;
 mod sys;
 mod world;

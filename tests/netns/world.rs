@@ -58,7 +58,7 @@ pub enum Family {
 }
 
 /// What a client command printed, how it ended and how long it took.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ran {
     pub status: Option<i32>,
     pub stdout: String,

@@ -12,7 +12,11 @@ pub const FRAGMENT: usize = 12;
 /// and the JUnit checked to be XML.
 pub fn render(outputs: &Outputs) -> Vec<(&'static str, String)> {
     report_of(outputs);
-    assert!(outputs.junit.starts_with("<?xml"), "junit: {}", outputs.junit);
+    assert!(
+        outputs.junit.starts_with("<?xml"),
+        "junit: {}",
+        outputs.junit
+    );
     vec![
         ("job log", outputs.job_log.clone()),
         ("json", outputs.json.clone()),

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 use kube_reach::demo::Pki;
-use kube_reach::model::Verdict;
 use kube_reach::in_process::Outputs;
+use kube_reach::model::Verdict;
 
 use super::hostile::{ALL_ECHOES, run_with_token_file, start_hostile};
 use super::outputs::{assert_no_leak, render, report_of};

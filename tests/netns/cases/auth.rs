@@ -3,6 +3,7 @@
 //! server anonymous, and gets 401.
 
 use base64::Engine as _;
+use kube_reach::catalogue::{CheckId, Reason};
 
 use super::assert_ran;
 use crate::nginx::{self, Front};
@@ -64,7 +65,7 @@ fn auth_whoami_client_cert_not_requested() {
         "auth: TLS-terminating front, client certificate",
         &kubeconfig,
     )
-    .expect_root_cause("auth.whoami", "client-cert-not-requested")
-    .expect_evidence("auth.whoami", &["no CertificateRequest", "HTTP 401"])
-    .expect_fix("auth.whoami", &["passthrough"]);
+    .expect_root_cause(CheckId::AuthWhoami, Reason::ClientCertNotRequested)
+    .expect_evidence(CheckId::AuthWhoami, &["no CertificateRequest", "HTTP 401"])
+    .expect_fix(CheckId::AuthWhoami, &["passthrough"]);
 }
