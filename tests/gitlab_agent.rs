@@ -17,6 +17,8 @@ mod gitlab_api;
 mod job;
 #[path = "gitlab_agent/kas.rs"]
 mod kas;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
 #[path = "gitlab_agent/legacy.rs"]
 mod legacy;
 #[path = "common/report.rs"]

@@ -6,6 +6,8 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
 #[path = "common/kubectl.rs"]
 mod kubectl;
 #[path = "common/report.rs"]

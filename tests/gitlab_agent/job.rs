@@ -17,6 +17,7 @@ use quick_junit::{NonSuccessKind, TestCaseStatus};
 use tokio::runtime::Runtime;
 
 use crate::child::run_bounded;
+use crate::kubeconfig::{Ctx, kubeconfig};
 use crate::report::{Check, Report, Target};
 use crate::server::FakeServer;
 
@@ -102,14 +103,19 @@ impl Job {
         }
     }
 
-    /// The kubeconfig exactly as `Ci::GenerateKubeconfigService` writes it for one agent with
-    /// `default_namespace: ci`: no CA data, no current-context.
+    /// The kubeconfig as `Ci::GenerateKubeconfigService` writes it for one agent with
+    /// `default_namespace: ci`: cluster `gitlab`, user `agent:<id>`, no CA data, no
+    /// current-context.
     pub fn agent_kubeconfig(&self, server: &str, token: &str) -> PathBuf {
-        let text = format!(
-            "---\napiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster:\n    server: {server}\nusers:\n- name: agent:{AGENT_ID}\n  user:\n    token: {token}\ncontexts:\n- name: {CONTEXT}\n  context:\n    cluster: gitlab\n    namespace: ci\n    user: agent:{AGENT_ID}\n"
-        );
+        let user = format!("agent:{AGENT_ID}");
+        let ctx = Ctx {
+            token: Some(token),
+            cluster_name: Some("gitlab"),
+            user_name: Some(&user),
+            ..Ctx::named(CONTEXT, server.to_string())
+        };
         let path = self.path("kubeconfig");
-        std::fs::write(&path, text).expect("kubeconfig");
+        std::fs::write(&path, kubeconfig(&[ctx], None)).expect("kubeconfig");
         path
     }
 

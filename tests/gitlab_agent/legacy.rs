@@ -1,7 +1,8 @@
 //! Jobs that reach their cluster without an agent (issue 8.4).
 
+use crate::kubeconfig::GOOD;
 use kube_reach::catalogue::CheckId;
-use kube_reach::demo::{ApiServerOptions, GOOD_TOKEN, TlsClass, Transport, apiserver};
+use kube_reach::demo::{ApiServerOptions, TlsClass, Transport, apiserver};
 use kube_reach::model::{Status, TargetKind};
 
 use crate::gitlab_api;
@@ -25,7 +26,7 @@ fn a_legacy_kube_url_job_without_agents_passes() {
     let ca = job.pki.root_ca_pem();
     let vars = [
         ("KUBE_URL", url.as_str()),
-        ("KUBE_TOKEN", GOOD_TOKEN),
+        ("KUBE_TOKEN", GOOD),
         ("KUBE_CA_PEM", ca.as_str()),
         ("KUBE_NAMESPACE", "ci"),
     ];

@@ -28,10 +28,17 @@ fn credential(api_version: &str, token: &str) -> String {
 }
 
 fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra: &str) -> String {
-    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
-    )
+    let exec = format!(
+        "    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}"
+    );
+    let ctx = Ctx {
+        ca_pem: Some(ca),
+        extra_user: &exec,
+        user_name: Some("u"),
+        namespace: None,
+        ..Ctx::named("c", url.to_string())
+    };
+    kubeconfig(&[ctx], Some("c"))
 }
 
 struct Case {

@@ -359,15 +359,14 @@ fn client_cert_kubeconfig(pki: &Pki, url: &str, ca: Option<&str>, cluster_extra:
     let client = pki
         .client_identity("alice", &["devs"])
         .expect("client cert");
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let ca = ca
-        .map(|ca| format!("    certificate-authority-data: {}\n", b64(ca)))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n{ca}{cluster_extra}users:\n- name: alice\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: c\n  context: {{cluster: c, user: alice, namespace: ci}}\ncurrent-context: c\n",
-        cert = b64(&client.cert_pem),
-        key = b64(client.key_pem()),
-    )
+    let ctx = Ctx {
+        ca_pem: ca,
+        extra_cluster: cluster_extra,
+        client_cert: Some((&client.cert_pem, client.key_pem())),
+        user_name: Some("alice"),
+        ..Ctx::named("c", url.to_string())
+    };
+    kubeconfig(&[ctx], Some("c"))
 }
 
 /// A server asking for (optional) client certificates, presenting a chain of `class`.

@@ -742,14 +742,14 @@ async fn client_certificate_authentication_works_and_a_wrong_key_is_named() {
     let other = pki.client_identity("bob", &["devs"]).expect("other cert");
     let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
     let world = World::new();
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let kc = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: mismatched\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {wrong}\ncontexts:\n- name: mismatched\n  context: {{cluster: c, user: mismatched}}\n",
-        url = server.url(),
-        ca = b64(&ca),
-        cert = b64(&client.cert_pem),
-        wrong = b64(other.key_pem()),
-    );
+    let ctx = Ctx {
+        ca_pem: Some(&ca),
+        client_cert: Some((&client.cert_pem, other.key_pem())),
+        namespace: None,
+        cluster_name: Some("c"),
+        ..Ctx::named("mismatched", server.url())
+    };
+    let kc = kubeconfig(&[ctx], None);
     let report = world.run(&kc, &[], &[]).await;
     assert_root_cause(
         target(&report, "mismatched"),

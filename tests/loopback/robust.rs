@@ -117,11 +117,8 @@ fn config_credentials_jwt_exp_beyond_any_clock_does_not_crash() {
     let token = jwt(r#"{"exp":9223372036854775808,"sub":"x"}"#);
     let kc = kubeconfig(
         &[Ctx {
-            name: "far",
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(&token),
-            extra_cluster: "",
+            ..Ctx::named("far", REFUSED.into())
         }],
         Some("far"),
     );
@@ -393,11 +390,9 @@ fn config_tls_invalid_server_name() {
     let world = World::new();
     let kc = kubeconfig(
         &[Ctx {
-            name: "bad-sni",
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(GOOD),
             extra_cluster: "    tls-server-name: \"bad name!\"\n",
+            ..Ctx::named("bad-sni", REFUSED.into())
         }],
         Some("bad-sni"),
     );
@@ -424,11 +419,8 @@ fn config_kubeconfig_too_many_targets() {
     let contexts: Vec<Ctx> = names
         .iter()
         .map(|n| Ctx {
-            name: n,
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(GOOD),
-            extra_cluster: "",
+            ..Ctx::named(n, REFUSED.into())
         })
         .collect();
     let path = world.write("kubeconfig", &kubeconfig(&contexts, None));
@@ -617,11 +609,8 @@ fn many_short_registered_secrets_do_not_stall_the_run() {
     let server = format!("{REFUSED}/?{}", query.join("&"));
     let kc = kubeconfig(
         &[Ctx {
-            name: "q",
-            server,
-            ca_pem: None,
             token: Some("t0kenxyz"),
-            extra_cluster: "",
+            ..Ctx::named("q", server)
         }],
         Some("q"),
     );
@@ -654,11 +643,7 @@ fn config_kubeconfig_thousands_of_missing_contexts_are_capped() {
     let contexts: Vec<Ctx> = names
         .iter()
         .map(|name| Ctx {
-            name,
-            server: REFUSED.into(),
-            ca_pem: None,
-            token: None,
-            extra_cluster: "",
+            ..Ctx::named(name, REFUSED.into())
         })
         .collect();
     let path = world.write("kubeconfig", &kubeconfig(&contexts, None));

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Pki, TlsClass, Transport, apiserver,
@@ -17,8 +16,7 @@ use kube_reach::model::Status;
 
 pub use crate::report::{Check, Report, Target};
 
-pub const GOOD: &str = "good-token";
-pub const FORBIDDEN: &str = "forbidden-token";
+pub use crate::kubeconfig::{Ctx, FORBIDDEN, GOOD, kubeconfig};
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,60 +61,6 @@ pub async fn run_on_good_server(
     let kc = kubeconfig(&[ctx], current.then_some("c"));
     let report = World::new().run(&kc, extra, &[]).await;
     (report, server)
-}
-
-/// One kubeconfig cluster/user/context.
-pub struct Ctx<'a> {
-    pub name: &'a str,
-    pub server: String,
-    pub ca_pem: Option<&'a str>,
-    pub token: Option<&'a str>,
-    pub extra_cluster: &'a str,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(name: &'a str, server: String, ca_pem: &'a str, token: &'a str) -> Self {
-        Ctx {
-            name,
-            server,
-            ca_pem: Some(ca_pem),
-            token: Some(token),
-            extra_cluster: "",
-        }
-    }
-}
-
-pub fn kubeconfig(contexts: &[Ctx<'_>], current: Option<&str>) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut clusters = String::new();
-    let mut users = String::new();
-    let mut ctxs = String::new();
-    for c in contexts {
-        clusters.push_str(&format!(
-            "- name: {n}\n  cluster:\n    server: \"{s}\"\n",
-            n = c.name,
-            s = c.server
-        ));
-        if let Some(ca) = c.ca_pem {
-            clusters.push_str(&format!("    certificate-authority-data: {}\n", b64(ca)));
-        }
-        clusters.push_str(c.extra_cluster);
-        users.push_str(&format!("- name: {n}\n  user:\n", n = c.name));
-        match c.token {
-            Some(t) => users.push_str(&format!("    token: \"{t}\"\n")),
-            None => users.push_str("    {}\n"),
-        }
-        ctxs.push_str(&format!(
-            "- name: {n}\n  context:\n    cluster: {n}\n    user: {n}\n    namespace: ci\n",
-            n = c.name
-        ));
-    }
-    let current = current
-        .map(|c| format!("current-context: {c}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n{clusters}users:\n{users}contexts:\n{ctxs}{current}"
-    )
 }
 
 /// A temp dir with an empty resolv.conf and a hosts file naming api.k8s.test, so no test name
