@@ -24,6 +24,8 @@
 //! `cargo test --test netns self_test` checks the assertions themselves (no root needed). See
 //! `kubectl.rs` for the comparison table and `bench.sh` for timings.
 
+#[path = "../common/child.rs"]
+mod child;
 #[path = "../common/kubeconfig.rs"]
 mod common_kubeconfig;
 #[path = "../common/kubectl.rs"]
