@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::model::{Layer, Status, TargetKind, Verdict};
+use kube_reach::vocab::{CheckId, Layer, Reason, Status, TargetKind, Verdict};
 use serde::{Deserialize, Deserializer};
 
 /// The whole document.
@@ -204,71 +203,19 @@ trait Named: Copy + 'static {
     fn name(self) -> &'static str;
 }
 
-impl Named for CheckId {
-    const ALL: &'static [Self] = CheckId::ALL;
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
+/// `Named` for the tool's vocabulary types, from their own lists of values.
+macro_rules! named {
+    ($($ty:ident),*) => {$(
+        impl Named for $ty {
+            const ALL: &'static [Self] = $ty::ALL;
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    )*};
 }
 
-impl Named for Reason {
-    const ALL: &'static [Self] = Reason::ALL;
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Named for Status {
-    const ALL: &'static [Self] = &[
-        Status::Pass,
-        Status::Skip,
-        Status::Warn,
-        Status::Fail,
-        Status::Error,
-    ];
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Named for Verdict {
-    const ALL: &'static [Self] = &[Verdict::Pass, Verdict::Warn, Verdict::Fail];
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Named for TargetKind {
-    const ALL: &'static [Self] = &[
-        TargetKind::Direct,
-        TargetKind::GitlabAgent,
-        TargetKind::LegacyCertificate,
-        TargetKind::InCluster,
-        TargetKind::Gitlab,
-    ];
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Named for Layer {
-    const ALL: &'static [Self] = &[
-        Layer::Config,
-        Layer::Runner,
-        Layer::Dns,
-        Layer::Tcp,
-        Layer::Proxy,
-        Layer::Tls,
-        Layer::Http,
-        Layer::Gitlab,
-        Layer::Auth,
-        Layer::Rbac,
-        Layer::Netpol,
-    ];
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
+named!(CheckId, Reason, Status, Verdict, TargetKind, Layer);
 
 fn by_name<T: Named, E: serde::de::Error>(text: &str) -> Result<T, E> {
     T::ALL

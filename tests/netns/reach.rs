@@ -292,36 +292,31 @@ impl Report {
     /// person needs to act (an address, an rcode, a date, a status line) is there. A needle may
     /// list alternatives, `"timed out|timeout"`.
     pub fn expect_evidence(&self, id: CheckId, needles: &[&str]) -> &Self {
-        let evidence: Vec<&str> = self
-            .results(id)
-            .iter()
-            .flat_map(|c| c.evidence.iter().map(String::as_str))
-            .collect();
-        let what = format!("{} evidence", id.as_str());
-        self.expect_mentions(&what, &evidence.join("\n"), needles)
+        self.expect_in(id, "evidence", |c| c.evidence.join("\n"), needles)
     }
 
     /// The summary of `id` (all its results) mentions every needle: for checks whose finding is
     /// a statement, like `config.proxy` naming the route it chose.
     pub fn expect_summary(&self, id: CheckId, needles: &[&str]) -> &Self {
-        let summaries: Vec<&str> = self
-            .results(id)
-            .iter()
-            .map(|c| c.summary.as_str())
-            .collect();
-        let what = format!("{} summary", id.as_str());
-        self.expect_mentions(&what, &summaries.join("\n"), needles)
+        self.expect_in(id, "summary", |c| c.summary.clone(), needles)
     }
 
     /// The fix of the failing `id` result mentions every needle (as in [`Self::expect_evidence`]).
     pub fn expect_fix(&self, id: CheckId, needles: &[&str]) -> &Self {
-        let fixes: Vec<&str> = self
-            .results(id)
-            .iter()
-            .map(|c| c.fix.as_deref().unwrap_or_default())
-            .collect();
-        let what = format!("{} fix", id.as_str());
-        self.expect_mentions(&what, &fixes.join("\n"), needles)
+        self.expect_in(id, "fix", |c| c.fix.clone().unwrap_or_default(), needles)
+    }
+
+    /// The `part` of every result of `id`, as `text` reads it, mentions every needle.
+    fn expect_in(
+        &self,
+        id: CheckId,
+        part: &str,
+        text: impl Fn(&Check) -> String,
+        needles: &[&str],
+    ) -> &Self {
+        let texts: Vec<String> = self.results(id).into_iter().map(text).collect();
+        let what = format!("{} {part}", id.as_str());
+        self.expect_mentions(&what, &texts.join("\n"), needles)
     }
 
     fn expect_mentions(&self, what: &str, text: &str, needles: &[&str]) -> &Self {
@@ -438,23 +433,23 @@ mod self_test {
     }
 
     /// A run that passed with every row of a direct target, less the rows named in `without`.
-    fn healthy(without: &[&str]) -> Report {
-        let ids = [
-            "dns.resolve",
-            "tcp.connect",
-            "tls.handshake",
-            "tls.trust",
-            "tls.hostname",
-            "tls.validity",
-            "http.version",
-            "http.health",
-            "auth.whoami",
-            "rbac.can-i",
+    fn healthy(without: &[CheckId]) -> Report {
+        let connection = [CheckId::DnsResolve, CheckId::TcpConnect];
+        let tls = [
+            CheckId::TlsHandshake,
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
         ];
+        let rest = [
+            CheckId::TlsValidity,
+            CheckId::HttpVersion,
+            CheckId::HttpHealth,
+        ];
+        let server = [CheckId::AuthWhoami, CheckId::RbacCanI];
+        let ids = connection.iter().chain(&tls).chain(&rest).chain(&server);
         let rows = ids
-            .iter()
             .filter(|id| !without.contains(id))
-            .map(|id| row(id, "api.k8s.test:6443", "pass", Value::Null, &[]))
+            .map(|id| row(id.as_str(), "api.k8s.test:6443", "pass", Value::Null, &[]))
             .collect();
         report(&document(rows, Value::Null), 0)
     }
@@ -513,7 +508,7 @@ mod self_test {
     #[test]
     #[should_panic(expected = "lacks the rows")]
     fn a_pass_without_the_rows_of_its_kind_is_rejected() {
-        healthy(&["auth.whoami", "rbac.can-i"]).expect_pass(&[CheckId::TcpConnect]);
+        healthy(&[CheckId::AuthWhoami, CheckId::RbacCanI]).expect_pass(&[CheckId::TcpConnect]);
     }
 
     #[test]
