@@ -34,7 +34,7 @@ impl World {
 }
 
 /// The run-wide check `id` with `reason`.
-fn run_wide<'a>(out: &'a Outcome, id: CheckId, reason: Reason) -> &'a Check {
+fn run_wide(out: &Outcome, id: CheckId, reason: Reason) -> &Check {
     out.report
         .checks
         .iter()
