@@ -229,7 +229,11 @@ fn world_pod_service_dnat_and_cni() {
         ],
         &[],
     );
-    assert_ran(&direct, 28, &["Timeout was reached"]);
+    assert_ran(
+        &direct,
+        28,
+        &["Timeout was reached|Connection timeout after"],
+    );
     // With DNS blocked, lookups time out (silence, as behind a CNI), and the API still answers.
     let (no_dns, _) = pod_world(Cni::NoDns);
     assert_ran(&no_dns.dig(&["api.k8s.test"]), 9, &["timed out"]);

@@ -51,7 +51,7 @@ fn world_tcp_firewall() {
         return;
     }
     let drop = firewalled_fixture(Block::Drop).curl(&["--connect-timeout", "2", VERSION_URL], &[]);
-    assert_ran(&drop, 28, &["Timeout was reached"]);
+    assert_ran(&drop, 28, &["Timeout was reached|Connection timeout after"]);
     let reset = firewalled_fixture(Block::Reset).curl(&[VERSION_URL], &[]);
     assert_ran(&reset, 7, &["Connection refused"]);
     let prohibited = firewalled_fixture(Block::AdminProhibited).curl(&[VERSION_URL], &[]);
