@@ -12,7 +12,7 @@ use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Pki, Protocols, TlsClass, Transport, User,
     apiserver,
 };
-use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 
 use crate::support::*;
 
@@ -62,13 +62,13 @@ fn requests_per_user(server: &ApiServerHandle) -> BTreeMap<String, usize> {
     per_user
 }
 
-fn whoami_names(t: &TargetReport, user: &str) -> bool {
+fn whoami_names(t: &Target, user: &str) -> bool {
     let whoami = result_of(t, CheckId::AuthWhoami);
     whoami.status == Status::Pass && whoami.summary.contains(user)
 }
 
 /// How many of the targets' transport rows say they were shared.
-fn shared_rows(report: &RunReport) -> usize {
+fn shared_rows(report: &Report) -> usize {
     (report.targets.iter())
         .flat_map(|t| t.checks.iter())
         .filter(|c| TRANSPORT_ROWS.contains(&c.id))
@@ -172,13 +172,7 @@ async fn contexts_whose_server_name_identity_or_ca_differ_share_nothing() {
     let (server, ca) = server(&pki, &pki.optional_client_auth(), options).await;
     let other_ca = unused_ca(&other);
     let url = server.url();
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let alice_user = format!(
-        "    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64(&alice.cert_pem),
-        b64(alice.key_pem())
-    );
-    let mut kc = kubeconfig(
+    let kc = kubeconfig(
         &[
             Ctx::new("plain", url.clone(), &ca, "tok-plain"),
             Ctx {
@@ -187,16 +181,13 @@ async fn contexts_whose_server_name_identity_or_ca_differ_share_nothing() {
             },
             Ctx {
                 token: None,
+                client_cert: Some((&alice.cert_pem, alice.key_pem())),
                 ..Ctx::new("alice", url.clone(), &ca, "")
             },
             // Another CA: the server's certificate does not verify under it.
             Ctx::new("stranger", url.clone(), &other_ca, "tok-stranger"),
         ],
         None,
-    );
-    kc = kc.replace(
-        "- name: alice\n  user:\n    {}\n",
-        &format!("- name: alice\n  user:\n{alice_user}"),
     );
     let report = World::new().run(&kc, &[], &[]).await;
 
