@@ -102,11 +102,12 @@ pub async fn connection(
         .links
         .get(link_key(target, addresses), begin)
         .await;
+    // Only the target that began the opening opens the connection.
+    let opener = Arc::ptr_eq(&opening.opener, rec);
     let (mut own, mut made) = (None, false);
     let (slot, opened) = (&mut own, &mut made);
-    let waiting = opening.clone();
     let open = move || async move {
-        if !Arc::ptr_eq(&waiting.opener, rec) {
+        if !opener {
             // The opener stopped before it finished: the run's deadline stops every target
             // (this one's report then says where the opener stood, `stopped_while_joining`),
             // or kube-reach failed inside it (its report says so). Beginning anew here would
@@ -118,7 +119,9 @@ pub async fn connection(
         *slot = super::connect_layers(target, addresses, ctx, rec).await;
         Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
     };
-    rec.waiting_for(Some(opening.clone()));
+    if !opener {
+        rec.waiting_for(Some(opening.clone()));
+    }
     let link = opening.link.get_or_init(open).await.clone();
     rec.waiting_for(None);
     if made {
@@ -154,8 +157,7 @@ impl Recorder {
         results: &mut Vec<CheckResult>,
     ) -> Option<(CheckId, String)> {
         let opening = self.joining.lock().ok()?.clone()?;
-        let own = std::ptr::eq(Arc::as_ptr(&opening.opener), self);
-        if own || opening.link.initialized() {
+        if opening.link.initialized() {
             return None;
         }
         let note = shared_note(&opening.name);

@@ -254,3 +254,153 @@ async fn the_deadline_during_a_shared_handshake_is_every_sharers_handshake() {
     }
     task.abort();
 }
+
+/// Attack: one context's token is expired (config.credentials withholds it), another on the
+/// same server is fine: the expired one joins the fine one's connection, and its requests must
+/// go without any token, neither its own nor the opener's.
+#[tokio::test(flavor = "multi_thread")]
+async fn withheld_credentials_stay_withheld_on_a_shared_connection() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = server(&pki, &["fine"]).await;
+    let expired = jwt_with_exp(1_600_000_000);
+    let kc = kubeconfig(
+        &[
+            Ctx::new("fine", server.url(), &ca, "tok-fine"),
+            Ctx::new("expired", server.url(), &ca, &expired),
+        ],
+        None,
+    );
+    let report = World::new().run(&kc, &[], &[]).await;
+    assert_eq!(target(&report, "fine").verdict, Verdict::Pass);
+    let t = target(&report, "expired");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::TokenExpired);
+    let with_token = (server.request_log().iter()).filter(|r| r.bearer).count();
+    let as_fine = (server.request_log().iter())
+        .filter(|r| r.user.as_deref() == Some("system:serviceaccount:ci:fine"))
+        .count();
+    assert_eq!(with_token, as_fine, "{:?}", server.request_log());
+    // One of the two opened the connection, the other joined it.
+    let shared: usize = report.targets.iter().map(shared_transport_rows).sum();
+    assert_eq!(shared, 2, "{:#?}", report.targets);
+}
+
+/// How many of `t`'s TCP and TLS rows say they were another target's.
+fn shared_transport_rows(t: &Target) -> usize {
+    (t.checks.iter())
+        .filter(|c| [CheckId::TcpConnect, CheckId::TlsHandshake].contains(&c.id))
+        .filter(|c| c.evidence.iter().any(|e| e.contains("shared with target")))
+        .count()
+}
+
+/// Attack: credential plugins give each context its own token; the contexts share one
+/// connection, and each token still speaks only for its own context.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_plugin_tokens_each_speak_for_their_own_context_on_a_shared_connection() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (server, ca) = server(&pki, &["one", "two"]).await;
+    let world = World::new();
+    let stanzas: Vec<String> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let script = world.write(
+                &format!("plugin-{name}"),
+                &format!(
+                    "#!/bin/sh\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\
+                     \"kind\":\"ExecCredential\",\"status\":{{\"token\":\"tok-{name}\"}}}}'\n"
+                ),
+            );
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(&script, mode).expect("chmod");
+            format!(
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
+                 command: {}\n",
+                script.display()
+            )
+        })
+        .collect();
+    let contexts: Vec<Ctx> = (["one", "two"].iter().zip(&stanzas))
+        .map(|(name, exec)| Ctx {
+            token: None,
+            extra_user: exec,
+            ..Ctx::new(name, server.url(), &ca, "")
+        })
+        .collect();
+    let report = world.run(&kubeconfig(&contexts, None), &[], &[]).await;
+    for name in ["one", "two"] {
+        let t = target(&report, name);
+        assert_eq!(t.verdict, Verdict::Pass, "{name}: {:#?}", t.checks);
+        assert!(reached_as(&server, name), "{name}");
+    }
+    let shared: usize = report.targets.iter().map(shared_transport_rows).sum();
+    assert_eq!(shared, 2, "{:#?}", report.targets);
+}
+
+/// A TLS server that completes every handshake and then never says a word.
+async fn mute_tls_server(pki: &Pki) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr, String) {
+    let id = pki
+        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(id.server_config(&ClientAuth::None).expect("config"));
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            let Ok(Ok((stream, _))) =
+                tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await
+            else {
+                break;
+            };
+            let acceptor = acceptor.clone();
+            held.push(tokio::spawn(async move {
+                let tls = acceptor.accept(stream).await;
+                // Read nothing, answer nothing; hold the connection open for a while.
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                drop(tls);
+            }));
+        }
+    });
+    (task, addr, id.kubeconfig_ca_pem.clone())
+}
+
+/// Attack: a server that completes TLS and then never answers HTTP, for contexts sharing its
+/// connection: each target's wait is bounded by its own timeout (no target is left to the
+/// run's deadline), and every target reports every row with a finding of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_mute_after_tls_leaves_every_sharer_a_bounded_finding_of_its_own() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let (task, addr, ca) = mute_tls_server(&pki).await;
+    let url = format!("https://{addr}");
+    let names = ["m1", "m2", "m3"];
+    let tokens: Vec<String> = names.iter().map(|n| format!("tok-{n}")).collect();
+    let contexts: Vec<Ctx> = (names.iter().zip(&tokens))
+        .map(|(n, t)| Ctx::new(n, url.clone(), &ca, t))
+        .collect();
+    let report = World::new()
+        .run(
+            &kubeconfig(&contexts, None),
+            &["--timeout", "1", "--deadline", "60"],
+            &[],
+        )
+        .await;
+    for name in names {
+        let t = target(&report, name);
+        assert_has_status(t, CheckId::TlsHandshake, Status::Pass);
+        let rc = t.root_cause.expect("root cause");
+        assert_eq!(rc.check, CheckId::HttpVersion, "{name}: {:#?}", t.checks);
+        assert_ne!(rc.reason, Reason::Deadline, "{name}: {:#?}", t.checks);
+    }
+    let shared: usize = report.targets.iter().map(shared_transport_rows).sum();
+    assert_eq!(
+        shared, 4,
+        "two joined the first's connection: {:#?}",
+        report.targets
+    );
+    task.abort();
+}
