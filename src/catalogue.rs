@@ -921,6 +921,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::HttpVersion,
+        R::BackendNotTls,
+        F,
+        "a load balancer sends plain HTTP to the API server's HTTPS port",
+        "The address in the kubeconfig is right; the load balancer in front of the API server forgets to re-encrypt: make it speak TLS to its backend (HAProxy: `server apiserver <ip>:6443 ssl verify required ca-file <cluster CA>`; nginx: `proxy_pass https://<apiserver>:6443` with `proxy_ssl_verify on` and `proxy_ssl_trusted_certificate`), or pass TLS through (HAProxy `mode tcp`, nginx `stream`).",
+        "The API server answered in Go's own words, `Client sent an HTTP request to an HTTPS server.`: the request reached it, but unencrypted, from whatever terminated the job's TLS.",
+    ),
+    row(
+        C::HttpVersion,
         R::ProxyError,
         F,
         "a proxy answered instead of the API server",
@@ -1547,6 +1555,7 @@ mod tests {
             "stalled",
             "unauthorized-anonymous",
             "not-ready",
+            "backend-not-tls",
             "unauthorized",
             "anonymous",
             "unsupported",

@@ -210,6 +210,7 @@ string_enum! {
         UnauthorizedAnonymous = "unauthorized-anonymous",
         RequestFailed = "request-failed",
         NotReady = "not-ready",
+        BackendNotTls = "backend-not-tls",
         // auth
         Unauthorized = "unauthorized",
         Anonymous = "anonymous",

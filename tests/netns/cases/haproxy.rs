@@ -115,7 +115,6 @@ fn haproxy_without_a_backend_server_is_a_server_error() {
 /// and path", although the URL is right and the API server did answer: the fix a platform
 /// engineer needs is to make the load balancer speak TLS to its backend.
 #[test]
-#[ignore = "wrong verdict: http.version not-kubernetes (check the server URL) for a load balancer sending plain HTTP to the API server's TLS port; see report"]
 fn haproxy_sending_plain_http_to_the_tls_api_server_names_the_backend() {
     if skip_without_netns() {
         return;
