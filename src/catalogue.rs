@@ -221,6 +221,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigServer,
+        R::CredentialsWithheld,
+        W,
+        "the server URL is http://: the kubeconfig's credentials are withheld over it",
+        "If a local authenticating proxy listens there (`kubectl proxy`, a sidecar), remove the user's credentials from this kubeconfig: they are never used; otherwise use the API server's https:// URL so they can be sent.",
+        "client-go drops bearer tokens and client certificates on plain http, and kube-reach never sends them there: the later checks judge what the listener does with an anonymous request.",
+    ),
+    row(
+        C::ConfigServer,
         R::Loopback,
         W,
         "the server is a loopback address: only reachable from the machine itself",
@@ -1600,6 +1608,9 @@ pub mod situational {
     pub const CREDENTIALS_WITHHELD_HTTP_SUMMARY: &str =
         "credentials withheld: the server URL is http://";
     pub const CREDENTIALS_WITHHELD_HTTP_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+    /// `auth.whoami unauthorized` for the anonymous request over `http://`: the listener wants
+    /// the credentials that are never sent there, so the row's "renew the token" would mislead.
+    pub const ANONYMOUS_OVER_HTTP_UNAUTHORIZED_SUMMARY: &str = "the server refused the anonymous request (401): the kubeconfig's credentials are withheld over http://";
     /// `gitlab.allowed-agents` without a job token.
     pub const ALLOWED_AGENTS_NO_JOB_TOKEN: &str =
         "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked";
