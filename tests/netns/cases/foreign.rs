@@ -103,7 +103,6 @@ fn world_dns_cnames_answered_unchased() {
 /// job's tools cannot reach the server by this name, so the verdict must be a `dns.resolve`
 /// failure naming the unchased CNAME.
 #[test]
-#[ignore = "wrong verdict: pass (\"search domain applied\") for a CNAME the nameserver did not chase; kubectl: no such host; see report"]
 fn dns_cname_the_nameserver_did_not_chase_fails_as_kubectl_does() {
     if skip_without_netns() {
         return;
