@@ -862,6 +862,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::TlsTrust,
+        R::WeakKey,
+        F,
+        "the server's certificate has an RSA key under 2048 bits, which kube-reach cannot verify (kubectl may connect)",
+        "Re-issue the API server's certificate with an RSA key of 2048 bits or more, or ECDSA P-256 (kubeadm: `kubeadm certs renew apiserver` after setting `encryptionAlgorithm`; openssl: `-newkey rsa:2048`). Until then check the server with `kubectl get --raw /version` from the job.",
+        "This tool's TLS library (rustls with webpki and ring) refuses RSA keys below 2048 bits, and it never sends credentials over a connection it could not verify, so the checks above TLS cannot run; Go's crypto/x509 (kubectl) still accepts 1024-bit keys, so kubectl would connect.",
+    ),
+    row(
+        C::TlsTrust,
         R::WrongPurpose,
         F,
         "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
@@ -1550,6 +1558,7 @@ mod tests {
             "weak-signature",
             "unsupported-algorithm",
             "wrong-purpose",
+            "weak-key",
             "mismatch",
             "ip-not-in-san",
             "cn-only",

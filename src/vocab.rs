@@ -193,6 +193,7 @@ string_enum! {
         WeakSignature = "weak-signature",
         UnsupportedAlgorithm = "unsupported-algorithm",
         WrongPurpose = "wrong-purpose",
+        WeakKey = "weak-key",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
