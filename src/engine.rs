@@ -210,7 +210,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let environment = runner::facts(env, &dns);
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
-    let ci = gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
+    let ci = plan.ci;
     let agent_configs = match ci.project_dir.as_ref().filter(|_| !env.demo) {
         Some(dir) => gitlab::check_agent_configs(dir, &ci),
         None => Vec::new(),

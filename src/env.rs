@@ -187,6 +187,12 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     read_file(path, MAX_FILE_BYTES).map_err(|e| e.to_string())
 }
 
+/// [`read_file`] as UTF-8 text, the error without the path (the caller names the file).
+pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    let bytes = read_file(path, limit).map_err(|e| e.problem())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
 /// Creates (or truncates) a report file without blocking: `O_NONBLOCK` makes a FIFO with no
 /// reader fail at once (`ENXIO`) instead of waiting forever, and anything that opens but is not
 /// a regular file is refused.

@@ -14,6 +14,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::cli::RunArgs;
 use crate::env::Env;
 use crate::error::UsageError;
+use crate::gitlab::CiFacts;
 use crate::model::{CheckResult, TargetKind};
 use crate::secret::Scrubber;
 use crate::targets::{self, DiscoveryOptions, TargetSpec};
@@ -158,6 +159,8 @@ pub struct Plan {
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
     pub scrubber: Scrubber,
+    /// The job's GitLab CI facts (job token kept wrapped), read once for the whole run.
+    pub ci: CiFacts,
 }
 
 /// `--timeout`/`--deadline` as a duration: finite, under a day, and at least a nanosecond once
@@ -377,7 +380,9 @@ impl Plan {
                 None
             },
         };
-        let mut discovery = targets::discover(&options, env);
+        // Read once: discovery, the GitLab server target and the engine's GitLab layers share it.
+        let ci = CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
+        let mut discovery = targets::discover(&options, env, &ci);
         discovery.checks.extend(cap_targets(&mut discovery.specs));
         discovery.checks.extend(requirements_capped);
         let expiry_warn = Duration::from_secs(u64::from(args.expiry_warn_days) * 86_400);
@@ -405,6 +410,7 @@ impl Plan {
             resolv_conf_path: args.resolv_conf.clone(),
             hosts_path: args.hosts_file.clone(),
             scrubber,
+            ci,
         })
     }
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::catalogue::{CheckId, Reason};
 use crate::env::Env;
+use crate::gitlab::CiFacts;
 use crate::model::{CheckResult, TargetKind};
 use crate::secret::Secret;
 
@@ -80,7 +81,7 @@ pub struct DiscoveryOptions {
     pub in_cluster: Option<bool>,
 }
 
-pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
+pub fn discover(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discovery {
     let mut found = Discovery::default();
     if let Some(server) = &opts.server {
         found.specs.push(legacy::from_flags(server, opts));
@@ -97,7 +98,7 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
                     found.checks.push(in_cluster::fallback_warning(env, &spec));
                 }
             } else if opts.in_cluster != Some(true) {
-                found.checks.push(not_set(env));
+                found.checks.push(not_set(env, ci));
             }
         }
     }
@@ -108,20 +109,19 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
         None if opts.in_cluster == Some(true) => found.checks.push(in_cluster::not_in_a_pod(env)),
         _ => {}
     }
-    if let Some(spec) = legacy::gitlab_server(env, &found.specs) {
+    if let Some(spec) = legacy::gitlab_server(env, ci, &found.specs) {
         found.specs.push(spec);
     }
     found
 }
 
-fn not_set(env: &Env) -> CheckResult {
+fn not_set(env: &Env, ci: &CiFacts) -> CheckResult {
     if env.in_gitlab_ci() {
-        let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
         let checkout = match ci.project_dir.as_deref() {
-            Some(dir) => crate::gitlab::check_agent_configs(dir, &ci),
+            Some(dir) => crate::gitlab::check_agent_configs(dir, ci),
             None => Vec::new(),
         };
-        return crate::gitlab::explain_not_set(&ci, None, &checkout);
+        return crate::gitlab::explain_not_set(ci, None, &checkout);
     }
     CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet).with_evidence(
         "KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod",
