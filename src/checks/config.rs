@@ -22,6 +22,7 @@ use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
+    pub ci: &'a crate::gitlab::CiFacts,
     /// Bound on a credential plugin's run (`--timeout`).
     pub timeout: Duration,
     pub expiry_warn: Duration,
@@ -65,6 +66,15 @@ impl Judge<'_> {
             }
         }
         register_route(&route, scrubber);
+        let agent = (kind == TargetKind::GitlabAgent).then(|| {
+            crate::gitlab::AgentTarget::read(
+                spec.server.as_deref().unwrap_or_default(),
+                spec.user_name.as_deref(),
+                credentials.bearer().map(Secret::expose),
+                &spec.name,
+                self.ci,
+            )
+        });
         Target {
             name: spec.name.clone(),
             kind,
@@ -75,6 +85,7 @@ impl Judge<'_> {
             route,
             namespace: self.namespace(spec),
             config_checks: checks,
+            agent,
         }
     }
 

@@ -389,6 +389,7 @@ impl Plan {
         let mut scrubber = Scrubber::default();
         let judge = crate::checks::config::Judge {
             env,
+            ci: &ci,
             timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),

@@ -201,6 +201,8 @@ pub struct Target {
     pub route: Route,
     pub namespace: String,
     pub config_checks: Vec<CheckResult>,
+    /// A `gitlab-agent` target's agent, read once in planning (`None` for other kinds).
+    pub agent: Option<crate::gitlab::AgentTarget>,
 }
 
 /// One RBAC question: `verb resource[.group][/subresource] [-n ns]`.

@@ -45,6 +45,7 @@ fn target(kind: TargetKind, route: Route) -> Target {
         route,
         namespace: "ci".into(),
         config_checks: Vec::new(),
+        agent: None,
     }
 }
 
