@@ -27,9 +27,6 @@ pub struct Env {
     /// Where the pod's service account is mounted (`token`, `ca.crt`, `namespace`): the
     /// standard path in a real run; tests point it at a folder of their own.
     pub service_account_dir: PathBuf,
-    /// The embedded demo: its loopback servers are the point, not a mistake to warn about, and
-    /// nothing outside the machine is contacted (no GitLab server target, even in CI).
-    pub demo: bool,
 }
 
 impl Env {
@@ -41,7 +38,6 @@ impl Env {
             resolv_conf_path,
             hosts_path,
             service_account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
-            demo: false,
         }
     }
 

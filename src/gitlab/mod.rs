@@ -26,8 +26,7 @@ mod text;
 
 pub use agent::{
     AgentIdentity, AgentTarget, STALE_TOKEN_DETAIL, agent_insecure_scheme,
-    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_id,
-    agent_token_is_current_job, classify_agent_target, is_agent_target,
+    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_id, is_agent_target,
 };
 pub use agent_config::check_agent_configs;
 pub use allowed::{

@@ -161,6 +161,46 @@ pub struct Plan {
     pub scrubber: Scrubber,
     /// The job's GitLab CI facts (job token kept wrapped), read once for the whole run.
     pub ci: CiFacts,
+    pub options: RunOptions,
+}
+
+/// What a run does besides checking its targets, said by the entry point: the real run does
+/// all of it; the embedded demo (`RunOptions::DEMO`), whose servers live on loopback by design
+/// and whose report must not depend on the machine, none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
+    /// then the copied-kubeconfig mistake `config.server` warns about).
+    pub judge_as_ci_job: bool,
+    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
+    pub check_gitlab_server: bool,
+    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
+    pub read_checkout_agent_configs: bool,
+    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
+    pub probe_client_tools: bool,
+}
+
+impl RunOptions {
+    /// A diagnosis of the job's own surroundings.
+    pub const REAL: RunOptions = RunOptions {
+        judge_as_ci_job: true,
+        check_gitlab_server: true,
+        read_checkout_agent_configs: true,
+        probe_client_tools: true,
+    };
+    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
+    pub const DEMO: RunOptions = RunOptions {
+        judge_as_ci_job: false,
+        check_gitlab_server: false,
+        read_checkout_agent_configs: false,
+        probe_client_tools: false,
+    };
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions::REAL
+    }
 }
 
 /// `--timeout`/`--deadline` as a duration: finite, under a day, and at least a nanosecond once
@@ -347,7 +387,12 @@ const URL_VARIABLES: &[&str] = &[
 ];
 
 impl Plan {
+    /// The plan of a real run ([`RunOptions::REAL`]).
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
+        Plan::with_options(args, env, RunOptions::REAL)
+    }
+
+    pub fn with_options(args: &RunArgs, env: &Env, run: RunOptions) -> Result<Plan, UsageError> {
         let timeout = seconds(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?;
         let deadline = seconds(args.deadline)?;
         if let Some(ns) = &args.namespace {
@@ -372,6 +417,7 @@ impl Plan {
             token_file: args.token_file.clone(),
             ca_file: args.ca_file.clone(),
             tls_server_name: args.tls_server_name.clone(),
+            without_gitlab_server: !run.check_gitlab_server,
             in_cluster: if args.in_cluster {
                 Some(true)
             } else if args.no_in_cluster {
@@ -382,7 +428,7 @@ impl Plan {
         };
         // Read once: discovery, the GitLab server target and the engine's GitLab layers share it.
         let ci = CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-        let mut discovery = targets::discover(&options, env, &ci);
+        let mut discovery = targets::discover_with(&options, env, &ci);
         discovery.checks.extend(cap_targets(&mut discovery.specs));
         discovery.checks.extend(requirements_capped);
         let expiry_warn = Duration::from_secs(u64::from(args.expiry_warn_days) * 86_400);
@@ -390,6 +436,7 @@ impl Plan {
         let judge = crate::checks::config::Judge {
             env,
             ci: &ci,
+            in_ci_job: run.judge_as_ci_job && env.in_gitlab_ci(),
             timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),
@@ -412,6 +459,7 @@ impl Plan {
             hosts_path: args.hosts_file.clone(),
             scrubber,
             ci,
+            options: run,
         })
     }
 }

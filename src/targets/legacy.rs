@@ -42,12 +42,12 @@ pub fn from_kube_vars(env: &Env) -> Option<TargetSpec> {
 }
 
 /// The GitLab server, checked whenever the job runs in GitLab CI or an agent target exists
-/// (never in the demo, which stays on loopback).
+/// (unless the run leaves it out: `DiscoveryOptions::without_gitlab_server`).
 pub fn gitlab_server(env: &Env, ci: &CiFacts, specs: &[TargetSpec]) -> Option<TargetSpec> {
     let has_agent = specs
         .iter()
         .any(|s| s.kind == Some(TargetKind::GitlabAgent));
-    if env.demo || (!env.in_gitlab_ci() && !has_agent) {
+    if !env.in_gitlab_ci() && !has_agent {
         return None;
     }
     // An invalid CI_SERVER_URL is kept as it is: config.server then names it (invalid-url)

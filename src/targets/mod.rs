@@ -79,9 +79,22 @@ pub struct DiscoveryOptions {
     pub ca_file: Option<PathBuf>,
     pub tls_server_name: Option<String>,
     pub in_cluster: Option<bool>,
+    /// The GitLab server is never a target (the demo contacts nothing outside the machine).
+    pub without_gitlab_server: bool,
 }
 
-pub fn discover(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discovery {
+/// [`discover_with`] with the CI facts read from `env` (for callers that have none yet).
+pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
+    discover_with(
+        opts,
+        env,
+        &CiFacts::from_lookup(&|name| env.var(name).map(str::to_string)),
+    )
+}
+
+/// The targets `opts` and the surroundings name; `ci` is the run's one reading of the CI
+/// variables (`Plan::new` reads it once and passes it here and on to the engine).
+pub fn discover_with(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discovery {
     let mut found = Discovery::default();
     if let Some(server) = &opts.server {
         found.specs.push(legacy::from_flags(server, opts));
@@ -108,6 +121,9 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discovery {
         // Asked for by name and not there: say so, or the run would pass having checked nothing.
         None if opts.in_cluster == Some(true) => found.checks.push(in_cluster::not_in_a_pod(env)),
         _ => {}
+    }
+    if opts.without_gitlab_server {
+        return found;
     }
     if let Some(spec) = legacy::gitlab_server(env, ci, &found.specs) {
         found.specs.push(spec);

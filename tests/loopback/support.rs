@@ -163,7 +163,6 @@ impl World {
             resolv_conf_path: self.path("resolv.conf"),
             hosts_path: self.path("hosts"),
             service_account_dir: self.path("serviceaccount"),
-            demo: false,
         }
     }
 
