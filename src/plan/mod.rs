@@ -75,7 +75,7 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
         _ => return Err(invalid("needs a verb and a resource")),
     };
     let namespace = match rest {
-        [] => None,
+        [] => RequirementNamespace::Target,
         ["-n" | "--namespace", ns] => {
             // Not quoted: a `--require` line is quoted whole, and a `--require-file` line never
             // (it may be a token file's).
@@ -84,9 +84,9 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
                     "the namespace {problem} (a namespace is a DNS-1123 label)"
                 )));
             }
-            Some(ns.to_string())
+            RequirementNamespace::Named(ns.to_string())
         }
-        ["-A" | "--all-namespaces"] => Some(String::new()),
+        ["-A" | "--all-namespaces"] => RequirementNamespace::All,
         _ => return Err(invalid("only `-n NAMESPACE` may follow the resource")),
     };
     let (resource_group, subresource) = match resource.split_once('/') {

@@ -24,7 +24,7 @@ fn requirements() -> Vec<Requirement> {
             resource: "pods".into(),
             subresource: None,
             group: String::new(),
-            namespace: None,
+            namespace: Default::default(),
         })
         .collect()
 }
