@@ -22,6 +22,9 @@ use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
+    pub ci: &'a crate::gitlab::CiFacts,
+    /// The run is a GitLab CI job's (`RunOptions::judge_as_ci_job` and `GITLAB_CI` set).
+    pub in_ci_job: bool,
     /// Bound on a credential plugin's run (`--timeout`).
     pub timeout: Duration,
     pub expiry_warn: Duration,
@@ -103,6 +106,15 @@ impl Judge<'_> {
             }
         }
         register_route(&route, scrubber);
+        let agent = (kind == TargetKind::GitlabAgent).then(|| {
+            crate::gitlab::AgentTarget::read(
+                spec.server.as_deref().unwrap_or_default(),
+                spec.user_name.as_deref(),
+                credentials.bearer().map(Secret::expose),
+                &spec.name,
+                self.ci,
+            )
+        });
         Target {
             name: spec.name.clone(),
             kind,
@@ -113,6 +125,7 @@ impl Judge<'_> {
             route,
             namespace: self.namespace(spec),
             config_checks: checks,
+            agent,
         }
     }
 
@@ -166,7 +179,7 @@ impl Judge<'_> {
     }
 
     fn address_class(&self, id: CheckId, shown: &str, endpoint: &Endpoint) -> CheckResult {
-        let in_ci = self.env.in_gitlab_ci() && !self.env.demo;
+        let in_ci = self.in_ci_job;
         let reason = match &endpoint.host {
             Host::Name(n) if n.eq_ignore_ascii_case("localhost") => Some(Reason::Loopback),
             Host::Ip(ip) if ip.is_loopback() => Some(Reason::Loopback),
