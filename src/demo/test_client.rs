@@ -140,7 +140,7 @@ impl Client {
             .await
     }
 
-    /// A POST of `body` with this `Content-Type` (e.g. protobuf, as kubectl ≥ 1.36 sends).
+    /// A POST of `body` with this `Content-Type` (e.g. protobuf, as kubectl ≥ 1.32 sends).
     pub async fn post_as(
         &mut self,
         path: &str,
@@ -173,9 +173,7 @@ impl Client {
         if let Some(content_type) = content_type {
             builder = builder.header("content-type", content_type);
         }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
         let response = match &mut self.sender {
             Sender::H1(s) => s.send_request(request).await,
             Sender::H2(s) => s.send_request(request).await,

@@ -1,8 +1,9 @@
 //! Request bodies of the self-reviews, in the media types a real kube-apiserver reads for them.
 //!
-//! kubectl 1.36 and later send the self-reviews (`auth whoami`, `auth can-i`) as protobuf, not
-//! JSON: client-go's generated clients for built-in kinds are built with
-//! `gentype.PrefersProtobuf` (`kubernetes/typed/authorization/v1/selfsubjectaccessreview.go`),
+//! kubectl 1.32 and later send the self-reviews (`auth whoami`, `auth can-i`) as protobuf, not
+//! JSON (`-v=9`: 1.31.9 sends JSON, 1.32.4 and 1.37.1 protobuf): client-go's generated clients
+//! for built-in kinds are built with `gentype.PrefersProtobuf` ("Use protobuf for core
+//! clients", August 2024; `kubernetes/typed/authorization/v1/selfsubjectaccessreview.go`),
 //! so a request carries `Content-Type: application/vnd.kubernetes.protobuf` and
 //! `Accept: application/vnd.kubernetes.protobuf,application/json`
 //! (`rest/request.go`, `UseProtobufAsDefault`; client-go 32ce75a). A real server reads it, so the
@@ -42,20 +43,20 @@ pub(super) enum BodyError {
 /// The self-review kinds whose bodies the fake reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ReviewKind {
-    /// `authentication.k8s.io/v1 SelfSubjectReview`.
-    SelfSubjectReview,
-    /// `authorization.k8s.io/v1 SelfSubjectAccessReview`.
-    AccessReview,
-    /// `authorization.k8s.io/v1 SelfSubjectRulesReview`.
-    RulesReview,
+    /// `authentication.k8s.io/v1 SelfSubjectReview` (`kubectl auth whoami`).
+    Identity,
+    /// `authorization.k8s.io/v1 SelfSubjectAccessReview` (`kubectl auth can-i`).
+    Access,
+    /// `authorization.k8s.io/v1 SelfSubjectRulesReview` (`kubectl auth can-i --list`).
+    Rules,
 }
 
 impl ReviewKind {
     fn kind(self) -> &'static str {
         match self {
-            ReviewKind::SelfSubjectReview => "SelfSubjectReview",
-            ReviewKind::AccessReview => "SelfSubjectAccessReview",
-            ReviewKind::RulesReview => "SelfSubjectRulesReview",
+            ReviewKind::Identity => "SelfSubjectReview",
+            ReviewKind::Access => "SelfSubjectAccessReview",
+            ReviewKind::Rules => "SelfSubjectRulesReview",
         }
     }
 }
@@ -106,17 +107,18 @@ fn decode_protobuf(body: &[u8], kind: ReviewKind) -> Result<Value, BodyError> {
     }
     let not_kind = || BodyError::Malformed(format!("the protobuf object is not a {}", kind.kind()));
     let spec = match kind {
-        ReviewKind::SelfSubjectReview => None,
-        ReviewKind::AccessReview => AccessReview::decode(unknown.raw.as_slice())
+        ReviewKind::Identity => None,
+        ReviewKind::Access => AccessReview::decode(unknown.raw.as_slice())
             .map_err(|_| not_kind())?
             .spec
             .map(|spec| spec.to_json()),
-        ReviewKind::RulesReview => RulesReview::decode(unknown.raw.as_slice())
+        ReviewKind::Rules => RulesReview::decode(unknown.raw.as_slice())
             .map_err(|_| not_kind())?
             .spec
             .map(|spec| json!({"namespace": spec.namespace})),
     };
-    let mut object = json!({"kind": type_meta.kind, "apiVersion": type_meta.api_version, "metadata": {}});
+    let mut object =
+        json!({"kind": type_meta.kind, "apiVersion": type_meta.api_version, "metadata": {}});
     if let Some(spec) = spec {
         object["spec"] = spec;
     }
@@ -227,7 +229,7 @@ struct RulesReviewSpec {
     namespace: String,
 }
 
-/// Test helpers: protobuf bodies as kubectl ≥ 1.36 sends them.
+/// Test helpers: protobuf bodies as kubectl ≥ 1.32 sends them.
 #[cfg(test)]
 pub(super) mod wire {
     use super::*;
@@ -244,7 +246,12 @@ pub(super) mod wire {
     }
 
     /// A protobuf `SelfSubjectAccessReview` for a resource.
-    pub(crate) fn access_review(verb: &str, group: &str, resource: &str, namespace: &str) -> Vec<u8> {
+    pub(crate) fn access_review(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+    ) -> Vec<u8> {
         let review = AccessReview {
             spec: Some(AccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
@@ -277,7 +284,7 @@ mod tests {
     #[test]
     fn protobuf_access_review_reads_as_its_json() {
         let body = wire::access_review("create", "apps", "deployments", "prod");
-        let value = decode(Some(PROTOBUF), &body, ReviewKind::AccessReview).unwrap();
+        let value = decode(Some(PROTOBUF), &body, ReviewKind::Access).unwrap();
         assert_eq!(
             value["spec"],
             json!({"resourceAttributes": {"namespace": "prod", "verb": "create", "group": "apps", "resource": "deployments"}})
@@ -289,11 +296,11 @@ mod tests {
     fn a_body_of_another_kind_or_without_the_magic_is_malformed() {
         let whoami = wire::self_subject_review();
         assert!(matches!(
-            decode(Some(PROTOBUF), &whoami, ReviewKind::AccessReview),
+            decode(Some(PROTOBUF), &whoami, ReviewKind::Access),
             Err(BodyError::Malformed(_))
         ));
         assert!(matches!(
-            decode(Some(PROTOBUF), b"{}", ReviewKind::SelfSubjectReview),
+            decode(Some(PROTOBUF), b"{}", ReviewKind::Identity),
             Err(BodyError::Malformed(_))
         ));
     }
@@ -302,13 +309,13 @@ mod tests {
     fn media_types_other_than_json_and_protobuf_are_unsupported() {
         for content_type in ["application/cbor", "application/yaml", "text/plain"] {
             assert_eq!(
-                decode(Some(content_type), b"{}", ReviewKind::RulesReview),
+                decode(Some(content_type), b"{}", ReviewKind::Rules),
                 Err(BodyError::UnsupportedMediaType),
                 "{content_type}"
             );
         }
         for content_type in [None, Some("Application/JSON; charset=utf-8")] {
-            assert!(decode(content_type, b"{}", ReviewKind::RulesReview).is_ok());
+            assert!(decode(content_type, b"{}", ReviewKind::Rules).is_ok());
         }
     }
 }

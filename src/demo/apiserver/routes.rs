@@ -841,9 +841,9 @@ fn unsupported_media_type() -> Reply {
 
 fn review(endpoint: &Endpoint<'_>, content_type: Option<&str>, body: &[u8], user: &User) -> Reply {
     let kind = match endpoint {
-        Endpoint::SelfSubjectReview => ReviewKind::SelfSubjectReview,
-        Endpoint::AccessReview => ReviewKind::AccessReview,
-        _ => ReviewKind::RulesReview,
+        Endpoint::SelfSubjectReview => ReviewKind::Identity,
+        Endpoint::AccessReview => ReviewKind::Access,
+        _ => ReviewKind::Rules,
     };
     let request = match body::decode(content_type, body, kind) {
         Ok(request) => request,
@@ -851,9 +851,9 @@ fn review(endpoint: &Endpoint<'_>, content_type: Option<&str>, body: &[u8], user
         Err(BodyError::Malformed(message)) => return bad_request(&message),
     };
     match kind {
-        ReviewKind::SelfSubjectReview => self_subject_review(user),
-        ReviewKind::AccessReview => access_review(request, user),
-        ReviewKind::RulesReview => rules_review(request, user),
+        ReviewKind::Identity => self_subject_review(user),
+        ReviewKind::Access => access_review(request, user),
+        ReviewKind::Rules => rules_review(request, user),
     }
 }
 

@@ -216,7 +216,7 @@ async fn reviews_answer_per_user() {
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
-/// kubectl ≥ 1.36 sends the self-reviews as protobuf: the fake reads them as a real server does
+/// kubectl ≥ 1.32 sends the self-reviews as protobuf: the fake reads them as a real server does
 /// (old main answered 400 "not a JSON object"), and answers a media type it does not read with
 /// a real server's 415 `UnsupportedMediaType` Status, never as if it had read it.
 #[tokio::test]
@@ -229,7 +229,10 @@ async fn reviews_read_protobuf_and_refuse_unknown_media_types() {
     let allowed = c.post_as(path, Some(GOOD_TOKEN), PROTOBUF, allowed).await;
     assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
     assert_eq!(allowed.json()["status"]["allowed"], true);
-    assert_eq!(allowed.json()["spec"]["resourceAttributes"]["namespace"], "prod");
+    assert_eq!(
+        allowed.json()["spec"]["resourceAttributes"]["namespace"],
+        "prod"
+    );
     let denied = wire::access_review("delete", "apps", "deployments", "prod");
     let denied = c.post_as(path, Some(GOOD_TOKEN), PROTOBUF, denied).await;
     assert_eq!(denied.json()["status"]["allowed"], false);
