@@ -623,11 +623,16 @@ async fn secure(
         result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
     }
     rec.push(result);
+    // A key the verifier refuses: tls.trust names it (the handshake row passed).
+    let weak_key = tls::weak_key(&authority, &hs);
     let stream = match hs.outcome {
         Ok(stream) => Some(stream),
         // Ended by us after the chain arrived: judged below all the same.
         Err(HandshakeFailure::Refused(_)) => None,
-        Err(_) => return None,
+        Err(_) => {
+            rec.push_all(weak_key);
+            return None;
+        }
     };
     rec.note_client_cert_requested(hs.client_cert_requested);
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the

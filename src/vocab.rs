@@ -193,6 +193,7 @@ string_enum! {
         WeakSignature = "weak-signature",
         UnsupportedAlgorithm = "unsupported-algorithm",
         WrongPurpose = "wrong-purpose",
+        WeakKey = "weak-key",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
@@ -210,6 +211,7 @@ string_enum! {
         UnauthorizedAnonymous = "unauthorized-anonymous",
         RequestFailed = "request-failed",
         NotReady = "not-ready",
+        BackendNotTls = "backend-not-tls",
         // auth
         Unauthorized = "unauthorized",
         Anonymous = "anonymous",

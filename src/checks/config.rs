@@ -35,22 +35,33 @@ fn has_no_credentials(credentials: &Credentials) -> bool {
         && credentials.exec_plugin.is_none()
 }
 
-/// `insecure-scheme` fails because client-go drops credentials on http://; a user with none
-/// loses nothing (`kubectl proxy` on http:// adds its own), so that finding becomes the
-/// `plain-http` warning and the run goes on.
-fn nothing_to_drop_over_http(server_check: CheckResult) -> CheckResult {
-    if server_check.reason != Some(Reason::InsecureScheme) {
+/// `insecure-scheme` is what [`Judge::server`] says of every http:// URL; what it means
+/// depends on the user. A user with none loses nothing (`kubectl proxy` on http:// adds its
+/// own): the `plain-http` warning. A user with credentials has them withheld (client-go drops
+/// them, kube-reach never sends them): a warning too, and the later layers judge what the
+/// listener does without them. Only the GitLab agent server, which needs the job's own
+/// credential, keeps the failure.
+fn over_http(
+    server_check: CheckResult,
+    credentials: &Credentials,
+    kind: TargetKind,
+) -> CheckResult {
+    if server_check.reason != Some(Reason::InsecureScheme) || kind == TargetKind::GitlabAgent {
         return server_check;
     }
-    let mut warned = CheckResult::finding(
-        server_check.id,
-        server_check.subject.clone(),
-        Reason::PlainHttp,
-    );
+    let (reason, why) = match has_no_credentials(credentials) {
+        true => (
+            Reason::PlainHttp,
+            "the user has no token, certificate or plugin: nothing for client-go to drop",
+        ),
+        false => (
+            Reason::CredentialsWithheld,
+            "the user's credentials are never sent over http://: what answers is judged as an anonymous request",
+        ),
+    };
+    let mut warned = CheckResult::finding(server_check.id, server_check.subject.clone(), reason);
     warned.evidence = server_check.evidence;
-    warned.with_evidence(
-        "the user has no token, certificate or plugin: nothing for client-go to drop",
-    )
+    warned.with_evidence(why)
 }
 
 impl Judge<'_> {
@@ -73,10 +84,8 @@ impl Judge<'_> {
                 tls
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
-        if has_no_credentials(&credentials) {
-            let server_check = checks.remove(0);
-            checks.insert(0, nothing_to_drop_over_http(server_check));
-        }
+        let server_check = checks.remove(0);
+        checks.insert(0, over_http(server_check, &credentials, kind));
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
         if let Some(token) = credentials.bearer() {
@@ -887,32 +896,44 @@ mod tests {
         assert!(parse_endpoint("ftp://x").is_err());
     }
 
-    /// http:// fails only when there is something to drop: a user without credentials (behind
-    /// `kubectl proxy`) gets the warning; every other config.server finding is left alone.
+    /// http:// warns: a user without credentials (behind `kubectl proxy`) has nothing to lose,
+    /// one with a token has it withheld; only the agent server keeps the failure, and every
+    /// other config.server finding is left alone.
     #[test]
-    fn plain_http_without_credentials_is_a_warning() {
-        let insecure = CheckResult::finding(
-            CheckId::ConfigServer,
-            "http://p:8001",
-            Reason::InsecureScheme,
-        )
-        .with_evidence("server: http://p:8001");
-        let warned = nothing_to_drop_over_http(insecure);
-        assert_eq!(warned.reason, Some(Reason::PlainHttp));
-        assert_eq!(warned.status, crate::vocab::Status::Warn);
-        assert_eq!(warned.subject, "http://p:8001");
-        assert!(
-            warned.evidence[0].contains("server: http://p:8001"),
-            "{:?}",
-            warned.evidence
-        );
-        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
-        assert_eq!(
-            nothing_to_drop_over_http(loopback).reason,
-            Some(Reason::Loopback)
-        );
+    fn plain_http_is_a_warning_except_for_the_agent_server() {
+        let insecure = || {
+            CheckResult::finding(
+                CheckId::ConfigServer,
+                "http://p:8001",
+                Reason::InsecureScheme,
+            )
+            .with_evidence("server: http://p:8001")
+        };
         let none = Credentials::default();
         assert!(has_no_credentials(&none));
+        let mut token = Credentials::default();
+        token.set_token(Secret::new("t"));
+        for (creds, reason) in [
+            (&none, Reason::PlainHttp),
+            (&token, Reason::CredentialsWithheld),
+        ] {
+            let warned = over_http(insecure(), creds, TargetKind::Direct);
+            assert_eq!(warned.reason, Some(reason));
+            assert_eq!(warned.status, crate::vocab::Status::Warn);
+            assert_eq!(warned.subject, "http://p:8001");
+            assert!(
+                warned.evidence[0].contains("server: http://p:8001"),
+                "{:?}",
+                warned.evidence
+            );
+        }
+        let agent = over_http(insecure(), &token, TargetKind::GitlabAgent);
+        assert_eq!(agent.reason, Some(Reason::InsecureScheme));
+        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
+        assert_eq!(
+            over_http(loopback, &token, TargetKind::Direct).reason,
+            Some(Reason::Loopback)
+        );
         let mut plugin = Credentials::default();
         plugin.exec_plugin = Some("aws".into());
         assert!(!has_no_credentials(&plugin));
