@@ -294,3 +294,101 @@ async fn a_plugin_beside_a_static_token_is_not_run() {
         .await;
     assert!(t.root_cause.is_none(), "{:#?}", t.checks);
 }
+
+// Hostile-user attacks on issue 12 item 2 (credential plugins): what a real CI plugin does.
+
+/// A wrapper script traced with `set -x` (common in CI) prints the credential it echoes to
+/// stderr as well, then fails: the failure's stderr evidence must not carry the token, which
+/// is short and shapeless (no redaction pattern knows it). Before, it was quoted as printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traced_plugin_that_fails_keeps_its_printed_token_out_of_the_report() {
+    const TRACED: &str = "tok-ci-42-x";
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!("set -x\n{}\nexit 1", credential(V1, TRACED)),
+    );
+    let (t, dump) = c.run("aws", V1, "").await;
+    assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(&t, CheckId::ConfigCredentials);
+    assert!(evidence.contains("stderr: + echo"), "the trace is evidence: {evidence}");
+    assert!(!dump.contains(TRACED), "the traced token leaked: {evidence}");
+}
+
+/// Device-login prompts as RFC 8628 clients print them: the user code after `code:`, and the
+/// `verification_uri_complete` that carries it as `user_code=`. Both are a person's login
+/// to finish; the job log must not let a reader finish it. Before, the code after `code:` was
+/// shown, and the URL-only prompt was not seen as interactive at all (a generic failure
+/// quoting the URL with its code).
+#[tokio::test(flavor = "multi_thread")]
+async fn device_codes_after_a_colon_or_in_the_url_are_masked() {
+    let mut c = case().await;
+    c.flags = vec!["--timeout", "2"];
+    let prompts = [
+        ("QX7RT2KPM", "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code: QX7RT2KPM to authenticate."),
+        ("WXYZ-9876", "Open https://login.example.test/device?user_code=WXYZ-9876 in a browser to continue."),
+    ];
+    for (code, prompt) in prompts {
+        plugin(
+            c.bin.path(),
+            "kubelogin",
+            &format!("echo '{prompt}' >&2\nexec /bin/sleep 30"),
+        );
+        let (t, dump) = c.run("kubelogin", V1, "").await;
+        assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginInteractive);
+        let evidence = evidence_of(&t, CheckId::ConfigCredentials);
+        assert!(!dump.contains(code), "the device code {code} leaked: {evidence}");
+    }
+}
+
+/// A healthy plugin as the field has them: `interactiveMode: IfAvailable`, a warning and 100 MB
+/// of noise on stderr, a helper child in its group and a daemon in a session of its own that
+/// both keep stdout open after it exits. kubectl uses its token; so must we: no finding, no
+/// hang (the daemon's pipe is read until the timeout, then the answer is taken).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noisy_plugin_that_leaves_children_behind_is_healthy() {
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "gke-gcloud-auth-plugin",
+        &format!(
+            "echo 'WARNING: the gcp auth plugin is deprecated in v1.22+, unavailable in v1.26+' >&2\nhead -c 100000000 /dev/zero >&2\n/bin/sleep 30 &\nsetsid /bin/sleep 5 &\n{}",
+            credential(V1, GOOD)
+        ),
+    );
+    let (t, dump) = c
+        .run(
+            "gke-gcloud-auth-plugin",
+            V1,
+            "      interactiveMode: IfAvailable\n",
+        )
+        .await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
+    assert!(!dump.contains(GOOD), "the token leaked");
+}
+
+/// `provideClusterInfo: true`: client-go gives the plugin the cluster as the kubeconfig has
+/// it, its CA included (`certificate-authority-data`, base64 as in the kubeconfig); plugins
+/// such as Pinniped's read the CA from there. Before, only the server was given, so a plugin
+/// that works under kubectl failed under us.
+#[tokio::test(flavor = "multi_thread")]
+async fn provide_cluster_info_gives_the_plugin_the_cluster_ca() {
+    let c = case().await;
+    let ca_base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.ca);
+    plugin(
+        c.bin.path(),
+        "pinniped",
+        &format!(
+            "case \"$KUBERNETES_EXEC_INFO\" in *'\"certificate-authority-data\":\"{ca_base64}\"'*) ;; *) echo \"no CA in KUBERNETES_EXEC_INFO\" >&2; exit 3;; esac\ncase \"$KUBERNETES_EXEC_INFO\" in *'\"server\":\"{}\"'*) ;; *) echo no server >&2; exit 4;; esac\n{}",
+            c.url,
+            credential(V1, GOOD)
+        ),
+    );
+    let (t, _) = c
+        .run("pinniped", V1, "      provideClusterInfo: true\n")
+        .await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
+}
