@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::credential_plugin::{self, Outcome, REMOVED_API_VERSION};
+use crate::credential_plugin::{self, ClusterInfo, Outcome, REMOVED_API_VERSION};
 use crate::env::Env;
 use crate::model::CheckResult;
 use crate::secret::Secret;
@@ -25,7 +25,7 @@ pub fn judge(
     id: CheckId,
     subject: &str,
     spec: &ExecSpec,
-    server: Option<&str>,
+    cluster: &ClusterInfo,
     env: &Env,
     timeout: Duration,
 ) -> (CheckResult, Option<Issued>) {
@@ -42,7 +42,7 @@ pub fn judge(
         );
         return (r, None);
     }
-    let outcome = credential_plugin::run(spec, server, env, timeout);
+    let outcome = credential_plugin::run(spec, cluster, env, timeout);
     judge_outcome(id, subject, command, outcome, env.now)
 }
 
@@ -167,12 +167,13 @@ mod tests {
     fn what_kubectl_refuses_is_judged_without_running_the_plugin() {
         let id = CheckId::ConfigCredentials;
         let t = Duration::from_secs(1);
-        let (r, _) = judge(id, "u", &spec(REMOVED_API_VERSION, None), None, &env(), t);
+        let none = ClusterInfo::default();
+        let (r, _) = judge(id, "u", &spec(REMOVED_API_VERSION, None), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecApiversionUnsupported));
         let v1 = "client.authentication.k8s.io/v1";
-        let (r, _) = judge(id, "u", &spec(v1, Some("Always")), None, &env(), t);
+        let (r, _) = judge(id, "u", &spec(v1, Some("Always")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginInteractive));
-        let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), None, &env(), t);
+        let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginFailed));
         assert!(token.is_none());
     }

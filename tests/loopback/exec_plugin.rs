@@ -312,8 +312,14 @@ async fn a_traced_plugin_that_fails_keeps_its_printed_token_out_of_the_report() 
     let (t, dump) = c.run("aws", V1, "").await;
     assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
     let evidence = evidence_of(&t, CheckId::ConfigCredentials);
-    assert!(evidence.contains("stderr: + echo"), "the trace is evidence: {evidence}");
-    assert!(!dump.contains(TRACED), "the traced token leaked: {evidence}");
+    assert!(
+        evidence.contains("stderr: + echo"),
+        "the trace is evidence: {evidence}"
+    );
+    assert!(
+        !dump.contains(TRACED),
+        "the traced token leaked: {evidence}"
+    );
 }
 
 /// Device-login prompts as RFC 8628 clients print them: the user code after `code:`, and the
@@ -326,8 +332,14 @@ async fn device_codes_after_a_colon_or_in_the_url_are_masked() {
     let mut c = case().await;
     c.flags = vec!["--timeout", "2"];
     let prompts = [
-        ("QX7RT2KPM", "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code: QX7RT2KPM to authenticate."),
-        ("WXYZ-9876", "Open https://login.example.test/device?user_code=WXYZ-9876 in a browser to continue."),
+        (
+            "QX7RT2KPM",
+            "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code: QX7RT2KPM to authenticate.",
+        ),
+        (
+            "WXYZ-9876",
+            "Open https://login.example.test/device?user_code=WXYZ-9876 in a browser to continue.",
+        ),
     ];
     for (code, prompt) in prompts {
         plugin(
@@ -336,9 +348,16 @@ async fn device_codes_after_a_colon_or_in_the_url_are_masked() {
             &format!("echo '{prompt}' >&2\nexec /bin/sleep 30"),
         );
         let (t, dump) = c.run("kubelogin", V1, "").await;
-        assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginInteractive);
+        assert_root_cause(
+            &t,
+            CheckId::ConfigCredentials,
+            Reason::ExecPluginInteractive,
+        );
         let evidence = evidence_of(&t, CheckId::ConfigCredentials);
-        assert!(!dump.contains(code), "the device code {code} leaked: {evidence}");
+        assert!(
+            !dump.contains(code),
+            "the device code {code} leaked: {evidence}"
+        );
     }
 }
 
