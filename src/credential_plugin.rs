@@ -113,7 +113,51 @@ pub fn run(spec: &ExecSpec, cluster: &ClusterInfo, env: &Env, timeout: Duration)
     let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
     match exec::run(&program, &args, &vars, timeout) {
         Err(e) => Outcome::CannotRun(e.to_string()),
-        Ok(finished) => read(&finished, &api_version),
+        Ok(finished) => without_secrets_of(read(&finished, &api_version), &vars),
+    }
+}
+
+/// Parts of a variable's name that say its value is a secret (`AWS_SECRET_ACCESS_KEY`,
+/// `AZURE_CLIENT_SECRET`, `VAULT_TOKEN`, `ARM_CLIENT_PASSWORD`, …).
+const SECRET_NAME_PARTS: &[&str] = &[
+    "SECRET",
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "PRIVATE",
+    "CREDENTIAL",
+    "_KEY",
+];
+/// Shorter values (`true`, `1`, `none`) are settings, not secrets.
+const SECRET_VALUE_MIN: usize = 8;
+
+/// `outcome` with the values of the plugin's secret-named variables masked in what it quotes:
+/// a plugin that fails says why, often with the credential it was given (`Invalid client
+/// secret provided: …`), and a short one has no shape that [`redact_output_line`] knows.
+fn without_secrets_of(outcome: Outcome, vars: &[(String, String)]) -> Outcome {
+    let mut known = Scrubber::new();
+    vars.iter()
+        .filter(|(name, value)| {
+            let name = name.to_ascii_uppercase();
+            value.len() >= SECRET_VALUE_MIN && SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
+        })
+        .for_each(|(_, value)| known.add(value));
+    match outcome {
+        Outcome::Failed {
+            status,
+            timed_out,
+            stderr,
+            problem,
+        } => Outcome::Failed {
+            status,
+            timed_out,
+            stderr: stderr.iter().map(|line| known.scrub(line)).collect(),
+            problem,
+        },
+        Outcome::Interactive { prompt } => Outcome::Interactive {
+            prompt: known.scrub(&prompt),
+        },
+        other => other,
     }
 }
 

@@ -411,3 +411,35 @@ async fn provide_cluster_info_gives_the_plugin_the_cluster_ca() {
     assert!(t.root_cause.is_none(), "{:#?}", t.checks);
     assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
 }
+
+/// A plugin that fails quoting the cloud credential the job gave it (Entra ID's
+/// `AADSTS7000215: Invalid client secret provided`): the job's `AZURE_CLIENT_SECRET` is short
+/// and broken by `~` into words no shape-based redaction knows. Before, it was quoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_quoting_the_jobs_cloud_secret_does_not_leak_it() {
+    const CLIENT_SECRET: &str = "q8Q~sh0rt.Secret";
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "kubelogin",
+        "echo \"AADSTS7000215: Invalid client secret provided: $AZURE_CLIENT_SECRET\" >&2\nexit 1",
+    );
+    let kc = exec_kubeconfig(&c.url, &c.ca, "kubelogin", V1, "");
+    let path = c.bin.path().display().to_string();
+    let report = c
+        .world
+        .run(
+            &kc,
+            &c.flags,
+            &[("PATH", &path), ("AZURE_CLIENT_SECRET", CLIENT_SECRET)],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(t, CheckId::ConfigCredentials);
+    assert!(evidence.contains("AADSTS7000215"), "{evidence}");
+    assert!(
+        !format!("{report:?}").contains(CLIENT_SECRET),
+        "the job's client secret leaked: {evidence}"
+    );
+}
