@@ -15,6 +15,8 @@ mod client_cert;
 mod discovery;
 #[path = "loopback/exec_plugin.rs"]
 mod exec_plugin;
+#[path = "loopback/field_attacks.rs"]
+mod field_attacks;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]
