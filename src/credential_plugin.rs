@@ -49,7 +49,8 @@ pub enum Outcome {
 }
 
 /// The cluster as client-go describes it to a plugin with `provideClusterInfo: true`
-/// (`ConfigToExecCluster`): its server, TLS settings and CA as the kubeconfig has them.
+/// (`ConfigToExecCluster`): its server, TLS settings, CA and proxy as the kubeconfig has them
+/// (not its `client.authentication.k8s.io/exec` extension, which is not read).
 /// Plugins such as Pinniped's read the CA from here.
 #[derive(Debug, Default)]
 pub struct ClusterInfo {
@@ -59,6 +60,8 @@ pub struct ClusterInfo {
     /// `certificate-authority-data` (base64), or the `certificate-authority` file's bytes
     /// encoded so, as client-go loads the file into it.
     pub ca_data_base64: Option<String>,
+    /// The kubeconfig's `proxy-url` (the plugin is local: its password goes nowhere else).
+    pub proxy_url: Option<String>,
 }
 
 impl ClusterInfo {
@@ -81,6 +84,7 @@ impl ClusterInfo {
             tls_server_name: spec.tls_server_name.clone(),
             insecure_skip_tls_verify: spec.insecure_skip_verify,
             ca_data_base64,
+            proxy_url: spec.proxy_url.as_ref().map(|p| p.expose().to_string()),
         }
     }
 }
@@ -180,6 +184,9 @@ fn exec_info(api_version: &str, spec: &ExecSpec, cluster: &ClusterInfo) -> Strin
         }
         if let Some(ca) = &cluster.ca_data_base64 {
             described["certificate-authority-data"] = ca.as_str().into();
+        }
+        if let Some(proxy) = &cluster.proxy_url {
+            described["proxy-url"] = proxy.as_str().into();
         }
         info["spec"]["cluster"] = described;
     }
@@ -407,6 +414,22 @@ mod tests {
         let info: serde_json::Value =
             serde_json::from_str(&exec_info(V1, &spec, &cluster)).unwrap();
         assert_eq!(info["spec"]["cluster"]["server"], "https://api:6443");
+        assert!(info["spec"]["cluster"]["certificate-authority-data"].is_null());
+        let cluster = ClusterInfo {
+            server: Some("https://api:6443".into()),
+            tls_server_name: Some("kubernetes".into()),
+            ca_data_base64: Some("Q0E=".into()),
+            ..ClusterInfo::default()
+        };
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, &cluster)).unwrap();
+        let described = &info["spec"]["cluster"];
+        assert_eq!(described["certificate-authority-data"], "Q0E=");
+        assert_eq!(described["tls-server-name"], "kubernetes");
+        assert!(
+            described["insecure-skip-tls-verify"].is_null(),
+            "omitted when false, as client-go's omitempty"
+        );
     }
 
     #[test]
