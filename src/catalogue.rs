@@ -213,6 +213,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigServer,
+        R::PlainHttp,
+        W,
+        "the server URL is http://, and the kubeconfig has no credentials to lose over it",
+        "Nothing to do if a local authenticating proxy listens there (`kubectl proxy`, a sidecar); otherwise use the API server's https:// URL and give the kubeconfig user credentials.",
+        "client-go drops credentials on plain http, but this user has none: every request goes as whoever the listener there authenticates as, and travels unencrypted.",
+    ),
+    row(
+        C::ConfigServer,
         R::Loopback,
         W,
         "the server is a loopback address: only reachable from the machine itself",
@@ -1573,6 +1581,22 @@ mod tests {
             assert!(codes.contains(&must), "reason {must} vanished");
         }
     }
+}
+
+/// Texts a check puts in place of its row's generic ones when the situation makes those wrong
+/// (or says why a check does not apply). They live here with the rows, not in the checks.
+pub mod situational {
+    /// `auth.whoami credentials-withheld` for an `http://` URL: not a TLS matter, so the
+    /// row's fix (configure the CA) would mislead.
+    pub const CREDENTIALS_WITHHELD_HTTP_SUMMARY: &str =
+        "credentials withheld: the server URL is http://";
+    pub const CREDENTIALS_WITHHELD_HTTP_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+    /// `gitlab.allowed-agents` without a job token.
+    pub const ALLOWED_AGENTS_NO_JOB_TOKEN: &str =
+        "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked";
+    /// `gitlab.allowed-agents` when `CI_API_V4_URL` gives no path to ask.
+    pub const ALLOWED_AGENTS_NO_PATH: &str =
+        "the allowed-agents URL has no path: GitLab was not asked";
 }
 
 /// The catalogue as the Markdown table in the README (between the `catalogue` markers). The

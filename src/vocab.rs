@@ -119,6 +119,7 @@ string_enum! {
         ClusterNotFound = "cluster-not-found",
         InvalidUrl = "invalid-url",
         InsecureScheme = "insecure-scheme",
+        PlainHttp = "plain-http",
         Loopback = "loopback",
         LinkLocal = "link-local",
         PrivateAddress = "private-address",

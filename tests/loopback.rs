@@ -25,6 +25,8 @@ mod impersonation;
 mod in_cluster;
 #[path = "loopback/kubeconfig_content.rs"]
 mod kubeconfig_content;
+#[path = "loopback/odd_certs.rs"]
+mod odd_certs;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/protocols.rs"]

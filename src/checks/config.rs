@@ -28,6 +28,31 @@ pub struct Judge<'a> {
     pub default_namespace: Option<String>,
 }
 
+/// Whether the kubeconfig user presents nothing: no token, certificate or plugin.
+fn has_no_credentials(credentials: &Credentials) -> bool {
+    credentials.bearer().is_none()
+        && credentials.client_identity().is_none()
+        && credentials.exec_plugin.is_none()
+}
+
+/// `insecure-scheme` fails because client-go drops credentials on http://; a user with none
+/// loses nothing (`kubectl proxy` on http:// adds its own), so that finding becomes the
+/// `plain-http` warning and the run goes on.
+fn nothing_to_drop_over_http(server_check: CheckResult) -> CheckResult {
+    if server_check.reason != Some(Reason::InsecureScheme) {
+        return server_check;
+    }
+    let mut warned = CheckResult::finding(
+        server_check.id,
+        server_check.subject.clone(),
+        Reason::PlainHttp,
+    );
+    warned.evidence = server_check.evidence;
+    warned.with_evidence(
+        "the user has no token, certificate or plugin: nothing for client-go to drop",
+    )
+}
+
 impl Judge<'_> {
     pub fn resolve(&self, spec: &TargetSpec, scrubber: &mut Scrubber) -> Target {
         register_secrets(spec, scrubber);
@@ -48,9 +73,13 @@ impl Judge<'_> {
                 tls
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
+        if has_no_credentials(&credentials) {
+            let server_check = checks.remove(0);
+            checks.insert(0, nothing_to_drop_over_http(server_check));
+        }
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
-        if let Some(token) = &credentials.bearer {
+        if let Some(token) = credentials.bearer() {
             scrubber.add_secret(token);
         }
         // An unusable proxy URL means no traffic at all: the target then has no endpoint.
@@ -259,15 +288,12 @@ impl Judge<'_> {
     ) -> (CheckResult, Credentials) {
         let id = CheckId::ConfigCredentials;
         let subject = spec.user_name.clone().unwrap_or_default();
-        let mut creds = Credentials {
-            usable: true,
-            ..Credentials::default()
-        };
+        let mut creds = Credentials::default();
         let fail = |reason: Reason, evidence: String| -> CheckResult {
             CheckResult::finding(id, subject.clone(), reason).with_evidence(evidence)
         };
         if let Some(user) = &spec.user_missing {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::UserNotFound,
@@ -279,7 +305,7 @@ impl Judge<'_> {
         if let Some(provider) = &spec.auth_provider
             && (provider == "gcp" || provider == "azure")
         {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::AuthProviderRemoved,
@@ -289,7 +315,7 @@ impl Judge<'_> {
             );
         }
         if spec.basic_auth && spec.token.is_none() && spec.token_file.is_none() {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::BasicAuthRemoved,
@@ -306,7 +332,7 @@ impl Judge<'_> {
                     String::from_utf8_lossy(&bytes).trim().to_string(),
                 )),
                 Err(e) => {
-                    creds.usable = false;
+                    creds.withhold();
                     return (fail(Reason::TokenFileUnreadable, e), creds);
                 }
             },
@@ -324,12 +350,12 @@ impl Judge<'_> {
                 None => self.judge_token(id, &subject, token, kind),
             };
             results.push(judged);
-            creds.bearer = Some(token.clone());
+            creds.set_token(token.clone());
         }
         match load_client_identity(spec, scrubber) {
             Ok(Some((identity, facts))) => {
                 results.push(self.judge_client_cert(id, &subject, &identity, &facts));
-                creds.client_identity = Some(identity);
+                creds.set_certificate(identity);
             }
             Ok(None) => {}
             Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
@@ -370,17 +396,17 @@ impl Judge<'_> {
             );
             match token {
                 Some(crate::checks::exec_credential::Issued::Token(token))
-                    if creds.bearer.is_none() =>
+                    if creds.bearer().is_none() =>
                 {
-                    creds.bearer = Some(token)
+                    creds.set_token(token)
                 }
                 Some(crate::checks::exec_credential::Issued::ClientCertificate {
                     cert_pem,
                     key_pem,
-                }) if creds.client_identity.is_none() => {
+                }) if creds.client_identity().is_none() => {
                     scrubber.add_secret(&key_pem);
                     match identity_from_pem(cert_pem.as_bytes(), key_pem.expose().as_bytes()) {
-                        Ok((identity, _)) => creds.client_identity = Some(identity),
+                        Ok((identity, _)) => creds.set_certificate(identity),
                         Err(e) => results.push(fail(Reason::ExecPluginFailed, e)),
                     }
                 }
@@ -415,7 +441,7 @@ impl Judge<'_> {
                 .push(format!("{}: {}", other.status.as_str(), other.summary));
         }
         if first.status.is_failure() {
-            creds.usable = false;
+            creds.withhold();
         }
         (first, creds)
     }
@@ -859,6 +885,37 @@ mod tests {
         assert_eq!(e.host, Host::Ip("::1".parse().expect("ip")));
         assert!(parse_endpoint("api.example.com:6443").is_err());
         assert!(parse_endpoint("ftp://x").is_err());
+    }
+
+    /// http:// fails only when there is something to drop: a user without credentials (behind
+    /// `kubectl proxy`) gets the warning; every other config.server finding is left alone.
+    #[test]
+    fn plain_http_without_credentials_is_a_warning() {
+        let insecure = CheckResult::finding(
+            CheckId::ConfigServer,
+            "http://p:8001",
+            Reason::InsecureScheme,
+        )
+        .with_evidence("server: http://p:8001");
+        let warned = nothing_to_drop_over_http(insecure);
+        assert_eq!(warned.reason, Some(Reason::PlainHttp));
+        assert_eq!(warned.status, crate::vocab::Status::Warn);
+        assert_eq!(warned.subject, "http://p:8001");
+        assert!(
+            warned.evidence[0].contains("server: http://p:8001"),
+            "{:?}",
+            warned.evidence
+        );
+        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
+        assert_eq!(
+            nothing_to_drop_over_http(loopback).reason,
+            Some(Reason::Loopback)
+        );
+        let none = Credentials::default();
+        assert!(has_no_credentials(&none));
+        let mut plugin = Credentials::default();
+        plugin.exec_plugin = Some("aws".into());
+        assert!(!has_no_credentials(&plugin));
     }
 
     #[test]

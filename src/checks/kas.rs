@@ -3,10 +3,57 @@
 
 use std::time::Duration;
 
+use super::{Context, Findings};
 use crate::catalogue::{CheckId, Reason};
 use crate::gitlab::{self, CiFacts};
-use crate::model::CheckResult;
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
+
+/// The agent server's step: `gitlab.kas` from the anonymous `GET /version`, then, when the
+/// credentials went out, the authenticated one's answer if it tells an agent failure apart (as
+/// the target's `auth.whoami`, which ends the pipeline: the Kubernetes steps would only repeat
+/// it). Credentials withheld (an `http://` URL): the "authenticated" request went out anonymous,
+/// so its 401 says nothing about the token; `auth.whoami` reports the withholding.
+pub fn agent_server(
+    cx: &Context,
+    anonymous: &Result<Response, HttpFailure>,
+    version: &Result<Response, HttpFailure>,
+) -> Findings {
+    let kas = Findings::judged(vec![self::anonymous(anonymous)]);
+    if !kas.go_on || !cx.credentials_sent {
+        return kas;
+    }
+    let token = cx.target.credentials.bearer().map(|b| b.expose());
+    match authenticated(cx.authority, version, token, cx.ci, cx.agent_timeout) {
+        Some(result) => kas.then(Findings::last(vec![result])),
+        None => kas,
+    }
+}
+
+/// The TLS findings of a target, with the agent's own fix where trust failed: GitLab's agent
+/// kubeconfig carries no CA, so the job's trust store must trust the agent server.
+pub fn agent_trust_fix(kind: TargetKind, results: Vec<CheckResult>) -> Vec<CheckResult> {
+    if kind != TargetKind::GitlabAgent {
+        return results;
+    }
+    results
+        .into_iter()
+        .map(
+            |r| match r.id == CheckId::TlsTrust && r.status.is_failure() {
+                true => r.with_fix_detail(gitlab::agent_tls_fix_detail()),
+                false => r,
+            },
+        )
+        .collect()
+}
+
+/// `http.version` through the agent server names a `--timeout` shorter than its tunnel wait.
+pub fn version(cx: &Context, result: CheckResult) -> CheckResult {
+    match cx.target.kind {
+        TargetKind::GitlabAgent => gitlab::explain_short_agent_wait(result, cx.agent_timeout),
+        _ => result,
+    }
+}
 
 /// `gitlab.kas`: an anonymous request must get the agent server's 401 with
 /// `Gitlab-Unauthorized: true`; anything else (or nothing) is not the agent server.
@@ -59,5 +106,60 @@ mod tests {
             r.evidence,
             ["anonymous GET /version: connection reset by peer"]
         );
+    }
+
+    use crate::checks::fixture;
+    use crate::plan::Scheme;
+    use bytes::Bytes;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from_static(b"{}"),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn the_agent_server_step_stops_where_it_explains() {
+        let target = fixture::target(TargetKind::GitlabAgent, Scheme::Https);
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        let mut cx = fixture::context(&target, &ci, &expectation);
+        let kas = answer(401, &[("Gitlab-Unauthorized", "true")]);
+        let not_kas = answer(404, &[]);
+        // Not the agent server: gitlab.kas fails and nothing after it runs.
+        let found = agent_server(&cx, &not_kas, &not_kas);
+        assert!(!found.go_on);
+        assert_eq!(found.results.len(), 1);
+        assert_eq!(found.results[0].id, CheckId::GitlabKas);
+        // The agent server, and an authenticated answer Kubernetes judges: the steps go on.
+        let version = answer(200, &[]);
+        let found = agent_server(&cx, &kas, &version);
+        assert!(found.go_on, "{:?}", found.results);
+        assert_eq!(found.results.len(), 1);
+        // Credentials withheld: the authenticated answer is not judged at all.
+        cx.credentials_sent = false;
+        let found = agent_server(&cx, &kas, &kas);
+        assert!(found.go_on);
+        assert_eq!(found.results.len(), 1);
+    }
+
+    #[test]
+    fn only_an_agent_targets_failed_trust_gets_the_agent_fix() {
+        let untrusted =
+            || CheckResult::finding(CheckId::TlsTrust, "kas:443", Reason::UnknownAuthority);
+        let generic = untrusted().fix;
+        let agent = agent_trust_fix(TargetKind::GitlabAgent, vec![untrusted()]);
+        let fix = agent[0].fix.clone().unwrap_or_default();
+        assert!(fix.starts_with(gitlab::agent_tls_fix_detail()), "{fix}");
+        let direct = agent_trust_fix(TargetKind::Direct, vec![untrusted()]);
+        assert_eq!(direct[0].fix, generic);
+        let passed = CheckResult::pass(CheckId::TlsTrust, "kas:443", "ok");
+        let passed = agent_trust_fix(TargetKind::GitlabAgent, vec![passed]);
+        assert_eq!(passed[0].fix, None);
     }
 }

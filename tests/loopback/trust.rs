@@ -22,15 +22,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::support::*;
 
 /// A temp dir where openssl makes keys and certificates.
-struct Openssl {
+pub(crate) struct Openssl {
     dir: tempfile::TempDir,
 }
 
 /// One certificate made here: its files.
 #[derive(Clone)]
-struct Made {
-    crt: PathBuf,
-    key: PathBuf,
+pub(crate) struct Made {
+    pub(crate) crt: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Made {
@@ -42,18 +42,18 @@ impl Made {
 const LEAF_SANS: &str = "DNS:api.k8s.test,DNS:localhost,IP:127.0.0.1";
 
 impl Openssl {
-    fn new() -> Openssl {
+    pub(crate) fn new() -> Openssl {
         Openssl {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Runs `openssl args…` in the temp dir, at most 60 s; panics with its stderr on failure.
-    fn run(&self, args: &[&str]) {
+    pub(crate) fn run(&self, args: &[&str]) {
         let mut cmd = Command::new("openssl");
         cmd.args(args).current_dir(self.dir.path());
         let (code, _, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(60));
@@ -88,7 +88,7 @@ impl Openssl {
     }
 
     /// A root CA.
-    fn root(&self, name: &str, subject: &str, rsa: bool) -> Made {
+    pub(crate) fn root(&self, name: &str, subject: &str, rsa: bool) -> Made {
         let exts = [
             "basicConstraints=critical,CA:TRUE",
             "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
@@ -97,7 +97,14 @@ impl Openssl {
     }
 
     /// A certificate for `subject` issued by `issuer` with the extensions `ext` (extfile lines).
-    fn issue(&self, name: &str, subject: &str, issuer: &Made, ext: &str, rsa: bool) -> Made {
+    pub(crate) fn issue(
+        &self,
+        name: &str,
+        subject: &str,
+        issuer: &Made,
+        ext: &str,
+        rsa: bool,
+    ) -> Made {
         let (crt, key, csr, extfile) = (
             format!("{name}.crt"),
             format!("{name}.key"),
@@ -118,7 +125,7 @@ impl Openssl {
 
     /// Signs `name.csr` with `issuer` into `name.crt` (extensions from `name.ext`), with
     /// `extra` arguments of `openssl x509 -req` (`-sha1`).
-    fn sign(&self, name: &str, issuer: &Made, extra: &[&str]) {
+    pub(crate) fn sign(&self, name: &str, issuer: &Made, extra: &[&str]) {
         let (crt, csr, extfile) = (
             format!("{name}.crt"),
             format!("{name}.csr"),
@@ -191,7 +198,7 @@ fn serial(name: &str) -> String {
 }
 
 /// Serves `chain` (leaf first) with the leaf's key from the fake API server on 127.0.0.1.
-async fn serve(chain: &[&Made]) -> ApiServerHandle {
+pub(crate) async fn serve(chain: &[&Made]) -> ApiServerHandle {
     let certs: Vec<CertificateDer<'static>> = chain
         .iter()
         .flat_map(|m| {
@@ -224,7 +231,7 @@ async fn serve_der(certs: Vec<CertificateDer<'static>>, key: &Path) -> ApiServer
 }
 
 /// The kubeconfig's CA for one run.
-enum Ca<'a> {
+pub(crate) enum Ca<'a> {
     Right(&'a Made),
     None,
     Wrong(&'a Made),
@@ -246,7 +253,7 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
     t
 }
 
-async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
+pub(crate) async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
     init();
     let world = World::new();
     let report = world
@@ -269,12 +276,22 @@ fn kubeconfig_for(url: String, extra_cluster: &str, ca: Ca<'_>) -> String {
 /// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH: exit code and
 /// stderr. A fresh HOME and cache, no proxy variables, a hard time limit.
 async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i32>, String)> {
+    kubectl_says_at(server.url(), "", ca).await
+}
+
+/// [`kubectl_says`] for the server at `url`, with `extra_cluster` lines in the kubeconfig's
+/// cluster (`tls-server-name`).
+pub(crate) async fn kubectl_says_at(
+    url: String,
+    extra_cluster: &str,
+    ca: Ca<'_>,
+) -> Option<(Option<i32>, String)> {
     let path = std::env::var_os("PATH")?;
     let bin = std::env::split_paths(&path)
         .map(|dir| dir.join("kubectl"))
         .find(|candidate| candidate.is_file())?;
     let world = World::new();
-    let config = world.write("kubeconfig", &kubeconfig_for(server.url(), "", ca));
+    let config = world.write("kubeconfig", &kubeconfig_for(url, extra_cluster, ca));
     let home = world.path("home");
     let ran = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(bin);

@@ -2,8 +2,11 @@
 
 mod auth;
 mod dns;
+mod foreign;
+mod haproxy;
 mod http;
 mod in_cluster;
+mod kubectl_proxy;
 mod lb;
 mod proxy;
 mod tcp;

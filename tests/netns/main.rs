@@ -11,7 +11,7 @@
 //!   evidence a person needs, and a bound on the time to verdict.
 //!
 //! Needs root (with CAP_NET_ADMIN and CAP_SYS_ADMIN) and `ip`, `nft`, `unbound`, `tinyproxy`,
-//! `squid`, `nginx`, `dig`, `curl`. Where any is missing, every world test prints `netns SKIPPED <test>:
+//! `squid`, `nginx`, `haproxy`, `dig`, `curl`. Where any is missing, every world test prints `netns SKIPPED <test>:
 //! missing …` and passes, so `cargo test` passes on any machine; with `KUBE_REACH_REQUIRE_NETNS=1`
 //! (`.ci/run` sets it) it fails instead, naming what is missing. Run:
 //!
@@ -27,6 +27,7 @@
 mod dns;
 mod firewall;
 mod fixture;
+mod haproxy;
 mod kubeconfig;
 mod kubectl;
 mod mtu;

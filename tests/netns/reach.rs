@@ -1,6 +1,7 @@
 //! The tool under test inside a world: `kube-reach demo-server` in the server namespace, and
 //! `kube-reach --json -` in the client namespace, its report judged against spec §2 and §3.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,10 +23,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Starts `kube-reach demo-server` on every API address of `site`, with a `kind` leaf; `extra`
 /// adds flags (`--version-padding`).
 pub fn demo_server(site: &mut Site, kind: LeafKind, extra: &[&str]) {
+    let api = site.api.clone();
+    demo_server_on(site, &api, kind, extra);
+}
+
+/// [`demo_server`] listening on `listen` in the server namespace (behind a TCP front, say).
+pub fn demo_server_on(site: &mut Site, listen: &[SocketAddr], kind: LeafKind, extra: &[&str]) {
     let leaf = site.pki.leaf(&site.world, kind);
     let ready = site.world.dir().join("demo-server.ready");
     let mut argv: Vec<String> = vec![bin().into(), "demo-server".into()];
-    for addr in &site.api {
+    for addr in listen {
         argv.extend(["--listen".into(), addr.to_string()]);
     }
     for (flag, path) in [
