@@ -1,5 +1,6 @@
 //! `config.credentials` for a credential (exec) plugin: what kubectl would refuse before running
-//! it (`v1alpha1`, `interactiveMode: Always` without a terminal), then what the plugin did when
+//! it (`v1alpha1`, `v1` without `interactiveMode`, `interactiveMode: Always` without a
+//! terminal), then what the plugin did when
 //! run the way client-go runs it (`credential_plugin`): failed with its exit status and first
 //! stderr lines, waited for a person, answered another apiVersion, or returned a token, judged
 //! for expiry like any token.
@@ -13,6 +14,9 @@ use crate::model::CheckResult;
 use crate::secret::Secret;
 use crate::targets::ExecSpec;
 use crate::x509::{format_time, human_duration};
+
+/// The exec apiVersion for which client-go requires `interactiveMode` (no default).
+const V1: &str = "client.authentication.k8s.io/v1";
 
 /// What a plugin issued that the target can authenticate with.
 pub enum Issued {
@@ -34,6 +38,13 @@ pub fn judge(
         let r = CheckResult::finding(id, subject, Reason::ExecApiversionUnsupported).with_evidence(
             format!("exec.apiVersion: {REMOVED_API_VERSION} ({command})"),
         );
+        return (r, None);
+    }
+    if spec.interactive_mode.is_none() && spec.api_version.as_deref() == Some(V1) {
+        let r = CheckResult::finding(id, subject, Reason::ExecInteractiveModeMissing)
+            .with_evidence(format!(
+                "exec.apiVersion: {V1} and no exec.interactiveMode ({command})"
+            ));
         return (r, None);
     }
     if spec.interactive_mode.as_deref() == Some("Always") {
@@ -173,6 +184,21 @@ mod tests {
         let v1 = "client.authentication.k8s.io/v1";
         let (r, _) = judge(id, "u", &spec(v1, Some("Always")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginInteractive));
+        let (r, _) = judge(id, "u", &spec(v1, None), &none, &env(), t);
+        assert_eq!(r.reason, Some(Reason::ExecInteractiveModeMissing));
+        let (r, _) = judge(
+            id,
+            "u",
+            &spec("client.authentication.k8s.io/v1beta1", None),
+            &none,
+            &env(),
+            t,
+        );
+        assert_eq!(
+            r.reason,
+            Some(Reason::ExecPluginFailed),
+            "v1beta1 defaults to IfAvailable"
+        );
         let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginFailed));
         assert!(token.is_none());

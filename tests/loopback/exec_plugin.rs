@@ -27,10 +27,17 @@ fn credential(api_version: &str, token: &str) -> String {
     )
 }
 
+/// A kubeconfig whose user runs `command`; `interactiveMode: IfAvailable` (what generated
+/// kubeconfigs write, and what `v1` requires) unless `extra` says something of `interactiveMode`.
 fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra: &str) -> String {
     let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
+    let mode = if extra.contains("interactiveMode") {
+        ""
+    } else {
+        "      interactiveMode: IfAvailable\n"
+    };
     format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{mode}{extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
     )
 }
 
@@ -442,4 +449,36 @@ async fn a_plugin_quoting_the_jobs_cloud_secret_does_not_leak_it() {
         !format!("{report:?}").contains(CLIENT_SECRET),
         "the job's client secret leaked: {evidence}"
     );
+}
+
+/// `client.authentication.k8s.io/v1` without `interactiveMode`: kubectl refuses the kubeconfig
+/// (`interactiveMode must be specified for u to use exec authentication plugin`, checked with
+/// the real kubectl) before running a plugin that would have worked. Before, kube-reach ran it
+/// and called the target healthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_interactive_mode_missing() {
+    let c = case().await;
+    let ran = c.bin.path().join("ran");
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!("touch {}\n{}", ran.display(), credential(V1, GOOD)),
+    );
+    let (t, _) = c.run("aws", V1, "      # no interactiveMode\n").await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecInteractiveModeMissing,
+    );
+    assert!(!ran.exists(), "kubectl runs no plugin it refuses");
+    let fix = result_of(&t, CheckId::ConfigCredentials)
+        .fix
+        .clone()
+        .unwrap_or_default();
+    assert!(fix.contains("interactiveMode: Never"), "{fix}");
+    // v1beta1 defaults to IfAvailable: the same stanza is healthy.
+    let beta = "client.authentication.k8s.io/v1beta1";
+    plugin(c.bin.path(), "aws", &credential(beta, GOOD));
+    let (t, _) = c.run("aws", beta, "      # no interactiveMode\n").await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
 }
