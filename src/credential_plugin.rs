@@ -20,6 +20,9 @@ pub const SUPPORTED_API_VERSIONS: &[&str] = &[
 ];
 pub const REMOVED_API_VERSION: &str = "client.authentication.k8s.io/v1alpha1";
 
+/// Linux's limit on one environment string (`MAX_ARG_STRLEN`, 32 pages).
+const ARG_MAX_ONE: usize = 128 * 1024;
+
 /// Lines of the plugin's stderr kept for evidence.
 const STDERR_LINES: usize = 3;
 
@@ -101,10 +104,9 @@ pub fn run(spec: &ExecSpec, cluster: &ClusterInfo, env: &Env, timeout: Duration)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     vars.extend(spec.env.iter().cloned());
-    vars.push((
-        "KUBERNETES_EXEC_INFO".into(),
-        exec_info(&api_version, spec, cluster),
-    ));
+    let info = exec_info(&api_version, spec, cluster);
+    let info_len = info.len();
+    vars.push(("KUBERNETES_EXEC_INFO".into(), info));
     let path_var = env.var("PATH").unwrap_or_default();
     let program = if spec.command.contains('/') {
         Some(std::path::PathBuf::from(&spec.command))
@@ -116,6 +118,11 @@ pub fn run(spec: &ExecSpec, cluster: &ClusterInfo, env: &Env, timeout: Duration)
     };
     let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
     match exec::run(&program, &args, &vars, timeout) {
+        Err(e) if e.source.raw_os_error() == Some(libc::E2BIG) && info_len > ARG_MAX_ONE => {
+            Outcome::CannotRun(format!(
+                "{e}: KUBERNETES_EXEC_INFO is {info_len} bytes, over Linux's limit of {ARG_MAX_ONE} bytes for one variable (with provideClusterInfo it carries the cluster's CA; kubectl fails the same way)"
+            ))
+        }
         Err(e) => Outcome::CannotRun(e.to_string()),
         Ok(finished) => without_secrets_of(read(&finished, &api_version), &vars),
     }

@@ -482,3 +482,30 @@ async fn config_credentials_exec_interactive_mode_missing() {
     let (t, _) = c.run("aws", beta, "      # no interactiveMode\n").await;
     assert!(t.root_cause.is_none(), "{:#?}", t.checks);
 }
+
+/// `provideClusterInfo` with a CA bundle of 300 certificates (a corporate bundle): the
+/// `KUBERNETES_EXEC_INFO` that carries it is over Linux's 128 KiB limit for one variable, so
+/// the plugin cannot be started, by kubectl either. A clear failure naming the variable and
+/// its size, no panic, no hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_info_over_the_kernels_limit_is_named() {
+    let c = case().await;
+    plugin(c.bin.path(), "pinniped", &credential(V1, GOOD));
+    let bundle = c.ca.repeat(300);
+    let kc = exec_kubeconfig(
+        &c.url,
+        &bundle,
+        "pinniped",
+        V1,
+        "      provideClusterInfo: true\n",
+    );
+    let path = c.bin.path().display().to_string();
+    let report = c.world.run(&kc, &c.flags, &[("PATH", &path)]).await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(t, CheckId::ConfigCredentials);
+    assert!(
+        evidence.contains("KUBERNETES_EXEC_INFO is") && evidence.contains("131072"),
+        "{evidence}"
+    );
+}
