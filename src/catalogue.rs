@@ -1332,6 +1332,14 @@ pub const CATALOGUE: &[Entry] = &[
         "Run the tool's `version` command in the job image by hand: a tool that hangs without a server (a wrapper script waiting for input, a network lookup) will hang the deploy step too.",
         "kube-reach asks each tool its version with stdin closed and kills it at `--timeout`; a healthy kubectl or helm answers at once.",
     ),
+    row(
+        C::RunnerTools,
+        R::ToolCannotRun,
+        W,
+        "a client tool on PATH could not be started",
+        "Check the tool in the job image (the evidence says why it did not start): the execute bit, a binary for another CPU or libc (an Alpine image with a glibc build), a script whose interpreter is missing.",
+        "The deploy step runs the same file; a kubectl or helm that cannot start here will not start there either.",
+    ),
     // ---- any check
     any(
         R::Blocked,

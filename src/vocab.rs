@@ -247,6 +247,7 @@ string_enum! {
         Skew = "skew",
         KnownBadVersion = "known-bad-version",
         VersionSkew = "version-skew",
+        ToolCannotRun = "tool-cannot-run",
         // the engine's own
         Blocked = "blocked",
         NotApplicable = "not-applicable",

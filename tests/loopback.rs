@@ -6,6 +6,12 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
+#[path = "common/kubectl.rs"]
+mod kubectl;
+#[path = "common/report.rs"]
+mod report;
 #[path = "loopback/support.rs"]
 mod support;
 

@@ -8,7 +8,7 @@
 //! (`tls-server-name` over 127.0.0.1).
 
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::model::{Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 
 use crate::support::*;
 use crate::trust::{Ca, Made, Openssl, kubectl_says_at, run_on, serve};
@@ -30,7 +30,7 @@ fn server_auth(san: &str) -> String {
     )
 }
 
-fn assert_healthy(t: &TargetReport) {
+fn assert_healthy(t: &Target) {
     assert!(t.root_cause.is_none(), "root cause: {:#?}", t.checks);
     assert!(
         matches!(t.verdict, Verdict::Pass | Verdict::Warn),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerHandle, ApiServerOptions, ProxyMode, Transport, apiserver, proxy};
-use kube_reach::model::{CheckResult, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -237,12 +237,12 @@ pub(crate) enum Ca<'a> {
     Wrong(&'a Made),
 }
 
-async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     run_on(server.url(), "", ca).await
 }
 
 /// Like [`run`], with the cluster's `proxy-url` set to a CONNECT proxy started here.
-async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     init();
     let proxy = proxy::start_proxy(localhost(), ProxyMode::Allow)
         .await
@@ -253,7 +253,7 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
     t
 }
 
-pub(crate) async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
+pub(crate) async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> Target {
     init();
     let world = World::new();
     let report = world
@@ -273,8 +273,9 @@ fn kubeconfig_for(url: String, extra_cluster: &str, ca: Ca<'_>) -> String {
     kubeconfig(&[ctx], Some("c"))
 }
 
-/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH: exit code and
-/// stderr. A fresh HOME and cache, no proxy variables, a hard time limit.
+/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH (always under
+/// `KUBE_REACH_REQUIRE_KUBECTL=1`): exit code and stderr. A fresh HOME and cache, no proxy
+/// variables, a hard time limit.
 async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i32>, String)> {
     kubectl_says_at(server.url(), "", ca).await
 }
@@ -286,10 +287,8 @@ pub(crate) async fn kubectl_says_at(
     extra_cluster: &str,
     ca: Ca<'_>,
 ) -> Option<(Option<i32>, String)> {
-    let path = std::env::var_os("PATH")?;
-    let bin = std::env::split_paths(&path)
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())?;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bin = crate::kubectl::kubectl_or_skip(&path, "kubectl comparison")?;
     let world = World::new();
     let config = world.write("kubeconfig", &kubeconfig_for(url, extra_cluster, ca));
     let home = world.path("home");
@@ -309,7 +308,7 @@ pub(crate) async fn kubectl_says_at(
     Some(ran)
 }
 
-fn trust_of(t: &TargetReport) -> &CheckResult {
+fn trust_of(t: &Target) -> &Check {
     t.checks
         .iter()
         .find(|c| c.id == CheckId::TlsTrust)
@@ -318,7 +317,7 @@ fn trust_of(t: &TargetReport) -> &CheckResult {
 
 /// Root cause `tls.trust reason`, a fix containing every `fix_has` and none of `fix_lacks`,
 /// evidence containing every `evidence_has`.
-fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
+fn assert_trust(t: &Target, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
     assert_root_cause(t, CheckId::TlsTrust, reason);
     let r = trust_of(t);
     let fix = r.fix.as_deref().unwrap_or_default();
@@ -334,7 +333,7 @@ fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has
     }
 }
 
-fn assert_passes(t: &TargetReport) {
+fn assert_passes(t: &Target) {
     assert_eq!(trust_of(t).status, Status::Pass, "{:#?}", t.checks);
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
 }
@@ -342,7 +341,7 @@ fn assert_passes(t: &TargetReport) {
 /// Never "send the full chain" when the chain is not the problem.
 const SEND_CHAIN: &str = "send the full chain";
 
-fn assert_fix_lacks(t: &TargetReport, words: &str) {
+fn assert_fix_lacks(t: &Target, words: &str) {
     let fix = trust_of(t).fix.as_deref().unwrap_or_default();
     assert!(!fix.contains(words), "fix says {words:?}: {fix}");
 }

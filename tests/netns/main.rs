@@ -24,6 +24,12 @@
 //! `cargo test --test netns self_test` checks the assertions themselves (no root needed). See
 //! `kubectl.rs` for the comparison table and `bench.sh` for timings.
 
+#[path = "../common/child.rs"]
+mod child;
+#[path = "../common/kubeconfig.rs"]
+mod common_kubeconfig;
+#[path = "../common/kubectl.rs"]
+mod common_kubectl;
 mod dns;
 mod firewall;
 mod fixture;
@@ -35,6 +41,8 @@ mod nginx;
 mod pki;
 mod proxy;
 mod reach;
+#[path = "../common/report.rs"]
+mod report;
 mod site;
 mod sys;
 mod world;

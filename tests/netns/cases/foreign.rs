@@ -4,6 +4,7 @@
 //! refuses `CONNECT api:6443` with its own 403 page, and squid wanting proxy credentials; an answer too big for UDP (TC set), which
 //! needs the TCP fallback.
 
+use kube_reach::catalogue::{CheckId, Reason};
 use std::net::SocketAddr;
 
 use super::{assert_ran, diagnose};
@@ -75,8 +76,12 @@ fn dns_truncated_answer_falls_back_to_tcp_and_passes() {
     let kubeconfig = alias_kubeconfig(&site, dns::MANY);
     reach::diagnose(&site, "dns: answer truncated over UDP", &kubeconfig, &[])
         .expect_no_failure()
-        .expect_pass(&["dns.resolve", "tcp.connect", "auth.whoami"])
-        .expect_evidence("dns.resolve", &["10.253.1.100"]);
+        .expect_pass(&[
+            CheckId::DnsResolve,
+            CheckId::TcpConnect,
+            CheckId::AuthWhoami,
+        ])
+        .expect_evidence(CheckId::DnsResolve, &["10.253.1.100"]);
 }
 
 /// The world's unbound answers a CNAME and stops there: it does not chase the alias (its
@@ -116,11 +121,13 @@ fn dns_cname_the_nameserver_did_not_chase_fails_as_kubectl_does() {
         &[],
     );
     assert!(
-        report.root_cause_text().starts_with("dns.resolve"),
+        report
+            .root_cause_text()
+            .starts_with(CheckId::DnsResolve.as_str()),
         "root cause {}",
         report.root_cause_text()
     );
-    report.expect_evidence("dns.resolve", &["CNAME", "alias.k8s.test"]);
+    report.expect_evidence(CheckId::DnsResolve, &["CNAME", "alias.k8s.test"]);
 }
 
 /// `dangling.k8s.test` is a CNAME to `gone.k8s.test`, which does not exist: kube-reach
@@ -132,8 +139,8 @@ fn dns_cname_to_a_missing_name_is_nxdomain() {
     }
     let (site, kubeconfig) = by_alias("dangling.k8s.test");
     reach::diagnose(&site, "dns: CNAME to a missing name", &kubeconfig, &[])
-        .expect_root_cause("dns.resolve", "nxdomain")
-        .expect_evidence("dns.resolve", &["dangling.k8s.test"]);
+        .expect_root_cause(CheckId::DnsResolve, Reason::Nxdomain)
+        .expect_evidence(CheckId::DnsResolve, &["dangling.k8s.test"]);
 }
 
 /// squid as Debian ships its ACLs (`acl SSL_ports port 443`, `http_access deny CONNECT
@@ -151,8 +158,8 @@ fn proxy_tunnel_forbidden_by_squids_shipped_ssl_ports() {
         "https://api.k8s.test:6443",
         &[("HTTPS_PROXY", SQUID_URL)],
     )
-    .expect_root_cause("proxy.tunnel", "forbidden")
-    .expect_evidence("proxy.tunnel", &["403", "6443"]);
+    .expect_root_cause(CheckId::ProxyTunnel, Reason::Forbidden)
+    .expect_evidence(CheckId::ProxyTunnel, &["403", "6443"]);
 }
 
 const SQUID_PORT: u16 = 3128;
@@ -186,8 +193,8 @@ fn squid_wanting_credentials_is_auth_required_and_passes_with_them() {
         api,
         &[("HTTPS_PROXY", SQUID_URL)],
     )
-    .expect_root_cause("proxy.tunnel", "auth-required")
-    .expect_evidence("proxy.tunnel", &["407"]);
+    .expect_root_cause(CheckId::ProxyTunnel, Reason::AuthRequired)
+    .expect_evidence(CheckId::ProxyTunnel, &["407"]);
     let password = "squid-pass-7f3a";
     let with = format!("http://ciuser:{password}@proxy.k8s.test:3128");
     let report = diagnose(
@@ -198,8 +205,9 @@ fn squid_wanting_credentials_is_auth_required_and_passes_with_them() {
     );
     report
         .expect_no_failure()
-        .expect_pass(&["proxy.tunnel", "auth.whoami"]);
-    let printed = format!("{}{}{}", report.json, report.ran.stdout, report.ran.stderr);
+        .expect_pass(&[CheckId::ProxyTunnel, CheckId::AuthWhoami]);
+    // stdout holds the JSON report too.
+    let printed = format!("{}{}", report.ran.stdout, report.ran.stderr);
     assert!(
         !printed.contains(password),
         "the proxy password was printed"

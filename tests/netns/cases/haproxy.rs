@@ -10,6 +10,7 @@ use crate::haproxy::{self, Mode};
 use crate::reach::Report;
 use crate::site::Site;
 use crate::world::{Family, skip_without_netns};
+use kube_reach::catalogue::{CheckId, Reason};
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -23,14 +24,14 @@ fn behind_haproxy(mode: Mode) -> Site {
 /// The healthy path passes every layer.
 fn healthy(report: &Report) {
     report.expect_no_failure().expect_pass(&[
-        "dns.resolve",
-        "tcp.connect",
-        "tls.handshake",
-        "tls.trust",
-        "tls.hostname",
-        "http.version",
-        "auth.whoami",
-        "rbac.can-i",
+        CheckId::DnsResolve,
+        CheckId::TcpConnect,
+        CheckId::TlsHandshake,
+        CheckId::TlsTrust,
+        CheckId::TlsHostname,
+        CheckId::HttpVersion,
+        CheckId::AuthWhoami,
+        CheckId::RbacCanI,
     ]);
 }
 
@@ -102,10 +103,17 @@ fn haproxy_without_a_backend_server_is_a_server_error() {
     }
     let site = behind_haproxy(Mode::NoBackend);
     diagnose(&site, "haproxy 503, no backend server", API_URL, &[])
-        .expect_root_cause("http.version", "server-error")
-        .expect_pass(&["tcp.connect", "tls.handshake", "tls.trust"])
-        .expect_evidence("http.version", &["HTTP 503", "No server is available"])
-        .expect_fix("http.version", &["load balancer"]);
+        .expect_root_cause(CheckId::HttpVersion, Reason::ServerError)
+        .expect_pass(&[
+            CheckId::TcpConnect,
+            CheckId::TlsHandshake,
+            CheckId::TlsTrust,
+        ])
+        .expect_evidence(
+            CheckId::HttpVersion,
+            &["HTTP 503", "No server is available"],
+        )
+        .expect_fix(CheckId::HttpVersion, &["load balancer"]);
 }
 
 /// The load balancer terminates TLS and sends plain HTTP to the API server's HTTPS port
@@ -129,13 +137,13 @@ fn haproxy_sending_plain_http_to_the_tls_api_server_names_the_backend() {
     );
     report
         .expect_evidence(
-            "http.version",
+            CheckId::HttpVersion,
             &["Client sent an HTTP request to an HTTPS server"],
         )
-        .expect_fix("http.version", &["backend"]);
+        .expect_fix(CheckId::HttpVersion, &["backend"]);
     assert_ne!(
         report.root_reason(),
-        "not-kubernetes",
+        Reason::NotKubernetes,
         "{}",
         report.root_fix()
     );

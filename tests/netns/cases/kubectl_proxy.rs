@@ -5,6 +5,7 @@
 //! credentials behind a sidecar proxy do. Plain HTTP to a proxy that authenticates for the job
 //! is healthy: every request is the proxy's user, and kube-reach must not fail it.
 
+use kube_reach::catalogue::CheckId;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
@@ -17,16 +18,13 @@ use crate::sys;
 use crate::world::{Family, skip_without_netns};
 
 /// Whether this test cannot run here: kubectl is optional in this suite, as in the
-/// cross-check (`kubectl.rs`), so a machine without it skips, saying so.
+/// cross-check (`kubectl.rs`), so a machine without it skips, saying so (and fails instead
+/// under `KUBE_REACH_REQUIRE_KUBECTL=1`).
 fn skip() -> bool {
     if skip_without_netns() {
         return true;
     }
-    let missing = sys::which("kubectl").is_none();
-    if missing {
-        println!("kubectl proxy SKIPPED: kubectl is not on PATH");
-    }
-    missing
+    crate::common_kubectl::kubectl_or_skip(&sys::search_path(), "kubectl proxy").is_none()
 }
 
 /// The fake API on the server's loopback, and `kubectl proxy` on the API address in front.
@@ -39,7 +37,7 @@ fn behind_kubectl_proxy() -> Site {
         "kubectl-proxy.kubeconfig",
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: up\n  cluster:\n    server: https://{TLS_UPSTREAM}\n    tls-server-name: api.k8s.test\n    certificate-authority-data: {ca}\nusers:\n- name: ci\n  user:\n    token: {}\ncontexts:\n- name: up\n  context: {{cluster: up, user: ci}}\ncurrent-context: up\n",
-            crate::kubeconfig::GOOD_TOKEN
+            crate::common_kubeconfig::GOOD
         ),
     );
     let listen = site.api[0];
@@ -110,7 +108,12 @@ fn kubectl_proxy_over_plain_http_passes() {
         &kubeconfig,
     )
     .expect_no_failure()
-    .expect_pass(&["dns.resolve", "tcp.connect", "http.version", "rbac.can-i"]);
+    .expect_pass(&[
+        CheckId::DnsResolve,
+        CheckId::TcpConnect,
+        CheckId::HttpVersion,
+        CheckId::RbacCanI,
+    ]);
 }
 
 /// The same proxy, with a token left in the job's kubeconfig. client-go drops it on http://
@@ -132,5 +135,5 @@ fn kubectl_proxy_with_a_token_in_the_kubeconfig_is_judged_by_what_answers() {
         &kubeconfig,
     )
     .expect_no_failure()
-    .expect_pass(&["http.version", "auth.whoami"]);
+    .expect_pass(&[CheckId::HttpVersion, CheckId::AuthWhoami]);
 }
