@@ -23,6 +23,8 @@ mod discovery;
 mod exec_plugin;
 #[path = "loopback/field_attacks.rs"]
 mod field_attacks;
+#[path = "loopback/fleet.rs"]
+mod fleet;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]
