@@ -170,7 +170,6 @@ mod tests {
             resolv_conf_path: "/dev/null".into(),
             hosts_path: "/dev/null".into(),
             service_account_dir: "/nonexistent".into(),
-            demo: false,
         }
     }
 
