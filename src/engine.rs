@@ -525,13 +525,14 @@ impl Dialer {
             .map_err(|_| format!("CONNECT through the proxy: {status}"))
     }
 
-    /// One more handshake like the first, over a connection that announces a small MSS.
-    async fn small_mss_handshake(
+    /// One more handshake like the first, over a new connection announcing `mss` when given.
+    async fn retry_handshake(
         &self,
+        mss: Option<u32>,
         client: Option<&ClientIdentity>,
         expect: Option<net_tls::Expect>,
     ) -> Result<net_tls::Handshake, String> {
-        let stream = self.stream(Some(connect::SMALL_MSS)).await?;
+        let stream = self.stream(mss).await?;
         self.handshake(stream, client, expect)
             .await
             .ok_or_else(|| "no TLS settings".to_string())
@@ -624,8 +625,11 @@ async fn secure(
     // a proxy only the runner's own link is narrowed (the proxy picks the MSS of its connection
     // to the server), which is where the commonest black hole is: Docker-in-Docker's bridge.
     if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) {
-        let retry = dialer.small_mss_handshake(client, expect).await;
-        result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
+        let (full, small) = tokio::join!(
+            dialer.retry_handshake(None, client, expect.clone()),
+            dialer.retry_handshake(Some(connect::SMALL_MSS), client, expect),
+        );
+        result = tls::after_mss_retries(result, &full, &small, connect::SMALL_MSS);
     }
     rec.push(result);
     // A key the verifier refuses: tls.trust names it (the handshake row passed).
