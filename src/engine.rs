@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{dns, gitlab_server, http, kas, netpol, runner, tcp, tls, tools};
+use crate::checks::{config, dns, gitlab_server, http, kas, netpol, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
@@ -137,6 +137,16 @@ impl Recorder {
         }
         if let Ok(mut c) = self.current.lock() {
             *c = None;
+        }
+    }
+    /// Judges the recorded result of `id` again with what a later layer learned (a verdict
+    /// that needed facts planning did not have); nothing when there is none.
+    fn revise(&self, id: CheckId, judge: impl FnOnce(CheckResult) -> CheckResult) {
+        if let Ok(mut results) = self.results.lock()
+            && let Some(slot) = results.iter_mut().find(|r| r.id == id)
+        {
+            let recorded = std::mem::replace(slot, CheckResult::pass(id, "", ""));
+            *slot = judge(recorded);
         }
     }
     fn push_all(&self, results: impl IntoIterator<Item = CheckResult>) {
@@ -332,6 +342,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     let Some(endpoint) = &target.endpoint else {
         return;
     };
+    revise_no_proxy(&target, &endpoint.host, &ctx, &rec).await;
     let host = match &target.route {
         Route::Direct => &endpoint.host,
         Route::Proxy(p) => &p.host,
@@ -453,6 +464,23 @@ async fn connect_layers(
             None
         }
     }
+}
+
+/// `config.proxy` judged again once the proxied server's name is resolved here, when
+/// `NO_PROXY` has IP or CIDR entries it may resolve into (the proxy, not the job, resolves it
+/// for the connection; this lookup only tells whether such an entry was meant for it).
+async fn revise_no_proxy(target: &Target, host: &Host, ctx: &RunContext, rec: &Recorder) {
+    let Host::Name(name) = host else {
+        return;
+    };
+    if target.no_proxy_nets.is_empty() {
+        return;
+    }
+    let (lookup, _) = share::resolve(name, ctx).await;
+    let addresses = lookup.0.as_ref().ok().map(|r| r.addresses.as_slice());
+    rec.revise(CheckId::ConfigProxy, |result| {
+        config::after_server_lookup(result, &target.no_proxy_nets, name, addresses)
+    });
 }
 
 async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {

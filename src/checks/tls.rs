@@ -436,7 +436,13 @@ mod mss_retry_tests {
         };
         let r = after_mss_retries(stalled_first(), &Ok(refused()), &Ok(refused()), 536);
         assert_eq!(r.reason, Some(Reason::Timeout), "{r:?}");
-        assert!(r.fix.as_deref().unwrap_or_default().contains("load balancer"), "{r:?}");
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("load balancer"),
+            "{r:?}"
+        );
         assert!(r.evidence.iter().any(|e| e.contains("normal MSS")), "{r:?}");
     }
 
