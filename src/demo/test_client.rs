@@ -134,6 +134,34 @@ impl Client {
         token: Option<&str>,
         body: &str,
     ) -> Result<Reply, String> {
+        let content_type = (!body.is_empty()).then_some("application/json");
+        let body = Bytes::from(body.to_string());
+        self.try_send_as(method, path, token, content_type, body)
+            .await
+    }
+
+    /// A POST of `body` with this `Content-Type` (e.g. protobuf, as kubectl ≥ 1.32 sends).
+    pub async fn post_as(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let body = Bytes::from(body);
+        self.try_send_as("POST", path, token, Some(content_type), body)
+            .await
+            .unwrap()
+    }
+
+    async fn try_send_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, String> {
         let mut builder = Request::builder().method(method);
         builder = match self.sender {
             Sender::H1(_) => builder.uri(path).header("host", &self.authority),
@@ -142,12 +170,10 @@ impl Client {
         if let Some(token) = token {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
-        if !body.is_empty() {
-            builder = builder.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
         }
-        let request = builder
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| e.to_string())?;
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
         let response = match &mut self.sender {
             Sender::H1(s) => s.send_request(request).await,
             Sender::H2(s) => s.send_request(request).await,

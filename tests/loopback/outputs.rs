@@ -198,7 +198,13 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
         "kubeconfig",
         &kubeconfig(&[Ctx::new("c", server.url(), &ca, GOOD)], None),
     );
-    let out = world.run_binary(Some(&path), &["--json", "-"], &[]);
+    // No tools on PATH: a kubectl more than one minor from the fake's 1.31 (CI's fallback is
+    // 1.37) is rightly a `runner.tools skew` warning, which is not what this test is about.
+    let no_tools = world.path("no-tools");
+    std::fs::create_dir_all(&no_tools).expect("empty PATH directory");
+    let no_tools = no_tools.to_string_lossy().into_owned();
+    let vars = [("PATH", no_tools.as_str())];
+    let out = world.run_binary(Some(&path), &["--json", "-"], &vars);
     assert_eq!(
         out.code,
         Some(0),
@@ -212,12 +218,12 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
         "stdout is the JSON report"
     );
     // A certificate expiring within --expiry-warn-days is a warning: exit 0, or 1 with --fail-on warn.
-    let out = world.run_binary(Some(&path), &["--expiry-warn-days", "400"], &[]);
+    let out = world.run_binary(Some(&path), &["--expiry-warn-days", "400"], &vars);
     assert_eq!(out.code, Some(0));
     let out = world.run_binary(
         Some(&path),
         &["--expiry-warn-days", "400", "--fail-on", "warn"],
-        &[],
+        &vars,
     );
     assert_eq!(out.code, Some(1));
 }

@@ -10,6 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::body::{self, BodyError, ReviewKind};
 use super::{Anonymous, RequestRecord, Shared};
 use crate::demo::rbac::{SELF_REVIEWS, User};
 
@@ -405,8 +406,13 @@ async fn route(
             if *method != Method::POST {
                 return method_not_allowed(method);
             }
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
             match read_body(request).await {
-                Ok(body) => review(&endpoint, &body, user),
+                Ok(body) => review(&endpoint, content_type.as_deref(), &body, user),
                 Err(reply) => reply,
             }
         }
@@ -818,15 +824,36 @@ fn bad_request(message: &str) -> Reply {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
 }
 
-fn review(endpoint: &Endpoint<'_>, body: &[u8], user: &User) -> Reply {
-    let request: Value = match serde_json::from_slice(body) {
-        Ok(value @ Value::Object(_)) => value,
-        Ok(_) | Err(_) => return bad_request("the request body is not a JSON object"),
+/// A real server's 415 for a body in a media type it does not read (`errUnsupportedMediaType`
+/// in k8s.io/apiserver `pkg/endpoints/handlers/negotiation/errors.go`).
+fn unsupported_media_type() -> Reply {
+    let message = format!(
+        "the body of the request was in an unknown format - accepted media types include: {}",
+        body::READABLE
+    );
+    status(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+        &message,
+        None,
+    )
+}
+
+fn review(endpoint: &Endpoint<'_>, content_type: Option<&str>, body: &[u8], user: &User) -> Reply {
+    let kind = match endpoint {
+        Endpoint::SelfSubjectReview => ReviewKind::Identity,
+        Endpoint::AccessReview => ReviewKind::Access,
+        _ => ReviewKind::Rules,
     };
-    match endpoint {
-        Endpoint::SelfSubjectReview => self_subject_review(user),
-        Endpoint::AccessReview => access_review(request, user),
-        _ => rules_review(request, user),
+    let request = match body::decode(content_type, body, kind) {
+        Ok(request) => request,
+        Err(BodyError::UnsupportedMediaType) => return unsupported_media_type(),
+        Err(BodyError::Malformed(message)) => return bad_request(&message),
+    };
+    match kind {
+        ReviewKind::Identity => self_subject_review(user),
+        ReviewKind::Access => access_review(request, user),
+        ReviewKind::Rules => rules_review(request, user),
     }
 }
 

@@ -216,6 +216,54 @@ async fn reviews_answer_per_user() {
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// kubectl ≥ 1.32 sends the self-reviews as protobuf: the fake reads them as a real server does
+/// (old main answered 400 "not a JSON object"), and answers a media type it does not read with
+/// a real server's 415 `UnsupportedMediaType` Status, never as if it had read it.
+#[tokio::test]
+async fn reviews_read_protobuf_and_refuse_unknown_media_types() {
+    use super::body::{PROTOBUF, wire};
+    let (pki, server) = healthy(ApiServerOptions::default()).await;
+    let mut c = client(&pki, &server).await;
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let allowed = wire::access_review("create", "apps", "deployments", "prod");
+    let allowed = c.post_as(path, Some(GOOD_TOKEN), PROTOBUF, allowed).await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
+    assert_eq!(allowed.json()["status"]["allowed"], true);
+    assert_eq!(
+        allowed.json()["spec"]["resourceAttributes"]["namespace"],
+        "prod"
+    );
+    let denied = wire::access_review("delete", "apps", "deployments", "prod");
+    let denied = c.post_as(path, Some(GOOD_TOKEN), PROTOBUF, denied).await;
+    assert_eq!(denied.json()["status"]["allowed"], false);
+
+    let whoami = c
+        .post_as(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(GOOD_TOKEN),
+            PROTOBUF,
+            wire::self_subject_review(),
+        )
+        .await;
+    assert_eq!(whoami.status, StatusCode::CREATED, "{}", whoami.body);
+    assert_eq!(
+        whoami.json()["status"]["userInfo"]["username"],
+        "system:serviceaccount:ci:deployer"
+    );
+
+    let cbor = c
+        .post_as(path, Some(GOOD_TOKEN), "application/cbor", vec![0xa0])
+        .await;
+    assert_eq!(cbor.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(cbor.json()["reason"], "UnsupportedMediaType");
+    assert_eq!(cbor.json()["code"], 415);
+    let message = cbor.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        message.starts_with("the body of the request was in an unknown format - accepted media types include: application/json"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn network_policies_list_or_forbid() {
     let mut policy = NetworkPolicy::default();
