@@ -107,6 +107,40 @@ impl fmt::Debug for JobToken {
 /// a reporter accepts. Only [`Scrubber::scrub_report`] makes one (the field is private to this
 /// module) and it reads as a [`RunReport`] but cannot be changed, so nothing unscrubbed can be
 /// added after the scrub.
+///
+/// A reporter refuses an unscrubbed report at compile time:
+///
+/// ```compile_fail,E0308
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// kube_reach::report::json::write(&report, &mut Vec::new());
+/// ```
+///
+/// and nothing outside this module can make one without the scrubber:
+///
+/// ```compile_fail,E0423
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let _ = kube_reach::secret::ScrubbedReport(report);
+/// ```
+///
+/// or change one after it:
+///
+/// ```compile_fail,E0596
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let mut scrubbed = kube_reach::secret::Scrubber::new().scrub_report(report);
+/// scrubbed.environment.push(("TOKEN".into(), "secret".into()));
+/// ```
+///
+/// while the scrubbed one is accepted:
+///
+/// ```
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let scrubbed = kube_reach::secret::Scrubber::new().scrub_report(report);
+/// kube_reach::report::json::write(&scrubbed, &mut Vec::new()).expect("written");
+/// ```
 #[derive(Debug, Clone)]
 pub struct ScrubbedReport(RunReport);
 
