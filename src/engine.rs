@@ -91,6 +91,8 @@ pub struct Recorder {
     paths: Mutex<Vec<netpol::Attempted>>,
     /// What the in-cluster target read about its pod and namespace.
     cluster: Mutex<Option<netpol::ClusterView>>,
+    /// The shared connection this target waits to join (`share`).
+    joining: Mutex<Option<Arc<share::Opening>>>,
 }
 
 impl Recorder {
@@ -104,6 +106,7 @@ impl Recorder {
             client_cert_requested: Mutex::default(),
             paths: Mutex::default(),
             cluster: Mutex::default(),
+            joining: Mutex::default(),
         }
     }
     fn start(&self, id: CheckId, subject: &str) {
@@ -193,6 +196,7 @@ impl Recorder {
             // Every await that can take long is preceded by `start`, so a check is normally in
             // progress; if not, the run stopped between checks: at the first row not reached.
             let current = self.current.lock().ok().and_then(|c| c.clone());
+            let current = current.or_else(|| self.stopped_while_joining(&mut results));
             let (id, subject) = current
                 .or_else(|| {
                     shape::first_missing(&self.rows, &results).map(|r| (r.id, r.subject.clone()))

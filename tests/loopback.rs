@@ -23,6 +23,8 @@ mod discovery;
 mod exec_plugin;
 #[path = "loopback/fleet.rs"]
 mod fleet;
+#[path = "loopback/fleet_hostile.rs"]
+mod fleet_hostile;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
+
 use crate::catalogue::CheckId;
 use crate::checks::netpol;
 use crate::model::CheckResult;
@@ -25,7 +27,7 @@ type Lookup = Arc<(Result<Resolved, ResolveFailure>, Duration)>;
 /// [`MAX_SHARERS`] targets).
 pub struct Fleet {
     lookups: Shared<String, Lookup>,
-    links: Shared<Key, Arc<Link>>,
+    links: Shared<Key, Arc<Opening>>,
 }
 
 impl Default for Fleet {
@@ -36,6 +38,17 @@ impl Default for Fleet {
             links: Shared::new(MAX_SHARERS),
         }
     }
+}
+
+/// A connection one target opens for the targets with its [`link_key`]: who opens it (so a
+/// target still waiting to join when the run stops can say where the opening stood) and,
+/// once opened, what it recorded.
+pub struct Opening {
+    opener: Arc<Recorder>,
+    /// The opener's progress when it began (see [`Recorder::progress`]).
+    from: (usize, usize),
+    name: String,
+    link: OnceCell<Arc<Link>>,
 }
 
 /// What the target that opened a connection recorded while opening it, for the targets that
@@ -74,16 +87,43 @@ pub async fn connection(
     target: &Arc<Target>,
     addresses: &[IpAddr],
     ctx: &RunContext,
-    rec: &Recorder,
+    rec: &Arc<Recorder>,
 ) -> Option<HttpConnection> {
-    let mut own = None;
-    let slot = &mut own;
+    let begin = || async {
+        Arc::new(Opening {
+            opener: rec.clone(),
+            from: rec.progress(),
+            name: target.name.clone(),
+            link: OnceCell::new(),
+        })
+    };
+    let (opening, _) = ctx
+        .fleet
+        .links
+        .get(link_key(target, addresses), begin)
+        .await;
+    // Only the target that began the opening opens the connection.
+    let opener = Arc::ptr_eq(&opening.opener, rec);
+    let (mut own, mut made) = (None, false);
+    let (slot, opened) = (&mut own, &mut made);
     let open = move || async move {
+        if !opener {
+            // The opener stopped before it finished: the run's deadline stops every target
+            // (this one's report then says where the opener stood, `stopped_while_joining`),
+            // or kube-reach failed inside it (its report says so). Beginning anew here would
+            // only be stopped in its first step, blaming a layer the opener had passed.
+            return std::future::pending().await;
+        }
+        *opened = true;
         let from = rec.progress();
         *slot = super::connect_layers(target, addresses, ctx, rec).await;
         Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
     };
-    let (link, made) = ctx.fleet.links.get(link_key(target, addresses), open).await;
+    if !opener {
+        rec.waiting_for(Some(opening.clone()));
+    }
+    let link = opening.link.get_or_init(open).await.clone();
+    rec.waiting_for(None);
     if made {
         return own;
     }
@@ -92,7 +132,42 @@ pub async fn connection(
     Some(conn.shared_with(own_bearer(target)))
 }
 
+/// The evidence every result a target took from `opener`'s connection carries.
+fn shared_note(opener: &str) -> String {
+    format!(
+        "shared with target {opener}: the same address, route, TLS settings and client \
+         identity: one connection serves them all"
+    )
+}
+
 impl Recorder {
+    /// Notes the opening this target waits to join (`None`: it waits no more).
+    fn waiting_for(&self, opening: Option<Arc<Opening>>) {
+        if let Ok(mut joining) = self.joining.lock() {
+            *joining = opening;
+        }
+    }
+
+    /// At an abort while this target waited to join a connection another target was still
+    /// opening: the opener's results so far, each saying it was shared, go to `results`, and
+    /// the check the opener was in is where this target stopped too (not its first row not
+    /// reached, `tcp.connect`, which the opener may well have passed).
+    pub(super) fn stopped_while_joining(
+        &self,
+        results: &mut Vec<CheckResult>,
+    ) -> Option<(CheckId, String)> {
+        let opening = self.joining.lock().ok()?.clone()?;
+        if opening.link.initialized() {
+            return None;
+        }
+        let note = shared_note(&opening.name);
+        let so_far = (opening.opener.results.lock())
+            .map(|r| r.get(opening.from.0..).unwrap_or_default().to_vec())
+            .unwrap_or_default();
+        results.extend(so_far.into_iter().map(|r| r.with_evidence(note.as_str())));
+        opening.opener.current.lock().ok()?.clone()
+    }
+
     /// How many results and tried paths are recorded so far.
     fn progress(&self) -> (usize, usize) {
         let results = self.results.lock().map(|r| r.len()).unwrap_or_default();
@@ -121,11 +196,7 @@ impl Recorder {
 
     /// Records `link`'s results as this target's own (`name`), each saying it was shared.
     fn join(&self, link: &Link, name: &str) {
-        let note = format!(
-            "shared with target {}: the same address, route, TLS settings and client \
-             identity: one connection serves them all",
-            link.opener
-        );
+        let note = shared_note(&link.opener);
         self.push_all(
             (link.results.iter())
                 .map(|r| r.clone().with_evidence(note.as_str()))
