@@ -382,6 +382,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigCredentials,
+        R::ExecInteractiveModeMissing,
+        F,
+        "the exec plugin's stanza declares client.authentication.k8s.io/v1 without `interactiveMode`",
+        "Add `interactiveMode: Never` (or `IfAvailable`) to the user's `exec:` stanza in the kubeconfig; a CI job has no terminal, so `Never` says what happens anyway.",
+        "For `client.authentication.k8s.io/v1` client-go has no default: kubectl refuses the kubeconfig before it runs the plugin (`interactiveMode must be specified for <user> to use exec authentication plugin`).",
+    ),
+    row(
+        C::ConfigCredentials,
         R::AuthProviderRemoved,
         F,
         "the kubeconfig uses an auth provider that kubectl removed",

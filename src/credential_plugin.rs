@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::env::Env;
 use crate::exec::{self, Finished};
-use crate::secret::{Secret, redact_output_line};
-use crate::targets::ExecSpec;
+use crate::secret::{Scrubber, Secret, redact_output_line};
+use crate::targets::{ExecSpec, TargetSpec};
 
 /// The apiVersions client-go accepts; `v1alpha1` was removed in kubectl 1.24.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &[
@@ -19,6 +19,9 @@ pub const SUPPORTED_API_VERSIONS: &[&str] = &[
     "client.authentication.k8s.io/v1beta1",
 ];
 pub const REMOVED_API_VERSION: &str = "client.authentication.k8s.io/v1alpha1";
+
+/// Linux's limit on one environment string (`MAX_ARG_STRLEN`, 32 pages).
+const ARG_MAX_ONE: usize = 128 * 1024;
 
 /// Lines of the plugin's stderr kept for evidence.
 const STDERR_LINES: usize = 3;
@@ -48,8 +51,49 @@ pub enum Outcome {
     CannotRun(String),
 }
 
-/// Runs `spec` for a target whose server is `server`.
-pub fn run(spec: &ExecSpec, server: Option<&str>, env: &Env, timeout: Duration) -> Outcome {
+/// The cluster as client-go describes it to a plugin with `provideClusterInfo: true`
+/// (`ConfigToExecCluster`): its server, TLS settings, CA and proxy as the kubeconfig has them
+/// (not its `client.authentication.k8s.io/exec` extension, which is not read).
+/// Plugins such as Pinniped's read the CA from here.
+#[derive(Debug, Default)]
+pub struct ClusterInfo {
+    pub server: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub insecure_skip_tls_verify: bool,
+    /// `certificate-authority-data` (base64), or the `certificate-authority` file's bytes
+    /// encoded so, as client-go loads the file into it.
+    pub ca_data_base64: Option<String>,
+    /// The kubeconfig's `proxy-url` (the plugin is local: its password goes nowhere else).
+    pub proxy_url: Option<String>,
+}
+
+impl ClusterInfo {
+    pub fn of(spec: &TargetSpec) -> Self {
+        let encode = |bytes: &[u8]| {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+        };
+        let ca_data_base64 = spec
+            .ca_data_base64
+            .clone()
+            .or_else(|| {
+                spec.ca_file
+                    .as_ref()
+                    .and_then(|f| std::fs::read(f).ok())
+                    .map(|b| encode(&b))
+            })
+            .or_else(|| spec.ca_pem.as_ref().map(|pem| encode(pem.as_bytes())));
+        ClusterInfo {
+            server: spec.server.clone(),
+            tls_server_name: spec.tls_server_name.clone(),
+            insecure_skip_tls_verify: spec.insecure_skip_verify,
+            ca_data_base64,
+            proxy_url: spec.proxy_url.as_ref().map(|p| p.expose().to_string()),
+        }
+    }
+}
+
+/// Runs `spec` for a target whose cluster is `cluster`.
+pub fn run(spec: &ExecSpec, cluster: &ClusterInfo, env: &Env, timeout: Duration) -> Outcome {
     let api_version = spec
         .api_version
         .clone()
@@ -60,10 +104,9 @@ pub fn run(spec: &ExecSpec, server: Option<&str>, env: &Env, timeout: Duration) 
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     vars.extend(spec.env.iter().cloned());
-    vars.push((
-        "KUBERNETES_EXEC_INFO".into(),
-        exec_info(&api_version, spec, server),
-    ));
+    let info = exec_info(&api_version, spec, cluster);
+    let info_len = info.len();
+    vars.push(("KUBERNETES_EXEC_INFO".into(), info));
     let path_var = env.var("PATH").unwrap_or_default();
     let program = if spec.command.contains('/') {
         Some(std::path::PathBuf::from(&spec.command))
@@ -75,29 +118,92 @@ pub fn run(spec: &ExecSpec, server: Option<&str>, env: &Env, timeout: Duration) 
     };
     let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
     match exec::run(&program, &args, &vars, timeout) {
+        Err(e) if e.source.raw_os_error() == Some(libc::E2BIG) && info_len > ARG_MAX_ONE => {
+            Outcome::CannotRun(format!(
+                "{e}: KUBERNETES_EXEC_INFO is {info_len} bytes, over Linux's limit of {ARG_MAX_ONE} bytes for one variable (with provideClusterInfo it carries the cluster's CA; kubectl fails the same way)"
+            ))
+        }
         Err(e) => Outcome::CannotRun(e.to_string()),
-        Ok(finished) => read(&finished, &api_version),
+        Ok(finished) => without_secrets_of(read(&finished, &api_version), &vars),
+    }
+}
+
+/// Parts of a variable's name that say its value is a secret (`AWS_SECRET_ACCESS_KEY`,
+/// `AZURE_CLIENT_SECRET`, `VAULT_TOKEN`, `ARM_CLIENT_PASSWORD`, …).
+const SECRET_NAME_PARTS: &[&str] = &[
+    "SECRET",
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "PRIVATE",
+    "CREDENTIAL",
+    "_KEY",
+];
+/// Shorter values (`true`, `1`, `none`) are settings, not secrets.
+const SECRET_VALUE_MIN: usize = 8;
+
+/// `outcome` with the values of the plugin's secret-named variables masked in what it quotes:
+/// a plugin that fails says why, often with the credential it was given (`Invalid client
+/// secret provided: …`), and a short one has no shape that [`redact_output_line`] knows.
+fn without_secrets_of(outcome: Outcome, vars: &[(String, String)]) -> Outcome {
+    let mut known = Scrubber::new();
+    vars.iter()
+        .filter(|(name, value)| {
+            let name = name.to_ascii_uppercase();
+            value.len() >= SECRET_VALUE_MIN && SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
+        })
+        .for_each(|(_, value)| known.add(value));
+    match outcome {
+        Outcome::Failed {
+            status,
+            timed_out,
+            stderr,
+            problem,
+        } => Outcome::Failed {
+            status,
+            timed_out,
+            stderr: stderr.iter().map(|line| known.scrub(line)).collect(),
+            problem,
+        },
+        Outcome::Interactive { prompt } => Outcome::Interactive {
+            prompt: known.scrub(&prompt),
+        },
+        other => other,
     }
 }
 
 /// `KUBERNETES_EXEC_INFO`: the request as client-go describes it to the plugin.
-fn exec_info(api_version: &str, spec: &ExecSpec, server: Option<&str>) -> String {
+fn exec_info(api_version: &str, spec: &ExecSpec, cluster: &ClusterInfo) -> String {
     let mut info = serde_json::json!({
         "apiVersion": api_version,
         "kind": "ExecCredential",
         "spec": {"interactive": false},
     });
     if spec.provide_cluster_info
-        && let Some(server) = server
+        && let Some(server) = &cluster.server
     {
-        info["spec"]["cluster"] = serde_json::json!({ "server": server });
+        let mut described = serde_json::json!({ "server": server });
+        if let Some(name) = &cluster.tls_server_name {
+            described["tls-server-name"] = name.as_str().into();
+        }
+        if cluster.insecure_skip_tls_verify {
+            described["insecure-skip-tls-verify"] = true.into();
+        }
+        if let Some(ca) = &cluster.ca_data_base64 {
+            described["certificate-authority-data"] = ca.as_str().into();
+        }
+        if let Some(proxy) = &cluster.proxy_url {
+            described["proxy-url"] = proxy.as_str().into();
+        }
+        info["spec"]["cluster"] = described;
     }
     info.to_string()
 }
 
 /// What a finished run means.
 fn read(run: &Finished, declared: &str) -> Outcome {
-    let answer = read_answer(run, declared);
+    let printed = printed_credentials(&run.stdout);
+    let answer = read_answer(run, declared, &printed);
     // A credential is a credential even when a login hint was printed beside it (kubectl uses
     // it); anything else with a device-login prompt is the plugin waiting for a person.
     if matches!(
@@ -107,17 +213,38 @@ fn read(run: &Finished, declared: &str) -> Outcome {
         return answer;
     }
     match device_login_prompt(&run.stderr).or_else(|| device_login_prompt(&run.stdout)) {
-        Some(prompt) => Outcome::Interactive { prompt },
+        Some(prompt) => Outcome::Interactive {
+            prompt: printed.scrub(&prompt),
+        },
         None => answer,
     }
 }
 
+/// The secrets in whatever `ExecCredential` the plugin printed, usable or not: a plugin that
+/// echoes its answer to stderr too (a wrapper traced with `set -x`) and then fails must not
+/// have the token quoted back from its stderr; no pattern knows a short, shapeless token.
+fn printed_credentials(stdout: &str) -> Scrubber {
+    let mut printed = Scrubber::new();
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(stdout) {
+        let status = &json["status"];
+        for field in ["token", "clientKeyData"] {
+            if let Some(value) = status[field].as_str() {
+                printed.add(value);
+            }
+        }
+    }
+    printed
+}
+
 /// What the run printed and how it ended, the prompt aside.
-fn read_answer(run: &Finished, declared: &str) -> Outcome {
+fn read_answer(run: &Finished, declared: &str, printed: &Scrubber) -> Outcome {
     let failed = |problem: String| Outcome::Failed {
         status: run.status,
         timed_out: run.timed_out,
-        stderr: first_lines(&run.stderr),
+        stderr: first_lines(&run.stderr)
+            .iter()
+            .map(|line| printed.scrub(line))
+            .collect(),
         problem,
     };
     if run.timed_out {
@@ -172,6 +299,8 @@ fn device_login_prompt(text: &str) -> Option<String> {
         "to sign in, use a web browser",
         "enter the code",
         "go to the following link in your browser",
+        // RFC 8628's `verification_uri_complete`: the login URL with the code in it.
+        "user_code=",
     ];
     text.lines()
         .find(|line| {
@@ -181,8 +310,9 @@ fn device_login_prompt(text: &str) -> Option<String> {
         .map(|line| redact_output_line(&without_device_code(line.trim())))
 }
 
-/// The prompt with the one-time code after "code" masked: whoever reads the job log must not be
-/// able to finish the login in the job's place.
+/// The prompt with the one-time code masked, the word after "code" (`code ABCD`, `code:
+/// ABCD`) and a URL's `user_code=` value alike: whoever reads the job log must not be able to
+/// finish the login in the job's place.
 fn without_device_code(line: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut mask_next = false;
@@ -192,10 +322,26 @@ fn without_device_code(line: &str) -> String {
             mask_next = false;
             continue;
         }
-        mask_next = word.eq_ignore_ascii_case("code");
-        out.push(word.to_string());
+        mask_next = word
+            .trim_end_matches(|c: char| c.is_ascii_punctuation())
+            .eq_ignore_ascii_case("code");
+        out.push(without_user_code_parameter(word));
     }
     out.join(" ")
+}
+
+/// `…?user_code=ABCD-EFGH&x=1` as `…?user_code=[code]&x=1`.
+fn without_user_code_parameter(word: &str) -> String {
+    const PARAMETER: &str = "user_code=";
+    match word.to_ascii_lowercase().find(PARAMETER) {
+        Some(at) => {
+            let value_at = at + PARAMETER.len();
+            let rest = &word[value_at..];
+            let end = rest.find(['&', '#']).unwrap_or(rest.len());
+            format!("{}[code]{}", &word[..value_at], &rest[end..])
+        }
+        None => word.to_string(),
+    }
 }
 
 /// The first non-empty stderr lines, redacted and shortened, for evidence.
@@ -262,15 +408,35 @@ mod tests {
     #[test]
     fn exec_info_is_never_interactive_and_carries_the_cluster_only_when_asked() {
         let mut spec = ExecSpec::default();
+        let cluster = ClusterInfo {
+            server: Some("https://api:6443".into()),
+            ..ClusterInfo::default()
+        };
         let info: serde_json::Value =
-            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+            serde_json::from_str(&exec_info(V1, &spec, &cluster)).unwrap();
         assert_eq!(info["spec"]["interactive"], false);
         assert_eq!(info["apiVersion"], V1);
         assert!(info["spec"]["cluster"].is_null());
         spec.provide_cluster_info = true;
         let info: serde_json::Value =
-            serde_json::from_str(&exec_info(V1, &spec, Some("https://api:6443"))).unwrap();
+            serde_json::from_str(&exec_info(V1, &spec, &cluster)).unwrap();
         assert_eq!(info["spec"]["cluster"]["server"], "https://api:6443");
+        assert!(info["spec"]["cluster"]["certificate-authority-data"].is_null());
+        let cluster = ClusterInfo {
+            server: Some("https://api:6443".into()),
+            tls_server_name: Some("kubernetes".into()),
+            ca_data_base64: Some("Q0E=".into()),
+            ..ClusterInfo::default()
+        };
+        let info: serde_json::Value =
+            serde_json::from_str(&exec_info(V1, &spec, &cluster)).unwrap();
+        let described = &info["spec"]["cluster"];
+        assert_eq!(described["certificate-authority-data"], "Q0E=");
+        assert_eq!(described["tls-server-name"], "kubernetes");
+        assert!(
+            described["insecure-skip-tls-verify"].is_null(),
+            "omitted when false, as client-go's omitempty"
+        );
     }
 
     #[test]

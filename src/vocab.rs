@@ -140,6 +140,7 @@ string_enum! {
         ExecPluginInteractive = "exec-plugin-interactive",
         ExecApiversionUnsupported = "exec-apiversion-unsupported",
         ExecApiversionMismatch = "exec-apiversion-mismatch",
+        ExecInteractiveModeMissing = "exec-interactive-mode-missing",
         AuthProviderRemoved = "auth-provider-removed",
         BasicAuthRemoved = "basic-auth-removed",
         // config.tls

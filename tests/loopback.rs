@@ -21,6 +21,8 @@ mod client_cert;
 mod discovery;
 #[path = "loopback/exec_plugin.rs"]
 mod exec_plugin;
+#[path = "loopback/field_attacks.rs"]
+mod field_attacks;
 #[path = "loopback/fleet.rs"]
 mod fleet;
 #[path = "loopback/fleet_hostile.rs"]

@@ -412,7 +412,7 @@ impl Judge<'_> {
                 id,
                 &subject,
                 exec,
-                spec.server.as_deref(),
+                &crate::credential_plugin::ClusterInfo::of(spec),
                 self.env,
                 self.timeout,
             );

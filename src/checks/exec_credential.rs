@@ -1,5 +1,6 @@
 //! `config.credentials` for a credential (exec) plugin: what kubectl would refuse before running
-//! it (`v1alpha1`, `interactiveMode: Always` without a terminal), then what the plugin did when
+//! it (`v1alpha1`, `v1` without `interactiveMode`, `interactiveMode: Always` without a
+//! terminal), then what the plugin did when
 //! run the way client-go runs it (`credential_plugin`): failed with its exit status and first
 //! stderr lines, waited for a person, answered another apiVersion, or returned a token, judged
 //! for expiry like any token.
@@ -7,12 +8,15 @@
 use std::time::{Duration, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::credential_plugin::{self, Outcome, REMOVED_API_VERSION};
+use crate::credential_plugin::{self, ClusterInfo, Outcome, REMOVED_API_VERSION};
 use crate::env::Env;
 use crate::model::CheckResult;
 use crate::secret::Secret;
 use crate::targets::ExecSpec;
 use crate::x509::{format_time, human_duration};
+
+/// The exec apiVersion for which client-go requires `interactiveMode` (no default).
+const V1: &str = "client.authentication.k8s.io/v1";
 
 /// What a plugin issued that the target can authenticate with.
 pub enum Issued {
@@ -25,7 +29,7 @@ pub fn judge(
     id: CheckId,
     subject: &str,
     spec: &ExecSpec,
-    server: Option<&str>,
+    cluster: &ClusterInfo,
     env: &Env,
     timeout: Duration,
 ) -> (CheckResult, Option<Issued>) {
@@ -36,13 +40,20 @@ pub fn judge(
         );
         return (r, None);
     }
+    if spec.interactive_mode.is_none() && spec.api_version.as_deref() == Some(V1) {
+        let r = CheckResult::finding(id, subject, Reason::ExecInteractiveModeMissing)
+            .with_evidence(format!(
+                "exec.apiVersion: {V1} and no exec.interactiveMode ({command})"
+            ));
+        return (r, None);
+    }
     if spec.interactive_mode.as_deref() == Some("Always") {
         let r = CheckResult::finding(id, subject, Reason::ExecPluginInteractive).with_evidence(
             format!("exec.interactiveMode: Always ({command}), and a CI job has no terminal"),
         );
         return (r, None);
     }
-    let outcome = credential_plugin::run(spec, server, env, timeout);
+    let outcome = credential_plugin::run(spec, cluster, env, timeout);
     judge_outcome(id, subject, command, outcome, env.now)
 }
 
@@ -166,12 +177,28 @@ mod tests {
     fn what_kubectl_refuses_is_judged_without_running_the_plugin() {
         let id = CheckId::ConfigCredentials;
         let t = Duration::from_secs(1);
-        let (r, _) = judge(id, "u", &spec(REMOVED_API_VERSION, None), None, &env(), t);
+        let none = ClusterInfo::default();
+        let (r, _) = judge(id, "u", &spec(REMOVED_API_VERSION, None), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecApiversionUnsupported));
         let v1 = "client.authentication.k8s.io/v1";
-        let (r, _) = judge(id, "u", &spec(v1, Some("Always")), None, &env(), t);
+        let (r, _) = judge(id, "u", &spec(v1, Some("Always")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginInteractive));
-        let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), None, &env(), t);
+        let (r, _) = judge(id, "u", &spec(v1, None), &none, &env(), t);
+        assert_eq!(r.reason, Some(Reason::ExecInteractiveModeMissing));
+        let (r, _) = judge(
+            id,
+            "u",
+            &spec("client.authentication.k8s.io/v1beta1", None),
+            &none,
+            &env(),
+            t,
+        );
+        assert_eq!(
+            r.reason,
+            Some(Reason::ExecPluginFailed),
+            "v1beta1 defaults to IfAvailable"
+        );
+        let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginFailed));
         assert!(token.is_none());
     }

@@ -198,6 +198,8 @@ pub fn no_proxy_match(list: &str, host: &Host, port: u16) -> Option<String> {
 /// apply to it (golang.org/x/net/http/httpproxy `useProxy`): a CIDR or IP matches only a
 /// server written as an IP literal, never a name that resolves into it; a `*` anywhere but alone
 /// or as a leading `*.` is no pattern (`10.0.0.*` matches nothing). Each with the reason.
+/// Loopback and link-local entries are not named against a host name: they are written for
+/// other hosts ([`for_this_machine_or_metadata`]).
 pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for raw in list.split(',') {
@@ -205,10 +207,15 @@ pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
         if entry.is_empty() || entry == "*" {
             continue;
         }
-        let is_ip_entry = entry.parse::<ipnet::IpNet>().is_ok()
-            || split_host_port(&entry).is_some_and(|(h, _)| h.parse::<IpAddr>().is_ok());
-        if is_ip_entry {
-            if let Host::Name(name) = host {
+        let ip_entry = entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+            split_host_port(&entry)
+                .and_then(|(h, _)| h.parse::<IpAddr>().ok())
+                .map(ipnet::IpNet::from)
+        });
+        if let Some(net) = ip_entry {
+            if let Host::Name(name) = host
+                && !for_this_machine_or_metadata(&net)
+            {
                 out.push((
                     entry,
                     format!("an IP or CIDR entry matches only a server written as an IP address, not the name {name} (client-go does not resolve names for NO_PROXY)"),
@@ -225,6 +232,16 @@ pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Loopback and link-local entries (`127.0.0.1`, `::1`, `169.254.169.254`): nearly every
+/// `NO_PROXY` has them, for the job's own machine and the cloud metadata service, and no API
+/// server a kubeconfig names by host name lives there; calling them ignored is noise.
+fn for_this_machine_or_metadata(net: &ipnet::IpNet) -> bool {
+    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"]
+        .iter()
+        .filter_map(|range| range.parse::<ipnet::IpNet>().ok())
+        .any(|range| range.contains(net))
 }
 
 #[cfg(test)]
@@ -255,6 +272,9 @@ mod tests {
         // Against an IP-literal server, IP and CIDR entries do apply.
         assert_eq!(entries(list, ip("10.0.0.5")), ["10.0.0.*"]);
         assert!(entries("corp.example,.svc", name("api.corp.example")).is_empty());
+        // Entries for the job's own machine and the metadata service are not meant for it.
+        let field = "localhost,127.0.0.1,::1,127.0.0.0/8,169.254.169.254,[::1]:8080,.svc";
+        assert!(entries(field, name("api.corp.example")).is_empty());
     }
 
     #[test]

@@ -27,9 +27,16 @@ fn credential(api_version: &str, token: &str) -> String {
     )
 }
 
+/// A kubeconfig whose user runs `command`; `interactiveMode: IfAvailable` (what generated
+/// kubeconfigs write, and what `v1` requires) unless `extra` says something of `interactiveMode`.
 fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra: &str) -> String {
+    let mode = if extra.contains("interactiveMode") {
+        ""
+    } else {
+        "      interactiveMode: IfAvailable\n"
+    };
     let exec = format!(
-        "    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}"
+        "    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{mode}{extra}"
     );
     let ctx = Ctx {
         ca_pem: Some(ca),
@@ -300,4 +307,212 @@ async fn a_plugin_beside_a_static_token_is_not_run() {
         .run("not-installed", V1, &format!("    token: {GOOD}\n"))
         .await;
     assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+}
+
+// Hostile-user attacks on issue 12 item 2 (credential plugins): what a real CI plugin does.
+
+/// A wrapper script traced with `set -x` (common in CI) prints the credential it echoes to
+/// stderr as well, then fails: the failure's stderr evidence must not carry the token, which
+/// is short and shapeless (no redaction pattern knows it). Before, it was quoted as printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traced_plugin_that_fails_keeps_its_printed_token_out_of_the_report() {
+    const TRACED: &str = "tok-ci-42-x";
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!("set -x\n{}\nexit 1", credential(V1, TRACED)),
+    );
+    let (t, dump) = c.run("aws", V1, "").await;
+    assert_root_cause(&t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(&t, CheckId::ConfigCredentials);
+    assert!(
+        evidence.contains("stderr: + echo"),
+        "the trace is evidence: {evidence}"
+    );
+    assert!(
+        !dump.contains(TRACED),
+        "the traced token leaked: {evidence}"
+    );
+}
+
+/// Device-login prompts as RFC 8628 clients print them: the user code after `code:`, and the
+/// `verification_uri_complete` that carries it as `user_code=`. Both are a person's login
+/// to finish; the job log must not let a reader finish it. Before, the code after `code:` was
+/// shown, and the URL-only prompt was not seen as interactive at all (a generic failure
+/// quoting the URL with its code).
+#[tokio::test(flavor = "multi_thread")]
+async fn device_codes_after_a_colon_or_in_the_url_are_masked() {
+    let mut c = case().await;
+    c.flags = vec!["--timeout", "2"];
+    let prompts = [
+        (
+            "QX7RT2KPM",
+            "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code: QX7RT2KPM to authenticate.",
+        ),
+        (
+            "WXYZ-9876",
+            "Open https://login.example.test/device?user_code=WXYZ-9876 in a browser to continue.",
+        ),
+    ];
+    for (code, prompt) in prompts {
+        plugin(
+            c.bin.path(),
+            "kubelogin",
+            &format!("echo '{prompt}' >&2\nexec /bin/sleep 30"),
+        );
+        let (t, dump) = c.run("kubelogin", V1, "").await;
+        assert_root_cause(
+            &t,
+            CheckId::ConfigCredentials,
+            Reason::ExecPluginInteractive,
+        );
+        let evidence = evidence_of(&t, CheckId::ConfigCredentials);
+        assert!(
+            !dump.contains(code),
+            "the device code {code} leaked: {evidence}"
+        );
+    }
+}
+
+/// A healthy plugin as the field has them: `interactiveMode: IfAvailable`, a warning and 100 MB
+/// of noise on stderr, a helper child in its group and a daemon in a session of its own that
+/// both keep stdout open after it exits. kubectl uses its token; so must we: no finding, no
+/// hang (the daemon's pipe is read until the timeout, then the answer is taken).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noisy_plugin_that_leaves_children_behind_is_healthy() {
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "gke-gcloud-auth-plugin",
+        &format!(
+            "echo 'WARNING: the gcp auth plugin is deprecated in v1.22+, unavailable in v1.26+' >&2\nhead -c 100000000 /dev/zero >&2\n/bin/sleep 30 &\nsetsid /bin/sleep 5 &\n{}",
+            credential(V1, GOOD)
+        ),
+    );
+    let (t, dump) = c
+        .run(
+            "gke-gcloud-auth-plugin",
+            V1,
+            "      interactiveMode: IfAvailable\n",
+        )
+        .await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
+    assert!(!dump.contains(GOOD), "the token leaked");
+}
+
+/// `provideClusterInfo: true`: client-go gives the plugin the cluster as the kubeconfig has
+/// it, its CA included (`certificate-authority-data`, base64 as in the kubeconfig); plugins
+/// such as Pinniped's read the CA from there. Before, only the server was given, so a plugin
+/// that works under kubectl failed under us.
+#[tokio::test(flavor = "multi_thread")]
+async fn provide_cluster_info_gives_the_plugin_the_cluster_ca() {
+    let c = case().await;
+    let ca_base64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.ca);
+    plugin(
+        c.bin.path(),
+        "pinniped",
+        &format!(
+            "case \"$KUBERNETES_EXEC_INFO\" in *'\"certificate-authority-data\":\"{ca_base64}\"'*) ;; *) echo \"no CA in KUBERNETES_EXEC_INFO\" >&2; exit 3;; esac\ncase \"$KUBERNETES_EXEC_INFO\" in *'\"server\":\"{}\"'*) ;; *) echo no server >&2; exit 4;; esac\n{}",
+            c.url,
+            credential(V1, GOOD)
+        ),
+    );
+    let (t, _) = c
+        .run("pinniped", V1, "      provideClusterInfo: true\n")
+        .await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+    assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
+}
+
+/// A plugin that fails quoting the cloud credential the job gave it (Entra ID's
+/// `AADSTS7000215: Invalid client secret provided`): the job's `AZURE_CLIENT_SECRET` is short
+/// and broken by `~` into words no shape-based redaction knows. Before, it was quoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_quoting_the_jobs_cloud_secret_does_not_leak_it() {
+    const CLIENT_SECRET: &str = "q8Q~sh0rt.Secret";
+    let c = case().await;
+    plugin(
+        c.bin.path(),
+        "kubelogin",
+        "echo \"AADSTS7000215: Invalid client secret provided: $AZURE_CLIENT_SECRET\" >&2\nexit 1",
+    );
+    let kc = exec_kubeconfig(&c.url, &c.ca, "kubelogin", V1, "");
+    let path = c.bin.path().display().to_string();
+    let report = c
+        .world
+        .run(
+            &kc,
+            &c.flags,
+            &[("PATH", &path), ("AZURE_CLIENT_SECRET", CLIENT_SECRET)],
+        )
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(t, CheckId::ConfigCredentials);
+    assert!(evidence.contains("AADSTS7000215"), "{evidence}");
+    assert!(
+        !format!("{report:?}").contains(CLIENT_SECRET),
+        "the job's client secret leaked: {evidence}"
+    );
+}
+
+/// `client.authentication.k8s.io/v1` without `interactiveMode`: kubectl refuses the kubeconfig
+/// (`interactiveMode must be specified for u to use exec authentication plugin`, checked with
+/// the real kubectl) before running a plugin that would have worked. Before, kube-reach ran it
+/// and called the target healthy.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_credentials_exec_interactive_mode_missing() {
+    let c = case().await;
+    let ran = c.bin.path().join("ran");
+    plugin(
+        c.bin.path(),
+        "aws",
+        &format!("touch {}\n{}", ran.display(), credential(V1, GOOD)),
+    );
+    let (t, _) = c.run("aws", V1, "      # no interactiveMode\n").await;
+    assert_root_cause(
+        &t,
+        CheckId::ConfigCredentials,
+        Reason::ExecInteractiveModeMissing,
+    );
+    assert!(!ran.exists(), "kubectl runs no plugin it refuses");
+    let fix = result_of(&t, CheckId::ConfigCredentials)
+        .fix
+        .clone()
+        .unwrap_or_default();
+    assert!(fix.contains("interactiveMode: Never"), "{fix}");
+    // v1beta1 defaults to IfAvailable: the same stanza is healthy.
+    let beta = "client.authentication.k8s.io/v1beta1";
+    plugin(c.bin.path(), "aws", &credential(beta, GOOD));
+    let (t, _) = c.run("aws", beta, "      # no interactiveMode\n").await;
+    assert!(t.root_cause.is_none(), "{:#?}", t.checks);
+}
+
+/// `provideClusterInfo` with a CA bundle of 300 certificates (a corporate bundle): the
+/// `KUBERNETES_EXEC_INFO` that carries it is over Linux's 128 KiB limit for one variable, so
+/// the plugin cannot be started, by kubectl either. A clear failure naming the variable and
+/// its size, no panic, no hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_info_over_the_kernels_limit_is_named() {
+    let c = case().await;
+    plugin(c.bin.path(), "pinniped", &credential(V1, GOOD));
+    let bundle = c.ca.repeat(300);
+    let kc = exec_kubeconfig(
+        &c.url,
+        &bundle,
+        "pinniped",
+        V1,
+        "      provideClusterInfo: true\n",
+    );
+    let path = c.bin.path().display().to_string();
+    let report = c.world.run(&kc, &c.flags, &[("PATH", &path)]).await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::ConfigCredentials, Reason::ExecPluginFailed);
+    let evidence = evidence_of(t, CheckId::ConfigCredentials);
+    assert!(
+        evidence.contains("KUBERNETES_EXEC_INFO is") && evidence.contains("131072"),
+        "{evidence}"
+    );
 }
