@@ -25,6 +25,7 @@ use crate::net::http::{
 use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
+use crate::secret::ScrubbedReport;
 
 mod pipeline;
 mod shape;
@@ -209,7 +210,7 @@ impl Recorder {
     }
 }
 
-pub async fn run(plan: Plan, env: &Env) -> RunReport {
+pub async fn run(plan: Plan, env: &Env) -> ScrubbedReport {
     let started = Instant::now();
     let started_at = crate::x509::format_time(env.now);
     let deadline = tokio::time::Instant::now() + plan.deadline;
@@ -289,9 +290,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         checks.push(clock);
     }
     let duration = elapsed_since_start(started);
-    let mut report = RunReport::new(started_at, duration, checks, targets, environment);
-    plan.scrubber.scrub_report(&mut report);
-    report
+    let report = RunReport::new(started_at, duration, checks, targets, environment);
+    plan.scrubber.scrub_report(report)
 }
 
 /// Asks the job's `kubectl` and `helm` their versions on a blocking thread while the targets

@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::{Destination, Protocol, Purpose, RunnerPod, Situation, judge, judge_route};
 use crate::catalogue::{CheckId, Reason};
-use crate::model::{CheckResult, RootCause, Status, TargetReport};
+use crate::model::{CheckResult, Status, TargetReport};
 use crate::net::http::{HttpFailure, Response};
 
 /// The paths the in-cluster target asks for (namespace and pod filled in by [`ClusterView::paths`]).
@@ -343,10 +343,7 @@ pub fn apply(
                 && timed_out(t, &[CheckId::TcpConnect, CheckId::ProxyConnect]);
             push(t, vec![result]);
             if explains {
-                t.root_cause = Some(RootCause {
-                    check: CheckId::NetpolEgress,
-                    reason: Reason::BlocksApiserver,
-                });
+                t.explain_root_cause(CheckId::NetpolEgress, Reason::BlocksApiserver);
             }
         }
         if let Some(dns) = dns_block
@@ -354,10 +351,7 @@ pub fn apply(
             .filter(|_| timed_out(t, &[CheckId::DnsResolve]))
         {
             push(t, vec![dns.clone().with_evidence(read_by(view))]);
-            t.root_cause = Some(RootCause {
-                check: CheckId::NetpolEgress,
-                reason: Reason::BlocksDns,
-            });
+            t.explain_root_cause(CheckId::NetpolEgress, Reason::BlocksDns);
         }
     }
 }
