@@ -159,6 +159,14 @@ impl Recorder {
             }));
         }
     }
+    /// Re-judges the recorded result of `id` with what a later step learned.
+    fn revise(&self, id: CheckId, judge: impl FnOnce(CheckResult) -> CheckResult) {
+        if let Ok(mut results) = self.results.lock()
+            && let Some(slot) = results.iter_mut().rev().find(|r| r.id == id)
+        {
+            *slot = judge(slot.clone());
+        }
+    }
     /// Keeps the view for after the run; the reads are done, so no check is in progress.
     fn cluster(&self, view: netpol::ClusterView) {
         if let Ok(mut c) = self.cluster.lock() {
@@ -362,6 +370,8 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     rec.tried(&target.name, &attempts, proxy.is_some());
+    let tried: Vec<(IpAddr, bool)> = attempts.iter().map(|a| (a.addr.ip(), a.outcome.is_ok())).collect();
+    rec.revise(CheckId::DnsResolve, |r| dns::judge_private_answer(r, &tried));
     let result = tcp::connect(
         connect_id,
         &connect_subject,

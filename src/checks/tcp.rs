@@ -221,6 +221,9 @@ mod tests {
         let fix = fix_for("dns-1.hcp.westeurope.azmk8s.io", "35.202.107.4:443");
         assert!(fix.contains("--api-server-authorized-ip-ranges"), "{fix}");
         assert!(!fix.contains("virtual network"), "{fix}");
+        // GKE's DNS-based endpoint is IAM-gated: authorized networks are not its fix.
+        let fix = fix_for("gke-0a1b-proj.europe-west1.gke.goog", "35.202.107.4:443");
+        assert!(fix.contains("container.clusters.connect"), "{fix}");
         let plain = fix_for("api.k8s.test", "10.0.0.1:443");
         assert!(!plain.contains("VPC"), "{plain}");
     }
