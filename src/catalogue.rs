@@ -170,6 +170,7 @@ string_enum! {
         WeakSignature = "weak-signature",
         UnsupportedAlgorithm = "unsupported-algorithm",
         WrongPurpose = "wrong-purpose",
+        ChainRejected = "chain-rejected",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
@@ -1072,6 +1073,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
         "Reissue the API server's certificate with `extendedKeyUsage = serverAuth` (a client certificate is installed as the serving one?).",
         "A certificate whose extendedKeyUsage names other purposes only may not identify a server; kubectl says `x509: certificate specifies an incompatible key usage`.",
+    ),
+    row(
+        C::TlsTrust,
+        R::ChainRejected,
+        F,
+        "the chain reaches the configured CA, but the verifier refuses it for another reason",
+        "Keep the CA: it is the right one. Fix what the verifier names in the evidence: a name constraint on the CA that excludes the server's name (reissue the leaf for a permitted name, or the CA without the constraint), a path length the chain exceeds, or an extension the verifier does not accept.",
+        "The trust anchor is the one the chain leads to, so replacing it (the `ca-mismatch` fix) would not help; kubectl's Go crypto/x509 applies the same rules and refuses the same chain.",
     ),
     // ---- tls.hostname
     row(

@@ -123,11 +123,22 @@ pub fn judge(
     now: SystemTime,
     expiry_warn: Duration,
 ) -> Vec<CheckResult> {
-    let facts: Vec<CertFacts> = chain.iter().filter_map(CertFacts::parse).collect();
+    // Parsed once, positions kept: a leaf that does not parse is `None`, never replaced by
+    // the next certificate (the intermediate's names and dates are not the server's).
+    let presented: Vec<Option<Cert<'_>>> = chain
+        .iter()
+        .take(MAX_JUDGED_CHAIN)
+        .map(Cert::parse)
+        .collect();
+    let leaf = presented.first().and_then(Option::as_ref).map(|c| &c.facts);
+    let (name_result, date_result) = (
+        hostname(subject, leaf, settings, verification),
+        validity(subject, leaf, now, expiry_warn),
+    );
     let mut results = vec![
-        trust(subject, chain, settings, verification, via_proxy, now),
-        hostname(subject, facts.first(), settings, verification),
-        validity(subject, facts.first(), now, expiry_warn),
+        trust(subject, chain.len(), presented, settings, verification, via_proxy, now),
+        name_result,
+        date_result,
     ];
     if settings.insecure_skip_verify {
         for r in &mut results {
@@ -140,20 +151,21 @@ pub fn judge(
     results
 }
 
-fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
-    let mut lines: Vec<String> = chain
+/// One line per presented certificate (`presented`: the first [`MAX_JUDGED_CHAIN`] of
+/// `sent`), in the order sent.
+fn chain_evidence(presented: &[Option<Cert<'_>>], sent: usize) -> Vec<String> {
+    let mut lines: Vec<String> = presented
         .iter()
-        .take(MAX_JUDGED_CHAIN)
         .enumerate()
-        .map(|(i, der)| match CertFacts::parse(der) {
-            Some(f) => format!("presented #{i}: {}", f.describe()),
+        .map(|(i, cert)| match cert {
+            Some(c) => format!("presented #{i}: {}", c.facts.describe()),
             None => format!("presented #{i}: not a readable X.509 certificate"),
         })
         .collect();
-    if chain.len() > MAX_JUDGED_CHAIN {
+    if sent > MAX_JUDGED_CHAIN {
         lines.push(format!(
             "{} more certificates presented (not judged: real chains have two to four)",
-            chain.len() - MAX_JUDGED_CHAIN
+            sent - MAX_JUDGED_CHAIN
         ));
     }
     lines
@@ -161,14 +173,15 @@ fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
 
 fn trust(
     subject: &str,
-    chain: &[CertificateDer<'static>],
+    sent: usize,
+    presented: Vec<Option<Cert<'_>>>,
     settings: &TlsSettings,
     v: &Verification,
     via_proxy: Option<&str>,
     now: SystemTime,
 ) -> CheckResult {
     let id = CheckId::TlsTrust;
-    let mut evidence = chain_evidence(chain);
+    let mut evidence = chain_evidence(&presented, sent);
     evidence.push(format!("trust anchors: {}", v.anchors));
     let error = match v.trust() {
         Ok(()) => {
@@ -178,12 +191,13 @@ fn trust(
         Err(e) => e,
     };
     evidence.push(format!("verifier: {}", verifier_text(error)));
+    let leaf_readable = presented.first().is_some_and(Option::is_some);
     let input = TrustInput {
-        chain: chain
-            .iter()
-            .take(MAX_JUDGED_CHAIN)
-            .filter_map(Cert::parse)
-            .collect(),
+        chain: if leaf_readable {
+            presented.into_iter().flatten().collect()
+        } else {
+            Vec::new()
+        },
         anchors: settings.ca_certs.iter().filter_map(Cert::parse).collect(),
         via_proxy,
         bad_signature: matches!(
@@ -213,6 +227,7 @@ fn trust(
             )
         ),
         now,
+        verifier: verifier_text(error),
         // Only the GitLab server's CA is added to the system roots rather than replacing them.
         ca_setting: if settings.ca_replaces_system_roots {
             KUBECONFIG_CA

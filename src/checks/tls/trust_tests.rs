@@ -87,6 +87,7 @@ fn read_with(
         unsupported_algorithm: false,
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
+        verifier: String::new(),
         ca_setting: KUBECONFIG_CA,
     };
     read(&input)
@@ -122,6 +123,7 @@ fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
         unsupported_algorithm: false,
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
+        verifier: String::new(),
         ca_setting: GITLAB_CA,
     };
     let r = read(&input);
