@@ -370,8 +370,13 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     rec.tried(&target.name, &attempts, proxy.is_some());
-    let tried: Vec<(IpAddr, bool)> = attempts.iter().map(|a| (a.addr.ip(), a.outcome.is_ok())).collect();
-    rec.revise(CheckId::DnsResolve, |r| dns::judge_private_answer(r, &tried));
+    let tried: Vec<(IpAddr, bool)> = attempts
+        .iter()
+        .map(|a| (a.addr.ip(), a.outcome.is_ok()))
+        .collect();
+    rec.revise(CheckId::DnsResolve, |r| {
+        dns::judge_private_answer(r, &tried)
+    });
     let result = tcp::connect(
         connect_id,
         &connect_subject,

@@ -198,10 +198,13 @@ fn organisations(name: &X509Name<'_>) -> Vec<String> {
         .filter_map(|attr| attr.as_str().ok())
         .map(str::to_string)
         .collect();
-    let path: Vec<&str> = name
+    // Most significant first in the certificate (`DC=com` before `DC=example`): reversed, the
+    // path reads as the domain.
+    let mut path: Vec<&str> = name
         .iter_by_oid(&OID_DOMAIN_COMPONENT)
         .filter_map(|attr| attr.as_str().ok())
         .collect();
+    path.reverse();
     if !path.is_empty() {
         out.push(format!("DC={}", path.join(".")));
     }

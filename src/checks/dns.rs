@@ -239,7 +239,10 @@ mod tests {
         ] {
             let r = resolve(public, &setup, &Err(ResolveFailure::Nxdomain));
             let fix = r.fix.unwrap_or_default();
-            assert!(!fix.contains("private endpoint") && !fix.contains("VPC"), "{fix}");
+            assert!(
+                !fix.contains("private endpoint") && !fix.contains("VPC"),
+                "{fix}"
+            );
             assert!(r.evidence.join(" ").contains(" is a"), "{:?}", r.evidence);
         }
     }
@@ -262,17 +265,28 @@ mod tests {
         assert_eq!(inside.status, Status::Pass, "{}", inside.summary);
         assert!(inside.reason.is_none());
         let note = inside.evidence.join("\n");
-        assert!(note.contains("private endpoint") && note.contains("10.0.190.233"), "{note}");
+        assert!(
+            note.contains("private endpoint") && note.contains("10.0.190.233"),
+            "{note}"
+        );
         // Outside the VPC: the same answer does not connect.
         let outside = judge_private_answer(resolved, &[(private, false)]);
         assert_eq!(outside.reason, Some(Reason::PrivateAnswer));
         assert_eq!(outside.status, Status::Warn);
-        assert!(outside.fix.unwrap_or_default().contains("inside the cluster's VPC"));
+        assert!(
+            outside
+                .fix
+                .unwrap_or_default()
+                .contains("inside the cluster's VPC")
+        );
         // A public answer has no note and never warns.
         let public = answered(&format!("{eks}."), &["35.202.107.4"], None);
         let public = resolve(eks, &no_files(), &Ok(public));
         assert!(!public.evidence.join(" ").contains("private endpoint"));
         let ip: IpAddr = "35.202.107.4".parse().unwrap();
-        assert_eq!(judge_private_answer(public, &[(ip, false)]).status, Status::Pass);
+        assert_eq!(
+            judge_private_answer(public, &[(ip, false)]).status,
+            Status::Pass
+        );
     }
 }

@@ -136,7 +136,15 @@ pub fn judge(
         validity(subject, leaf, now, expiry_warn),
     );
     let mut results = vec![
-        trust(subject, chain.len(), presented, settings, verification, via_proxy, now),
+        trust(
+            subject,
+            chain.len(),
+            presented,
+            settings,
+            verification,
+            via_proxy,
+            now,
+        ),
         name_result,
         date_result,
     ];
@@ -405,6 +413,67 @@ mod mss_retry_tests {
                 .unwrap_or_default()
                 .contains("no answer either"),
             "{r:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+
+    /// A leaf that does not parse keeps its place: the next certificate's names and dates are
+    /// not the server's (the judge used to filter unparseable ones out, and judged the
+    /// intermediate's validity as the leaf's).
+    #[test]
+    fn an_unreadable_leaf_is_not_replaced_by_the_next_certificate() {
+        let params =
+            rcgen::CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let good = params.self_signed(&key).expect("cert").der().clone();
+        let chain = vec![
+            CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+            good,
+        ];
+        let settings = TlsSettings {
+            ca_certs: Vec::new(),
+            ca_source: None,
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "api.k8s.test".into(),
+        };
+        let now = SystemTime::now();
+        let verification = crate::net::tls::verify(&chain, &settings, now);
+        let results = judge(
+            "api:443",
+            &chain,
+            &settings,
+            &verification,
+            None,
+            now,
+            Duration::ZERO,
+        );
+        let validity = results
+            .iter()
+            .find(|r| r.id == CheckId::TlsValidity)
+            .expect("validity");
+        assert_ne!(validity.status, Status::Pass, "{:?}", validity.summary);
+        assert!(
+            validity.evidence.join(" ").contains("no certificate"),
+            "{:?}",
+            validity.evidence
+        );
+        let trust = results
+            .iter()
+            .find(|r| r.id == CheckId::TlsTrust)
+            .expect("trust");
+        let evidence = trust.evidence.join("\n");
+        assert!(
+            evidence.contains("presented #0: not a readable"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("first presented) is not a readable"),
+            "{evidence}"
         );
     }
 }

@@ -952,7 +952,10 @@ async fn the_configured_root_refused_for_a_name_constraint_is_chain_rejected() {
         assert_fix_lacks(&t, "Replace the kubeconfig");
         if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&root)).await {
             assert_ne!(code, Some(0), "kubectl connected: {stderr}");
-            assert!(stderr.contains("not authorized to sign"), "kubectl: {stderr}");
+            assert!(
+                stderr.contains("not authorized to sign"),
+                "kubectl: {stderr}"
+            );
         }
     }
 }
@@ -964,17 +967,43 @@ async fn the_configured_root_refused_for_a_name_constraint_is_chain_rejected() {
 async fn a_sha1_self_signed_root_is_not_blamed_as_weak_signature() {
     let ssl = Openssl::new();
     ssl.run(&[
-        "req", "-x509", "-nodes", "-sha1", "-newkey", "rsa:2048", "-keyout", "root.key", "-out",
-        "root.crt", "-subj", "/CN=SHA1 Root", "-days", "3650", "-addext",
-        "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-nodes",
+        "-sha1",
+        "-newkey",
+        "rsa:2048",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.crt",
+        "-subj",
+        "/CN=SHA1 Root",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     let root = Made {
         crt: ssl.path("root.crt"),
         key: ssl.path("root.key"),
     };
     ssl.run(&[
-        "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521",
-        "-keyout", "p521.key", "-out", "p521.csr", "-subj", "/CN=P-521 Issuing",
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-keyout",
+        "p521.key",
+        "-out",
+        "p521.csr",
+        "-subj",
+        "/CN=P-521 Issuing",
     ]);
     std::fs::write(
         ssl.path("p521.ext"),
@@ -992,4 +1021,34 @@ async fn a_sha1_self_signed_root_is_not_blamed_as_weak_signature() {
     assert_trust(&t, Reason::UnsupportedAlgorithm, &[], &[]);
     let evidence = trust_of(&t).evidence.join("\n");
     assert!(!evidence.contains("SHA1 Root is signed"), "{evidence}");
+}
+
+/// Active Directory CAs are named by `DC=` components. The configured root is
+/// `corp.example.com`'s; the leaf's issuer (not sent) belongs to `other.com`. Sharing `DC=com`
+/// made them one organisation (`missing-intermediate`: "send the intermediate"); only the
+/// whole path does, and this is another CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_whole_dc_path_makes_one_organisation() {
+    let ssl = Openssl::new();
+    let root = ssl.root("root", "/DC=com/DC=example/DC=corp/CN=Corp Root", true);
+    let issuing = ssl.intermediate(
+        "issuing",
+        "/DC=com/DC=example/DC=corp/CN=Corp Issuing",
+        &root,
+    );
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &issuing, "", false);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::MissingIntermediate,
+        &[],
+        &["DC=corp.example.com"],
+    );
+    let other_root = ssl.root("oroot", "/DC=com/DC=other/CN=Other Root", true);
+    let other = ssl.intermediate("oissuing", "/DC=com/DC=other/CN=Other Issuing", &other_root);
+    let other_leaf = ssl.leaf("oleaf", "/CN=api.k8s.test", &other, "", false);
+    let server = serve(&[&other_leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(&t, Reason::CaMismatch, &[], &[]);
 }

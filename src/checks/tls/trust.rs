@@ -655,8 +655,8 @@ fn is_anchor(input: &TrustInput<'_>, cert: &Cert<'_>) -> bool {
 fn reaches_anchor(input: &TrustInput<'_>, path: &Path) -> Option<Reading> {
     let (cert, anchor, tie) = path.links.iter().find_map(|&i| {
         let cert = &input.chain[i];
-        let itself = named_anchor(input, &cert.facts.subject_der, cert)
-            .filter(|_| is_anchor(input, cert));
+        let itself =
+            named_anchor(input, &cert.facts.subject_der, cert).filter(|_| is_anchor(input, cert));
         let signed = named_anchor(input, &cert.facts.issuer_der, cert)
             .filter(|(_, t)| *t == Tie::SameKey && !cert.facts.self_issued);
         itself.or(signed).map(|(a, t)| (cert, a, t))
@@ -671,15 +671,13 @@ fn reaches_anchor(input: &TrustInput<'_>, path: &Path) -> Option<Reading> {
     } else {
         Reason::ChainRejected
     };
-    Some(
-        Reading::new(
-            reason,
-            format!(
-                "{} {relation} ({}), so the CA is the right one: the verifier refused the chain for another reason: {}",
-                cert.facts.subject, anchor.facts.subject, input.verifier
-            ),
+    Some(Reading::new(
+        reason,
+        format!(
+            "{} {relation} ({}), so the CA is the right one: the verifier refused the chain for another reason: {}",
+            cert.facts.subject, anchor.facts.subject, input.verifier
         ),
-    )
+    ))
 }
 
 fn anchor_names(input: &TrustInput<'_>) -> String {

@@ -313,3 +313,29 @@ fn a_non_ca_issuer_is_not_a_ca() {
     );
     assert_eq!(r.reason, Reason::NotACa, "{r:?}");
 }
+
+/// The configured CA did sign the leaf (its key is right), yet the chain fails: say what the
+/// verifier said, never `unknown-authority` ("configure a CA": one is configured).
+#[test]
+fn a_leaf_signed_by_the_configured_ca_is_chain_rejected_with_the_verifiers_words() {
+    let root = ca("Root", None, None);
+    let chain = [leaf("api", &root, None)];
+    let anchors = [root.der()];
+    let mut input = TrustInput {
+        chain: chain.iter().filter_map(Cert::parse).collect(),
+        anchors: anchors.iter().filter_map(Cert::parse).collect(),
+        via_proxy: None,
+        bad_signature: false,
+        out_of_date: false,
+        unsupported_algorithm: false,
+        wrong_purpose: false,
+        now: std::time::SystemTime::now(),
+        verifier: "invalid peer certificate: Other(NameConstraintViolation)".into(),
+        ca_setting: KUBECONFIG_CA,
+    };
+    let r = read(&input);
+    assert_eq!(r.reason, Reason::ChainRejected, "{r:?}");
+    assert!(has(&r, "NameConstraintViolation"), "{r:?}");
+    input.bad_signature = true;
+    assert_eq!(read(&input).reason, Reason::BadSignature);
+}

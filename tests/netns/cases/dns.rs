@@ -271,9 +271,14 @@ fn dns_resolve_private_answer_that_connects_passes() {
     }
     let site = served(Family::Dual);
     let server = format!("https://{}:6443", dns::EKS);
-    diagnose(&site, "dns: EKS name, private answer, reachable", &server, &[])
-        .expect_pass(&["dns.resolve", "tcp.connect"])
-        .expect_evidence("dns.resolve", &["private endpoint", "10.253.1.2"]);
+    diagnose(
+        &site,
+        "dns: EKS name, private answer, reachable",
+        &server,
+        &[],
+    )
+    .expect_pass(&["dns.resolve", "tcp.connect"])
+    .expect_evidence("dns.resolve", &["private endpoint", "10.253.1.2"]);
 }
 
 #[test]
