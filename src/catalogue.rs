@@ -1333,7 +1333,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::BlocksDns,
         F,
         "a NetworkPolicy blocks DNS from the runner pod",
-        "Allow egress from the runner pods to the cluster DNS on UDP and TCP port 53 (the YAML is above).",
+        "Allow egress from the runner pods to the cluster DNS on UDP and TCP port 53, under both readings of the DNS service's DNAT (the YAML below lists the nameserver addresses and the DNS pods' endpoints).",
         "A pod selected by an egress policy may send only what a rule allows; without a DNS rule every name lookup times out, which kubectl reports as `i/o timeout` or `no such host`.",
     ),
     row(

@@ -9,6 +9,20 @@ use crate::checks::cloud;
 use crate::model::{CheckResult, Status};
 use crate::net::resolve::{AnsweredBy, DnsSetup, ResolveFailure, Resolved, search_applied};
 
+/// How a result says a nameserver answered (not `/etc/hosts`, not an IP literal).
+const ANSWERED_BY_DNS: &str = "answered by DNS for";
+
+/// Whether `result` is a `dns.resolve` that a nameserver answered: DNS demonstrably works from
+/// here (`netpol.egress` uses it against a policy that seems to block DNS).
+pub fn answered_by_dns(result: &CheckResult) -> bool {
+    result.id == CheckId::DnsResolve
+        && matches!(result.status, Status::Pass | Status::Warn)
+        && result
+            .evidence
+            .iter()
+            .any(|e| e.starts_with(ANSWERED_BY_DNS))
+}
+
 pub fn resolve(
     name: &str,
     setup: &DnsSetup,
@@ -24,10 +38,10 @@ pub fn resolve(
                     let asked = format!("{}.", name.trim_end_matches('.'));
                     if answered.eq_ignore_ascii_case(&asked) || answered.eq_ignore_ascii_case(name)
                     {
-                        format!("answered by DNS for {answered}")
+                        format!("{ANSWERED_BY_DNS} {answered}")
                     } else {
                         format!(
-                            "answered by DNS for {answered} (search domain applied, ndots {})",
+                            "{ANSWERED_BY_DNS} {answered} (search domain applied, ndots {})",
                             setup.ndots
                         )
                     }
