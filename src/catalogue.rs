@@ -317,7 +317,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ContentNotPath,
         F,
         "KUBECONFIG holds the kubeconfig itself, not the path of a file",
-        "In Settings > CI/CD > Variables, change the KUBECONFIG variable's type from Variable to File (GitLab then writes the value to a file and puts its path in KUBECONFIG), or write it out in the job: `echo \"$KUBECONFIG_CONTENT\" > kubeconfig; export KUBECONFIG=$PWD/kubeconfig`.",
+        "In Settings > CI/CD > Variables, change the KUBECONFIG variable's type from Variable to File (GitLab then writes the value to a file and puts its path in KUBECONFIG), or write it out in the job before kubectl runs: `printf '%s\\n' \"$KUBECONFIG\" > \"$CI_PROJECT_DIR/.kubeconfig\"; export KUBECONFIG=\"$CI_PROJECT_DIR/.kubeconfig\"`.",
         "kubectl reads KUBECONFIG as a list of paths; a GitLab variable of type Variable puts the YAML text itself there, which names no file.",
     ),
     row(
@@ -326,7 +326,7 @@ pub const CATALOGUE: &[Entry] = &[
         F,
         "the kubeconfig is base64-encoded: kubectl needs the decoded YAML",
         "Store the decoded kubeconfig (`base64 -d < kubeconfig.b64 > kubeconfig`) in the File variable, or decode it in the job before kubectl runs.",
-        "kubectl parses the file as YAML; base64 text is not YAML (`yaml: invalid leading UTF-8 octet`, or `mapping values are not allowed`).",
+        "kubectl parses the file as YAML, and base64 text is one long string, not a kubeconfig: kubectl stops with `error loading config file \"…\": couldn't get version/kind; json parse error: json: cannot unmarshal string into Go value of type struct { APIVersion string …; Kind string … }`.",
     ),
     row(
         C::ConfigKubeconfig,
@@ -657,7 +657,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::NoProxyIgnored,
         W,
         "a NO_PROXY entry that client-go does not apply to this server: the request goes through the proxy",
-        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone.",
+        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`, or the same as `*.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone or as that leading `*.`, never elsewhere (`10.0.0.*` matches nothing).",
         "Go's httpproxy, which kubectl uses, never resolves the server's name to compare it with CIDR entries, and reads `*` as a wildcard only alone or in a leading `*.`; other entries silently match nothing, so traffic meant to bypass the proxy goes through it.",
     ),
     // ---- dns.resolve
@@ -949,8 +949,8 @@ pub const CATALOGUE: &[Entry] = &[
         C::TlsHandshake,
         R::Stalled,
         F,
-        "the TLS handshake stalled: connected, but the server's handshake never arrived",
-        "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (Docker `mtu`, CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
+        "no longer emitted (now `timeout` or `mtu-blackhole`): the TLS handshake stalled: connected, but the server's handshake never arrived",
+        "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (`dockerd --mtu`, the runner's `network_mtu`, the CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
         "The TCP connection works, but the server's certificate flight is larger than the path's MTU and the ICMP that would shrink it is dropped.",
     ),
     row(
@@ -966,7 +966,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::MtuBlackhole,
         F,
         "the TLS handshake only completes with small packets: an MTU black hole on the path",
-        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360` or the `mtu` in the runner's `[runners.docker]`/network settings; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
+        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360`, e.g. the dind service's `command: [\"--mtu=1360\"]`, and `network_mtu` in the runner's `[runners.docker]` for the networks it creates per job; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
         "The server's certificate flight needs full-size packets; a link on the way has a smaller MTU and the ICMP that would tell the server to shrink them is dropped, so they vanish. The retry announced a small MSS, the server sent small segments, and the handshake completed. kubectl shows `net/http: TLS handshake timeout`.",
     ),
     row(
@@ -1621,6 +1621,30 @@ mod tests {
     }
 
     /// Pins the public contract: renaming a shipped code fails here.
+    /// Texts that named things that do not exist, or contradicted each other.
+    #[test]
+    fn fix_texts_name_what_exists() {
+        let fix = |c, r| entry(c, r).fix;
+        assert!(
+            CATALOGUE
+                .iter()
+                .all(|e| !e.fix.contains("KUBECONFIG_CONTENT"))
+        );
+        assert!(fix(C::TlsHandshake, R::MtuBlackhole).contains("`network_mtu`"));
+        let no_proxy = entry(C::ConfigProxy, R::NoProxyIgnored);
+        assert!(no_proxy.fix.contains("`*.example.com`") && no_proxy.why.contains("leading `*.`"));
+        assert!(
+            entry(C::TlsHandshake, R::Stalled)
+                .summary
+                .starts_with("no longer emitted")
+        );
+        let dns = fix(C::NetpolEgress, R::BlocksDns);
+        assert!(
+            dns.contains("YAML below") && !dns.contains("above"),
+            "{dns}"
+        );
+    }
+
     #[test]
     fn codes_are_stable() {
         let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
