@@ -15,6 +15,7 @@ use super::{Destination, Protocol, Purpose, RunnerPod, Situation, judge, judge_r
 use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, RootCause, Status, TargetReport};
 use crate::net::http::{HttpFailure, Response};
+use crate::secret::{QUOTE_CHARS, quote};
 use crate::verdict;
 
 /// The paths the in-cluster target asks for (namespace and pod filled in by [`ClusterView::paths`]).
@@ -60,9 +61,15 @@ fn object<T: serde::de::DeserializeOwned>(
     answer: &Result<Response, HttpFailure>,
 ) -> Result<T, String> {
     match answer {
-        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body)
-            .map_err(|e| format!("{what}: the answer is not a valid object: {e}")),
-        Ok(r) => Err(format!("{what}: HTTP {}: {}", r.status, r.excerpt(200))),
+        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body).map_err(|e| {
+            let e = quote(&e.to_string(), QUOTE_CHARS);
+            format!("{what}: the answer is not a valid object: {e}")
+        }),
+        Ok(r) => Err(format!(
+            "{what}: HTTP {}: {}",
+            r.status,
+            quote(&r.excerpt(4 * QUOTE_CHARS), QUOTE_CHARS)
+        )),
         Err(HttpFailure::Stalled) => Err(format!("{what}: no answer in time")),
         Err(HttpFailure::Failed(e)) => Err(format!("{what}: {e}")),
     }
@@ -823,6 +830,23 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 1, "{rows:#?}");
         assert_eq!(rows[0].status, Status::Pass);
+    }
+
+    /// What a server sends instead of an object is quoted redacted and cut, the serde error
+    /// (which quotes the input) included.
+    #[test]
+    fn hostile_answers_are_quoted_redacted_and_cut() {
+        let token = "glpat-Qq1Ww2Ee3Rr4Tt5Yy6Uu";
+        let long = format!("{} {token} {}", "a".repeat(290), "b".repeat(30_000));
+        let not_an_object = answer(200, json!({"items": long}));
+        let forbidden = answer(403, json!({"message": long}));
+        for a in [not_an_object, forbidden] {
+            let view = ClusterView::from_answers("in-cluster", "gitlab", None, &[a]);
+            let said = view.policies.err().expect("not readable");
+            assert!(said.len() < 1_500, "{}", said.len());
+            assert!(said.contains("more characters)"), "{said}");
+            assert!(!said.contains("Qq1Ww2"), "{said}");
+        }
     }
 
     #[test]
