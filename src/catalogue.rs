@@ -5,7 +5,7 @@
 //! Checks fill in evidence and, where they know more, a sharper summary or a concrete fix
 //! detail; the texts here are what stays true in every case.
 
-use crate::model::{Layer, Status};
+use crate::model::{CheckResult, Layer, Status, TargetKind};
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
@@ -1545,6 +1545,149 @@ pub const CATALOGUE: &[Entry] = &[
     ),
 ];
 
+/// Where each kind of target takes its CA from (spec §1): what a TLS fix must name. A legacy
+/// `KUBE_URL` target has no kubeconfig to edit, an in-cluster one trusts what the kubelet
+/// mounted, GitLab's agent kubeconfig carries no CA, and the GitLab server is trusted through
+/// the system store plus the runner's CA file.
+pub fn ca_setting(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Direct => "the kubeconfig's `certificate-authority-data`",
+        TargetKind::LegacyCertificate => {
+            "`KUBE_CA_PEM` (the *CA Certificate* of the cluster in GitLab's certificate-based cluster settings, which GitLab passes to the job as `KUBE_CA_PEM` / `KUBE_CA_PEM_FILE`)"
+        }
+        TargetKind::InCluster => {
+            "the pod's service-account `ca.crt` (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`, mounted from the namespace's `kube-root-ca.crt` ConfigMap)"
+        }
+        TargetKind::GitlabAgent => {
+            "the job's trust store (`SSL_CERT_FILE`: GitLab's agent kubeconfig carries no CA)"
+        }
+        TargetKind::Gitlab => {
+            "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml) or the job image's CA bundle"
+        }
+    }
+}
+
+/// A fix that depends on the kind of target, for a `(check, reason)` whose row's fix names one
+/// kind's settings (a kubeconfig field, a kubeadm command).
+#[derive(Debug, Clone, Copy)]
+pub struct KindFix {
+    pub check: CheckId,
+    pub reason: Reason,
+    pub kinds: &'static [TargetKind],
+    pub fix: &'static str,
+}
+
+const fn kind_fix(
+    check: CheckId,
+    reason: Reason,
+    kinds: &'static [TargetKind],
+    fix: &'static str,
+) -> KindFix {
+    KindFix {
+        check,
+        reason,
+        kinds,
+        fix,
+    }
+}
+
+use TargetKind::{
+    Gitlab as GITLAB, GitlabAgent as AGENT, InCluster as POD, LegacyCertificate as LEGACY,
+};
+
+/// GitLab's agent kubeconfig has no CA of its own, whatever went wrong with trust.
+pub const AGENT_TLS_FIX: &str = "GitLab's KUBECONFIG carries no CA for the agent server, so the job's own trust store must trust it: set the CI/CD variable `SSL_CERT_FILE` (type File) to the CA's PEM (kubectl reads it because the kubeconfig has no CA); when the agent server's certificate comes from the same CA as GitLab's, `export SSL_CERT_FILE=\"$CI_SERVER_TLS_CA_FILE\"` in the job is enough; or add `certificate-authority-data` to the `gitlab` cluster: `kubectl config set-cluster gitlab --certificate-authority=<ca.pem> --embed-certs`.";
+const LEGACY_CA_FIX: &str = "Give the job this cluster's CA: set the cluster's *CA Certificate* in GitLab's certificate-based cluster settings (Operate > Kubernetes clusters), which GitLab passes as `KUBE_CA_PEM`, or set the CI/CD variable `KUBE_CA_PEM` (or a File variable `KUBE_CA_PEM_FILE`) to the CA's PEM.";
+const POD_CA_FIX: &str = "The pod trusts the CA mounted with its service account (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`, from the `kube-root-ca.crt` ConfigMap), which is always the cluster's own: when it does not verify, something else answers the service address (a TLS-inspecting proxy: add `KUBERNETES_SERVICE_HOST` to `NO_PROXY`), or the mounted CA is stale after a CA rotation (restart the runner's pods).";
+const GITLAB_CA_FIX: &str = "Make the job trust GitLab's CA: set `tls-ca-file` in the runner's config.toml (the runner then passes it as `CI_SERVER_TLS_CA_FILE`), or add the CA to the job image's CA bundle (`update-ca-certificates`).";
+const ALL_CA_KINDS: &[TargetKind] = &[AGENT, LEGACY, POD, GITLAB];
+
+/// The per-kind fixes. A row not listed here has one fix for every kind.
+pub const KIND_FIXES: &[KindFix] = &[
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[LEGACY], LEGACY_CA_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(
+        C::TlsTrust,
+        R::CaMismatch,
+        &[LEGACY],
+        "Replace the cluster's *CA Certificate* in GitLab's certificate-based cluster settings (or the `KUBE_CA_PEM` variable) with the CA of the cluster this server belongs to, or point `KUBE_URL` (the cluster's API URL in those settings) at the cluster whose CA you have.",
+    ),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[LEGACY], LEGACY_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(
+        C::TlsTrust,
+        R::Intercepted,
+        ALL_CA_KINDS,
+        "Ask the proxy's administrators to exempt this host from TLS inspection, or bypass the proxy for it (`NO_PROXY`).",
+    ),
+    kind_fix(
+        C::TlsTrust,
+        R::IssuerExpired,
+        ALL_CA_KINDS,
+        "Renew the intermediate (or root) named in the evidence and send the new one with the leaf; if the trusted CA itself expired, replace it where this target takes it from (see the evidence's trust anchors).",
+    ),
+    kind_fix(
+        C::TlsHostname,
+        R::Mismatch,
+        &[LEGACY, POD, GITLAB],
+        "Use a host name the certificate lists (evidence) in the server URL, or reissue the certificate with this name among its subjectAltNames.",
+    ),
+    kind_fix(
+        C::TlsHostname,
+        R::IpNotInSan,
+        &[LEGACY, POD, GITLAB],
+        "Use a host name the certificate lists in the server URL, or reissue the certificate with this IP among its subjectAltNames.",
+    ),
+    kind_fix(
+        C::TlsValidity,
+        R::Expired,
+        &[GITLAB],
+        "Renew GitLab's certificate (Linux package: `letsencrypt['enable']` renews automatically, or replace the files `nginx['ssl_certificate']` names and `gitlab-ctl hup nginx`; Helm chart: the TLS secret of the ingress).",
+    ),
+    kind_fix(
+        C::TlsValidity,
+        R::Expired,
+        &[AGENT],
+        "Renew the agent server's certificate (on GitLab's Linux package it is GitLab's own: `letsencrypt['enable']`, or the files `nginx['ssl_certificate']` names; with a separate KAS ingress, its TLS secret).",
+    ),
+];
+
+/// The fix of `(check, reason)` for a target of `kind`: its own variant, else the row's.
+pub fn fix_for(check: CheckId, reason: Reason, kind: TargetKind) -> &'static str {
+    KIND_FIXES
+        .iter()
+        .find(|k| k.check == check && k.reason == reason && k.kinds.contains(&kind))
+        .map_or_else(|| entry(check, reason).fix, |k| k.fix)
+}
+
+/// `result` with the row's fix replaced by `kind`'s variant, keeping a concrete detail a check
+/// put in front of it; a fix a check wrote whole is left alone.
+pub fn fit_to_kind(mut result: CheckResult, kind: TargetKind) -> CheckResult {
+    let Some(reason) = result.reason else {
+        return result;
+    };
+    let (generic, own) = (
+        entry(result.id, reason).fix,
+        fix_for(result.id, reason, kind),
+    );
+    if generic == own || generic.is_empty() {
+        return result;
+    }
+    if let Some(fix) = &result.fix
+        && let Some(detail) = fix.strip_suffix(generic)
+    {
+        result.fix = Some(format!("{detail}{own}"));
+    }
+    result
+}
+
 /// The entry for `(check, reason)`, falling back to the check-independent row, then to a
 /// generic error row: a missing row is a kube-reach bug, never a reason to panic.
 pub fn entry(check: CheckId, reason: Reason) -> Entry {
@@ -1621,6 +1764,16 @@ mod tests {
     }
 
     /// Pins the public contract: renaming a shipped code fails here.
+    /// A kind's variant replaces a row's fix: the row must exist, and the variant differ.
+    #[test]
+    fn every_kind_fix_varies_an_existing_row() {
+        for k in KIND_FIXES {
+            let row = entry(k.check, k.reason);
+            assert_eq!(row.check, Some(k.check), "{:?} {:?}", k.check, k.reason);
+            assert!(!k.kinds.is_empty() && !k.fix.is_empty() && k.fix != row.fix);
+        }
+    }
+
     /// Texts that named things that do not exist, or contradicted each other.
     #[test]
     fn fix_texts_name_what_exists() {
@@ -1801,7 +1954,22 @@ pub fn markdown_table() -> String {
             Status::Pass => "info",
             other => other.as_str(),
         };
-        let fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        let mut fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        for k in KIND_FIXES
+            .iter()
+            .filter(|k| Some(k.check) == e.check && k.reason == e.reason)
+        {
+            let kinds: Vec<String> = k
+                .kinds
+                .iter()
+                .map(|t| format!("`{}`", t.as_str()))
+                .collect();
+            fix.push_str(&format!(
+                "<br>**{}:** {}",
+                kinds.join(", "),
+                k.fix.replace('|', "\\|")
+            ));
+        }
         out.push_str(&format!(
             "| `{check}` | `{}` | {status} | {} | {fix} |\n",
             e.reason.as_str(),

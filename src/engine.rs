@@ -655,25 +655,13 @@ async fn secure(
         Route::Proxy(p) => Some(p.display.as_str()),
         Route::Direct => None,
     };
-    let judged = tls::judge(
-        &authority,
-        &hs.chain,
-        settings,
-        &verification,
+    let seen = tls::Seen {
+        kind: target.kind,
         via_proxy,
-        ctx.now,
-        ctx.expiry_warn,
-    );
-    let mut results = judged;
-    if target.kind == TargetKind::GitlabAgent {
-        // GitLab's agent kubeconfig carries no CA: the job's trust store must trust KAS.
-        for r in results
-            .iter_mut()
-            .filter(|r| r.id == CheckId::TlsTrust && r.status.is_failure())
-        {
-            *r = r.clone().with_fix_detail(gitlab::agent_tls_fix_detail());
-        }
-    }
+        now: ctx.now,
+        expiry_warn: ctx.expiry_warn,
+    };
+    let results = tls::judge(&authority, &hs.chain, settings, &verification, seen);
     let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
     if failed && !verification.passed() {

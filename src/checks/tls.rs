@@ -7,7 +7,7 @@ use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 
 use crate::catalogue::{CheckId, Reason};
-use crate::model::{CheckResult, Status};
+use crate::model::{CheckResult, Status, TargetKind};
 use crate::net::tls::{Handshake, HandshakeFailure, Verification};
 use crate::plan::TlsSettings;
 use crate::x509::{CertFacts, format_time, human_duration};
@@ -110,19 +110,34 @@ mod trust;
 /// same-named certificate).
 const MAX_JUDGED_CHAIN: usize = 16;
 
-use trust::{Cert, GITLAB_CA, KUBECONFIG_CA, TrustInput};
+use trust::{Cert, TrustInput};
 
-/// Judges the captured chain three ways. `via_proxy` names the proxy the connection went
-/// through, if any: a chain that came through one may be the proxy's own.
+/// What the TLS judgement needs to know about the target and the moment besides the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The target's kind: the fixes name where that kind takes its CA and server URL from.
+    pub kind: TargetKind,
+    /// The proxy the connection went through, if any: a chain that came through one may be
+    /// the proxy's own.
+    pub via_proxy: Option<&'a str>,
+    pub now: SystemTime,
+    pub expiry_warn: Duration,
+}
+
+/// Judges the captured chain three ways.
 pub fn judge(
     subject: &str,
     chain: &[CertificateDer<'static>],
     settings: &TlsSettings,
     verification: &Verification,
-    via_proxy: Option<&str>,
-    now: SystemTime,
-    expiry_warn: Duration,
+    seen: Seen<'_>,
 ) -> Vec<CheckResult> {
+    let Seen {
+        kind,
+        now,
+        expiry_warn,
+        ..
+    } = seen;
     // Parsed once, positions kept: a leaf that does not parse is `None`, never replaced by
     // the next certificate (the intermediate's names and dates are not the server's).
     let presented: Vec<Option<Cert<'_>>> = chain
@@ -142,8 +157,7 @@ pub fn judge(
             presented,
             settings,
             verification,
-            via_proxy,
-            now,
+            seen,
         ),
         name_result,
         date_result,
@@ -157,6 +171,9 @@ pub fn judge(
         }
     }
     results
+        .into_iter()
+        .map(|r| crate::catalogue::fit_to_kind(r, kind))
+        .collect()
 }
 
 /// One line per presented certificate (`presented`: the first [`MAX_JUDGED_CHAIN`] of
@@ -185,8 +202,7 @@ fn trust(
     presented: Vec<Option<Cert<'_>>>,
     settings: &TlsSettings,
     v: &Verification,
-    via_proxy: Option<&str>,
-    now: SystemTime,
+    seen: Seen<'_>,
 ) -> CheckResult {
     let id = CheckId::TlsTrust;
     let mut evidence = chain_evidence(&presented, sent);
@@ -207,7 +223,7 @@ fn trust(
             Vec::new()
         },
         anchors: settings.ca_certs.iter().filter_map(Cert::parse).collect(),
-        via_proxy,
+        via_proxy: seen.via_proxy,
         bad_signature: matches!(
             error,
             rustls::Error::InvalidCertificate(CertificateError::BadSignature)
@@ -234,14 +250,9 @@ fn trust(
                 CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }
             )
         ),
-        now,
+        now: seen.now,
         verifier: verifier_text(error),
-        // Only the GitLab server's CA is added to the system roots rather than replacing them.
-        ca_setting: if settings.ca_replaces_system_roots {
-            KUBECONFIG_CA
-        } else {
-            GITLAB_CA
-        },
+        ca_setting: crate::catalogue::ca_setting(seen.kind),
     };
     let reading = trust::read(&input);
     let mut r = CheckResult::finding(id, subject, reading.reason)
@@ -443,15 +454,13 @@ mod judge_tests {
         };
         let now = SystemTime::now();
         let verification = crate::net::tls::verify(&chain, &settings, now);
-        let results = judge(
-            "api:443",
-            &chain,
-            &settings,
-            &verification,
-            None,
+        let seen = Seen {
+            kind: TargetKind::Direct,
+            via_proxy: None,
             now,
-            Duration::ZERO,
-        );
+            expiry_warn: Duration::ZERO,
+        };
+        let results = judge("api:443", &chain, &settings, &verification, seen);
         let validity = results
             .iter()
             .find(|r| r.id == CheckId::TlsValidity)
@@ -474,6 +483,91 @@ mod judge_tests {
         assert!(
             evidence.contains("first presented) is not a readable"),
             "{evidence}"
+        );
+    }
+
+    /// A private CA's leaf and no CA configured, judged for each kind of target: the fix names
+    /// where that kind takes its CA from, never another kind's setting.
+    #[test]
+    fn each_kind_of_target_gets_the_fix_for_its_own_ca_source() {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Private Root");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+        let params = rcgen::CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("p");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let now = SystemTime::now();
+        let past = now - Duration::from_secs(86_400);
+        let mut expired = params.clone();
+        expired.not_before = (past - Duration::from_secs(86_400)).into();
+        expired.not_after = past.into();
+        let leaf = params.signed_by(&key, &ca).expect("leaf").der().clone();
+        let old_leaf = expired.signed_by(&key, &ca).expect("leaf").der().clone();
+        let settings = TlsSettings {
+            ca_certs: Vec::new(),
+            ca_source: None,
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "api.k8s.test".into(),
+        };
+        let fixes = |kind, chain: &[CertificateDer<'static>]| {
+            let verification = crate::net::tls::verify(chain, &settings, now);
+            let seen = Seen {
+                kind,
+                via_proxy: None,
+                now,
+                expiry_warn: Duration::ZERO,
+            };
+            judge("api:443", chain, &settings, &verification, seen)
+                .into_iter()
+                .map(|r| (r.id, r.reason, r.fix.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        };
+        let trust_fix = |kind| {
+            let all = fixes(kind, std::slice::from_ref(&leaf));
+            let (_, reason, fix) = all
+                .into_iter()
+                .find(|(id, _, _)| *id == CheckId::TlsTrust)
+                .expect("trust");
+            assert_eq!(reason, Some(Reason::UnknownAuthority));
+            fix
+        };
+        let direct = trust_fix(TargetKind::Direct);
+        assert!(direct.contains("certificate-authority-data"), "{direct}");
+        for (kind, must) in [
+            (TargetKind::LegacyCertificate, "KUBE_CA_PEM"),
+            (TargetKind::InCluster, "serviceaccount/ca.crt"),
+            (TargetKind::Gitlab, "tls-ca-file"),
+        ] {
+            let fix = trust_fix(kind);
+            assert!(fix.contains(must), "{kind:?}: {fix}");
+            assert!(
+                !fix.contains("certificate-authority-data"),
+                "{kind:?}: {fix}"
+            );
+            assert!(
+                !fix.contains("kubectl config set-cluster"),
+                "{kind:?}: {fix}"
+            );
+        }
+        let agent = trust_fix(TargetKind::GitlabAgent);
+        assert!(agent.contains("SSL_CERT_FILE"), "{agent}");
+        // An expired GitLab certificate is renewed the GitLab way, never with kubeadm.
+        let validity = |kind| {
+            fixes(kind, std::slice::from_ref(&old_leaf))
+                .into_iter()
+                .find(|(id, _, _)| *id == CheckId::TlsValidity)
+                .map(|(_, _, fix)| fix)
+                .expect("validity")
+        };
+        assert!(validity(TargetKind::Direct).contains("kubeadm"));
+        let gitlab = validity(TargetKind::Gitlab);
+        assert!(
+            !gitlab.contains("kubeadm") && gitlab.contains("letsencrypt"),
+            "{gitlab}"
         );
     }
 }

@@ -63,15 +63,9 @@ pub struct TrustInput<'a> {
     pub now: SystemTime,
     /// What the verifier said, for readings where the chain does reach a configured CA.
     pub verifier: String,
-    /// Where this target takes a CA from, for fixes: the kubeconfig's
-    /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
+    /// Where this target takes a CA from, for fixes ([`crate::catalogue::ca_setting`]).
     pub ca_setting: &'a str,
 }
-
-/// [`TrustInput::ca_setting`] for a Kubernetes target.
-pub const KUBECONFIG_CA: &str = "the kubeconfig's `certificate-authority-data`";
-/// [`TrustInput::ca_setting`] for the GitLab server, whose CA is added to the system roots.
-pub const GITLAB_CA: &str = "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml)";
 
 /// The likelier reading, with what was seen and, where another reading stays possible, that
 /// reading and what would tell the two apart.
@@ -357,7 +351,7 @@ fn self_signed(input: &TrustInput<'_>, leaf: &Cert<'_>) -> Reading {
                 "the configured CA has the same name but another key: the server's certificate was regenerated ({})",
                 key_ids(&leaf.facts, &a.facts)
             ))
-            .fix("Put the server's current certificate in `certificate-authority-data` (the one there is an older copy).");
+            .fix(format!("Put the server's current certificate in {} (the one there is an older copy).", input.ca_setting));
     }
     r
 }
@@ -392,7 +386,7 @@ fn complete_chain(input: &TrustInput<'_>, root: &Cert<'_>) -> Reading {
 fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Reading {
     let issuer = &top.facts.issuer;
     if let Some((anchor, _)) = named_anchor(input, &top.facts.issuer_der, top) {
-        return same_name_other_key(top, anchor);
+        return same_name_other_key(input, top, anchor);
     }
     if let Some(url) = top.facts.ca_issuers.first() {
         return Reading::new(
@@ -447,7 +441,7 @@ fn unknown_authority_fix(input: &TrustInput<'_>, issuer_cn: Option<&str>, issuer
 
 /// A configured CA carries the missing issuer's name and did not sign it ([`reaches_anchor`]
 /// took the case where it did): a CA of the same name with another key.
-fn same_name_other_key(top: &Cert<'_>, anchor: &Cert<'_>) -> Reading {
+fn same_name_other_key(input: &TrustInput<'_>, top: &Cert<'_>, anchor: &Cert<'_>) -> Reading {
     let issuer = &top.facts.issuer;
     let kind = top
         .facts
@@ -462,7 +456,7 @@ fn same_name_other_key(top: &Cert<'_>, anchor: &Cert<'_>) -> Reading {
     )
     .also(key_ids(&top.facts, &anchor.facts))
     .fix(format!(
-        "The cluster's CA was regenerated (rebuilt cluster) or this is another cluster of the same kind: replace `certificate-authority-data` with the cluster's current CA{kind}."
+        "The cluster's CA was regenerated (rebuilt cluster) or this is another cluster of the same kind: replace the CA in {} with the cluster's current CA{kind}.", input.ca_setting
     ))
 }
 
@@ -543,7 +537,7 @@ fn other_ca(input: &TrustInput<'_>, top: &Cert<'_>) -> Reading {
     match cluster {
         Some((kind, path)) => {
             r = r.also(format!("{issuer} is a {kind} cluster CA, which signs the API server directly: the kubeconfig holds another cluster's CA")).fix(format!(
-                "Replace `certificate-authority-data` with this cluster's CA ({path} on a control-plane node), or point `server:` at the cluster the CA belongs to."
+                "Replace the CA in {} with this cluster's CA ({path} on a control-plane node), or point the server URL at the cluster the CA belongs to.", input.ca_setting
             ));
         }
         None => {

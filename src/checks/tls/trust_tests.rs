@@ -8,6 +8,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 
 use super::*;
+use crate::model::TargetKind;
 
 struct Ca(CertifiedIssuer<'static, KeyPair>);
 
@@ -88,7 +89,7 @@ fn read_with(
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
         verifier: String::new(),
-        ca_setting: KUBECONFIG_CA,
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Direct),
     };
     read(&input)
 }
@@ -124,7 +125,7 @@ fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
         verifier: String::new(),
-        ca_setting: GITLAB_CA,
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Gitlab),
     };
     let r = read(&input);
     assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
@@ -331,7 +332,7 @@ fn a_leaf_signed_by_the_configured_ca_is_chain_rejected_with_the_verifiers_words
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
         verifier: "invalid peer certificate: Other(NameConstraintViolation)".into(),
-        ca_setting: KUBECONFIG_CA,
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Direct),
     };
     let r = read(&input);
     assert_eq!(r.reason, Reason::ChainRejected, "{r:?}");
