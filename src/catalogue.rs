@@ -1,235 +1,13 @@
-//! The one table of check ids and reason codes, with each finding's default status, summary,
-//! fix and why. Ids and codes are a public contract (spec §2): add freely, never rename. The
-//! `codes_are_stable` test pins the sorted list so a rename shows up as a failing test.
+//! The one table of `(check, reason)` pairs (the words themselves live in `vocab`), with each
+//! finding's default status, summary, fix and why. Ids and codes are a public contract (spec
+//! §2): add freely, never rename. The `codes_are_stable` test pins the shipped list so a rename
+//! shows up as a failing test; `house.rs` checks that every pair a check builds has a row.
 //!
 //! Checks fill in evidence and, where they know more, a sharper summary or a concrete fix
 //! detail; the texts here are what stays true in every case.
 
-use crate::model::{CheckResult, Layer, Status, TargetKind};
-
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),* }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-        }
-    };
-}
-
-string_enum! {
-    /// A check id: `<layer>.<name>`.
-    CheckId {
-        ConfigKubeconfig = "config.kubeconfig",
-        ConfigServer = "config.server",
-        ConfigCredentials = "config.credentials",
-        ConfigTls = "config.tls",
-        ConfigProxy = "config.proxy",
-        RunnerEnvironment = "runner.environment",
-        RunnerClock = "runner.clock",
-        RunnerTools = "runner.tools",
-        DnsResolve = "dns.resolve",
-        TcpConnect = "tcp.connect",
-        ProxyConnect = "proxy.connect",
-        ProxyTunnel = "proxy.tunnel",
-        TlsHandshake = "tls.handshake",
-        TlsTrust = "tls.trust",
-        TlsHostname = "tls.hostname",
-        TlsValidity = "tls.validity",
-        HttpVersion = "http.version",
-        HttpHealth = "http.health",
-        AuthWhoami = "auth.whoami",
-        RbacCanI = "rbac.can-i",
-        RbacRules = "rbac.rules",
-        NetpolEgress = "netpol.egress",
-        GitlabServer = "gitlab.server",
-        GitlabAllowedAgents = "gitlab.allowed-agents",
-        GitlabAgentConfig = "gitlab.agent-config",
-        GitlabKas = "gitlab.kas",
-    }
-}
-
-impl CheckId {
-    pub fn layer(self) -> Layer {
-        let prefix = self.as_str().split('.').next().unwrap_or_default();
-        match prefix {
-            "config" => Layer::Config,
-            "runner" => Layer::Runner,
-            "dns" => Layer::Dns,
-            "tcp" => Layer::Tcp,
-            "proxy" => Layer::Proxy,
-            "tls" => Layer::Tls,
-            "http" => Layer::Http,
-            "auth" => Layer::Auth,
-            "rbac" => Layer::Rbac,
-            "netpol" => Layer::Netpol,
-            _ => Layer::Gitlab,
-        }
-    }
-}
-
-string_enum! {
-    /// A reason code. One code may serve several checks (`timeout`, `refused`); the pair
-    /// `(check, reason)` selects the catalogue entry.
-    Reason {
-        // config.kubeconfig
-        NotSet = "not-set",
-        Unreadable = "unreadable",
-        InvalidYaml = "invalid-yaml",
-        NoContexts = "no-contexts",
-        ContextNotFound = "context-not-found",
-        NoCurrentContext = "no-current-context",
-        ContentNotPath = "content-not-path",
-        Base64Encoded = "base64-encoded",
-        LegacyContextSelected = "legacy-context-selected",
-        KubeContextNotCurrent = "kube-context-not-current",
-        InClusterFallback = "in-cluster-fallback",
-        NotInCluster = "not-in-cluster",
-        NamesNoFile = "names-no-file",
-        TooManyTargets = "too-many-targets",
-        TooManyRequirements = "too-many-requirements",
-        // config.server
-        Missing = "missing",
-        ClusterNotFound = "cluster-not-found",
-        InvalidUrl = "invalid-url",
-        InsecureScheme = "insecure-scheme",
-        Loopback = "loopback",
-        LinkLocal = "link-local",
-        PrivateAddress = "private-address",
-        // config.credentials
-        None = "none",
-        UserNotFound = "user-not-found",
-        TokenFileUnreadable = "token-file-unreadable",
-        TokenInvalid = "token-invalid",
-        TokenExpired = "token-expired",
-        TokenExpiring = "token-expiring",
-        ClientCertInvalid = "client-cert-invalid",
-        ClientKeyMismatch = "client-key-mismatch",
-        ClientCertExpired = "client-cert-expired",
-        ClientCertNotYetValid = "client-cert-not-yet-valid",
-        ClientCertExpiring = "client-cert-expiring",
-        ExecPluginMissing = "exec-plugin-missing",
-        ExecPluginFailed = "exec-plugin-failed",
-        ExecPluginInteractive = "exec-plugin-interactive",
-        ExecApiversionUnsupported = "exec-apiversion-unsupported",
-        ExecApiversionMismatch = "exec-apiversion-mismatch",
-        AuthProviderRemoved = "auth-provider-removed",
-        BasicAuthRemoved = "basic-auth-removed",
-        // config.tls
-        InsecureSkipVerify = "insecure-skip-verify",
-        CaUnreadable = "ca-unreadable",
-        CaInvalid = "ca-invalid",
-        CaExpired = "ca-expired",
-        InvalidServerName = "invalid-server-name",
-        // config.proxy
-        InvalidProxyUrl = "invalid-proxy-url",
-        NoProxyIgnored = "no-proxy-ignored",
-        // dns
-        Nxdomain = "nxdomain",
-        Servfail = "servfail",
-        Refused = "refused",
-        Timeout = "timeout",
-        NoRecords = "no-records",
-        NoNameservers = "no-nameservers",
-        ResolverError = "resolver-error",
-        PrivateAnswer = "private-answer",
-        SearchExpanded = "search-expanded",
-        // tcp / proxy.connect
-        HostUnreachable = "host-unreachable",
-        NetworkUnreachable = "network-unreachable",
-        Reset = "reset",
-        ConnectFailed = "connect-failed",
-        // proxy.tunnel
-        Forbidden = "forbidden",
-        AuthRequired = "auth-required",
-        UpstreamFailed = "upstream-failed",
-        NotAProxy = "not-a-proxy",
-        UnexpectedStatus = "unexpected-status",
-        // tls.handshake
-        NotTls = "not-tls",
-        Alert = "alert",
-        NoCommonVersion = "no-common-version",
-        Closed = "closed",
-        ClientCertRequired = "client-cert-required",
-        HandshakeFailed = "handshake-failed",
-        OversizedCertificate = "oversized-certificate",
-        MtuBlackhole = "mtu-blackhole",
-        // tls.trust
-        UnknownAuthority = "unknown-authority",
-        CaMismatch = "ca-mismatch",
-        Intercepted = "intercepted",
-        MissingIntermediate = "missing-intermediate",
-        SelfSigned = "self-signed",
-        BadSignature = "bad-signature",
-        NotACa = "not-a-ca",
-        IssuerExpired = "issuer-expired",
-        WeakSignature = "weak-signature",
-        UnsupportedAlgorithm = "unsupported-algorithm",
-        WrongPurpose = "wrong-purpose",
-        ChainRejected = "chain-rejected",
-        // tls.hostname
-        Mismatch = "mismatch",
-        IpNotInSan = "ip-not-in-san",
-        CnOnly = "cn-only",
-        // tls.validity
-        Expired = "expired",
-        NotYetValid = "not-yet-valid",
-        ExpiringSoon = "expiring-soon",
-        // http
-        NotKubernetes = "not-kubernetes",
-        ProxyError = "proxy-error",
-        Redirect = "redirect",
-        ServerError = "server-error",
-        Stalled = "stalled",
-        UnauthorizedAnonymous = "unauthorized-anonymous",
-        RequestFailed = "request-failed",
-        NotReady = "not-ready",
-        // auth
-        Unauthorized = "unauthorized",
-        Anonymous = "anonymous",
-        Unsupported = "unsupported",
-        CredentialsWithheld = "credentials-withheld",
-        ClientCertNotRequested = "client-cert-not-requested",
-        AgentUnauthorized = "agent-unauthorized",
-        AgentForbidden = "agent-forbidden",
-        AgentNotConnected = "agent-not-connected",
-        AgentServerError = "agent-server-error",
-        // rbac / netpol
-        Denied = "denied",
-        ImpersonationDenied = "impersonation-denied",
-        Unknown = "unknown",
-        Incomplete = "incomplete",
-        BlocksApiserver = "blocks-apiserver",
-        BlocksDns = "blocks-dns",
-        NotReadable = "not-readable",
-        // gitlab
-        JobTokenRejected = "job-token-rejected",
-        NoAgents = "no-agents",
-        AgentNotAllowed = "agent-not-allowed",
-        Unavailable = "unavailable",
-        ProjectNotListed = "project-not-listed",
-        OtherTopLevelGroup = "other-top-level-group",
-        EnvironmentExcludesJob = "environment-excludes-job",
-        NotAgentServer = "not-agent-server",
-        Unreachable = "unreachable",
-        WrongPath = "wrong-path",
-        ProtectedBranchesOnly = "protected-branches-only",
-        MisnamedFile = "misnamed-file",
-        // runner
-        Skew = "skew",
-        KnownBadVersion = "known-bad-version",
-        VersionSkew = "version-skew",
-        // the engine's own
-        Blocked = "blocked",
-        NotApplicable = "not-applicable",
-        Deadline = "deadline",
-        Internal = "internal",
-    }
-}
+pub use crate::vocab::{CheckId, Reason};
+use crate::vocab::{Status, TargetKind};
 
 /// One row of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -1241,6 +1019,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::AuthWhoami,
+        R::Unknown,
+        W,
+        "the server answered SelfSubjectReview with an unexpected status; identity not confirmed",
+        "Look at the HTTP status and body in the evidence: a 404 or 405 usually means something other than the API server answered the request (a path-rewriting proxy or load balancer in front of it); `kubectl auth whoami -v=6` from the job shows the same answer.",
+        "The API server answers SelfSubjectReview with 201 (or 401/403); any other status means the request did not reach its authentication layer as kubectl's would, so who the job is stays unknown and the RBAC checks that follow may not mean what they say.",
+    ),
+    row(
+        C::AuthWhoami,
         R::CredentialsWithheld,
         W,
         "credentials withheld: the server's TLS was not verified",
@@ -1665,27 +1451,6 @@ pub fn fix_for(check: CheckId, reason: Reason, kind: TargetKind) -> &'static str
         .iter()
         .find(|k| k.check == check && k.reason == reason && k.kinds.contains(&kind))
         .map_or_else(|| entry(check, reason).fix, |k| k.fix)
-}
-
-/// `result` with the row's fix replaced by `kind`'s variant, keeping a concrete detail a check
-/// put in front of it; a fix a check wrote whole is left alone.
-pub fn fit_to_kind(mut result: CheckResult, kind: TargetKind) -> CheckResult {
-    let Some(reason) = result.reason else {
-        return result;
-    };
-    let (generic, own) = (
-        entry(result.id, reason).fix,
-        fix_for(result.id, reason, kind),
-    );
-    if generic == own || generic.is_empty() {
-        return result;
-    }
-    if let Some(fix) = &result.fix
-        && let Some(detail) = fix.strip_suffix(generic)
-    {
-        result.fix = Some(format!("{detail}{own}"));
-    }
-    result
 }
 
 /// The entry for `(check, reason)`, falling back to the check-independent row, then to a

@@ -183,8 +183,8 @@ mod tests {
         let help = super::Cli::command().render_long_help().to_string();
         let caps = format!(
             "at most {} requirements and {} targets",
-            crate::plan::MAX_REQUIREMENTS,
-            crate::plan::MAX_TARGETS
+            crate::plan::target::MAX_REQUIREMENTS,
+            crate::plan::target::MAX_TARGETS
         );
         assert!(
             help.split_whitespace()

@@ -12,8 +12,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::catalogue::{CheckId, Reason};
 use crate::env::{Env, read_bounded};
 use crate::model::{CheckResult, TargetKind};
-use crate::net::proxy_choice::{self, ProxyDecision};
-use crate::plan::{
+use crate::plan::proxy_choice::{self, ProxyDecision};
+use crate::plan::target::{
     ClientIdentity, Credentials, Endpoint, Host, Route, Scheme, Target, TlsSettings,
 };
 use crate::secret::{Scrubber, Secret};
@@ -511,7 +511,7 @@ impl Judge<'_> {
     // ---- config.proxy
 
     /// `NO_PROXY` entries that look meant for `host` but that client-go does not apply.
-    fn ignored_no_proxy(&self, host: &crate::plan::Host) -> Vec<String> {
+    fn ignored_no_proxy(&self, host: &crate::plan::target::Host) -> Vec<String> {
         ["NO_PROXY", "no_proxy"]
             .iter()
             .filter_map(|name| self.env.var(name).map(|v| (name, v)))

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 
-use crate::catalogue::{CheckId, Reason};
+use crate::catalogue::{self, CheckId, Reason};
 use crate::model::{CheckResult, Status, TargetKind};
 use crate::net::tls::{Handshake, HandshakeFailure, Verification};
 use crate::plan::TlsSettings;
@@ -170,10 +170,28 @@ pub fn judge(
             }
         }
     }
-    results
-        .into_iter()
-        .map(|r| crate::catalogue::fit_to_kind(r, kind))
-        .collect()
+    results.into_iter().map(|r| fit_to_kind(r, kind)).collect()
+}
+
+/// `result` with the row's fix replaced by `kind`'s variant, keeping a concrete detail a check
+/// put in front of it; a fix a check wrote whole is left alone.
+fn fit_to_kind(mut result: CheckResult, kind: TargetKind) -> CheckResult {
+    let Some(reason) = result.reason else {
+        return result;
+    };
+    let (generic, own) = (
+        catalogue::entry(result.id, reason).fix,
+        catalogue::fix_for(result.id, reason, kind),
+    );
+    if generic == own || generic.is_empty() {
+        return result;
+    }
+    if let Some(fix) = &result.fix
+        && let Some(detail) = fix.strip_suffix(generic)
+    {
+        result.fix = Some(format!("{detail}{own}"));
+    }
+    result
 }
 
 /// One line per presented certificate (`presented`: the first [`MAX_JUDGED_CHAIN`] of
@@ -252,7 +270,7 @@ fn trust(
         ),
         now: seen.now,
         verifier: verifier_text(error),
-        ca_setting: crate::catalogue::ca_setting(seen.kind),
+        ca_setting: catalogue::ca_setting(seen.kind),
     };
     let reading = trust::read(&input);
     let mut r = CheckResult::finding(id, subject, reading.reason)

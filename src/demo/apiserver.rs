@@ -3,7 +3,7 @@
 //! It answers what kubectl and the tool ask (see `research/test-harness.md` §4): `/version`,
 //! health endpoints, legacy discovery, the self-reviews and a NetworkPolicy list, with the
 //! status codes and `Status` bodies a real server sends. The Kubernetes behaviour lives in
-//! the private `routes` module; this file owns sockets, TLS, connection accounting and shutdown.
+//! its child module `routes`; this file owns sockets, TLS, connection accounting and shutdown.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+
+pub(super) mod routes;
 
 use super::DemoError;
 use super::rbac::{Rule, User, deploy_rules};
@@ -140,7 +142,7 @@ pub struct ApiServerOptions {
     pub impersonation_denied: Option<(String, String)>,
     /// Pods, Services and EndpointSlices (in that order of kinds), served at their GET and
     /// list paths: the runner pod and `default/kubernetes` of an in-cluster world.
-    pub objects: super::routes::Objects,
+    pub objects: routes::Objects,
     /// Which HTTP versions the server speaks (and offers in ALPN).
     pub protocols: Protocols,
     /// Each response body is sent this long after its head (a slow backend behind a load
@@ -175,7 +177,7 @@ impl Default for ApiServerOptions {
             self_subject_review: true,
             network_policies: Vec::new(),
             impersonation_denied: None,
-            objects: super::routes::Objects::default(),
+            objects: routes::Objects::default(),
             protocols: Protocols::default(),
             body_delay: None,
             extra_headers: Vec::new(),
@@ -534,8 +536,7 @@ where
         let cert_user = cert_user.clone();
         async move {
             let path = request.uri().path().to_string();
-            let mut response =
-                super::routes::handle(request, &shared, cert_user.as_ref().as_ref()).await;
+            let mut response = routes::handle(request, &shared, cert_user.as_ref().as_ref()).await;
             add_headers(&mut response, &path, &shared.options.extra_headers);
             let delay = shared.options.body_delay;
             Ok::<_, Infallible>(response.map(|body| Delayed::new(body, delay)))

@@ -14,8 +14,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::apiserver::ApiServerOptions;
+use super::apiserver::routes::Objects;
 use super::rbac::{Rule, User, deploy_rules};
-use super::routes::Objects;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

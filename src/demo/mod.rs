@@ -18,7 +18,6 @@ pub mod in_cluster;
 pub mod pki;
 pub mod proxy;
 pub mod rbac;
-mod routes;
 #[cfg(test)]
 mod test_client;
 
@@ -30,6 +29,7 @@ use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use apiserver::routes::{ObjectKind, Objects};
 pub use apiserver::{
     Anonymous, ApiServerHandle, ApiServerOptions, FORBIDDEN_TOKEN, GOOD_TOKEN, Protocols,
     RequestRecord, ServerStats, ServerVersion, Transport,
@@ -37,7 +37,6 @@ pub use apiserver::{
 pub use pki::{ClientAuth, DEFAULT_SANS, Pki, ServerIdentity, TlsClass};
 pub use proxy::{ProxyHandle, ProxyMode, ProxyOptions};
 pub use rbac::{Rule, User};
-pub use routes::{ObjectKind, Objects};
 
 /// Why the demo (or one of its servers) could not start.
 #[derive(Debug, thiserror::Error)]

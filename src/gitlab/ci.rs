@@ -7,6 +7,16 @@ use std::path::PathBuf;
 use crate::catalogue::{CheckId, Reason};
 use crate::model::CheckResult;
 
+/// The legacy certificate-based integration's variables, by name (see `legacy`).
+pub const LEGACY_VARIABLES: &[&str] = &[
+    "KUBE_URL",
+    "KUBE_TOKEN",
+    "KUBE_NAMESPACE",
+    "KUBE_CA_PEM",
+    "KUBE_CA_PEM_FILE",
+    "KUBE_INGRESS_BASE_DOMAIN",
+];
+
 /// The header GitLab reads a job token from (`curl --header "JOB-TOKEN: $CI_JOB_TOKEN"`).
 pub const JOB_TOKEN_HEADER: &str = "JOB-TOKEN";
 
@@ -82,7 +92,7 @@ impl CiFacts {
             server_tls_ca_file: get("CI_SERVER_TLS_CA_FILE").map(PathBuf::from),
             kube_context: get("KUBE_CONTEXT"),
             kubernetes_active: flag("CI_KUBERNETES_ACTIVE"),
-            legacy_variables: crate::gitlab::legacy::LEGACY_VARIABLES
+            legacy_variables: LEGACY_VARIABLES
                 .iter()
                 .copied()
                 .filter(|name| get(name).is_some())

@@ -7,16 +7,6 @@ use crate::gitlab::ci::CiFacts;
 /// The context (and cluster and user) name of the certificate-based integration's kubeconfig.
 pub const LEGACY_CONTEXT: &str = "gitlab-deploy";
 
-/// The integration's variables, by name.
-pub const LEGACY_VARIABLES: &[&str] = &[
-    "KUBE_URL",
-    "KUBE_TOKEN",
-    "KUBE_NAMESPACE",
-    "KUBE_CA_PEM",
-    "KUBE_CA_PEM_FILE",
-    "KUBE_INGRESS_BASE_DOMAIN",
-];
-
 const NOTE: &str = "GitLab passes the certificate-based cluster's KUBECONFIG (context `gitlab-deploy`) and its KUBE_URL, KUBE_TOKEN, KUBE_NAMESPACE and KUBE_CA_PEM_FILE variables only to jobs that declare an `environment:` whose scope matches the cluster; the integration is deprecated (GitLab 14.5) and disabled by default since GitLab 17.0 (feature flag `certificate_based_clusters`): move to the GitLab agent.";
 
 pub fn is_legacy_context(context_name: &str) -> bool {

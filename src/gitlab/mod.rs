@@ -24,28 +24,20 @@ mod likely;
 mod text;
 
 pub use agent::{
-    AgentIdentity, STALE_TOKEN_DETAIL, TokenType, agent_insecure_scheme,
-    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_id,
-    agent_token_is_current_job, classify_agent_target, is_agent_server_url, is_agent_target,
-    parse_agent_context,
+    AgentIdentity, STALE_TOKEN_DETAIL, agent_insecure_scheme, agent_insecure_scheme_fix_detail,
+    agent_tls_fix_detail, agent_token_id, agent_token_is_current_job, classify_agent_target,
+    is_agent_target,
 };
-pub use agent_config::{
-    AccessAs, AgentConfig, CiAccess, CiAccessEntry, MAX_AGENT_CONFIG_BYTES, check_agent_configs,
-    environment_matches, judge_agent_config, parse_agent_config,
-};
+pub use agent_config::check_agent_configs;
 pub use allowed::{
-    AgentExpectation, AllowedAgent, AllowedAgents, ConfigProject, JobEnvironment, explain_not_set,
-    judge_allowed_agents, judge_allowed_agents_for, parse_allowed_agents,
+    AgentExpectation, explain_not_set, judge_allowed_agents, judge_allowed_agents_for,
 };
 pub use ci::{
-    ALLOWED_AGENTS_PATH, CiFacts, JOB_TOKEN_HEADER, JobToken, Request, ServerTarget,
-    allowed_agents_request, gitlab_server_target, plan_allowed_agents,
+    CiFacts, JobToken, Request, allowed_agents_request, gitlab_server_target, plan_allowed_agents,
 };
-pub use identity::{Identity, predict_identity, rbac_fix_yaml};
+pub use identity::{Identity, rbac_fix_yaml};
 pub use kas::{
-    AGENT_TUNNEL_WAIT, AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous,
-    classify_kas_authenticated, classify_kas_no_response, explain_short_agent_wait,
+    AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous, classify_kas_authenticated,
+    classify_kas_no_response, explain_short_agent_wait,
 };
-pub use legacy::{
-    LEGACY_CONTEXT, LEGACY_VARIABLES, LegacySignals, detect_legacy, is_legacy_context, legacy_note,
-};
+pub use legacy::{LEGACY_CONTEXT, LegacySignals, detect_legacy, is_legacy_context, legacy_note};

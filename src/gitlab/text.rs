@@ -161,10 +161,10 @@ mod tests {
                 sample,
                 std::time::Duration::ZERO,
             );
-            let _ = crate::gitlab::parse_agent_config(&text);
-            let _ = crate::gitlab::parse_allowed_agents(sample);
-            let _ = crate::gitlab::parse_agent_context(&text);
-            let _ = crate::gitlab::is_agent_server_url(&text);
+            let _ = crate::gitlab::agent_config::parse_agent_config(&text);
+            let _ = crate::gitlab::allowed::parse_allowed_agents(sample);
+            let _ = crate::gitlab::agent::parse_agent_context(&text);
+            let _ = crate::gitlab::agent::is_agent_server_url(&text);
         }
         assert_eq!(
             redact("pat:99999999999999999999999:x"),

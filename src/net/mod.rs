@@ -5,7 +5,6 @@
 pub mod connect;
 pub mod http;
 pub mod proxy;
-pub mod proxy_choice;
 pub mod resolve;
 pub mod tls;
 

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::plan::{ClientIdentity, TlsSettings};
+use crate::plan::target::{ClientIdentity, TlsSettings};
 use crate::x509::CertFacts;
 
 fn provider() -> Arc<CryptoProvider> {

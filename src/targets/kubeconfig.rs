@@ -295,7 +295,7 @@ fn select(
         }
     }
     let existing = existing_contexts(&names);
-    let cap = crate::plan::MAX_TARGETS;
+    let cap = crate::plan::target::MAX_TARGETS;
     for name in missing.iter().take(cap) {
         out.checks.push(context_not_found(name, &names, &existing));
     }

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::plan::Host;
+use crate::plan::target::Host;
 use crate::secret::{Secret, URL_PASSWORD_MASK};
 
 /// A parsed URL. No `Display`: print [`ParsedUrl::display`].

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 
-use crate::plan::{Endpoint, Host, ProxyEndpoint, Scheme};
+use crate::plan::target::{Endpoint, Host, ProxyEndpoint, Scheme};
 use crate::secret::Secret;
 use crate::targets::url;
 

@@ -2,184 +2,21 @@
 //! Each target already carries its `config.*` results; a target whose config makes the
 //! network pointless (no server URL, say) has no [`Endpoint`].
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+pub mod proxy_choice;
+pub mod target;
+
+pub use target::*;
 
 use crate::catalogue::{CheckId, Reason};
 use crate::cli::RunArgs;
 use crate::env::Env;
 use crate::error::UsageError;
 use crate::model::{CheckResult, TargetKind};
-use crate::secret::{Scrubber, Secret};
+use crate::secret::Scrubber;
 use crate::targets::{self, DiscoveryOptions, TargetSpec};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Host {
-    Name(String),
-    Ip(IpAddr),
-}
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Host::Name(n) => f.write_str(n),
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Https,
-    Http,
-}
-
-/// Where the API server is: a parsed server URL.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub scheme: Scheme,
-    pub host: Host,
-    pub port: u16,
-    /// Path prefix without a trailing slash (`/k8s-proxy` for the GitLab agent).
-    pub base_path: String,
-}
-
-impl Endpoint {
-    pub fn authority(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// How traffic reaches the endpoint, decided like client-go does.
-#[derive(Debug, Clone)]
-pub enum Route {
-    Direct,
-    Proxy(ProxyEndpoint),
-}
-
-#[derive(Debug, Clone)]
-pub struct ProxyEndpoint {
-    pub host: Host,
-    pub port: u16,
-    /// Password-free URL for evidence.
-    pub display: String,
-    /// `Basic …` value for `Proxy-Authorization`, when the URL had credentials.
-    pub authorization: Option<Secret>,
-    /// An `https://` proxy URL: the job speaks TLS to the proxy itself.
-    pub tls: bool,
-}
-
-/// What to trust when judging the server's certificate.
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// CA certificates from the kubeconfig (or --ca-file, KUBE_CA_PEM…), DER.
-    pub ca_certs: Vec<CertificateDer<'static>>,
-    /// Where the CA came from, for evidence.
-    pub ca_source: Option<String>,
-    /// Whether `ca_certs` replace the system roots (kubeconfig CA, as client-go does) or are
-    /// added to them (CI_SERVER_TLS_CA_FILE for the GitLab server).
-    pub ca_replaces_system_roots: bool,
-    pub insecure_skip_verify: bool,
-    /// Name to verify the certificate against and to send as SNI.
-    pub server_name: String,
-}
-
-/// Credentials, kept wrapped until a request header is built over verified TLS.
-#[derive(Debug, Default)]
-pub struct Credentials {
-    pub bearer: Option<Secret>,
-    pub client_identity: Option<ClientIdentity>,
-    /// `false` when config.credentials found them unusable: then nothing is sent.
-    pub usable: bool,
-    /// The credential plugin's command when the token came from one (`aws`,
-    /// `gke-gcloud-auth-plugin`, `kubelogin`…): a 401 then means the cloud identity is not
-    /// mapped, and the fix is the provider's.
-    pub exec_plugin: Option<String>,
-}
-
-impl Credentials {
-    /// What the target presents, for evidence (never the secret itself).
-    pub fn describe(&self) -> String {
-        match (&self.client_identity, &self.bearer) {
-            (Some(id), _) => format!("client certificate {}", id.subject),
-            (None, Some(_)) => "bearer token".into(),
-            (None, None) => "none".into(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.client_identity.is_none() && self.bearer.is_none()
-    }
-
-    /// What the user has besides a credential plugin, named for evidence: with one of these
-    /// client-go never runs the plugin.
-    pub fn static_credential(&self) -> Option<&'static str> {
-        match (&self.bearer, &self.client_identity) {
-            (Some(_), _) => Some("bearer token"),
-            (None, Some(_)) => Some("client certificate"),
-            (None, None) => None,
-        }
-    }
-}
-
-pub struct ClientIdentity {
-    /// The certificate's subject, for evidence.
-    pub subject: String,
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientIdentity([REDACTED])")
-    }
-}
-
-#[derive(Debug)]
-pub struct Target {
-    pub name: String,
-    pub kind: TargetKind,
-    pub server_display: String,
-    pub endpoint: Option<Endpoint>,
-    pub tls: Option<TlsSettings>,
-    pub credentials: Credentials,
-    pub route: Route,
-    pub namespace: String,
-    pub config_checks: Vec<CheckResult>,
-}
-
-/// One RBAC question: `verb resource[.group][/subresource] [-n ns]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
-    pub verb: String,
-    pub resource: String,
-    pub subresource: Option<String>,
-    pub group: String,
-    pub namespace: Option<String>,
-}
-
-impl Requirement {
-    /// The subject line used in reports: `create deployments.apps -n prod`.
-    pub fn subject(&self, default_ns: &str) -> String {
-        let mut resource = self.resource.clone();
-        if !self.group.is_empty() {
-            resource = format!("{resource}.{}", self.group);
-        }
-        if let Some(sub) = &self.subresource {
-            resource = format!("{resource}/{sub}");
-        }
-        format!(
-            "{} {} -n {}",
-            self.verb,
-            resource,
-            self.namespace.as_deref().unwrap_or(default_ns)
-        )
-    }
-}
 
 /// A namespace must be a DNS-1123 label (what the API server accepts, and what the generated
 /// RoleBinding YAML may safely contain): at most 63 lowercase letters, digits and `-`, starting
@@ -212,18 +49,6 @@ fn namespace_problem(ns: &str) -> Option<&'static str> {
         None
     }
 }
-
-/// At most this many targets are checked in one run (the GitLab server and in-cluster targets
-/// come on top). Every target gets its own connections and report rows, and every requirement
-/// is asked on every target: with [`MAX_REQUIREMENTS`] that bounds one run to 10,000 access
-/// reviews and its JSON to a few megabytes, where an uncapped 20,000-context kubeconfig took
-/// 1 GB of memory and wrote 205 MB. A real job has one context per authorized agent plus
-/// perhaps a certificate-based one: a handful, far below the cap.
-pub const MAX_TARGETS: usize = 100;
-
-/// At most this many requirements (one per verb) are asked per target: the default set is 13,
-/// a real deploy job's list a few dozen.
-pub const MAX_REQUIREMENTS: usize = 100;
 
 /// How many of the items left out a capping finding names.
 const DROPPED_SHOWN: usize = 10;

@@ -10,8 +10,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::apiserver::{Anonymous, RequestRecord, Shared};
-use super::rbac::{SELF_REVIEWS, User};
+use super::{Anonymous, RequestRecord, Shared};
+use crate::demo::rbac::{SELF_REVIEWS, User};
 
 /// Largest request body read (reviews are a few hundred bytes).
 const MAX_BODY: usize = 1 << 20;
