@@ -842,7 +842,7 @@ mod tests {
         let forbidden = answer(403, json!({"message": long}));
         for a in [not_an_object, forbidden] {
             let view = ClusterView::from_answers("in-cluster", "gitlab", None, &[a]);
-            let said = view.policies.err().expect("not readable");
+            let said = view.policies.expect_err("not readable");
             assert!(said.len() < 1_500, "{}", said.len());
             assert!(said.contains("more characters)"), "{said}");
             assert!(!said.contains("Qq1Ww2"), "{said}");
