@@ -1031,6 +1031,14 @@ async fn a_sha1_self_signed_root_is_not_blamed_as_weak_signature() {
 async fn only_the_whole_dc_path_makes_one_organisation() {
     let ssl = Openssl::new();
     let root = ssl.root("root", "/DC=com/DC=example/DC=corp/CN=Corp Root", true);
+    // Another domain that shares only `DC=com` with the configured root: another CA.
+    let other_root = ssl.root("oroot", "/DC=com/DC=other/CN=Other Root", true);
+    let other = ssl.intermediate("oissuing", "/DC=com/DC=other/CN=Other Issuing", &other_root);
+    let other_leaf = ssl.leaf("oleaf", "/CN=api.k8s.test", &other, "", false);
+    let server = serve(&[&other_leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(&t, Reason::CaMismatch, &[], &[]);
+    // The same whole path: one organisation, its intermediate not sent.
     let issuing = ssl.intermediate(
         "issuing",
         "/DC=com/DC=example/DC=corp/CN=Corp Issuing",
@@ -1045,10 +1053,4 @@ async fn only_the_whole_dc_path_makes_one_organisation() {
         &[],
         &["DC=corp.example.com"],
     );
-    let other_root = ssl.root("oroot", "/DC=com/DC=other/CN=Other Root", true);
-    let other = ssl.intermediate("oissuing", "/DC=com/DC=other/CN=Other Issuing", &other_root);
-    let other_leaf = ssl.leaf("oleaf", "/CN=api.k8s.test", &other, "", false);
-    let server = serve(&[&other_leaf]).await;
-    let t = run(&server, Ca::Right(&root)).await;
-    assert_trust(&t, Reason::CaMismatch, &[], &[]);
 }
