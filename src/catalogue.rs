@@ -1087,7 +1087,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ImpersonationDenied,
         F,
         "the GitLab agent may not impersonate the identity its access_as names: every request fails",
-        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts` (a ClusterRole and ClusterRoleBinding; the agent's Helm chart creates them with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
+        "Give the agent's own ServiceAccount (the one agentk runs as, named in the evidence) the `impersonate` verb on `users`, `groups` and `serviceaccounts`, and on the `userextras/agent.gitlab.com/…` extras it sends for `ci_job` (a ClusterRole and ClusterRoleBinding, printed here when the 403 names the service account; the agent's Helm chart creates an equivalent with `rbac.create=true`), or change `access_as` in the agent's configuration to `agent: {}`.",
         "With `access_as: ci_job` or `impersonate`, agentk sends each request as the CI job's identity (`gitlab:ci_job:<job id>` in groups `gitlab:ci_job`, `gitlab:project:<id>`…); kube-apiserver first checks that the agent itself may impersonate, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not.",
     ),
     row(
@@ -1170,6 +1170,38 @@ pub const CATALOGUE: &[Entry] = &[
         "an agent in the kubeconfig is not allowed for this job",
         "Use a context from this job's KUBECONFIG, or authorize the project for that agent.",
         "The agent server accepts only agents GitLab allows for the job.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::OtherTopLevelGroup,
+        F,
+        "the agent the job expects is configured in another top-level group than this project",
+        "Register an agent in a project of this project's top-level group and authorize the project in its `ci_access`, or (GitLab Self-Managed) have an administrator enable `organization_cluster_agent_authorization_enabled`.",
+        "GitLab keeps only the `ci_access` entries under the configuration project's top-level group (or user namespace) and drops the rest without a word, so the job gets no context for that agent; the two paths (the agent's context name, CI_PROJECT_PATH) decide it.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::EnvironmentExcludesJob,
+        F,
+        "the agent's `environments` filter leaves this job out",
+        "Give the deploy job an `environment:` that the agent's `environments` list matches, or widen the list.",
+        "An agent entry with `environments` authorizes only jobs whose environment matches one of them; a job without `environment:` never does. The agent's configuration in this checkout shows the filter.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::ProtectedBranchesOnly,
+        F,
+        "the agent admits only jobs on protected refs, and this ref is not protected",
+        "Run the deploy job on a protected branch or tag (Settings > Repository > Protected branches), or drop `protected_branches_only` from the agent's entry.",
+        "GitLab (17.3+) gives an entry with `protected_branches_only: true` only to jobs whose CI_COMMIT_REF_PROTECTED is true; the agent's configuration in this checkout shows the setting.",
+    ),
+    row(
+        C::GitlabAllowedAgents,
+        R::KubeContextAgentNotAllowed,
+        F,
+        "KUBE_CONTEXT names an agent GitLab does not allow this job",
+        "Authorize this project in that agent's `ci_access` (`.gitlab/agents/<agent>/config.yaml` of its configuration project), or set KUBE_CONTEXT to the context of an agent GitLab allows (listed in the evidence).",
+        "GitLab writes into KUBECONFIG only the agents whose `ci_access` covers this job; a context KUBE_CONTEXT names for any other agent does not exist there, so kubectl and Auto DevOps fail with `no context exists with the name`.",
     ),
     row(
         C::GitlabAllowedAgents,
@@ -1705,6 +1737,22 @@ mod tests {
             assert!(codes.contains(&must), "reason {must} vanished");
         }
     }
+}
+
+/// Texts a check puts in place of its row's generic ones when the situation makes those wrong
+/// (or says why a check does not apply). They live here with the rows, not in the checks.
+pub mod situational {
+    /// `auth.whoami credentials-withheld` for an `http://` URL: not a TLS matter, so the
+    /// row's fix (configure the CA) would mislead.
+    pub const CREDENTIALS_WITHHELD_HTTP_SUMMARY: &str =
+        "credentials withheld: the server URL is http://";
+    pub const CREDENTIALS_WITHHELD_HTTP_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+    /// `gitlab.allowed-agents` without a job token.
+    pub const ALLOWED_AGENTS_NO_JOB_TOKEN: &str =
+        "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked";
+    /// `gitlab.allowed-agents` when `CI_API_V4_URL` gives no path to ask.
+    pub const ALLOWED_AGENTS_NO_PATH: &str =
+        "the allowed-agents URL has no path: GitLab was not asked";
 }
 
 /// The catalogue as the Markdown table in the README (between the `catalogue` markers). The

@@ -1,17 +1,19 @@
-//! The engine: every target walked through the layers as straight-line async code, targets in
-//! parallel, under `--timeout` per operation and `--deadline` for the run. Results are recorded
-//! as they are made, so a deadline or a panic still leaves a complete report: the check in
-//! progress becomes `error` with reason `deadline` or `internal`.
+//! The engine: every target walked through its kind's pipeline (`pipeline`), targets in
+//! parallel, under `--timeout` per operation and `--deadline` for the run. The connection steps
+//! are straight-line async code here (each hands the next what it needs: addresses, a stream, a
+//! TLS connection); the server steps run in `steps`, each judged by its check. Results are
+//! recorded as they are made, so a deadline or a panic still leaves a complete report: the check
+//! in progress becomes `error` with reason `deadline` or `internal`, and the rows not reached
+//! become skips (`shape`). The engine judges nothing itself.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{auth, dns, http, kas, netpol, rbac, runner, tcp, tls, tools};
+use crate::checks::{dns, gitlab_server, http, netpol, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
-use crate::model::TargetKind;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
@@ -23,9 +25,10 @@ use crate::net::http::{
 use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
-use crate::verdict;
 
+mod pipeline;
 mod shape;
+mod steps;
 
 /// At most this many addresses of one name are tried.
 const MAX_ADDRESSES: usize = 8;
@@ -53,6 +56,9 @@ pub struct RunContext {
     pub agents: Vec<gitlab::AgentIdentity>,
     /// Whether an empty allowed-agents list is a finding (see `gitlab::AgentExpectation`).
     pub agent_expectation: gitlab::AgentExpectation,
+    /// This checkout's `gitlab.agent-config` results: they can decide which rule left an agent
+    /// out of the job's allowed agents.
+    pub agent_configs: Vec<CheckResult>,
     pub timeout: Duration,
     /// Requests through the GitLab agent server (`Plan::agent_timeout`).
     pub agent_timeout: Duration,
@@ -213,26 +219,13 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
     let ci = gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-    if let Some(dir) = ci.project_dir.as_ref().filter(|_| !env.demo) {
-        checks.extend(gitlab::check_agent_configs(dir, &ci));
-    }
-    // Which GitLab agent each agent target uses: for the allowed-agents cross-check, and to
-    // match GitLab's per-agent findings to their target afterwards.
-    let agent_targets: Vec<(String, gitlab::AgentIdentity)> = plan
-        .targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::GitlabAgent)
-        .filter_map(|t| {
-            let token = t.credentials.bearer.as_ref().map(|b| b.expose());
-            gitlab::classify_agent_target(&t.server_display, None, token)
-                .map(|a| (t.name.clone(), a.with_context(&t.name)))
-        })
-        .collect();
-    let agent_of: Vec<(String, String)> = agent_targets
-        .iter()
-        .map(|(name, a)| (name.clone(), format!("agent:{}", a.agent_id)))
-        .collect();
-    let agents = agent_targets.into_iter().map(|(_, a)| a).collect();
+    let agent_configs = match ci.project_dir.as_ref().filter(|_| !env.demo) {
+        Some(dir) => gitlab::check_agent_configs(dir, &ci),
+        None => Vec::new(),
+    };
+    checks.extend(agent_configs.iter().cloned());
+    let agent_of = gitlab_server::agents_of(&plan.targets);
+    let agents = agent_of.iter().map(|(_, a)| a.clone()).collect();
     let tools = start_tool_probe(env, plan.timeout);
     let pod = crate::targets::in_cluster::PodIdentity::read(env);
     let agent_expectation = gitlab::AgentExpectation::from_targets(
@@ -243,6 +236,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         ci,
         agents,
         agent_expectation,
+        agent_configs,
         timeout: plan.timeout,
         agent_timeout: plan.agent_timeout,
         expiry_warn: plan.expiry_warn,
@@ -275,16 +269,14 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         paths.extend(tried);
         cluster = cluster.or(view);
         dates.extend(target_dates.into_iter().map(|d| (target.name.clone(), d)));
-        targets.push(TargetReport {
-            name: target.name.clone(),
-            kind: target.kind,
-            server: target.server_display.clone(),
-            verdict: verdict::verdict(&results),
-            root_cause: verdict::root_cause(&results),
-            checks: results,
-        });
+        targets.push(TargetReport::new(
+            &target.name,
+            target.kind,
+            &target.server_display,
+            results,
+        ));
     }
-    verdict::explain_agent_failures(&mut targets, &agent_of);
+    gitlab_server::explain_agent_failures(&mut targets, &agent_of);
     checks.extend(finish_tool_probe(tools, deadline, &targets).await);
     if let Some(view) = &cluster {
         netpol::apply(&mut targets, view, &paths, &ctx.dns.nameservers);
@@ -292,18 +284,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     if let Some(clock) = runner::clock(SystemTime::now(), &dates) {
         checks.push(clock);
     }
-    let mut all: Vec<CheckResult> = checks.clone();
-    all.extend(targets.iter().flat_map(|t| t.checks.iter().cloned()));
-    let mut report = RunReport {
-        tool_version: env!("CARGO_PKG_VERSION"),
-        started_at,
-        duration: elapsed_since_start(started),
-        verdict: verdict::verdict(&all),
-        root_cause: verdict::root_cause(&checks),
-        checks,
-        targets,
-        environment,
-    };
+    let duration = elapsed_since_start(started);
+    let mut report = RunReport::new(started_at, duration, checks, targets, environment);
     plan.scrubber.scrub_report(&mut report);
     report
 }
@@ -430,21 +412,14 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     };
     let connection = match endpoint.scheme {
         Scheme::Http => {
-            rec.push(CheckResult::not_applicable(
-                CheckId::TlsHandshake,
-                &authority,
-                "http:// URL: no TLS",
-            ));
+            rec.push(tls::plain_http(&authority));
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
         Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
             Some(Secured::Verified(tls)) => {
-                let bearer = target
-                    .credentials
-                    .usable
-                    .then(|| target.credentials.bearer.clone())
-                    .flatten();
+                let sendable = target.credentials.sendable();
+                let bearer = sendable.and_then(|c| c.bearer().cloned());
                 // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
@@ -460,7 +435,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         },
     };
     match connection {
-        Ok(conn) => api_layers(&conn, &target, &ctx, &rec).await,
+        Ok(conn) => steps::run(&conn, &target, &ctx, &rec).await,
         Err(failure) => {
             rec.push(http::start_failed(target.kind, &authority, &failure));
         }
@@ -470,11 +445,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
 async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {
     let name = match host {
         Host::Ip(ip) => {
-            rec.push(CheckResult::pass(
-                CheckId::DnsResolve,
-                host.to_string(),
-                "IP address: no lookup needed",
-            ));
+            rec.push(dns::ip_address(&host.to_string()));
             return Some(vec![*ip]);
         }
         Host::Name(n) => n,
@@ -546,10 +517,10 @@ impl Dialer {
             .ok_or_else(|| "no TLS settings".to_string())
     }
 
-    /// The client identity to present, when the credentials are usable.
+    /// The client identity to present, when the credentials may be sent.
     fn client(&self) -> Option<&ClientIdentity> {
-        let creds = &self.target.credentials;
-        creds.client_identity.as_ref().filter(|_| creds.usable)
+        let sendable = self.target.credentials.sendable();
+        sendable.and_then(|c| c.client_identity())
     }
 
     /// What a handshake presenting a client certificate (or joining a pool) must prove.
@@ -577,8 +548,7 @@ impl Dialer {
         let stream = self.stream(None).await.ok()?;
         let expect = self.expect(Some(leaf));
         let hs = self.handshake(stream, self.client(), expect).await?;
-        let verification = net_tls::verify(&hs.chain, self.target.tls.as_ref()?, self.now);
-        net_tls::seal(hs.outcome.ok()?, &verification).ok()
+        net_tls::seal(hs.outcome.ok()?, self.target.tls.as_ref()?, self.now).ok()
     }
 
     /// The pool's way to open more connections like `first`.
@@ -679,7 +649,7 @@ async fn secure(
             }
         };
     };
-    match net_tls::seal(stream, &verification) {
+    match net_tls::seal(stream, settings, ctx.now) {
         Ok(verified) => Some(Secured::Verified(Box::new(verified))),
         Err(stream) => Some(Secured::Unverified(stream)),
     }
@@ -705,295 +675,4 @@ async fn probe_tls_proxy(
         },
     };
     tcp::tls_proxy(connected, &hs, plain.as_ref())
-}
-
-/// HTTP, auth and RBAC: every independent question goes out at once over the one connection.
-async fn api_layers(conn: &HttpConnection, target: &Target, ctx: &RunContext, rec: &Recorder) {
-    let Some(endpoint) = target.endpoint.as_ref() else {
-        return;
-    };
-    let authority = endpoint.authority();
-    if target.kind == TargetKind::Gitlab {
-        return gitlab_server_layers(conn, &authority, target, ctx, rec).await;
-    }
-    let agent = target.kind == TargetKind::GitlabAgent;
-    let creds = conn.has_credentials();
-    // The agent server waits about 20 s for the agent's tunnel before it gives up: without
-    // `--timeout`, an authenticated request through it gets that long to say "agent not connected".
-    let t = if agent {
-        ctx.agent_timeout
-    } else {
-        ctx.timeout
-    };
-    let ns = &target.namespace;
-    rec.start(CheckId::HttpVersion, &authority);
-    let (anonymous, version, readyz, whoami, reviews) = tokio::join!(
-        async {
-            match agent {
-                true => Some(conn.send("GET", "/version", None, false, ctx.timeout).await),
-                false => None,
-            }
-        },
-        conn.send("GET", "/version", None, creds, t),
-        conn.send("GET", "/readyz?verbose", None, creds, t),
-        conn.send(
-            "POST",
-            auth::WHOAMI_PATHS[0].0,
-            Some(auth::whoami_body(auth::WHOAMI_PATHS[0].1)),
-            creds,
-            t
-        ),
-        futures_util::future::join_all(ctx.requirements.iter().map(|r| {
-            let namespace = r.namespace.clone().unwrap_or_else(|| ns.clone());
-            conn.send(
-                "POST",
-                rbac::SSAR_PATH,
-                Some(rbac::ssar_body(r, &namespace)),
-                creds,
-                t,
-            )
-        })),
-    );
-    if let Ok(r) = &version {
-        rec.date(r);
-    }
-    if let Some(anonymous) = anonymous
-        && !agent_layers(&anonymous, &version, creds, &authority, target, ctx, rec)
-    {
-        return;
-    }
-    let mut version_result =
-        http::version(&authority, &version, creds).with_duration(took(&version));
-    if agent {
-        version_result = gitlab::explain_short_agent_wait(version_result, ctx.agent_timeout);
-    }
-    let failed = version_result.status.is_failure();
-    rec.push(version_result);
-    if failed {
-        return;
-    }
-    rec.push(http::health(&authority, &readyz).with_duration(took(&readyz)));
-    // Credentials that config.credentials found unusable were never sent: auth and RBAC are
-    // consequences of that finding (their skip rows name it), not new ones.
-    if failed_config(target, CheckId::ConfigCredentials).is_some() {
-        return;
-    }
-    let identity = match whoami_layer(conn, target, ctx, rec, whoami, &authority).await {
-        // A server before 1.28 names nobody; the in-cluster token names its service account.
-        Some(mut identity)
-            if identity.username.is_empty() && target.kind == TargetKind::InCluster =>
-        {
-            identity.username = ctx.service_account.clone().unwrap_or_default();
-            identity
-        }
-        Some(identity) => identity,
-        None => return,
-    };
-    let mut judged: Vec<(Requirement, String, CheckResult)> = ctx
-        .requirements
-        .iter()
-        .zip(reviews.iter())
-        .map(|(req, outcome)| {
-            let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
-            let result = rbac::judge(req, &namespace, outcome, &identity.username)
-                .with_duration(took(outcome));
-            (req.clone(), namespace, result)
-        })
-        .collect();
-    rbac::attach_fixes(&mut judged, &identity.username, &identity.groups);
-    rec.push_all(judged.into_iter().map(|(_, _, r)| r));
-    if target.kind == TargetKind::InCluster {
-        read_surroundings(conn, target, ctx, rec).await;
-    }
-}
-
-/// The in-cluster target reads, with its own credentials over its verified connection, what the
-/// NetworkPolicy evaluation needs; judging waits until every target has tried its addresses.
-async fn read_surroundings(
-    conn: &HttpConnection,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-) {
-    let ns = &target.namespace;
-    // Both go into request paths: only names the API server could hold.
-    if let Err(problem) = crate::plan::check_namespace(ns) {
-        let why = format!("{problem}: nothing was asked");
-        return rec.cluster(netpol::ClusterView::unasked(&target.name, ns, why));
-    }
-    let pod = ctx
-        .pod_name
-        .as_deref()
-        .filter(|p| netpol::is_object_name(p));
-    rec.start(CheckId::NetpolEgress, ns);
-    let paths = netpol::ClusterView::paths(ns, pod);
-    let answers = futures_util::future::join_all(
-        paths
-            .iter()
-            .map(|p| conn.send("GET", p, None, conn.has_credentials(), ctx.timeout)),
-    )
-    .await;
-    rec.cluster(netpol::ClusterView::from_answers(
-        &target.name,
-        ns,
-        pod,
-        &answers,
-    ));
-}
-
-/// How long an HTTP exchange took; zero when it has no answer (the recorder then times it).
-fn took(outcome: &Result<Response, HttpFailure>) -> Duration {
-    outcome.as_ref().map(|r| r.elapsed).unwrap_or_default()
-}
-
-/// `auth.whoami` with kubectl's fallbacks; returns the username, or `None` when RBAC cannot
-/// be judged (the blocked rows are already recorded).
-async fn whoami_layer(
-    conn: &HttpConnection,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-    first: Result<Response, HttpFailure>,
-    authority: &str,
-) -> Option<auth::Identity> {
-    let bearer_withheld = !conn.has_credentials() && target.credentials.bearer.is_some();
-    let cert_withheld = !conn.is_verified() && target.credentials.client_identity.is_some();
-    if bearer_withheld || cert_withheld {
-        let plain_http = target
-            .endpoint
-            .as_ref()
-            .is_some_and(|e| e.scheme == Scheme::Http);
-        // RBAC's skip rows name this warning: nothing failed, yet nothing can be judged.
-        rec.push(auth::credentials_withheld(authority, plain_http));
-        return None;
-    }
-    // kubectl's fallbacks: v1, then v1beta1, then "unsupported" (a bounded list).
-    let mut outcome = first;
-    let mut fallbacks = auth::WHOAMI_PATHS[1..].iter();
-    let (result, identity) = loop {
-        if let Some(judged) = auth::judge(authority, &outcome, &target.credentials) {
-            break judged;
-        }
-        match fallbacks.next() {
-            Some((path, api)) => {
-                let body = Some(auth::whoami_body(api));
-                outcome = conn
-                    .send("POST", path, body, conn.has_credentials(), ctx.timeout)
-                    .await;
-            }
-            None => break (auth::unsupported(authority), auth::Identity::default()),
-        }
-    };
-    let result = result.with_duration(took(&outcome));
-    let result =
-        auth::client_cert_not_requested(result, &target.credentials, rec.client_cert_requested());
-    let result = auth::cloud_identity_not_mapped(result, &target.credentials);
-    let failed = result.status.is_failure();
-    rec.push(result);
-    if failed {
-        return None;
-    }
-    Some(identity)
-}
-
-/// The GitLab agent server's own fingerprints: an anonymous request must get its 401 with
-/// `Gitlab-Unauthorized: true` (`gitlab.kas`), and the authenticated one tells the agent's
-/// failures apart. Returns whether the Kubernetes layers should go on.
-fn agent_layers(
-    anonymous: &Result<Response, HttpFailure>,
-    version: &Result<Response, HttpFailure>,
-    credentials_sent: bool,
-    authority: &str,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-) -> bool {
-    let kas = kas::anonymous(anonymous);
-    let failed = kas.status.is_failure();
-    rec.push(kas);
-    if failed {
-        return false;
-    }
-    // Credentials withheld (an http:// URL): the "authenticated" request went out anonymous, so
-    // the agent server's 401 says nothing about the token; `auth.whoami` reports the withholding.
-    if !credentials_sent {
-        return true;
-    }
-    let token = target.credentials.bearer.as_ref().map(|b| b.expose());
-    match kas::authenticated(authority, version, token, &ctx.ci, ctx.agent_timeout) {
-        Some(result) => {
-            rec.push(result);
-            false
-        }
-        None => true,
-    }
-}
-
-/// The GitLab server (`CI_SERVER_URL`): does GitLab answer, and which agents does it allow this
-/// job? The job token goes only here, only over verified TLS, and only to the host of
-/// `CI_SERVER_URL` (`gitlab::plan_allowed_agents` refuses any other).
-async fn gitlab_server_layers(
-    conn: &HttpConnection,
-    authority: &str,
-    target: &Target,
-    ctx: &RunContext,
-    rec: &Recorder,
-) {
-    rec.start(CheckId::GitlabServer, authority);
-    let version = conn
-        .send("GET", "/api/v4/version", None, false, ctx.timeout)
-        .await;
-    let result = http::gitlab_server(authority, &version);
-    if let Ok(r) = &version {
-        rec.date(r);
-    }
-    let failed = result.status.is_failure();
-    rec.push(result);
-    if failed {
-        return;
-    }
-    let request = match gitlab::plan_allowed_agents(&ctx.ci) {
-        Ok(request) => request,
-        Err(result) => return rec.push(*result),
-    };
-    let Some(token) = ctx.ci.job_token() else {
-        return rec.push(CheckResult::not_applicable(
-            CheckId::GitlabAllowedAgents,
-            "job",
-            "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked",
-        ));
-    };
-    let base = target.endpoint.as_ref().map(|e| e.base_path.as_str());
-    let Some(path) = request.path_below(base.unwrap_or_default()) else {
-        return rec.push(CheckResult::not_applicable(
-            CheckId::GitlabAllowedAgents,
-            "job",
-            "the allowed-agents URL has no path: GitLab was not asked",
-        ));
-    };
-    rec.start(CheckId::GitlabAllowedAgents, "job");
-    let answer = conn
-        .send_with(
-            "GET",
-            &path,
-            None,
-            false,
-            &[(request.header_name, token)],
-            ctx.timeout,
-        )
-        .await;
-    let results = match answer {
-        Ok(r) => gitlab::judge_allowed_agents_for(
-            r.status,
-            &r.body,
-            &ctx.agents,
-            &ctx.ci,
-            &ctx.agent_expectation,
-        ),
-        Err(e) => vec![
-            CheckResult::finding(CheckId::GitlabAllowedAgents, "job", Reason::Unavailable)
-                .with_evidence(format!("GET {path}: {e}")),
-        ],
-    };
-    rec.push_all(results);
 }

@@ -162,16 +162,13 @@ fn failed(args: &RunArgs, env: &Env, started: Instant, deadline: Option<Duration
     let dns = DnsSetup::load(&args.resolv_conf, &args.hosts_file);
     let environment = runner::facts(env, &dns);
     let checks = vec![check, runner::environment(&environment)];
-    let mut report = RunReport {
-        tool_version: env!("CARGO_PKG_VERSION"),
-        started_at: crate::x509::format_time(env.now),
-        duration: crate::engine::elapsed_since_start(started),
-        verdict: crate::verdict::verdict(&checks),
-        root_cause: crate::verdict::root_cause(&checks),
+    let mut report = RunReport::new(
+        crate::x509::format_time(env.now),
+        crate::engine::elapsed_since_start(started),
         checks,
-        targets: Vec::new(),
+        Vec::new(),
         environment,
-    };
+    );
     let mut scrubber = Scrubber::default();
     crate::plan::register_env_secrets(&mut scrubber, env);
     scrubber.scrub_report(&mut report);

@@ -250,18 +250,9 @@ fn edges_on_cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     out
 }
 
-/// Cycles another branch is breaking (field-agent owns `src/gitlab/`): their edges are left
-/// out until it lands; delete the entry then.
-const CYCLES_BEING_BROKEN: &[&str] = &["gitlab::allowed", "gitlab::identity", "gitlab::likely"];
-
 #[test]
 fn modules_form_no_cycle() {
-    let mut graph = module_graph();
-    for (from, targets) in graph.iter_mut() {
-        if CYCLES_BEING_BROKEN.contains(&from.as_str()) {
-            targets.retain(|to| !CYCLES_BEING_BROKEN.contains(&to.as_str()));
-        }
-    }
+    let graph = module_graph();
     assert!(
         graph
             .get("model")

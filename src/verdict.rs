@@ -1,10 +1,12 @@
 //! Root cause and verdicts: pure functions over finished results. The layer order lives in
 //! `Layer::rank`; the first `fail` or `error` in that order (ties broken by the order checks
-//! ran) is the root cause, because everything after it is a consequence. Across targets, GitLab's
-//! allowed-agents answer explains an agent target's auth failure (spec §2).
+//! ran) is the root cause, because everything after it is a consequence. A target's report gets
+//! them only from [`TargetReport::new`] and [`TargetReport::add`], a run's from [`RunReport::new`].
 
-use crate::catalogue::{CheckId, Reason};
-use crate::model::{CheckResult, RootCause, Status, TargetKind, TargetReport, Verdict};
+use crate::catalogue::Reason;
+use std::time::Duration;
+
+use crate::model::{CheckResult, RootCause, RunReport, Status, TargetKind, TargetReport, Verdict};
 
 pub fn root_cause(checks: &[CheckResult]) -> Option<RootCause> {
     checks
@@ -31,55 +33,107 @@ pub fn verdict(checks: &[CheckResult]) -> Verdict {
     }
 }
 
-/// When an agent target's auth failed and GitLab's allowed-agents answer explains why, that
-/// answer becomes the agent target's root cause (spec §2: the gitlab checks explain a
-/// gitlab-agent target's auth failures).
-pub fn explain_agent_failures(targets: &mut [TargetReport], agent_of: &[(String, String)]) {
-    let explanations: Vec<CheckResult> = targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Gitlab)
-        .flat_map(|t| t.checks.iter())
-        .filter(|c| c.id == CheckId::GitlabAllowedAgents && c.status.is_failure())
-        .cloned()
-        .collect();
-    for t in targets
-        .iter_mut()
-        .filter(|t| t.kind == TargetKind::GitlabAgent)
-    {
-        let auth_failed = t
-            .checks
-            .iter()
-            .any(|c| c.id == CheckId::AuthWhoami && c.status.is_failure());
-        if !auth_failed {
-            continue;
+impl TargetReport {
+    /// A target's report: its verdict and root cause are computed from `checks`, here only.
+    pub fn new(
+        name: impl Into<String>,
+        kind: TargetKind,
+        server: impl Into<String>,
+        checks: Vec<CheckResult>,
+    ) -> TargetReport {
+        TargetReport {
+            name: name.into(),
+            kind,
+            server: server.into(),
+            verdict: verdict(&checks),
+            root_cause: root_cause(&checks),
+            checks,
         }
-        let agent = agent_of
-            .iter()
-            .find(|(name, _)| *name == t.name)
-            .map(|(_, a)| a.as_str());
-        // `agent-not-allowed` is about one agent (subject `agent:<id>`): only the target using
-        // that agent gets it; the job-wide findings apply to every agent target.
-        let relevant: Vec<CheckResult> = explanations
-            .iter()
-            .filter(|e| {
-                e.reason != Some(Reason::AgentNotAllowed) || Some(e.subject.as_str()) == agent
-            })
-            .map(|e| {
-                e.clone()
-                    .with_evidence("found by the gitlab target's GET /api/v4/job/allowed_agents")
-            })
-            .collect();
-        if !relevant.is_empty() {
-            t.checks.extend(relevant);
-            t.verdict = verdict(&t.checks);
-            t.root_cause = root_cause(&t.checks);
+    }
+
+    /// Adds results found after the target's own run (GitLab's answer, the NetworkPolicy
+    /// evaluation); the verdict and root cause follow.
+    pub fn add(&mut self, results: impl IntoIterator<Item = CheckResult>) {
+        self.checks.extend(results);
+        self.verdict = verdict(&self.checks);
+        self.root_cause = root_cause(&self.checks);
+    }
+}
+
+impl RunReport {
+    /// The run's report: its verdict counts every check (the run's own and each target's), its
+    /// root cause only the run's own (a target's is in its report), both computed here only.
+    pub fn new(
+        started_at: String,
+        duration: Duration,
+        checks: Vec<CheckResult>,
+        targets: Vec<TargetReport>,
+        environment: Vec<(String, String)>,
+    ) -> RunReport {
+        let mut report = RunReport {
+            tool_version: env!("CARGO_PKG_VERSION"),
+            started_at,
+            duration,
+            verdict: Verdict::Pass,
+            root_cause: root_cause(&checks),
+            checks,
+            targets,
+            environment,
+        };
+        let all: Vec<CheckResult> = report.all_checks().cloned().collect();
+        report.verdict = verdict(&all);
+        report
+    }
+}
+
+/// How many checks have each status, in the order reports list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    /// `(status, count)` for pass, warn, fail, error, skip, zero counts included.
+    pub by_status: [(Status, usize); 5],
+}
+
+impl Counts {
+    pub fn of<'a>(checks: impl IntoIterator<Item = &'a CheckResult>) -> Counts {
+        let mut by_status = [
+            Status::Pass,
+            Status::Warn,
+            Status::Fail,
+            Status::Error,
+            Status::Skip,
+        ]
+        .map(|s| (s, 0));
+        let mut total = 0;
+        for check in checks {
+            total += 1;
+            if let Some((_, n)) = by_status.iter_mut().find(|(s, _)| *s == check.status) {
+                *n += 1;
+            }
         }
+        Counts { total, by_status }
+    }
+}
+
+impl RunReport {
+    /// Every check of the run, its own and each target's: the totals line counts these.
+    pub fn all_checks(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks
+            .iter()
+            .chain(self.targets.iter().flat_map(|t| &t.checks))
+    }
+
+    /// How many targets have each verdict (fail, warn, pass).
+    pub fn target_counts(&self) -> [(Verdict, usize); 3] {
+        [Verdict::Fail, Verdict::Warn, Verdict::Pass]
+            .map(|v| (v, self.targets.iter().filter(|t| t.verdict == v).count()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::CheckId;
 
     #[test]
     fn the_lowest_layer_failure_is_the_root_cause_whatever_the_order() {
@@ -98,47 +152,5 @@ mod tests {
         assert_eq!(verdict(&checks), Verdict::Fail);
         assert_eq!(verdict(&checks[1..2]), Verdict::Pass);
         assert_eq!(verdict(&checks[3..]), Verdict::Warn);
-    }
-
-    fn target(name: &str, kind: TargetKind, checks: Vec<CheckResult>) -> TargetReport {
-        TargetReport {
-            name: name.into(),
-            kind,
-            server: String::new(),
-            verdict: verdict(&checks),
-            root_cause: root_cause(&checks),
-            checks,
-        }
-    }
-
-    #[test]
-    fn gitlab_explains_only_the_agent_targets_it_is_about() {
-        let refused = || CheckResult::finding(CheckId::AuthWhoami, "kas", Reason::AgentForbidden);
-        let mut targets = vec![
-            target(
-                "gitlab",
-                TargetKind::Gitlab,
-                vec![CheckResult::finding(
-                    CheckId::GitlabAllowedAgents,
-                    "agent:5",
-                    Reason::AgentNotAllowed,
-                )],
-            ),
-            target("a5", TargetKind::GitlabAgent, vec![refused()]),
-            target("a7", TargetKind::GitlabAgent, vec![refused()]),
-            target("d", TargetKind::Direct, vec![refused()]),
-        ];
-        let agent_of = vec![
-            ("a5".to_string(), "agent:5".to_string()),
-            ("a7".to_string(), "agent:7".to_string()),
-        ];
-        explain_agent_failures(&mut targets, &agent_of);
-        let rc = |i: usize| targets[i].root_cause.map(|r| (r.check, r.reason));
-        assert_eq!(
-            rc(1),
-            Some((CheckId::GitlabAllowedAgents, Reason::AgentNotAllowed))
-        );
-        assert_eq!(rc(2), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
-        assert_eq!(rc(3), Some((CheckId::AuthWhoami, Reason::AgentForbidden)));
     }
 }

@@ -232,6 +232,7 @@ string_enum! {
         JobTokenRejected = "job-token-rejected",
         NoAgents = "no-agents",
         AgentNotAllowed = "agent-not-allowed",
+        KubeContextAgentNotAllowed = "kube-context-agent-not-allowed",
         Unavailable = "unavailable",
         ProjectNotListed = "project-not-listed",
         OtherTopLevelGroup = "other-top-level-group",

@@ -9,6 +9,8 @@
 //! Everything binds to 127.0.0.1; nothing resolves a name (IP literals, an empty resolv.conf);
 //! every server stops when dropped; each run of the binary is bounded.
 
+#[path = "gitlab_agent/access.rs"]
+mod access;
 #[path = "common/child.rs"]
 mod child;
 #[path = "gitlab_agent/gitlab_api.rs"]

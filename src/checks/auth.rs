@@ -1,9 +1,10 @@
 //! `auth.whoami`: who the API server thinks the job is (SelfSubjectReview, kubectl auth whoami).
 
-use crate::catalogue::{CheckId, Reason};
-use crate::model::CheckResult;
+use super::Context;
+use crate::catalogue::{CheckId, Reason, situational};
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
-use crate::plan::Credentials;
+use crate::plan::{Credentials, Scheme};
 use crate::secret::{QUOTE_CHARS, quote};
 
 pub const WHOAMI_PATHS: &[(&str, &str)] = &[
@@ -99,7 +100,7 @@ pub fn judge(
         401 => {
             let sub = if credentials.is_empty() {
                 "no credentials were sent"
-            } else if credentials.client_identity.is_some() {
+            } else if credentials.client_identity().is_some() {
                 "the client certificate was not accepted (not signed by the cluster's client CA, or expired)"
             } else {
                 "the token was rejected: unknown, expired or revoked"
@@ -158,7 +159,9 @@ pub fn client_cert_not_requested(
     credentials: &Credentials,
     requested: Option<bool>,
 ) -> CheckResult {
-    let configured = credentials.usable && credentials.client_identity.is_some();
+    let configured = credentials
+        .sendable()
+        .is_some_and(|c| c.client_identity().is_some());
     if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
         return result;
     }
@@ -215,17 +218,66 @@ fn cloud_mapping_fix(command: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
+/// because the server's TLS did not verify (the catalogue's text, about
+/// `insecure-skip-tls-verify`).
+pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
+    let r = CheckResult::finding(CheckId::AuthWhoami, subject, Reason::CredentialsWithheld);
+    if !plain_http {
+        return r;
+    }
+    let mut r = r.with_summary(situational::CREDENTIALS_WITHHELD_HTTP_SUMMARY);
+    r.fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.into());
+    r
+}
+
+/// `auth.whoami credentials-withheld` when the connection does not carry credentials the target
+/// has: a token without verified TLS, or a client certificate the handshake never offered. RBAC's
+/// skip rows name this warning: nothing failed, yet nothing can be judged.
+pub fn withheld(cx: &Context) -> Option<CheckResult> {
+    let creds = &cx.target.credentials;
+    let bearer_withheld = !cx.credentials_sent && creds.bearer().is_some();
+    let cert_withheld = !cx.verified && creds.client_identity().is_some();
+    if !(bearer_withheld || cert_withheld) {
+        return None;
+    }
+    let endpoint = cx.target.endpoint.as_ref();
+    let plain_http = endpoint.is_some_and(|e| e.scheme == Scheme::Http);
+    Some(credentials_withheld(cx.authority, plain_http))
+}
+
+/// The identity RBAC is judged for: a server before 1.28 names nobody, and the in-cluster
+/// token names its service account.
+pub fn rbac_identity(cx: &Context, mut identity: Identity) -> Identity {
+    if identity.username.is_empty() && cx.target.kind == TargetKind::InCluster {
+        identity.username = cx.service_account.unwrap_or_default().to_string();
+    }
+    identity
+}
+
+/// The whoami answer judged with what the handshake and the credentials tell: a certificate the
+/// server never asked for, a cloud identity the cluster does not map. `None`: this API version
+/// is not served (404), ask the next one.
+pub fn judge_answer(
+    cx: &Context,
+    outcome: &Result<Response, HttpFailure>,
+    client_cert_requested: Option<bool>,
+) -> Option<(CheckResult, Identity)> {
+    let creds = &cx.target.credentials;
+    let (result, identity) = judge(cx.authority, outcome, creds)?;
+    let result = client_cert_not_requested(result, creds, client_cert_requested);
+    Some((cloud_identity_not_mapped(result, creds), identity))
+}
+
 #[cfg(test)]
 mod cloud_identity_tests {
     use super::*;
 
     fn creds(plugin: Option<&str>) -> Credentials {
-        Credentials {
-            bearer: Some(crate::secret::Secret::new("t")),
-            client_identity: None,
-            usable: true,
-            exec_plugin: plugin.map(str::to_string),
-        }
+        let mut creds = Credentials::default();
+        creds.set_token(crate::secret::Secret::new("t"));
+        creds.exec_plugin = plugin.map(str::to_string);
+        creds
     }
 
     /// A server may say any name: quoted redacted, then cut, never whole pages of it.
@@ -278,16 +330,13 @@ mod client_cert_tests {
     use rustls_pki_types::PrivateKeyDer;
 
     fn with_cert() -> Credentials {
-        Credentials {
-            bearer: None,
-            client_identity: Some(ClientIdentity {
-                subject: "CN=alice".into(),
-                chain: Vec::new(),
-                key: PrivateKeyDer::Pkcs8(Vec::new().into()),
-            }),
-            usable: true,
-            exec_plugin: None,
-        }
+        let mut creds = Credentials::default();
+        creds.set_certificate(ClientIdentity {
+            subject: "CN=alice".into(),
+            chain: Vec::new(),
+            key: PrivateKeyDer::Pkcs8(Vec::new().into()),
+        });
+        creds
     }
 
     fn unauthorized() -> CheckResult {
@@ -303,32 +352,53 @@ mod client_cert_tests {
             let r = client_cert_not_requested(unauthorized(), &creds, requested);
             assert_eq!(r.reason, Some(Reason::Unauthorized), "{requested:?}");
         }
-        let token_only = Credentials {
-            client_identity: None,
-            ..with_cert()
-        };
+        let mut token_only = Credentials::default();
+        token_only.set_token(crate::secret::Secret::new("t"));
         let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
-        let unusable = Credentials {
-            usable: false,
-            ..with_cert()
-        };
+        let mut unusable = with_cert();
+        unusable.withhold();
         let r = client_cert_not_requested(unauthorized(), &unusable, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
     }
 }
-/// Credentials the target has but that were not sent: over `http://` (never, like kubectl), or
-/// because the server's TLS did not verify (the catalogue's text, about
-/// `insecure-skip-tls-verify`).
-pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
-    let r = CheckResult::finding(CheckId::AuthWhoami, subject, Reason::CredentialsWithheld);
-    if !plain_http {
-        return r;
-    }
-    let mut r = r.with_summary("credentials withheld: the server URL is http://");
-    r.fix = Some(HTTP_WITHHELD_FIX.into());
-    r
-}
+#[cfg(test)]
+mod withheld_tests {
+    use super::*;
+    use crate::checks::fixture;
+    use crate::secret::Secret;
 
-/// Not a TLS matter: the catalogue's fix would mislead for an `http://` URL.
-const HTTP_WITHHELD_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+    #[test]
+    fn a_token_not_sent_is_withheld_and_an_http_url_gets_its_own_fix() {
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        for scheme in [Scheme::Https, Scheme::Http] {
+            let mut target = fixture::target(TargetKind::Direct, scheme);
+            target.credentials.set_token(Secret::new("t"));
+            let mut cx = fixture::context(&target, &ci, &expectation);
+            assert!(withheld(&cx).is_none(), "sent over verified TLS");
+            cx.credentials_sent = false;
+            let r = withheld(&cx).expect("withheld");
+            assert_eq!(r.reason, Some(Reason::CredentialsWithheld));
+            let http_fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.to_string());
+            assert_eq!(r.fix == http_fix, scheme == Scheme::Http);
+        }
+        let nothing = fixture::target(TargetKind::Direct, Scheme::Https);
+        let mut cx = fixture::context(&nothing, &ci, &expectation);
+        cx.credentials_sent = false;
+        assert!(withheld(&cx).is_none(), "nothing to withhold");
+    }
+
+    #[test]
+    fn only_the_in_cluster_target_is_named_by_its_service_account() {
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        for (kind, expected) in [
+            (TargetKind::InCluster, "system:serviceaccount:ci:runner"),
+            (TargetKind::Direct, ""),
+        ] {
+            let target = fixture::target(kind, Scheme::Https);
+            let cx = fixture::context(&target, &ci, &expectation);
+            let named = rbac_identity(&cx, Identity::default());
+            assert_eq!(named.username, expected, "{kind:?}");
+        }
+    }
+}

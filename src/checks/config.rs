@@ -50,7 +50,7 @@ impl Judge<'_> {
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
-        if let Some(token) = &credentials.bearer {
+        if let Some(token) = credentials.bearer() {
             scrubber.add_secret(token);
         }
         // An unusable proxy URL means no traffic at all: the target then has no endpoint.
@@ -259,15 +259,12 @@ impl Judge<'_> {
     ) -> (CheckResult, Credentials) {
         let id = CheckId::ConfigCredentials;
         let subject = spec.user_name.clone().unwrap_or_default();
-        let mut creds = Credentials {
-            usable: true,
-            ..Credentials::default()
-        };
+        let mut creds = Credentials::default();
         let fail = |reason: Reason, evidence: String| -> CheckResult {
             CheckResult::finding(id, subject.clone(), reason).with_evidence(evidence)
         };
         if let Some(user) = &spec.user_missing {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::UserNotFound,
@@ -279,7 +276,7 @@ impl Judge<'_> {
         if let Some(provider) = &spec.auth_provider
             && (provider == "gcp" || provider == "azure")
         {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::AuthProviderRemoved,
@@ -289,7 +286,7 @@ impl Judge<'_> {
             );
         }
         if spec.basic_auth && spec.token.is_none() && spec.token_file.is_none() {
-            creds.usable = false;
+            creds.withhold();
             return (
                 fail(
                     Reason::BasicAuthRemoved,
@@ -306,7 +303,7 @@ impl Judge<'_> {
                     String::from_utf8_lossy(&bytes).trim().to_string(),
                 )),
                 Err(e) => {
-                    creds.usable = false;
+                    creds.withhold();
                     return (fail(Reason::TokenFileUnreadable, e), creds);
                 }
             },
@@ -324,12 +321,12 @@ impl Judge<'_> {
                 None => self.judge_token(id, &subject, token, kind),
             };
             results.push(judged);
-            creds.bearer = Some(token.clone());
+            creds.set_token(token.clone());
         }
         match load_client_identity(spec, scrubber) {
             Ok(Some((identity, facts))) => {
                 results.push(self.judge_client_cert(id, &subject, &identity, &facts));
-                creds.client_identity = Some(identity);
+                creds.set_certificate(identity);
             }
             Ok(None) => {}
             Err(e) => results.push(fail(Reason::ClientCertInvalid, e)),
@@ -370,17 +367,17 @@ impl Judge<'_> {
             );
             match token {
                 Some(crate::checks::exec_credential::Issued::Token(token))
-                    if creds.bearer.is_none() =>
+                    if creds.bearer().is_none() =>
                 {
-                    creds.bearer = Some(token)
+                    creds.set_token(token)
                 }
                 Some(crate::checks::exec_credential::Issued::ClientCertificate {
                     cert_pem,
                     key_pem,
-                }) if creds.client_identity.is_none() => {
+                }) if creds.client_identity().is_none() => {
                     scrubber.add_secret(&key_pem);
                     match identity_from_pem(cert_pem.as_bytes(), key_pem.expose().as_bytes()) {
-                        Ok((identity, _)) => creds.client_identity = Some(identity),
+                        Ok((identity, _)) => creds.set_certificate(identity),
                         Err(e) => results.push(fail(Reason::ExecPluginFailed, e)),
                     }
                 }
@@ -415,7 +412,7 @@ impl Judge<'_> {
                 .push(format!("{}: {}", other.status.as_str(), other.summary));
         }
         if first.status.is_failure() {
-            creds.usable = false;
+            creds.withhold();
         }
         (first, creds)
     }

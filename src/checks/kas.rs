@@ -3,10 +3,40 @@
 
 use std::time::Duration;
 
+use super::{Context, Findings};
 use crate::catalogue::{CheckId, Reason};
 use crate::gitlab::{self, CiFacts};
-use crate::model::CheckResult;
+use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
+
+/// The agent server's step: `gitlab.kas` from the anonymous `GET /version`, then, when the
+/// credentials went out, the authenticated one's answer if it tells an agent failure apart (as
+/// the target's `auth.whoami`, which ends the pipeline: the Kubernetes steps would only repeat
+/// it). Credentials withheld (an `http://` URL): the "authenticated" request went out anonymous,
+/// so its 401 says nothing about the token; `auth.whoami` reports the withholding.
+pub fn agent_server(
+    cx: &Context,
+    anonymous: &Result<Response, HttpFailure>,
+    version: &Result<Response, HttpFailure>,
+) -> Findings {
+    let kas = Findings::judged(vec![self::anonymous(anonymous)]);
+    if !kas.go_on || !cx.credentials_sent {
+        return kas;
+    }
+    let token = cx.target.credentials.bearer().map(|b| b.expose());
+    match authenticated(cx.authority, version, token, cx.ci, cx.agent_timeout) {
+        Some(result) => kas.then(Findings::last(vec![result])),
+        None => kas,
+    }
+}
+
+/// `http.version` through the agent server names a `--timeout` shorter than its tunnel wait.
+pub fn version(cx: &Context, result: CheckResult) -> CheckResult {
+    match cx.target.kind {
+        TargetKind::GitlabAgent => gitlab::explain_short_agent_wait(result, cx.agent_timeout),
+        _ => result,
+    }
+}
 
 /// `gitlab.kas`: an anonymous request must get the agent server's 401 with
 /// `Gitlab-Unauthorized: true`; anything else (or nothing) is not the agent server.
@@ -59,5 +89,45 @@ mod tests {
             r.evidence,
             ["anonymous GET /version: connection reset by peer"]
         );
+    }
+
+    use crate::checks::fixture;
+    use crate::plan::Scheme;
+    use bytes::Bytes;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from_static(b"{}"),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn the_agent_server_step_stops_where_it_explains() {
+        let target = fixture::target(TargetKind::GitlabAgent, Scheme::Https);
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        let mut cx = fixture::context(&target, &ci, &expectation);
+        let kas = answer(401, &[("Gitlab-Unauthorized", "true")]);
+        let not_kas = answer(404, &[]);
+        // Not the agent server: gitlab.kas fails and nothing after it runs.
+        let found = agent_server(&cx, &not_kas, &not_kas);
+        assert!(!found.go_on);
+        assert_eq!(found.results.len(), 1);
+        assert_eq!(found.results[0].id, CheckId::GitlabKas);
+        // The agent server, and an authenticated answer Kubernetes judges: the steps go on.
+        let version = answer(200, &[]);
+        let found = agent_server(&cx, &kas, &version);
+        assert!(found.go_on, "{:?}", found.results);
+        assert_eq!(found.results.len(), 1);
+        // Credentials withheld: the authenticated answer is not judged at all.
+        cx.credentials_sent = false;
+        let found = agent_server(&cx, &kas, &kas);
+        assert!(found.go_on);
+        assert_eq!(found.results.len(), 1);
     }
 }

@@ -1,4 +1,14 @@
-//! `rbac.can-i`: one SelfSubjectAccessReview per requirement, as `kubectl auth can-i` does.
+//! `rbac.can-i`: one SelfSubjectAccessReview per requirement, as `kubectl auth can-i` does; and
+//! the crate's one writer of RBAC YAML: the Role and RoleBinding a denial needs, bound to a
+//! subject that lasts for the identity the API server reported ([`binding_for`]), and the
+//! ClusterRole an agent that lost `impersonate` needs, both serialized from the Kubernetes
+//! types so that no name can break the YAML.
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_saphyr::FlowSeq;
 
 use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, Status};
@@ -74,13 +84,109 @@ pub fn judge(
         // agent (`access_as: ci_job`/`impersonate`) whose own service account may not
         // impersonate gets this 403 for every request, so every deploy step fails.
         (403, _) if r.excerpt(2000).contains("cannot impersonate") => {
-            CheckResult::finding(id, subject, Reason::ImpersonationDenied)
+            let message = r
+                .json()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string));
+            impersonation_denied(subject, message.as_deref().unwrap_or_default())
                 .with_evidence(format!("HTTP 403: {}", r.excerpt(300)))
         }
         (code, _) => CheckResult::finding(id, subject, Reason::Unknown)
             .with_status(Status::Warn)
             .with_evidence(format!("HTTP {code}: {}", r.excerpt(200))),
     }
+}
+
+/// `impersonation-denied`, with the ClusterRole and ClusterRoleBinding that give the agent's
+/// service account (the user the 403 names: `User "system:serviceaccount:<ns>:<name>" cannot
+/// impersonate …`) the `impersonate` verb back.
+fn impersonation_denied(subject: String, message: &str) -> CheckResult {
+    let result = CheckResult::finding(CheckId::RbacCanI, subject, Reason::ImpersonationDenied);
+    let Some(agent) = impersonating_user(message) else {
+        return result;
+    };
+    let binding = binding_for(agent, &[]);
+    match impersonation_yaml(&binding.subject) {
+        Ok(yaml) => CheckResult {
+            fix: Some(format!(
+                "Give the agent's service account ({agent}) the `impersonate` verb back with this ClusterRole and ClusterRoleBinding (`kubectl apply -f -`; the agent's Helm chart makes an equivalent with `rbac.create=true`), or set `access_as` to `agent: {{}}` in the agent's configuration:\n{yaml}"
+            )),
+            ..result
+        },
+        Err(_) => result,
+    }
+}
+
+/// The user a `cannot impersonate` 403 names: `… forbidden: User "<name>" cannot impersonate …`.
+fn impersonating_user(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("User \"")?;
+    let end = rest.find('"')?;
+    let user = &rest[..end];
+    rest[end..]
+        .contains("cannot impersonate")
+        .then_some(user)
+        .filter(|u| !u.is_empty())
+}
+
+/// The `extra` keys the agent server sends for `access_as: ci_job` (KAS `impCiJobExtra`); each
+/// is its own `userextras/<key>` resource to RBAC, which has no wildcard for them.
+const CI_JOB_EXTRAS: &[&str] = &[
+    "agent.gitlab.com/id",
+    "agent.gitlab.com/config_project_id",
+    "agent.gitlab.com/project_id",
+    "agent.gitlab.com/ci_pipeline_id",
+    "agent.gitlab.com/ci_job_id",
+    "agent.gitlab.com/username",
+    "agent.gitlab.com/environment_slug",
+    "agent.gitlab.com/environment_tier",
+];
+
+/// What kube-apiserver checks before it acts as another identity: `impersonate` on `users`,
+/// `groups` and `serviceaccounts`, on `uids`, and on `userextras/<key>` for each extra the
+/// agent sends, for the agent's service account cluster-wide.
+pub fn impersonation_yaml(agent: &Subject) -> Result<String, String> {
+    const NAME: &str = "gitlab-agent-impersonate";
+    let impersonate = |group: &str, resources: &[String]| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.to_vec()),
+        verbs: vec!["impersonate".into()],
+        ..PolicyRule::default()
+    };
+    let metadata = ObjectMeta {
+        name: Some(NAME.into()),
+        ..ObjectMeta::default()
+    };
+    let role = ClusterRole {
+        metadata: metadata.clone(),
+        rules: Some(vec![
+            impersonate(
+                "",
+                &["users".into(), "groups".into(), "serviceaccounts".into()],
+            ),
+            impersonate(
+                "authentication.k8s.io",
+                &CI_JOB_EXTRAS
+                    .iter()
+                    .map(|key| format!("userextras/{key}"))
+                    .chain(["uids".to_string()])
+                    .collect::<Vec<_>>(),
+            ),
+        ]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: NAME.into(),
+        },
+        subjects: Some(vec![agent.clone()]),
+    };
+    let rules = role.rules.as_deref().unwrap_or_default();
+    yaml_documents(
+        &Written::new("ClusterRole", &role.metadata, rules),
+        &binding,
+    )
 }
 
 /// Gives every denied requirement one shared fix: the first denied check carries a Role and
@@ -96,22 +202,34 @@ pub fn attach_fixes(
             namespaces.push(ns.clone());
         }
     }
+    let binding = binding_for(username, groups);
     for ns in namespaces {
         let denied: Vec<&Requirement> = results
             .iter()
             .filter(|(_, n, r)| *n == ns && r.reason == Some(Reason::Denied))
             .map(|(req, _, _)| req)
             .collect();
-        let yaml = role_binding_yaml(&denied, &ns, &binding_subject(username, groups));
+        let grant = match role_binding_yaml(&denied, &ns, &binding.subject) {
+            Ok(yaml) => format!(
+                "Grant it with this Role and RoleBinding (`kubectl apply -f -`), which covers every denied action in {ns}{}:\n{yaml}",
+                binding
+                    .note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            Err(why) => format!(
+                "Bind a Role granting every denied action in {ns} to {}: {why}",
+                binding.describe()
+            ),
+        };
         let mut first: Option<String> = None;
         for (_, n, r) in results.iter_mut() {
             if *n != ns || r.reason != Some(Reason::Denied) {
                 continue;
             }
             r.fix = Some(match &first {
-                None => format!(
-                    "Grant it with this Role and RoleBinding (`kubectl apply -f -`), which covers every denied action in {ns}:\n{yaml}"
-                ),
+                None => grant.clone(),
                 Some(key) => format!(
                     "Apply the Role and RoleBinding shown under `{key}`: it grants this too."
                 ),
@@ -121,66 +239,233 @@ pub fn attach_fixes(
     }
 }
 
-/// The RoleBinding subject for the identity the API server saw. Behind a GitLab agent with
-/// `access_as: ci_job` the user is `gitlab:ci_job:<job id>`, new in every job, so the binding
-/// goes to the project's group `gitlab:project:<id>` (every job of the project), as GitLab's
-/// documentation does.
-pub fn binding_subject(username: &str, groups: &[String]) -> String {
-    let group = |name: &str| {
-        format!("  - kind: Group\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
-    };
-    if username.starts_with("gitlab:ci_job:")
-        && let Some(project) = groups.iter().find(|g| g.starts_with("gitlab:project:"))
-    {
-        return group(project);
-    }
-    match username
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|r| r.split_once(':'))
-    {
-        Some((ns, sa)) => format!("  - kind: ServiceAccount\n    name: {sa}\n    namespace: {ns}"),
-        None => {
-            let name = if username.is_empty() {
-                "<the job's user>"
-            } else {
-                username
-            };
-            format!("  - kind: User\n    name: \"{name}\"\n    apiGroup: rbac.authorization.k8s.io")
-        }
+/// Whom a RoleBinding names for the identity the API server saw, and why, when that is not
+/// the user it named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub subject: Subject,
+    /// Said beside the YAML when the subject is not the username itself.
+    pub note: Option<String>,
+}
+
+impl Binding {
+    fn describe(&self) -> String {
+        format!("{} {}", self.subject.kind, self.subject.name)
     }
 }
 
-/// A Role granting `requirements` in `namespace`, and a RoleBinding giving it to `subject` (a
-/// YAML list item, from [`binding_subject`]).
-pub fn role_binding_yaml(requirements: &[&Requirement], namespace: &str, subject: &str) -> String {
-    let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
+/// The subject that grants the identity (`username`, `groups` as `auth.whoami` saw them) what
+/// it lacks, and keeps granting it next time:
+/// - behind a GitLab agent with `access_as: ci_job` the user `gitlab:ci_job:<job id>` is new in
+///   every job: bind the project's group `gitlab:project:<id>` (every job of the project), as
+///   GitLab's documentation does;
+/// - an EKS IAM role arrives as `arn:aws:sts::<account>:assumed-role/<role>/<session>`, whose
+///   session part changes with every login: bind the group the role is mapped to (its access
+///   entry's `kubernetes-groups`, or `groups:` in aws-auth), or one to map it to;
+/// - `system:serviceaccount:<ns>:<name>` is a ServiceAccount subject.
+pub fn binding_for(username: &str, groups: &[String]) -> Binding {
+    if let Some(binding) = gitlab_ci_job_binding(username, groups) {
+        return binding;
+    }
+    if let Some(binding) = eks_assumed_role_binding(username, groups) {
+        return binding;
+    }
+    if let Some((namespace, name)) = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        return Binding {
+            subject: Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(namespace.into()),
+                api_group: None,
+            },
+            note: None,
+        };
+    }
+    match username {
+        "" => Binding {
+            subject: rbac_subject("User", "<the job's user>"),
+            note: Some("the server did not say who the job is (it has no SelfSubjectReview): put the user kubectl authenticates as in `subjects`".into()),
+        },
+        user => Binding {
+            subject: rbac_subject("User", user),
+            note: None,
+        },
+    }
+}
+
+fn gitlab_ci_job_binding(username: &str, groups: &[String]) -> Option<Binding> {
+    username.strip_prefix("gitlab:ci_job:")?;
+    let project = groups.iter().find(|g| g.starts_with("gitlab:project:"))?;
+    let narrower: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.starts_with("gitlab:project_env"))
+        .map(String::as_str)
+        .collect();
+    let narrower = match narrower.as_slice() {
+        [] => String::new(),
+        list => format!(
+            "; to allow this environment only, bind {} instead",
+            list.join(" or ")
+        ),
+    };
+    Some(Binding {
+        subject: rbac_subject("Group", project),
+        note: Some(format!(
+            "bound to the group {project}, every CI job of the project: the user gitlab:ci_job:<job id> is new in every job{narrower}; the agent's own service account also needs the `impersonate` verb"
+        )),
+    })
+}
+
+/// `arn:aws:sts::<account>:assumed-role/<role>/<session>`: the role and the account.
+fn eks_assumed_role(username: &str) -> Option<(&str, &str)> {
+    let rest = username.strip_prefix("arn:aws:sts::")?;
+    let (account, rest) = rest.split_once(":assumed-role/")?;
+    let (role, _session) = rest.split_once('/')?;
+    (!role.is_empty()).then_some((role, account))
+}
+
+fn eks_assumed_role_binding(username: &str, groups: &[String]) -> Option<Binding> {
+    let (role, account) = eks_assumed_role(username)?;
+    let principal = format!("arn:aws:iam::{account}:role/{role}");
+    let mapped = groups.iter().find(|g| !g.starts_with("system:"));
+    let (group, note) = match mapped {
+        Some(group) => (
+            group.clone(),
+            format!(
+                "bound to the group {group} that the IAM role {role} is mapped to, not to the user {username}, whose session part changes with every login"
+            ),
+        ),
+        None => {
+            let group = format!("{role}-deployers");
+            (
+                group.clone(),
+                format!(
+                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{group}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)"
+                ),
+            )
+        }
+    };
+    Some(Binding {
+        subject: rbac_subject("Group", &group),
+        note: Some(note),
+    })
+}
+
+/// A User or Group subject (both in the RBAC API group).
+fn rbac_subject(kind: &str, name: &str) -> Subject {
+    Subject {
+        kind: kind.into(),
+        name: name.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        namespace: None,
+    }
+}
+
+/// The name of the Role and RoleBinding kube-reach proposes.
+const ROLE_NAME: &str = "kube-reach-deployer";
+
+/// A Role granting `requirements` in `namespace` and a RoleBinding giving it to `subject`, as
+/// two YAML documents. Written by the YAML serializer from the Kubernetes types, so a user-
+/// or server-derived name (`gitlab:project:1`, an ARN, a name with `: ` or `#`) is quoted
+/// wherever YAML needs it.
+pub fn role_binding_yaml(
+    requirements: &[&Requirement],
+    namespace: &str,
+    subject: &Subject,
+) -> Result<String, String> {
+    let mut rules: Vec<PolicyRule> = Vec::new();
     for req in requirements {
         let resource = match &req.subresource {
             Some(sub) => format!("{}/{}", req.resource, sub),
             None => req.resource.clone(),
         };
-        match rules
-            .iter_mut()
-            .find(|(g, r, _)| *g == req.group && *r == resource)
-        {
-            Some((_, _, verbs)) if !verbs.contains(&req.verb) => verbs.push(req.verb.clone()),
+        let same = |rule: &&mut PolicyRule| {
+            rule.api_groups.as_deref() == Some(std::slice::from_ref(&req.group))
+                && rule.resources.as_deref() == Some(std::slice::from_ref(&resource))
+        };
+        match rules.iter_mut().find(same) {
+            Some(rule) if !rule.verbs.contains(&req.verb) => rule.verbs.push(req.verb.clone()),
             Some(_) => {}
-            None => rules.push((req.group.clone(), resource, vec![req.verb.clone()])),
+            None => rules.push(PolicyRule {
+                api_groups: Some(vec![req.group.clone()]),
+                resources: Some(vec![resource]),
+                verbs: vec![req.verb.clone()],
+                ..PolicyRule::default()
+            }),
         }
     }
-    let rules: String = rules
-        .iter()
-        .map(|(g, r, v)| {
-            format!(
-                "  - apiGroups: [\"{g}\"]\n    resources: [\"{r}\"]\n    verbs: [\"{}\"]\n",
-                v.join("\", \"")
-            )
-        })
-        .collect();
-    let role = "kube-reach-deployer";
-    format!(
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {namespace}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\nsubjects:\n{subject}"
-    )
+    let metadata = ObjectMeta {
+        name: Some(ROLE_NAME.into()),
+        namespace: Some(namespace.into()),
+        ..ObjectMeta::default()
+    };
+    let role = Role {
+        metadata: metadata.clone(),
+        rules: Some(rules),
+    };
+    let binding = RoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: ROLE_NAME.into(),
+        },
+        subjects: Some(vec![subject.clone()]),
+    };
+    let rules = role.rules.as_deref().unwrap_or_default();
+    yaml_documents(&Written::new("Role", &role.metadata, rules), &binding)
+}
+
+/// A Role or ClusterRole as it is written: the Kubernetes object, with each rule's lists in
+/// flow style (`verbs: [get, list, watch]`), which keeps a fix a third as long in the job log.
+/// Built from the k8s-openapi object, so it holds nothing the typed object does not.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Written<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a ObjectMeta,
+    rules: Vec<WrittenRule<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenRule<'a> {
+    api_groups: FlowSeq<&'a [String]>,
+    resources: FlowSeq<&'a [String]>,
+    verbs: FlowSeq<&'a [String]>,
+}
+
+impl<'a> Written<'a> {
+    fn new(kind: &'static str, metadata: &'a ObjectMeta, rules: &'a [PolicyRule]) -> Self {
+        Written {
+            api_version: "rbac.authorization.k8s.io/v1",
+            kind,
+            metadata,
+            rules: rules
+                .iter()
+                .map(|r| WrittenRule {
+                    api_groups: FlowSeq(r.api_groups.as_deref().unwrap_or_default()),
+                    resources: FlowSeq(r.resources.as_deref().unwrap_or_default()),
+                    verbs: FlowSeq(&r.verbs),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Two objects as one YAML stream (`---` between them).
+fn yaml_documents(
+    first: &impl serde::Serialize,
+    second: &impl serde::Serialize,
+) -> Result<String, String> {
+    let problem = |e: serde_saphyr::SerializeError| format!("the YAML could not be written: {e}");
+    let first = serde_saphyr::to_string(first).map_err(problem)?;
+    let second = serde_saphyr::to_string(second).map_err(problem)?;
+    Ok(format!("{first}---\n{second}"))
 }
 
 #[cfg(test)]
@@ -216,10 +501,152 @@ mod impersonation_tests {
                 .join(" ")
                 .contains("system:serviceaccount:gitlab-agent")
         );
+        // The fix gives the service account the 403 names its verb back, as YAML that parses.
+        let fix = r.fix.clone().unwrap_or_default();
+        let (_, yaml) = fix.split_once(":\n").expect("YAML in the fix");
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).expect("YAML");
+        let binding: ClusterRoleBinding =
+            serde_json::from_value(docs[1].clone()).expect("a ClusterRoleBinding");
+        let sa = &binding.subjects.unwrap_or_default()[0];
+        assert_eq!(
+            (sa.kind.as_str(), sa.name.as_str(), sa.namespace.as_deref()),
+            ("ServiceAccount", "gitlab-agent", Some("gitlab-agent"))
+        );
+        let role: ClusterRole = serde_json::from_value(docs[0].clone()).expect("a ClusterRole");
+        assert!(
+            role.rules
+                .unwrap_or_default()
+                .iter()
+                .all(|r| r.verbs == ["impersonate"])
+        );
         let other = answer(
             403,
             "selfsubjectaccessreviews.authorization.k8s.io is forbidden",
         );
         assert_eq!(judge(req, "prod", &other, "").reason, Some(Reason::Unknown));
+    }
+}
+
+#[cfg(test)]
+mod fix_tests {
+    use super::*;
+
+    fn subject_of(username: &str, groups: &[&str]) -> Binding {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        binding_for(username, &groups)
+    }
+
+    #[test]
+    fn every_name_comes_back_from_the_yaml_exactly() {
+        let req = &crate::plan::parse_requirement("create deployments.apps").expect("valid")[0];
+        for name in [
+            "gitlab:project:150",
+            "a: b",
+            "#x",
+            "- y",
+            "yes",
+            "null",
+            "~",
+            "'q'",
+            "\"dq\"",
+            "line\nbreak",
+            " lead",
+            "@at",
+            "*star",
+            "&anchor",
+            "{x}",
+            "[y]",
+            "x # y",
+            "1e3",
+            "0o17",
+            ">fold",
+            "ümlaut",
+        ] {
+            let yaml =
+                role_binding_yaml(&[req], "prod", &rbac_subject("User", name)).expect("written");
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml)
+                .unwrap_or_else(|e| panic!("{name:?}: not YAML ({e}):\n{yaml}"));
+            let binding: RoleBinding =
+                serde_json::from_value(docs[1].clone()).expect("a RoleBinding");
+            assert_eq!(binding.subjects.unwrap_or_default()[0].name, name, "{yaml}");
+            let role: Role = serde_json::from_value(docs[0].clone()).expect("a Role");
+            assert_eq!(
+                role.rules.unwrap_or_default()[0].api_groups,
+                Some(vec!["apps".into()])
+            );
+        }
+    }
+
+    /// The rules' lists are written in flow style, where `,`, `[`, `]`, `{`, `}` also need
+    /// quoting: every verb, resource and group comes back exactly.
+    #[test]
+    fn every_rule_value_comes_back_from_the_flow_lists() {
+        for value in [
+            "a,b", "[x]", "{y}", "a: b", "#c", "", "*", "x]y", "'q", "\"d", "-", "?", "yes",
+        ] {
+            let req = Requirement {
+                verb: value.into(),
+                resource: value.into(),
+                subresource: None,
+                group: value.into(),
+                namespace: None,
+            };
+            let yaml =
+                role_binding_yaml(&[&req], "prod", &rbac_subject("User", "u")).expect("written");
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml)
+                .unwrap_or_else(|e| panic!("{value:?}: not YAML ({e}):\n{yaml}"));
+            let role: Role = serde_json::from_value(docs[0].clone()).expect("a Role");
+            let rule = &role.rules.unwrap_or_default()[0];
+            assert_eq!(rule.verbs, [value], "{yaml}");
+            assert_eq!(
+                rule.resources.as_deref(),
+                Some(&[value.to_string()][..]),
+                "{yaml}"
+            );
+            assert_eq!(
+                rule.api_groups.as_deref(),
+                Some(&[value.to_string()][..]),
+                "{yaml}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ci_job_is_bound_through_its_project_group() {
+        let b = subject_of("gitlab:ci_job:3", &["gitlab:ci_job", "gitlab:project:150"]);
+        assert_eq!(
+            (b.subject.kind.as_str(), b.subject.name.as_str()),
+            ("Group", "gitlab:project:150")
+        );
+        assert!(b.note.unwrap_or_default().contains("new in every job"));
+    }
+
+    #[test]
+    fn an_eks_session_is_never_the_subject() {
+        let arn = "arn:aws:sts::111122223333:assumed-role/Deploy/ci-9";
+        let b = subject_of(arn, &["system:authenticated"]);
+        assert_eq!(
+            (b.subject.kind.as_str(), b.subject.name.as_str()),
+            ("Group", "Deploy-deployers")
+        );
+        let note = b.note.unwrap_or_default();
+        assert!(
+            note.contains("arn:aws:iam::111122223333:role/Deploy"),
+            "{note}"
+        );
+        let mapped = subject_of(arn, &["ops", "system:authenticated"]);
+        assert_eq!(mapped.subject.name, "ops");
+        // Not an assumed role: the user itself.
+        let user = subject_of("arn:aws:iam::111122223333:user/alice", &[]);
+        assert_eq!((user.subject.kind.as_str(), user.note), ("User", None));
+        let sa = subject_of("system:serviceaccount:ci:deployer", &[]);
+        assert_eq!(
+            (
+                sa.subject.kind.as_str(),
+                sa.subject.name.as_str(),
+                sa.subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "deployer", Some("ci"))
+        );
     }
 }

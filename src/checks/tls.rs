@@ -387,6 +387,11 @@ fn validity(
     .with_evidence_lines(evidence)
 }
 
+/// `tls.handshake` for an `http://` URL: there is no TLS to judge.
+pub fn plain_http(subject: &str) -> CheckResult {
+    CheckResult::not_applicable(CheckId::TlsHandshake, subject, "http:// URL: no TLS")
+}
+
 #[cfg(test)]
 mod mss_retry_tests {
     use super::*;

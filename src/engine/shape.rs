@@ -6,85 +6,18 @@
 //! of which layer failed.
 
 use crate::catalogue::CheckId;
-use crate::model::{CheckResult, Status, TargetKind};
-use crate::plan::{Requirement, Route, Scheme, Target};
+use crate::model::{CheckResult, Status};
+use crate::plan::{Requirement, Target};
 
-/// One row every report of the target has: a check id and its subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub id: CheckId,
-    pub subject: String,
-}
-
-impl Row {
-    fn new(id: CheckId, subject: impl Into<String>) -> Row {
-        Row {
-            id,
-            subject: subject.into(),
-        }
-    }
-
-    /// Whether `result` fills this row. Connection rows are one per address (`ip:port`) and an
-    /// IP host needs no lookup, so only RBAC rows, one per question, are told apart by subject.
-    fn is_filled_by(&self, result: &CheckResult) -> bool {
-        result.id == self.id && (self.id != CheckId::RbacCanI || result.subject == self.subject)
-    }
-}
+pub use super::pipeline::Row;
 
 /// The rows of `target` in pipeline order: the connection layers along its route, then what its
-/// kind asks of the server. A GitLab server is asked GitLab's questions, never Kubernetes' ones.
+/// kind asks of the server (its [`pipeline`](super::pipeline)). A GitLab server is asked
+/// GitLab's questions, never Kubernetes' ones.
 pub fn rows(target: &Target, requirements: &[Requirement]) -> Vec<Row> {
-    let endpoint = target.endpoint.as_ref();
-    let authority = endpoint.map(|e| e.authority()).unwrap_or_default();
-    let mut rows = Vec::new();
-    match &target.route {
-        Route::Direct => {
-            let host = endpoint.map(|e| e.host.to_string()).unwrap_or_default();
-            rows.push(Row::new(CheckId::DnsResolve, host));
-            rows.push(Row::new(CheckId::TcpConnect, authority.clone()));
-        }
-        Route::Proxy(p) => {
-            rows.push(Row::new(CheckId::DnsResolve, p.host.to_string()));
-            rows.push(Row::new(
-                CheckId::ProxyConnect,
-                format!("{}:{}", p.host, p.port),
-            ));
-            rows.push(Row::new(CheckId::ProxyTunnel, p.display.clone()));
-        }
-    }
-    rows.push(Row::new(CheckId::TlsHandshake, authority.clone()));
-    // An `http://` URL has no certificate to judge (its handshake row says so); a target without
-    // an endpoint keeps the rows an `https://` one would have.
-    if endpoint.is_none_or(|e| e.scheme == Scheme::Https) {
-        for id in [
-            CheckId::TlsTrust,
-            CheckId::TlsHostname,
-            CheckId::TlsValidity,
-        ] {
-            rows.push(Row::new(id, authority.clone()));
-        }
-    }
-    if target.kind == TargetKind::Gitlab {
-        rows.push(Row::new(CheckId::GitlabServer, authority));
-        rows.push(Row::new(CheckId::GitlabAllowedAgents, "job"));
-        return rows;
-    }
-    if target.kind == TargetKind::GitlabAgent {
-        rows.push(Row::new(CheckId::GitlabKas, crate::gitlab::KAS_SUBJECT));
-    }
-    rows.push(Row::new(CheckId::HttpVersion, authority.clone()));
-    rows.push(Row::new(CheckId::HttpHealth, authority.clone()));
-    rows.push(Row::new(CheckId::AuthWhoami, authority));
-    rows.extend(
-        requirements
-            .iter()
-            .map(|r| Row::new(CheckId::RbacCanI, r.subject(&target.namespace))),
-    );
-    if target.kind == TargetKind::InCluster {
-        // Only the in-cluster target reads NetworkPolicies (judged after every target ran).
-        rows.push(Row::new(CheckId::NetpolEgress, target.namespace.clone()));
-    }
-    rows
+    super::pipeline::steps(target.kind)
+        .flat_map(|step| step.rows(target, requirements))
+        .collect()
 }
 
 /// The first row the results have not filled: where a run that stopped between checks was.

@@ -1,131 +1,16 @@
 //! `GET $CI_API_V4_URL/job/allowed_agents`: which agents GitLab lets this job use, judged
 //! against the agents in the kubeconfig; and the explanation when `KUBECONFIG` is missing.
 
-use serde::Deserialize;
-
 use crate::catalogue::{CheckId, Reason};
 use crate::gitlab::agent::{AgentIdentity, TokenType};
-use crate::gitlab::agent_config::CiAccessEntry;
+use crate::gitlab::allowed_answer::{AllowedAgents, parse_allowed_agents};
 use crate::gitlab::ci::{CiFacts, JOB_SUBJECT};
 use crate::gitlab::identity::predict_identity;
-use crate::gitlab::likely::{job_facts, likely_causes, numbered};
-use crate::gitlab::text::{MAX_JSON_BYTES, excerpt_masking, printable, top_level};
+use crate::gitlab::likely::{
+    DecidedRule, ExpectedAgent, decided_rule, job_facts, likely_causes, numbered,
+};
+use crate::gitlab::text::excerpt_masking;
 use crate::model::{CheckResult, TargetKind};
-
-/// The answer of `/job/allowed_agents` (GitLab's `Ci::Jobs` API, fields the checks use).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AllowedAgents {
-    pub allowed_agents: Vec<AllowedAgent>,
-    pub job: Option<IdOnly>,
-    pub pipeline: Option<IdOnly>,
-    pub project: Option<JobProject>,
-    /// Omitted when the job has no (persisted) environment.
-    pub environment: Option<JobEnvironment>,
-}
-
-impl AllowedAgents {
-    pub fn ids(&self) -> Vec<i64> {
-        self.allowed_agents.iter().map(|a| a.id).collect()
-    }
-
-    /// `job 3, pipeline 6, project 150 in groups 23, 25, environment prod (tier production)`.
-    pub fn describe_job(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(job) = &self.job {
-            parts.push(format!("job {}", job.id));
-        }
-        if let Some(pipeline) = &self.pipeline {
-            parts.push(format!("pipeline {}", pipeline.id));
-        }
-        if let Some(project) = &self.project {
-            let groups: Vec<String> = project.groups.iter().map(|g| g.id.to_string()).collect();
-            parts.push(format!(
-                "project {} in groups [{}]",
-                project.id,
-                groups.join(", ")
-            ));
-        }
-        parts.push(match &self.environment {
-            Some(env) => format!("environment {} (tier {})", env.slug, env.tier),
-            None => "no environment".to_string(),
-        });
-        format!("GitLab sees: {}", parts.join(", "))
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AllowedAgent {
-    /// The agent id (the `<id>` of `agent:<id>` and `ci:<id>:…`).
-    pub id: i64,
-    pub config_project: Option<ConfigProject>,
-    /// The `ci_access` entry that authorizes the job (empty for the implicit authorization).
-    pub configuration: Option<CiAccessEntry>,
-}
-
-impl AllowedAgent {
-    fn describe(&self, name_from_kubeconfig: Option<&str>) -> String {
-        let project = self
-            .config_project
-            .as_ref()
-            .map(ConfigProject::describe)
-            .unwrap_or_else(|| "unknown".into());
-        let name = name_from_kubeconfig
-            .map(|n| format!(" `{n}`"))
-            .unwrap_or_default();
-        let entry = self.configuration.clone().unwrap_or_default();
-        format!(
-            "agent {}{name}: config project {project}, {}",
-            self.id,
-            entry.describe()
-        )
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ConfigProject {
-    pub id: Option<i64>,
-    pub name: Option<String>,
-    pub path: Option<String>,
-    pub path_with_namespace: Option<String>,
-}
-
-impl ConfigProject {
-    fn describe(&self) -> String {
-        let path = self
-            .path_with_namespace
-            .as_deref()
-            .or(self.path.as_deref())
-            .unwrap_or("(no path)");
-        match self.id {
-            Some(id) => format!("{path} (id {id})"),
-            None => path.to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct IdOnly {
-    pub id: i64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct JobProject {
-    pub id: i64,
-    /// The project's group and its ancestors.
-    pub groups: Vec<IdOnly>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct JobEnvironment {
-    pub tier: String,
-    pub slug: String,
-}
 
 /// Whether this job needs an agent, which decides what an empty allowed-agents list means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,14 +42,6 @@ impl AgentExpectation {
     }
 }
 
-/// Parses the allowed-agents JSON (bounded).
-pub fn parse_allowed_agents(body: &[u8]) -> Result<AllowedAgents, String> {
-    if body.len() > MAX_JSON_BYTES {
-        return Err(format!("answer larger than {MAX_JSON_BYTES} bytes"));
-    }
-    serde_json::from_slice(body).map_err(|e| printable(&e.to_string(), 200))
-}
-
 /// Judges the allowed-agents answer against the agent ids in the kubeconfig (ids of `ci:`
 /// tokens; `pat:` tokens are a user's access and are not in the job's list).
 pub fn judge_allowed_agents(
@@ -182,17 +59,20 @@ pub fn judge_allowed_agents(
             agent_name: None,
         })
         .collect();
-    judge_allowed_agents_for(status, body, &agents, ci, &AgentExpectation::Expected)
+    judge_allowed_agents_for(status, body, &agents, ci, &AgentExpectation::Expected, &[])
 }
 
 /// Like [`judge_allowed_agents`], with the kubeconfig's agents as parsed (context names give
-/// agent names and configuration projects for the evidence and the top-level-group rule).
+/// agent names and configuration projects for the evidence and the top-level-group rule), and
+/// the run-wide `gitlab.agent-config` results of this checkout (`checkout`), which can decide
+/// which rule left an agent out.
 pub fn judge_allowed_agents_for(
     status: u16,
     body: &[u8],
     agents: &[AgentIdentity],
     ci: &CiFacts,
     expectation: &AgentExpectation,
+    checkout: &[CheckResult],
 ) -> Vec<CheckResult> {
     let answer = format!(
         "HTTP {status}: {}",
@@ -202,10 +82,10 @@ pub fn judge_allowed_agents_for(
         401 | 403 => vec![job_token_rejected(status, answer)],
         200 => match parse_allowed_agents(body) {
             Ok(allowed) if allowed.allowed_agents.is_empty() => match expectation {
-                AgentExpectation::Expected => vec![no_agents(&allowed, agents, ci)],
+                AgentExpectation::Expected => vec![no_agents(&allowed, agents, ci, checkout)],
                 AgentExpectation::NotNeeded(others) => vec![none_needed(&allowed, others)],
             },
-            Ok(allowed) => judge_list(&allowed, agents, ci),
+            Ok(allowed) => judge_list(&allowed, agents, ci, checkout),
             Err(why) => vec![unavailable(
                 format!("the answer is not the expected JSON: {why}"),
                 answer,
@@ -248,19 +128,43 @@ fn unavailable(summary: String, answer: String) -> CheckResult {
     .with_evidence(answer)
 }
 
-fn no_agents(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -> CheckResult {
-    let expected = expected_config_projects(agents, ci);
-    let causes = likely_causes(ci, Some(allowed), &expected, false);
+fn no_agents(
+    allowed: &AllowedAgents,
+    agents: &[AgentIdentity],
+    ci: &CiFacts,
+    checkout: &[CheckResult],
+) -> CheckResult {
+    let expected = expected_agents(agents, ci);
     let kubeconfig_line = (!agents.is_empty()).then(|| {
         let list: Vec<String> = agents.iter().map(AgentIdentity::describe).collect();
         format!("the kubeconfig names {}, yet GitLab now allows none (authorization changed during the job?)", list.join(", "))
     });
-    CheckResult::finding(CheckId::GitlabAllowedAgents, JOB_SUBJECT, Reason::NoAgents)
+    let rule = decided_rule(ci, &expected, checkout);
+    // A rule that decides excludes the kubeconfig's agent for good: no "changed during the job".
+    let kubeconfig_line = kubeconfig_line.filter(|_| rule.is_none());
+    let result = match rule {
+        Some(rule) => decided(JOB_SUBJECT, "GitLab allows no agent for this job", rule),
+        None => {
+            let causes = likely_causes(ci, Some(allowed), &config_projects(&expected), false);
+            CheckResult::finding(CheckId::GitlabAllowedAgents, JOB_SUBJECT, Reason::NoAgents)
+                .with_fix_detail(numbered(&causes))
+        }
+    };
+    result
         .with_evidence("allowed_agents: [] (no agent)")
         .with_evidence(allowed.describe_job())
         .with_evidence_lines(job_facts(ci))
         .with_evidence_lines(kubeconfig_line)
-        .with_fix_detail(numbered(&causes))
+}
+
+/// The `gitlab.allowed-agents` finding for a rule the job's facts decided; the summary is
+/// `<lead>: <the rule>`, the fix the rule's own for this job (in place of the catalogue's).
+fn decided(subject: impl Into<String>, lead: &str, rule: DecidedRule) -> CheckResult {
+    let mut result = CheckResult::finding(CheckId::GitlabAllowedAgents, subject, rule.reason)
+        .with_summary(format!("{lead}: {}", rule.summary))
+        .with_evidence_lines(rule.evidence);
+    result.fix = Some(rule.fix);
+    result
 }
 
 /// No agent, and none needed: the job reaches its cluster another way.
@@ -275,7 +179,12 @@ fn none_needed(allowed: &AllowedAgents, others: &str) -> CheckResult {
     .with_evidence(allowed.describe_job())
 }
 
-fn judge_list(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -> Vec<CheckResult> {
+fn judge_list(
+    allowed: &AllowedAgents,
+    agents: &[AgentIdentity],
+    ci: &CiFacts,
+    checkout: &[CheckResult],
+) -> Vec<CheckResult> {
     let name_of = |id: i64| {
         agents
             .iter()
@@ -318,31 +227,98 @@ fn judge_list(allowed: &AllowedAgents, agents: &[AgentIdentity], ci: &CiFacts) -
     for agent in judged.filter(|a| !allowed.ids().contains(&a.agent_id)) {
         if !seen.contains(&agent.agent_id) {
             seen.push(agent.agent_id);
-            results.push(not_allowed(agent, &ids, ci));
+            results.push(not_allowed(agent, &ids, ci, checkout));
         }
     }
+    results.extend(kube_context_not_allowed(allowed, agents, ci, checkout));
     results
 }
 
-fn not_allowed(agent: &AgentIdentity, allowed_ids: &[String], ci: &CiFacts) -> CheckResult {
-    let result = CheckResult::finding(
-        CheckId::GitlabAllowedAgents,
-        format!("agent:{}", agent.agent_id),
-        Reason::AgentNotAllowed,
+/// `KUBE_CONTEXT` names an agent (`<config project>:<agent>`) that is not among the
+/// kubeconfig's targets and whose configuration project no allowed agent has: GitLab gave the
+/// job other agents, not the one it expects. (An allowed agent of the same configuration
+/// project may be it: the answer names no agents, so nothing is said then.)
+fn kube_context_not_allowed(
+    allowed: &AllowedAgents,
+    agents: &[AgentIdentity],
+    ci: &CiFacts,
+    checkout: &[CheckResult],
+) -> Option<CheckResult> {
+    let wanted = ci.kube_context.as_deref()?;
+    let (config_project, agent_name) = crate::gitlab::agent::parse_agent_context(wanted)?;
+    let in_kubeconfig = agents.iter().any(|a| {
+        a.config_project.as_deref() == Some(config_project.as_str())
+            && a.agent_name.as_deref() == Some(agent_name.as_str())
+    });
+    let same_project = allowed.allowed_agents.iter().any(|a| {
+        a.config_project
+            .as_ref()
+            .and_then(|p| p.path_with_namespace.as_deref())
+            .is_some_and(|p| p.eq_ignore_ascii_case(&config_project))
+    });
+    if in_kubeconfig || same_project {
+        return None;
+    }
+    let expected = [ExpectedAgent {
+        config_project: config_project.clone(),
+        agent_name,
+        from: "KUBE_CONTEXT",
+    }];
+    let subject = format!("KUBE_CONTEXT {wanted}");
+    let lead = format!("KUBE_CONTEXT names agent `{wanted}`, which GitLab does not allow this job");
+    let listed: Vec<String> = allowed
+        .allowed_agents
+        .iter()
+        .map(|a| a.describe(None))
+        .collect();
+    let result = match decided_rule(ci, &expected, checkout) {
+        Some(rule) => decided(subject, &lead, rule),
+        None => {
+            let causes = likely_causes(ci, Some(allowed), &[config_project], false);
+            CheckResult::finding(
+                CheckId::GitlabAllowedAgents,
+                subject,
+                Reason::KubeContextAgentNotAllowed,
+            )
+            .with_summary(lead)
+            .with_fix_detail(numbered(&causes))
+        }
+    };
+    Some(
+        result
+            .with_evidence(format!("GitLab allows: {}", listed.join("; ")))
+            .with_evidence_lines(job_facts(ci)),
     )
-    .with_summary(format!(
+}
+
+fn not_allowed(
+    agent: &AgentIdentity,
+    allowed_ids: &[String],
+    ci: &CiFacts,
+    checkout: &[CheckResult],
+) -> CheckResult {
+    let subject = format!("agent:{}", agent.agent_id);
+    let ids = format!("allowed agent ids: {}", allowed_ids.join(", "));
+    let in_kubeconfig = format!(
         "{} is in the kubeconfig but not allowed for this job",
         agent.describe()
-    ))
-    .with_evidence(format!("allowed agent ids: {}", allowed_ids.join(", ")));
+    );
+    if let Some(rule) = decided_rule(
+        ci,
+        &expected_agents(std::slice::from_ref(agent), ci),
+        checkout,
+    ) {
+        return decided(subject, &in_kubeconfig, rule).with_evidence(ids);
+    }
+    let result = CheckResult::finding(
+        CheckId::GitlabAllowedAgents,
+        subject,
+        Reason::AgentNotAllowed,
+    )
+    .with_summary(in_kubeconfig)
+    .with_evidence(ids);
     let project = ci.project_path.as_deref().unwrap_or_default();
     match agent.config_project.as_deref() {
-        Some(config) if !project.is_empty() && !top_level(config).eq_ignore_ascii_case(top_level(project)) => result
-            .with_fix_detail(format!(
-                "Its configuration project `{config}` is in top-level group `{}`, this project in `{}`: GitLab ignores `ci_access` entries across top-level groups.",
-                top_level(config),
-                top_level(project)
-            )),
         Some(config) => result.with_fix_detail(format!(
             "Authorize `{project}` in `{config}`'s `.gitlab/agents/{}/config.yaml` (`ci_access`), or use one of the allowed agents' contexts.",
             agent.agent_name.as_deref().unwrap_or("<agent>")
@@ -351,28 +327,52 @@ fn not_allowed(agent: &AgentIdentity, allowed_ids: &[String], ci: &CiFacts) -> C
     }
 }
 
-/// Configuration projects the job expects an agent from: the kubeconfig's contexts, else
-/// `KUBE_CONTEXT`.
-fn expected_config_projects(agents: &[AgentIdentity], ci: &CiFacts) -> Vec<String> {
-    let mut projects: Vec<String> = agents
+/// The agents the job expects: the kubeconfig's agent contexts, else the one `KUBE_CONTEXT`
+/// names.
+fn expected_agents(agents: &[AgentIdentity], ci: &CiFacts) -> Vec<ExpectedAgent> {
+    let mut expected: Vec<ExpectedAgent> = agents
         .iter()
-        .filter_map(|a| a.config_project.clone())
+        .filter_map(|a| {
+            Some(ExpectedAgent {
+                config_project: a.config_project.clone()?,
+                agent_name: a.agent_name.clone()?,
+                from: "the kubeconfig's context",
+            })
+        })
         .collect();
-    if projects.is_empty()
-        && let Some((project, _)) = ci
+    if expected.is_empty()
+        && let Some((config_project, agent_name)) = ci
             .kube_context
             .as_deref()
             .and_then(crate::gitlab::agent::parse_agent_context)
     {
-        projects.push(project);
+        expected.push(ExpectedAgent {
+            config_project,
+            agent_name,
+            from: "KUBE_CONTEXT",
+        });
     }
+    expected.dedup();
+    expected
+}
+
+/// The expected agents' configuration projects, once each.
+fn config_projects(expected: &[ExpectedAgent]) -> Vec<String> {
+    let mut projects: Vec<String> = expected.iter().map(|e| e.config_project.clone()).collect();
     projects.dedup();
     projects
 }
 
 /// `config.kubeconfig not-set`, explained for a GitLab CI job: in order of likelihood, why
 /// GitLab gave this job no agent, backed by the allowed-agents answer when there is one.
-pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckResult {
+///
+/// `checkout` holds this checkout's `gitlab.agent-config` results: an agent configuration here
+/// that excludes this job decides the first cause.
+pub fn explain_not_set(
+    ci: &CiFacts,
+    allowed: Option<&AllowedAgents>,
+    checkout: &[CheckResult],
+) -> CheckResult {
     let result = CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet);
     if !ci.in_gitlab_ci() {
         return result;
@@ -387,8 +387,11 @@ pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckRe
             .with_evidence(format!("allowed agent ids: {}", ids.join(", ")))
             .with_fix_detail("GitLab injects KUBECONFIG as a file variable; a project, group or instance CI/CD variable named KUBECONFIG, or a `variables: KUBECONFIG:` entry in .gitlab-ci.yml (even an empty one), replaces it, and `unset KUBECONFIG` in a script removes it. Remove the override.");
     }
-    let expected = expected_config_projects(&[], ci);
-    let causes = likely_causes(ci, allowed, &expected, true);
+    let expected = expected_agents(&[], ci);
+    let mut causes = likely_causes(ci, allowed, &config_projects(&expected), true);
+    if let Some(rule) = decided_rule(ci, &expected, checkout) {
+        causes.insert(0, format!("{}. {}", capitalized(&rule.summary), rule.fix));
+    }
     let (summary, backing) = match allowed {
         Some(_) => (
             "KUBECONFIG is not set: GitLab authorizes no agent for this job (the allowed-agents API lists none)",
@@ -405,6 +408,15 @@ pub fn explain_not_set(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> CheckRe
         .with_evidence_lines(allowed.map(AllowedAgents::describe_job))
         .with_evidence_lines(job_facts(ci))
         .with_fix_detail(numbered(&causes))
+}
+
+/// `the agent …` → `The agent …`.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -461,6 +473,7 @@ mod tests {
             &agents,
             &ci(),
             &AgentExpectation::Expected,
+            &[],
         );
         assert_eq!(results.len(), 1, "{results:?}");
         let r = &results[0];
@@ -499,19 +512,24 @@ mod tests {
             &[foreign.clone(), foreign],
             &ci(),
             &AgentExpectation::Expected,
+            &[],
         );
         assert_eq!(results.len(), 2, "one finding per agent: {results:?}");
         let r = &results[1];
+        // Its context names a configuration project in another top-level group: that rule.
         assert_eq!(
             (r.status, r.reason),
-            (Status::Fail, Some(Reason::AgentNotAllowed))
+            (Status::Fail, Some(Reason::OtherTopLevelGroup))
         );
         assert_eq!(r.subject, "agent:9");
         assert!(
-            r.fix
-                .as_deref()
-                .unwrap_or_default()
-                .contains("top-level group `partner`")
+            r.summary.contains("top-level group `partner`"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.fix.as_deref().unwrap_or_default().contains("`acme`"),
+            "{r:?}"
         );
         let pat = AgentIdentity {
             agent_id: 77,
@@ -525,6 +543,7 @@ mod tests {
             &[pat],
             &ci(),
             &AgentExpectation::Expected,
+            &[],
         );
         assert_eq!(
             results.len(),
@@ -572,12 +591,129 @@ mod tests {
     }
 
     #[test]
+    fn gitlab_allowed_agents_other_top_level_group_decided_by_kube_context() {
+        let mut v = vars();
+        v.insert("KUBE_CONTEXT", "platform-team/agents:prod".into());
+        let results = judge_allowed_agents(200, NONE.as_bytes(), &[], &facts(&v));
+        let r = &results[0];
+        assert_eq!(
+            (r.status, r.reason),
+            (Status::Fail, Some(Reason::OtherTopLevelGroup))
+        );
+        assert!(
+            r.summary.contains("top-level group `platform-team`"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.evidence.iter().any(
+                |e| e.contains("expected agent: platform-team/agents:prod (from KUBE_CONTEXT)")
+            ),
+            "{r:?}"
+        );
+        // The same for `config.kubeconfig not-set`: the decided rule comes first.
+        let not_set = explain_not_set(&facts(&v), None, &[]);
+        let fix = not_set.fix.unwrap_or_default();
+        assert!(
+            fix.starts_with(
+                "In order of likelihood for this job: 1. The agent `platform-team/agents:prod`"
+            ),
+            "{fix}"
+        );
+    }
+
+    /// The checkout holds the agent's configuration (this project is its configuration
+    /// project): its `environments` filter or `protected_branches_only` decide.
+    #[test]
+    fn gitlab_allowed_agents_rule_decided_by_the_checkout() {
+        let config = "ci_access:\n  projects:\n    - id: acme/web/shop\n      environments: [production]\n      protected_branches_only: true\n";
+        let mut v = vars();
+        v.insert("KUBE_CONTEXT", "acme/web/shop:prod".into());
+        let label = ".gitlab/agents/prod/config.yaml";
+        let checkout = [crate::gitlab::agent_config::judge_agent_config(
+            label,
+            config,
+            "acme/web/shop",
+            &facts(&v),
+        )];
+        let judged = |v: &std::collections::HashMap<&'static str, String>,
+                      checkout: &[CheckResult]| {
+            judge_allowed_agents_for(
+                200,
+                NONE.as_bytes(),
+                &[],
+                &facts(v),
+                &AgentExpectation::Expected,
+                checkout,
+            )
+            .remove(0)
+        };
+        let r = judged(&v, &checkout);
+        assert_eq!(r.reason, Some(Reason::EnvironmentExcludesJob), "{r:?}");
+        assert!(
+            r.evidence
+                .iter()
+                .any(|e| e.contains("decided by .gitlab/agents/prod/config.yaml")),
+            "{r:?}"
+        );
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("`environment:`"),
+            "{r:?}"
+        );
+
+        v.insert("CI_ENVIRONMENT_NAME", "production".into());
+        v.insert("CI_COMMIT_REF_PROTECTED", "false".into());
+        let checkout = [crate::gitlab::agent_config::judge_agent_config(
+            label,
+            config,
+            "acme/web/shop",
+            &facts(&v),
+        )];
+        let r = judged(&v, &checkout);
+        assert_eq!(r.reason, Some(Reason::ProtectedBranchesOnly), "{r:?}");
+        // Another agent's file says nothing about the one KUBE_CONTEXT names.
+        v.insert("KUBE_CONTEXT", "acme/web/shop:staging".into());
+        assert_eq!(judged(&v, &checkout).reason, Some(Reason::NoAgents));
+    }
+
+    /// GitLab allows agents, but not the one KUBE_CONTEXT names.
+    #[test]
+    fn gitlab_allowed_agents_kube_context_agent_not_allowed() {
+        let mut v = vars();
+        v.insert("KUBE_CONTEXT", "acme/ops/agents:prod".into());
+        let results = judge_allowed_agents(200, TWO_AGENTS.as_bytes(), &[], &facts(&v));
+        let r = results
+            .iter()
+            .find(|r| r.status == Status::Fail)
+            .unwrap_or_else(|| panic!("{results:?}"));
+        assert_eq!(r.reason, Some(Reason::KubeContextAgentNotAllowed));
+        assert_eq!(r.subject, "KUBE_CONTEXT acme/ops/agents:prod");
+        assert!(
+            r.evidence
+                .iter()
+                .any(|e| e.contains("acme/platform/agents")),
+            "{r:?}"
+        );
+        // An allowed agent of the same configuration project may be it: nothing said.
+        v.insert("KUBE_CONTEXT", "acme/platform/agents:other".into());
+        let results = judge_allowed_agents(200, TWO_AGENTS.as_bytes(), &[], &facts(&v));
+        assert!(
+            results.iter().all(|r| r.status == Status::Pass),
+            "{results:?}"
+        );
+    }
+
+    #[test]
     fn gitlab_allowed_agents_no_agents_explained_for_this_job() {
-        // No environment, unprotected ref, KUBE_CONTEXT names an agent in another top-level group.
+        // No environment, unprotected ref, an agent of this top-level group whose file is not
+        // here: only likelihoods.
         let mut v = vars();
         v.insert("CI_COMMIT_REF_PROTECTED", "false".into());
         v.insert("CI_COMMIT_REF_NAME", "feature/x".into());
-        v.insert("KUBE_CONTEXT", "platform-team/agents:prod".into());
+        v.insert("KUBE_CONTEXT", "acme/platform/agents:prod".into());
         let results = judge_allowed_agents(200, NONE.as_bytes(), &[], &facts(&v));
         let r = &results[0];
         assert_eq!((r.status, r.reason), (Status::Fail, Some(Reason::NoAgents)));
@@ -586,8 +722,8 @@ mod tests {
             fix.find(needle)
                 .unwrap_or_else(|| panic!("{needle} missing from {fix}"))
         };
-        assert!(pos("1. ") < pos("top-level group `platform-team`"));
-        assert!(pos("top-level group `platform-team`") < pos("does not list"));
+        assert!(pos("1. ") < pos("does not list"));
+        assert!(pos("does not list") < pos("no `environment:`"));
         assert!(pos("no `environment:`") < pos("protected_branches_only"));
         assert!(pos("protected_branches_only") < pos("minute or two"));
         assert!(
@@ -618,7 +754,8 @@ mod tests {
             ("gitlab-deploy", TargetKind::LegacyCertificate),
             ("gitlab", TargetKind::Gitlab),
         ]);
-        let results = judge_allowed_agents_for(200, NONE.as_bytes(), &[], &facts(&vars()), &legacy);
+        let results =
+            judge_allowed_agents_for(200, NONE.as_bytes(), &[], &facts(&vars()), &legacy, &[]);
         assert_eq!((results[0].status, results[0].reason), (Status::Pass, None));
         assert!(all_text(&results).contains("gitlab-deploy (legacy-certificate)"));
         // An agent target, or nothing but GitLab and the runner's own pod: an agent is expected.
@@ -637,7 +774,7 @@ mod tests {
     #[test]
     fn config_kubeconfig_not_set_explained() {
         let allowed = parse_allowed_agents(NONE.as_bytes()).expect("parses");
-        let r = explain_not_set(&ci(), Some(&allowed));
+        let r = explain_not_set(&ci(), Some(&allowed), &[]);
         assert_eq!(r.reason, Some(Reason::NotSet));
         assert!(
             r.summary.contains("allowed-agents API lists none"),
@@ -653,11 +790,11 @@ mod tests {
             "legacy hint for a job without environment"
         );
 
-        let inferred = explain_not_set(&ci(), None);
+        let inferred = explain_not_set(&ci(), None, &[]);
         assert!(inferred.evidence[0].contains("inferred"));
 
         let some = parse_allowed_agents(TWO_AGENTS.as_bytes()).expect("parses");
-        let overridden = explain_not_set(&ci(), Some(&some));
+        let overridden = explain_not_set(&ci(), Some(&some), &[]);
         assert!(
             overridden
                 .summary
@@ -666,7 +803,7 @@ mod tests {
             overridden.summary
         );
 
-        let outside = explain_not_set(&CiFacts::default(), None);
+        let outside = explain_not_set(&CiFacts::default(), None, &[]);
         assert_eq!(
             outside.summary,
             crate::catalogue::entry(CheckId::ConfigKubeconfig, Reason::NotSet).summary
@@ -686,7 +823,7 @@ mod tests {
             &ci(),
         ));
         results.extend(judge_allowed_agents(200, NONE.as_bytes(), &[137], &ci()));
-        results.push(explain_not_set(&ci(), None));
+        results.push(explain_not_set(&ci(), None, &[]));
         if let Err(refused) = crate::gitlab::ci::plan_allowed_agents(&{
             let mut v = vars();
             v.insert("CI_API_V4_URL", "https://evil.example.net/api/v4".into());

@@ -1,8 +1,9 @@
-//! Who the Kubernetes API server sees behind an agent, from the agent's `access_as`, and the
-//! RBAC that would let that identity do what the pipeline needs.
+//! Who the Kubernetes API server sees behind an agent, from the agent's `access_as`. (The RBAC
+//! that grants it what the pipeline needs is written by `checks::rbac`, from the identity the
+//! server itself reported.)
 
 use crate::gitlab::agent_config::AccessAs;
-use crate::gitlab::allowed::AllowedAgents;
+use crate::gitlab::allowed_answer::AllowedAgents;
 use crate::gitlab::ci::CiFacts;
 
 /// The identity requests through an agent carry.
@@ -131,124 +132,10 @@ fn ci_job_identity(ci: &CiFacts, allowed: Option<&AllowedAgents>) -> Identity {
     }
 }
 
-/// A Role and RoleBinding (ClusterRole and ClusterRoleBinding when `namespace` is empty)
-/// granting `verb` on `resource` in API group `group` (`""` = core) to the identity. For
-/// `ci_job` it binds the stable group `gitlab:project:<id>`, not the per-job user.
-pub fn rbac_fix_yaml(
-    identity: &Identity,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: &str,
-) -> String {
-    let cluster = namespace.is_empty();
-    let (role_kind, binding_kind) = if cluster {
-        ("ClusterRole", "ClusterRoleBinding")
-    } else {
-        ("Role", "RoleBinding")
-    };
-    let name = rbac_name(resource, verb);
-    let ns_line = if cluster {
-        String::new()
-    } else {
-        format!("  namespace: {}\n", q(namespace))
-    };
-    let (comments, subject) = subject_yaml(identity);
-    format!(
-        "{comments}apiVersion: rbac.authorization.k8s.io/v1\nkind: {role_kind}\nmetadata:\n  name: {name}\n{ns_line}rules:\n  - apiGroups: [{}]\n    resources: [{}]\n    verbs: [{}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {binding_kind}\nmetadata:\n  name: {name}\n{ns_line}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {role_kind}\n  name: {name}\nsubjects:\n{subject}",
-        q(group),
-        q(resource),
-        q(verb),
-    )
-}
-
-/// Comment lines and the `subjects:` entry for an identity.
-fn subject_yaml(identity: &Identity) -> (String, String) {
-    let group = |name: &str| {
-        format!(
-            "  - kind: Group\n    apiGroup: rbac.authorization.k8s.io\n    name: {}\n",
-            q(name)
-        )
-    };
-    let user = |name: &str| {
-        format!(
-            "  - kind: User\n    apiGroup: rbac.authorization.k8s.io\n    name: {}\n",
-            q(name)
-        )
-    };
-    let impersonate_note = "# The agent's own service account also needs the `impersonate` verb on users and groups.\n";
-    match identity {
-        Identity::CiJob {
-            project_id, groups, ..
-        } => {
-            let project =
-                project_id.map_or_else(|| "<CI_PROJECT_ID>".to_string(), |id| id.to_string());
-            let narrower: Vec<&String> = groups
-                .iter()
-                .filter(|g| g.starts_with("gitlab:project_env"))
-                .collect();
-            let mut comments = format!(
-                "# Binds every CI job of project {project} (group gitlab:project:{project}); the user gitlab:ci_job:<id> changes with every job.\n"
-            );
-            if !narrower.is_empty() {
-                let list: Vec<&str> = narrower.iter().map(|s| s.as_str()).collect();
-                comments.push_str(&format!(
-                    "# To allow only this environment, bind instead: {}\n",
-                    list.join(" or ")
-                ));
-            }
-            comments.push_str(impersonate_note);
-            (comments, group(&format!("gitlab:project:{project}")))
-        }
-        Identity::Impersonate { username, .. } => (impersonate_note.to_string(), user(username)),
-        Identity::AgentServiceAccount { agent_name } => {
-            let release = agent_name.as_deref().unwrap_or("<agent name>");
-            let comments = format!(
-                "# The agent acts as its own service account. Find it with:\n#   kubectl get deploy -A -l app.kubernetes.io/name=gitlab-agent -o custom-columns=NS:.metadata.namespace,SA:.spec.template.spec.serviceAccountName\n# (a default Helm install of agent {release} uses namespace gitlab-agent-{release}).\n"
-            );
-            let subject = "  - kind: ServiceAccount\n    name: AGENT_SERVICE_ACCOUNT\n    namespace: AGENT_NAMESPACE\n".to_string();
-            (comments, subject)
-        }
-        Identity::Unsupported { key } => (
-            format!(
-                "# `access_as: {key}` is not implemented by the agent server: use agent, ci_job or impersonate.\n"
-            ),
-            String::new(),
-        ),
-    }
-}
-
-/// A DNS-1123 name for the Role: `gitlab-ci-<verb>-<resource>`.
-fn rbac_name(resource: &str, verb: &str) -> String {
-    let raw = format!("gitlab-ci-{verb}-{resource}").to_ascii_lowercase();
-    let cleaned: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    cleaned
-        .trim_matches('-')
-        .chars()
-        .take(63)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
-}
-
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-fn q(value: &str) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "\"\"".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gitlab::allowed::parse_allowed_agents;
+    use crate::gitlab::allowed_answer::parse_allowed_agents;
     use crate::gitlab::ci::tests::{ci, facts, vars};
 
     /// The documented example: group1 (23) / group1-1 (25) / project1 (150), env prod/production.
@@ -316,48 +203,5 @@ mod tests {
             predict_identity(Some(&imp), &ci(), None, None).describe(),
             "user deployer, groups ops"
         );
-    }
-
-    #[test]
-    fn rbac_fix_binds_the_stable_project_group() {
-        let allowed = parse_allowed_agents(ALLOWED.as_bytes()).expect("parses");
-        let identity = predict_identity(Some(&AccessAs::CiJob), &ci(), Some(&allowed), None);
-        let yaml = rbac_fix_yaml(&identity, "create", "apps", "deployments", "prod");
-        assert!(yaml.contains("kind: Role\n"), "{yaml}");
-        assert!(yaml.contains("name: \"gitlab:project:150\""), "{yaml}");
-        assert!(!yaml.contains("name: \"gitlab:ci_job:3\""), "{yaml}");
-        assert!(
-            yaml.contains("apiGroups: [\"apps\"]") && yaml.contains("namespace: \"prod\""),
-            "{yaml}"
-        );
-        // It is YAML: two documents, the binding naming the role.
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("valid YAML");
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1]["roleRef"]["name"], docs[0]["metadata"]["name"]);
-        assert_eq!(docs[1]["subjects"][0]["kind"], "Group");
-
-        let cluster = rbac_fix_yaml(
-            &Identity::Impersonate {
-                username: "deployer".into(),
-                groups: vec![],
-            },
-            "list",
-            "",
-            "nodes",
-            "",
-        );
-        assert!(
-            cluster.contains("kind: ClusterRole\n")
-                && cluster.contains("kind: ClusterRoleBinding\n")
-        );
-        assert!(cluster.contains("kind: User") && cluster.contains("apiGroups: [\"\"]"));
-        let sa = rbac_fix_yaml(
-            &Identity::AgentServiceAccount { agent_name: None },
-            "get",
-            "",
-            "pods",
-            "prod",
-        );
-        assert!(sa.contains("kind: ServiceAccount") && sa.contains("kubectl get deploy -A"));
     }
 }

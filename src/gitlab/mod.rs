@@ -16,6 +16,7 @@
 mod agent;
 mod agent_config;
 mod allowed;
+mod allowed_answer;
 mod ci;
 mod identity;
 mod kas;
@@ -32,10 +33,10 @@ pub use agent_config::check_agent_configs;
 pub use allowed::{
     AgentExpectation, explain_not_set, judge_allowed_agents, judge_allowed_agents_for,
 };
+pub(crate) use ci::JOB_SUBJECT;
 pub use ci::{
     CiFacts, JobToken, Request, allowed_agents_request, gitlab_server_target, plan_allowed_agents,
 };
-pub use identity::{Identity, rbac_fix_yaml};
 pub use kas::{
     AUTHENTICATED_PROBE_TIMEOUT, KAS_SUBJECT, classify_kas_anonymous, classify_kas_authenticated,
     classify_kas_no_response, explain_short_agent_wait,

@@ -162,7 +162,7 @@ mod tests {
                 std::time::Duration::ZERO,
             );
             let _ = crate::gitlab::agent_config::parse_agent_config(&text);
-            let _ = crate::gitlab::allowed::parse_allowed_agents(sample);
+            let _ = crate::gitlab::allowed_answer::parse_allowed_agents(sample);
             let _ = crate::gitlab::agent::parse_agent_context(&text);
             let _ = crate::gitlab::agent::is_agent_server_url(&text);
         }

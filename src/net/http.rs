@@ -530,8 +530,8 @@ impl HttpConnection {
 
     /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
     /// a bearer [`Secret`], so no cluster credential can travel this way; refused unless TLS
-    /// verified.
-    pub async fn send_with(
+    /// verified. Only [`GitlabConnection`] calls it with a token.
+    async fn send_with(
         &self,
         method: &str,
         path: &str,
@@ -579,6 +579,40 @@ impl HttpConnection {
             Err(_) => Err(HttpFailure::Stalled),
             Ok(result) => result,
         }
+    }
+}
+
+/// The GitLab server's connection, verified: the one type whose requests carry the job token.
+/// The engine makes it only for the `gitlab` target (`CI_SERVER_URL`), whose allowed-agents
+/// URL the planner checked to be on that same server.
+pub struct GitlabConnection<'a> {
+    conn: &'a HttpConnection,
+}
+
+impl<'a> GitlabConnection<'a> {
+    /// `conn` as the GitLab server's; refused (the failure says why) unless its TLS verified.
+    pub fn verified(conn: &'a HttpConnection) -> Result<Self, HttpFailure> {
+        match conn.verified {
+            true => Ok(GitlabConnection { conn }),
+            false => Err(HttpFailure::Failed(
+                "refusing to send a secret header over a connection whose TLS did not verify"
+                    .into(),
+            )),
+        }
+    }
+
+    /// `GET path` with `header: <job token>`, and no cluster credential.
+    pub async fn get_with_job_token(
+        &self,
+        path: &str,
+        header: &str,
+        token: &JobToken,
+        timeout: Duration,
+    ) -> Result<Response, HttpFailure> {
+        let headers = [(header, token)];
+        self.conn
+            .send_with("GET", path, None, false, &headers, timeout)
+            .await
     }
 }
 
@@ -712,5 +746,34 @@ mod tests {
         let token = Secret::new("bad\ntoken");
         let e = head(true).build(None, Some(&token), &[]).unwrap_err();
         assert!(!e.to_string().contains("bad"), "{e}");
+    }
+
+    /// A connection whose TLS did not verify never becomes the GitLab connection, so the job
+    /// token has no way onto it: nothing reaches the server side.
+    #[tokio::test]
+    async fn only_a_verified_connection_takes_the_job_token() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let endpoint = Endpoint {
+            scheme: "https",
+            authority: "gitlab.example.test:443",
+            base_path: "",
+        };
+        let conn = HttpConnection::anonymous(client, false, endpoint)
+            .await
+            .expect("an HTTP/1.1 client over the pipe");
+        let refused = GitlabConnection::verified(&conn).err();
+        assert!(
+            refused.is_some_and(|e| e.to_string().contains("did not verify")),
+            "an unverified connection is refused"
+        );
+        drop(conn);
+        let mut wire = Vec::new();
+        // Bounded: the pipe ends when the client's connection task drops it.
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut wire),
+        )
+        .await;
+        assert!(matches!(read, Ok(Ok(0))), "sent: {wire:?}");
     }
 }

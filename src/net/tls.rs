@@ -566,11 +566,22 @@ impl VerifiedTls {
     }
 }
 
+/// The verified connection, from this stream's own certificate chain judged against
+/// `settings`: a verification of some other chain can never seal it. The stream comes back when
+/// its server did not verify (it may then carry only anonymous requests).
 pub fn seal(
     stream: TlsStream<TcpStream>,
-    verification: &Verification,
+    settings: &TlsSettings,
+    now: SystemTime,
 ) -> Result<VerifiedTls, Box<TlsStream<TcpStream>>> {
-    if verification.passed() {
+    let (_, conn) = stream.get_ref();
+    let chain: Vec<CertificateDer<'static>> = conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    if verify(&chain, settings, now).passed() {
         Ok(VerifiedTls { stream })
     } else {
         Err(Box::new(stream))
@@ -631,5 +642,66 @@ mod tests {
             AlertDescription::CertificateRequired,
         )));
         assert_eq!(failure, HandshakeFailure::ClientCertRequired);
+    }
+
+    /// A loopback TLS server presenting `class`'s chain for one handshake; its address.
+    async fn serve_once(
+        pki: &crate::demo::pki::Pki,
+        class: crate::demo::pki::TlsClass,
+    ) -> std::net::SocketAddr {
+        let identity = pki
+            .server_identity(class, crate::demo::pki::DEFAULT_SANS)
+            .expect("server identity");
+        let config = identity
+            .server_config(&crate::demo::pki::ClientAuth::None)
+            .expect("server config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await {
+                let accepted = tokio_rustls::TlsAcceptor::from(config).accept(stream).await;
+                // Held open until the client is done with it.
+                if let Ok(mut tls) = accepted {
+                    let mut buf = [0u8; 1];
+                    let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await;
+                }
+            }
+        });
+        addr
+    }
+
+    async fn stream_from(addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.expect("connect loopback");
+        let hs = handshake(tcp, "localhost", None, None, Duration::from_secs(10)).await;
+        hs.outcome.expect("handshake")
+    }
+
+    /// `seal` judges the chain of the stream it is given: the rogue server's stream stays
+    /// unverified even though a connection to the good server, with the same settings, verified
+    /// a moment before (the old `seal(stream, &Verification)` took any verification).
+    #[tokio::test]
+    async fn seal_judges_the_streams_own_chain() {
+        use crate::demo::pki::{Pki, TlsClass};
+        let pki = Pki::generate().expect("pki");
+        let settings = TlsSettings {
+            ca_certs: vec![pki.root_ca_der()],
+            ca_source: Some("test CA".into()),
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "localhost".into(),
+        };
+        let now = SystemTime::now();
+        let good = stream_from(serve_once(&pki, TlsClass::Good).await).await;
+        let rogue = stream_from(serve_once(&pki, TlsClass::UnknownAuthority).await).await;
+        assert!(
+            seal(good, &settings, now).is_ok(),
+            "the good server verifies"
+        );
+        assert!(
+            seal(rogue, &settings, now).is_err(),
+            "the rogue server's stream is not sealed"
+        );
     }
 }

@@ -81,13 +81,24 @@ pub struct TlsSettings {
     pub server_name: String,
 }
 
+/// What a target authenticates with, by kind (behind [`Credentials`]' accessors, so a token and a
+/// certificate are set and read one way).
+#[derive(Debug, Default)]
+enum Credential {
+    #[default]
+    None,
+    Token(Secret),
+    Certificate(ClientIdentity),
+    /// Both: kubectl presents the certificate and sends the token.
+    TokenAndCertificate(Secret, ClientIdentity),
+}
+
 /// Credentials, kept wrapped until a request header is built over verified TLS.
 #[derive(Debug, Default)]
 pub struct Credentials {
-    pub bearer: Option<Secret>,
-    pub client_identity: Option<ClientIdentity>,
-    /// `false` when config.credentials found them unusable: then nothing is sent.
-    pub usable: bool,
+    credential: Credential,
+    /// config.credentials found them unusable: then nothing is sent (ask [`Credentials::sendable`]).
+    withheld: bool,
     /// The credential plugin's command when the token came from one (`aws`,
     /// `gke-gcloud-auth-plugin`, `kubelogin`…): a 401 then means the cloud identity is not
     /// mapped, and the fix is the provider's.
@@ -95,26 +106,73 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// config.credentials found them unusable: none of them is ever sent.
+    pub fn withhold(&mut self) {
+        self.withheld = true;
+    }
+
+    /// The one answer to "may these be sent?" (over verified TLS, the connection's rule): the
+    /// credentials, unless config.credentials withheld them.
+    pub fn sendable(&self) -> Option<&Credentials> {
+        (!self.withheld).then_some(self)
+    }
+
+    pub fn bearer(&self) -> Option<&Secret> {
+        match &self.credential {
+            Credential::Token(t) | Credential::TokenAndCertificate(t, _) => Some(t),
+            Credential::None | Credential::Certificate(_) => None,
+        }
+    }
+
+    pub fn client_identity(&self) -> Option<&ClientIdentity> {
+        match &self.credential {
+            Credential::Certificate(c) | Credential::TokenAndCertificate(_, c) => Some(c),
+            Credential::None | Credential::Token(_) => None,
+        }
+    }
+
+    /// The target's token (the one it had, if any, gives way).
+    pub fn set_token(&mut self, token: Secret) {
+        self.credential = match std::mem::take(&mut self.credential) {
+            Credential::None | Credential::Token(_) => Credential::Token(token),
+            Credential::Certificate(c) | Credential::TokenAndCertificate(_, c) => {
+                Credential::TokenAndCertificate(token, c)
+            }
+        };
+    }
+
+    /// The target's client certificate (the one it had, if any, gives way).
+    pub fn set_certificate(&mut self, identity: ClientIdentity) {
+        self.credential = match std::mem::take(&mut self.credential) {
+            Credential::None | Credential::Certificate(_) => Credential::Certificate(identity),
+            Credential::Token(t) | Credential::TokenAndCertificate(t, _) => {
+                Credential::TokenAndCertificate(t, identity)
+            }
+        };
+    }
+
     /// What the target presents, for evidence (never the secret itself).
     pub fn describe(&self) -> String {
-        match (&self.client_identity, &self.bearer) {
-            (Some(id), _) => format!("client certificate {}", id.subject),
-            (None, Some(_)) => "bearer token".into(),
-            (None, None) => "none".into(),
+        match &self.credential {
+            Credential::Certificate(id) | Credential::TokenAndCertificate(_, id) => {
+                format!("client certificate {}", id.subject)
+            }
+            Credential::Token(_) => "bearer token".into(),
+            Credential::None => "none".into(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.client_identity.is_none() && self.bearer.is_none()
+        matches!(self.credential, Credential::None)
     }
 
     /// What the user has besides a credential plugin, named for evidence: with one of these
     /// client-go never runs the plugin.
     pub fn static_credential(&self) -> Option<&'static str> {
-        match (&self.bearer, &self.client_identity) {
-            (Some(_), _) => Some("bearer token"),
-            (None, Some(_)) => Some("client certificate"),
-            (None, None) => None,
+        match &self.credential {
+            Credential::Token(_) | Credential::TokenAndCertificate(..) => Some("bearer token"),
+            Credential::Certificate(_) => Some("client certificate"),
+            Credential::None => None,
         }
     }
 }

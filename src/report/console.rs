@@ -32,6 +32,7 @@ use std::io::{self, Write};
 
 use super::{ReportError, ReportFormat, clean_text};
 use crate::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
+use crate::verdict::Counts;
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -253,7 +254,7 @@ impl Console<'_> {
 
     /// One line for the run's global checks when they did not all pass, then one per target.
     fn overview(&mut self, report: &RunReport) -> io::Result<()> {
-        let global = checks_verdict(&report.checks);
+        let global = crate::verdict::verdict(&report.checks);
         if global != Verdict::Pass {
             let cause = first_problem(&report.checks)
                 .map(cause_text)
@@ -287,7 +288,7 @@ impl Console<'_> {
     }
 
     fn global_section(&mut self, checks: &[CheckResult]) -> io::Result<()> {
-        let verdict = checks_verdict(checks);
+        let verdict = crate::verdict::verdict(checks);
         let header = self.header(verdict, "run checks", checks);
         self.section(GLOBAL_SECTION, verdict == Verdict::Pass, &header, checks)
     }
@@ -310,7 +311,7 @@ impl Console<'_> {
             "{}{}: {}",
             styles.verdict(verdict).paint(&word),
             styles.name.paint(title),
-            check_counts(checks)
+            check_counts(&Counts::of(checks))
         )
     }
 
@@ -440,11 +441,6 @@ impl Console<'_> {
 
     fn totals(&mut self, report: &RunReport) -> io::Result<()> {
         let styles = &self.options.styles;
-        let all_checks: Vec<&CheckResult> = report
-            .checks
-            .iter()
-            .chain(report.targets.iter().flat_map(|t| &t.checks))
-            .collect();
         let verdict = verdict_word(report.verdict);
         writeln!(
             self.out,
@@ -453,8 +449,8 @@ impl Console<'_> {
                 .name
                 .paint(&format!("kube-reach {}", report.tool_version)),
             styles.verdict(report.verdict).paint(verdict),
-            target_counts(&report.targets),
-            check_counts(all_checks.iter().copied()),
+            target_counts(report.targets.len(), &report.target_counts()),
+            check_counts(&Counts::of(report.all_checks())),
             report.duration.as_secs_f64(),
         )
     }
@@ -533,62 +529,30 @@ fn cause_text(check: &CheckResult) -> String {
     )
 }
 
-/// The verdict a list of checks earns on its own: `fail` on any fail or error, `warn` on any warn.
-fn checks_verdict(checks: &[CheckResult]) -> Verdict {
-    if checks.iter().any(|c| c.status.is_failure()) {
-        Verdict::Fail
-    } else if checks.iter().any(|c| c.status == Status::Warn) {
-        Verdict::Warn
-    } else {
-        Verdict::Pass
-    }
-}
-
 /// `8 checks: 4 pass, 1 warn, 1 fail, 2 skip` (zero counts left out).
-fn check_counts<'a>(checks: impl IntoIterator<Item = &'a CheckResult>) -> String {
-    let statuses: Vec<Status> = checks.into_iter().map(|c| c.status).collect();
-    let order = [
-        Status::Pass,
-        Status::Warn,
-        Status::Fail,
-        Status::Error,
-        Status::Skip,
-    ];
-    let parts: Vec<String> = order
-        .iter()
-        .map(|s| (s, statuses.iter().filter(|x| *x == s).count()))
-        .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| format!("{n} {}", s.as_str()))
-        .collect();
-    let noun = if statuses.len() == 1 {
-        "check"
-    } else {
-        "checks"
-    };
-    if parts.is_empty() {
-        format!("{} {noun}", statuses.len())
-    } else {
-        format!("{} {noun}: {}", statuses.len(), parts.join(", "))
-    }
+fn check_counts(counts: &Counts) -> String {
+    let parts = counts.by_status.map(|(s, n)| (s.as_str(), n));
+    counted(counts.total, ("check", "checks"), &parts)
 }
 
 /// `2 targets: 1 fail, 1 warn` (zero counts left out).
-fn target_counts(targets: &[TargetReport]) -> String {
-    let parts: Vec<String> = [Verdict::Fail, Verdict::Warn, Verdict::Pass]
+fn target_counts(total: usize, counts: &[(Verdict, usize)]) -> String {
+    let parts: Vec<(&str, usize)> = counts.iter().map(|(v, n)| (v.as_str(), *n)).collect();
+    counted(total, ("target", "targets"), &parts)
+}
+
+/// `N nouns: a x, b y` with the zero counts left out (`N nouns` when all are zero).
+fn counted(total: usize, (one, many): (&str, &str), parts: &[(&str, usize)]) -> String {
+    let noun = if total == 1 { one } else { many };
+    let parts: Vec<String> = parts
         .iter()
-        .map(|v| (v, targets.iter().filter(|t| t.verdict == *v).count()))
         .filter(|(_, n)| *n > 0)
-        .map(|(v, n)| format!("{n} {}", v.as_str()))
+        .map(|(name, n)| format!("{n} {name}"))
         .collect();
-    let noun = if targets.len() == 1 {
-        "target"
-    } else {
-        "targets"
-    };
     if parts.is_empty() {
-        format!("{} {noun}", targets.len())
+        format!("{total} {noun}")
     } else {
-        format!("{} {noun}: {}", targets.len(), parts.join(", "))
+        format!("{total} {noun}: {}", parts.join(", "))
     }
 }
 

@@ -121,7 +121,11 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
 fn not_set(env: &Env) -> CheckResult {
     if env.in_gitlab_ci() {
         let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-        return crate::gitlab::explain_not_set(&ci, None);
+        let checkout = match ci.project_dir.as_deref() {
+            Some(dir) => crate::gitlab::check_agent_configs(dir, &ci),
+            None => Vec::new(),
+        };
+        return crate::gitlab::explain_not_set(&ci, None, &checkout);
     }
     CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet).with_evidence(
         "KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod",

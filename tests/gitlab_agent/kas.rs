@@ -75,11 +75,31 @@ impl Kas {
         agent_id: i64,
         job_token: &str,
     ) -> Kas {
+        Kas::start_before(
+            rt,
+            mode,
+            tls,
+            agent_id,
+            job_token,
+            ApiServerOptions::default(),
+        )
+    }
+
+    /// The same in front of a cluster with `cluster` options (in `Healthy` mode): who the
+    /// agent's requests arrive as (`access_as: ci_job` is the job's identity), what RBAC allows.
+    pub fn start_before(
+        rt: &Runtime,
+        mode: KasMode,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        agent_id: i64,
+        job_token: &str,
+        cluster: ApiServerOptions,
+    ) -> Kas {
         let cluster = (mode == KasMode::Healthy).then(|| {
             rt.block_on(apiserver::start(
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 Transport::PlainHttp,
-                ApiServerOptions::default(),
+                cluster,
             ))
             .expect("the cluster behind the agent")
         });

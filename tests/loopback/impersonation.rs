@@ -43,6 +43,18 @@ async fn rbac_can_i_impersonation_denied() {
         fix.contains("impersonate") && fix.contains("access_as"),
         "{fix}"
     );
+    // The ClusterRole and binding for the service account the 403 names, as kubectl reads it.
+    let yaml = yaml_of(&fix);
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "clusterrole.rbac.authorization.k8s.io/gitlab-agent-impersonate\nclusterrolebinding.rbac.authorization.k8s.io/gitlab-agent-impersonate\n"
+        );
+    }
+    assert!(
+        yaml.contains("name: gitlab-agent\n  namespace: gitlab-agent"),
+        "{yaml}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,4 +86,169 @@ async fn rbac_can_i_denied_for_a_ci_job_identity_binds_the_project_group() {
         "the binding goes to every job of the project, not to one job: {fix}"
     );
     assert!(!fix.contains("gitlab:ci_job:42"), "{fix}");
+}
+
+/// The fake API server's answer for a token that is `username` in `groups` with no rules: every
+/// access review is denied, so `rbac.can-i` carries the Role and RoleBinding. Returns that fix.
+async fn denied_fix_for(username: &str, groups: &[&str]) -> String {
+    let user = kube_reach::demo::User {
+        username: username.into(),
+        uid: String::new(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        rules: Vec::new(),
+    };
+    let options = ApiServerOptions {
+        tokens: vec![("user-token".into(), user)],
+        ..ApiServerOptions::default()
+    };
+    let (report, _) = run_on_good_server(options, Some("user-token"), true, &[]).await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::RbacCanI, Reason::Denied);
+    result_of(t, CheckId::RbacCanI)
+        .fix
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The YAML of a fix: everything after its first line (`Grant it with … :`).
+fn yaml_of(fix: &str) -> &str {
+    fix.split_once(":\n")
+        .map(|(_, yaml)| yaml)
+        .unwrap_or_else(|| panic!("no YAML in the fix: {fix}"))
+}
+
+/// The two documents parse as YAML, as a typed Role and RoleBinding (k8s-openapi checks
+/// `apiVersion` and `kind`), and the real kubectl decodes them; returns the binding's subjects.
+fn assert_kubernetes_accepts(yaml: &str) -> Vec<k8s_openapi::api::rbac::v1::Subject> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("not YAML ({e}):\n{yaml}"));
+    assert_eq!(docs.len(), 2, "{yaml}");
+    let role: Role = serde_json::from_value(docs[0].clone())
+        .unwrap_or_else(|e| panic!("not a Role ({e}):\n{yaml}"));
+    let binding: RoleBinding = serde_json::from_value(docs[1].clone())
+        .unwrap_or_else(|e| panic!("not a RoleBinding ({e}):\n{yaml}"));
+    assert_eq!(
+        binding.role_ref.name,
+        role.metadata.name.unwrap_or_default()
+    );
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "role.rbac.authorization.k8s.io/kube-reach-deployer\nrolebinding.rbac.authorization.k8s.io/kube-reach-deployer\n"
+        );
+    }
+    binding.subjects.unwrap_or_default()
+}
+
+/// `kubectl annotate --local -f FILE -o name`: kubectl's own YAML decoding of every document,
+/// offline (a client-side `create --dry-run` needs the server's discovery, `apply
+/// --validate=false` too): the names it read, or `Err` with its complaint. `None` (said on
+/// stderr) without kubectl on the machine; the serde checks still run.
+fn kubectl_decodes(yaml: &str) -> Result<Option<String>, String> {
+    let kubectl = std::path::Path::new("/usr/bin/kubectl");
+    if !kubectl.exists() {
+        eprintln!("kubectl decoding SKIPPED: /usr/bin/kubectl is missing");
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fix.yaml");
+    std::fs::write(&file, yaml).expect("fix.yaml");
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .expect("kubeconfig");
+    let mut cmd = std::process::Command::new(kubectl);
+    cmd.args(["annotate", "--local", "-o", "name", "-f"])
+        .arg(&file)
+        .arg("kube-reach/checked=true")
+        .env_clear()
+        .env("KUBECONFIG", &config)
+        .env("HOME", dir.path());
+    let (code, out, err) = crate::child::run_bounded(cmd, std::time::Duration::from_secs(30));
+    match code {
+        Some(0) => Ok(Some(out)),
+        _ => Err(err),
+    }
+}
+
+/// The check above can fail: kubectl refuses what the old hand-written YAML made of a name
+/// with a quote in it.
+#[test]
+fn kubectl_refuses_a_binding_whose_name_broke_the_yaml() {
+    if !std::path::Path::new("/usr/bin/kubectl").exists() {
+        return eprintln!("SKIPPED: /usr/bin/kubectl is missing");
+    }
+    let broken = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: x\n  namespace: ci\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: x\nsubjects:\n  - kind: User\n    name: \"ci \"deployer\": #1\"\n    apiGroup: rbac.authorization.k8s.io";
+    assert!(kubectl_decodes(broken).is_err());
+}
+
+/// A user name with YAML's own characters (`"`, `: `, ` #`) comes back exactly from the
+/// printed YAML (the old generator wrote it between quotes unescaped: invalid YAML).
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_fix_yaml_quotes_a_hostile_user_name() {
+    let name = "ci \"deployer\": #1 - [x]";
+    let fix = denied_fix_for(name, &["system:authenticated"]).await;
+    let subjects = assert_kubernetes_accepts(yaml_of(&fix));
+    assert_eq!(subjects.len(), 1, "{fix}");
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("User", name)
+    );
+}
+
+/// Behind `access_as: ci_job` the printed binding goes to `gitlab:project:<id>` and kubectl
+/// takes it as it is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_fix_yaml_for_a_ci_job_is_accepted_by_kubectl() {
+    let fix = denied_fix_for(
+        "gitlab:ci_job:42",
+        &[
+            "gitlab:ci_job",
+            "gitlab:project:7",
+            "gitlab:project_env:7:prod",
+            "system:authenticated",
+        ],
+    )
+    .await;
+    let subjects = assert_kubernetes_accepts(yaml_of(&fix));
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("Group", "gitlab:project:7"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("gitlab:project_env:7:prod"),
+        "the narrower group is named: {fix}"
+    );
+}
+
+/// An EKS IAM role arrives as `arn:aws:sts::<account>:assumed-role/<role>/<session>`: a binding
+/// to that user would hold for one session only. The fix binds a group, says how to map the
+/// role to it, and never names the per-session user as the subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_fix_for_an_eks_assumed_role_binds_a_group_not_the_session() {
+    let session = "arn:aws:sts::111122223333:assumed-role/GitLabDeployer/gitlab-ci-4242";
+    let fix = denied_fix_for(session, &["system:authenticated"]).await;
+    let subjects = assert_kubernetes_accepts(yaml_of(&fix));
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("Group", "GitLabDeployer-deployers"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("--principal-arn arn:aws:iam::111122223333:role/GitLabDeployer")
+            && fix.contains("--kubernetes-groups GitLabDeployer-deployers"),
+        "{fix}"
+    );
+    // A role already mapped to a group (access entry `kubernetes-groups`): that group.
+    let fix = denied_fix_for(session, &["deployers", "system:authenticated"]).await;
+    let subjects = assert_kubernetes_accepts(yaml_of(&fix));
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("Group", "deployers"),
+        "{fix}"
+    );
 }

@@ -265,7 +265,7 @@ async fn rbac_denied_fix_binds_the_pods_service_account() {
         .find_map(|c| c.fix.clone().filter(|f| f.contains("RoleBinding")))
         .expect("a RoleBinding fix");
     assert!(
-        fix.contains("kind: ServiceAccount\n    name: runner\n    namespace: gitlab"),
+        fix.contains("kind: ServiceAccount\n  name: runner\n  namespace: gitlab"),
         "{fix}"
     );
 }
@@ -491,7 +491,7 @@ async fn before_1_28_the_denied_fix_still_binds_the_tokens_service_account() {
         .find_map(|c| c.fix.clone().filter(|f| f.contains("RoleBinding")))
         .unwrap_or_else(|| panic!("a RoleBinding fix: {:#?}", t.checks));
     assert!(
-        fix.contains("kind: ServiceAccount\n    name: runner\n    namespace: gitlab"),
+        fix.contains("kind: ServiceAccount\n  name: runner\n  namespace: gitlab"),
         "{fix}"
     );
 }

@@ -16,7 +16,6 @@ use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, RootCause, Status, TargetReport};
 use crate::net::http::{HttpFailure, Response};
 use crate::secret::{QUOTE_CHARS, quote};
-use crate::verdict;
 
 /// The paths the in-cluster target asks for (namespace and pod filled in by [`ClusterView::paths`]).
 pub const KUBERNETES_SERVICE_PATH: &str = "/api/v1/namespaces/default/services/kubernetes";
@@ -461,9 +460,7 @@ fn push(t: &mut TargetReport, results: Vec<CheckResult>) {
                 .iter()
                 .any(|r| r.id == c.id && r.subject == c.subject)
     });
-    t.checks.extend(results);
-    t.verdict = verdict::verdict(&t.checks);
-    t.root_cause = verdict::root_cause(&t.checks);
+    t.add(results);
 }
 
 #[cfg(test)]
@@ -473,14 +470,7 @@ mod tests {
     use serde_json::json;
 
     fn report(name: &str, kind: TargetKind, checks: Vec<CheckResult>) -> TargetReport {
-        TargetReport {
-            name: name.into(),
-            kind,
-            server: String::new(),
-            verdict: verdict::verdict(&checks),
-            root_cause: verdict::root_cause(&checks),
-            checks,
-        }
+        TargetReport::new(name, kind, "", checks)
     }
 
     fn view(policies: serde_json::Value) -> ClusterView {

@@ -4,6 +4,8 @@
 use super::*;
 use crate::catalogue::Reason;
 use crate::model::Status;
+use crate::model::TargetKind;
+use crate::plan::Route;
 use crate::plan::{Credentials, Endpoint, Host, ProxyEndpoint, Scheme};
 
 const KINDS: [TargetKind; 5] = [
@@ -235,4 +237,42 @@ fn a_server_that_is_not_ready_blocks_nothing() {
         .find(|r| r.id == CheckId::AuthWhoami)
         .expect("whoami row");
     assert_eq!(whoami.blocked_by.as_deref(), Some("config.credentials t"));
+}
+
+/// Each kind's rows, pinned: the pipeline declares them, and the report has exactly these.
+#[test]
+fn each_kinds_rows_are_its_pipeline() {
+    let connection = "dns.resolve tcp.connect tls.handshake tls.trust tls.hostname tls.validity";
+    let kubernetes = "http.version http.health auth.whoami rbac.can-i rbac.can-i";
+    for (kind, server) in [
+        (TargetKind::Direct, kubernetes.to_string()),
+        (TargetKind::LegacyCertificate, kubernetes.to_string()),
+        (TargetKind::GitlabAgent, format!("gitlab.kas {kubernetes}")),
+        (TargetKind::InCluster, format!("{kubernetes} netpol.egress")),
+        (
+            TargetKind::Gitlab,
+            "gitlab.server gitlab.allowed-agents".to_string(),
+        ),
+    ] {
+        let ids: Vec<&str> = rows_of(kind).iter().map(|id| id.as_str()).collect();
+        assert_eq!(ids.join(" "), format!("{connection} {server}"), "{kind:?}");
+    }
+    // A proxied route has the proxy's rows in place of tcp.connect; http:// has no certificate.
+    let proxied = rows(&target(TargetKind::Direct, proxy()), &requirements());
+    let ids: Vec<&str> = proxied.iter().take(4).map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "dns.resolve",
+            "proxy.connect",
+            "proxy.tunnel",
+            "tls.handshake"
+        ]
+    );
+    let mut plain = target(TargetKind::Direct, Route::Direct);
+    if let Some(e) = plain.endpoint.as_mut() {
+        e.scheme = Scheme::Http;
+    }
+    let ids: Vec<CheckId> = rows(&plain, &requirements()).iter().map(|r| r.id).collect();
+    assert!(!ids.contains(&CheckId::TlsTrust) && ids.contains(&CheckId::TlsHandshake));
 }
