@@ -213,6 +213,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigServer,
+        R::PlainHttp,
+        W,
+        "the server URL is http://, and the kubeconfig has no credentials to lose over it",
+        "Nothing to do if a local authenticating proxy listens there (`kubectl proxy`, a sidecar); otherwise use the API server's https:// URL and give the kubeconfig user credentials.",
+        "client-go drops credentials on plain http, but this user has none: every request goes as whoever the listener there authenticates as, and travels unencrypted.",
+    ),
+    row(
+        C::ConfigServer,
         R::Loopback,
         W,
         "the server is a loopback address: only reachable from the machine itself",
@@ -1323,6 +1331,14 @@ pub const CATALOGUE: &[Entry] = &[
         "a client tool did not answer `version` in time",
         "Run the tool's `version` command in the job image by hand: a tool that hangs without a server (a wrapper script waiting for input, a network lookup) will hang the deploy step too.",
         "kube-reach asks each tool its version with stdin closed and kills it at `--timeout`; a healthy kubectl or helm answers at once.",
+    ),
+    row(
+        C::RunnerTools,
+        R::ToolCannotRun,
+        W,
+        "a client tool on PATH could not be started",
+        "Check the tool in the job image (the evidence says why it did not start): the execute bit, a binary for another CPU or libc (an Alpine image with a glibc build), a script whose interpreter is missing.",
+        "The deploy step runs the same file; a kubectl or helm that cannot start here will not start there either.",
     ),
     // ---- any check
     any(

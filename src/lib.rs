@@ -10,7 +10,9 @@
 //!
 //! Everything speaks the words of `vocab` (check ids with their layer, reasons, layers,
 //! statuses, kinds), a leaf the catalogue and the model build on. The modules the binary and
-//! the integration tests use are `pub`; the rest are crate-private.
+//! the integration tests use are `pub`; the rest are crate-private. `in_process` is the one
+//! entry the integration tests run a whole diagnosis through without a process (flags and an
+//! `Env` in, the texts of the job log, JSON and JUnit out).
 
 pub mod catalogue;
 pub(crate) mod checks;
@@ -25,6 +27,7 @@ pub mod gitlab;
 pub mod guard;
 #[cfg(test)]
 mod house;
+pub mod in_process;
 pub mod model;
 pub mod net;
 pub mod plan;

@@ -155,9 +155,10 @@ fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env) -> ExitCode
         console: ConsoleStream::Stdout,
         junit: output.junit.clone(),
         json: output.json.as_deref().map(JsonDestination::from_arg),
-        junit_options: JunitOptions {
-            warnings_fail: output.fail_on == FailOn::Warn,
-        },
+        junit_options: JunitOptions::for_file(
+            output.fail_on == FailOn::Warn,
+            output.junit.as_deref(),
+        ),
     };
     let var = |name: &str| env.var(name).map(str::to_string);
     let is_terminal = match sinks.console_stream() {

@@ -119,6 +119,7 @@ string_enum! {
         ClusterNotFound = "cluster-not-found",
         InvalidUrl = "invalid-url",
         InsecureScheme = "insecure-scheme",
+        PlainHttp = "plain-http",
         Loopback = "loopback",
         LinkLocal = "link-local",
         PrivateAddress = "private-address",
@@ -246,6 +247,7 @@ string_enum! {
         Skew = "skew",
         KnownBadVersion = "known-bad-version",
         VersionSkew = "version-skew",
+        ToolCannotRun = "tool-cannot-run",
         // the engine's own
         Blocked = "blocked",
         NotApplicable = "not-applicable",

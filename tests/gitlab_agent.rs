@@ -19,14 +19,20 @@ mod gitlab_api;
 mod job;
 #[path = "gitlab_agent/kas.rs"]
 mod kas;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
 #[path = "gitlab_agent/legacy.rs"]
 mod legacy;
+#[path = "common/report.rs"]
+mod report;
 #[path = "gitlab_agent/server.rs"]
 mod server;
 
 use std::sync::Arc;
 
+use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{Protocols, TlsClass};
+use kube_reach::model::{Status, TargetKind, Verdict};
 
 use gitlab_api::ALLOWED_AGENTS;
 use job::{AGENT_ID, Job, Outcome, PROJECT_PATH};
@@ -136,18 +142,18 @@ fn healthy_agent_passes_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::Healthy, &[AGENT_ID]);
     let out = world.run();
     let agent = out.agent();
-    assert_ne!(agent.verdict, "fail", "{}", out.describe());
+    assert_ne!(agent.verdict, Verdict::Fail, "{}", out.describe());
     assert!(agent.root_cause.is_none(), "{}", out.describe());
     assert_eq!(out.code, Some(0), "{}", out.describe());
     // The agent server's own fingerprint, then the cluster's answers through it.
-    let kas = out.check(agent, "gitlab.kas");
-    assert_eq!(kas.status, "pass", "{}", out.describe());
+    let kas = out.check(agent, CheckId::GitlabKas);
+    assert_eq!(kas.status, Status::Pass, "{}", out.describe());
     assert!(
         kas.evidence.iter().any(|e| e.contains(KAS_SERVER)),
         "{kas:?}"
     );
-    let whoami = out.check(agent, "auth.whoami");
-    assert_eq!(whoami.status, "pass", "{}", out.describe());
+    let whoami = out.check(agent, CheckId::AuthWhoami);
+    assert_eq!(whoami.status, Status::Pass, "{}", out.describe());
     assert!(
         whoami.summary.contains("system:serviceaccount:ci:deployer"),
         "{whoami:?}"
@@ -155,16 +161,16 @@ fn healthy_agent_passes_on(protocols: Protocols) {
     let rbac: Vec<_> = agent
         .checks
         .iter()
-        .filter(|c| c.id == "rbac.can-i")
+        .filter(|c| c.id == CheckId::RbacCanI)
         .collect();
-    assert!(!rbac.is_empty() && rbac.iter().all(|c| c.status == "pass"));
-    let gitlab = out.target("gitlab");
-    let allowed = out.check(gitlab, "gitlab.allowed-agents");
-    assert_eq!(allowed.status, "pass", "{}", out.describe());
+    assert!(!rbac.is_empty() && rbac.iter().all(|c| c.status == Status::Pass));
+    let gitlab = out.target(TargetKind::Gitlab);
+    let allowed = out.check(gitlab, CheckId::GitlabAllowedAgents);
+    assert_eq!(allowed.status, Status::Pass, "{}", out.describe());
     assert!(allowed.summary.contains("137"), "{allowed:?}");
     // GitLab is asked without kubeconfig credentials: nothing to warn about.
-    let credentials = out.check(gitlab, "config.credentials");
-    assert_eq!(credentials.status, "skip", "{credentials:?}");
+    let credentials = out.check(gitlab, CheckId::ConfigCredentials);
+    assert_eq!(credentials.status, Status::Skip, "{credentials:?}");
     world.assert_allowed_agents_asked();
     // The anonymous probe carried nothing; every other request the kubeconfig's bearer.
     let seen = world.kas.server.seen();
@@ -192,7 +198,11 @@ fn auth_whoami_agent_unauthorized_h1() {
 fn auth_whoami_agent_unauthorized_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::JobTokenRejected, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause("auth.whoami", "agent-unauthorized", &["KUBECONFIG"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::AuthWhoami,
+        Reason::AgentUnauthorized,
+        &["KUBECONFIG"],
+    );
     assert!(
         root.evidence
             .iter()
@@ -216,8 +226,8 @@ fn auth_whoami_agent_unauthorized_stale_token() {
     );
     let out = world.job.run(Some(&kubeconfig), &world.gitlab, None);
     out.assert_agent_root_cause(
-        "auth.whoami",
-        "agent-unauthorized",
+        CheckId::AuthWhoami,
+        Reason::AgentUnauthorized,
         &["does not carry this job's CI_JOB_TOKEN"],
     );
     out.assert_no_leak(stale);
@@ -239,12 +249,12 @@ fn gitlab_allowed_agents_job_token_rejected() {
     let world = World { kas, gitlab, job };
     let out = world.run();
     out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "job-token-rejected",
+        CheckId::GitlabAllowedAgents,
+        Reason::JobTokenRejected,
         &["inside the job"],
     );
-    let whoami = out.check(out.agent(), "auth.whoami");
-    assert_eq!(whoami.reason.as_deref(), Some("agent-unauthorized"));
+    let whoami = out.check(out.agent(), CheckId::AuthWhoami);
+    assert_eq!(whoami.reason, Some(Reason::AgentUnauthorized));
     world.assert_token_discipline(&out);
 }
 
@@ -263,8 +273,8 @@ fn gitlab_allowed_agents_agent_not_allowed_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::AgentNotAllowed, &[5]);
     let out = world.run();
     let root = out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "agent-not-allowed",
+        CheckId::GitlabAllowedAgents,
+        Reason::AgentNotAllowed,
         &[
             PROJECT_PATH,
             ".gitlab/agents/my-agent/config.yaml",
@@ -279,10 +289,10 @@ fn gitlab_allowed_agents_agent_not_allowed_on(protocols: Protocols) {
         "{root:?}"
     );
     // The agent server's own refusal stays in the report, explained.
-    let whoami = out.check(out.agent(), "auth.whoami");
+    let whoami = out.check(out.agent(), CheckId::AuthWhoami);
     assert_eq!(
-        (whoami.status.as_str(), whoami.reason.as_deref()),
-        ("fail", Some("agent-forbidden"))
+        (whoami.status, whoami.reason),
+        (Status::Fail, Some(Reason::AgentForbidden))
     );
     world.assert_allowed_agents_asked();
     world.assert_token_discipline(&out);
@@ -293,8 +303,8 @@ fn gitlab_allowed_agents_no_agents() {
     let world = World::new(KasMode::AgentNotAllowed, &[]);
     let out = world.run();
     let root = out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "no-agents",
+        CheckId::GitlabAllowedAgents,
+        Reason::NoAgents,
         &["ci_access", PROJECT_PATH],
     );
     assert!(
@@ -321,7 +331,8 @@ fn auth_whoami_agent_not_connected_h1() {
 fn auth_whoami_agent_not_connected_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::AgentNotConnected, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause("auth.whoami", "agent-not-connected", &["agentk"]);
+    let root =
+        out.assert_agent_root_cause(CheckId::AuthWhoami, Reason::AgentNotConnected, &["agentk"]);
     assert!(
         root.evidence
             .iter()
@@ -361,11 +372,15 @@ fn explicit_timeout_bounds_the_agent_server_wait() {
         agent
             .checks
             .iter()
-            .all(|c| c.reason.as_deref() != Some("deadline")),
+            .all(|c| c.reason != Some(Reason::Deadline)),
         "--timeout must bound the wait, not --deadline\n{}",
         out.describe()
     );
-    let root = out.assert_agent_root_cause("http.version", "stalled", &["without --timeout"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::HttpVersion,
+        Reason::Stalled,
+        &["without --timeout"],
+    );
     assert!(
         root.evidence
             .iter()
@@ -379,7 +394,11 @@ fn explicit_timeout_bounds_the_agent_server_wait() {
 fn gitlab_kas_not_agent_server() {
     let world = World::new(KasMode::LoadBalancer, &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause("gitlab.kas", "not-agent-server", &["k8s-proxy URL"]);
+    let root = out.assert_agent_root_cause(
+        CheckId::GitlabKas,
+        Reason::NotAgentServer,
+        &["k8s-proxy URL"],
+    );
     let evidence = root.evidence.join("\n");
     assert!(
         evidence.contains("Server: nginx/1.25.3")
@@ -405,14 +424,14 @@ fn config_server_insecure_scheme() {
     let out = world.run();
     let https = url.replacen("http://", "https://", 1);
     out.assert_agent_root_cause(
-        "config.server",
-        "insecure-scheme",
+        CheckId::ConfigServer,
+        Reason::InsecureScheme,
         &["gitlab_kas_external_k8s_proxy_url", &https],
     );
-    let whoami = out.check(out.agent(), "auth.whoami");
+    let whoami = out.check(out.agent(), CheckId::AuthWhoami);
     assert_eq!(
-        (whoami.status.as_str(), whoami.reason.as_deref()),
-        ("warn", Some("credentials-withheld")),
+        (whoami.status, whoami.reason),
+        (Status::Warn, Some(Reason::CredentialsWithheld)),
         "{}",
         out.describe()
     );
@@ -423,7 +442,10 @@ fn config_server_insecure_scheme() {
             .unwrap_or_default()
             .contains("https://")
     );
-    for seen in world.kas.server.seen() {
+    let seen = world.kas.server.seen();
+    // The agent server was asked (without credentials), so the loop below checks something.
+    assert!(!seen.is_empty(), "the agent server got no request");
+    for seen in seen {
         assert!(
             seen.authorization.is_none(),
             "a credential went over http: {} {}",
@@ -442,7 +464,7 @@ fn tls_trust_unknown_authority() {
     let rogue = job.tls(TlsClass::UnknownAuthority);
     let world = World::with_kas_tls(job, KasMode::Healthy, Some(rogue), &[AGENT_ID]);
     let out = world.run();
-    let root = out.assert_agent_root_cause("tls.trust", "unknown-authority", &[]);
+    let root = out.assert_agent_root_cause(CheckId::TlsTrust, Reason::UnknownAuthority, &[]);
     let fix = root.fix.as_deref().unwrap_or_default();
     assert!(
         fix.contains("SSL_CERT_FILE") || fix.contains("CI_SERVER_TLS_CA_FILE"),
@@ -458,8 +480,8 @@ fn tls_trust_unknown_authority() {
         "a credential went to an unverified agent server"
     );
     // GitLab itself is trusted (SSL_CERT_FILE names its CA) and still answers.
-    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
-    assert_eq!(allowed.status, "pass", "{}", out.describe());
+    let allowed = out.check(out.target(TargetKind::Gitlab), CheckId::GitlabAllowedAgents);
+    assert_eq!(allowed.status, Status::Pass, "{}", out.describe());
     world.assert_token_discipline(&out);
 }
 
@@ -472,11 +494,11 @@ fn config_kubeconfig_not_set() {
         .report
         .checks
         .iter()
-        .find(|c| c.id == "config.kubeconfig")
+        .find(|c| c.id == CheckId::ConfigKubeconfig)
         .unwrap_or_else(|| panic!("no config.kubeconfig\n{}", out.describe()));
     assert_eq!(
-        (not_set.status.as_str(), not_set.reason.as_deref()),
-        ("fail", Some("not-set")),
+        (not_set.status, not_set.reason),
+        (Status::Fail, Some(Reason::NotSet)),
         "{}",
         out.describe()
     );
@@ -486,7 +508,10 @@ fn config_kubeconfig_not_set() {
         "{fix}"
     );
     assert!(
-        out.report.targets.iter().all(|t| t.kind != "gitlab-agent"),
+        out.report
+            .targets
+            .iter()
+            .all(|t| t.kind != TargetKind::GitlabAgent),
         "{}",
         out.describe()
     );
@@ -528,10 +553,10 @@ fn job_token_goes_only_to_the_gitlab_server_on(protocols: Protocols) {
 
     assert_eq!(decoy.connections(), 0, "{:?}", decoy.seen());
     assert!(decoy.seen().is_empty());
-    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
+    let allowed = out.check(out.target(TargetKind::Gitlab), CheckId::GitlabAllowedAgents);
     assert_eq!(
-        (allowed.status.as_str(), allowed.reason.as_deref()),
-        ("warn", Some("unavailable")),
+        (allowed.status, allowed.reason),
+        (Status::Warn, Some(Reason::Unavailable)),
         "{}",
         out.describe()
     );

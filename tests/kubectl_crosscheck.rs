@@ -4,7 +4,8 @@
 //!
 //! Runs only when `kubectl` is on PATH (the build machine has the Google Cloud SDK dispatcher,
 //! which picks its bundled client by the server's minor version: the fake says 1.31). Without
-//! kubectl the test prints that it was skipped and returns; that is the only early return.
+//! kubectl the test prints that it was skipped and returns, that is the only early return; with
+//! `KUBE_REACH_REQUIRE_KUBECTL=1` (set by `.ci/run`) it fails instead.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,34 +14,28 @@ use std::time::Duration;
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubeconfig.rs"]
+mod common_kubeconfig;
+#[path = "common/kubectl.rs"]
+mod kubectl;
 
-use base64::Engine;
 use child::run_bounded;
+use common_kubeconfig::{Ctx, FORBIDDEN, GOOD, kubeconfig};
 use kube_reach::demo::apiserver::{self, DEMO_GIT_VERSION};
 use kube_reach::demo::proxy::start_proxy;
 use kube_reach::demo::{
-    ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Demo, DemoKind, FORBIDDEN_TOKEN,
-    GOOD_TOKEN, Pki, ProxyMode, TlsClass, Transport,
+    ApiServerHandle, ApiServerOptions, ClientAuth, DEFAULT_SANS, Demo, DemoKind, Pki, ProxyMode,
+    TlsClass, Transport,
 };
 
 /// Hard limit for one kubectl run (its own `--request-timeout` is 10 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(40);
 
-fn kubectl_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Every test's start: kubectl's path with the crypto provider installed, or `None` after
-/// saying (on stdout and stderr) that the test is skipped.
+/// saying that the test is skipped (a failure under `KUBE_REACH_REQUIRE_KUBECTL=1`).
 fn kubectl_or_skip() -> Option<PathBuf> {
-    let Some(bin) = kubectl_on_path() else {
-        println!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        eprintln!("kubectl cross-check SKIPPED: kubectl is not on PATH");
-        return None;
-    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bin = kubectl::kubectl_or_skip(&path, "kubectl cross-check")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     Some(bin)
 }
@@ -105,16 +100,16 @@ fn write_kubeconfig(
     token: &str,
     tls_server_name: Option<&str>,
 ) -> PathBuf {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let sni = tls_server_name
         .map(|n| format!("    tls-server-name: {n}\n"))
         .unwrap_or_default();
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: \"{server}\"\n    certificate-authority-data: {ca}\n{sni}\
-         users:\n- name: ci\n  user:\n    token: {token}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: ci\n    namespace: ci\ncurrent-context: fake\n"
-    );
+    let ctx = Ctx {
+        extra_cluster: &sni,
+        user_name: Some("ci"),
+        ..Ctx::new("fake", server.to_string(), ca_pem, token)
+    };
     let path = dir.join(name);
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, kubeconfig(&[ctx], Some("fake"))).unwrap();
     path
 }
 
@@ -156,7 +151,7 @@ async fn real_kubectl_accepts_the_fake_api_server() {
         "good",
         &server.url(),
         &pki.root_ca_pem(),
-        GOOD_TOKEN,
+        GOOD,
         None,
     );
     let forbidden = write_kubeconfig(
@@ -164,7 +159,7 @@ async fn real_kubectl_accepts_the_fake_api_server() {
         "forbidden",
         &server.url(),
         &pki.root_ca_pem(),
-        FORBIDDEN_TOKEN,
+        FORBIDDEN,
         None,
     );
     let revoked = write_kubeconfig(
@@ -241,7 +236,7 @@ async fn real_kubectl_accepts_the_fake_api_server() {
         "kubectl negotiates h2 via ALPN"
     );
     assert!(
-        !format!("{log:?}").contains(GOOD_TOKEN),
+        !format!("{log:?}").contains(GOOD),
         "tokens are never recorded"
     );
 }
@@ -279,14 +274,7 @@ async fn real_kubectl_rejects_each_broken_certificate_class() {
     for (class, expected) in cases {
         let (server, ca) = start_tls(&pki, class).await;
         let sni = (class == TlsClass::WrongSan).then_some("api.k8s.test");
-        let config = write_kubeconfig(
-            dir.path(),
-            class.name(),
-            &server.url(),
-            &ca,
-            GOOD_TOKEN,
-            sni,
-        );
+        let config = write_kubeconfig(dir.path(), class.name(), &server.url(), &ca, GOOD, sni);
         let outcome = kubectl(&bin, &config, &["get", "--raw", "/version"]).await;
         assert_eq!(outcome.code, Some(1), "{class:?}: {outcome:?}");
         assert!(
@@ -416,7 +404,7 @@ async fn real_kubectl_goes_through_the_demo_proxy() {
     ];
     for (mode, failure) in modes {
         let proxy = start_proxy(loopback, mode.clone()).await.unwrap();
-        let path = write_kubeconfig(dir.path(), "proxied", &url, &ca, GOOD_TOKEN, None);
+        let path = write_kubeconfig(dir.path(), "proxied", &url, &ca, GOOD, None);
         let yaml = std::fs::read_to_string(&path).unwrap();
         let yaml = yaml.replace(
             "    certificate-authority-data:",
@@ -466,7 +454,7 @@ async fn real_kubectl_accepts_the_http1_only_fake() {
         "good",
         &server.url(),
         &pki.root_ca_pem(),
-        GOOD_TOKEN,
+        GOOD,
         None,
     );
     let whoami = kubectl(&bin, &good, &["auth", "whoami", "-o", "json"]).await;
@@ -501,7 +489,7 @@ async fn real_kubectl_reports_the_fakes_impersonation_denial() {
     };
     let (server, ca_pem) = start_tls_with(&pki, TlsClass::Good, options).await;
     let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(dir.path(), "kc", &server.url(), &ca_pem, GOOD_TOKEN, None);
+    let kc = write_kubeconfig(dir.path(), "kc", &server.url(), &ca_pem, GOOD, None);
     let out = kubectl(&bin, &kc, &["auth", "can-i", "create", "deployments.apps"]).await;
     assert_ne!(out.code, Some(0), "{out:?}");
     assert!(
@@ -631,7 +619,7 @@ async fn real_kubectl_on_a_base64_kubeconfig_says_what_the_catalogue_quotes() {
     let path = dir.path().join("kubeconfig.b64");
     std::fs::write(
         &path,
-        base64::engine::general_purpose::STANDARD.encode(yaml),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, yaml),
     )
     .unwrap();
     let out = kubectl(&bin, &path, &["get", "--raw", "/version"]).await;

@@ -6,6 +6,12 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
+#[path = "common/kubectl.rs"]
+mod kubectl;
+#[path = "common/report.rs"]
+mod report;
 #[path = "loopback/support.rs"]
 mod support;
 
@@ -23,6 +29,8 @@ mod impersonation;
 mod in_cluster;
 #[path = "loopback/kubeconfig_content.rs"]
 mod kubeconfig_content;
+#[path = "loopback/odd_certs.rs"]
+mod odd_certs;
 #[path = "loopback/outputs.rs"]
 mod outputs;
 #[path = "loopback/protocols.rs"]

@@ -6,8 +6,12 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/kubeconfig.rs"]
+mod kubeconfig;
+#[path = "common/report.rs"]
+mod report;
 #[path = "loopback/support.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 #[path = "secrets/hostile.rs"]

@@ -28,6 +28,31 @@ pub struct Judge<'a> {
     pub default_namespace: Option<String>,
 }
 
+/// Whether the kubeconfig user presents nothing: no token, certificate or plugin.
+fn has_no_credentials(credentials: &Credentials) -> bool {
+    credentials.bearer().is_none()
+        && credentials.client_identity().is_none()
+        && credentials.exec_plugin.is_none()
+}
+
+/// `insecure-scheme` fails because client-go drops credentials on http://; a user with none
+/// loses nothing (`kubectl proxy` on http:// adds its own), so that finding becomes the
+/// `plain-http` warning and the run goes on.
+fn nothing_to_drop_over_http(server_check: CheckResult) -> CheckResult {
+    if server_check.reason != Some(Reason::InsecureScheme) {
+        return server_check;
+    }
+    let mut warned = CheckResult::finding(
+        server_check.id,
+        server_check.subject.clone(),
+        Reason::PlainHttp,
+    );
+    warned.evidence = server_check.evidence;
+    warned.with_evidence(
+        "the user has no token, certificate or plugin: nothing for client-go to drop",
+    )
+}
+
 impl Judge<'_> {
     pub fn resolve(&self, spec: &TargetSpec, scrubber: &mut Scrubber) -> Target {
         register_secrets(spec, scrubber);
@@ -48,6 +73,10 @@ impl Judge<'_> {
                 tls
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
+        if has_no_credentials(&credentials) {
+            let server_check = checks.remove(0);
+            checks.insert(0, nothing_to_drop_over_http(server_check));
+        }
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
         if let Some(token) = credentials.bearer() {
@@ -856,6 +885,37 @@ mod tests {
         assert_eq!(e.host, Host::Ip("::1".parse().expect("ip")));
         assert!(parse_endpoint("api.example.com:6443").is_err());
         assert!(parse_endpoint("ftp://x").is_err());
+    }
+
+    /// http:// fails only when there is something to drop: a user without credentials (behind
+    /// `kubectl proxy`) gets the warning; every other config.server finding is left alone.
+    #[test]
+    fn plain_http_without_credentials_is_a_warning() {
+        let insecure = CheckResult::finding(
+            CheckId::ConfigServer,
+            "http://p:8001",
+            Reason::InsecureScheme,
+        )
+        .with_evidence("server: http://p:8001");
+        let warned = nothing_to_drop_over_http(insecure);
+        assert_eq!(warned.reason, Some(Reason::PlainHttp));
+        assert_eq!(warned.status, crate::vocab::Status::Warn);
+        assert_eq!(warned.subject, "http://p:8001");
+        assert!(
+            warned.evidence[0].contains("server: http://p:8001"),
+            "{:?}",
+            warned.evidence
+        );
+        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
+        assert_eq!(
+            nothing_to_drop_over_http(loopback).reason,
+            Some(Reason::Loopback)
+        );
+        let none = Credentials::default();
+        assert!(has_no_credentials(&none));
+        let mut plugin = Credentials::default();
+        plugin.exec_plugin = Some("aws".into());
+        assert!(!has_no_credentials(&plugin));
     }
 
     #[test]

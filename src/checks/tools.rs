@@ -164,8 +164,9 @@ fn judge_one(p: &Probe, via_agent: bool, servers: &[(String, Version, String)]) 
                 .with_evidence(format!("{at}: killed at the timeout"));
         }
         Answer::CannotRun(e) => {
-            return CheckResult::pass(id, p.tool, format!("{} could not be run", p.tool))
-                .with_evidence(e.clone());
+            return CheckResult::finding(id, p.tool, Reason::ToolCannotRun)
+                .with_summary(format!("{} could not be run", p.tool))
+                .with_evidence(format!("{at}: {e}"));
         }
         Answer::Unreadable(first) => {
             return CheckResult::pass(id, p.tool, format!("{} printed no version", p.tool))
@@ -281,6 +282,33 @@ mod tests {
                 "{tool} {version}"
             );
         }
+    }
+
+    /// A tool that cannot be started or does not answer is a warning naming why, never a pass.
+    #[test]
+    fn a_tool_that_cannot_run_or_hangs_warns_saying_why() {
+        let path = Some(PathBuf::from("/usr/bin/kubectl"));
+        let cannot = Probe {
+            tool: "kubectl",
+            path: path.clone(),
+            answer: Answer::CannotRun("exec format error".into()),
+        };
+        let r = judge_one(&cannot, false, &[]);
+        assert_eq!(
+            (r.status, r.reason),
+            (crate::model::Status::Warn, Some(Reason::ToolCannotRun))
+        );
+        assert_eq!(r.evidence, ["/usr/bin/kubectl: exec format error"]);
+        let hung = Probe {
+            tool: "kubectl",
+            path,
+            answer: Answer::TimedOut,
+        };
+        let r = judge_one(&hung, false, &[]);
+        assert_eq!(
+            (r.status, r.reason),
+            (crate::model::Status::Warn, Some(Reason::Timeout))
+        );
     }
 
     #[test]

@@ -70,10 +70,38 @@ pub const RESERVED_TYPES: &[&str] = &[
 const UNCLASSIFIED: &str = "unclassified";
 
 /// What the JUnit report needs besides the `RunReport`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JunitOptions {
     /// `--fail-on warn`: the job fails on warnings, so they are written as `<failure>`.
     pub warnings_fail: bool,
+    /// The report file's name (`--junit`, without its folder), put in every suite's name.
+    /// GitLab keys a test case by suite, classname and name across all the JUnit files of a
+    /// job and keeps one case per key (gitlab-facts §4.2): two kube-reach runs in one job
+    /// (two kubeconfigs, two `--require` sets) would otherwise overwrite each other's cases.
+    /// Only the name, never the folder: the key must be the same in every pipeline.
+    pub report_file: Option<String>,
+}
+
+impl JunitOptions {
+    /// The options for a report written to `path` (`--junit PATH`).
+    pub fn for_file(warnings_fail: bool, path: Option<&std::path::Path>) -> JunitOptions {
+        let report_file = path
+            .and_then(|p| p.file_name())
+            .map(|name| name.to_string_lossy().into_owned());
+        JunitOptions {
+            warnings_fail,
+            report_file,
+        }
+    }
+
+    /// A `<testsuite>`'s name: `base`, with the report file's name when there is one. Not
+    /// shown by GitLab (its "Suite" column is the classname), only part of a case's key.
+    fn suite_name(&self, base: &str) -> String {
+        match &self.report_file {
+            Some(file) => one_line(&format!("{base} ({file})")),
+            None => one_line(base),
+        }
+    }
 }
 
 /// Writes the JUnit report.
@@ -132,10 +160,11 @@ struct CaseWriter {
 }
 
 impl CaseWriter {
-    /// A `<testsuite>`; `target` prefixes every case name (`None` for the global checks).
+    /// A `<testsuite>`; `target` prefixes every case name (`None` for the global checks), and
+    /// `name` the classnames.
     fn suite(&mut self, name: &str, target: Option<&str>, checks: &[CheckResult]) -> TestSuite {
         let name = one_line(name);
-        let mut suite = TestSuite::new(name.as_str());
+        let mut suite = TestSuite::new(self.options.suite_name(&name));
         for check in checks {
             suite.add_test_case(self.test_case(&name, target, check));
         }
@@ -155,9 +184,16 @@ impl CaseWriter {
             None => key,
         };
         let name = self.names.claim(&classname, name);
-        let (status, system_out) = status_element(check, self.options);
+        let (status, system_out) = status_element(check, &self.options);
         let mut case = TestCase::new(name, status);
-        case.set_classname(classname).set_time(check.duration);
+        case.set_classname(classname);
+        // A check judged from local input (a kubeconfig field, a variable) or skipped took no
+        // time that was measured: it has no `time` rather than a made-up `0.000`. GitLab reads
+        // a missing `time` as 0.0 (`time.to_f`), so its view is the same; a JUnit viewer that
+        // tells "not measured" from "took 0 s" gets it right.
+        if !check.duration.is_zero() {
+            case.set_time(check.duration);
+        }
         if let Some(text) = system_out {
             case.set_system_out(text);
         }
@@ -169,7 +205,7 @@ impl CaseWriter {
 /// details go in exactly one place: GitLab shows a failure's body and then its `<system-out>`,
 /// so a failing case has none; it drops a passing case's `<system-out>`, so a warning (which
 /// must be seen) becomes a `<skipped>` with its text, or a `<failure>` when it fails the job.
-fn status_element(check: &CheckResult, options: JunitOptions) -> (TestCaseStatus, Option<String>) {
+fn status_element(check: &CheckResult, options: &JunitOptions) -> (TestCaseStatus, Option<String>) {
     match check.status {
         Status::Fail => (
             non_success(NonSuccessKind::Failure, check, details(check)),
@@ -345,6 +381,7 @@ mod tests {
     fn xml_failing_on_warnings(report: &RunReport) -> String {
         let options = JunitOptions {
             warnings_fail: true,
+            report_file: None,
         };
         to_xml(report, options).expect("serialise")
     }
@@ -578,6 +615,73 @@ mod tests {
         let xml = xml_of(&report);
         assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml:?}");
         assert!(xml.contains("message=\"red\""));
+    }
+
+    /// Two reports of one job (two `--junit` files) have no suite name in common, so GitLab,
+    /// which keys cases by suite + classname + name across the job's files, keeps both; the
+    /// classnames and case names, which GitLab shows, are unchanged.
+    #[test]
+    fn suites_are_named_after_the_report_file() {
+        let report = sample_report();
+        let in_file = |path: &str| {
+            let options = JunitOptions::for_file(false, Some(std::path::Path::new(path)));
+            quick_junit::Report::deserialize_from_str(&to_xml(&report, options).expect("xml"))
+                .expect("parses")
+        };
+        let (a, b) = (in_file("/builds/x/prod.xml"), in_file("staging.xml"));
+        let names = |r: &quick_junit::Report| -> Vec<String> {
+            r.test_suites.iter().map(|s| s.name.to_string()).collect()
+        };
+        assert_eq!(
+            names(&a),
+            [
+                "kube-reach (prod.xml)",
+                "prod (prod.xml)",
+                "group/agents:staging (prod.xml)"
+            ]
+        );
+        assert!(names(&a).iter().all(|n| !names(&b).contains(n)));
+        let cases = |r: &quick_junit::Report| -> Vec<(String, String)> {
+            r.test_suites
+                .iter()
+                .flat_map(|s| &s.test_cases)
+                .map(|c| {
+                    let class = c.classname.as_ref().map(|c| c.to_string());
+                    (class.unwrap_or_default(), c.name.to_string())
+                })
+                .collect()
+        };
+        assert_eq!(cases(&a), cases(&b));
+        assert!(cases(&a).contains(&(
+            "prod / tls".to_string(),
+            "prod: tls.trust api.prod.example.com".to_string()
+        )));
+    }
+
+    /// A check with no measured time (judged locally, or skipped) writes no `time`; a measured
+    /// one writes its seconds.
+    #[test]
+    fn an_unmeasured_check_has_no_time() {
+        let mut report = sample_report();
+        let trust = report.targets[0]
+            .checks
+            .iter_mut()
+            .find(|c| c.id == CheckId::TlsTrust)
+            .expect("tls.trust");
+        trust.duration = std::time::Duration::ZERO;
+        let xml = xml_of(&report);
+        let case = xml
+            .split("<testcase ")
+            .find(|c| c.starts_with("name=\"prod: tls.trust api.prod.example.com\""))
+            .unwrap_or_else(|| panic!("no tls.trust case in {xml}"));
+        let head = case.split('>').next().unwrap_or_default();
+        assert!(!head.contains("time="), "{head}");
+        assert!(
+            xml.contains(
+                "name=\"runner.environment\" classname=\"kube-reach / runner\" time=\"0.002\""
+            ),
+            "{xml}"
+        );
     }
 
     #[test]

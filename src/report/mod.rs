@@ -200,7 +200,7 @@ pub fn write_all(
     if let Some(path) = &sinks.junit {
         errors.extend(
             write_file(path, ReportFormat::Junit, |buf| {
-                junit::write(report, sinks.junit_options, buf)
+                junit::write(report, sinks.junit_options.clone(), buf)
             })
             .err(),
         );

@@ -5,10 +5,12 @@
 //! fix a denial behind the agent prints, for the identity the API server really sees.
 
 use kube_reach::demo::Protocols;
+use kube_reach::vocab::{CheckId, Reason, Status, TargetKind};
 
 use crate::World;
 use crate::job::{AGENT_ID, CONTEXT, Outcome};
 use crate::kas::KasMode;
+use crate::report::Check;
 
 /// The agent's configuration project: the job runs in it, so its checkout holds the file.
 const CONFIG_PROJECT: &str = "group/agent-config";
@@ -32,16 +34,15 @@ impl World {
 }
 
 /// The run-wide check `id` with `reason`.
-fn run_wide<'a>(
-    out: &'a Outcome,
-    id: &str,
-    reason: &str,
-) -> &'a kube_reach::report::json::JsonCheck {
+fn run_wide(out: &Outcome, id: CheckId, reason: Reason) -> &Check {
     out.report
         .checks
         .iter()
-        .find(|c| c.id == id && c.reason.as_deref() == Some(reason))
-        .unwrap_or_else(|| panic!("no run-wide {id} {reason}\n{}", out.describe()))
+        .find(|c| c.id == id && c.reason == Some(reason))
+        .unwrap_or_else(|| {
+            let (id, reason) = (id.as_str(), reason.as_str());
+            panic!("no run-wide {id} {reason}\n{}", out.describe())
+        })
 }
 
 #[test]
@@ -60,8 +61,8 @@ fn other_top_level_group_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::AgentNotAllowed, &[]);
     let out = world.run_vars(&[("CI_PROJECT_PATH", "partner/app")]);
     let root = out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "other-top-level-group",
+        CheckId::GitlabAllowedAgents,
+        Reason::OtherTopLevelGroup,
         &[
             "`partner`",
             "organization_cluster_agent_authorization_enabled",
@@ -96,8 +97,8 @@ fn environment_excludes_job_on(protocols: Protocols) {
     ));
     let out = world.run_vars(&[("CI_PROJECT_PATH", CONFIG_PROJECT)]);
     let root = out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "environment-excludes-job",
+        CheckId::GitlabAllowedAgents,
+        Reason::EnvironmentExcludesJob,
         &["`environment:`"],
     );
     assert!(
@@ -110,7 +111,11 @@ fn environment_excludes_job_on(protocols: Protocols) {
         root.evidence.iter().any(|e| e.contains("production")),
         "{root:?}"
     );
-    run_wide(&out, "gitlab.agent-config", "environment-excludes-job");
+    run_wide(
+        &out,
+        CheckId::GitlabAgentConfig,
+        Reason::EnvironmentExcludesJob,
+    );
     world.assert_token_discipline(&out);
 }
 
@@ -136,8 +141,8 @@ fn protected_branches_only_on(protocols: Protocols) {
         ("CI_COMMIT_REF_PROTECTED", "false"),
     ]);
     let root = out.assert_agent_root_cause(
-        "gitlab.allowed-agents",
-        "protected-branches-only",
+        CheckId::GitlabAllowedAgents,
+        Reason::ProtectedBranchesOnly,
         &["Protected branches"],
     );
     assert!(
@@ -163,14 +168,14 @@ fn kube_context_agent_not_allowed_on(protocols: Protocols) {
     let world = World::new_on(protocols, KasMode::Healthy, &[AGENT_ID]);
     let wanted = "group/ops:deployer";
     let out = world.run_vars(&[("KUBE_CONTEXT", wanted)]);
-    run_wide(&out, "config.kubeconfig", "context-not-found");
-    let gitlab = out.target("gitlab");
+    run_wide(&out, CheckId::ConfigKubeconfig, Reason::ContextNotFound);
+    let gitlab = out.target(TargetKind::Gitlab);
     let finding = gitlab
         .checks
         .iter()
-        .find(|c| c.reason.as_deref() == Some("kube-context-agent-not-allowed"))
+        .find(|c| c.reason == Some(Reason::KubeContextAgentNotAllowed))
         .unwrap_or_else(|| panic!("no kube-context-agent-not-allowed\n{}", out.describe()));
-    assert_eq!(finding.status, "fail");
+    assert_eq!(finding.status, Status::Fail);
     assert_eq!(finding.subject, format!("KUBE_CONTEXT {wanted}"));
     assert!(
         finding
@@ -208,8 +213,12 @@ fn config_kubeconfig_legacy_context_selected() {
     let kubeconfig = world.job.path("merged-kubeconfig");
     std::fs::write(&kubeconfig, text).expect("kubeconfig");
     let out = world.job.run(Some(&kubeconfig), &world.gitlab, None);
-    let warning = run_wide(&out, "config.kubeconfig", "legacy-context-selected");
-    assert_eq!(warning.status, "warn", "{warning:?}");
+    let warning = run_wide(
+        &out,
+        CheckId::ConfigKubeconfig,
+        Reason::LegacyContextSelected,
+    );
+    assert_eq!(warning.status, Status::Warn, "{warning:?}");
     assert!(
         warning
             .fix
@@ -239,8 +248,12 @@ fn config_kubeconfig_kube_context_not_current() {
         None,
         &[("KUBE_CONTEXT", CONTEXT)],
     );
-    let warning = run_wide(&out, "config.kubeconfig", "kube-context-not-current");
-    assert_eq!(warning.status, "warn", "{warning:?}");
+    let warning = run_wide(
+        &out,
+        CheckId::ConfigKubeconfig,
+        Reason::KubeContextNotCurrent,
+    );
+    assert_eq!(warning.status, Status::Warn, "{warning:?}");
     assert!(
         warning
             .evidence
@@ -313,9 +326,10 @@ fn rbac_can_i_denied_behind_a_ci_job_agent_on(protocols: Protocols) {
         .insert(0, (kube_reach::demo::GOOD_TOKEN.into(), ci_job_user()));
     let world = world_before(protocols, cluster);
     let out = world.run();
-    let whoami = out.check(out.agent(), "auth.whoami");
+    let whoami = out.check(out.agent(), CheckId::AuthWhoami);
     assert!(whoami.summary.contains("gitlab:ci_job:4242"), "{whoami:?}");
-    let root = out.assert_agent_root_cause("rbac.can-i", "denied", &["gitlab:project:150"]);
+    let root =
+        out.assert_agent_root_cause(CheckId::RbacCanI, Reason::Denied, &["gitlab:project:150"]);
     let docs = documents(root.fix.as_deref().unwrap_or_default());
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let binding: RoleBinding = serde_json::from_value(docs[1].clone()).expect("a RoleBinding");
@@ -350,8 +364,8 @@ fn rbac_can_i_impersonation_denied_behind_the_agent_on(protocols: Protocols) {
     let world = world_before(protocols, cluster);
     let out = world.run();
     let root = out.assert_agent_root_cause(
-        "rbac.can-i",
-        "impersonation-denied",
+        CheckId::RbacCanI,
+        Reason::ImpersonationDenied,
         &[
             "system:serviceaccount:gitlab-agent:gitlab-agent",
             "access_as",
@@ -396,16 +410,16 @@ fn config_kubeconfig_not_set_names_the_environment_filter() {
         None,
         &[("CI_PROJECT_PATH", CONFIG_PROJECT)],
     );
-    let not_set = run_wide(&out, "config.kubeconfig", "not-set");
+    let not_set = run_wide(&out, CheckId::ConfigKubeconfig, Reason::NotSet);
     let fix = not_set.fix.as_deref().unwrap_or_default();
     assert!(
         fix.starts_with("In order of likelihood for this job: 1. The agent's `environments` filter excludes this job"),
         "{fix}"
     );
-    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
+    let allowed = out.check(out.target(TargetKind::Gitlab), CheckId::GitlabAllowedAgents);
     assert_eq!(
-        (allowed.status.as_str(), allowed.reason.as_deref()),
-        ("fail", Some("environment-excludes-job")),
+        (allowed.status, allowed.reason),
+        (Status::Fail, Some(Reason::EnvironmentExcludesJob)),
         "{}",
         out.describe()
     );

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ClientAuth, DEFAULT_SANS, Pki, Protocols, TlsClass};
-use kube_reach::report::json::{JsonCheck, JsonReport, JsonTarget};
+use kube_reach::model::{Layer, Status, TargetKind, Verdict};
 use quick_junit::{NonSuccessKind, TestCaseStatus};
 use tokio::runtime::Runtime;
 
 use crate::child::run_bounded;
+use crate::kubeconfig::{Ctx, kubeconfig};
+use crate::report::{Check, Report, Target};
 use crate::server::FakeServer;
 
 pub const AGENT_ID: i64 = 137;
@@ -24,6 +27,9 @@ pub const CONTEXT: &str = "group/agent-config:my-agent";
 pub const PROJECT_PATH: &str = "group/app";
 pub const PROJECT_ID: i64 = 150;
 pub const JOB_ID: i64 = 4242;
+
+/// The JUnit report's file name.
+const JUNIT_FILE: &str = "junit.xml";
 
 /// Hard limit for one run of the binary (its own deadline is 40 s).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
@@ -97,14 +103,19 @@ impl Job {
         }
     }
 
-    /// The kubeconfig exactly as `Ci::GenerateKubeconfigService` writes it for one agent with
-    /// `default_namespace: ci`: no CA data, no current-context.
+    /// The kubeconfig as `Ci::GenerateKubeconfigService` writes it for one agent with
+    /// `default_namespace: ci`: cluster `gitlab`, user `agent:<id>`, no CA data, no
+    /// current-context.
     pub fn agent_kubeconfig(&self, server: &str, token: &str) -> PathBuf {
-        let text = format!(
-            "---\napiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster:\n    server: {server}\nusers:\n- name: agent:{AGENT_ID}\n  user:\n    token: {token}\ncontexts:\n- name: {CONTEXT}\n  context:\n    cluster: gitlab\n    namespace: ci\n    user: agent:{AGENT_ID}\n"
-        );
+        let user = format!("agent:{AGENT_ID}");
+        let ctx = Ctx {
+            token: Some(token),
+            cluster_name: Some("gitlab"),
+            user_name: Some(&user),
+            ..Ctx::named(CONTEXT, server.to_string())
+        };
         let path = self.path("kubeconfig");
-        std::fs::write(&path, text).expect("kubeconfig");
+        std::fs::write(&path, kubeconfig(&[ctx], None)).expect("kubeconfig");
         path
     }
 
@@ -154,7 +165,7 @@ impl Job {
         limits: &[&str],
         vars: &[(&str, &str)],
     ) -> Outcome {
-        let junit = self.path("junit.xml");
+        let junit = self.path(JUNIT_FILE);
         let server_url = gitlab.url();
         let api = api_v4_url
             .map(str::to_string)
@@ -187,8 +198,10 @@ impl Job {
         let (code, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
         let junit_xml = std::fs::read_to_string(&junit)
             .unwrap_or_else(|e| panic!("no JUnit report ({e}); exit {code:?}; stderr:\n{stderr}"));
-        let report: JsonReport = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}); stderr:\n{stderr}"));
+        if serde_json::from_str::<serde_json::Value>(&stdout).is_err() {
+            panic!("stdout is not JSON; exit {code:?}; stderr:\n{stderr}\nstdout:\n{stdout}");
+        }
+        let report = Report::parse(&stdout);
         let junit = quick_junit::Report::deserialize_from_str(&junit_xml)
             .unwrap_or_else(|e| panic!("the JUnit report does not parse: {e}\n{junit_xml}"));
         Outcome {
@@ -222,23 +235,6 @@ fn canary() -> String {
     token
 }
 
-/// The layer order of spec §2 (root cause = first failure in this order).
-fn rank(layer: &str) -> usize {
-    match layer {
-        "config" => 0,
-        "runner" => 1,
-        "dns" => 2,
-        "tcp" | "proxy" => 3,
-        "tls" => 4,
-        "http" => 5,
-        "gitlab" => 6,
-        "auth" => 7,
-        "rbac" => 8,
-        "netpol" => 9,
-        other => panic!("unknown layer {other}"),
-    }
-}
-
 /// What one run produced.
 pub struct Outcome {
     pub code: Option<i32>,
@@ -246,35 +242,40 @@ pub struct Outcome {
     pub stderr: String,
     pub junit_xml: String,
     pub junit: quick_junit::Report,
-    pub report: JsonReport,
+    pub report: Report,
 }
 
 impl Outcome {
     /// Every check of the run, one line each (ids, statuses, reasons, summaries), for messages.
     pub fn describe(&self) -> String {
-        let line = |c: &JsonCheck| {
+        let line = |c: &Check| {
             format!(
                 "  {} {} [{}] {} : {}",
-                c.id,
+                c.id.as_str(),
                 c.subject,
-                c.status,
-                c.reason.as_deref().unwrap_or("-"),
+                c.status.as_str(),
+                c.reason.map_or("-", Reason::as_str),
                 c.summary
             )
         };
         let mut out = vec![format!("exit {:?}; global:", self.code)];
         out.extend(self.report.checks.iter().map(line));
         for t in &self.report.targets {
+            let cause = t.root_cause.map_or("none".to_string(), |rc| {
+                format!("{} {}", rc.check.as_str(), rc.reason.as_str())
+            });
             out.push(format!(
-                "target {} ({}) {} root cause {:?}:",
-                t.name, t.kind, t.verdict, t.root_cause
+                "target {} ({}) {} root cause {cause}:",
+                t.name,
+                t.kind.as_str(),
+                t.verdict.as_str()
             ));
             out.extend(t.checks.iter().map(line));
         }
         out.join("\n")
     }
 
-    pub fn target(&self, kind: &str) -> &JsonTarget {
+    pub fn target(&self, kind: TargetKind) -> &Target {
         let found: Vec<_> = self
             .report
             .targets
@@ -283,23 +284,26 @@ impl Outcome {
             .collect();
         match found.as_slice() {
             [one] => one,
-            _ => panic!("expected one {kind} target\n{}", self.describe()),
+            _ => panic!("expected one {} target\n{}", kind.as_str(), self.describe()),
         }
     }
 
-    pub fn agent(&self) -> &JsonTarget {
-        let agent = self.target("gitlab-agent");
+    pub fn agent(&self) -> &Target {
+        let agent = self.target(TargetKind::GitlabAgent);
         assert_eq!(agent.name, CONTEXT, "{}", self.describe());
         agent
     }
 
     /// The first result of `id` in `target`.
-    pub fn check<'a>(&self, target: &'a JsonTarget, id: &str) -> &'a JsonCheck {
+    pub fn check<'a>(&self, target: &'a Target, id: CheckId) -> &'a Check {
         target
             .checks
             .iter()
             .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no {id} in {}\n{}", target.name, self.describe()))
+            .unwrap_or_else(|| {
+                let id = id.as_str();
+                panic!("no {id} in {}\n{}", target.name, self.describe())
+            })
     }
 
     /// Asserts the agent target's root cause in the JSON, that the JUnit report has that check
@@ -307,41 +311,44 @@ impl Outcome {
     /// naming every `fix_mentions`. Returns the root result.
     pub fn assert_agent_root_cause(
         &self,
-        check: &str,
-        reason: &str,
+        check: CheckId,
+        reason: Reason,
         fix_mentions: &[&str],
-    ) -> &JsonCheck {
+    ) -> &Check {
         let agent = self.agent();
         let rc = agent
             .root_cause
             .as_ref()
             .unwrap_or_else(|| panic!("no root cause\n{}", self.describe()));
         assert_eq!(
-            (rc.check.as_str(), rc.reason.as_str()),
+            (rc.check, rc.reason),
             (check, reason),
             "wrong root cause\n{}",
             self.describe()
         );
-        assert_eq!(agent.verdict, "fail", "{}", self.describe());
+        assert_eq!(agent.verdict, Verdict::Fail, "{}", self.describe());
         assert_eq!(self.code, Some(1), "a failure exits 1\n{}", self.describe());
         let root = agent
             .checks
             .iter()
-            .find(|c| c.id == check && c.reason.as_deref() == Some(reason) && c.status == "fail")
-            .unwrap_or_else(|| panic!("no failing {check} {reason}\n{}", self.describe()));
+            .find(|c| c.id == check && c.reason == Some(reason) && c.status == Status::Fail)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no failing {} {reason:?}\n{}",
+                    check.as_str(),
+                    self.describe()
+                )
+            });
+        let (check, reason) = (check.as_str(), reason.as_str());
         assert!(!root.evidence.is_empty(), "{check} has no evidence");
         // Nothing downstream is blamed, except the agent server's refusal (`auth.whoami`) that a
         // GitLab finding explains.
-        for c in agent
-            .checks
-            .iter()
-            .filter(|c| c.status == "fail" || c.status == "error")
-        {
-            let explained = root.layer == "gitlab" && c.id == "auth.whoami";
+        for c in agent.checks.iter().filter(|c| c.status.is_failure()) {
+            let explained = root.layer == Layer::Gitlab && c.id == CheckId::AuthWhoami;
             assert!(
-                rank(&c.layer) <= rank(&root.layer) || explained,
+                c.layer.rank() <= root.layer.rank() || explained,
                 "downstream {} {:?} also blamed\n{}",
-                c.id,
+                c.id.as_str(),
                 c.reason,
                 self.describe()
             );
@@ -354,16 +361,18 @@ impl Outcome {
         root
     }
 
-    /// The suite `suite` has a `<failure type="reason">` case named `<suite>: <check> …` with a
-    /// body.
-    pub fn assert_junit_failure(&self, suite: &str, check: &str, reason: &str) {
+    /// The suite of `target` has a `<failure type="reason">` case named `<target>: <check> …`
+    /// with a body.
+    pub fn assert_junit_failure(&self, target: &str, check: &str, reason: &str) {
+        // Suites carry the report file's name (two files of one job must not share a key).
+        let name = format!("{target} ({JUNIT_FILE})");
         let suite = self
             .junit
             .test_suites
             .iter()
-            .find(|s| s.name.as_str() == suite)
-            .unwrap_or_else(|| panic!("no JUnit suite {suite}\n{}", self.junit_xml));
-        let prefix = format!("{}: ", suite.name.as_str());
+            .find(|s| s.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no JUnit suite {name}\n{}", self.junit_xml));
+        let prefix = format!("{target}: ");
         let failed = suite.test_cases.iter().any(|case| {
             let name = case.name.as_str();
             let name = name.strip_prefix(&prefix).unwrap_or(name);

@@ -13,12 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kubeconfig::GOOD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Response;
 use hyper::header::{AUTHORIZATION, HOST};
 use hyper_util::rt::TokioIo;
-use kube_reach::demo::{ApiServerHandle, ApiServerOptions, GOOD_TOKEN, Transport, apiserver};
+use kube_reach::demo::{ApiServerHandle, ApiServerOptions, Transport, apiserver};
 use tokio::runtime::Runtime;
 
 use crate::server::{FakeServer, Handler, Req, reply};
@@ -265,7 +266,7 @@ async fn proxy(rest: &str, req: Req, cluster: SocketAddr) -> Response<Full<Bytes
             .method(req.method)
             .uri(format!("/{rest}"))
             .header(HOST, cluster.to_string())
-            .header(AUTHORIZATION, format!("Bearer {GOOD_TOKEN}"));
+            .header(AUTHORIZATION, format!("Bearer {GOOD}"));
         for (name, value) in &req.headers {
             if !NOT_FORWARDED.contains(&name.as_str()) {
                 builder = builder.header(name, value);

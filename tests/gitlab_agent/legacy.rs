@@ -1,6 +1,9 @@
 //! Jobs that reach their cluster without an agent (issue 8.4).
 
-use kube_reach::demo::{ApiServerOptions, GOOD_TOKEN, TlsClass, Transport, apiserver};
+use crate::kubeconfig::GOOD;
+use kube_reach::catalogue::CheckId;
+use kube_reach::demo::{ApiServerOptions, TlsClass, Transport, apiserver};
+use kube_reach::model::{Status, TargetKind};
 
 use crate::gitlab_api;
 use crate::job::Job;
@@ -23,15 +26,15 @@ fn a_legacy_kube_url_job_without_agents_passes() {
     let ca = job.pki.root_ca_pem();
     let vars = [
         ("KUBE_URL", url.as_str()),
-        ("KUBE_TOKEN", GOOD_TOKEN),
+        ("KUBE_TOKEN", GOOD),
         ("KUBE_CA_PEM", ca.as_str()),
         ("KUBE_NAMESPACE", "ci"),
     ];
     let out = job.run_with(None, &gitlab, None, &vars);
-    let legacy = out.target("legacy-certificate");
+    let legacy = out.target(TargetKind::LegacyCertificate);
     assert!(legacy.root_cause.is_none(), "{}", out.describe());
-    let allowed = out.check(out.target("gitlab"), "gitlab.allowed-agents");
-    assert_eq!(allowed.status, "pass", "{}", out.describe());
+    let allowed = out.check(out.target(TargetKind::Gitlab), CheckId::GitlabAllowedAgents);
+    assert_eq!(allowed.status, Status::Pass, "{}", out.describe());
     assert!(
         allowed
             .evidence

@@ -11,18 +11,16 @@ use kube_reach::model::Status;
 
 use crate::support::*;
 
-fn b64(s: &str) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
-}
-
 /// A kubeconfig whose only credential is `alice`'s client certificate.
 fn client_cert_kubeconfig(url: &str, ca: &str, cert_pem: &str, key_pem: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: alice\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: c\n  context: {{cluster: c, user: alice}}\n",
-        ca = b64(ca),
-        cert = b64(cert_pem),
-        key = b64(key_pem),
-    )
+    let ctx = Ctx {
+        ca_pem: Some(ca),
+        client_cert: Some((cert_pem, key_pem)),
+        user_name: Some("alice"),
+        namespace: None,
+        ..Ctx::named("c", url.to_string())
+    };
+    kubeconfig(&[ctx], Some("c"))
 }
 
 async fn server(pki: &Pki, auth: ClientAuth) -> (apiserver::ApiServerHandle, String) {

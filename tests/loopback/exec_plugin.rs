@@ -8,7 +8,7 @@ use std::path::Path;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
-use kube_reach::model::{Status, TargetReport};
+use kube_reach::model::Status;
 
 use crate::support::*;
 
@@ -28,10 +28,17 @@ fn credential(api_version: &str, token: &str) -> String {
 }
 
 fn exec_kubeconfig(url: &str, ca: &str, command: &str, api_version: &str, extra: &str) -> String {
-    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
-    )
+    let exec = format!(
+        "    exec:\n      apiVersion: {api_version}\n      command: {command}\n      args: [eks, get-token]\n{extra}"
+    );
+    let ctx = Ctx {
+        ca_pem: Some(ca),
+        extra_user: &exec,
+        user_name: Some("u"),
+        namespace: None,
+        ..Ctx::named("c", url.to_string())
+    };
+    kubeconfig(&[ctx], Some("c"))
 }
 
 struct Case {
@@ -62,7 +69,7 @@ async fn case() -> Case {
 impl Case {
     /// Runs the engine with the plugin; `--timeout 2` only where the plugin is meant to hang
     /// (elsewhere the default, so a loaded machine does not turn a slow start into a failure).
-    async fn run(&self, command: &str, api_version: &str, extra: &str) -> (TargetReport, String) {
+    async fn run(&self, command: &str, api_version: &str, extra: &str) -> (Target, String) {
         let kc = exec_kubeconfig(&self.url, &self.ca, command, api_version, extra);
         let path = self.bin.path().display().to_string();
         let report = self.world.run(&kc, &self.flags, &[("PATH", &path)]).await;

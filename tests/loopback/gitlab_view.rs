@@ -188,6 +188,11 @@ const REQUIREMENT: &str = "create deployments.apps -n prod";
 /// Runs the binary against both targets with the hosts file pointing `api.k8s.test` at `ip`,
 /// and returns the JUnit file.
 fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> String {
+    run_into(world, servers, ip, JUNIT_FILE, extra)
+}
+
+/// [`run_at`] writing the JUnit report to `file` (in the run's folder).
+fn run_into(world: &World, servers: &AddressMove, ip: &str, file: &str, extra: &[&str]) -> String {
     world.write("hosts", &format!("{ip} api.k8s.test\n"));
     let url = format!("https://api.k8s.test:{}", servers.port);
     let kc = kubeconfig(
@@ -198,7 +203,11 @@ fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> Str
         None,
     );
     let path = world.write("kubeconfig", &kc);
-    let junit = world.path(&format!("junit-{ip}.xml"));
+    // The same file name in every run (as in a job's `artifacts:reports:junit`), one folder
+    // per run: the suite names carry the file's name, never its folder.
+    let dir = world.path(ip);
+    std::fs::create_dir_all(&dir).expect("run folder");
+    let junit = dir.join(file);
     let junit_arg = junit.display().to_string();
     let mut args = vec![
         "--junit",
@@ -219,11 +228,29 @@ fn run_at(world: &World, servers: &AddressMove, ip: &str, extra: &[&str]) -> Str
     std::fs::read_to_string(&junit).expect("junit written")
 }
 
+/// The JUnit file every run of [`run_at`] writes (in a folder of its own).
+const JUNIT_FILE: &str = "junit.xml";
+
 fn case<'c>(cases: &'c [GitlabCase], target: &str, check: &str) -> &'c GitlabCase {
+    let suite = format!("{target} ({JUNIT_FILE})");
     cases
         .iter()
-        .find(|c| c.suite_name == target && c.name.starts_with(&format!("{target}: {check}")))
+        .find(|c| c.suite_name == suite && c.name.starts_with(&format!("{target}: {check}")))
         .unwrap_or_else(|| panic!("no {check} case for {target}: {cases:#?}"))
+}
+
+/// Two kube-reach runs in one job write two JUnit files (`artifacts:reports:junit: "*.xml"`).
+/// GitLab keys a case by suite + classname + name across all of a job's files and keeps one
+/// per key, so the files must share no key, or one run's cases overwrite the other's (they
+/// did: both files named their suites after the targets alone).
+#[test]
+fn two_junit_files_of_one_job_keep_all_their_cases() {
+    let (_rt, servers, world) = address_move_world();
+    let prod = gitlab_cases(&run_into(&world, &servers, "127.0.0.1", "prod.xml", &[]));
+    let staging = gitlab_cases(&run_into(&world, &servers, "127.0.0.1", "staging.xml", &[]));
+    assert!(!prod.is_empty());
+    let keys: BTreeSet<_> = prod.iter().chain(&staging).map(GitlabCase::key).collect();
+    assert_eq!(keys.len(), prod.len() + staging.len(), "{keys:#?}");
 }
 
 #[test]
@@ -325,7 +352,7 @@ fn with_fail_on_warn_a_warning_is_a_failure_gitlab_lists() {
 }
 
 /// The checks of a target up to the proxy layer by name, as the JUnit names them.
-fn check_names(report: &kube_reach::model::RunReport) -> BTreeSet<String> {
+fn check_names(report: &crate::report::Report) -> BTreeSet<String> {
     target(report, "c")
         .checks
         .iter()
@@ -378,8 +405,10 @@ async fn a_dead_proxy_renames_no_test() {
     );
 }
 
-/// Every check that ran records its own duration (JUnit `time`, JSON `duration_ms`); a
-/// skipped one records none.
+/// Every check that ran records its own duration, and a skipped one records none: in JUnit,
+/// where GitLab reads it, a `time` attribute (written exactly when the duration is not zero, so
+/// even a check of a few microseconds has one) or none. The JSON's `duration_ms` rounds to
+/// milliseconds, too coarse to tell a fast check from one that did not run.
 #[tokio::test(flavor = "multi_thread")]
 async fn checks_that_ran_have_durations() {
     init();
@@ -388,13 +417,15 @@ async fn checks_that_ran_have_durations() {
     let world = World::new();
     let url = format!("https://api.k8s.test:{}", server.addr().port());
     let healthy = Ctx::new("c", url.clone(), &ca, FORBIDDEN);
-    let report = world
-        .run(
+    let outputs = world
+        .run_outputs(
             &kubeconfig(&[healthy], None),
             &["--require", REQUIREMENT],
             &[],
         )
         .await;
+    let report = crate::report::Report::parse(&outputs.json);
+    let times = case_times(&outputs.junit);
     let t = target(&report, "c");
     for id in [
         CheckId::DnsResolve,
@@ -410,25 +441,58 @@ async fn checks_that_ran_have_durations() {
             .iter()
             .find(|c| c.id == id)
             .unwrap_or_else(|| panic!("no {}: {:#?}", id.as_str(), t.checks));
-        assert!(
-            !check.duration.is_zero(),
-            "{} ran but has no duration",
+        assert_eq!(
+            timed(&times, check),
+            [true],
+            "{} ran but has no duration: {times:?}",
             check.key()
         );
     }
     let dead = kube_reach::demo::dead_address().expect("dead");
     let refused = Ctx::new("c", format!("https://{dead}"), &ca, GOOD);
-    let report = world.run(&kubeconfig(&[refused], None), &[], &[]).await;
-    for check in target(&report, "c")
+    let outputs = world
+        .run_outputs(&kubeconfig(&[refused], None), &[], &[])
+        .await;
+    let report = crate::report::Report::parse(&outputs.json);
+    let times = case_times(&outputs.junit);
+    let skipped: Vec<_> = target(&report, "c")
         .checks
         .iter()
         .filter(|c| c.status == Status::Skip)
-    {
+        .collect();
+    // A refused connection skips the layers above it: there are skip rows to look at.
+    assert!(!skipped.is_empty(), "no skip rows");
+    for check in skipped {
         assert!(
-            check.duration.is_zero(),
-            "{} did not run: {:?}",
-            check.key(),
-            check.duration
+            timed(&times, check).iter().all(|timed| !timed),
+            "{} did not run: {times:?}",
+            check.key()
         );
     }
+}
+
+/// Each case of target `c` in `xml`: its name without the target, and whether it has a `time`.
+fn case_times(xml: &str) -> Vec<(String, bool)> {
+    let report = Report::deserialize_from_str(xml).expect("JUnit parses");
+    report
+        .test_suites
+        .iter()
+        .flat_map(|suite| &suite.test_cases)
+        .filter_map(|case| {
+            let name = case.name.as_str().strip_prefix("c: ")?;
+            Some((name.to_string(), case.time.is_some()))
+        })
+        .collect()
+}
+
+/// Whether the cases of `check`'s id have a `time` (JUnit names a case by the configured
+/// subject, the JSON by the observed one, so the id is what they share).
+fn timed(times: &[(String, bool)], check: &crate::report::Check) -> Vec<bool> {
+    let id = check.id.as_str();
+    let of_id = |name: &str| name == id || name.starts_with(&format!("{id} "));
+    times
+        .iter()
+        .filter(|(name, _)| of_id(name))
+        .map(|(_, timed)| *timed)
+        .collect()
 }

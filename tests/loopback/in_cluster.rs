@@ -12,7 +12,7 @@ use kube_reach::demo::rbac::deploy_rules;
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Objects, Pki, Rule, TlsClass, Transport, User,
 };
-use kube_reach::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 use serde_json::json;
 
 use crate::support::*;
@@ -129,7 +129,7 @@ fn default_deny() -> NetworkPolicy {
 }
 
 /// Runs the engine in-process as a pod would: no kubeconfig, in-cluster variables.
-async fn run_pod(policies: Vec<NetworkPolicy>, rights: Rights) -> RunReport {
+async fn run_pod(policies: Vec<NetworkPolicy>, rights: Rights) -> Report {
     run_pod_with(policies, rights, &[], |_| {}).await
 }
 
@@ -139,7 +139,7 @@ async fn run_pod_with(
     rights: Rights,
     extra: &[(&str, &str)],
     server: fn(&mut ApiServerOptions),
-) -> RunReport {
+) -> Report {
     init();
     let pki = Pki::generate().expect("pki");
     let token = sa_token();
@@ -197,20 +197,20 @@ async fn serve_on_known_port(
     panic!("no free loopback port in 5 tries")
 }
 
-fn netpol<'t>(t: &'t TargetReport, subject: &str) -> &'t CheckResult {
+fn netpol<'t>(t: &'t Target, subject: &str) -> &'t Check {
     t.checks
         .iter()
         .find(|c| c.id == CheckId::NetpolEgress && c.subject == subject)
         .unwrap_or_else(|| panic!("no netpol.egress {subject}: {:#?}", t.checks))
 }
 
-fn status(r: &CheckResult) -> (Status, Option<Reason>) {
+fn status(r: &Check) -> (Status, Option<Reason>) {
     (r.status, r.reason)
 }
 
 /// The in-cluster target and its `netpol.egress` row for the pod's namespace, whose status and
 /// reason must be `want`.
-fn api_row(report: &RunReport, want: (Status, Option<Reason>)) -> (&TargetReport, &CheckResult) {
+fn api_row(report: &Report, want: (Status, Option<Reason>)) -> (&Target, &Check) {
     let t = target(report, "in-cluster");
     let row = netpol(t, NS);
     assert_eq!(status(row), want, "{row:#?}");
@@ -248,9 +248,9 @@ async fn pod_identity_fallback_warning_and_a_healthy_namespace() {
         "{evidence}"
     );
     assert!(evidence.contains("127.0.0.2:6443/TCP"), "{evidence}");
-    let env: Vec<&(String, String)> = report.environment.iter().collect();
-    assert!(env.iter().any(|(k, v)| k == "pod" && v == POD), "{env:?}");
-    assert!(env.iter().any(|(k, v)| k == "CI_RUNNER_ID" && v == "42"));
+    let env = &report.environment;
+    assert_eq!(env.get("pod").map(String::as_str), Some(POD), "{env:?}");
+    assert_eq!(env.get("CI_RUNNER_ID").map(String::as_str), Some("42"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,8 @@
 //! appear in no output.
 
 use base64::Engine as _;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::Status;
 
 use crate::support::*;
 
@@ -18,7 +20,7 @@ fn kubeconfig_text() -> String {
 
 /// Runs the binary with `KUBECONFIG=value` and returns the reason of the failing run-wide
 /// `config.kubeconfig` result, after checking that the canary appears nowhere.
-fn run_with_kubeconfig_var(world: &World, value: &str) -> String {
+fn run_with_kubeconfig_var(world: &World, value: &str) -> Reason {
     let json = world.path("r.json");
     let out = world.run_binary(
         None,
@@ -35,37 +37,39 @@ fn run_with_kubeconfig_var(world: &World, value: &str) -> String {
     for output in [&text, &String::from_utf8_lossy(&out.stdout).into_owned()] {
         assert!(!output.contains(CANARY), "the kubeconfig's token leaked");
     }
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    let failed = v["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["id"] == "config.kubeconfig" && c["status"] == "fail");
-    let failed = failed.unwrap_or_else(|| panic!("no failing config.kubeconfig: {v:#}"));
+    let report = Report::parse(&text);
+    let failed = report
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ConfigKubeconfig && c.status == Status::Fail);
+    let failed = failed.unwrap_or_else(|| panic!("no failing config.kubeconfig: {report:#?}"));
     assert!(
-        failed["fix"].as_str().is_some_and(|f| !f.is_empty()),
-        "{failed:#}"
+        failed.fix.as_deref().is_some_and(|f| !f.is_empty()),
+        "{failed:#?}"
     );
-    failed["reason"].as_str().unwrap_or_default().to_string()
+    failed.reason.expect("a failure has a reason")
 }
 
 #[test]
 fn config_kubeconfig_content_not_path() {
     let world = World::new();
     let reason = run_with_kubeconfig_var(&world, &kubeconfig_text());
-    assert_eq!(reason, "content-not-path");
+    assert_eq!(reason, Reason::ContentNotPath);
 }
 
 #[test]
 fn config_kubeconfig_base64_encoded() {
     let world = World::new();
     let encoded = base64::engine::general_purpose::STANDARD.encode(kubeconfig_text());
-    assert_eq!(run_with_kubeconfig_var(&world, &encoded), "base64-encoded");
+    assert_eq!(
+        run_with_kubeconfig_var(&world, &encoded),
+        Reason::Base64Encoded
+    );
     // The same base64 in the file that KUBECONFIG names (a File variable).
     let path = world.write("kubeconfig.b64", &format!("{encoded}\n"));
     assert_eq!(
         run_with_kubeconfig_var(&world, &path.display().to_string()),
-        "base64-encoded"
+        Reason::Base64Encoded
     );
 }
 
@@ -114,9 +118,9 @@ async fn config_kubeconfig_kube_context_not_current() {
 
 /// The run-wide result with `reason`, failing the test when there is none.
 fn run_wide(
-    report: &kube_reach::model::RunReport,
+    report: &crate::report::Report,
     reason: kube_reach::catalogue::Reason,
-) -> &kube_reach::model::CheckResult {
+) -> &crate::report::Check {
     report
         .checks
         .iter()

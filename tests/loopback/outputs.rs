@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
+use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
+use kube_reach::model::{TargetKind, Verdict};
 
 use crate::support::*;
 
@@ -35,16 +37,9 @@ fn no_kubeconfig_fails_with_a_report_and_exit_1() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
-    assert_eq!(v["verdict"], "fail");
-    assert!(
-        v["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .any(|c| c["reason"] == "not-set")
-    );
+    let v = Report::parse(&std::fs::read_to_string(&json).expect("json written"));
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert!(v.checks.iter().any(|c| c.reason == Some(Reason::NotSet)));
 }
 
 #[test]
@@ -149,23 +144,14 @@ fn reports_are_valid_and_leak_no_secret() {
     ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
-    let expired = v["targets"]
-        .as_array()
-        .expect("targets")
-        .iter()
-        .find(|t| t["name"] == "expired")
-        .expect("expired");
-    assert_eq!(expired["root_cause"]["check"], "tls.validity");
-    assert_eq!(expired["root_cause"]["reason"], "expired");
-    let good = v["targets"]
-        .as_array()
-        .expect("targets")
-        .iter()
-        .find(|t| t["name"] == "good")
-        .expect("good");
-    assert!(good["root_cause"].is_null());
+    let report = Report::parse(&json);
+    let expired = report.target("expired");
+    let cause = expired.root_cause.map(|c| (c.check, c.reason));
+    assert_eq!(cause, Some((CheckId::TlsValidity, Reason::Expired)));
+    let good = report.target("good");
+    assert!(good.root_cause.is_none());
     // GITLAB_CI is set, so the loopback server is a warning, not a failure.
-    assert_eq!(good["verdict"], "warn");
+    assert_eq!(good.verdict, Verdict::Warn);
 
     // JUnit: unique (classname, name), reason codes as type, schema-valid.
     let mut seen = HashSet::new();
@@ -190,16 +176,11 @@ fn reports_are_valid_and_leak_no_secret() {
     );
     let xsd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/junit-10.xsd");
     let xml = world.write("check.xml", &junit);
-    let lint = std::process::Command::new("xmllint")
-        .args(["--noout", "--schema", xsd])
-        .arg(&xml)
-        .output()
-        .expect("xmllint is needed (apt-get install libxml2-utils)");
-    assert!(
-        lint.status.success(),
-        "{}",
-        String::from_utf8_lossy(&lint.stderr)
-    );
+    // xmllint is needed (apt-get install libxml2-utils).
+    let mut lint = std::process::Command::new("xmllint");
+    lint.args(["--noout", "--schema", xsd]).arg(&xml);
+    let (code, _, stderr) = crate::child::run_bounded(lint, std::time::Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
@@ -224,8 +205,12 @@ fn healthy_exits_0_and_fail_on_warn_turns_a_warning_into_1() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is pure JSON");
-    assert_eq!(v["verdict"], "pass");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    assert_eq!(
+        Report::parse(&stdout).verdict,
+        Verdict::Pass,
+        "stdout is the JSON report"
+    );
     // A certificate expiring within --expiry-warn-days is a warning: exit 0, or 1 with --fail-on warn.
     let out = world.run_binary(Some(&path), &["--expiry-warn-days", "400"], &[]);
     assert_eq!(out.code, Some(0));
@@ -259,17 +244,15 @@ fn the_demo_stays_on_loopback_even_inside_gitlab_ci() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let targets = v["targets"].as_array().expect("targets");
+    let v = Report::parse(&String::from_utf8_lossy(&out.stdout));
     assert!(
-        targets.iter().all(|t| t["kind"] != "gitlab"),
+        v.targets.iter().all(|t| t.kind != TargetKind::Gitlab),
         "the demo must not contact CI_SERVER_URL"
     );
-    assert!(targets.iter().all(|t| {
-        t["server"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("https://127.0.0.1:")
-    }));
-    assert_eq!(v["verdict"], "pass");
+    assert!(
+        v.targets
+            .iter()
+            .all(|t| t.server.starts_with("https://127.0.0.1:"))
+    );
+    assert_eq!(v.verdict, Verdict::Pass);
 }

@@ -6,7 +6,7 @@ use kube_reach::model::{Status, Verdict};
 
 use crate::support::*;
 
-async fn tls_case(class: TlsClass, server_name: Option<&str>) -> kube_reach::model::TargetReport {
+async fn tls_case(class: TlsClass, server_name: Option<&str>) -> crate::report::Target {
     init();
     let pki = Pki::generate().expect("pki");
     let (server, ca) = tls_server(&pki, class, ApiServerOptions::default()).await;
@@ -19,7 +19,7 @@ async fn tls_case(class: TlsClass, server_name: Option<&str>) -> kube_reach::mod
 }
 
 /// The report of the one target `c` at `url`, trusting `ca`.
-async fn one_target(world: &World, url: String, ca: &str) -> kube_reach::model::TargetReport {
+async fn one_target(world: &World, url: String, ca: &str) -> crate::report::Target {
     let report = world
         .run(
             &kubeconfig(&[Ctx::new("c", url, ca, GOOD)], Some("c")),
@@ -239,7 +239,7 @@ async fn raw_tls_front(reply: &'static [u8]) -> std::net::SocketAddr {
     addr
 }
 
-async fn run_against_raw_front(reply: &'static [u8]) -> kube_reach::model::TargetReport {
+async fn run_against_raw_front(reply: &'static [u8]) -> crate::report::Target {
     init();
     let addr = raw_tls_front(reply).await;
     let pki = Pki::generate().expect("pki");
@@ -381,7 +381,7 @@ async fn http_version_not_kubernetes_behind_an_html_front() {
     );
 }
 
-async fn proxy_case(mode: ProxyMode, proxy_userinfo: &str) -> kube_reach::model::TargetReport {
+async fn proxy_case(mode: ProxyMode, proxy_userinfo: &str) -> crate::report::Target {
     init();
     let pki = Pki::generate().expect("pki");
     let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
@@ -581,7 +581,7 @@ async fn config_server_loopback_warns_only_in_gitlab_ci() {
     let dead = kube_reach::demo::dead_address().expect("dead");
     let kc = kubeconfig(&[Ctx::new("c", format!("https://{dead}"), "", GOOD)], None);
     let in_ci = world.run(&kc, &[], &[("GITLAB_CI", "true")]).await;
-    let server_check = |r: &kube_reach::model::RunReport| {
+    let server_check = |r: &crate::report::Report| {
         target(r, "c")
             .checks
             .iter()
@@ -742,14 +742,14 @@ async fn client_certificate_authentication_works_and_a_wrong_key_is_named() {
     let other = pki.client_identity("bob", &["devs"]).expect("other cert");
     let (server, ca) = tls_server(&pki, TlsClass::Good, ApiServerOptions::default()).await;
     let world = World::new();
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let kc = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \"{url}\"\n    certificate-authority-data: {ca}\nusers:\n- name: mismatched\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {wrong}\ncontexts:\n- name: mismatched\n  context: {{cluster: c, user: mismatched}}\n",
-        url = server.url(),
-        ca = b64(&ca),
-        cert = b64(&client.cert_pem),
-        wrong = b64(other.key_pem()),
-    );
+    let ctx = Ctx {
+        ca_pem: Some(&ca),
+        client_cert: Some((&client.cert_pem, other.key_pem())),
+        namespace: None,
+        cluster_name: Some("c"),
+        ..Ctx::named("mismatched", server.url())
+    };
+    let kc = kubeconfig(&[ctx], None);
     let report = world.run(&kc, &[], &[]).await;
     assert_root_cause(
         target(&report, "mismatched"),

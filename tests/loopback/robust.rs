@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::cli::Cli;
 use kube_reach::demo::{ApiServerOptions, ClientAuth, Pki, TlsClass, Transport, apiserver};
-use kube_reach::model::MAX_EVIDENCE_CHARS;
-use kube_reach::plan::{MAX_REQUIREMENTS, MAX_TARGETS, Plan};
+use kube_reach::model::{MAX_EVIDENCE_CHARS, Status};
+use kube_reach::plan::{MAX_REQUIREMENTS, MAX_TARGETS};
 
-use crate::support::{Ctx, GOOD, World, init, kubeconfig, localhost, target};
+use crate::support::{Check, Ctx, GOOD, Report, World, init, kubeconfig, localhost, target};
 
 /// Nothing listens on the discard port of loopback: every connection is refused at once.
 const REFUSED: &str = "https://127.0.0.1:9";
@@ -25,7 +24,7 @@ const FIFO: &str = "not a regular file (a FIFO)";
 struct Run {
     code: Option<i32>,
     stderr: String,
-    json: Option<serde_json::Value>,
+    json: Option<Report>,
     json_text: String,
 }
 
@@ -58,13 +57,13 @@ fn run(world: &World, args: &[&str], vars: &[(&str, &str)]) -> Run {
     Run {
         code,
         stderr,
-        json: serde_json::from_str(&json_text).ok(),
+        json: (!json_text.is_empty()).then(|| Report::parse(&json_text)),
         json_text,
     }
 }
 
 impl Run {
-    fn report(&self) -> &serde_json::Value {
+    fn report(&self) -> &Report {
         self.json.as_ref().unwrap_or_else(|| {
             panic!(
                 "no JSON report written (exit {:?}): {}",
@@ -74,19 +73,16 @@ impl Run {
     }
 
     /// Every check of the report, run-wide and per target.
-    fn checks(&self) -> Vec<&serde_json::Value> {
+    fn checks(&self) -> Vec<&Check> {
         let report = self.report();
-        let run_wide = report["checks"].as_array().into_iter().flatten();
-        let targets = report["targets"].as_array().into_iter().flatten();
-        run_wide
-            .chain(targets.flat_map(|t| t["checks"].as_array().into_iter().flatten()))
-            .collect()
+        let targets = report.targets.iter().flat_map(|t| &t.checks);
+        report.checks.iter().chain(targets).collect()
     }
 
-    fn find(&self, id: CheckId, reason: Reason) -> &serde_json::Value {
+    fn find(&self, id: CheckId, reason: Reason) -> &Check {
         self.checks()
             .into_iter()
-            .find(|c| c["id"] == id.as_str() && c["reason"] == reason.as_str())
+            .find(|c| c.id == id && c.reason == Some(reason))
             .unwrap_or_else(|| {
                 panic!(
                     "no {} {} in {}",
@@ -98,14 +94,8 @@ impl Run {
     }
 }
 
-fn evidence(check: &serde_json::Value) -> String {
-    check["evidence"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+fn evidence(check: &Check) -> String {
+    check.evidence.join("\n")
 }
 
 fn mkfifo(path: &Path) -> PathBuf {
@@ -127,11 +117,8 @@ fn config_credentials_jwt_exp_beyond_any_clock_does_not_crash() {
     let token = jwt(r#"{"exp":9223372036854775808,"sub":"x"}"#);
     let kc = kubeconfig(
         &[Ctx {
-            name: "far",
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(&token),
-            extra_cluster: "",
+            ..Ctx::named("far", REFUSED.into())
         }],
         Some("far"),
     );
@@ -141,9 +128,9 @@ fn config_credentials_jwt_exp_beyond_any_clock_does_not_crash() {
     let credentials = out
         .checks()
         .into_iter()
-        .find(|c| c["id"] == "config.credentials")
+        .find(|c| c.id == CheckId::ConfigCredentials)
         .expect("config.credentials row");
-    assert_eq!(credentials["status"], "pass", "{credentials}");
+    assert_eq!(credentials.status, Status::Pass, "{credentials:?}");
     assert!(
         !out.json_text.contains(&token),
         "the token stays out of the report"
@@ -170,8 +157,11 @@ fn a_panic_while_planning_still_writes_the_reports() {
     );
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     let row = out.find(CheckId::ConfigKubeconfig, Reason::Internal);
-    assert_eq!(row["status"], "error");
-    assert!(evidence(row).contains("src/guard.rs"), "names where: {row}");
+    assert_eq!(row.status, Status::Error);
+    assert!(
+        evidence(row).contains("src/guard.rs"),
+        "names where: {row:?}"
+    );
     let junit = std::fs::read_to_string(&junit).expect("JUnit written");
     assert!(junit.contains("<error"), "{junit}");
     assert!(
@@ -193,12 +183,8 @@ fn planning_is_bounded_by_the_deadline() {
     );
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let row = out.find(CheckId::ConfigKubeconfig, Reason::Deadline);
-    assert_eq!(row["status"], "error");
-    assert!(
-        out.report()["targets"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-    );
+    assert_eq!(row.status, Status::Error);
+    assert!(out.report().targets.is_empty());
 }
 
 /// A variable whose value is not UTF-8 (any CI variable can hold such bytes) made
@@ -224,7 +210,7 @@ fn a_variable_that_is_not_utf8_is_no_crash() {
     let (code, _, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(60));
     assert_eq!(code, Some(1), "{stderr}");
     let text = std::fs::read_to_string(&json).expect("JSON written");
-    serde_json::from_str::<serde_json::Value>(&text).expect("JSON parses");
+    Report::parse(&text);
 }
 
 /// Issue 9: a FIFO anywhere an input file is read blocked the run forever, with no report.
@@ -262,12 +248,12 @@ fn fifo_input_files_are_refused_and_the_report_written() {
     for (args, vars, id, reason) in cases {
         let out = run(&world, args, vars);
         assert_eq!(out.code, Some(1), "{args:?} {vars:?}: {}", out.stderr);
-        let check = out.find(id, reason);
+        let check = format!("{:?}", out.find(id, reason));
         assert!(
-            check.to_string().contains(FIFO),
+            check.contains(FIFO),
             "{args:?}: names the file and what it is: {check}"
         );
-        assert!(check.to_string().contains(&fifo), "{check}");
+        assert!(check.contains(&fifo), "{check}");
     }
     // resolv.conf and the hosts file: the run goes on and says what it could not use.
     let out = run(&world, &["--server", REFUSED, "--resolv-conf", &fifo], &[]);
@@ -335,9 +321,11 @@ fn config_kubeconfig_names_no_file() {
     let out = run(&world, &[], &[("KUBECONFIG", ":::::")]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let check = out.find(CheckId::ConfigKubeconfig, Reason::NamesNoFile);
-    assert!(evidence(check).contains("KUBECONFIG is set"), "{check}");
+    assert!(evidence(check).contains("KUBECONFIG is set"), "{check:?}");
     assert!(
-        !out.checks().iter().any(|c| c["reason"] == "not-set"),
+        !out.checks()
+            .iter()
+            .any(|c| c.reason == Some(Reason::NotSet)),
         "{}",
         out.json_text
     );
@@ -402,11 +390,9 @@ fn config_tls_invalid_server_name() {
     let world = World::new();
     let kc = kubeconfig(
         &[Ctx {
-            name: "bad-sni",
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(GOOD),
             extra_cluster: "    tls-server-name: \"bad name!\"\n",
+            ..Ctx::named("bad-sni", REFUSED.into())
         }],
         Some("bad-sni"),
     );
@@ -414,11 +400,11 @@ fn config_tls_invalid_server_name() {
     let out = run(&world, &["--kubeconfig", &path.display().to_string()], &[]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let check = out.find(CheckId::ConfigTls, Reason::InvalidServerName);
-    assert!(evidence(check).contains("\"bad name!\""), "{check}");
+    assert!(evidence(check).contains("\"bad name!\""), "{check:?}");
     assert!(
         !out.checks()
             .iter()
-            .any(|c| c["id"] == "tls.handshake" && c["status"] == "fail"),
+            .any(|c| c.id == CheckId::TlsHandshake && c.status == Status::Fail),
         "{}",
         out.json_text
     );
@@ -433,20 +419,16 @@ fn config_kubeconfig_too_many_targets() {
     let contexts: Vec<Ctx> = names
         .iter()
         .map(|n| Ctx {
-            name: n,
-            server: REFUSED.into(),
-            ca_pem: None,
             token: Some(GOOD),
-            extra_cluster: "",
+            ..Ctx::named(n, REFUSED.into())
         })
         .collect();
     let path = world.write("kubeconfig", &kubeconfig(&contexts, None));
     let out = run(&world, &["--kubeconfig", &path.display().to_string()], &[]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    let targets = out.report()["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), MAX_TARGETS);
+    assert_eq!(out.report().targets.len(), MAX_TARGETS);
     let check = out.find(CheckId::ConfigKubeconfig, Reason::TooManyTargets);
-    assert_eq!(check["status"], "warn");
+    assert_eq!(check.status, Status::Warn);
     let text = evidence(check);
     let first_left_out = &names[MAX_TARGETS];
     assert!(text.contains(first_left_out.as_str()), "{text}");
@@ -468,10 +450,13 @@ fn rbac_can_i_too_many_requirements() {
         "--require-file".into(),
         world.path("require.txt").display().to_string(),
     ]);
-    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("flags");
-    let plan = Plan::new(&cli.run, &world.env(&[])).expect("plan");
-    assert_eq!(plan.requirements.len(), MAX_REQUIREMENTS);
-    let check = plan
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let report = rt.block_on(world.run_args(&args, &[]));
+    // One rbac.can-i row per requirement kept.
+    let kept = report.only_target().checks.iter();
+    let kept = kept.filter(|c| c.id == CheckId::RbacCanI).count();
+    assert_eq!(kept, MAX_REQUIREMENTS);
+    let check = report
         .checks
         .iter()
         .find(|c| c.reason == Some(Reason::TooManyRequirements))
@@ -590,8 +575,9 @@ fn config_credentials_token_that_cannot_be_sent_is_named() {
         let text = evidence(check);
         assert!(text.contains(said), "{name}: {text}");
         assert!(text.contains(&file.display().to_string()), "{name}: {text}");
-        let root = &out.report()["targets"][0]["root_cause"];
-        assert_eq!(root["check"], "config.credentials", "{name}: {root}");
+        let root = out.report().targets.first().and_then(|t| t.root_cause);
+        let check = root.map(|c| c.check);
+        assert_eq!(check, Some(CheckId::ConfigCredentials), "{name}: {root:?}");
         assert!(
             !out.json_text.contains("Canary4c1d9e"),
             "{name}: {}",
@@ -607,8 +593,8 @@ fn config_credentials_token_that_cannot_be_sent_is_named() {
     ];
     let out = run(&world, &[], &vars);
     let check = out.find(CheckId::ConfigCredentials, Reason::TokenInvalid);
-    assert!(evidence(check).contains("KUBE_TOKEN"), "{check}");
-    assert!(evidence(check).contains("line break"), "{check}");
+    assert!(evidence(check).contains("KUBE_TOKEN"), "{check:?}");
+    assert!(evidence(check).contains("line break"), "{check:?}");
     assert!(!out.json_text.contains("Canary4c1d9e"), "{}", out.json_text);
 }
 
@@ -623,11 +609,8 @@ fn many_short_registered_secrets_do_not_stall_the_run() {
     let server = format!("{REFUSED}/?{}", query.join("&"));
     let kc = kubeconfig(
         &[Ctx {
-            name: "q",
-            server,
-            ca_pem: None,
             token: Some("t0kenxyz"),
-            extra_cluster: "",
+            ..Ctx::named("q", server)
         }],
         Some("q"),
     );
@@ -643,7 +626,7 @@ fn many_short_registered_secrets_do_not_stall_the_run() {
         &[],
     );
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert_eq!(out.report()["verdict"], "fail");
+    assert_eq!(out.report().verdict, kube_reach::model::Verdict::Fail);
     assert!(!out.json_text.contains("k0123456x"), "a query value leaked");
 }
 
@@ -660,11 +643,7 @@ fn config_kubeconfig_thousands_of_missing_contexts_are_capped() {
     let contexts: Vec<Ctx> = names
         .iter()
         .map(|name| Ctx {
-            name,
-            server: REFUSED.into(),
-            ca_pem: None,
-            token: None,
-            extra_cluster: "",
+            ..Ctx::named(name, REFUSED.into())
         })
         .collect();
     let path = world.write("kubeconfig", &kubeconfig(&contexts, None));
@@ -678,7 +657,7 @@ fn config_kubeconfig_thousands_of_missing_contexts_are_capped() {
     let missing: Vec<_> = out
         .checks()
         .into_iter()
-        .filter(|c| c["reason"] == Reason::ContextNotFound.as_str())
+        .filter(|c| c.reason == Some(Reason::ContextNotFound))
         .collect();
     assert_eq!(missing.len(), MAX_TARGETS, "{}", out.stderr);
     let last = evidence(missing[MAX_TARGETS - 1]);

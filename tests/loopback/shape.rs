@@ -4,29 +4,17 @@
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::ApiServerOptions;
 use kube_reach::demo::apiserver::default_tokens;
-use kube_reach::model::{RunReport, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 
 use crate::support::*;
 
 /// The jq expression of spec §3, in Rust: every root cause of the run, run-wide first.
-fn all_root_causes(v: &serde_json::Value) -> Vec<(String, String)> {
-    let mut causes = vec![v["root_cause"].clone()];
-    causes.extend(
-        v["targets"]
-            .as_array()
-            .expect("targets")
-            .iter()
-            .map(|t| t["root_cause"].clone()),
-    );
-    causes
-        .into_iter()
-        .filter(|c| !c.is_null())
-        .map(|c| {
-            (
-                c["check"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+fn all_root_causes(report: &Report) -> Vec<(CheckId, Reason)> {
+    let run_wide = report.root_cause.iter();
+    let per_target = report.targets.iter().filter_map(|t| t.root_cause.as_ref());
+    run_wide
+        .chain(per_target)
+        .map(|c| (c.check, c.reason))
         .collect()
 }
 
@@ -38,18 +26,15 @@ fn nowhere(context: &str) -> String {
     )
 }
 
-fn json_of_run(
-    world: &World,
-    kubeconfig: &str,
-    extra: &[&str],
-) -> (Option<i32>, serde_json::Value) {
+fn json_of_run(world: &World, kubeconfig: &str, extra: &[&str]) -> (Option<i32>, Report) {
     let path = world.write("kubeconfig", kubeconfig);
     let json = world.path("r.json");
     let mut args = vec!["--json", json.to_str().expect("utf-8 path")];
     args.extend(extra);
     let out = world.run_binary(Some(&path), &args, &[("HOME", "/nonexistent")]);
     let text = std::fs::read(&json).expect("the JSON report is written");
-    (out.code, serde_json::from_slice(&text).expect("valid JSON"))
+    let text = String::from_utf8(text).expect("the JSON report is UTF-8");
+    (out.code, Report::parse(&text))
 }
 
 #[test]
@@ -58,20 +43,20 @@ fn run_wide_failures_have_a_top_level_root_cause() {
     let good = nowhere("ctx-a");
     let (code, v) = json_of_run(&world, &good, &["--context", "no-such-context"]);
     assert_eq!(code, Some(1));
-    assert_eq!(v["root_cause"]["check"], "config.kubeconfig", "{v:#}");
-    assert_eq!(v["root_cause"]["reason"], "context-not-found");
-    assert_eq!(
-        all_root_causes(&v),
-        [(
-            "config.kubeconfig".to_string(),
-            "context-not-found".to_string()
-        )]
-    );
+    let cause = v.root_cause.map(|c| (c.check, c.reason));
+    let want = (CheckId::ConfigKubeconfig, Reason::ContextNotFound);
+    assert_eq!(cause, Some(want), "{v:#?}");
+    assert_eq!(all_root_causes(&v), [want]);
 
     let (code, v) = json_of_run(&world, "clusters: [unclosed\n", &[]);
     assert_eq!(code, Some(1));
-    assert_eq!(v["root_cause"]["reason"], "invalid-yaml", "{v:#}");
-    assert!(!all_root_causes(&v).is_empty());
+    let cause = v.root_cause.map(|c| c.reason);
+    assert_eq!(cause, Some(Reason::InvalidYaml), "{v:#?}");
+    // No target came out of a file that does not parse: the run-wide cause is the only one.
+    assert_eq!(
+        all_root_causes(&v),
+        [(CheckId::ConfigKubeconfig, Reason::InvalidYaml)]
+    );
 }
 
 #[test]
@@ -79,15 +64,15 @@ fn a_passing_run_has_a_null_top_level_root_cause() {
     let world = World::new();
     let text = nowhere("c");
     let (_, v) = json_of_run(&world, &text, &[]);
-    assert!(v["root_cause"].is_null(), "{:#}", v["root_cause"]);
+    assert!(v.root_cause.is_none(), "{:#?}", v.root_cause);
     // The failure is the target's, and the jq expression finds it there.
-    assert_eq!(all_root_causes(&v)[0].0, "tcp.connect");
+    assert_eq!(all_root_causes(&v)[0].0, CheckId::TcpConnect);
 }
 
 async fn healthy(
     options: ApiServerOptions,
     token: &str,
-) -> (RunReport, kube_reach::demo::ApiServerHandle) {
+) -> (Report, kube_reach::demo::ApiServerHandle) {
     run_on_good_server(options, Some(token), true, &[]).await
 }
 
@@ -161,7 +146,7 @@ fn refused_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn ids(t: &TargetReport) -> Vec<&'static str> {
+fn ids(t: &Target) -> Vec<&'static str> {
     let mut ids: Vec<&str> = t.checks.iter().map(|c| c.id.as_str()).collect();
     ids.dedup();
     ids
@@ -315,7 +300,7 @@ async fn scripted_server(
     (task, addr)
 }
 
-async fn through_scripted_proxy(answer: Vec<u8>) -> TargetReport {
+async fn through_scripted_proxy(answer: Vec<u8>) -> Target {
     init();
     let (task, proxy) = scripted_server(Some(answer)).await;
     let world = World::new();
@@ -361,7 +346,7 @@ async fn a_connect_answer_whose_head_never_ends_is_no_tunnel() {
 }
 
 /// Every text a user reads (summaries, evidence, fixes, whys) of every row of the run.
-fn report_texts(report: &RunReport) -> Vec<String> {
+fn report_texts(report: &Report) -> Vec<String> {
     let rows = report
         .checks
         .iter()
@@ -377,7 +362,7 @@ fn report_texts(report: &RunReport) -> Vec<String> {
 }
 
 /// Rust `Debug` shapes: enum variants with payloads, options, byte arrays.
-fn assert_no_debug_text(report: &RunReport) {
+fn assert_no_debug_text(report: &Report) {
     for text in report_texts(report) {
         for shape in ["Failed(", "Some(", "Stalled", "Err(", "Ok("] {
             assert!(!text.contains(shape), "Debug text {shape:?} in {text:?}");
@@ -442,15 +427,15 @@ fn the_duration_counts_planning_too() {
             ("KUBE_REACH_FAILPOINT", "plan-slow"),
         ],
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let v = Report::parse(&text);
     assert_eq!(
-        v["targets"][0]["name"],
-        "c",
+        v.targets.first().map(|t| t.name.as_str()),
+        Some("c"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ms = v["duration_ms"].as_u64().expect("duration_ms");
+    let ms = v.duration_ms;
     assert!(
         ms >= 1000,
         "duration {ms} ms leaves out the second spent planning"

@@ -1,22 +1,22 @@
-//! Shared fixtures: servers per TLS class, kubeconfig writer, in-process runs, binary runs.
+//! Shared fixtures: servers per TLS class, in-process runs, binary runs. Every run's report is
+//! read from its JSON text through the one typed reader (`tests/common/report.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use kube_reach::catalogue::{CheckId, Reason};
-use kube_reach::cli::Cli;
 use kube_reach::demo::{
     ApiServerHandle, ApiServerOptions, ClientAuth, Pki, TlsClass, Transport, apiserver,
 };
 use kube_reach::env::Env;
-use kube_reach::model::{RunReport, Status, TargetReport};
-use kube_reach::plan::Plan;
+use kube_reach::in_process::Outputs;
+use kube_reach::model::Status;
 
-pub const GOOD: &str = "good-token";
-pub const FORBIDDEN: &str = "forbidden-token";
+pub use crate::report::{Check, Report, Target};
+
+pub use crate::kubeconfig::{Ctx, FORBIDDEN, GOOD, kubeconfig};
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -52,7 +52,7 @@ pub async fn run_on_good_server(
     token: Option<&str>,
     current: bool,
     extra: &[&str],
-) -> (RunReport, ApiServerHandle) {
+) -> (Report, ApiServerHandle) {
     init();
     let pki = Pki::generate().expect("pki");
     let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
@@ -61,60 +61,6 @@ pub async fn run_on_good_server(
     let kc = kubeconfig(&[ctx], current.then_some("c"));
     let report = World::new().run(&kc, extra, &[]).await;
     (report, server)
-}
-
-/// One kubeconfig cluster/user/context.
-pub struct Ctx<'a> {
-    pub name: &'a str,
-    pub server: String,
-    pub ca_pem: Option<&'a str>,
-    pub token: Option<&'a str>,
-    pub extra_cluster: &'a str,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(name: &'a str, server: String, ca_pem: &'a str, token: &'a str) -> Self {
-        Ctx {
-            name,
-            server,
-            ca_pem: Some(ca_pem),
-            token: Some(token),
-            extra_cluster: "",
-        }
-    }
-}
-
-pub fn kubeconfig(contexts: &[Ctx<'_>], current: Option<&str>) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut clusters = String::new();
-    let mut users = String::new();
-    let mut ctxs = String::new();
-    for c in contexts {
-        clusters.push_str(&format!(
-            "- name: {n}\n  cluster:\n    server: \"{s}\"\n",
-            n = c.name,
-            s = c.server
-        ));
-        if let Some(ca) = c.ca_pem {
-            clusters.push_str(&format!("    certificate-authority-data: {}\n", b64(ca)));
-        }
-        clusters.push_str(c.extra_cluster);
-        users.push_str(&format!("- name: {n}\n  user:\n", n = c.name));
-        match c.token {
-            Some(t) => users.push_str(&format!("    token: \"{t}\"\n")),
-            None => users.push_str("    {}\n"),
-        }
-        ctxs.push_str(&format!(
-            "- name: {n}\n  context:\n    cluster: {n}\n    user: {n}\n    namespace: ci\n",
-            n = c.name
-        ));
-    }
-    let current = current
-        .map(|c| format!("current-context: {c}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n{clusters}users:\n{users}contexts:\n{ctxs}{current}"
-    )
 }
 
 /// A temp dir with an empty resolv.conf and a hosts file naming api.k8s.test, so no test name
@@ -167,8 +113,18 @@ impl World {
         }
     }
 
-    /// Runs the engine in-process on `kubeconfig` with extra flags and variables.
-    pub async fn run(&self, kubeconfig: &str, extra: &[&str], vars: &[(&str, &str)]) -> RunReport {
+    /// Runs kube-reach in-process on `kubeconfig` with extra flags and variables.
+    pub async fn run(&self, kubeconfig: &str, extra: &[&str], vars: &[(&str, &str)]) -> Report {
+        Report::parse(&self.run_outputs(kubeconfig, extra, vars).await.json)
+    }
+
+    /// [`World::run`], returning every output the run wrote.
+    pub async fn run_outputs(
+        &self,
+        kubeconfig: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Outputs {
         let path = self.write("kubeconfig", kubeconfig);
         let mut args = self.base_args();
         for flag in ["--timeout", "--deadline"] {
@@ -179,16 +135,20 @@ impl World {
         }
         args.extend(["--kubeconfig".into(), path.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.run_args(&args, vars).await
+        self.run_args_outputs(&args, vars).await
     }
 
-    /// Runs the engine in-process with exactly `args` (the program name first, as from
+    /// Runs kube-reach in-process with exactly `args` (the program name first, as from
     /// [`World::base_args`]) and this world's environment with `vars`.
-    pub async fn run_args(&self, args: &[String], vars: &[(&str, &str)]) -> RunReport {
-        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("flags");
-        let env = self.env(vars);
-        let plan = Plan::new(&cli.run, &env).expect("plan");
-        kube_reach::engine::run(plan, &env).await
+    pub async fn run_args(&self, args: &[String], vars: &[(&str, &str)]) -> Report {
+        Report::parse(&self.run_args_outputs(args, vars).await.json)
+    }
+
+    /// [`World::run_args`], returning every output the run wrote.
+    pub async fn run_args_outputs(&self, args: &[String], vars: &[(&str, &str)]) -> Outputs {
+        kube_reach::in_process::run(args, &self.env(vars))
+            .await
+            .unwrap_or_else(|usage| panic!("refused as a usage error: {usage}"))
     }
 
     /// [`World::base_args`] without `--no-in-cluster`: a run that may read the pod's service
@@ -228,17 +188,13 @@ impl World {
     }
 }
 
-pub fn target<'r>(report: &'r RunReport, name: &str) -> &'r TargetReport {
-    report
-        .targets
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("no target {name}"))
+pub fn target<'r>(report: &'r Report, name: &str) -> &'r Target {
+    report.target(name)
 }
 
 /// Asserts the root cause, and that nothing after it is blamed: every later failure is the
 /// same layer (several addresses, several RBAC verbs) or a skip naming a blocker.
-pub fn assert_root_cause(t: &TargetReport, check: CheckId, reason: Reason) {
+pub fn assert_root_cause(t: &Target, check: CheckId, reason: Reason) {
     let rc = t
         .root_cause
         .unwrap_or_else(|| panic!("{}: no root cause; checks: {:#?}", t.name, t.checks));
@@ -282,7 +238,7 @@ pub fn assert_root_cause(t: &TargetReport, check: CheckId, reason: Reason) {
 }
 
 /// Asserts that the target has a result of check `id` with `reason`.
-pub fn assert_has_reason(t: &TargetReport, id: CheckId, reason: Reason) {
+pub fn assert_has_reason(t: &Target, id: CheckId, reason: Reason) {
     assert!(
         t.checks
             .iter()
@@ -296,7 +252,7 @@ pub fn assert_has_reason(t: &TargetReport, id: CheckId, reason: Reason) {
 }
 
 /// Asserts that the target has a result of check `id` with `status`.
-pub fn assert_has_status(t: &TargetReport, id: CheckId, status: Status) {
+pub fn assert_has_status(t: &Target, id: CheckId, status: Status) {
     assert!(
         t.checks.iter().any(|c| c.id == id && c.status == status),
         "{}: no {} {status:?}: {:#?}",
@@ -306,7 +262,7 @@ pub fn assert_has_status(t: &TargetReport, id: CheckId, status: Status) {
     );
 }
 
-pub fn evidence_of(t: &TargetReport, check: CheckId) -> String {
+pub fn evidence_of(t: &Target, check: CheckId) -> String {
     t.checks
         .iter()
         .filter(|c| c.id == check)
@@ -323,7 +279,7 @@ pub struct Finished {
 }
 
 /// The target's first result of check `id`, failing the test when there is none.
-pub fn result_of(t: &TargetReport, id: CheckId) -> &kube_reach::model::CheckResult {
+pub fn result_of(t: &Target, id: CheckId) -> &Check {
     t.checks
         .iter()
         .find(|c| c.id == id)

@@ -7,15 +7,21 @@ use std::path::Path;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerOptions, Pki, TlsClass};
-use kube_reach::model::{CheckResult, RunReport, Status};
+use kube_reach::model::Status;
 
 use crate::support::*;
 
 /// Writes an executable `name` into `dir` running `body` under /bin/sh.
 fn fake_tool(dir: &Path, name: &str, body: &str) {
+    executable(dir, name, &format!("#!/bin/sh\n{body}\n"));
+}
+
+/// Writes `text` into `dir/name` with the execute bits; returns the path.
+fn executable(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::write(&path, text).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
 }
 
 fn kubectl_printing(dir: &Path, version: &str) {
@@ -27,7 +33,7 @@ fn kubectl_printing(dir: &Path, version: &str) {
     );
 }
 
-fn tool<'r>(report: &'r RunReport, name: &str) -> &'r CheckResult {
+fn tool<'r>(report: &'r Report, name: &str) -> &'r Check {
     report
         .checks
         .iter()
@@ -35,7 +41,18 @@ fn tool<'r>(report: &'r RunReport, name: &str) -> &'r CheckResult {
         .unwrap_or_else(|| panic!("no runner.tools {name}: {:#?}", report.checks))
 }
 
-async fn run_with_path(world: &World, server: String, ca: &str, path: &Path) -> RunReport {
+/// The evidence of tool `name`'s result, asserted to be a warning for `reason`.
+fn warning_of(report: &Report, name: &str, reason: Reason) -> String {
+    let result = tool(report, name);
+    assert_eq!(
+        (result.status, result.reason),
+        (Status::Warn, Some(reason)),
+        "{result:#?}"
+    );
+    result.evidence.join("\n")
+}
+
+async fn run_with_path(world: &World, server: String, ca: &str, path: &Path) -> Report {
     let path = path.display().to_string();
     world
         .run(
@@ -57,23 +74,13 @@ async fn runner_tools_version_skew() {
     kubectl_printing(bin.path(), "v1.28.4");
     fake_tool(bin.path(), "helm", "echo v3.14.2+g123");
     let report = run_with_path(&world, server.url(), &ca, bin.path()).await;
-    let kubectl = tool(&report, "kubectl");
-    assert_eq!(
-        (kubectl.status, kubectl.reason),
-        (Status::Warn, Some(Reason::VersionSkew)),
-        "{kubectl:#?}"
-    );
-    let evidence = kubectl.evidence.join("\n");
+    let evidence = warning_of(&report, "kubectl", Reason::VersionSkew);
     assert!(
         evidence.contains("v1.28.4") && evidence.contains("v1.31.0"),
         "{evidence}"
     );
-    assert!(
-        kubectl
-            .fix
-            .as_deref()
-            .is_some_and(|f| f.contains("one minor"))
-    );
+    let fix = tool(&report, "kubectl").fix.as_deref();
+    assert!(fix.is_some_and(|f| f.contains("one minor")), "{fix:?}");
     assert_eq!(tool(&report, "helm").status, Status::Pass);
     // A warning never fails the target.
     assert!(target(&report, "c").root_cause.is_none());
@@ -137,4 +144,20 @@ async fn runner_tools_hanging_tool_is_killed_at_the_timeout() {
     );
     let helm = tool(&report, "helm");
     assert!(helm.summary.contains("not on PATH"), "{helm:#?}");
+}
+
+/// A kubectl that cannot start (its interpreter is missing) is a warning naming why: it used to
+/// pass as "could not be run", which the deploy step then tripped over.
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_tools_tool_that_cannot_start_warns_saying_why() {
+    init();
+    let world = World::new();
+    let bin = tempfile::tempdir().expect("bin dir");
+    let path = executable(bin.path(), "kubectl", "#!/nonexistent/interpreter\n");
+    let report = run_with_path(&world, "https://127.0.0.1:1".into(), "", bin.path()).await;
+    let evidence = warning_of(&report, "kubectl", Reason::ToolCannotRun);
+    assert!(
+        evidence.contains(&path.display().to_string()) && evidence.contains("No such file"),
+        "{evidence}"
+    );
 }

@@ -15,22 +15,22 @@ use std::time::Duration;
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::{ApiServerHandle, ApiServerOptions, ProxyMode, Transport, apiserver, proxy};
-use kube_reach::model::{CheckResult, Status, TargetReport, Verdict};
+use kube_reach::model::{Status, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::support::*;
 
 /// A temp dir where openssl makes keys and certificates.
-struct Openssl {
+pub(crate) struct Openssl {
     dir: tempfile::TempDir,
 }
 
 /// One certificate made here: its files.
 #[derive(Clone)]
-struct Made {
-    crt: PathBuf,
-    key: PathBuf,
+pub(crate) struct Made {
+    pub(crate) crt: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Made {
@@ -42,18 +42,18 @@ impl Made {
 const LEAF_SANS: &str = "DNS:api.k8s.test,DNS:localhost,IP:127.0.0.1";
 
 impl Openssl {
-    fn new() -> Openssl {
+    pub(crate) fn new() -> Openssl {
         Openssl {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Runs `openssl args…` in the temp dir, at most 60 s; panics with its stderr on failure.
-    fn run(&self, args: &[&str]) {
+    pub(crate) fn run(&self, args: &[&str]) {
         let mut cmd = Command::new("openssl");
         cmd.args(args).current_dir(self.dir.path());
         let (code, _, stderr) = crate::child::run_bounded(cmd, Duration::from_secs(60));
@@ -88,7 +88,7 @@ impl Openssl {
     }
 
     /// A root CA.
-    fn root(&self, name: &str, subject: &str, rsa: bool) -> Made {
+    pub(crate) fn root(&self, name: &str, subject: &str, rsa: bool) -> Made {
         let exts = [
             "basicConstraints=critical,CA:TRUE",
             "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
@@ -97,7 +97,14 @@ impl Openssl {
     }
 
     /// A certificate for `subject` issued by `issuer` with the extensions `ext` (extfile lines).
-    fn issue(&self, name: &str, subject: &str, issuer: &Made, ext: &str, rsa: bool) -> Made {
+    pub(crate) fn issue(
+        &self,
+        name: &str,
+        subject: &str,
+        issuer: &Made,
+        ext: &str,
+        rsa: bool,
+    ) -> Made {
         let (crt, key, csr, extfile) = (
             format!("{name}.crt"),
             format!("{name}.key"),
@@ -118,7 +125,7 @@ impl Openssl {
 
     /// Signs `name.csr` with `issuer` into `name.crt` (extensions from `name.ext`), with
     /// `extra` arguments of `openssl x509 -req` (`-sha1`).
-    fn sign(&self, name: &str, issuer: &Made, extra: &[&str]) {
+    pub(crate) fn sign(&self, name: &str, issuer: &Made, extra: &[&str]) {
         let (crt, csr, extfile) = (
             format!("{name}.crt"),
             format!("{name}.csr"),
@@ -191,7 +198,7 @@ fn serial(name: &str) -> String {
 }
 
 /// Serves `chain` (leaf first) with the leaf's key from the fake API server on 127.0.0.1.
-async fn serve(chain: &[&Made]) -> ApiServerHandle {
+pub(crate) async fn serve(chain: &[&Made]) -> ApiServerHandle {
     let certs: Vec<CertificateDer<'static>> = chain
         .iter()
         .flat_map(|m| {
@@ -224,18 +231,18 @@ async fn serve_der(certs: Vec<CertificateDer<'static>>, key: &Path) -> ApiServer
 }
 
 /// The kubeconfig's CA for one run.
-enum Ca<'a> {
+pub(crate) enum Ca<'a> {
     Right(&'a Made),
     None,
     Wrong(&'a Made),
 }
 
-async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     run_on(server.url(), "", ca).await
 }
 
 /// Like [`run`], with the cluster's `proxy-url` set to a CONNECT proxy started here.
-async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
+async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> Target {
     init();
     let proxy = proxy::start_proxy(localhost(), ProxyMode::Allow)
         .await
@@ -246,7 +253,7 @@ async fn run_via_proxy(server: &ApiServerHandle, ca: Ca<'_>) -> TargetReport {
     t
 }
 
-async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> TargetReport {
+pub(crate) async fn run_on(url: String, extra_cluster: &str, ca: Ca<'_>) -> Target {
     init();
     let world = World::new();
     let report = world
@@ -266,15 +273,24 @@ fn kubeconfig_for(url: String, extra_cluster: &str, ca: Ca<'_>) -> String {
     kubeconfig(&[ctx], Some("c"))
 }
 
-/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH: exit code and
-/// stderr. A fresh HOME and cache, no proxy variables, a hard time limit.
+/// `kubectl get --raw /version` on the same kubeconfig, when kubectl is on PATH (always under
+/// `KUBE_REACH_REQUIRE_KUBECTL=1`): exit code and stderr. A fresh HOME and cache, no proxy
+/// variables, a hard time limit.
 async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i32>, String)> {
-    let path = std::env::var_os("PATH")?;
-    let bin = std::env::split_paths(&path)
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())?;
+    kubectl_says_at(server.url(), "", ca).await
+}
+
+/// [`kubectl_says`] for the server at `url`, with `extra_cluster` lines in the kubeconfig's
+/// cluster (`tls-server-name`).
+pub(crate) async fn kubectl_says_at(
+    url: String,
+    extra_cluster: &str,
+    ca: Ca<'_>,
+) -> Option<(Option<i32>, String)> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bin = crate::kubectl::kubectl_or_skip(&path, "kubectl comparison")?;
     let world = World::new();
-    let config = world.write("kubeconfig", &kubeconfig_for(server.url(), "", ca));
+    let config = world.write("kubeconfig", &kubeconfig_for(url, extra_cluster, ca));
     let home = world.path("home");
     let ran = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(bin);
@@ -292,7 +308,7 @@ async fn kubectl_says(server: &ApiServerHandle, ca: Ca<'_>) -> Option<(Option<i3
     Some(ran)
 }
 
-fn trust_of(t: &TargetReport) -> &CheckResult {
+fn trust_of(t: &Target) -> &Check {
     t.checks
         .iter()
         .find(|c| c.id == CheckId::TlsTrust)
@@ -301,7 +317,7 @@ fn trust_of(t: &TargetReport) -> &CheckResult {
 
 /// Root cause `tls.trust reason`, a fix containing every `fix_has` and none of `fix_lacks`,
 /// evidence containing every `evidence_has`.
-fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
+fn assert_trust(t: &Target, reason: Reason, fix_has: &[&str], evidence_has: &[&str]) {
     assert_root_cause(t, CheckId::TlsTrust, reason);
     let r = trust_of(t);
     let fix = r.fix.as_deref().unwrap_or_default();
@@ -317,7 +333,7 @@ fn assert_trust(t: &TargetReport, reason: Reason, fix_has: &[&str], evidence_has
     }
 }
 
-fn assert_passes(t: &TargetReport) {
+fn assert_passes(t: &Target) {
     assert_eq!(trust_of(t).status, Status::Pass, "{:#?}", t.checks);
     assert_eq!(t.verdict, Verdict::Pass, "{:#?}", t.checks);
 }
@@ -325,7 +341,7 @@ fn assert_passes(t: &TargetReport) {
 /// Never "send the full chain" when the chain is not the problem.
 const SEND_CHAIN: &str = "send the full chain";
 
-fn assert_fix_lacks(t: &TargetReport, words: &str) {
+fn assert_fix_lacks(t: &Target, words: &str) {
     let fix = trust_of(t).fix.as_deref().unwrap_or_default();
     assert!(!fix.contains(words), "fix says {words:?}: {fix}");
 }
@@ -918,7 +934,7 @@ async fn a_client_only_serving_certificate_is_wrong_purpose() {
 /// A root whose name constraints permit only `.other.test`, configured as the CA, and a leaf
 /// for `api.k8s.test` it issued. Name constraints are enforced by webpki and Go alike, so the
 /// chain fails; but the CA is the right one. `sent` says whether the server sends the root too.
-async fn name_constrained(send_root: bool) -> (TargetReport, ApiServerHandle, Openssl, Made) {
+async fn name_constrained(send_root: bool) -> (Target, ApiServerHandle, Openssl, Made) {
     let ssl = Openssl::new();
     let exts = [
         "basicConstraints=critical,CA:TRUE",

@@ -1,7 +1,8 @@
 //! The world's own DNS server: unbound in a namespace, the only resolver test names ever reach.
 //!
 //! One unbound answers every rcode the DNS cases need:
-//! - `<name>.k8s.test`: the world's records, NXDOMAIN for other names (`static` zone);
+//! - `<name>.k8s.test`: the world's records and [`CNAMES`], NXDOMAIN for other names (`static`
+//!   zone);
 //! - `*.refused.test`: REFUSED (`always_refuse`);
 //! - `*.dropped.test`: no answer at all, the client times out (`deny`);
 //! - `*.servfail.test`: SERVFAIL, by forwarding the zone to unbound itself on 127.0.0.1, where
@@ -22,6 +23,24 @@ pub const EKS: &str = "kr.gr7.eu-west-1.eks.amazonaws.com";
 /// A search domain whose wildcard answers every name under it with an address nobody routes
 /// (`10.253.99.1`): unbound's `redirect` zone, the wildcard record of k3s#6561.
 pub const WILDCARD_DOMAIN: &str = "wild.test";
+
+/// CNAMEs every world's unbound serves, as clouds hand out API names (an alias of a load
+/// balancer's name): a chain of two ending at [`API`], and one whose target does not exist.
+pub const CNAMES: &[(&str, &str)] = &[
+    ("alias.k8s.test", API),
+    ("chain.k8s.test", "alias.k8s.test"),
+    ("dangling.k8s.test", "gone.k8s.test"),
+];
+
+/// A name with [`MANY_COUNT`] A records, `10.253.1.100` up: more than a 1232-byte UDP answer
+/// holds, so the nameserver sets TC and a client must ask again over TCP.
+pub const MANY: &str = "many.k8s.test";
+pub const MANY_COUNT: u8 = 90;
+
+/// The addresses of [`MANY`].
+pub fn many_addresses() -> impl Iterator<Item = std::net::Ipv4Addr> {
+    (0..MANY_COUNT).map(|i| std::net::Ipv4Addr::new(10, 253, 1, 100 + i))
+}
 
 /// A name and one of its addresses; a name may appear twice (A and AAAA).
 pub type Record<'a> = (&'a str, IpAddr);
@@ -68,6 +87,12 @@ fn unbound_conf(world: &World, listen: &[IpAddr], records: &[Record]) -> String 
     for (name, ip) in records {
         let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
         writeln!(conf, "  local-data: \"{name}. 5 IN {kind} {ip}\"").unwrap();
+    }
+    for ip in many_addresses() {
+        writeln!(conf, "  local-data: \"{MANY}. 5 IN A {ip}\"").unwrap();
+    }
+    for (alias, target) in CNAMES {
+        writeln!(conf, "  local-data: \"{alias}. 5 IN CNAME {target}.\"").unwrap();
     }
     conf += "forward-zone:\n  name: \"servfail.test.\"\n  forward-addr: 127.0.0.1@53\n";
     conf += "remote-control:\n  control-enable: no\n";

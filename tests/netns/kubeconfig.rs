@@ -1,16 +1,14 @@
 //! Kubeconfig files for a world: one cluster, one token user, one context, the world's root CA
-//! inline as `certificate-authority-data` (as GitLab's injected kubeconfigs carry it).
+//! inline as `certificate-authority-data` (as GitLab's injected kubeconfigs carry it), written
+//! by the suites' one kubeconfig writer (`tests/common/kubeconfig.rs`).
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
-
+use crate::common_kubeconfig::{Ctx, GOOD, kubeconfig};
 use crate::world::World;
 
 /// The context every kubeconfig defines and selects.
 pub const CONTEXT: &str = "e2e";
-/// A token the demo server accepts and allows everything for.
-pub const GOOD_TOKEN: &str = "good-token";
 
 /// What goes into one kubeconfig.
 pub struct Kubeconfig<'a> {
@@ -22,33 +20,19 @@ pub struct Kubeconfig<'a> {
 impl Kubeconfig<'_> {
     /// Writes it to `<name>.kubeconfig` in the world's dir.
     pub fn write(&self, world: &World, name: &str) -> PathBuf {
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem);
         let proxy = self
             .proxy_url
-            .map(|url| format!("\n    proxy-url: {url}"))
+            .map(|url| format!("    proxy-url: {url}\n"))
             .unwrap_or_default();
-        let yaml = format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: {CONTEXT}
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}{proxy}
-users:
-- name: ci
-  user:
-    token: {GOOD_TOKEN}
-contexts:
-- name: {CONTEXT}
-  context:
-    cluster: {CONTEXT}
-    user: ci
-    namespace: default
-current-context: {CONTEXT}
-",
-            server = self.server
-        );
-        world.file(&format!("{name}.kubeconfig"), yaml)
+        let ctx = Ctx {
+            extra_cluster: &proxy,
+            user_name: Some("ci"),
+            namespace: Some("default"),
+            ..Ctx::new(CONTEXT, self.server.to_string(), self.ca_pem, GOOD)
+        };
+        world.file(
+            &format!("{name}.kubeconfig"),
+            kubeconfig(&[ctx], Some(CONTEXT)),
+        )
     }
 }

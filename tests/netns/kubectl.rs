@@ -1,4 +1,5 @@
-//! kubectl beside kube-reach: when kubectl is on PATH, every diagnosed case also runs
+//! kubectl beside kube-reach: when kubectl is on PATH (always under `KUBE_REACH_REQUIRE_KUBECTL=1`,
+//! which fails a case that cannot run it), every diagnosed case also runs
 //! `kubectl version` in the same client namespace, with the same kubeconfig and proxy variables,
 //! and checks the two agree on whether the API server is usable. With `KUBE_REACH_WRITE_TABLE=1`
 //! the suite writes what kubectl said next to kube-reach's root cause and fix into
@@ -13,6 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kube_reach::model::Verdict;
+
+use crate::common_kubectl;
 use crate::reach::Report;
 use crate::site::Site;
 use crate::sys;
@@ -48,18 +52,19 @@ pub fn compare_with(
     report: &Report,
     command: &[&str],
 ) {
-    let kubectl = sys::which("kubectl").map(|_| version(site, kubeconfig, env, command));
+    let found = common_kubectl::kubectl_or_skip(&sys::search_path(), "kubectl comparison");
+    let kubectl = found.map(|_| version(site, kubeconfig, env, command));
     record_timing(case, report, kubectl.as_ref());
     let Some(kubectl) = kubectl else { return };
     let kubectl_ok = kubectl.status == Some(0);
-    let reach_ok = report.verdict() != "fail";
+    let reach_ok = report.verdict() != Verdict::Fail;
     assert_eq!(
         kubectl_ok,
         reach_ok,
         "kubectl (exit {:?}: {}) and kube-reach (verdict {}) disagree on whether the API server works",
         kubectl.status,
         said(&kubectl),
-        report.verdict()
+        report.verdict().as_str()
     );
     if std::env::var_os("KUBE_REACH_WRITE_TABLE").is_some_and(|v| v == "1") {
         write_row(case, &said(&kubectl), report);

@@ -11,7 +11,7 @@
 //!   evidence a person needs, and a bound on the time to verdict.
 //!
 //! Needs root (with CAP_NET_ADMIN and CAP_SYS_ADMIN) and `ip`, `nft`, `unbound`, `tinyproxy`,
-//! `squid`, `nginx`, `dig`, `curl`. Where any is missing, every world test prints `netns SKIPPED <test>:
+//! `squid`, `nginx`, `haproxy`, `dig`, `curl`. Where any is missing, every world test prints `netns SKIPPED <test>:
 //! missing …` and passes, so `cargo test` passes on any machine; with `KUBE_REACH_REQUIRE_NETNS=1`
 //! (`.ci/run` sets it) it fails instead, naming what is missing. Run:
 //!
@@ -24,9 +24,16 @@
 //! `cargo test --test netns self_test` checks the assertions themselves (no root needed). See
 //! `kubectl.rs` for the comparison table and `bench.sh` for timings.
 
+#[path = "../common/child.rs"]
+mod child;
+#[path = "../common/kubeconfig.rs"]
+mod common_kubeconfig;
+#[path = "../common/kubectl.rs"]
+mod common_kubectl;
 mod dns;
 mod firewall;
 mod fixture;
+mod haproxy;
 mod kubeconfig;
 mod kubectl;
 mod mtu;
@@ -34,6 +41,8 @@ mod nginx;
 mod pki;
 mod proxy;
 mod reach;
+#[path = "../common/report.rs"]
+mod report;
 mod site;
 mod sys;
 mod world;

@@ -17,7 +17,7 @@ use crate::site::Site;
 use crate::world::{DAEMON_LIFETIME_SECS, require};
 
 /// Where the plain-HTTP fake API listens inside the server namespace.
-const UPSTREAM: &str = "127.0.0.1:8080";
+pub const UPSTREAM: &str = "127.0.0.1:8080";
 
 /// What the load balancer offers its clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn front(site: &mut Site, front: Front) {
 }
 
 /// `kube-reach demo-server --plain-http` on the server namespace's loopback.
-fn upstream(site: &mut Site) {
+pub fn upstream(site: &mut Site) {
     let ready = site.world.dir().join("upstream.ready");
     let ready_arg = ready.to_string_lossy().into_owned();
     let lifetime = DAEMON_LIFETIME_SECS.to_string();

@@ -46,7 +46,24 @@ pub fn tinyproxy(world: &mut World, ns: &Ns, listen: SocketAddr, kind: Tinyproxy
 /// drops root for user `proxy`, which cannot open files in the world's private temp dir, so it
 /// keeps no logs but its stderr.
 pub fn squid(world: &mut World, ns: &Ns, listen: SocketAddr) {
+    squid_with(world, ns, listen, 6443, false);
+}
+
+/// [`squid`] allowing CONNECT to `ssl_port` only (squid's shipped default is 443, which
+/// refuses the API server's 6443 with its own 403 page), and when `auth`, only to clients
+/// that send Basic proxy credentials (any: squid's `basic_fake_auth` helper accepts every
+/// pair, so no password file has to be readable by user `proxy`).
+pub fn squid_with(world: &mut World, ns: &Ns, listen: SocketAddr, ssl_port: u16, auth: bool) {
     require(&["squid"]);
+    let (auth_conf, authed) = if auth {
+        (
+            "auth_param basic program /usr/lib/squid/basic_fake_auth\n\
+             auth_param basic realm kube-reach-e2e\nacl authed proxy_auth REQUIRED\n",
+            " authed",
+        )
+    } else {
+        ("", "")
+    };
     let conf = format!(
         "http_port {listen}
 pid_filename none
@@ -56,11 +73,11 @@ cache deny all
 cache_mem 8 MB
 shutdown_lifetime 1 second
 pinger_enable off
-acl SSL_ports port 6443
+{auth_conf}acl SSL_ports port {ssl_port}
 acl CONNECT method CONNECT
 acl clients src 10.253.0.0/16
 http_access deny CONNECT !SSL_ports
-http_access allow clients
+http_access allow clients{authed}
 http_access deny all
 "
     );

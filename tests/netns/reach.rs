@@ -1,13 +1,16 @@
 //! The tool under test inside a world: `kube-reach demo-server` in the server namespace, and
 //! `kube-reach --json -` in the client namespace, its report judged against spec §2 and §3.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::{Status, Verdict};
 
 use crate::kubectl;
 use crate::pki::LeafKind;
+use crate::report::{Check, Report as JsonReport, Target};
 use crate::site::Site;
 use crate::world::{DAEMON_LIFETIME_SECS, Ran};
 
@@ -22,10 +25,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Starts `kube-reach demo-server` on every API address of `site`, with a `kind` leaf; `extra`
 /// adds flags (`--version-padding`).
 pub fn demo_server(site: &mut Site, kind: LeafKind, extra: &[&str]) {
+    let api = site.api.clone();
+    demo_server_on(site, &api, kind, extra);
+}
+
+/// [`demo_server`] listening on `listen` in the server namespace (behind a TCP front, say).
+pub fn demo_server_on(site: &mut Site, listen: &[SocketAddr], kind: LeafKind, extra: &[&str]) {
     let leaf = site.pki.leaf(&site.world, kind);
     let ready = site.world.dir().join("demo-server.ready");
     let mut argv: Vec<String> = vec![bin().into(), "demo-server".into()];
-    for addr in &site.api {
+    for addr in listen {
         argv.extend(["--listen".into(), addr.to_string()]);
     }
     for (flag, path) in [
@@ -75,131 +84,129 @@ fn run(site: &Site, kubeconfig: &Path, env: &[(&str, &str)]) -> Report {
     let ran = site
         .world
         .run(&site.client, &argv, env, Duration::from_secs(40));
-    let json = json_report(&ran.stdout).unwrap_or_else(|| {
-        panic!(
-            "kube-reach printed no JSON report (exit {:?}, {:?})\nstdout:\n{}\nstderr:\n{}",
-            ran.status, ran.elapsed, ran.stdout, ran.stderr
-        )
-    });
-    Report { ran, json }
+    Report::read(ran)
 }
 
 /// The JSON report in stdout: the whole of it, or the first object that starts a line (in case
-/// the job log shares stdout).
-fn json_report(stdout: &str) -> Option<Value> {
+/// the job log shares stdout), as text for the typed reader.
+fn json_report(stdout: &str) -> Option<&str> {
     let start = if stdout.trim_start().starts_with('{') {
         0
     } else {
         stdout.find("\n{")? + 1
     };
-    let mut values = serde_json::Deserializer::from_str(&stdout[start..]).into_iter::<Value>();
-    values.next()?.ok().filter(|v| v.get("targets").is_some())
+    let text = &stdout[start..];
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let first = values.next()?.ok().filter(|v| v.get("targets").is_some())?;
+    drop(first);
+    Some(&text[..values.byte_offset()])
 }
 
-/// Rank of a layer in the root-cause order of spec §2; `tcp` and `proxy` share a rank.
-fn rank(layer: &str) -> Option<u8> {
-    Some(match layer {
-        "config" => 0,
-        "runner" => 1,
-        "dns" => 2,
-        "tcp" | "proxy" => 3,
-        "tls" => 4,
-        "http" => 5,
-        "auth" => 6,
-        "rbac" => 7,
-        "netpol" => 8,
-        _ => return None,
-    })
-}
-
-fn layer_of(check: &Value) -> &str {
-    let id = str_of(check, "id");
-    check["layer"]
-        .as_str()
-        .unwrap_or_else(|| id.split('.').next().unwrap_or(id))
-}
-
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key].as_str().unwrap_or("")
-}
-
-/// One kube-reach run: its process outcome and parsed report.
+/// One kube-reach run: its process outcome and its report, read through the shared typed reader.
 pub struct Report {
     pub ran: Ran,
-    pub json: Value,
+    pub report: JsonReport,
 }
 
 impl Report {
-    /// Pretty report plus stderr, appended to every failed assertion.
+    /// The report kube-reach printed in `ran`'s stdout.
+    pub fn read(ran: Ran) -> Report {
+        let json = json_report(&ran.stdout).unwrap_or_else(|| {
+            panic!(
+                "kube-reach printed no JSON report (exit {:?}, {:?})\nstdout:\n{}\nstderr:\n{}",
+                ran.status, ran.elapsed, ran.stdout, ran.stderr
+            )
+        });
+        Report {
+            report: JsonReport::parse(json),
+            ran,
+        }
+    }
+
+    /// The same run with its report narrowed to the target `name`, for the single-target
+    /// assertions.
+    pub fn only(&self, name: &str) -> Report {
+        let mut report = self.report.clone();
+        report.targets.retain(|t| t.name == name);
+        assert!(
+            !report.targets.is_empty(),
+            "no target {name}{}",
+            self.dump()
+        );
+        Report {
+            ran: self.ran.clone(),
+            report,
+        }
+    }
+
+    /// The report's main facts plus stderr, appended to every failed assertion.
     fn dump(&self) -> String {
-        let json = serde_json::to_string_pretty(&self.json).unwrap_or_default();
         format!(
-            "\nexit {:?} after {:?}\nreport:\n{json}\nstderr:\n{}",
-            self.ran.status, self.ran.elapsed, self.ran.stderr
+            "\nexit {:?} after {:?}\nreport:\n{:#?}\nstderr:\n{}",
+            self.ran.status, self.ran.elapsed, self.report.targets, self.ran.stderr
         )
     }
 
     /// The single target of the world's kubeconfig.
-    fn target(&self) -> &Value {
-        let targets = self.json["targets"].as_array();
-        match targets.map(Vec::as_slice) {
-            Some([target]) => target,
+    fn target(&self) -> &Target {
+        match self.report.targets.as_slice() {
+            [target] => target,
             _ => panic!("expected exactly one target{}", self.dump()),
         }
     }
 
-    fn checks(&self) -> &[Value] {
-        self.target()["checks"]
-            .as_array()
-            .map_or(&[], Vec::as_slice)
-    }
-
     /// Every result of check `id` (several for per-address checks).
-    fn results(&self, id: &str) -> Vec<&Value> {
-        let found: Vec<&Value> = self
-            .checks()
-            .iter()
-            .filter(|c| str_of(c, "id") == id)
-            .collect();
-        assert!(!found.is_empty(), "no {id} result{}", self.dump());
+    fn results(&self, id: CheckId) -> Vec<&Check> {
+        let found: Vec<&Check> = self.target().checks.iter().filter(|c| c.id == id).collect();
+        assert!(
+            !found.is_empty(),
+            "no {} result{}",
+            id.as_str(),
+            self.dump()
+        );
         found
     }
 
-    /// The target's verdict (`pass`, `warn`, `fail`).
-    pub fn verdict(&self) -> &str {
-        str_of(self.target(), "verdict")
+    /// The target's verdict.
+    pub fn verdict(&self) -> Verdict {
+        self.target().verdict
     }
 
     /// The fix of the root-cause check, or "" when there is none.
     pub fn root_fix(&self) -> String {
-        let cause = &self.target()["root_cause"];
-        let (check, reason) = (str_of(cause, "check"), str_of(cause, "reason"));
+        let Some(cause) = self.target().root_cause else {
+            return String::new();
+        };
         let hit = self
-            .checks()
+            .target()
+            .checks
             .iter()
-            .find(|c| str_of(c, "id") == check && str_of(c, "reason") == reason);
-        hit.map(|c| str_of(c, "fix").to_owned()).unwrap_or_default()
+            .find(|c| c.id == cause.check && c.reason == Some(cause.reason));
+        hit.and_then(|c| c.fix.clone()).unwrap_or_default()
     }
 
     /// `check reason` of the root cause, or `none`.
     pub fn root_cause_text(&self) -> String {
-        let cause = &self.target()["root_cause"];
-        if cause.is_null() {
-            return "none".into();
+        match self.target().root_cause {
+            Some(cause) => format!("{} {}", cause.check.as_str(), cause.reason.as_str()),
+            None => "none".into(),
         }
-        format!("{} {}", str_of(cause, "check"), str_of(cause, "reason"))
     }
 
     /// The run failed at `check` for `reason`: root cause, verdicts, exit status 1, the failing
     /// result itself, and every later layer skipped as blocked.
-    pub fn expect_root_cause(&self, check: &str, reason: &str) -> &Self {
-        let cause = &self.target()["root_cause"];
-        let got = (str_of(cause, "check"), str_of(cause, "reason"));
-        assert_eq!(got, (check, reason), "root cause{}", self.dump());
-        assert_eq!(self.verdict(), "fail", "target verdict{}", self.dump());
+    pub fn expect_root_cause(&self, check: CheckId, reason: Reason) -> &Self {
+        let got = self.target().root_cause.map(|c| (c.check, c.reason));
+        assert_eq!(got, Some((check, reason)), "root cause{}", self.dump());
         assert_eq!(
-            str_of(&self.json, "verdict"),
-            "fail",
+            self.verdict(),
+            Verdict::Fail,
+            "target verdict{}",
+            self.dump()
+        );
+        assert_eq!(
+            self.report.verdict,
+            Verdict::Fail,
             "run verdict{}",
             self.dump()
         );
@@ -207,23 +214,24 @@ impl Report {
         let failed = self
             .results(check)
             .into_iter()
-            .any(|c| str_of(c, "status") == "fail" && str_of(c, "reason") == reason);
-        assert!(failed, "no failing {check} {reason} result{}", self.dump());
+            .any(|c| c.status == Status::Fail && c.reason == Some(reason));
+        let (id, code) = (check.as_str(), reason.as_str());
+        assert!(failed, "no failing {id} {code} result{}", self.dump());
         self.expect_blocked_after(check)
     }
 
     /// Every check of a layer after `check`'s is `skip` with `blocked_by` (spec §2): a layer above
     /// a broken one must not report failures of its own.
-    fn expect_blocked_after(&self, check: &str) -> &Self {
-        let root_rank = rank(check.split('.').next().unwrap_or(check));
-        let root_rank = root_rank.unwrap_or_else(|| panic!("{check} has no layer rank"));
-        for c in self.checks() {
-            if rank(layer_of(c)).is_some_and(|r| r > root_rank) {
-                let blocked = str_of(c, "status") == "skip" && !str_of(c, "blocked_by").is_empty();
-                let id = str_of(c, "id");
+    fn expect_blocked_after(&self, check: CheckId) -> &Self {
+        let root_rank = check.layer().rank();
+        for c in &self.target().checks {
+            if c.layer.rank() > root_rank {
+                let blocked = c.status == Status::Skip && c.blocked_by.is_some();
                 assert!(
                     blocked,
-                    "{id} comes after {check} but is not skipped as blocked{}",
+                    "{} comes after {} but is not skipped as blocked{}",
+                    c.id.as_str(),
+                    check.as_str(),
                     self.dump()
                 );
             }
@@ -234,12 +242,13 @@ impl Report {
     /// No failure: no root cause, target and run verdict `pass` or `warn`, exit status 0.
     pub fn expect_no_failure(&self) -> &Self {
         assert!(
-            self.target()["root_cause"].is_null(),
+            self.target().root_cause.is_none(),
             "root cause{}",
             self.dump()
         );
-        assert!(
-            matches!(self.verdict(), "pass" | "warn"),
+        assert_ne!(
+            self.verdict(),
+            Verdict::Fail,
             "target verdict{}",
             self.dump()
         );
@@ -247,38 +256,41 @@ impl Report {
         self
     }
 
-    /// Every result of each check in `ids` passed.
-    pub fn expect_pass(&self, ids: &[&str]) -> &Self {
+    /// Every result of each check in `ids` passed, and the target has every row its kind must
+    /// have (a report with no rows, or without the layers above the ones named, is no pass).
+    pub fn expect_pass(&self, ids: &[CheckId]) -> &Self {
         for id in ids {
-            for c in self.results(id) {
-                assert_eq!(str_of(c, "status"), "pass", "{id} status{}", self.dump());
+            for c in self.results(*id) {
+                assert_eq!(
+                    c.status,
+                    Status::Pass,
+                    "{} status{}",
+                    id.as_str(),
+                    self.dump()
+                );
             }
         }
+        self.target().assert_has_rows_of_its_kind();
         self
     }
 
     /// The result of `id` whose subject contains `subject` has `status`.
-    pub fn expect_status(&self, id: &str, subject: &str, status: &str) -> &Self {
+    pub fn expect_status(&self, id: CheckId, subject: &str, status: Status) -> &Self {
         let results = self.results(id);
-        let hit = results
-            .iter()
-            .find(|c| str_of(c, "subject").contains(subject));
+        let hit = results.iter().find(|c| c.subject.contains(subject));
+        let id = id.as_str();
         let hit = hit.unwrap_or_else(|| panic!("no {id} result for {subject}{}", self.dump()));
-        assert_eq!(
-            str_of(hit, "status"),
-            status,
-            "{id} {subject}{}",
-            self.dump()
-        );
+        assert_eq!(hit.status, status, "{id} {subject}{}", self.dump());
         self
     }
 
     /// Some result of `id` has `status` and `reason`: for warnings, which are never a root cause.
-    pub fn expect_finding(&self, id: &str, status: &str, reason: &str) -> &Self {
+    pub fn expect_finding(&self, id: CheckId, status: Status, reason: Reason) -> &Self {
         let hit = self
             .results(id)
             .into_iter()
-            .any(|c| str_of(c, "status") == status && str_of(c, "reason") == reason);
+            .any(|c| c.status == status && c.reason == Some(reason));
+        let (id, status, reason) = (id.as_str(), status.as_str(), reason.as_str());
         assert!(hit, "no {status} {id} {reason} result{}", self.dump());
         self
     }
@@ -286,31 +298,32 @@ impl Report {
     /// The evidence of `id` (all its results) mentions every needle, case-insensitively: what a
     /// person needs to act (an address, an rcode, a date, a status line) is there. A needle may
     /// list alternatives, `"timed out|timeout"`.
-    pub fn expect_evidence(&self, id: &str, needles: &[&str]) -> &Self {
-        let evidence: Vec<&str> = self
-            .results(id)
-            .iter()
-            .flat_map(|c| c["evidence"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .collect();
-        self.expect_mentions(&format!("{id} evidence"), &evidence.join("\n"), needles)
+    pub fn expect_evidence(&self, id: CheckId, needles: &[&str]) -> &Self {
+        self.expect_in(id, "evidence", |c| c.evidence.join("\n"), needles)
     }
 
     /// The summary of `id` (all its results) mentions every needle: for checks whose finding is
     /// a statement, like `config.proxy` naming the route it chose.
-    pub fn expect_summary(&self, id: &str, needles: &[&str]) -> &Self {
-        let summaries: Vec<&str> = self
-            .results(id)
-            .iter()
-            .map(|c| str_of(c, "summary"))
-            .collect();
-        self.expect_mentions(&format!("{id} summary"), &summaries.join("\n"), needles)
+    pub fn expect_summary(&self, id: CheckId, needles: &[&str]) -> &Self {
+        self.expect_in(id, "summary", |c| c.summary.clone(), needles)
     }
 
     /// The fix of the failing `id` result mentions every needle (as in [`Self::expect_evidence`]).
-    pub fn expect_fix(&self, id: &str, needles: &[&str]) -> &Self {
-        let fixes: Vec<&str> = self.results(id).iter().map(|c| str_of(c, "fix")).collect();
-        self.expect_mentions(&format!("{id} fix"), &fixes.join("\n"), needles)
+    pub fn expect_fix(&self, id: CheckId, needles: &[&str]) -> &Self {
+        self.expect_in(id, "fix", |c| c.fix.clone().unwrap_or_default(), needles)
+    }
+
+    /// The `part` of every result of `id`, as `text` reads it, mentions every needle.
+    fn expect_in(
+        &self,
+        id: CheckId,
+        part: &str,
+        text: impl Fn(&Check) -> String,
+        needles: &[&str],
+    ) -> &Self {
+        let texts: Vec<String> = self.results(id).into_iter().map(text).collect();
+        let what = format!("{} {part}", id.as_str());
+        self.expect_mentions(&what, &texts.join("\n"), needles)
     }
 
     fn expect_mentions(&self, what: &str, text: &str, needles: &[&str]) -> &Self {
@@ -325,8 +338,11 @@ impl Report {
     }
 
     /// The root cause's reason, for cases where the world allows more than one.
-    pub fn root_reason(&self) -> &str {
-        str_of(&self.target()["root_cause"], "reason")
+    pub fn root_reason(&self) -> Reason {
+        let cause = self.target().root_cause;
+        cause
+            .unwrap_or_else(|| panic!("no root cause{}", self.dump()))
+            .reason
     }
 
     /// The verdict came within `limit` of starting the tool.
@@ -346,43 +362,112 @@ impl Report {
 mod self_test {
     use std::time::Duration;
 
+    use kube_reach::catalogue::{CheckId, Reason};
+    use kube_reach::model::Status;
     use serde_json::{Value, json};
 
-    use super::{Report, json_report};
+    use super::{JsonReport, Report, json_report};
     use crate::world::Ran;
 
-    /// A run that failed at `tcp.connect refused`, with `edit` applied.
-    fn refused(edit: impl FnOnce(&mut Value)) -> Report {
-        let mut json = json!({
-            "tool": {"name": "kube-reach", "version": "0"}, "verdict": "fail",
+    /// One result row in the spec's shape.
+    fn row(id: &str, subject: &str, status: &str, reason: Value, evidence: &[&str]) -> Value {
+        let layer = id.split('.').next().unwrap_or_default();
+        let blocked_by = if status == "skip" {
+            json!("tcp.connect 10.253.1.2:6443")
+        } else {
+            Value::Null
+        };
+        json!({"id": id, "subject": subject, "layer": layer, "status": status, "reason": reason,
+            "summary": "s", "evidence": evidence,
+            "fix": if status == "fail" { json!("open port 6443") } else { Value::Null },
+            "why": Value::Null, "duration_ms": 1, "blocked_by": blocked_by})
+    }
+
+    /// The report of one target holding `checks`, with `root_cause`.
+    fn document(checks: Vec<Value>, root_cause: Value) -> Value {
+        let verdict = if root_cause.is_null() { "pass" } else { "fail" };
+        json!({
+            "tool": {"name": "kube-reach", "version": "0"}, "started_at": "2026-01-01T00:00:00Z",
+            "duration_ms": 5, "verdict": verdict, "environment": {}, "checks": [],
+            "root_cause": Value::Null,
             "targets": [{"name": "e2e", "kind": "direct", "server": "https://api.k8s.test:6443",
-                "verdict": "fail", "root_cause": {"check": "tcp.connect", "reason": "refused"},
-                "checks": [
-                    {"id": "dns.resolve", "subject": "api.k8s.test", "layer": "dns", "status": "pass",
-                     "reason": null, "evidence": ["A 10.253.1.2 from nameserver 10.253.1.2:53"],
-                     "blocked_by": null},
-                    {"id": "tcp.connect", "subject": "10.253.1.2:6443", "layer": "tcp", "status": "fail",
-                     "reason": "refused", "evidence": ["10.253.1.2:6443: connection refused"],
-                     "fix": "open port 6443", "blocked_by": null},
-                    {"id": "tls.handshake", "subject": "10.253.1.2:6443", "layer": "tls", "status": "skip",
-                     "reason": null, "evidence": [], "blocked_by": "tcp.connect"}]}]});
-        edit(&mut json);
+                "verdict": verdict, "root_cause": root_cause, "checks": checks}]})
+    }
+
+    fn report(json: &Value, status: i32) -> Report {
         let ran = Ran {
-            status: Some(1),
+            status: Some(status),
             stdout: String::new(),
             stderr: String::new(),
             elapsed: Duration::from_millis(5),
         };
-        Report { ran, json }
+        Report {
+            ran,
+            report: JsonReport::parse(&json.to_string()),
+        }
+    }
+
+    /// A run that failed at `tcp.connect refused`, with `edit` applied.
+    fn refused(edit: impl FnOnce(&mut Value)) -> Report {
+        let mut json = document(
+            vec![
+                row(
+                    "dns.resolve",
+                    "api.k8s.test",
+                    "pass",
+                    Value::Null,
+                    &["A 10.253.1.2 from nameserver 10.253.1.2:53"],
+                ),
+                row(
+                    "tcp.connect",
+                    "10.253.1.2:6443",
+                    "fail",
+                    json!("refused"),
+                    &["10.253.1.2:6443: connection refused"],
+                ),
+                row(
+                    "tls.handshake",
+                    "10.253.1.2:6443",
+                    "skip",
+                    json!("blocked"),
+                    &[],
+                ),
+            ],
+            json!({"check": "tcp.connect", "reason": "refused"}),
+        );
+        edit(&mut json);
+        report(&json, 1)
+    }
+
+    /// A run that passed with every row of a direct target, less the rows named in `without`.
+    fn healthy(without: &[CheckId]) -> Report {
+        let connection = [CheckId::DnsResolve, CheckId::TcpConnect];
+        let tls = [
+            CheckId::TlsHandshake,
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
+        ];
+        let rest = [
+            CheckId::TlsValidity,
+            CheckId::HttpVersion,
+            CheckId::HttpHealth,
+        ];
+        let server = [CheckId::AuthWhoami, CheckId::RbacCanI];
+        let ids = connection.iter().chain(&tls).chain(&rest).chain(&server);
+        let rows = ids
+            .filter(|id| !without.contains(id))
+            .map(|id| row(id.as_str(), "api.k8s.test:6443", "pass", Value::Null, &[]))
+            .collect();
+        report(&document(rows, Value::Null), 0)
     }
 
     #[test]
     fn report_in_spec_shape_is_accepted() {
         refused(|_| {})
-            .expect_root_cause("tcp.connect", "refused")
-            .expect_evidence("tcp.connect", &["10.253.1.2", "timed out|refused"])
-            .expect_fix("tcp.connect", &["6443"])
-            .expect_status("tcp.connect", "10.253.1.2", "fail")
+            .expect_root_cause(CheckId::TcpConnect, Reason::Refused)
+            .expect_evidence(CheckId::TcpConnect, &["10.253.1.2", "timed out|refused"])
+            .expect_fix(CheckId::TcpConnect, &["6443"])
+            .expect_status(CheckId::TcpConnect, "10.253.1.2", Status::Fail)
             .expect_within(Duration::from_secs(1));
     }
 
@@ -390,13 +475,13 @@ mod self_test {
     #[should_panic(expected = "not skipped as blocked")]
     fn failure_in_a_later_layer_is_rejected() {
         refused(|j| j["targets"][0]["checks"][2]["status"] = json!("fail"))
-            .expect_root_cause("tcp.connect", "refused");
+            .expect_root_cause(CheckId::TcpConnect, Reason::Refused);
     }
 
     #[test]
     #[should_panic(expected = "root cause")]
     fn other_reason_is_rejected() {
-        refused(|_| {}).expect_root_cause("tcp.connect", "timeout");
+        refused(|_| {}).expect_root_cause(CheckId::TcpConnect, Reason::Timeout);
     }
 
     #[test]
@@ -404,13 +489,13 @@ mod self_test {
     fn exit_status_zero_on_failure_is_rejected() {
         let mut report = refused(|_| {});
         report.ran.status = Some(0);
-        report.expect_root_cause("tcp.connect", "refused");
+        report.expect_root_cause(CheckId::TcpConnect, Reason::Refused);
     }
 
     #[test]
     #[should_panic(expected = "evidence lacks")]
     fn missing_evidence_is_rejected() {
-        refused(|_| {}).expect_evidence("tcp.connect", &["10.253.1.77"]);
+        refused(|_| {}).expect_evidence(CheckId::TcpConnect, &["10.253.1.77"]);
     }
 
     #[test]
@@ -420,9 +505,23 @@ mod self_test {
     }
 
     #[test]
+    fn a_pass_with_every_row_of_the_kind_is_accepted() {
+        healthy(&[])
+            .expect_no_failure()
+            .expect_pass(&[CheckId::TcpConnect, CheckId::HttpVersion]);
+    }
+
+    /// A pass of the rows asked about is no pass when the layers above them are missing.
+    #[test]
+    #[should_panic(expected = "lacks the rows")]
+    fn a_pass_without_the_rows_of_its_kind_is_rejected() {
+        healthy(&[CheckId::AuthWhoami, CheckId::RbacCanI]).expect_pass(&[CheckId::TcpConnect]);
+    }
+
+    #[test]
     fn report_is_found_after_log_lines() {
-        let stdout = "e2e: fail (tcp.connect refused)\n{\"targets\": []}\n";
-        assert!(json_report(stdout).is_some());
+        let stdout = "e2e: fail (tcp.connect refused)\n{\"targets\": []}\ntrailing\n";
+        assert_eq!(json_report(stdout), Some("{\"targets\": []}"));
         assert!(json_report("no report here\n").is_none());
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::child;
 use crate::fixture::Fixture;
 use crate::sys;
 
@@ -58,7 +59,7 @@ pub enum Family {
 }
 
 /// What a client command printed, how it ended and how long it took.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ran {
     pub status: Option<i32>,
     pub stdout: String,
@@ -98,6 +99,7 @@ fn package_of(tool: &str) -> &'static str {
         "dig" => "bind9-dnsutils",
         "curl" => "curl",
         "nginx" => "nginx-light",
+        "haproxy" => "haproxy",
         "getent" => "libc-bin",
         "timeout" => "coreutils",
         _ => "?",
@@ -145,6 +147,7 @@ pub const SUITE_TOOLS: &[&str] = &[
     "tinyproxy",
     "squid",
     "nginx",
+    "haproxy",
     "dig",
     "curl",
     "getent",
@@ -411,8 +414,8 @@ impl World {
     /// machine leak in) plus `env`, killed after `limit`.
     pub fn run(&self, ns: &Ns, argv: &[&str], env: &[(&str, &str)], limit: Duration) -> Ran {
         let start = Instant::now();
-        let out = ip_command()
-            .args(["netns", "exec", &ns.name, "timeout", "-k", "2"])
+        let mut cmd = ip_command();
+        cmd.args(["netns", "exec", &ns.name, "timeout", "-k", "2"])
             .arg(limit.as_secs().max(1).to_string())
             .args(argv)
             .current_dir(self.dir())
@@ -420,14 +423,14 @@ impl World {
             .env("PATH", sys::search_path())
             .env("HOME", self.dir().join("home"))
             .env("LC_ALL", "C")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run {argv:?} in {}: {e}", ns.name));
+            .envs(env.iter().copied());
+        // `timeout` inside the namespace ends the command; the runner's own limit is the
+        // backstop should `ip` or `timeout` themselves hang.
+        let (status, stdout, stderr) = child::run_bounded(cmd, limit + Duration::from_secs(10));
         Ran {
-            status: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            status,
+            stdout,
+            stderr,
             elapsed: start.elapsed(),
         }
     }
@@ -485,8 +488,7 @@ fn etc_dir(ns: &str) -> PathBuf {
 /// `/etc/netns` folder. Never panics: it runs during unwinding.
 fn remove_namespace(ns: &str) {
     let me = std::process::id() as i32;
-    let pids = ip_command().args(["netns", "pids", ns]).output();
-    let pids = pids.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let pids = admin(&["netns", "pids", ns]).map(|(_, stdout, _)| stdout);
     for pid in pids.unwrap_or_default().split_whitespace() {
         match pid.parse::<i32>() {
             Ok(pid) if pid != me => {
@@ -495,8 +497,8 @@ fn remove_namespace(ns: &str) {
             _ => {}
         }
     }
-    let deleted = ip_command().args(["netns", "del", ns]).status();
-    if !deleted.is_ok_and(|s| s.success()) {
+    let deleted = admin(&["netns", "del", ns]);
+    if !deleted.is_ok_and(|(code, _, _)| code == Some(0)) {
         eprintln!("warning: could not delete namespace {ns}");
     }
     let _ = fs::remove_dir_all(etc_dir(ns));
@@ -515,8 +517,7 @@ fn stale(name: &str, prefix: &str) -> bool {
 /// crash, or a kill without unwinding); a concurrent run's live worlds are left alone.
 fn sweep_stale() {
     let stale_ns = |name: &str| stale(name, "kr-");
-    let listed = ip_command().args(["netns", "list"]).output();
-    let listed = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let listed = admin(&["netns", "list"]).map(|(_, stdout, _)| stdout);
     for line in listed.unwrap_or_default().lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
         if stale_ns(name) {
@@ -542,19 +543,28 @@ fn ip_command() -> Command {
     Command::new(sys::which("ip").unwrap_or_else(|| "ip".into()))
 }
 
+/// How long one `ip` administration command may take.
+const IP_LIMIT: Duration = Duration::from_secs(30);
+
+/// `ip args…`, bounded, never panicking (cleanup runs while a test unwinds).
+fn admin(args: &[&str]) -> Result<child::Finished, String> {
+    let mut cmd = ip_command();
+    cmd.args(args);
+    child::try_run_bounded(cmd, IP_LIMIT)
+}
+
 /// Runs `ip` with `args`, failing the test with its error output.
 pub fn ip(args: &[&str]) {
-    let out = ip_command().args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = ip_command();
+    cmd.args(args);
+    let (code, _, stderr) = child::run_bounded(cmd, IP_LIMIT);
+    assert_eq!(code, Some(0), "ip {}: {stderr}", args.join(" "));
 }
 
 /// A machine that cannot build a world must fail the test, naming what is missing.
 mod self_test {
+    use std::time::Duration;
+
     use super::{Gate, REQUIRE_VAR, gate};
 
     #[test]
@@ -582,37 +592,32 @@ mod self_test {
     #[test]
     fn without_root_a_world_test_skips_unless_required() {
         let exe = std::env::current_exe().expect("test binary path");
-        let Some(timeout) = super::sys::which("timeout") else {
-            println!("self-test SKIPPED: `timeout` (coreutils) is not on PATH");
-            return;
-        };
         let run = |required: bool| {
-            let mut cmd = std::process::Command::new(&timeout);
-            cmd.arg("60");
-            if super::sys::is_root() {
+            let mut cmd = if super::sys::is_root() {
                 let setpriv = super::sys::which("setpriv")?;
-                cmd.arg(setpriv)
-                    .args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-            }
-            cmd.arg(&exe)
-                .args([
-                    "--exact",
-                    "cases::dns::dns_resolve_aaaa_only",
-                    "--nocapture",
-                ])
-                .env_remove(REQUIRE_VAR);
+                let mut cmd = std::process::Command::new(setpriv);
+                cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(&exe);
+                cmd
+            } else {
+                std::process::Command::new(&exe)
+            };
+            cmd.args([
+                "--exact",
+                "cases::dns::dns_resolve_aaaa_only",
+                "--nocapture",
+            ])
+            .env_remove(REQUIRE_VAR);
             if required {
                 cmd.env(REQUIRE_VAR, "1");
             }
-            Some(cmd.output().expect("run the netns test binary"))
+            Some(crate::child::run_bounded(cmd, Duration::from_secs(90)))
         };
-        let Some(skipped) = run(false) else {
+        let Some((code, out, err)) = run(false) else {
             println!("self-test SKIPPED: running as root without `setpriv` (util-linux)");
             return;
         };
-        let out = String::from_utf8_lossy(&skipped.stdout);
-        let err = String::from_utf8_lossy(&skipped.stderr);
-        if !skipped.status.success() && err.contains("Permission denied") && out.is_empty() {
+        if code != Some(0) && err.contains("Permission denied") && out.is_empty() {
             // A checkout below a directory the unprivileged user cannot enter.
             println!(
                 "self-test SKIPPED: uid 65534 cannot execute {}",
@@ -620,21 +625,14 @@ mod self_test {
             );
             return;
         }
-        assert!(
-            skipped.status.success(),
-            "must pass by skipping:\n{out}{err}"
-        );
+        assert_eq!(code, Some(0), "must pass by skipping:\n{out}{err}");
         assert!(
             out.contains("netns SKIPPED cases::dns::dns_resolve_aaaa_only: missing root"),
             "{out}"
         );
         assert!(out.contains("1 passed"), "{out}");
-        let failed = run(true).expect("ran before");
-        assert!(
-            !failed.status.success(),
-            "{REQUIRE_VAR}=1 must fail:\n{}",
-            String::from_utf8_lossy(&failed.stdout)
-        );
+        let (code, out, _) = run(true).expect("ran before");
+        assert_ne!(code, Some(0), "{REQUIRE_VAR}=1 must fail:\n{out}");
     }
 
     #[test]

@@ -3,22 +3,22 @@
 
 use kube_reach::catalogue::{CheckId, Reason};
 use kube_reach::demo::Pki;
-use kube_reach::model::RunReport;
+use kube_reach::in_process::Outputs;
 
 use super::hostile::{Echo, echoing_proxy, start_hostile};
-use super::outputs::{assert_report_clean, render};
+use super::outputs::{assert_report_clean, render, report_of};
 use super::support::{World, assert_root_cause, init, target};
 
 /// An in-process run with `args` after the world's base flags, and `vars`.
-fn run_args(world: &World, args: &[&str], vars: &[(&str, &str)]) -> RunReport {
+fn run_args(world: &World, args: &[&str], vars: &[(&str, &str)]) -> Outputs {
     init();
     let mut all = world.base_args();
     all.extend(args.iter().map(|s| s.to_string()));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(world.run_args(&all, vars))
+    rt.block_on(world.run_args_outputs(&all, vars))
 }
 
-fn run_kubeconfig(world: &World, text: &str, vars: &[(&str, &str)]) -> RunReport {
+fn run_kubeconfig(world: &World, text: &str, vars: &[(&str, &str)]) -> Outputs {
     let path = world.write("kubeconfig", text);
     run_args(world, &["--kubeconfig", &path.display().to_string()], vars)
 }
@@ -70,9 +70,9 @@ fn leak1_yaml_errors_name_the_place_never_the_text() {
     for (what, text) in cases {
         let report = run_kubeconfig(&world, &text, &[]);
         let outputs = assert_report_clean(&report, &[canary]);
-        let check = report
+        let check = report_of(&report)
             .checks
-            .iter()
+            .into_iter()
             .find(|c| c.id == CheckId::ConfigKubeconfig)
             .unwrap_or_else(|| panic!("{what}: no config.kubeconfig in {}", outputs[1].1));
         assert_eq!(check.reason, Some(Reason::InvalidYaml), "{what}");
@@ -94,7 +94,7 @@ fn leak1_the_second_file_of_a_kubeconfig_list() {
     let list = format!("{}:{}", first.display(), second.display());
     let report = run_args(&world, &["--kubeconfig", &list], &[]);
     assert_report_clean(&report, &[canary]);
-    let evidence: String = report
+    let evidence: String = report_of(&report)
         .checks
         .iter()
         .flat_map(|c| c.evidence.clone())
@@ -149,7 +149,7 @@ fn issue8_5_invalid_ports_are_invalid_urls_and_nothing_is_sent() {
     let world = World::new();
     for server in ["https://127.0.0.1:99999", "https://127.0.0.1:6443x"] {
         let text = HEAD.replace("https://127.0.0.1:9", server) + "    token: tok-1234\n";
-        let report = run_kubeconfig(&world, &text, &[]);
+        let report = report_of(&run_kubeconfig(&world, &text, &[]));
         let t = target(&report, "c");
         assert_root_cause(t, CheckId::ConfigServer, Reason::InvalidUrl);
         assert!(
@@ -175,7 +175,7 @@ fn leak3_a_kubeconfig_token_file_echoed_by_the_server() {
             ca_file.display(),
             token_file.display()
         );
-        let report = rt.block_on(world.run(&text, &[], &[]));
+        let report = rt.block_on(world.run_outputs(&text, &[], &[]));
         assert_report_clean(&report, &[canary]);
     }
 }
@@ -255,9 +255,11 @@ fn leak7_a_private_key_where_a_ca_belongs() {
                 "bytes in the {name}: {text}"
             );
         }
-        let tls = report.targets[0]
+        let tls = report_of(&report)
+            .only_target()
             .checks
-            .iter()
+            .clone()
+            .into_iter()
             .find(|c| c.id == CheckId::ConfigTls)
             .expect("config.tls");
         assert_eq!(tls.reason, Some(Reason::CaInvalid), "{key}");

@@ -1,27 +1,32 @@
 //! Every output a run makes (job log, JSON, JUnit), and the one leak assertion: no canary
 //! secret, and no 12-character fragment of one, in any of them.
 
-use kube_reach::model::RunReport;
-use kube_reach::report::{ConsoleOptions, console, json, junit};
+use kube_reach::in_process::Outputs;
+
+use crate::report::Report;
 
 /// Any substring of a secret this long counts as a leak (the scrubber's `FRAGMENT_LEN`).
 pub const FRAGMENT: usize = 12;
 
-/// The job log, JSON and JUnit of an in-process run, each checked to parse.
-pub fn render(report: &RunReport) -> Vec<(&'static str, String)> {
-    let mut log = Vec::new();
-    console::write(report, &ConsoleOptions::new(false, true), &mut log).expect("job log");
-    let mut json_out = Vec::new();
-    json::write(report, &mut json_out).expect("json");
-    let json_text = String::from_utf8(json_out).expect("json is UTF-8");
-    serde_json::from_str::<serde_json::Value>(&json_text).expect("json parses");
-    let junit_text = junit::to_xml(report, junit::JunitOptions::default()).expect("junit");
-    assert!(junit_text.starts_with("<?xml"), "junit: {junit_text}");
+/// The job log, JSON and JUnit of an in-process run, the JSON read as the report it must be
+/// and the JUnit checked to be XML.
+pub fn render(outputs: &Outputs) -> Vec<(&'static str, String)> {
+    report_of(outputs);
+    assert!(
+        outputs.junit.starts_with("<?xml"),
+        "junit: {}",
+        outputs.junit
+    );
     vec![
-        ("job log", String::from_utf8(log).expect("log is UTF-8")),
-        ("json", json_text),
-        ("junit", junit_text),
+        ("job log", outputs.job_log.clone()),
+        ("json", outputs.json.clone()),
+        ("junit", outputs.junit.clone()),
     ]
+}
+
+/// The run's report, through the one typed reader.
+pub fn report_of(outputs: &Outputs) -> Report {
+    Report::parse(&outputs.json)
 }
 
 /// The first leaked fragment of `secret` in `text`, if any: the whole value, or any substring
@@ -48,8 +53,8 @@ pub fn assert_no_leak(outputs: &[(&str, String)], secrets: &[&str]) {
 }
 
 /// [`render`] then [`assert_no_leak`].
-pub fn assert_report_clean(report: &RunReport, secrets: &[&str]) -> Vec<(&'static str, String)> {
-    let outputs = render(report);
+pub fn assert_report_clean(outputs: &Outputs, secrets: &[&str]) -> Vec<(&'static str, String)> {
+    let outputs = render(outputs);
     assert_no_leak(&outputs, secrets);
     outputs
 }

@@ -2,9 +2,10 @@
 //! asks for no client certificate, so a kubeconfig that authenticates with one reaches the API
 //! server anonymous, and gets 401.
 
-use base64::Engine as _;
+use kube_reach::catalogue::{CheckId, Reason};
 
 use super::assert_ran;
+use crate::common_kubeconfig::{Ctx, kubeconfig};
 use crate::nginx::{self, Front};
 use crate::reach;
 use crate::site::{API_PORT, Site};
@@ -30,13 +31,16 @@ pub(super) fn client_cert_kubeconfig(site: &Site, cluster_extra: &str) -> std::p
         .distinguished_name
         .push(rcgen::DnType::CommonName, "deployer");
     let cert = params.self_signed(&key).expect("client cert");
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://api.k8s.test:{API_PORT}\n    certificate-authority-data: {ca}\n{cluster_extra}users:\n- name: cert\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: cert}}\ncurrent-context: e2e\n",
-        ca = b64(&site.pki.root_pem),
-        cert = b64(&cert.pem()),
-        key = b64(&key.serialize_pem()),
-    );
+    let (cert, key) = (cert.pem(), key.serialize_pem());
+    let ctx = Ctx {
+        ca_pem: Some(&site.pki.root_pem),
+        extra_cluster: cluster_extra,
+        client_cert: Some((&cert, &key)),
+        user_name: Some("cert"),
+        namespace: None,
+        ..Ctx::named("e2e", format!("https://api.k8s.test:{API_PORT}"))
+    };
+    let yaml = kubeconfig(&[ctx], Some("e2e"));
     site.world.file("client-cert.kubeconfig", yaml)
 }
 
@@ -64,7 +68,7 @@ fn auth_whoami_client_cert_not_requested() {
         "auth: TLS-terminating front, client certificate",
         &kubeconfig,
     )
-    .expect_root_cause("auth.whoami", "client-cert-not-requested")
-    .expect_evidence("auth.whoami", &["no CertificateRequest", "HTTP 401"])
-    .expect_fix("auth.whoami", &["passthrough"]);
+    .expect_root_cause(CheckId::AuthWhoami, Reason::ClientCertNotRequested)
+    .expect_evidence(CheckId::AuthWhoami, &["no CertificateRequest", "HTTP 401"])
+    .expect_fix(CheckId::AuthWhoami, &["passthrough"]);
 }

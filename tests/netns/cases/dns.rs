@@ -7,6 +7,8 @@ use crate::dns::{self, API};
 use crate::site::Site;
 use crate::world::Family;
 use crate::world::skip_without_netns;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::Status;
 
 /// Search list and ndots that turn `api` into `api.k8s.test` (after `api.svc.k8s.test` misses).
 const SEARCH_ANSWERS: &str = "search svc.k8s.test k8s.test\noptions ndots:2\n";
@@ -75,8 +77,11 @@ fn dns_resolve_nxdomain() {
     }
     let site = served(Family::Dual);
     diagnose(&site, "dns: NXDOMAIN", "https://missing.k8s.test:6443", &[])
-        .expect_root_cause("dns.resolve", "nxdomain")
-        .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "nxdomain"]);
+        .expect_root_cause(CheckId::DnsResolve, Reason::Nxdomain)
+        .expect_evidence(
+            CheckId::DnsResolve,
+            &[&site.nameserver.to_string(), "nxdomain"],
+        );
 }
 
 #[test]
@@ -91,8 +96,11 @@ fn dns_resolve_servfail() {
         "https://api.servfail.test:6443",
         &[],
     )
-    .expect_root_cause("dns.resolve", "servfail")
-    .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "servfail"]);
+    .expect_root_cause(CheckId::DnsResolve, Reason::Servfail)
+    .expect_evidence(
+        CheckId::DnsResolve,
+        &[&site.nameserver.to_string(), "servfail"],
+    );
 }
 
 #[test]
@@ -102,8 +110,11 @@ fn dns_resolve_refused() {
     }
     let site = served(Family::Dual);
     diagnose(&site, "dns: REFUSED", "https://api.refused.test:6443", &[])
-        .expect_root_cause("dns.resolve", "refused")
-        .expect_evidence("dns.resolve", &[&site.nameserver.to_string(), "refused"]);
+        .expect_root_cause(CheckId::DnsResolve, Reason::Refused)
+        .expect_evidence(
+            CheckId::DnsResolve,
+            &[&site.nameserver.to_string(), "refused"],
+        );
 }
 
 #[test]
@@ -118,9 +129,9 @@ fn dns_resolve_timeout() {
         "https://api.dropped.test:6443",
         &[],
     )
-    .expect_root_cause("dns.resolve", "timeout")
+    .expect_root_cause(CheckId::DnsResolve, Reason::Timeout)
     .expect_evidence(
-        "dns.resolve",
+        CheckId::DnsResolve,
         &[&site.nameserver.to_string(), "timed out|timeout"],
     )
     .expect_within(one_timeout());
@@ -139,8 +150,8 @@ fn dns_resolve_no_nameservers() {
         "https://api.k8s.test:6443",
         &[],
     )
-    .expect_root_cause("dns.resolve", "no-nameservers")
-    .expect_evidence("dns.resolve", &["resolv.conf"]);
+    .expect_root_cause(CheckId::DnsResolve, Reason::NoNameservers)
+    .expect_evidence(CheckId::DnsResolve, &["resolv.conf"]);
 }
 
 #[test]
@@ -157,8 +168,8 @@ fn dns_resolve_search_domain_answers() {
         &[],
     )
     .expect_no_failure()
-    .expect_pass(&["dns.resolve"])
-    .expect_evidence("dns.resolve", &["api.k8s.test", "10.253.1.2"]);
+    .expect_pass(&[CheckId::DnsResolve])
+    .expect_evidence(CheckId::DnsResolve, &["api.k8s.test", "10.253.1.2"]);
 }
 
 #[test]
@@ -174,8 +185,8 @@ fn dns_resolve_search_domain_misses() {
         "https://api:6443",
         &[],
     )
-    .expect_root_cause("dns.resolve", "nxdomain")
-    .expect_evidence("dns.resolve", &["svc.k8s.test"]);
+    .expect_root_cause(CheckId::DnsResolve, Reason::Nxdomain)
+    .expect_evidence(CheckId::DnsResolve, &["svc.k8s.test"]);
 }
 
 #[test]
@@ -192,8 +203,8 @@ fn dns_resolve_hosts_file() {
         &[],
     )
     .expect_no_failure()
-    .expect_pass(&["dns.resolve"])
-    .expect_evidence("dns.resolve", &["/etc/hosts", "10.253.1.2"]);
+    .expect_pass(&[CheckId::DnsResolve])
+    .expect_evidence(CheckId::DnsResolve, &["/etc/hosts", "10.253.1.2"]);
 }
 
 #[test]
@@ -209,10 +220,10 @@ fn dns_resolve_aaaa_only() {
         &[],
     )
     .expect_no_failure()
-    .expect_pass(&["dns.resolve"])
-    .expect_evidence("dns.resolve", &["fd00:253:1::2"])
-    .expect_status("tcp.connect", "api6.k8s.test:6443", "pass")
-    .expect_evidence("tcp.connect", &["fd00:253:1::2"]);
+    .expect_pass(&[CheckId::DnsResolve])
+    .expect_evidence(CheckId::DnsResolve, &["fd00:253:1::2"])
+    .expect_status(CheckId::TcpConnect, "api6.k8s.test:6443", Status::Pass)
+    .expect_evidence(CheckId::TcpConnect, &["fd00:253:1::2"]);
 }
 
 #[test]
@@ -250,16 +261,16 @@ fn dns_resolve_private_answer() {
     );
     let server = format!("https://{}:6443", dns::EKS);
     diagnose(&site, "dns: EKS name, private answer", &server, &[])
-        .expect_finding("dns.resolve", "warn", "private-answer")
-        .expect_summary("dns.resolve", &["Amazon EKS", "private address"])
-        .expect_evidence("dns.resolve", &["10.253.1.2"])
-        .expect_fix("dns.resolve", &["inside the cluster's VPC"])
-        .expect_root_cause("tcp.connect", "timeout")
+        .expect_finding(CheckId::DnsResolve, Status::Warn, Reason::PrivateAnswer)
+        .expect_summary(CheckId::DnsResolve, &["Amazon EKS", "private address"])
+        .expect_evidence(CheckId::DnsResolve, &["10.253.1.2"])
+        .expect_fix(CheckId::DnsResolve, &["inside the cluster's VPC"])
+        .expect_root_cause(CheckId::TcpConnect, Reason::Timeout)
         .expect_fix(
-            "tcp.connect",
+            CheckId::TcpConnect,
             &["inside the cluster's VPC", "publicAccessCidrs"],
         )
-        .expect_evidence("tcp.connect", &["Amazon EKS"]);
+        .expect_evidence(CheckId::TcpConnect, &["Amazon EKS"]);
 }
 
 /// The healthy in-VPC run: the same private answer, and the address connects. A private
@@ -277,8 +288,8 @@ fn dns_resolve_private_answer_that_connects_passes() {
         &server,
         &[],
     )
-    .expect_pass(&["dns.resolve", "tcp.connect"])
-    .expect_evidence("dns.resolve", &["private endpoint", "10.253.1.2"]);
+    .expect_pass(&[CheckId::DnsResolve, CheckId::TcpConnect])
+    .expect_evidence(CheckId::DnsResolve, &["private endpoint", "10.253.1.2"]);
 }
 
 #[test]
@@ -295,9 +306,9 @@ fn dns_resolve_search_expanded() {
         "https://api.k8s.test:6443",
         &[],
     )
-    .expect_finding("dns.resolve", "warn", "search-expanded")
-    .expect_summary("dns.resolve", &[&answered])
-    .expect_evidence("dns.resolve", &["10.253.99.1", "10.253.1.2"])
-    .expect_fix("dns.resolve", &["ndots"])
-    .expect_root_cause("tcp.connect", "network-unreachable");
+    .expect_finding(CheckId::DnsResolve, Status::Warn, Reason::SearchExpanded)
+    .expect_summary(CheckId::DnsResolve, &[&answered])
+    .expect_evidence(CheckId::DnsResolve, &["10.253.99.1", "10.253.1.2"])
+    .expect_fix(CheckId::DnsResolve, &["ndots"])
+    .expect_root_cause(CheckId::TcpConnect, Reason::NetworkUnreachable);
 }

@@ -4,6 +4,7 @@
 use super::{assert_ran, diagnose};
 use crate::pki::LeafKind;
 use crate::world::skip_without_netns;
+use kube_reach::catalogue::{CheckId, Reason};
 use std::time::Duration;
 
 use crate::reach;
@@ -50,7 +51,7 @@ fn http_version_stalled_by_mtu_black_hole() {
         "https://api.k8s.test:6443",
         &[],
     )
-    .expect_root_cause("http.version", "stalled")
-    .expect_pass(&["tcp.connect", "tls.handshake"])
-    .expect_fix("http.version", &["mtu"]);
+    .expect_root_cause(CheckId::HttpVersion, Reason::Stalled)
+    .expect_pass(&[CheckId::TcpConnect, CheckId::TlsHandshake])
+    .expect_fix(CheckId::HttpVersion, &["mtu"]);
 }

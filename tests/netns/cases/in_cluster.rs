@@ -6,6 +6,8 @@
 //! the fake API's NetworkPolicies say, the way a CNI would. kube-reach also checks a kubeconfig
 //! target (`api.k8s.test:6443`, the endpoint itself) the way a deploy job would.
 
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::Status;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 use crate::firewall;
 use crate::pki::LeafKind;
 use crate::reach::{self, Report, TIMEOUT};
+use crate::report::Check;
 use crate::site::{API_PORT, Site};
 use crate::world::{Family, require, skip_without_netns};
 
@@ -142,7 +145,7 @@ fn pod_world(cni: Cni) -> (Site, String) {
 }
 
 /// kube-reach in the pod: its own mount namespace with the service account at the real path.
-fn run_in_pod(site: &Site, token: &str) -> Value {
+fn run_in_pod(site: &Site, token: &str) -> Report {
     let kubeconfig = kubeconfig(site);
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     let source = site.world.dir().join("serviceaccount");
@@ -185,15 +188,7 @@ fn run_in_pod(site: &Site, token: &str) -> Value {
         !ran.stdout.contains(token) && !ran.stderr.contains(token),
         "the service-account token leaked"
     );
-    let json: Value = serde_json::from_str(&ran.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): exit {:?}\n{}",
-            ran.status,
-            ran.text()
-        )
-    });
-    let elapsed_ms = u64::try_from(ran.elapsed.as_millis()).unwrap_or(u64::MAX);
-    json!({"status": ran.status, "report": json, "stderr": ran.stderr, "elapsed_ms": elapsed_ms})
+    Report::read(ran)
 }
 
 /// The deploy job's kubeconfig: the API server's endpoint itself, by name.
@@ -203,42 +198,19 @@ fn kubeconfig(site: &Site) -> std::path::PathBuf {
 
 /// The kubeconfig target's report, after kubectl ran the same kubeconfig in the same client
 /// namespace (the comparison table's row for `case`).
-fn compared(site: &Site, case: &str, run: &Value) -> Report {
-    let report = only(run, KUBECONFIG_TARGET);
+fn compared(site: &Site, case: &str, run: &Report) -> Report {
+    let report = run.only(KUBECONFIG_TARGET);
     crate::kubectl::compare(site, case, &kubeconfig(site), &[], &report);
     report
 }
 
-/// The run's report narrowed to one target, for `Report`'s single-target assertions.
-fn only(run: &Value, name: &str) -> Report {
-    let mut json = run["report"].clone();
-    let target = json["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no target {name}: {run:#}"));
-    json["targets"] = json!([target]);
-    let status = run["status"].as_i64().map(|s| s as i32);
-    Report {
-        ran: crate::world::Ran {
-            status,
-            stdout: String::new(),
-            stderr: run["stderr"].as_str().unwrap_or_default().to_string(),
-            elapsed: Duration::from_millis(run["elapsed_ms"].as_u64().unwrap_or_default()),
-        },
-        json,
-    }
-}
-
-fn netpol_row<'r>(run: &'r Value, target: &str, subject: &str) -> &'r Value {
-    run["report"]["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["name"] == target))
-        .and_then(|t| t["checks"].as_array())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c["id"] == "netpol.egress" && c["subject"] == subject)
-        })
-        .unwrap_or_else(|| panic!("no netpol.egress {subject} on {target}: {run:#}"))
+fn netpol_row<'r>(run: &'r Report, target: &str, subject: &str) -> &'r Check {
+    run.report
+        .target(target)
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::NetpolEgress && c.subject == subject)
+        .unwrap_or_else(|| panic!("no netpol.egress {subject} on {target}"))
 }
 
 #[test]
@@ -257,7 +229,11 @@ fn world_pod_service_dnat_and_cni() {
         ],
         &[],
     );
-    assert_ran(&direct, 28, &["Timeout was reached"]);
+    assert_ran(
+        &direct,
+        28,
+        &["Timeout was reached|Connection timeout after"],
+    );
     // With DNS blocked, lookups time out (silence, as behind a CNI), and the API still answers.
     let (no_dns, _) = pod_world(Cni::NoDns);
     assert_ran(&no_dns.dig(&["api.k8s.test"]), 9, &["timed out"]);
@@ -294,16 +270,19 @@ fn in_cluster_healthy_pod() {
     }
     let (site, token) = pod_world(Cni::AllowsAll);
     let run = run_in_pod(&site, &token);
-    only(&run, "in-cluster")
+    run.only("in-cluster")
         .expect_no_failure()
         .expect_pass(&[
-            "tcp.connect",
-            "tls.trust",
-            "tls.hostname",
-            "auth.whoami",
-            "rbac.can-i",
+            CheckId::TcpConnect,
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
+            CheckId::AuthWhoami,
+            CheckId::RbacCanI,
         ])
-        .expect_summary("auth.whoami", &["system:serviceaccount:gitlab:runner"]);
+        .expect_summary(
+            CheckId::AuthWhoami,
+            &["system:serviceaccount:gitlab:runner"],
+        );
     compared(
         &site,
         "in-cluster: NetworkPolicies allow the pod's routes",
@@ -311,13 +290,13 @@ fn in_cluster_healthy_pod() {
     )
     .expect_no_failure();
     let row = netpol_row(&run, "in-cluster", NAMESPACE);
-    assert_eq!(row["status"], "pass", "{row:#}");
-    let evidence = row["evidence"].to_string();
+    assert_eq!(row.status, Status::Pass, "{row:#?}");
+    let evidence = row.evidence.join("\n");
     assert!(
         evidence.contains(POD) && evidence.contains("node-1"),
         "{evidence}"
     );
-    assert_eq!(run["status"], 0, "{run:#}");
+    assert_eq!(run.ran.status, Some(0), "{:#?}", run.report);
 }
 
 #[test]
@@ -332,20 +311,26 @@ fn in_cluster_policy_blocks_the_endpoint_the_kubeconfig_uses() {
         "in-cluster: NetworkPolicy allows only the service address",
         &run,
     )
-    .expect_root_cause("netpol.egress", "blocks-apiserver")
-    .expect_summary("netpol.egress", &["default-deny-egress", "10.253.1.2:6443"])
-    .expect_fix("netpol.egress", &["cidr: 10.253.1.2/32", "port: 6443"])
-    .expect_evidence("tcp.connect", &["10.253.1.2"]);
+    .expect_root_cause(CheckId::NetpolEgress, Reason::BlocksApiserver)
+    .expect_summary(
+        CheckId::NetpolEgress,
+        &["default-deny-egress", "10.253.1.2:6443"],
+    )
+    .expect_fix(
+        CheckId::NetpolEgress,
+        &["cidr: 10.253.1.2/32", "port: 6443"],
+    )
+    .expect_evidence(CheckId::TcpConnect, &["10.253.1.2"]);
     // The pod's own route works (the CNI matched the service address before DNAT): a warning
     // that the same policy breaks on a CNI that matches after DNAT.
     let own = netpol_row(&run, "in-cluster", NAMESPACE);
     assert_eq!(
-        (&own["status"], &own["reason"]),
-        (&json!("warn"), &json!("blocks-apiserver")),
-        "{own:#}"
+        (own.status, own.reason),
+        (Status::Warn, Some(Reason::BlocksApiserver)),
+        "{own:#?}"
     );
     // Its fix gives the rules for both readings of the service DNAT.
-    let fix = own["fix"].as_str().unwrap_or_default();
+    let fix = own.fix.as_deref().unwrap_or_default();
     for needle in [
         "pre-DNAT",
         "cidr: 10.253.96.1/32",
@@ -356,7 +341,7 @@ fn in_cluster_policy_blocks_the_endpoint_the_kubeconfig_uses() {
     ] {
         assert!(fix.contains(needle), "in-cluster fix lacks {needle}: {fix}");
     }
-    assert_eq!(run["status"], 1, "{run:#}");
+    assert_eq!(run.ran.status, Some(1), "{:#?}", run.report);
 }
 
 #[test]
@@ -367,9 +352,9 @@ fn in_cluster_policy_blocks_dns() {
     let (site, token) = pod_world(Cni::NoDns);
     let run = run_in_pod(&site, &token);
     compared(&site, "in-cluster: NetworkPolicy blocks DNS", &run)
-        .expect_root_cause("netpol.egress", "blocks-dns")
-        .expect_fix("netpol.egress", &["port: 53", "protocol: UDP"]);
-    let own = only(&run, "in-cluster");
-    own.expect_root_cause("netpol.egress", "blocks-dns");
-    assert_eq!(run["status"], 1, "{run:#}");
+        .expect_root_cause(CheckId::NetpolEgress, Reason::BlocksDns)
+        .expect_fix(CheckId::NetpolEgress, &["port: 53", "protocol: UDP"]);
+    let own = run.only("in-cluster");
+    own.expect_root_cause(CheckId::NetpolEgress, Reason::BlocksDns);
+    assert_eq!(run.ran.status, Some(1), "{:#?}", run.report);
 }

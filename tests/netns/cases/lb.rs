@@ -10,6 +10,7 @@ use crate::pki::LeafKind;
 use crate::reach::{self, Report};
 use crate::site::Site;
 use crate::world::{Family, skip_without_netns};
+use kube_reach::catalogue::CheckId;
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -23,13 +24,13 @@ fn behind_nginx(front: Front) -> Site {
 /// The healthy path passes every layer.
 fn healthy(report: &Report) {
     report.expect_no_failure().expect_pass(&[
-        "dns.resolve",
-        "tcp.connect",
-        "tls.handshake",
-        "tls.trust",
-        "http.version",
-        "auth.whoami",
-        "rbac.can-i",
+        CheckId::DnsResolve,
+        CheckId::TcpConnect,
+        CheckId::TlsHandshake,
+        CheckId::TlsTrust,
+        CheckId::HttpVersion,
+        CheckId::AuthWhoami,
+        CheckId::RbacCanI,
     ]);
 }
 
@@ -60,7 +61,7 @@ fn nginx_http2_front_passes() {
     let site = behind_nginx(Front::Http2);
     let report = diagnose(&site, "nginx in front, HTTP/2", API_URL, &[]);
     healthy(&report);
-    report.expect_summary("tls.handshake", &["HTTP/2"]);
+    report.expect_summary(CheckId::TlsHandshake, &["HTTP/2"]);
     let log = nginx::access_log(&site);
     assert!(
         log.contains("HTTP/2.0") && !log.contains("HTTP/1.1"),

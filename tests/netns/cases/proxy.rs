@@ -10,6 +10,8 @@ use crate::proxy::{self, Tinyproxy};
 use crate::reach::{self, Report};
 use crate::site::{DEAD_PROXY_PORT, PROXY_PORT, Site};
 use crate::world::skip_without_netns;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::Status;
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -108,13 +110,13 @@ fn proxy_tunnel_passes() {
     via(&site, "proxy: tinyproxy tunnels", API_URL, PROXY_URL)
         .expect_no_failure()
         .expect_pass(&[
-            "proxy.connect",
-            "proxy.tunnel",
-            "tls.trust",
-            "http.version",
-            "auth.whoami",
+            CheckId::ProxyConnect,
+            CheckId::ProxyTunnel,
+            CheckId::TlsTrust,
+            CheckId::HttpVersion,
+            CheckId::AuthWhoami,
         ])
-        .expect_evidence("proxy.tunnel", &["200"]);
+        .expect_evidence(CheckId::ProxyTunnel, &["200"]);
 }
 
 #[test]
@@ -128,7 +130,11 @@ fn proxy_tunnel_passes_through_squid() {
     let squid_url = format!("http://proxy.k8s.test:{SQUID_PORT}");
     via(&site, "proxy: squid tunnels", API_URL, &squid_url)
         .expect_no_failure()
-        .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"]);
+        .expect_pass(&[
+            CheckId::ProxyConnect,
+            CheckId::ProxyTunnel,
+            CheckId::HttpVersion,
+        ]);
 }
 
 #[test]
@@ -138,8 +144,8 @@ fn proxy_tunnel_forbidden() {
     }
     let site = behind_tinyproxy(Tinyproxy::Forbidding);
     via(&site, "proxy: CONNECT answered 403", API_URL, PROXY_URL)
-        .expect_root_cause("proxy.tunnel", "forbidden")
-        .expect_evidence("proxy.tunnel", &["403"]);
+        .expect_root_cause(CheckId::ProxyTunnel, Reason::Forbidden)
+        .expect_evidence(CheckId::ProxyTunnel, &["403"]);
 }
 
 #[test]
@@ -149,8 +155,8 @@ fn proxy_tunnel_auth_required() {
     }
     let site = behind_tinyproxy(Tinyproxy::Authenticating);
     via(&site, "proxy: CONNECT answered 407", API_URL, PROXY_URL)
-        .expect_root_cause("proxy.tunnel", "auth-required")
-        .expect_evidence("proxy.tunnel", &["407"]);
+        .expect_root_cause(CheckId::ProxyTunnel, Reason::AuthRequired)
+        .expect_evidence(CheckId::ProxyTunnel, &["407"]);
 }
 
 #[test]
@@ -165,8 +171,8 @@ fn proxy_tunnel_upstream_failed_unresolvable() {
         "https://ghost.k8s.test:6443",
         PROXY_URL,
     )
-    .expect_root_cause("proxy.tunnel", "upstream-failed")
-    .expect_evidence("proxy.tunnel", &["500"]);
+    .expect_root_cause(CheckId::ProxyTunnel, Reason::UpstreamFailed)
+    .expect_evidence(CheckId::ProxyTunnel, &["500"]);
 }
 
 #[test]
@@ -183,8 +189,8 @@ fn proxy_tunnel_upstream_failed_server_down() {
         API_URL,
         &squid_url,
     )
-    .expect_root_cause("proxy.tunnel", "upstream-failed")
-    .expect_evidence("proxy.tunnel", &["503"]);
+    .expect_root_cause(CheckId::ProxyTunnel, Reason::UpstreamFailed)
+    .expect_evidence(CheckId::ProxyTunnel, &["503"]);
 }
 
 #[test]
@@ -199,8 +205,11 @@ fn proxy_connect_refused() {
         API_URL,
         DEAD_PROXY_URL,
     )
-    .expect_root_cause("proxy.connect", "refused")
-    .expect_evidence("proxy.connect", &[&DEAD_PROXY_PORT.to_string(), "refused"]);
+    .expect_root_cause(CheckId::ProxyConnect, Reason::Refused)
+    .expect_evidence(
+        CheckId::ProxyConnect,
+        &[&DEAD_PROXY_PORT.to_string(), "refused"],
+    );
 }
 
 #[test]
@@ -218,8 +227,8 @@ fn no_proxy_bypasses_dead_proxy() {
         &env,
     )
     .expect_no_failure()
-    .expect_pass(&["tcp.connect", "http.version"])
-    .expect_summary("config.proxy", &["no_proxy"]);
+    .expect_pass(&[CheckId::TcpConnect, CheckId::HttpVersion])
+    .expect_summary(CheckId::ConfigProxy, &["no_proxy"]);
 }
 
 #[test]
@@ -237,8 +246,12 @@ fn kubeconfig_proxy_url_overrides_env() {
         &env,
     )
     .expect_no_failure()
-    .expect_pass(&["proxy.connect", "proxy.tunnel", "http.version"])
-    .expect_summary("config.proxy", &["proxy-url"]);
+    .expect_pass(&[
+        CheckId::ProxyConnect,
+        CheckId::ProxyTunnel,
+        CheckId::HttpVersion,
+    ])
+    .expect_summary(CheckId::ConfigProxy, &["proxy-url"]);
 }
 
 #[test]
@@ -261,12 +274,12 @@ fn config_proxy_no_proxy_ignored() {
         &env,
     )
     .expect_no_failure()
-    .expect_finding("config.proxy", "warn", "no-proxy-ignored")
+    .expect_finding(CheckId::ConfigProxy, Status::Warn, Reason::NoProxyIgnored)
     .expect_evidence(
-        "config.proxy",
+        CheckId::ConfigProxy,
         &["10.253.2.0/24", "10.253.2.*", "not the name api.k8s.test"],
     )
-    .expect_pass(&["proxy.tunnel"]);
+    .expect_pass(&[CheckId::ProxyTunnel]);
 }
 
 #[test]
@@ -282,10 +295,10 @@ fn proxy_connect_not_tls() {
         API_URL,
         "https://proxy.k8s.test:8888",
     )
-    .expect_root_cause("proxy.connect", "not-tls")
+    .expect_root_cause(CheckId::ProxyConnect, Reason::NotTls)
     .expect_evidence(
-        "proxy.connect",
+        CheckId::ProxyConnect,
         &["ClientHello", "plain CONNECT", "HTTP/1."],
     )
-    .expect_fix("proxy.connect", &["http://"]);
+    .expect_fix(CheckId::ProxyConnect, &["http://"]);
 }

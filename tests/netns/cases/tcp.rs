@@ -8,6 +8,8 @@ use crate::pki::LeafKind;
 use crate::site::{API_PORT, Site};
 use crate::world::Family;
 use crate::world::skip_without_netns;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::{Status, Verdict};
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -49,7 +51,7 @@ fn world_tcp_firewall() {
         return;
     }
     let drop = firewalled_fixture(Block::Drop).curl(&["--connect-timeout", "2", VERSION_URL], &[]);
-    assert_ran(&drop, 28, &["Timeout was reached"]);
+    assert_ran(&drop, 28, &["Timeout was reached|Connection timeout after"]);
     let reset = firewalled_fixture(Block::Reset).curl(&[VERSION_URL], &[]);
     assert_ran(&reset, 7, &["Connection refused"]);
     let prohibited = firewalled_fixture(Block::AdminProhibited).curl(&[VERSION_URL], &[]);
@@ -99,17 +101,17 @@ fn direct_path_passes_every_layer() {
     diagnose(&site, "healthy world", API_URL, &[])
         .expect_no_failure()
         .expect_pass(&[
-            "dns.resolve",
-            "tcp.connect",
-            "tls.handshake",
-            "tls.trust",
-            "tls.hostname",
-            "tls.validity",
-            "http.version",
-            "auth.whoami",
-            "rbac.can-i",
+            CheckId::DnsResolve,
+            CheckId::TcpConnect,
+            CheckId::TlsHandshake,
+            CheckId::TlsTrust,
+            CheckId::TlsHostname,
+            CheckId::TlsValidity,
+            CheckId::HttpVersion,
+            CheckId::AuthWhoami,
+            CheckId::RbacCanI,
         ])
-        .expect_evidence("http.version", &["v1."]);
+        .expect_evidence(CheckId::HttpVersion, &["v1."]);
 }
 
 #[test]
@@ -119,9 +121,9 @@ fn tcp_connect_timeout_when_dropped() {
     }
     let site = firewalled(Block::Drop);
     diagnose(&site, "tcp: firewall drops", API_URL, &[])
-        .expect_root_cause("tcp.connect", "timeout")
+        .expect_root_cause(CheckId::TcpConnect, Reason::Timeout)
         .expect_evidence(
-            "tcp.connect",
+            CheckId::TcpConnect,
             &["10.253.1.2", "timed out|timeout|no answer"],
         )
         .expect_within(one_timeout());
@@ -134,8 +136,8 @@ fn tcp_connect_refused_by_reset() {
     }
     let site = firewalled(Block::Reset);
     diagnose(&site, "tcp: firewall resets", API_URL, &[])
-        .expect_root_cause("tcp.connect", "refused")
-        .expect_evidence("tcp.connect", &["10.253.1.2", "refused"]);
+        .expect_root_cause(CheckId::TcpConnect, Reason::Refused)
+        .expect_evidence(CheckId::TcpConnect, &["10.253.1.2", "refused"]);
 }
 
 #[test]
@@ -150,8 +152,8 @@ fn tcp_connect_host_unreachable_admin_prohibited() {
         API_URL,
         &[],
     )
-    .expect_root_cause("tcp.connect", "host-unreachable")
-    .expect_evidence("tcp.connect", &["10.253.1.2", "unreachable|no route"]);
+    .expect_root_cause(CheckId::TcpConnect, Reason::HostUnreachable)
+    .expect_evidence(CheckId::TcpConnect, &["10.253.1.2", "unreachable|no route"]);
 }
 
 #[test]
@@ -166,8 +168,8 @@ fn tcp_connect_network_unreachable() {
         "https://unroutable.k8s.test:6443",
         &[],
     )
-    .expect_root_cause("tcp.connect", "network-unreachable")
-    .expect_evidence("tcp.connect", &["10.253.99.1", "unreachable"]);
+    .expect_root_cause(CheckId::TcpConnect, Reason::NetworkUnreachable)
+    .expect_evidence(CheckId::TcpConnect, &["10.253.99.1", "unreachable"]);
 }
 
 #[test]
@@ -182,14 +184,15 @@ fn tcp_connect_unowned_address_on_link() {
         "https://onlink.k8s.test:6443",
         &[],
     );
-    let reason = report.root_reason().to_owned();
+    let reason = report.root_reason();
     assert!(
-        matches!(reason.as_str(), "host-unreachable" | "timeout"),
-        "unexpected reason {reason}"
+        matches!(reason, Reason::HostUnreachable | Reason::Timeout),
+        "unexpected reason {}",
+        reason.as_str()
     );
     report
-        .expect_root_cause("tcp.connect", &reason)
-        .expect_evidence("tcp.connect", &["10.253.1.77"])
+        .expect_root_cause(CheckId::TcpConnect, reason)
+        .expect_evidence(CheckId::TcpConnect, &["10.253.1.77"])
         .expect_within(one_timeout());
 }
 
@@ -208,18 +211,18 @@ fn tcp_connect_ipv6_broken_ipv4_works() {
     report
         .expect_no_failure()
         // One result named by the configured host:port; each address's outcome in evidence.
-        .expect_status("tcp.connect", "dual.k8s.test:6443", "warn")
+        .expect_status(CheckId::TcpConnect, "dual.k8s.test:6443", Status::Warn)
         .expect_evidence(
-            "tcp.connect",
+            CheckId::TcpConnect,
             &[
                 "10.253.1.2:6443: connected",
                 "[fd00:253:1::2]:6443: no answer",
             ],
         )
-        .expect_pass(&["tls.trust", "http.version"]);
+        .expect_pass(&[CheckId::TlsTrust, CheckId::HttpVersion]);
     assert_eq!(
         report.verdict(),
-        "warn",
+        Verdict::Warn,
         "a broken address family is worth a warning"
     );
 }
@@ -237,7 +240,7 @@ fn tcp_connect_ipv6_only_world() {
         &[],
     )
     .expect_no_failure()
-    .expect_status("tcp.connect", "api6.k8s.test:6443", "pass")
-    .expect_evidence("tcp.connect", &["[fd00:253:1::2]:6443: connected"])
-    .expect_pass(&["dns.resolve", "tls.trust", "http.version"]);
+    .expect_status(CheckId::TcpConnect, "api6.k8s.test:6443", Status::Pass)
+    .expect_evidence(CheckId::TcpConnect, &["[fd00:253:1::2]:6443: connected"])
+    .expect_pass(&[CheckId::DnsResolve, CheckId::TlsTrust, CheckId::HttpVersion]);
 }

@@ -7,6 +7,7 @@ use crate::reach;
 use crate::site::Site;
 use crate::world::Family;
 use crate::world::skip_without_netns;
+use kube_reach::catalogue::{CheckId, Reason};
 
 const API_URL: &str = "https://api.k8s.test:6443";
 const VERSION_URL: &str = "https://api.k8s.test:6443/version";
@@ -42,8 +43,8 @@ fn tls_validity_expired() {
     }
     let site = served_with(LeafKind::Expired);
     diagnose(&site, "tls: certificate expired", API_URL, &[])
-        .expect_root_cause("tls.validity", "expired")
-        .expect_evidence("tls.validity", &["api.k8s.test", "2021"]);
+        .expect_root_cause(CheckId::TlsValidity, Reason::Expired)
+        .expect_evidence(CheckId::TlsValidity, &["api.k8s.test", "2021"]);
 }
 
 #[test]
@@ -53,8 +54,8 @@ fn tls_hostname_mismatch() {
     }
     let site = served_with(LeafKind::WrongSan);
     diagnose(&site, "tls: certificate for another name", API_URL, &[])
-        .expect_root_cause("tls.hostname", "mismatch")
-        .expect_evidence("tls.hostname", &["wrong.example", "api.k8s.test"]);
+        .expect_root_cause(CheckId::TlsHostname, Reason::Mismatch)
+        .expect_evidence(CheckId::TlsHostname, &["wrong.example", "api.k8s.test"]);
 }
 
 /// The MTU world with a large certificate: the server's handshake flight needs full-size
@@ -92,13 +93,13 @@ fn tls_handshake_mtu_blackhole() {
     }
     let site = narrow_with_large_chain();
     diagnose(&site, "tls: MTU black hole at the handshake", API_URL, &[])
-        .expect_root_cause("tls.handshake", "mtu-blackhole")
-        .expect_pass(&["tcp.connect"])
+        .expect_root_cause(CheckId::TlsHandshake, Reason::MtuBlackhole)
+        .expect_pass(&[CheckId::TcpConnect])
         .expect_evidence(
-            "tls.handshake",
+            CheckId::TlsHandshake,
             &["no handshake within", "MSS 536", "handshake complete"],
         )
-        .expect_fix("tls.handshake", &["--mtu", "fragmentation needed"]);
+        .expect_fix(CheckId::TlsHandshake, &["--mtu", "fragmentation needed"]);
 }
 
 #[test]
@@ -115,9 +116,9 @@ fn tls_handshake_mtu_blackhole_between_the_job_and_its_proxy() {
         API_URL,
         &[("HTTPS_PROXY", "http://proxy.k8s.test:8888")],
     )
-    .expect_root_cause("tls.handshake", "mtu-blackhole")
-    .expect_pass(&["proxy.connect", "proxy.tunnel"])
-    .expect_evidence("tls.handshake", &["MSS 536", "handshake complete"]);
+    .expect_root_cause(CheckId::TlsHandshake, Reason::MtuBlackhole)
+    .expect_pass(&[CheckId::ProxyConnect, CheckId::ProxyTunnel])
+    .expect_evidence(CheckId::TlsHandshake, &["MSS 536", "handshake complete"]);
 }
 
 /// The MTU black hole again, for a client-certificate user whose server's certificate does not
@@ -139,9 +140,9 @@ fn tls_handshake_mtu_blackhole_with_a_client_certificate_and_a_server_that_does_
         &kubeconfig,
         &[],
     )
-    .expect_root_cause("tls.handshake", "mtu-blackhole")
+    .expect_root_cause(CheckId::TlsHandshake, Reason::MtuBlackhole)
     .expect_evidence(
-        "tls.handshake",
+        CheckId::TlsHandshake,
         &["MSS 536", "kube-reach ended the handshake"],
     );
 }
