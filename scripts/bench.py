@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark's driver (not a test), run by scripts/bench-roundtrips.sh inside a network
+"""The benchmark's driver (not a test), run by scripts/bench.sh inside a network
 namespace of its own (loopback only, no default route).
 
 The world: unbound on 127.0.0.1:5353; two fronts serving TLS, each with an HTTP/2 port (ALPN
@@ -16,11 +16,13 @@ direction on 127.0.0.1 and relays undelayed on 127.0.0.2:
 second pays the relay's own cost only. Round trips = (delayed - undelayed) / RTT. resolv.conf
 cannot name a port, hence the namespace: its loopback's port 53 is ours.
 
-Every child's CPU time (user + sys) comes from wait4(2); its peak RSS from /usr/bin/time's %M
-when installed (a child forked from Python inherits Python's high-water mark across exec, so
-wait4's own ru_maxrss says ~23 MB for anything; time(1) is small and forks the measured child);
-time to first packet is the first datagram or connection the relay sees after the child started
-(relay log, monotonic clock).
+Every child's CPU time (user + sys) comes from wait4(2). Peak RSS twice: the process's own
+(its VmHWM in /proc, read every few ms while it runs: children excluded) and its process tree's
+(/usr/bin/time's %M when installed, which includes the children it waited for: kube-reach's
+`runner.tools` probe runs `kubectl version`; a child forked from Python inherits Python's
+high-water mark across exec, so wait4's own ru_maxrss says ~23 MB for anything; time(1) is
+small and forks the measured child). Time to first packet is the first datagram or connection
+the relay sees after the child started (relay log, monotonic clock).
 """
 
 import asyncio
@@ -295,13 +297,60 @@ contexts:
 
 
 class Run:
-    """One child's wall time, CPU time (user + sys), peak RSS and time to first packet."""
+    """One child's wall time, CPU time (user + sys), peak RSS of its own process and of its
+    process tree (kube-reach's `runner.tools` probe runs `kubectl version`), and time to first
+    packet."""
 
-    def __init__(self, wall, cpu, rss_kb, first_packet):
-        self.wall, self.cpu, self.rss_kb, self.first_packet = wall, cpu, rss_kb, first_packet
+    def __init__(self, wall, cpu, rss_kb, tree_rss_kb, first_packet):
+        self.wall, self.cpu, self.first_packet = wall, cpu, first_packet
+        self.rss_kb, self.tree_rss_kb = rss_kb, tree_rss_kb
 
 
+FIELDS = ("wall", "cpu", "rss_kb", "tree_rss_kb", "first_packet")
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+SAMPLE_S = 0.003  # how often the measured process's own high-water mark is read
+
+
+def status_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def measured_pid(pid, done):
+    """The measured process: the child itself, or time(1)'s child when wrapped (bounded wait;
+    never reaps: the main thread's wait4 does)."""
+    if not TIME:
+        return pid
+    for _ in range(1000):
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                pids = f.read().split()
+            if pids:
+                return int(pids[0])
+        except OSError:
+            return None
+        if done.is_set():
+            return None
+        time.sleep(0.001)
+    return None
+
+
+def sample_own_rss(pid, done, peak):
+    """Reads the measured process's VmHWM (its own peak RSS, children excluded) until it is
+    gone; the last reading is at most SAMPLE_S before its exit."""
+    pid = measured_pid(pid, done)
+    while pid is not None and not done.is_set():
+        kb = status_kb(pid, "VmHWM")
+        if kb is None:
+            break
+        peak[0] = max(peak[0], kb)
+        time.sleep(SAMPLE_S)
 
 
 def run(argv, env, marks):
@@ -312,6 +361,9 @@ def run(argv, env, marks):
     timer = threading.Timer(CHILD_TIMEOUT_S, child.kill)
     timer.daemon = True
     timer.start()
+    own, done = [0], threading.Event()
+    sampler = threading.Thread(target=sample_own_rss, args=(child.pid, done, own), daemon=True)
+    sampler.start()
     try:
         _, status, usage = os.wait4(child.pid, 0)
     except BaseException:  # terminated meanwhile: take the measured child along
@@ -319,24 +371,25 @@ def run(argv, env, marks):
         raise
     finally:
         timer.cancel()
+        done.set()
     wall = (time.monotonic_ns() - start) / 1e9
     child.returncode = os.waitstatus_to_exitcode(status)
+    sampler.join(1)
     if child.returncode != 0:
         sys.exit(f"bench: {argv[0]} exited {child.returncode}: {' '.join(map(str, argv))}")
     later = [int(t) for t in Path(marks).read_text().split() if int(t) >= start]
     first = (min(later) - start) / 1e9 if later else float("nan")
-    rss_kb = int(rss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
-    return Run(wall, usage.ru_utime + usage.ru_stime, rss_kb, first)
+    tree_kb = int(rss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
+    return Run(wall, usage.ru_utime + usage.ru_stime, own[0] or float("nan"), tree_kb, first)
 
 
 def median_run(runs):
-    return Run(*(statistics.median(getattr(r, f) for r in runs)
-                 for f in ("wall", "cpu", "rss_kb", "first_packet")))
+    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in FIELDS))
 
 
 class Bench:
-    def __init__(self, world, reach_bin, runs, kubectl_runs):
-        self.world, self.reach_bin = world, reach_bin
+    def __init__(self, world, runs, kubectl_runs):
+        self.world = world
         self.runs, self.kubectl_runs = runs, kubectl_runs
         self.home = 0
 
@@ -345,11 +398,11 @@ class Bench:
         resolv.write_text(f"nameserver {nameserver}\noptions timeout:1 attempts:1\n")
         return resolv
 
-    def reach(self, delayed, port, requirements, contexts=1):
+    def reach(self, reach_bin, delayed, port, requirements, contexts=1):
         name, ns = ("api", "127.0.0.1") if delayed else ("fast", "127.0.0.2")
         hosts = self.world.work / "hosts"
         hosts.write_text("")
-        argv = [self.reach_bin, "--kubeconfig", self.world.kubeconfig(name, port, contexts),
+        argv = [reach_bin, "--kubeconfig", self.world.kubeconfig(name, port, contexts),
                 "--no-in-cluster", "--resolv-conf", self.env(ns), "--hosts-file", hosts,
                 "--json", self.world.work / "out.json"]
         if requirements is ONE_REQUIREMENT:
@@ -373,46 +426,109 @@ class Bench:
             steps += [base + ["auth", "can-i", v, r, "-n", "ci"] for v, r in requirements]
             each = [run(step, env, self.world.marks) for step in steps]
             routes.append(Run(sum(r.wall for r in each), sum(r.cpu for r in each),
-                              max(r.rss_kb for r in each), each[0].first_packet))
+                              max(r.rss_kb for r in each), max(r.tree_rss_kb for r in each),
+                              each[0].first_packet))
         return median_run(routes)
 
 
-def table(bench, delay_ms, have_kubectl, fronts):
+CASES = [  # (protocol, port attribute of the front, requirements, label)
+    (proto, port, reqs, f"{proto}, {label}")
+    for proto, port in (("HTTP/2", "h2_port"), ("HTTP/1.1 only", "h1_port"))
+    for reqs, label in ((DEFAULT_REQUIREMENTS, "default requirements (15 reviews)"),
+                        (ONE_REQUIREMENT, "one requirement"))
+]
+FLEET = 50
+
+
+def measure(bench, front, builds, have_kubectl):
+    """Every case of one front for every build: {(build, label): (delayed, undelayed)}, the
+    kubectl route per label (or None), and {(build, protocol): (delayed, undelayed)} of the
+    50-context fleet."""
+    cases, kubectl, fleets = {}, {}, {}
+    for proto, port_attr, reqs, label in CASES:
+        port = getattr(front, port_attr)
+        for build, path in builds:
+            cases[build, label] = (bench.reach(path, True, port, reqs),
+                                   bench.reach(path, False, port, reqs))
+        kubectl[label] = bench.kubectl_route(port, reqs) if have_kubectl else None
+        if reqs is DEFAULT_REQUIREMENTS:
+            for build, path in builds:
+                fleets[build, proto] = (
+                    bench.reach(path, True, port, reqs, contexts=FLEET),
+                    bench.reach(path, False, port, reqs, contexts=FLEET))
+    return cases, kubectl, fleets
+
+
+def mb(kb):
+    return f"{kb / 1024:.1f} MB"
+
+
+def print_table(build, front, rtt, measured):
+    """The issue's table for one build and front, as Markdown."""
+    cases, kubectl, fleets = measured
+    print(f"\n{build} ({front.name}):\n")
+    print(f"| case (RTT {rtt * 1000:.0f} ms) | kube-reach | sequential round trips | kubectl route "
+          "| ratio | no delay | 1st packet | CPU | peak RSS own | peak RSS tree |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for _, _, _, label in CASES:
+        slow, fast = cases[build, label]
+        k = kubectl[label]
+        route, ratio = ("-", "-") if k is None else (f"{k.wall:.2f} s", f"{k.wall / slow.wall:.1f}×")
+        print(f"| {label} | {slow.wall:.2f} s | {(slow.wall - fast.wall) / rtt:.1f} | {route} | "
+              f"{ratio} | {fast.wall:.3f} s | {slow.first_packet * 1000:.1f} ms | "
+              f"{slow.cpu * 1000:.0f} ms | {mb(slow.rss_kb)} | {mb(slow.tree_rss_kb)} |")
+    for proto in ("HTTP/2", "HTTP/1.1 only"):
+        one_slow, one_fast = cases[build, f"{proto}, default requirements (15 reviews)"]
+        slow, fast = fleets[build, proto]
+        print(f"| {FLEET} contexts vs 1, {proto} | {slow.wall:.2f} s vs {one_slow.wall:.2f} s: "
+              f"{slow.wall / one_slow.wall:.2f}× | | | | {fast.wall:.3f} s vs {one_fast.wall:.3f}"
+              f" s: {fast.wall / one_fast.wall:.1f}× ({(fast.wall - one_fast.wall) / (FLEET - 1) * 1000:.1f}"
+              f" ms per context) | | {slow.cpu * 1000:.0f} ms | {mb(slow.rss_kb)} | "
+              f"{mb(slow.tree_rss_kb)} |")
+    kubectl_rss = [k.tree_rss_kb for k in kubectl.values() if k is not None]
+    if kubectl_rss:
+        print(f"\n(kubectl route: peak RSS {mb(max(kubectl_rss))})")
+
+
+def goals(build, rtt, measured):
+    """Issue 14's "Done when" figures of one build."""
+    cases, kubectl, fleets = measured
+    h2 = cases[build, "HTTP/2, default requirements (15 reviews)"][0]
+    h1 = cases[build, "HTTP/1.1 only, default requirements (15 reviews)"][0]
+    k = kubectl["HTTP/1.1 only, default requirements (15 reviews)"]
+    ratio = "-" if k is None else f"{k.wall / h1.wall:.0f}×"
+    fleet = [fleets[build, p][0].wall / cases[build, f"{p}, default requirements (15 reviews)"][0].wall
+             for p in ("HTTP/2", "HTTP/1.1 only")]
+    rss = max(fleets[build, p][0].rss_kb for p in ("HTTP/2", "HTTP/1.1 only"))
+    tree = max(fleets[build, p][0].tree_rss_kb for p in ("HTTP/2", "HTTP/1.1 only"))
+    return [f"{(h1.wall - h2.wall) / rtt:.1f} RT", ratio, f"{fleet[0]:.2f}× / {fleet[1]:.2f}×",
+            f"{mb(rss)} ({mb(tree)} with children)"]
+
+
+def print_goals(builds, front, rtt, measured):
+    print(f"\nissue 14's goals ({front.name}):\n")
+    print("| build | HTTP/1.1 behind HTTP/2, default requirements (goal ≤ 1 RT) | kubectl route ÷ "
+          "HTTP/1.1 (goal ≥ 40×) | 50 contexts ÷ 1, HTTP/2 / HTTP/1.1 (goal ≤ 1.2×) | peak RSS, "
+          "50 targets (goal < 20 MB) |")
+    print("|---|---|---|---|---|")
+    for build, _ in builds:
+        print(f"| {build} | " + " | ".join(goals(build, rtt, measured)) + " |")
+
+
+def report(bench, delay_ms, have_kubectl, fronts, builds):
     rtt = 2 * delay_ms / 1000
-    rss = "from /usr/bin/time" if TIME else "from wait4 (inflated: no /usr/bin/time)"
-    print(f"kube-reach: {bench.reach_bin}\nrelay delay {delay_ms} ms each way (RTT {2 * delay_ms} "
-          f"ms) on DNS and TCP; medians of {bench.runs} runs (kubectl route: {bench.kubectl_runs});"
-          f" peak RSS {rss}")
+    rss = "/usr/bin/time" if TIME else "wait4 (inflated: no /usr/bin/time)"
+    print(f"relay delay {delay_ms} ms each way (RTT {2 * delay_ms} ms) on DNS and TCP; medians "
+          f"of {bench.runs} runs (kubectl route: {bench.kubectl_runs}); peak RSS own: the "
+          f"process's VmHWM read every {SAMPLE_S * 1000:.0f} ms; tree: {rss}")
+    for build, path in builds:
+        print(f"{build}: {path}")
     for front in fronts:
-        print(f"\n{'front: ' + front.name:<50} {'kube-reach':>10} {'round trips':>11} "
-              f"{'kubectl route':>13} {'ratio':>7} {'no delay':>9} {'1st packet':>10} "
-              f"{'CPU':>8} {'peak RSS':>9}")
-        ones = {}
-        for port, proto in ((front.h2_port, "HTTP/2"), (front.h1_port, "HTTP/1.1 only")):
-            for reqs, label in ((DEFAULT_REQUIREMENTS, "default requirements (15 reviews)"),
-                                (ONE_REQUIREMENT, "one requirement")):
-                slow = bench.reach(True, port, reqs)
-                fast = bench.reach(False, port, reqs)
-                if reqs is DEFAULT_REQUIREMENTS:
-                    ones[port] = (slow, fast)
-                kubectl, ratio = "-", "-"
-                if have_kubectl:
-                    k = bench.kubectl_route(port, reqs).wall
-                    kubectl, ratio = f"{k:.2f} s", f"{k / slow.wall:.1f}x"
-                print(f"{proto + ', ' + label:<50} {slow.wall:>8.2f} s "
-                      f"{(slow.wall - fast.wall) / rtt:>11.1f} {kubectl:>13} {ratio:>7} "
-                      f"{fast.wall:>7.3f} s {slow.first_packet * 1000:>7.1f} ms "
-                      f"{slow.cpu * 1000:>5.0f} ms {slow.rss_kb / 1024:>6.1f} MB")
-        for port, proto in ((front.h2_port, "HTTP/2"), (front.h1_port, "HTTP/1.1 only")):
-            one_slow, one_fast = ones[port]
-            slow = bench.reach(True, port, DEFAULT_REQUIREMENTS, contexts=50)
-            fast = bench.reach(False, port, DEFAULT_REQUIREMENTS, contexts=50)
-            print(f"50 contexts vs 1, {proto}: {slow.wall / one_slow.wall:.2f}x at RTT "
-                  f"{2 * delay_ms} ms ({slow.wall:.2f} s vs {one_slow.wall:.2f} s), "
-                  f"{fast.wall / one_fast.wall:.1f}x at no added delay ({fast.wall:.3f} s vs "
-                  f"{one_fast.wall:.3f} s, {(fast.wall - one_fast.wall) / 49 * 1000:.1f} ms per "
-                  f"extra context); CPU {slow.cpu * 1000:.0f} ms, peak RSS "
-                  f"{slow.rss_kb / 1024:.1f} MB")
+        measured = measure(bench, front, builds, have_kubectl)
+        for build, _ in builds:
+            print_table(build, front, rtt, measured)
+        print_goals(builds, front, rtt, measured)
+        sys.stdout.flush()
 
 
 def main():
@@ -420,7 +536,8 @@ def main():
         delay_ms, marks, ready = int(sys.argv[2]), sys.argv[3], sys.argv[4]
         asyncio.run(relay_main(delay_ms, marks, ready))
         return
-    work, server_bin, reach_bin, runs, kubectl_runs, delay_ms, front = sys.argv[1:8]
+    work, server_bin, reach_bin, runs, kubectl_runs, delay_ms, front, before = sys.argv[1:9]
+    builds = [("after", reach_bin)] if before == "-" else [("before", before), ("after", reach_bin)]
     world = World(work, server_bin)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
     try:
@@ -435,8 +552,8 @@ def main():
         if front in ("demo", "both") or not fronts:
             fronts.append(world.demo_front())
         world.relay(int(delay_ms))
-        bench = Bench(world, reach_bin, int(runs), int(kubectl_runs))
-        table(bench, int(delay_ms), shutil.which("kubectl") is not None, fronts)
+        bench = Bench(world, int(runs), int(kubectl_runs))
+        report(bench, int(delay_ms), shutil.which("kubectl") is not None, fronts, builds)
     finally:
         world.stop()
 

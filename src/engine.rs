@@ -28,6 +28,7 @@ use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target
 
 mod pipeline;
 mod shape;
+mod share;
 mod steps;
 
 /// At most this many addresses of one name are tried.
@@ -69,6 +70,8 @@ pub struct RunContext {
     pub pod_name: Option<String>,
     /// `system:serviceaccount:<ns>:<name>` from the mounted token's claims, when there is one.
     pub service_account: Option<String>,
+    /// Lookups and connections the targets share (`share`).
+    pub fleet: share::Fleet,
 }
 
 /// Results of one target as they are made, shared with the engine's watchdog.
@@ -244,6 +247,7 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         now: env.now,
         pod_name: pod.pod,
         service_account: pod.username,
+        fleet: share::Fleet::default(),
     });
     let mut running = Vec::new();
     for target in plan.targets {
@@ -331,17 +335,36 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     let Some(endpoint) = &target.endpoint else {
         return;
     };
-    let (host, port, proxy) = match &target.route {
-        Route::Direct => (&endpoint.host, endpoint.port, None),
-        Route::Proxy(p) => (&p.host, p.port, Some(p)),
+    let host = match &target.route {
+        Route::Direct => &endpoint.host,
+        Route::Proxy(p) => &p.host,
     };
     let Some(addresses) = resolve_host(host, &ctx, &rec).await else {
         return;
     };
+    // Targets with this one's route, TLS settings and client identity share one connection.
+    if let Some(conn) = share::connection(&target, &addresses, &ctx, &rec).await {
+        steps::run(&conn, &target, &ctx, &rec).await;
+    }
+}
+
+/// TCP, proxy and TLS: the connection the API layers use, or `None` when a layer failed (its
+/// result says why).
+async fn connect_layers(
+    target: &Arc<Target>,
+    addresses: &[IpAddr],
+    ctx: &RunContext,
+    rec: &Recorder,
+) -> Option<HttpConnection> {
+    let endpoint = target.endpoint.as_ref()?;
+    let (host, port, proxy) = match &target.route {
+        Route::Direct => (&endpoint.host, endpoint.port, None),
+        Route::Proxy(p) => (&p.host, p.port, Some(p)),
+    };
     let addrs: Vec<SocketAddr> = addresses
-        .into_iter()
+        .iter()
         .take(MAX_ADDRESSES)
-        .map(|ip| SocketAddr::new(ip, port))
+        .map(|ip| SocketAddr::new(*ip, port))
         .collect();
     let connect_id = if proxy.is_some() {
         CheckId::ProxyConnect
@@ -374,12 +397,12 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         .find_map(|a| a.outcome.ok().map(|s| (a.addr, s)))
     else {
         rec.push(result);
-        return;
+        return None;
     };
     if let Some(p) = proxy.filter(|p| p.tls) {
-        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, &ctx).await;
+        let judged = probe_tls_proxy(stream, addr, p, &endpoint.authority(), result, ctx).await;
         rec.push(judged);
-        return;
+        return None;
     }
     rec.push(result);
     if let Some(p) = proxy {
@@ -395,7 +418,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         rec.push(result);
         match tunnel.outcome {
             Ok(s) => stream = s,
-            Err(_) => return,
+            Err(_) => return None,
         }
     }
     let authority = endpoint.authority();
@@ -416,10 +439,9 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
             rec.start(CheckId::HttpVersion, &authority);
             HttpConnection::anonymous(stream, false, http_endpoint("http")).await
         }
-        Scheme::Https => match secure(stream, &dialer, &target, &ctx, &rec).await {
+        Scheme::Https => match secure(stream, &dialer, target, ctx, rec).await {
             Some(Secured::Verified(tls)) => {
-                let sendable = target.credentials.sendable();
-                let bearer = sendable.and_then(|c| c.bearer().cloned());
+                let bearer = share::own_bearer(target);
                 // More connections like this one: HTTP/1.1's pool, or HTTP/2's replacement
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
@@ -431,13 +453,14 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
                 let h2 = net_tls::speaks_h2(&tls);
                 HttpConnection::anonymous(tls, h2, http_endpoint("https")).await
             }
-            None => return,
+            None => return None,
         },
     };
     match connection {
-        Ok(conn) => steps::run(&conn, &target, &ctx, &rec).await,
+        Ok(conn) => Some(conn),
         Err(failure) => {
             rec.push(http::start_failed(target.kind, &authority, &failure));
+            None
         }
     }
 }
@@ -451,10 +474,17 @@ async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<V
         Host::Name(n) => n,
     };
     rec.start(CheckId::DnsResolve, name);
-    let (outcome, elapsed) = resolve::resolve(&ctx.dns, name, ctx.timeout).await;
-    let result = dns::resolve(name, &ctx.dns, &outcome).with_duration(elapsed);
+    let (lookup, shared) = share::resolve(name, ctx).await;
+    let (outcome, elapsed) = &*lookup;
+    let mut result = dns::resolve(name, &ctx.dns, outcome).with_duration(*elapsed);
+    if shared {
+        result = result.with_evidence(share::shared_lookup_note(name));
+    }
     rec.push(result);
-    outcome.ok().map(|resolved| resolved.addresses)
+    outcome
+        .as_ref()
+        .ok()
+        .map(|resolved| resolved.addresses.clone())
 }
 
 /// The target's failed `config.*` result of this id, if any.

@@ -21,6 +21,8 @@ mod client_cert;
 mod discovery;
 #[path = "loopback/exec_plugin.rs"]
 mod exec_plugin;
+#[path = "loopback/fleet.rs"]
+mod fleet;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]

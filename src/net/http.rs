@@ -24,9 +24,10 @@ use super::tls::VerifiedTls;
 use crate::secret::{JobToken, Secret};
 
 /// HTTP/1.1 connections open at once to one target (the first included): enough that the
-/// ~18 parallel questions of a run take two or three waves instead of eighteen, few enough
-/// that one run is no burden to a server or load balancer.
-pub const H1_POOL_SIZE: usize = 10;
+/// 18 parallel questions of a default run (19 through the GitLab agent) go out in one wave,
+/// as over HTTP/2, instead of one at a time; few enough that one run is no burden to a
+/// server or load balancer; also the bound of a pool several targets share (`net::fleet`).
+pub const H1_POOL_SIZE: usize = 20;
 /// Connections one target may open over its life, the first included, over either protocol
 /// (HTTP/1.1's pool and its replacements for connections the server closed, HTTP/2's
 /// replacements after GOAWAY), so a server that closes after every response cannot make us loop.
@@ -107,6 +108,8 @@ struct Redial {
     dial: Option<Dial>,
     /// Connections opened or tried, the first included.
     dials: AtomicUsize,
+    /// How many may be: [`MAX_DIALS`] per target sharing the connection.
+    budget: AtomicUsize,
     failed: AtomicBool,
 }
 
@@ -115,15 +118,21 @@ impl Redial {
         Redial {
             dial,
             dials: AtomicUsize::new(1),
+            budget: AtomicUsize::new(MAX_DIALS),
             failed: AtomicBool::new(false),
         }
+    }
+
+    /// One more target shares these connections: one more target's budget.
+    fn widen(&self) {
+        self.budget.fetch_add(MAX_DIALS, Ordering::SeqCst);
     }
 
     /// Whether another connection may still be opened.
     fn possible(&self) -> bool {
         self.dial.is_some()
             && !self.failed.load(Ordering::SeqCst)
-            && self.dials.load(Ordering::SeqCst) < MAX_DIALS
+            && self.dials.load(Ordering::SeqCst) < self.budget.load(Ordering::SeqCst)
     }
 
     /// One more connection with `handshake` (HTTP/1.1 or HTTP/2) made over it; `None` when
@@ -133,7 +142,8 @@ impl Redial {
         handshake: impl FnOnce(Box<dyn Io>) -> F,
     ) -> Option<S> {
         let dial = self.dial.as_ref().filter(|_| self.possible())?;
-        let below = |n: usize| (n < MAX_DIALS).then_some(n + 1);
+        let budget = self.budget.load(Ordering::SeqCst);
+        let below = |n: usize| (n < budget).then_some(n + 1);
         (self.dials)
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
             .ok()?;
@@ -505,6 +515,33 @@ impl HttpConnection {
         })
     }
 
+    /// This connection for another target whose route, TLS settings and client identity are
+    /// exactly this one's (`net::fleet` decides that): its requests carry `bearer`, that
+    /// target's own token, and only when this connection's TLS verified. The redial budget
+    /// grows by one target's (each target's requests may meet closed connections); HTTP/1.1's
+    /// pool keeps one target's bound, so a fleet's connections (and memory: about 25 KB each)
+    /// grow with its distinct servers, not its contexts. Measured at 50 contexts on one
+    /// server (`scripts/bench.sh`): a pool grown by one target's bound per target opened
+    /// ~900 connections, took 41 MB and more time than one shared bound (CPU of the handshakes).
+    pub fn shared_with(&self, bearer: Option<Secret>) -> HttpConnection {
+        match &self.sender {
+            Sender::H2(conn) => conn.redial.widen(),
+            Sender::H1(pool) => pool.redial.widen(),
+        }
+        HttpConnection {
+            bearer: bearer.filter(|_| self.verified),
+            ..self.clone()
+        }
+    }
+
+    /// This connection without any credential: what a fleet keeps for later targets.
+    pub fn without_credentials(&self) -> HttpConnection {
+        HttpConnection {
+            bearer: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether the server's TLS verified (secrets may be sent).
     pub fn is_verified(&self) -> bool {
         self.verified
@@ -561,8 +598,11 @@ impl HttpConnection {
             match &self.sender {
                 Sender::H2(conn) => conn.exchange(build, started).await,
                 Sender::H1(pool) => {
-                    let request = build()?;
                     let mut lease = pool.lease().await?;
+                    // Built once a connection is free: the requests queued for one hold only
+                    // their parts (a fleet's queue is hundreds long). Not sent: the connection
+                    // goes back.
+                    let request = build().inspect_err(|_| lease.done = true)?;
                     let response = lease
                         .sender()?
                         .send_request(request)
@@ -739,6 +779,21 @@ mod tests {
             assert!(request.headers()["job-token"].is_sensitive());
             assert!(!request.headers()["accept"].is_sensitive());
         }
+    }
+
+    #[tokio::test]
+    async fn a_shared_unverified_connection_carries_no_ones_credentials() {
+        let (client, _server) = tokio::io::duplex(1024);
+        let endpoint = Endpoint {
+            scheme: "https",
+            authority: "api.k8s.test:6443",
+            base_path: "",
+        };
+        let conn = HttpConnection::anonymous(client, false, endpoint)
+            .await
+            .expect("connection");
+        let joined = conn.shared_with(Some(Secret::new("t0ken")));
+        assert!(!joined.has_credentials() && !joined.is_verified());
     }
 
     #[test]

@@ -1,0 +1,205 @@
+//! The engine's side of `net::fleet`: which targets may share a lookup or a connection, and
+//! how a target that joins another's connection still reports every layer itself. The
+//! target that opened the connection records its TCP, proxy and TLS results as usual; every
+//! target that joins gets those same results, each with evidence naming the sharing, so its
+//! report has every row with its own subject; its requests carry its own credentials.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalogue::CheckId;
+use crate::checks::netpol;
+use crate::model::CheckResult;
+use crate::net::fleet::{Key, KeyBuilder, MAX_SHARERS, Shared};
+use crate::net::http::HttpConnection;
+use crate::net::resolve::{self, ResolveFailure, Resolved};
+use crate::plan::{Route, Target};
+use crate::secret::Secret;
+
+use super::{Recorder, RunContext};
+
+type Lookup = Arc<(Result<Resolved, ResolveFailure>, Duration)>;
+
+/// The run's shared work: one lookup per name, one connection per [`link_key`] (and per
+/// [`MAX_SHARERS`] targets).
+pub struct Fleet {
+    lookups: Shared<String, Lookup>,
+    links: Shared<Key, Arc<Link>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            // Every target asks the one resolv.conf: any number may share a lookup.
+            lookups: Shared::new(usize::MAX),
+            links: Shared::new(MAX_SHARERS),
+        }
+    }
+}
+
+/// What the target that opened a connection recorded while opening it, for the targets that
+/// join it.
+struct Link {
+    /// The TCP, proxy and TLS results (and the HTTP start failure, if any).
+    results: Vec<CheckResult>,
+    paths: Vec<netpol::Attempted>,
+    client_cert_requested: Option<bool>,
+    /// The connection, without the opener's credentials.
+    conn: Option<HttpConnection>,
+    opener: String,
+}
+
+/// The bearer token a target's requests carry: its own, unless config withheld it.
+pub fn own_bearer(target: &Target) -> Option<Secret> {
+    let sendable = target.credentials.sendable();
+    sendable.and_then(|c| c.bearer().cloned())
+}
+
+/// The name's lookup, made once per run; whether it was another target's.
+pub async fn resolve(name: &str, ctx: &RunContext) -> (Lookup, bool) {
+    let make = || async { Arc::new(resolve::resolve(&ctx.dns, name, ctx.timeout).await) };
+    let (lookup, made) = ctx.fleet.lookups.get(name.to_ascii_lowercase(), make).await;
+    (lookup, !made)
+}
+
+/// The evidence a shared lookup's `dns.resolve` carries.
+pub fn shared_lookup_note(name: &str) -> String {
+    format!("one lookup of {name} answered every target of this run that names it")
+}
+
+/// The target's connection to its API server: opened by [`super::connect_layers`], or the one
+/// an earlier target with the same [`link_key`] opened, whose results are then this target's.
+pub async fn connection(
+    target: &Arc<Target>,
+    addresses: &[IpAddr],
+    ctx: &RunContext,
+    rec: &Recorder,
+) -> Option<HttpConnection> {
+    let mut own = None;
+    let slot = &mut own;
+    let open = move || async move {
+        let from = rec.progress();
+        *slot = super::connect_layers(target, addresses, ctx, rec).await;
+        Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
+    };
+    let (link, made) = ctx.fleet.links.get(link_key(target, addresses), open).await;
+    if made {
+        return own;
+    }
+    rec.join(&link, &target.name);
+    let conn = link.conn.as_ref()?;
+    Some(conn.shared_with(own_bearer(target)))
+}
+
+impl Recorder {
+    /// How many results and tried paths are recorded so far.
+    fn progress(&self) -> (usize, usize) {
+        let results = self.results.lock().map(|r| r.len()).unwrap_or_default();
+        let paths = self.paths.lock().map(|p| p.len()).unwrap_or_default();
+        (results, paths)
+    }
+
+    /// What was recorded since `from`, for the targets that join `conn`.
+    fn link_since(
+        &self,
+        (results, paths): (usize, usize),
+        conn: Option<&HttpConnection>,
+        opener: &str,
+    ) -> Link {
+        let since = |all: &[CheckResult]| all.get(results..).unwrap_or_default().to_vec();
+        Link {
+            results: self.results.lock().map(|r| since(&r)).unwrap_or_default(),
+            paths: (self.paths.lock())
+                .map(|p| p.get(paths..).unwrap_or_default().to_vec())
+                .unwrap_or_default(),
+            client_cert_requested: self.client_cert_requested(),
+            conn: conn.map(HttpConnection::without_credentials),
+            opener: opener.to_string(),
+        }
+    }
+
+    /// Records `link`'s results as this target's own (`name`), each saying it was shared.
+    fn join(&self, link: &Link, name: &str) {
+        let note = format!(
+            "shared with target {}: the same address, route, TLS settings and client \
+             identity: one connection serves them all",
+            link.opener
+        );
+        self.push_all(
+            (link.results.iter())
+                .map(|r| r.clone().with_evidence(note.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        if let Ok(mut paths) = self.paths.lock() {
+            paths.extend(link.paths.iter().map(|p| netpol::Attempted {
+                target: name.to_string(),
+                ..p.clone()
+            }));
+        }
+        if let Some(requested) = link.client_cert_requested {
+            self.note_client_cert_requested(requested);
+        }
+    }
+}
+
+/// Everything the TCP, proxy and TLS layers of a target depend on: its kind, endpoint and
+/// addresses, route (proxy and its credentials), TLS settings (CAs, where they came from,
+/// server name, skip-verify), the client identity it presents and its config.tls finding.
+/// Two targets with equal keys get equal results from those layers, and a connection one of
+/// them verified is one the other's settings verify.
+fn link_key(target: &Target, addresses: &[IpAddr]) -> Key {
+    let mut key = KeyBuilder::default().part(target.kind.as_str());
+    key = match &target.endpoint {
+        None => key.part([0]),
+        Some(e) => (key.part([1]).part([e.scheme as u8]))
+            .part(e.authority())
+            .part(&e.base_path),
+    };
+    for ip in addresses {
+        key = key.part(ip.to_string());
+    }
+    key = match &target.route {
+        Route::Direct => key.part("direct"),
+        Route::Proxy(p) => (key.part("proxy").part(format!("{}:{}", p.host, p.port)))
+            .part(&p.display)
+            .part([p.tls as u8])
+            .optional(p.authorization.as_ref().map(|a| a.expose())),
+    };
+    key = match &target.tls {
+        None => key.part([0]),
+        Some(tls) => {
+            key = key.part([1]).part(tls.ca_certs.len().to_be_bytes());
+            for ca in &tls.ca_certs {
+                key = key.part(ca);
+            }
+            (key.optional(tls.ca_source.as_ref()))
+                .part([
+                    tls.ca_replaces_system_roots as u8,
+                    tls.insecure_skip_verify as u8,
+                ])
+                .part(&tls.server_name)
+        }
+    };
+    let presented = target
+        .credentials
+        .sendable()
+        .and_then(|c| c.client_identity());
+    key = match presented {
+        None => key.part([0]),
+        Some(id) => {
+            key = key.part([1]).part(id.chain.len().to_be_bytes());
+            for cert in &id.chain {
+                key = key.part(cert);
+            }
+            key.part(id.key.secret_der())
+        }
+    };
+    let config_tls = (target.config_checks.iter())
+        .filter(|c| c.id == CheckId::ConfigTls && c.status.is_failure())
+        .map(|c| c.reason.map(|r| r.as_str()).unwrap_or("failed"));
+    for finding in config_tls {
+        key = key.part(finding);
+    }
+    key.finish()
+}
