@@ -221,6 +221,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigServer,
+        R::CredentialsWithheld,
+        W,
+        "the server URL is http://: the kubeconfig's credentials are withheld over it",
+        "If a local authenticating proxy listens there (`kubectl proxy`, a sidecar), remove the user's credentials from this kubeconfig: they are never used; otherwise use the API server's https:// URL so they can be sent.",
+        "client-go drops bearer tokens and client certificates on plain http, and kube-reach never sends them there: the later checks judge what the listener does with an anonymous request.",
+    ),
+    row(
+        C::ConfigServer,
         R::Loopback,
         W,
         "the server is a loopback address: only reachable from the machine itself",
@@ -854,6 +862,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::TlsTrust,
+        R::WeakKey,
+        F,
+        "the server's certificate has an RSA key under 2048 bits, which kube-reach cannot verify (kubectl may connect)",
+        "Re-issue the API server's certificate with an RSA key of 2048 bits or more, or ECDSA P-256 (kubeadm: `kubeadm certs renew apiserver` after setting `encryptionAlgorithm`; openssl: `-newkey rsa:2048`). Until then check the server with `kubectl get --raw /version` from the job.",
+        "This tool's TLS library (rustls with webpki and ring) refuses RSA keys below 2048 bits, and it never sends credentials over a connection it could not verify, so the checks above TLS cannot run; Go's crypto/x509 (kubectl) still accepts 1024-bit keys, so kubectl would connect.",
+    ),
+    row(
+        C::TlsTrust,
         R::WrongPurpose,
         F,
         "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
@@ -926,6 +942,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the server is not a Kubernetes API server",
         "The URL reaches something else (a web page, a load balancer, a login page): check the server URL's host, port and path.",
         "A Kubernetes API server answers /version with JSON containing gitVersion.",
+    ),
+    row(
+        C::HttpVersion,
+        R::BackendNotTls,
+        F,
+        "a load balancer sends plain HTTP to the API server's HTTPS port",
+        "The address in the kubeconfig is right; the load balancer in front of the API server forgets to re-encrypt: make it speak TLS to its backend (HAProxy: `server apiserver <ip>:6443 ssl verify required ca-file <cluster CA>`; nginx: `proxy_pass https://<apiserver>:6443` with `proxy_ssl_verify on` and `proxy_ssl_trusted_certificate`), or pass TLS through (HAProxy `mode tcp`, nginx `stream`).",
+        "The API server answered in Go's own words, `Client sent an HTTP request to an HTTPS server.`: the request reached it, but unencrypted, from whatever terminated the job's TLS.",
     ),
     row(
         C::HttpVersion,
@@ -1706,6 +1730,7 @@ mod tests {
             "weak-signature",
             "unsupported-algorithm",
             "wrong-purpose",
+            "weak-key",
             "mismatch",
             "ip-not-in-san",
             "cn-only",
@@ -1719,6 +1744,7 @@ mod tests {
             "stalled",
             "unauthorized-anonymous",
             "not-ready",
+            "backend-not-tls",
             "unauthorized",
             "anonymous",
             "unsupported",
@@ -1763,6 +1789,9 @@ pub mod situational {
     pub const CREDENTIALS_WITHHELD_HTTP_SUMMARY: &str =
         "credentials withheld: the server URL is http://";
     pub const CREDENTIALS_WITHHELD_HTTP_FIX: &str = "Use the server's https:// URL (see config.server): like kubectl, kube-reach sends no credentials over http://.";
+    /// `auth.whoami unauthorized` for the anonymous request over `http://`: the listener wants
+    /// the credentials that are never sent there, so the row's "renew the token" would mislead.
+    pub const ANONYMOUS_OVER_HTTP_UNAUTHORIZED_SUMMARY: &str = "the server refused the anonymous request (401): the kubeconfig's credentials are withheld over http://";
     /// `gitlab.allowed-agents` without a job token.
     pub const ALLOWED_AGENTS_NO_JOB_TOKEN: &str =
         "CI_JOB_TOKEN is not set: GitLab's allowed agents cannot be asked";

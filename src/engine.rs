@@ -221,15 +221,19 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
     let environment = runner::facts(env, &dns);
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
-    let ci = gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
-    let agent_configs = match ci.project_dir.as_ref().filter(|_| !env.demo) {
+    let ci = plan.ci;
+    let read_configs = plan.options.read_checkout_agent_configs;
+    let agent_configs = match ci.project_dir.as_ref().filter(|_| read_configs) {
         Some(dir) => gitlab::check_agent_configs(dir, &ci),
         None => Vec::new(),
     };
     checks.extend(agent_configs.iter().cloned());
     let agent_of = gitlab_server::agents_of(&plan.targets);
     let agents = agent_of.iter().map(|(_, a)| a.clone()).collect();
-    let tools = start_tool_probe(env, plan.timeout);
+    let tools = plan
+        .options
+        .probe_client_tools
+        .then(|| start_tool_probe(env, plan.timeout));
     let pod = crate::targets::in_cluster::PodIdentity::read(env);
     let agent_expectation = gitlab::AgentExpectation::from_targets(
         plan.targets.iter().map(|t| (t.name.as_str(), t.kind)),
@@ -295,13 +299,10 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
 }
 
 /// Asks the job's `kubectl` and `helm` their versions on a blocking thread while the targets
-/// are diagnosed (`runner.tools`); not in the demo, whose report must not depend on the machine.
-fn start_tool_probe(
-    env: &Env,
-    timeout: Duration,
-) -> Option<tokio::task::JoinHandle<Vec<tools::Probe>>> {
+/// are diagnosed (`runner.tools`), when `RunOptions::probe_client_tools` says so.
+fn start_tool_probe(env: &Env, timeout: Duration) -> tokio::task::JoinHandle<Vec<tools::Probe>> {
     let vars: Vec<(String, String)> = env.vars.clone().into_iter().collect();
-    (!env.demo).then(|| tokio::task::spawn_blocking(move || tools::probe(&vars, timeout)))
+    tokio::task::spawn_blocking(move || tools::probe(&vars, timeout))
 }
 
 /// The `runner.tools` results, judged against the servers' versions the targets found.
@@ -638,11 +639,16 @@ async fn secure(
         result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
     }
     rec.push(result);
+    // A key the verifier refuses: tls.trust names it (the handshake row passed).
+    let weak_key = tls::weak_key(&authority, &hs);
     let stream = match hs.outcome {
         Ok(stream) => Some(stream),
         // Ended by us after the chain arrived: judged below all the same.
         Err(HandshakeFailure::Refused(_)) => None,
-        Err(_) => return None,
+        Err(_) => {
+            rec.push_all(weak_key);
+            return None;
+        }
     };
     rec.note_client_cert_requested(hs.client_cert_requested);
     // A CA the kubeconfig names but that cannot be used makes trust unjudgeable: that is the

@@ -27,9 +27,6 @@ pub struct Env {
     /// Where the pod's service account is mounted (`token`, `ca.crt`, `namespace`): the
     /// standard path in a real run; tests point it at a folder of their own.
     pub service_account_dir: PathBuf,
-    /// The embedded demo: its loopback servers are the point, not a mistake to warn about, and
-    /// nothing outside the machine is contacted (no GitLab server target, even in CI).
-    pub demo: bool,
 }
 
 impl Env {
@@ -41,7 +38,6 @@ impl Env {
             resolv_conf_path,
             hosts_path,
             service_account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
-            demo: false,
         }
     }
 
@@ -185,6 +181,12 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
 /// [`read_file`] with [`MAX_FILE_BYTES`], the error as text naming the path.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     read_file(path, MAX_FILE_BYTES).map_err(|e| e.to_string())
+}
+
+/// [`read_file`] as UTF-8 text, the error without the path (the caller names the file).
+pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    let bytes = read_file(path, limit).map_err(|e| e.problem())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
 /// Creates (or truncates) a report file without blocking: `O_NONBLOCK` makes a FIFO with no

@@ -20,7 +20,7 @@ use crate::env::Env;
 use crate::error::UsageError;
 use crate::model::{CheckResult, RunReport};
 use crate::net::resolve::DnsSetup;
-use crate::plan::Plan;
+use crate::plan::{Plan, RunOptions};
 use crate::secret::Scrubber;
 
 /// The subject of the run-wide check that stands for failed planning.
@@ -75,11 +75,11 @@ fn describe_panic(info: &PanicHookInfo<'_>) -> String {
 }
 
 /// What plans: `Plan::new`, or a stand-in in tests.
-type Planner = fn(&RunArgs, &Env) -> Result<Plan, UsageError>;
+type Planner = fn(&RunArgs, &Env, RunOptions) -> Result<Plan, UsageError>;
 
 /// Plans on a thread of its own, under `--deadline`; the engine gets what is left of it.
-pub fn plan(args: &RunArgs, env: &Env) -> Planned {
-    plan_with(args, env, plan_or_failpoint)
+pub fn plan(args: &RunArgs, env: &Env, options: RunOptions) -> Planned {
+    plan_with(args, env, options, plan_or_failpoint)
 }
 
 /// `Plan::new`, except that debug builds (the test binaries' kube-reach) panic here when
@@ -87,7 +87,7 @@ pub fn plan(args: &RunArgs, env: &Env) -> Planned {
 /// `plan-slow`, so the end-to-end tests can prove that a planning panic or a planning stall
 /// still writes the reports, and that the duration counts planning. Release builds have no such
 /// variable.
-fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
+fn plan_or_failpoint(args: &RunArgs, env: &Env, options: RunOptions) -> Result<Plan, UsageError> {
     #[cfg(debug_assertions)]
     match env.var("KUBE_REACH_FAILPOINT") {
         Some("plan-panic") => panic!("failpoint plan-panic"),
@@ -96,10 +96,10 @@ fn plan_or_failpoint(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
         Some("plan-slow") => std::thread::sleep(Duration::from_secs(1)),
         _ => {}
     }
-    Plan::new(args, env)
+    Plan::with_options(args, env, options)
 }
 
-fn plan_with(args: &RunArgs, env: &Env, planner: Planner) -> Planned {
+fn plan_with(args: &RunArgs, env: &Env, options: RunOptions, planner: Planner) -> Planned {
     let started = Instant::now();
     // Checked before the clock starts: `--deadline 0` would otherwise run out before
     // `Plan::new` could call it the usage error it is.
@@ -112,15 +112,16 @@ fn plan_with(args: &RunArgs, env: &Env, planner: Planner) -> Planned {
     let spawned = std::thread::Builder::new()
         .name("plan".into())
         .spawn(move || {
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| planner(&thread_args, &thread_env)));
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                planner(&thread_args, &thread_env, options)
+            }));
             let _ = tx.send(outcome);
         });
     let outcome = match spawned {
         Ok(_) => rx.recv_timeout(deadline),
         // No thread to spare: plan here, still catching a panic, without the deadline.
         Err(_) => Ok(std::panic::catch_unwind(AssertUnwindSafe(|| {
-            planner(args, env)
+            planner(args, env, options)
         }))),
     };
     match outcome {
@@ -208,7 +209,6 @@ mod tests {
             resolv_conf_path: "/nonexistent".into(),
             hosts_path: "/nonexistent".into(),
             service_account_dir: "/nonexistent".into(),
-            demo: false,
         }
     }
 
@@ -222,10 +222,12 @@ mod tests {
 
     #[test]
     fn a_panic_while_planning_becomes_an_internal_error_row() {
-        fn panics(_: &RunArgs, _: &Env) -> Result<Plan, UsageError> {
+        fn panics(_: &RunArgs, _: &Env, _: RunOptions) -> Result<Plan, UsageError> {
             panic!("planning broke")
         }
-        let Planned::Failed { report, broke } = plan_with(&args(&[]), &env(), panics) else {
+        let Planned::Failed { report, broke } =
+            plan_with(&args(&[]), &env(), RunOptions::REAL, panics)
+        else {
             panic!("planning must fail");
         };
         assert!(broke, "a panic is the tool breaking");
@@ -240,14 +242,17 @@ mod tests {
 
     #[test]
     fn planning_that_outlives_the_deadline_becomes_a_deadline_row() {
-        fn hangs(_: &RunArgs, _: &Env) -> Result<Plan, UsageError> {
+        fn hangs(_: &RunArgs, _: &Env, _: RunOptions) -> Result<Plan, UsageError> {
             // Bounded: the test's own thread outlives the run by at most this.
             std::thread::sleep(Duration::from_secs(5));
             Err(UsageError::InvalidDuration("late".into()))
         }
-        let Planned::Failed { report, broke } =
-            plan_with(&args(&["--deadline", "0.2"]), &env(), hangs)
-        else {
+        let Planned::Failed { report, broke } = plan_with(
+            &args(&["--deadline", "0.2"]),
+            &env(),
+            RunOptions::REAL,
+            hangs,
+        ) else {
             panic!("planning must run out of time");
         };
         assert!(!broke, "a deadline is a finding, not the tool breaking");
@@ -270,6 +275,7 @@ mod tests {
                     &format!("--deadline={deadline}"),
                 ]),
                 &env(),
+                RunOptions::REAL,
             );
             assert!(
                 matches!(planned, Planned::Usage(UsageError::InvalidDuration(_))),
@@ -283,6 +289,7 @@ mod tests {
         let planned = plan(
             &args(&["--server", "https://127.0.0.1:9", "--deadline", "30"]),
             &env(),
+            RunOptions::REAL,
         );
         let Planned::Ready(plan) = planned else {
             panic!("a plain --server plans");

@@ -14,6 +14,7 @@ use kube_reach::cli::{
 use kube_reach::env::Env;
 use kube_reach::guard::Planned;
 use kube_reach::model::{RunReport, Verdict};
+use kube_reach::plan::RunOptions;
 use kube_reach::report::console::in_gitlab_ci;
 use kube_reach::report::{
     ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, JunitOptions, ReportSinks,
@@ -90,7 +91,7 @@ fn run(args: RunArgs) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::from(EXIT_INTERNAL);
     };
-    match diagnose(&rt, &args, &env) {
+    match diagnose(&rt, &args, &env, RunOptions::REAL) {
         Ok(Diagnosed { report, broke }) => {
             let status = write_reports(&report, &args.output, &env);
             if broke {
@@ -131,8 +132,9 @@ fn diagnose(
     rt: &tokio::runtime::Runtime,
     args: &RunArgs,
     env: &Env,
+    options: RunOptions,
 ) -> Result<Diagnosed, ExitCode> {
-    match kube_reach::guard::plan(args, env) {
+    match kube_reach::guard::plan(args, env, options) {
         Planned::Ready(plan) => Ok(Diagnosed {
             report: rt.block_on(kube_reach::engine::run(*plan, env)),
             broke: false,
@@ -215,14 +217,14 @@ fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
     args.no_in_cluster = true;
     args.timeout = Some(3.0);
     args.output = output;
-    let mut env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
-    // The demo's servers live on loopback by design: that is not the copied-kubeconfig mistake
-    // `config.server loopback` warns about in CI.
-    env.demo = true;
+    // The demo's servers live on loopback by design (not the copied-kubeconfig mistake
+    // `config.server loopback` warns about in CI), and nothing outside the machine is asked:
+    // RunOptions::DEMO.
+    let env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
     if let Err(status) = check_report_paths(&args.output) {
         return status;
     }
-    let (report, broke) = match diagnose(&rt, &args, &env) {
+    let (report, broke) = match diagnose(&rt, &args, &env, RunOptions::DEMO) {
         Ok(Diagnosed { report, broke }) => (report, broke),
         Err(status) => return status,
     };

@@ -194,6 +194,7 @@ string_enum! {
         UnsupportedAlgorithm = "unsupported-algorithm",
         WrongPurpose = "wrong-purpose",
         ChainRejected = "chain-rejected",
+        WeakKey = "weak-key",
         // tls.hostname
         Mismatch = "mismatch",
         IpNotInSan = "ip-not-in-san",
@@ -211,6 +212,7 @@ string_enum! {
         UnauthorizedAnonymous = "unauthorized-anonymous",
         RequestFailed = "request-failed",
         NotReady = "not-ready",
+        BackendNotTls = "backend-not-tls",
         // auth
         Unauthorized = "unauthorized",
         Anonymous = "anonymous",

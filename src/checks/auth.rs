@@ -235,6 +235,9 @@ pub fn credentials_withheld(subject: &str, plain_http: bool) -> CheckResult {
 /// has: a token without verified TLS, or a client certificate the handshake never offered. RBAC's
 /// skip rows name this warning: nothing failed, yet nothing can be judged.
 pub fn withheld(cx: &Context) -> Option<CheckResult> {
+    if judged_anonymously(cx) {
+        return None;
+    }
     let creds = &cx.target.credentials;
     let bearer_withheld = !cx.credentials_sent && creds.bearer().is_some();
     let cert_withheld = !cx.verified && creds.client_identity().is_some();
@@ -244,6 +247,33 @@ pub fn withheld(cx: &Context) -> Option<CheckResult> {
     let endpoint = cx.target.endpoint.as_ref();
     let plain_http = endpoint.is_some_and(|e| e.scheme == Scheme::Http);
     Some(credentials_withheld(cx.authority, plain_http))
+}
+
+/// Over `http://` the kubeconfig's credentials are never sent (config.server warns so), yet the
+/// listener may authenticate the job itself (`kubectl proxy`, a sidecar): its answer to the
+/// anonymous request is what kubectl would get, so it is judged. The GitLab agent server
+/// never authenticates for the job: there the withheld credential stays the finding.
+fn judged_anonymously(cx: &Context) -> bool {
+    let endpoint = cx.target.endpoint.as_ref();
+    endpoint.is_some_and(|e| e.scheme == Scheme::Http) && cx.target.kind != TargetKind::GitlabAgent
+}
+
+/// The answer to the anonymous request over `http://`, judged as one that carried nothing; a
+/// 401 then means the listener wants the credentials kube-reach (like kubectl) never sends
+/// over http://, so its fix is the https:// URL, not a new token.
+fn judge_anonymous(
+    subject: &str,
+    outcome: &Result<Response, HttpFailure>,
+) -> Option<(CheckResult, Identity)> {
+    let (result, identity) = judge(subject, outcome, &Credentials::default())?;
+    let mut result = result.with_evidence(
+        "the kubeconfig's credentials were withheld over http://: this is the listener's answer to an anonymous request",
+    );
+    if result.reason == Some(Reason::Unauthorized) {
+        result = result.with_summary(situational::ANONYMOUS_OVER_HTTP_UNAUTHORIZED_SUMMARY);
+        result.fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.into());
+    }
+    Some((result, identity))
 }
 
 /// The identity RBAC is judged for: a server before 1.28 names nobody, and the in-cluster
@@ -263,6 +293,9 @@ pub fn judge_answer(
     outcome: &Result<Response, HttpFailure>,
     client_cert_requested: Option<bool>,
 ) -> Option<(CheckResult, Identity)> {
+    if judged_anonymously(cx) {
+        return judge_anonymous(cx.authority, outcome);
+    }
     let creds = &cx.target.credentials;
     let (result, identity) = judge(cx.authority, outcome, creds)?;
     let result = client_cert_not_requested(result, creds, client_cert_requested);
@@ -371,8 +404,11 @@ mod withheld_tests {
     #[test]
     fn a_token_not_sent_is_withheld_and_an_http_url_gets_its_own_fix() {
         let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
-        for scheme in [Scheme::Https, Scheme::Http] {
-            let mut target = fixture::target(TargetKind::Direct, scheme);
+        for (kind, scheme) in [
+            (TargetKind::Direct, Scheme::Https),
+            (TargetKind::GitlabAgent, Scheme::Http),
+        ] {
+            let mut target = fixture::target(kind, scheme);
             target.credentials.set_token(Secret::new("t"));
             let mut cx = fixture::context(&target, &ci, &expectation);
             assert!(withheld(&cx).is_none(), "sent over verified TLS");
@@ -382,10 +418,51 @@ mod withheld_tests {
             let http_fix = Some(situational::CREDENTIALS_WITHHELD_HTTP_FIX.to_string());
             assert_eq!(r.fix == http_fix, scheme == Scheme::Http);
         }
+        // A direct http:// target: not withheld as a finding, the listener's answer is judged.
+        let mut direct_http = fixture::target(TargetKind::Direct, Scheme::Http);
+        direct_http.credentials.set_token(Secret::new("t"));
+        let mut cx = fixture::context(&direct_http, &ci, &expectation);
+        cx.credentials_sent = false;
+        assert!(withheld(&cx).is_none(), "judged by what answers");
         let nothing = fixture::target(TargetKind::Direct, Scheme::Https);
         let mut cx = fixture::context(&nothing, &ci, &expectation);
         cx.credentials_sent = false;
         assert!(withheld(&cx).is_none(), "nothing to withhold");
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
+        Ok(Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into(),
+            elapsed: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Over http:// the answer to the anonymous request decides: the listener's own user
+    /// passes; a 401 asks for the https:// URL, never for a new token.
+    #[test]
+    fn over_http_the_anonymous_answer_is_judged() {
+        let (ci, expectation) = (fixture::ci(&[]), fixture::expectation());
+        let mut target = fixture::target(TargetKind::Direct, Scheme::Http);
+        target.credentials.set_token(Secret::new("t"));
+        let mut cx = fixture::context(&target, &ci, &expectation);
+        cx.credentials_sent = false;
+        let user = serde_json::json!({"status": {"userInfo": {"username": "ci-proxy", "groups": ["system:authenticated"]}}});
+        let (passed, identity) = judge_answer(&cx, &answer(201, user), None).expect("judged");
+        assert_eq!(passed.status, crate::model::Status::Pass);
+        assert_eq!(identity.username, "ci-proxy");
+        assert!(
+            passed
+                .evidence
+                .iter()
+                .any(|e| e.contains("withheld over http://"))
+        );
+        let refused = serde_json::json!({"kind": "Status", "code": 401});
+        let (failed, _) = judge_answer(&cx, &answer(401, refused), None).expect("judged");
+        assert_eq!(failed.reason, Some(Reason::Unauthorized));
+        let fix = failed.fix.unwrap_or_default();
+        assert!(fix.contains("https://") && !fix.contains("Renew"), "{fix}");
     }
 
     #[test]

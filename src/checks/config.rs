@@ -22,6 +22,9 @@ use crate::x509::{CertFacts, format_time, human_duration};
 
 pub struct Judge<'a> {
     pub env: &'a Env,
+    pub ci: &'a crate::gitlab::CiFacts,
+    /// The run is a GitLab CI job's (`RunOptions::judge_as_ci_job` and `GITLAB_CI` set).
+    pub in_ci_job: bool,
     /// Bound on a credential plugin's run (`--timeout`).
     pub timeout: Duration,
     pub expiry_warn: Duration,
@@ -35,22 +38,33 @@ fn has_no_credentials(credentials: &Credentials) -> bool {
         && credentials.exec_plugin.is_none()
 }
 
-/// `insecure-scheme` fails because client-go drops credentials on http://; a user with none
-/// loses nothing (`kubectl proxy` on http:// adds its own), so that finding becomes the
-/// `plain-http` warning and the run goes on.
-fn nothing_to_drop_over_http(server_check: CheckResult) -> CheckResult {
-    if server_check.reason != Some(Reason::InsecureScheme) {
+/// `insecure-scheme` is what [`Judge::server`] says of every http:// URL; what it means
+/// depends on the user. A user with none loses nothing (`kubectl proxy` on http:// adds its
+/// own): the `plain-http` warning. A user with credentials has them withheld (client-go drops
+/// them, kube-reach never sends them): a warning too, and the later layers judge what the
+/// listener does without them. Only the GitLab agent server, which needs the job's own
+/// credential, keeps the failure.
+fn over_http(
+    server_check: CheckResult,
+    credentials: &Credentials,
+    kind: TargetKind,
+) -> CheckResult {
+    if server_check.reason != Some(Reason::InsecureScheme) || kind == TargetKind::GitlabAgent {
         return server_check;
     }
-    let mut warned = CheckResult::finding(
-        server_check.id,
-        server_check.subject.clone(),
-        Reason::PlainHttp,
-    );
+    let (reason, why) = match has_no_credentials(credentials) {
+        true => (
+            Reason::PlainHttp,
+            "the user has no token, certificate or plugin: nothing for client-go to drop",
+        ),
+        false => (
+            Reason::CredentialsWithheld,
+            "the user's credentials are never sent over http://: what answers is judged as an anonymous request",
+        ),
+    };
+    let mut warned = CheckResult::finding(server_check.id, server_check.subject.clone(), reason);
     warned.evidence = server_check.evidence;
-    warned.with_evidence(
-        "the user has no token, certificate or plugin: nothing for client-go to drop",
-    )
+    warned.with_evidence(why)
 }
 
 impl Judge<'_> {
@@ -73,10 +87,8 @@ impl Judge<'_> {
                 tls
             });
         let (cred_check, credentials) = self.credentials(spec, kind, scrubber);
-        if has_no_credentials(&credentials) {
-            let server_check = checks.remove(0);
-            checks.insert(0, nothing_to_drop_over_http(server_check));
-        }
+        let server_check = checks.remove(0);
+        checks.insert(0, over_http(server_check, &credentials, kind));
         checks.push(cred_check);
         // A plugin's token is known only now: every output must be scrubbed of it too.
         if let Some(token) = credentials.bearer() {
@@ -94,6 +106,15 @@ impl Judge<'_> {
             }
         }
         register_route(&route, scrubber);
+        let agent = (kind == TargetKind::GitlabAgent).then(|| {
+            crate::gitlab::AgentTarget::read(
+                spec.server.as_deref().unwrap_or_default(),
+                spec.user_name.as_deref(),
+                credentials.bearer().map(Secret::expose),
+                &spec.name,
+                self.ci,
+            )
+        });
         Target {
             name: spec.name.clone(),
             kind,
@@ -104,6 +125,7 @@ impl Judge<'_> {
             route,
             namespace: self.namespace(spec),
             config_checks: checks,
+            agent,
         }
     }
 
@@ -157,7 +179,7 @@ impl Judge<'_> {
     }
 
     fn address_class(&self, id: CheckId, shown: &str, endpoint: &Endpoint) -> CheckResult {
-        let in_ci = self.env.in_gitlab_ci() && !self.env.demo;
+        let in_ci = self.in_ci_job;
         let reason = match &endpoint.host {
             Host::Name(n) if n.eq_ignore_ascii_case("localhost") => Some(Reason::Loopback),
             Host::Ip(ip) if ip.is_loopback() => Some(Reason::Loopback),
@@ -887,32 +909,44 @@ mod tests {
         assert!(parse_endpoint("ftp://x").is_err());
     }
 
-    /// http:// fails only when there is something to drop: a user without credentials (behind
-    /// `kubectl proxy`) gets the warning; every other config.server finding is left alone.
+    /// http:// warns: a user without credentials (behind `kubectl proxy`) has nothing to lose,
+    /// one with a token has it withheld; only the agent server keeps the failure, and every
+    /// other config.server finding is left alone.
     #[test]
-    fn plain_http_without_credentials_is_a_warning() {
-        let insecure = CheckResult::finding(
-            CheckId::ConfigServer,
-            "http://p:8001",
-            Reason::InsecureScheme,
-        )
-        .with_evidence("server: http://p:8001");
-        let warned = nothing_to_drop_over_http(insecure);
-        assert_eq!(warned.reason, Some(Reason::PlainHttp));
-        assert_eq!(warned.status, crate::vocab::Status::Warn);
-        assert_eq!(warned.subject, "http://p:8001");
-        assert!(
-            warned.evidence[0].contains("server: http://p:8001"),
-            "{:?}",
-            warned.evidence
-        );
-        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
-        assert_eq!(
-            nothing_to_drop_over_http(loopback).reason,
-            Some(Reason::Loopback)
-        );
+    fn plain_http_is_a_warning_except_for_the_agent_server() {
+        let insecure = || {
+            CheckResult::finding(
+                CheckId::ConfigServer,
+                "http://p:8001",
+                Reason::InsecureScheme,
+            )
+            .with_evidence("server: http://p:8001")
+        };
         let none = Credentials::default();
         assert!(has_no_credentials(&none));
+        let mut token = Credentials::default();
+        token.set_token(Secret::new("t"));
+        for (creds, reason) in [
+            (&none, Reason::PlainHttp),
+            (&token, Reason::CredentialsWithheld),
+        ] {
+            let warned = over_http(insecure(), creds, TargetKind::Direct);
+            assert_eq!(warned.reason, Some(reason));
+            assert_eq!(warned.status, crate::vocab::Status::Warn);
+            assert_eq!(warned.subject, "http://p:8001");
+            assert!(
+                warned.evidence[0].contains("server: http://p:8001"),
+                "{:?}",
+                warned.evidence
+            );
+        }
+        let agent = over_http(insecure(), &token, TargetKind::GitlabAgent);
+        assert_eq!(agent.reason, Some(Reason::InsecureScheme));
+        let loopback = CheckResult::finding(CheckId::ConfigServer, "x", Reason::Loopback);
+        assert_eq!(
+            over_http(loopback, &token, TargetKind::Direct).reason,
+            Some(Reason::Loopback)
+        );
         let mut plugin = Credentials::default();
         plugin.exec_plugin = Some("aws".into());
         assert!(!has_no_credentials(&plugin));

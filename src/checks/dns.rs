@@ -77,6 +77,8 @@ pub fn resolve(
                 ResolveFailure::Refused => Reason::Refused,
                 ResolveFailure::Timeout => Reason::Timeout,
                 ResolveFailure::Other(_) => Reason::ResolverError,
+                ResolveFailure::CnameUnresolved { nxdomain: true, .. } => Reason::Nxdomain,
+                ResolveFailure::CnameUnresolved { .. } => Reason::NoRecords,
             };
             let rcode = match failure {
                 ResolveFailure::Nxdomain => "rcode NXDOMAIN".to_string(),
@@ -86,6 +88,15 @@ pub fn resolve(
                 ResolveFailure::Timeout => "no answer (timeout)".to_string(),
                 ResolveFailure::NoNameservers => "no nameserver lines".to_string(),
                 ResolveFailure::Other(e) => e.clone(),
+                ResolveFailure::CnameUnresolved {
+                    target,
+                    nxdomain: true,
+                } => {
+                    format!("CNAME {target}, which does not exist (rcode NXDOMAIN)")
+                }
+                ResolveFailure::CnameUnresolved { target, .. } => format!(
+                    "CNAME {target}, and no address for it in the answer: the nameserver did not follow the alias, and the job's resolver (glibc, Go's in kubectl) does not either"
+                ),
             };
             let mut result = CheckResult::finding(id, name, reason)
                 .with_evidence(format!("{name}: {rcode}"))

@@ -159,7 +159,6 @@ mod tests {
             resolv_conf_path: "/dev/null".into(),
             hosts_path: "/dev/null".into(),
             service_account_dir: "/nonexistent".into(),
-            demo: false,
         }
     }
 

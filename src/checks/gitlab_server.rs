@@ -78,11 +78,9 @@ pub fn allowed_agents(
 pub fn agents_of(targets: &[Target]) -> Vec<(String, AgentIdentity)> {
     targets
         .iter()
-        .filter(|t| t.kind == TargetKind::GitlabAgent)
         .filter_map(|t| {
-            let token = t.credentials.bearer().map(|b| b.expose());
-            gitlab::classify_agent_target(&t.server_display, None, token)
-                .map(|a| (t.name.clone(), a.with_context(&t.name)))
+            let agent = t.agent.as_ref()?.identity.clone()?;
+            Some((t.name.clone(), agent))
         })
         .collect()
 }

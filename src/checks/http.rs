@@ -25,6 +25,13 @@ fn looks_like_proxy(r: &Response) -> bool {
             .any(|p| server.contains(p))
 }
 
+/// Go's `net/http` answers a plain-HTTP request on its TLS port with this body (a 400): behind
+/// a TLS-terminating load balancer that means the balancer forgot to re-encrypt, not that the
+/// URL is wrong.
+fn is_plain_http_to_tls(r: &Response) -> bool {
+    String::from_utf8_lossy(&r.body).contains("Client sent an HTTP request to an HTTPS server")
+}
+
 fn is_status_object(r: &Response) -> bool {
     r.json()
         .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"))
@@ -136,6 +143,7 @@ pub fn version(
             .with_evidence_lines(evidence);
     }
     let reason = match r.status {
+        400 if is_plain_http_to_tls(r) => Reason::BackendNotTls,
         300..=399 => Reason::Redirect,
         500..=599 => Reason::ServerError,
         _ => Reason::NotKubernetes,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Context, Findings};
 use crate::catalogue::{CheckId, Reason};
-use crate::gitlab::{self, CiFacts};
+use crate::gitlab;
 use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
 
@@ -23,8 +23,8 @@ pub fn agent_server(
     if !kas.go_on || !cx.credentials_sent {
         return kas;
     }
-    let token = cx.target.credentials.bearer().map(|b| b.expose());
-    match authenticated(cx.authority, version, token, cx.ci, cx.agent_timeout) {
+    let carries_job_token = cx.target.agent.as_ref().and_then(|a| a.carries_job_token);
+    match authenticated(cx.authority, version, carries_job_token, cx.agent_timeout) {
         Some(result) => kas.then(Findings::last(vec![result])),
         None => kas,
     }
@@ -52,13 +52,12 @@ pub fn anonymous(outcome: &Result<Response, HttpFailure>) -> CheckResult {
 
 /// The authenticated request's answer when it tells an agent failure apart (agent not
 /// connected, token rejected, agent not allowed…), as the target's `auth.whoami`; `None` when
-/// the Kubernetes layers should judge it. `token` is the kubeconfig's agent token, to tell a
-/// token saved from another job; `waited` is how long the request was given (a stall is that).
+/// the Kubernetes layers should judge it. `carries_job_token` (the target's
+/// [`gitlab::AgentTarget`]) tells a token saved from another job; `waited` is how long the request was given (a stall is that).
 pub fn authenticated(
     subject: &str,
     outcome: &Result<Response, HttpFailure>,
-    token: Option<&str>,
-    ci: &CiFacts,
+    carries_job_token: Option<bool>,
     waited: Duration,
 ) -> Option<CheckResult> {
     let mut result = match outcome {
@@ -68,9 +67,7 @@ pub fn authenticated(
     }?;
     result.subject = subject.to_string();
     // A rejected token that is not this job's: the kubeconfig was saved from another job.
-    if result.reason == Some(Reason::AgentUnauthorized)
-        && token.and_then(|t| gitlab::agent_token_is_current_job(t, ci)) == Some(false)
-    {
+    if result.reason == Some(Reason::AgentUnauthorized) && carries_job_token == Some(false) {
         result = result.with_fix_detail(gitlab::STALE_TOKEN_DETAIL);
     }
     Some(result)

@@ -122,6 +122,7 @@ mod fixture {
             route: Route::Direct,
             namespace: "ci".into(),
             config_checks: Vec::new(),
+            agent: None,
         }
     }
 

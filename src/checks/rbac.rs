@@ -589,7 +589,7 @@ mod fix_tests {
                 resource: value.into(),
                 subresource: None,
                 group: value.into(),
-                namespace: None,
+                namespace: Default::default(),
             };
             let yaml =
                 role_binding_yaml(&[&req], "prod", &rbac_subject("User", "u")).expect("written");

@@ -178,7 +178,6 @@ mod tests {
             resolv_conf_path: dir.path().join("resolv.conf"),
             hosts_path: dir.path().join("hosts"),
             service_account_dir: dir.path().to_path_buf(),
-            demo: false,
         };
         let dns = DnsSetup::load(&env.resolv_conf_path, &env.hosts_path);
         let facts = facts(&env, &dns);

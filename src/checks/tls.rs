@@ -30,6 +30,14 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
         Err(HandshakeFailure::Refused(_)) => {
             CheckResult::pass(id, subject, &hs.detail).with_duration(hs.elapsed)
         }
+        // The server signed with a key this tool's verifier refuses: tls.trust's `weak-key`.
+        Err(_) if weak_key_bits(hs).is_some() => CheckResult::pass(
+            id,
+            subject,
+            "handshake made, but the server's signature uses a key kube-reach cannot verify (see tls.trust)",
+        )
+        .with_evidence(format!("{subject}: {}", hs.detail))
+        .with_duration(hs.elapsed),
         Err(failure) => {
             let reason = match failure {
                 HandshakeFailure::NotTls => Reason::NotTls,
@@ -60,6 +68,54 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
             r
         }
     }
+}
+
+/// The smallest RSA key rustls' verifier (webpki with ring) accepts; Go's crypto/x509, so
+/// kubectl, accepts 1024-bit keys still.
+const MIN_RSA_BITS: usize = 2048;
+
+/// The leaf's RSA key size, when the handshake failed on the server's signature
+/// (`BadSignature`) and that key is under [`MIN_RSA_BITS`]: the signature may be right, the
+/// verifier refuses the key.
+fn weak_key_bits(hs: &Handshake) -> Option<usize> {
+    let Err(HandshakeFailure::Other(error)) = &hs.outcome else {
+        return None;
+    };
+    if !error.contains("BadSignature") {
+        return None;
+    }
+    let (_, leaf) = x509_parser::parse_x509_certificate(hs.chain.first()?.as_ref()).ok()?;
+    match leaf.public_key().parsed().ok()? {
+        x509_parser::public_key::PublicKey::RSA(rsa) if rsa.key_size() < MIN_RSA_BITS => {
+            Some(rsa.key_size())
+        }
+        _ => None,
+    }
+}
+
+/// `tls.trust weak-key` for a handshake [`weak_key_bits`] explains: this tool's limit, named
+/// with the key size, not a wrong CA or name (kubectl would connect).
+pub fn weak_key(subject: &str, hs: &Handshake) -> Option<CheckResult> {
+    let bits = weak_key_bits(hs)?;
+    Some(
+        CheckResult::finding(CheckId::TlsTrust, subject, Reason::WeakKey)
+            .with_summary(format!(
+                "the server's certificate has a {bits}-bit RSA key, which kube-reach's verifier refuses (kubectl would connect)"
+            ))
+            .with_evidence(format!("leaf key: RSA {bits} bits (at least {MIN_RSA_BITS} needed here)"))
+            .with_evidence(format!("verifier: {}", hs.detail))
+            .with_evidence_lines(chain_evidence(&presented(&hs.chain), hs.chain.len())),
+    )
+}
+
+/// The presented chain parsed once, positions kept: a certificate that does not parse is
+/// `None`, never replaced by the next one.
+fn presented<'a>(chain: &'a [CertificateDer<'static>]) -> Vec<Option<Cert<'a>>> {
+    chain
+        .iter()
+        .take(MAX_JUDGED_CHAIN)
+        .map(Cert::parse)
+        .collect()
 }
 
 /// A handshake that got no answer, judged again after one retry over a connection announcing a
@@ -140,11 +196,7 @@ pub fn judge(
     } = seen;
     // Parsed once, positions kept: a leaf that does not parse is `None`, never replaced by
     // the next certificate (the intermediate's names and dates are not the server's).
-    let presented: Vec<Option<Cert<'_>>> = chain
-        .iter()
-        .take(MAX_JUDGED_CHAIN)
-        .map(Cert::parse)
-        .collect();
+    let presented = presented(chain);
     let leaf = presented.first().and_then(Option::as_ref).map(|c| &c.facts);
     let (name_result, date_result) = (
         hostname(subject, leaf, settings, verification),

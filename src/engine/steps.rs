@@ -123,7 +123,7 @@ impl Stage<'_> {
                     .iter()
                     .filter(|_| wants(Step::Rbac))
                     .map(|r| {
-                        let namespace = r.namespace.clone().unwrap_or_else(|| ns.clone());
+                        let namespace = r.namespace.resolve(ns);
                         let body = Some(rbac::ssar_body(r, &namespace));
                         conn.send("POST", rbac::SSAR_PATH, body, creds, t)
                     })
@@ -240,7 +240,7 @@ impl Stage<'_> {
             .iter()
             .zip(self.asked.reviews.iter())
             .map(|(req, outcome)| {
-                let namespace = req.namespace.clone().unwrap_or_else(|| ns.clone());
+                let namespace = req.namespace.resolve(ns);
                 let result = rbac::judge(req, &namespace, outcome, &identity.username)
                     .with_duration(took(outcome));
                 (req.clone(), namespace, result)

@@ -63,6 +63,36 @@ impl AgentIdentity {
     }
 }
 
+/// What an agent target's kubeconfig says about its agent, read once in planning from the
+/// server URL, user and token, and carried on the target: the later steps ask it, never the
+/// token. Holds no secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTarget {
+    /// The agent, when the token or the `agent:<id>` user gives its id.
+    pub identity: Option<AgentIdentity>,
+    /// Whether a `ci:<id>:<secret>` token carries this job's `CI_JOB_TOKEN` (`None`: not a
+    /// `ci:` token, or no job token to compare with).
+    pub carries_job_token: Option<bool>,
+}
+
+impl AgentTarget {
+    /// The agent of the target named `context_name` (a context named
+    /// `<config project>:<agent>` also gives the agent's name and configuration project).
+    pub fn read(
+        server_url: &str,
+        user_name: Option<&str>,
+        token: Option<&str>,
+        context_name: &str,
+        ci: &CiFacts,
+    ) -> AgentTarget {
+        AgentTarget {
+            identity: classify_agent_target(server_url, user_name, token)
+                .map(|a| a.with_context(context_name)),
+            carries_job_token: token.and_then(|t| agent_token_is_current_job(t, ci)),
+        }
+    }
+}
+
 /// The agent behind a kubeconfig target, when it is one and its id is known: the token is
 /// `ci:<id>:<secret>` / `pat:<id>:<secret>`, or the user is `agent:<id>` on a `/k8s-proxy` URL.
 /// A `/k8s-proxy` URL without either is still an agent target ([`is_agent_target`]) whose id

@@ -491,7 +491,7 @@ fn check_one(dir: &Path, name: &str, ci: &CiFacts) -> Option<CheckResult> {
             .with_fix_detail(format!("Rename it to {label}."))
         });
     }
-    let text = match read_bounded(&path) {
+    let text = match crate::env::read_text(&path, MAX_AGENT_CONFIG_BYTES) {
         Ok(text) => text,
         Err(why) => {
             return Some(
@@ -517,11 +517,6 @@ fn check_one(dir: &Path, name: &str, ci: &CiFacts) -> Option<CheckResult> {
 
 fn is_valid_agent_name(name: &str) -> bool {
     crate::gitlab::agent::parse_agent_context(&format!("p/p:{name}")).is_some()
-}
-
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let bytes = crate::env::read_file(path, MAX_AGENT_CONFIG_BYTES).map_err(|e| e.problem())?;
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
 fn join_or_none(items: &[String]) -> String {

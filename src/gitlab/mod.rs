@@ -25,9 +25,8 @@ mod likely;
 mod text;
 
 pub use agent::{
-    AgentIdentity, STALE_TOKEN_DETAIL, agent_insecure_scheme, agent_insecure_scheme_fix_detail,
-    agent_tls_fix_detail, agent_token_id, agent_token_is_current_job, classify_agent_target,
-    is_agent_target,
+    AgentIdentity, AgentTarget, STALE_TOKEN_DETAIL, agent_insecure_scheme,
+    agent_insecure_scheme_fix_detail, agent_tls_fix_detail, agent_token_id, is_agent_target,
 };
 pub use agent_config::check_agent_configs;
 pub use allowed::{

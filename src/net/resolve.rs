@@ -4,13 +4,17 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::Resolver;
 use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::rdata::CNAME;
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, Resolver};
 
 use crate::env::read_bounded;
 
@@ -136,6 +140,13 @@ pub enum ResolveFailure {
     Refused,
     Timeout,
     Other(String),
+    /// The answer's CNAME chain ends at `target`, for which it holds no address (the nameserver
+    /// did not follow the alias); `nxdomain` when the target does not exist at all. glibc and
+    /// Go's resolver (kubectl's) never follow a CNAME themselves: for them the name has none.
+    CnameUnresolved {
+        target: String,
+        nxdomain: bool,
+    },
 }
 
 pub async fn resolve(
@@ -201,20 +212,32 @@ async fn lookup(
     opts.cache_size = 0;
     opts.timeout = opts.timeout.min(timeout);
     opts.attempts = opts.attempts.clamp(1, 2);
-    let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
-    *builder.options_mut() = opts;
+    let mut builder =
+        Resolver::builder_with_config(config.clone(), TokioRuntimeProvider::default());
+    *builder.options_mut() = opts.clone();
     let resolver = builder
         .build()
         .map_err(|e| ResolveFailure::Other(e.to_string()))?;
     match tokio::time::timeout(timeout, resolver.lookup_ip(name)).await {
         Err(_) => Err(ResolveFailure::Timeout),
-        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Err(e)) => Err(dangling_target(&e, name, &config).unwrap_or_else(|| classify(&e))),
         Ok(Ok(lookup)) => {
             let addresses: Vec<IpAddr> = lookup.iter().collect();
             if addresses.is_empty() {
                 return Err(ResolveFailure::NoRecords);
             }
-            let answered = lookup.query().name().to_string();
+            let mut answered = lookup.query().name().to_string();
+            if let Some(start) = cname_chain_start(lookup.as_lookup().answers()) {
+                let qtype = match addresses.iter().any(IpAddr::is_ipv4) {
+                    true => RecordType::A,
+                    false => RecordType::AAAA,
+                };
+                if let Some(unchased) = unchased_cname(&config, &opts, &start, qtype, timeout).await
+                {
+                    return Err(unchased);
+                }
+                answered = start.to_string();
+            }
             Ok(Resolved {
                 addresses,
                 answered_by: AnsweredBy::Dns { name: answered },
@@ -223,6 +246,91 @@ async fn lookup(
             })
         }
     }
+}
+
+/// Most links a CNAME chain in one answer is followed (glibc follows at most 16).
+const MAX_CNAME_LINKS: usize = 16;
+
+/// The name a CNAME chain in `answers` starts at: the owner of a CNAME that no other CNAME
+/// points to (the name that was asked); `None` without CNAMEs.
+fn cname_chain_start(answers: &[Record]) -> Option<Name> {
+    let links: Vec<(&Name, &Name)> = answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::CNAME(CNAME(target)) => Some((&r.name, target)),
+            _ => None,
+        })
+        .collect();
+    links
+        .iter()
+        .find(|(owner, _)| !links.iter().any(|(_, target)| target == owner))
+        .map(|(owner, _)| (*owner).clone())
+}
+
+/// hickory follows a CNAME with queries of its own when the answer stops at the alias; glibc's
+/// stub and Go's resolver do not. So an answer that came through a CNAME is asked again, once,
+/// and judged by its own records only: `Some` when its chain ends without an address.
+/// `None` too when the question cannot be asked again: hickory's answer then stands.
+async fn unchased_cname(
+    config: &ResolverConfig,
+    opts: &ResolverOpts,
+    start: &Name,
+    qtype: RecordType,
+    timeout: Duration,
+) -> Option<ResolveFailure> {
+    let tls = hickory_resolver::TlsConfig::new().ok()?;
+    let context = Arc::new(PoolContext::new(opts.clone(), tls));
+    let servers = config.name_servers().iter().cloned();
+    let pool = NameServerPool::from_config(servers, context, TokioRuntimeProvider::default());
+    let query = Query::query(start.clone(), qtype);
+    let ask = pool
+        .lookup(query, DnsRequestOptions::default())
+        .first_answer();
+    let response = tokio::time::timeout(timeout, ask).await.ok()?.ok()?;
+    let mut at = start.clone();
+    for _ in 0..MAX_CNAME_LINKS {
+        let records = response.answers.iter().filter(|r| r.name == at);
+        let mut next = None;
+        for record in records {
+            match &record.data {
+                RData::A(_) | RData::AAAA(_) => return None,
+                RData::CNAME(CNAME(target)) => next = Some(target.clone()),
+                _ => {}
+            }
+        }
+        match next {
+            Some(target) => at = target,
+            None => break,
+        }
+    }
+    Some(ResolveFailure::CnameUnresolved {
+        target: at.to_string(),
+        nxdomain: false,
+    })
+}
+
+/// A lookup that failed at another name than the ones asked (the name, or it with a search
+/// domain): hickory followed a CNAME there, and it was that target that had no address.
+fn dangling_target(
+    error: &NetError,
+    asked: &str,
+    config: &ResolverConfig,
+) -> Option<ResolveFailure> {
+    let NetError::Dns(DnsError::NoRecordsFound(no_records)) = error else {
+        return None;
+    };
+    let failed = no_records.query.name().to_string();
+    let failed = failed.trim_end_matches('.');
+    let asked = asked.trim_end_matches('.');
+    let is_asked = failed.eq_ignore_ascii_case(asked)
+        || config.search().iter().any(|domain| {
+            let candidate = format!("{asked}.{}", domain.to_string().trim_end_matches('.'));
+            failed.eq_ignore_ascii_case(&candidate)
+        });
+    (!is_asked).then(|| ResolveFailure::CnameUnresolved {
+        target: failed.to_string(),
+        nxdomain: no_records.response_code == ResponseCode::NXDomain,
+    })
 }
 
 /// hickory's error → our failure, in one place.

@@ -14,6 +14,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::cli::RunArgs;
 use crate::env::Env;
 use crate::error::UsageError;
+use crate::gitlab::CiFacts;
 use crate::model::{CheckResult, TargetKind};
 use crate::secret::Scrubber;
 use crate::targets::{self, DiscoveryOptions, TargetSpec};
@@ -74,7 +75,7 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
         _ => return Err(invalid("needs a verb and a resource")),
     };
     let namespace = match rest {
-        [] => None,
+        [] => RequirementNamespace::Target,
         ["-n" | "--namespace", ns] => {
             // Not quoted: a `--require` line is quoted whole, and a `--require-file` line never
             // (it may be a token file's).
@@ -83,9 +84,9 @@ pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
                     "the namespace {problem} (a namespace is a DNS-1123 label)"
                 )));
             }
-            Some(ns.to_string())
+            RequirementNamespace::Named(ns.to_string())
         }
-        ["-A" | "--all-namespaces"] => Some(String::new()),
+        ["-A" | "--all-namespaces"] => RequirementNamespace::All,
         _ => return Err(invalid("only `-n NAMESPACE` may follow the resource")),
     };
     let (resource_group, subresource) = match resource.split_once('/') {
@@ -158,6 +159,48 @@ pub struct Plan {
     pub resolv_conf_path: PathBuf,
     pub hosts_path: PathBuf,
     pub scrubber: Scrubber,
+    /// The job's GitLab CI facts (job token kept wrapped), read once for the whole run.
+    pub ci: CiFacts,
+    pub options: RunOptions,
+}
+
+/// What a run does besides checking its targets, said by the entry point: the real run does
+/// all of it; the embedded demo (`RunOptions::DEMO`), whose servers live on loopback by design
+/// and whose report must not depend on the machine, none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
+    /// then the copied-kubeconfig mistake `config.server` warns about).
+    pub judge_as_ci_job: bool,
+    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
+    pub check_gitlab_server: bool,
+    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
+    pub read_checkout_agent_configs: bool,
+    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
+    pub probe_client_tools: bool,
+}
+
+impl RunOptions {
+    /// A diagnosis of the job's own surroundings.
+    pub const REAL: RunOptions = RunOptions {
+        judge_as_ci_job: true,
+        check_gitlab_server: true,
+        read_checkout_agent_configs: true,
+        probe_client_tools: true,
+    };
+    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
+    pub const DEMO: RunOptions = RunOptions {
+        judge_as_ci_job: false,
+        check_gitlab_server: false,
+        read_checkout_agent_configs: false,
+        probe_client_tools: false,
+    };
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions::REAL
+    }
 }
 
 /// `--timeout`/`--deadline` as a duration: finite, under a day, and at least a nanosecond once
@@ -344,7 +387,12 @@ const URL_VARIABLES: &[&str] = &[
 ];
 
 impl Plan {
+    /// The plan of a real run ([`RunOptions::REAL`]).
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
+        Plan::with_options(args, env, RunOptions::REAL)
+    }
+
+    pub fn with_options(args: &RunArgs, env: &Env, run: RunOptions) -> Result<Plan, UsageError> {
         let timeout = seconds(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?;
         let deadline = seconds(args.deadline)?;
         if let Some(ns) = &args.namespace {
@@ -369,6 +417,7 @@ impl Plan {
             token_file: args.token_file.clone(),
             ca_file: args.ca_file.clone(),
             tls_server_name: args.tls_server_name.clone(),
+            without_gitlab_server: !run.check_gitlab_server,
             in_cluster: if args.in_cluster {
                 Some(true)
             } else if args.no_in_cluster {
@@ -377,13 +426,17 @@ impl Plan {
                 None
             },
         };
-        let mut discovery = targets::discover(&options, env);
+        // Read once: discovery, the GitLab server target and the engine's GitLab layers share it.
+        let ci = CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
+        let mut discovery = targets::discover_with(&options, env, &ci);
         discovery.checks.extend(cap_targets(&mut discovery.specs));
         discovery.checks.extend(requirements_capped);
         let expiry_warn = Duration::from_secs(u64::from(args.expiry_warn_days) * 86_400);
         let mut scrubber = Scrubber::default();
         let judge = crate::checks::config::Judge {
             env,
+            ci: &ci,
+            in_ci_job: run.judge_as_ci_job && env.in_gitlab_ci(),
             timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),
@@ -405,6 +458,8 @@ impl Plan {
             resolv_conf_path: args.resolv_conf.clone(),
             hosts_path: args.hosts_file.clone(),
             scrubber,
+            ci,
+            options: run,
         })
     }
 }

@@ -201,6 +201,8 @@ pub struct Target {
     pub route: Route,
     pub namespace: String,
     pub config_checks: Vec<CheckResult>,
+    /// A `gitlab-agent` target's agent, read once in planning (`None` for other kinds).
+    pub agent: Option<crate::gitlab::AgentTarget>,
 }
 
 /// One RBAC question: `verb resource[.group][/subresource] [-n ns]`.
@@ -210,7 +212,30 @@ pub struct Requirement {
     pub resource: String,
     pub subresource: Option<String>,
     pub group: String,
-    pub namespace: Option<String>,
+    pub namespace: RequirementNamespace,
+}
+
+/// Where a requirement is asked: parsed once from `--require`'s `-n`/`-A`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RequirementNamespace {
+    /// No `-n`: the target's namespace.
+    #[default]
+    Target,
+    /// `-A`: every namespace (the access review's empty namespace).
+    All,
+    /// `-n NAMESPACE`.
+    Named(String),
+}
+
+impl RequirementNamespace {
+    /// The namespace the access review names: `target_ns`, `""` for all, or the named one.
+    pub fn resolve(&self, target_ns: &str) -> String {
+        match self {
+            RequirementNamespace::Target => target_ns.to_string(),
+            RequirementNamespace::All => String::new(),
+            RequirementNamespace::Named(ns) => ns.clone(),
+        }
+    }
 }
 
 impl Requirement {
@@ -227,7 +252,7 @@ impl Requirement {
             "{} {} -n {}",
             self.verb,
             resource,
-            self.namespace.as_deref().unwrap_or(default_ns)
+            self.namespace.resolve(default_ns)
         )
     }
 }

@@ -30,7 +30,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use super::{ReportError, ReportFormat, clean_text};
+use super::{ReportError, ReportFormat, clean_text, one_line};
 use crate::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
 use crate::verdict::Counts;
 
@@ -554,11 +554,6 @@ fn counted(total: usize, (one, many): (&str, &str), parts: &[(&str, usize)]) -> 
     } else {
         format!("{total} {noun}: {}", parts.join(", "))
     }
-}
-
-/// Report text made safe for one log line.
-fn one_line(text: &str) -> String {
-    clean_text(text).replace(['\n', '\t'], " ")
 }
 
 /// A section name GitLab accepts: `[a-zA-Z0-9_.-]` only, anything else becomes `_`.

@@ -39,7 +39,7 @@ use std::io::Write;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{ReportError, ReportFormat, clean_text};
+use super::{ReportError, ReportFormat, clean_text, one_line};
 use crate::catalogue::CheckId;
 use crate::model::{CheckResult, RunReport, Status};
 
@@ -305,10 +305,6 @@ fn details(check: &CheckResult) -> String {
         text.push_str(&format!("\n\nWhy: {}", clean_text(why)));
     }
     text
-}
-
-fn one_line(text: &str) -> String {
-    clean_text(text).replace(['\n', '\t'], " ")
 }
 
 /// Hands out testcase names unique per classname, in call order: `name`, `name #2`, `name #3`.

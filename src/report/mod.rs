@@ -272,6 +272,12 @@ fn write_stream(
     })
 }
 
+/// Report text made safe for one log line or XML attribute: [`clean_text`], newlines and
+/// tabs as spaces.
+pub(crate) fn one_line(text: &str) -> String {
+    clean_text(text).replace(['\n', '\t'], " ")
+}
+
 /// Text made safe for a job log or an XML file: ANSI escape sequences removed, `\r` dropped
 /// (GitLab treats a bare `\r` as "clear the line"), other control characters and the
 /// non-characters XML 1.0 forbids replaced by U+FFFD. Newlines and tabs are kept.

@@ -174,7 +174,6 @@ mod tests {
             resolv_conf_path: dir.join("resolv.conf"),
             hosts_path: dir.join("hosts"),
             service_account_dir: dir.to_path_buf(),
-            demo: false,
         }
     }
 

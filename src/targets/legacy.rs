@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{DiscoveryOptions, TargetSpec};
 use crate::env::Env;
+use crate::gitlab::CiFacts;
 use crate::model::TargetKind;
 use crate::secret::Secret;
 
@@ -41,18 +42,17 @@ pub fn from_kube_vars(env: &Env) -> Option<TargetSpec> {
 }
 
 /// The GitLab server, checked whenever the job runs in GitLab CI or an agent target exists
-/// (never in the demo, which stays on loopback).
-pub fn gitlab_server(env: &Env, specs: &[TargetSpec]) -> Option<TargetSpec> {
+/// (unless the run leaves it out: `DiscoveryOptions::without_gitlab_server`).
+pub fn gitlab_server(env: &Env, ci: &CiFacts, specs: &[TargetSpec]) -> Option<TargetSpec> {
     let has_agent = specs
         .iter()
         .any(|s| s.kind == Some(TargetKind::GitlabAgent));
-    if env.demo || (!env.in_gitlab_ci() && !has_agent) {
+    if !env.in_gitlab_ci() && !has_agent {
         return None;
     }
-    let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
     // An invalid CI_SERVER_URL is kept as it is: config.server then names it (invalid-url)
     // instead of the GitLab target vanishing without a word.
-    let url = match crate::gitlab::gitlab_server_target(&ci) {
+    let url = match crate::gitlab::gitlab_server_target(ci) {
         Some(server) => server.url,
         None => ci.server_url.clone()?,
     };

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::catalogue::{CheckId, Reason};
 use crate::env::Env;
+use crate::gitlab::CiFacts;
 use crate::model::{CheckResult, TargetKind};
 use crate::secret::Secret;
 
@@ -78,9 +79,22 @@ pub struct DiscoveryOptions {
     pub ca_file: Option<PathBuf>,
     pub tls_server_name: Option<String>,
     pub in_cluster: Option<bool>,
+    /// The GitLab server is never a target (the demo contacts nothing outside the machine).
+    pub without_gitlab_server: bool,
 }
 
+/// [`discover_with`] with the CI facts read from `env` (for callers that have none yet).
 pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
+    discover_with(
+        opts,
+        env,
+        &CiFacts::from_lookup(&|name| env.var(name).map(str::to_string)),
+    )
+}
+
+/// The targets `opts` and the surroundings name; `ci` is the run's one reading of the CI
+/// variables (`Plan::new` reads it once and passes it here and on to the engine).
+pub fn discover_with(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discovery {
     let mut found = Discovery::default();
     if let Some(server) = &opts.server {
         found.specs.push(legacy::from_flags(server, opts));
@@ -101,7 +115,7 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
             } else if opts.in_cluster != Some(true) {
                 found
                     .checks
-                    .push(in_cluster::without_token(env, not_set(env)));
+                    .push(in_cluster::without_token(env, not_set(env, ci)));
             }
         }
     }
@@ -112,20 +126,22 @@ pub fn discover(opts: &DiscoveryOptions, env: &Env) -> Discovery {
         None if opts.in_cluster == Some(true) => found.checks.push(in_cluster::not_in_a_pod(env)),
         _ => {}
     }
-    if let Some(spec) = legacy::gitlab_server(env, &found.specs) {
+    if opts.without_gitlab_server {
+        return found;
+    }
+    if let Some(spec) = legacy::gitlab_server(env, ci, &found.specs) {
         found.specs.push(spec);
     }
     found
 }
 
-fn not_set(env: &Env) -> CheckResult {
+fn not_set(env: &Env, ci: &CiFacts) -> CheckResult {
     if env.in_gitlab_ci() {
-        let ci = crate::gitlab::CiFacts::from_lookup(&|name| env.var(name).map(str::to_string));
         let checkout = match ci.project_dir.as_deref() {
-            Some(dir) => crate::gitlab::check_agent_configs(dir, &ci),
+            Some(dir) => crate::gitlab::check_agent_configs(dir, ci),
             None => Vec::new(),
         };
-        return crate::gitlab::explain_not_set(&ci, None, &checkout);
+        return crate::gitlab::explain_not_set(ci, None, &checkout);
     }
     CheckResult::finding(CheckId::ConfigKubeconfig, "", Reason::NotSet).with_evidence(
         "KUBECONFIG is not set, ~/.kube/config does not exist, KUBE_URL is not set, not in a pod",

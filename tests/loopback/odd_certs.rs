@@ -324,7 +324,6 @@ async fn a_tls11_only_server_is_no_common_version() {
 /// handshake, so the run fails, but the verdict must not blame the CA or the name (both are
 /// right): it must name the key size, so the owner knows to reissue with RSA-2048 or ECDSA.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "wrong verdict: tls.handshake handshake-failed (\"invalid peer certificate: BadSignature\", fix: compare TLS settings) for a 1024-bit RSA leaf kubectl accepts; see report"]
 async fn an_rsa_1024_leaf_is_named_as_a_weak_key_not_a_wrong_ca() {
     let ssl = Openssl::new();
     let root = ssl.root("root", "/CN=Lab Root", true);

@@ -563,13 +563,31 @@ async fn config_server_insecure_scheme() {
     );
     ctx.ca_pem = None;
     let report = world.run(&kubeconfig(&[ctx], None), &[], &[]).await;
-    assert_root_cause(
-        target(&report, "c"),
-        CheckId::ConfigServer,
-        Reason::InsecureScheme,
+    let t = target(&report, "c");
+    let server_check = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::ConfigServer)
+        .expect("config.server");
+    assert_eq!(
+        (server_check.status, server_check.reason),
+        (Status::Warn, Some(Reason::CredentialsWithheld)),
+        "{:#?}",
+        t.checks
     );
+    // The server refuses the anonymous request: the fix is the https:// URL, not a new token.
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::Unauthorized);
+    let whoami = t
+        .checks
+        .iter()
+        .find(|c| c.id == CheckId::AuthWhoami)
+        .expect("auth.whoami");
+    let fix = whoami.fix.as_deref().unwrap_or_default();
+    assert!(fix.contains("https://") && !fix.contains("Renew"), "{fix}");
+    let log = server.request_log();
+    assert!(!log.is_empty(), "the later layers asked the server");
     assert!(
-        server.request_log().iter().all(|r| !r.bearer),
+        log.iter().all(|r| !r.bearer),
         "a token went over plain http"
     );
 }

@@ -109,7 +109,6 @@ impl World {
             resolv_conf_path: self.path("resolv.conf"),
             hosts_path: self.path("hosts"),
             service_account_dir: self.path("serviceaccount"),
-            demo: false,
         }
     }
 

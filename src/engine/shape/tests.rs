@@ -24,7 +24,7 @@ fn requirements() -> Vec<Requirement> {
             resource: "pods".into(),
             subresource: None,
             group: String::new(),
-            namespace: None,
+            namespace: Default::default(),
         })
         .collect()
 }
@@ -45,6 +45,7 @@ fn target(kind: TargetKind, route: Route) -> Target {
         route,
         namespace: "ci".into(),
         config_checks: Vec::new(),
+        agent: None,
     }
 }
 

@@ -119,11 +119,10 @@ fn haproxy_without_a_backend_server_is_a_server_error() {
 /// The load balancer terminates TLS and sends plain HTTP to the API server's HTTPS port
 /// (re-encryption forgotten: HAProxy `server … ssl` or nginx `proxy_pass https://` missing).
 /// The API server's answer says so in Go's words, `Client sent an HTTP request to an HTTPS
-/// server.` The verdict is `http.version not-kubernetes`, "check the server URL's host, port
-/// and path", although the URL is right and the API server did answer: the fix a platform
-/// engineer needs is to make the load balancer speak TLS to its backend.
+/// server.` The verdict was `http.version not-kubernetes`, "check the server URL's host, port
+/// and path", although the URL is right and the API server did answer; it is now
+/// `backend-not-tls`, whose fix makes the load balancer speak TLS to its backend.
 #[test]
-#[ignore = "wrong verdict: http.version not-kubernetes (check the server URL) for a load balancer sending plain HTTP to the API server's TLS port; see report"]
 fn haproxy_sending_plain_http_to_the_tls_api_server_names_the_backend() {
     if skip_without_netns() {
         return;
@@ -141,9 +140,9 @@ fn haproxy_sending_plain_http_to_the_tls_api_server_names_the_backend() {
             &["Client sent an HTTP request to an HTTPS server"],
         )
         .expect_fix(CheckId::HttpVersion, &["backend"]);
-    assert_ne!(
+    assert_eq!(
         report.root_reason(),
-        Reason::NotKubernetes,
+        Reason::BackendNotTls,
         "{}",
         report.root_fix()
     );

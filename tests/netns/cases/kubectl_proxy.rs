@@ -5,7 +5,8 @@
 //! credentials behind a sidecar proxy do. Plain HTTP to a proxy that authenticates for the job
 //! is healthy: every request is the proxy's user, and kube-reach must not fail it.
 
-use kube_reach::catalogue::CheckId;
+use kube_reach::catalogue::{CheckId, Reason};
+use kube_reach::model::Status;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
@@ -117,12 +118,13 @@ fn kubectl_proxy_over_plain_http_passes() {
 }
 
 /// The same proxy, with a token left in the job's kubeconfig. client-go drops it on http://
-/// (the reason `insecure-scheme` exists) and kubectl proxy adds its own, so `kubectl auth
-/// whoami` works. kube-reach fails the run at `config.server insecure-scheme` before any
-/// traffic, so it disagrees with kubectl. What the engineer needs: a warning that the token is
-/// ignored over http://, and the later layers' verdict on what the listener does without it.
+/// and kubectl proxy adds its own, so `kubectl auth whoami` works. The verdict was `config.server
+/// insecure-scheme`, a failure before any traffic. Now: a warning that the token is withheld
+/// over http://, and the later layers judge what the listener does without it: the proxy's own
+/// user. kubectl proxy forwards a client's `Authorization` header as it is, so had the token
+/// been sent the API server would have seen it and refused it (401): whoami passing as the
+/// proxy's user shows the API server never saw it.
 #[test]
-#[ignore = "wrong verdict: config.server insecure-scheme fails a run kubectl completes (the listener authenticates itself); see report"]
 fn kubectl_proxy_with_a_token_in_the_kubeconfig_is_judged_by_what_answers() {
     if skip() {
         return;
@@ -135,5 +137,13 @@ fn kubectl_proxy_with_a_token_in_the_kubeconfig_is_judged_by_what_answers() {
         &kubeconfig,
     )
     .expect_no_failure()
-    .expect_pass(&[CheckId::HttpVersion, CheckId::AuthWhoami]);
+    .expect_finding(
+        CheckId::ConfigServer,
+        Status::Warn,
+        Reason::CredentialsWithheld,
+    )
+    .expect_fix(CheckId::ConfigServer, &["kubectl proxy"])
+    .expect_pass(&[CheckId::HttpVersion, CheckId::AuthWhoami, CheckId::RbacCanI])
+    .expect_summary(CheckId::AuthWhoami, &["system:serviceaccount:ci:deployer"])
+    .expect_evidence(CheckId::AuthWhoami, &["withheld over http://"]);
 }
