@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{dns, gitlab_server, http, kas, netpol, runner, tcp, tls, tools};
+use crate::checks::{dns, gitlab_server, http, netpol, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
@@ -170,6 +170,14 @@ impl Recorder {
                 connected: a.outcome.is_ok(),
                 via_proxy,
             }));
+        }
+    }
+    /// Re-judges the recorded result of `id` with what a later step learned.
+    fn revise(&self, id: CheckId, judge: impl FnOnce(CheckResult) -> CheckResult) {
+        if let Ok(mut results) = self.results.lock()
+            && let Some(slot) = results.iter_mut().rev().find(|r| r.id == id)
+        {
+            *slot = judge(slot.clone());
         }
     }
     /// Keeps the view for after the run; the reads are done, so no check is in progress.
@@ -372,6 +380,13 @@ async fn connect_layers(
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     rec.tried(&target.name, &attempts, proxy.is_some());
+    let tried: Vec<(IpAddr, bool)> = attempts
+        .iter()
+        .map(|a| (a.addr.ip(), a.outcome.is_ok()))
+        .collect();
+    rec.revise(CheckId::DnsResolve, |r| {
+        dns::judge_private_answer(r, &tried)
+    });
     let result = tcp::connect(
         connect_id,
         &connect_subject,
@@ -650,16 +665,13 @@ async fn secure(
         Route::Proxy(p) => Some(p.display.as_str()),
         Route::Direct => None,
     };
-    let judged = tls::judge(
-        &authority,
-        &hs.chain,
-        settings,
-        &verification,
+    let seen = tls::Seen {
+        kind: target.kind,
         via_proxy,
-        ctx.now,
-        ctx.expiry_warn,
-    );
-    let results = kas::agent_trust_fix(target.kind, judged);
+        now: ctx.now,
+        expiry_warn: ctx.expiry_warn,
+    };
+    let results = tls::judge(&authority, &hs.chain, settings, &verification, seen);
     let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
     if failed && !verification.passed() {

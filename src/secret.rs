@@ -581,6 +581,25 @@ fn token_len(s: &str) -> usize {
         .unwrap_or(s.len())
 }
 
+/// How much of one quoted input (a status line, a header, an error a server returned, a name
+/// it said) evidence keeps, in characters.
+pub const QUOTE_CHARS: usize = 300;
+
+/// Text that came from outside, fit to quote in a report: secret-shaped patterns and URL
+/// passwords are redacted **first**, then the text is cut to `max` characters with a `…` and
+/// how much was left out. Redacting before cutting means no cut can halve a `Bearer …` or a JWT
+/// into something no pattern recognises; the run's registered secrets (and their fragments at
+/// the `…`) are removed later by [`Scrubber::scrub_report`] as everywhere.
+pub fn quote(text: &str, max: usize) -> String {
+    let clean = redact_url_password(&redact_patterns(text));
+    let total = clean.chars().count();
+    if total <= max {
+        return clean;
+    }
+    let kept: String = clean.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", total - max)
+}
+
 /// The longest line of a program's output kept by [`redact_output_line`], in characters.
 const OUTPUT_LINE_CHARS: usize = 200;
 
@@ -725,6 +744,22 @@ fn is_port_path(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quote_is_redacted_before_it_is_cut() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlMTIzNDU2";
+        // The cut falls inside the token: cut first, "Bearer eyJhbGc…" would be no pattern.
+        let hostile = format!("{} Bearer {token} {}", "x".repeat(290), "y".repeat(20_000));
+        let q = quote(&hostile, QUOTE_CHARS);
+        assert!(q.chars().count() < QUOTE_CHARS + 40, "{}", q.len());
+        assert!(q.contains("… (") && q.contains("more characters)"), "{q}");
+        assert!(!q.contains("eyJhbG") && !q.contains("Bearer eyJ"), "{q}");
+        assert_eq!(quote("HTTP/1.1 200 OK", QUOTE_CHARS), "HTTP/1.1 200 OK");
+        assert_eq!(
+            quote("http://bob:hunter2@proxy:3128", 300),
+            "http://bob:***@proxy:3128"
+        );
+    }
     use crate::catalogue::{CheckId, Reason};
     use crate::model::{TargetKind, Verdict};
     use std::time::Duration;

@@ -273,6 +273,25 @@ fn dns_resolve_private_answer() {
         .expect_evidence(CheckId::TcpConnect, &["Amazon EKS"]);
 }
 
+/// The healthy in-VPC run: the same private answer, and the address connects. A private
+/// endpoint reached from inside its network is no warning, only a note in the evidence.
+#[test]
+fn dns_resolve_private_answer_that_connects_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = served(Family::Dual);
+    let server = format!("https://{}:6443", dns::EKS);
+    diagnose(
+        &site,
+        "dns: EKS name, private answer, reachable",
+        &server,
+        &[],
+    )
+    .expect_pass(&[CheckId::DnsResolve, CheckId::TcpConnect])
+    .expect_evidence(CheckId::DnsResolve, &["private endpoint", "10.253.1.2"]);
+}
+
 #[test]
 fn dns_resolve_search_expanded() {
     if skip_without_netns() {
