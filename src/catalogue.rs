@@ -6,8 +6,8 @@
 //! Checks fill in evidence and, where they know more, a sharper summary or a concrete fix
 //! detail; the texts here are what stays true in every case.
 
-use crate::vocab::Status;
 pub use crate::vocab::{CheckId, Reason};
+use crate::vocab::{Status, TargetKind};
 
 /// One row of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +95,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::ContentNotPath,
         F,
         "KUBECONFIG holds the kubeconfig itself, not the path of a file",
-        "In Settings > CI/CD > Variables, change the KUBECONFIG variable's type from Variable to File (GitLab then writes the value to a file and puts its path in KUBECONFIG), or write it out in the job: `echo \"$KUBECONFIG_CONTENT\" > kubeconfig; export KUBECONFIG=$PWD/kubeconfig`.",
+        "In Settings > CI/CD > Variables, change the KUBECONFIG variable's type from Variable to File (GitLab then writes the value to a file and puts its path in KUBECONFIG), or write it out in the job before kubectl runs: `printf '%s\\n' \"$KUBECONFIG\" > \"$CI_PROJECT_DIR/.kubeconfig\"; export KUBECONFIG=\"$CI_PROJECT_DIR/.kubeconfig\"`.",
         "kubectl reads KUBECONFIG as a list of paths; a GitLab variable of type Variable puts the YAML text itself there, which names no file.",
     ),
     row(
@@ -104,7 +104,7 @@ pub const CATALOGUE: &[Entry] = &[
         F,
         "the kubeconfig is base64-encoded: kubectl needs the decoded YAML",
         "Store the decoded kubeconfig (`base64 -d < kubeconfig.b64 > kubeconfig`) in the File variable, or decode it in the job before kubectl runs.",
-        "kubectl parses the file as YAML; base64 text is not YAML (`yaml: invalid leading UTF-8 octet`, or `mapping values are not allowed`).",
+        "kubectl parses the file as YAML, and base64 text is one long string, not a kubeconfig: kubectl stops with `error loading config file \"…\": couldn't get version/kind; json parse error: json: cannot unmarshal string into Go value of type struct { APIVersion string …; Kind string … }`.",
     ),
     row(
         C::ConfigKubeconfig,
@@ -459,7 +459,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::NoProxyIgnored,
         W,
         "a NO_PROXY entry that client-go does not apply to this server: the request goes through the proxy",
-        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone.",
+        "Write NO_PROXY entries as client-go reads them: the server's host name or a domain suffix (`api.example.com`, `.example.com`, or the same as `*.example.com`), or an IP or CIDR only when the kubeconfig's `server:` is an IP address; `*` only alone or as that leading `*.`, never elsewhere (`10.0.0.*` matches nothing).",
         "Go's httpproxy, which kubectl uses, never resolves the server's name to compare it with CIDR entries, and reads `*` as a wildcard only alone or in a leading `*.`; other entries silently match nothing, so traffic meant to bypass the proxy goes through it.",
     ),
     // ---- dns.resolve
@@ -751,8 +751,8 @@ pub const CATALOGUE: &[Entry] = &[
         C::TlsHandshake,
         R::Stalled,
         F,
-        "the TLS handshake stalled: connected, but the server's handshake never arrived",
-        "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (Docker `mtu`, CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
+        "no longer emitted (now `timeout` or `mtu-blackhole`): the TLS handshake stalled: connected, but the server's handshake never arrived",
+        "Large packets are dropped on the path (MTU black hole): lower the MTU of the runner's network (`dockerd --mtu`, the runner's `network_mtu`, the CNI MTU) or allow ICMP fragmentation-needed on the firewalls.",
         "The TCP connection works, but the server's certificate flight is larger than the path's MTU and the ICMP that would shrink it is dropped.",
     ),
     row(
@@ -768,7 +768,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::MtuBlackhole,
         F,
         "the TLS handshake only completes with small packets: an MTU black hole on the path",
-        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360` or the `mtu` in the runner's `[runners.docker]`/network settings; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
+        "Lower the MTU on the runner's side to the path's (Docker-in-Docker: `dockerd --mtu=1360`, e.g. the dind service's `command: [\"--mtu=1360\"]`, and `network_mtu` in the runner's `[runners.docker]` for the networks it creates per job; Kubernetes: the CNI MTU), or allow ICMP type 3 code 4 (fragmentation needed) through the firewalls between the runner and the API server so path MTU discovery works.",
         "The server's certificate flight needs full-size packets; a link on the way has a smaller MTU and the ICMP that would tell the server to shrink them is dropped, so they vanish. The retry announced a small MSS, the server sent small segments, and the handshake completed. kubectl shows `net/http: TLS handshake timeout`.",
     ),
     row(
@@ -883,6 +883,14 @@ pub const CATALOGUE: &[Entry] = &[
         "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
         "Reissue the API server's certificate with `extendedKeyUsage = serverAuth` (a client certificate is installed as the serving one?).",
         "A certificate whose extendedKeyUsage names other purposes only may not identify a server; kubectl says `x509: certificate specifies an incompatible key usage`.",
+    ),
+    row(
+        C::TlsTrust,
+        R::ChainRejected,
+        F,
+        "the chain reaches the configured CA, but the verifier refuses it for another reason",
+        "Keep the CA: it is the right one. Fix what the verifier names in the evidence: a name constraint on the CA that excludes the server's name (reissue the leaf for a permitted name, or the CA without the constraint), a path length the chain exceeds, or an extension the verifier does not accept.",
+        "The trust anchor is the one the chain leads to, so replacing it (the `ca-mismatch` fix) would not help; kubectl's Go crypto/x509 applies the same rules and refuses the same chain.",
     ),
     // ---- tls.hostname
     row(
@@ -1151,7 +1159,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::BlocksDns,
         F,
         "a NetworkPolicy blocks DNS from the runner pod",
-        "Allow egress from the runner pods to the cluster DNS on UDP and TCP port 53 (the YAML is above).",
+        "Allow egress from the runner pods to the cluster DNS on UDP and TCP port 53, under both readings of the DNS service's DNAT (the YAML below lists the nameserver addresses and the DNS pods' endpoints).",
         "A pod selected by an egress policy may send only what a rule allows; without a DNS rule every name lookup times out, which kubectl reports as `i/o timeout` or `no such host`.",
     ),
     row(
@@ -1403,6 +1411,128 @@ pub const CATALOGUE: &[Entry] = &[
     ),
 ];
 
+/// Where each kind of target takes its CA from (spec §1): what a TLS fix must name. A legacy
+/// `KUBE_URL` target has no kubeconfig to edit, an in-cluster one trusts what the kubelet
+/// mounted, GitLab's agent kubeconfig carries no CA, and the GitLab server is trusted through
+/// the system store plus the runner's CA file.
+pub fn ca_setting(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Direct => "the kubeconfig's `certificate-authority-data`",
+        TargetKind::LegacyCertificate => {
+            "`KUBE_CA_PEM` (the *CA Certificate* of the cluster in GitLab's certificate-based cluster settings, which GitLab passes to the job as `KUBE_CA_PEM` / `KUBE_CA_PEM_FILE`)"
+        }
+        TargetKind::InCluster => {
+            "the pod's service-account `ca.crt` (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`, mounted from the namespace's `kube-root-ca.crt` ConfigMap)"
+        }
+        TargetKind::GitlabAgent => {
+            "the job's trust store (`SSL_CERT_FILE`: GitLab's agent kubeconfig carries no CA)"
+        }
+        TargetKind::Gitlab => {
+            "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml) or the job image's CA bundle"
+        }
+    }
+}
+
+/// A fix that depends on the kind of target, for a `(check, reason)` whose row's fix names one
+/// kind's settings (a kubeconfig field, a kubeadm command).
+#[derive(Debug, Clone, Copy)]
+pub struct KindFix {
+    pub check: CheckId,
+    pub reason: Reason,
+    pub kinds: &'static [TargetKind],
+    pub fix: &'static str,
+}
+
+const fn kind_fix(
+    check: CheckId,
+    reason: Reason,
+    kinds: &'static [TargetKind],
+    fix: &'static str,
+) -> KindFix {
+    KindFix {
+        check,
+        reason,
+        kinds,
+        fix,
+    }
+}
+
+use TargetKind::{
+    Gitlab as GITLAB, GitlabAgent as AGENT, InCluster as POD, LegacyCertificate as LEGACY,
+};
+
+/// GitLab's agent kubeconfig has no CA of its own, whatever went wrong with trust.
+pub const AGENT_TLS_FIX: &str = "GitLab's KUBECONFIG carries no CA for the agent server, so the job's own trust store must trust it: set the CI/CD variable `SSL_CERT_FILE` (type File) to the CA's PEM (kubectl reads it because the kubeconfig has no CA); when the agent server's certificate comes from the same CA as GitLab's, `export SSL_CERT_FILE=\"$CI_SERVER_TLS_CA_FILE\"` in the job is enough; or add `certificate-authority-data` to the `gitlab` cluster: `kubectl config set-cluster gitlab --certificate-authority=<ca.pem> --embed-certs`.";
+const LEGACY_CA_FIX: &str = "Give the job this cluster's CA: set the cluster's *CA Certificate* in GitLab's certificate-based cluster settings (Operate > Kubernetes clusters), which GitLab passes as `KUBE_CA_PEM`, or set the CI/CD variable `KUBE_CA_PEM` (or a File variable `KUBE_CA_PEM_FILE`) to the CA's PEM.";
+const POD_CA_FIX: &str = "The pod trusts the CA mounted with its service account (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`, from the `kube-root-ca.crt` ConfigMap), which is always the cluster's own: when it does not verify, something else answers the service address (a TLS-inspecting proxy: add `KUBERNETES_SERVICE_HOST` to `NO_PROXY`), or the mounted CA is stale after a CA rotation (restart the runner's pods).";
+const GITLAB_CA_FIX: &str = "Make the job trust GitLab's CA: set `tls-ca-file` in the runner's config.toml (the runner then passes it as `CI_SERVER_TLS_CA_FILE`), or add the CA to the job image's CA bundle (`update-ca-certificates`).";
+const ALL_CA_KINDS: &[TargetKind] = &[AGENT, LEGACY, POD, GITLAB];
+
+/// The per-kind fixes. A row not listed here has one fix for every kind.
+pub const KIND_FIXES: &[KindFix] = &[
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[LEGACY], LEGACY_CA_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::UnknownAuthority, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(
+        C::TlsTrust,
+        R::CaMismatch,
+        &[LEGACY],
+        "Replace the cluster's *CA Certificate* in GitLab's certificate-based cluster settings (or the `KUBE_CA_PEM` variable) with the CA of the cluster this server belongs to, or point `KUBE_URL` (the cluster's API URL in those settings) at the cluster whose CA you have.",
+    ),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::CaMismatch, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[AGENT], AGENT_TLS_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[LEGACY], LEGACY_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[POD], POD_CA_FIX),
+    kind_fix(C::TlsTrust, R::SelfSigned, &[GITLAB], GITLAB_CA_FIX),
+    kind_fix(
+        C::TlsTrust,
+        R::Intercepted,
+        ALL_CA_KINDS,
+        "Ask the proxy's administrators to exempt this host from TLS inspection, or bypass the proxy for it (`NO_PROXY`).",
+    ),
+    kind_fix(
+        C::TlsTrust,
+        R::IssuerExpired,
+        ALL_CA_KINDS,
+        "Renew the intermediate (or root) named in the evidence and send the new one with the leaf; if the trusted CA itself expired, replace it where this target takes it from (see the evidence's trust anchors).",
+    ),
+    kind_fix(
+        C::TlsHostname,
+        R::Mismatch,
+        &[LEGACY, POD, GITLAB],
+        "Use a host name the certificate lists (evidence) in the server URL, or reissue the certificate with this name among its subjectAltNames.",
+    ),
+    kind_fix(
+        C::TlsHostname,
+        R::IpNotInSan,
+        &[LEGACY, POD, GITLAB],
+        "Use a host name the certificate lists in the server URL, or reissue the certificate with this IP among its subjectAltNames.",
+    ),
+    kind_fix(
+        C::TlsValidity,
+        R::Expired,
+        &[GITLAB],
+        "Renew GitLab's certificate (Linux package: `letsencrypt['enable']` renews automatically, or replace the files `nginx['ssl_certificate']` names and `gitlab-ctl hup nginx`; Helm chart: the TLS secret of the ingress).",
+    ),
+    kind_fix(
+        C::TlsValidity,
+        R::Expired,
+        &[AGENT],
+        "Renew the agent server's certificate (on GitLab's Linux package it is GitLab's own: `letsencrypt['enable']`, or the files `nginx['ssl_certificate']` names; with a separate KAS ingress, its TLS secret).",
+    ),
+];
+
+/// The fix of `(check, reason)` for a target of `kind`: its own variant, else the row's.
+pub fn fix_for(check: CheckId, reason: Reason, kind: TargetKind) -> &'static str {
+    KIND_FIXES
+        .iter()
+        .find(|k| k.check == check && k.reason == reason && k.kinds.contains(&kind))
+        .map_or_else(|| entry(check, reason).fix, |k| k.fix)
+}
+
 /// The entry for `(check, reason)`, falling back to the check-independent row, then to a
 /// generic error row: a missing row is a kube-reach bug, never a reason to panic.
 pub fn entry(check: CheckId, reason: Reason) -> Entry {
@@ -1479,6 +1609,40 @@ mod tests {
     }
 
     /// Pins the public contract: renaming a shipped code fails here.
+    /// A kind's variant replaces a row's fix: the row must exist, and the variant differ.
+    #[test]
+    fn every_kind_fix_varies_an_existing_row() {
+        for k in KIND_FIXES {
+            let row = entry(k.check, k.reason);
+            assert_eq!(row.check, Some(k.check), "{:?} {:?}", k.check, k.reason);
+            assert!(!k.kinds.is_empty() && !k.fix.is_empty() && k.fix != row.fix);
+        }
+    }
+
+    /// Texts that named things that do not exist, or contradicted each other.
+    #[test]
+    fn fix_texts_name_what_exists() {
+        let fix = |c, r| entry(c, r).fix;
+        assert!(
+            CATALOGUE
+                .iter()
+                .all(|e| !e.fix.contains("KUBECONFIG_CONTENT"))
+        );
+        assert!(fix(C::TlsHandshake, R::MtuBlackhole).contains("`network_mtu`"));
+        let no_proxy = entry(C::ConfigProxy, R::NoProxyIgnored);
+        assert!(no_proxy.fix.contains("`*.example.com`") && no_proxy.why.contains("leading `*.`"));
+        assert!(
+            entry(C::TlsHandshake, R::Stalled)
+                .summary
+                .starts_with("no longer emitted")
+        );
+        let dns = fix(C::NetpolEgress, R::BlocksDns);
+        assert!(
+            dns.contains("YAML below") && !dns.contains("above"),
+            "{dns}"
+        );
+    }
+
     #[test]
     fn codes_are_stable() {
         let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
@@ -1656,7 +1820,22 @@ pub fn markdown_table() -> String {
             Status::Pass => "info",
             other => other.as_str(),
         };
-        let fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        let mut fix = e.fix.replace('|', "\\|").replace('\n', " ");
+        for k in KIND_FIXES
+            .iter()
+            .filter(|k| Some(k.check) == e.check && k.reason == e.reason)
+        {
+            let kinds: Vec<String> = k
+                .kinds
+                .iter()
+                .map(|t| format!("`{}`", t.as_str()))
+                .collect();
+            fix.push_str(&format!(
+                "<br>**{}:** {}",
+                kinds.join(", "),
+                k.fix.replace('|', "\\|")
+            ));
+        }
         out.push_str(&format!(
             "| `{check}` | `{}` | {status} | {} | {fix} |\n",
             e.reason.as_str(),

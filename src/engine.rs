@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{config, dns, gitlab_server, http, kas, netpol, runner, tcp, tls, tools};
+use crate::checks::{config, dns, gitlab_server, http, netpol, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
@@ -25,6 +25,7 @@ use crate::net::http::{
 use crate::net::tls::{self as net_tls, HandshakeFailure, VerifiedTls};
 use crate::net::{connect, proxy, resolve};
 use crate::plan::{ClientIdentity, Host, Plan, Requirement, Route, Scheme, Target};
+use crate::secret::ScrubbedReport;
 
 mod pipeline;
 mod shape;
@@ -139,16 +140,6 @@ impl Recorder {
             *c = None;
         }
     }
-    /// Judges the recorded result of `id` again with what a later layer learned (a verdict
-    /// that needed facts planning did not have); nothing when there is none.
-    fn revise(&self, id: CheckId, judge: impl FnOnce(CheckResult) -> CheckResult) {
-        if let Ok(mut results) = self.results.lock()
-            && let Some(slot) = results.iter_mut().find(|r| r.id == id)
-        {
-            let recorded = std::mem::replace(slot, CheckResult::pass(id, "", ""));
-            *slot = judge(recorded);
-        }
-    }
     fn push_all(&self, results: impl IntoIterator<Item = CheckResult>) {
         for r in results {
             self.push(r);
@@ -179,6 +170,14 @@ impl Recorder {
                 connected: a.outcome.is_ok(),
                 via_proxy,
             }));
+        }
+    }
+    /// Re-judges the recorded result of `id` with what a later step learned.
+    fn revise(&self, id: CheckId, judge: impl FnOnce(CheckResult) -> CheckResult) {
+        if let Ok(mut results) = self.results.lock()
+            && let Some(slot) = results.iter_mut().rev().find(|r| r.id == id)
+        {
+            *slot = judge(slot.clone());
         }
     }
     /// Keeps the view for after the run; the reads are done, so no check is in progress.
@@ -219,7 +218,7 @@ impl Recorder {
     }
 }
 
-pub async fn run(plan: Plan, env: &Env) -> RunReport {
+pub async fn run(plan: Plan, env: &Env) -> ScrubbedReport {
     let started = Instant::now();
     let started_at = crate::x509::format_time(env.now);
     let deadline = tokio::time::Instant::now() + plan.deadline;
@@ -299,9 +298,8 @@ pub async fn run(plan: Plan, env: &Env) -> RunReport {
         checks.push(clock);
     }
     let duration = elapsed_since_start(started);
-    let mut report = RunReport::new(started_at, duration, checks, targets, environment);
-    plan.scrubber.scrub_report(&mut report);
-    report
+    let report = RunReport::new(started_at, duration, checks, targets, environment);
+    plan.scrubber.scrub_report(report)
 }
 
 /// Asks the job's `kubectl` and `helm` their versions on a blocking thread while the targets
@@ -383,6 +381,13 @@ async fn connect_layers(
     rec.start(connect_id, &connect_subject);
     let attempts = connect::connect_all(&addrs, ctx.timeout).await;
     rec.tried(&target.name, &attempts, proxy.is_some());
+    let tried: Vec<(IpAddr, bool)> = attempts
+        .iter()
+        .map(|a| (a.addr.ip(), a.outcome.is_ok()))
+        .collect();
+    rec.revise(CheckId::DnsResolve, |r| {
+        dns::judge_private_answer(r, &tried)
+    });
     let result = tcp::connect(
         connect_id,
         &connect_subject,
@@ -682,16 +687,13 @@ async fn secure(
         Route::Proxy(p) => Some(p.display.as_str()),
         Route::Direct => None,
     };
-    let judged = tls::judge(
-        &authority,
-        &hs.chain,
-        settings,
-        &verification,
+    let seen = tls::Seen {
+        kind: target.kind,
         via_proxy,
-        ctx.now,
-        ctx.expiry_warn,
-    );
-    let results = kas::agent_trust_fix(target.kind, judged);
+        now: ctx.now,
+        expiry_warn: ctx.expiry_warn,
+    };
+    let results = tls::judge(&authority, &hs.chain, settings, &verification, seen);
     let failed = results.iter().any(|r| r.status.is_failure());
     rec.push_all(results);
     if failed && !verification.passed() {

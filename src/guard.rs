@@ -21,7 +21,7 @@ use crate::error::UsageError;
 use crate::model::{CheckResult, RunReport};
 use crate::net::resolve::DnsSetup;
 use crate::plan::{Plan, RunOptions};
-use crate::secret::Scrubber;
+use crate::secret::{ScrubbedReport, Scrubber};
 
 /// The subject of the run-wide check that stands for failed planning.
 pub const PLANNING_SUBJECT: &str = "planning";
@@ -40,7 +40,7 @@ pub enum Planned {
     /// Planning broke or ran out of time: the report to write. `broke` is a panic, the tool
     /// itself breaking (exit 3 once the reports are written); a deadline is a finding (exit 1).
     Failed {
-        report: Box<RunReport>,
+        report: Box<ScrubbedReport>,
         broke: bool,
     },
 }
@@ -163,7 +163,7 @@ fn failed(args: &RunArgs, env: &Env, started: Instant, deadline: Option<Duration
     let dns = DnsSetup::load(&args.resolv_conf, &args.hosts_file);
     let environment = runner::facts(env, &dns);
     let checks = vec![check, runner::environment(&environment)];
-    let mut report = RunReport::new(
+    let report = RunReport::new(
         crate::x509::format_time(env.now),
         crate::engine::elapsed_since_start(started),
         checks,
@@ -172,9 +172,8 @@ fn failed(args: &RunArgs, env: &Env, started: Instant, deadline: Option<Duration
     );
     let mut scrubber = Scrubber::default();
     crate::plan::register_env_secrets(&mut scrubber, env);
-    scrubber.scrub_report(&mut report);
     Planned::Failed {
-        report: Box::new(report),
+        report: Box::new(scrubber.scrub_report(report)),
         broke: deadline.is_none(),
     }
 }

@@ -13,13 +13,14 @@ use kube_reach::cli::{
 };
 use kube_reach::env::Env;
 use kube_reach::guard::Planned;
-use kube_reach::model::{RunReport, Verdict};
+use kube_reach::model::Verdict;
 use kube_reach::plan::RunOptions;
 use kube_reach::report::console::in_gitlab_ci;
 use kube_reach::report::{
     ColorChoice, ConsoleOptions, ConsoleStream, JsonDestination, JunitOptions, ReportSinks,
     resolve_color, write_all,
 };
+use kube_reach::secret::ScrubbedReport;
 
 /// `eprintln!` without the panic when stderr is closed.
 macro_rules! say {
@@ -122,7 +123,7 @@ fn check_report_paths(output: &OutputArgs) -> Result<(), ExitCode> {
 
 /// A finished diagnosis; `broke` when planning panicked (reports still written, then exit 3).
 struct Diagnosed {
-    report: RunReport,
+    report: ScrubbedReport,
     broke: bool,
 }
 
@@ -152,7 +153,7 @@ fn diagnose(
 
 /// Writes every requested report (all attempted, spec §3) and maps the outcome to the exit
 /// status: a report that could not be written is the tool failing (3).
-fn write_reports(report: &RunReport, output: &OutputArgs, env: &Env) -> ExitCode {
+fn write_reports(report: &ScrubbedReport, output: &OutputArgs, env: &Env) -> ExitCode {
     let sinks = ReportSinks {
         console: ConsoleStream::Stdout,
         junit: output.junit.clone(),
@@ -314,7 +315,7 @@ fn demo_server(args: DemoServerArgs) -> ExitCode {
     }
 }
 
-fn exit_status(report: &RunReport, fail_on: FailOn) -> ExitCode {
+fn exit_status(report: &ScrubbedReport, fail_on: FailOn) -> ExitCode {
     match (report.verdict, fail_on) {
         (Verdict::Fail, _) | (Verdict::Warn, FailOn::Warn) => ExitCode::from(1),
         _ => ExitCode::SUCCESS,

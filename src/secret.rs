@@ -16,8 +16,9 @@
 //!
 //! Must not: decide what is secret (the planner registers values with [`Scrubber::add`] where it
 //! parses them), log, or keep secrets anywhere but in memory. Reporters never call this module:
-//! the engine scrubs the finished `RunReport` once with [`Scrubber::scrub_report`] and every sink
-//! writes from the scrubbed copy.
+//! the engine scrubs the finished `RunReport` once with [`Scrubber::scrub_report`], which
+//! consumes it and gives back a [`ScrubbedReport`], and every sink accepts only that type, so an
+//! unscrubbed report cannot reach an output by construction.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -99,6 +100,64 @@ impl JobToken {
 impl fmt::Debug for JobToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "JobToken({REDACTED})")
+    }
+}
+
+/// A finished report every string of which has passed through the [`Scrubber`]: the only report
+/// a reporter accepts. Only [`Scrubber::scrub_report`] makes one (the field is private to this
+/// module) and it reads as a [`RunReport`] but cannot be changed, so nothing unscrubbed can be
+/// added after the scrub.
+///
+/// A reporter refuses an unscrubbed report at compile time:
+///
+/// ```compile_fail,E0308
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// kube_reach::report::json::write(&report, &mut Vec::new());
+/// ```
+///
+/// and nothing outside this module can make one without the scrubber:
+///
+/// ```compile_fail,E0423
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let _ = kube_reach::secret::ScrubbedReport(report);
+/// ```
+///
+/// or change one after it:
+///
+/// ```compile_fail,E0596
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let mut scrubbed = kube_reach::secret::Scrubber::new().scrub_report(report);
+/// scrubbed.environment.push(("TOKEN".into(), "secret".into()));
+/// ```
+///
+/// while the scrubbed one is accepted:
+///
+/// ```
+/// # use kube_reach::model::RunReport;
+/// let report = RunReport::new(String::new(), Default::default(), vec![], vec![], vec![]);
+/// let scrubbed = kube_reach::secret::Scrubber::new().scrub_report(report);
+/// kube_reach::report::json::write(&scrubbed, &mut Vec::new()).expect("written");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ScrubbedReport(RunReport);
+
+impl std::ops::Deref for ScrubbedReport {
+    type Target = RunReport;
+
+    fn deref(&self) -> &RunReport {
+        &self.0
+    }
+}
+
+impl ScrubbedReport {
+    /// A report taken as scrubbed without scrubbing, for the reporters' own unit tests, whose
+    /// fixtures carry no secret and whose expected texts must not depend on the patterns.
+    #[cfg(test)]
+    pub(crate) fn assumed_for_test(report: RunReport) -> ScrubbedReport {
+        ScrubbedReport(report)
     }
 }
 
@@ -229,8 +288,9 @@ impl Scrubber {
 
     /// Passes every string of the report through [`Scrubber::scrub`] once: started_at, the
     /// global checks, every target's name, server and checks, and the environment (keys and
-    /// values). Run it once, after the engine and before any reporter.
-    pub fn scrub_report(&self, report: &mut RunReport) {
+    /// values). Run it once, after the engine and before any reporter: it consumes the report,
+    /// and the [`ScrubbedReport`] it returns is what every reporter takes.
+    pub fn scrub_report(&self, mut report: RunReport) -> ScrubbedReport {
         self.scrub_in_place(&mut report.started_at);
         self.scrub_checks(&mut report.checks);
         for target in &mut report.targets {
@@ -240,6 +300,7 @@ impl Scrubber {
             self.scrub_in_place(key);
             self.scrub_in_place(value);
         }
+        ScrubbedReport(report)
     }
 
     fn scrub_target(&self, target: &mut TargetReport) {
@@ -520,6 +581,25 @@ fn token_len(s: &str) -> usize {
         .unwrap_or(s.len())
 }
 
+/// How much of one quoted input (a status line, a header, an error a server returned, a name
+/// it said) evidence keeps, in characters.
+pub const QUOTE_CHARS: usize = 300;
+
+/// Text that came from outside, fit to quote in a report: secret-shaped patterns and URL
+/// passwords are redacted **first**, then the text is cut to `max` characters with a `…` and
+/// how much was left out. Redacting before cutting means no cut can halve a `Bearer …` or a JWT
+/// into something no pattern recognises; the run's registered secrets (and their fragments at
+/// the `…`) are removed later by [`Scrubber::scrub_report`] as everywhere.
+pub fn quote(text: &str, max: usize) -> String {
+    let clean = redact_url_password(&redact_patterns(text));
+    let total = clean.chars().count();
+    if total <= max {
+        return clean;
+    }
+    let kept: String = clean.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", total - max)
+}
+
 /// The longest line of a program's output kept by [`redact_output_line`], in characters.
 const OUTPUT_LINE_CHARS: usize = 200;
 
@@ -664,6 +744,22 @@ fn is_port_path(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quote_is_redacted_before_it_is_cut() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlMTIzNDU2";
+        // The cut falls inside the token: cut first, "Bearer eyJhbGc…" would be no pattern.
+        let hostile = format!("{} Bearer {token} {}", "x".repeat(290), "y".repeat(20_000));
+        let q = quote(&hostile, QUOTE_CHARS);
+        assert!(q.chars().count() < QUOTE_CHARS + 40, "{}", q.len());
+        assert!(q.contains("… (") && q.contains("more characters)"), "{q}");
+        assert!(!q.contains("eyJhbG") && !q.contains("Bearer eyJ"), "{q}");
+        assert_eq!(quote("HTTP/1.1 200 OK", QUOTE_CHARS), "HTTP/1.1 200 OK");
+        assert_eq!(
+            quote("http://bob:hunter2@proxy:3128", 300),
+            "http://bob:***@proxy:3128"
+        );
+    }
     use crate::catalogue::{CheckId, Reason};
     use crate::model::{TargetKind, Verdict};
     use std::time::Duration;
@@ -1016,7 +1112,7 @@ mod tests {
 
     #[test]
     fn scrub_report_reaches_every_string() {
-        let mut report = RunReport {
+        let report = RunReport {
             tool_version: "0.1.0",
             started_at: format!("2025-01-01T00:00:00Z {TOKEN}"),
             duration: Duration::from_millis(5),
@@ -1036,7 +1132,7 @@ mod tests {
                 format!("http://bob:{PROXY_PASSWORD}@proxy:3128"),
             )],
         };
-        scrubber().scrub_report(&mut report);
+        let report = scrubber().scrub_report(report);
         let debug = format!("{report:?}");
         for canary in [TOKEN, JOB_TOKEN, PROXY_PASSWORD, KEY_LINE, "canary"] {
             assert!(!debug.contains(canary), "{canary} survived in {debug}");

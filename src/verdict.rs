@@ -1,9 +1,10 @@
 //! Root cause and verdicts: pure functions over finished results. The layer order lives in
 //! `Layer::rank`; the first `fail` or `error` in that order (ties broken by the order checks
 //! ran) is the root cause, because everything after it is a consequence. A target's report gets
-//! them only from [`TargetReport::new`] and [`TargetReport::add`], a run's from [`RunReport::new`].
+//! them only from [`TargetReport::new`], [`TargetReport::add`] and
+//! [`TargetReport::explain_root_cause`], a run's from [`RunReport::new`].
 
-use crate::catalogue::Reason;
+use crate::catalogue::{CheckId, Reason};
 use std::time::Duration;
 
 use crate::model::{CheckResult, RootCause, RunReport, Status, TargetKind, TargetReport, Verdict};
@@ -57,6 +58,13 @@ impl TargetReport {
         self.checks.extend(results);
         self.verdict = verdict(&self.checks);
         self.root_cause = root_cause(&self.checks);
+    }
+
+    /// Names a root cause found from outside the target's own results: the NetworkPolicy
+    /// evaluation, which shows a timeout lower in the layers is its consequence. The one place
+    /// besides [`TargetReport::new`] and [`TargetReport::add`] that sets it.
+    pub fn explain_root_cause(&mut self, check: CheckId, reason: Reason) {
+        self.root_cause = Some(RootCause { check, reason });
     }
 }
 
@@ -133,7 +141,6 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::CheckId;
 
     #[test]
     fn the_lowest_layer_failure_is_the_root_cause_whatever_the_order() {

@@ -194,6 +194,7 @@ string_enum! {
         WeakSignature = "weak-signature",
         UnsupportedAlgorithm = "unsupported-algorithm",
         WrongPurpose = "wrong-purpose",
+        ChainRejected = "chain-rejected",
         WeakKey = "weak-key",
         // tls.hostname
         Mismatch = "mismatch",

@@ -29,8 +29,8 @@ pub struct CertFacts {
     /// DER of the subject and issuer names: what webpki compares to link a chain.
     pub subject_der: Vec<u8>,
     pub issuer_der: Vec<u8>,
-    /// The subject's `O=` and `DC=` values, and the issuer's: an organisation's root and its
-    /// issuing intermediates usually share them.
+    /// The subject's `O=` values and its whole `DC=` path (see `organisations`), and the
+    /// issuer's: an organisation's root and its issuing intermediates usually share them.
     pub subject_orgs: Vec<String>,
     pub issuer_orgs: Vec<String>,
     /// subjectKeyIdentifier, and the authorityKeyIdentifier's keyIdentifier: which key this
@@ -44,7 +44,11 @@ pub struct CertFacts {
 
 impl CertFacts {
     pub fn parse(der: &CertificateDer<'_>) -> Option<CertFacts> {
-        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+        parse(der).map(|cert| CertFacts::of(&cert))
+    }
+
+    /// The facts of an already parsed certificate (parse once, judge many times).
+    pub fn of(cert: &X509Certificate<'_>) -> CertFacts {
         let mut facts = CertFacts {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
@@ -65,7 +69,7 @@ impl CertFacts {
             authority_key_id: None,
             ca_issuers: Vec::new(),
         };
-        facts.read_key_ids_and_aia(&cert);
+        facts.read_key_ids_and_aia(cert);
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             facts.has_san = true;
             for name in &san.value.general_names {
@@ -80,7 +84,7 @@ impl CertFacts {
                 }
             }
         }
-        Some(facts)
+        facts
     }
 
     fn read_key_ids_and_aia(&mut self, cert: &X509Certificate<'_>) {
@@ -139,11 +143,16 @@ impl CertFacts {
     }
 }
 
-/// Whether `issuer_der`'s public key verifies `cert_der`'s signature. `None` when either does
-/// not parse or the algorithm is one ring does not support: then nothing is known.
-pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
-    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
-    let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
+/// A DER certificate parsed with x509-parser; `None` when it is not X.509.
+pub fn parse<'a>(der: &'a CertificateDer<'_>) -> Option<X509Certificate<'a>> {
+    X509Certificate::from_der(der.as_ref())
+        .ok()
+        .map(|(_, cert)| cert)
+}
+
+/// Whether `issuer`'s public key verifies `cert`'s signature. `None` when the algorithm is one
+/// ring does not support: then nothing is known.
+pub fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Option<bool> {
     match cert.verify_signature(Some(issuer.public_key())) {
         Ok(()) => Some(true),
         Err(x509_parser::error::X509Error::SignatureVerificationError) => Some(false),
@@ -151,10 +160,9 @@ pub fn signed_by(cert_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
     }
 }
 
-/// The retired hash `cert_der` is signed with (SHA-1 or MD5, any key type), which webpki and
-/// Go's crypto/x509 both refuse; `None` for current algorithms or an unreadable certificate.
-pub fn weak_signature_hash(cert_der: &[u8]) -> Option<&'static str> {
-    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+/// The retired hash `cert` is signed with (SHA-1 or MD5, any key type), which webpki and
+/// Go's crypto/x509 both refuse; `None` for current algorithms.
+pub fn weak_signature_hash(cert: &X509Certificate<'_>) -> Option<&'static str> {
     match cert.signature_algorithm.algorithm.to_id_string().as_str() {
         // sha1WithRSAEncryption, ecdsa-with-SHA1, dsa-with-sha1, the OIW sha1WithRSA
         "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" | "1.3.14.3.2.29" => {
@@ -181,12 +189,26 @@ fn common_name(name: &X509Name<'_>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The name's `O=` values, and its `DC=` components as one dotted path (`DC=corp, DC=example,
+/// DC=com` is `corp.example.com`): two names share a domain only when the whole path is equal,
+/// never because both end in `DC=com`.
 fn organisations(name: &X509Name<'_>) -> Vec<String> {
-    name.iter_organization()
-        .chain(name.iter_by_oid(&OID_DOMAIN_COMPONENT))
+    let mut out: Vec<String> = name
+        .iter_organization()
         .filter_map(|attr| attr.as_str().ok())
         .map(str::to_string)
-        .collect()
+        .collect();
+    // Most significant first in the certificate (`DC=com` before `DC=example`): reversed, the
+    // path reads as the domain.
+    let mut path: Vec<&str> = name
+        .iter_by_oid(&OID_DOMAIN_COMPONENT)
+        .filter_map(|attr| attr.as_str().ok())
+        .collect();
+    path.reverse();
+    if !path.is_empty() {
+        out.push(format!("DC={}", path.join(".")));
+    }
+    out
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

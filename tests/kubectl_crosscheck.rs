@@ -606,3 +606,37 @@ async fn real_kubectl_reads_the_in_cluster_fixtures() {
     assert_eq!(elsewhere.code, Some(1), "{elsewhere:?}");
     assert!(elsewhere.stderr.contains("forbidden"), "{elsewhere:?}");
 }
+
+/// A base64-encoded kubeconfig: what real kubectl prints is what the catalogue's `why` for
+/// `config.kubeconfig base64-encoded` quotes (it used to quote YAML errors kubectl never says).
+#[tokio::test(flavor = "multi_thread")]
+async fn real_kubectl_on_a_base64_kubeconfig_says_what_the_catalogue_quotes() {
+    let Some(bin) = kubectl_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n";
+    let path = dir.path().join("kubeconfig.b64");
+    std::fs::write(
+        &path,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, yaml),
+    )
+    .unwrap();
+    let out = kubectl(&bin, &path, &["get", "--raw", "/version"]).await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    use kube_reach::catalogue::{CheckId, Reason, entry};
+    let why = entry(CheckId::ConfigKubeconfig, Reason::Base64Encoded).why;
+    for quoted in [
+        "error loading config file",
+        "couldn't get version/kind; json parse error",
+    ] {
+        assert!(
+            out.stderr.contains(quoted),
+            "kubectl no longer says {quoted:?}: {out:?}"
+        );
+        assert!(
+            why.contains(quoted),
+            "the catalogue does not quote {quoted:?}: {why}"
+        );
+    }
+}

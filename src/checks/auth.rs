@@ -5,6 +5,7 @@ use crate::catalogue::{CheckId, Reason, situational};
 use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
 use crate::plan::{Credentials, Scheme};
+use crate::secret::{QUOTE_CHARS, quote};
 
 pub const WHOAMI_PATHS: &[(&str, &str)] = &[
     (
@@ -76,7 +77,10 @@ pub fn judge(
                     })
                     .unwrap_or_default(),
             };
-            let evidence = format!("groups: {}", identity.groups.join(", "));
+            let evidence = format!(
+                "groups: {}",
+                quote(&identity.groups.join(", "), 4 * QUOTE_CHARS)
+            );
             let result = if identity.username == "system:anonymous" {
                 CheckResult::finding(id, subject, Reason::Anonymous)
                     .with_evidence(format!("credentials: {}", credentials.describe()))
@@ -84,7 +88,10 @@ pub fn judge(
                 CheckResult::pass(
                     id,
                     subject,
-                    format!("authenticated as {}", identity.username),
+                    format!(
+                        "authenticated as {}",
+                        quote(&identity.username, QUOTE_CHARS)
+                    ),
                 )
             };
             Some((result.with_evidence(evidence), identity))
@@ -304,6 +311,27 @@ mod cloud_identity_tests {
         creds.set_token(crate::secret::Secret::new("t"));
         creds.exec_plugin = plugin.map(str::to_string);
         creds
+    }
+
+    /// A server may say any name: quoted redacted, then cut, never whole pages of it.
+    #[test]
+    fn a_hostile_username_and_groups_are_redacted_and_cut() {
+        let token = "glpat-Zz9Yy8Xx7Ww6Vv5Uu4Tt";
+        let name = format!("{} {token} {}", "u".repeat(295), "v".repeat(50_000));
+        let groups: Vec<String> = (0..5_000).map(|i| format!("group-{i}")).collect();
+        let body =
+            serde_json::json!({"status": {"userInfo": {"username": name, "groups": groups}}});
+        let answer = Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: body.to_string().into_bytes().into(),
+            elapsed: std::time::Duration::ZERO,
+        });
+        let (r, _) = judge("api:443", &answer, &creds(None)).expect("judged");
+        let text = format!("{} {}", r.summary, r.evidence.join(" "));
+        assert!(text.len() < 3_000, "{}", text.len());
+        assert!(!text.contains("Zz9Yy8"), "{text}");
+        assert_eq!(text.matches("more characters)").count(), 2, "{text}");
     }
 
     #[test]

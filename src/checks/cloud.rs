@@ -38,7 +38,7 @@ impl Provider {
             Some(Provider::Aks)
         } else if ends(".gke.goog") {
             Some(Provider::Gke)
-        } else if host.split('.').any(|label| label == "privatelink") {
+        } else if is_private_zone_name(&host) {
             Some(Provider::PrivateLink)
         } else {
             None
@@ -65,7 +65,7 @@ impl Provider {
                 "This is the AKS cluster's private endpoint: run the job on a runner inside the cluster's virtual network (or a peered one linked to its private DNS zone), or use `az aks command invoke`; for a public cluster, add the runner's egress address to `--api-server-authorized-ip-ranges`."
             }
             Provider::Gke => {
-                "This GKE endpoint answers a private address: run the job on a runner inside the cluster's VPC network, or allow the runner's egress address in the control plane's authorized networks (`gcloud container clusters update --master-authorized-networks`)."
+                "This GKE DNS-based endpoint answered a private address (a private DNS zone or Private Service Connect endpoint overrides Google's public answer): run the job on a runner inside that VPC network, or resolve the name through public DNS. Access to the DNS-based endpoint is decided by IAM (`container.clusters.connect` for the job's Google identity), not by authorized networks."
             }
             Provider::PrivateLink => {
                 "A Private Link name is served by a private DNS zone that only its linked virtual networks see: run the job on a runner inside that virtual network (or one linked to the zone)."
@@ -83,13 +83,21 @@ impl Provider {
                 "For AKS, add the runner's egress address to `--api-server-authorized-ip-ranges`."
             }
             Provider::Gke => {
-                "For GKE, add the runner's egress address to the control plane's authorized networks (`--master-authorized-networks`)."
+                "For GKE's DNS-based endpoint, authorized networks do not apply: access is IAM-gated (the job's Google identity needs `container.clusters.connect`, and VPC Service Controls may restrict it further); the IP-based endpoint is the one `--master-authorized-networks` controls."
             }
             Provider::PrivateLink => {
                 "Private Link endpoints are reachable only from linked virtual networks: run the job inside one."
             }
         }
     }
+}
+
+/// A name served from a private DNS zone (an Azure Private Link `privatelink.` label), which
+/// resolvers outside the linked networks do not see: NXDOMAIN there means "not from here".
+pub fn is_private_zone_name(host: &str) -> bool {
+    host.trim_end_matches('.')
+        .split('.')
+        .any(|label| label.eq_ignore_ascii_case("privatelink"))
 }
 
 /// Addresses that only their own network routes: RFC 1918, shared address space (RFC 6598,

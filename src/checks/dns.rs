@@ -6,8 +6,22 @@ use std::net::IpAddr;
 
 use crate::catalogue::{CheckId, Reason};
 use crate::checks::cloud;
-use crate::model::CheckResult;
+use crate::model::{CheckResult, Status};
 use crate::net::resolve::{AnsweredBy, DnsSetup, ResolveFailure, Resolved, search_applied};
+
+/// How a result says a nameserver answered (not `/etc/hosts`, not an IP literal).
+const ANSWERED_BY_DNS: &str = "answered by DNS for";
+
+/// Whether `result` is a `dns.resolve` that a nameserver answered: DNS demonstrably works from
+/// here (`netpol.egress` uses it against a policy that seems to block DNS).
+pub fn answered_by_dns(result: &CheckResult) -> bool {
+    result.id == CheckId::DnsResolve
+        && matches!(result.status, Status::Pass | Status::Warn)
+        && result
+            .evidence
+            .iter()
+            .any(|e| e.starts_with(ANSWERED_BY_DNS))
+}
 
 pub fn resolve(
     name: &str,
@@ -24,10 +38,10 @@ pub fn resolve(
                     let asked = format!("{}.", name.trim_end_matches('.'));
                     if answered.eq_ignore_ascii_case(&asked) || answered.eq_ignore_ascii_case(name)
                     {
-                        format!("answered by DNS for {answered}")
+                        format!("{ANSWERED_BY_DNS} {answered}")
                     } else {
                         format!(
-                            "answered by DNS for {answered} (search domain applied, ndots {})",
+                            "{ANSWERED_BY_DNS} {answered} (search domain applied, ndots {})",
                             setup.ndots
                         )
                     }
@@ -40,9 +54,13 @@ pub fn resolve(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let result = match misleading(name, resolved) {
+            let result = match search_expanded(name, resolved) {
                 Some(finding) => finding,
                 None => CheckResult::pass(id, name, format!("{name} → {}", addrs.join(", "))),
+            };
+            let result = match private_endpoint_note(name, &resolved.addresses) {
+                Some(note) => result.with_evidence(note),
+                None => result,
             };
             result
                 .with_evidence(format!("A: [{}], AAAA: [{}]", list(&v4), list(&v6)))
@@ -92,19 +110,16 @@ pub fn resolve(
             if let Some(provider) = cloud::Provider::of_host(name)
                 && *failure == ResolveFailure::Nxdomain
             {
-                result = result
-                    .with_evidence(format!("{name} is {}", provider.label()))
-                    .with_fix_detail(provider.private_endpoint_fix());
+                result = result.with_evidence(format!("{name} is {}", provider.label()));
+                // Only a Private Link name lives in a private zone that outside resolvers do
+                // not see; an EKS or GKE name that does not exist is a wrong or deleted name.
+                if cloud::is_private_zone_name(name) {
+                    result = result.with_fix_detail(provider.private_endpoint_fix());
+                }
             }
             result
         }
     }
-}
-
-/// An answer that resolves but misleads, as a warning; `None` when the answer is plain.
-/// The search list comes first: it decides which host the job talks to at all.
-fn misleading(name: &str, resolved: &Resolved) -> Option<CheckResult> {
-    search_expanded(name, resolved).or_else(|| private_answer(name, &resolved.addresses))
 }
 
 /// A search domain answered, and the name taken as absolute answers other addresses (or the
@@ -139,18 +154,51 @@ fn search_expanded(name: &str, resolved: &Resolved) -> Option<CheckResult> {
     )
 }
 
-/// A managed cluster's public name that answered a private address.
-fn private_answer(name: &str, addresses: &[IpAddr]) -> Option<CheckResult> {
+/// The evidence line for a managed cluster's public name that answered a private address: a
+/// private endpoint. Whether that is a problem only the connection tells
+/// ([`judge_private_answer`]): from a runner inside the network it is the healthy setup.
+fn private_endpoint_note(name: &str, addresses: &[IpAddr]) -> Option<String> {
     let (provider, private) = cloud::private_answer(name, addresses)?;
-    Some(
-        CheckResult::finding(CheckId::DnsResolve, name, Reason::PrivateAnswer)
-            .with_summary(format!(
-                "{name} ({}) answered a private address: reachable only inside its network",
-                provider.label()
-            ))
-            .with_evidence(format!("private addresses: {}", join(&private)))
-            .with_fix_detail(provider.private_endpoint_fix()),
-    )
+    Some(format!(
+        "private endpoint: {name} is {} and answered private addresses {}, reachable only inside its network",
+        provider.label(),
+        join(&private)
+    ))
+}
+
+/// `dns.resolve` once the connection was tried (`tried`: each address and whether it
+/// connected): a managed name's private answer is `private-answer` (warn) only when a private
+/// address it answered did not connect; when they all connect the job runs inside that network
+/// and the passing result keeps its note. Other results pass unchanged.
+pub fn judge_private_answer(result: CheckResult, tried: &[(IpAddr, bool)]) -> CheckResult {
+    if result.id != CheckId::DnsResolve || result.status != Status::Pass {
+        return result;
+    }
+    let Some(provider) = cloud::Provider::of_host(&result.subject) else {
+        return result;
+    };
+    let unreached: Vec<IpAddr> = tried
+        .iter()
+        .filter(|(ip, connected)| !connected && cloud::is_private(ip))
+        .map(|(ip, _)| *ip)
+        .collect();
+    if unreached.is_empty() {
+        return result;
+    }
+    let name = result.subject.clone();
+    let mut warning = CheckResult::finding(CheckId::DnsResolve, &name, Reason::PrivateAnswer)
+        .with_summary(format!(
+            "{name} ({}) answered a private address that does not connect from here: reachable only inside its network",
+            provider.label()
+        ))
+        .with_evidence(format!(
+            "private addresses that did not connect: {}",
+            join(&unreached)
+        ))
+        .with_fix_detail(provider.private_endpoint_fix())
+        .with_duration(result.duration);
+    warning.evidence.extend(result.evidence);
+    warning
 }
 
 fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
@@ -189,16 +237,16 @@ mod tests {
             &["10.253.99.1"],
             Some(&["10.253.1.2"]),
         );
-        let found = misleading("api.k8s.test", &r).expect("a warning");
+        let found = search_expanded("api.k8s.test", &r).expect("a warning");
         assert_eq!(found.reason, Some(Reason::SearchExpanded));
         assert!(found.summary.contains("api.k8s.test.wild.test"));
         // The usual short name completed by the search list: the name alone does not exist.
         let mut short = answered("api.k8s.test.", &["10.253.1.2"], None);
         short.absolute = Some(Err(ResolveFailure::Nxdomain));
-        assert!(misleading("api", &short).is_none());
+        assert!(search_expanded("api", &short).is_none());
         // Same addresses either way: nothing misleads.
         let same = answered("api.corp.", &["10.0.0.1"], Some(&["10.0.0.1"]));
-        assert!(misleading("api", &same).is_none());
+        assert!(search_expanded("api", &same).is_none());
     }
 
     #[test]
@@ -214,16 +262,61 @@ mod tests {
         assert!(fix.contains("virtual network"), "{fix}");
         let plain = resolve("api.k8s.test", &setup, &Err(ResolveFailure::Nxdomain));
         assert!(!plain.fix.unwrap_or_default().contains("virtual network"));
+        // EKS and GKE names are public: one that does not exist is no private endpoint.
+        for public in [
+            "abc.gr7.us-east-1.eks.amazonaws.com",
+            "gke-0a1b-proj.europe-west1.gke.goog",
+        ] {
+            let r = resolve(public, &setup, &Err(ResolveFailure::Nxdomain));
+            let fix = r.fix.unwrap_or_default();
+            assert!(
+                !fix.contains("private endpoint") && !fix.contains("VPC"),
+                "{fix}"
+            );
+            assert!(r.evidence.join(" ").contains(" is a"), "{:?}", r.evidence);
+        }
+    }
+
+    fn no_files() -> DnsSetup {
+        DnsSetup::load(
+            std::path::Path::new("/nonexistent/resolv.conf"),
+            std::path::Path::new("/nonexistent/hosts"),
+        )
     }
 
     #[test]
-    fn a_cloud_name_answering_a_private_address_is_a_private_answer() {
+    fn a_private_answer_that_connects_passes_with_the_note_and_one_that_does_not_warns() {
         let eks = "abc.gr7.us-east-1.eks.amazonaws.com";
+        let private: IpAddr = "10.0.190.233".parse().unwrap();
         let r = answered(&format!("{eks}."), &["10.0.190.233"], None);
-        let found = misleading(eks, &r).expect("a warning");
-        assert_eq!(found.reason, Some(Reason::PrivateAnswer));
-        assert_eq!(found.status, crate::model::Status::Warn);
+        let resolved = resolve(eks, &no_files(), &Ok(r));
+        // Healthy in-VPC run: the private address connects.
+        let inside = judge_private_answer(resolved.clone(), &[(private, true)]);
+        assert_eq!(inside.status, Status::Pass, "{}", inside.summary);
+        assert!(inside.reason.is_none());
+        let note = inside.evidence.join("\n");
+        assert!(
+            note.contains("private endpoint") && note.contains("10.0.190.233"),
+            "{note}"
+        );
+        // Outside the VPC: the same answer does not connect.
+        let outside = judge_private_answer(resolved, &[(private, false)]);
+        assert_eq!(outside.reason, Some(Reason::PrivateAnswer));
+        assert_eq!(outside.status, Status::Warn);
+        assert!(
+            outside
+                .fix
+                .unwrap_or_default()
+                .contains("inside the cluster's VPC")
+        );
+        // A public answer has no note and never warns.
         let public = answered(&format!("{eks}."), &["35.202.107.4"], None);
-        assert!(misleading(eks, &public).is_none());
+        let public = resolve(eks, &no_files(), &Ok(public));
+        assert!(!public.evidence.join(" ").contains("private endpoint"));
+        let ip: IpAddr = "35.202.107.4".parse().unwrap();
+        assert_eq!(
+            judge_private_answer(public, &[(ip, false)]).status,
+            Status::Pass
+        );
     }
 }

@@ -3,6 +3,7 @@
 use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, TargetKind};
 use crate::net::http::{HttpFailure, Response};
+use crate::secret::{QUOTE_CHARS, quote};
 
 /// Who answered, from the response's own signature.
 pub fn answered_by(r: &Response) -> &'static str {
@@ -36,15 +37,22 @@ fn is_status_object(r: &Response) -> bool {
         .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"))
 }
 
+/// How much of a response body the evidence quotes, in characters.
+const BODY_CHARS: usize = 200;
+
 fn describe(r: &Response) -> Vec<String> {
     let mut lines = vec![format!("HTTP {} in {} ms", r.status, r.elapsed.as_millis())];
     for h in ["server", "via", "content-type", "location"] {
         if let Some(v) = r.header(h) {
-            lines.push(format!("{h}: {v}"));
+            lines.push(format!("{h}: {}", quote(v, QUOTE_CHARS)));
         }
     }
     if !r.body.is_empty() {
-        lines.push(format!("body: {}", r.excerpt(200)));
+        // Read well past the cut, so the cut falls after redaction.
+        lines.push(format!(
+            "body: {}",
+            quote(&r.excerpt(4 * BODY_CHARS), BODY_CHARS)
+        ));
     }
     lines
 }
@@ -76,7 +84,7 @@ pub fn gitlab_server(subject: &str, outcome: &Result<Response, HttpFailure>) -> 
             .with_evidence(format!(
                 "GET /api/v4/version: HTTP {}: {}",
                 r.status,
-                r.excerpt(200)
+                quote(&r.excerpt(4 * BODY_CHARS), BODY_CHARS)
             )),
         Err(e) => CheckResult::finding(id, subject, Reason::Unreachable)
             .with_evidence(format!("GET /api/v4/version: {e}")),

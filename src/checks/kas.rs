@@ -30,23 +30,6 @@ pub fn agent_server(
     }
 }
 
-/// The TLS findings of a target, with the agent's own fix where trust failed: GitLab's agent
-/// kubeconfig carries no CA, so the job's trust store must trust the agent server.
-pub fn agent_trust_fix(kind: TargetKind, results: Vec<CheckResult>) -> Vec<CheckResult> {
-    if kind != TargetKind::GitlabAgent {
-        return results;
-    }
-    results
-        .into_iter()
-        .map(
-            |r| match r.id == CheckId::TlsTrust && r.status.is_failure() {
-                true => r.with_fix_detail(gitlab::agent_tls_fix_detail()),
-                false => r,
-            },
-        )
-        .collect()
-}
-
 /// `http.version` through the agent server names a `--timeout` shorter than its tunnel wait.
 pub fn version(cx: &Context, result: CheckResult) -> CheckResult {
     match cx.target.kind {
@@ -143,20 +126,5 @@ mod tests {
         let found = agent_server(&cx, &kas, &kas);
         assert!(found.go_on);
         assert_eq!(found.results.len(), 1);
-    }
-
-    #[test]
-    fn only_an_agent_targets_failed_trust_gets_the_agent_fix() {
-        let untrusted =
-            || CheckResult::finding(CheckId::TlsTrust, "kas:443", Reason::UnknownAuthority);
-        let generic = untrusted().fix;
-        let agent = agent_trust_fix(TargetKind::GitlabAgent, vec![untrusted()]);
-        let fix = agent[0].fix.clone().unwrap_or_default();
-        assert!(fix.starts_with(gitlab::agent_tls_fix_detail()), "{fix}");
-        let direct = agent_trust_fix(TargetKind::Direct, vec![untrusted()]);
-        assert_eq!(direct[0].fix, generic);
-        let passed = CheckResult::pass(CheckId::TlsTrust, "kas:443", "ok");
-        let passed = agent_trust_fix(TargetKind::GitlabAgent, vec![passed]);
-        assert_eq!(passed[0].fix, None);
     }
 }

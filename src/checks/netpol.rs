@@ -57,15 +57,19 @@ pub enum Purpose {
     /// An endpoint of the `kubernetes` service (EndpointSlice `default/kubernetes`, usually
     /// :6443): what a policy sees after the DNAT, which is where most CNIs enforce.
     ServiceEndpoint,
-    /// A resolv.conf nameserver on port 53.
+    /// A resolv.conf nameserver on port 53 (for the cluster DNS: its service address, what a
+    /// policy sees before the DNAT).
     Dns,
+    /// An endpoint of the cluster DNS service (EndpointSlices of `kube-system/kube-dns`) on
+    /// port 53: what a policy sees after the DNAT, where most CNIs enforce.
+    DnsEndpoint,
     /// The proxy a target goes through.
     Proxy { target: String },
 }
 
 impl Purpose {
     fn is_dns(&self) -> bool {
-        matches!(self, Purpose::Dns)
+        matches!(self, Purpose::Dns | Purpose::DnsEndpoint)
     }
 }
 
@@ -90,6 +94,7 @@ impl fmt::Display for Destination {
             Purpose::ServiceAddress => write!(f, " (kubernetes service, before DNAT)"),
             Purpose::ServiceEndpoint => write!(f, " (kubernetes service endpoint, after DNAT)"),
             Purpose::Dns => write!(f, " (nameserver)"),
+            Purpose::DnsEndpoint => write!(f, " (cluster DNS pod, after DNAT)"),
             Purpose::Proxy { target } => write!(f, " (proxy of {target})"),
         }
     }
@@ -103,7 +108,9 @@ pub struct RunnerPod {
     pub labels: Option<BTreeMap<String, String>>,
     /// `spec.hostNetwork`: such a pod sends from the node's address, and NetworkPolicies leave
     /// it alone ("behaviour for hostNetwork pods is undefined"; common CNIs do not select them).
-    pub host_network: bool,
+    /// `None` when the pod could not be read: a host-network pod's `HOSTNAME` is the node's
+    /// name, so a pod name that is not in the token finds no pod, and nothing says which it is.
+    pub host_network: Option<bool>,
 }
 
 /// A three-valued answer: rules over unknown labels or named ports cannot always be decided.
@@ -333,7 +340,7 @@ fn selecting<'p>(
 
 /// Decides one destination under the Kubernetes semantics.
 pub fn decide(policies: &[NetworkPolicy], pod: &RunnerPod, dest: &Destination) -> Decision {
-    if pod.host_network {
+    if pod.host_network == Some(true) {
         return Decision::HostNetwork;
     }
     let (sure, maybe) = selecting(policies, pod);
@@ -383,6 +390,11 @@ pub fn decide(policies: &[NetworkPolicy], pod: &RunnerPod, dest: &Destination) -
             },
         };
     }
+    let unknown = unknown.or_else(|| {
+        pod.host_network.is_none().then(|| {
+            "the runner pod could not be read: if it uses the host network, NetworkPolicies do not apply to it".to_string()
+        })
+    });
     match unknown {
         Some(why) => Decision::Undecided {
             policies: names(&all),
@@ -403,6 +415,9 @@ pub struct Situation {
     pub destinations: Vec<Destination>,
     /// Destinations the job did reach (`tcp.connect` passed to that address and port).
     pub reached: Vec<(IpAddr, u16)>,
+    /// A name this run resolved through the nameservers (`dns.resolve` answered by DNS), for
+    /// evidence: DNS demonstrably works from here, whatever the policies seem to say.
+    pub dns_worked: Option<String>,
 }
 
 fn decided(policies: &[NetworkPolicy], s: &Situation) -> Vec<(Destination, Decision)> {
@@ -467,11 +482,13 @@ pub fn apiserver_rule_yaml(
     out
 }
 
-fn dns_rule_yaml(nameservers: &[IpAddr]) -> String {
+/// The egress rule that allows DNS under both DNAT readings: the cluster DNS pods by label,
+/// and by address the nameservers (pre-DNAT) and the DNS pods' endpoints (post-DNAT).
+fn dns_rule_yaml(addresses: &[IpAddr]) -> String {
     let mut out = format!(
         "egress:\n- to:\n  - namespaceSelector:\n      matchLabels:\n        {NAME_LABEL}: {DNS_NAMESPACE}\n    podSelector:\n      matchLabels:\n        k8s-app: kube-dns\n"
     );
-    for ns in nameservers {
+    for ns in addresses {
         out.push_str(&format!("  - ipBlock:\n      cidr: {}\n", host_cidr(*ns)));
     }
     out.push_str("  ports:\n  - protocol: UDP\n    port: 53\n  - protocol: TCP\n    port: 53\n");
@@ -497,19 +514,18 @@ pub fn not_readable(namespace: &str, answer: &str) -> CheckResult {
         ))
         .with_evidence(format!("GET networkpolicies in {namespace}: {answer}"))
         .with_fix_detail(format!(
-            "To let kube-reach judge egress, allow `list networkpolicies.networking.k8s.io` in namespace {namespace} to this service account (and `get pods` for the pod's labels, `get services,endpointslices` in default for the DNAT reading)."
+            "To let kube-reach judge egress, allow `list networkpolicies.networking.k8s.io` in namespace {namespace} to this service account (and `get pods` there for the pod's labels; for the DNAT readings `get services` and `list endpointslices.discovery.k8s.io` in default, and the same in kube-system for the cluster DNS)."
         ))
 }
 
 /// Judges every destination: one result for the API server route (subject: the namespace) and
 /// one for DNS (subject: `<namespace> dns`), each pass or a finding with the YAML that fixes it.
 pub fn judge(policies: &[NetworkPolicy], s: &Situation) -> Vec<CheckResult> {
-    let ns = &s.pod.namespace;
     let decisions = decided(policies, s);
     let (dns, api): (Vec<_>, Vec<_>) = decisions.into_iter().partition(|(d, _)| d.purpose.is_dns());
-    let mut out = vec![judge_api(&api, s, policies)];
+    let mut out = vec![judge_group(Group::Api, &api, s, policies)];
     if !dns.is_empty() {
-        out.push(judge_dns(&dns, ns, policies));
+        out.push(judge_group(Group::Dns, &dns, s, policies));
     }
     out
 }
@@ -542,115 +558,144 @@ pub fn judge_route(policies: &[NetworkPolicy], s: &Situation) -> CheckResult {
         .into_iter()
         .filter(|(d, _)| !d.purpose.is_dns())
         .collect();
-    judge_api(&list, s, policies)
+    judge_group(Group::Api, &list, s, policies)
 }
 
-fn judge_api(
+/// What one `netpol.egress` result is about: the route to the API server, or DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Api,
+    Dns,
+}
+
+impl Group {
+    fn subject(self, namespace: &str) -> String {
+        match self {
+            Group::Api => namespace.to_string(),
+            Group::Dns => subject_dns(namespace),
+        }
+    }
+    fn reason(self) -> Reason {
+        match self {
+            Group::Api => Reason::BlocksApiserver,
+            Group::Dns => Reason::BlocksDns,
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            Group::Api => "the API server",
+            Group::Dns => "DNS",
+        }
+    }
+    /// The YAML that allows every destination of the group under both DNAT readings.
+    fn rule_yaml(self, list: &[(Destination, Decision)]) -> String {
+        let of = |p: fn(&Purpose) -> bool| -> Vec<(IpAddr, u16)> {
+            let mut out: Vec<(IpAddr, u16)> = list
+                .iter()
+                .filter(|(d, _)| p(&d.purpose))
+                .map(|(d, _)| (d.addr, d.port))
+                .collect();
+            out.dedup();
+            out
+        };
+        match self {
+            Group::Dns => {
+                let mut addresses: Vec<IpAddr> = list.iter().map(|(d, _)| d.addr).collect();
+                addresses.dedup();
+                dns_rule_yaml(&addresses)
+            }
+            Group::Api => {
+                let service = of(|p| matches!(p, Purpose::ServiceAddress));
+                let endpoints = of(|p| matches!(p, Purpose::ServiceEndpoint));
+                let direct: Vec<(IpAddr, u16)> =
+                    of(|p| matches!(p, Purpose::ApiServer { .. } | Purpose::Proxy { .. }))
+                        .into_iter()
+                        .filter(|o| !endpoints.contains(o) && !service.contains(o))
+                        .collect();
+                apiserver_rule_yaml(&service, &endpoints, &direct)
+            }
+        }
+    }
+    /// Blocked on paper, yet the job got through: this CNI reads the policy the other way
+    /// round the service DNAT, or enforces none. `Some(evidence)` when that is shown.
+    fn works_here(self, blocked: &[&(Destination, Decision)], s: &Situation) -> Option<String> {
+        match self {
+            Group::Dns => s.dns_worked.as_ref().map(|name| {
+                format!("yet {name} resolved through the nameservers from this pod: DNS works here")
+            }),
+            Group::Api => {
+                let reached_service = s.destinations.iter().any(|d| {
+                    matches!(d.purpose, Purpose::ServiceAddress)
+                        && s.reached.contains(&(d.addr, d.port))
+                });
+                let through = blocked.iter().all(|(d, _)| {
+                    s.reached.contains(&(d.addr, d.port))
+                        || (reached_service
+                            && matches!(
+                                d.purpose,
+                                Purpose::ServiceAddress | Purpose::ServiceEndpoint
+                            ))
+                });
+                through.then(|| "yet the job got through to the API server from this pod".into())
+            }
+        }
+    }
+}
+
+/// One `netpol.egress` result over the destinations of `group`: pass, `unknown` (some rule
+/// cannot be decided), or the group's `blocks-*` finding naming the policies, with the fix
+/// first and the YAML after it; a warning when the job demonstrably got through anyway.
+fn judge_group(
+    group: Group,
     list: &[(Destination, Decision)],
     s: &Situation,
     policies: &[NetworkPolicy],
 ) -> CheckResult {
-    let ns = &s.pod.namespace;
+    let subject = group.subject(&s.pod.namespace);
     let blocked: Vec<&(Destination, Decision)> =
         list.iter().filter(|(_, d)| d.is_blocked()).collect();
-    let undecided = list
-        .iter()
-        .any(|(_, d)| matches!(d, Decision::Undecided { .. }));
-    if blocked.is_empty() {
+    let Some((first, decision)) = blocked.first().copied() else {
+        let undecided = list
+            .iter()
+            .any(|(_, d)| matches!(d, Decision::Undecided { .. }));
         let result = if undecided {
-            CheckResult::finding(CheckId::NetpolEgress, ns, Reason::Unknown)
+            CheckResult::finding(CheckId::NetpolEgress, subject, Reason::Unknown)
         } else {
             CheckResult::pass(
                 CheckId::NetpolEgress,
-                ns,
-                "the NetworkPolicies allow egress to the API server",
+                subject,
+                format!("the NetworkPolicies allow egress to {}", group.what()),
             )
         };
         return result.with_evidence_lines(evidence(list, policies));
-    }
-    let of = |p: fn(&Purpose) -> bool| -> Vec<(IpAddr, u16)> {
-        list.iter()
-            .filter(|(d, _)| p(&d.purpose))
-            .map(|(d, _)| (d.addr, d.port))
-            .collect()
     };
-    let service = of(|p| matches!(p, Purpose::ServiceAddress));
-    let endpoints = of(|p| matches!(p, Purpose::ServiceEndpoint));
-    let others = of(|p| matches!(p, Purpose::ApiServer { .. } | Purpose::Proxy { .. }));
-    let (first, decision) = blocked[0];
     let names = match decision {
         Decision::Blocked { policies } => short_list(policies),
         _ => String::new(),
     };
-    // Blocked on paper, yet the job got through: this CNI reads the policy another way (the
-    // other DNAT reading), or enforces none. It works here and breaks on a CNI that does.
-    let reached_service = s.reached.iter().any(|r| service.contains(r));
-    let works_here = blocked.iter().all(|(d, _)| {
-        s.reached.contains(&(d.addr, d.port))
-            || (reached_service
-                && matches!(
-                    d.purpose,
-                    Purpose::ServiceAddress | Purpose::ServiceEndpoint
-                ))
-    });
-    let direct: Vec<(IpAddr, u16)> = others
-        .into_iter()
-        .filter(|o| !endpoints.contains(o) && !service.contains(o))
-        .collect();
-    let yaml = apiserver_rule_yaml(&service, &endpoints, &direct);
-    let readings = if service.is_empty() && endpoints.is_empty() {
-        ""
-    } else {
-        " Both DNAT readings are listed because CNIs differ in whether they match the service address before DNAT or the endpoint after it."
-    };
-    let mut result = CheckResult::finding(CheckId::NetpolEgress, ns, Reason::BlocksApiserver)
+    let readings = " Both DNAT readings are listed where they are known, because CNIs differ in whether they match the service address before DNAT or the endpoint after it.";
+    let mut result = CheckResult::finding(CheckId::NetpolEgress, &subject, group.reason())
         .with_summary(format!(
-            "the egress NetworkPolicies selecting the runner pod ({names}) block {first}"
+            "the egress NetworkPolicies selecting the runner pod ({names}) block {} at {first}",
+            group.what()
         ))
         .with_evidence_lines(evidence(list, policies))
         .with_fix_detail(format!(
-            "Add these egress rules to one of the NetworkPolicies that select the runner pod ({names}), or apply them as a new policy with the same podSelector (policies are additive).{readings}\n{yaml}"
+            "Add the egress rules below to one of the NetworkPolicies that select the runner pod ({names}), or apply them as a new policy with the same podSelector (policies are additive).{readings}"
         ));
-    if works_here {
-        result = result.with_status(Status::Warn).with_summary(format!(
-            "the egress NetworkPolicies selecting the runner pod ({names}) do not allow {first}, yet the job got through: this CNI reads them the other way round the service DNAT, or does not enforce them"
-        ));
+    result.fix = result
+        .fix
+        .map(|fix| format!("{fix}\n{}", group.rule_yaml(list)));
+    if let Some(seen) = group.works_here(&blocked, s) {
+        result = result
+            .with_status(Status::Warn)
+            .with_summary(format!(
+                "the egress NetworkPolicies selecting the runner pod ({names}) do not allow {} at {first}, {seen}: this CNI reads them the other way round the service DNAT, or does not enforce them",
+                group.what()
+            ))
+            .with_evidence(seen);
     }
     result
-}
-
-fn judge_dns(
-    list: &[(Destination, Decision)],
-    ns: &str,
-    policies: &[NetworkPolicy],
-) -> CheckResult {
-    let subject = subject_dns(ns);
-    let blocked: Vec<&(Destination, Decision)> =
-        list.iter().filter(|(_, d)| d.is_blocked()).collect();
-    if blocked.is_empty() {
-        return CheckResult::pass(
-            CheckId::NetpolEgress,
-            subject,
-            "the NetworkPolicies allow DNS (or might: see the evidence)",
-        )
-        .with_evidence_lines(evidence(list, policies));
-    }
-    let mut servers: Vec<IpAddr> = list.iter().map(|(d, _)| d.addr).collect();
-    servers.dedup();
-    let names = match &blocked[0].1 {
-        Decision::Blocked { policies } => short_list(policies),
-        _ => String::new(),
-    };
-    CheckResult::finding(CheckId::NetpolEgress, subject, Reason::BlocksDns)
-        .with_summary(format!(
-            "the egress NetworkPolicies selecting the runner pod ({names}) block DNS to {}",
-            blocked[0].0
-        ))
-        .with_evidence_lines(evidence(list, policies))
-        .with_fix_detail(format!(
-            "Allow DNS egress (UDP and TCP 53) to the cluster DNS in one of the NetworkPolicies that select the runner pod ({names}), or as a new policy with the same podSelector:\n{}",
-            dns_rule_yaml(&servers)
-        ))
 }
 
 mod cluster;

@@ -14,6 +14,7 @@ use crate::catalogue::{CheckId, Reason};
 use crate::model::{CheckResult, Status};
 use crate::net::http::{HttpFailure, Response};
 use crate::plan::Requirement;
+use crate::secret::{QUOTE_CHARS, quote};
 
 pub const SSAR_PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
 
@@ -63,7 +64,7 @@ pub fn judge(
                 .filter(|e| !e.is_empty())
             {
                 return CheckResult::finding(id, subject, Reason::Unknown)
-                    .with_evidence(format!("evaluationError: {err}"));
+                    .with_evidence(format!("evaluationError: {}", quote(err, QUOTE_CHARS)));
             }
             let why = s
                 .get("reason")

@@ -5,6 +5,7 @@ use crate::model::{CheckResult, Status};
 use crate::net::connect::{Attempt, ConnectFailure};
 use crate::net::proxy::{Tunnel, TunnelFailure};
 use crate::net::tls::Handshake;
+use crate::secret::{QUOTE_CHARS, quote};
 
 /// One result for the configured `subject` (`host:port` of the API server, or of the proxy),
 /// with one evidence line per resolved address. The subject is what the user wrote, never an
@@ -78,7 +79,7 @@ pub fn tunnel(proxy: &str, authority: &str, t: &Tunnel) -> CheckResult {
     let line = if t.status_line.is_empty() {
         "(no status line)".to_string()
     } else {
-        t.status_line.clone()
+        quote(&t.status_line, QUOTE_CHARS)
     };
     let evidence = format!(
         "CONNECT {authority} → {line} after {} ms",
@@ -130,8 +131,8 @@ pub fn tls_proxy(connected: CheckResult, hs: &Handshake, plain: Option<&Tunnel>)
         hs.elapsed.as_millis()
     );
     let http_answer = plain
-        .map(|t| t.status_line.clone())
-        .filter(|line| line.starts_with("HTTP/"));
+        .filter(|t| t.status_line.starts_with("HTTP/"))
+        .map(|t| quote(&t.status_line, QUOTE_CHARS));
     let r = match (&hs.outcome, http_answer) {
         (Ok(_), _) => {
             CheckResult::finding(id, &subject, Reason::Unsupported).with_evidence(format!(
@@ -213,6 +214,27 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// A proxy's status line may be 16 KiB of anything: quoted redacted, then cut with a marker.
+    #[test]
+    fn a_hostile_proxy_status_line_is_redacted_and_cut() {
+        let token = "glpat-AbCdEf0123456789xyzw";
+        let line = format!(
+            "HTTP/1.1 403 {} {token} {}",
+            "f".repeat(280),
+            "z".repeat(16_000)
+        );
+        let t = Tunnel {
+            outcome: Err(TunnelFailure::Forbidden),
+            status_line: line,
+            elapsed: Duration::ZERO,
+        };
+        let r = tunnel("proxy:3128", "api:443", &t);
+        let text = format!("{} {}", r.summary, r.evidence.join(" "));
+        assert!(text.len() < 1_000, "{}", text.len());
+        assert!(text.contains("more characters)"), "{text}");
+        assert!(!text.contains("AbCdEf"), "{text}");
+    }
+
     #[test]
     fn a_managed_endpoints_timeout_names_its_network_rules() {
         let fix = fix_for("abc.gr7.eu-west-1.eks.amazonaws.com", "10.0.190.233:443");
@@ -221,6 +243,9 @@ mod tests {
         let fix = fix_for("dns-1.hcp.westeurope.azmk8s.io", "35.202.107.4:443");
         assert!(fix.contains("--api-server-authorized-ip-ranges"), "{fix}");
         assert!(!fix.contains("virtual network"), "{fix}");
+        // GKE's DNS-based endpoint is IAM-gated: authorized networks are not its fix.
+        let fix = fix_for("gke-0a1b-proj.europe-west1.gke.goog", "35.202.107.4:443");
+        assert!(fix.contains("container.clusters.connect"), "{fix}");
         let plain = fix_for("api.k8s.test", "10.0.0.1:443");
         assert!(!plain.contains("VPC"), "{plain}");
     }

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 
-use crate::catalogue::{CheckId, Reason};
-use crate::model::{CheckResult, Status};
+use crate::catalogue::{self, CheckId, Reason};
+use crate::model::{CheckResult, Status, TargetKind};
 use crate::net::tls::{Handshake, HandshakeFailure, Verification};
 use crate::plan::TlsSettings;
 use crate::x509::{CertFacts, format_time, human_duration};
@@ -104,8 +104,18 @@ pub fn weak_key(subject: &str, hs: &Handshake) -> Option<CheckResult> {
             ))
             .with_evidence(format!("leaf key: RSA {bits} bits (at least {MIN_RSA_BITS} needed here)"))
             .with_evidence(format!("verifier: {}", hs.detail))
-            .with_evidence_lines(chain_evidence(&hs.chain)),
+            .with_evidence_lines(chain_evidence(&presented(&hs.chain), hs.chain.len())),
     )
+}
+
+/// The presented chain parsed once, positions kept: a certificate that does not parse is
+/// `None`, never replaced by the next one.
+fn presented<'a>(chain: &'a [CertificateDer<'static>]) -> Vec<Option<Cert<'a>>> {
+    chain
+        .iter()
+        .take(MAX_JUDGED_CHAIN)
+        .map(Cert::parse)
+        .collect()
 }
 
 /// A handshake that got no answer, judged again after one retry over a connection announcing a
@@ -181,24 +191,53 @@ mod trust;
 /// same-named certificate).
 const MAX_JUDGED_CHAIN: usize = 16;
 
-use trust::{Cert, GITLAB_CA, KUBECONFIG_CA, TrustInput};
+use trust::{Cert, TrustInput};
 
-/// Judges the captured chain three ways. `via_proxy` names the proxy the connection went
-/// through, if any: a chain that came through one may be the proxy's own.
+/// What the TLS judgement needs to know about the target and the moment besides the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The target's kind: the fixes name where that kind takes its CA and server URL from.
+    pub kind: TargetKind,
+    /// The proxy the connection went through, if any: a chain that came through one may be
+    /// the proxy's own.
+    pub via_proxy: Option<&'a str>,
+    pub now: SystemTime,
+    pub expiry_warn: Duration,
+}
+
+/// Judges the captured chain three ways.
 pub fn judge(
     subject: &str,
     chain: &[CertificateDer<'static>],
     settings: &TlsSettings,
     verification: &Verification,
-    via_proxy: Option<&str>,
-    now: SystemTime,
-    expiry_warn: Duration,
+    seen: Seen<'_>,
 ) -> Vec<CheckResult> {
-    let facts: Vec<CertFacts> = chain.iter().filter_map(CertFacts::parse).collect();
+    let Seen {
+        kind,
+        now,
+        expiry_warn,
+        ..
+    } = seen;
+    // Parsed once, positions kept: a leaf that does not parse is `None`, never replaced by
+    // the next certificate (the intermediate's names and dates are not the server's).
+    let presented = presented(chain);
+    let leaf = presented.first().and_then(Option::as_ref).map(|c| &c.facts);
+    let (name_result, date_result) = (
+        hostname(subject, leaf, settings, verification),
+        validity(subject, leaf, now, expiry_warn),
+    );
     let mut results = vec![
-        trust(subject, chain, settings, verification, via_proxy, now),
-        hostname(subject, facts.first(), settings, verification),
-        validity(subject, facts.first(), now, expiry_warn),
+        trust(
+            subject,
+            chain.len(),
+            presented,
+            settings,
+            verification,
+            seen,
+        ),
+        name_result,
+        date_result,
     ];
     if settings.insecure_skip_verify {
         for r in &mut results {
@@ -208,23 +247,45 @@ pub fn judge(
             }
         }
     }
-    results
+    results.into_iter().map(|r| fit_to_kind(r, kind)).collect()
 }
 
-fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
-    let mut lines: Vec<String> = chain
+/// `result` with the row's fix replaced by `kind`'s variant, keeping a concrete detail a check
+/// put in front of it; a fix a check wrote whole is left alone.
+fn fit_to_kind(mut result: CheckResult, kind: TargetKind) -> CheckResult {
+    let Some(reason) = result.reason else {
+        return result;
+    };
+    let (generic, own) = (
+        catalogue::entry(result.id, reason).fix,
+        catalogue::fix_for(result.id, reason, kind),
+    );
+    if generic == own || generic.is_empty() {
+        return result;
+    }
+    if let Some(fix) = &result.fix
+        && let Some(detail) = fix.strip_suffix(generic)
+    {
+        result.fix = Some(format!("{detail}{own}"));
+    }
+    result
+}
+
+/// One line per presented certificate (`presented`: the first [`MAX_JUDGED_CHAIN`] of
+/// `sent`), in the order sent.
+fn chain_evidence(presented: &[Option<Cert<'_>>], sent: usize) -> Vec<String> {
+    let mut lines: Vec<String> = presented
         .iter()
-        .take(MAX_JUDGED_CHAIN)
         .enumerate()
-        .map(|(i, der)| match CertFacts::parse(der) {
-            Some(f) => format!("presented #{i}: {}", f.describe()),
+        .map(|(i, cert)| match cert {
+            Some(c) => format!("presented #{i}: {}", c.facts.describe()),
             None => format!("presented #{i}: not a readable X.509 certificate"),
         })
         .collect();
-    if chain.len() > MAX_JUDGED_CHAIN {
+    if sent > MAX_JUDGED_CHAIN {
         lines.push(format!(
             "{} more certificates presented (not judged: real chains have two to four)",
-            chain.len() - MAX_JUDGED_CHAIN
+            sent - MAX_JUDGED_CHAIN
         ));
     }
     lines
@@ -232,14 +293,14 @@ fn chain_evidence(chain: &[CertificateDer<'static>]) -> Vec<String> {
 
 fn trust(
     subject: &str,
-    chain: &[CertificateDer<'static>],
+    sent: usize,
+    presented: Vec<Option<Cert<'_>>>,
     settings: &TlsSettings,
     v: &Verification,
-    via_proxy: Option<&str>,
-    now: SystemTime,
+    seen: Seen<'_>,
 ) -> CheckResult {
     let id = CheckId::TlsTrust;
-    let mut evidence = chain_evidence(chain);
+    let mut evidence = chain_evidence(&presented, sent);
     evidence.push(format!("trust anchors: {}", v.anchors));
     let error = match v.trust() {
         Ok(()) => {
@@ -249,14 +310,15 @@ fn trust(
         Err(e) => e,
     };
     evidence.push(format!("verifier: {}", verifier_text(error)));
+    let leaf_readable = presented.first().is_some_and(Option::is_some);
     let input = TrustInput {
-        chain: chain
-            .iter()
-            .take(MAX_JUDGED_CHAIN)
-            .filter_map(Cert::parse)
-            .collect(),
+        chain: if leaf_readable {
+            presented.into_iter().flatten().collect()
+        } else {
+            Vec::new()
+        },
         anchors: settings.ca_certs.iter().filter_map(Cert::parse).collect(),
-        via_proxy,
+        via_proxy: seen.via_proxy,
         bad_signature: matches!(
             error,
             rustls::Error::InvalidCertificate(CertificateError::BadSignature)
@@ -283,13 +345,9 @@ fn trust(
                 CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }
             )
         ),
-        now,
-        // Only the GitLab server's CA is added to the system roots rather than replacing them.
-        ca_setting: if settings.ca_replaces_system_roots {
-            KUBECONFIG_CA
-        } else {
-            GITLAB_CA
-        },
+        now: seen.now,
+        verifier: verifier_text(error),
+        ca_setting: catalogue::ca_setting(seen.kind),
     };
     let reading = trust::read(&input);
     let mut r = CheckResult::finding(id, subject, reading.reason)
@@ -492,6 +550,150 @@ mod mss_retry_tests {
                 .unwrap_or_default()
                 .contains("no answer either"),
             "{r:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+
+    /// A leaf that does not parse keeps its place: the next certificate's names and dates are
+    /// not the server's (the judge used to filter unparseable ones out, and judged the
+    /// intermediate's validity as the leaf's).
+    #[test]
+    fn an_unreadable_leaf_is_not_replaced_by_the_next_certificate() {
+        let params =
+            rcgen::CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let good = params.self_signed(&key).expect("cert").der().clone();
+        let chain = vec![
+            CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+            good,
+        ];
+        let settings = TlsSettings {
+            ca_certs: Vec::new(),
+            ca_source: None,
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "api.k8s.test".into(),
+        };
+        let now = SystemTime::now();
+        let verification = crate::net::tls::verify(&chain, &settings, now);
+        let seen = Seen {
+            kind: TargetKind::Direct,
+            via_proxy: None,
+            now,
+            expiry_warn: Duration::ZERO,
+        };
+        let results = judge("api:443", &chain, &settings, &verification, seen);
+        let validity = results
+            .iter()
+            .find(|r| r.id == CheckId::TlsValidity)
+            .expect("validity");
+        assert_ne!(validity.status, Status::Pass, "{:?}", validity.summary);
+        assert!(
+            validity.evidence.join(" ").contains("no certificate"),
+            "{:?}",
+            validity.evidence
+        );
+        let trust = results
+            .iter()
+            .find(|r| r.id == CheckId::TlsTrust)
+            .expect("trust");
+        let evidence = trust.evidence.join("\n");
+        assert!(
+            evidence.contains("presented #0: not a readable"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("first presented) is not a readable"),
+            "{evidence}"
+        );
+    }
+
+    /// A private CA's leaf and no CA configured, judged for each kind of target: the fix names
+    /// where that kind takes its CA from, never another kind's setting.
+    #[test]
+    fn each_kind_of_target_gets_the_fix_for_its_own_ca_source() {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Private Root");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+        let params = rcgen::CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("p");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let now = SystemTime::now();
+        let past = now - Duration::from_secs(86_400);
+        let mut expired = params.clone();
+        expired.not_before = (past - Duration::from_secs(86_400)).into();
+        expired.not_after = past.into();
+        let leaf = params.signed_by(&key, &ca).expect("leaf").der().clone();
+        let old_leaf = expired.signed_by(&key, &ca).expect("leaf").der().clone();
+        let settings = TlsSettings {
+            ca_certs: Vec::new(),
+            ca_source: None,
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "api.k8s.test".into(),
+        };
+        let fixes = |kind, chain: &[CertificateDer<'static>]| {
+            let verification = crate::net::tls::verify(chain, &settings, now);
+            let seen = Seen {
+                kind,
+                via_proxy: None,
+                now,
+                expiry_warn: Duration::ZERO,
+            };
+            judge("api:443", chain, &settings, &verification, seen)
+                .into_iter()
+                .map(|r| (r.id, r.reason, r.fix.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        };
+        let trust_fix = |kind| {
+            let all = fixes(kind, std::slice::from_ref(&leaf));
+            let (_, reason, fix) = all
+                .into_iter()
+                .find(|(id, _, _)| *id == CheckId::TlsTrust)
+                .expect("trust");
+            assert_eq!(reason, Some(Reason::UnknownAuthority));
+            fix
+        };
+        let direct = trust_fix(TargetKind::Direct);
+        assert!(direct.contains("certificate-authority-data"), "{direct}");
+        for (kind, must) in [
+            (TargetKind::LegacyCertificate, "KUBE_CA_PEM"),
+            (TargetKind::InCluster, "serviceaccount/ca.crt"),
+            (TargetKind::Gitlab, "tls-ca-file"),
+        ] {
+            let fix = trust_fix(kind);
+            assert!(fix.contains(must), "{kind:?}: {fix}");
+            assert!(
+                !fix.contains("certificate-authority-data"),
+                "{kind:?}: {fix}"
+            );
+            assert!(
+                !fix.contains("kubectl config set-cluster"),
+                "{kind:?}: {fix}"
+            );
+        }
+        let agent = trust_fix(TargetKind::GitlabAgent);
+        assert!(agent.contains("SSL_CERT_FILE"), "{agent}");
+        // An expired GitLab certificate is renewed the GitLab way, never with kubeadm.
+        let validity = |kind| {
+            fixes(kind, std::slice::from_ref(&old_leaf))
+                .into_iter()
+                .find(|(id, _, _)| *id == CheckId::TlsValidity)
+                .map(|(_, _, fix)| fix)
+                .expect("validity")
+        };
+        assert!(validity(TargetKind::Direct).contains("kubeadm"));
+        let gitlab = validity(TargetKind::Gitlab);
+        assert!(
+            !gitlab.contains("kubeadm") && gitlab.contains("letsencrypt"),
+            "{gitlab}"
         );
     }
 }

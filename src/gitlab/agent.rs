@@ -200,7 +200,7 @@ pub const STALE_TOKEN_DETAIL: &str = "The kubeconfig's agent token does not carr
 /// Fix detail for an agent server whose certificate the job does not trust (`tls.trust`
 /// `unknown-authority` / `self-signed` on an agent target).
 pub fn agent_tls_fix_detail() -> &'static str {
-    "GitLab's KUBECONFIG carries no CA for the agent server, so the job's own trust store must trust it: set the CI/CD variable `SSL_CERT_FILE` (type File) to the CA's PEM (kubectl reads it because the kubeconfig has no CA); when the agent server's certificate comes from the same CA as GitLab's, `export SSL_CERT_FILE=\"$CI_SERVER_TLS_CA_FILE\"` in the job is enough; or add `certificate-authority-data` to the `gitlab` cluster: `kubectl config set-cluster gitlab --certificate-authority=<ca.pem> --embed-certs`."
+    crate::catalogue::AGENT_TLS_FIX
 }
 
 /// The concrete fix for an `http://` agent server URL (`config.server insecure-scheme`).

@@ -32,6 +32,7 @@ use std::io::{self, Write};
 
 use super::{ReportError, ReportFormat, clean_text, one_line};
 use crate::model::{CheckResult, RunReport, Status, TargetReport, Verdict};
+use crate::secret::ScrubbedReport;
 use crate::verdict::Counts;
 
 /// `--color`.
@@ -211,7 +212,7 @@ fn base36(mut n: u64) -> String {
 
 /// Writes the job-log summary.
 pub fn write(
-    report: &RunReport,
+    report: &ScrubbedReport,
     options: &ConsoleOptions,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
@@ -590,7 +591,8 @@ mod tests {
             options.styles.colorize();
         }
         let mut out = Vec::new();
-        write(report, &options, &mut out).expect("write to a Vec");
+        let report = crate::secret::ScrubbedReport::assumed_for_test(report.clone());
+        write(&report, &options, &mut out).expect("write to a Vec");
         String::from_utf8(out).expect("utf-8")
     }
 
@@ -731,7 +733,12 @@ mod tests {
         assert_ne!(first.run_id, second.run_id);
         let names = |options: &ConsoleOptions| -> Vec<String> {
             let mut out = Vec::new();
-            write(&sample_report(), options, &mut out).expect("write");
+            write(
+                &ScrubbedReport::assumed_for_test(sample_report()),
+                options,
+                &mut out,
+            )
+            .expect("write");
             let text = String::from_utf8(out).expect("utf-8");
             markers(&text)
                 .iter()

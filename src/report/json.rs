@@ -40,7 +40,8 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::{ReportError, ReportFormat};
-use crate::model::{CheckResult, RootCause, RunReport, TargetReport};
+use crate::model::{CheckResult, RootCause, TargetReport};
+use crate::secret::ScrubbedReport;
 
 /// The whole JSON document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,8 +93,8 @@ pub struct JsonCheck {
     pub blocked_by: Option<String>,
 }
 
-impl From<&RunReport> for JsonReport {
-    fn from(report: &RunReport) -> Self {
+impl From<&ScrubbedReport> for JsonReport {
+    fn from(report: &ScrubbedReport) -> Self {
         JsonReport {
             tool: JsonTool {
                 name: "kube-reach".to_string(),
@@ -151,7 +152,7 @@ impl From<&CheckResult> for JsonCheck {
 }
 
 /// Writes the JSON report, pretty-printed, with a trailing newline.
-pub fn write(report: &RunReport, out: &mut dyn Write) -> Result<(), ReportError> {
+pub fn write(report: &ScrubbedReport, out: &mut dyn Write) -> Result<(), ReportError> {
     let mut text = serde_json::to_string_pretty(&JsonReport::from(report))
         .map_err(|e| ReportError::serialize(ReportFormat::Json, e))?;
     text.push('\n');
@@ -175,12 +176,17 @@ fn environment(pairs: &[(String, String)]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::sample_report;
+    use crate::model::RunReport;
+    use crate::report::test_support::{CANARIES, canary_report, sample_report};
     use serde_json::Value;
+
+    fn scrubbed(report: &RunReport) -> ScrubbedReport {
+        ScrubbedReport::assumed_for_test(report.clone())
+    }
 
     fn render(report: &RunReport) -> String {
         let mut out = Vec::new();
-        write(report, &mut out).expect("write to a Vec");
+        write(&scrubbed(report), &mut out).expect("write to a Vec");
         String::from_utf8(out).expect("utf-8")
     }
 
@@ -283,7 +289,7 @@ mod tests {
         assert!(text.starts_with("{\n  \"tool\": {"), "{text}");
         assert!(text.ends_with("}\n"));
         let back: JsonReport = serde_json::from_str(&text).expect("typed parse");
-        assert_eq!(back, JsonReport::from(&sample_report()));
+        assert_eq!(back, JsonReport::from(&scrubbed(&sample_report())));
     }
 
     #[test]
@@ -293,5 +299,42 @@ mod tests {
             ("A".to_string(), "2".to_string()),
         ];
         assert_eq!(environment(&pairs).get("A").map(String::as_str), Some("1"));
+    }
+
+    /// Every string of a JSON value, object keys included.
+    fn strings(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::String(text) => found.push(text.clone()),
+            Value::Array(items) => items.iter().for_each(|v| strings(v, found)),
+            Value::Object(map) => map.iter().for_each(|(key, v)| {
+                found.push(key.clone());
+                strings(v, found);
+            }),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn leaks_in(report: &ScrubbedReport) -> Vec<String> {
+        let mut out = Vec::new();
+        write(report, &mut out).expect("write to a Vec");
+        let value: Value = serde_json::from_slice(&out).expect("valid JSON");
+        let mut found = Vec::new();
+        strings(&value, &mut found);
+        found
+            .into_iter()
+            .filter(|text| CANARIES.iter().any(|canary| text.contains(canary)))
+            .collect()
+    }
+
+    /// The only way to a report a sink accepts is the scrubber: walked string by string, the
+    /// JSON of a scrubbed report holds no known secret, where the same report unscrubbed
+    /// (possible only in this crate's tests) leaks in many places.
+    #[test]
+    fn no_string_of_the_scrubbed_json_holds_a_known_secret() {
+        let (report, scrubber) = canary_report();
+        let unscrubbed = leaks_in(&scrubbed(&report));
+        assert!(unscrubbed.len() > 10, "the fixture leaks: {unscrubbed:?}");
+        let leaks = leaks_in(&scrubber.scrub_report(report));
+        assert!(leaks.is_empty(), "secrets left in the JSON: {leaks:?}");
     }
 }

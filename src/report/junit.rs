@@ -42,6 +42,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use super::{ReportError, ReportFormat, clean_text, one_line};
 use crate::catalogue::CheckId;
 use crate::model::{CheckResult, RunReport, Status};
+use crate::secret::ScrubbedReport;
 
 /// Name of the `<testsuites>` root and of the suite holding the run's global checks.
 pub const ROOT_NAME: &str = "kube-reach";
@@ -106,7 +107,7 @@ impl JunitOptions {
 
 /// Writes the JUnit report.
 pub fn write(
-    report: &RunReport,
+    report: &ScrubbedReport,
     options: JunitOptions,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
@@ -116,7 +117,7 @@ pub fn write(
 }
 
 /// The JUnit report as a string.
-pub fn to_xml(report: &RunReport, options: JunitOptions) -> Result<String, ReportError> {
+pub fn to_xml(report: &ScrubbedReport, options: JunitOptions) -> Result<String, ReportError> {
     let xml = build(report, options)
         .to_string()
         .map_err(|e| ReportError::serialize(ReportFormat::Junit, e))?;
@@ -370,8 +371,12 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    fn scrubbed(report: &RunReport) -> ScrubbedReport {
+        ScrubbedReport::assumed_for_test(report.clone())
+    }
+
     fn xml_of(report: &RunReport) -> String {
-        to_xml(report, JunitOptions::default()).expect("serialise")
+        to_xml(&scrubbed(report), JunitOptions::default()).expect("serialise")
     }
 
     fn xml_failing_on_warnings(report: &RunReport) -> String {
@@ -379,7 +384,7 @@ mod tests {
             warnings_fail: true,
             report_file: None,
         };
-        to_xml(report, options).expect("serialise")
+        to_xml(&scrubbed(report), options).expect("serialise")
     }
 
     fn parse(xml: &str) -> Report {
@@ -621,8 +626,10 @@ mod tests {
         let report = sample_report();
         let in_file = |path: &str| {
             let options = JunitOptions::for_file(false, Some(std::path::Path::new(path)));
-            quick_junit::Report::deserialize_from_str(&to_xml(&report, options).expect("xml"))
-                .expect("parses")
+            quick_junit::Report::deserialize_from_str(
+                &to_xml(&scrubbed(&report), options).expect("xml"),
+            )
+            .expect("parses")
         };
         let (a, b) = (in_file("/builds/x/prod.xml"), in_file("staging.xml"));
         let names = |r: &quick_junit::Report| -> Vec<String> {

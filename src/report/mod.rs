@@ -1,5 +1,6 @@
 //! The report sinks: job log ([`console`]), JUnit ([`junit`]) and JSON ([`json`]), all written
-//! from the same finished, already scrubbed [`RunReport`].
+//! from the same finished, already scrubbed report: each takes only a [`ScrubbedReport`], which
+//! only the scrubber makes.
 //!
 //! Owns: where each report goes ([`ReportSinks`]), the rule that every requested sink is
 //! attempted even when another failed (spec §3; nextest's reporter stops at the first failure,
@@ -7,7 +8,7 @@
 //! rendered in memory first, so a failure never leaves half a JUnit file behind.
 //!
 //! Must not: look at the environment, decide colour (the caller passes [`ConsoleOptions`]),
-//! scrub secrets (`main` runs `Scrubber::scrub_report` before calling [`write_all`]), or decide
+//! scrub secrets (the engine's `Scrubber::scrub_report` makes the [`ScrubbedReport`] they take), or decide
 //! the exit status (a sink error is the tool's own breakage: `main` maps it to 3).
 
 pub mod console;
@@ -19,7 +20,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::model::RunReport;
+use crate::secret::ScrubbedReport;
 
 pub use console::{ColorChoice, ConsoleOptions, Styles, resolve_color};
 pub use junit::JunitOptions;
@@ -190,7 +191,7 @@ impl ReportError {
 /// written, creating parent folders; JSON for stdout goes to `stdout`; the job-log summary goes
 /// to [`ReportSinks::console_stream`] (`stderr` when JSON takes stdout).
 pub fn write_all(
-    report: &RunReport,
+    report: &ScrubbedReport,
     sinks: &ReportSinks,
     console_options: &ConsoleOptions,
     stdout: &mut dyn Write,
@@ -338,6 +339,11 @@ mod tests {
     use super::*;
     use crate::secret::Scrubber;
 
+    /// The sample report, taken as scrubbed (it carries no secret).
+    fn sample() -> ScrubbedReport {
+        ScrubbedReport::assumed_for_test(sample_report())
+    }
+
     fn options() -> ConsoleOptions {
         ConsoleOptions {
             styles: Styles::default(),
@@ -374,7 +380,7 @@ mod tests {
 
     #[test]
     fn json_on_stdout_moves_the_console_to_stderr() {
-        let report = sample_report();
+        let report = sample();
         let sinks = ReportSinks {
             json: Some(JsonDestination::Stdout),
             ..ReportSinks::default()
@@ -400,13 +406,7 @@ mod tests {
             ..ReportSinks::default()
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let errors = write_all(
-            &sample_report(),
-            &sinks,
-            &options(),
-            &mut stdout,
-            &mut stderr,
-        );
+        let errors = write_all(&sample(), &sinks, &options(), &mut stdout, &mut stderr);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(
             std::fs::read_to_string(&junit_path)
@@ -438,13 +438,7 @@ mod tests {
             ..ReportSinks::default()
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let errors = write_all(
-            &sample_report(),
-            &sinks,
-            &options(),
-            &mut stdout,
-            &mut stderr,
-        );
+        let errors = write_all(&sample(), &sinks, &options(), &mut stdout, &mut stderr);
         assert_eq!(errors.len(), 2, "{errors:?}");
         let junit_msg = errors[0].to_string();
         assert!(
@@ -480,13 +474,7 @@ mod tests {
             junit: Some(junit_path.clone()),
             ..ReportSinks::default()
         };
-        let errors = write_all(
-            &sample_report(),
-            &sinks,
-            &options(),
-            &mut Broken,
-            &mut Vec::new(),
-        );
+        let errors = write_all(&sample(), &sinks, &options(), &mut Broken, &mut Vec::new());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
             errors[0].to_string(),
@@ -497,8 +485,8 @@ mod tests {
 
     #[test]
     fn canary_secrets_reach_no_output() {
-        let (mut report, scrubber): (_, Scrubber) = canary_report();
-        scrubber.scrub_report(&mut report);
+        let (report, scrubber): (_, Scrubber) = canary_report();
+        let report = scrubber.scrub_report(report);
         let dir = tempfile::tempdir().expect("tempdir");
         let junit_path = dir.path().join("junit.xml");
         let sinks = ReportSinks {

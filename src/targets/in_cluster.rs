@@ -113,6 +113,25 @@ pub fn fallback_warning(env: &Env, spec: &TargetSpec) -> CheckResult {
     result
 }
 
+/// Whether kubectl, finding no kubeconfig, would use the pod's service account: client-go's
+/// `InClusterConfig().Possible()` wants both variables and the token file (a pod with
+/// `automountServiceAccountToken: false` has the variables but no token).
+pub fn kubectl_falls_back(env: &Env) -> bool {
+    in_cluster(env).is_some() && env.service_account_dir.join("token").is_file()
+}
+
+/// `not-set` in a pod without a mounted token: kubectl has no configuration at all there, and
+/// the evidence says why the pod's service account does not count.
+pub fn without_token(env: &Env, not_set: CheckResult) -> CheckResult {
+    if in_cluster(env).is_none() {
+        return not_set;
+    }
+    not_set.with_evidence(format!(
+        "in a pod (KUBERNETES_SERVICE_HOST is set), but no service-account token at {}: kubectl does not fall back to the pod's service account",
+        env.service_account_dir.join("token").display()
+    ))
+}
+
 /// `config.kubeconfig not-in-cluster`: `--in-cluster` outside a pod.
 pub fn not_in_a_pod(env: &Env) -> CheckResult {
     let shown = |name: &str| match env.var(name) {
@@ -156,6 +175,45 @@ mod tests {
             hosts_path: dir.join("hosts"),
             service_account_dir: dir.to_path_buf(),
         }
+    }
+
+    #[test]
+    fn without_a_mounted_token_kubectl_does_not_fall_back_and_nothing_warns_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = env_with(
+            dir.path(),
+            &[
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+                ("KUBERNETES_SERVICE_PORT", "443"),
+            ],
+        );
+        let found = crate::targets::discover(&crate::targets::DiscoveryOptions::default(), &env);
+        let reasons: Vec<_> = found.checks.iter().map(|c| c.reason).collect();
+        assert!(
+            !reasons.contains(&Some(Reason::InClusterFallback)),
+            "{reasons:?}"
+        );
+        let not_set = found
+            .checks
+            .iter()
+            .find(|c| c.reason == Some(Reason::NotSet))
+            .expect("not-set");
+        assert!(
+            not_set
+                .evidence
+                .join(" ")
+                .contains("no service-account token"),
+            "{:?}",
+            not_set.evidence
+        );
+        std::fs::write(dir.path().join("token"), "t").expect("token");
+        let found = crate::targets::discover(&crate::targets::DiscoveryOptions::default(), &env);
+        assert!(
+            found
+                .checks
+                .iter()
+                .any(|c| c.reason == Some(Reason::InClusterFallback))
+        );
     }
 
     #[test]

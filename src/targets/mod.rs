@@ -105,13 +105,17 @@ pub fn discover_with(opts: &DiscoveryOptions, env: &Env, ci: &CiFacts) -> Discov
         if !kube.found_any_file {
             if let Some(spec) = legacy::from_kube_vars(env) {
                 found.specs.push(spec);
-            } else if let Some(spec) = in_cluster::in_cluster(env) {
+            } else if let Some(spec) =
+                in_cluster::in_cluster(env).filter(|_| in_cluster::kubectl_falls_back(env))
+            {
                 // Said on purpose (`--in-cluster`) it is the plan, not a surprise.
                 if opts.in_cluster != Some(true) {
                     found.checks.push(in_cluster::fallback_warning(env, &spec));
                 }
             } else if opts.in_cluster != Some(true) {
-                found.checks.push(not_set(env, ci));
+                found
+                    .checks
+                    .push(in_cluster::without_token(env, not_set(env, ci)));
             }
         }
     }

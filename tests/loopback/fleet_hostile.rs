@@ -315,7 +315,7 @@ async fn exec_plugin_tokens_each_speak_for_their_own_context_on_a_shared_connect
             std::fs::set_permissions(&script, mode).expect("chmod");
             format!(
                 "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
-                 command: {}\n",
+                 interactiveMode: Never\n      command: {}\n",
                 script.display()
             )
         })

@@ -6,7 +6,7 @@ serves for at most 60 s. Modes shape every response:
   length    Content-Length (the ordinary case)
   close     Content-Length and `Connection: close`
   chunked   chunked in 7-byte pieces
-  trickle   Content-Length, the body in 5-byte writes 10 ms apart
+  trickle   Content-Length, the body in 5-byte writes 2 ms apart
   http10    HTTP/1.0, no length: the body ends when the connection does
   closenolen HTTP/1.1, `Connection: close`, no length, the body trickled until the close
 Python's ssl closes without close_notify, as many servers do."""
@@ -53,7 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[i:i + step])
             self.wfile.flush()
             if mode == "trickle":
-                time.sleep(0.01)
+                time.sleep(0.002)
 
     def authed(self):
         return self.headers.get("Authorization") == "Bearer " + TOKEN

@@ -78,7 +78,7 @@ async fn a_python_http11_only_api_passes_in_every_framing() {
         let url = format!("https://127.0.0.1:{}", api.port);
         let ctx = Ctx::new("py", url, &id.kubeconfig_ca_pem, GOOD);
         // Framing, not speed: trickled, the 18 parallel answers take ~1.5 s in a release
-        // build (each body in 5-byte writes 10 ms apart, the TLS handshakes done one by one
+        // build (each body in 5-byte writes 2 ms apart, the TLS handshakes done one by one
         // in Python's accept loop), too near the worlds' usual 2 s on a loaded machine.
         let report = (world.run(&kubeconfig(&[ctx], Some("py")), &["--timeout", "6"], &[])).await;
         let t = target(&report, "py");

@@ -930,3 +930,143 @@ async fn a_client_only_serving_certificate_is_wrong_purpose() {
         assert!(stderr.contains("key usage"), "kubectl: {stderr}");
     }
 }
+
+/// A root whose name constraints permit only `.other.test`, configured as the CA, and a leaf
+/// for `api.k8s.test` it issued. Name constraints are enforced by webpki and Go alike, so the
+/// chain fails; but the CA is the right one. `sent` says whether the server sends the root too.
+async fn name_constrained(send_root: bool) -> (Target, ApiServerHandle, Openssl, Made) {
+    let ssl = Openssl::new();
+    let exts = [
+        "basicConstraints=critical,CA:TRUE",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "nameConstraints=critical,permitted;DNS:.other.test",
+    ];
+    let root = ssl.self_signed("root", "/CN=Constrained Root", "3650", &exts, false);
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &root, "", false);
+    let server = if send_root {
+        serve(&[&leaf, &root]).await
+    } else {
+        serve(&[&leaf]).await
+    };
+    let t = run(&server, Ca::Right(&root)).await;
+    (t, server, ssl, root)
+}
+
+/// The chain goes up to a root byte-identical to the configured one, and the verifier refuses
+/// it for a name constraint: no CA mismatch (that was the reading: "replace the CA" with the
+/// CA it already has). Nor, without the root sent, `unknown-authority`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configured_root_refused_for_a_name_constraint_is_chain_rejected() {
+    for send_root in [true, false] {
+        let (t, server, _ssl, root) = name_constrained(send_root).await;
+        assert_trust(
+            &t,
+            Reason::ChainRejected,
+            &["name constraint"],
+            &["CN=Constrained Root", "the verifier refused the chain"],
+        );
+        assert_fix_lacks(&t, "Replace the kubeconfig");
+        if let Some((code, stderr)) = kubectl_says(&server, Ca::Right(&root)).await {
+            assert_ne!(code, Some(0), "kubectl connected: {stderr}");
+            assert!(
+                stderr.contains("not authorized to sign"),
+                "kubectl: {stderr}"
+            );
+        }
+    }
+}
+
+/// The configured root signs itself with SHA-1 (nobody checks a root's self-signature), and
+/// the real problem is a P-521 intermediate the verifier cannot check. The old reading blamed
+/// the root's SHA-1 (`weak-signature`: "reissue the root"), which kubectl accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sha1_self_signed_root_is_not_blamed_as_weak_signature() {
+    let ssl = Openssl::new();
+    ssl.run(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-sha1",
+        "-newkey",
+        "rsa:2048",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.crt",
+        "-subj",
+        "/CN=SHA1 Root",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    let root = Made {
+        crt: ssl.path("root.crt"),
+        key: ssl.path("root.key"),
+    };
+    ssl.run(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-keyout",
+        "p521.key",
+        "-out",
+        "p521.csr",
+        "-subj",
+        "/CN=P-521 Issuing",
+    ]);
+    std::fs::write(
+        ssl.path("p521.ext"),
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .expect("extfile");
+    ssl.sign("p521", &root, &[]);
+    let issuing = Made {
+        crt: ssl.path("p521.crt"),
+        key: ssl.path("p521.key"),
+    };
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &issuing, "", false);
+    let server = serve(&[&leaf, &issuing]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(&t, Reason::UnsupportedAlgorithm, &[], &[]);
+    let evidence = trust_of(&t).evidence.join("\n");
+    assert!(!evidence.contains("SHA1 Root is signed"), "{evidence}");
+}
+
+/// Active Directory CAs are named by `DC=` components. The configured root is
+/// `corp.example.com`'s; the leaf's issuer (not sent) belongs to `other.com`. Sharing `DC=com`
+/// made them one organisation (`missing-intermediate`: "send the intermediate"); only the
+/// whole path does, and this is another CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_whole_dc_path_makes_one_organisation() {
+    let ssl = Openssl::new();
+    let root = ssl.root("root", "/DC=com/DC=example/DC=corp/CN=Corp Root", true);
+    // Another domain that shares only `DC=com` with the configured root: another CA.
+    let other_root = ssl.root("oroot", "/DC=com/DC=other/CN=Other Root", true);
+    let other = ssl.intermediate("oissuing", "/DC=com/DC=other/CN=Other Issuing", &other_root);
+    let other_leaf = ssl.leaf("oleaf", "/CN=api.k8s.test", &other, "", false);
+    let server = serve(&[&other_leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(&t, Reason::CaMismatch, &[], &[]);
+    // The same whole path: one organisation, its intermediate not sent.
+    let issuing = ssl.intermediate(
+        "issuing",
+        "/DC=com/DC=example/DC=corp/CN=Corp Issuing",
+        &root,
+    );
+    let leaf = ssl.leaf("leaf", "/CN=api.k8s.test", &issuing, "", false);
+    let server = serve(&[&leaf]).await;
+    let t = run(&server, Ca::Right(&root)).await;
+    assert_trust(
+        &t,
+        Reason::MissingIntermediate,
+        &[],
+        &["DC=corp.example.com"],
+    );
+}

@@ -13,12 +13,17 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::{Destination, Protocol, Purpose, RunnerPod, Situation, judge, judge_route};
 use crate::catalogue::{CheckId, Reason};
-use crate::model::{CheckResult, RootCause, Status, TargetReport};
+use crate::model::{CheckResult, Status, TargetReport};
 use crate::net::http::{HttpFailure, Response};
+use crate::secret::{QUOTE_CHARS, quote};
 
 /// The paths the in-cluster target asks for (namespace and pod filled in by [`ClusterView::paths`]).
 pub const KUBERNETES_SERVICE_PATH: &str = "/api/v1/namespaces/default/services/kubernetes";
 pub const KUBERNETES_SLICES_PATH: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes";
+/// The cluster DNS service (`kube-dns` on kubeadm, k3s, EKS, GKE and AKS alike, CoreDNS behind
+/// it) and its EndpointSlices: the two readings of a policy for DNS.
+pub const KUBE_DNS_SERVICE_PATH: &str = "/api/v1/namespaces/kube-system/services/kube-dns";
+pub const KUBE_DNS_SLICES_PATH: &str = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
 
 /// What the in-cluster target could read about its own surroundings.
 #[derive(Debug, Clone)]
@@ -34,6 +39,10 @@ pub struct ClusterView {
     pub service: Vec<(IpAddr, u16)>,
     /// Its EndpointSlice addresses and ports (post-DNAT reading).
     pub endpoints: Vec<(IpAddr, u16)>,
+    /// The cluster DNS service's addresses, and its endpoints on port 53: when a nameserver
+    /// is that service, a policy may match the DNS pods after the DNAT instead.
+    pub dns_service: Vec<IpAddr>,
+    pub dns_endpoints: Vec<IpAddr>,
 }
 
 /// One address a target tried to connect to.
@@ -51,9 +60,15 @@ fn object<T: serde::de::DeserializeOwned>(
     answer: &Result<Response, HttpFailure>,
 ) -> Result<T, String> {
     match answer {
-        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body)
-            .map_err(|e| format!("{what}: the answer is not a valid object: {e}")),
-        Ok(r) => Err(format!("{what}: HTTP {}: {}", r.status, r.excerpt(200))),
+        Ok(r) if r.status == 200 => serde_json::from_slice(&r.body).map_err(|e| {
+            let e = quote(&e.to_string(), QUOTE_CHARS);
+            format!("{what}: the answer is not a valid object: {e}")
+        }),
+        Ok(r) => Err(format!(
+            "{what}: HTTP {}: {}",
+            r.status,
+            quote(&r.excerpt(4 * QUOTE_CHARS), QUOTE_CHARS)
+        )),
         Err(HttpFailure::Stalled) => Err(format!("{what}: no answer in time")),
         Err(HttpFailure::Failed(e)) => Err(format!("{what}: {e}")),
     }
@@ -85,13 +100,16 @@ impl ClusterView {
         view
     }
 
-    /// The pod, policy, service and EndpointSlice paths to GET, in that order.
+    /// The policy, service and EndpointSlice paths (the API server's, then the cluster DNS's),
+    /// then the pod's, to GET in that order.
     pub fn paths(namespace: &str, pod: Option<&str>) -> Vec<String> {
         let mut out = vec![format!(
             "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
         )];
         out.push(KUBERNETES_SERVICE_PATH.to_string());
         out.push(KUBERNETES_SLICES_PATH.to_string());
+        out.push(KUBE_DNS_SERVICE_PATH.to_string());
+        out.push(KUBE_DNS_SLICES_PATH.to_string());
         if let Some(pod) = pod {
             out.push(format!("/api/v1/namespaces/{namespace}/pods/{pod}"));
         }
@@ -111,12 +129,14 @@ impl ClusterView {
             pod: RunnerPod {
                 namespace: namespace.to_string(),
                 labels: None,
-                host_network: false,
+                host_network: None,
             },
             pod_evidence: Vec::new(),
             policies: Err("not asked".into()),
             service: Vec::new(),
             endpoints: Vec::new(),
+            dns_service: Vec::new(),
+            dns_endpoints: Vec::new(),
         };
         let mut answers = answers.iter();
         if let Some(a) = answers.next() {
@@ -143,17 +163,19 @@ impl ClusterView {
             )),
             None => {}
         }
+        view.read_cluster_dns(&mut answers);
         match (pod_name, answers.next()) {
             (Some(name), Some(a)) => match object::<Pod>("get pod", a) {
                 Ok(pod) => {
                     let labels = pod.metadata.labels.clone().unwrap_or_default();
                     view.pod_evidence.push(pod_line(name, namespace, &pod, &labels));
                     view.pod.labels = Some(labels);
-                    view.pod.host_network = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.host_network)
-                        .unwrap_or(false);
+                    view.pod.host_network = Some(
+                        pod.spec
+                            .as_ref()
+                            .and_then(|s| s.host_network)
+                            .unwrap_or(false),
+                    );
                 }
                 Err(e) => view.pod_evidence.push(format!(
                     "runner pod {name} in {namespace}: not readable ({e}); policies that select by label cannot be decided"
@@ -165,6 +187,46 @@ impl ClusterView {
             ),
         }
         view
+    }
+}
+
+impl ClusterView {
+    /// The cluster DNS service and its endpoints on port 53, from the next two answers; what
+    /// is not readable leaves DNS to the pre-DNAT reading alone, and says so.
+    fn read_cluster_dns<'a>(
+        &mut self,
+        answers: &mut impl Iterator<Item = &'a Result<Response, HttpFailure>>,
+    ) {
+        let not_judged = ": the post-DNAT reading of DNS (the cluster DNS pods) is not judged";
+        match answers
+            .next()
+            .map(|a| object::<Service>("get service kube-system/kube-dns", a))
+        {
+            Some(Ok(service)) => {
+                self.dns_service = service_addresses(&service)
+                    .into_iter()
+                    .map(|(ip, _)| ip)
+                    .collect();
+                self.dns_service.dedup();
+            }
+            Some(Err(e)) => self.pod_evidence.push(format!("{e}{not_judged}")),
+            None => {}
+        }
+        match answers
+            .next()
+            .map(|a| object::<List<EndpointSlice>>("list endpointslices kube-system", a))
+        {
+            Some(Ok(slices)) => {
+                self.dns_endpoints = slice_addresses(&slices.items)
+                    .into_iter()
+                    .filter(|(_, port)| *port == 53)
+                    .map(|(ip, _)| ip)
+                    .collect();
+                self.dns_endpoints.dedup();
+            }
+            Some(Err(e)) => self.pod_evidence.push(format!("{e}{not_judged}")),
+            None => {}
+        }
     }
 }
 
@@ -306,20 +368,18 @@ pub fn apply(
         })
         .collect();
     destinations.extend(target_destinations(&own_paths));
-    for ns in nameservers.iter().take(3) {
-        for protocol in [Protocol::Udp, Protocol::Tcp] {
-            destinations.push(Destination {
-                addr: *ns,
-                port: 53,
-                protocol,
-                purpose: Purpose::Dns,
-            });
-        }
-    }
+    destinations.extend(dns_destinations(view, nameservers));
+    let dns_worked = targets.iter().find_map(|t| {
+        t.checks
+            .iter()
+            .find(|c| crate::checks::dns::answered_by_dns(c))
+            .map(|c| format!("{} (target {})", c.subject, t.name))
+    });
     let situation = |destinations| Situation {
         pod: view.pod.clone(),
         destinations,
         reached: reached.clone(),
+        dns_worked: dns_worked.clone(),
     };
     let mut own_results = judge(policies, &situation(destinations));
     for r in &mut own_results {
@@ -343,10 +403,7 @@ pub fn apply(
                 && timed_out(t, &[CheckId::TcpConnect, CheckId::ProxyConnect]);
             push(t, vec![result]);
             if explains {
-                t.root_cause = Some(RootCause {
-                    check: CheckId::NetpolEgress,
-                    reason: Reason::BlocksApiserver,
-                });
+                t.explain_root_cause(CheckId::NetpolEgress, Reason::BlocksApiserver);
             }
         }
         if let Some(dns) = dns_block
@@ -354,12 +411,31 @@ pub fn apply(
             .filter(|_| timed_out(t, &[CheckId::DnsResolve]))
         {
             push(t, vec![dns.clone().with_evidence(read_by(view))]);
-            t.root_cause = Some(RootCause {
-                check: CheckId::NetpolEgress,
-                reason: Reason::BlocksDns,
-            });
+            t.explain_root_cause(CheckId::NetpolEgress, Reason::BlocksDns);
         }
     }
+}
+
+/// Port 53 over UDP and TCP to the first nameservers (pre-DNAT) and, when one of them is the
+/// cluster DNS service, to that service's endpoints (post-DNAT).
+fn dns_destinations(view: &ClusterView, nameservers: &[IpAddr]) -> Vec<Destination> {
+    let nameservers = &nameservers[..nameservers.len().min(3)];
+    let behind_service = nameservers.iter().any(|ns| view.dns_service.contains(ns));
+    let endpoints = view.dns_endpoints.iter().take(8).filter(|_| behind_service);
+    let addresses = nameservers
+        .iter()
+        .map(|a| (*a, Purpose::Dns))
+        .chain(endpoints.map(|a| (*a, Purpose::DnsEndpoint)));
+    addresses
+        .flat_map(|(addr, purpose)| {
+            [Protocol::Udp, Protocol::Tcp].map(|protocol| Destination {
+                addr,
+                port: 53,
+                protocol,
+                purpose: purpose.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Is the target's root cause a timeout of one of `ids`?
@@ -397,12 +473,14 @@ mod tests {
             pod: RunnerPod {
                 namespace: "gitlab".into(),
                 labels: Some(BTreeMap::new()),
-                host_network: false,
+                host_network: Some(false),
             },
             pod_evidence: vec![],
             policies: Ok(serde_json::from_value(policies).expect("policies")),
             service: vec![("10.96.0.1".parse().expect("ip"), 443)],
             endpoints: vec![("172.18.0.2".parse().expect("ip"), 6443)],
+            dns_service: vec!["10.96.0.10".parse().expect("ip")],
+            dns_endpoints: vec!["172.18.0.53".parse().expect("ip")],
         }
     }
 
@@ -521,6 +599,121 @@ mod tests {
         );
     }
 
+    fn dns_row(t: &TargetReport) -> &CheckResult {
+        t.checks
+            .iter()
+            .find(|c| c.id == CheckId::NetpolEgress && c.subject == "gitlab dns")
+            .expect("dns row")
+    }
+
+    /// Allows the kubernetes service and, by address, only the given DNS address.
+    fn dns_by_address(cidr: &str) -> serde_json::Value {
+        json!([{"metadata": {"name": "dns-by-ip"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}]},
+                       {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}}])
+    }
+
+    #[test]
+    fn dns_is_judged_under_both_dnat_readings_with_the_fix_before_the_yaml() {
+        let ns = ["10.96.0.10".parse().expect("ip")];
+        let paths = [path("in-cluster", "10.96.0.1:443", true)];
+        // Only the service address allowed: the CNIs that match after the DNAT drop DNS.
+        let mut targets = world(vec![]);
+        apply(
+            &mut targets,
+            &view(dns_by_address("10.96.0.10/32")),
+            &paths,
+            &ns,
+        );
+        let row = dns_row(&targets[0]);
+        assert_eq!(
+            (row.status, row.reason),
+            (Status::Fail, Some(Reason::BlocksDns)),
+            "{row:?}"
+        );
+        assert!(row.summary.contains("172.18.0.53"), "{}", row.summary);
+        let fix = row.fix.as_deref().unwrap_or_default();
+        let yaml = fix.find("egress:").expect("yaml");
+        assert!(
+            fix.find("Add the egress rules").is_some_and(|i| i < yaml),
+            "{fix}"
+        );
+        assert!(
+            fix.find("UDP and TCP port 53").is_some_and(|i| i < yaml),
+            "{fix}"
+        );
+        assert!(
+            fix.contains("cidr: 172.18.0.53/32") && fix.contains("cidr: 10.96.0.10/32"),
+            "{fix}"
+        );
+        // Both readings allowed: DNS passes.
+        let mut targets = world(vec![]);
+        let both = json!([{"metadata": {"name": "dns-both"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}},
+                {"ipBlock": {"cidr": "10.96.0.10/32"}}, {"ipBlock": {"cidr": "172.18.0.0/24"}}]}]}}]);
+        apply(&mut targets, &view(both), &paths, &ns);
+        assert_eq!(dns_row(&targets[0]).status, Status::Pass);
+    }
+
+    #[test]
+    fn a_dns_block_on_paper_is_a_warning_when_dns_worked_from_here() {
+        let ns = ["10.96.0.10".parse().expect("ip")];
+        let paths = [path("in-cluster", "10.96.0.1:443", true)];
+        let resolved =
+            CheckResult::pass(CheckId::DnsResolve, "api.prod", "api.prod → 203.0.113.10")
+                .with_evidence("answered by DNS for api.prod.");
+        let mut targets = world(vec![resolved]);
+        apply(&mut targets, &view(service_only()), &paths, &ns);
+        let row = dns_row(&targets[0]);
+        assert_eq!(
+            (row.status, row.reason),
+            (Status::Warn, Some(Reason::BlocksDns)),
+            "{row:?}"
+        );
+        assert!(
+            row.evidence
+                .join(" ")
+                .contains("api.prod (target prod) resolved"),
+            "{row:?}"
+        );
+        assert_eq!(targets[0].verdict, Verdict::Warn);
+        // From /etc/hosts, a name proves nothing about DNS.
+        let hosts = CheckResult::pass(CheckId::DnsResolve, "api.prod", "api.prod → 203.0.113.10")
+            .with_evidence("answered by /etc/hosts");
+        let mut targets = world(vec![hosts]);
+        apply(&mut targets, &view(service_only()), &paths, &ns);
+        assert_eq!(dns_row(&targets[0]).status, Status::Fail);
+    }
+
+    #[test]
+    fn a_pod_that_could_not_be_read_may_be_a_host_network_pod_and_explains_no_timeout() {
+        let mut targets = world(vec![CheckResult::finding(
+            CheckId::TcpConnect,
+            "api.prod:6443",
+            Reason::Timeout,
+        )]);
+        let paths = [
+            path("in-cluster", "10.96.0.1:443", true),
+            path("prod", "203.0.113.10:6443", false),
+        ];
+        let mut unread = view(service_only());
+        unread.pod.labels = None;
+        unread.pod.host_network = None;
+        apply(&mut targets, &unread, &paths, &[]);
+        let rc = targets[1].root_cause.expect("root cause");
+        assert_eq!(
+            (rc.check, rc.reason),
+            (CheckId::TcpConnect, Reason::Timeout)
+        );
+        let row = targets[1]
+            .checks
+            .iter()
+            .find(|c| c.id == CheckId::NetpolEgress)
+            .expect("row");
+        assert_eq!(row.reason, Some(Reason::Unknown), "{row:?}");
+        assert!(row.evidence.join(" ").contains("host network"), "{row:?}");
+    }
+
     fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
         Ok(Response {
             status,
@@ -548,6 +741,17 @@ mod tests {
             ),
             answer(
                 200,
+                json!({"metadata": {"name": "kube-dns"}, "spec": {"clusterIP": "10.96.0.10",
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}}),
+            ),
+            answer(
+                200,
+                json!({"items": [{"addressType": "IPv4", "metadata": {},
+                "endpoints": [{"addresses": ["172.18.0.53"]}],
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 9153}]}]}),
+            ),
+            answer(
+                200,
                 json!({"metadata": {"name": "p", "labels": {"app": "job"}},
                 "spec": {"nodeName": "n1", "hostNetwork": false, "containers": []}}),
             ),
@@ -559,6 +763,15 @@ mod tests {
             view.endpoints,
             vec![("172.18.0.2".parse().expect("ip"), 6443)]
         );
+        assert_eq!(
+            view.dns_service,
+            vec!["10.96.0.10".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(
+            view.dns_endpoints,
+            vec!["172.18.0.53".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(view.pod.host_network, Some(false));
         assert_eq!(
             view.pod
                 .labels
@@ -601,6 +814,23 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 1, "{rows:#?}");
         assert_eq!(rows[0].status, Status::Pass);
+    }
+
+    /// What a server sends instead of an object is quoted redacted and cut, the serde error
+    /// (which quotes the input) included.
+    #[test]
+    fn hostile_answers_are_quoted_redacted_and_cut() {
+        let token = "glpat-Qq1Ww2Ee3Rr4Tt5Yy6Uu";
+        let long = format!("{} {token} {}", "a".repeat(290), "b".repeat(30_000));
+        let not_an_object = answer(200, json!({"items": long}));
+        let forbidden = answer(403, json!({"message": long}));
+        for a in [not_an_object, forbidden] {
+            let view = ClusterView::from_answers("in-cluster", "gitlab", None, &[a]);
+            let said = view.policies.expect_err("not readable");
+            assert!(said.len() < 1_500, "{}", said.len());
+            assert!(said.contains("more characters)"), "{said}");
+            assert!(!said.contains("Qq1Ww2"), "{said}");
+        }
     }
 
     #[test]

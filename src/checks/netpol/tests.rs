@@ -20,7 +20,7 @@ fn pod() -> RunnerPod {
             ("app".to_string(), "runner-job".to_string()),
             ("tier".to_string(), "ci".to_string()),
         ])),
-        host_network: false,
+        host_network: Some(false),
     }
 }
 
@@ -212,7 +212,7 @@ fn named_ports_are_undecidable_without_the_destination_pod() {
 #[test]
 fn policies_leave_a_host_network_pod_alone() {
     let host = RunnerPod {
-        host_network: true,
+        host_network: Some(true),
         ..pod()
     };
     assert_eq!(
@@ -225,6 +225,7 @@ fn policies_leave_a_host_network_pod_alone() {
             pod: host,
             destinations: vec![service(), dns_udp()],
             reached: vec![],
+            dns_worked: None,
         },
     );
     assert!(
@@ -331,7 +332,7 @@ fn unreadable_pod_labels_make_selecting_policies_undecided_but_empty_selectors_s
     let unknown = RunnerPod {
         namespace: "gitlab".into(),
         labels: None,
-        host_network: false,
+        host_network: Some(false),
     };
     let labelled = policy(
         "runner-deny",
@@ -382,6 +383,7 @@ fn situation(reached: &[(&str, u16)]) -> Situation {
             .iter()
             .map(|(a, p)| (a.parse().expect("address"), *p))
             .collect(),
+        dns_worked: None,
     }
 }
 
@@ -467,7 +469,7 @@ fn judge_passes_when_allowed_and_is_informational_when_undecided() {
         pod: RunnerPod {
             namespace: "gitlab".into(),
             labels: None,
-            host_network: false,
+            host_network: Some(false),
         },
         ..situation(&[])
     };

@@ -8,23 +8,30 @@ use std::time::SystemTime;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::catalogue::Reason;
-use crate::x509::{CertFacts, format_time, key_id_hex, signed_by, weak_signature_hash};
+use x509_parser::prelude::X509Certificate;
 
-/// One certificate: its bytes (to check signatures) and what it says.
+use crate::catalogue::Reason;
+use crate::x509::{self, CertFacts, format_time, key_id_hex, signed_by, weak_signature_hash};
+
+/// One certificate, parsed once: its bytes, the parsed form (to check signatures) and what it
+/// says.
+#[derive(Clone)]
 pub struct Cert<'a> {
     pub der: &'a CertificateDer<'static>,
+    x509: X509Certificate<'a>,
     pub facts: CertFacts,
 }
 
 impl<'a> Cert<'a> {
     pub fn parse(der: &'a CertificateDer<'static>) -> Option<Cert<'a>> {
-        CertFacts::parse(der).map(|facts| Cert { der, facts })
+        let x509 = x509::parse(der)?;
+        let facts = CertFacts::of(&x509);
+        Some(Cert { der, x509, facts })
     }
 
     /// Whether `issuer`'s key signed this certificate; `None` when it cannot be told.
     fn signed_by(&self, issuer: &Cert<'_>) -> Option<bool> {
-        signed_by(self.der.as_ref(), issuer.der.as_ref())
+        signed_by(&self.x509, &issuer.x509)
     }
 
     fn self_signed(&self) -> bool {
@@ -34,7 +41,8 @@ impl<'a> Cert<'a> {
 
 /// What the judgement starts from.
 pub struct TrustInput<'a> {
-    /// The chain as presented, leaf first (certificates that do not parse left out).
+    /// The chain as presented, leaf first (certificates that do not parse left out; empty
+    /// when the leaf itself does not parse).
     pub chain: Vec<Cert<'a>>,
     /// CA certificates the target configures (kubeconfig, `--ca-file`, `KUBE_CA_PEM`,
     /// `CI_SERVER_TLS_CA_FILE`); empty when only the system roots are trusted.
@@ -53,15 +61,11 @@ pub struct TrustInput<'a> {
     pub wrong_purpose: bool,
     /// The moment the chain was judged at.
     pub now: SystemTime,
-    /// Where this target takes a CA from, for fixes: the kubeconfig's
-    /// `certificate-authority-data`, or for the GitLab server `CI_SERVER_TLS_CA_FILE`.
+    /// What the verifier said, for readings where the chain does reach a configured CA.
+    pub verifier: String,
+    /// Where this target takes a CA from, for fixes ([`crate::catalogue::ca_setting`]).
     pub ca_setting: &'a str,
 }
-
-/// [`TrustInput::ca_setting`] for a Kubernetes target.
-pub const KUBECONFIG_CA: &str = "the kubeconfig's `certificate-authority-data`";
-/// [`TrustInput::ca_setting`] for the GitLab server, whose CA is added to the system roots.
-pub const GITLAB_CA: &str = "`CI_SERVER_TLS_CA_FILE` (the runner's `tls-ca-file` in config.toml)";
 
 /// The likelier reading, with what was seen and, where another reading stays possible, that
 /// reading and what would tell the two apart.
@@ -190,7 +194,7 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
     let Some(leaf) = input.chain.first() else {
         return Reading::new(
             Reason::UnknownAuthority,
-            "no certificate in the chain could be read",
+            "the server's certificate (the first presented) is not a readable X.509 certificate",
         );
     };
     if let Some(r) = weak_signature(input)
@@ -200,7 +204,7 @@ pub fn read(input: &TrustInput<'_>) -> Reading {
         return r;
     }
     let path = build_path(&input.chain);
-    if let Some(r) = broken_link(input, &path) {
+    if let Some(r) = broken_link(input, &path).or_else(|| reaches_anchor(input, &path)) {
         return r;
     }
     if let Some(r) = inspection_product(input) {
@@ -224,11 +228,13 @@ fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
     if !input.unsupported_algorithm {
         return None;
     }
+    // Only signatures someone checks: a configured CA is trusted as it is, and a self-issued
+    // root's signature on itself is checked by nobody (webpki, like Go, trusts its key).
     let weak = input
         .chain
         .iter()
-        .chain(&input.anchors)
-        .find_map(|c| weak_signature_hash(c.der.as_ref()).map(|h| (c, h)));
+        .filter(|c| !c.facts.self_issued && !is_anchor(input, c))
+        .find_map(|c| weak_signature_hash(&c.x509).map(|h| (c, h)));
     let Some((cert, hash)) = weak else {
         // Not a retired hash: an algorithm the verifier lacks, which kubectl may have.
         return Some(Reading::new(
@@ -339,13 +345,13 @@ fn self_signed(input: &TrustInput<'_>, leaf: &Cert<'_>) -> Reading {
             leaf.facts.subject
         ),
     );
-    if let Some(a) = same_name_anchor(input, &leaf.facts.subject_der) {
+    if let Some((a, Tie::OtherKey)) = named_anchor(input, &leaf.facts.subject_der, leaf) {
         r = r
             .also(format!(
                 "the configured CA has the same name but another key: the server's certificate was regenerated ({})",
                 key_ids(&leaf.facts, &a.facts)
             ))
-            .fix("Put the server's current certificate in `certificate-authority-data` (the one there is an older copy).");
+            .fix(format!("Put the server's current certificate in {} (the one there is an older copy).", input.ca_setting));
     }
     r
 }
@@ -367,7 +373,7 @@ fn complete_chain(input: &TrustInput<'_>, root: &Cert<'_>) -> Reading {
             anchor_names(input)
         ),
     );
-    if let Some(a) = same_name_anchor(input, &root.facts.subject_der) {
+    if let Some((a, Tie::OtherKey)) = named_anchor(input, &root.facts.subject_der, root) {
         r = r.also(format!(
             "same CA name, another key: {}",
             key_ids(&root.facts, &a.facts)
@@ -379,7 +385,7 @@ fn complete_chain(input: &TrustInput<'_>, root: &Cert<'_>) -> Reading {
 /// The top of what was sent names an issuer that was not sent.
 fn missing_issuer(input: &TrustInput<'_>, path: &Path, top: &Cert<'_>) -> Reading {
     let issuer = &top.facts.issuer;
-    if let Some(anchor) = same_name_anchor(input, &top.facts.issuer_der) {
+    if let Some((anchor, _)) = named_anchor(input, &top.facts.issuer_der, top) {
         return same_name_other_key(input, top, anchor);
     }
     if let Some(url) = top.facts.ca_issuers.first() {
@@ -433,24 +439,10 @@ fn unknown_authority_fix(input: &TrustInput<'_>, issuer_cn: Option<&str>, issuer
     }
 }
 
-/// A configured CA carries the missing issuer's name, yet did not verify: another key.
+/// A configured CA carries the missing issuer's name and did not sign it ([`reaches_anchor`]
+/// took the case where it did): a CA of the same name with another key.
 fn same_name_other_key(input: &TrustInput<'_>, top: &Cert<'_>, anchor: &Cert<'_>) -> Reading {
     let issuer = &top.facts.issuer;
-    if top.signed_by(anchor) == Some(true) {
-        // The key is right, so something else failed: report what webpki saw.
-        let reason = if input.bad_signature {
-            Reason::BadSignature
-        } else {
-            Reason::UnknownAuthority
-        };
-        return Reading::new(
-            reason,
-            format!(
-                "the configured CA {issuer} did sign {}, but the chain still does not verify",
-                top.facts.subject
-            ),
-        );
-    }
     let kind = top
         .facts
         .issuer_common_name
@@ -464,7 +456,7 @@ fn same_name_other_key(input: &TrustInput<'_>, top: &Cert<'_>, anchor: &Cert<'_>
     )
     .also(key_ids(&top.facts, &anchor.facts))
     .fix(format!(
-        "The cluster's CA was regenerated (rebuilt cluster) or this is another cluster of the same kind: replace `certificate-authority-data` with the cluster's current CA{kind}."
+        "The cluster's CA was regenerated (rebuilt cluster) or this is another cluster of the same kind: replace the CA in {} with the cluster's current CA{kind}.", input.ca_setting
     ))
 }
 
@@ -545,7 +537,7 @@ fn other_ca(input: &TrustInput<'_>, top: &Cert<'_>) -> Reading {
     match cluster {
         Some((kind, path)) => {
             r = r.also(format!("{issuer} is a {kind} cluster CA, which signs the API server directly: the kubeconfig holds another cluster's CA")).fix(format!(
-                "Replace `certificate-authority-data` with this cluster's CA ({path} on a control-plane node), or point `server:` at the cluster the CA belongs to."
+                "Replace the CA in {} with this cluster's CA ({path} on a control-plane node), or point the server URL at the cluster the CA belongs to.", input.ca_setting
             ));
         }
         None => {
@@ -570,8 +562,8 @@ fn through_proxy(input: &TrustInput<'_>, top: &Cert<'_>, reading: Reading) -> Re
     .into_iter()
     .flatten()
     .any(|cn| cluster_ca(cn).is_some());
-    let tied = same_name_anchor(input, &top.facts.issuer_der).is_some()
-        || same_name_anchor(input, &top.facts.subject_der).is_some();
+    let tied = named_anchor(input, &top.facts.issuer_der, top).is_some()
+        || named_anchor(input, &top.facts.subject_der, top).is_some();
     let readable = matches!(
         reading.reason,
         Reason::UnknownAuthority | Reason::CaMismatch
@@ -595,11 +587,91 @@ fn through_proxy(input: &TrustInput<'_>, top: &Cert<'_>, reading: Reading) -> Re
     ))
 }
 
-fn same_name_anchor<'i>(input: &'i TrustInput<'_>, name_der: &[u8]) -> Option<&'i Cert<'i>> {
-    input
+/// How a configured CA relates to a certificate: the one answer to "is this the configured
+/// CA (or signed by it)?" that every reading asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tie {
+    /// The very certificate configured, byte for byte.
+    Identical,
+    /// Its key signed the certificate (a root's own self-signature included: then it is the
+    /// same key).
+    SameKey,
+    /// It carries the name, but its key did not sign the certificate: another key.
+    OtherKey,
+    /// The signature could not be checked (an algorithm the checker lacks).
+    Untold,
+}
+
+/// The configured CA named `name_der` (the certificate's issuer, or for a root its own
+/// subject) and how it relates to `cert`; among CAs of the same name (old and new), one that
+/// ties comes first.
+fn named_anchor<'i>(
+    input: &'i TrustInput<'_>,
+    name_der: &[u8],
+    cert: &Cert<'_>,
+) -> Option<(&'i Cert<'i>, Tie)> {
+    let mut found = None;
+    for anchor in input
         .anchors
         .iter()
-        .find(|a| a.facts.subject_der == name_der)
+        .filter(|a| a.facts.subject_der == name_der)
+    {
+        let tie = if anchor.der.as_ref() == cert.der.as_ref() {
+            Tie::Identical
+        } else {
+            match cert.signed_by(anchor) {
+                Some(true) => Tie::SameKey,
+                Some(false) => Tie::OtherKey,
+                None => Tie::Untold,
+            }
+        };
+        if matches!(tie, Tie::Identical | Tie::SameKey) {
+            return Some((anchor, tie));
+        }
+        found = found.or(Some((anchor, tie)));
+    }
+    found
+}
+
+/// Whether `cert` is itself a configured CA: the same certificate, or a root with the same
+/// name and key (a re-issued copy of the same root).
+fn is_anchor(input: &TrustInput<'_>, cert: &Cert<'_>) -> bool {
+    match named_anchor(input, &cert.facts.subject_der, cert) {
+        Some((_, Tie::Identical)) => true,
+        Some((_, Tie::SameKey)) => cert.facts.self_issued,
+        _ => false,
+    }
+}
+
+/// The sent path reaches a configured CA (one of its certificates is that CA, or was signed
+/// by it), yet the verifier refused the chain: no CA problem at all, so say what the verifier
+/// said (a name constraint, a path length, a bad signature lower down).
+fn reaches_anchor(input: &TrustInput<'_>, path: &Path) -> Option<Reading> {
+    let (cert, anchor, tie) = path.links.iter().find_map(|&i| {
+        let cert = &input.chain[i];
+        let itself =
+            named_anchor(input, &cert.facts.subject_der, cert).filter(|_| is_anchor(input, cert));
+        let signed = named_anchor(input, &cert.facts.issuer_der, cert)
+            .filter(|(_, t)| *t == Tie::SameKey && !cert.facts.self_issued);
+        itself.or(signed).map(|(a, t)| (cert, a, t))
+    })?;
+    let relation = match tie {
+        Tie::Identical => "is the configured CA itself",
+        _ if cert.facts.self_issued => "has the configured CA's name and key",
+        _ => "was signed by the configured CA",
+    };
+    let reason = if input.bad_signature {
+        Reason::BadSignature
+    } else {
+        Reason::ChainRejected
+    };
+    Some(Reading::new(
+        reason,
+        format!(
+            "{} {relation} ({}), so the CA is the right one: the verifier refused the chain for another reason: {}",
+            cert.facts.subject, anchor.facts.subject, input.verifier
+        ),
+    ))
 }
 
 fn anchor_names(input: &TrustInput<'_>) -> String {

@@ -8,6 +8,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 
 use super::*;
+use crate::model::TargetKind;
 
 struct Ca(CertifiedIssuer<'static, KeyPair>);
 
@@ -87,7 +88,8 @@ fn read_with(
         unsupported_algorithm: false,
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
-        ca_setting: KUBECONFIG_CA,
+        verifier: String::new(),
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Direct),
     };
     read(&input)
 }
@@ -122,7 +124,8 @@ fn the_gitlab_server_gets_its_own_ca_setting_in_the_fix() {
         unsupported_algorithm: false,
         wrong_purpose: false,
         now: std::time::SystemTime::now(),
-        ca_setting: GITLAB_CA,
+        verifier: String::new(),
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Gitlab),
     };
     let r = read(&input);
     assert_eq!(r.reason, Reason::UnknownAuthority, "{r:?}");
@@ -310,4 +313,30 @@ fn a_non_ca_issuer_is_not_a_ca() {
         None,
     );
     assert_eq!(r.reason, Reason::NotACa, "{r:?}");
+}
+
+/// The configured CA did sign the leaf (its key is right), yet the chain fails: say what the
+/// verifier said, never `unknown-authority` ("configure a CA": one is configured).
+#[test]
+fn a_leaf_signed_by_the_configured_ca_is_chain_rejected_with_the_verifiers_words() {
+    let root = ca("Root", None, None);
+    let chain = [leaf("api", &root, None)];
+    let anchors = [root.der()];
+    let mut input = TrustInput {
+        chain: chain.iter().filter_map(Cert::parse).collect(),
+        anchors: anchors.iter().filter_map(Cert::parse).collect(),
+        via_proxy: None,
+        bad_signature: false,
+        out_of_date: false,
+        unsupported_algorithm: false,
+        wrong_purpose: false,
+        now: std::time::SystemTime::now(),
+        verifier: "invalid peer certificate: Other(NameConstraintViolation)".into(),
+        ca_setting: crate::catalogue::ca_setting(TargetKind::Direct),
+    };
+    let r = read(&input);
+    assert_eq!(r.reason, Reason::ChainRejected, "{r:?}");
+    assert!(has(&r, "NameConstraintViolation"), "{r:?}");
+    input.bad_signature = true;
+    assert_eq!(read(&input).reason, Reason::BadSignature);
 }

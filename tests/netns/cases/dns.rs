@@ -273,6 +273,25 @@ fn dns_resolve_private_answer() {
         .expect_evidence(CheckId::TcpConnect, &["Amazon EKS"]);
 }
 
+/// The healthy in-VPC run: the same private answer, and the address connects. A private
+/// endpoint reached from inside its network is no warning, only a note in the evidence.
+#[test]
+fn dns_resolve_private_answer_that_connects_passes() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = served(Family::Dual);
+    let server = format!("https://{}:6443", dns::EKS);
+    diagnose(
+        &site,
+        "dns: EKS name, private answer, reachable",
+        &server,
+        &[],
+    )
+    .expect_pass(&[CheckId::DnsResolve, CheckId::TcpConnect])
+    .expect_evidence(CheckId::DnsResolve, &["private endpoint", "10.253.1.2"]);
+}
+
 #[test]
 fn dns_resolve_search_expanded() {
     if skip_without_netns() {
@@ -300,7 +319,6 @@ fn dns_resolve_search_expanded() {
 /// is a false positive (the job is inside). Expected: `dns.resolve` passes (the fact may stay
 /// as evidence).
 #[test]
-#[ignore = "defect: dns.resolve private-answer warns even when tcp.connect to the private address succeeds (checks/dns.rs decides before the connect; owned by verdicts)"]
 fn dns_resolve_private_answer_reached_from_inside_is_no_warning() {
     if skip_without_netns() {
         return;
