@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalogue::{CheckId, Reason};
-use crate::checks::{dns, gitlab_server, http, netpol, runner, tcp, tls, tools};
+use crate::checks::{config, dns, gitlab_server, http, netpol, runner, tcp, tls, tools};
 use crate::env::Env;
 use crate::gitlab;
 use crate::model::{CheckResult, RunReport, Status, TargetReport};
@@ -340,6 +340,7 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
     let Some(endpoint) = &target.endpoint else {
         return;
     };
+    revise_no_proxy(&target, &endpoint.host, &ctx, &rec).await;
     let host = match &target.route {
         Route::Direct => &endpoint.host,
         Route::Proxy(p) => &p.host,
@@ -470,6 +471,23 @@ async fn connect_layers(
     }
 }
 
+/// `config.proxy` judged again once the proxied server's name is resolved here, when
+/// `NO_PROXY` has IP or CIDR entries it may resolve into (the proxy, not the job, resolves it
+/// for the connection; this lookup only tells whether such an entry was meant for it).
+async fn revise_no_proxy(target: &Target, host: &Host, ctx: &RunContext, rec: &Recorder) {
+    let Host::Name(name) = host else {
+        return;
+    };
+    if target.no_proxy_nets.is_empty() {
+        return;
+    }
+    let (lookup, _) = share::resolve(name, ctx).await;
+    let addresses = lookup.0.as_ref().ok().map(|r| r.addresses.as_slice());
+    rec.revise(CheckId::ConfigProxy, |result| {
+        config::after_server_lookup(result, &target.no_proxy_nets, name, addresses)
+    });
+}
+
 async fn resolve_host(host: &Host, ctx: &RunContext, rec: &Recorder) -> Option<Vec<IpAddr>> {
     let name = match host {
         Host::Ip(ip) => {
@@ -540,13 +558,14 @@ impl Dialer {
             .map_err(|_| format!("CONNECT through the proxy: {status}"))
     }
 
-    /// One more handshake like the first, over a connection that announces a small MSS.
-    async fn small_mss_handshake(
+    /// One more handshake like the first, over a new connection announcing `mss` when given.
+    async fn retry_handshake(
         &self,
+        mss: Option<u32>,
         client: Option<&ClientIdentity>,
         expect: Option<net_tls::Expect>,
     ) -> Result<net_tls::Handshake, String> {
-        let stream = self.stream(Some(connect::SMALL_MSS)).await?;
+        let stream = self.stream(mss).await?;
         self.handshake(stream, client, expect)
             .await
             .ok_or_else(|| "no TLS settings".to_string())
@@ -639,8 +658,11 @@ async fn secure(
     // a proxy only the runner's own link is narrowed (the proxy picks the MSS of its connection
     // to the server), which is where the commonest black hole is: Docker-in-Docker's bridge.
     if matches!(hs.outcome, Err(HandshakeFailure::Stalled)) {
-        let retry = dialer.small_mss_handshake(client, expect).await;
-        result = tls::after_small_mss_retry(result, &retry, connect::SMALL_MSS);
+        let (full, small) = tokio::join!(
+            dialer.retry_handshake(None, client, expect.clone()),
+            dialer.retry_handshake(Some(connect::SMALL_MSS), client, expect),
+        );
+        result = tls::after_mss_retries(result, &full, &small, connect::SMALL_MSS);
     }
     rec.push(result);
     // A key the verifier refuses: tls.trust names it (the handshake row passed).

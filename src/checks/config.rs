@@ -14,7 +14,7 @@ use crate::env::{Env, read_bounded};
 use crate::model::{CheckResult, TargetKind};
 use crate::plan::proxy_choice::{self, ProxyDecision};
 use crate::plan::target::{
-    ClientIdentity, Credentials, Endpoint, Host, Route, Scheme, Target, TlsSettings,
+    ClientIdentity, Credentials, Endpoint, Host, NoProxyNet, Route, Scheme, Target, TlsSettings,
 };
 use crate::secret::{Scrubber, Secret};
 use crate::targets::TargetSpec;
@@ -105,6 +105,10 @@ impl Judge<'_> {
                 None => endpoint = None,
             }
         }
+        let no_proxy_nets = match &endpoint {
+            Some(e) => self.pending_no_proxy(spec, e, &route),
+            None => Vec::new(),
+        };
         register_route(&route, scrubber);
         let agent = (kind == TargetKind::GitlabAgent).then(|| {
             crate::gitlab::AgentTarget::read(
@@ -126,6 +130,7 @@ impl Judge<'_> {
             namespace: self.namespace(spec),
             config_checks: checks,
             agent,
+            no_proxy_nets,
         }
     }
 
@@ -558,17 +563,44 @@ impl Judge<'_> {
 
     // ---- config.proxy
 
-    /// `NO_PROXY` entries that look meant for `host` but that client-go does not apply.
-    fn ignored_no_proxy(&self, host: &crate::plan::target::Host) -> Vec<String> {
+    /// The `NO_PROXY` list client-go reads (the upper-case name first), with its name.
+    fn no_proxy(&self) -> Option<(&'static str, &str)> {
         ["NO_PROXY", "no_proxy"]
-            .iter()
+            .into_iter()
             .filter_map(|name| self.env.var(name).map(|v| (name, v)))
-            .filter(|(_, v)| !v.trim().is_empty())
-            .take(1)
+            .find(|(_, v)| !v.trim().is_empty())
+    }
+
+    /// `NO_PROXY` entries that look meant for a server but that client-go never applies.
+    fn ignored_no_proxy(&self) -> Vec<String> {
+        self.no_proxy()
+            .into_iter()
             .flat_map(|(name, list)| {
-                proxy_choice::ignored_entries(list, host)
+                proxy_choice::ignored_entries(list)
                     .into_iter()
                     .map(move |(entry, why)| format!("{name} entry {entry:?} ignored: {why}"))
+            })
+            .collect()
+    }
+
+    /// The IP and CIDR `NO_PROXY` entries a proxied server written as a name may resolve
+    /// into (judged after DNS by [`after_server_lookup`]); none when `NO_PROXY` does not
+    /// apply to `route` at all (direct, or the kubeconfig's own proxy-url).
+    fn pending_no_proxy(
+        &self,
+        spec: &TargetSpec,
+        endpoint: &Endpoint,
+        route: &Route,
+    ) -> Vec<NoProxyNet> {
+        let (Route::Proxy(_), None, Some((name, list))) = (route, &spec.proxy_url, self.no_proxy())
+        else {
+            return Vec::new();
+        };
+        proxy_choice::ip_entries_against_name(list, &endpoint.host)
+            .into_iter()
+            .map(|(entry, net)| NoProxyNet {
+                entry: format!("{name} entry {entry:?}"),
+                net,
             })
             .collect()
     }
@@ -589,7 +621,7 @@ impl Judge<'_> {
                 let ignored = match spec.proxy_url {
                     // The kubeconfig's proxy-url ignores NO_PROXY altogether, by design.
                     Some(_) => Vec::new(),
-                    None => self.ignored_no_proxy(&endpoint.host),
+                    None => self.ignored_no_proxy(),
                 };
                 let result = if ignored.is_empty() {
                     CheckResult::pass(id, subject, summary)
@@ -607,6 +639,56 @@ impl Judge<'_> {
             ),
         }
     }
+}
+
+/// `config.proxy` once the server's name is resolved: an IP or CIDR `NO_PROXY` entry that
+/// one of its addresses falls in was meant for this server, and client-go ignores it (it
+/// matches such entries only against a server written as an IP); one it does not fall in
+/// cannot change this server's route, so it is a note, no warning. `addresses` is `None`
+/// when the name did not resolve here.
+pub fn after_server_lookup(
+    result: CheckResult,
+    nets: &[NoProxyNet],
+    name: &str,
+    addresses: Option<&[IpAddr]>,
+) -> CheckResult {
+    let addresses = addresses.unwrap_or_default();
+    let (meant, other): (Vec<&NoProxyNet>, Vec<&NoProxyNet>) = nets
+        .iter()
+        .partition(|n| addresses.iter().any(|a| n.net.contains(a)));
+    let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+    let notes = other.iter().map(|n| {
+        format!(
+            "{} does not cover {name} ({}): it cannot change this server's route",
+            n.entry,
+            if shown.is_empty() {
+                "not resolved here".to_string()
+            } else {
+                shown.join(", ")
+            }
+        )
+    });
+    let ignored: Vec<String> = meant
+        .iter()
+        .map(|n| {
+            format!(
+                "{} ignored: {name} resolves into it ({}), but an IP or CIDR entry matches only a server written as an IP address, not the name {name} (client-go does not resolve names for NO_PROXY)",
+                n.entry,
+                shown.join(", ")
+            )
+        })
+        .collect();
+    let result = result.with_evidence_lines(notes);
+    if ignored.is_empty() {
+        return result;
+    }
+    if result.reason == Some(Reason::NoProxyIgnored) {
+        return result.with_evidence_lines(ignored);
+    }
+    let evidence = std::iter::once(result.summary.clone()).chain(result.evidence.clone());
+    CheckResult::finding(result.id, result.subject, Reason::NoProxyIgnored)
+        .with_evidence_lines(evidence)
+        .with_evidence_lines(ignored)
 }
 
 /// Registers every secret the spec holds where it was parsed: the token (and the job token
@@ -893,6 +975,39 @@ fn command_exists(command: &str, env: &Env) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Status;
+
+    /// A CIDR entry warns only when the server's name resolves into it; otherwise it is a
+    /// note on the pass (and so is a name that did not resolve here).
+    #[test]
+    fn a_cidr_no_proxy_entry_warns_only_when_the_name_resolves_into_it() {
+        let nets = [NoProxyNet {
+            entry: "NO_PROXY entry \"192.168.0.0/16\"".into(),
+            net: "192.168.0.0/16".parse().expect("net"),
+        }];
+        let proxied = || CheckResult::pass(CheckId::ConfigProxy, "api:6443", "through proxy p");
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        let inside = [ip("10.0.0.1"), ip("192.168.4.5")];
+        let r = after_server_lookup(proxied(), &nets, "api", Some(&inside));
+        assert_eq!(r.reason, Some(Reason::NoProxyIgnored), "{r:?}");
+        assert!(
+            r.evidence.iter().any(|e| e.contains("resolves into it")),
+            "{r:?}"
+        );
+        assert!(
+            r.evidence.iter().any(|e| e.contains("through proxy p")),
+            "{r:?}"
+        );
+        let elsewhere = [ip("10.253.2.5")];
+        for addresses in [Some(&elsewhere[..]), None] {
+            let r = after_server_lookup(proxied(), &nets, "api", addresses);
+            assert_eq!(r.status, Status::Pass, "{r:?}");
+            assert!(
+                r.evidence.iter().any(|e| e.contains("does not cover api")),
+                "{r:?}"
+            );
+        }
+    }
 
     #[test]
     fn endpoints_parse_like_kubectl() {

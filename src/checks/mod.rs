@@ -123,6 +123,7 @@ mod fixture {
             namespace: "ci".into(),
             config_checks: Vec::new(),
             agent: None,
+            no_proxy_nets: Vec::new(),
         }
     }
 

@@ -46,7 +46,7 @@ pub fn handshake(subject: &str, hs: &Handshake) -> CheckResult {
                 HandshakeFailure::Closed => Reason::Closed,
                 HandshakeFailure::ClientCertRequired => Reason::ClientCertRequired,
                 // Spec wave 2: no answer to the ClientHello is `timeout`; the small-MSS retry
-                // (`after_small_mss_retry`) turns it into `mtu-blackhole` when that completes.
+                // (`after_mss_retries`) makes it `mtu-blackhole` when only the small one completes.
                 HandshakeFailure::Stalled => Reason::Timeout,
                 HandshakeFailure::Oversized => Reason::OversizedCertificate,
                 HandshakeFailure::Other(_) | HandshakeFailure::Refused(_) => {
@@ -124,7 +124,32 @@ fn presented<'a>(chain: &'a [CertificateDer<'static>]) -> Vec<Option<Cert<'a>>> 
 /// is the MTU, not the server. `retry` is the retry's handshake, or why it could not be made.
 /// The server's flight arriving is what counts, so a retry that kube-reach itself ended after
 /// judging the certificate (a client identity, a server that did not verify) counts too.
-pub fn after_small_mss_retry(
+///
+/// The small retry proves packet size only against a full-size retry made alongside it
+/// (`full`): when that one completes too, the first stall was the server's or its load
+/// balancer's (one dead backend), not the path's, and the finding stays `timeout`.
+pub fn after_mss_retries(
+    first: CheckResult,
+    full: &Result<Handshake, String>,
+    small: &Result<Handshake, String>,
+    mss: u32,
+) -> CheckResult {
+    match full {
+        Ok(hs) if hs.flight_arrived() => first
+            .with_evidence(format!(
+                "retry over a new connection at the normal MSS: {} after {} ms, {} certificate(s) (the stall was not packet size)",
+                hs.detail,
+                hs.elapsed.as_millis(),
+                hs.chain.len()
+            ))
+            .with_fix_detail(
+                "A plain retry completed, so the server answers only now and then: look for a dead or overloaded backend behind the API server's load balancer (its health checks).",
+            ),
+        _ => after_small_mss_retry(first, small, mss),
+    }
+}
+
+fn after_small_mss_retry(
     first: CheckResult,
     retry: &Result<Handshake, String>,
     mss: u32,
@@ -453,6 +478,32 @@ mod mss_retry_tests {
             .with_evidence("api:6443: no handshake within 2000 ms after 2000 ms")
     }
 
+    fn silent_retry() -> Handshake {
+        retry(HandshakeFailure::Stalled, 0, "no handshake within 2000 ms")
+    }
+
+    /// A full-size retry that completes beside the small one: the stall was not packet size.
+    #[test]
+    fn a_full_size_retry_that_completes_is_not_an_mtu_black_hole() {
+        let refused = || {
+            retry(
+                HandshakeFailure::Refused("the server's certificate did not verify"),
+                1,
+                "kube-reach ended the handshake",
+            )
+        };
+        let r = after_mss_retries(stalled_first(), &Ok(refused()), &Ok(refused()), 536);
+        assert_eq!(r.reason, Some(Reason::Timeout), "{r:?}");
+        assert!(
+            r.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("load balancer"),
+            "{r:?}"
+        );
+        assert!(r.evidence.iter().any(|e| e.contains("normal MSS")), "{r:?}");
+    }
+
     fn retry(outcome: HandshakeFailure, chain: usize, detail: &str) -> Handshake {
         Handshake {
             outcome: Err(outcome),
@@ -473,7 +524,7 @@ mod mss_retry_tests {
             1,
             "the server's certificate did not verify: kube-reach ended the handshake",
         );
-        let r = after_small_mss_retry(stalled_first(), &Ok(hs), 536);
+        let r = after_mss_retries(stalled_first(), &Ok(silent_retry()), &Ok(hs), 536);
         assert_eq!(r.reason, Some(Reason::MtuBlackhole), "{r:?}");
         assert!(r.evidence.iter().any(|e| e.contains("MSS 536")), "{r:?}");
     }

@@ -195,32 +195,14 @@ pub fn no_proxy_match(list: &str, host: &Host, port: u16) -> Option<String> {
 }
 
 /// Entries of a `NO_PROXY` list that someone wrote for `host` but that Go's httpproxy will not
-/// apply to it (golang.org/x/net/http/httpproxy `useProxy`): a CIDR or IP matches only a
-/// server written as an IP literal, never a name that resolves into it; a `*` anywhere but alone
-/// or as a leading `*.` is no pattern (`10.0.0.*` matches nothing). Each with the reason.
-/// Loopback and link-local entries are not named against a host name: they are written for
-/// other hosts ([`for_this_machine_or_metadata`]).
-pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
+/// apply to any host, whatever the server (golang.org/x/net/http/httpproxy `useProxy`): a `*` anywhere but alone or
+/// as a leading `*.` is no pattern (`10.0.0.*` matches nothing). Each with the reason. IP and
+/// CIDR entries against a host name are [`ip_entries_against_name`]: whether one was meant for
+/// the server is known only once the name is resolved.
+pub fn ignored_entries(list: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for raw in list.split(',') {
-        let entry = raw.trim().to_ascii_lowercase();
-        if entry.is_empty() || entry == "*" {
-            continue;
-        }
-        let ip_entry = entry.parse::<ipnet::IpNet>().ok().or_else(|| {
-            split_host_port(&entry)
-                .and_then(|(h, _)| h.parse::<IpAddr>().ok())
-                .map(ipnet::IpNet::from)
-        });
-        if let Some(net) = ip_entry {
-            if let Host::Name(name) = host
-                && !for_this_machine_or_metadata(&net)
-            {
-                out.push((
-                    entry,
-                    format!("an IP or CIDR entry matches only a server written as an IP address, not the name {name} (client-go does not resolve names for NO_PROXY)"),
-                ));
-            }
+    for entry in entries(list) {
+        if entry == "*" || ip_entry(&entry).is_some() {
             continue;
         }
         let body = entry.strip_prefix("*.").unwrap_or(&entry);
@@ -232,6 +214,37 @@ pub fn ignored_entries(list: &str, host: &Host) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The IP and CIDR entries of a `NO_PROXY` list that never apply to `host` because it is a
+/// name (client-go matches them only against a server written as an IP literal; it does not
+/// resolve names for `NO_PROXY`). They matter only when the name resolves into one, which
+/// the engine decides after DNS. Loopback and link-local entries are left out: they are
+/// written for other hosts ([`for_this_machine_or_metadata`]).
+pub fn ip_entries_against_name(list: &str, host: &Host) -> Vec<(String, ipnet::IpNet)> {
+    if !matches!(host, Host::Name(_)) {
+        return Vec::new();
+    }
+    entries(list)
+        .filter_map(|entry| ip_entry(&entry).map(|net| (entry, net)))
+        .filter(|(_, net)| !for_this_machine_or_metadata(net))
+        .collect()
+}
+
+/// The entries of a `NO_PROXY` list, trimmed and lower-cased, empty ones left out.
+fn entries(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.split(',')
+        .map(|raw| raw.trim().to_ascii_lowercase())
+        .filter(|entry| !entry.is_empty())
+}
+
+/// An entry read as an IP network: a CIDR, or an IP address (with or without a port).
+fn ip_entry(entry: &str) -> Option<ipnet::IpNet> {
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+        split_host_port(entry)
+            .and_then(|(h, _)| h.parse::<IpAddr>().ok())
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// Loopback and link-local entries (`127.0.0.1`, `::1`, `169.254.169.254`): nearly every
@@ -258,23 +271,29 @@ mod tests {
     /// The NO_PROXY table, after golang.org/x/net/http/httpproxy's own tests.
     #[test]
     fn ignored_no_proxy_entries_are_named() {
-        let entries = |list: &str, host: Host| -> Vec<String> {
-            ignored_entries(list, &host)
+        let entries = |list: &str, _host: Host| -> Vec<String> {
+            ignored_entries(list).into_iter().map(|(e, _)| e).collect()
+        };
+        let ip_entries = |list: &str, host: Host| -> Vec<String> {
+            ip_entries_against_name(list, &host)
                 .into_iter()
                 .map(|(e, _)| e)
                 .collect()
         };
         let list = "10.0.0.0/8, 10.0.0.*, .svc, *.corp.example, 10.1.2.3, *";
+        assert_eq!(entries(list, name("api.corp.example")), ["10.0.0.*"]);
         assert_eq!(
-            entries(list, name("api.corp.example")),
-            ["10.0.0.0/8", "10.0.0.*", "10.1.2.3"]
+            ip_entries(list, name("api.corp.example")),
+            ["10.0.0.0/8", "10.1.2.3"]
         );
         // Against an IP-literal server, IP and CIDR entries do apply.
         assert_eq!(entries(list, ip("10.0.0.5")), ["10.0.0.*"]);
+        assert!(ip_entries(list, ip("10.0.0.5")).is_empty());
         assert!(entries("corp.example,.svc", name("api.corp.example")).is_empty());
         // Entries for the job's own machine and the metadata service are not meant for it.
         let field = "localhost,127.0.0.1,::1,127.0.0.0/8,169.254.169.254,[::1]:8080,.svc";
         assert!(entries(field, name("api.corp.example")).is_empty());
+        assert!(ip_entries(field, name("api.corp.example")).is_empty());
     }
 
     #[test]

@@ -203,6 +203,16 @@ pub struct Target {
     pub config_checks: Vec<CheckResult>,
     /// A `gitlab-agent` target's agent, read once in planning (`None` for other kinds).
     pub agent: Option<crate::gitlab::AgentTarget>,
+    /// IP and CIDR `NO_PROXY` entries this proxied server's name may resolve into: judged
+    /// after DNS (`checks::config::after_server_lookup`).
+    pub no_proxy_nets: Vec<NoProxyNet>,
+}
+
+/// One IP or CIDR `NO_PROXY` entry, as the user wrote it (`NO_PROXY entry "10.0.0.0/8"`).
+#[derive(Debug, Clone)]
+pub struct NoProxyNet {
+    pub entry: String,
+    pub net: ipnet::IpNet,
 }
 
 /// One RBAC question: `verb resource[.group][/subresource] [-n ns]`.

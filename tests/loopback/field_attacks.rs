@@ -54,7 +54,6 @@ async fn lb_with_one_dead_backend(upstream: std::net::SocketAddr) -> std::net::S
 /// sends the user to `dockerd --mtu`; the retry proves packet size only if a full-size retry
 /// fails where the small one completes.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "defect: one small-MSS retry that completes is called mtu-blackhole even when any retry would have completed (engine.rs/checks/tls.rs: retry once at the normal MSS as well; owned by house-engine and verdicts)"]
 async fn a_dead_backend_once_is_not_an_mtu_black_hole() {
     init();
     let pki = Pki::generate().expect("pki");

@@ -46,6 +46,7 @@ fn target(kind: TargetKind, route: Route) -> Target {
         namespace: "ci".into(),
         config_checks: Vec::new(),
         agent: None,
+        no_proxy_nets: Vec::new(),
     }
 }
 

@@ -319,7 +319,6 @@ fn dns_resolve_search_expanded() {
 /// is a false positive (the job is inside). Expected: `dns.resolve` passes (the fact may stay
 /// as evidence).
 #[test]
-#[ignore = "defect: dns.resolve private-answer warns even when tcp.connect to the private address succeeds (checks/dns.rs decides before the connect; owned by verdicts)"]
 fn dns_resolve_private_answer_reached_from_inside_is_no_warning() {
     if skip_without_netns() {
         return;
