@@ -42,6 +42,12 @@ pub enum Echo {
     /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
     /// percent-encoded (`/` as `%2F`, `+` as `%2B`).
     EncodedRedirect,
+    /// `/version` answers 200 with a text body quoting `user:` and the value base64-encoded
+    /// (a debug page showing the `Basic` credential it decoded, re-encoded).
+    Base64Body,
+    /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
+    /// percent-encoded with lowercase hex digits (`%2f`).
+    LowerEncodedRedirect,
 }
 
 pub const ALL_ECHOES: [Echo; 7] = [
@@ -127,6 +133,30 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             )
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        (Echo::Base64Body, "/version") => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!(
+                "{}{}",
+                "x".repeat(b.pad),
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("user:{value}")
+                )
+            ))))
+            .expect("response"),
+        (Echo::LowerEncodedRedirect, "/version") => Response::builder()
+            .status(302)
+            .header(
+                "location",
+                format!(
+                    "https://login.example/?{}rd={}",
+                    "x".repeat(b.pad),
+                    lower_hex(&percent_encoded(&value))
+                ),
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("response"),
         (_, "/version") => json(200, VERSION_JSON.into()),
         (Echo::ReadyzLine, "/readyz") => Response::builder()
             .status(500)
@@ -185,6 +215,22 @@ pub fn percent_encoded(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `encoded` (percent-encoded) with the two hex digits after every `%` in lowercase.
+pub fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            hex_left = if c == '%' { 2 } else { 0 };
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A hostile TLS API server on 127.0.0.1 (see [`Echo`]); returns its URL and the CA to trust.
