@@ -115,3 +115,115 @@ fn a_context_named_after_the_token_it_shares_a_connection_with_is_never_printed(
         outputs[1].1
     );
 }
+
+#[test]
+fn a_backend_not_tls_body_quoting_the_token_never_prints_it() {
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = Pki::generate().expect("pki");
+    for (i, pad) in [0usize, 3, 150, 170, 185, 190, 199].into_iter().enumerate() {
+        let world = World::new();
+        let (url, ca) = rt.block_on(start_hostile(Echo::PlainToTls, pad, i % 2 == 0, &pki));
+        let token = super::hostile::canary(&format!("nt{pad}"));
+        let report = run_with_token_file(&rt, &world, url, &ca, &token);
+        let outputs = assert_report_clean(&report, &[&token]);
+        for (name, text) in &outputs {
+            assert!(
+                !text.contains(&token[..6]),
+                "{pad}: prefix in the {name}: {text}"
+            );
+        }
+        assert!(
+            outputs[1].1.contains("backend-not-tls"),
+            "{pad}: {}",
+            outputs[1].1
+        );
+    }
+}
+
+/// A plain-HTTP listener on 127.0.0.1 (a `kubectl proxy`, or an API server URL written
+/// `http://`) that answers every request with `response`, `{T}` replaced by `token` (it knows
+/// the credential it expected), and counts the requests that carried an `Authorization`.
+async fn plain_server(
+    response: &'static str,
+    token: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let with_auth = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = with_auth.clone();
+    tokio::spawn(async move {
+        // Bounded: a run makes a handful of requests.
+        for _ in 0..64 {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        tcp.read(&mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if text.contains("\r\nauthorization:") || text.contains(&token.to_ascii_lowercase())
+                {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                let body = response.replace("{T}", token);
+                let _ = tcp.write_all(body.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{}", addr.port()), with_auth)
+}
+
+#[test]
+fn an_http_server_answering_with_the_token_it_expected_never_gets_it_nor_prints_it() {
+    // config.server credentials-withheld: over http:// the token is never sent; a listener
+    // that quotes the token it expected (401 Status, WWW-Authenticate, a Location redirect
+    // carrying it as kubectl proxy's login fronts do) gets it printed nowhere.
+    const TOKEN: &str = "httpCanaryTok3d5f7b9a1c";
+    const ANSWERS: [&str; 3] = [
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nWWW-Authenticate: Bearer realm=\"{T}\"\r\nConnection: close\r\n\r\n{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"expected Authorization: Bearer {T}\",\"reason\":\"Unauthorized\",\"code\":401}",
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/login?token={T}&rd=%2Fversion\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>upstream sent token {T} back</body></html>",
+    ];
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for answer in ANSWERS {
+        let world = World::new();
+        let (url, with_auth) = rt.block_on(plain_server(answer, TOKEN));
+        let ctx = Ctx {
+            token: Some(TOKEN),
+            ..Ctx::named("c", url)
+        };
+        let report = rt.block_on(world.run_outputs(&kubeconfig(&[ctx], Some("c")), &[], &[]));
+        let outputs = assert_report_clean(&report, &[TOKEN]);
+        for (name, text) in &outputs {
+            assert!(!text.contains(&TOKEN[..6]), "prefix in the {name}: {text}");
+        }
+        assert!(
+            outputs[1].1.contains("credentials-withheld"),
+            "{}",
+            outputs[1].1
+        );
+        // The answer's quote reached the evidence, the token in it masked.
+        assert!(outputs[1].1.contains("[REDACTED]"), "{}", outputs[1].1);
+        let sent = with_auth.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(sent, 0, "{answer}: the token was sent over http://");
+    }
+}

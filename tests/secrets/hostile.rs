@@ -48,6 +48,10 @@ pub enum Echo {
     /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
     /// percent-encoded with lowercase hex digits (`%2f`).
     LowerEncodedRedirect,
+    /// Every path answers 400 with Go's `Client sent an HTTP request to an HTTPS server.` and
+    /// the value (a load balancer speaking plain HTTP to the API server's TLS port, then
+    /// adding what it forwarded).
+    PlainToTls,
 }
 
 pub const ALL_ECHOES: [Echo; 7] = [
@@ -156,6 +160,12 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
                 ),
             )
             .body(Full::new(Bytes::new()))
+            .expect("response"),
+        (Echo::PlainToTls, _) => Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from(format!(
+                "Client sent an HTTP request to an HTTPS server.\n{padded}"
+            ))))
             .expect("response"),
         (_, "/version") => json(200, VERSION_JSON.into()),
         (Echo::ReadyzLine, "/readyz") => Response::builder()
