@@ -227,3 +227,26 @@ fn an_http_server_answering_with_the_token_it_expected_never_gets_it_nor_prints_
         assert_eq!(sent, 0, "{answer}: the token was sent over http://");
     }
 }
+
+#[test]
+fn an_rbac_fix_whose_subject_is_the_token_never_prints_it() {
+    // The username comes from the server: one that is the token itself is written into the
+    // RoleBinding YAML, where the serializer quotes and escapes it its own way (`''` for a
+    // single quote inside single quotes, `\"` inside double quotes) and may fold a long one.
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = Pki::generate().expect("pki");
+    let tokens = [
+        "Zq7K'x0'Cana'ryTo'k9f3'e7a1'b5c'Esc".to_string(),
+        "Zq7K: x1 #Cana\"ryTo\\k9f3 e7a1 b5c".to_string(),
+        format!("Zq7Kx2{}", "CanaryTok9f3e7a1b5c ".repeat(12)),
+    ];
+    for token in &tokens {
+        let world = World::new();
+        let (url, ca) = rt.block_on(start_hostile(Echo::DeniedUsername, 0, false, &pki));
+        let report = run_with_token_file(&rt, &world, url, &ca, token);
+        let outputs = assert_report_clean(&report, &[token, &token.replace('\'', "''")]);
+        let json = &outputs[1].1;
+        assert!(json.contains("kind: RoleBinding"), "{token}: {json}");
+    }
+}

@@ -52,6 +52,9 @@ pub enum Echo {
     /// the value (a load balancer speaking plain HTTP to the API server's TLS port, then
     /// adding what it forwarded).
     PlainToTls,
+    /// The whoami review answers with the value as the username and every access review is
+    /// denied, so the RBAC fix's YAML names the value as its subject.
+    DeniedUsername,
 }
 
 pub const ALL_ECHOES: [Echo; 7] = [
@@ -180,6 +183,17 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
                 "status": {"userInfo": {"username": padded, "groups": [value]}}})
             .to_string(),
+        ),
+        (Echo::DeniedUsername, p) if p.ends_with("/selfsubjectreviews") => json(
+            201,
+            serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                "status": {"userInfo": {"username": value}}})
+            .to_string(),
+        ),
+        (Echo::DeniedUsername, p) if p.ends_with("reviews") => json(
+            201,
+            serde_json::json!({"kind": "SelfSubjectAccessReview", "status": {"allowed": false}})
+                .to_string(),
         ),
         (Echo::StatusMessage, p) if p.ends_with("/selfsubjectreviews") => {
             json(401, status_json(401, &padded))
