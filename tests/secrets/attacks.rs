@@ -250,3 +250,89 @@ fn an_rbac_fix_whose_subject_is_the_token_never_prints_it() {
         assert!(json.contains("kind: RoleBinding"), "{token}: {json}");
     }
 }
+
+/// The real binary with the world's DNS files (the resolver file only when `args` does not
+/// name its own), no in-cluster target and `args`, in an environment of `vars` alone. Unlike
+/// [`World::run_binary`] it leaves `--timeout` and `--deadline` to `args`, whose values clap
+/// must parse.
+fn run_binary_with(
+    world: &World,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kube-reach"));
+    cmd.args(["--no-in-cluster", "--hosts-file"])
+        .arg(world.path("hosts"));
+    if !args.contains(&"--resolv-conf") {
+        cmd.arg("--resolv-conf").arg(world.path("resolv.conf"));
+    }
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied());
+    super::child::run_bounded(cmd, std::time::Duration::from_secs(60))
+}
+
+#[test]
+fn every_flag_given_a_secret_of_the_environment_never_prints_it() {
+    // A mistyped CI variable puts `$KUBE_TOKEN` or the proxy password where a flag's value
+    // belongs: clap's errors, our usage errors and the report quote the value, scrubbed.
+    let world = World::new();
+    let token = "plainKubeCanary4567abcd";
+    let password = "proxyPwCanary99zz";
+    let proxy = format!("http://u:{password}@127.0.0.1:9");
+    let vars = [("KUBE_TOKEN", token), ("HTTPS_PROXY", proxy.as_str())];
+    for secret in [token, password] {
+        let in_path = format!("/nonexistent/{secret}/x");
+        let url = format!("https://h:99999/{secret}");
+        let require = format!("get{secret}");
+        let flag = format!("--{secret}");
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["--server", &url],
+            vec![
+                "--tls-server-name",
+                secret,
+                "--server",
+                "https://127.0.0.1:9",
+            ],
+            vec!["--context", secret],
+            vec!["-n", secret],
+            vec!["--timeout", secret, "--server", "https://127.0.0.1:9"],
+            vec!["--deadline", secret],
+            vec!["--expiry-warn-days", secret],
+            vec!["--fail-on", secret],
+            vec!["--color", secret],
+            vec!["--require", &require],
+            vec!["--require-file", &in_path],
+            vec!["--kubeconfig", &in_path],
+            vec!["--junit", &in_path],
+            vec!["--json", &in_path],
+            vec!["--resolv-conf", &in_path],
+            vec!["--server", "https://127.0.0.1:9", "--ca-file", &in_path],
+            vec!["--server", "https://127.0.0.1:9", "--token-file", &in_path],
+            vec![&flag],
+            vec![secret],
+        ];
+        for args in cases {
+            let (_, stdout, stderr) = run_binary_with(&world, &args, &vars);
+            for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+                assert!(
+                    !text.contains(secret),
+                    "{args:?}: {secret} in {name}: {text}"
+                );
+                assert!(
+                    !text.contains(&secret[..8]),
+                    "{args:?}: prefix in {name}: {text}"
+                );
+            }
+            if args[0] == "--timeout" {
+                // clap's own error quotes the value: the scrubber, not luck, kept it out.
+                assert!(stderr.contains("'[REDACTED]'"), "{stderr}");
+            }
+            assert!(
+                !(stdout.trim().is_empty() && stderr.trim().is_empty()),
+                "{args:?}: said nothing"
+            );
+        }
+    }
+}
