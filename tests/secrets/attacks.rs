@@ -336,3 +336,55 @@ fn every_flag_given_a_secret_of_the_environment_never_prints_it() {
         }
     }
 }
+
+/// A credential plugin (a traced wrapper) that prints `stdout` and echoes its token on
+/// stderr, then exits with `code`.
+fn plugin_tracing_its_token(
+    world: &World,
+    n: usize,
+    stdout: &str,
+    token: &str,
+    code: u8,
+) -> String {
+    let script = format!(
+        "#!/bin/sh\ncat <<'JSON'\n{stdout}\nJSON\necho '+ printf %s {token}' >&2\nexit {code}\n"
+    );
+    let path = world.write(&format!("wrapper-{n}.sh"), &script);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn a_plugin_whose_broken_answer_holds_the_token_never_gets_it_quoted_from_stderr() {
+    // The token is short and shapeless (no pattern knows it), so only the ExecCredential it
+    // printed says it is one: a valid object followed by a trace line, or an object cut short.
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let token = "wrapperTokenAbcXyz";
+    let credential = format!(
+        r#"{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"{token}"}}}}"#
+    );
+    let answers = [
+        (format!("{credential}\ndone"), 0),
+        (credential[..credential.len() - 2].to_string(), 1),
+        (credential[..credential.len() - 2].to_string(), 0),
+    ];
+    for (n, (stdout, code)) in answers.iter().enumerate() {
+        let world = World::new();
+        let plugin = plugin_tracing_its_token(&world, n, stdout, token, *code);
+        let exec = format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {plugin}\n      interactiveMode: Never\n"
+        );
+        let ctx = Ctx {
+            extra_user: &exec,
+            ..Ctx::named("c", "https://127.0.0.1:9".into())
+        };
+        let report = rt.block_on(world.run_outputs(&kubeconfig(&[ctx], Some("c")), &[], &[]));
+        let outputs = assert_report_clean(&report, &[token]);
+        assert!(
+            outputs[1].1.contains("+ printf %s"),
+            "{n}: {}",
+            outputs[1].1
+        );
+    }
+}
