@@ -399,9 +399,26 @@ fn encoded_forms(value: &str) -> Vec<String> {
         percent_encode(value, true),
         json,
     ];
+    forms.extend(html_forms(value));
     forms.extend(base64_forms(value));
     forms.retain(|f| f != value && f.len() >= MIN_SECRET_LEN);
     forms
+}
+
+/// `value` in an HTML error page, as Go's `html/template` writes it (`+` too, so a base64
+/// token from an `oauth2-proxy` page has no 12-byte piece left verbatim) and as Python's
+/// `html.escape` and most others do.
+fn html_forms(value: &str) -> [String; 2] {
+    let amp = value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let go = amp
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+        .replace('+', "&#43;");
+    let common = amp.replace('"', "&quot;").replace('\'', "&#x27;");
+    [go, common]
 }
 
 /// The base64 text (standard and URL-safe alphabets) that encodes `value` wherever it falls in
@@ -1040,6 +1057,18 @@ mod tests {
             let out = s.scrub(&redact_output_line(&line));
             assert!(!out.contains(&PROXY_PASSWORD[..kept]), "{kept}: {out}");
             assert!(out.ends_with("ci:[REDACTED]…"), "{kept}: {out}");
+        }
+    }
+
+    #[test]
+    fn an_html_escaped_secret_is_removed() {
+        let token = "Zq7K+x0+Cana'ryTo+k9f3+e7a1&b5c\"E<s>c";
+        let mut s = Scrubber::new();
+        s.add(token);
+        let go = "Zq7K&#43;x0&#43;Cana&#39;ryTo&#43;k9f3&#43;e7a1&amp;b5c&#34;E&lt;s&gt;c";
+        let python = "Zq7K+x0+Cana&#x27;ryTo+k9f3+e7a1&amp;b5c&quot;E&lt;s&gt;c";
+        for echoed in [go, python] {
+            assert_eq!(s.scrub(&format!("<p>{echoed}</p>")), "<p>[REDACTED]</p>");
         }
     }
 

@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use kube_reach::demo::Pki;
 
-use super::hostile::{Echo, lower_hex, percent_encoded, run_with_token_file, start_hostile};
+use super::hostile::{
+    Echo, go_html_escaped, lower_hex, percent_encoded, run_with_token_file, start_hostile,
+};
 use super::kubeconfig::{Ctx, kubeconfig};
 use super::outputs::{assert_report_clean, render};
 use super::support::{World, init};
@@ -61,12 +63,12 @@ fn a_plugin_quoting_the_proxy_url_it_was_given_never_prints_a_password_prefix() 
 }
 
 #[test]
-fn a_token_echoed_base64_encoded_or_with_lowercase_hex_is_never_printed() {
+fn a_token_echoed_base64_encoded_html_escaped_or_with_lowercase_hex_is_never_printed() {
     // Neither form has a 12-byte piece of the token verbatim (leaked before the fix).
     init();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let pki = Pki::generate().expect("pki");
-    for echo in [Echo::Base64Body, Echo::LowerEncodedRedirect] {
+    for echo in [Echo::Base64Body, Echo::LowerEncodedRedirect, Echo::HtmlPage] {
         for pad in [0usize, 1, 2, 150, 190] {
             let world = World::new();
             let token = format!("Zq7K/x{pad}+Cana/ryTo+k9f3/e7a1=b5c/Esc");
@@ -77,9 +79,11 @@ fn a_token_echoed_base64_encoded_or_with_lowercase_hex_is_never_printed() {
                 format!("user:{token}"),
             );
             let lower = lower_hex(&percent_encoded(&token));
-            let outputs = assert_report_clean(&report, &[&token, &basic[8..], &lower]);
+            let html = go_html_escaped(&token);
+            let outputs = assert_report_clean(&report, &[&token, &basic[8..], &lower, &html]);
             let place = match echo {
                 Echo::Base64Body => "body: ",
+                Echo::HtmlPage => "<body>",
                 _ => "location: https://login.example/?",
             };
             let start = format!("{place}{}", "x".repeat(pad.min(40)));

@@ -52,6 +52,9 @@ pub enum Echo {
     /// the value (a load balancer speaking plain HTTP to the API server's TLS port, then
     /// adding what it forwarded).
     PlainToTls,
+    /// `/version` answers 403 with an HTML sign-in page quoting the value the way Go's
+    /// `html/template` escapes it (`+` as `&#43;`), as `oauth2-proxy` in front of a cluster does.
+    HtmlPage,
     /// The whoami review answers with the value as the username and every access review is
     /// denied, so the RBAC fix's YAML names the value as its subject.
     DeniedUsername,
@@ -164,6 +167,15 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             )
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        (Echo::HtmlPage, "/version") => Response::builder()
+            .status(403)
+            .header("content-type", "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from(format!(
+                "<!DOCTYPE html><html><body>{}<p>Signed in as {}</p></body></html>",
+                "x".repeat(b.pad),
+                go_html_escaped(&value)
+            ))))
+            .expect("response"),
         (Echo::PlainToTls, _) => Response::builder()
             .status(400)
             .body(Full::new(Bytes::from(format!(
@@ -239,6 +251,17 @@ pub fn percent_encoded(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `value` as Go's `html/template` writes text: `&`, `<`, `>`, `"`, `'` and `+` as entities.
+pub fn go_html_escaped(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+        .replace('+', "&#43;")
 }
 
 /// `encoded` (percent-encoded) with the two hex digits after every `%` in lowercase.
