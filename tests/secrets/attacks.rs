@@ -392,3 +392,36 @@ fn a_plugin_whose_broken_answer_holds_the_token_never_gets_it_quoted_from_stderr
         );
     }
 }
+
+#[test]
+fn a_plugin_refusing_the_secret_it_was_given_as_an_argument_never_quotes_it() {
+    // `kubelogin get-token --client-secret X` and `--token=X`: the plugin says which value it
+    // refused, and a short, shapeless one has no pattern (leaked before).
+    init();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let secret = "argSecretQz7";
+    for args in [
+        format!("[get-token, --client-secret, {secret}]"),
+        format!("[get-token, '--token={secret}']"),
+    ] {
+        let world = World::new();
+        let script = "#!/bin/sh\necho \"error: AADSTS7000215: invalid client secret provided: $3$2\" >&2\nexit 1\n";
+        let path = world.write("refusing.sh", script);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let exec = format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: {args}\n      interactiveMode: Never\n",
+            path.display()
+        );
+        let ctx = Ctx {
+            extra_user: &exec,
+            ..Ctx::named("c", "https://127.0.0.1:9".into())
+        };
+        let report = rt.block_on(world.run_outputs(&kubeconfig(&[ctx], Some("c")), &[], &[]));
+        let outputs = assert_report_clean(&report, &[secret]);
+        assert!(
+            outputs[1].1.contains("invalid client secret provided"),
+            "{args}: {}",
+            outputs[1].1
+        );
+    }
+}
