@@ -1,6 +1,7 @@
 //! `tls.handshake`, `tls.trust`, `tls.hostname`, `tls.validity`: the chain is captured once and
 //! judged three ways, so an expired certificate on the wrong name reports both problems.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use rustls::CertificateError;
@@ -91,6 +92,17 @@ fn weak_key_bits(hs: &Handshake) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// `tls.handshake` with where it went: the address and the server name sent (SNI).
+pub fn handshake_at(subject: &str, hs: &Handshake, addr: SocketAddr, sni: &str) -> CheckResult {
+    handshake(subject, hs).with_evidence(format!("address {addr}, SNI {sni}"))
+}
+
+/// Whether the handshake's failure stops the connection steps. One kube-reach ended itself
+/// after the chain arrived (`Refused`) is judged by the certificate's checks all the same.
+pub fn stops_at_handshake(hs: &Handshake) -> bool {
+    !matches!(hs.outcome, Ok(_) | Err(HandshakeFailure::Refused(_)))
 }
 
 /// `tls.trust weak-key` for a handshake [`weak_key_bits`] explains: this tool's limit, named

@@ -81,7 +81,7 @@ pub fn shared_lookup_note(name: &str) -> String {
     format!("one lookup of {name} answered every target of this run that names it")
 }
 
-/// The target's connection to its API server: opened by [`super::connect_layers`], or the one
+/// The target's connection to its API server: opened by [`super::connect::link`], or the one
 /// an earlier target with the same [`link_key`] opened, whose results are then this target's.
 pub async fn connection(
     target: &Arc<Target>,
@@ -116,7 +116,7 @@ pub async fn connection(
         }
         *opened = true;
         let from = rec.progress();
-        *slot = super::connect_layers(target, addresses, ctx, rec).await;
+        *slot = super::connect::link(target, addresses, ctx, rec).await;
         Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
     };
     if !opener {
