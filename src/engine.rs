@@ -336,7 +336,8 @@ async fn diagnose(target: Arc<Target>, ctx: Arc<RunContext>, rec: Arc<Recorder>)
         return;
     };
     // Targets with this one's route, TLS settings and client identity share one connection.
-    if let Some(conn) = share::connection(&target, &addresses, &ctx, &rec).await {
+    let open_link = || connect::link(&target, &addresses, &ctx, &rec);
+    if let Some(conn) = share::connection(&target, &addresses, &ctx, &rec, open_link).await {
         steps::run(&conn, &target, &ctx, &rec).await;
     }
 }
