@@ -516,6 +516,26 @@ mod mss_retry_tests {
         assert!(r.evidence.iter().any(|e| e.contains("normal MSS")), "{r:?}");
     }
 
+    /// A handshake we ended after the chain arrived goes on to the certificate's checks; any
+    /// other failure stops at `tls.handshake`.
+    #[test]
+    fn only_a_handshake_we_refused_goes_on_to_the_certificate() {
+        let refused = retry(HandshakeFailure::Refused("no"), 1, "ended by kube-reach");
+        assert!(!stops_at_handshake(&refused));
+        for failure in [HandshakeFailure::Stalled, HandshakeFailure::NotTls] {
+            assert!(stops_at_handshake(&retry(failure, 0, "x")));
+        }
+    }
+
+    /// The handshake row says which address and server name it tried.
+    #[test]
+    fn the_handshake_row_names_the_address_and_sni() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 6443));
+        let r = handshake_at("api:6443", &silent_retry(), addr, "api.example");
+        let want = "address 127.0.0.1:6443, SNI api.example";
+        assert!(r.evidence.iter().any(|e| e == want), "{r:?}");
+    }
+
     fn retry(outcome: HandshakeFailure, chain: usize, detail: &str) -> Handshake {
         Handshake {
             outcome: Err(outcome),
