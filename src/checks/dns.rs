@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use crate::catalogue::{CheckId, Reason};
 use crate::checks::cloud;
 use crate::model::{CheckResult, Status};
+use crate::net::connect::Attempt;
 use crate::net::resolve::{AnsweredBy, DnsSetup, ResolveFailure, Resolved, search_applied};
 
 /// How a result says a nameserver answered (not `/etc/hosts`, not an IP literal).
@@ -164,6 +165,16 @@ fn private_endpoint_note(name: &str, addresses: &[IpAddr]) -> Option<String> {
         provider.label(),
         join(&private)
     ))
+}
+
+/// `dns.resolve` once its addresses were tried (`tcp.connect` or `proxy.connect`): see
+/// [`judge_private_answer`].
+pub fn after_connect(result: CheckResult, attempts: &[Attempt]) -> CheckResult {
+    let tried: Vec<(IpAddr, bool)> = attempts
+        .iter()
+        .map(|a| (a.addr.ip(), a.outcome.is_ok()))
+        .collect();
+    judge_private_answer(result, &tried)
 }
 
 /// `dns.resolve` once the connection was tried (`tried`: each address and whether it

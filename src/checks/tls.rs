@@ -1,6 +1,7 @@
 //! `tls.handshake`, `tls.trust`, `tls.hostname`, `tls.validity`: the chain is captured once and
 //! judged three ways, so an expired certificate on the wrong name reports both problems.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use rustls::CertificateError;
@@ -91,6 +92,17 @@ fn weak_key_bits(hs: &Handshake) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// `tls.handshake` with where it went: the address and the server name sent (SNI).
+pub fn handshake_at(subject: &str, hs: &Handshake, addr: SocketAddr, sni: &str) -> CheckResult {
+    handshake(subject, hs).with_evidence(format!("address {addr}, SNI {sni}"))
+}
+
+/// Whether the handshake's failure stops the connection steps. One kube-reach ended itself
+/// after the chain arrived (`Refused`) is judged by the certificate's checks all the same.
+pub fn stops_at_handshake(hs: &Handshake) -> bool {
+    !matches!(hs.outcome, Ok(_) | Err(HandshakeFailure::Refused(_)))
 }
 
 /// `tls.trust weak-key` for a handshake [`weak_key_bits`] explains: this tool's limit, named
@@ -502,6 +514,26 @@ mod mss_retry_tests {
             "{r:?}"
         );
         assert!(r.evidence.iter().any(|e| e.contains("normal MSS")), "{r:?}");
+    }
+
+    /// A handshake we ended after the chain arrived goes on to the certificate's checks; any
+    /// other failure stops at `tls.handshake`.
+    #[test]
+    fn only_a_handshake_we_refused_goes_on_to_the_certificate() {
+        let refused = retry(HandshakeFailure::Refused("no"), 1, "ended by kube-reach");
+        assert!(!stops_at_handshake(&refused));
+        for failure in [HandshakeFailure::Stalled, HandshakeFailure::NotTls] {
+            assert!(stops_at_handshake(&retry(failure, 0, "x")));
+        }
+    }
+
+    /// The handshake row says which address and server name it tried.
+    #[test]
+    fn the_handshake_row_names_the_address_and_sni() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 6443));
+        let r = handshake_at("api:6443", &silent_retry(), addr, "api.example");
+        let want = "address 127.0.0.1:6443, SNI api.example";
+        assert!(r.evidence.iter().any(|e| e == want), "{r:?}");
     }
 
     fn retry(outcome: HandshakeFailure, chain: usize, detail: &str) -> Handshake {

@@ -68,8 +68,13 @@ pub enum Step {
 
 use Step::*;
 
-/// How every kind reaches its server; which of these have rows depends on the route and scheme.
-const CONNECTION: &[Step] = &[Resolve, Connect, Tunnel, Handshake, Certificate];
+/// How every kind reaches its server: `dns.resolve` (one lookup per name, shared by the run's
+/// targets), then the [`LINK`] steps. Which of these have rows depends on the route and scheme.
+const LOOKUP: &[Step] = &[Resolve];
+
+/// The connection steps after the lookup, in order (`engine/connect` runs them from here): what
+/// targets with one route, TLS settings and client identity share (`engine/share`).
+pub const LINK: &[Step] = &[Connect, Tunnel, Handshake, Certificate];
 
 /// What a target of `kind` asks of its server, in order, over the HTTP connection. Adding a
 /// check to a kind is one entry here (and its rows in [`Step::rows`]).
@@ -84,7 +89,7 @@ pub fn server_steps(kind: TargetKind) -> &'static [Step] {
 
 /// Every step of a target of `kind`, in order: the connection, then the server steps.
 pub fn steps(kind: TargetKind) -> impl Iterator<Item = Step> {
-    CONNECTION.iter().chain(server_steps(kind)).copied()
+    LOOKUP.iter().chain(LINK).chain(server_steps(kind)).copied()
 }
 
 impl Step {

@@ -81,14 +81,19 @@ pub fn shared_lookup_note(name: &str) -> String {
     format!("one lookup of {name} answered every target of this run that names it")
 }
 
-/// The target's connection to its API server: opened by [`super::connect_layers`], or the one
-/// an earlier target with the same [`link_key`] opened, whose results are then this target's.
-pub async fn connection(
+/// The target's connection to its API server: opened by `open_link` (the link steps,
+/// `engine/connect`), or the one an earlier target with the same [`link_key`] opened, whose
+/// results are then this target's.
+pub async fn connection<Opened>(
     target: &Arc<Target>,
     addresses: &[IpAddr],
     ctx: &RunContext,
     rec: &Arc<Recorder>,
-) -> Option<HttpConnection> {
+    open_link: impl FnOnce() -> Opened,
+) -> Option<HttpConnection>
+where
+    Opened: Future<Output = Option<HttpConnection>>,
+{
     let begin = || async {
         Arc::new(Opening {
             opener: rec.clone(),
@@ -116,7 +121,7 @@ pub async fn connection(
         }
         *opened = true;
         let from = rec.progress();
-        *slot = super::connect_layers(target, addresses, ctx, rec).await;
+        *slot = open_link().await;
         Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
     };
     if !opener {

@@ -143,7 +143,7 @@ impl Stage<'_> {
 
     async fn step(&mut self, step: Step) -> Findings {
         match step {
-            // The connection steps ran before the HTTP connection existed.
+            // The connection steps (`engine/connect`) ran before the HTTP connection existed.
             Step::Resolve | Step::Connect | Step::Tunnel | Step::Handshake | Step::Certificate => {
                 Findings::nothing()
             }
