@@ -222,18 +222,54 @@ fn read(run: &Finished, declared: &str) -> Outcome {
 
 /// The secrets in whatever `ExecCredential` the plugin printed, usable or not: a plugin that
 /// echoes its answer to stderr too (a wrapper traced with `set -x`) and then fails must not
-/// have the token quoted back from its stderr; no pattern knows a short, shapeless token.
+/// have the token quoted back from its stderr; no pattern knows a short, shapeless token. Read
+/// from the text, not a parse: an answer followed by a trace line, or cut short, is no JSON,
+/// and its token is still one.
 fn printed_credentials(stdout: &str) -> Scrubber {
     let mut printed = Scrubber::new();
-    if let Ok(json) = serde_json::from_str::<serde_json::Value>(stdout) {
-        let status = &json["status"];
-        for field in ["token", "clientKeyData"] {
-            if let Some(value) = status[field].as_str() {
-                printed.add(value);
-            }
+    for field in ["token", "clientKeyData"] {
+        for value in string_values_of(stdout, field) {
+            printed.add(value);
         }
     }
     printed
+}
+
+/// Every string value of a `"field":` member in `text`, JSON-unescaped when it is whole, to
+/// the end of the text when its closing quote is missing.
+fn string_values_of(text: &str, field: &str) -> Vec<String> {
+    let key = format!("\"{field}\"");
+    let mut values = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&key) {
+        rest = &rest[at + key.len()..];
+        let Some(body) = rest
+            .trim_start()
+            .strip_prefix(':')
+            .and_then(|after| after.trim_start().strip_prefix('"'))
+        else {
+            continue;
+        };
+        let raw = &body[..closing_quote(body).unwrap_or(body.len())];
+        let value = serde_json::from_str::<String>(&format!("\"{raw}\""))
+            .unwrap_or_else(|_| raw.to_string());
+        values.push(value);
+    }
+    values
+}
+
+/// Where the JSON string whose content starts `body` ends: its first unescaped `"`.
+fn closing_quote(body: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, b) in body.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// What the run printed and how it ended, the prompt aside.
@@ -358,6 +394,17 @@ fn first_lines(stderr: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_token_is_known_in_an_answer_that_is_no_json() {
+        let whole = r#"{"status":{"token":"tok\"en-one"}}"#;
+        assert_eq!(string_values_of(whole, "token"), ["tok\"en-one"]);
+        let traced = format!("{whole}\n+ done");
+        assert_eq!(string_values_of(&traced, "token"), ["tok\"en-one"]);
+        let cut = r#"{"status":{"token" : "tok-cut-sh"#;
+        assert_eq!(string_values_of(cut, "token"), ["tok-cut-sh"]);
+        assert!(string_values_of(r#"{"token": 5, "tokens": "x"}"#, "token").is_empty());
+    }
 
     fn finished(status: Option<i32>, stdout: &str, stderr: &str) -> Finished {
         Finished {

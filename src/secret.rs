@@ -170,8 +170,10 @@ pub struct Scrubber {
     short: HashSet<Vec<u8>>,
     /// `short_lens[n]`: some short value is `n` bytes long.
     short_lens: [bool; FRAGMENT_LEN],
-    /// Every registered value, for de-duplication.
+    /// Every registered value and encoded form, for de-duplication.
     seen: HashSet<String>,
+    /// How many values were registered, their encoded forms aside.
+    values: usize,
     /// Every [`FRAGMENT_LEN`]-byte window of every longer value.
     windows: HashSet<u128>,
     /// Prefixes and suffixes (4 to [`FRAGMENT_LEN`] - 1 bytes) of every value, looked for at cuts.
@@ -223,6 +225,9 @@ impl Scrubber {
     /// a base64-style token with a `/` every few characters has no 12-byte piece left
     /// verbatim once a JSON encoder wrote `\/` or a redirect wrote `%2F`.
     fn add_forms(&mut self, value: &str) {
+        if value.len() >= MIN_SECRET_LEN && !self.seen.contains(value) {
+            self.values += 1;
+        }
         self.add_one(value);
         if value.len() <= MAX_ENCODED_LEN {
             for form in encoded_forms(value) {
@@ -236,9 +241,9 @@ impl Scrubber {
         self.add(secret.expose());
     }
 
-    /// How many distinct values are registered.
+    /// How many distinct values are registered (not counting their encoded forms).
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.values
     }
 
     pub fn is_empty(&self) -> bool {
@@ -390,10 +395,55 @@ fn encoded_forms(value: &str) -> Vec<String> {
         json.replace('<', "\\u003c")
             .replace('>', "\\u003e")
             .replace('&', "\\u0026"),
-        percent_encode(value),
+        percent_encode(value, false),
+        percent_encode(value, true),
         json,
     ];
-    forms.retain(|f| f != value);
+    forms.extend(html_forms(value));
+    forms.extend(base64_forms(value));
+    forms.retain(|f| f != value && f.len() >= MIN_SECRET_LEN);
+    forms
+}
+
+/// `value` in an HTML error page, as Go's `html/template` writes it (`+` too, so a base64
+/// token from an `oauth2-proxy` page has no 12-byte piece left verbatim) and as Python's
+/// `html.escape` and most others do.
+fn html_forms(value: &str) -> [String; 2] {
+    let amp = value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let go = amp
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+        .replace('+', "&#43;");
+    let common = amp.replace('"', "&quot;").replace('\'', "&#x27;");
+    [go, common]
+}
+
+/// The base64 text (standard and URL-safe alphabets) that encodes `value` wherever it falls in
+/// an encoded stream (a `Basic` value, a token a server echoes base64-encoded in a body or a
+/// cookie): for each of the three alignments, only the characters that depend on the value's
+/// bytes alone, so `base64("user:" + value)` contains one of them verbatim.
+fn base64_forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut forms = Vec::new();
+    for lead in 0..3usize {
+        let mut bytes = vec![0u8; lead];
+        bytes.extend_from_slice(value.as_bytes());
+        // The first characters mix the lead bytes in; a last partial group mixes in what
+        // follows the value in the stream.
+        let skip = [0, 2, 3][lead];
+        let whole = bytes.len() / 3 * 4;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&bytes);
+            // A short core would be matched anywhere (a base64 run in a certificate).
+            if let Some(core) = encoded.get(skip..whole).filter(|c| c.len() >= FRAGMENT_LEN) {
+                forms.push(core.to_string());
+            }
+        }
+    }
     forms
 }
 
@@ -407,12 +457,15 @@ fn json_escape(value: &str) -> String {
         .to_string()
 }
 
-/// `value` with every byte outside RFC 3986's unreserved characters written `%XX`.
-fn percent_encode(value: &str) -> String {
+/// `value` with every byte outside RFC 3986's unreserved characters written `%XX` (or `%xx`,
+/// `lower`: RFC 3986 makes the hex digits' case insignificant, and some encoders write them so).
+fn percent_encode(value: &str, lower: bool) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -630,7 +683,15 @@ pub fn redact_output_line(line: &str) -> String {
         }
     }
     flush(&mut word, &mut out);
-    out.chars().take(OUTPUT_LINE_CHARS).collect()
+    if out.chars().count() <= OUTPUT_LINE_CHARS {
+        return out;
+    }
+    // Cut with the mark the scrubber looks for: a registered secret (a proxy password, without
+    // the `@` that would have let its URL be masked) cut to a prefix too short to be a fragment
+    // goes only when the cut is marked.
+    let mut kept: String = out.chars().take(OUTPUT_LINE_CHARS - 1).collect();
+    kept.push(CUT_MARKS[0]);
+    kept
 }
 
 /// The body of every `-----BEGIN … PRIVATE KEY-----` block replaced by [`REDACTED`], up to
@@ -892,7 +953,8 @@ mod tests {
                 .replace('<', "\\u003c")
                 .replace('>', "\\u003e")
                 .replace('&', "\\u0026"),
-            percent_encode(token),
+            percent_encode(token, false),
+            percent_encode(token, true),
         ];
         for echoed in escaped {
             let out = s.scrub(&format!("body: {echoed} end"));
@@ -981,6 +1043,53 @@ mod tests {
             "session [REDACTED] expired; see aws-configure-documentation"
         );
         assert_eq!(redact_output_line(&"x".repeat(500)).chars().count(), 200);
+    }
+
+    #[test]
+    fn a_program_line_cut_short_keeps_no_prefix_of_a_password() {
+        // A plugin quoting the proxy-url it was given: the cut falls inside the password, before
+        // the `@` that lets the URL be masked, and leaves fewer bytes than a fragment.
+        let s = scrubber();
+        for kept in MIN_SECRET_LEN..FRAGMENT_LEN {
+            let head = format!("{} proxy http://ci:", "x".repeat(60));
+            let pad = "y".repeat(OUTPUT_LINE_CHARS - 1 - head.len() - kept);
+            let line = format!("{pad}{head}{PROXY_PASSWORD}@127.0.0.1:3128 refused");
+            let out = s.scrub(&redact_output_line(&line));
+            assert!(!out.contains(&PROXY_PASSWORD[..kept]), "{kept}: {out}");
+            assert!(out.ends_with("ci:[REDACTED]…"), "{kept}: {out}");
+        }
+    }
+
+    #[test]
+    fn an_html_escaped_secret_is_removed() {
+        let token = "Zq7K+x0+Cana'ryTo+k9f3+e7a1&b5c\"E<s>c";
+        let mut s = Scrubber::new();
+        s.add(token);
+        let go = "Zq7K&#43;x0&#43;Cana&#39;ryTo&#43;k9f3&#43;e7a1&amp;b5c&#34;E&lt;s&gt;c";
+        let python = "Zq7K+x0+Cana&#x27;ryTo+k9f3+e7a1&amp;b5c&quot;E&lt;s&gt;c";
+        for echoed in [go, python] {
+            assert_eq!(s.scrub(&format!("<p>{echoed}</p>")), "<p>[REDACTED]</p>");
+        }
+    }
+
+    #[test]
+    fn a_base64_encoded_secret_is_removed_at_every_alignment() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let token = "Zq7K/x0+CanaryTok?9f3e7a1b5c>>";
+        let mut s = Scrubber::new();
+        s.add(token);
+        for lead in ["", "u", "ci", "ci:", "user:"] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let encoded = engine.encode(format!("{lead}{token}"));
+                let out = s.scrub(&format!("body: {encoded} end"));
+                assert!(out.contains(REDACTED), "{lead:?}: {out}");
+                assert!(!out.contains(&encoded[8..20]), "{lead:?}: {out}");
+            }
+        }
+        // A base64 text that is not one of a secret is left alone.
+        let other = STANDARD.encode("a certificate's bytes, not a secret");
+        assert_eq!(s.scrub(&other), other);
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod report;
 #[allow(dead_code, unused_imports)]
 mod support;
 
+#[path = "secrets/attacks.rs"]
+mod attacks;
 #[path = "secrets/hostile.rs"]
 mod hostile;
 #[path = "secrets/leaks.rs"]

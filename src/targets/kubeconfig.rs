@@ -589,6 +589,9 @@ fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
                 .map(|(_, value)| Secret::new(value.as_str())),
         );
     }
+    if let Some(args) = user.exec.as_ref().and_then(|e| e.args.as_ref()) {
+        found.extend(secret_args(args).map(Secret::new));
+    }
     if let Some(env) = user.exec.as_ref().and_then(|e| e.env.as_ref()) {
         for var in env {
             let name = var.get("name").map_or("", String::as_str);
@@ -598,6 +601,20 @@ fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
         }
     }
     found
+}
+
+/// The values of an exec plugin's secret-named flags (`--client-secret X`, `--token=X`): a
+/// plugin that refuses one quotes it back in its error, and a short one has no shape a
+/// pattern knows.
+fn secret_args(args: &[String]) -> impl Iterator<Item = String> + '_ {
+    let secret_flag = |flag: &str| flag.starts_with('-') && is_secret_setting(flag, "");
+    args.iter()
+        .enumerate()
+        .filter_map(move |(i, arg)| match arg.split_once('=') {
+            Some((flag, value)) if secret_flag(flag) => Some(value.to_string()),
+            None if secret_flag(arg) => args.get(i + 1).filter(|v| !v.starts_with('-')).cloned(),
+            _ => None,
+        })
 }
 
 /// Values at least this long are registered whatever their setting's name.
@@ -783,6 +800,24 @@ fn key_path(text: &str, line: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_values_of_secret_named_plugin_flags_are_secrets() {
+        let args: Vec<String> = [
+            "get-token",
+            "--client-secret",
+            "s3cret-one",
+            "--token=tok-two",
+            "--server-id",
+            "6dae42f8",
+            "--password",
+            "--verbose",
+        ]
+        .map(String::from)
+        .to_vec();
+        let found: Vec<String> = secret_args(&args).collect();
+        assert_eq!(found, ["s3cret-one", "tok-two"]);
+    }
 
     #[test]
     fn secret_settings_by_name_or_length() {

@@ -42,6 +42,22 @@ pub enum Echo {
     /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
     /// percent-encoded (`/` as `%2F`, `+` as `%2B`).
     EncodedRedirect,
+    /// `/version` answers 200 with a text body quoting `user:` and the value base64-encoded
+    /// (a debug page showing the `Basic` credential it decoded, re-encoded).
+    Base64Body,
+    /// `/version` answers 302 to a login page whose `rd=` parameter carries the value
+    /// percent-encoded with lowercase hex digits (`%2f`).
+    LowerEncodedRedirect,
+    /// Every path answers 400 with Go's `Client sent an HTTP request to an HTTPS server.` and
+    /// the value (a load balancer speaking plain HTTP to the API server's TLS port, then
+    /// adding what it forwarded).
+    PlainToTls,
+    /// `/version` answers 403 with an HTML sign-in page quoting the value the way Go's
+    /// `html/template` escapes it (`+` as `&#43;`), as `oauth2-proxy` in front of a cluster does.
+    HtmlPage,
+    /// The whoami review answers with the value as the username and every access review is
+    /// denied, so the RBAC fix's YAML names the value as its subject.
+    DeniedUsername,
 }
 
 pub const ALL_ECHOES: [Echo; 7] = [
@@ -127,6 +143,45 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             )
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        (Echo::Base64Body, "/version") => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!(
+                "{}{}",
+                "x".repeat(b.pad),
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("user:{value}")
+                )
+            ))))
+            .expect("response"),
+        (Echo::LowerEncodedRedirect, "/version") => Response::builder()
+            .status(302)
+            .header(
+                "location",
+                format!(
+                    "https://login.example/?{}rd={}",
+                    "x".repeat(b.pad),
+                    lower_hex(&percent_encoded(&value))
+                ),
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("response"),
+        (Echo::HtmlPage, "/version") => Response::builder()
+            .status(403)
+            .header("content-type", "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from(format!(
+                "<!DOCTYPE html><html><body>{}<p>Signed in as {}</p></body></html>",
+                "x".repeat(b.pad),
+                go_html_escaped(&value)
+            ))))
+            .expect("response"),
+        (Echo::PlainToTls, _) => Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from(format!(
+                "Client sent an HTTP request to an HTTPS server.\n{padded}"
+            ))))
+            .expect("response"),
         (_, "/version") => json(200, VERSION_JSON.into()),
         (Echo::ReadyzLine, "/readyz") => Response::builder()
             .status(500)
@@ -140,6 +195,17 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
             serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
                 "status": {"userInfo": {"username": padded, "groups": [value]}}})
             .to_string(),
+        ),
+        (Echo::DeniedUsername, p) if p.ends_with("/selfsubjectreviews") => json(
+            201,
+            serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                "status": {"userInfo": {"username": value}}})
+            .to_string(),
+        ),
+        (Echo::DeniedUsername, p) if p.ends_with("reviews") => json(
+            201,
+            serde_json::json!({"kind": "SelfSubjectAccessReview", "status": {"allowed": false}})
+                .to_string(),
         ),
         (Echo::StatusMessage, p) if p.ends_with("/selfsubjectreviews") => {
             json(401, status_json(401, &padded))
@@ -185,6 +251,33 @@ pub fn percent_encoded(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `value` as Go's `html/template` writes text: `&`, `<`, `>`, `"`, `'` and `+` as entities.
+pub fn go_html_escaped(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+        .replace('+', "&#43;")
+}
+
+/// `encoded` (percent-encoded) with the two hex digits after every `%` in lowercase.
+pub fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            hex_left = if c == '%' { 2 } else { 0 };
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A hostile TLS API server on 127.0.0.1 (see [`Echo`]); returns its URL and the CA to trust.
