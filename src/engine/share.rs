@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::catalogue::CheckId;
 use crate::checks::netpol;
@@ -49,6 +49,11 @@ pub struct Opening {
     from: (usize, usize),
     name: String,
     link: OnceCell<Arc<Link>>,
+    /// Wakes the targets waiting to join once `link` is set. Only the opener initialises
+    /// `link`: a joiner that entered `get_or_init` first would hold its only init permit while
+    /// waiting for the opener, and the opener would then wait for it (a deadlock until the run's
+    /// deadline, seen under load).
+    opened: Notify,
 }
 
 /// What the target that opened a connection recorded while opening it, for the targets that
@@ -100,6 +105,7 @@ where
             from: rec.progress(),
             name: target.name.clone(),
             link: OnceCell::new(),
+            opened: Notify::new(),
         })
     };
     let (opening, _) = ctx
@@ -109,29 +115,30 @@ where
         .await;
     // Only the target that began the opening opens the connection.
     let opener = Arc::ptr_eq(&opening.opener, rec);
-    let (mut own, mut made) = (None, false);
-    let (slot, opened) = (&mut own, &mut made);
-    let open = move || async move {
-        if !opener {
-            // The opener stopped before it finished: the run's deadline stops every target
-            // (this one's report then says where the opener stood, `stopped_while_joining`),
-            // or kube-reach failed inside it (its report says so). Beginning anew here would
-            // only be stopped in its first step, blaming a layer the opener had passed.
-            return std::future::pending().await;
-        }
-        *opened = true;
+    if opener {
         let from = rec.progress();
-        *slot = open_link().await;
-        Arc::new(rec.link_since(from, slot.as_ref(), &target.name))
-    };
-    if !opener {
-        rec.waiting_for(Some(opening.clone()));
-    }
-    let link = opening.link.get_or_init(open).await.clone();
-    rec.waiting_for(None);
-    if made {
+        let own = open_link().await;
+        let link = Arc::new(rec.link_since(from, own.as_ref(), &target.name));
+        // Only this target sets the cell, so the set cannot fail; either way the joiners
+        // read what is in it.
+        let _ = opening.link.set(link);
+        opening.opened.notify_waiters();
         return own;
     }
+    // The opener may stop before it finishes: the run's deadline stops every target (this
+    // one's report then says where the opener stood, `stopped_while_joining`), or kube-reach
+    // failed inside it (its report says so). Beginning anew here would only be stopped in its
+    // first step, blaming a layer the opener had passed.
+    rec.waiting_for(Some(opening.clone()));
+    let link = loop {
+        // Registered before the check, so a notification between the two is not missed.
+        let opened = opening.opened.notified();
+        if let Some(link) = opening.link.get() {
+            break link.clone();
+        }
+        opened.await;
+    };
+    rec.waiting_for(None);
     rec.join(&link, &target.name);
     let conn = link.conn.as_ref()?;
     Some(conn.shared_with(own_bearer(target)))
