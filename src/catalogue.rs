@@ -1608,7 +1608,6 @@ mod tests {
         }
     }
 
-    /// Pins the public contract: renaming a shipped code fails here.
     /// A kind's variant replaces a row's fix: the row must exist, and the variant differ.
     #[test]
     fn every_kind_fix_varies_an_existing_row() {
@@ -1643,6 +1642,7 @@ mod tests {
         );
     }
 
+    /// Pins the public contract: renaming a shipped code fails here.
     #[test]
     fn codes_are_stable() {
         let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();

@@ -160,7 +160,7 @@ pub fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Op
     }
 }
 
-/// The retired hash `cert` is signed with (SHA-1 or MD5, any key type), which webpki and
+/// The retired hash `cert` is signed with (SHA-1, MD5 or MD2, any key type), which webpki and
 /// Go's crypto/x509 both refuse; `None` for current algorithms.
 pub fn weak_signature_hash(cert: &X509Certificate<'_>) -> Option<&'static str> {
     match cert.signature_algorithm.algorithm.to_id_string().as_str() {
@@ -168,8 +168,10 @@ pub fn weak_signature_hash(cert: &X509Certificate<'_>) -> Option<&'static str> {
         "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" | "1.3.14.3.2.29" => {
             Some("SHA-1")
         }
-        // md5WithRSAEncryption, md2WithRSAEncryption
-        "1.2.840.113549.1.1.4" | "1.2.840.113549.1.1.2" => Some("MD5"),
+        // md5WithRSAEncryption
+        "1.2.840.113549.1.1.4" => Some("MD5"),
+        // md2WithRSAEncryption
+        "1.2.840.113549.1.1.2" => Some("MD2"),
         _ => None,
     }
 }

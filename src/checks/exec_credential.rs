@@ -84,7 +84,8 @@ fn judge_outcome(
             CheckResult::finding(id, subject, Reason::ExecApiversionMismatch)
                 .with_evidence(ran)
                 .with_evidence(format!(
-                    "the kubeconfig declares {declared}; {command} answered {answered:?}"
+                    "the kubeconfig declares {declared}; {command} answered \"{}\"",
+                    crate::secret::redact_output_line(&answered).escape_debug()
                 )),
             None,
         ),
@@ -201,6 +202,31 @@ mod tests {
         let (r, token) = judge(id, "u", &spec(v1, Some("IfAvailable")), &none, &env(), t);
         assert_eq!(r.reason, Some(Reason::ExecPluginFailed));
         assert!(token.is_none());
+    }
+
+    /// The apiVersion a plugin printed is its output: quoted as such (a token-shaped word
+    /// redacted, a line break escaped), never as Rust's `Debug` text.
+    #[test]
+    fn a_mismatched_api_version_is_quoted_as_plugin_output() {
+        let answered = "v1\nghp_0123456789abcdefghijklmnopqrstuvwxyz".to_string();
+        let outcome = Outcome::VersionMismatch {
+            declared: "client.authentication.k8s.io/v1".into(),
+            answered,
+        };
+        let (r, issued) = judge_outcome(
+            CheckId::ConfigCredentials,
+            "u",
+            "plugin",
+            outcome,
+            SystemTime::now(),
+        );
+        assert!(issued.is_none());
+        assert_eq!(r.reason, Some(Reason::ExecApiversionMismatch));
+        let line = r.evidence.last().expect("evidence");
+        assert!(
+            line.ends_with("plugin answered \"v1\\n[REDACTED]\""),
+            "{line}"
+        );
     }
 
     #[test]
