@@ -881,7 +881,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::WrongPurpose,
         F,
         "the server's certificate is not for TLS servers (its extendedKeyUsage lacks serverAuth)",
-        "Reissue the API server's certificate with `extendedKeyUsage = serverAuth` (a client certificate is installed as the serving one?).",
+        "Reissue the API server's certificate with `extendedKeyUsage = serverAuth`; if its purposes name only clientAuth, a client certificate was installed as the serving one: install the server certificate instead.",
         "A certificate whose extendedKeyUsage names other purposes only may not identify a server; kubectl says `x509: certificate specifies an incompatible key usage`.",
     ),
     row(
