@@ -5,9 +5,8 @@
 //! the 503 must be the HTTP layer's server error naming HAProxy's status and words, never a
 //! proxy or the path.
 
-use super::{assert_ran, diagnose};
+use super::{assert_ran, diagnose, healthy};
 use crate::haproxy::{self, Mode};
-use crate::reach::Report;
 use crate::site::Site;
 use crate::world::{Family, skip_without_netns};
 use kube_reach::catalogue::{CheckId, Reason};
@@ -19,20 +18,6 @@ fn behind_haproxy(mode: Mode) -> Site {
     let mut site = Site::direct(Family::V4);
     haproxy::front(&mut site, mode);
     site
-}
-
-/// The healthy path passes every layer.
-fn healthy(report: &Report) {
-    report.expect_no_failure().expect_pass(&[
-        CheckId::DnsResolve,
-        CheckId::TcpConnect,
-        CheckId::TlsHandshake,
-        CheckId::TlsTrust,
-        CheckId::TlsHostname,
-        CheckId::HttpVersion,
-        CheckId::AuthWhoami,
-        CheckId::RbacCanI,
-    ]);
 }
 
 #[test]
