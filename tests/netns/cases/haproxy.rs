@@ -25,21 +25,21 @@ fn world_haproxy_fronts_the_api() {
     if skip_without_netns() {
         return;
     }
-    for (mode, status, words) in [
-        (Mode::Passthrough, 0, "gitVersion"),
-        (Mode::TerminateHttp2, 0, "gitVersion"),
-        (Mode::TerminateHttp1, 0, "gitVersion"),
-        (Mode::Reencrypt, 0, "gitVersion"),
-        (Mode::NoBackend, 0, "503 Service Unavailable"),
+    // curl exits 0 on every shape: without `--fail` an HTTP error page is still an answer.
+    for (mode, words) in [
+        (Mode::Passthrough, "gitVersion"),
+        (Mode::TerminateHttp2, "gitVersion"),
+        (Mode::TerminateHttp1, "gitVersion"),
+        (Mode::Reencrypt, "gitVersion"),
+        (Mode::NoBackend, "503 Service Unavailable"),
         (
             Mode::PlainToTlsBackend,
-            0,
             "Client sent an HTTP request to an HTTPS server",
         ),
     ] {
         let site = behind_haproxy(mode);
         let ran = site.curl(&[VERSION_URL], &[]);
-        assert_ran(&ran, status, &[words]);
+        assert_ran(&ran, 0, &[words]);
     }
 }
 
