@@ -203,32 +203,13 @@ async fn more_contexts_than_a_run_keeps_on_one_server_each_report_every_row() {
     );
 }
 
-/// A listener that accepts and then says nothing: every TLS handshake on it stalls.
-async fn silent_listener() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(localhost())
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        for _ in 0..16 {
-            match tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await
-            {
-                Ok(Ok((stream, _))) => held.push(stream),
-                _ => break,
-            }
-        }
-    });
-    (task, addr)
-}
-
 /// Attack: the run's deadline stops the target that opens a shared connection in its TLS
 /// handshake. Every target waiting to join it must blame the handshake too: their TCP is the
 /// opener's, which connected; blaming `tcp.connect` sends the user to the firewall.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deadline_during_a_shared_handshake_is_every_sharers_handshake() {
     init();
-    let (task, addr) = silent_listener().await;
+    let (task, addr) = silent_listener(16).await;
     let url = format!("https://{addr}");
     let kc = kubeconfig(
         &[

@@ -143,14 +143,13 @@ fn assert_kubernetes_accepts(yaml: &str) -> Vec<k8s_openapi::api::rbac::v1::Subj
 
 /// `kubectl annotate --local -f FILE -o name`: kubectl's own YAML decoding of every document,
 /// offline (a client-side `create --dry-run` needs the server's discovery, `apply
-/// --validate=false` too): the names it read, or `Err` with its complaint. `None` (said on
-/// stderr) without kubectl on the machine; the serde checks still run.
+/// --validate=false` too): the names it read, or `Err` with its complaint. `None` (said)
+/// without kubectl on PATH, the serde checks still running; a failure instead under
+/// `KUBE_REACH_REQUIRE_KUBECTL=1`.
 fn kubectl_decodes(yaml: &str) -> Result<Option<String>, String> {
-    let kubectl = std::path::Path::new("/usr/bin/kubectl");
-    if !kubectl.exists() {
-        eprintln!("kubectl decoding SKIPPED: /usr/bin/kubectl is missing");
+    let Some(kubectl) = kubectl_on_path("kubectl decoding") else {
         return Ok(None);
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("fix.yaml");
     std::fs::write(&file, yaml).expect("fix.yaml");
@@ -174,12 +173,18 @@ fn kubectl_decodes(yaml: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// kubectl on PATH, or `None` after saying `what` is skipped (the shared rule of
+/// `tests/common/kubectl.rs`: a failure under `KUBE_REACH_REQUIRE_KUBECTL=1`).
+fn kubectl_on_path(what: &str) -> Option<std::path::PathBuf> {
+    crate::kubectl::kubectl_or_skip(&std::env::var("PATH").unwrap_or_default(), what)
+}
+
 /// The check above can fail: kubectl refuses what the old hand-written YAML made of a name
 /// with a quote in it.
 #[test]
 fn kubectl_refuses_a_binding_whose_name_broke_the_yaml() {
-    if !std::path::Path::new("/usr/bin/kubectl").exists() {
-        return eprintln!("SKIPPED: /usr/bin/kubectl is missing");
+    if kubectl_on_path("kubectl refusing broken YAML").is_none() {
+        return;
     }
     let broken = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: x\n  namespace: ci\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: x\nsubjects:\n  - kind: User\n    name: \"ci \"deployer\": #1\"\n    apiGroup: rbac.authorization.k8s.io";
     assert!(kubectl_decodes(broken).is_err());

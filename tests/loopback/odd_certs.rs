@@ -117,55 +117,25 @@ async fn a_server_name_with_a_trailing_dot_is_healthy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ecdsa_p384_chain_is_healthy() {
     let ssl = Openssl::new();
-    let ec384 = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-384",
-        "-nodes",
-    ];
-    let mut root = vec!["req", "-x509"];
-    root.extend(ec384);
-    root.extend([
-        "-keyout",
-        "r384.key",
-        "-out",
-        "r384.crt",
-        "-subj",
+    let ec384 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"];
+    let root = ssl.self_signed_with(
+        "r384",
         "/CN=P-384 Root",
-        "-days",
         "3650",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    ssl.run(&root);
-    let root = Made {
-        crt: ssl.path("r384.crt"),
-        key: ssl.path("r384.key"),
-    };
-    let mut req = vec!["req", "-new"];
-    req.extend(ec384);
-    req.extend([
-        "-keyout",
-        "l384.key",
-        "-out",
-        "l384.csr",
-        "-subj",
+        &[
+            "basicConstraints=critical,CA:TRUE",
+            "keyUsage=critical,keyCertSign",
+        ],
+        &ec384,
+    );
+    let leaf = ssl.issue_with(
+        "l384",
         "/CN=api.k8s.test",
-    ]);
-    ssl.run(&req);
-    std::fs::write(
-        ssl.path("l384.ext"),
-        server_auth("subjectAltName=DNS:api.k8s.test,IP:127.0.0.1\n"),
-    )
-    .expect("extfile");
-    ssl.sign("l384", &root, &["-sha384"]);
-    let leaf = Made {
-        crt: ssl.path("l384.crt"),
-        key: ssl.path("l384.key"),
-    };
+        &root,
+        &server_auth("subjectAltName=DNS:api.k8s.test,IP:127.0.0.1\n"),
+        &ec384,
+        &["-sha384"],
+    );
     let server = serve(&[&leaf]).await;
     assert_healthy(&run_on(server.url(), "", Ca::Right(&root)).await);
     if let Some((code, stderr)) = kubectl_says_at(server.url(), "", Ca::Right(&root)).await {

@@ -613,29 +613,10 @@ async fn config_server_loopback_warns_only_in_gitlab_ci() {
     assert_eq!(server_check(&outside).status, Status::Pass);
 }
 
-/// A listener that accepts and then says nothing: the TLS handshake stalls.
-async fn silent_listener() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(localhost())
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            match tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await
-            {
-                Ok(Ok((stream, _))) => held.push(stream),
-                _ => break,
-            }
-        }
-    });
-    (task, addr)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_handshake_timeout_when_the_server_never_answers() {
     init();
-    let (task, addr) = silent_listener().await;
+    let (task, addr) = silent_listener(8).await;
     let world = World::new();
     let report = world
         .run(
@@ -655,7 +636,7 @@ async fn tls_handshake_timeout_when_the_server_never_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deadline_turns_the_running_check_into_an_error_and_the_report_is_complete() {
     init();
-    let (task, addr) = silent_listener().await;
+    let (task, addr) = silent_listener(8).await;
     let world = World::new();
     let started = std::time::Instant::now();
     let report = world

@@ -26,6 +26,25 @@ pub fn localhost() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// A listener that accepts up to `connections` and then says nothing on them: every TLS
+/// handshake on it stalls (each connection is held until the listener's task ends).
+pub async fn silent_listener(connections: usize) -> (tokio::task::JoinHandle<()>, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(localhost())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..connections {
+            match tokio::time::timeout(Duration::from_secs(30), listener.accept()).await {
+                Ok(Ok((stream, _))) => held.push(stream),
+                _ => break,
+            }
+        }
+    });
+    (task, addr)
+}
+
 /// A TLS server of `class` with the default SANs (api.k8s.test, localhost, 127.0.0.1, ::1).
 pub async fn tls_server(
     pki: &Pki,

@@ -14,6 +14,8 @@ mod tls;
 
 use std::time::Duration;
 
+use kube_reach::catalogue::CheckId;
+
 use crate::pki::LeafKind;
 use crate::reach::{self, Report, TIMEOUT};
 use crate::site::Site;
@@ -30,6 +32,20 @@ fn served(family: Family) -> Site {
 fn diagnose(site: &Site, case: &str, server: &str, env: &[(&str, &str)]) -> Report {
     let kubeconfig = site.kubeconfig("case", server, None);
     reach::diagnose(site, case, &kubeconfig, env)
+}
+
+/// The healthy path through a front (load balancer, other server) passes every layer.
+fn healthy(report: &Report) {
+    report.expect_no_failure().expect_pass(&[
+        CheckId::DnsResolve,
+        CheckId::TcpConnect,
+        CheckId::TlsHandshake,
+        CheckId::TlsTrust,
+        CheckId::TlsHostname,
+        CheckId::HttpVersion,
+        CheckId::AuthWhoami,
+        CheckId::RbacCanI,
+    ]);
 }
 
 /// Bound on the time to verdict when one operation times out: the tool must give up after its

@@ -92,13 +92,23 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
     } else {
         auth.strip_prefix("Bearer ").unwrap_or(&auth).to_string()
     };
-    let padded = format!("{}{value}", "x".repeat(b.pad));
+    let pad = "x".repeat(b.pad);
+    let padded = format!("{pad}{value}");
     let path = req.uri().path();
-    let json = |status: u16, body: String| {
+    let typed = |status: u16, content_type: &str, body: String| {
         Response::builder()
             .status(status)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
+            .expect("response")
+    };
+    let json = |status, body| typed(status, "application/json", body);
+    let text = |body| typed(200, "text/plain", body);
+    let redirect = |location: String| {
+        Response::builder()
+            .status(302)
+            .header("location", location)
+            .body(Full::new(Bytes::new()))
             .expect("response")
     };
     let status_json = |code: u16, message: &str| {
@@ -107,75 +117,37 @@ fn answer(b: Behaviour, req: &Request<hyper::body::Incoming>) -> Response<Full<B
         .to_string()
     };
     match (b.echo, path) {
-        (Echo::VersionBody, "/version") => Response::builder()
-            .status(200)
-            .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(padded)))
-            .expect("response"),
+        (Echo::VersionBody, "/version") => text(padded),
         (Echo::ServerHeader, "/version") => Response::builder()
             .status(404)
             .header("server", value.as_str())
             .body(Full::new(Bytes::from("not found")))
             .expect("response"),
-        (Echo::Redirect, "/version") => Response::builder()
-            .status(302)
-            .header("location", format!("https://login.example/{padded}"))
-            .body(Full::new(Bytes::new()))
-            .expect("response"),
-        (Echo::EscapedBody, "/version") => Response::builder()
-            .status(200)
-            .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(format!(
-                "{}{}",
-                "x".repeat(b.pad),
-                json_escaped(&value)
-            ))))
-            .expect("response"),
-        (Echo::EncodedRedirect, "/version") => Response::builder()
-            .status(302)
-            .header(
-                "location",
-                format!(
-                    "https://login.example/?{}rd={}",
-                    "x".repeat(b.pad),
-                    percent_encoded(&value)
-                ),
+        (Echo::Redirect, "/version") => redirect(format!("https://login.example/{padded}")),
+        (Echo::EscapedBody, "/version") => text(format!("{pad}{}", json_escaped(&value))),
+        (Echo::EncodedRedirect, "/version") => redirect(format!(
+            "https://login.example/?{pad}rd={}",
+            percent_encoded(&value)
+        )),
+        (Echo::Base64Body, "/version") => text(format!(
+            "{pad}{}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("user:{value}")
             )
-            .body(Full::new(Bytes::new()))
-            .expect("response"),
-        (Echo::Base64Body, "/version") => Response::builder()
-            .status(200)
-            .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(format!(
-                "{}{}",
-                "x".repeat(b.pad),
-                base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    format!("user:{value}")
-                )
-            ))))
-            .expect("response"),
-        (Echo::LowerEncodedRedirect, "/version") => Response::builder()
-            .status(302)
-            .header(
-                "location",
-                format!(
-                    "https://login.example/?{}rd={}",
-                    "x".repeat(b.pad),
-                    lower_hex(&percent_encoded(&value))
-                ),
-            )
-            .body(Full::new(Bytes::new()))
-            .expect("response"),
-        (Echo::HtmlPage, "/version") => Response::builder()
-            .status(403)
-            .header("content-type", "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(format!(
-                "<!DOCTYPE html><html><body>{}<p>Signed in as {}</p></body></html>",
-                "x".repeat(b.pad),
+        )),
+        (Echo::LowerEncodedRedirect, "/version") => redirect(format!(
+            "https://login.example/?{pad}rd={}",
+            lower_hex(&percent_encoded(&value))
+        )),
+        (Echo::HtmlPage, "/version") => typed(
+            403,
+            "text/html; charset=utf-8",
+            format!(
+                "<!DOCTYPE html><html><body>{pad}<p>Signed in as {}</p></body></html>",
                 go_html_escaped(&value)
-            ))))
-            .expect("response"),
+            ),
+        ),
         (Echo::PlainToTls, _) => Response::builder()
             .status(400)
             .body(Full::new(Bytes::from(format!(

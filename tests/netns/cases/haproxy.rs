@@ -5,9 +5,8 @@
 //! the 503 must be the HTTP layer's server error naming HAProxy's status and words, never a
 //! proxy or the path.
 
-use super::{assert_ran, diagnose};
+use super::{assert_ran, diagnose, healthy};
 use crate::haproxy::{self, Mode};
-use crate::reach::Report;
 use crate::site::Site;
 use crate::world::{Family, skip_without_netns};
 use kube_reach::catalogue::{CheckId, Reason};
@@ -21,40 +20,26 @@ fn behind_haproxy(mode: Mode) -> Site {
     site
 }
 
-/// The healthy path passes every layer.
-fn healthy(report: &Report) {
-    report.expect_no_failure().expect_pass(&[
-        CheckId::DnsResolve,
-        CheckId::TcpConnect,
-        CheckId::TlsHandshake,
-        CheckId::TlsTrust,
-        CheckId::TlsHostname,
-        CheckId::HttpVersion,
-        CheckId::AuthWhoami,
-        CheckId::RbacCanI,
-    ]);
-}
-
 #[test]
 fn world_haproxy_fronts_the_api() {
     if skip_without_netns() {
         return;
     }
-    for (mode, status, words) in [
-        (Mode::Passthrough, 0, "gitVersion"),
-        (Mode::TerminateHttp2, 0, "gitVersion"),
-        (Mode::TerminateHttp1, 0, "gitVersion"),
-        (Mode::Reencrypt, 0, "gitVersion"),
-        (Mode::NoBackend, 0, "503 Service Unavailable"),
+    // curl exits 0 on every shape: without `--fail` an HTTP error page is still an answer.
+    for (mode, words) in [
+        (Mode::Passthrough, "gitVersion"),
+        (Mode::TerminateHttp2, "gitVersion"),
+        (Mode::TerminateHttp1, "gitVersion"),
+        (Mode::Reencrypt, "gitVersion"),
+        (Mode::NoBackend, "503 Service Unavailable"),
         (
             Mode::PlainToTlsBackend,
-            0,
             "Client sent an HTTP request to an HTTPS server",
         ),
     ] {
         let site = behind_haproxy(mode);
         let ran = site.curl(&[VERSION_URL], &[]);
-        assert_ran(&ran, status, &[words]);
+        assert_ran(&ran, 0, &[words]);
     }
 }
 

@@ -4,10 +4,10 @@
 //! connection until its response body was read, every healthy run through an HTTP/1.1-only
 //! front failed `auth.whoami` with "connection was not ready".
 
-use super::{assert_ran, diagnose};
+use super::{assert_ran, diagnose, healthy};
 use crate::nginx::{self, Front};
 use crate::pki::LeafKind;
-use crate::reach::{self, Report};
+use crate::reach;
 use crate::site::Site;
 use crate::world::{Family, skip_without_netns};
 use kube_reach::catalogue::CheckId;
@@ -19,19 +19,6 @@ fn behind_nginx(front: Front) -> Site {
     let mut site = Site::direct(Family::V4);
     nginx::front(&mut site, front);
     site
-}
-
-/// The healthy path passes every layer.
-fn healthy(report: &Report) {
-    report.expect_no_failure().expect_pass(&[
-        CheckId::DnsResolve,
-        CheckId::TcpConnect,
-        CheckId::TlsHandshake,
-        CheckId::TlsTrust,
-        CheckId::HttpVersion,
-        CheckId::AuthWhoami,
-        CheckId::RbacCanI,
-    ]);
 }
 
 #[test]
