@@ -295,11 +295,12 @@ fn read_answer(run: &Finished, declared: &str, printed: &Scrubber) -> Outcome {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&run.stdout) else {
         return failed("printed no ExecCredential JSON on stdout".into());
     };
-    let answered = json["apiVersion"].as_str().unwrap_or_default().to_string();
+    let answered = json["apiVersion"].as_str().unwrap_or_default();
     if answered != declared {
         return Outcome::VersionMismatch {
             declared: declared.to_string(),
-            answered,
+            // The plugin's own text, printed as evidence: cut with a mark and masked.
+            answered: crate::secret::quote(answered, 80),
         };
     }
     let status = &json["status"];
@@ -436,6 +437,16 @@ mod tests {
             read(&finished(Some(0), out, ""), V1),
             Outcome::VersionMismatch { .. }
         ));
+        let long = format!(
+            r#"{{"apiVersion":"{}","kind":"ExecCredential"}}"#,
+            "v".repeat(100)
+        );
+        match read(&finished(Some(0), &long, ""), V1) {
+            Outcome::VersionMismatch { answered, .. } => {
+                assert!(answered.ends_with("… (20 more characters)"), "{answered}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

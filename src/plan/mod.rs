@@ -24,7 +24,7 @@ use crate::targets::{self, DiscoveryOptions, TargetSpec};
 /// and ending with a letter or digit. The error quotes the value (`--namespace` is the user's
 /// own flag).
 pub fn check_namespace(ns: &str) -> Result<(), String> {
-    let shown: String = ns.chars().take(80).collect();
+    let shown = crate::secret::quote(ns, 80);
     match namespace_problem(ns) {
         None => Ok(()),
         Some(problem) => Err(format!(
@@ -234,7 +234,7 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
 fn check_tls_server_name(name: &str) -> Result<(), UsageError> {
     rustls_pki_types::ServerName::try_from(name)
         .map(|_| ())
-        .map_err(|_| UsageError::InvalidTlsServerName(name.chars().take(80).collect()))
+        .map_err(|_| UsageError::InvalidTlsServerName(crate::secret::quote(name, 80)))
 }
 
 /// Keeps the first [`MAX_REQUIREMENTS`], saying which were left out.
@@ -499,6 +499,19 @@ mod tests {
         }
         let err = check_namespace("a/b").expect_err("slash");
         assert!(err.contains("\"a/b\""), "names the value: {err}");
+        let long = format!("{}/", "a".repeat(100));
+        let err = check_namespace(&long).expect_err("long");
+        assert!(
+            err.contains("… (21 more characters)"),
+            "marks the cut: {err}"
+        );
+        let err = check_tls_server_name(&format!("{} x", "b".repeat(100)))
+            .expect_err("long name")
+            .to_string();
+        assert!(
+            err.contains("… (22 more characters)"),
+            "marks the cut: {err}"
+        );
     }
 
     #[test]
