@@ -233,11 +233,12 @@ impl Judge<'_> {
         if let Some(name) = &spec.tls_server_name
             && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
         {
-            let shown: String = name.chars().take(80).collect();
+            let shown = crate::secret::quote(name, 80);
             return (
                 CheckResult::finding(id, subject, Reason::InvalidServerName).with_evidence(
                     format!(
-                        "tls-server-name {shown:?} ({}) is neither a DNS name nor an IP address",
+                        "tls-server-name \"{}\" ({}) is neither a DNS name nor an IP address",
+                        shown.escape_debug(),
                         spec.source
                     ),
                 ),
