@@ -439,19 +439,28 @@ impl Verification {
     }
 }
 
-fn system_roots() -> &'static Vec<CertificateDer<'static>> {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+/// The system's roots, loaded and parsed into trust anchors once per process (every
+/// verification, pooled connections' included, starts from a copy), and how many parsed.
+fn system_roots() -> &'static (RootCertStore, usize) {
+    static ROOTS: OnceLock<(RootCertStore, usize)> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        let certs = rustls_native_certs::load_native_certs().certs;
+        let (added, _) = store.add_parsable_certificates(certs);
+        (store, added)
+    })
 }
 
 fn root_store(settings: &TlsSettings) -> (RootCertStore, String) {
-    let mut store = RootCertStore::empty();
     let use_system = settings.ca_certs.is_empty() || !settings.ca_replaces_system_roots;
     let mut parts = Vec::new();
-    if use_system {
-        let (added, _) = store.add_parsable_certificates(system_roots().iter().cloned());
+    let mut store = if use_system {
+        let (store, added) = system_roots();
         parts.push(format!("{added} system roots"));
-    }
+        store.clone()
+    } else {
+        RootCertStore::empty()
+    };
     if !settings.ca_certs.is_empty() {
         let (added, _) = store.add_parsable_certificates(settings.ca_certs.iter().cloned());
         parts.push(format!(
