@@ -575,6 +575,21 @@ impl VerifiedTls {
     }
 }
 
+/// A handshake that must meet `expect` (see [`handshake`]), as a verified connection: its
+/// verifier already judged this stream's chain against `expect`'s settings and refused any
+/// other, so a completed handshake is sealed without judging the chain a second time (the
+/// HTTP/1.1 pool opens these on its hot path). `None` when the handshake did not complete.
+pub async fn handshake_verified(
+    stream: TcpStream,
+    server_name: &str,
+    client: Option<&ClientIdentity>,
+    expect: Expect,
+    timeout: Duration,
+) -> Option<VerifiedTls> {
+    let hs = handshake(stream, server_name, client, Some(expect), timeout).await;
+    hs.outcome.ok().map(|stream| VerifiedTls { stream })
+}
+
 /// The verified connection, from this stream's own certificate chain judged against
 /// `settings`: a verification of some other chain can never seal it. The stream comes back when
 /// its server did not verify (it may then carry only anonymous requests).
@@ -658,12 +673,23 @@ mod tests {
         pki: &crate::demo::pki::Pki,
         class: crate::demo::pki::TlsClass,
     ) -> std::net::SocketAddr {
+        serve_config_once(config_of(pki, class)).await
+    }
+
+    fn config_of(
+        pki: &crate::demo::pki::Pki,
+        class: crate::demo::pki::TlsClass,
+    ) -> Arc<rustls::ServerConfig> {
         let identity = pki
             .server_identity(class, crate::demo::pki::DEFAULT_SANS)
             .expect("server identity");
-        let config = identity
+        identity
             .server_config(&crate::demo::pki::ClientAuth::None)
-            .expect("server config");
+            .expect("server config")
+    }
+
+    /// A loopback TLS server with this config for one handshake; its address.
+    async fn serve_config_once(config: Arc<rustls::ServerConfig>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -685,6 +711,44 @@ mod tests {
         let tcp = TcpStream::connect(addr).await.expect("connect loopback");
         let hs = handshake(tcp, "localhost", None, None, Duration::from_secs(10)).await;
         hs.outcome.expect("handshake")
+    }
+
+    /// A pooled connection is verified by its own handshake: one whose server presents the
+    /// expected leaf completes as a verified connection, a rogue one does not.
+    #[tokio::test]
+    async fn handshake_verified_holds_the_server_to_the_expected_leaf() {
+        use crate::demo::pki::{Pki, TlsClass};
+        let pki = Pki::generate().expect("pki");
+        let settings = TlsSettings {
+            ca_certs: vec![pki.root_ca_der()],
+            ca_source: Some("test CA".into()),
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "localhost".into(),
+        };
+        let now = SystemTime::now();
+        let server = config_of(&pki, TlsClass::Good);
+        let first = stream_from(serve_config_once(server.clone()).await).await;
+        let leaf = seal(first, &settings, now).expect("first verifies").leaf();
+        let expect = Expect {
+            settings: settings.clone(),
+            now,
+            leaf,
+        };
+        let again = |config| {
+            let expect = expect.clone();
+            async move {
+                let tcp = TcpStream::connect(serve_config_once(config).await)
+                    .await
+                    .expect("connect loopback");
+                handshake_verified(tcp, "localhost", None, expect, Duration::from_secs(10)).await
+            }
+        };
+        assert!(again(server).await.is_some(), "the same server again");
+        let other = config_of(&pki, TlsClass::Good);
+        assert!(again(other).await.is_none(), "another good leaf");
+        let rogue = config_of(&pki, TlsClass::UnknownAuthority);
+        assert!(again(rogue).await.is_none(), "rogue");
     }
 
     /// `seal` judges the chain of the stream it is given: the rogue server's stream stays
