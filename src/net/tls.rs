@@ -265,7 +265,9 @@ pub async fn handshake(
     let name = match ServerName::try_from(server_name.to_string()) {
         Ok(n) => n,
         Err(e) => {
-            let why = format!("server name \"{}\": {e}", server_name.escape_default());
+            // Kubeconfig text: through the one redaction point, escaped and bounded.
+            let quoted = crate::secret::quote(&server_name.escape_default().to_string(), 120);
+            let why = format!("server name \"{quoted}\": {e}");
             return failed(HandshakeFailure::Other(why.clone()), why, Vec::new());
         }
     };
