@@ -464,9 +464,9 @@ impl Dialer {
     /// leaf, with the same client identity; `None` otherwise (the pool stays smaller).
     async fn verified(self, leaf: CertificateDer<'static>) -> Option<VerifiedTls> {
         let stream = self.stream(None).await.ok()?;
-        let expect = self.expect(Some(leaf));
-        let hs = self.handshake(stream, self.client(), expect).await?;
-        net_tls::seal(hs.outcome.ok()?, self.target.tls.as_ref()?, self.now).ok()
+        let expect = self.expect(Some(leaf))?;
+        let name = expect.settings.server_name.clone();
+        net_tls::handshake_verified(stream, &name, self.client(), expect, self.timeout).await
     }
 
     /// The pool's way to open more connections like `first`.

@@ -116,9 +116,8 @@ where
     // Only the target that began the opening opens the connection.
     let opener = Arc::ptr_eq(&opening.opener, rec);
     if opener {
-        let from = rec.progress();
         let own = open_link().await;
-        let link = Arc::new(rec.link_since(from, own.as_ref(), &target.name));
+        let link = Arc::new(rec.link_since(opening.from, own.as_ref(), &target.name));
         // Only this target sets the cell, so the set cannot fail; either way the joiners
         // read what is in it.
         let _ = opening.link.set(link);

@@ -265,7 +265,9 @@ pub async fn handshake(
     let name = match ServerName::try_from(server_name.to_string()) {
         Ok(n) => n,
         Err(e) => {
-            let why = format!("server name \"{}\": {e}", server_name.escape_default());
+            // Kubeconfig text: through the one redaction point, escaped and bounded.
+            let quoted = crate::secret::quote(&server_name.escape_default().to_string(), 120);
+            let why = format!("server name \"{quoted}\": {e}");
             return failed(HandshakeFailure::Other(why.clone()), why, Vec::new());
         }
     };
@@ -439,19 +441,28 @@ impl Verification {
     }
 }
 
-fn system_roots() -> &'static Vec<CertificateDer<'static>> {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+/// The system's roots, loaded and parsed into trust anchors once per process (every
+/// verification, pooled connections' included, starts from a copy), and how many parsed.
+fn system_roots() -> &'static (RootCertStore, usize) {
+    static ROOTS: OnceLock<(RootCertStore, usize)> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        let certs = rustls_native_certs::load_native_certs().certs;
+        let (added, _) = store.add_parsable_certificates(certs);
+        (store, added)
+    })
 }
 
 fn root_store(settings: &TlsSettings) -> (RootCertStore, String) {
-    let mut store = RootCertStore::empty();
     let use_system = settings.ca_certs.is_empty() || !settings.ca_replaces_system_roots;
     let mut parts = Vec::new();
-    if use_system {
-        let (added, _) = store.add_parsable_certificates(system_roots().iter().cloned());
+    let mut store = if use_system {
+        let (store, added) = system_roots();
         parts.push(format!("{added} system roots"));
-    }
+        store.clone()
+    } else {
+        RootCertStore::empty()
+    };
     if !settings.ca_certs.is_empty() {
         let (added, _) = store.add_parsable_certificates(settings.ca_certs.iter().cloned());
         parts.push(format!(
@@ -566,6 +577,21 @@ impl VerifiedTls {
     }
 }
 
+/// A handshake that must meet `expect` (see [`handshake`]), as a verified connection: its
+/// verifier already judged this stream's chain against `expect`'s settings and refused any
+/// other, so a completed handshake is sealed without judging the chain a second time (the
+/// HTTP/1.1 pool opens these on its hot path). `None` when the handshake did not complete.
+pub async fn handshake_verified(
+    stream: TcpStream,
+    server_name: &str,
+    client: Option<&ClientIdentity>,
+    expect: Expect,
+    timeout: Duration,
+) -> Option<VerifiedTls> {
+    let hs = handshake(stream, server_name, client, Some(expect), timeout).await;
+    hs.outcome.ok().map(|stream| VerifiedTls { stream })
+}
+
 /// The verified connection, from this stream's own certificate chain judged against
 /// `settings`: a verification of some other chain can never seal it. The stream comes back when
 /// its server did not verify (it may then carry only anonymous requests).
@@ -649,12 +675,23 @@ mod tests {
         pki: &crate::demo::pki::Pki,
         class: crate::demo::pki::TlsClass,
     ) -> std::net::SocketAddr {
+        serve_config_once(config_of(pki, class)).await
+    }
+
+    fn config_of(
+        pki: &crate::demo::pki::Pki,
+        class: crate::demo::pki::TlsClass,
+    ) -> Arc<rustls::ServerConfig> {
         let identity = pki
             .server_identity(class, crate::demo::pki::DEFAULT_SANS)
             .expect("server identity");
-        let config = identity
+        identity
             .server_config(&crate::demo::pki::ClientAuth::None)
-            .expect("server config");
+            .expect("server config")
+    }
+
+    /// A loopback TLS server with this config for one handshake; its address.
+    async fn serve_config_once(config: Arc<rustls::ServerConfig>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -676,6 +713,44 @@ mod tests {
         let tcp = TcpStream::connect(addr).await.expect("connect loopback");
         let hs = handshake(tcp, "localhost", None, None, Duration::from_secs(10)).await;
         hs.outcome.expect("handshake")
+    }
+
+    /// A pooled connection is verified by its own handshake: one whose server presents the
+    /// expected leaf completes as a verified connection, a rogue one does not.
+    #[tokio::test]
+    async fn handshake_verified_holds_the_server_to_the_expected_leaf() {
+        use crate::demo::pki::{Pki, TlsClass};
+        let pki = Pki::generate().expect("pki");
+        let settings = TlsSettings {
+            ca_certs: vec![pki.root_ca_der()],
+            ca_source: Some("test CA".into()),
+            ca_replaces_system_roots: true,
+            insecure_skip_verify: false,
+            server_name: "localhost".into(),
+        };
+        let now = SystemTime::now();
+        let server = config_of(&pki, TlsClass::Good);
+        let first = stream_from(serve_config_once(server.clone()).await).await;
+        let leaf = seal(first, &settings, now).expect("first verifies").leaf();
+        let expect = Expect {
+            settings: settings.clone(),
+            now,
+            leaf,
+        };
+        let again = |config| {
+            let expect = expect.clone();
+            async move {
+                let tcp = TcpStream::connect(serve_config_once(config).await)
+                    .await
+                    .expect("connect loopback");
+                handshake_verified(tcp, "localhost", None, expect, Duration::from_secs(10)).await
+            }
+        };
+        assert!(again(server).await.is_some(), "the same server again");
+        let other = config_of(&pki, TlsClass::Good);
+        assert!(again(other).await.is_none(), "another good leaf");
+        let rogue = config_of(&pki, TlsClass::UnknownAuthority);
+        assert!(again(rogue).await.is_none(), "rogue");
     }
 
     /// `seal` judges the chain of the stream it is given: the rogue server's stream stays
