@@ -769,22 +769,34 @@ fn url_len(s: &str) -> usize {
     })
 }
 
-/// `url` (`user:password@host:port/path`, no scheme) with a non-empty password masked. The last
-/// `@` ends the user info: an unencoded `@`, `/`, `?` or `#` in a password belongs to it.
+/// `url` (`user:password@host:port/path`, no scheme) with what may be a password masked (see
+/// [`suspected_password`]).
 fn mask_userinfo(url: &str) -> String {
-    let Some(at) = userinfo_end(url) else {
-        return url.to_string();
-    };
-    match url[..at].split_once(':') {
-        Some((user, password))
-            if !password.is_empty()
-                && !user.contains(['/', '?', '#'])
-                && !is_port_path(password) =>
-        {
-            format!("{user}:{URL_PASSWORD_MASK}{}", &url[at..])
-        }
-        _ => url.to_string(),
+    match suspected_password(url) {
+        Some(p) => format!("{}{URL_PASSWORD_MASK}{}", &url[..p.start], &url[p.end..]),
+        None => url.to_string(),
     }
+}
+
+/// The bytes of `url` (after its `scheme://`) that may be a password: from the first `:` before
+/// the `@` of [`userinfo_end`] (skipping a `:port/` ) to that `@`. Also where Go would read the
+/// `@` as part of the path (`http://c/i:pw@proxy`, a user mistyped): such text was meant as a
+/// password, so it is treated as one, masked and registered, whatever the URL's reading.
+pub(crate) fn suspected_password(url: &str) -> Option<std::ops::Range<usize>> {
+    let at = userinfo_end(url)?;
+    let before = &url[..at];
+    let mut from = 0;
+    while let Some(colon) = before[from..].find(':') {
+        let start = from + colon + 1;
+        if start == at {
+            return None;
+        }
+        if !is_port_path(&before[start..]) {
+            return Some(start..at);
+        }
+        from = start;
+    }
+    None
 }
 
 /// The `@` that ends the user information of `url` (`user:password@host/path`, no scheme), if
@@ -1169,6 +1181,15 @@ mod tests {
         assert_eq!(
             redact_url_password("bob:hunter2@proxy:3128"),
             "bob:***@proxy:3128"
+        );
+        // A `/` typed into the user: still a password in intent, masked.
+        assert_eq!(
+            redact_url_password("see http://c/i:hunter2@proxy:3128 here"),
+            "see http://c/i:***@proxy:3128 here"
+        );
+        assert_eq!(
+            redact_url_password("http://h:6443/a:hunter2@x"),
+            "http://h:6443/a:***@x"
         );
     }
 

@@ -360,3 +360,57 @@ fn issue8_5_the_gitlab_origin_parser_refuses_invalid_ports() {
         .expect("a valid origin");
     assert_eq!(ok.port, 8443);
 }
+
+/// Found by `random_kubeconfigs_never_leak_a_secret` in CI: a `/` inserted into the user
+/// (`http://c/i:PASSWORD@127.0.0.1:9`) made Go's reading put the `@` in the path, so the
+/// password was neither masked nor registered and the proxy line printed it whole. Every URL
+/// delimiter and odd character at every position of a proxy URL, in a kubeconfig and in
+/// `HTTPS_PROXY`: no fragment of the password may reach any output.
+#[test]
+fn leak9_an_odd_character_anywhere_in_a_proxy_url() {
+    let world = World::new();
+    let password = "pr0xyCanaryPassw0rdX";
+    let url = format!("http://ci:{password}@127.0.0.1:9");
+    let odd = [
+        "/", "?", "#", "@", ":", " ", "%", "\\", "\t", "'", "é", "[", "]",
+    ];
+    let mut runs = 0;
+    let mut leaks = Vec::new();
+    for at in (0..=url.len()).filter(|&i| url.is_char_boundary(i)) {
+        for c in odd {
+            let bent = format!("{}{c}{}", &url[..at], &url[at..]);
+            let report = run_args(
+                &world,
+                &["--server", "https://api.k8s.test:9"],
+                &[("HTTPS_PROXY", &bent)],
+            );
+            leaks.extend(leak_in(&render(&report), password, "HTTPS_PROXY", &bent));
+            let kubeconfig = format!(
+                "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://api.k8s.test:9\n    proxy-url: '{}'\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t0ken-x\n",
+                bent.replace('\'', "''")
+            );
+            let report = run_kubeconfig(&world, &kubeconfig, &[]);
+            leaks.extend(leak_in(&render(&report), password, "proxy-url", &bent));
+            runs += 2;
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} of {runs} runs leaked:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(runs > 500, "{runs} runs");
+}
+
+/// `where: input`, and the output line that leaked, when `outputs` hold a fragment of `secret`.
+fn leak_in(outputs: &[(&str, String)], secret: &str, place: &str, input: &str) -> Option<String> {
+    outputs.iter().find_map(|(name, text)| {
+        let fragment = super::outputs::leaked_fragment(text, secret)?;
+        let line = text
+            .lines()
+            .find(|l| l.contains(fragment))
+            .unwrap_or_default();
+        Some(format!("{place} {input:?} -> {name}: {}", line.trim()))
+    })
+}
