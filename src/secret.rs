@@ -663,11 +663,10 @@ const OUTPUT_LINE_CHARS: usize = 200;
 /// [`OUTPUT_LINE_CHARS`]. Only for such output: a report's own text has long words that are not
 /// secrets (fingerprints, resource versions).
 pub fn redact_output_line(line: &str) -> String {
-    let token_char = |c: char| c.is_ascii_alphanumeric() || "+/=_.-".contains(c);
     let mut out = String::new();
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word.chars().count() >= 24 && word.chars().any(|c| c.is_ascii_digit()) {
+        if looks_like_credential(word) {
             out.push_str(REDACTED);
         } else {
             out.push_str(word);
@@ -675,7 +674,7 @@ pub fn redact_output_line(line: &str) -> String {
         word.clear();
     };
     for c in line.chars() {
-        if token_char(c) {
+        if is_token_char(c) {
             word.push(c);
         } else {
             flush(&mut word, &mut out);
@@ -692,6 +691,20 @@ pub fn redact_output_line(line: &str) -> String {
     let mut kept: String = out.chars().take(OUTPUT_LINE_CHARS - 1).collect();
     kept.push(CUT_MARKS[0]);
     kept
+}
+
+/// A character of a credential-shaped word (base64, base64url, JWT and opaque token alphabets).
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+/=_.-".contains(c)
+}
+
+/// Whether `word` looks like a credential nobody told us about: 24 or more token characters,
+/// a digit among them (keys, session ids, opaque tokens; not words of prose). The rule
+/// [`redact_output_line`] applies to each word a program printed.
+pub fn looks_like_credential(word: &str) -> bool {
+    word.chars().count() >= 24
+        && word.chars().all(is_token_char)
+        && word.chars().any(|c| c.is_ascii_digit())
 }
 
 /// The body of every `-----BEGIN … PRIVATE KEY-----` block replaced by [`REDACTED`], up to
@@ -744,6 +757,16 @@ pub fn redact_url_password(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
+        let word_start = rest[..at].rfind(ends_url).map_or(0, |i| i + 1);
+        if !is_scheme_before(&rest[word_start..at]) {
+            // `ci:pw://@proxy`, `ci:pw@127://…`: a `://` typed into a URL without a scheme,
+            // whose whole word is then read as `user:password@host`.
+            let word_end = rest[at..].find(ends_url).map_or(rest.len(), |i| at + i);
+            out.push_str(&rest[..word_start]);
+            out.push_str(&mask_userinfo(&rest[word_start..word_end]));
+            rest = &rest[word_end..];
+            continue;
+        }
         let authority_start = at + "://".len();
         out.push_str(&rest[..authority_start]);
         rest = &rest[authority_start..];
@@ -755,27 +778,62 @@ pub fn redact_url_password(text: &str) -> String {
     out
 }
 
+/// Whether `c` ends a URL in free text: whitespace or a quoting character.
+fn ends_url(c: char) -> bool {
+    matches!(c, '"' | '<' | '>' | '`') || c.is_whitespace()
+}
+
+fn is_scheme_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
+}
+
+/// Whether `before` (the text of a word up to a `://`) ends in a scheme that starts a URL: a
+/// letter then letters, digits, `+`, `-` or `.`, not preceded by a `:` or `@`. In
+/// `ci:pw://@proxy`, `ci:pw@127://x` or `http://ci:pa://ss@proxy` the `://` was typed into
+/// user information or a host, and what precedes it is not a scheme.
+fn is_scheme_before(before: &str) -> bool {
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !is_scheme_char(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let scheme = &before[start..];
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && !before[..start].ends_with([':', '@'])
+}
+
 /// Length in bytes of the URL at the start of `s` (after its `scheme://`): up to whitespace, a
-/// quoting character or the next URL.
+/// quoting character or the next URL (a `://` after a real scheme, see [`is_scheme_before`]).
 fn url_len(s: &str) -> usize {
-    let end = s
-        .find(|c: char| matches!(c, '"' | '<' | '>' | '`') || c.is_whitespace())
-        .unwrap_or(s.len());
-    s[..end].find("://").map_or(end, |next| {
-        // Stop before the next URL's scheme word.
-        s[..next]
-            .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
-            .map_or(0, |i| i + 1)
-    })
+    let end = s.find(ends_url).unwrap_or(s.len());
+    let mut from = 0;
+    while let Some(i) = s[from..end].find("://") {
+        let next = from + i;
+        if is_scheme_before(&s[..next]) {
+            // Stop before the next URL's scheme word.
+            return s[..next]
+                .rfind(|c: char| !is_scheme_char(c))
+                .map_or(0, |i| i + 1);
+        }
+        from = next + "://".len();
+    }
+    end
 }
 
 /// `url` (`user:password@host:port/path`, no scheme) with what may be a password masked (see
-/// [`suspected_password`]).
+/// [`suspected_password`]), and then any other in what follows it: `http:@@//ci:pw@proxy` (an
+/// `@` typed into the scheme) holds a second `user:password@` after the first `@`.
 fn mask_userinfo(url: &str) -> String {
-    match suspected_password(url) {
-        Some(p) => format!("{}{URL_PASSWORD_MASK}{}", &url[..p.start], &url[p.end..]),
-        None => url.to_string(),
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(p) = suspected_password(rest) {
+        out.push_str(&rest[..p.start]);
+        out.push_str(URL_PASSWORD_MASK);
+        // `p.end` is the `@`: the next round starts after it, so the loop ends.
+        out.push('@');
+        rest = &rest[p.end + 1..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// The bytes of `url` (after its `scheme://`) that may be a password: from the first `:` before
@@ -1194,6 +1252,33 @@ mod tests {
     }
 
     #[test]
+    fn a_scheme_typed_into_user_information_does_not_hide_the_password() {
+        for (text, want) in [
+            // No scheme, a `://` typed into it: the whole word is `user:password@host`.
+            (
+                "HTTPS_PROXY=ci:hunter2://@proxy:3128: no scheme",
+                "HTTPS_PROXY=ci:***@proxy:3128: no scheme",
+            ),
+            ("ci:hunter2@127://0.0.1:9", "ci:***@127://0.0.1:9"),
+            ("ci:hunter2@proxy:3128://", "ci:***@proxy:3128://"),
+            // A `://` in a password is no second URL.
+            (
+                "http://ci:hun://ter2@proxy:3128",
+                "http://ci:***@proxy:3128",
+            ),
+            // An `@` typed into the scheme: the second user's password goes too.
+            ("http:@@//ci:hunter2@proxy", "http:***@//ci:***@proxy"),
+        ] {
+            assert_eq!(redact_url_password(text), want, "{text}");
+        }
+        // A URL in another's query is a second URL, masked on its own.
+        assert_eq!(
+            redact_url_password("https://a/?next=https://u:pw@c x"),
+            "https://a/?next=https://u:***@c x"
+        );
+    }
+
+    #[test]
     fn urls_without_passwords_are_unchanged() {
         for url in [
             "http://proxy:3128",
@@ -1202,6 +1287,7 @@ mod tests {
             "https://kas.gitlab.com/k8s-proxy/",
             "https://example.com/@scope/pkg",
             "mailto-like text a@b",
+            "see https://a/x@y and http://b:8080/@c",
             "",
         ] {
             assert_eq!(redact_url_password(url), url);

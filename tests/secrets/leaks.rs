@@ -414,3 +414,122 @@ fn leak_in(outputs: &[(&str, String)], secret: &str, place: &str, input: &str) -
         Some(format!("{place} {input:?} -> {name}: {}", line.trim()))
     })
 }
+
+/// `ci:PASSWORD@proxy:3128` (no scheme, as curl and Go accept in `HTTPS_PROXY`) with a `://`
+/// typed anywhere in it (`ci:pw://@proxy`, `ci:pw@127://0.0.1`): the text before the `://`
+/// was taken for a scheme, so the password was neither registered nor masked, and
+/// `config.proxy` printed it whole ("no scheme: write https://…"). Every position, in
+/// `HTTPS_PROXY` and in `proxy-url`, with `://`, `//` and `:/`.
+#[test]
+fn leak10_a_scheme_typed_into_a_proxy_url_without_one() {
+    let world = World::new();
+    // 40 characters: whatever is inserted into it, one side keeps a whole fragment.
+    let password = "pr0xyCanaryPassw0rdXq7Lm2Vn8Tk4Rb9Wc3Hj";
+    let url = format!("ci:{password}@127.0.0.1:9");
+    let mut runs = 0;
+    let mut leaks = Vec::new();
+    for at in 0..=url.len() {
+        // `ci://PASSWORD@…` is a URL of scheme `ci` whose user is the text: not a password.
+        for typed in ["://", "//", ":/"].into_iter().filter(|_| at != 3) {
+            let bent = format!("{}{typed}{}", &url[..at], &url[at..]);
+            let report = run_args(
+                &world,
+                &["--server", "https://api.k8s.test:9"],
+                &[("HTTPS_PROXY", &bent)],
+            );
+            leaks.extend(leak_in(&render(&report), password, "HTTPS_PROXY", &bent));
+            let report = run_kubeconfig(&world, &proxy_kubeconfig(&bent), &[]);
+            leaks.extend(leak_in(&render(&report), password, "proxy-url", &bent));
+            runs += 2;
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} of {runs} runs leaked:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(runs > 200, "{runs} runs");
+}
+
+/// A short password (4 characters: registered whole, no fragment to catch) behind an `@` typed
+/// into the scheme (`http:@@//ci:pw@proxy`): the URL mask took the first `@` for the end of the
+/// user information and masked only what came before it, and the registered value (the text
+/// from the first `:`) was no longer in the masked line, so the `HTTPS_PROXY` line of the
+/// environment printed the password. `@`, `@@`, `:`, `/` and `//` at every position outside it.
+#[test]
+fn leak11_a_short_password_behind_an_at_typed_into_the_scheme() {
+    let world = World::new();
+    let password = "Qz7v";
+    let url = format!("http://ci:{password}@127.0.0.1:9");
+    let inside = url.find(password).expect("in the URL");
+    let mut runs = 0;
+    let mut leaks = Vec::new();
+    for at in (0..=url.len()).filter(|&i| i <= inside || i >= inside + password.len()) {
+        for typed in ["@", "@@", ":", "/", "//"] {
+            let bent = format!("{}{typed}{}", &url[..at], &url[at..]);
+            let report = run_args(
+                &world,
+                &["--server", "https://api.k8s.test:9"],
+                &[("HTTPS_PROXY", &bent)],
+            );
+            leaks.extend(leak_in(&render(&report), password, "HTTPS_PROXY", &bent));
+            let report = run_kubeconfig(&world, &proxy_kubeconfig(&bent), &[]);
+            leaks.extend(leak_in(&render(&report), password, "proxy-url", &bent));
+            runs += 2;
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} of {runs} runs leaked:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(runs > 200, "{runs} runs");
+}
+
+/// A kubeconfig whose one cluster goes through `proxy` (single-quoted as written).
+fn proxy_kubeconfig(proxy: &str) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://api.k8s.test:9\n    proxy-url: '{}'\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t0ken-x\n",
+        proxy.replace('\'', "''")
+    )
+}
+
+/// A token pasted where the path of its file belongs (`tokenFile: <token>`, `--token-file
+/// "$TOKEN"` with a variable that is not one of the known secret ones, `client-key: <key>`):
+/// the "no such file" evidence named the path, and so printed the token whole.
+#[test]
+fn leak12_a_token_pasted_where_its_file_belongs() {
+    let world = World::new();
+    let token = "ya29.pastedCanaryT0ken9x8w7v6u5";
+    let users = [
+        format!("    tokenFile: {token}\n"),
+        format!("    tokenFile: /var/run/secrets/{token}\n"),
+        format!("    client-certificate: cert.pem\n    client-key: {token}\n"),
+    ];
+    for user in &users {
+        let report = run_kubeconfig(&world, &format!("{HEAD}{user}"), &[]);
+        assert_report_clean(&report, &[token]);
+    }
+    let report = run_args(
+        &world,
+        &["--server", "https://127.0.0.1:9", "--token-file", token],
+        &[],
+    );
+    assert_report_clean(&report, &[token]);
+    // A real path that cannot be read is still named.
+    let missing = world.path("no-such-token");
+    let report = run_args(
+        &world,
+        &[
+            "--server",
+            "https://127.0.0.1:9",
+            "--token-file",
+            &missing.display().to_string(),
+        ],
+        &[],
+    );
+    let log = &render(&report)[0].1;
+    assert!(log.contains("no-such-token: no such file"), "{log}");
+}
