@@ -757,7 +757,11 @@ pub fn redact_url_password(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
-        let word_start = rest[..at].rfind(ends_url).map_or(0, |i| i + 1);
+        let word_start = rest[..at]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| ends_url(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         if !is_scheme_before(&rest[word_start..at]) {
             // `ci:pw://@proxy`, `ci:pw@127://…`: a `://` typed into a URL without a scheme,
             // whose whole word is then read as `user:password@host`.
@@ -792,13 +796,19 @@ fn is_scheme_char(c: char) -> bool {
 /// `ci:pw://@proxy`, `ci:pw@127://x` or `http://ci:pa://ss@proxy` the `://` was typed into
 /// user information or a host, and what precedes it is not a scheme.
 fn is_scheme_before(before: &str) -> bool {
-    let start = before
+    let start = scheme_start(before);
+    let scheme = &before[start..];
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && !before[..start].ends_with([':', '@'])
+}
+
+/// Where the run of scheme characters that ends `before` starts (a character boundary: what
+/// precedes it may be `é`).
+fn scheme_start(before: &str) -> usize {
+    before
         .char_indices()
         .rev()
         .find(|&(_, c)| !is_scheme_char(c))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    let scheme = &before[start..];
-    scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && !before[..start].ends_with([':', '@'])
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 /// Length in bytes of the URL at the start of `s` (after its `scheme://`): up to whitespace, a
@@ -810,9 +820,7 @@ fn url_len(s: &str) -> usize {
         let next = from + i;
         if is_scheme_before(&s[..next]) {
             // Stop before the next URL's scheme word.
-            return s[..next]
-                .rfind(|c: char| !is_scheme_char(c))
-                .map_or(0, |i| i + 1);
+            return scheme_start(&s[..next]);
         }
         from = next + "://".len();
     }
@@ -1261,6 +1269,8 @@ mod tests {
             ),
             ("ci:hunter2@127://0.0.1:9", "ci:***@127://0.0.1:9"),
             ("ci:hunter2@proxy:3128://", "ci:***@proxy:3128://"),
+            // A whitespace of more than one byte before it.
+            ("x\u{3000}ci:hunter2://@proxy", "x\u{3000}ci:***@proxy"),
             // A `://` in a password is no second URL.
             (
                 "http://ci:hun://ter2@proxy:3128",
@@ -1271,6 +1281,11 @@ mod tests {
         ] {
             assert_eq!(redact_url_password(text), want, "{text}");
         }
+        // A character of more than one byte before the second URL's scheme.
+        assert_eq!(
+            redact_url_password("http://a/éhttp://u:pw@h"),
+            "http://a/éhttp://u:***@h"
+        );
         // A URL in another's query is a second URL, masked on its own.
         assert_eq!(
             redact_url_password("https://a/?next=https://u:pw@c x"),

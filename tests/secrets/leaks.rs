@@ -533,3 +533,20 @@ fn leak12_a_token_pasted_where_its_file_belongs() {
     let log = &render(&report)[0].1;
     assert!(log.contains("no-such-token: no such file"), "{log}");
 }
+
+/// Not a leak but the redaction point breaking: a character of two bytes right before a second
+/// URL's scheme (`http://a/éhttp://u:pw@h`) made the URL mask slice inside it and panic, so a
+/// proxy variable (or any evidence line) written so ended the run with no report at all.
+#[test]
+fn crash1_a_two_byte_character_before_a_second_url() {
+    let world = World::new();
+    for proxy in ["http://a/éhttp://u:pw@h", "http://a/xéhttps://u:pw@h"] {
+        let report = run_args(
+            &world,
+            &["--server", "https://api.k8s.test:9"],
+            &[("HTTPS_PROXY", proxy)],
+        );
+        let json = &render(&report)[1].1;
+        assert!(json.contains("u:***@h"), "{proxy}: {json}");
+    }
+}
