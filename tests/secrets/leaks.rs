@@ -534,6 +534,51 @@ fn leak12_a_token_pasted_where_its_file_belongs() {
     assert!(log.contains("no-such-token: no such file"), "{log}");
 }
 
+/// A plugin's password given under a name the secret names missed (`password=X` as `vault
+/// login` takes it, `--pass X`, `--pw X`, `--passphrase X`, a stanza variable `PW` or
+/// `PASSPHRASE`): too short to be registered by its length, it was quoted back whole from the
+/// plugin's stderr when the plugin failed saying what it was given.
+#[test]
+fn leak13_a_plugin_password_under_a_name_we_did_not_know() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    let password = "hunt3rQzxy";
+    let script = world.write(
+        "plugin.sh",
+        "#!/bin/sh\necho \"login failed with: $* $PW $PASS $PASSPHRASE\" >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let stanza = |rest: &str| {
+        format!(
+            "{HEAD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: {}\n{rest}",
+            script.display()
+        )
+    };
+    let mut cases: Vec<String> = [
+        format!("'password={password}'"),
+        format!("'--pass', '{password}'"),
+        format!("'--pw', '{password}'"),
+        format!("'--passphrase', '{password}'"),
+    ]
+    .iter()
+    .map(|args| stanza(&format!("      args: [{args}]\n")))
+    .collect();
+    cases.extend(["PW", "PASS", "PASSPHRASE"].map(|name| {
+        stanza(&format!(
+            "      env:\n      - name: {name}\n        value: {password}\n"
+        ))
+    }));
+    for text in cases {
+        let report = run_kubeconfig(&world, &text, &[]);
+        let outputs = assert_report_clean(&report, &[password]);
+        assert!(
+            outputs[0].1.contains("login failed with"),
+            "the plugin ran and its stderr is quoted: {}",
+            outputs[0].1
+        );
+    }
+}
+
 /// Not a leak but the redaction point breaking: a character of two bytes right before a second
 /// URL's scheme (`http://a/éhttp://u:pw@h`) made the URL mask slice inside it and panic, so a
 /// proxy variable (or any evidence line) written so ended the run with no report at all.
