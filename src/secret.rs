@@ -387,7 +387,8 @@ const MAX_ENCODED_LEN: usize = 64 * 1024;
 
 /// The ways a server echoes a value it re-encoded, each different from `value` only when
 /// the value has a character the encoding changes: JSON as serde and Go write it, JSON with
-/// `/` escaped too (PHP, some Java encoders), and percent-encoding (a URL in a redirect).
+/// `/` escaped too (PHP, some Java encoders), percent-encoding (a URL in a redirect), HTML,
+/// base64, and lower case (a host name).
 fn encoded_forms(value: &str) -> Vec<String> {
     let json = json_escape(value);
     let mut forms = vec![
@@ -401,6 +402,12 @@ fn encoded_forms(value: &str) -> Vec<String> {
     ];
     forms.extend(html_forms(value));
     forms.extend(base64_forms(value));
+    // A host name is printed lower-cased (the URL parser and DNS fold its case), so a token
+    // typed into one must go lower-cased too. Only long values: a short `Default` would make
+    // every `default` in the report go.
+    if value.len() >= FRAGMENT_LEN {
+        forms.push(value.to_ascii_lowercase());
+    }
     forms.retain(|f| f != value && f.len() >= MIN_SECRET_LEN);
     forms
 }
@@ -1042,6 +1049,18 @@ mod tests {
         let mut plain = Scrubber::new();
         plain.add(TOKEN);
         assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn a_long_secret_lower_cased_is_removed_and_a_short_one_is_not() {
+        let mut s = Scrubber::new();
+        s.add("AbCdEfCanaryT0kenXyZ12");
+        s.add("Default");
+        assert_eq!(
+            s.scrub("config.tls abcdefcanaryt0kenxyz12:9: ok"),
+            "config.tls [REDACTED]:9: ok"
+        );
+        assert_eq!(s.scrub("namespace default"), "namespace default");
     }
 
     #[test]

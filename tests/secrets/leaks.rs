@@ -579,6 +579,29 @@ fn leak13_a_plugin_password_under_a_name_we_did_not_know() {
     }
 }
 
+/// A token typed into the server's host name (`https://<token>.example:6443`, a kubeconfig
+/// written from the wrong variable): the URL parser lower-cases the host, so the evidence that
+/// names it (`config.tls`, `dns.resolve`, `tcp.connect`) printed the token lower-cased, which
+/// no registered form matched. Checked case-blind.
+#[test]
+fn leak14_a_token_in_the_host_name_printed_lower_cased() {
+    let world = World::new();
+    let token = "AbCdEfCanaryT0kenXyZ12";
+    for host in [
+        token.to_string(),
+        format!("{token}.example"),
+        format!("x.{token}"),
+    ] {
+        let text = HEAD.replace("127.0.0.1", &host) + &format!("    token: {token}\n");
+        let outputs = render(&run_kubeconfig(&world, &text, &[]));
+        let lower = token.to_ascii_lowercase();
+        for (name, text) in &outputs {
+            let found = super::outputs::leaked_fragment(&text.to_ascii_lowercase(), &lower);
+            assert!(found.is_none(), "{host}: {found:?} in the {name}:\n{text}");
+        }
+    }
+}
+
 /// Not a leak but the redaction point breaking: a character of two bytes right before a second
 /// URL's scheme (`http://a/éhttp://u:pw@h`) made the URL mask slice inside it and panic, so a
 /// proxy variable (or any evidence line) written so ended the run with no report at all.
