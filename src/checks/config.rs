@@ -705,6 +705,12 @@ fn register_secrets(spec: &TargetSpec, scrubber: &mut Scrubber) {
     for secret in &spec.other_secrets {
         scrubber.add_secret(secret);
     }
+    for path in [&spec.token_file, &spec.client_key_file]
+        .into_iter()
+        .flatten()
+    {
+        register_pasted_credential(path, scrubber);
+    }
     let urls = [
         spec.server.as_deref(),
         spec.proxy_url.as_ref().map(Secret::expose),
@@ -715,6 +721,19 @@ fn register_secrets(spec: &TargetSpec, scrubber: &mut Scrubber) {
         .flat_map(crate::targets::url::secrets_of)
     {
         scrubber.add_secret(&secret);
+    }
+}
+
+/// A token or key pasted where the path of its file belongs (`tokenFile: <the token>`,
+/// `--token-file "$TOKEN"`): no such file exists, and its name is shaped like a credential
+/// ([`crate::secret::looks_like_credential`]), so the "cannot read" evidence that names the
+/// path must not print it. A real path (`…/serviceaccount/token`) is left readable.
+fn register_pasted_credential(path: &std::path::Path, scrubber: &mut Scrubber) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    if crate::secret::looks_like_credential(name) && !path.exists() {
+        scrubber.add(name);
     }
 }
 

@@ -603,15 +603,15 @@ fn other_secrets(user: &kube::config::AuthInfo) -> Vec<Secret> {
     found
 }
 
-/// The values of an exec plugin's secret-named flags (`--client-secret X`, `--token=X`): a
-/// plugin that refuses one quotes it back in its error, and a short one has no shape a
-/// pattern knows.
+/// The values of an exec plugin's secret-named flags (`--client-secret X`, `--token=X`) and
+/// settings (`password=X`, as `vault login` takes them): a plugin that refuses one quotes it
+/// back in its error, and a short one has no shape a pattern knows.
 fn secret_args(args: &[String]) -> impl Iterator<Item = String> + '_ {
     let secret_flag = |flag: &str| flag.starts_with('-') && is_secret_setting(flag, "");
     args.iter()
         .enumerate()
         .filter_map(move |(i, arg)| match arg.split_once('=') {
-            Some((flag, value)) if secret_flag(flag) => Some(value.to_string()),
+            Some((name, value)) if is_secret_setting(name, "") => Some(value.to_string()),
             None if secret_flag(arg) => args.get(i + 1).filter(|v| !v.starts_with('-')).cloned(),
             _ => None,
         })
@@ -633,7 +633,11 @@ fn is_secret_setting(name: &str, value: &str) -> bool {
     ]
     .iter()
     .any(|word| name.contains(word));
-    secret_name || value.trim().len() >= OPAQUE_VALUE_LEN
+    // Words, not parts: `--pass`, `--passphrase`, `VAULT_PW` name secrets; `bypass` does not.
+    let secret_word = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word == "pw" || word.starts_with("pass"));
+    secret_name || secret_word || value.trim().len() >= OPAQUE_VALUE_LEN
 }
 
 /// Kubeconfig keys a key path may name. Any other key is printed as `?`: a line the parser
@@ -812,11 +816,15 @@ mod tests {
             "6dae42f8",
             "--password",
             "--verbose",
+            "username=ci",
+            "password=vault-three",
+            "--pass",
+            "four",
         ]
         .map(String::from)
         .to_vec();
         let found: Vec<String> = secret_args(&args).collect();
-        assert_eq!(found, ["s3cret-one", "tok-two"]);
+        assert_eq!(found, ["s3cret-one", "tok-two", "vault-three", "four"]);
     }
 
     #[test]
@@ -827,6 +835,10 @@ mod tests {
         assert!(is_secret_setting("x", "0123456789abcdefXYZ"));
         assert!(!is_secret_setting("client-id", "kubernetes"));
         assert!(!is_secret_setting("AWS_PROFILE", "default"));
+        for name in ["--pass", "--passphrase", "VAULT_PW", "PASS"] {
+            assert!(is_secret_setting(name, "abcd"), "{name}");
+        }
+        assert!(!is_secret_setting("--bypass-cache", "true"));
     }
 
     /// `command: ./bin/get-token` in `/builds/x.tmp/KUBECONFIG` is `/builds/x.tmp/bin/get-token`

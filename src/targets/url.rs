@@ -143,11 +143,7 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
         return Err(UrlError::ControlCharacter);
     }
     let (scheme, rest) = raw.split_once("://").ok_or(UrlError::NoScheme)?;
-    if scheme.is_empty()
-        || !scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
+    if !is_scheme(scheme) {
         return Err(UrlError::NoScheme);
     }
     // WHATWG (and so the `url` crate) skips extra slashes and backslashes after `http://`:
@@ -218,6 +214,13 @@ pub fn parse(raw: &str) -> Result<ParsedUrl, UrlError> {
         display,
         secrets,
     })
+}
+
+/// Whether `s` is a URL scheme as [`parse`] accepts it: letters, digits, `+`, `-` and `.`.
+fn is_scheme(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 /// The `url` crate drops a port equal to the scheme's default; keep what was written.
@@ -313,11 +316,11 @@ fn mask_unparsed(raw: &str) -> String {
 
 fn mask_userinfo_unparsed(raw: &str) -> String {
     let (prefix, rest) = match raw.split_once("://") {
-        Some((s, r)) => {
+        Some((s, r)) if is_scheme(s) => {
             let slashes = r.len() - r.trim_start_matches(['/', '\\']).len();
             (format!("{s}://{}", &r[..slashes]), &r[slashes..])
         }
-        None => (String::new(), raw),
+        _ => (String::new(), raw),
     };
     match rest.rfind('@') {
         Some(at) if rest[..at].contains(':') => {
@@ -334,12 +337,25 @@ pub fn secrets_of(raw: &str) -> Vec<Secret> {
     if let Ok(url) = parse(raw) {
         return url.secrets().to_vec();
     }
-    let rest = raw.trim().split_once("://").map_or(raw.trim(), |(_, r)| r);
-    let rest = rest.trim_start_matches(['/', '\\']);
-    let mut found = match rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
-        Some((_, p)) if !p.is_empty() => vec![Secret::new(p), Secret::new(percent_decode(p))],
-        _ => Vec::new(),
+    let raw = raw.trim();
+    // Only a real scheme is split off: in `ci:pw://@proxy` (a `://` typed into a URL without
+    // one) the password is before the `://`.
+    let rest = match raw.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => rest,
+        _ => raw,
     };
+    let rest = rest.trim_start_matches(['/', '\\']);
+    let mut found = Vec::new();
+    if let Some(at) = rest.rfind('@') {
+        // What follows every `:` before the last `@`: `http:@@//ci:pw@proxy` (an `@` typed
+        // into the scheme) reads as user `http`, but `pw` was meant as the password.
+        for (colon, _) in rest[..at].match_indices(':') {
+            let p = &rest[colon + 1..at];
+            if !p.is_empty() {
+                found.extend([Secret::new(p), Secret::new(percent_decode(p))]);
+            }
+        }
+    }
     if let Some(q) = rest.find(['?', '#']) {
         found.extend(query_secrets(&rest[q + 1..]));
     }
@@ -474,6 +490,27 @@ mod tests {
         assert!(url.password.is_none());
         assert_eq!(url.display(), "http://c/i:***@127.0.0.1:9");
         assert!(url.secrets().iter().any(|s| s.expose() == "pr0xyCanary12"));
+    }
+
+    /// `ci:pw://@proxy` (a `://` typed into a URL without a scheme) and `http:@@//ci:pw@proxy`
+    /// (an `@` typed into the scheme): the password is found where it was meant, and masked.
+    #[test]
+    fn a_scheme_typed_into_the_user_information_still_gives_the_password() {
+        for (raw, password) in [
+            ("ci:pr0xyCanary12://@127.0.0.1:9", "pr0xyCanary12://"),
+            ("ci:pr0xyCanary12@127://0.0.1:9", "pr0xyCanary12"),
+            ("a:b://c:pr0xyCanary12@h", "pr0xyCanary12"),
+            ("http:@@//ci:Qz7v@127.0.0.1:9", "Qz7v"),
+        ] {
+            let found = secrets_of(raw);
+            let found: Vec<&str> = found.iter().map(Secret::expose).collect();
+            assert!(found.contains(&password), "{raw}: {found:?}");
+            let shown = display_raw(raw);
+            assert!(
+                !shown.contains("Canary") && !shown.contains("Qz7v"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

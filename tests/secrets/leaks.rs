@@ -414,3 +414,207 @@ fn leak_in(outputs: &[(&str, String)], secret: &str, place: &str, input: &str) -
         Some(format!("{place} {input:?} -> {name}: {}", line.trim()))
     })
 }
+
+/// `ci:PASSWORD@proxy:3128` (no scheme, as curl and Go accept in `HTTPS_PROXY`) with a `://`
+/// typed anywhere in it (`ci:pw://@proxy`, `ci:pw@127://0.0.1`): the text before the `://`
+/// was taken for a scheme, so the password was neither registered nor masked, and
+/// `config.proxy` printed it whole ("no scheme: write https://…"). Every position, in
+/// `HTTPS_PROXY` and in `proxy-url`, with `://`, `//` and `:/`.
+#[test]
+fn leak10_a_scheme_typed_into_a_proxy_url_without_one() {
+    let world = World::new();
+    // 40 characters: whatever is inserted into it, one side keeps a whole fragment.
+    let password = "pr0xyCanaryPassw0rdXq7Lm2Vn8Tk4Rb9Wc3Hj";
+    let url = format!("ci:{password}@127.0.0.1:9");
+    let mut runs = 0;
+    let mut leaks = Vec::new();
+    for at in 0..=url.len() {
+        // `ci://PASSWORD@…` is a URL of scheme `ci` whose user is the text: not a password.
+        for typed in ["://", "//", ":/"].into_iter().filter(|_| at != 3) {
+            let bent = format!("{}{typed}{}", &url[..at], &url[at..]);
+            let report = run_args(
+                &world,
+                &["--server", "https://api.k8s.test:9"],
+                &[("HTTPS_PROXY", &bent)],
+            );
+            leaks.extend(leak_in(&render(&report), password, "HTTPS_PROXY", &bent));
+            let report = run_kubeconfig(&world, &proxy_kubeconfig(&bent), &[]);
+            leaks.extend(leak_in(&render(&report), password, "proxy-url", &bent));
+            runs += 2;
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} of {runs} runs leaked:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(runs > 200, "{runs} runs");
+}
+
+/// A short password (4 characters: registered whole, no fragment to catch) behind an `@` typed
+/// into the scheme (`http:@@//ci:pw@proxy`): the URL mask took the first `@` for the end of the
+/// user information and masked only what came before it, and the registered value (the text
+/// from the first `:`) was no longer in the masked line, so the `HTTPS_PROXY` line of the
+/// environment printed the password. `@`, `@@`, `:`, `/` and `//` at every position outside it.
+#[test]
+fn leak11_a_short_password_behind_an_at_typed_into_the_scheme() {
+    let world = World::new();
+    let password = "Qz7v";
+    let url = format!("http://ci:{password}@127.0.0.1:9");
+    let inside = url.find(password).expect("in the URL");
+    let mut runs = 0;
+    let mut leaks = Vec::new();
+    for at in (0..=url.len()).filter(|&i| i <= inside || i >= inside + password.len()) {
+        for typed in ["@", "@@", ":", "/", "//"] {
+            let bent = format!("{}{typed}{}", &url[..at], &url[at..]);
+            let report = run_args(
+                &world,
+                &["--server", "https://api.k8s.test:9"],
+                &[("HTTPS_PROXY", &bent)],
+            );
+            leaks.extend(leak_in(&render(&report), password, "HTTPS_PROXY", &bent));
+            let report = run_kubeconfig(&world, &proxy_kubeconfig(&bent), &[]);
+            leaks.extend(leak_in(&render(&report), password, "proxy-url", &bent));
+            runs += 2;
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} of {runs} runs leaked:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(runs > 200, "{runs} runs");
+}
+
+/// A kubeconfig whose one cluster goes through `proxy` (single-quoted as written).
+fn proxy_kubeconfig(proxy: &str) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    server: https://api.k8s.test:9\n    proxy-url: '{}'\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t0ken-x\n",
+        proxy.replace('\'', "''")
+    )
+}
+
+/// A token pasted where the path of its file belongs (`tokenFile: <token>`, `--token-file
+/// "$TOKEN"` with a variable that is not one of the known secret ones, `client-key: <key>`):
+/// the "no such file" evidence named the path, and so printed the token whole.
+#[test]
+fn leak12_a_token_pasted_where_its_file_belongs() {
+    let world = World::new();
+    let token = "ya29.pastedCanaryT0ken9x8w7v6u5";
+    let users = [
+        format!("    tokenFile: {token}\n"),
+        format!("    tokenFile: /var/run/secrets/{token}\n"),
+        format!("    client-certificate: cert.pem\n    client-key: {token}\n"),
+    ];
+    for user in &users {
+        let report = run_kubeconfig(&world, &format!("{HEAD}{user}"), &[]);
+        assert_report_clean(&report, &[token]);
+    }
+    let report = run_args(
+        &world,
+        &["--server", "https://127.0.0.1:9", "--token-file", token],
+        &[],
+    );
+    assert_report_clean(&report, &[token]);
+    // A real path that cannot be read is still named.
+    let missing = world.path("no-such-token");
+    let report = run_args(
+        &world,
+        &[
+            "--server",
+            "https://127.0.0.1:9",
+            "--token-file",
+            &missing.display().to_string(),
+        ],
+        &[],
+    );
+    let log = &render(&report)[0].1;
+    assert!(log.contains("no-such-token: no such file"), "{log}");
+}
+
+/// A plugin's password given under a name the secret names missed (`password=X` as `vault
+/// login` takes it, `--pass X`, `--pw X`, `--passphrase X`, a stanza variable `PW` or
+/// `PASSPHRASE`): too short to be registered by its length, it was quoted back whole from the
+/// plugin's stderr when the plugin failed saying what it was given.
+#[test]
+fn leak13_a_plugin_password_under_a_name_we_did_not_know() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    let password = "hunt3rQzxy";
+    let script = world.write(
+        "plugin.sh",
+        "#!/bin/sh\necho \"login failed with: $* $PW $PASS $PASSPHRASE\" >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let stanza = |rest: &str| {
+        format!(
+            "{HEAD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: {}\n{rest}",
+            script.display()
+        )
+    };
+    let mut cases: Vec<String> = [
+        format!("'password={password}'"),
+        format!("'--pass', '{password}'"),
+        format!("'--pw', '{password}'"),
+        format!("'--passphrase', '{password}'"),
+    ]
+    .iter()
+    .map(|args| stanza(&format!("      args: [{args}]\n")))
+    .collect();
+    cases.extend(["PW", "PASS", "PASSPHRASE"].map(|name| {
+        stanza(&format!(
+            "      env:\n      - name: {name}\n        value: {password}\n"
+        ))
+    }));
+    for text in cases {
+        let report = run_kubeconfig(&world, &text, &[]);
+        let outputs = assert_report_clean(&report, &[password]);
+        assert!(
+            outputs[0].1.contains("login failed with"),
+            "the plugin ran and its stderr is quoted: {}",
+            outputs[0].1
+        );
+    }
+}
+
+/// A token typed into the server's host name (`https://<token>.example:6443`, a kubeconfig
+/// written from the wrong variable): the URL parser lower-cases the host, so the evidence that
+/// names it (`config.tls`, `dns.resolve`, `tcp.connect`) printed the token lower-cased, which
+/// no registered form matched. Checked case-blind.
+#[test]
+fn leak14_a_token_in_the_host_name_printed_lower_cased() {
+    let world = World::new();
+    let token = "AbCdEfCanaryT0kenXyZ12";
+    for host in [
+        token.to_string(),
+        format!("{token}.example"),
+        format!("x.{token}"),
+    ] {
+        let text = HEAD.replace("127.0.0.1", &host) + &format!("    token: {token}\n");
+        let outputs = render(&run_kubeconfig(&world, &text, &[]));
+        let lower = token.to_ascii_lowercase();
+        for (name, text) in &outputs {
+            let found = super::outputs::leaked_fragment(&text.to_ascii_lowercase(), &lower);
+            assert!(found.is_none(), "{host}: {found:?} in the {name}:\n{text}");
+        }
+    }
+}
+
+/// Not a leak but the redaction point breaking: a character of two bytes right before a second
+/// URL's scheme (`http://a/éhttp://u:pw@h`) made the URL mask slice inside it and panic, so a
+/// proxy variable (or any evidence line) written so ended the run with no report at all.
+#[test]
+fn crash1_a_two_byte_character_before_a_second_url() {
+    let world = World::new();
+    for proxy in ["http://a/éhttp://u:pw@h", "http://a/xéhttps://u:pw@h"] {
+        let report = run_args(
+            &world,
+            &["--server", "https://api.k8s.test:9"],
+            &[("HTTPS_PROXY", proxy)],
+        );
+        let json = &render(&report)[1].1;
+        assert!(json.contains("u:***@h"), "{proxy}: {json}");
+    }
+}
