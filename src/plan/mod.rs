@@ -24,11 +24,11 @@ use crate::targets::{self, DiscoveryOptions, TargetSpec};
 /// and ending with a letter or digit. The error quotes the value (`--namespace` is the user's
 /// own flag).
 pub fn check_namespace(ns: &str) -> Result<(), String> {
-    let shown = crate::secret::quote(ns, 80);
     match namespace_problem(ns) {
         None => Ok(()),
         Some(problem) => Err(format!(
-            "the namespace {shown:?} {problem} (a namespace is a DNS-1123 label)"
+            "the namespace {} {problem} (a namespace is a DNS-1123 label)",
+            crate::secret::quoted(ns, crate::secret::NAME_CHARS)
         )),
     }
 }
@@ -66,7 +66,7 @@ pub const DEFAULT_REQUIREMENTS: &[&str] = &[
 /// Parses one `--require` line into one requirement per verb.
 pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
     let invalid = |problem: &str| UsageError::InvalidRequirement {
-        line: line.to_string(),
+        line: crate::secret::quoted(line, crate::secret::QUOTE_CHARS),
         problem: problem.into(),
     };
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -234,7 +234,9 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
 fn check_tls_server_name(name: &str) -> Result<(), UsageError> {
     rustls_pki_types::ServerName::try_from(name)
         .map(|_| ())
-        .map_err(|_| UsageError::InvalidTlsServerName(crate::secret::quote(name, 80)))
+        .map_err(|_| {
+            UsageError::InvalidTlsServerName(crate::secret::quoted(name, crate::secret::NAME_CHARS))
+        })
 }
 
 /// Keeps the first [`MAX_REQUIREMENTS`], saying which were left out.
@@ -498,7 +500,7 @@ mod tests {
             parse_requirement(&format!("get pods -n {ns}")).expect(ns);
         }
         let err = check_namespace("a/b").expect_err("slash");
-        assert!(err.contains("\"a/b\""), "names the value: {err}");
+        assert!(err.contains("'a/b'"), "names the value: {err}");
         let long = format!("{}/", "a".repeat(100));
         let err = check_namespace(&long).expect_err("long");
         assert!(
@@ -548,7 +550,12 @@ mod tests {
     fn bad_requirement_lines_name_the_problem() {
         for line in ["create", "get pods -x y", "get po$ds", ",get pods"] {
             let err = parse_requirement(line).expect_err(line).to_string();
-            assert!(err.contains(line), "{err}");
+            assert!(err.contains(&format!("line '{line}':")), "{err}");
         }
+        // A token pasted into --require is quoted redacted (a `--require-file` line, never).
+        let err = parse_requirement("get pods glpat-abcdefghij0123456789")
+            .expect_err("no resource")
+            .to_string();
+        assert!(err.contains("line 'get pods glpat-[REDACTED]':"), "{err}");
     }
 }
