@@ -988,7 +988,7 @@ pub const CATALOGUE: &[Entry] = &[
         R::Stalled,
         F,
         "connected and TLS done, but the response never arrived",
-        "Large packets are being dropped on the path (MTU black hole, or a middlebox): lower the MTU of the runner's network (Docker daemon `mtu`, CNI MTU) or allow ICMP fragmentation-needed through the firewalls.",
+        "Large packets are being dropped on the path (MTU black hole, or a middlebox): lower the MTU of the runner's network (`dockerd --mtu`, the runner's `network_mtu` in `[runners.docker]`, the CNI MTU) or allow ICMP fragmentation-needed through the firewalls.",
         "Small packets (the handshake) pass but full-size ones vanish, and the ICMP message that would shrink them is dropped.",
     ),
     row(
@@ -1627,7 +1627,17 @@ mod tests {
                 .iter()
                 .all(|e| !e.fix.contains("KUBECONFIG_CONTENT"))
         );
-        assert!(fix(C::TlsHandshake, R::MtuBlackhole).contains("`network_mtu`"));
+        // Every MTU advice names the runner's key, `network_mtu` in `[runners.docker]`.
+        for (check, reason) in [
+            (C::TlsHandshake, R::MtuBlackhole),
+            (C::TlsHandshake, R::Stalled),
+            (C::HttpVersion, R::Stalled),
+        ] {
+            assert!(
+                fix(check, reason).contains("`network_mtu`"),
+                "{check:?} {reason:?}"
+            );
+        }
         let no_proxy = entry(C::ConfigProxy, R::NoProxyIgnored);
         assert!(no_proxy.fix.contains("`*.example.com`") && no_proxy.why.contains("leading `*.`"));
         assert!(
