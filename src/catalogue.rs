@@ -1629,6 +1629,15 @@ mod tests {
             let row = entry(k.check, k.reason);
             assert_eq!(row.check, Some(k.check), "{:?} {:?}", k.check, k.reason);
             assert!(!k.kinds.is_empty() && !k.fix.is_empty() && k.fix != row.fix);
+            assert!(!row.fix.is_empty(), "{:?} {:?}", k.check, k.reason);
+            // Only these checks build their findings for a kind (`CheckResult::finding_for`
+            // in checks/tls.rs): a variant of another check's row would never be shown.
+            assert!(
+                matches!(k.check, C::TlsTrust | C::TlsHostname | C::TlsValidity),
+                "{:?} {:?}",
+                k.check,
+                k.reason
+            );
         }
     }
 

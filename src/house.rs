@@ -381,14 +381,18 @@ fn constructed_pairs() -> Vec<(String, Option<CheckId>, Reason)> {
     let mut pairs = Vec::new();
     // This file names the call in its own strings.
     for (module, text) in source_files().into_iter().filter(|(m, _)| m != "house") {
-        for (at, call) in text.match_indices("::finding(") {
+        let calls = text
+            .match_indices("::finding(")
+            .chain(text.match_indices("::finding_for("));
+        for (at, call) in calls {
             let args = call_arguments(&text[at + call.len()..]);
             // Bindings count only inside the calling function.
             let before = &text[..at];
             let before = before.rfind("fn ").map_or(before, |f| &before[f..]);
             // A call the reader cannot split is a gap in the test, never skipped quietly (a
             // trailing comma once hid every call rustfmt had split over lines).
-            let [id, _, why] = args[..] else {
+            // `finding_for` adds the target kind after the reason.
+            let (&[id, _, why] | &[id, _, why, _]) = &args[..] else {
                 panic!(
                     "{module}: cannot read the arguments of {}",
                     &text[at..at + 60]
@@ -427,6 +431,8 @@ fn every_constructed_finding_has_a_catalogue_row() {
         "{pairs:?}"
     );
     assert!(seen(CheckId::HttpHealth, Reason::NotReady), "{pairs:?}");
+    // …a finding built for a target kind…
+    assert!(seen(CheckId::TlsValidity, Reason::NotYetValid), "{pairs:?}");
     // …and a call rustfmt split over lines, which ends with a comma.
     assert!(
         seen(CheckId::GitlabAllowedAgents, Reason::JobTokenRejected),
