@@ -165,41 +165,38 @@ pub struct Plan {
 }
 
 /// What a run does besides checking its targets, said by the entry point: the real run does
-/// all of it; the embedded demo (`RunOptions::DEMO`), whose servers live on loopback by design
-/// and whose report must not depend on the machine, none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunOptions {
-    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
-    /// then the copied-kubeconfig mistake `config.server` warns about).
-    pub judge_as_ci_job: bool,
-    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
-    pub check_gitlab_server: bool,
-    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
-    pub read_checkout_agent_configs: bool,
-    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
-    pub probe_client_tools: bool,
+/// all of it; the embedded demo, whose servers live on loopback by design and whose report
+/// must not depend on the machine, none. The two presets are the type: no caller can build a
+/// mix of them that nothing runs or tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunOptions {
+    /// A diagnosis of the job's own surroundings.
+    #[default]
+    Real,
+    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
+    Demo,
 }
 
 impl RunOptions {
-    /// A diagnosis of the job's own surroundings.
-    pub const REAL: RunOptions = RunOptions {
-        judge_as_ci_job: true,
-        check_gitlab_server: true,
-        read_checkout_agent_configs: true,
-        probe_client_tools: true,
-    };
-    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
-    pub const DEMO: RunOptions = RunOptions {
-        judge_as_ci_job: false,
-        check_gitlab_server: false,
-        read_checkout_agent_configs: false,
-        probe_client_tools: false,
-    };
-}
+    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
+    /// then the copied-kubeconfig mistake `config.server` warns about).
+    pub fn judge_as_ci_job(self) -> bool {
+        self == RunOptions::Real
+    }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions::REAL
+    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
+    pub fn check_gitlab_server(self) -> bool {
+        self == RunOptions::Real
+    }
+
+    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
+    pub fn read_checkout_agent_configs(self) -> bool {
+        self == RunOptions::Real
+    }
+
+    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
+    pub fn probe_client_tools(self) -> bool {
+        self == RunOptions::Real
     }
 }
 
@@ -389,9 +386,9 @@ const URL_VARIABLES: &[&str] = &[
 ];
 
 impl Plan {
-    /// The plan of a real run ([`RunOptions::REAL`]).
+    /// The plan of a real run ([`RunOptions::Real`]).
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
-        Plan::with_options(args, env, RunOptions::REAL)
+        Plan::with_options(args, env, RunOptions::Real)
     }
 
     pub fn with_options(args: &RunArgs, env: &Env, run: RunOptions) -> Result<Plan, UsageError> {
@@ -419,7 +416,7 @@ impl Plan {
             token_file: args.token_file.clone(),
             ca_file: args.ca_file.clone(),
             tls_server_name: args.tls_server_name.clone(),
-            without_gitlab_server: !run.check_gitlab_server,
+            without_gitlab_server: !run.check_gitlab_server(),
             in_cluster: if args.in_cluster {
                 Some(true)
             } else if args.no_in_cluster {
@@ -438,7 +435,7 @@ impl Plan {
         let judge = crate::checks::config::Judge {
             env,
             ci: &ci,
-            in_ci_job: run.judge_as_ci_job && env.in_gitlab_ci(),
+            in_ci_job: run.judge_as_ci_job() && env.in_gitlab_ci(),
             timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),
