@@ -219,7 +219,7 @@ pub async fn run(plan: Plan, env: &Env) -> ScrubbedReport {
     let mut checks = plan.checks.clone();
     checks.push(runner::environment(&environment));
     let ci = plan.ci;
-    let read_configs = plan.options.read_checkout_agent_configs;
+    let read_configs = plan.options.read_checkout_agent_configs();
     let agent_configs = match ci.project_dir.as_ref().filter(|_| read_configs) {
         Some(dir) => gitlab::check_agent_configs(dir, &ci),
         None => Vec::new(),
@@ -229,7 +229,7 @@ pub async fn run(plan: Plan, env: &Env) -> ScrubbedReport {
     let agents = agent_of.iter().map(|(_, a)| a.clone()).collect();
     let tools = plan
         .options
-        .probe_client_tools
+        .probe_client_tools()
         .then(|| start_tool_probe(env, plan.timeout));
     let pod = crate::targets::in_cluster::PodIdentity::read(env);
     let agent_expectation = gitlab::AgentExpectation::from_targets(

@@ -12,8 +12,9 @@ pub enum UsageError {
         source: std::io::Error,
     },
     #[error(
-        "invalid --require line {line:?}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
+        "invalid --require line {line}: {problem} (expected \"VERB[,VERB] RESOURCE[.GROUP] [-n NAMESPACE]\")"
     )]
+    /// `line` is already [`crate::secret::quoted`].
     InvalidRequirement { line: String, problem: String },
     /// A bad line of a `--require-file`: named by file and line number, never quoted (the flag
     /// may point at the wrong file, a token file say).
@@ -30,8 +31,9 @@ pub enum UsageError {
     #[error("invalid --namespace: {0}")]
     InvalidNamespace(String),
     #[error(
-        "invalid --tls-server-name {0:?}: expected a DNS name (letters, digits, `-` and `.`) or an IP address"
+        "invalid --tls-server-name {0}: expected a DNS name (letters, digits, `-` and `.`) or an IP address"
     )]
+    /// Already [`crate::secret::quoted`].
     InvalidTlsServerName(String),
 }
 

@@ -225,7 +225,7 @@ mod tests {
             panic!("planning broke")
         }
         let Planned::Failed { report, broke } =
-            plan_with(&args(&[]), &env(), RunOptions::REAL, panics)
+            plan_with(&args(&[]), &env(), RunOptions::Real, panics)
         else {
             panic!("planning must fail");
         };
@@ -249,7 +249,7 @@ mod tests {
         let Planned::Failed { report, broke } = plan_with(
             &args(&["--deadline", "0.2"]),
             &env(),
-            RunOptions::REAL,
+            RunOptions::Real,
             hangs,
         ) else {
             panic!("planning must run out of time");
@@ -274,7 +274,7 @@ mod tests {
                     &format!("--deadline={deadline}"),
                 ]),
                 &env(),
-                RunOptions::REAL,
+                RunOptions::Real,
             );
             assert!(
                 matches!(planned, Planned::Usage(UsageError::InvalidDuration(_))),
@@ -288,7 +288,7 @@ mod tests {
         let planned = plan(
             &args(&["--server", "https://127.0.0.1:9", "--deadline", "30"]),
             &env(),
-            RunOptions::REAL,
+            RunOptions::Real,
         );
         let Planned::Ready(plan) = planned else {
             panic!("a plain --server plans");

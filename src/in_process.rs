@@ -28,7 +28,7 @@ pub struct Outputs {
 pub async fn run(argv: &[String], env: &Env) -> Result<Outputs, String> {
     let cli = <Cli as clap::Parser>::try_parse_from(argv).map_err(|e| e.to_string())?;
     let args = cli.run;
-    let report = match crate::guard::plan(&args, env, crate::plan::RunOptions::REAL) {
+    let report = match crate::guard::plan(&args, env, crate::plan::RunOptions::Real) {
         Planned::Ready(plan) => crate::engine::run(*plan, env).await,
         Planned::Failed { report, .. } => *report,
         Planned::Usage(e) => return Err(e.to_string()),

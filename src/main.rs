@@ -92,7 +92,7 @@ fn run(args: RunArgs) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::from(EXIT_INTERNAL);
     };
-    match diagnose(&rt, &args, &env, RunOptions::REAL) {
+    match diagnose(&rt, &args, &env, RunOptions::Real) {
         Ok(Diagnosed { report, broke }) => {
             let status = write_reports(&report, &args.output, &env);
             if broke {
@@ -220,12 +220,12 @@ fn demo(kind: DemoKind, output: OutputArgs) -> ExitCode {
     args.output = output;
     // The demo's servers live on loopback by design (not the copied-kubeconfig mistake
     // `config.server loopback` warns about in CI), and nothing outside the machine is asked:
-    // RunOptions::DEMO.
+    // RunOptions::Demo.
     let env = Env::capture(args.resolv_conf.clone(), args.hosts_file.clone());
     if let Err(status) = check_report_paths(&args.output) {
         return status;
     }
-    let (report, broke) = match diagnose(&rt, &args, &env, RunOptions::DEMO) {
+    let (report, broke) = match diagnose(&rt, &args, &env, RunOptions::Demo) {
         Ok(Diagnosed { report, broke }) => (report, broke),
         Err(status) => return status,
     };

@@ -47,6 +47,27 @@ impl CheckResult {
     /// A finding whose status, summary, fix and why come from the catalogue entry of
     /// `(id, reason)`; the check adds evidence and, where it knows more, a sharper summary or fix.
     pub fn finding(id: CheckId, subject: impl Into<String>, reason: Reason) -> Self {
+        Self::finding_with_fix(id, subject, reason, catalogue::entry(id, reason).fix)
+    }
+
+    /// A [`finding`](Self::finding) for a target of `kind`: its fix is the kind's variant of
+    /// the row's ([`catalogue::fix_for`], e.g. where an agent or in-cluster target takes its
+    /// CA from), chosen here rather than patched into the finished text.
+    pub fn finding_for(
+        id: CheckId,
+        subject: impl Into<String>,
+        reason: Reason,
+        kind: TargetKind,
+    ) -> Self {
+        Self::finding_with_fix(id, subject, reason, catalogue::fix_for(id, reason, kind))
+    }
+
+    fn finding_with_fix(
+        id: CheckId,
+        subject: impl Into<String>,
+        reason: Reason,
+        fix: &'static str,
+    ) -> Self {
         let entry = catalogue::entry(id, reason);
         CheckResult {
             id,
@@ -55,7 +76,7 @@ impl CheckResult {
             reason: Some(reason),
             summary: entry.summary.to_string(),
             evidence: Vec::new(),
-            fix: (!entry.fix.is_empty()).then(|| entry.fix.to_string()),
+            fix: (!fix.is_empty()).then(|| fix.to_string()),
             why: (!entry.why.is_empty()).then(|| entry.why.to_string()),
             duration: Duration::ZERO,
             blocked_by: None,

@@ -660,6 +660,28 @@ pub fn quote(text: &str, max: usize) -> String {
     format!("{kept}… ({} more characters)", total - max)
 }
 
+/// How much of one name from the input (a cluster, user or context name, a command, a
+/// `NO_PROXY` entry, a scheme, a flag's value) a sentence keeps, in characters.
+pub const NAME_CHARS: usize = 80;
+
+/// Text that came from outside, set in a sentence between single quotes: [`quote`]d (redacted,
+/// then cut), then its `\`, `'` and control characters escaped, so the reader sees where the
+/// input begins and ends and a newline in it cannot forge a line of the report. This, not
+/// `Debug`, is how input is quoted: `Debug` escapes but redacts nothing.
+pub fn quoted(text: &str, max: usize) -> String {
+    let mut out = String::from("'");
+    for c in quote(text, max).chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// The longest line of a program's output kept by [`redact_output_line`], in characters.
 const OUTPUT_LINE_CHARS: usize = 200;
 
@@ -890,6 +912,27 @@ fn is_port_path(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_input_is_redacted_cut_escaped_and_visibly_delimited() {
+        assert_eq!(quoted("ctx-a", NAME_CHARS), "'ctx-a'");
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlMTIzNDU2";
+        for secret_shaped in [
+            format!("Bearer {jwt}"),
+            "glpat-abcdefghij0123456789".to_string(),
+            "http://bob:hunter2@proxy:3128".to_string(),
+        ] {
+            let q = quoted(&format!("kubectl {secret_shaped}"), NAME_CHARS);
+            assert!(q.starts_with("'kubectl ") && q.ends_with('\''), "{q}");
+            for leaked in ["eyJhbG", "abcdefghij0123", "hunter2"] {
+                assert!(!q.contains(leaked), "{q}");
+            }
+        }
+        // A newline cannot start a line of its own; a quote inside cannot end the quote.
+        assert_eq!(quoted("a\nb's\\c", NAME_CHARS), "'a\\nb\\'s\\\\c'");
+        let long = quoted(&"x".repeat(200), NAME_CHARS);
+        assert!(long.ends_with("… (120 more characters)'"), "{long}");
+    }
 
     #[test]
     fn a_quote_is_redacted_before_it_is_cut() {

@@ -16,7 +16,7 @@ use crate::plan::proxy_choice::{self, ProxyDecision};
 use crate::plan::target::{
     ClientIdentity, Credentials, Endpoint, Host, NoProxyNet, Route, Scheme, Target, TlsSettings,
 };
-use crate::secret::{Scrubber, Secret};
+use crate::secret::{NAME_CHARS, Scrubber, Secret, quoted};
 use crate::targets::TargetSpec;
 use crate::x509::{CertFacts, format_time, human_duration};
 
@@ -146,8 +146,11 @@ impl Judge<'_> {
     fn server(&self, spec: &TargetSpec, kind: TargetKind) -> (CheckResult, Option<Endpoint>) {
         let id = CheckId::ConfigServer;
         if let Some(cluster) = &spec.cluster_missing {
-            let r = CheckResult::finding(id, "", Reason::ClusterNotFound)
-                .with_evidence(format!("{} names cluster {cluster:?}", spec.source));
+            let r = CheckResult::finding(id, "", Reason::ClusterNotFound).with_evidence(format!(
+                "{} names cluster {}",
+                spec.source,
+                quoted(cluster, NAME_CHARS)
+            ));
             return (r, None);
         }
         let Some(raw) = spec.server.as_deref().filter(|s| !s.trim().is_empty()) else {
@@ -233,12 +236,11 @@ impl Judge<'_> {
         if let Some(name) = &spec.tls_server_name
             && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
         {
-            let shown = crate::secret::quote(name, 80);
             return (
                 CheckResult::finding(id, subject, Reason::InvalidServerName).with_evidence(
                     format!(
-                        "tls-server-name \"{}\" ({}) is neither a DNS name nor an IP address",
-                        shown.escape_debug(),
+                        "tls-server-name {} ({}) is neither a DNS name nor an IP address",
+                        quoted(name, NAME_CHARS),
                         spec.source
                     ),
                 ),
@@ -254,7 +256,10 @@ impl Judge<'_> {
                 );
             }
         };
-        let mut evidence = vec![format!("verifying the certificate for {server_name:?}")];
+        let mut evidence = vec![format!(
+            "verifying the certificate for {}",
+            quoted(&server_name, NAME_CHARS)
+        )];
         if let Some((source, certs)) = ca {
             for cert in &certs {
                 let facts = CertFacts::parse(cert);
@@ -325,7 +330,7 @@ impl Judge<'_> {
             return (
                 fail(
                     Reason::UserNotFound,
-                    format!("{} names user {user:?}", spec.source),
+                    format!("{} names user {}", spec.source, quoted(user, NAME_CHARS)),
                 ),
                 creds,
             );
@@ -399,7 +404,7 @@ impl Judge<'_> {
                 subject.clone(),
                 format!(
                     "exec plugin {} not run: the user has a {static_credential}, which kubectl uses instead",
-                    exec.command
+                    quoted(&exec.command, NAME_CHARS)
                 ),
             ));
         } else if let Some(exec) = &spec.exec
@@ -409,9 +414,15 @@ impl Judge<'_> {
             results.push(
                 fail(
                     Reason::ExecPluginMissing,
-                    format!("exec command {command:?} not found on PATH"),
+                    format!(
+                        "exec command {} not found on PATH",
+                        quoted(command, NAME_CHARS)
+                    ),
                 )
-                .with_fix_detail(format!("Install `{command}` in the job image.")),
+                .with_fix_detail(format!(
+                    "Install {} in the job image.",
+                    quoted(command, NAME_CHARS)
+                )),
             );
         } else if let Some(exec) = &spec.exec {
             let (result, token) = crate::checks::exec_credential::judge(
@@ -579,7 +590,9 @@ impl Judge<'_> {
             .flat_map(|(name, list)| {
                 proxy_choice::ignored_entries(list)
                     .into_iter()
-                    .map(move |(entry, why)| format!("{name} entry {entry:?} ignored: {why}"))
+                    .map(move |(entry, why)| {
+                        format!("{name} entry {} ignored: {why}", quoted(&entry, NAME_CHARS))
+                    })
             })
             .collect()
     }
@@ -600,7 +613,7 @@ impl Judge<'_> {
         proxy_choice::ip_entries_against_name(list, &endpoint.host)
             .into_iter()
             .map(|(entry, net)| NoProxyNet {
-                entry: format!("{name} entry {entry:?}"),
+                entry: format!("{name} entry {}", quoted(&entry, NAME_CHARS)),
                 net,
             })
             .collect()
@@ -763,7 +776,12 @@ pub fn parse_endpoint(raw: &str) -> Result<Endpoint, String> {
     let scheme = match url.scheme.as_str() {
         "https" => Scheme::Https,
         "http" => Scheme::Http,
-        other => return Err(format!("scheme {other:?} is neither https nor http")),
+        other => {
+            return Err(format!(
+                "scheme {} is neither https nor http",
+                quoted(other, NAME_CHARS)
+            ));
+        }
     };
     Ok(Endpoint {
         scheme,
@@ -997,12 +1015,76 @@ mod tests {
     use super::*;
     use crate::model::Status;
 
+    /// Names a kubeconfig or the environment gives (a cluster, a user, an exec command, a
+    /// `NO_PROXY` entry) are quoted through `secret::quoted`: redacted, between single quotes,
+    /// never `Debug` (which escapes but redacts nothing).
+    #[test]
+    fn names_from_the_input_are_quoted_redacted() {
+        const SECRET: &str = "glpat-abcdefghij0123456789";
+        let env = Env {
+            vars: [
+                ("HTTPS_PROXY", "http://proxy.example:3128".to_string()),
+                ("NO_PROXY", format!("{SECRET}*.example")),
+                ("PATH", String::new()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            now: SystemTime::now(),
+            resolv_conf_path: "/nonexistent".into(),
+            hosts_path: "/nonexistent".into(),
+            service_account_dir: "/nonexistent".into(),
+        };
+        let ci = crate::gitlab::CiFacts::default();
+        let judge = Judge {
+            env: &env,
+            ci: &ci,
+            in_ci_job: false,
+            timeout: Duration::from_secs(1),
+            expiry_warn: Duration::from_secs(1),
+            default_namespace: None,
+        };
+        let exec = crate::targets::ExecSpec {
+            command: format!("kubectl-{SECRET}"),
+            ..Default::default()
+        };
+        let with_exec = TargetSpec {
+            server: Some("https://api.example:6443".into()),
+            exec: Some(exec),
+            ..Default::default()
+        };
+        let missing = TargetSpec {
+            cluster_missing: Some(format!("c {SECRET}")),
+            user_missing: Some(format!("u {SECRET}")),
+            ..Default::default()
+        };
+        let mut texts = Vec::new();
+        for spec in [with_exec, missing] {
+            let target = judge.resolve(&spec, &mut Scrubber::default());
+            for r in target.config_checks {
+                texts.extend(r.evidence);
+                texts.extend([r.summary]);
+                texts.extend(r.fix);
+            }
+        }
+        let all = texts.join("\n");
+        assert!(!all.contains("abcdefghij0123"), "{all}");
+        for said in [
+            "names cluster 'c glpat-[REDACTED]'",
+            "names user 'u glpat-[REDACTED]'",
+            "exec command 'kubectl-glpat-[REDACTED]' not found on PATH",
+            "NO_PROXY entry 'glpat-[REDACTED]' ignored",
+        ] {
+            assert!(all.contains(said), "{said}: {all}");
+        }
+    }
+
     /// A CIDR entry warns only when the server's name resolves into it; otherwise it is a
     /// note on the pass (and so is a name that did not resolve here).
     #[test]
     fn a_cidr_no_proxy_entry_warns_only_when_the_name_resolves_into_it() {
         let nets = [NoProxyNet {
-            entry: "NO_PROXY entry \"192.168.0.0/16\"".into(),
+            entry: "NO_PROXY entry '192.168.0.0/16'".into(),
             net: "192.168.0.0/16".parse().expect("net"),
         }];
         let proxied = || CheckResult::pass(CheckId::ConfigProxy, "api:6443", "through proxy p");

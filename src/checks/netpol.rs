@@ -512,7 +512,7 @@ pub fn not_readable(namespace: &str, answer: &str) -> CheckResult {
         .with_summary(format!(
             "the NetworkPolicies of namespace {namespace} are not readable with this service account (informational)"
         ))
-        .with_evidence(format!("GET networkpolicies in {namespace}: {answer}"))
+        .with_evidence(format!("list networkpolicies in {namespace}: {answer}"))
         .with_fix_detail(format!(
             "To let kube-reach judge egress, allow `list networkpolicies.networking.k8s.io` in namespace {namespace} to this service account (and `get pods` there for the pod's labels; for the DNAT readings `get services` and `list endpointslices.discovery.k8s.io` in default, and the same in kube-system for the cluster DNS)."
         ))

@@ -4,6 +4,9 @@
 //! ClusterRole an agent that lost `impersonate` needs, both serialized from the Kubernetes
 //! types so that no name can break the YAML.
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -18,23 +21,25 @@ use crate::secret::{QUOTE_CHARS, quote};
 
 pub const SSAR_PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
 
+/// The review `kubectl auth can-i` sends, from the Kubernetes types: the field names and the
+/// group/version/kind are the compiler's to check, not a string's.
 pub fn ssar_body(req: &Requirement, namespace: &str) -> Vec<u8> {
-    let mut attrs = serde_json::json!({
-        "verb": req.verb,
-        "group": req.group,
-        "resource": req.resource,
-        "namespace": namespace,
-    });
-    if let Some(sub) = &req.subresource {
-        attrs["subresource"] = serde_json::Value::String(sub.clone());
-    }
-    serde_json::json!({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": attrs},
-    })
-    .to_string()
-    .into_bytes()
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(req.verb.clone()),
+                group: Some(req.group.clone()),
+                resource: Some(req.resource.clone()),
+                subresource: req.subresource.clone(),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // Strings only: serializing cannot fail (an empty body would be the server's 400).
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 pub fn judge(
@@ -484,6 +489,31 @@ mod impersonation_tests {
             body: body.to_string().into(),
             elapsed: Duration::ZERO,
         })
+    }
+
+    /// The typed review is what `kubectl auth can-i` sends (and what the hand-built JSON was).
+    #[test]
+    fn the_review_body_is_kubectls() {
+        let req = &crate::plan::parse_requirement("get pods/log -n ci").expect("valid")[0];
+        let body: serde_json::Value = serde_json::from_slice(&ssar_body(req, "ci")).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "metadata": {},
+                "spec": {"resourceAttributes": {
+                    "verb": "get", "group": "", "resource": "pods",
+                    "subresource": "log", "namespace": "ci",
+                }},
+            })
+        );
+        let all = &crate::plan::parse_requirement("list deployments.apps -A").expect("valid")[0];
+        let body: serde_json::Value = serde_json::from_slice(&ssar_body(all, "")).expect("JSON");
+        let attributes = &body["spec"]["resourceAttributes"];
+        assert_eq!(attributes["namespace"], "");
+        assert_eq!(attributes["group"], "apps");
+        assert!(attributes.get("subresource").is_none(), "{attributes}");
     }
 
     #[test]

@@ -236,8 +236,8 @@ pub fn judge(
     let presented = presented(chain);
     let leaf = presented.first().and_then(Option::as_ref).map(|c| &c.facts);
     let (name_result, date_result) = (
-        hostname(subject, leaf, settings, verification),
-        validity(subject, leaf, now, expiry_warn),
+        hostname(subject, leaf, settings, verification, kind),
+        validity(subject, leaf, now, expiry_warn, kind),
     );
     let mut results = vec![
         trust(
@@ -259,28 +259,7 @@ pub fn judge(
             }
         }
     }
-    results.into_iter().map(|r| fit_to_kind(r, kind)).collect()
-}
-
-/// `result` with the row's fix replaced by `kind`'s variant, keeping a concrete detail a check
-/// put in front of it; a fix a check wrote whole is left alone.
-fn fit_to_kind(mut result: CheckResult, kind: TargetKind) -> CheckResult {
-    let Some(reason) = result.reason else {
-        return result;
-    };
-    let (generic, own) = (
-        catalogue::entry(result.id, reason).fix,
-        catalogue::fix_for(result.id, reason, kind),
-    );
-    if generic == own || generic.is_empty() {
-        return result;
-    }
-    if let Some(fix) = &result.fix
-        && let Some(detail) = fix.strip_suffix(generic)
-    {
-        result.fix = Some(format!("{detail}{own}"));
-    }
-    result
+    results
 }
 
 /// One line per presented certificate (`presented`: the first [`MAX_JUDGED_CHAIN`] of
@@ -362,7 +341,7 @@ fn trust(
         ca_setting: catalogue::ca_setting(seen.kind),
     };
     let reading = trust::read(&input);
-    let mut r = CheckResult::finding(id, subject, reading.reason)
+    let mut r = CheckResult::finding_for(id, subject, reading.reason, seen.kind)
         .with_evidence_lines(reading.evidence)
         .with_evidence_lines(evidence);
     if let Some(detail) = reading.fix_detail {
@@ -388,11 +367,12 @@ fn hostname(
     leaf: Option<&CertFacts>,
     settings: &TlsSettings,
     v: &Verification,
+    kind: TargetKind,
 ) -> CheckResult {
     let id = CheckId::TlsHostname;
     let name = &settings.server_name;
     let Some(leaf) = leaf else {
-        return CheckResult::finding(id, subject, Reason::Mismatch)
+        return CheckResult::finding_for(id, subject, Reason::Mismatch, kind)
             .with_evidence("no certificate to check");
     };
     let evidence = format!("certificate names: {}", leaf.names());
@@ -408,7 +388,7 @@ fn hostname(
     } else {
         Reason::Mismatch
     };
-    let mut r = CheckResult::finding(id, subject, reason)
+    let mut r = CheckResult::finding_for(id, subject, reason, kind)
         .with_summary(format!("the certificate is not valid for {name}"))
         .with_evidence(format!("verified name: {name}"))
         .with_evidence(evidence);
@@ -425,10 +405,11 @@ fn validity(
     leaf: Option<&CertFacts>,
     now: SystemTime,
     expiry_warn: Duration,
+    kind: TargetKind,
 ) -> CheckResult {
     let id = CheckId::TlsValidity;
     let Some(leaf) = leaf else {
-        return CheckResult::finding(id, subject, Reason::Expired)
+        return CheckResult::finding_for(id, subject, Reason::Expired, kind)
             .with_evidence("no certificate to check");
     };
     let evidence = vec![
@@ -437,7 +418,7 @@ fn validity(
     ];
     if leaf.not_after < now {
         let ago = now.duration_since(leaf.not_after).unwrap_or_default();
-        return CheckResult::finding(id, subject, Reason::Expired)
+        return CheckResult::finding_for(id, subject, Reason::Expired, kind)
             .with_summary(format!(
                 "the server certificate expired {} ago ({})",
                 human_duration(ago),
@@ -447,7 +428,7 @@ fn validity(
     }
     if leaf.not_before > now {
         let until = leaf.not_before.duration_since(now).unwrap_or_default();
-        return CheckResult::finding(id, subject, Reason::NotYetValid)
+        return CheckResult::finding_for(id, subject, Reason::NotYetValid, kind)
             .with_summary(format!(
                 "the server certificate is valid only from {} (in {})",
                 format_time(leaf.not_before),
@@ -457,7 +438,7 @@ fn validity(
     }
     let left = leaf.not_after.duration_since(now).unwrap_or_default();
     if left < expiry_warn {
-        return CheckResult::finding(id, subject, Reason::ExpiringSoon)
+        return CheckResult::finding_for(id, subject, Reason::ExpiringSoon, kind)
             .with_summary(format!(
                 "the server certificate expires in {}",
                 human_duration(left)

@@ -24,11 +24,11 @@ use crate::targets::{self, DiscoveryOptions, TargetSpec};
 /// and ending with a letter or digit. The error quotes the value (`--namespace` is the user's
 /// own flag).
 pub fn check_namespace(ns: &str) -> Result<(), String> {
-    let shown = crate::secret::quote(ns, 80);
     match namespace_problem(ns) {
         None => Ok(()),
         Some(problem) => Err(format!(
-            "the namespace {shown:?} {problem} (a namespace is a DNS-1123 label)"
+            "the namespace {} {problem} (a namespace is a DNS-1123 label)",
+            crate::secret::quoted(ns, crate::secret::NAME_CHARS)
         )),
     }
 }
@@ -66,7 +66,7 @@ pub const DEFAULT_REQUIREMENTS: &[&str] = &[
 /// Parses one `--require` line into one requirement per verb.
 pub fn parse_requirement(line: &str) -> Result<Vec<Requirement>, UsageError> {
     let invalid = |problem: &str| UsageError::InvalidRequirement {
-        line: line.to_string(),
+        line: crate::secret::quoted(line, crate::secret::QUOTE_CHARS),
         problem: problem.into(),
     };
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -165,41 +165,38 @@ pub struct Plan {
 }
 
 /// What a run does besides checking its targets, said by the entry point: the real run does
-/// all of it; the embedded demo (`RunOptions::DEMO`), whose servers live on loopback by design
-/// and whose report must not depend on the machine, none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunOptions {
-    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
-    /// then the copied-kubeconfig mistake `config.server` warns about).
-    pub judge_as_ci_job: bool,
-    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
-    pub check_gitlab_server: bool,
-    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
-    pub read_checkout_agent_configs: bool,
-    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
-    pub probe_client_tools: bool,
+/// all of it; the embedded demo, whose servers live on loopback by design and whose report
+/// must not depend on the machine, none. The two presets are the type: no caller can build a
+/// mix of them that nothing runs or tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunOptions {
+    /// A diagnosis of the job's own surroundings.
+    #[default]
+    Real,
+    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
+    Demo,
 }
 
 impl RunOptions {
-    /// A diagnosis of the job's own surroundings.
-    pub const REAL: RunOptions = RunOptions {
-        judge_as_ci_job: true,
-        check_gitlab_server: true,
-        read_checkout_agent_configs: true,
-        probe_client_tools: true,
-    };
-    /// `kube-reach demo`: its own loopback cluster only, nothing from the machine.
-    pub const DEMO: RunOptions = RunOptions {
-        judge_as_ci_job: false,
-        check_gitlab_server: false,
-        read_checkout_agent_configs: false,
-        probe_client_tools: false,
-    };
-}
+    /// Judge servers as in a CI job when `GITLAB_CI` is set (a loopback or private server is
+    /// then the copied-kubeconfig mistake `config.server` warns about).
+    pub fn judge_as_ci_job(self) -> bool {
+        self == RunOptions::Real
+    }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions::REAL
+    /// Add the GitLab server as a target (in GitLab CI, or when an agent target exists).
+    pub fn check_gitlab_server(self) -> bool {
+        self == RunOptions::Real
+    }
+
+    /// Read the checkout's agent configurations (`.gitlab/agents/*/config.yaml`).
+    pub fn read_checkout_agent_configs(self) -> bool {
+        self == RunOptions::Real
+    }
+
+    /// Ask the job's `kubectl` and `helm` their versions (`runner.tools`).
+    pub fn probe_client_tools(self) -> bool {
+        self == RunOptions::Real
     }
 }
 
@@ -234,7 +231,9 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
 fn check_tls_server_name(name: &str) -> Result<(), UsageError> {
     rustls_pki_types::ServerName::try_from(name)
         .map(|_| ())
-        .map_err(|_| UsageError::InvalidTlsServerName(crate::secret::quote(name, 80)))
+        .map_err(|_| {
+            UsageError::InvalidTlsServerName(crate::secret::quoted(name, crate::secret::NAME_CHARS))
+        })
 }
 
 /// Keeps the first [`MAX_REQUIREMENTS`], saying which were left out.
@@ -387,9 +386,9 @@ const URL_VARIABLES: &[&str] = &[
 ];
 
 impl Plan {
-    /// The plan of a real run ([`RunOptions::REAL`]).
+    /// The plan of a real run ([`RunOptions::Real`]).
     pub fn new(args: &RunArgs, env: &Env) -> Result<Plan, UsageError> {
-        Plan::with_options(args, env, RunOptions::REAL)
+        Plan::with_options(args, env, RunOptions::Real)
     }
 
     pub fn with_options(args: &RunArgs, env: &Env, run: RunOptions) -> Result<Plan, UsageError> {
@@ -417,7 +416,7 @@ impl Plan {
             token_file: args.token_file.clone(),
             ca_file: args.ca_file.clone(),
             tls_server_name: args.tls_server_name.clone(),
-            without_gitlab_server: !run.check_gitlab_server,
+            without_gitlab_server: !run.check_gitlab_server(),
             in_cluster: if args.in_cluster {
                 Some(true)
             } else if args.no_in_cluster {
@@ -436,7 +435,7 @@ impl Plan {
         let judge = crate::checks::config::Judge {
             env,
             ci: &ci,
-            in_ci_job: run.judge_as_ci_job && env.in_gitlab_ci(),
+            in_ci_job: run.judge_as_ci_job() && env.in_gitlab_ci(),
             timeout,
             expiry_warn,
             default_namespace: args.namespace.clone(),
@@ -498,7 +497,7 @@ mod tests {
             parse_requirement(&format!("get pods -n {ns}")).expect(ns);
         }
         let err = check_namespace("a/b").expect_err("slash");
-        assert!(err.contains("\"a/b\""), "names the value: {err}");
+        assert!(err.contains("'a/b'"), "names the value: {err}");
         let long = format!("{}/", "a".repeat(100));
         let err = check_namespace(&long).expect_err("long");
         assert!(
@@ -548,7 +547,12 @@ mod tests {
     fn bad_requirement_lines_name_the_problem() {
         for line in ["create", "get pods -x y", "get po$ds", ",get pods"] {
             let err = parse_requirement(line).expect_err(line).to_string();
-            assert!(err.contains(line), "{err}");
+            assert!(err.contains(&format!("line '{line}':")), "{err}");
         }
+        // A token pasted into --require is quoted redacted (a `--require-file` line, never).
+        let err = parse_requirement("get pods glpat-abcdefghij0123456789")
+            .expect_err("no resource")
+            .to_string();
+        assert!(err.contains("line 'get pods glpat-[REDACTED]':"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use base64::Engine;
 
 use crate::plan::target::{Endpoint, Host, ProxyEndpoint, Scheme};
-use crate::secret::Secret;
+use crate::secret::{NAME_CHARS, Secret, quoted};
 use crate::targets::url;
 
 #[derive(Debug)]
@@ -59,7 +59,11 @@ pub fn decide(
         && let Some(entry) = no_proxy_match(&list, &endpoint.host, endpoint.port)
     {
         return ProxyDecision::Direct {
-            why: format!("{np_name} entry {entry:?} matches {}", endpoint.host),
+            why: format!(
+                "{np_name} entry {} matches {}",
+                quoted(&entry, NAME_CHARS),
+                endpoint.host
+            ),
         };
     }
     to_decision(
@@ -108,7 +112,8 @@ pub fn parse_proxy_url(raw: &str) -> Result<ProxyEndpoint, String> {
         "https" => true,
         other => {
             return Err(format!(
-                "scheme {other:?}: only http:// and https:// forward proxies are supported (socks5:// proxies are not checked yet)"
+                "scheme {}: only http:// and https:// forward proxies are supported (socks5:// proxies are not checked yet)",
+                quoted(other, NAME_CHARS)
             ));
         }
     };
@@ -334,6 +339,30 @@ mod tests {
             port: 6443,
             base_path: String::new(),
         }
+    }
+
+    /// The `NO_PROXY` entry that matched and a proxy URL's scheme are quoted through
+    /// `secret::quoted` (redacted, between single quotes), never `Debug`.
+    #[test]
+    fn quoted_entries_and_schemes_are_redacted() {
+        const SECRET: &str = "glpat-abcdefghij0123456789";
+        let host = format!("{SECRET}.example");
+        let vars = |n: &str| match n {
+            "HTTPS_PROXY" => Some("http://env-proxy:3128".to_string()),
+            "NO_PROXY" => Some(host.clone()),
+            _ => None,
+        };
+        match decide(None, &endpoint(name(&host)), &vars) {
+            ProxyDecision::Direct { why } => {
+                assert!(
+                    why.starts_with("NO_PROXY entry 'glpat-[REDACTED]' matches "),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse_proxy_url(&format!("{SECRET}://proxy:3128")).expect_err("scheme");
+        assert!(err.starts_with("scheme 'glpat-[REDACTED]':"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{DiscoveryOptions, TargetSpec, detect_kind};
 use crate::catalogue::{CheckId, Reason};
 use crate::env::Env;
 use crate::model::CheckResult;
-use crate::secret::Secret;
+use crate::secret::{NAME_CHARS, Secret, quoted};
 
 #[derive(Debug, Default)]
 pub struct KubeconfigDiscovery {
@@ -407,10 +407,13 @@ fn context_not_found(name: &str, names: &[String], existing: &str) -> CheckResul
         .min()
         .map(|(_, c)| c.clone());
     let mut result = CheckResult::finding(CheckId::ConfigKubeconfig, name, Reason::ContextNotFound)
-        .with_summary(format!("context {name:?} does not exist in the kubeconfig"))
+        .with_summary(format!(
+            "context {} does not exist in the kubeconfig",
+            quoted(name, NAME_CHARS)
+        ))
         .with_evidence(existing);
     if let Some(closest) = closest {
-        result = result.with_fix_detail(format!("Did you mean {closest:?}?"));
+        result = result.with_fix_detail(format!("Did you mean {}?", quoted(&closest, NAME_CHARS)));
     }
     result
 }
@@ -804,6 +807,22 @@ fn key_path(text: &str, line: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The missing context and the closest one are quoted through `secret::quoted`.
+    #[test]
+    fn a_missing_context_is_quoted_redacted() {
+        let names = ["ci-glpat-abcdefghij0123456789".to_string()];
+        let r = context_not_found("ci-glpat-abcdefghij012345678", &names, "");
+        assert_eq!(
+            r.summary,
+            "context 'ci-glpat-[REDACTED]' does not exist in the kubeconfig"
+        );
+        let fix = r.fix.unwrap_or_default();
+        assert!(
+            fix.starts_with("Did you mean 'ci-glpat-[REDACTED]'? "),
+            "{fix}"
+        );
+    }
 
     #[test]
     fn the_values_of_secret_named_plugin_flags_are_secrets() {

@@ -59,7 +59,7 @@ impl fmt::Display for UrlError {
             UrlError::ControlCharacter => f.write_str("the URL holds a control character"),
             UrlError::UnencodedInPassword(c) => write!(
                 f,
-                "the password holds an unencoded {c:?}: percent-encode it (kubectl would read the URL differently)"
+                "the password holds an unencoded '{c}': percent-encode it (kubectl would read the URL differently)"
             ),
             UrlError::InvalidPort => f.write_str("the port is not a number from 1 to 65535"),
             UrlError::NoHost => f.write_str("no host"),

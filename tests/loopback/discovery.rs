@@ -122,7 +122,7 @@ fn unknown_context_lists_the_existing_ones_and_suggests_the_closest() {
         "{:?}",
         c.evidence
     );
-    assert!(c.fix.as_deref().unwrap_or_default().contains("\"ctx-a\""));
+    assert!(c.fix.as_deref().unwrap_or_default().contains("'ctx-a'"));
 }
 
 #[test]

@@ -297,7 +297,7 @@ async fn a_plugin_beside_a_static_token_is_not_run() {
     assert_eq!(result_of(&t, CheckId::AuthWhoami).status, Status::Pass);
     assert!(!ran.exists(), "the plugin ran");
     assert!(
-        evidence_of(&t, CheckId::ConfigCredentials).contains("exec plugin aws not run"),
+        evidence_of(&t, CheckId::ConfigCredentials).contains("exec plugin 'aws' not run"),
         "{:#?}",
         t.checks
     );

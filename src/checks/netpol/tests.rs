@@ -495,6 +495,11 @@ fn not_readable_names_the_permission() {
             .contains("list networkpolicies"),
         "{r:?}"
     );
+    // The evidence names the verb the fix asks for (a collection is listed, not got).
+    assert_eq!(
+        r.evidence,
+        ["list networkpolicies in gitlab: HTTP 403 Forbidden"]
+    );
 }
 
 #[test]
