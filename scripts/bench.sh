@@ -89,7 +89,7 @@ table() {
     *) echo "bench: BENCH_PROFILE must be release or debug, not '$profile'" >&2; exit 2 ;;
   esac
   [[ $front =~ ^(both|nginx|demo)$ ]] || { echo "bench: FRONT must be both, nginx or demo, not '$front'" >&2; exit 2; }
-  server_bin=$PWD/target/$profile/kube-reach
+  server_bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile/kube-reach
   local bin before=-
   bin=$(realpath "${KUBE_REACH_BIN:-$server_bin}")
   if [[ -n ${BEFORE_BIN:-} ]]; then
