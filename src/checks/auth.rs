@@ -159,11 +159,17 @@ pub fn client_cert_not_requested(
     credentials: &Credentials,
     requested: Option<bool>,
 ) -> CheckResult {
-    let configured = credentials
-        .sendable()
-        .is_some_and(|c| c.client_identity().is_some());
+    let sendable = credentials.sendable();
+    let configured = sendable.is_some_and(|c| c.client_identity().is_some());
     if result.reason != Some(Reason::Unauthorized) || !configured || requested != Some(false) {
         return result;
+    }
+    // With a token beside the certificate, client-go sent the token: it is what was rejected,
+    // so the token's reason and fix stand, with the unrequested certificate as evidence.
+    if sendable.is_some_and(|c| c.bearer().is_some()) {
+        return result.with_evidence(
+            "the TLS handshake had no CertificateRequest: the client certificate was never sent, so the token alone was rejected",
+        );
     }
     let evidence = result.evidence.clone();
     CheckResult::finding(result.id, result.subject, Reason::ClientCertNotRequested)
@@ -389,6 +395,16 @@ mod client_cert_tests {
         token_only.set_token(crate::secret::Secret::new("t"));
         let r = client_cert_not_requested(unauthorized(), &token_only, Some(false));
         assert_eq!(r.reason, Some(Reason::Unauthorized));
+        // Certificate and token: the token was sent and rejected, so the token's reason stands.
+        let mut both = with_cert();
+        both.set_token(crate::secret::Secret::new("t0ken-beside-cert"));
+        let r = client_cert_not_requested(unauthorized(), &both, Some(false));
+        assert_eq!(r.reason, Some(Reason::Unauthorized));
+        assert!(
+            r.evidence
+                .iter()
+                .any(|e| e.contains("token alone was rejected"))
+        );
         let mut unusable = with_cert();
         unusable.withhold();
         let r = client_cert_not_requested(unauthorized(), &unusable, Some(false));
