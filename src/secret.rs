@@ -1119,6 +1119,7 @@ mod tests {
             headers: Vec::new(),
             body: bytes::Bytes::from(body),
             elapsed: std::time::Duration::ZERO,
+            shared: false,
         };
         let excerpt = response.excerpt(15);
         assert!(excerpt.contains("Zuri\u{FFFD}…"), "{excerpt}");

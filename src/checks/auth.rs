@@ -332,6 +332,7 @@ mod cloud_identity_tests {
             headers: vec![],
             body: body.to_string().into_bytes().into(),
             elapsed: std::time::Duration::ZERO,
+            shared: false,
         });
         let (r, _) = judge("api:443", &answer, &creds(None)).expect("judged");
         let text = format!("{} {}", r.summary, r.evidence.join(" "));
@@ -452,6 +453,7 @@ mod withheld_tests {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into(),
             elapsed: std::time::Duration::ZERO,
+            shared: false,
         })
     }
 

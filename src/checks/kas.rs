@@ -101,6 +101,7 @@ mod tests {
                 .collect(),
             body: Bytes::from_static(b"{}"),
             elapsed: Duration::ZERO,
+            shared: false,
         })
     }
 

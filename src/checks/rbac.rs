@@ -488,6 +488,7 @@ mod impersonation_tests {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into(),
             elapsed: Duration::ZERO,
+            shared: false,
         })
     }
 

@@ -224,6 +224,7 @@ mod tests {
                     headers: vec![("content-type".into(), "application/json".into())],
                     body: body.into(),
                     elapsed: Duration::ZERO,
+                    shared: false,
                 };
                 crate::checks::http::version("example:6443", &Ok(response), true)
             })

@@ -14,7 +14,7 @@ use crate::catalogue::CheckId;
 use crate::checks::netpol;
 use crate::model::CheckResult;
 use crate::net::fleet::{Key, KeyBuilder, MAX_SHARERS, Shared};
-use crate::net::http::HttpConnection;
+use crate::net::http::{AnswerMemo, HttpConnection};
 use crate::net::resolve::{self, ResolveFailure, Resolved};
 use crate::plan::{Route, Target};
 use crate::secret::Secret;
@@ -24,10 +24,12 @@ use super::{Recorder, RunContext};
 type Lookup = Arc<(Result<Resolved, ResolveFailure>, Duration)>;
 
 /// The run's shared work: one lookup per name, one connection per [`link_key`] (and per
-/// [`MAX_SHARERS`] targets).
+/// [`MAX_SHARERS`] targets), one answer per identical request over connections of one
+/// [`link_key`] ([`AnswerMemo`]: the same question with the same credentials).
 pub struct Fleet {
     lookups: Shared<String, Lookup>,
     links: Shared<Key, Arc<Opening>>,
+    answers: Arc<AnswerMemo>,
 }
 
 impl Default for Fleet {
@@ -36,6 +38,7 @@ impl Default for Fleet {
             // Every target asks the one resolv.conf: any number may share a lookup.
             lookups: Shared::new(usize::MAX),
             links: Shared::new(MAX_SHARERS),
+            answers: Arc::new(Shared::new(usize::MAX)),
         }
     }
 }
@@ -108,11 +111,9 @@ where
             opened: Notify::new(),
         })
     };
-    let (opening, _) = ctx
-        .fleet
-        .links
-        .get(link_key(target, addresses), begin)
-        .await;
+    let key = link_key(target, addresses);
+    let (opening, _) = ctx.fleet.links.get(key.clone(), begin).await;
+    let answering = |conn: HttpConnection| conn.answering_once(ctx.fleet.answers.clone(), key);
     // Only the target that began the opening opens the connection.
     let opener = Arc::ptr_eq(&opening.opener, rec);
     if opener {
@@ -122,7 +123,7 @@ where
         // read what is in it.
         let _ = opening.link.set(link);
         opening.opened.notify_waiters();
-        return own;
+        return own.map(answering);
     }
     // The opener may stop before it finishes: the run's deadline stops every target (this
     // one's report then says where the opener stood, `stopped_while_joining`), or kube-reach
@@ -140,8 +141,13 @@ where
     rec.waiting_for(None);
     rec.join(&link, &target.name);
     let conn = link.conn.as_ref()?;
-    Some(conn.shared_with(own_bearer(target)))
+    Some(answering(conn.shared_with(own_bearer(target))))
 }
+
+/// The evidence of a result judged on an answer another target's identical request got.
+pub const SHARED_ANSWER_NOTE: &str = "answered once for every target of this run that asked the \
+    same question of the same server, over the same route and TLS settings, with the same \
+    credentials";
 
 /// The evidence every result a target took from `opener`'s connection carries.
 fn shared_note(opener: &str) -> String {

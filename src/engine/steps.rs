@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use super::pipeline::{self, Step};
-use super::{Recorder, RunContext};
+use super::{Recorder, RunContext, share};
 use crate::catalogue::CheckId;
 use crate::checks::{Context, Findings, auth, gitlab_server, http, kas, netpol, rbac};
+use crate::model::CheckResult;
 use crate::net::http::{GitlabConnection, HttpConnection, HttpFailure, Response};
 use crate::plan::Target;
 
@@ -174,6 +175,7 @@ impl Stage<'_> {
         };
         let result = http::version(self.cx.authority, version, self.cx.credentials_sent)
             .with_duration(took(version));
+        let result = noting_shared(result, version);
         Findings::judged(vec![kas::version(&self.cx, result)])
     }
 
@@ -183,6 +185,7 @@ impl Stage<'_> {
             return Findings::nothing();
         };
         let result = http::health(self.cx.authority, readyz).with_duration(took(readyz));
+        let result = noting_shared(result, readyz);
         Findings::noted(vec![result])
     }
 
@@ -222,7 +225,8 @@ impl Stage<'_> {
                 }
             }
         };
-        let found = Findings::judged(vec![result.with_duration(took(&outcome))]);
+        let result = noting_shared(result.with_duration(took(&outcome)), &outcome);
+        let found = Findings::judged(vec![result]);
         if found.go_on {
             self.identity = Some(auth::rbac_identity(&self.cx, identity));
         }
@@ -243,6 +247,7 @@ impl Stage<'_> {
                 let namespace = req.namespace.resolve(ns);
                 let result = rbac::judge(req, &namespace, outcome, &identity.username)
                     .with_duration(took(outcome));
+                let result = noting_shared(result, outcome);
                 (req.clone(), namespace, result)
             })
             .collect();
@@ -325,6 +330,14 @@ async fn optional<F: Future<Output = Answer>>(
     match wanted {
         true => Some(ask().await),
         false => None,
+    }
+}
+
+/// `result`, saying so when its answer was another target's identical request's.
+fn noting_shared(result: CheckResult, outcome: &Answer) -> CheckResult {
+    match outcome {
+        Ok(response) if response.shared => result.with_evidence(share::SHARED_ANSWER_NOTE),
+        _ => result,
     }
 }
 

@@ -70,6 +70,13 @@ impl<K: Eq + Hash, V: Clone> Shared<K, V> {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Key([u8; 32]);
 
+impl Key {
+    /// The digest, to build another key on this one.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Builds a [`Key`] part by part.
 pub struct KeyBuilder(ring::digest::Context);
 

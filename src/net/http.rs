@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
+use super::fleet::{Key, KeyBuilder, Shared};
 use super::tls::VerifiedTls;
 use crate::secret::{JobToken, Secret};
 
@@ -382,6 +383,22 @@ pub struct HttpConnection {
     bearer: Option<Secret>,
     /// Built from a `VerifiedTls`: only then may any secret (token, job token) be sent.
     verified: bool,
+    /// Where this target's requests find the answers of identical requests another target of
+    /// the run made (`answering_once`).
+    asking: Option<Asking>,
+}
+
+/// The answers of a run's requests, by everything a request's answer depends on: the
+/// connection's [`Key`] (server, route, TLS settings, client identity), the method, path and
+/// body, the timeout, and the bearer token (as a digest: no secret is kept in a key). Fifty
+/// contexts with one user on one server ask each question once, not fifty times; a target
+/// with another token, identity or route never meets another's answer.
+pub type AnswerMemo = Shared<Key, Result<Response, HttpFailure>>;
+
+#[derive(Clone)]
+struct Asking {
+    memo: Arc<AnswerMemo>,
+    link: Key,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +407,9 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub elapsed: Duration,
+    /// Another target of the run asked the identical request and this is its answer
+    /// ([`AnswerMemo`]).
+    pub shared: bool,
 }
 
 impl Response {
@@ -512,7 +532,19 @@ impl HttpConnection {
             base_path: endpoint.base_path.to_string(),
             bearer,
             verified,
+            asking: None,
         })
+    }
+
+    /// This connection, answering a request from `memo` when another target of the run whose
+    /// connection has the same `link` key made the identical request (same method, path, body,
+    /// timeout and bearer token): the answer is the one this target's own request would get.
+    /// Requests with the job token never go through the memo.
+    pub fn answering_once(self, memo: Arc<AnswerMemo>, link: Key) -> HttpConnection {
+        HttpConnection {
+            asking: Some(Asking { memo, link }),
+            ..self
+        }
     }
 
     /// This connection for another target whose route, TLS settings and client identity are
@@ -561,8 +593,26 @@ impl HttpConnection {
         credentials: bool,
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
-        self.send_with(method, path, body, credentials, &[], timeout)
-            .await
+        let Some(asking) = &self.asking else {
+            return (self.send_with(method, path, body, credentials, &[], timeout)).await;
+        };
+        let bearer = self.bearer.as_ref().filter(|_| credentials);
+        let key = KeyBuilder::default()
+            .part(asking.link.as_bytes())
+            .part(method)
+            .part(path)
+            .optional(body.as_ref())
+            .part(timeout.as_nanos().to_be_bytes())
+            .optional(bearer.map(|b| b.expose()))
+            .finish();
+        let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
+        match asking.memo.get(key, ask).await {
+            (Ok(response), false) => Ok(Response {
+                shared: true,
+                ..response
+            }),
+            (answer, _) => answer,
+        }
     }
 
     /// Like [`HttpConnection::send`], with the job token in `extra_headers`: a [`JobToken`], not
@@ -686,6 +736,7 @@ async fn read(
         headers,
         body,
         elapsed: started.elapsed(),
+        shared: false,
     })
 }
 

@@ -279,3 +279,73 @@ async fn a_shared_pool_whose_connections_close_mid_run_leaves_each_verdict_its_o
         "the closed connections were replaced"
     );
 }
+
+/// Whether `t`'s row `id` says its answer was another target's identical request's.
+fn answer_shared(t: &Target, id: CheckId) -> bool {
+    let row = result_of(t, id);
+    row.evidence.iter().any(|e| e.starts_with("answered once"))
+}
+
+/// Contexts with one user, one namespace and one server (a fleet's commonest shape: a context
+/// per environment, all with the deploy token) ask each question once between them; each still
+/// reports every row, and those that took another's answer say so. A context with another
+/// token asks every question itself, and its rows never borrow.
+async fn one_user_asks_each_question_once(protocols: Protocols) {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let options = ApiServerOptions {
+        tokens: tokens(&["a", "b"]),
+        protocols,
+        ..ApiServerOptions::default()
+    };
+    let (server, ca) = server(&pki, &ClientAuth::None, options).await;
+    let url = server.url();
+    let kc = kubeconfig(
+        &[
+            Ctx::new("one", url.clone(), &ca, "tok-a"),
+            Ctx::new("two", url.clone(), &ca, "tok-a"),
+            Ctx::new("three", url.clone(), &ca, "tok-a"),
+            Ctx::new("other", url.clone(), &ca, "tok-b"),
+        ],
+        None,
+    );
+    let report = World::new().run(&kc, &[], &[]).await;
+
+    let per_user = requests_per_user(&server);
+    for user in ["a", "b"] {
+        let user = format!("system:serviceaccount:ci:{user}");
+        // version, readyz, whoami and the 15 access reviews, once per user.
+        assert_eq!(per_user.get(&user), Some(&18), "{per_user:?}");
+    }
+    let mut borrowed = 0;
+    for name in ["one", "two", "three"] {
+        let t = target(&report, name);
+        assert_eq!(t.verdict, Verdict::Pass, "{name}: {:#?}", t.checks);
+        assert!(whoami_names(t, "system:serviceaccount:ci:a"), "{name}");
+        if answer_shared(t, CheckId::AuthWhoami) {
+            borrowed += 1;
+            for id in [CheckId::HttpVersion, CheckId::RbacCanI] {
+                assert!(answer_shared(t, id), "{name}: {id:?}: {:#?}", t.checks);
+            }
+        }
+    }
+    assert_eq!(borrowed, 2, "{:#?}", report.targets);
+    let other = target(&report, "other");
+    assert_eq!(other.verdict, Verdict::Pass, "{:#?}", other.checks);
+    assert!(whoami_names(other, "system:serviceaccount:ci:b"));
+    assert!(
+        (other.checks.iter()).all(|c| !c.evidence.iter().any(|e| e.starts_with("answered once"))),
+        "{:#?}",
+        other.checks
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_user_asks_each_question_once_h2() {
+    one_user_asks_each_question_once(Protocols::Both).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_user_asks_each_question_once_h1() {
+    one_user_asks_each_question_once(Protocols::Http1Only).await;
+}

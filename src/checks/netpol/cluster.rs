@@ -720,6 +720,7 @@ mod tests {
             headers: vec![],
             body: body.to_string().into_bytes().into(),
             elapsed: std::time::Duration::ZERO,
+            shared: false,
         })
     }
 
