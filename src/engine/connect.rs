@@ -215,13 +215,15 @@ impl Steps<'_> {
             addr,
             timeout: ctx.timeout,
             now: ctx.now,
+            sessions: net_tls::Sessions::new(),
         };
         rec.start(CheckId::TlsHandshake, authority);
         let client = dialer.client();
         // With a client certificate, the verifier gives the real verdict: an unverified server
         // never receives the certificate.
         let expect = client.and_then(|_| dialer.expect(None));
-        let hs = dialer.handshake(stream, client, expect.clone()).await?;
+        let sessions = Some(&dialer.sessions);
+        let hs = (dialer.handshake(stream, client, expect.clone(), sessions)).await?;
         let mut result = tls::handshake_at(authority, &hs, addr, &settings.server_name);
         // No answer at all: once more with small packets, to tell an MTU black hole apart.
         // Through a proxy only the runner's own link is narrowed (the proxy picks the MSS of
@@ -396,6 +398,8 @@ struct Dialer {
     addr: SocketAddr,
     timeout: Duration,
     now: SystemTime,
+    /// The first connection's TLS session, which the pool's connections resume.
+    sessions: net_tls::Sessions,
 }
 
 impl Dialer {
@@ -430,7 +434,7 @@ impl Dialer {
         expect: Option<net_tls::Expect>,
     ) -> Result<net_tls::Handshake, String> {
         let stream = self.stream(mss).await?;
-        self.handshake(stream, client, expect)
+        self.handshake(stream, client, expect, None)
             .await
             .ok_or_else(|| "no TLS settings".to_string())
     }
@@ -450,14 +454,17 @@ impl Dialer {
         })
     }
 
+    /// A handshake to the dialer's address; `sessions` only for the target's first (whose
+    /// session the pool's connections resume: the pool exists only if its chain verifies).
     async fn handshake(
         &self,
         stream: TcpStream,
         client: Option<&ClientIdentity>,
         expect: Option<net_tls::Expect>,
+        sessions: Option<&net_tls::Sessions>,
     ) -> Option<net_tls::Handshake> {
         let name = &self.target.tls.as_ref()?.server_name;
-        Some(net_tls::handshake(stream, name, client, expect, self.timeout).await)
+        Some(net_tls::handshake_in(stream, name, client, expect, self.timeout, sessions).await)
     }
 
     /// One more connection for the HTTP/1.1 pool: verified like the first, presenting the same
@@ -466,7 +473,9 @@ impl Dialer {
         let stream = self.stream(None).await.ok()?;
         let expect = self.expect(Some(leaf))?;
         let name = expect.settings.server_name.clone();
-        net_tls::handshake_verified(stream, &name, self.client(), expect, self.timeout).await
+        let sessions = Some(&self.sessions);
+        net_tls::handshake_verified(stream, &name, self.client(), expect, self.timeout, sessions)
+            .await
     }
 
     /// The pool's way to open more connections like `first`.
@@ -483,7 +492,7 @@ impl Dialer {
     async fn anonymous(&self) -> Result<TlsStream<TcpStream>, String> {
         let stream = self.stream(None).await?;
         let hs = self
-            .handshake(stream, None, None)
+            .handshake(stream, None, None, None)
             .await
             .ok_or("no TLS settings")?;
         hs.outcome.map_err(|_| hs.detail)

@@ -27,6 +27,66 @@ use tokio_rustls::client::TlsStream;
 use crate::plan::target::{ClientIdentity, TlsSettings};
 use crate::x509::CertFacts;
 
+/// The TLS sessions of one target's connections (its HTTP/1.1 pool, its HTTP/2 replacements),
+/// so that each connection after the first resumes a session the first opened: over TLS 1.2 an
+/// abbreviated handshake of one round trip instead of two, and no certificate sent again. A
+/// resumed session is one a handshake of this pool verified (the pool exists only once the
+/// first connection's chain verified, and its later handshakes verify like the first), and
+/// its server proves it holds that session's secret; rustls keeps the session's chain, so
+/// [`handshake_verified`] still compares the leaf. Made per target pool, never shared between
+/// targets whose settings differ; retries and anonymous probes use none.
+#[derive(Clone)]
+pub struct Sessions(Arc<SessionsInner>);
+
+struct SessionsInner {
+    cache: Arc<rustls::client::ClientSessionMemoryCache>,
+    /// The first handshake's verifier and client-certificate resolver: rustls resumes a
+    /// session only under the very verifier and resolver that made it, so the pool's
+    /// handshakes use these two (the verifier then holds them to the pool's [`Expect`]).
+    parties: Mutex<Option<Parties>>,
+}
+
+type Parties = (Arc<RecordingVerifier>, Arc<NotingResolver>);
+
+impl Sessions {
+    /// Room for a few sessions of one server name (rustls keeps several TLS 1.3 tickets).
+    pub fn new() -> Sessions {
+        Sessions(Arc::new(SessionsInner {
+            cache: Arc::new(rustls::client::ClientSessionMemoryCache::new(4)),
+            parties: Mutex::new(None),
+        }))
+    }
+
+    /// The verifier and resolver of this pool's handshakes: the first handshake's, now held
+    /// to `expect`; or new ones (kept for the next handshake) when this is the first.
+    fn parties(
+        &self,
+        expect: Option<Expect>,
+        client: Option<&ClientIdentity>,
+    ) -> Result<Parties, rustls::Error> {
+        let mut parties = self.0.parties.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((verifier, resolver)) = parties.as_ref() {
+            // Only ever stricter: the pool's handshakes all expect the first one's leaf.
+            if let Some(expect) = expect {
+                verifier.hold_to(expect);
+            }
+            return Ok((verifier.clone(), resolver.clone()));
+        }
+        let made = (
+            RecordingVerifier::new(expect),
+            Arc::new(NotingResolver::new(client)?),
+        );
+        *parties = Some(made.clone());
+        Ok(made)
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -42,16 +102,21 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// Why `chain` does not meet this expectation, if it does not. A pooled connection's
+    /// server must present the very leaf the first connection verified under these same
+    /// settings at this same time: that leaf's verdict is already known (and the handshake's
+    /// signature, checked apart, proves the server holds its key), so it is not judged again
+    /// on each of the pool's handshakes.
     fn refusal(&self, chain: &[CertificateDer<'static>]) -> Option<&'static str> {
+        if let Some(leaf) = &self.leaf {
+            return (chain.first() != Some(leaf)).then_some(
+                "the server presented another certificate than on the first connection",
+            );
+        }
         if !verify(chain, &self.settings, self.now).passed() {
             return Some("the server's certificate did not verify");
         }
-        match &self.leaf {
-            Some(leaf) if chain.first() != Some(leaf) => {
-                Some("the server presented another certificate than on the first connection")
-            }
-            _ => None,
-        }
+        None
     }
 }
 
@@ -60,10 +125,28 @@ impl Expect {
 #[derive(Debug)]
 struct RecordingVerifier {
     chain: Mutex<Vec<CertificateDer<'static>>>,
-    expect: Option<Expect>,
+    /// A lock only so that a pool's handshakes (one verifier, see [`Sessions`]) can hold it to
+    /// the first connection's leaf once that one verified.
+    expect: Mutex<Option<Expect>>,
     /// Set when `expect` refused the chain.
     refused: Mutex<Option<&'static str>>,
     provider: Arc<CryptoProvider>,
+}
+
+impl RecordingVerifier {
+    fn new(expect: Option<Expect>) -> Arc<RecordingVerifier> {
+        Arc::new(RecordingVerifier {
+            chain: Mutex::new(Vec::new()),
+            expect: Mutex::new(expect),
+            refused: Mutex::new(None),
+            provider: provider(),
+        })
+    }
+
+    fn hold_to(&self, expect: Expect) {
+        let mut held = self.expect.lock().unwrap_or_else(|p| p.into_inner());
+        *held = Some(expect);
+    }
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -77,7 +160,11 @@ impl ServerCertVerifier for RecordingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        let refusal = self.expect.as_ref().and_then(|e| e.refusal(&chain));
+        let refusal = match self.expect.lock() {
+            Ok(expect) => expect.as_ref().and_then(|e| e.refusal(&chain)),
+            // A verifier whose lock a panic poisoned accepts nothing.
+            Err(_) => Some("the server's certificate did not verify"),
+        };
         if let Ok(mut recorded) = self.chain.lock() {
             *recorded = chain;
         }
@@ -221,13 +308,20 @@ pub async fn handshake(
     expect: Option<Expect>,
     timeout: Duration,
 ) -> Handshake {
+    handshake_in(stream, server_name, client, expect, timeout, None).await
+}
+
+/// [`handshake`], storing its session in `sessions` and resuming one from there when the
+/// server agrees (see [`Sessions`]).
+pub async fn handshake_in(
+    stream: TcpStream,
+    server_name: &str,
+    client: Option<&ClientIdentity>,
+    expect: Option<Expect>,
+    timeout: Duration,
+    sessions: Option<&Sessions>,
+) -> Handshake {
     let started = Instant::now();
-    let verifier = Arc::new(RecordingVerifier {
-        chain: Mutex::new(Vec::new()),
-        expect,
-        refused: Mutex::new(None),
-        provider: provider(),
-    });
     let failed = |failure: HandshakeFailure,
                   detail: String,
                   chain: Vec<CertificateDer<'static>>| Handshake {
@@ -237,13 +331,17 @@ pub async fn handshake(
         elapsed: started.elapsed(),
         detail,
     };
-    if client.is_some() && verifier.expect.is_none() {
+    if client.is_some() && expect.is_none() {
         // The client certificate may only follow a chain that verified.
         let why = "a client identity needs the server's certificate verified first";
         return failed(HandshakeFailure::Other(why.into()), why.into(), Vec::new());
     }
-    let resolver = match NotingResolver::new(client) {
-        Ok(r) => Arc::new(r),
+    let parties = match sessions {
+        Some(sessions) => sessions.parties(expect, client),
+        None => NotingResolver::new(client).map(|r| (RecordingVerifier::new(expect), Arc::new(r))),
+    };
+    let (verifier, resolver) = match parties {
+        Ok(parties) => parties,
         Err(e) => {
             return failed(
                 HandshakeFailure::Other(e.to_string()),
@@ -252,7 +350,7 @@ pub async fn handshake(
             );
         }
     };
-    let config = match client_config(verifier.clone(), resolver.clone()) {
+    let config = match client_config(verifier.clone(), resolver.clone(), sessions) {
         Ok(c) => c,
         Err(e) => {
             return failed(
@@ -310,6 +408,7 @@ pub async fn handshake(
 fn client_config(
     verifier: Arc<RecordingVerifier>,
     resolver: Arc<NotingResolver>,
+    sessions: Option<&Sessions>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -317,6 +416,10 @@ fn client_config(
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.resumption = match sessions {
+        Some(sessions) => rustls::client::Resumption::store(sessions.0.cache.clone()),
+        None => rustls::client::Resumption::disabled(),
+    };
     Ok(config)
 }
 
@@ -581,15 +684,26 @@ impl VerifiedTls {
 /// verifier already judged this stream's chain against `expect`'s settings and refused any
 /// other, so a completed handshake is sealed without judging the chain a second time (the
 /// HTTP/1.1 pool opens these on its hot path). `None` when the handshake did not complete.
+///
+/// A resumed session (`sessions`) skips the verifier: its chain is the verified one rustls
+/// kept with the session, and its leaf is still held to `expect`'s here.
 pub async fn handshake_verified(
     stream: TcpStream,
     server_name: &str,
     client: Option<&ClientIdentity>,
     expect: Expect,
     timeout: Duration,
+    sessions: Option<&Sessions>,
 ) -> Option<VerifiedTls> {
-    let hs = handshake(stream, server_name, client, Some(expect), timeout).await;
-    hs.outcome.ok().map(|stream| VerifiedTls { stream })
+    let leaf = expect.leaf.clone();
+    let hs = handshake_in(stream, server_name, client, Some(expect), timeout, sessions).await;
+    let verified = VerifiedTls {
+        stream: hs.outcome.ok()?,
+    };
+    match leaf {
+        Some(leaf) if verified.leaf().as_ref() != Some(&leaf) => None,
+        _ => Some(verified),
+    }
 }
 
 /// The verified connection, from this stream's own certificate chain judged against
@@ -743,7 +857,15 @@ mod tests {
                 let tcp = TcpStream::connect(serve_config_once(config).await)
                     .await
                     .expect("connect loopback");
-                handshake_verified(tcp, "localhost", None, expect, Duration::from_secs(10)).await
+                handshake_verified(
+                    tcp,
+                    "localhost",
+                    None,
+                    expect,
+                    Duration::from_secs(10),
+                    None,
+                )
+                .await
             }
         };
         assert!(again(server).await.is_some(), "the same server again");

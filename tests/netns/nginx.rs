@@ -26,6 +26,9 @@ pub enum Front {
     Http2,
     /// `listen … ssl`: ALPN offers only `http/1.1`.
     Http1,
+    /// HTTP/1.1 only over TLS 1.2 only (`ssl_protocols TLSv1.2`, as many load balancers still
+    /// are): its handshakes take two round trips, and its abbreviated (resumed) ones one.
+    Http1Tls12,
     /// HTTP/2 with `keepalive_requests 1`: nginx sends GOAWAY after each request, refusing
     /// the streams it did not take (as load balancers draining connections do).
     Http2OneRequestEach,
@@ -43,6 +46,7 @@ pub fn front(site: &mut Site, front: Front) {
     let (http2, per_server) = match front {
         Front::Http2 => (" http2", ""),
         Front::Http1 => ("", ""),
+        Front::Http1Tls12 => ("", "        ssl_protocols TLSv1.2;\n"),
         Front::Http2OneRequestEach => (" http2", "        keepalive_requests 1;\n"),
     };
     let listen: String = site
@@ -54,7 +58,9 @@ pub fn front(site: &mut Site, front: Front) {
     let conf = format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
-         http {{\n    access_log {d}/access.log;\n\
+         http {{\n    log_format tls '$remote_addr - [$time_local] \"$request\" $status \
+         $body_bytes_sent $ssl_protocol reused=$ssl_session_reused';\n\
+         access_log {d}/access.log tls;\n\
          client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
          upstream api {{ server {UPSTREAM}; keepalive 8; }}\n\
@@ -99,7 +105,9 @@ pub fn upstream(site: &mut Site) {
     site.world.wait_ready("demo-server", |_| ready.exists());
 }
 
-/// nginx's access log so far: one line per request, with the protocol the client spoke.
+/// nginx's access log so far: one line per request, with the protocol the client spoke, then
+/// its TLS version and `reused=r` when the connection resumed an earlier TLS session
+/// (`reused=.` otherwise).
 pub fn access_log(site: &Site) -> String {
     fs::read_to_string(site.world.dir().join("nginx/access.log")).unwrap_or_default()
 }

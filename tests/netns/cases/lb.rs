@@ -68,6 +68,30 @@ fn nginx_http1_only_front_passes() {
     every_review_spoke(&site, "HTTP/1.1", "HTTP/2.0");
 }
 
+/// Over TLS 1.2 a new connection's full handshake takes two round trips, a resumed one one:
+/// the HTTP/1.1 pool's connections resume the first connection's session (issue 14), and
+/// nginx itself says so (`$ssl_session_reused`). Every answered request still came over TLS
+/// 1.2 and the run is healthy.
+#[test]
+fn nginx_http1_tls12_pool_resumes_the_first_session() {
+    if skip_without_netns() {
+        return;
+    }
+    let site = behind_nginx(Front::Http1Tls12);
+    let report = diagnose(&site, "nginx in front, HTTP/1.1 over TLS 1.2", API_URL, &[]);
+    healthy(&report);
+    every_review_spoke(&site, "HTTP/1.1", "HTTP/2.0");
+    let log = nginx::access_log(&site);
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.iter().all(|l| l.contains("TLSv1.2")), "{log}");
+    let resumed = lines.iter().filter(|l| l.ends_with("reused=r")).count();
+    // The first connection's requests cannot be on a resumed session; most of the pool's are.
+    assert!(
+        resumed >= 1 && resumed < lines.len(),
+        "{resumed} resumed: {log}"
+    );
+}
+
 /// nginx's log shows every one of the 15 default reviews answered (2xx), all in `spoken`, none
 /// in `not`. A stream nginx refused before answering (its GOAWAY after `keepalive_requests`)
 /// may be logged too and is sent again on a new connection, so only answered reviews count.
