@@ -340,3 +340,44 @@ fn a_leaf_signed_by_the_configured_ca_is_chain_rejected_with_the_verifiers_words
     input.bad_signature = true;
     assert_eq!(read(&input).reason, Reason::BadSignature);
 }
+
+/// A CA named `DC=<dc>, CN=<cn>` (rcgen keeps one value per attribute type, so one `DC=`:
+/// the loopback suite's `only_the_whole_dc_path_makes_one_organisation` builds longer paths
+/// with openssl), signed by `parent` or self-signed.
+fn dc_ca(cn: &str, dc: &str, parent: Option<&Ca>) -> Ca {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
+        rcgen::DnValue::Ia5String(dc.try_into().expect("ia5")),
+    );
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.use_authority_key_identifier_extension = parent.is_some();
+    let key = KeyPair::generate().expect("key");
+    Ca(match parent {
+        None => CertifiedIssuer::self_signed(params, key).expect("root"),
+        Some(p) => CertifiedIssuer::signed_by(params, key, &p.0).expect("intermediate"),
+    })
+}
+
+/// A `DC=` path of one label (`DC=com`, `DC=local`) is a top-level or single-label name that
+/// any number of unrelated CAs share: it makes no organisation, so another CA under it stays
+/// `ca-mismatch` (it was `missing-intermediate`, "same organisation (DC=com)").
+#[test]
+fn a_single_dc_label_is_no_organisation() {
+    let root = dc_ca("Corp Root", "com", None);
+    let other_root = dc_ca("Other Root", "com", None);
+    let other = dc_ca("Other Issuing", "com", Some(&other_root));
+    let r = read_with(&[leaf("api", &other, None)], &[root.der()], None);
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(!has(&r, "same organisation"), "{r:?}");
+    // The one-label path is not kept as an organisation at all.
+    assert_eq!(
+        crate::x509::CertFacts::parse(&root.der())
+            .expect("parses")
+            .subject_orgs,
+        Vec::<String>::new()
+    );
+}
