@@ -324,17 +324,25 @@ fn gitlab_ci_job_binding(username: &str, groups: &[String]) -> Option<Binding> {
     })
 }
 
-/// `arn:aws:sts::<account>:assumed-role/<role>/<session>`: the role and the account.
-fn eks_assumed_role(username: &str) -> Option<(&str, &str)> {
-    let rest = username.strip_prefix("arn:aws:sts::")?;
+/// `arn:<partition>:sts::<account>:assumed-role/<role>/<session>` (partition `aws`, `aws-cn`,
+/// `aws-us-gov`…): the partition, the account and the role.
+fn eks_assumed_role(username: &str) -> Option<(&str, &str, &str)> {
+    let rest = username.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(":sts::")?;
+    if !partition.starts_with("aws") || partition.contains(':') {
+        return None;
+    }
     let (account, rest) = rest.split_once(":assumed-role/")?;
     let (role, _session) = rest.split_once('/')?;
-    (!role.is_empty()).then_some((role, account))
+    (!role.is_empty()).then_some((partition, account, role))
 }
 
 fn eks_assumed_role_binding(username: &str, groups: &[String]) -> Option<Binding> {
-    let (role, account) = eks_assumed_role(username)?;
-    let principal = format!("arn:aws:iam::{account}:role/{role}");
+    let (partition, account, role) = eks_assumed_role(username)?;
+    let principal = format!("arn:{partition}:iam::{account}:role/{role}");
+    // A double-quoted YAML scalar (JSON's string syntax is YAML's): a role name may hold `,`,
+    // which would split an unquoted flow list, or start with `@`, which YAML reserves.
+    let quoted = |group: &str| serde_json::to_string(group).unwrap_or_default();
     let mapped = groups.iter().find(|g| !g.starts_with("system:"));
     let (group, note) = match mapped {
         Some(group) => (
@@ -344,11 +352,22 @@ fn eks_assumed_role_binding(username: &str, groups: &[String]) -> Option<Binding
             ),
         ),
         None => {
-            let group = format!("{role}-deployers");
+            // IAM role names may hold `+=,.@`: kept to letters, digits, `.`, `_` and `-`, the
+            // proposed group reads the same in YAML, RBAC and the CLI's list arguments (where
+            // `,` separates values).
+            let safe: String = role
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+                    _ => '-',
+                })
+                .collect();
+            let group = format!("{safe}-deployers");
             (
                 group.clone(),
                 format!(
-                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{group}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)"
+                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)",
+                    quoted(&group)
                 ),
             )
         }
@@ -650,6 +669,62 @@ mod fix_tests {
             ("Group", "gitlab:project:150")
         );
         assert!(b.note.unwrap_or_default().contains("new in every job"));
+    }
+
+    /// The aws-auth snippet in the note (`groups: [...]`) is YAML a person pastes: an IAM role
+    /// name, and so the group named after it, may hold `,` `@` `=` `+`; each comes back exactly.
+    #[test]
+    fn the_aws_auth_groups_snippet_is_yaml_that_reads_back_the_group() {
+        let groups: Vec<&str> = Vec::new();
+        for username in [
+            "arn:aws:sts::111122223333:assumed-role/Deploy,Prod/ci-9",
+            "arn:aws:sts::111122223333:assumed-role/@ci+deploy=x/ci-9",
+            "arn:aws:sts::111122223333:assumed-role/x.y=z/ci-9",
+        ] {
+            let b = subject_of(username, &groups);
+            let note = b.note.unwrap_or_default();
+            let start = note.find("groups: [").expect("a groups snippet");
+            let snippet = &note[start..];
+            let snippet = &snippet[..snippet.find('`').expect("the snippet's closing backtick")];
+            let parsed: std::collections::BTreeMap<String, Vec<String>> =
+                serde_saphyr::from_str(snippet)
+                    .unwrap_or_else(|e| panic!("{snippet:?}: not YAML ({e})"));
+            assert_eq!(
+                parsed["groups"],
+                std::slice::from_ref(&b.subject.name),
+                "{snippet}"
+            );
+            // The same group in the RBAC subject, the snippet and the CLI's list argument.
+            assert!(
+                note.contains(&format!("--kubernetes-groups {}`", b.subject.name)),
+                "{note}"
+            );
+            assert!(!b.subject.name.contains([',', '@', '=', '+']), "{note}");
+        }
+    }
+
+    /// China and GovCloud sessions (`arn:aws-cn:sts::`, `arn:aws-us-gov:sts::`) change with
+    /// every login too: the group, never the session user, and the role ARN in its partition.
+    #[test]
+    fn an_eks_session_in_any_partition_is_never_the_subject() {
+        for partition in ["aws-cn", "aws-us-gov"] {
+            let arn = format!("arn:{partition}:sts::111122223333:assumed-role/Deploy/ci-9");
+            let b = subject_of(&arn, &["system:authenticated"]);
+            assert_eq!(
+                (b.subject.kind.as_str(), b.subject.name.as_str()),
+                ("Group", "Deploy-deployers"),
+                "{partition}"
+            );
+            let note = b.note.unwrap_or_default();
+            assert!(
+                note.contains(&format!("arn:{partition}:iam::111122223333:role/Deploy")),
+                "{note}"
+            );
+            assert!(
+                note.contains(&format!("arn:{partition}:eks::aws:cluster-access-policy/")),
+                "{note}"
+            );
+        }
     }
 
     #[test]
