@@ -90,6 +90,24 @@ impl Provider {
         }
     }
 
+    /// The whole fix of an NXDOMAIN for a name of this provider, where the generic one (a
+    /// name only resolvable on another network, private DNS) would mislead: EKS publishes a
+    /// cluster's endpoint name in public DNS whatever its endpoint access (a private-only
+    /// cluster's name answers its VPC addresses: AWS "Accessing a private only API server"),
+    /// and GKE's DNS-based endpoint is a public name. `None`: the generic fix stands (AKS's
+    /// private clusters and Private Link names live in private zones; [`is_private_zone_name`]).
+    pub fn nxdomain_fix(self) -> Option<&'static str> {
+        match self {
+            Provider::Eks => Some(
+                "EKS publishes every cluster's endpoint name in public DNS, whatever its endpoint access (with only the private endpoint enabled the name still resolves, to the VPC's addresses), so NXDOMAIN is not a private endpoint: no current cluster has this name (a typo, or the cluster was deleted or recreated under a new endpoint). Take the endpoint from `aws eks describe-cluster --name <cluster> --query cluster.endpoint` (or `aws eks update-kubeconfig --name <cluster>`).",
+            ),
+            Provider::Gke => Some(
+                "GKE's DNS-based endpoint is a public name, resolvable from anywhere while the cluster's DNS access is enabled, so NXDOMAIN is not a private endpoint: this name is not a current cluster's (a typo, a deleted or recreated cluster, or DNS access disabled). Take the endpoint from `gcloud container clusters describe <cluster> --location <location> --format='value(controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint)'` (or `gcloud container clusters get-credentials <cluster> --dns-endpoint`).",
+            ),
+            Provider::Aks | Provider::PrivateLink => None,
+        }
+    }
+
     /// What decides whether the runner's address may reach the endpoint at all.
     pub fn authorized_networks_fix(self) -> &'static str {
         match self {

@@ -113,9 +113,12 @@ pub fn resolve(
             {
                 result = result.with_evidence(format!("{name} is {}", provider.label()));
                 // Only a Private Link name lives in a private zone that outside resolvers do
-                // not see; an EKS or GKE name that does not exist is a wrong or deleted name.
+                // not see; an EKS or GKE name that does not exist is a wrong or deleted name,
+                // and the generic fix's "private DNS" would send the user the wrong way.
                 if cloud::is_private_zone_name(name) {
                     result = result.with_fix_detail(provider.private_endpoint_fix());
+                } else if let Some(fix) = provider.nxdomain_fix() {
+                    result.fix = Some(fix.to_string());
                 }
             }
             result
@@ -280,11 +283,20 @@ mod tests {
         ] {
             let r = resolve(public, &setup, &Err(ResolveFailure::Nxdomain));
             let fix = r.fix.unwrap_or_default();
+            let provider = cloud::Provider::of_host(public).expect("managed");
+            assert!(!fix.contains(provider.private_endpoint_fix()), "{fix}");
+            // Not the generic "only resolvable on another network / private DNS" either: the
+            // name is public, and the fix says where the real one is.
+            assert!(!fix.contains("private DNS"), "{fix}");
+            assert!(fix.contains("NXDOMAIN is not a private endpoint"), "{fix}");
             assert!(
-                !fix.contains("private endpoint") && !fix.contains("VPC"),
+                fix.contains("describe-cluster") || fix.contains("clusters describe"),
                 "{fix}"
             );
             assert!(r.evidence.join(" ").contains(" is a"), "{:?}", r.evidence);
+            // Any other failure keeps the generic fix (a SERVFAIL is the resolver's).
+            let r = resolve(public, &setup, &Err(ResolveFailure::Servfail));
+            assert!(!r.fix.unwrap_or_default().contains("NXDOMAIN is not"));
         }
     }
 
