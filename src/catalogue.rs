@@ -1500,6 +1500,18 @@ pub const KIND_FIXES: &[KindFix] = &[
         "Renew the intermediate (or root) named in the evidence and send the new one with the leaf; if the trusted CA itself expired, replace it where this target takes it from (see the evidence's trust anchors).",
     ),
     kind_fix(
+        C::TlsTrust,
+        R::WeakKey,
+        &[GITLAB],
+        "Re-issue GitLab's certificate with an RSA key of 2048 bits or more, or ECDSA P-256 (Linux package: replace the files `nginx['ssl_certificate']` and `nginx['ssl_certificate_key']` name, then `gitlab-ctl hup nginx`, or let `letsencrypt['enable']` issue one; Helm chart: the ingress's TLS secret; openssl: `-newkey rsa:2048`). Until then check GitLab with `curl -v \"$CI_SERVER_URL\"` from the job.",
+    ),
+    kind_fix(
+        C::TlsTrust,
+        R::WeakKey,
+        &[AGENT],
+        "Re-issue the agent server's certificate with an RSA key of 2048 bits or more, or ECDSA P-256 (on GitLab's Linux package it is GitLab's own: the files `nginx['ssl_certificate']` and `nginx['ssl_certificate_key']` name; with a separate KAS ingress, its TLS secret).",
+    ),
+    kind_fix(
         C::TlsHostname,
         R::Mismatch,
         &[LEGACY, POD, GITLAB],

@@ -192,8 +192,10 @@ fn common_name(name: &X509Name<'_>) -> Option<String> {
 }
 
 /// The name's `O=` values, and its `DC=` components as one dotted path (`DC=corp, DC=example,
-/// DC=com` is `corp.example.com`): two names share a domain only when the whole path is equal,
-/// never because both end in `DC=com`.
+/// DC=com` is `corp.example.com`): two names share a domain
+/// only when the whole path is equal, never because both end in `DC=com`. A path of one label
+/// (`DC=com`, `DC=local`) is a top-level or single-label name that unrelated CAs share, so it
+/// names no organisation.
 fn organisations(name: &X509Name<'_>) -> Vec<String> {
     let mut out: Vec<String> = name
         .iter_organization()
@@ -207,7 +209,7 @@ fn organisations(name: &X509Name<'_>) -> Vec<String> {
         .filter_map(|attr| attr.as_str().ok())
         .collect();
     path.reverse();
-    if !path.is_empty() {
+    if path.len() > 1 {
         out.push(format!("DC={}", path.join(".")));
     }
     out

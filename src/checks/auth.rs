@@ -29,6 +29,8 @@ pub fn whoami_body(api_version: &str) -> Vec<u8> {
 pub struct Identity {
     pub username: String,
     pub groups: Vec<String>,
+    /// `userInfo.extra`, string values only (EKS: `arn`, `canonicalArn`, `sessionName`…).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The SelfSubjectReview answer judged: `None` when this API version is not served (404),
@@ -73,6 +75,22 @@ pub fn judge(
                     .map(|a| {
                         a.iter()
                             .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                extra: info
+                    .get("extra")
+                    .and_then(|e| e.as_object())
+                    .map(|o| {
+                        o.iter()
+                            .filter_map(|(k, v)| {
+                                let values = v
+                                    .as_array()?
+                                    .iter()
+                                    .filter_map(|s| s.as_str().map(str::to_string))
+                                    .collect();
+                                Some((k.clone(), values))
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -339,6 +357,32 @@ mod cloud_identity_tests {
         assert!(text.len() < 3_000, "{}", text.len());
         assert!(!text.contains("Zz9Yy8"), "{text}");
         assert_eq!(text.matches("more characters)").count(), 2, "{text}");
+    }
+
+    /// EKS's `extra` (which role, which session) is kept for the RBAC fix's subject.
+    #[test]
+    fn the_servers_extra_is_kept_in_the_identity() {
+        let body = serde_json::json!({"status": {"userInfo": {
+            "username": "ci-gitlab-4711",
+            "groups": ["system:authenticated"],
+            "extra": {
+                "sessionName": ["gitlab-4711"],
+                "arn": ["arn:aws:sts::111122223333:assumed-role/Deploy/gitlab-4711"],
+                "odd": "not a list",
+            },
+        }}});
+        let answer = Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: body.to_string().into_bytes().into(),
+            elapsed: std::time::Duration::ZERO,
+            shared: false,
+        });
+        let (_, identity) = judge("api:443", &answer, &creds(None)).expect("judged");
+        assert_eq!(identity.extra["sessionName"], ["gitlab-4711"]);
+        assert!(!identity.extra.contains_key("odd"));
+        let binding = crate::checks::rbac::binding_of(&identity);
+        assert_eq!(binding.subject.name, "Deploy-deployers");
     }
 
     #[test]

@@ -17,6 +17,8 @@
 
 use std::net::IpAddr;
 
+use crate::model::CheckResult;
+
 /// A managed Kubernetes offering, recognised from its API endpoint's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -28,6 +30,21 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// `result` with `detail`, this provider's fix: put before the catalogue's generic one,
+    /// except for GKE's DNS-based endpoint, where the generic texts ("the API server's
+    /// authorized networks", "allow the runner's egress address in its authorized networks")
+    /// would contradict it: that endpoint has no authorized networks, so its fix is the whole.
+    pub fn fix(self, result: CheckResult, detail: &str) -> CheckResult {
+        if self == Provider::Gke {
+            CheckResult {
+                fix: Some(detail.to_string()),
+                ..result
+            }
+        } else {
+            result.with_fix_detail(detail)
+        }
+    }
+
     /// The provider whose API endpoint `host` is named like, if any.
     pub fn of_host(host: &str) -> Option<Provider> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -73,6 +90,24 @@ impl Provider {
         }
     }
 
+    /// The whole fix of an NXDOMAIN for a name of this provider, where the generic one (a
+    /// name only resolvable on another network, private DNS) would mislead: EKS publishes a
+    /// cluster's endpoint name in public DNS whatever its endpoint access (a private-only
+    /// cluster's name answers its VPC addresses: AWS "Accessing a private only API server"),
+    /// and GKE's DNS-based endpoint is a public name. `None`: the generic fix stands (AKS's
+    /// private clusters and Private Link names live in private zones; [`is_private_zone_name`]).
+    pub fn nxdomain_fix(self) -> Option<&'static str> {
+        match self {
+            Provider::Eks => Some(
+                "EKS publishes every cluster's endpoint name in public DNS, whatever its endpoint access (with only the private endpoint enabled the name still resolves, to the VPC's addresses), so NXDOMAIN is not a private endpoint: no current cluster has this name (a typo, or the cluster was deleted or recreated under a new endpoint). Take the endpoint from `aws eks describe-cluster --name <cluster> --query cluster.endpoint` (or `aws eks update-kubeconfig --name <cluster>`).",
+            ),
+            Provider::Gke => Some(
+                "GKE's DNS-based endpoint is a public name, resolvable from anywhere while the cluster's DNS access is enabled, so NXDOMAIN is not a private endpoint: this name is not a current cluster's (a typo, a deleted or recreated cluster, or DNS access disabled). Take the endpoint from `gcloud container clusters describe <cluster> --location <location> --format='value(controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint)'` (or `gcloud container clusters get-credentials <cluster> --dns-endpoint`).",
+            ),
+            Provider::Aks | Provider::PrivateLink => None,
+        }
+    }
+
     /// What decides whether the runner's address may reach the endpoint at all.
     pub fn authorized_networks_fix(self) -> &'static str {
         match self {
@@ -83,7 +118,7 @@ impl Provider {
                 "For AKS, add the runner's egress address to `--api-server-authorized-ip-ranges`."
             }
             Provider::Gke => {
-                "For GKE's DNS-based endpoint, authorized networks do not apply: access is IAM-gated (the job's Google identity needs `container.clusters.connect`, and VPC Service Controls may restrict it further); the IP-based endpoint is the one `--master-authorized-networks` controls."
+                "GKE's DNS-based endpoint is not behind authorized networks (`--master-authorized-networks` gates only the IP-based endpoint) nor the cluster's firewall rules: Google's front end serves it from public addresses, and access is IAM-gated (the job's Google identity needs `container.clusters.connect`; VPC Service Controls may restrict it further), which refuses with an HTTP 403, never a silent drop. A timeout to it is the runner's own egress: allow the runner's network out to these addresses on port 443 (an egress firewall or network policy), or send the job through the proxy that network requires."
             }
             Provider::PrivateLink => {
                 "Private Link endpoints are reachable only from linked virtual networks: run the job inside one."

@@ -113,9 +113,12 @@ pub fn resolve(
             {
                 result = result.with_evidence(format!("{name} is {}", provider.label()));
                 // Only a Private Link name lives in a private zone that outside resolvers do
-                // not see; an EKS or GKE name that does not exist is a wrong or deleted name.
+                // not see; an EKS or GKE name that does not exist is a wrong or deleted name,
+                // and the generic fix's "private DNS" would send the user the wrong way.
                 if cloud::is_private_zone_name(name) {
                     result = result.with_fix_detail(provider.private_endpoint_fix());
+                } else if let Some(fix) = provider.nxdomain_fix() {
+                    result.fix = Some(fix.to_string());
                 }
             }
             result
@@ -197,7 +200,7 @@ pub fn judge_private_answer(result: CheckResult, tried: &[(IpAddr, bool)]) -> Ch
         return result;
     }
     let name = result.subject.clone();
-    let mut warning = CheckResult::finding(CheckId::DnsResolve, &name, Reason::PrivateAnswer)
+    let warning = CheckResult::finding(CheckId::DnsResolve, &name, Reason::PrivateAnswer)
         .with_summary(format!(
             "{name} ({}) answered a private address that does not connect from here: reachable only inside its network",
             provider.label()
@@ -206,8 +209,8 @@ pub fn judge_private_answer(result: CheckResult, tried: &[(IpAddr, bool)]) -> Ch
             "private addresses that did not connect: {}",
             join(&unreached)
         ))
-        .with_fix_detail(provider.private_endpoint_fix())
         .with_duration(result.duration);
+    let mut warning = provider.fix(warning, provider.private_endpoint_fix());
     warning.evidence.extend(result.evidence);
     warning
 }
@@ -280,12 +283,50 @@ mod tests {
         ] {
             let r = resolve(public, &setup, &Err(ResolveFailure::Nxdomain));
             let fix = r.fix.unwrap_or_default();
+            let provider = cloud::Provider::of_host(public).expect("managed");
+            assert!(!fix.contains(provider.private_endpoint_fix()), "{fix}");
+            // Not the generic "only resolvable on another network / private DNS" either: the
+            // name is public, and the fix says where the real one is.
+            assert!(!fix.contains("private DNS"), "{fix}");
+            assert!(fix.contains("NXDOMAIN is not a private endpoint"), "{fix}");
             assert!(
-                !fix.contains("private endpoint") && !fix.contains("VPC"),
+                fix.contains("describe-cluster") || fix.contains("clusters describe"),
                 "{fix}"
             );
             assert!(r.evidence.join(" ").contains(" is a"), "{:?}", r.evidence);
+            // Any other failure keeps the generic fix (a SERVFAIL is the resolver's).
+            let r = resolve(public, &setup, &Err(ResolveFailure::Servfail));
+            assert!(!r.fix.unwrap_or_default().contains("NXDOMAIN is not"));
         }
+    }
+
+    /// GKE's DNS-based endpoint answering a private address that does not connect: the fix
+    /// is GKE's own (run inside that VPC, or resolve publicly; IAM decides access), without the
+    /// generic "allow the runner in its authorized networks", which GKE's DNS endpoint lacks.
+    #[test]
+    fn a_gke_private_answer_is_not_told_to_use_authorized_networks() {
+        let gke = "gke-0a1b-proj.europe-west1.gke.goog";
+        let private: IpAddr = "10.0.190.233".parse().unwrap();
+        let r = answered(&format!("{gke}."), &["10.0.190.233"], None);
+        let resolved = resolve(gke, &no_files(), &Ok(r));
+        let warned = judge_private_answer(resolved, &[(private, false)]);
+        assert_eq!(warned.reason, Some(Reason::PrivateAnswer));
+        let fix = warned.fix.unwrap_or_default();
+        assert!(fix.contains("container.clusters.connect"), "{fix}");
+        assert!(!fix.contains("in its authorized networks"), "{fix}");
+        // The same answer timing out at tcp.connect: GKE's words only, too.
+        let attempts = [crate::net::connect::Attempt {
+            addr: "10.0.190.233:443".parse().unwrap(),
+            outcome: Err(crate::net::connect::ConnectFailure::Timeout),
+            elapsed: Duration::from_secs(5),
+            detail: "no answer".into(),
+        }];
+        let tcp = crate::checks::tcp::connect(CheckId::TcpConnect, "x:443", &attempts, None);
+        let fix = crate::checks::tcp::explain_managed_endpoint(tcp, gke, &attempts)
+            .fix
+            .unwrap_or_default();
+        assert!(fix.contains("container.clusters.connect"), "{fix}");
+        assert!(!fix.contains("authorized networks)"), "{fix}");
     }
 
     fn no_files() -> DnsSetup {

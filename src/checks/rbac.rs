@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_saphyr::FlowSeq;
 
 use crate::catalogue::{CheckId, Reason};
+use crate::checks::auth::Identity;
 use crate::model::{CheckResult, Status};
 use crate::net::http::{HttpFailure, Response};
 use crate::plan::Requirement;
@@ -196,18 +197,14 @@ pub fn impersonation_yaml(agent: &Subject) -> Result<String, String> {
 
 /// Gives every denied requirement one shared fix: the first denied check carries a Role and
 /// RoleBinding granting all of them in its namespace, the others point to it.
-pub fn attach_fixes(
-    results: &mut [(Requirement, String, CheckResult)],
-    username: &str,
-    groups: &[String],
-) {
+pub fn attach_fixes(results: &mut [(Requirement, String, CheckResult)], identity: &Identity) {
     let mut namespaces: Vec<String> = Vec::new();
     for (_, ns, r) in results.iter() {
         if r.reason == Some(Reason::Denied) && !namespaces.contains(ns) {
             namespaces.push(ns.clone());
         }
     }
-    let binding = binding_for(username, groups);
+    let binding = binding_of(identity);
     for ns in namespaces {
         let denied: Vec<&Requirement> = results
             .iter()
@@ -257,6 +254,13 @@ impl Binding {
     fn describe(&self) -> String {
         format!("{} {}", self.subject.kind, self.subject.name)
     }
+}
+
+/// [`binding_for`] the identity `auth.whoami` reported, whose `extra` also tells an EKS user
+/// named after its session (`{{SessionName}}` in aws-auth) from a stable one.
+pub fn binding_of(identity: &Identity) -> Binding {
+    eks_templated_session_binding(identity)
+        .unwrap_or_else(|| binding_for(&identity.username, &identity.groups))
 }
 
 /// The subject that grants the identity (`username`, `groups` as `auth.whoami` saw them) what
@@ -324,39 +328,101 @@ fn gitlab_ci_job_binding(username: &str, groups: &[String]) -> Option<Binding> {
     })
 }
 
-/// `arn:aws:sts::<account>:assumed-role/<role>/<session>`: the role and the account.
-fn eks_assumed_role(username: &str) -> Option<(&str, &str)> {
-    let rest = username.strip_prefix("arn:aws:sts::")?;
+/// `arn:<partition>:sts::<account>:assumed-role/<role>/<session>` (partition `aws`, `aws-cn`,
+/// `aws-us-gov`…): the partition, the account and the role.
+fn eks_assumed_role(username: &str) -> Option<(&str, &str, &str)> {
+    let rest = username.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(":sts::")?;
+    if !partition.starts_with("aws") || partition.contains(':') {
+        return None;
+    }
     let (account, rest) = rest.split_once(":assumed-role/")?;
     let (role, _session) = rest.split_once('/')?;
-    (!role.is_empty()).then_some((role, account))
+    (!role.is_empty()).then_some((partition, account, role))
 }
 
 fn eks_assumed_role_binding(username: &str, groups: &[String]) -> Option<Binding> {
-    let (role, account) = eks_assumed_role(username)?;
-    let principal = format!("arn:aws:iam::{account}:role/{role}");
+    let session = eks_assumed_role(username)?;
+    let why = format!(
+        "the user {username} is EKS's name for one session of the IAM role {}",
+        session.2
+    );
+    Some(eks_session_binding(username, session, &why, groups))
+}
+
+/// An EKS user named after its session by the aws-auth template `{{SessionName}}` (a
+/// `mapRoles` entry's `username: ci-{{SessionName}}`): the server's `extra` says which role
+/// (`arn`, the assumed-role ARN) and which session (`sessionName`), and the username carries
+/// that session. It changes with every login just the same.
+fn eks_templated_session_binding(identity: &Identity) -> Option<Binding> {
+    let first = |key: &str| {
+        identity
+            .extra
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    };
+    let username = identity.username.as_str();
+    let session = first("sessionName").filter(|s| !s.is_empty() && username.contains(*s))?;
+    let assumed = eks_assumed_role(first("arn")?)?;
+    if username.starts_with("arn:") {
+        return None;
+    }
+    let why = format!(
+        "the user {username} is made from the session name {session} of the IAM role {} (`{{{{SessionName}}}}` in the `username:` of its aws-auth mapRoles entry) and changes with every login",
+        assumed.2
+    );
+    Some(eks_session_binding(
+        username,
+        assumed,
+        &why,
+        &identity.groups,
+    ))
+}
+
+fn eks_session_binding(
+    username: &str,
+    (partition, account, role): (&str, &str, &str),
+    why: &str,
+    groups: &[String],
+) -> Binding {
+    let principal = format!("arn:{partition}:iam::{account}:role/{role}");
+    // A double-quoted YAML scalar (JSON's string syntax is YAML's): a role name may hold `,`,
+    // which would split an unquoted flow list, or start with `@`, which YAML reserves.
+    let quoted = |group: &str| serde_json::to_string(group).unwrap_or_default();
     let mapped = groups.iter().find(|g| !g.starts_with("system:"));
     let (group, note) = match mapped {
         Some(group) => (
             group.clone(),
             format!(
-                "bound to the group {group} that the IAM role {role} is mapped to, not to the user {username}, whose session part changes with every login"
+                "bound to the group {group} that the IAM role {role} is mapped to, not to the user {username}, which names one session and changes with every login"
             ),
         ),
         None => {
-            let group = format!("{role}-deployers");
+            // IAM role names may hold `+=,.@`: kept to letters, digits, `.`, `_` and `-`, the
+            // proposed group reads the same in YAML, RBAC and the CLI's list arguments (where
+            // `,` separates values).
+            let safe: String = role
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+                    _ => '-',
+                })
+                .collect();
+            let group = format!("{safe}-deployers");
             (
                 group.clone(),
                 format!(
-                    "the user {username} is EKS's name for one session of the IAM role {role} and changes with every login, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{group}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)"
+                    "{why}, so the binding names the group {group}: map the role to it with `aws eks update-access-entry --cluster-name <cluster> --principal-arn {principal} --kubernetes-groups {group}` (or `groups: [{}]` in its aws-auth mapRoles entry); an EKS access policy is the other way (`aws eks associate-access-policy --cluster-name <cluster> --principal-arn {principal} --policy-arn arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=<namespace>`)",
+                    quoted(&group)
                 ),
             )
         }
     };
-    Some(Binding {
+    Binding {
         subject: rbac_subject("Group", &group),
         note: Some(note),
-    })
+    }
 }
 
 /// A User or Group subject (both in the RBAC API group).
@@ -650,6 +716,103 @@ mod fix_tests {
             ("Group", "gitlab:project:150")
         );
         assert!(b.note.unwrap_or_default().contains("new in every job"));
+    }
+
+    /// The aws-auth snippet in the note (`groups: [...]`) is YAML a person pastes: an IAM role
+    /// name, and so the group named after it, may hold `,` `@` `=` `+`; each comes back exactly.
+    #[test]
+    fn the_aws_auth_groups_snippet_is_yaml_that_reads_back_the_group() {
+        let groups: Vec<&str> = Vec::new();
+        for username in [
+            "arn:aws:sts::111122223333:assumed-role/Deploy,Prod/ci-9",
+            "arn:aws:sts::111122223333:assumed-role/@ci+deploy=x/ci-9",
+            "arn:aws:sts::111122223333:assumed-role/x.y=z/ci-9",
+        ] {
+            let b = subject_of(username, &groups);
+            let note = b.note.unwrap_or_default();
+            let start = note.find("groups: [").expect("a groups snippet");
+            let snippet = &note[start..];
+            let snippet = &snippet[..snippet.find('`').expect("the snippet's closing backtick")];
+            let parsed: std::collections::BTreeMap<String, Vec<String>> =
+                serde_saphyr::from_str(snippet)
+                    .unwrap_or_else(|e| panic!("{snippet:?}: not YAML ({e})"));
+            assert_eq!(
+                parsed["groups"],
+                std::slice::from_ref(&b.subject.name),
+                "{snippet}"
+            );
+            // The same group in the RBAC subject, the snippet and the CLI's list argument.
+            assert!(
+                note.contains(&format!("--kubernetes-groups {}`", b.subject.name)),
+                "{note}"
+            );
+            assert!(!b.subject.name.contains([',', '@', '=', '+']), "{note}");
+        }
+    }
+
+    /// aws-auth's `username: ci-{{SessionName}}` names the user after the session: the server's
+    /// `extra` (`arn`, `sessionName`) tells, and the binding names a group, never that user.
+    #[test]
+    fn an_eks_user_templated_from_its_session_name_is_never_the_subject() {
+        let extra = |arn: &str, session: &str| {
+            std::collections::BTreeMap::from([
+                ("arn".to_string(), vec![arn.to_string()]),
+                ("sessionName".to_string(), vec![session.to_string()]),
+            ])
+        };
+        let arn = "arn:aws:sts::111122223333:assumed-role/Deploy/gitlab-4711";
+        let identity = Identity {
+            username: "ci-gitlab-4711".into(),
+            groups: vec!["system:authenticated".into()],
+            extra: extra(arn, "gitlab-4711"),
+        };
+        let b = binding_of(&identity);
+        assert_eq!(
+            (b.subject.kind.as_str(), b.subject.name.as_str()),
+            ("Group", "Deploy-deployers")
+        );
+        let note = b.note.unwrap_or_default();
+        assert!(note.contains("{{SessionName}}"), "{note}");
+        assert!(
+            note.contains("arn:aws:iam::111122223333:role/Deploy"),
+            "{note}"
+        );
+        // A fixed aws-auth username (no session in it) is stable: bound as the user.
+        let fixed = Identity {
+            username: "ci-deployer".into(),
+            ..identity.clone()
+        };
+        assert_eq!(binding_of(&fixed).subject.name, "ci-deployer");
+        // No extra (not EKS, or an older server): the user.
+        let plain = Identity {
+            extra: Default::default(),
+            ..identity
+        };
+        assert_eq!(binding_of(&plain).subject.kind, "User");
+    }
+
+    /// China and GovCloud sessions (`arn:aws-cn:sts::`, `arn:aws-us-gov:sts::`) change with
+    /// every login too: the group, never the session user, and the role ARN in its partition.
+    #[test]
+    fn an_eks_session_in_any_partition_is_never_the_subject() {
+        for partition in ["aws-cn", "aws-us-gov"] {
+            let arn = format!("arn:{partition}:sts::111122223333:assumed-role/Deploy/ci-9");
+            let b = subject_of(&arn, &["system:authenticated"]);
+            assert_eq!(
+                (b.subject.kind.as_str(), b.subject.name.as_str()),
+                ("Group", "Deploy-deployers"),
+                "{partition}"
+            );
+            let note = b.note.unwrap_or_default();
+            assert!(
+                note.contains(&format!("arn:{partition}:iam::111122223333:role/Deploy")),
+                "{note}"
+            );
+            assert!(
+                note.contains(&format!("arn:{partition}:eks::aws:cluster-access-policy/")),
+                "{note}"
+            );
+        }
     }
 
     #[test]

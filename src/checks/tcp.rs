@@ -177,17 +177,15 @@ pub fn explain_managed_endpoint(
         .map(|a| a.addr.ip().to_string())
         .collect();
     if private.is_empty() {
-        result
-            .with_evidence(format!("{host} is {}", provider.label()))
-            .with_fix_detail(provider.authorized_networks_fix())
+        let result = result.with_evidence(format!("{host} is {}", provider.label()));
+        provider.fix(result, provider.authorized_networks_fix())
     } else {
-        result
-            .with_evidence(format!(
-                "{host} is {}, and answered private addresses [{}]",
-                provider.label(),
-                private.join(", ")
-            ))
-            .with_fix_detail(provider.private_endpoint_fix())
+        let result = result.with_evidence(format!(
+            "{host} is {}, and answered private addresses [{}]",
+            provider.label(),
+            private.join(", ")
+        ));
+        provider.fix(result, provider.private_endpoint_fix())
     }
 }
 
@@ -246,6 +244,14 @@ mod tests {
         // GKE's DNS-based endpoint is IAM-gated: authorized networks are not its fix.
         let fix = fix_for("gke-0a1b-proj.europe-west1.gke.goog", "35.202.107.4:443");
         assert!(fix.contains("container.clusters.connect"), "{fix}");
+        // ...and never told to use them: the generic "authorized networks" advice is not kept,
+        // and a silent drop there is the runner's own egress, not IAM (which answers 403).
+        assert!(
+            !fix.contains("the API server's authorized networks"),
+            "{fix}"
+        );
+        assert!(!fix.contains("security group"), "{fix}");
+        assert!(fix.contains("403") && fix.contains("egress"), "{fix}");
         let plain = fix_for("api.k8s.test", "10.0.0.1:443");
         assert!(!plain.contains("VPC"), "{plain}");
     }

@@ -107,10 +107,10 @@ pub fn stops_at_handshake(hs: &Handshake) -> bool {
 
 /// `tls.trust weak-key` for a handshake [`weak_key_bits`] explains: this tool's limit, named
 /// with the key size, not a wrong CA or name (kubectl would connect).
-pub fn weak_key(subject: &str, hs: &Handshake) -> Option<CheckResult> {
+pub fn weak_key(subject: &str, hs: &Handshake, kind: TargetKind) -> Option<CheckResult> {
     let bits = weak_key_bits(hs)?;
     Some(
-        CheckResult::finding(CheckId::TlsTrust, subject, Reason::WeakKey)
+        CheckResult::finding_for(CheckId::TlsTrust, subject, Reason::WeakKey, kind)
             .with_summary(format!(
                 "the server's certificate has a {bits}-bit RSA key, which kube-reach's verifier refuses (kubectl would connect)"
             ))
@@ -708,5 +708,38 @@ mod judge_tests {
             !gitlab.contains("kubeadm") && gitlab.contains("letsencrypt"),
             "{gitlab}"
         );
+    }
+
+    /// A 1024-bit RSA certificate made by `openssl req -x509 -newkey rsa:1024` (rcgen makes no
+    /// RSA keys): GitLab's own certificate on an old appliance.
+    const RSA_1024_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIICGDCCAYGgAwIBAgIUFO0+LuBm+yxU10B4D6zrzOEaiNgwDQYJKoZIhvcNAQEL\nBQAwHTEbMBkGA1UEAwwSZ2l0bGFiLmV4YW1wbGUuY29tMCAXDTI2MTIwMzA3MDAz\nN1oYDzIxMjYxMTA5MDcwMDM3WjAdMRswGQYDVQQDDBJnaXRsYWIuZXhhbXBsZS5j\nb20wgZ8wDQYJKoZIhvcNAQEBBQADgY0AMIGJAoGBANwBQStznbCKaVLW+GT0laHM\nywHhuelU8aDPUCtH1kg44Q7b9zwBs5p20/ur1gRYttSLdHEg9vkFG25MTWQfkQ3Z\nS6wx7Uus0GCn2Buio+lbeyribWzNUg/3QHjuwXhMRBpAp8ylvlZLPw6I5mtRXTqq\n4hm0Kh86f8JLe2i9Lf0nAgMBAAGjUzBRMB0GA1UdDgQWBBQ391v8WbJWNUfR4XsJ\n1y8K0OFX+zAfBgNVHSMEGDAWgBQ391v8WbJWNUfR4XsJ1y8K0OFX+zAPBgNVHRMB\nAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUAA4GBACDGnVB+/tqBqFy/d3feVCl8Ds+L\n1fQV/VRXmi7GTYj2zVR8sQDp7mCrsIopoYJaJBY+u7UgCNSCVJD9AymjU5fYM4gN\ny+R/CztpG5D+Yqp+2mFWS4amXJnRT1esCerz6/Dii2o73tDowN8AM3vNt7rWvm7H\nva/aC3bQ1RhSBfBb\n-----END CERTIFICATE-----";
+
+    /// `weak-key` on the GitLab server or the agent server names that server's certificate,
+    /// never the API server's `kubeadm certs renew` (it said so for every kind).
+    #[test]
+    fn a_weak_key_gets_the_fix_for_its_own_kind_of_server() {
+        use rustls_pki_types::pem::PemObject;
+        let leaf = CertificateDer::from_pem_slice(RSA_1024_PEM.as_bytes()).expect("pem");
+        let hs = Handshake {
+            outcome: Err(HandshakeFailure::Other(
+                "invalid peer certificate: BadSignature".into(),
+            )),
+            client_cert_requested: false,
+            chain: vec![leaf],
+            elapsed: Duration::ZERO,
+            detail: "invalid peer certificate: BadSignature".into(),
+        };
+        let fix = |kind| {
+            let r = weak_key("gitlab.example.com:443", &hs, kind).expect("a weak key");
+            assert_eq!(r.reason, Some(Reason::WeakKey));
+            r.fix.unwrap_or_default()
+        };
+        assert!(fix(TargetKind::Direct).contains("kubeadm"));
+        for kind in [TargetKind::Gitlab, TargetKind::GitlabAgent] {
+            let fix = fix(kind);
+            assert!(!fix.contains("kubeadm"), "{kind:?}: {fix}");
+            assert!(!fix.contains("API server"), "{kind:?}: {fix}");
+            assert!(fix.contains("nginx['ssl_certificate']"), "{kind:?}: {fix}");
+        }
     }
 }

@@ -239,7 +239,7 @@ impl Steps<'_> {
         rec.push(result);
         if tls::stops_at_handshake(&hs) {
             // A key the verifier refuses: tls.trust names it (the handshake row passed).
-            rec.push_all(tls::weak_key(authority, &hs));
+            rec.push_all(tls::weak_key(authority, &hs, target.kind));
             return None;
         }
         rec.note_client_cert_requested(hs.client_cert_requested);

@@ -251,7 +251,7 @@ impl Stage<'_> {
                 (req.clone(), namespace, result)
             })
             .collect();
-        rbac::attach_fixes(&mut judged, &identity.username, &identity.groups);
+        rbac::attach_fixes(&mut judged, identity);
         Findings::noted(judged.into_iter().map(|(_, _, r)| r).collect())
     }
 

@@ -228,11 +228,13 @@ fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
     if !input.unsupported_algorithm {
         return None;
     }
-    // Only signatures someone checks: a configured CA is trusted as it is, and a self-issued
-    // root's signature on itself is checked by nobody (webpki, like Go, trusts its key).
-    let weak = input
-        .chain
+    // Only signatures someone checks: a configured CA is trusted as it is, a self-issued
+    // root's signature on itself is checked by nobody (webpki, like Go, trusts its key), and a
+    // sent certificate no path from the leaf reaches by name is never tried.
+    let on_path = named_from_leaf(&input.chain);
+    let weak = on_path
         .iter()
+        .map(|&i| &input.chain[i])
         .filter(|c| !c.facts.self_issued && !is_anchor(input, c))
         .find_map(|c| weak_signature_hash(&c.x509).map(|h| (c, h)));
     let Some((cert, hash)) = weak else {
@@ -249,6 +251,30 @@ fn weak_signature(input: &TrustInput<'_>) -> Option<Reading> {
             cert.facts.subject
         ),
     ))
+}
+
+/// The sent certificates a verifier can try on a path from the leaf: the leaf, and every one
+/// whose subject is the issuer named by one already reached (by name only, as path building
+/// picks its candidates; every same-named candidate counts). Indices into `chain`, leaf first.
+fn named_from_leaf(chain: &[Cert<'_>]) -> Vec<usize> {
+    let mut reached = Vec::new();
+    if !chain.is_empty() {
+        reached.push(0);
+    }
+    let mut at = 0;
+    // Each index is added once, so this ends after at most chain.len() rounds.
+    while let Some(&i) = reached.get(at) {
+        at += 1;
+        if chain[i].facts.self_issued {
+            continue;
+        }
+        for (j, c) in chain.iter().enumerate() {
+            if !reached.contains(&j) && chain[i].facts.named_issuer_is(&c.facts) {
+                reached.push(j);
+            }
+        }
+    }
+    reached
 }
 
 /// webpki refused the leaf for its purpose: an extendedKeyUsage without serverAuth.

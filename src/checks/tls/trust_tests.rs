@@ -340,3 +340,98 @@ fn a_leaf_signed_by_the_configured_ca_is_chain_rejected_with_the_verifiers_words
     input.bad_signature = true;
     assert_eq!(read(&input).reason, Reason::BadSignature);
 }
+
+/// A CA named `DC=<dc>, CN=<cn>` (rcgen keeps one value per attribute type, so one `DC=`:
+/// the loopback suite's `only_the_whole_dc_path_makes_one_organisation` builds longer paths
+/// with openssl), signed by `parent` or self-signed.
+fn dc_ca(cn: &str, dc: &str, parent: Option<&Ca>) -> Ca {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
+        rcgen::DnValue::Ia5String(dc.try_into().expect("ia5")),
+    );
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.use_authority_key_identifier_extension = parent.is_some();
+    let key = KeyPair::generate().expect("key");
+    Ca(match parent {
+        None => CertifiedIssuer::self_signed(params, key).expect("root"),
+        Some(p) => CertifiedIssuer::signed_by(params, key, &p.0).expect("intermediate"),
+    })
+}
+
+/// A `DC=` path of one label (`DC=com`, `DC=local`) is a top-level or single-label name that
+/// any number of unrelated CAs share: it makes no organisation, so another CA under it stays
+/// `ca-mismatch` (it was `missing-intermediate`, "same organisation (DC=com)").
+#[test]
+fn a_single_dc_label_is_no_organisation() {
+    let root = dc_ca("Corp Root", "com", None);
+    let other_root = dc_ca("Other Root", "com", None);
+    let other = dc_ca("Other Issuing", "com", Some(&other_root));
+    let r = read_with(&[leaf("api", &other, None)], &[root.der()], None);
+    assert_eq!(r.reason, Reason::CaMismatch, "{r:?}");
+    assert!(!has(&r, "same organisation"), "{r:?}");
+    // The one-label path is not kept as an organisation at all.
+    assert_eq!(
+        crate::x509::CertFacts::parse(&root.der())
+            .expect("parses")
+            .subject_orgs,
+        Vec::<String>::new()
+    );
+}
+
+/// `CN=Unrelated SHA1 Issuing`, a CA certificate signed with sha1WithRSAEncryption by
+/// `CN=Old Root` (`openssl x509 -req -sha1`; rcgen signs no SHA-1).
+const UNRELATED_SHA1_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIDJzCCAg+gAwIBAgIUcdW8xdrAWPgPIUprufuHa+OvmowwDQYJKoZIhvcNAQEF\nBQAwEzERMA8GA1UEAwwIT2xkIFJvb3QwIBcNMjYxMjAzMDcwMTMzWhgPMjEyNjEx\nMDkwNzAxMzNaMCExHzAdBgNVBAMMFlVucmVsYXRlZCBTSEExIElzc3VpbmcwggEi\nMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQCyhrxnCHVja+7khxZz+Jr0Eo8E\nYwHOPCqTIEDdets5e25CNLU2ft6/9s9oq0ZcJDlzaxOlfDHcERwpgMuuZ2nLZMUJ\nbrdMYH6Gi64aZ1bBMpV80AZb5d5uJ6Y0JaNpNWjp0g33UaSF4OpFUfoFKTtuR5tE\n/3BeHNV1qOjGaBDesthDPD84aAkolLYn2BqCCQTiflYc0d8xMRadxKecEmEu6Nyd\nl1baQfTZMZwnHAQvZM4OkQCxxvwvmpLu8hoLKOayNfkmUvm2VBWp6Iw4qY2C94Xg\n1kIwHfdUdezTEOuA5+R0nv27+ive9YfsiI+lBcb0inbxITXvw+ceXAdRUG57AgMB\nAAGjYzBhMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMB0GA1UdDgQW\nBBSEF38XukK+TcZcKNYs0J1SrMedKTAfBgNVHSMEGDAWgBQSUuWM9A8mEILOYp1U\nPf2y75MSbzANBgkqhkiG9w0BAQUFAAOCAQEAFaLnqpAMA2MT1SpWQLthOkC7pk9s\nXjNimGmVVN9qh8xL0kizde7sg9rze1AHObgjLw18Y0SLV/zszpV4KBstAiL+utgs\nRsMzBqxwfAvu8eVRgRUZWvrpMZG/6NV7K9vbsBK1X3UV/VnF0tVT+030gOkLJmni\ntvGR2fq7217qgaeAn9NVh+4AXhR2Yi2mW3L8720wzAJ5NPPjolFIRyhh8yxmUZcB\n0qLRBbqiNToX7rpA1VC2dwbQhy3jXWih7rEk5zcWuVHK912QMUNOf6pK/dZ2JM01\nmKZpAzdU+tU8QDbfdzJYXlFBVzhUh3oHuK7r7ncKrztGt6Uf+FS7o7lZAA==\n-----END CERTIFICATE-----";
+
+/// webpki refused an algorithm, and the server also sent an unrelated SHA-1 certificate that
+/// no path from the leaf goes through (its name is nobody's issuer): webpki never checked its
+/// signature, so it is not what to reissue; the reading stays `unsupported-algorithm`. A
+/// SHA-1 certificate on the leaf's path is still named.
+#[test]
+fn a_sha1_certificate_off_the_leafs_path_is_not_blamed() {
+    use rustls::pki_types::pem::PemObject;
+    let unrelated = CertificateDer::from_pem_slice(UNRELATED_SHA1_PEM.as_bytes()).expect("pem");
+    let root = ca("Lab Root", None, None);
+    let leaf_der = leaf("api.k8s.test", &root, None);
+    let judge = |chain: &[CertificateDer<'static>]| {
+        read(&TrustInput {
+            chain: chain.iter().filter_map(Cert::parse).collect(),
+            anchors: [root.der()].iter().filter_map(Cert::parse).collect(),
+            via_proxy: None,
+            bad_signature: false,
+            out_of_date: false,
+            unsupported_algorithm: true,
+            wrong_purpose: false,
+            now: std::time::SystemTime::now(),
+            verifier: String::new(),
+            ca_setting: crate::catalogue::ca_setting(TargetKind::Direct),
+        })
+    };
+    let r = judge(&[leaf_der.clone(), unrelated.clone()]);
+    assert_eq!(r.reason, Reason::UnsupportedAlgorithm, "{r:?}");
+    assert!(!has(&r, "Unrelated SHA1 Issuing"), "{r:?}");
+    // The same certificate as the leaf's issuer (a leaf naming it): on the path, named.
+    let below = {
+        let mut params = CertificateParams::new(vec!["api.k8s.test".to_string()]).expect("params");
+        params.distinguished_name = name("api.k8s.test", None);
+        let mut issuer_dn = DistinguishedName::new();
+        issuer_dn.push(DnType::CommonName, "Unrelated SHA1 Issuing");
+        // Signed by a throwaway key under that name: the names make the path webpki walks.
+        let key = KeyPair::generate().expect("key");
+        let mut issuer_params = CertificateParams::default();
+        issuer_params.distinguished_name = issuer_dn;
+        issuer_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(issuer_params, KeyPair::generate().expect("k"))
+            .expect("issuer");
+        params.signed_by(&key, &issuer).expect("leaf").der().clone()
+    };
+    let r = judge(&[below, unrelated]);
+    assert_eq!(r.reason, Reason::WeakSignature, "{r:?}");
+    assert!(
+        has(&r, "Unrelated SHA1 Issuing is signed with SHA-1"),
+        "{r:?}"
+    );
+}
