@@ -27,6 +27,8 @@ mod field_attacks;
 mod fleet;
 #[path = "loopback/fleet_hostile.rs"]
 mod fleet_hostile;
+#[path = "loopback/hostile2.rs"]
+mod hostile2;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
 #[path = "loopback/impersonation.rs"]

@@ -392,7 +392,8 @@ pub struct HttpConnection {
 /// connection's [`Key`] (server, route, TLS settings, client identity), the method, path and
 /// body, the timeout, and the bearer token (as a digest: no secret is kept in a key). Fifty
 /// contexts with one user on one server ask each question once, not fifty times; a target
-/// with another token, identity or route never meets another's answer.
+/// with another token, identity or route never meets another's answer. Only requests over
+/// verified TLS go through it.
 pub type AnswerMemo = Shared<Key, Result<Response, HttpFailure>>;
 
 #[derive(Clone)]
@@ -593,7 +594,12 @@ impl HttpConnection {
         credentials: bool,
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
-        let Some(asking) = &self.asking else {
+        // Only over verified TLS: two connections of one link key may reach different servers
+        // (a load balancer's backends), and only a verified one proved which server it is. An
+        // unverified connection's answer is its own server's, handed to no other target, and
+        // takes none of a verified one's.
+        let asking = self.asking.as_ref().filter(|_| self.verified);
+        let Some(asking) = asking else {
             return (self.send_with(method, path, body, credentials, &[], timeout)).await;
         };
         let bearer = self.bearer.as_ref().filter(|_| credentials);

@@ -1,0 +1,107 @@
+//! A second hostile review of fleets: the run-wide answer memo (`AnswerMemo`) and the TLS
+//! session resumption of a target's pool. Each test names the attack it makes.
+
+use std::net::SocketAddr;
+
+use kube_reach::catalogue::CheckId;
+use kube_reach::demo::{
+    ApiServerHandle, ApiServerOptions, Pki, ServerVersion, TlsClass, Transport, apiserver,
+};
+use kube_reach::model::Status;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+/// A TCP relay (a load balancer): its first connection goes to `first`, every later one to
+/// `rest`.
+async fn switching_relay(first: SocketAddr, rest: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(localhost()).await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay address");
+    tokio::spawn(async move {
+        let mut accepted = 0usize;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let backend = if accepted == 0 { first } else { rest };
+            accepted += 1;
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn tls_server(pki: &Pki, class: TlsClass, git_version: &str) -> (ApiServerHandle, String) {
+    let id = pki
+        .server_identity(class, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&pki.optional_client_auth())
+        .expect("server config");
+    let options = ApiServerOptions {
+        version: ServerVersion {
+            git_version: git_version.into(),
+            ..ServerVersion::default()
+        },
+        ..ApiServerOptions::default()
+    };
+    let server = apiserver::start(localhost(), Transport::Tls(config), options)
+        .await
+        .expect("server");
+    (server, id.kubeconfig_ca_pem.clone())
+}
+
+/// Whether this target's TLS did not verify (insecure-skip-tls-verify let it go on).
+fn unverified(t: &Target) -> bool {
+    result_of(t, CheckId::TlsTrust).status != Status::Pass
+}
+
+/// Attack: six contexts of one user (a client certificate) with one CA and
+/// insecure-skip-tls-verify, behind a load balancer whose first backend has the good
+/// certificate and whose others an attacker's. Five contexts share the verified connection; the
+/// sixth opens its own (`MAX_SHARERS`), lands on the attacker, and probes anonymously. Both
+/// connections have one link key: the memo must not hand the attacker's anonymous answers to
+/// the verified targets, nor the verified, authenticated answers to the unverified one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let alice = pki.client_identity("alice", &["devs"]).expect("client cert");
+    let (good, ca) = tls_server(&pki, TlsClass::Good, "v1.31.0-the-real-one").await;
+    let (rogue, _) = tls_server(&pki, TlsClass::UnknownAuthority, "v1.31.0-the-rogue").await;
+    let relay = switching_relay(good.addr(), rogue.addr()).await;
+    let url = format!("https://{relay}");
+    let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let contexts: Vec<Ctx> = (names.iter())
+        .map(|name| Ctx {
+            ca_pem: Some(&ca),
+            client_cert: Some((&alice.cert_pem, alice.key_pem())),
+            extra_cluster: "    insecure-skip-tls-verify: true\n",
+            ..Ctx::named(name, url.clone())
+        })
+        .collect();
+    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
+    let (mut verified, mut not) = (0, 0);
+    for name in names {
+        let t = target(&report, name);
+        let json = format!("{:?}", t.checks);
+        if unverified(t) {
+            not += 1;
+            assert!(
+                !json.contains("the-real-one"),
+                "{name} went to the rogue backend but reports the real server's answers: {json}"
+            );
+            assert_ne!(result_of(t, CheckId::AuthWhoami).status, Status::Pass, "{json}");
+        } else {
+            verified += 1;
+            assert!(
+                !json.contains("the-rogue"),
+                "{name} verified the real server but reports the rogue's answers: {json}"
+            );
+            let whoami = result_of(t, CheckId::AuthWhoami);
+            assert_eq!(whoami.status, Status::Pass, "{name}: {json}");
+        }
+    }
+    assert_eq!((verified, not), (5, 1), "{:#?}", report.targets);
+}
