@@ -386,15 +386,22 @@ pub struct HttpConnection {
     /// Where this target's requests find the answers of identical requests another target of
     /// the run made (`answering_once`).
     asking: Option<Asking>,
+    /// Which connection this is (the same for every target sharing it): a failure is its
+    /// connection's, never handed to a target on another ([`AnswerMemo`]).
+    id: u64,
 }
+
+/// The next [`HttpConnection`]'s id.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The answers of a run's requests, by everything a request's answer depends on: the
 /// connection's [`Key`] (server, route, TLS settings, client identity), the method, path and
 /// body, the timeout, and the bearer token (as a digest: no secret is kept in a key). Fifty
 /// contexts with one user on one server ask each question once, not fifty times; a target
 /// with another token, identity or route never meets another's answer. Only requests over
-/// verified TLS go through it.
-pub type AnswerMemo = Shared<Key, Result<Response, HttpFailure>>;
+/// verified TLS go through it. Each answer says which connection got it: a failure (a stuck
+/// backend's timeout, a closed connection) goes only to targets on that same connection.
+pub type AnswerMemo = Shared<Key, (Result<Response, HttpFailure>, u64)>;
 
 #[derive(Clone)]
 struct Asking {
@@ -534,6 +541,7 @@ impl HttpConnection {
             bearer,
             verified,
             asking: None,
+            id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -612,12 +620,15 @@ impl HttpConnection {
             .optional(bearer.map(|b| b.expose()))
             .finish();
         let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
-        match asking.memo.get(key, ask).await {
-            (Ok(response), false) => Ok(Response {
+        let made = || async { (ask().await, self.id) };
+        match asking.memo.get(key, made).await {
+            ((Ok(response), _), false) => Ok(Response {
                 shared: true,
                 ..response
             }),
-            (answer, _) => answer,
+            // Another connection's failure says nothing of this one's: asked here, then.
+            ((Err(_), by), false) if by != self.id => ask().await,
+            ((answer, _), _) => answer,
         }
     }
 

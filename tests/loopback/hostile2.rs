@@ -2,6 +2,7 @@
 //! session resumption of a target's pool. Each test names the attack it makes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use kube_reach::catalogue::CheckId;
 use kube_reach::demo::{
@@ -13,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::support::*;
 
 /// A TCP relay (a load balancer): its first connection goes to `first`, every later one to
-/// `rest`.
-async fn switching_relay(first: SocketAddr, rest: SocketAddr) -> SocketAddr {
+/// `rest`, `late` after it came in.
+async fn switching_relay(first: SocketAddr, rest: SocketAddr, late: Duration) -> SocketAddr {
     let listener = TcpListener::bind(localhost()).await.expect("bind relay");
     let addr = listener.local_addr().expect("relay address");
     tokio::spawn(async move {
@@ -23,6 +24,9 @@ async fn switching_relay(first: SocketAddr, rest: SocketAddr) -> SocketAddr {
             let backend = if accepted == 0 { first } else { rest };
             accepted += 1;
             tokio::spawn(async move {
+                if backend == rest {
+                    tokio::time::sleep(late).await;
+                }
                 if let Ok(mut outbound) = TcpStream::connect(backend).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
@@ -70,7 +74,7 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
     let alice = pki.client_identity("alice", &["devs"]).expect("client cert");
     let (good, ca) = tls_server(&pki, TlsClass::Good, "v1.31.0-the-real-one").await;
     let (rogue, _) = tls_server(&pki, TlsClass::UnknownAuthority, "v1.31.0-the-rogue").await;
-    let relay = switching_relay(good.addr(), rogue.addr()).await;
+    let relay = switching_relay(good.addr(), rogue.addr(), Duration::ZERO).await;
     let url = format!("https://{relay}");
     let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
     let contexts: Vec<Ctx> = (names.iter())
@@ -104,4 +108,58 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
         }
     }
     assert_eq!((verified, not), (5, 1), "{:#?}", report.targets);
+}
+
+/// Attack: one more backend behind the balancer, with the good certificate, that sends no
+/// response body within the timeout (a stuck backend). Five contexts of one user share the
+/// first connection, which lands on it; the sixth opens its own to the healthy backend. Its
+/// identical requests must not be failed with the stuck connection's timeouts: a failure is
+/// its connection's, not the question's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_one() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let start = |body_delay| {
+        let id = pki
+            .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+            .expect("identity");
+        let config = id
+            .server_config(&kube_reach::demo::ClientAuth::None)
+            .expect("server config");
+        let options = ApiServerOptions {
+            body_delay,
+            ..ApiServerOptions::default()
+        };
+        async move {
+            let server = apiserver::start(localhost(), Transport::Tls(config), options)
+                .await
+                .expect("server");
+            (server, id.kubeconfig_ca_pem.clone())
+        }
+    };
+    let (stuck, ca) = start(Some(Duration::from_secs(8))).await;
+    let (healthy, _) = start(None).await;
+    // The healthy backend answers later: the stuck connection's requests are the first asked.
+    let late = Duration::from_millis(300);
+    let relay = switching_relay(stuck.addr(), healthy.addr(), late).await;
+    let url = format!("https://{relay}");
+    let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let contexts: Vec<Ctx> = (names.iter())
+        .map(|name| Ctx::new(name, url.clone(), &ca, GOOD))
+        .collect();
+    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
+    assert!(healthy.requests() > 0, "nothing reached the healthy backend");
+    let passed: Vec<&str> = (names.iter().copied())
+        .filter(|n| result_of(target(&report, n), CheckId::HttpVersion).status == Status::Pass)
+        .collect();
+    // One group of targets (five, or the sixth alone) is on each backend.
+    assert!(
+        [1, 5].contains(&passed.len()),
+        "the targets on the healthy backend must pass on their own answers: {passed:?} {:#?}",
+        report.targets
+    );
+    for name in passed {
+        let t = target(&report, name);
+        assert_eq!(result_of(t, CheckId::AuthWhoami).status, Status::Pass, "{t:#?}");
+    }
 }
