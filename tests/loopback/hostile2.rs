@@ -163,3 +163,59 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
         assert_eq!(result_of(t, CheckId::AuthWhoami).status, Status::Pass, "{t:#?}");
     }
 }
+
+/// Attack: a balancer whose first backend is the API server itself (it asks for client
+/// certificates) and whose others terminate TLS with a certificate of the same CA and never
+/// ask for one. Six contexts of one client-certificate user: the connection that never sent the
+/// certificate must not take the answers of the one that did (alice's identity and
+/// permissions), nor give it its 401s: both verified, under one link key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_never_sent_its_client_certificate_takes_no_authenticated_answer() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let alice = pki.client_identity("alice", &["devs"]).expect("client cert");
+    let start = |sans: &'static [&'static str], auth| {
+        let id = pki.server_identity(TlsClass::Good, sans).expect("identity");
+        let config = id.server_config(&auth).expect("server config");
+        let options = ApiServerOptions {
+            anonymous: kube_reach::demo::Anonymous::Disabled,
+            ..ApiServerOptions::default()
+        };
+        async move {
+            let server = apiserver::start(localhost(), Transport::Tls(config), options)
+                .await
+                .expect("server");
+            (server, id.kubeconfig_ca_pem.clone())
+        }
+    };
+    let (asks, ca) = start(kube_reach::demo::DEFAULT_SANS, pki.optional_client_auth()).await;
+    let front_sans: &'static [&'static str] = &["127.0.0.1", "tls-front.test"];
+    let (front, _) = start(front_sans, kube_reach::demo::ClientAuth::None).await;
+    let relay = switching_relay(asks.addr(), front.addr(), Duration::ZERO).await;
+    let url = format!("https://{relay}");
+    let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let contexts: Vec<Ctx> = (names.iter())
+        .map(|name| Ctx {
+            ca_pem: Some(&ca),
+            client_cert: Some((&alice.cert_pem, alice.key_pem())),
+            ..Ctx::named(name, url.clone())
+        })
+        .collect();
+    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
+    let mut fronted = 0;
+    for name in names {
+        let t = target(&report, name);
+        let whoami = result_of(t, CheckId::AuthWhoami);
+        if evidence_of(t, CheckId::TlsHostname).contains("tls-front.test") {
+            fronted += 1;
+            assert_ne!(
+                whoami.status,
+                Status::Pass,
+                "{name} never sent its certificate, yet passed as alice: {whoami:#?}"
+            );
+        } else {
+            assert_eq!(whoami.status, Status::Pass, "{name}: {whoami:#?}");
+        }
+    }
+    assert!([1, 5].contains(&fronted), "{fronted}: {:#?}", report.targets);
+}
