@@ -27,10 +27,10 @@ mod field_attacks;
 mod fleet;
 #[path = "loopback/fleet_hostile.rs"]
 mod fleet_hostile;
-#[path = "loopback/hostile2.rs"]
-mod hostile2;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
+#[path = "loopback/hostile2.rs"]
+mod hostile2;
 #[path = "loopback/impersonation.rs"]
 mod impersonation;
 #[path = "loopback/in_cluster.rs"]

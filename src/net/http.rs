@@ -401,13 +401,28 @@ static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// with another token, identity or route never meets another's answer. Only requests over
 /// verified TLS go through it. Each answer says which connection got it: a failure (a stuck
 /// backend's timeout, a closed connection) goes only to targets on that same connection.
-pub type AnswerMemo = Shared<Key, (Result<Response, HttpFailure>, u64)>;
+pub type AnswerMemo = Shared<Key, Answered>;
+
+/// An answer in the [`AnswerMemo`], with who got it.
+#[derive(Clone)]
+pub struct Answered {
+    answer: Result<Response, HttpFailure>,
+    /// The [`HttpConnection`] it came over.
+    conn: u64,
+    /// The target that asked ([`Asking`]): its own repeated question is not another's answer.
+    asker: u64,
+}
 
 #[derive(Clone)]
 struct Asking {
     memo: Arc<AnswerMemo>,
     link: Key,
+    /// Which target asks (one per `answering_once`).
+    asker: u64,
 }
+
+/// The next [`Asking`]'s asker.
+static ASKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -551,7 +566,11 @@ impl HttpConnection {
     /// Requests with the job token never go through the memo.
     pub fn answering_once(self, memo: Arc<AnswerMemo>, link: Key) -> HttpConnection {
         HttpConnection {
-            asking: Some(Asking { memo, link }),
+            asking: Some(Asking {
+                memo,
+                link,
+                asker: ASKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            }),
             ..self
         }
     }
@@ -620,15 +639,22 @@ impl HttpConnection {
             .optional(bearer.map(|b| b.expose()))
             .finish();
         let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
-        let made = || async { (ask().await, self.id) };
-        match asking.memo.get(key, made).await {
-            ((Ok(response), _), false) => Ok(Response {
+        let made = || async {
+            Answered {
+                answer: ask().await,
+                conn: self.id,
+                asker: asking.asker,
+            }
+        };
+        let (answered, _) = asking.memo.get(key, made).await;
+        match answered.answer {
+            Ok(response) if answered.asker != asking.asker => Ok(Response {
                 shared: true,
                 ..response
             }),
             // Another connection's failure says nothing of this one's: asked here, then.
-            ((Err(_), by), false) if by != self.id => ask().await,
-            ((answer, _), _) => answer,
+            Err(_) if answered.conn != self.id => ask().await,
+            answer => answer,
         }
     }
 

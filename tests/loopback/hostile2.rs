@@ -71,7 +71,9 @@ fn unverified(t: &Target) -> bool {
 async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer() {
     init();
     let pki = Pki::generate().expect("pki");
-    let alice = pki.client_identity("alice", &["devs"]).expect("client cert");
+    let alice = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
     let (good, ca) = tls_server(&pki, TlsClass::Good, "v1.31.0-the-real-one").await;
     let (rogue, _) = tls_server(&pki, TlsClass::UnknownAuthority, "v1.31.0-the-rogue").await;
     let relay = switching_relay(good.addr(), rogue.addr(), Duration::ZERO).await;
@@ -85,7 +87,9 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
             ..Ctx::named(name, url.clone())
         })
         .collect();
-    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
+    let report = World::new()
+        .run(&kubeconfig(&contexts, None), &[], &[])
+        .await;
     let (mut verified, mut not) = (0, 0);
     for name in names {
         let t = target(&report, name);
@@ -96,7 +100,11 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
                 !json.contains("the-real-one"),
                 "{name} went to the rogue backend but reports the real server's answers: {json}"
             );
-            assert_ne!(result_of(t, CheckId::AuthWhoami).status, Status::Pass, "{json}");
+            assert_ne!(
+                result_of(t, CheckId::AuthWhoami).status,
+                Status::Pass,
+                "{json}"
+            );
         } else {
             verified += 1;
             assert!(
@@ -147,8 +155,13 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
     let contexts: Vec<Ctx> = (names.iter())
         .map(|name| Ctx::new(name, url.clone(), &ca, GOOD))
         .collect();
-    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
-    assert!(healthy.requests() > 0, "nothing reached the healthy backend");
+    let report = World::new()
+        .run(&kubeconfig(&contexts, None), &[], &[])
+        .await;
+    assert!(
+        healthy.requests() > 0,
+        "nothing reached the healthy backend"
+    );
     let passed: Vec<&str> = (names.iter().copied())
         .filter(|n| result_of(target(&report, n), CheckId::HttpVersion).status == Status::Pass)
         .collect();
@@ -160,7 +173,11 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
     );
     for name in passed {
         let t = target(&report, name);
-        assert_eq!(result_of(t, CheckId::AuthWhoami).status, Status::Pass, "{t:#?}");
+        assert_eq!(
+            result_of(t, CheckId::AuthWhoami).status,
+            Status::Pass,
+            "{t:#?}"
+        );
     }
 }
 
@@ -173,7 +190,9 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
 async fn a_connection_that_never_sent_its_client_certificate_takes_no_authenticated_answer() {
     init();
     let pki = Pki::generate().expect("pki");
-    let alice = pki.client_identity("alice", &["devs"]).expect("client cert");
+    let alice = pki
+        .client_identity("alice", &["devs"])
+        .expect("client cert");
     let start = |sans: &'static [&'static str], auth| {
         let id = pki.server_identity(TlsClass::Good, sans).expect("identity");
         let config = id.server_config(&auth).expect("server config");
@@ -201,7 +220,9 @@ async fn a_connection_that_never_sent_its_client_certificate_takes_no_authentica
             ..Ctx::named(name, url.clone())
         })
         .collect();
-    let report = World::new().run(&kubeconfig(&contexts, None), &[], &[]).await;
+    let report = World::new()
+        .run(&kubeconfig(&contexts, None), &[], &[])
+        .await;
     let mut fronted = 0;
     for name in names {
         let t = target(&report, name);
@@ -217,5 +238,30 @@ async fn a_connection_that_never_sent_its_client_certificate_takes_no_authentica
             assert_eq!(whoami.status, Status::Pass, "{name}: {whoami:#?}");
         }
     }
-    assert!([1, 5].contains(&fronted), "{fronted}: {:#?}", report.targets);
+    assert!(
+        [1, 5].contains(&fronted),
+        "{fronted}: {:#?}",
+        report.targets
+    );
+}
+
+/// Attack: one context alone, whose `--require` lines ask the same question twice (once in
+/// the context's namespace, once naming it). Both rows are this target's own answer: neither
+/// may say another target's identical request answered it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_targets_repeated_question_is_not_reported_as_another_targets_answer() {
+    let extra = ["--require", "get pods", "--require", "get pods -n ci"];
+    let (report, _server) =
+        run_on_good_server(ApiServerOptions::default(), Some(GOOD), true, &extra).await;
+    let t = target(&report, "c");
+    let rbac: Vec<_> = (t.checks.iter())
+        .filter(|c| c.id == CheckId::RbacCanI)
+        .collect();
+    assert_eq!(rbac.len(), 2, "{:#?}", t.checks);
+    for c in &t.checks {
+        assert!(
+            !c.evidence.iter().any(|e| e.starts_with("answered once")),
+            "a lone target's row says it borrowed an answer: {c:#?}"
+        );
+    }
 }
