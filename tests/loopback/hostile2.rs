@@ -265,3 +265,48 @@ async fn a_lone_targets_repeated_question_is_not_reported_as_another_targets_ans
         );
     }
 }
+
+/// Attack: the run's deadline strikes while one target makes an answer three contexts of one
+/// user wait for (a backend with no body before the timeout). The run must end at its
+/// deadline, each target stopped at its own `http.version` with reason `deadline`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deadline_while_a_shared_answer_is_made_stops_every_waiter_in_time() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let id = pki
+        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&kube_reach::demo::ClientAuth::None)
+        .expect("server config");
+    let options = ApiServerOptions {
+        body_delay: Some(Duration::from_secs(30)),
+        ..ApiServerOptions::default()
+    };
+    let server = apiserver::start(localhost(), Transport::Tls(config), options)
+        .await
+        .expect("server");
+    let names = ["w0", "w1", "w2"];
+    let contexts: Vec<Ctx> = (names.iter())
+        .map(|name| Ctx::new(name, server.url(), &id.kubeconfig_ca_pem, GOOD))
+        .collect();
+    let started = std::time::Instant::now();
+    let report = World::new()
+        .run(
+            &kubeconfig(&contexts, None),
+            &["--timeout", "20", "--deadline", "2"],
+            &[],
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    for name in names {
+        let t = target(&report, name);
+        let rc = t.root_cause.expect("root cause");
+        assert_eq!(rc.check, CheckId::HttpVersion, "{name}: {:#?}", t.checks);
+        assert_eq!(rc.reason, kube_reach::catalogue::Reason::Deadline, "{name}");
+    }
+}
