@@ -310,3 +310,47 @@ async fn the_deadline_while_a_shared_answer_is_made_stops_every_waiter_in_time()
         assert_eq!(rc.reason, kube_reach::catalogue::Reason::Deadline, "{name}");
     }
 }
+
+/// Attack: an HTTP/1.1-only server whose certificate does not verify (a rogue CA), for three
+/// contexts with tokens and insecure-skip-tls-verify, slow enough that a pool would grow. The
+/// first connection did not verify: no pooled or resumed connection may follow it, and no
+/// token may reach the server on any connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unverified_first_connection_grows_no_pool_and_sends_no_token() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let id = pki
+        .server_identity(TlsClass::UnknownAuthority, kube_reach::demo::DEFAULT_SANS)
+        .expect("identity");
+    let config = id
+        .server_config(&kube_reach::demo::ClientAuth::None)
+        .expect("server config");
+    let options = ApiServerOptions {
+        protocols: kube_reach::demo::Protocols::Http1Only,
+        body_delay: Some(Duration::from_millis(20)),
+        ..ApiServerOptions::default()
+    };
+    let server = apiserver::start(localhost(), Transport::Tls(config), options)
+        .await
+        .expect("server");
+    let names = ["u0", "u1", "u2"];
+    let contexts: Vec<Ctx> = (names.iter())
+        .map(|name| Ctx {
+            ca_pem: None,
+            extra_cluster: "    insecure-skip-tls-verify: true\n",
+            ..Ctx::new(name, server.url(), "", GOOD)
+        })
+        .collect();
+    let report = World::new()
+        .run(&kubeconfig(&contexts, None), &[], &[])
+        .await;
+    assert_eq!(report.targets.len(), 3);
+    let log = server.request_log();
+    assert!(!log.is_empty(), "nothing was asked");
+    assert!(
+        log.iter().all(|r| !r.bearer),
+        "a token went over a connection that did not verify: {log:#?}"
+    );
+    // One connection for the three (one link key), none pooled.
+    assert_eq!(server.connections(), 1, "{:?}", server.stats());
+}
