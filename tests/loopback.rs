@@ -29,6 +29,8 @@ mod fleet;
 mod fleet_hostile;
 #[path = "loopback/gitlab_view.rs"]
 mod gitlab_view;
+#[path = "loopback/hostile2.rs"]
+mod hostile2;
 #[path = "loopback/impersonation.rs"]
 mod impersonation;
 #[path = "loopback/in_cluster.rs"]

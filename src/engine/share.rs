@@ -113,7 +113,10 @@ where
     };
     let key = link_key(target, addresses);
     let (opening, _) = ctx.fleet.links.get(key.clone(), begin).await;
-    let answering = |conn: HttpConnection| conn.answering_once(ctx.fleet.answers.clone(), key);
+    let answering = |conn: HttpConnection, link: &Link| {
+        let key = answer_key(&key, link.client_cert_requested);
+        conn.answering_once(ctx.fleet.answers.clone(), key)
+    };
     // Only the target that began the opening opens the connection.
     let opener = Arc::ptr_eq(&opening.opener, rec);
     if opener {
@@ -121,9 +124,9 @@ where
         let link = Arc::new(rec.link_since(opening.from, own.as_ref(), &target.name));
         // Only this target sets the cell, so the set cannot fail; either way the joiners
         // read what is in it.
-        let _ = opening.link.set(link);
+        let _ = opening.link.set(link.clone());
         opening.opened.notify_waiters();
-        return own.map(answering);
+        return own.map(|conn| answering(conn, &link));
     }
     // The opener may stop before it finishes: the run's deadline stops every target (this
     // one's report then says where the opener stood, `stopped_while_joining`), or kube-reach
@@ -141,7 +144,17 @@ where
     rec.waiting_for(None);
     rec.join(&link, &target.name);
     let conn = link.conn.as_ref()?;
-    Some(answering(conn.shared_with(own_bearer(target))))
+    Some(answering(conn.shared_with(own_bearer(target)), &link))
+}
+
+/// The key of the answers over a connection of `link` ([`AnswerMemo`]): its link key, and
+/// whether its server asked for a client certificate. Two connections of one link key may
+/// reach different servers (a balancer's backends, one terminating TLS): a client certificate
+/// sent on one and never asked for on the other makes their answers differ.
+fn answer_key(link: &Key, client_cert_requested: Option<bool>) -> Key {
+    (KeyBuilder::default().part(link.as_bytes()))
+        .optional(client_cert_requested.map(|asked| [asked as u8]))
+        .finish()
 }
 
 /// The evidence of a result judged on an answer another target's identical request got.

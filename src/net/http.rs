@@ -386,20 +386,43 @@ pub struct HttpConnection {
     /// Where this target's requests find the answers of identical requests another target of
     /// the run made (`answering_once`).
     asking: Option<Asking>,
+    /// Which connection this is (the same for every target sharing it): a failure is its
+    /// connection's, never handed to a target on another ([`AnswerMemo`]).
+    id: u64,
 }
+
+/// The next [`HttpConnection`]'s id.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The answers of a run's requests, by everything a request's answer depends on: the
 /// connection's [`Key`] (server, route, TLS settings, client identity), the method, path and
 /// body, the timeout, and the bearer token (as a digest: no secret is kept in a key). Fifty
 /// contexts with one user on one server ask each question once, not fifty times; a target
-/// with another token, identity or route never meets another's answer.
-pub type AnswerMemo = Shared<Key, Result<Response, HttpFailure>>;
+/// with another token, identity or route never meets another's answer. Only requests over
+/// verified TLS go through it. Each answer says which connection got it: a failure (a stuck
+/// backend's timeout, a closed connection) goes only to targets on that same connection.
+pub type AnswerMemo = Shared<Key, Answered>;
+
+/// An answer in the [`AnswerMemo`], with who got it.
+#[derive(Clone)]
+pub struct Answered {
+    answer: Result<Response, HttpFailure>,
+    /// The [`HttpConnection`] it came over.
+    conn: u64,
+    /// The target that asked ([`Asking`]): its own repeated question is not another's answer.
+    asker: u64,
+}
 
 #[derive(Clone)]
 struct Asking {
     memo: Arc<AnswerMemo>,
     link: Key,
+    /// Which target asks (one per `answering_once`).
+    asker: u64,
 }
+
+/// The next [`Asking`]'s asker.
+static ASKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -533,6 +556,7 @@ impl HttpConnection {
             bearer,
             verified,
             asking: None,
+            id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -542,7 +566,11 @@ impl HttpConnection {
     /// Requests with the job token never go through the memo.
     pub fn answering_once(self, memo: Arc<AnswerMemo>, link: Key) -> HttpConnection {
         HttpConnection {
-            asking: Some(Asking { memo, link }),
+            asking: Some(Asking {
+                memo,
+                link,
+                asker: ASKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            }),
             ..self
         }
     }
@@ -593,7 +621,12 @@ impl HttpConnection {
         credentials: bool,
         timeout: Duration,
     ) -> Result<Response, HttpFailure> {
-        let Some(asking) = &self.asking else {
+        // Only over verified TLS: two connections of one link key may reach different servers
+        // (a load balancer's backends), and only a verified one proved which server it is. An
+        // unverified connection's answer is its own server's, handed to no other target, and
+        // takes none of a verified one's.
+        let asking = self.asking.as_ref().filter(|_| self.verified);
+        let Some(asking) = asking else {
             return (self.send_with(method, path, body, credentials, &[], timeout)).await;
         };
         let bearer = self.bearer.as_ref().filter(|_| credentials);
@@ -606,12 +639,22 @@ impl HttpConnection {
             .optional(bearer.map(|b| b.expose()))
             .finish();
         let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
-        match asking.memo.get(key, ask).await {
-            (Ok(response), false) => Ok(Response {
+        let made = || async {
+            Answered {
+                answer: ask().await,
+                conn: self.id,
+                asker: asking.asker,
+            }
+        };
+        let (answered, _) = asking.memo.get(key, made).await;
+        match answered.answer {
+            Ok(response) if answered.asker != asking.asker => Ok(Response {
                 shared: true,
                 ..response
             }),
-            (answer, _) => answer,
+            // Another connection's failure says nothing of this one's: asked here, then.
+            Err(_) if answered.conn != self.id => ask().await,
+            answer => answer,
         }
     }
 
