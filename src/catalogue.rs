@@ -302,6 +302,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigCredentials,
+        R::ImpersonationUnchecked,
+        W,
+        "the user impersonates another identity, which kube-reach does not check",
+        "To check the impersonated identity, run kube-reach with a user that authenticates as it, or check its rights with `kubectl auth can-i --as <user> --as-group <group> <verb> <resource>`.",
+        "The kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` make kubectl send `Impersonate-*` headers, and the API server then authorizes the impersonated identity (after checking that the user may impersonate it). kube-reach sends no such headers: its auth.whoami and rbac.can-i rows judge the user itself, not the identity kubectl acts as.",
+    ),
+    row(
+        C::ConfigCredentials,
         R::ClientCertInvalid,
         F,
         "the client certificate or key cannot be read or parsed",

@@ -471,6 +471,9 @@ impl Judge<'_> {
                 creds,
             );
         }
+        if let Some(impersonation) = &spec.impersonation {
+            results.push(impersonation_unchecked(id, &subject, impersonation));
+        }
         // The worst finding speaks for the user; the rest become evidence.
         results.sort_by_key(|r| std::cmp::Reverse(r.status));
         let mut first = results.remove(0);
@@ -751,6 +754,34 @@ fn register_pasted_credential(path: &std::path::Path, scrubber: &mut Scrubber) {
 }
 
 /// A bearer token, and the job token inside a `ci:<id>:<job token>` agent token on its own.
+/// `config.credentials impersonation-unchecked`: who the user's `as*` fields name (names
+/// quoted through the redaction point; `as-user-extra` values never shown).
+fn impersonation_unchecked(
+    id: CheckId,
+    subject: &str,
+    impersonation: &crate::targets::Impersonation,
+) -> CheckResult {
+    let mut named = Vec::new();
+    if let Some(user) = &impersonation.user {
+        named.push(format!("as {}", quoted(user, NAME_CHARS)));
+    }
+    if let Some(uid) = &impersonation.uid {
+        named.push(format!("as-uid {}", quoted(uid, NAME_CHARS)));
+    }
+    for group in &impersonation.groups {
+        named.push(format!("as-groups {}", quoted(group, NAME_CHARS)));
+    }
+    for key in &impersonation.extra_keys {
+        named.push(format!("as-user-extra {}", quoted(key, NAME_CHARS)));
+    }
+    CheckResult::finding(id, subject.to_string(), Reason::ImpersonationUnchecked).with_evidence(
+        format!(
+            "the user impersonates: {}; kubectl would act as that identity, kube-reach judges the user itself",
+            named.join(", ")
+        ),
+    )
+}
+
 fn register_token(token: &Secret, scrubber: &mut Scrubber) {
     scrubber.add_secret(token);
     if let Some(job_token) = token.expose().splitn(3, ':').nth(2) {

@@ -483,6 +483,20 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
     spec.other_secrets = other_secrets(user);
     spec.auth_provider = user.auth_provider.as_ref().map(|p| p.name.clone());
     spec.exec = user.exec.as_ref().and_then(exec_spec);
+    spec.impersonation = impersonation(user);
+}
+
+/// The user's impersonation fields, when any is set.
+fn impersonation(user: &kube::config::AuthInfo) -> Option<super::Impersonation> {
+    let found = super::Impersonation {
+        user: user.impersonate.clone(),
+        uid: user.impersonate_uid.clone(),
+        groups: user.impersonate_groups.clone().unwrap_or_default(),
+        extra_keys: (user.impersonate_user_extra.iter().flatten())
+            .map(|(key, _)| key.clone())
+            .collect(),
+    };
+    (found != super::Impersonation::default()).then_some(found)
 }
 
 /// The `exec:` stanza as client-go uses it; `None` without a command.

@@ -47,6 +47,19 @@ pub struct TargetSpec {
     /// such as `client-secret`/`refresh-token`/`id-token`, exec `env` values): never sent, but
     /// registered with the scrubber so a server or a parser that echoes one cannot print it.
     pub other_secrets: Vec<Secret>,
+    /// What the user's `as`, `as-uid`, `as-groups` and `as-user-extra` ask to impersonate,
+    /// as kubectl would send it in `Impersonate-*` headers (kube-reach does not).
+    pub impersonation: Option<Impersonation>,
+}
+
+/// A kubeconfig user's impersonation fields, before any judgement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impersonation {
+    pub user: Option<String>,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    /// The `as-user-extra` keys (their values are not kept).
+    pub extra_keys: Vec<String>,
 }
 
 /// A kubeconfig user's credential plugin (`users[].user.exec`), before any judgement.

@@ -257,3 +257,45 @@ async fn rbac_fix_for_an_eks_assumed_role_binds_a_group_not_the_session() {
         "{fix}"
     );
 }
+
+/// A kubeconfig user with `as`/`as-groups`/`as-user-extra`: kubectl would send `Impersonate-*`
+/// headers and act as that identity; kube-reach sends none, so it says its auth and RBAC rows
+/// judge the user itself (a warning naming the identity, never the extra values), and the
+/// server indeed saw the base user.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_impersonation_is_named_as_unchecked() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let (server, ca) = tls_server(
+        &pki,
+        kube_reach::demo::TlsClass::Good,
+        ApiServerOptions::default(),
+    )
+    .await;
+    let extra = "    as: deployer\n    as-groups: [ops]\n    as-user-extra:\n      reason: [extra-value-canary]\n";
+    let ctx = Ctx {
+        extra_user: extra,
+        ..Ctx::new("c", server.url(), &ca, GOOD)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    let t = target(&report, "c");
+    let creds = result_of(t, CheckId::ConfigCredentials);
+    assert_eq!(
+        (creds.status, creds.reason),
+        (Status::Warn, Some(Reason::ImpersonationUnchecked)),
+        "{creds:#?}"
+    );
+    let evidence = creds.evidence.join("\n");
+    for named in ["'deployer'", "'ops'", "'reason'"] {
+        assert!(evidence.contains(named), "{named}: {evidence}");
+    }
+    assert!(!format!("{report:?}").contains("extra-value-canary"));
+    // The rest of the run is the base user's, and passes.
+    assert_has_status(t, CheckId::AuthWhoami, Status::Pass);
+    assert!(
+        (server.request_log().iter()).all(|r| r.user.as_deref() != Some("deployer")),
+        "the server saw no impersonation"
+    );
+}
