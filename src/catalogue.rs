@@ -304,9 +304,9 @@ pub const CATALOGUE: &[Entry] = &[
         C::ConfigCredentials,
         R::ImpersonationUnchecked,
         W,
-        "the user impersonates another identity, which kube-reach does not check",
+        "the user impersonates another identity, which kube-reach does not check (no longer reported: the impersonation is sent)",
         "To check the impersonated identity, run kube-reach with a user that authenticates as it, or check its rights with `kubectl auth can-i --as <user> --as-group <group> <verb> <resource>`.",
-        "The kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` make kubectl send `Impersonate-*` headers, and the API server then authorizes the impersonated identity (after checking that the user may impersonate it). kube-reach sends no such headers: its auth.whoami and rbac.can-i rows judge the user itself, not the identity kubectl acts as.",
+        "No longer reported: kube-reach now sends the kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` as `Impersonate-*` headers, as kubectl does, so its auth.whoami and rbac.can-i rows judge the impersonated identity (config.credentials names it). Kept so an id once shipped keeps its meaning.",
     ),
     row(
         C::ConfigCredentials,
