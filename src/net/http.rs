@@ -1003,6 +1003,10 @@ mod tests {
             .expect("connection");
         let joined = conn.shared_with(Some(Secret::new("t0ken")), Some(deployer()));
         assert!(!joined.has_credentials() && !joined.is_verified());
+        assert!(
+            joined.impersonating(true).is_none(),
+            "no Impersonate-* unverified"
+        );
     }
 
     fn deployer() -> Impersonation {
