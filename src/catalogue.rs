@@ -1051,6 +1051,14 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::AuthWhoami,
+        R::ImpersonationDenied,
+        F,
+        "the kubeconfig user may not impersonate the identity its `as`/`as-groups` name: every request fails",
+        "Grant the user kubectl authenticates as (named in the evidence) the `impersonate` verb on `users` (and `groups`, `uids`, `userextras/<key>` for what the kubeconfig also sets) with a ClusterRole and ClusterRoleBinding (`kubectl apply -f -`), or drop `as`/`as-groups`/`as-uid`/`as-user-extra` from the kubeconfig user.",
+        "With `as:` in the kubeconfig, kubectl sends every request with `Impersonate-*` headers; kube-apiserver first checks that the authenticated user may impersonate that identity, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not: no deploy step can succeed.",
+    ),
+    row(
+        C::AuthWhoami,
         R::Anonymous,
         F,
         "the server saw system:anonymous: the credentials never arrived",

@@ -773,7 +773,8 @@ fn impersonation_sent(
     )
 }
 
-/// `as "deployer", as-groups "ops"…`: the impersonated identity, names quoted.
+/// `as 'deployer', as-groups 'ops'…`: the impersonated identity, names quoted (extra keys
+/// only, never their values).
 pub fn impersonation_named(impersonation: &crate::targets::Impersonation) -> String {
     let mut named = Vec::new();
     if let Some(user) = &impersonation.user {

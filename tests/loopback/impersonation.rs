@@ -324,6 +324,69 @@ async fn a_users_impersonation_is_sent_and_judged() {
     );
 }
 
+/// The base user may not impersonate: kube-apiserver's 403 `cannot impersonate` for every
+/// request is auth.whoami's root cause, and the fix grants the authenticated user (the
+/// service account the 403 names) `impersonate` on what the kubeconfig names.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_impersonation_denied() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let (server, ca) = tls_server(
+        &pki,
+        kube_reach::demo::TlsClass::Good,
+        impersonating_server(),
+    )
+    .await;
+    let ctx = Ctx {
+        extra_user: "    as: deployer\n    as-groups: [ops]\n",
+        ..Ctx::new("c", server.url(), &ca, GOOD)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::ImpersonationDenied);
+    let evidence = evidence_of(t, CheckId::AuthWhoami);
+    assert!(
+        evidence.contains("system:serviceaccount:ci:deployer") && evidence.contains("'deployer'"),
+        "{evidence}"
+    );
+    let fix = result_of(t, CheckId::AuthWhoami)
+        .fix
+        .clone()
+        .unwrap_or_default();
+    assert!(fix.contains("impersonate"), "{fix}");
+    let yaml = yaml_of(&fix);
+    for line in [
+        "resources: [users]",
+        "resourceNames: [deployer]",
+        "resources: [groups]",
+        "resourceNames: [ops]",
+        "verbs: [impersonate]",
+        "name: deployer\n  namespace: ci",
+    ] {
+        assert!(yaml.contains(line), "{line}: {yaml}");
+    }
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "clusterrole.rbac.authorization.k8s.io/kube-reach-impersonate\nclusterrolebinding.rbac.authorization.k8s.io/kube-reach-impersonate\n"
+        );
+    }
+    // No requirement is judged on an identity the server refused to take.
+    assert!(
+        (t.checks.iter())
+            .filter(|c| c.id == CheckId::RbacCanI)
+            .all(|c| c.status != Status::Pass),
+        "{:#?}",
+        t.checks
+    );
+    assert!(
+        (server.request_log().iter()).all(|r| r.impersonated.is_none()),
+        "the fake never acted as deployer"
+    );
+}
+
 /// Two contexts with the same token on one server, one with `as: deployer` and one without:
 /// the run-wide answer memo keys on the `Impersonate-*` headers, so each gets its own
 /// answers (the impersonated one passes its requirements, the base user fails them), not the
