@@ -387,6 +387,37 @@ async fn auth_whoami_impersonation_denied() {
     );
 }
 
+/// kube-apiserver's impersonation filter runs before any handler: a server before 1.28 (no
+/// SelfSubjectReview, whose 404 would make auth.whoami "unsupported" and leave the 403 to the
+/// access reviews) still answers the whoami request itself with the 403, so the root cause is
+/// auth.whoami impersonation-denied there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_impersonation_denied_before_self_subject_review() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let options = ApiServerOptions {
+        self_subject_review: false,
+        ..impersonating_server()
+    };
+    let (server, ca) = tls_server(&pki, kube_reach::demo::TlsClass::Good, options).await;
+    let ctx = Ctx {
+        extra_user: "    as: deployer\n",
+        ..Ctx::new("c", server.url(), &ca, GOOD)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::ImpersonationDenied);
+    let log = server.request_log();
+    assert!(
+        (log.iter())
+            .filter(|r| r.path.contains("selfsubjectreviews"))
+            .all(|r| r.status == 403),
+        "{log:#?}"
+    );
+}
+
 /// Two contexts with the same token on one server, one with `as: deployer` and one without:
 /// the run-wide answer memo keys on the `Impersonate-*` headers, so each gets its own
 /// answers (the impersonated one passes its requirements, the base user fails them), not the
