@@ -304,9 +304,9 @@ pub const CATALOGUE: &[Entry] = &[
         C::ConfigCredentials,
         R::ImpersonationUnchecked,
         W,
-        "the user impersonates another identity, which kube-reach does not check",
+        "the user impersonates another identity, which kube-reach does not check (no longer reported: the impersonation is sent)",
         "To check the impersonated identity, run kube-reach with a user that authenticates as it, or check its rights with `kubectl auth can-i --as <user> --as-group <group> <verb> <resource>`.",
-        "The kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` make kubectl send `Impersonate-*` headers, and the API server then authorizes the impersonated identity (after checking that the user may impersonate it). kube-reach sends no such headers: its auth.whoami and rbac.can-i rows judge the user itself, not the identity kubectl acts as.",
+        "No longer reported: kube-reach now sends the kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` as `Impersonate-*` headers, as kubectl does, so its auth.whoami and rbac.can-i rows judge the impersonated identity (config.credentials names it). Kept so an id once shipped keeps its meaning.",
     ),
     row(
         C::ConfigCredentials,
@@ -1048,6 +1048,14 @@ pub const CATALOGUE: &[Entry] = &[
         "401 for a client certificate the server never asked for: TLS is terminated in front of the API server",
         "Connect to the API server's own TLS endpoint, or configure the load balancer in front of it for TLS passthrough (TCP mode) so the client certificate reaches kube-apiserver; alternatively authenticate with a bearer token (a service-account token) instead of the client certificate.",
         "A client certificate is only sent when the server asks for one in the TLS handshake. This server never asked, so whatever terminates TLS here (a load balancer, an ingress, a proxy) is not kube-apiserver, and the request reached the API server without any identity.",
+    ),
+    row(
+        C::AuthWhoami,
+        R::ImpersonationDenied,
+        F,
+        "the kubeconfig user may not impersonate the identity its `as`/`as-groups` name: every request fails",
+        "Grant the user kubectl authenticates as (named in the evidence) the `impersonate` verb on `users` (and `groups`, `uids`, `userextras/<key>` for what the kubeconfig also sets) with a ClusterRole and ClusterRoleBinding (`kubectl apply -f -`), or drop `as`/`as-groups`/`as-uid`/`as-user-extra` from the kubeconfig user.",
+        "With `as:` in the kubeconfig, kubectl sends every request with `Impersonate-*` headers; kube-apiserver first checks that the authenticated user may impersonate that identity, and answers 403 `cannot impersonate resource \"users\"` for every request when it may not: no deploy step can succeed.",
     ),
     row(
         C::AuthWhoami,

@@ -498,6 +498,71 @@ async fn real_kubectl_reports_the_fakes_impersonation_denial() {
     );
 }
 
+/// The fake's impersonation filter reads to the real kubectl as kube-apiserver's:
+/// `--as deployer --as-group ops` with a user that may impersonate is `deployer` in `ops` and
+/// `system:authenticated`, with deployer's rights (which the base user lacks); a user that may
+/// not impersonate gets the 403 users report. The fake saw kubectl's `Impersonate-*` headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_impersonates_through_the_fake() {
+    let Some(bin) = kubectl_or_skip() else {
+        return;
+    };
+    let pki = Pki::generate().unwrap();
+    let options = ApiServerOptions {
+        tokens: apiserver::impersonation_tokens(),
+        ..ApiServerOptions::default()
+    };
+    let (server, ca_pem) = start_tls_with(&pki, TlsClass::Good, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = apiserver::IMPERSONATOR_TOKEN;
+    let kc = write_kubeconfig(dir.path(), "base", &server.url(), &ca_pem, base, None);
+    let good = write_kubeconfig(dir.path(), "good", &server.url(), &ca_pem, GOOD, None);
+    let as_deployer = ["--as", "deployer", "--as-group", "ops"];
+
+    let whoami = kubectl(
+        &bin,
+        &kc,
+        &[&as_deployer[..], &["auth", "whoami", "-o", "json"]].concat(),
+    )
+    .await;
+    assert_eq!(whoami.code, Some(0), "{whoami:?}");
+    let info = &json(&whoami)["status"]["userInfo"];
+    assert_eq!(info["username"], "deployer", "{whoami:?}");
+    assert_eq!(
+        info["groups"],
+        serde_json::json!(["ops", "system:authenticated"]),
+        "{whoami:?}"
+    );
+
+    let can_i = ["auth", "can-i", "create", "deployments.apps", "-n", "ci"];
+    let as_it = kubectl(&bin, &kc, &[&as_deployer[..], &can_i[..]].concat()).await;
+    assert_eq!(
+        (as_it.code, as_it.stdout.trim()),
+        (Some(0), "yes"),
+        "{as_it:?}"
+    );
+    let itself = kubectl(&bin, &kc, &can_i).await;
+    assert_eq!(itself.stdout.trim(), "no", "{itself:?}");
+
+    // (kubectl's `auth whoami` words every 403 as "not enabled": can-i prints the server's.)
+    let refused = kubectl(&bin, &good, &[&as_deployer[..], &can_i[..]].concat()).await;
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "users \"deployer\" is forbidden: User \"system:serviceaccount:ci:deployer\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        ),
+        "{refused:?}"
+    );
+
+    let log = server.request_log();
+    assert!(
+        log.iter().any(|r| r.path.contains("selfsubjectreviews")
+            && r.user.as_deref() == Some("ci-base")
+            && r.impersonated.as_deref() == Some("deployer")),
+        "{log:#?}"
+    );
+}
+
 /// The in-cluster fixtures (the runner pod, NetworkPolicies, `default/kubernetes` and its
 /// EndpointSlices) as kubectl reads them with the pod's service-account token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,6 +130,19 @@ pub fn judge(
                     .with_evidence(format!("body: {}", r.excerpt(200))),
             )
         }
+        // The kubeconfig's `as*` headers went with the credentials, and the user may not
+        // impersonate that identity: kube-apiserver's impersonation filter refuses every request.
+        403 if let Some(impersonation) = &credentials.impersonation
+            && r.excerpt(2000).contains("cannot impersonate") =>
+        {
+            let named = crate::checks::config::impersonation_named(impersonation);
+            // The engine adds the fix with the ClusterRole (`rbac::user_impersonation_fix`).
+            unidentified(
+                CheckResult::finding(id, subject, Reason::ImpersonationDenied)
+                    .with_evidence(format!("the kubeconfig user impersonates {named}"))
+                    .with_evidence(format!("HTTP 403: {}", r.excerpt(300))),
+            )
+        }
         // A 403 naming system:anonymous (or with nothing sent): the credentials never arrived.
         403 if credentials.is_empty() || r.excerpt(400).contains("system:anonymous") => {
             unidentified(

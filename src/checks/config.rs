@@ -322,6 +322,7 @@ impl Judge<'_> {
         let id = CheckId::ConfigCredentials;
         let subject = spec.user_name.clone().unwrap_or_default();
         let mut creds = Credentials::default();
+        creds.impersonation = spec.impersonation.clone();
         let fail = |reason: Reason, evidence: String| -> CheckResult {
             CheckResult::finding(id, subject.clone(), reason).with_evidence(evidence)
         };
@@ -472,7 +473,7 @@ impl Judge<'_> {
             );
         }
         if let Some(impersonation) = &spec.impersonation {
-            results.push(impersonation_unchecked(id, &subject, impersonation));
+            results.push(impersonation_sent(id, &subject, impersonation));
         }
         // The worst finding speaks for the user; the rest become evidence.
         results.sort_by_key(|r| std::cmp::Reverse(r.status));
@@ -753,14 +754,28 @@ fn register_pasted_credential(path: &std::path::Path, scrubber: &mut Scrubber) {
     }
 }
 
-/// A bearer token, and the job token inside a `ci:<id>:<job token>` agent token on its own.
-/// `config.credentials impersonation-unchecked`: who the user's `as*` fields name (names
-/// quoted through the redaction point; `as-user-extra` values never shown).
-fn impersonation_unchecked(
+/// Who the user's `as*` fields name (names quoted through the redaction point; `as-user-extra`
+/// values never shown): a pass, since every request that carries the user's credentials also
+/// carries the `Impersonate-*` headers, as kubectl's do, and the server judges that identity.
+/// (`config.credentials impersonation-unchecked` stays in the catalogue, no longer reported.)
+fn impersonation_sent(
     id: CheckId,
     subject: &str,
     impersonation: &crate::targets::Impersonation,
 ) -> CheckResult {
+    CheckResult::pass(
+        id,
+        subject.to_string(),
+        format!(
+            "the user impersonates {}: every request with its credentials carries the Impersonate-* headers, as kubectl's do, so auth and RBAC judge that identity",
+            impersonation_named(impersonation)
+        ),
+    )
+}
+
+/// `as 'deployer', as-groups 'ops'…`: the impersonated identity, names quoted (extra keys
+/// only, never their values).
+pub fn impersonation_named(impersonation: &crate::targets::Impersonation) -> String {
     let mut named = Vec::new();
     if let Some(user) = &impersonation.user {
         named.push(format!("as {}", quoted(user, NAME_CHARS)));
@@ -771,17 +786,13 @@ fn impersonation_unchecked(
     for group in &impersonation.groups {
         named.push(format!("as-groups {}", quoted(group, NAME_CHARS)));
     }
-    for key in &impersonation.extra_keys {
+    for (key, _) in &impersonation.extra {
         named.push(format!("as-user-extra {}", quoted(key, NAME_CHARS)));
     }
-    CheckResult::finding(id, subject.to_string(), Reason::ImpersonationUnchecked).with_evidence(
-        format!(
-            "the user impersonates: {}; kubectl would act as that identity, kube-reach judges the user itself",
-            named.join(", ")
-        ),
-    )
+    named.join(", ")
 }
 
+/// A bearer token, and the job token inside a `ci:<id>:<job token>` agent token on its own.
 fn register_token(token: &Secret, scrubber: &mut Scrubber) {
     scrubber.add_secret(token);
     if let Some(job_token) = token.expose().splitn(3, ':').nth(2) {

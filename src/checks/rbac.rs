@@ -122,6 +122,97 @@ fn impersonation_denied(subject: String, message: &str) -> CheckResult {
     }
 }
 
+/// `auth.whoami impersonation-denied` (judged by `auth::judge`) with its fix: the kubeconfig
+/// user (the base identity the 403 names: `User "<base>" cannot impersonate …`) may not act
+/// as its `as`/`as-groups`/`as-uid`/`as-user-extra`. The fix carries a ClusterRole and
+/// ClusterRoleBinding granting exactly what kube-apiserver checks for those headers, when
+/// every name in it is fit to print. Any other result is returned as it is.
+pub fn user_impersonation_fix(
+    result: CheckResult,
+    outcome: &Result<Response, HttpFailure>,
+    impersonation: Option<&crate::targets::Impersonation>,
+) -> CheckResult {
+    let denied =
+        (result.id, result.reason) == (CheckId::AuthWhoami, Some(Reason::ImpersonationDenied));
+    let (Some(impersonation), Ok(response), true) = (impersonation, outcome, denied) else {
+        return result;
+    };
+    let message = (response.json())
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let Some(base) = impersonating_user(&message) else {
+        return result;
+    };
+    let printable = |name: &str| !crate::secret::looks_like_credential(name);
+    let names = (impersonation.user.iter())
+        .chain(&impersonation.uid)
+        .chain(&impersonation.groups)
+        .all(|n| printable(n))
+        && printable(base);
+    let who = crate::secret::quoted(base, crate::secret::NAME_CHARS);
+    let result = result.with_evidence(format!("authenticated as {who}"));
+    let binding = binding_for(base, &[]);
+    match user_impersonation_yaml(&binding.subject, impersonation) {
+        Ok(yaml) if names => CheckResult {
+            fix: Some(format!(
+                "Grant {who} the `impersonate` verb on what the kubeconfig names, with this ClusterRole and ClusterRoleBinding (`kubectl apply -f -`), or drop `as`/`as-groups`/`as-uid`/`as-user-extra` from the kubeconfig user:\n{yaml}"
+            )),
+            ..result
+        },
+        _ => result,
+    }
+}
+
+/// What kube-apiserver checks before it acts as the kubeconfig's `as*` identity, for `base`
+/// cluster-wide: `impersonate` on `users` (that name), `groups` (those names), `uids` (that
+/// uid) and `userextras/<key>` for each extra key (any value: values are never printed).
+pub fn user_impersonation_yaml(
+    base: &Subject,
+    impersonation: &crate::targets::Impersonation,
+) -> Result<String, String> {
+    const NAME: &str = "kube-reach-impersonate";
+    let rule = |group: &str, resource: String, names: Vec<String>| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource]),
+        resource_names: (!names.is_empty()).then_some(names),
+        verbs: vec!["impersonate".into()],
+        ..PolicyRule::default()
+    };
+    let mut rules = vec![rule(
+        "",
+        "users".into(),
+        impersonation.user.iter().cloned().collect(),
+    )];
+    if !impersonation.groups.is_empty() {
+        rules.push(rule("", "groups".into(), impersonation.groups.clone()));
+    }
+    if let Some(uid) = &impersonation.uid {
+        rules.push(rule(
+            "authentication.k8s.io",
+            "uids".into(),
+            vec![uid.clone()],
+        ));
+    }
+    for (key, _) in &impersonation.extra {
+        let resource = format!("userextras/{key}");
+        rules.push(rule("authentication.k8s.io", resource, Vec::new()));
+    }
+    let metadata = ObjectMeta {
+        name: Some(NAME.into()),
+        ..ObjectMeta::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: metadata.clone(),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: NAME.into(),
+        },
+        subjects: Some(vec![base.clone()]),
+    };
+    yaml_documents(&Written::new("ClusterRole", &metadata, &rules), &binding)
+}
+
 /// The user a `cannot impersonate` 403 names: `… forbidden: User "<name>" cannot impersonate …`.
 fn impersonating_user(message: &str) -> Option<&str> {
     let (_, rest) = message.split_once("User \"")?;
@@ -507,6 +598,8 @@ struct Written<'a> {
 struct WrittenRule<'a> {
     api_groups: FlowSeq<&'a [String]>,
     resources: FlowSeq<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_names: Option<FlowSeq<&'a [String]>>,
     verbs: FlowSeq<&'a [String]>,
 }
 
@@ -521,6 +614,7 @@ impl<'a> Written<'a> {
                 .map(|r| WrittenRule {
                     api_groups: FlowSeq(r.api_groups.as_deref().unwrap_or_default()),
                     resources: FlowSeq(r.resources.as_deref().unwrap_or_default()),
+                    resource_names: r.resource_names.as_deref().map(FlowSeq),
                     verbs: FlowSeq(&r.verbs),
                 })
                 .collect(),

@@ -211,6 +211,36 @@ pub fn default_tokens() -> Vec<(String, User)> {
     ]
 }
 
+/// A token of `ci-base`, a user that may impersonate users, groups and the `reason` user extra
+/// (and has no other right: no deploy step passes as itself).
+pub const IMPERSONATOR_TOKEN: &str = "s3cr3t-7a1b-4c2d";
+
+/// [`default_tokens`], [`IMPERSONATOR_TOKEN`], and a configured user `deployer` with
+/// [`deploy_rules`] whose token no kubeconfig holds: only impersonation acts as it.
+pub fn impersonation_tokens() -> Vec<(String, User)> {
+    let user = |name: &str, rules| User {
+        username: name.into(),
+        uid: String::new(),
+        groups: vec!["system:authenticated".into()],
+        rules,
+    };
+    let may_impersonate = vec![
+        Rule::new(&["impersonate"], &[""], &["users", "groups"]),
+        Rule::new(
+            &["impersonate"],
+            &["authentication.k8s.io"],
+            &["userextras/reason"],
+        ),
+    ];
+    let mut tokens = default_tokens();
+    tokens.push((IMPERSONATOR_TOKEN.into(), user("ci-base", may_impersonate)));
+    tokens.push((
+        "deployer-only-by-impersonation".into(),
+        user("deployer", deploy_rules()),
+    ));
+    tokens
+}
+
 /// Counters a test can assert on (e.g. "every request shared one connection", or "no request
 /// reached the server because TLS verification failed first").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,6 +272,8 @@ pub struct RequestRecord {
     pub client_cert: bool,
     /// Username the request was authenticated as, if any.
     pub user: Option<String>,
+    /// The user it impersonated (`Impersonate-User`), once the impersonation was allowed.
+    pub impersonated: Option<String>,
     /// Response status code.
     pub status: u16,
 }

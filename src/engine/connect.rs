@@ -321,7 +321,9 @@ impl Steps<'_> {
                 // after the server's GOAWAY.
                 let more = dialer.pool_dial(&tls);
                 rec.start(CheckId::HttpVersion, authority);
-                HttpConnection::verified(*tls, http_endpoint("https"), bearer, more).await
+                let impersonation = share::own_impersonation(target);
+                let endpoint = http_endpoint("https");
+                HttpConnection::verified(*tls, endpoint, bearer, impersonation, more).await
             }
             Reached::Unverified(tls) => {
                 rec.start(CheckId::HttpVersion, authority);

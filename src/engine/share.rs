@@ -14,7 +14,7 @@ use crate::catalogue::CheckId;
 use crate::checks::netpol;
 use crate::model::CheckResult;
 use crate::net::fleet::{Key, KeyBuilder, MAX_SHARERS, Shared};
-use crate::net::http::{AnswerMemo, HttpConnection};
+use crate::net::http::{AnswerMemo, HttpConnection, Impersonation};
 use crate::net::resolve::{self, ResolveFailure, Resolved};
 use crate::plan::{Route, Target};
 use crate::secret::Secret;
@@ -75,6 +75,14 @@ struct Link {
 pub fn own_bearer(target: &Target) -> Option<Secret> {
     let sendable = target.credentials.sendable();
     sendable.and_then(|c| c.bearer().cloned())
+}
+
+/// The `Impersonate-*` headers a target's requests carry with its credentials: its user's
+/// `as*` fields, unless config withheld the credentials or it has none (an anonymous request
+/// impersonates no one here).
+pub fn own_impersonation(target: &Target) -> Option<Impersonation> {
+    let sendable = target.credentials.sendable().filter(|c| !c.is_empty())?;
+    sendable.impersonation.as_ref().map(Impersonation::new)
 }
 
 /// The name's lookup, made once per run; whether it was another target's.
@@ -144,7 +152,10 @@ where
     rec.waiting_for(None);
     rec.join(&link, &target.name);
     let conn = link.conn.as_ref()?;
-    Some(answering(conn.shared_with(own_bearer(target)), &link))
+    Some(answering(
+        conn.shared_with(own_bearer(target), own_impersonation(target)),
+        &link,
+    ))
 }
 
 /// The key of the answers over a connection of `link` ([`AnswerMemo`]): its link key, and

@@ -225,6 +225,8 @@ impl Stage<'_> {
                 }
             }
         };
+        let impersonation = self.target.credentials.impersonation.as_ref();
+        let result = rbac::user_impersonation_fix(result, &outcome, impersonation);
         let result = noting_shared(result.with_duration(took(&outcome)), &outcome);
         let found = Findings::judged(vec![result]);
         if found.go_on {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -381,6 +381,8 @@ pub struct HttpConnection {
     authority: String,
     base_path: String,
     bearer: Option<Secret>,
+    /// This target's `Impersonate-*` headers: sent with its credentials, like the bearer.
+    impersonation: Option<Impersonation>,
     /// Built from a `VerifiedTls`: only then may any secret (token, job token) be sent.
     verified: bool,
     /// Where this target's requests find the answers of identical requests another target of
@@ -490,6 +492,7 @@ impl HttpConnection {
         tls: VerifiedTls,
         endpoint: Endpoint<'_>,
         bearer: Option<Secret>,
+        impersonation: Option<Impersonation>,
         more: Option<VerifiedDial>,
     ) -> Result<Self, HttpFailure> {
         let h2 = tls.speaks_h2();
@@ -508,7 +511,7 @@ impl HttpConnection {
             Box::new(EndWithoutNotify(tls.into_stream())),
             h2,
             endpoint,
-            bearer,
+            (bearer, impersonation),
             true,
             dial,
         )
@@ -525,7 +528,7 @@ impl HttpConnection {
             Box::new(EndWithoutNotify(stream)),
             h2,
             endpoint,
-            None,
+            (None, None),
             false,
             None,
         )
@@ -536,7 +539,7 @@ impl HttpConnection {
         io: Box<dyn Io>,
         h2: bool,
         endpoint: Endpoint<'_>,
-        bearer: Option<Secret>,
+        (bearer, impersonation): (Option<Secret>, Option<Impersonation>),
         verified: bool,
         dial: Option<Dial>,
     ) -> Result<Self, HttpFailure> {
@@ -553,7 +556,8 @@ impl HttpConnection {
             scheme: endpoint.scheme,
             authority: endpoint.authority.to_string(),
             base_path: endpoint.base_path.to_string(),
-            bearer,
+            bearer: bearer.filter(|_| verified),
+            impersonation: impersonation.filter(|_| verified),
             verified,
             asking: None,
             id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -577,19 +581,25 @@ impl HttpConnection {
 
     /// This connection for another target whose route, TLS settings and client identity are
     /// exactly this one's (`net::fleet` decides that): its requests carry `bearer`, that
-    /// target's own token, and only when this connection's TLS verified. The redial budget
+    /// target's own token, and `impersonation`, its own `Impersonate-*` headers, and only when
+    /// this connection's TLS verified. The redial budget
     /// grows by one target's (each target's requests may meet closed connections); HTTP/1.1's
     /// pool keeps one target's bound, so a fleet's connections (and memory: about 25 KB each)
     /// grow with its distinct servers, not its contexts. Measured at 50 contexts on one
     /// server (`scripts/bench.sh`): a pool grown by one target's bound per target opened
     /// ~900 connections, took 41 MB and more time than one shared bound (CPU of the handshakes).
-    pub fn shared_with(&self, bearer: Option<Secret>) -> HttpConnection {
+    pub fn shared_with(
+        &self,
+        bearer: Option<Secret>,
+        impersonation: Option<Impersonation>,
+    ) -> HttpConnection {
         match &self.sender {
             Sender::H2(conn) => conn.redial.widen(),
             Sender::H1(pool) => pool.redial.widen(),
         }
         HttpConnection {
             bearer: bearer.filter(|_| self.verified),
+            impersonation: impersonation.filter(|_| self.verified),
             ..self.clone()
         }
     }
@@ -598,6 +608,7 @@ impl HttpConnection {
     pub fn without_credentials(&self) -> HttpConnection {
         HttpConnection {
             bearer: None,
+            impersonation: None,
             ..self.clone()
         }
     }
@@ -609,6 +620,15 @@ impl HttpConnection {
 
     pub fn has_credentials(&self) -> bool {
         self.bearer.is_some()
+    }
+
+    /// The `Impersonate-*` headers a request carries: this target's, over verified TLS, with
+    /// its credentials (the bearer token when it has one, else the client certificate the
+    /// verified handshake presented), as kubectl's impersonating round tripper adds them to
+    /// every request it authenticates. Never on a request asked without credentials.
+    fn impersonating(&self, credentials: bool) -> Option<&Impersonation> {
+        let with_credentials = credentials || self.bearer.is_none();
+        (self.impersonation.as_ref()).filter(|_| self.verified && with_credentials)
     }
 
     /// Sends one request; `credentials` asks for the bearer token (if this connection may
@@ -637,6 +657,7 @@ impl HttpConnection {
             .optional(body.as_ref())
             .part(timeout.as_nanos().to_be_bytes())
             .optional(bearer.map(|b| b.expose()))
+            .optional(self.impersonating(credentials).map(Impersonation::key))
             .finish();
         let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
         let made = || async {
@@ -678,6 +699,7 @@ impl HttpConnection {
             ));
         }
         let bearer = self.bearer.as_ref().filter(|_| credentials);
+        let impersonation = self.impersonating(credentials);
         let path = format!("{}{}", self.base_path, path);
         let head = Head {
             h2: matches!(self.sender, Sender::H2(_)),
@@ -686,7 +708,7 @@ impl HttpConnection {
             path: &path,
             method,
         };
-        let build = || head.build(body.clone(), bearer, extra_headers);
+        let build = || head.build(body.clone(), bearer, impersonation, extra_headers);
         let exchange = async {
             match &self.sender {
                 Sender::H2(conn) => conn.exchange(build, started).await,
@@ -798,6 +820,7 @@ impl Head<'_> {
         &self,
         body: Option<Vec<u8>>,
         bearer: Option<&Secret>,
+        impersonation: Option<&Impersonation>,
         extra_headers: &[(&str, &JobToken)],
     ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
         let uri = match self.h2 {
@@ -819,6 +842,11 @@ impl Head<'_> {
         if let Some(token) = bearer {
             builder = builder.header("authorization", secret_value("Bearer ", token.expose())?);
         }
+        if let Some(impersonation) = impersonation {
+            for (name, value) in impersonation.headers()? {
+                builder = builder.header(name, value);
+            }
+        }
         for (name, value) in extra_headers {
             builder = builder.header(*name, secret_value("", value.expose())?);
         }
@@ -833,6 +861,93 @@ impl Head<'_> {
             .body(body)
             .map_err(|e| HttpFailure::Failed(e.to_string()))
     }
+}
+
+/// A target's `Impersonate-*` headers, in the order client-go's impersonating round tripper
+/// adds them: `Impersonate-User` (always, as client-go sets it), `Impersonate-Uid` when set,
+/// one `Impersonate-Group` per group, and one `Impersonate-Extra-<key>` per extra value, the
+/// key percent-encoded as client-go's `headerKeyEscape` does. Built once per target; a value
+/// that cannot be a header fails every request that would carry it, naming no value.
+#[derive(Clone)]
+pub struct Impersonation(Arc<Result<Vec<(HeaderName, HeaderValue)>, ()>>);
+
+impl std::fmt::Debug for Impersonation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Impersonation([REDACTED])")
+    }
+}
+
+impl Impersonation {
+    pub fn new(of: &crate::targets::Impersonation) -> Impersonation {
+        let header = |name: &str, value: &str| -> Result<(HeaderName, HeaderValue), ()> {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ())?;
+            let mut value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| ())?;
+            // Extra values may be anything (a session, a scope): kept out of HPACK's table.
+            value.set_sensitive(true);
+            Ok((name, value))
+        };
+        let mut headers = Vec::new();
+        let built = (|| {
+            headers.push(header(
+                "impersonate-user",
+                of.user.as_deref().unwrap_or(""),
+            )?);
+            if let Some(uid) = of.uid.as_deref().filter(|u| !u.is_empty()) {
+                headers.push(header("impersonate-uid", uid)?);
+            }
+            for group in &of.groups {
+                headers.push(header("impersonate-group", group)?);
+            }
+            for (key, values) in &of.extra {
+                let name = format!("impersonate-extra-{}", header_key_escape(key));
+                for value in values {
+                    headers.push(header(&name, value.expose())?);
+                }
+            }
+            Ok(())
+        })();
+        Impersonation(Arc::new(built.map(|()| headers)))
+    }
+
+    fn headers(&self) -> Result<&[(HeaderName, HeaderValue)], HttpFailure> {
+        match self.0.as_ref() {
+            Ok(headers) => Ok(headers),
+            Err(()) => Err(HttpFailure::Failed(
+                "the user's impersonation (as, as-uid, as-groups, as-user-extra) holds characters not allowed in an HTTP header".into(),
+            )),
+        }
+    }
+
+    /// Everything the headers say, for the [`AnswerMemo`]'s key.
+    fn key(&self) -> Vec<u8> {
+        let mut key = Vec::new();
+        match self.0.as_ref() {
+            Err(()) => key.push(0),
+            Ok(headers) => {
+                for (name, value) in headers {
+                    for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                        key.extend((part.len() as u64).to_be_bytes());
+                        key.extend(part);
+                    }
+                }
+            }
+        }
+        key
+    }
+}
+
+/// client-go's `headerKeyEscape`: every byte that is not an HTTP token character, and `%`,
+/// as `%XX` (kube-apiserver unescapes the key with `url.PathUnescape`).
+fn header_key_escape(key: &str) -> String {
+    let legal = |b: u8| b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b);
+    let mut out = String::new();
+    for b in key.bytes() {
+        match legal(b) {
+            true => out.push(b as char),
+            false => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A header value holding a secret, marked sensitive so HPACK never puts it in the dynamic
@@ -865,7 +980,7 @@ mod tests {
         let job = JobToken::new("job-token");
         for h2 in [true, false] {
             let request = head(h2)
-                .build(None, Some(&token), &[("job-token", &job)])
+                .build(None, Some(&token), None, &[("job-token", &job)])
                 .expect("request");
             let auth = &request.headers()["authorization"];
             assert!(auth.is_sensitive(), "authorization not sensitive (h2 {h2})");
@@ -886,14 +1001,69 @@ mod tests {
         let conn = HttpConnection::anonymous(client, false, endpoint)
             .await
             .expect("connection");
-        let joined = conn.shared_with(Some(Secret::new("t0ken")));
+        let joined = conn.shared_with(Some(Secret::new("t0ken")), Some(deployer()));
         assert!(!joined.has_credentials() && !joined.is_verified());
+        assert!(
+            joined.impersonating(true).is_none(),
+            "no Impersonate-* unverified"
+        );
+    }
+
+    fn deployer() -> Impersonation {
+        Impersonation::new(&crate::targets::Impersonation {
+            user: Some("deployer".into()),
+            uid: Some("u-1".into()),
+            groups: vec!["ops".into(), "devs".into()],
+            extra: vec![(
+                "example.com/Scope 100%".into(),
+                vec![Secret::new("a"), Secret::new("b")],
+            )],
+        })
+    }
+
+    /// As client-go's impersonating round tripper: user, uid, one header per group and per
+    /// extra value, the extra key escaped like `headerKeyEscape` (kube-apiserver lowercases
+    /// the header name and `url.PathUnescape`s it back to the key).
+    #[test]
+    fn impersonation_headers_are_client_gos() {
+        let request = head(true)
+            .build(None, None, Some(&deployer()), &[])
+            .expect("request");
+        let all = |name: &str| -> Vec<&[u8]> {
+            (request.headers().get_all(name).iter())
+                .map(|v| v.as_bytes())
+                .collect()
+        };
+        assert_eq!(all("impersonate-user"), [b"deployer"]);
+        assert_eq!(all("impersonate-uid"), [b"u-1"]);
+        assert_eq!(all("impersonate-group"), [&b"ops"[..], b"devs"]);
+        assert_eq!(
+            all("impersonate-extra-example.com%2FScope%20100%25"),
+            [b"a", b"b"]
+        );
+        assert!(request.headers()["impersonate-user"].is_sensitive());
+        // Groups only: client-go still sets the (empty) user header.
+        let groups = Impersonation::new(&crate::targets::Impersonation {
+            groups: vec!["ops".into()],
+            ..Default::default()
+        });
+        let request = head(false).build(None, None, Some(&groups), &[]).unwrap();
+        assert_eq!(request.headers()["impersonate-user"], "");
+        assert!(request.headers().get("impersonate-uid").is_none());
+        // A name no header can carry fails the request without quoting it.
+        let bad = Impersonation::new(&crate::targets::Impersonation {
+            user: Some("bad\nname".into()),
+            ..Default::default()
+        });
+        let e = head(true).build(None, None, Some(&bad), &[]).unwrap_err();
+        assert!(!e.to_string().contains("bad"), "{e}");
+        assert_ne!(deployer().key(), groups.key());
     }
 
     #[test]
     fn a_credential_that_is_no_header_value_is_refused_without_quoting_it() {
         let token = Secret::new("bad\ntoken");
-        let e = head(true).build(None, Some(&token), &[]).unwrap_err();
+        let e = head(true).build(None, Some(&token), None, &[]).unwrap_err();
         assert!(!e.to_string().contains("bad"), "{e}");
     }
 

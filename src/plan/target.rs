@@ -103,6 +103,9 @@ pub struct Credentials {
     /// `gke-gcloud-auth-plugin`, `kubelogin`…): a 401 then means the cloud identity is not
     /// mapped, and the fix is the provider's.
     pub exec_plugin: Option<String>,
+    /// The user's `as`, `as-uid`, `as-groups` and `as-user-extra`: sent as `Impersonate-*`
+    /// headers with the credentials, as kubectl does (never once they are withheld).
+    pub impersonation: Option<crate::targets::Impersonation>,
 }
 
 impl Credentials {

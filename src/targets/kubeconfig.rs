@@ -488,15 +488,17 @@ fn fill_user(config: &Kubeconfig, name: &str, spec: &mut TargetSpec) {
 
 /// The user's impersonation fields, when any is set.
 fn impersonation(user: &kube::config::AuthInfo) -> Option<super::Impersonation> {
+    let mut extra: Vec<_> = (user.impersonate_user_extra.iter().flatten())
+        .map(|(key, values)| (key.clone(), values.iter().map(Secret::new).collect()))
+        .collect();
+    extra.sort_by(|a: &(String, Vec<Secret>), b| a.0.cmp(&b.0));
     let found = super::Impersonation {
         user: user.impersonate.clone(),
         uid: user.impersonate_uid.clone(),
         groups: user.impersonate_groups.clone().unwrap_or_default(),
-        extra_keys: (user.impersonate_user_extra.iter().flatten())
-            .map(|(key, _)| key.clone())
-            .collect(),
+        extra,
     };
-    (found != super::Impersonation::default()).then_some(found)
+    (!found.is_empty()).then_some(found)
 }
 
 /// The `exec:` stanza as client-go uses it; `None` without a command.

@@ -48,7 +48,7 @@ pub struct TargetSpec {
     /// registered with the scrubber so a server or a parser that echoes one cannot print it.
     pub other_secrets: Vec<Secret>,
     /// What the user's `as`, `as-uid`, `as-groups` and `as-user-extra` ask to impersonate,
-    /// as kubectl would send it in `Impersonate-*` headers (kube-reach does not).
+    /// as kubectl sends it in `Impersonate-*` headers (and so does kube-reach).
     pub impersonation: Option<Impersonation>,
 }
 
@@ -58,8 +58,15 @@ pub struct Impersonation {
     pub user: Option<String>,
     pub uid: Option<String>,
     pub groups: Vec<String>,
-    /// The `as-user-extra` keys (their values are not kept).
-    pub extra_keys: Vec<String>,
+    /// The `as-user-extra` entries, sorted by key: the values are sent, never shown.
+    pub extra: Vec<(String, Vec<Secret>)>,
+}
+
+impl Impersonation {
+    /// Whether no field is set (kubectl then impersonates no one).
+    pub fn is_empty(&self) -> bool {
+        self == &Impersonation::default()
+    }
 }
 
 /// A kubeconfig user's credential plugin (`users[].user.exec`), before any judgement.

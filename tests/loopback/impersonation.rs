@@ -258,44 +258,221 @@ async fn rbac_fix_for_an_eks_assumed_role_binds_a_group_not_the_session() {
     );
 }
 
-/// A kubeconfig user with `as`/`as-groups`/`as-user-extra`: kubectl would send `Impersonate-*`
-/// headers and act as that identity; kube-reach sends none, so it says its auth and RBAC rows
-/// judge the user itself (a warning naming the identity, never the extra values), and the
-/// server indeed saw the base user.
+use kube_reach::demo::apiserver::IMPERSONATOR_TOKEN as IMPERSONATOR;
+
+/// The fake with `ci-base` ([`IMPERSONATOR`], may impersonate) and a configured user
+/// `deployer` (the deploy rules, reachable by no token of the kubeconfig): only impersonation
+/// makes a job `deployer`.
+fn impersonating_server() -> ApiServerOptions {
+    ApiServerOptions {
+        tokens: kube_reach::demo::apiserver::impersonation_tokens(),
+        ..ApiServerOptions::default()
+    }
+}
+
+/// A kubeconfig user with `as`/`as-groups`/`as-user-extra` whose own user may impersonate:
+/// every request carries the `Impersonate-*` headers, as kubectl's do, so auth.whoami names
+/// the impersonated user and RBAC is judged for it (its deploy rules pass, where the base
+/// user's own rights would fail every requirement). config.credentials names the identity,
+/// never the extra values; the server saw the impersonation on the whoami request.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_users_impersonation_is_named_as_unchecked() {
+async fn a_users_impersonation_is_sent_and_judged() {
     init();
     let pki = kube_reach::demo::Pki::generate().expect("pki");
     let (server, ca) = tls_server(
         &pki,
         kube_reach::demo::TlsClass::Good,
-        ApiServerOptions::default(),
+        impersonating_server(),
     )
     .await;
     let extra = "    as: deployer\n    as-groups: [ops]\n    as-user-extra:\n      reason: [extra-value-canary]\n";
     let ctx = Ctx {
         extra_user: extra,
-        ..Ctx::new("c", server.url(), &ca, GOOD)
+        ..Ctx::new("c", server.url(), &ca, IMPERSONATOR)
     };
     let report = World::new()
         .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
         .await;
     let t = target(&report, "c");
     let creds = result_of(t, CheckId::ConfigCredentials);
-    assert_eq!(
-        (creds.status, creds.reason),
-        (Status::Warn, Some(Reason::ImpersonationUnchecked)),
-        "{creds:#?}"
-    );
+    assert_eq!(creds.status, Status::Pass, "{creds:#?}");
     let evidence = creds.evidence.join("\n");
-    for named in ["'deployer'", "'ops'", "'reason'"] {
+    for named in ["'deployer'", "'ops'", "'reason'", "Impersonate-*"] {
         assert!(evidence.contains(named), "{named}: {evidence}");
     }
     assert!(!format!("{report:?}").contains("extra-value-canary"));
-    // The rest of the run is the base user's, and passes.
-    assert_has_status(t, CheckId::AuthWhoami, Status::Pass);
+    let whoami = result_of(t, CheckId::AuthWhoami);
+    assert_eq!(whoami.status, Status::Pass, "{whoami:#?}");
+    assert!(whoami.summary.contains("deployer"), "{whoami:#?}");
+    assert!(evidence_of(t, CheckId::AuthWhoami).contains("ops"));
+    let can_i: Vec<_> = (t.checks.iter())
+        .filter(|c| c.id == CheckId::RbacCanI)
+        .collect();
+    assert!(!can_i.is_empty());
+    assert!(can_i.iter().all(|c| c.status == Status::Pass), "{can_i:#?}");
+    let log = server.request_log();
+    let reviews: Vec<_> = (log.iter())
+        .filter(|r| r.path.contains("selfsubjectreviews"))
+        .collect();
     assert!(
-        (server.request_log().iter()).all(|r| r.user.as_deref() != Some("deployer")),
-        "the server saw no impersonation"
+        !reviews.is_empty()
+            && reviews.iter().all(|r| {
+                r.user.as_deref() == Some("ci-base")
+                    && r.impersonated.as_deref() == Some("deployer")
+            }),
+        "{log:#?}"
+    );
+}
+
+/// The base user may not impersonate: kube-apiserver's 403 `cannot impersonate` for every
+/// request is auth.whoami's root cause, and the fix grants the authenticated user (the
+/// service account the 403 names) `impersonate` on what the kubeconfig names.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_impersonation_denied() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let (server, ca) = tls_server(
+        &pki,
+        kube_reach::demo::TlsClass::Good,
+        impersonating_server(),
+    )
+    .await;
+    let ctx = Ctx {
+        extra_user: "    as: deployer\n    as-groups: [ops]\n",
+        ..Ctx::new("c", server.url(), &ca, GOOD)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::ImpersonationDenied);
+    let evidence = evidence_of(t, CheckId::AuthWhoami);
+    assert!(
+        evidence.contains("system:serviceaccount:ci:deployer") && evidence.contains("'deployer'"),
+        "{evidence}"
+    );
+    let fix = result_of(t, CheckId::AuthWhoami)
+        .fix
+        .clone()
+        .unwrap_or_default();
+    assert!(fix.contains("impersonate"), "{fix}");
+    let yaml = yaml_of(&fix);
+    for line in [
+        "resources: [users]",
+        "resourceNames: [deployer]",
+        "resources: [groups]",
+        "resourceNames: [ops]",
+        "verbs: [impersonate]",
+        "name: deployer\n  namespace: ci",
+    ] {
+        assert!(yaml.contains(line), "{line}: {yaml}");
+    }
+    if let Some(names) = kubectl_decodes(yaml).expect("kubectl decodes the fix") {
+        assert_eq!(
+            names,
+            "clusterrole.rbac.authorization.k8s.io/kube-reach-impersonate\nclusterrolebinding.rbac.authorization.k8s.io/kube-reach-impersonate\n"
+        );
+    }
+    // No requirement is judged on an identity the server refused to take.
+    assert!(
+        (t.checks.iter())
+            .filter(|c| c.id == CheckId::RbacCanI)
+            .all(|c| c.status != Status::Pass),
+        "{:#?}",
+        t.checks
+    );
+    assert!(
+        (server.request_log().iter()).all(|r| r.impersonated.is_none()),
+        "the fake never acted as deployer"
+    );
+}
+
+/// kube-apiserver's impersonation filter runs before any handler: a server before 1.28 (no
+/// SelfSubjectReview, whose 404 would make auth.whoami "unsupported" and leave the 403 to the
+/// access reviews) still answers the whoami request itself with the 403, so the root cause is
+/// auth.whoami impersonation-denied there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_whoami_impersonation_denied_before_self_subject_review() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let options = ApiServerOptions {
+        self_subject_review: false,
+        ..impersonating_server()
+    };
+    let (server, ca) = tls_server(&pki, kube_reach::demo::TlsClass::Good, options).await;
+    let ctx = Ctx {
+        extra_user: "    as: deployer\n",
+        ..Ctx::new("c", server.url(), &ca, GOOD)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[ctx], Some("c")), &[], &[])
+        .await;
+    let t = target(&report, "c");
+    assert_root_cause(t, CheckId::AuthWhoami, Reason::ImpersonationDenied);
+    let log = server.request_log();
+    assert!(
+        (log.iter())
+            .filter(|r| r.path.contains("selfsubjectreviews"))
+            .all(|r| r.status == 403),
+        "{log:#?}"
+    );
+}
+
+/// Two contexts with the same token on one server, one with `as: deployer` and one without:
+/// the run-wide answer memo keys on the `Impersonate-*` headers, so each gets its own
+/// answers (the impersonated one passes its requirements, the base user fails them), not the
+/// other's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_token_with_and_without_as_gets_its_own_answers() {
+    init();
+    let pki = kube_reach::demo::Pki::generate().expect("pki");
+    let (server, ca) = tls_server(
+        &pki,
+        kube_reach::demo::TlsClass::Good,
+        impersonating_server(),
+    )
+    .await;
+    let plain = Ctx::new("plain", server.url(), &ca, IMPERSONATOR);
+    let acting = Ctx {
+        extra_user: "    as: deployer\n",
+        ..Ctx::new("acting", server.url(), &ca, IMPERSONATOR)
+    };
+    let report = World::new()
+        .run(&kubeconfig(&[plain, acting], None), &[], &[])
+        .await;
+    let can_i = |name: &str| -> Vec<Status> {
+        (target(&report, name).checks.iter())
+            .filter(|c| c.id == CheckId::RbacCanI)
+            .map(|c| c.status)
+            .collect()
+    };
+    let whoami = |name: &str| {
+        result_of(target(&report, name), CheckId::AuthWhoami)
+            .summary
+            .clone()
+    };
+    assert!(whoami("plain").contains("ci-base"), "{}", whoami("plain"));
+    assert!(
+        whoami("acting").contains("deployer"),
+        "{}",
+        whoami("acting")
+    );
+    assert!(!can_i("acting").is_empty() && can_i("acting").iter().all(|s| *s == Status::Pass));
+    assert!(
+        !can_i("plain").is_empty() && can_i("plain").iter().all(|s| *s == Status::Fail),
+        "{:?}",
+        can_i("plain")
+    );
+    let log = server.request_log();
+    let reviews = |impersonated: Option<&str>| {
+        (log.iter())
+            .filter(|r| {
+                r.path.contains("selfsubjectreviews") && r.impersonated.as_deref() == impersonated
+            })
+            .count()
+    };
+    assert!(
+        reviews(None) >= 1 && reviews(Some("deployer")) >= 1,
+        "{log:#?}"
     );
 }

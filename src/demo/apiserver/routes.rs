@@ -323,10 +323,15 @@ pub(crate) async fn handle(
     let token = bearer_token(request.headers());
     let caller = authenticate(token.as_deref(), cert_user, shared);
     let username = caller.as_ref().ok().map(|u| u.username.clone());
+    let acting = caller.and_then(|user| impersonate(request.headers(), user, shared));
+    let impersonated = match (&acting, &username) {
+        (Ok(user), Some(base)) if &user.username != base => Some(user.username.clone()),
+        _ => None,
+    };
     let reply = if shared.options.html_front {
         html_login()
     } else {
-        match caller {
+        match acting {
             Ok(user) => route(request, &method, &path, &query, &user, shared).await,
             Err(reply) => reply,
         }
@@ -338,6 +343,7 @@ pub(crate) async fn handle(
         bearer: token.is_some(),
         client_cert: cert_user.is_some(),
         user: username,
+        impersonated,
         status: reply.status.as_u16(),
     });
     finish(reply, shared)
@@ -349,6 +355,135 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+/// kube-apiserver's impersonation filter (`WithImpersonation`), after authentication and before
+/// any authorization of the request itself: with `Impersonate-*` headers, the authenticated
+/// user must be allowed `impersonate` on `users` (a `system:serviceaccount:<ns>:<name>` user:
+/// `serviceaccounts` in `<ns>`), on `groups` for each `Impersonate-Group`,
+/// `userextras/<key>` (group `authentication.k8s.io`) for each `Impersonate-Extra-<key>`,
+/// and `uids` for `Impersonate-Uid`, or every request is 403 `cannot impersonate`. Allowed,
+/// the request acts as the impersonated user: its groups are the `Impersonate-Group` values
+/// and `system:authenticated`; its rules those of the configured user of that name, if any.
+fn impersonate(headers: &HeaderMap, base: User, shared: &Shared) -> Result<User, Reply> {
+    let values = |name: &str| -> Vec<String> {
+        (headers.get_all(name).iter())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    };
+    let user = values("impersonate-user")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let uid = values("impersonate-uid")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let groups = values("impersonate-group");
+    let extras: Vec<(String, String)> = (headers.keys())
+        .filter_map(|name| {
+            let key = name.as_str().strip_prefix("impersonate-extra-")?;
+            let value = headers.get(name)?.as_bytes();
+            Some((
+                unescape_extra_key(key),
+                String::from_utf8_lossy(value).into_owned(),
+            ))
+        })
+        .collect();
+    let asked = headers.contains_key("impersonate-user")
+        || !uid.is_empty()
+        || !groups.is_empty()
+        || !extras.is_empty();
+    if !asked {
+        return Ok(base);
+    }
+    if user.is_empty() {
+        return Err(status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Internal error occurred: requested groups, extra or uid without impersonating a user",
+            None,
+        ));
+    }
+    let refuse = |kind: &str, group: &str, resource: &str, name: &str| {
+        let qualified = match group {
+            "" => kind.to_string(),
+            g => format!("{kind}.{g}"),
+        };
+        let message = format!(
+            "{qualified} \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"{group}\" at the cluster scope",
+            base.username
+        );
+        Err(status(StatusCode::FORBIDDEN, "Forbidden", &message, None))
+    };
+    match user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((namespace, name)) if !base.can("impersonate", "", "serviceaccounts", namespace) => {
+            let message = format!(
+                "serviceaccounts \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"{namespace}\"",
+                base.username
+            );
+            return Err(status(StatusCode::FORBIDDEN, "Forbidden", &message, None));
+        }
+        Some(_) => {}
+        None if !base.can("impersonate", "", "users", "") => {
+            return refuse("users", "", "users", &user);
+        }
+        None => {}
+    }
+    for group in &groups {
+        if !base.can("impersonate", "", "groups", "") {
+            return refuse("groups", "", "groups", group);
+        }
+    }
+    for (key, value) in &extras {
+        let resource = format!("userextras/{key}");
+        if !base.can("impersonate", "authentication.k8s.io", &resource, "") {
+            return refuse("userextras", "authentication.k8s.io", &resource, value);
+        }
+    }
+    if !uid.is_empty() && !base.can("impersonate", "authentication.k8s.io", "uids", "") {
+        return refuse("uids", "authentication.k8s.io", "uids", &uid);
+    }
+    let configured = (shared.options.tokens.iter())
+        .map(|(_, known)| known)
+        .find(|known| known.username == user);
+    let mut acting_groups = groups;
+    if !acting_groups.iter().any(|g| g == "system:authenticated") {
+        acting_groups.push("system:authenticated".into());
+    }
+    Ok(User {
+        username: user,
+        uid,
+        groups: acting_groups,
+        rules: configured.map(|u| u.rules.clone()).unwrap_or_default(),
+    })
+}
+
+/// An `Impersonate-Extra-` header name's key: lowercased by HTTP, then `url.PathUnescape`d,
+/// as kube-apiserver reads it.
+fn unescape_extra_key(escaped: &str) -> String {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A valid client certificate wins over a token (kube-apiserver's union authenticator tries x509
