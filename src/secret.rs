@@ -1111,6 +1111,27 @@ mod tests {
         assert_eq!(s.scrub(&format!("x {short} y")), format!("x {short} y"));
     }
 
+    /// The rolling window and the bucket filter skip no offset: every 12-byte piece of the
+    /// token, at every position of a text (first, middle, last window), and a short secret
+    /// at every position, are removed.
+    #[test]
+    fn every_window_at_every_offset_is_found() {
+        let mut s = scrubber();
+        s.add("shortpw1");
+        let filler = "x".repeat(FRAGMENT_LEN + 3);
+        for start in 0..=TOKEN.len() - FRAGMENT_LEN {
+            let piece = &TOKEN[start..start + FRAGMENT_LEN];
+            for at in 0..=filler.len() {
+                let text = format!("{}{piece}{}", &filler[..at], &filler[at..]);
+                assert!(!s.scrub(&text).contains(piece), "{start} at {at}");
+            }
+        }
+        for at in 0..=filler.len() {
+            let text = format!("{}shortpw1{}", &filler[..at], &filler[at..]);
+            assert!(!s.scrub(&text).contains("shortpw1"), "at {at}");
+        }
+    }
+
     #[test]
     fn a_prefix_cut_by_truncation_is_removed() {
         let s = scrubber();

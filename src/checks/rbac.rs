@@ -178,11 +178,11 @@ pub fn user_impersonation_yaml(
         verbs: vec!["impersonate".into()],
         ..PolicyRule::default()
     };
-    let mut rules = vec![rule(
-        "",
-        "users".into(),
-        impersonation.user.iter().cloned().collect(),
-    )];
+    // Only the names the kubeconfig uses: never `impersonate` on every user (groups alone,
+    // without a user, kube-apiserver refuses whatever the rights).
+    let mut rules: Vec<PolicyRule> = (impersonation.user.iter())
+        .map(|user| rule("", "users".into(), vec![user.clone()]))
+        .collect();
     if !impersonation.groups.is_empty() {
         rules.push(rule("", "groups".into(), impersonation.groups.clone()));
     }

@@ -173,9 +173,8 @@ impl Stage<'_> {
         let Some(version) = &self.asked.version else {
             return Findings::nothing();
         };
-        let result = http::version(self.cx.authority, version, self.cx.credentials_sent)
-            .with_duration(took(version));
-        let result = noting_shared(result, version);
+        let result = http::version(self.cx.authority, version, self.cx.credentials_sent);
+        let result = answered(result, version);
         Findings::judged(vec![kas::version(&self.cx, result)])
     }
 
@@ -184,8 +183,7 @@ impl Stage<'_> {
         let Some(readyz) = &self.asked.readyz else {
             return Findings::nothing();
         };
-        let result = http::health(self.cx.authority, readyz).with_duration(took(readyz));
-        let result = noting_shared(result, readyz);
+        let result = answered(http::health(self.cx.authority, readyz), readyz);
         Findings::noted(vec![result])
     }
 
@@ -227,7 +225,7 @@ impl Stage<'_> {
         };
         let impersonation = self.target.credentials.impersonation.as_ref();
         let result = rbac::user_impersonation_fix(result, &outcome, impersonation);
-        let result = noting_shared(result.with_duration(took(&outcome)), &outcome);
+        let result = answered(result, &outcome);
         let found = Findings::judged(vec![result]);
         if found.go_on {
             self.identity = Some(auth::rbac_identity(&self.cx, identity));
@@ -247,9 +245,8 @@ impl Stage<'_> {
             .zip(self.asked.reviews.iter())
             .map(|(req, outcome)| {
                 let namespace = req.namespace.resolve(ns);
-                let result = rbac::judge(req, &namespace, outcome, &identity.username)
-                    .with_duration(took(outcome));
-                let result = noting_shared(result, outcome);
+                let result = rbac::judge(req, &namespace, outcome, &identity.username);
+                let result = answered(result, outcome);
                 (req.clone(), namespace, result)
             })
             .collect();
@@ -335,8 +332,10 @@ async fn optional<F: Future<Output = Answer>>(
     }
 }
 
-/// `result`, saying so when its answer was another target's identical request's.
-fn noting_shared(result: CheckResult, outcome: &Answer) -> CheckResult {
+/// `result`, judged on `outcome`: timed by its exchange, and saying so when the answer was
+/// another target's identical request's.
+fn answered(result: CheckResult, outcome: &Answer) -> CheckResult {
+    let result = result.with_duration(took(outcome));
     match outcome {
         Ok(response) if response.shared => result.with_evidence(share::SHARED_ANSWER_NOTE),
         _ => result,

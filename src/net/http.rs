@@ -656,9 +656,12 @@ impl HttpConnection {
             .part(path)
             .optional(body.as_ref())
             .part(timeout.as_nanos().to_be_bytes())
-            .optional(bearer.map(|b| b.expose()))
-            .optional(self.impersonating(credentials).map(Impersonation::key))
-            .finish();
+            .optional(bearer.map(|b| b.expose()));
+        let key = match self.impersonating(credentials) {
+            Some(impersonation) => impersonation.key_parts(key.part([1])),
+            None => key.part([0]),
+        }
+        .finish();
         let ask = || self.send_with(method, path, body.clone(), credentials, &[], timeout);
         let made = || async {
             Answered {
@@ -918,37 +921,40 @@ impl Impersonation {
         }
     }
 
-    /// Everything the headers say, for the [`AnswerMemo`]'s key.
-    fn key(&self) -> Vec<u8> {
-        let mut key = Vec::new();
+    /// Everything the headers say, as parts of the [`AnswerMemo`]'s key.
+    fn key_parts(&self, key: KeyBuilder) -> KeyBuilder {
         match self.0.as_ref() {
-            Err(()) => key.push(0),
-            Ok(headers) => {
-                for (name, value) in headers {
-                    for part in [name.as_str().as_bytes(), value.as_bytes()] {
-                        key.extend((part.len() as u64).to_be_bytes());
-                        key.extend(part);
-                    }
-                }
-            }
+            Err(()) => key.part([0]),
+            Ok(headers) => (headers.iter()).fold(key.part([1]), |key, (name, value)| {
+                key.part(name.as_str()).part(value.as_bytes())
+            }),
         }
-        key
     }
 }
 
 /// client-go's `headerKeyEscape`: every byte that is not an HTTP token character, and `%`,
 /// as `%XX` (kube-apiserver unescapes the key with `url.PathUnescape`).
 fn header_key_escape(key: &str) -> String {
-    let legal = |b: u8| b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b);
-    let mut out = String::new();
-    for b in key.bytes() {
-        match legal(b) {
-            true => out.push(b as char),
-            false => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(key, HEADER_KEY_ESCAPED).to_string()
 }
+
+/// What `headerKeyEscape` escapes: every byte but letters, digits and the other HTTP token
+/// characters (`%` included, so the key reads back unambiguously).
+const HEADER_KEY_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// A header value holding a secret, marked sensitive so HPACK never puts it in the dynamic
 /// table (where a later compression oracle could recover it). The error names no value.
@@ -1057,7 +1063,8 @@ mod tests {
         });
         let e = head(true).build(None, None, Some(&bad), &[]).unwrap_err();
         assert!(!e.to_string().contains("bad"), "{e}");
-        assert_ne!(deployer().key(), groups.key());
+        let key = |i: &Impersonation| i.key_parts(KeyBuilder::default()).finish();
+        assert!(key(&deployer()) != key(&groups));
     }
 
     #[test]
