@@ -270,6 +270,13 @@ fn impersonating_server() -> ApiServerOptions {
     }
 }
 
+/// [`a_users_impersonation_is_sent_and_judged`] over HTTP/1.1 only: every pooled connection's
+/// requests carry the headers too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_impersonation_is_sent_and_judged_over_http1() {
+    impersonation_is_sent_and_judged(kube_reach::demo::Protocols::Http1Only).await;
+}
+
 /// A kubeconfig user with `as`/`as-groups`/`as-user-extra` whose own user may impersonate:
 /// every request carries the `Impersonate-*` headers, as kubectl's do, so auth.whoami names
 /// the impersonated user and RBAC is judged for it (its deploy rules pass, where the base
@@ -277,14 +284,17 @@ fn impersonating_server() -> ApiServerOptions {
 /// never the extra values; the server saw the impersonation on the whoami request.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_users_impersonation_is_sent_and_judged() {
+    impersonation_is_sent_and_judged(kube_reach::demo::Protocols::Both).await;
+}
+
+async fn impersonation_is_sent_and_judged(protocols: kube_reach::demo::Protocols) {
     init();
     let pki = kube_reach::demo::Pki::generate().expect("pki");
-    let (server, ca) = tls_server(
-        &pki,
-        kube_reach::demo::TlsClass::Good,
-        impersonating_server(),
-    )
-    .await;
+    let options = ApiServerOptions {
+        protocols,
+        ..impersonating_server()
+    };
+    let (server, ca) = tls_server(&pki, kube_reach::demo::TlsClass::Good, options).await;
     let extra = "    as: deployer\n    as-groups: [ops]\n    as-user-extra:\n      reason: [extra-value-canary]\n";
     let ctx = Ctx {
         extra_user: extra,
@@ -314,6 +324,13 @@ async fn a_users_impersonation_is_sent_and_judged() {
     let reviews: Vec<_> = (log.iter())
         .filter(|r| r.path.contains("selfsubjectreviews"))
         .collect();
+    // Every authenticated request, on every connection, carried the impersonation.
+    assert!(
+        (log.iter())
+            .filter(|r| r.bearer)
+            .all(|r| r.impersonated.as_deref() == Some("deployer")),
+        "{log:#?}"
+    );
     assert!(
         !reviews.is_empty()
             && reviews.iter().all(|r| {
