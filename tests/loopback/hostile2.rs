@@ -36,7 +36,11 @@ async fn switching_relay(first: SocketAddr, rest: SocketAddr, late: Duration) ->
     addr
 }
 
-async fn tls_server(pki: &Pki, class: TlsClass, git_version: &str) -> (ApiServerHandle, String) {
+async fn tls_server_asking_client_certs(
+    pki: &Pki,
+    class: TlsClass,
+    git_version: &str,
+) -> (ApiServerHandle, String) {
     let id = pki
         .server_identity(class, kube_reach::demo::DEFAULT_SANS)
         .expect("identity");
@@ -74,8 +78,10 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
     let alice = pki
         .client_identity("alice", &["devs"])
         .expect("client cert");
-    let (good, ca) = tls_server(&pki, TlsClass::Good, "v1.31.0-the-real-one").await;
-    let (rogue, _) = tls_server(&pki, TlsClass::UnknownAuthority, "v1.31.0-the-rogue").await;
+    let (good, ca) =
+        tls_server_asking_client_certs(&pki, TlsClass::Good, "v1.31.0-the-real-one").await;
+    let (rogue, _) =
+        tls_server_asking_client_certs(&pki, TlsClass::UnknownAuthority, "v1.31.0-the-rogue").await;
     let relay = switching_relay(good.addr(), rogue.addr(), Duration::ZERO).await;
     let url = format!("https://{relay}");
     let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
@@ -128,22 +134,11 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
     init();
     let pki = Pki::generate().expect("pki");
     let start = |body_delay| {
-        let id = pki
-            .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
-            .expect("identity");
-        let config = id
-            .server_config(&kube_reach::demo::ClientAuth::None)
-            .expect("server config");
         let options = ApiServerOptions {
             body_delay,
             ..ApiServerOptions::default()
         };
-        async move {
-            let server = apiserver::start(localhost(), Transport::Tls(config), options)
-                .await
-                .expect("server");
-            (server, id.kubeconfig_ca_pem.clone())
-        }
+        tls_server(&pki, TlsClass::Good, options)
     };
     let (stuck, ca) = start(Some(Duration::from_secs(8))).await;
     let (healthy, _) = start(None).await;
@@ -273,22 +268,14 @@ async fn a_lone_targets_repeated_question_is_not_reported_as_another_targets_ans
 async fn the_deadline_while_a_shared_answer_is_made_stops_every_waiter_in_time() {
     init();
     let pki = Pki::generate().expect("pki");
-    let id = pki
-        .server_identity(TlsClass::Good, kube_reach::demo::DEFAULT_SANS)
-        .expect("identity");
-    let config = id
-        .server_config(&kube_reach::demo::ClientAuth::None)
-        .expect("server config");
     let options = ApiServerOptions {
         body_delay: Some(Duration::from_secs(30)),
         ..ApiServerOptions::default()
     };
-    let server = apiserver::start(localhost(), Transport::Tls(config), options)
-        .await
-        .expect("server");
+    let (server, ca) = tls_server(&pki, TlsClass::Good, options).await;
     let names = ["w0", "w1", "w2"];
     let contexts: Vec<Ctx> = (names.iter())
-        .map(|name| Ctx::new(name, server.url(), &id.kubeconfig_ca_pem, GOOD))
+        .map(|name| Ctx::new(name, server.url(), &ca, GOOD))
         .collect();
     let started = std::time::Instant::now();
     let report = World::new()
@@ -319,20 +306,12 @@ async fn the_deadline_while_a_shared_answer_is_made_stops_every_waiter_in_time()
 async fn an_unverified_first_connection_grows_no_pool_and_sends_no_token() {
     init();
     let pki = Pki::generate().expect("pki");
-    let id = pki
-        .server_identity(TlsClass::UnknownAuthority, kube_reach::demo::DEFAULT_SANS)
-        .expect("identity");
-    let config = id
-        .server_config(&kube_reach::demo::ClientAuth::None)
-        .expect("server config");
     let options = ApiServerOptions {
         protocols: kube_reach::demo::Protocols::Http1Only,
         body_delay: Some(Duration::from_millis(20)),
         ..ApiServerOptions::default()
     };
-    let server = apiserver::start(localhost(), Transport::Tls(config), options)
-        .await
-        .expect("server");
+    let (server, _) = tls_server(&pki, TlsClass::UnknownAuthority, options).await;
     let names = ["u0", "u1", "u2"];
     let contexts: Vec<Ctx> = (names.iter())
         .map(|name| Ctx {
