@@ -358,13 +358,7 @@ mod cloud_identity_tests {
         let groups: Vec<String> = (0..5_000).map(|i| format!("group-{i}")).collect();
         let body =
             serde_json::json!({"status": {"userInfo": {"username": name, "groups": groups}}});
-        let answer = Ok(Response {
-            status: 200,
-            headers: vec![],
-            body: body.to_string().into_bytes().into(),
-            elapsed: std::time::Duration::ZERO,
-            shared: false,
-        });
+        let answer = Ok(Response::of_json(200, &body));
         let (r, _) = judge("api:443", &answer, &creds(None)).expect("judged");
         let text = format!("{} {}", r.summary, r.evidence.join(" "));
         assert!(text.len() < 3_000, "{}", text.len());
@@ -384,13 +378,7 @@ mod cloud_identity_tests {
                 "odd": "not a list",
             },
         }}});
-        let answer = Ok(Response {
-            status: 200,
-            headers: vec![],
-            body: body.to_string().into_bytes().into(),
-            elapsed: std::time::Duration::ZERO,
-            shared: false,
-        });
+        let answer = Ok(Response::of_json(200, &body));
         let (_, identity) = judge("api:443", &answer, &creds(None)).expect("judged");
         assert_eq!(identity.extra["sessionName"], ["gitlab-4711"]);
         assert!(!identity.extra.contains_key("odd"));
@@ -505,13 +493,7 @@ mod withheld_tests {
     }
 
     fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
-        Ok(Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into(),
-            elapsed: std::time::Duration::ZERO,
-            shared: false,
-        })
+        Ok(Response::of_json(status, &body))
     }
 
     /// Over http:// the answer to the anonymous request decides: the listener's own user

@@ -636,20 +636,13 @@ fn yaml_documents(
 #[cfg(test)]
 mod impersonation_tests {
     use super::*;
-    use std::time::Duration;
 
     fn answer(status: u16, message: &str) -> Result<Response, HttpFailure> {
         let body = serde_json::json!({
             "kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": message, "reason": "Forbidden", "code": status,
         });
-        Ok(Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into(),
-            elapsed: Duration::ZERO,
-            shared: false,
-        })
+        Ok(Response::of_json(status, &body))
     }
 
     /// The typed review is what `kubectl auth can-i` sends (and what the hand-built JSON was).

@@ -715,13 +715,7 @@ mod tests {
     }
 
     fn answer(status: u16, body: serde_json::Value) -> Result<Response, HttpFailure> {
-        Ok(Response {
-            status,
-            headers: vec![],
-            body: body.to_string().into_bytes().into(),
-            elapsed: std::time::Duration::ZERO,
-            shared: false,
-        })
+        Ok(Response::of_json(status, &body))
     }
 
     #[test]
