@@ -302,14 +302,6 @@ pub const CATALOGUE: &[Entry] = &[
     ),
     row(
         C::ConfigCredentials,
-        R::ImpersonationUnchecked,
-        W,
-        "the user impersonates another identity, which kube-reach does not check (no longer reported: the impersonation is sent)",
-        "To check the impersonated identity, run kube-reach with a user that authenticates as it, or check its rights with `kubectl auth can-i --as <user> --as-group <group> <verb> <resource>`.",
-        "No longer reported: kube-reach now sends the kubeconfig's `as`/`as-groups`/`as-uid`/`as-user-extra` as `Impersonate-*` headers, as kubectl does, so its auth.whoami and rbac.can-i rows judge the impersonated identity (config.credentials names it). Kept so an id once shipped keeps its meaning.",
-    ),
-    row(
-        C::ConfigCredentials,
         R::ClientCertInvalid,
         F,
         "the client certificate or key cannot be read or parsed",

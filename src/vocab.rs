@@ -130,7 +130,6 @@ string_enum! {
         TokenInvalid = "token-invalid",
         TokenExpired = "token-expired",
         TokenExpiring = "token-expiring",
-        ImpersonationUnchecked = "impersonation-unchecked",
         ClientCertInvalid = "client-cert-invalid",
         ClientKeyMismatch = "client-key-mismatch",
         ClientCertExpired = "client-cert-expired",

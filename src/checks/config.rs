@@ -757,7 +757,6 @@ fn register_pasted_credential(path: &std::path::Path, scrubber: &mut Scrubber) {
 /// Who the user's `as*` fields name (names quoted through the redaction point; `as-user-extra`
 /// values never shown): a pass, since every request that carries the user's credentials also
 /// carries the `Impersonate-*` headers, as kubectl's do, and the server judges that identity.
-/// (`config.credentials impersonation-unchecked` stays in the catalogue, no longer reported.)
 fn impersonation_sent(
     id: CheckId,
     subject: &str,
