@@ -52,6 +52,8 @@ struct Handshaken {
     /// The TLS stream, when the handshake completed (`None`: ended by us after the chain came).
     stream: Option<TlsStream<TcpStream>>,
     chain: Vec<CertificateDer<'static>>,
+    /// How long the handshake took.
+    elapsed: Duration,
 }
 
 /// The `dns.resolve` step: the addresses of the server's name, or of the proxy's on a proxied
@@ -247,6 +249,7 @@ impl Steps<'_> {
             dialer,
             stream: hs.outcome.ok(),
             chain: hs.chain,
+            elapsed: hs.elapsed,
         })))
     }
 
@@ -291,7 +294,7 @@ impl Steps<'_> {
                 }
             };
         };
-        match net_tls::seal(stream, settings, ctx.now) {
+        match net_tls::seal(stream, settings, ctx.now, hs.elapsed) {
             Ok(verified) => Some(Reached::Verified {
                 tls: Box::new(verified),
                 dialer: hs.dialer,

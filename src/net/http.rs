@@ -1,7 +1,8 @@
 //! HTTP over the very connection the lower layers verified. HTTP/2 when the server offers it,
-//! so independent requests share one connection in parallel; over HTTP/1.1 a small bounded
-//! pool of connections, each opened and verified exactly like the first (see
-//! [`VerifiedDial`]), one request at a time on each. Credentials are attached only by a
+//! so independent requests share one connection in parallel; over HTTP/1.1 the first verified
+//! connection pipelines them ([`super::pipeline`]), and a small bounded pool of connections,
+//! each opened and verified exactly like the first (see [`VerifiedDial`]), one request at a
+//! time on each, asks whatever the pipe does not answer. Credentials are attached only by a
 //! [`HttpConnection`] built from a [`VerifiedTls`].
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::MAX_RESPONSE_BYTES;
 use super::fleet::{Key, KeyBuilder, Shared};
+use super::pipeline::{self, Link, Pipe, Reply, Waited};
 use super::tls::VerifiedTls;
 use crate::secret::{JobToken, Secret};
 
@@ -200,13 +202,13 @@ impl H2Conn {
     /// Bounded: each retry follows a replacement, and replacements by the [`Redial`] budget.
     async fn exchange(
         &self,
-        build: impl Fn() -> Result<hyper::Request<Full<Bytes>>, HttpFailure>,
+        build: impl Fn() -> Result<http::Request<Bytes>, HttpFailure>,
         started: Instant,
     ) -> Result<Response, HttpFailure> {
         loop {
             let (generation, mut sender) = self.get().await;
             let sent = match sender.ready().await {
-                Ok(()) => sender.send_request(build()?).await,
+                Ok(()) => sender.send_request(build()?.map(Full::new)).await,
                 Err(e) => Err(e),
             };
             match sent {
@@ -240,11 +242,15 @@ enum Slot {
     Closed,
 }
 
-/// HTTP/1.1 connections of one target. A connection carries one exchange at a time: it is
-/// leased for a request and comes back only once the response body has been read in full
-/// and hyper says it is `ready` again (sending earlier is what failed with "connection was
-/// not ready" against HTTP/1.1-only servers).
+/// HTTP/1.1 connections of one target: the first verified one as a [`Pipe`], and a pool of
+/// connections for what the pipe does not answer. A pooled connection carries one exchange at
+/// a time: it is leased for a request and comes back only once the response body has been
+/// read in full and hyper says it is `ready` again (sending earlier is what failed with
+/// "connection was not ready" against HTTP/1.1-only servers).
 struct H1Pool {
+    /// The first connection, pipelining, when it verified and more like it can be opened
+    /// (every request the pipe cannot answer needs a pooled connection to be asked on).
+    pipe: Option<Pipe>,
     idle_tx: mpsc::UnboundedSender<Slot>,
     idle_rx: Mutex<mpsc::UnboundedReceiver<Slot>>,
     /// Connections in the idle queue.
@@ -254,17 +260,81 @@ struct H1Pool {
     redial: Redial,
 }
 
+/// How an HTTP/1.1 target's first connection is used.
+enum First {
+    /// One exchange at a time, in the pool (plain HTTP, unverified TLS, or no way to open
+    /// another connection to fall back on).
+    Pooled(H1Sender),
+    Pipe(Pipe),
+}
+
 impl H1Pool {
-    fn new(first: H1Sender, dial: Option<Dial>) -> Arc<Self> {
+    fn new(first: First, dial: Option<Dial>) -> Arc<Self> {
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
-        let _ = idle_tx.send(Slot::Ready(first));
+        let (pipe, pooled) = match first {
+            First::Pooled(sender) => {
+                let _ = idle_tx.send(Slot::Ready(sender));
+                (None, 1)
+            }
+            First::Pipe(pipe) => (Some(pipe), 0),
+        };
         Arc::new(H1Pool {
+            pipe,
             idle_tx,
             idle_rx: Mutex::new(idle_rx),
-            idle: AtomicUsize::new(1),
-            live: AtomicUsize::new(1),
+            idle: AtomicUsize::new(pooled),
+            live: AtomicUsize::new(pooled),
             redial: Redial::new(dial),
         })
+    }
+
+    /// One exchange: down the pipe when it takes the request, else (or when the pipe gives no
+    /// answer) on a pooled connection. A pipelined request the pipe's pace or a stall says to
+    /// hedge ([`Pipe::wait`]) is asked on the pool too, and the first complete answer is the
+    /// one: a slow server, or one that reads only one request at a time, costs time, never a
+    /// verdict (see [`super::pipeline`]).
+    async fn exchange(
+        self: &Arc<Self>,
+        build: impl Fn() -> Result<http::Request<Bytes>, HttpFailure>,
+        started: Instant,
+    ) -> Result<Response, HttpFailure> {
+        let Some(pipe) = &self.pipe else {
+            return self.pooled(&build, started).await;
+        };
+        let Some(place) = pipe.place().await else {
+            return self.pooled(&build, started).await;
+        };
+        let Some(sent) = pipe.send(place, &build()?) else {
+            return self.pooled(&build, started).await;
+        };
+        match pipe.wait(sent).await {
+            Waited::Answered(answer) => Ok(piped(answer, started)),
+            Waited::Unanswered => self.pooled(&build, started).await,
+            Waited::Hedge(reply) => {
+                first_complete(reply, self.pooled(&build, started), started).await
+            }
+        }
+    }
+
+    /// One exchange on a pooled connection.
+    async fn pooled(
+        self: &Arc<Self>,
+        build: impl Fn() -> Result<http::Request<Bytes>, HttpFailure>,
+        started: Instant,
+    ) -> Result<Response, HttpFailure> {
+        let mut lease = self.lease().await?;
+        // Built once a connection is free: the requests queued for one hold only their
+        // parts (a fleet's queue is hundreds long). Not sent: the connection goes back.
+        let request = build().inspect_err(|_| lease.done = true)?;
+        let response = lease
+            .sender()?
+            .send_request(request.map(Full::new))
+            .await
+            .map_err(failed)?;
+        // The connection stays leased until its body is read in full.
+        let response = read(response, started).await;
+        lease.done = response.is_ok();
+        response
     }
 
     fn put(&self, sender: H1Sender) {
@@ -277,7 +347,9 @@ impl H1Pool {
         if self.idle.load(Ordering::SeqCst) > 0 || !self.redial.possible() {
             return;
         }
-        let below = |n: usize| (n < H1_POOL_SIZE).then_some(n + 1);
+        // The pipe is one of the target's connections.
+        let bound = H1_POOL_SIZE - usize::from(self.pipe.is_some());
+        let below = |n: usize| (n < bound).then_some(n + 1);
         if self
             .live
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below)
@@ -313,6 +385,12 @@ impl H1Pool {
     async fn lease(self: &Arc<Self>) -> Result<Lease, HttpFailure> {
         loop {
             self.grow();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                // None open, none being opened, and none may be.
+                return Err(HttpFailure::Failed(
+                    "the server closed every HTTP/1.1 connection".into(),
+                ));
+            }
             let slot = self.idle_rx.lock().await.recv().await;
             let sender = match slot {
                 Some(Slot::Ready(sender)) => sender,
@@ -333,6 +411,30 @@ impl H1Pool {
                 return Ok(lease);
             }
         }
+    }
+}
+
+/// The pipe's answer, when it is a complete response, else the pool's.
+async fn first_complete(
+    mut reply: Reply,
+    pooled: impl Future<Output = Result<Response, HttpFailure>>,
+    started: Instant,
+) -> Result<Response, HttpFailure> {
+    tokio::pin!(pooled);
+    tokio::select! {
+        biased;
+        Ok(Some(answer)) = &mut reply => Ok(piped(answer, started)),
+        result = &mut pooled => result,
+    }
+}
+
+fn piped(answer: pipeline::Answer, started: Instant) -> Response {
+    Response {
+        status: answer.status,
+        headers: answer.headers,
+        body: answer.body,
+        elapsed: started.elapsed(),
+        shared: false,
     }
 }
 
@@ -391,6 +493,13 @@ pub struct HttpConnection {
     /// Which connection this is (the same for every target sharing it): a failure is its
     /// connection's, never handed to a target on another ([`AnswerMemo`]).
     id: u64,
+}
+
+/// A target's first connection as [`HttpConnection::start`] takes it.
+enum Opened {
+    Io(Box<dyn Io>),
+    /// HTTP/1.1 over verified TLS, pipelining.
+    Pipe(Pipe),
 }
 
 /// The next [`HttpConnection`]'s id.
@@ -508,6 +617,9 @@ impl HttpConnection {
         more: Option<VerifiedDial>,
     ) -> Result<Self, HttpFailure> {
         let h2 = tls.speaks_h2();
+        let link = Link {
+            handshake: tls.handshake_time(),
+        };
         let dial = more.map(|more| -> Dial {
             Arc::new(move || {
                 let opened = more();
@@ -519,15 +631,13 @@ impl HttpConnection {
                 })
             })
         });
-        Self::start(
-            Box::new(EndWithoutNotify(tls.into_stream())),
-            h2,
-            endpoint,
-            (bearer, impersonation),
-            true,
-            dial,
-        )
-        .await
+        let io: Box<dyn Io> = Box::new(EndWithoutNotify(tls.into_stream()));
+        // Pipelined only where a pooled connection can ask what the pipe does not answer.
+        let first = match (h2, &dial) {
+            (false, Some(_)) => Opened::Pipe(Pipe::start(io, link)),
+            _ => Opened::Io(io),
+        };
+        Self::start(first, h2, endpoint, (bearer, impersonation), true, dial).await
     }
 
     /// Over plain HTTP or unverified TLS: never carries credentials, one connection.
@@ -536,32 +646,28 @@ impl HttpConnection {
         h2: bool,
         endpoint: Endpoint<'_>,
     ) -> Result<Self, HttpFailure> {
-        Self::start(
-            Box::new(EndWithoutNotify(stream)),
-            h2,
-            endpoint,
-            (None, None),
-            false,
-            None,
-        )
-        .await
+        let io = Opened::Io(Box::new(EndWithoutNotify(stream)));
+        Self::start(io, h2, endpoint, (None, None), false, None).await
     }
 
     async fn start(
-        io: Box<dyn Io>,
+        first: Opened,
         h2: bool,
         endpoint: Endpoint<'_>,
         (bearer, impersonation): (Option<Secret>, Option<Impersonation>),
         verified: bool,
         dial: Option<Dial>,
     ) -> Result<Self, HttpFailure> {
-        let sender = if h2 {
-            Sender::H2(Arc::new(H2Conn {
+        let sender = match first {
+            Opened::Pipe(pipe) => Sender::H1(H1Pool::new(First::Pipe(pipe), dial)),
+            Opened::Io(io) if h2 => Sender::H2(Arc::new(H2Conn {
                 current: Mutex::new((0, self::h2(io).await.map_err(failed)?)),
                 redial: Redial::new(dial),
-            }))
-        } else {
-            Sender::H1(H1Pool::new(h1(io).await.map_err(failed)?, dial))
+            })),
+            Opened::Io(io) => {
+                let first = First::Pooled(h1(io).await.map_err(failed)?);
+                Sender::H1(H1Pool::new(first, dial))
+            }
         };
         Ok(HttpConnection {
             sender,
@@ -727,22 +833,7 @@ impl HttpConnection {
         let exchange = async {
             match &self.sender {
                 Sender::H2(conn) => conn.exchange(build, started).await,
-                Sender::H1(pool) => {
-                    let mut lease = pool.lease().await?;
-                    // Built once a connection is free: the requests queued for one hold only
-                    // their parts (a fleet's queue is hundreds long). Not sent: the connection
-                    // goes back.
-                    let request = build().inspect_err(|_| lease.done = true)?;
-                    let response = lease
-                        .sender()?
-                        .send_request(request)
-                        .await
-                        .map_err(failed)?;
-                    // The connection stays leased until its body is read in full.
-                    let response = read(response, started).await;
-                    lease.done = response.is_ok();
-                    response
-                }
+                Sender::H1(pool) => pool.exchange(build, started).await,
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -837,7 +928,7 @@ impl Head<'_> {
         bearer: Option<&Secret>,
         impersonation: Option<&Impersonation>,
         extra_headers: &[(&str, &JobToken)],
-    ) -> Result<hyper::Request<Full<Bytes>>, HttpFailure> {
+    ) -> Result<http::Request<Bytes>, HttpFailure> {
         let uri = match self.h2 {
             true => format!("{}://{}{}", self.scheme, self.authority, self.path),
             false => self.path.to_string(),
@@ -868,9 +959,9 @@ impl Head<'_> {
         let body = match body {
             Some(bytes) => {
                 builder = builder.header("content-type", "application/json");
-                Full::new(Bytes::from(bytes))
+                Bytes::from(bytes)
             }
-            None => Full::new(Bytes::new()),
+            None => Bytes::new(),
         };
         builder
             .body(body)

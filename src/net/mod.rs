@@ -5,6 +5,7 @@
 pub mod connect;
 pub mod fleet;
 pub mod http;
+pub mod pipeline;
 pub mod proxy;
 pub mod resolve;
 pub mod tls;

@@ -661,11 +661,18 @@ fn is_time_error(result: &Result<(), rustls::Error>) -> bool {
 /// credentials.
 pub struct VerifiedTls {
     stream: TlsStream<TcpStream>,
+    /// How long its handshake took: one or two round trips and the server's work, the measure
+    /// of this link an HTTP/1.1 pipe waits by (`net::pipeline::hedge_after`).
+    handshake: Duration,
 }
 
 impl VerifiedTls {
     pub fn into_stream(self) -> TlsStream<TcpStream> {
         self.stream
+    }
+    /// How long this connection's handshake took.
+    pub fn handshake_time(&self) -> Duration {
+        self.handshake
     }
     /// Whether the server chose HTTP/2 on this connection.
     pub fn speaks_h2(&self) -> bool {
@@ -699,6 +706,7 @@ pub async fn handshake_verified(
     let hs = handshake_in(stream, server_name, client, Some(expect), timeout, sessions).await;
     let verified = VerifiedTls {
         stream: hs.outcome.ok()?,
+        handshake: hs.elapsed,
     };
     match leaf {
         Some(leaf) if verified.leaf().as_ref() != Some(&leaf) => None,
@@ -709,10 +717,12 @@ pub async fn handshake_verified(
 /// The verified connection, from this stream's own certificate chain judged against
 /// `settings`: a verification of some other chain can never seal it. The stream comes back when
 /// its server did not verify (it may then carry only anonymous requests).
+/// `handshake` is how long the stream's handshake took.
 pub fn seal(
     stream: TlsStream<TcpStream>,
     settings: &TlsSettings,
     now: SystemTime,
+    handshake: Duration,
 ) -> Result<VerifiedTls, Box<TlsStream<TcpStream>>> {
     let (_, conn) = stream.get_ref();
     let chain: Vec<CertificateDer<'static>> = conn
@@ -722,7 +732,7 @@ pub fn seal(
         .map(|c| c.clone().into_owned())
         .collect();
     if verify(&chain, settings, now).passed() {
-        Ok(VerifiedTls { stream })
+        Ok(VerifiedTls { stream, handshake })
     } else {
         Err(Box::new(stream))
     }
@@ -845,7 +855,9 @@ mod tests {
         let now = SystemTime::now();
         let server = config_of(&pki, TlsClass::Good);
         let first = stream_from(serve_config_once(server.clone()).await).await;
-        let leaf = seal(first, &settings, now).expect("first verifies").leaf();
+        let leaf = seal(first, &settings, now, Duration::ZERO)
+            .expect("first verifies")
+            .leaf();
         let expect = Expect {
             settings: settings.clone(),
             now,
@@ -893,11 +905,11 @@ mod tests {
         let good = stream_from(serve_once(&pki, TlsClass::Good).await).await;
         let rogue = stream_from(serve_once(&pki, TlsClass::UnknownAuthority).await).await;
         assert!(
-            seal(good, &settings, now).is_ok(),
+            seal(good, &settings, now, Duration::ZERO).is_ok(),
             "the good server verifies"
         );
         assert!(
-            seal(rogue, &settings, now).is_err(),
+            seal(rogue, &settings, now, Duration::ZERO).is_err(),
             "the rogue server's stream is not sealed"
         );
     }

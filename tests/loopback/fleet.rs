@@ -146,13 +146,16 @@ async fn over_http1_the_shared_pool_carries_each_contexts_own_token() {
         assert_eq!(t.verdict, Verdict::Pass, "{name}: {:#?}", t.checks);
         let user = format!("system:serviceaccount:ci:{name}");
         assert!(whoami_names(t, &user), "{name}: {:#?}", t.checks);
-        assert_eq!(per_user.get(&user), Some(&18), "{per_user:?}");
+        // Each of its 18 questions with its own token; at most once more, when the pipe's
+        // pace (5 ms a body, one body at a time) sent a question to the pool too.
+        let asked = per_user.get(&user).copied().unwrap_or(0);
+        assert!((18..=36).contains(&asked), "{per_user:?}");
     }
-    // One pool, with one target's bound.
+    // The pipe and one pool, with one target's bound.
     let bound = kube_reach::net::http::H1_POOL_SIZE as u64;
     let connections = server.connections();
     assert!(
-        (2..=bound).contains(&connections),
+        (1..=bound).contains(&connections),
         "{connections} connections"
     );
 }
