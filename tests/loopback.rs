@@ -31,6 +31,8 @@ mod fleet_hostile;
 mod gitlab_view;
 #[path = "loopback/hostile2.rs"]
 mod hostile2;
+#[path = "loopback/hostile_pipe.rs"]
+mod hostile_pipe;
 #[path = "loopback/impersonation.rs"]
 mod impersonation;
 #[path = "loopback/in_cluster.rs"]

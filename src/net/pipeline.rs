@@ -44,6 +44,16 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const HEDGE_FLOOR: Duration = Duration::from_millis(100);
 /// The most headers one response may have (hyper's own bound).
 const MAX_HEADERS: usize = 100;
+/// The most informational (1xx) responses before a final one: more is a server that never
+/// answers, and the loop reading them must end (the pool then waits out the timeout).
+const MAX_INFORMATIONAL: usize = 8;
+/// The most bytes of one body's chunk extensions, half hyper's bound (16 KiB): a body the pipe
+/// takes, hyper would take.
+const MAX_CHUNK_EXTENSION_BYTES: usize = 8 * 1024;
+/// The most bytes and fields of a chunked body's trailer section, below hyper's bounds (16 KiB,
+/// 100 fields): past them the pipe stops reading, so an endless trailer costs bounded memory.
+const MAX_TRAILER_BYTES: usize = 8 * 1024;
+const MAX_TRAILERS: usize = 64;
 
 /// What the first handshake says of the link, the measure of every wait here.
 #[derive(Debug, Clone, Copy)]
@@ -460,6 +470,8 @@ async fn read_loop<S: AsyncRead>(
 /// One response's head: status, headers, and whether the connection stays open after it.
 struct Head {
     status: u16,
+    /// HTTP/1.1, not 1.0.
+    http11: bool,
     headers: Vec<(String, String)>,
     keep_alive: bool,
 }
@@ -479,14 +491,21 @@ async fn read_response<S: AsyncRead>(
     incoming: &mut Incoming<S>,
     head_request: bool,
 ) -> Result<(Answer, bool), Ended> {
+    let mut informational = 0;
     let head = loop {
         let head = read_head(incoming).await?;
         match head.status {
             101 => return Err(Ended),
-            100..=199 => continue,
+            100..=199 if informational < MAX_INFORMATIONAL => informational += 1,
+            100..=199 => return Err(Ended),
             _ => break head,
         }
     };
+    // hyper refuses a `transfer-encoding` in an HTTP/1.0 response (RFC 9112 §6.1): so does
+    // the pipe, for the pool to give hyper's verdict.
+    if !head.http11 && head.values("transfer-encoding").next().is_some() {
+        return Err(Ended);
+    }
     let no_body = head_request || head.status == 204 || head.status == 304;
     let chunked = head.values("transfer-encoding").last();
     let (body, keep_alive) = match (no_body, chunked) {
@@ -531,7 +550,22 @@ async fn read_head<S: AsyncRead>(incoming: &mut Incoming<S>) -> Result<Head, End
 }
 
 fn owned_head(response: &httparse::Response<'_, '_>) -> Result<Head, Ended> {
-    let status = response.code.ok_or(Ended)?;
+    // httparse reads any three digits; hyper's `StatusCode` refuses those below 100.
+    let status = response.code.filter(|code| *code >= 100).ok_or(Ended)?;
+    // A framing header hyper cannot read as text (`HeaderValue::to_str`) it reads as absent
+    // or invalid, where a lossy string here could read `chunked` or a length: not the pipe's
+    // to judge.
+    let framing = ["content-length", "transfer-encoding", "connection"];
+    let unreadable = (response.headers.iter())
+        .filter(|h| framing.iter().any(|f| h.name.eq_ignore_ascii_case(f)))
+        .any(|h| {
+            !h.value
+                .iter()
+                .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+        });
+    if unreadable {
+        return Err(Ended);
+    }
     let headers: Vec<(String, String)> = (response.headers.iter())
         .map(|h| {
             let value = String::from_utf8_lossy(h.value).into_owned();
@@ -550,16 +584,21 @@ fn owned_head(response: &httparse::Response<'_, '_>) -> Result<Head, Ended> {
     };
     Ok(Head {
         status,
+        http11: response.version == Some(1),
         headers,
         keep_alive,
     })
 }
 
 /// `content-length`: every value the same whole number, or no value; anything else is a
-/// framing nobody can trust.
+/// framing nobody can trust. Digits only, as hyper reads it: Rust's `parse` also takes a
+/// leading `+`, which hyper refuses (`+5` answered here would be a verdict hyper never gives).
 fn content_length(head: &Head) -> Result<Option<usize>, Ended> {
     let mut length = None;
     for value in head.values("content-length") {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Ended);
+        }
         let n: usize = value.parse().map_err(|_| Ended)?;
         if length.is_some_and(|l| l != n) {
             return Err(Ended);
@@ -589,20 +628,26 @@ async fn read_to_end<S: AsyncRead>(incoming: &mut Incoming<S>) -> Result<Bytes, 
     Ok(incoming.buf.split().freeze())
 }
 
-/// A chunked body: chunk sizes by httparse, each chunk's CRLF checked, trailers skipped.
+/// A chunked body: each chunk-size line read as strictly as hyper's decoder reads it, or more
+/// so ([`chunk_size_line`]), each chunk's CRLF checked, the trailer section checked and
+/// skipped ([`skip_trailers`]). What hyper would refuse answers nothing here, so the pool gives
+/// hyper's verdict; every read is bounded.
 async fn read_chunked<S: AsyncRead>(incoming: &mut Incoming<S>) -> Result<Bytes, Ended> {
     let mut body = BytesMut::new();
+    let mut extensions = 0;
     loop {
-        let (line, size) = match httparse::parse_chunk_size(&incoming.buf) {
-            Ok(httparse::Status::Complete(parsed)) => parsed,
-            Ok(httparse::Status::Partial) if incoming.buf.len() < MAX_HEAD_BYTES => {
+        let (line, size, extension) = match chunk_size_line(&incoming.buf)? {
+            Some(parsed) => parsed,
+            None => {
                 incoming.want(incoming.buf.len() + 1).await?;
                 continue;
             }
-            Ok(httparse::Status::Partial) | Err(_) => return Err(Ended),
         };
+        extensions += extension;
+        if extensions > MAX_CHUNK_EXTENSION_BYTES {
+            return Err(Ended);
+        }
         incoming.buf.advance(line);
-        let size = usize::try_from(size).map_err(|_| Ended)?;
         if size == 0 {
             skip_trailers(incoming).await?;
             return Ok(body.freeze());
@@ -619,23 +664,59 @@ async fn read_chunked<S: AsyncRead>(incoming: &mut Incoming<S>) -> Result<Bytes,
     }
 }
 
-/// The trailer section after the last chunk, up to its empty line.
+/// The chunk-size line at the start of `buf`: its length, the chunk's size and its extension's
+/// length; `None` until its CRLF arrived. Only `HEXDIG{1,16} [";" ext] CRLF`, `ext` without CR
+/// or LF: httparse's `parse_chunk_size` also takes an empty size (as the last chunk) and a bare
+/// LF inside an extension, both of which hyper refuses.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, usize, usize)>, Ended> {
+    let Some(lf) = buf.iter().position(|b| *b == b'\n') else {
+        return match buf.len() < MAX_HEAD_BYTES {
+            true => Ok(None),
+            false => Err(Ended),
+        };
+    };
+    let line = buf[..lf].strip_suffix(b"\r").ok_or(Ended)?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let (size, extension) = line.split_at(digits);
+    if !(1..=16).contains(&digits)
+        || !(extension.is_empty() || extension.first() == Some(&b';'))
+        || extension.contains(&b'\r')
+    {
+        return Err(Ended);
+    }
+    let size = std::str::from_utf8(size).map_err(|_| Ended)?;
+    let size = u64::from_str_radix(size, 16).map_err(|_| Ended)?;
+    let size = usize::try_from(size).map_err(|_| Ended)?;
+    Ok(Some((lf + 1, size, extension.len())))
+}
+
+/// The trailer section after the last chunk, up to its empty line: at most
+/// [`MAX_TRAILER_BYTES`] (an endless one ends the pipe, not the memory), and only fields
+/// httparse reads in full, each line ended by CRLF, as hyper checks them.
 async fn skip_trailers<S: AsyncRead>(incoming: &mut Incoming<S>) -> Result<(), Ended> {
-    let mut skipped = 0;
     loop {
-        match incoming.buf.windows(2).position(|w| w == b"\r\n") {
-            Some(0) => {
-                incoming.buf.advance(2);
+        let buf = &incoming.buf[..];
+        let end = match buf.starts_with(b"\r\n") {
+            true => Some(2),
+            false => (buf.windows(4).position(|w| w == b"\r\n\r\n")).map(|at| at + 4),
+        };
+        match end {
+            Some(end) if end > MAX_TRAILER_BYTES => return Err(Ended),
+            Some(end) => {
+                let section = &buf[..end];
+                let bare_lf = (section.iter().enumerate())
+                    .any(|(i, b)| *b == b'\n' && (i == 0 || section[i - 1] != b'\r'));
+                let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+                let parsed = httparse::parse_headers(section, &mut fields);
+                if bare_lf || !matches!(parsed, Ok(httparse::Status::Complete((n, _))) if n == end)
+                {
+                    return Err(Ended);
+                }
+                incoming.buf.advance(end);
                 return Ok(());
             }
-            Some(end) => {
-                skipped += end + 2;
-                incoming.buf.advance(end + 2);
-            }
-            None => incoming.want(incoming.buf.len() + 1).await?,
-        }
-        if skipped > MAX_HEAD_BYTES {
-            return Err(Ended);
+            None if buf.len() >= MAX_TRAILER_BYTES => return Err(Ended),
+            None => incoming.want(buf.len() + 1).await?,
         }
     }
 }
@@ -788,7 +869,7 @@ mod tests {
     /// after it are asked another way, where hyper judges the same bytes.
     #[tokio::test]
     async fn what_cannot_be_framed_answers_nothing() {
-        let cases: [&[u8]; 8] = [
+        let cases: &[&[u8]] = &[
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
             b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
@@ -797,6 +878,22 @@ mod tests {
             b"NOT HTTP AT ALL\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
             b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n",
+            // What httparse or `str::parse` take and hyper refuses: answered here, they were
+            // verdicts the pool never gives.
+            b"HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\nA",
+            b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nA\r\n0\r\n\r\n",
+            b"HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;a\nb\r\nA\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nnot a field\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: x\xff, chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\xff\r\n\r\nA",
+            // An endless stream of informational responses: the loop reading them ends.
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
         ];
         for case in cases {
             let (pipe, mut server) = pipe();
@@ -809,6 +906,37 @@ mod tests {
             assert_eq!(answer(first).await, None, "{shown}");
             assert_eq!(answer(second).await, None, "{shown}");
         }
+    }
+
+    /// A trailer section that never ends: the pipe stops reading it at its bound, gives the
+    /// request no answer, and holds bounded memory (before, it read on as long as the server
+    /// wrote, into one buffer searched in full on every read).
+    #[tokio::test]
+    async fn an_endless_trailer_section_ends_the_pipe_at_its_bound() {
+        let (pipe, mut server) = pipe();
+        let first = send(&pipe, &get("/a")).expect("taken");
+        requests(&mut server, 1).await;
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = tokio::spawn({
+            let written = written.clone();
+            async move {
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n";
+                server.write_all(head).await.expect("write");
+                // At most 64 MiB (the duplex holds 64 KiB unread): far past the bound.
+                for _ in 0..64 * 1024 {
+                    if server.write_all(&[b'x'; 1024]).await.is_err() {
+                        break;
+                    }
+                    written.fetch_add(1024, Ordering::SeqCst);
+                }
+                server
+            }
+        });
+        assert_eq!(answer(first).await, None);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let written = written.load(Ordering::SeqCst);
+        assert!(written < 1024 * 1024, "{written} bytes of trailer read");
+        writer.abort();
     }
 
     #[tokio::test]
