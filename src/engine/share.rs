@@ -120,7 +120,8 @@ where
         })
     };
     let key = link_key(target, addresses);
-    let (opening, _) = ctx.fleet.links.get(key.clone(), begin).await;
+    let questioner = Some(questioner_key(target));
+    let (opening, _) = ctx.fleet.links.get_as(key.clone(), questioner, begin).await;
     let answering = |conn: HttpConnection, link: &Link| {
         let key = answer_key(&key, link.client_cert_requested);
         conn.answering_once(ctx.fleet.answers.clone(), key)
@@ -156,6 +157,22 @@ where
         conn.shared_with(own_bearer(target), own_impersonation(target)),
         &link,
     ))
+}
+
+/// What makes a target's questions its own, given its link: the credentials its requests
+/// carry and the namespace its reviews ask about. Targets alike in these ask identical
+/// questions, answered once ([`AnswerMemo`]), so one more of them adds no stream to a shared
+/// connection and does not count against [`MAX_SHARERS`]: fifty contexts of one user on one
+/// server share one connection, fifty users get ten.
+fn questioner_key(target: &Target) -> Key {
+    let key = (KeyBuilder::default())
+        .optional(own_bearer(target).as_ref().map(Secret::expose))
+        .part(&target.namespace);
+    match own_impersonation(target) {
+        Some(impersonation) => impersonation.key_parts(key.part([1])),
+        None => key.part([0]),
+    }
+    .finish()
 }
 
 /// The key of the answers over a connection of `link` ([`AnswerMemo`]): its link key, and

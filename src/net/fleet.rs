@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-/// Targets that share one verified connection at most. An HTTP/2 server takes a bounded
-/// number of streams at once (nginx 128, kube-apiserver 250; a run asks about 20 questions):
-/// more targets on one connection would queue in waves, so a sixth target opens its own.
+/// Targets with questions of their own that share one verified connection at most. An HTTP/2
+/// server takes a bounded number of streams at once (nginx 128, kube-apiserver 250; a run asks
+/// about 20 questions): more targets on one connection would queue in waves, so a sixth opens
+/// its own. Targets that ask the very questions another sharer asks (one user, one namespace:
+/// answered once, see `net::http::AnswerMemo`) add no stream and join without counting.
 pub const MAX_SHARERS: usize = 5;
 
 /// The first asker's answer per key, handed to every later asker; a new one after
@@ -23,8 +25,24 @@ pub struct Shared<K, V> {
     cells: Mutex<HashMap<K, Group<V>>>,
 }
 
-/// How many asked for the current answer of a key, and the answer (once made).
-type Group<V> = (usize, Arc<OnceCell<V>>);
+/// Who asked for the current answer of a key, and the answer (once made).
+struct Group<V> {
+    /// Askers counted against the group's size.
+    counted: usize,
+    /// The [`Shared::get_as`] questioners among them.
+    questioners: Vec<Key>,
+    cell: Arc<OnceCell<V>>,
+}
+
+impl<V> Group<V> {
+    fn new() -> Self {
+        Group {
+            counted: 0,
+            questioners: Vec::new(),
+            cell: Arc::new(OnceCell::new()),
+        }
+    }
+}
 
 impl<K: Eq + Hash, V: Clone> Shared<K, V> {
     /// `group`: how many askers share one answer (at least one).
@@ -38,7 +56,18 @@ impl<K: Eq + Hash, V: Clone> Shared<K, V> {
     /// The answer for `key`, made by `make` when nobody made it yet (or the asker who began
     /// making it was cancelled: then this one makes it), and whether this call made it.
     pub async fn get<F: Future<Output = V>>(&self, key: K, make: impl FnOnce() -> F) -> (V, bool) {
-        let cell = self.cell(key);
+        self.get_as(key, None, make).await
+    }
+
+    /// Like [`Shared::get`], where an asker whose `questioner` is already in the key's current
+    /// group joins it without counting against its size.
+    pub async fn get_as<F: Future<Output = V>>(
+        &self,
+        key: K,
+        questioner: Option<Key>,
+        make: impl FnOnce() -> F,
+    ) -> (V, bool) {
+        let cell = self.cell(key, questioner);
         let mut made = false;
         let value = cell
             .get_or_init(|| {
@@ -50,17 +79,20 @@ impl<K: Eq + Hash, V: Clone> Shared<K, V> {
         (value, made)
     }
 
-    /// The cell of `key`'s current group, a new group when the current one is full.
-    fn cell(&self, key: K) -> Arc<OnceCell<V>> {
+    /// The cell of `key`'s current group, a new group when the current one is full (and
+    /// `questioner` is not in it).
+    fn cell(&self, key: K, questioner: Option<Key>) -> Arc<OnceCell<V>> {
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cells
-            .entry(key)
-            .or_insert_with(|| (0, Arc::new(OnceCell::new())));
-        if entry.0 >= self.group {
-            *entry = (0, Arc::new(OnceCell::new()));
+        let group = cells.entry(key).or_insert_with(Group::new);
+        let known = (questioner.as_ref()).is_some_and(|q| group.questioners.contains(q));
+        if !known {
+            if group.counted >= self.group {
+                *group = Group::new();
+            }
+            group.counted += 1;
+            group.questioners.extend(questioner);
         }
-        entry.0 += 1;
-        entry.1.clone()
+        group.cell.clone()
     }
 }
 
@@ -133,6 +165,23 @@ mod tests {
             "a group of two: the third asker starts anew"
         );
         assert_eq!(other, (3, true));
+    }
+
+    #[tokio::test]
+    async fn a_questioner_already_in_the_group_joins_without_counting() {
+        let shared = Shared::new(2);
+        let made = AtomicUsize::new(0);
+        let make = || async { made.fetch_add(1, Ordering::SeqCst) + 1 };
+        let who = |name: &str| Some(KeyBuilder::default().part(name).finish());
+        let mut answers = Vec::new();
+        for asker in [
+            "alice", "alice", "alice", "bob", "alice", "carol", "bob", "alice",
+        ] {
+            answers.push(shared.get_as("a", who(asker), make).await.0);
+        }
+        // Alice and Bob fill the first group; Carol starts the second, where Bob and Alice are
+        // new again.
+        assert_eq!(answers, [1, 1, 1, 1, 1, 2, 2, 3]);
     }
 
     #[tokio::test]

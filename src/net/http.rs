@@ -304,15 +304,18 @@ impl H1Pool {
         let Some(place) = pipe.place().await else {
             return self.pooled(&build, started).await;
         };
-        let Some(sent) = pipe.send(place, &build()?) else {
+        let request = build()?;
+        let Some(sent) = pipe.send(place, &request) else {
             return self.pooled(&build, started).await;
         };
+        let pooled = || self.pooled(&build, started);
         match pipe.wait(sent).await {
-            Waited::Answered(answer) => Ok(piped(answer, started)),
-            Waited::Unanswered => self.pooled(&build, started).await,
-            Waited::Hedge(reply) => {
-                first_complete(reply, self.pooled(&build, started), started).await
-            }
+            Waited::Answered(answer) => match echoes(pipe, &request, &answer) {
+                true => Ok(piped(answer, started)),
+                false => pooled().await,
+            },
+            Waited::Unanswered => pooled().await,
+            Waited::Hedge(reply) => first_complete(reply, pipe, &request, pooled(), started).await,
         }
     }
 
@@ -417,15 +420,32 @@ impl H1Pool {
 /// The pipe's answer, when it is a complete response, else the pool's.
 async fn first_complete(
     mut reply: Reply,
+    pipe: &Pipe,
+    request: &http::Request<Bytes>,
     pooled: impl Future<Output = Result<Response, HttpFailure>>,
     started: Instant,
 ) -> Result<Response, HttpFailure> {
     tokio::pin!(pooled);
     tokio::select! {
         biased;
-        Ok(Some(answer)) = &mut reply => Ok(piped(answer, started)),
+        Ok(Some(answer)) = &mut reply => match echoes(pipe, request, &answer) {
+            true => Ok(piped(answer, started)),
+            false => pooled.await,
+        },
         result = &mut pooled => result,
     }
+}
+
+/// Whether a pipelined answer can be its request's ([`super::echo`]). One that answers
+/// another request says the pipe's order is lost (a server that answered some request
+/// twice): the pipe is abandoned, and this request and every one still waiting on it are
+/// asked on the pool.
+fn echoes(pipe: &Pipe, request: &http::Request<Bytes>, answer: &pipeline::Answer) -> bool {
+    let fits = super::echo::may_answer(request, answer.status, &answer.body);
+    if !fits {
+        pipe.abandon();
+    }
+    fits
 }
 
 fn piped(answer: pipeline::Answer, started: Instant) -> Response {
@@ -1025,7 +1045,7 @@ impl Impersonation {
     }
 
     /// Everything the headers say, as parts of the [`AnswerMemo`]'s key.
-    fn key_parts(&self, key: KeyBuilder) -> KeyBuilder {
+    pub fn key_parts(&self, key: KeyBuilder) -> KeyBuilder {
         match self.0.as_ref() {
             Err(()) => key.part([0]),
             Ok(headers) => (headers.iter()).fold(key.part([1]), |key, (name, value)| {

@@ -3,6 +3,7 @@
 //! once, in one `classify` function per source. Nothing here knows about check ids or reports.
 
 pub mod connect;
+pub mod echo;
 pub mod fleet;
 pub mod http;
 pub mod pipeline;

@@ -169,6 +169,8 @@ pub struct Pipe {
     /// order the same.
     requests: std::sync::Mutex<(u64, mpsc::UnboundedSender<Queued>)>,
     state: Arc<State>,
+    /// Wakes the reader to end the pipe.
+    broken: Arc<Notify>,
     progress: watch::Receiver<Progress>,
     link: Link,
 }
@@ -177,6 +179,8 @@ pub struct Pipe {
 struct State {
     /// False once the connection ended, broke, or was slow.
     open: AtomicBool,
+    /// An answer was not its request's ([`Pipe::abandon`]): nothing more is handed out.
+    abandoned: AtomicBool,
     /// [`PIPE_DEPTH`] places, one held by each request until its answer or its end; closed
     /// with the pipe, so whoever waits for a place goes elsewhere.
     places: Arc<Semaphore>,
@@ -234,6 +238,7 @@ impl Pipe {
         let (waiting_tx, waiting_rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             open: AtomicBool::new(true),
+            abandoned: AtomicBool::new(false),
             places: Arc::new(Semaphore::new(PIPE_DEPTH)),
         });
         let broken = Arc::new(Notify::new());
@@ -247,13 +252,14 @@ impl Pipe {
         let incoming = Incoming {
             io: read,
             buf: BytesMut::with_capacity(16 * 1024),
-            broken,
+            broken: broken.clone(),
         };
         let (progress_tx, progress) = watch::channel(Progress::default());
         tokio::spawn(read_loop(incoming, waiting_rx, state.clone(), progress_tx));
         Pipe {
             requests: std::sync::Mutex::new((0, requests)),
             state,
+            broken,
             progress,
             link,
         }
@@ -330,6 +336,15 @@ impl Pipe {
     /// to be trusted with more.
     pub fn distrust(&self) {
         self.state.end();
+    }
+
+    /// Hands out no more answers: one was not its request's (a server that answered some
+    /// request twice shifts every later answer by one), so the order is lost, and every
+    /// request still waiting gets none (its caller asks it another way).
+    pub fn abandon(&self) {
+        self.state.abandoned.store(true, Ordering::SeqCst);
+        self.state.end();
+        self.broken.notify_one();
     }
 }
 
@@ -452,6 +467,7 @@ async fn read_loop<S: AsyncRead>(
             }
         };
         match read_response(&mut incoming, waiter.head).await {
+            Ok(_) if state.abandoned.load(Ordering::SeqCst) => break,
             Ok((answer, keep_alive)) => {
                 progress.send_modify(|p| p.read_one(Instant::now()));
                 waiter.answer(answer);

@@ -265,12 +265,17 @@ fn write_stream(
     format: ReportFormat,
     render: impl FnOnce(&mut dyn Write) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
-    render(out).map_err(|e| e.at(dest.clone()))?;
-    out.flush().map_err(|source| ReportError::Write {
-        format,
-        dest,
-        source,
-    })
+    // Rendered into memory, then written at once: stdout is line-buffered, and a fleet's
+    // summary is thousands of lines, each a system call of its own otherwise.
+    let mut buf = Vec::new();
+    render(&mut buf).map_err(|e| e.at(dest.clone()))?;
+    (out.write_all(&buf))
+        .and_then(|()| out.flush())
+        .map_err(|source| ReportError::Write {
+            format,
+            dest,
+            source,
+        })
 }
 
 /// Report text made safe for one log line or XML attribute: [`clean_text`], newlines and

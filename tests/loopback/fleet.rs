@@ -126,6 +126,51 @@ async fn three_contexts_on_one_server_share_one_handshake_each_with_its_own_toke
     assert_eq!(shared_rows(&report), 6, "{:#?}", report.targets);
 }
 
+/// Targets that ask the very same questions (one user, one namespace) are answered once and
+/// add no stream to a connection, so any number share one; targets with questions of their
+/// own share one connection per `MAX_SHARERS`, so that no server's stream limit makes them
+/// queue in waves.
+#[tokio::test(flavor = "multi_thread")]
+async fn contexts_of_one_user_share_one_connection_and_users_one_per_five() {
+    init();
+    let pki = Pki::generate().expect("pki");
+    let names: Vec<String> = (0..12).map(|n| format!("u{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = ApiServerOptions {
+        tokens: tokens(&names),
+        ..ApiServerOptions::default()
+    };
+    let (server, ca) = server(&pki, &ClientAuth::None, options).await;
+    let url = format!("https://api.k8s.test:{}", server.addr().port());
+    let tokens: Vec<String> = names.iter().map(|n| format!("tok-{n}")).collect();
+    let contexts = |token_of: &dyn Fn(usize) -> usize| -> Vec<Ctx> {
+        (names.iter().enumerate())
+            .map(|(i, name)| Ctx::new(name, url.clone(), &ca, &tokens[token_of(i)]))
+            .collect()
+    };
+
+    let one_user = World::new()
+        .run(&kubeconfig(&contexts(&|_| 0), None), &[], &[])
+        .await;
+    assert_eq!(server.stats().tls_handshakes, 1, "{:?}", server.stats());
+    for t in &one_user.targets {
+        assert_eq!(t.verdict, Verdict::Pass, "{}: {:#?}", t.name, t.checks);
+    }
+    let per_user = requests_per_user(&server);
+    assert_eq!(per_user.get("system:serviceaccount:ci:u0"), Some(&18));
+
+    let twelve_users = World::new()
+        .run(&kubeconfig(&contexts(&|i| i), None), &[], &[])
+        .await;
+    let handshakes = server.stats().tls_handshakes - 1;
+    assert_eq!(handshakes, 3, "twelve users: {:?}", server.stats());
+    for t in &twelve_users.targets {
+        assert_eq!(t.verdict, Verdict::Pass, "{}: {:#?}", t.name, t.checks);
+        let user = format!("system:serviceaccount:ci:{}", t.name);
+        assert!(whoami_names(t, &user), "{}: {:#?}", t.name, t.checks);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn over_http1_the_shared_pool_carries_each_contexts_own_token() {
     init();

@@ -67,7 +67,8 @@ fn unverified(t: &Target) -> bool {
 
 /// Attack: six contexts of one user (a client certificate) with one CA and
 /// insecure-skip-tls-verify, behind a load balancer whose first backend has the good
-/// certificate and whose others an attacker's. Five contexts share the verified connection; the
+/// certificate and whose others an attacker's. Six contexts, each in its own namespace (so each
+/// asks reviews of its own and counts as a sharer): five share the verified connection; the
 /// sixth opens its own (`MAX_SHARERS`), lands on the attacker, and probes anonymously. Both
 /// connections have one link key: the memo must not hand the attacker's anonymous answers to
 /// the verified targets, nor the verified, authenticated answers to the unverified one.
@@ -90,6 +91,7 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
             ca_pem: Some(&ca),
             client_cert: Some((&alice.cert_pem, alice.key_pem())),
             extra_cluster: "    insecure-skip-tls-verify: true\n",
+            namespace: Some(name),
             ..Ctx::named(name, url.clone())
         })
         .collect();
@@ -125,8 +127,8 @@ async fn a_verified_and_an_unverified_connection_of_one_link_key_share_no_answer
 }
 
 /// Attack: one more backend behind the balancer, with the good certificate, that sends no
-/// response body within the timeout (a stuck backend). Five contexts of one user share the
-/// first connection, which lands on it; the sixth opens its own to the healthy backend. Its
+/// response body within the timeout (a stuck backend). Five contexts of one user, each in its
+/// own namespace (so each counts as a sharer), share the first connection, which lands on it; the sixth opens its own to the healthy backend. Its
 /// identical requests must not be failed with the stuck connection's timeouts: a failure is
 /// its connection's, not the question's.
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +150,10 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
     let url = format!("https://{relay}");
     let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
     let contexts: Vec<Ctx> = (names.iter())
-        .map(|name| Ctx::new(name, url.clone(), &ca, GOOD))
+        .map(|name| Ctx {
+            namespace: Some(name),
+            ..Ctx::new(name, url.clone(), &ca, GOOD)
+        })
         .collect();
     let report = World::new()
         .run(&kubeconfig(&contexts, None), &[], &[])
@@ -178,7 +183,8 @@ async fn a_stuck_connections_timeouts_are_not_handed_to_a_target_on_a_healthy_on
 
 /// Attack: a balancer whose first backend is the API server itself (it asks for client
 /// certificates) and whose others terminate TLS with a certificate of the same CA and never
-/// ask for one. Six contexts of one client-certificate user: the connection that never sent the
+/// ask for one. Six contexts of one client-certificate user, each in its own namespace (so
+/// each counts as a sharer and the sixth opens a second connection): the connection that never sent the
 /// certificate must not take the answers of the one that did (alice's identity and
 /// permissions), nor give it its 401s: both verified, under one link key.
 #[tokio::test(flavor = "multi_thread")]
@@ -212,6 +218,7 @@ async fn a_connection_that_never_sent_its_client_certificate_takes_no_authentica
         .map(|name| Ctx {
             ca_pem: Some(&ca),
             client_cert: Some((&alice.cert_pem, alice.key_pem())),
+            namespace: Some(name),
             ..Ctx::named(name, url.clone())
         })
         .collect();
